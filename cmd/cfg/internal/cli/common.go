@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cfg-dev/cfg/diag"
+	"github.com/cfg-dev/cfg/repo"
+	"github.com/cfg-dev/cfg/validate"
+)
+
+// workspace is the repository a command works on and the directory the
+// user runs it from; diagnostics are printed relative to the latter.
+type workspace struct {
+	root string // absolute repository root
+	cwd  string
+}
+
+func findWorkspace(f *Factory, cmd *cobra.Command) (*workspace, error) {
+	cwd, err := f.Getwd()
+	if err != nil {
+		return nil, infraError(err)
+	}
+	root, _ := cmd.Flags().GetString("root")
+	if root == "" {
+		root, err = repo.FindRoot(cwd)
+		if err != nil {
+			return nil, usageError(err)
+		}
+	} else if !filepath.IsAbs(root) {
+		root = filepath.Join(cwd, root)
+	}
+	return &workspace{root: filepath.Clean(root), cwd: cwd}, nil
+}
+
+// display turns a repository-relative path into one relative to the
+// working directory.
+func (w *workspace) display(p string) string {
+	abs := filepath.Join(w.root, filepath.FromSlash(p))
+	if rel, err := filepath.Rel(w.cwd, abs); err == nil {
+		return rel
+	}
+	return abs
+}
+
+// repoPath turns a command-line path into a repository-relative one.
+func (w *workspace) repoPath(arg string) (string, error) {
+	abs := arg
+	if !filepath.IsAbs(abs) {
+		abs = filepath.Join(w.cwd, arg)
+	}
+	rel, err := filepath.Rel(w.root, abs)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", fmt.Errorf("%s is outside the config repository %s", arg, w.root)
+	}
+	return filepath.ToSlash(rel), nil
+}
+
+func (w *workspace) report(f *Factory, format string, diags diag.List, extra map[string]any) error {
+	validate.Relativize(diags, w.display)
+	out := f.IO.Err
+	if format != validate.FormatText {
+		out = f.IO.Out
+	}
+	if err := validate.Write(out, format, diags, f.IO.Color && format == validate.FormatText, extra); err != nil {
+		return infraError(err)
+	}
+	return nil
+}
+
+func checkFormat(format string, allowed ...string) error {
+	for _, a := range allowed {
+		if format == a {
+			return nil
+		}
+	}
+	return usageError(fmt.Errorf("--format %q: want one of %s", format, strings.Join(allowed, ", ")))
+}

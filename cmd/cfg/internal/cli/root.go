@@ -1,0 +1,123 @@
+// Package cli holds the cobra commands of cfg. Commands are thin: each fills
+// an options struct and calls one library entry point; output goes through
+// IOStreams so commands run in-process in tests.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+// Exit codes (DESIGN §5).
+const (
+	ExitOK    = 0
+	ExitInput = 1 // the input is wrong: compile or validation errors, drift
+	ExitUsage = 2 // bad flags or arguments
+	ExitInfra = 3 // I/O, git or network failure
+)
+
+// IOStreams are the streams a command reads and writes.
+type IOStreams struct {
+	In       io.Reader
+	Out      io.Writer
+	Err      io.Writer
+	ErrIsTTY bool // stderr is a terminal: progress lines are shown
+	Color    bool // colored diagnostics (terminal and NO_COLOR unset)
+}
+
+// Factory carries what commands need from their environment.
+type Factory struct {
+	IO    *IOStreams
+	Getwd func() (string, error)
+}
+
+// SystemFactory returns a Factory for the real process.
+func SystemFactory() *Factory {
+	tty := term.IsTerminal(int(os.Stderr.Fd()))
+	_, noColor := os.LookupEnv("NO_COLOR")
+	return &Factory{
+		IO:    &IOStreams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, ErrIsTTY: tty, Color: tty && !noColor},
+		Getwd: os.Getwd,
+	}
+}
+
+// exitError is an error with the exit code it maps to. Every error a
+// command's RunE returns is one; any other error comes from cobra's own
+// parsing of the command line and is a usage error.
+type exitError struct {
+	code int
+	err  error // nil when the command already reported the problem
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// inputFailed is returned by a command that has reported problems in the
+// input and exits 1.
+var inputFailed = &exitError{code: ExitInput}
+
+func infraError(err error) error { return &exitError{code: ExitInfra, err: err} }
+
+func usageError(err error) error { return &exitError{code: ExitUsage, err: err} }
+
+// NewRootCmd returns the cfg command with its subcommands.
+func NewRootCmd(f *Factory) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "cfg",
+		Short:         "Configuration as code: compile, validate and distribute configs",
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.PersistentFlags().String("root", "", "config repository root (default: the first directory holding source/ at or above the working directory)")
+	root.SetOut(f.IO.Out)
+	root.SetErr(f.IO.Err)
+	root.SetIn(f.IO.In)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
+	root.AddCommand(
+		newCompileCmd(f, nil),
+		newValidateCmd(f, nil),
+		newVersionCmd(f, nil),
+	)
+	return root
+}
+
+// Main runs cfg with the process's arguments and returns the exit code.
+func Main() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	return Run(ctx, SystemFactory(), os.Args[1:])
+}
+
+// Run runs cfg with args and returns the exit code.
+func Run(ctx context.Context, f *Factory, args []string) int {
+	root := NewRootCmd(f)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	var ee *exitError
+	if !errors.As(err, &ee) {
+		ee = &exitError{code: ExitUsage, err: err}
+	}
+	if ee.err != nil {
+		fmt.Fprintf(f.IO.Err, "cfg: %v\n", ee.err)
+		if ee.code == ExitUsage {
+			fmt.Fprintln(f.IO.Err, "Run 'cfg --help' for usage.")
+		}
+	}
+	return ee.code
+}

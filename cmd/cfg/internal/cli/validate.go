@@ -1,0 +1,70 @@
+package cli
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cfg-dev/cfg/compiler"
+	"github.com/cfg-dev/cfg/validate"
+)
+
+// ValidateOptions are the inputs of cfg validate.
+type ValidateOptions struct {
+	Jobs   int
+	Format string
+	Quiet  bool
+}
+
+func newValidateCmd(f *Factory, runF func(*ValidateOptions) error) *cobra.Command {
+	opts := &ValidateOptions{}
+	cmd := &cobra.Command{
+		Use:   "validate",
+		Short: "Check every config and report drift (CI gate); writes nothing",
+		Long: `Validate compiles every config in memory, runs the validators, and compares
+the results with materialized_configs/: a materialized file that is missing,
+stale, hand-edited or orphaned is reported, and so is a raw config whose
+materialized copy differs. It exits 1 on any problem and writes nothing.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError(fmt.Errorf("validate takes no arguments"))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(opts.Format, validate.FormatText, validate.FormatJSON, validate.FormatGitHub); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return runValidate(f, cmd, opts)
+		},
+	}
+	cmd.Flags().IntVarP(&opts.Jobs, "jobs", "j", runtime.NumCPU(), "configs compiled in parallel")
+	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text, json or github")
+	cmd.Flags().BoolVarP(&opts.Quiet, "quiet", "q", false, "print only problems")
+	return cmd
+}
+
+func runValidate(f *Factory, cmd *cobra.Command, opts *ValidateOptions) error {
+	ws, err := findWorkspace(f, cmd)
+	if err != nil {
+		return err
+	}
+	rep, err := validate.Run(cmd.Context(), ws.root, compiler.Options{Jobs: opts.Jobs, Stderr: f.IO.Err})
+	if err != nil {
+		return infraError(err)
+	}
+	if err := ws.report(f, opts.Format, rep.Diags, map[string]any{"checked": rep.Checked}); err != nil {
+		return err
+	}
+	if len(rep.Diags) > 0 {
+		return inputFailed
+	}
+	if opts.Format == validate.FormatText && !opts.Quiet {
+		fmt.Fprintf(f.IO.Err, "%d configs checked, no problems\n", rep.Checked)
+	}
+	return nil
+}

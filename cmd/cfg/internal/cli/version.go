@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"fmt"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+)
+
+// Version returns cfg's version from the build information: the module
+// version, or the VCS revision for a build from a checkout.
+func Version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
+	}
+	v := bi.Main.Version
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	if (v == "" || v == "(devel)") && rev != "" {
+		v = rev + dirty
+	}
+	if v == "" {
+		v = "(devel)"
+	}
+	return v
+}
+
+func newVersionCmd(f *Factory, runF func() error) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print cfg's version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF()
+			}
+			bi, _ := debug.ReadBuildInfo()
+			goVersion := ""
+			if bi != nil {
+				goVersion = " " + bi.GoVersion
+			}
+			fmt.Fprintf(f.IO.Out, "cfg %s%s\n", Version(), goVersion)
+			return nil
+		},
+	}
+}

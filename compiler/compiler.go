@@ -1,0 +1,504 @@
+package compiler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"go.starlark.net/resolve"
+	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
+
+	"github.com/cfg-dev/cfg/diag"
+	"github.com/cfg-dev/cfg/repo"
+	"github.com/cfg-dev/cfg/schema"
+)
+
+// DefaultMaxSteps is the default limit on Starlark execution steps for one
+// program (a config, a module, or one config's validator checks).
+const DefaultMaxSteps = 100_000_000
+
+// Options control a compile.
+type Options struct {
+	Jobs     int                   // configs compiled in parallel; 0 means one per CPU
+	MaxSteps uint64                // step limit per program; 0 means DefaultMaxSteps
+	Stderr   io.Writer             // where print() writes; nil discards
+	Progress func(done, total int) // called after each config, if set
+}
+
+// Compiler compiles the configs of one repository, read through an fs.FS
+// rooted at the repository root. It caches parsed files, executed modules,
+// loaded schemas and validators for its lifetime, which is one run: every
+// module is executed once and its frozen globals are shared by all configs.
+// A Compiler is safe for concurrent use.
+type Compiler struct {
+	fsys    fs.FS
+	opts    Options
+	schemas *schema.Loader
+
+	parsed     onceMap[*parsedFile]
+	modules    onceMap[starlark.StringDict]
+	validators onceMap[*validatorFile]
+	acyclic    sync.Map // path -> struct{}: load graph below it has no cycle
+
+	printMu sync.Mutex
+}
+
+// New returns a compiler reading the repository in fsys.
+func New(fsys fs.FS, opts Options) *Compiler {
+	if opts.Jobs <= 0 {
+		opts.Jobs = runtime.NumCPU()
+	}
+	if opts.MaxSteps == 0 {
+		opts.MaxSteps = DefaultMaxSteps
+	}
+	return &Compiler{fsys: fsys, opts: opts, schemas: schema.NewLoader(fsys)}
+}
+
+// Output is the result of compiling one config or copying one raw config.
+type Output struct {
+	Source string    // source path, e.g. "source/feed/cache_job.cconf"
+	Name   string    // config name, e.g. "feed/cache_job"
+	Path   string    // materialized path, e.g. "materialized_configs/feed/cache_job.json"
+	Type   string    // the exported Thrift type, for compiled configs
+	Data   []byte    // the materialized bytes; nil when Diags is not empty
+	Diags  diag.List // problems found; the config failed if not empty
+}
+
+// CompileAll compiles the given source paths (configs and raw configs) with
+// Options.Jobs workers and returns one Output per path, in order.
+func (c *Compiler) CompileAll(ctx context.Context, paths []string) []*Output {
+	outs := make([]*Output, len(paths))
+	var next, done atomic.Int64
+	var wg sync.WaitGroup
+	for range min(c.opts.Jobs, max(len(paths), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(paths) {
+					return
+				}
+				if err := ctx.Err(); err != nil {
+					outs[i] = c.failed(paths[i], diag.Errorf(diag.Pos{File: paths[i]}, "not compiled: %v", err))
+				} else {
+					outs[i] = c.Compile(paths[i])
+				}
+				if n := done.Add(1); c.opts.Progress != nil {
+					c.opts.Progress(int(n), len(paths))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return outs
+}
+
+func (c *Compiler) failed(p string, d ...*diag.Diagnostic) *Output {
+	o := &Output{Source: p, Name: repo.ConfigName(p), Path: repo.MaterializedPath(p), Diags: d}
+	for _, d := range o.Diags {
+		d.Config = o.Name
+	}
+	return o
+}
+
+// Compile compiles one config, or reads one raw config.
+func (c *Compiler) Compile(p string) *Output {
+	if repo.Classify(p) == repo.Raw {
+		data, err := fs.ReadFile(c.fsys, p)
+		if err != nil {
+			return c.failed(p, diag.Errorf(diag.Pos{File: p}, "reading raw config: %v", err))
+		}
+		return &Output{Source: p, Name: repo.ConfigName(p), Path: repo.MaterializedPath(p), Data: data}
+	}
+	if repo.Classify(p) != repo.Config {
+		return c.failed(p, diag.Errorf(diag.Pos{File: p}, "not a config: only .cconf files and raw configs are compiled"))
+	}
+	v, exportPos, diags := c.run(p)
+	if len(diags) == 0 {
+		data, errs := encodeRoot(v)
+		for _, e := range errs {
+			pos := e.pos
+			if !pos.IsValid() {
+				pos = exportPos
+			}
+			d := diag.Errorf(posOf(pos), "%s", e.err.Error())
+			if e.err.decl != nil {
+				d.Notes = append(d.Notes, diag.Note{Pos: *e.err.decl, Msg: "field declared here"})
+			}
+			diags = append(diags, d)
+		}
+		if len(diags) == 0 {
+			diags = c.runValidators(p, v, exportPos)
+		}
+		if len(diags) == 0 {
+			return &Output{Source: p, Name: repo.ConfigName(p), Path: repo.MaterializedPath(p), Type: v.t.Name, Data: data}
+		}
+	}
+	diags.Sort()
+	return c.failed(p, diags...)
+}
+
+type exportState struct {
+	value *Struct
+	pos   syntax.Position
+}
+
+const exportKey = "cfg.export"
+
+var exportBuiltin = starlark.NewBuiltin("export", func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var v starlark.Value
+	if err := starlark.UnpackPositionalArgs("export", args, kwargs, 1, &v); err != nil {
+		return nil, err
+	}
+	st, _ := thread.Local(exportKey).(*exportState)
+	if st == nil {
+		return nil, errors.New("export can only be called by a .cconf config program")
+	}
+	if st.value != nil {
+		return nil, fmt.Errorf("export called twice (first at %s)", posOf(st.pos))
+	}
+	s, ok := v.(*Struct)
+	if !ok {
+		return nil, fmt.Errorf("export: got %s, want a Thrift struct value", describe(v))
+	}
+	st.value, st.pos = s, thread.CallFrame(1).Pos
+	return starlark.None, nil
+})
+
+// run executes a config program and returns its exported value.
+func (c *Compiler) run(p string) (*Struct, syntax.Position, diag.List) {
+	if d := c.checkCycles(p); d != nil {
+		return nil, syntax.Position{}, diag.List{d}
+	}
+	pf, err := c.parse(p)
+	if err != nil {
+		return nil, syntax.Position{}, c.diagnose(err)
+	}
+	predeclared := starlark.StringDict{"export": exportBuiltin}
+	prog, err := starlark.FileProgram(pf.f, predeclared.Has)
+	if err != nil {
+		return nil, syntax.Position{}, c.diagnose(err)
+	}
+	thread := c.newThread(p)
+	st := &exportState{}
+	thread.SetLocal(exportKey, st)
+	if _, err := prog.Init(thread, predeclared); err != nil {
+		return nil, syntax.Position{}, c.diagnose(err)
+	}
+	if st.value == nil {
+		return nil, syntax.Position{}, diag.List{diag.Errorf(diag.Pos{File: p, Line: 1, Col: 1}, "config does not call export()")}
+	}
+	st.value.Freeze()
+	return st.value, st.pos, nil
+}
+
+func (c *Compiler) newThread(name string) *starlark.Thread {
+	t := &starlark.Thread{
+		Name:  name,
+		Load:  c.load,
+		Print: c.print,
+	}
+	t.SetMaxExecutionSteps(c.opts.MaxSteps)
+	return t
+}
+
+func (c *Compiler) print(thread *starlark.Thread, msg string) {
+	if c.opts.Stderr == nil {
+		return
+	}
+	c.printMu.Lock()
+	defer c.printMu.Unlock()
+	fmt.Fprintf(c.opts.Stderr, "%s: %s\n", posOf(thread.CallFrame(1).Pos), msg)
+}
+
+// moduleError carries the diagnostics of a module that failed to load, so
+// that every config loading it reports the module's own positions.
+type moduleError struct{ diags diag.List }
+
+func (e *moduleError) Error() string { return e.diags.Error() }
+
+// resolveLoad maps a load() argument to a repository path: "//x" is
+// source/x, other paths are relative to the loading file.
+func resolveLoad(from, module string) (string, error) {
+	var p string
+	if rest, ok := strings.CutPrefix(module, "//"); ok {
+		p = path.Join(repo.SourceDir, rest)
+	} else {
+		p = path.Join(path.Dir(from), module)
+	}
+	if !strings.HasPrefix(p, repo.SourceDir+"/") {
+		return "", fmt.Errorf("%q is outside %s/", module, repo.SourceDir)
+	}
+	switch repo.Classify(p) {
+	case repo.Schema, repo.Module:
+		return p, nil
+	}
+	return "", fmt.Errorf("only .thrift and .cinc files can be loaded")
+}
+
+// displayPath shows a repository path the way load() spells it.
+func displayPath(p string) string { return "//" + strings.TrimPrefix(p, repo.SourceDir+"/") }
+
+// load implements starlark.Thread.Load for every program of the run.
+func (c *Compiler) load(thread *starlark.Thread, module string) (starlark.StringDict, error) {
+	from := thread.CallFrame(0).Pos.Filename()
+	p, err := resolveLoad(from, module)
+	if err != nil {
+		return nil, err
+	}
+	return c.modules.get(p, func() (starlark.StringDict, error) {
+		if _, err := fs.Stat(c.fsys, p); errors.Is(err, fs.ErrNotExist) {
+			return nil, errors.New("file does not exist")
+		}
+		if repo.Classify(p) == repo.Schema {
+			f, err := c.schemas.Load(p)
+			if err != nil {
+				var l diag.List
+				if errors.As(err, &l) {
+					return nil, &moduleError{l}
+				}
+				return nil, err
+			}
+			return schemaGlobals(f), nil
+		}
+		return c.execModule(p, nil)
+	})
+}
+
+// execModule executes a .cinc module or a validator file once and returns
+// its frozen globals.
+func (c *Compiler) execModule(p string, predeclared starlark.StringDict) (starlark.StringDict, error) {
+	pf, err := c.parse(p)
+	if err != nil {
+		return nil, &moduleError{c.diagnose(err)}
+	}
+	prog, err := starlark.FileProgram(pf.f, predeclared.Has)
+	if err != nil {
+		return nil, &moduleError{c.diagnose(err)}
+	}
+	g, err := prog.Init(c.newThread(p), predeclared)
+	if err != nil {
+		return nil, &moduleError{c.diagnose(err)}
+	}
+	g.Freeze()
+	return g, nil
+}
+
+// parsedFile is a parsed Starlark file and its load statements.
+type parsedFile struct {
+	f     *syntax.File
+	loads []loadRef
+}
+
+type loadRef struct {
+	module string // as written
+	path   string // resolved, or "" if it does not resolve
+	pos    syntax.Position
+}
+
+var fileOptions = &syntax.FileOptions{Set: true}
+
+func (c *Compiler) parse(p string) (*parsedFile, error) {
+	return c.parsed.get(p, func() (*parsedFile, error) {
+		src, err := fs.ReadFile(c.fsys, p)
+		if err != nil {
+			return nil, err
+		}
+		f, err := fileOptions.Parse(p, src, 0)
+		if err != nil {
+			return nil, err
+		}
+		pf := &parsedFile{f: f}
+		for _, stmt := range f.Stmts {
+			if l, ok := stmt.(*syntax.LoadStmt); ok {
+				ref := loadRef{module: l.ModuleName(), pos: l.Load}
+				ref.path, _ = resolveLoad(p, ref.module)
+				pf.loads = append(pf.loads, ref)
+			}
+		}
+		return pf, nil
+	})
+}
+
+// checkCycles reports a load cycle reachable from p, read statically from
+// load statements, so that no program runs into one.
+func (c *Compiler) checkCycles(p string) *diag.Diagnostic {
+	var stack []string
+	onStack := map[string]bool{}
+	var visit func(p string) *diag.Diagnostic
+	visit = func(p string) *diag.Diagnostic {
+		if _, ok := c.acyclic.Load(p); ok {
+			return nil
+		}
+		pf, err := c.parse(p)
+		if err != nil {
+			return nil // reported when the file is loaded
+		}
+		stack = append(stack, p)
+		onStack[p] = true
+		for _, l := range pf.loads {
+			if repo.Classify(l.path) != repo.Module {
+				continue
+			}
+			if onStack[l.path] {
+				i := 0
+				for stack[i] != l.path {
+					i++
+				}
+				cycle := make([]string, 0, len(stack)-i+1)
+				for _, s := range stack[i:] {
+					cycle = append(cycle, displayPath(s))
+				}
+				cycle = append(cycle, displayPath(l.path))
+				return diag.Errorf(posOf(l.pos), "load cycle: %s", strings.Join(cycle, " -> "))
+			}
+			if d := visit(l.path); d != nil {
+				return d
+			}
+		}
+		stack = stack[:len(stack)-1]
+		onStack[p] = false
+		c.acyclic.Store(p, struct{}{})
+		return nil
+	}
+	return visit(p)
+}
+
+func posOf(p syntax.Position) diag.Pos {
+	if !p.IsValid() {
+		return diag.Pos{}
+	}
+	return diag.Pos{File: p.Filename(), Line: int(p.Line), Col: int(p.Col)}
+}
+
+// diagnose turns an error from parsing or running Starlark into positioned
+// diagnostics.
+func (c *Compiler) diagnose(err error) diag.List {
+	var me *moduleError
+	if errors.As(err, &me) {
+		return me.diags
+	}
+	var se syntax.Error
+	if errors.As(err, &se) {
+		return diag.List{diag.Errorf(posOf(se.Pos), "%s", se.Msg)}
+	}
+	var rl resolve.ErrorList
+	if errors.As(err, &rl) {
+		var l diag.List
+		for _, e := range rl {
+			l = append(l, diag.Errorf(posOf(e.Pos), "%s", e.Msg))
+		}
+		return l
+	}
+	var ee *starlark.EvalError
+	if errors.As(err, &ee) {
+		return diag.List{c.evalDiag(ee)}
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return diag.List{diag.Errorf(diag.Pos{File: pe.Path}, "%v", pe.Err)}
+	}
+	return diag.List{diag.Errorf(diag.Pos{}, "%v", err)}
+}
+
+const builtinFile = "<builtin>"
+
+// evalDiag positions a Starlark runtime error at the innermost frame in a
+// source file. A type error raised by a struct constructor is positioned at
+// the keyword argument that caused it.
+func (c *Compiler) evalDiag(ee *starlark.EvalError) *diag.Diagnostic {
+	stack := ee.CallStack
+	inner := len(stack) - 1
+	for inner > 0 && stack[inner].Pos.Filename() == builtinFile {
+		inner--
+	}
+	msg := ee.Msg
+	var d *diag.Diagnostic
+	var ve *valueError
+	if errors.As(ee, &ve) {
+		msg = ve.Error()
+		d = diag.Errorf(posOf(stack[inner].Pos), "%s", msg)
+		if inner < len(stack)-1 {
+			if f := ve.field(); f != "" {
+				if pos, ok := c.kwargPos(stack[inner].Pos, f); ok {
+					d.Pos = pos
+				}
+			}
+		}
+		if ve.decl != nil {
+			d.Notes = append(d.Notes, diag.Note{Pos: *ve.decl, Msg: "field declared here"})
+		}
+	} else {
+		d = diag.Errorf(posOf(stack[inner].Pos), "%s", msg)
+	}
+	for _, fr := range stack[:inner+1] {
+		d.Stack = append(d.Stack, diag.Frame{Pos: posOf(fr.Pos), Func: fr.Name})
+	}
+	return d
+}
+
+// kwargPos finds the keyword argument name= of the call whose '(' is at call.
+func (c *Compiler) kwargPos(call syntax.Position, name string) (diag.Pos, bool) {
+	pf, err := c.parse(call.Filename())
+	if err != nil {
+		return diag.Pos{}, false
+	}
+	var found *syntax.Ident
+	syntax.Walk(pf.f, func(n syntax.Node) bool {
+		if found != nil {
+			return false
+		}
+		ce, ok := n.(*syntax.CallExpr)
+		if !ok || ce.Lparen.Line != call.Line || ce.Lparen.Col != call.Col {
+			return true
+		}
+		for _, a := range ce.Args {
+			if b, ok := a.(*syntax.BinaryExpr); ok && b.Op == syntax.EQ {
+				if id, ok := b.X.(*syntax.Ident); ok && id.Name == name {
+					found = id
+				}
+			}
+		}
+		return found == nil
+	})
+	if found == nil {
+		return diag.Pos{}, false
+	}
+	return posOf(found.NamePos), true
+}
+
+// onceMap computes a value per key once, even under concurrent callers.
+type onceMap[V any] struct {
+	mu sync.Mutex
+	m  map[string]*onceEntry[V]
+}
+
+type onceEntry[V any] struct {
+	once sync.Once
+	v    V
+	err  error
+}
+
+func (m *onceMap[V]) get(key string, f func() (V, error)) (V, error) {
+	m.mu.Lock()
+	if m.m == nil {
+		m.m = map[string]*onceEntry[V]{}
+	}
+	e := m.m[key]
+	if e == nil {
+		e = &onceEntry[V]{}
+		m.m[key] = e
+	}
+	m.mu.Unlock()
+	e.once.Do(func() { e.v, e.err = f() })
+	return e.v, e.err
+}

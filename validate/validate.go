@@ -1,0 +1,185 @@
+// Package validate is the CI gate: it compiles every config in memory (type
+// checks and validators included) and reports drift between what the
+// sources compile to and the materialized configs committed beside them. It
+// writes nothing.
+//
+// Drift comes in four kinds:
+//
+//   - missing: a config or raw config has no materialized file;
+//   - stale: the materialized file differs from what its source compiles to;
+//   - hand-edited: the materialized file was changed by hand: it is not in
+//     canonical form, or it differs while the copy in the git HEAD commit
+//     matches what the source compiles to;
+//   - orphaned: a materialized file whose source is gone.
+//
+// The package also formats diagnostics as text, JSON or GitHub annotations.
+package validate
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/cfg-dev/cfg/compiler"
+	"github.com/cfg-dev/cfg/diag"
+	"github.com/cfg-dev/cfg/repo"
+)
+
+// Report is the outcome of a validation.
+type Report struct {
+	Checked int       // configs and raw configs checked
+	Diags   diag.List // compile errors, validator failures and drift, sorted
+}
+
+// Run validates the repository at root.
+func Run(ctx context.Context, root string, opts compiler.Options) (*Report, error) {
+	fsys := os.DirFS(root)
+	tree, err := repo.Scan(fsys)
+	if err != nil {
+		return nil, err
+	}
+	sources := append(slices.Clone(tree.Configs), tree.Raw...)
+	slices.Sort(sources)
+	outs := compiler.New(fsys, opts).CompileAll(ctx, sources)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	r := &Report{Checked: len(outs)}
+	head := openHead(root)
+	want := map[string]bool{}
+	for _, o := range outs {
+		want[o.Path] = true
+		if len(o.Diags) > 0 {
+			r.Diags = append(r.Diags, o.Diags...)
+			continue
+		}
+		if d := drift(fsys, o, head); d != nil {
+			r.Diags = append(r.Diags, d)
+		}
+	}
+	have, err := repo.ListMaterialized(fsys)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", repo.MaterializedDir, err)
+	}
+	for _, p := range have {
+		if !want[p] {
+			r.Diags = append(r.Diags, diag.Errorf(diag.Pos{File: p}, "orphaned: its source is gone (cfg compile deletes it)"))
+		}
+	}
+	r.Diags.Sort()
+	return r, nil
+}
+
+// drift compares one compiled output with its materialized file.
+func drift(fsys fs.FS, o *compiler.Output, head *headTree) *diag.Diagnostic {
+	got, err := fs.ReadFile(fsys, o.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return diag.Errorf(diag.Pos{File: o.Path}, "missing: %s has not been compiled (run cfg compile)", o.Source)
+	}
+	if err != nil {
+		return diag.Errorf(diag.Pos{File: o.Path}, "reading materialized config: %v", err)
+	}
+	if bytes.Equal(got, o.Data) {
+		return nil
+	}
+	pos := diag.Pos{File: o.Path, Line: firstDiffLine(got, o.Data)}
+	if repo.Classify(o.Source) == repo.Config && !canonical(got) {
+		return diag.Errorf(pos, "hand-edited: not in the form cfg writes; materialized configs are never edited by hand (change %s and run cfg compile)", o.Source)
+	}
+	if committed, ok := head.read(o.Path); ok && bytes.Equal(committed, o.Data) {
+		return diag.Errorf(pos, "hand-edited: changed since the last commit while %s still compiles to the committed content (change the source and run cfg compile)", o.Source)
+	}
+	return diag.Errorf(pos, "stale: differs from what %s compiles to (run cfg compile)", o.Source)
+}
+
+// canonical reports whether data is JSON in the layout cfg writes.
+func canonical(data []byte) bool {
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, data); err != nil {
+		return false
+	}
+	var indented bytes.Buffer
+	if err := json.Indent(&indented, compact.Bytes(), "", "  "); err != nil {
+		return false
+	}
+	indented.WriteByte('\n')
+	return bytes.Equal(indented.Bytes(), data)
+}
+
+func firstDiffLine(a, b []byte) int {
+	line := 1
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if a[i] != b[i] {
+			return line
+		}
+		if a[i] == '\n' {
+			line++
+		}
+	}
+	return line
+}
+
+// headTree reads files of the git HEAD commit of the repository holding
+// the config repository, if there is one.
+type headTree struct {
+	tree   *object.Tree
+	prefix string // the config repository's path inside the git work tree
+}
+
+func openHead(root string) *headTree {
+	r, err := git.PlainOpenWithOptions(root, &git.PlainOpenOptions{DetectDotGit: true})
+	if err != nil {
+		return nil
+	}
+	wt, err := r.Worktree()
+	if err != nil {
+		return nil
+	}
+	ref, err := r.Head()
+	if err != nil {
+		return nil
+	}
+	commit, err := r.CommitObject(ref.Hash())
+	if err != nil {
+		return nil
+	}
+	tree, err := commit.Tree()
+	if err != nil {
+		return nil
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil
+	}
+	abs, _ = filepath.EvalSymlinks(abs)
+	top, _ := filepath.EvalSymlinks(wt.Filesystem.Root())
+	prefix, err := filepath.Rel(top, abs)
+	if err != nil {
+		return nil
+	}
+	return &headTree{tree: tree, prefix: filepath.ToSlash(prefix)}
+}
+
+func (h *headTree) read(p string) ([]byte, bool) {
+	if h == nil {
+		return nil, false
+	}
+	f, err := h.tree.File(filepath.ToSlash(filepath.Join(h.prefix, p)))
+	if err != nil {
+		return nil, false
+	}
+	s, err := f.Contents()
+	if err != nil {
+		return nil, false
+	}
+	return []byte(s), true
+}
