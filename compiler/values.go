@@ -68,6 +68,8 @@ func describe(v starlark.Value) string {
 		return v.t.Name
 	case *Enum:
 		return v.String()
+	case starlark.NoneType:
+		return "None"
 	}
 	return v.Type()
 }

@@ -81,7 +81,7 @@ func (l *Loader) load(p string) (*File, error) {
 	}
 	m, err := compile.Compile("/"+p, compile.Filesystem(thriftFS{l.fsys}), compile.NonStrict())
 	if err != nil {
-		return nil, compileDiag(p, err)
+		return nil, compileDiag(p, err, progs)
 	}
 	// Declare every struct and enum of the tree first, so that fields can
 	// refer to types of any file, then fill them in.
@@ -154,23 +154,72 @@ func (l *Loader) parseTree(p string, progs map[string]*ast.Program, from *diag.P
 }
 
 var (
-	linePattern = regexp.MustCompile(`on line (\d+)`)
-	pathPattern = regexp.MustCompile(`"(/[^"]+\.thrift)"`)
+	linePattern   = regexp.MustCompile(` on line (\d+)`)
+	pathPattern   = regexp.MustCompile(`cannot compile "(/[^"]+\.thrift)": `)
+	targetPattern = regexp.MustCompile(`cannot compile "([^"/]+)": `)
+	refPattern    = regexp.MustCompile(`reference "([^"]+)"`)
+	scopePattern  = regexp.MustCompile(` in "[^"]+"`)
 )
 
-// compileDiag positions a thriftrw link error. Its messages nest the path of
-// the file and the line of the definition; the innermost ones are used.
-func compileDiag(p string, err error) error {
+// compileDiag positions a thriftrw link error. Its message nests the path
+// of the file, the name of the definition and sometimes a line; the
+// innermost of each is used, and the column is that of the unresolved
+// reference or of the definition.
+func compileDiag(p string, err error, progs map[string]*ast.Program) error {
 	msg := err.Error()
 	pos := diag.Pos{File: p}
 	if ms := pathPattern.FindAllStringSubmatch(msg, -1); len(ms) > 0 {
 		pos.File = rel(ms[len(ms)-1][1])
 	}
+	var target string
+	if ms := targetPattern.FindAllStringSubmatch(msg, -1); len(ms) > 0 {
+		target = ms[len(ms)-1][1]
+	}
+	if prog := progs[pos.File]; prog != nil && target != "" {
+		for _, d := range prog.Definitions {
+			if d.Info().Name == target {
+				pos.Line, pos.Col = d.Info().Line, d.Info().Column
+			}
+		}
+	}
 	if ms := linePattern.FindAllStringSubmatch(msg, -1); len(ms) > 0 {
 		pos.Line, _ = strconv.Atoi(ms[len(ms)-1][1])
+		pos.Col = 0
+		if ref := refPattern.FindStringSubmatch(msg); ref != nil {
+			pos.Col = columnOf(progs, pos, ref[1])
+		}
 	}
-	msg = pathPattern.ReplaceAllStringFunc(msg, func(s string) string { return `"` + strings.TrimPrefix(s, `"/`) })
+	msg = pathPattern.ReplaceAllString(msg, "")
+	msg = targetPattern.ReplaceAllString(msg, "$1: ")
+	msg = linePattern.ReplaceAllString(msg, "")
+	msg = scopePattern.ReplaceAllString(msg, "")
+	if target != "" {
+		msg = strings.Replace(msg, target+": "+target+": ", target+": ", 1)
+	}
 	return diag.List{diag.Errorf(pos, "%s", msg)}
+}
+
+// columnOf finds the column of name on the line of pos, or 0.
+func columnOf(progs map[string]*ast.Program, pos diag.Pos, name string) int {
+	col := 0
+	if prog := progs[pos.File]; prog != nil {
+		ast.Walk(ast.VisitorFunc(func(_ ast.Walker, n ast.Node) {
+			if col != 0 {
+				return
+			}
+			switch ref := n.(type) {
+			case ast.TypeReference:
+				if ref.Name == name && ref.Line == pos.Line {
+					col = ref.Column
+				}
+			case ast.ConstantReference:
+				if ref.Name == name && ref.Line == pos.Line {
+					col = ref.Column
+				}
+			}
+		}), prog)
+	}
+	return col
 }
 
 // declare creates the File, its structs and its enums (without fields).

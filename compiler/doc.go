@@ -1,0 +1,73 @@
+// Package compiler compiles config programs: Starlark (go.starlark.net)
+// against Thrift schemas, into canonical JSON.
+//
+// # Files
+//
+// A .cconf file is a config program and exports one config; a .cinc file is
+// a module other files load; a .thrift file is a schema; a
+// .thrift-cvalidator file holds the checks for the types of the .thrift file
+// of the same name. Paths given to load() are "//dir/file" (relative to
+// source/) or relative to the loading file. Only .thrift and .cinc files can
+// be loaded. Load cycles are found statically, before anything runs, and
+// reported with the cycle.
+//
+// # Builtins
+//
+// Besides the Starlark universe (print, fail, len, range, sorted, ...):
+//
+//   - export(value): in a .cconf only, called exactly once; value must be a
+//     Thrift struct value. Required fields are checked here, throughout the
+//     value, and every missing one is reported.
+//   - add_validator(Type, fn): in a .thrift-cvalidator only; registers fn as
+//     a check of every value of the struct Type (declared in the schema
+//     beside the validator) anywhere inside an exported config. A check
+//     fails by calling fail(msg); all failures are reported.
+//
+// load() of a .thrift file offers its declarations by name:
+//
+//   - a struct, union or exception is a constructor taking keyword arguments
+//     only: Job(name="cache", priority=Priority.HIGH). Fields with IDL
+//     defaults start with them; a union takes exactly one member. Passing
+//     None leaves a field unset. Reading an unset field gives None.
+//     Assigning a field (job.name = "x") checks the value like the
+//     constructor; assigning a union member replaces the previous one.
+//   - an enum is a namespace of its values: Priority.HIGH, whose .name and
+//     .value are the item's name and number. Values of one enum compare by
+//     number.
+//   - a typedef of a struct or enum is that type; a typedef of another type
+//     is a function that checks and converts its argument: UserId(42).
+//   - a constant is its value.
+//
+// # Type checking
+//
+// Every field value is checked when it is set: integer ranges (i8 to i64),
+// element types of lists, sets and maps, nested structs and enums. These
+// conversions are made and no others: a list or tuple (or set) for a set
+// field, an int for a double, a dict for a map, a string for binary. A
+// string is never a number, an int never an enum, a dict never a struct.
+// Values are checked once more when exported, so a list changed after it
+// was set (job.tags.append(3)) is caught too.
+//
+// Values built by a module are frozen when the module finishes loading:
+// configs that load them cannot change them, and every module is executed
+// once per run and shared.
+//
+// # Hermetic execution
+//
+// Programs see no files, network, clock or randomness; each program (a
+// config, a module, or one config's validator checks) runs under a step
+// limit. print() writes to the compile's stderr. Same inputs, same bytes
+// out, whatever the number of workers.
+//
+// # Canonical JSON
+//
+// A struct is an object with fields in IDL declaration order; unset fields
+// are omitted and fields with IDL defaults are always present. An enum is
+// its name; i64 is an exact integer; a double is the shortest form that
+// round-trips (NaN and infinities are errors); binary is base64. A set is a
+// sorted array without duplicates: numbers and enums by value, other
+// elements by their encoding. A map is an object whose keys are strings,
+// enum names or decimal integers, sorted the same way; other key types are
+// errors. Output uses two-space indentation, UTF-8 without HTML escaping,
+// and ends with a newline.
+package compiler
