@@ -23,7 +23,7 @@ import (
 
 // DefaultMaxSteps is the default limit on Starlark execution steps for one
 // program (a config, a module, or one config's validator checks).
-const DefaultMaxSteps = 100_000_000
+const DefaultMaxSteps = 20_000_000
 
 // Options control a compile.
 type Options struct {
@@ -141,6 +141,11 @@ func (c *Compiler) Compile(p string) *Output {
 		}
 		if len(diags) == 0 {
 			return &Output{Source: p, Name: repo.ConfigName(p), Path: repo.MaterializedPath(p), Type: v.t.Name, Data: data}
+		}
+	}
+	for _, d := range diags {
+		if d.Pos.File != p {
+			d.Notes = append(d.Notes, diag.Note{Pos: diag.Pos{File: p}, Msg: fmt.Sprintf("while compiling config %q", repo.ConfigName(p))})
 		}
 	}
 	diags.Sort()
@@ -427,11 +432,9 @@ func (c *Compiler) evalDiag(ee *starlark.EvalError) *diag.Diagnostic {
 	if errors.As(ee, &ve) {
 		msg = ve.Error()
 		d = diag.Errorf(posOf(stack[inner].Pos), "%s", msg)
-		if inner < len(stack)-1 {
-			if f := ve.field(); f != "" {
-				if pos, ok := c.kwargPos(stack[inner].Pos, f); ok {
-					d.Pos = pos
-				}
+		if inner < len(stack)-1 && ve.kwarg != "" {
+			if pos, ok := c.kwargPos(stack[inner].Pos, ve.kwarg); ok {
+				d.Pos = pos
 			}
 		}
 		if ve.decl != nil {

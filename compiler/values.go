@@ -17,9 +17,10 @@ import (
 // the value where it was found. Path segments are prepended as the error
 // travels up, so the successful path costs nothing.
 type valueError struct {
-	path []string // reversed: innermost segment first
-	msg  string
-	decl *diag.Pos // the declaration of the field, when known
+	path  []string // reversed: innermost segment first
+	msg   string
+	decl  *diag.Pos // the declaration of the field, when known
+	kwarg string    // the keyword argument of a constructor call at fault
 }
 
 func (e *valueError) Error() string {
@@ -38,14 +39,6 @@ func (e *valueError) Error() string {
 func (e *valueError) at(seg string) *valueError {
 	e.path = append(e.path, seg)
 	return e
-}
-
-// field returns the name of the outermost field in the path, if any.
-func (e *valueError) field() string {
-	if n := len(e.path); n >= 2 && strings.HasPrefix(e.path[n-2], ".") {
-		return e.path[n-2][1:]
-	}
-	return ""
 }
 
 func errorf(format string, args ...any) *valueError {
@@ -226,20 +219,22 @@ func fromConst(t *schema.Type, c schema.Const, pos syntax.Position) starlark.Val
 type StructType struct{ t *schema.Struct }
 
 var (
-	_ starlark.Callable = (*StructType)(nil)
-	_ starlark.HasAttrs = (*Struct)(nil)
+	_ starlark.Callable    = (*StructType)(nil)
+	_ starlark.HasAttrs    = (*Struct)(nil)
 	_ starlark.HasSetField = (*Struct)(nil)
-	_ starlark.Comparable = (*Struct)(nil)
-	_ starlark.Comparable = (*Enum)(nil)
-	_ starlark.HasAttrs = (*EnumType)(nil)
+	_ starlark.Comparable  = (*Struct)(nil)
+	_ starlark.Comparable  = (*Enum)(nil)
+	_ starlark.HasAttrs    = (*EnumType)(nil)
 )
 
-func (st *StructType) Name() string          { return st.t.Name }
-func (st *StructType) String() string        { return "<struct " + st.t.Name + ">" }
-func (st *StructType) Type() string          { return "struct_type" }
-func (st *StructType) Freeze()               {}
-func (st *StructType) Truth() starlark.Bool  { return true }
-func (st *StructType) Hash() (uint32, error) { return starlark.String(st.t.File + ":" + st.t.Name).Hash() }
+func (st *StructType) Name() string         { return st.t.Name }
+func (st *StructType) String() string       { return "<struct " + st.t.Name + ">" }
+func (st *StructType) Type() string         { return "struct_type" }
+func (st *StructType) Freeze()              {}
+func (st *StructType) Truth() starlark.Bool { return true }
+func (st *StructType) Hash() (uint32, error) {
+	return starlark.String(st.t.File + ":" + st.t.Name).Hash()
+}
 
 // CallInternal constructs a value: IDL defaults first, then each keyword
 // argument checked against its field.
@@ -298,7 +293,9 @@ func (s *Struct) setDefaults() {
 func (s *Struct) set(name string, v starlark.Value) *valueError {
 	f := s.t.Field(name)
 	if f == nil {
-		return errorf("unknown field %q%s", name, diag.DidYouMean(name, s.t.FieldNames()))
+		err := errorf("unknown field %q%s", name, diag.DidYouMean(name, s.t.FieldNames()))
+		err.kwarg = name
+		return err
 	}
 	if v == starlark.None {
 		s.fields[f.Index] = nil
@@ -306,7 +303,7 @@ func (s *Struct) set(name string, v starlark.Value) *valueError {
 	}
 	c, err := convert(f.Type, v)
 	if err != nil {
-		err.decl = &f.Pos
+		err.decl, err.kwarg = &f.Pos, name
 		return err.at("." + name)
 	}
 	if s.t.Type == schema.Union {
@@ -412,12 +409,14 @@ func newEnumType(e *schema.Enum) *EnumType {
 	return et
 }
 
-func (et *EnumType) String() string        { return "<enum " + et.e.Name + ">" }
-func (et *EnumType) Type() string          { return "enum_type" }
-func (et *EnumType) Freeze()               {}
-func (et *EnumType) Truth() starlark.Bool  { return true }
-func (et *EnumType) Hash() (uint32, error) { return starlark.String(et.e.File + ":" + et.e.Name).Hash() }
-func (et *EnumType) AttrNames() []string   { return et.e.ItemNames() }
+func (et *EnumType) String() string       { return "<enum " + et.e.Name + ">" }
+func (et *EnumType) Type() string         { return "enum_type" }
+func (et *EnumType) Freeze()              {}
+func (et *EnumType) Truth() starlark.Bool { return true }
+func (et *EnumType) Hash() (uint32, error) {
+	return starlark.String(et.e.File + ":" + et.e.Name).Hash()
+}
+func (et *EnumType) AttrNames() []string { return et.e.ItemNames() }
 
 func (et *EnumType) Attr(name string) (starlark.Value, error) {
 	for _, v := range et.values {
@@ -484,8 +483,10 @@ func threeway(op syntax.Token, c int) bool {
 // checks and converts its argument.
 type Typedef struct{ td *schema.Typedef }
 
-func (t *Typedef) Name() string          { return t.td.Name }
-func (t *Typedef) String() string        { return "<typedef " + t.td.Name + " = " + t.td.Target.String() + ">" }
+func (t *Typedef) Name() string { return t.td.Name }
+func (t *Typedef) String() string {
+	return "<typedef " + t.td.Name + " = " + t.td.Target.String() + ">"
+}
 func (t *Typedef) Type() string          { return "typedef" }
 func (t *Typedef) Freeze()               {}
 func (t *Typedef) Truth() starlark.Bool  { return true }

@@ -79,3 +79,11 @@ func checkFormat(format string, allowed ...string) error {
 	}
 	return usageError(fmt.Errorf("--format %q: want one of %s", format, strings.Join(allowed, ", ")))
 }
+
+// plural formats n with a noun, pluralized with "s".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

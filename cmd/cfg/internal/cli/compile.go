@@ -15,10 +15,11 @@ import (
 
 // CompileOptions are the inputs of cfg compile.
 type CompileOptions struct {
-	Paths  []string
-	Jobs   int
-	Quiet  bool
-	Format string
+	Paths    []string
+	Jobs     int
+	Quiet    bool
+	Format   string
+	MaxSteps uint64
 }
 
 func newCompileCmd(f *Factory, runF func(*CompileOptions) error) *cobra.Command {
@@ -46,6 +47,7 @@ untouched; the others still compile.`,
 	cmd.Flags().IntVarP(&opts.Jobs, "jobs", "j", runtime.NumCPU(), "configs compiled in parallel")
 	cmd.Flags().BoolVarP(&opts.Quiet, "quiet", "q", false, "print only problems")
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
+	cmd.Flags().Uint64Var(&opts.MaxSteps, "max-steps", compiler.DefaultMaxSteps, "Starlark execution step limit per program")
 	return cmd
 }
 
@@ -65,6 +67,7 @@ func runCompile(f *Factory, cmd *cobra.Command, opts *CompileOptions) error {
 	prog := newProgress(f.IO.Err, f.IO.ErrIsTTY && !opts.Quiet && opts.Format == validate.FormatText)
 	res, err := compiler.Build(cmd.Context(), ws.root, compiler.Options{
 		Jobs:     opts.Jobs,
+		MaxSteps: opts.MaxSteps,
 		Stderr:   f.IO.Err,
 		Progress: prog.update,
 	}, targets...)
@@ -82,7 +85,7 @@ func runCompile(f *Factory, cmd *cobra.Command, opts *CompileOptions) error {
 		return err
 	}
 	if opts.Format == validate.FormatText && !opts.Quiet {
-		fmt.Fprintln(f.IO.Out, summary)
+		fmt.Fprintln(f.IO.Err, summary)
 	}
 	if res.Failed > 0 {
 		return inputFailed

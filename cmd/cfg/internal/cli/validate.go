@@ -12,9 +12,10 @@ import (
 
 // ValidateOptions are the inputs of cfg validate.
 type ValidateOptions struct {
-	Jobs   int
-	Format string
-	Quiet  bool
+	Jobs     int
+	Format   string
+	MaxSteps uint64
+	Quiet    bool
 }
 
 func newValidateCmd(f *Factory, runF func(*ValidateOptions) error) *cobra.Command {
@@ -44,6 +45,7 @@ materialized copy differs. It exits 1 on any problem and writes nothing.`,
 	}
 	cmd.Flags().IntVarP(&opts.Jobs, "jobs", "j", runtime.NumCPU(), "configs compiled in parallel")
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text, json or github")
+	cmd.Flags().Uint64Var(&opts.MaxSteps, "max-steps", compiler.DefaultMaxSteps, "Starlark execution step limit per program")
 	cmd.Flags().BoolVarP(&opts.Quiet, "quiet", "q", false, "print only problems")
 	return cmd
 }
@@ -53,7 +55,7 @@ func runValidate(f *Factory, cmd *cobra.Command, opts *ValidateOptions) error {
 	if err != nil {
 		return err
 	}
-	rep, err := validate.Run(cmd.Context(), ws.root, compiler.Options{Jobs: opts.Jobs, Stderr: f.IO.Err})
+	rep, err := validate.Run(cmd.Context(), ws.root, compiler.Options{Jobs: opts.Jobs, MaxSteps: opts.MaxSteps, Stderr: f.IO.Err})
 	if err != nil {
 		return infraError(err)
 	}
@@ -64,7 +66,7 @@ func runValidate(f *Factory, cmd *cobra.Command, opts *ValidateOptions) error {
 		return inputFailed
 	}
 	if opts.Format == validate.FormatText && !opts.Quiet {
-		fmt.Fprintf(f.IO.Err, "%d configs checked, no problems\n", rep.Checked)
+		fmt.Fprintf(f.IO.Err, "%s checked, no problems\n", plural(rep.Checked, "config"))
 	}
 	return nil
 }

@@ -1,0 +1,432 @@
+// Command cfgbench measures the cfg compiler against the untyped baseline on
+// synthetic config repositories.
+//
+// For each repository size N it generates a repository once (internal/synth),
+// checks that the compiler and the baseline write the same bytes, and then,
+// run after run, times side by side a cold compile by the cfg compiler
+// (compiler.Build, writing materialized_configs/) and by the baseline
+// (internal/baseline: the same programs under plain go.starlark.net with
+// untyped constructors and no validators), each with one worker and with one
+// per CPU. Between runs it deletes materialized_configs/ and .cfg/. It prints
+// one row per N, engine and worker count: the median time over runs, configs
+// and megabytes of JSON per second, and the ratio of the typed time to the
+// baseline's for the same N and workers.
+//
+// Usage:
+//
+//	cfgbench [-n 1000,10000] [-runs 5] [-j 1,NCPU] [-dir DIR] [-cpuprofile FILE]
+//
+// It is a development tool; scripts/bench.sh builds and runs it.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cfg-dev/cfg/compiler"
+	"github.com/cfg-dev/cfg/internal/baseline"
+	"github.com/cfg-dev/cfg/internal/synth"
+	"github.com/cfg-dev/cfg/repo"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "cfgbench:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	sizes      []int
+	jobs       []int
+	runs       int
+	seed       int64
+	modules    int
+	dir        string
+	cpuprofile string
+	verify     bool
+	nowrite    bool
+	keep       bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	fl := flag.NewFlagSet("cfgbench", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	o := &options{}
+	sizes := fl.String("n", "1000,10000", "comma-separated repository sizes (configs)")
+	jobs := fl.String("j", "1,"+strconv.Itoa(runtime.NumCPU()), "comma-separated worker counts")
+	fl.IntVar(&o.runs, "runs", 5, "timed runs per size, engine and worker count")
+	fl.Int64Var(&o.seed, "seed", 1, "generator seed")
+	fl.IntVar(&o.modules, "modules", 0, "modules per repository (0: configs/50)")
+	fl.StringVar(&o.dir, "dir", "", "where to generate repositories (default: a new temporary directory)")
+	fl.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of one typed compile of the largest size, all workers, to `file`")
+	fl.BoolVar(&o.verify, "verify", true, "check that the compiler and the baseline write the same bytes")
+	fl.BoolVar(&o.nowrite, "nowrite", false, "also time both engines in memory, without writing files")
+	fl.BoolVar(&o.keep, "keep", false, "keep the generated repositories")
+	if err := fl.Parse(args); err != nil {
+		return nil, err
+	}
+	if fl.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fl.Args())
+	}
+	var err error
+	if o.sizes, err = ints(*sizes); err != nil {
+		return nil, fmt.Errorf("-n: %w", err)
+	}
+	if o.jobs, err = ints(*jobs); err != nil {
+		return nil, fmt.Errorf("-j: %w", err)
+	}
+	if o.runs < 1 {
+		return nil, fmt.Errorf("-runs: got %d, want at least 1", o.runs)
+	}
+	return o, nil
+}
+
+func ints(s string) ([]int, error) {
+	var l []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("bad number %q", f)
+		}
+		if !slices.Contains(l, n) {
+			l = append(l, n)
+		}
+	}
+	return l, nil
+}
+
+// An engine compiles the repository at root with jobs workers and reports
+// the configs and bytes it produced.
+type engine struct {
+	name string
+	run  func(root string, jobs int) (configs int, bytes int64, err error)
+}
+
+var (
+	typed = engine{"typed", func(root string, jobs int) (int, int64, error) {
+		res, err := compiler.Build(context.Background(), root, compiler.Options{Jobs: jobs})
+		if err != nil {
+			return 0, 0, err
+		}
+		if res.Failed > 0 {
+			return res.Compiled, res.Bytes, fmt.Errorf("%d configs failed:\n%s", res.Failed, firstDiags(res, 5))
+		}
+		return res.Compiled, res.Bytes, nil
+	}}
+	typedNoWrite = engine{"typed-nowrite", func(root string, jobs int) (int, int64, error) {
+		fsys := os.DirFS(root)
+		tree, err := repo.Scan(fsys)
+		if err != nil {
+			return 0, 0, err
+		}
+		c := compiler.New(fsys, compiler.Options{Jobs: jobs})
+		var n int
+		var b int64
+		for _, o := range c.CompileAll(context.Background(), tree.Configs) {
+			if len(o.Diags) > 0 {
+				return n, b, fmt.Errorf("%s: %v", o.Name, o.Diags[0])
+			}
+			n++
+			b += int64(len(o.Data))
+		}
+		return n, b, nil
+	}}
+	untyped = engine{"baseline", func(root string, jobs int) (int, int64, error) {
+		st, err := baseline.Run(root, jobs)
+		return st.Configs, st.Bytes, err
+	}}
+	untypedNoWrite = engine{"baseline-nowrite", func(root string, jobs int) (int, int64, error) {
+		st, err := baseline.RunInMemory(root, jobs)
+		return st.Configs, st.Bytes, err
+	}}
+)
+
+func firstDiags(res *compiler.Result, n int) string {
+	var b strings.Builder
+	for i, d := range res.Diags() {
+		if i == n {
+			fmt.Fprintf(&b, "  ...\n")
+			break
+		}
+		fmt.Fprintf(&b, "  %s\n", d.Error())
+	}
+	return b.String()
+}
+
+type row struct {
+	n       int
+	engine  string
+	jobs    int
+	median  time.Duration
+	configs int
+	bytes   int64
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	dir := o.dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "cfgbench-"); err != nil {
+			return err
+		}
+		if !o.keep {
+			defer os.RemoveAll(dir)
+		}
+	}
+	engines := []engine{typed, untyped}
+	if o.nowrite {
+		engines = []engine{typed, untyped, typedNoWrite, untypedNoWrite}
+	}
+	var rows []row
+	for _, n := range o.sizes {
+		root := filepath.Join(dir, fmt.Sprintf("n%d", n))
+		fmt.Fprintf(stderr, "generating %d configs in %s\n", n, root)
+		if err := os.RemoveAll(root); err != nil {
+			return err
+		}
+		if err := synth.Generate(root, synth.Options{Configs: n, Modules: o.modules, Seed: o.seed}); err != nil {
+			return fmt.Errorf("generating: %w", err)
+		}
+		if o.verify {
+			if err := verify(root, stderr); err != nil {
+				return err
+			}
+		}
+		times := map[string][]time.Duration{}
+		results := map[string]row{}
+		for r := range o.runs {
+			for _, jobs := range o.jobs {
+				for _, e := range engines {
+					d, configs, bytes, err := timeRun(root, e, jobs)
+					if err != nil {
+						return fmt.Errorf("N=%d %s -j %d: %w", n, e.name, jobs, err)
+					}
+					fmt.Fprintf(stderr, "N=%d run %d/%d %-16s -j %d: %.3fs\n", n, r+1, o.runs, e.name, jobs, d.Seconds())
+					key := e.name + "/" + strconv.Itoa(jobs)
+					times[key] = append(times[key], d)
+					results[key] = row{n: n, engine: e.name, jobs: jobs, configs: configs, bytes: bytes}
+				}
+			}
+		}
+		for _, jobs := range o.jobs {
+			for _, e := range engines {
+				key := e.name + "/" + strconv.Itoa(jobs)
+				rw := results[key]
+				rw.median = median(times[key])
+				rows = append(rows, rw)
+			}
+		}
+		if o.cpuprofile != "" && n == slices.Max(o.sizes) {
+			if err := profile(root, o.cpuprofile, slices.Max(o.jobs)); err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "wrote CPU profile of the typed compile, N=%d -j %d, to %s\n", n, slices.Max(o.jobs), o.cpuprofile)
+		}
+		if !o.keep && o.dir == "" {
+			os.RemoveAll(root)
+		}
+	}
+	fmt.Fprintf(stdout, "cfgbench: %s/%s, %d CPUs, %s, %d runs, median times\n",
+		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), o.runs)
+	printTable(stdout, rows)
+	return nil
+}
+
+// clean removes the outputs and caches of previous runs.
+func clean(root string) error {
+	for _, d := range []string{repo.MaterializedDir, repo.CacheDir} {
+		if err := os.RemoveAll(filepath.Join(root, d)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func timeRun(root string, e engine, jobs int) (time.Duration, int, int64, error) {
+	if err := clean(root); err != nil {
+		return 0, 0, 0, err
+	}
+	runtime.GC()
+	start := time.Now()
+	configs, bytes, err := e.run(root, jobs)
+	return time.Since(start), configs, bytes, err
+}
+
+func profile(root, file string, jobs int) error {
+	if err := clean(root); err != nil {
+		return err
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	_, _, err = typed.run(root, jobs)
+	pprof.StopCPUProfile()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func printTable(w io.Writer, rows []row) {
+	// The typed engines are compared with the baseline writing the same way.
+	against := map[string]string{typed.name: untyped.name, typedNoWrite.name: untypedNoWrite.name}
+	type key struct {
+		n, jobs int
+		engine  string
+	}
+	base := map[key]time.Duration{}
+	for _, r := range rows {
+		base[key{r.n, r.jobs, r.engine}] = r.median
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "N\tengine\tjobs\tmedian s\tconfigs/s\tMB/s\tvs baseline\t")
+	for _, r := range rows {
+		s := r.median.Seconds()
+		ratio := "-"
+		if b := base[key{r.n, r.jobs, against[r.engine]}]; b > 0 {
+			ratio = fmt.Sprintf("%.2fx", s/b.Seconds())
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%.3f\t%.0f\t%.1f\t%s\t\n",
+			r.n, r.engine, r.jobs, s, float64(r.configs)/s, float64(r.bytes)/1e6/s, ratio)
+	}
+	tw.Flush()
+}
+
+// verify compiles root with both engines and compares the materialized files
+// byte for byte.
+func verify(root string, stderr io.Writer) error {
+	jobs := runtime.NumCPU()
+	typedOut := filepath.Join(filepath.Dir(root), filepath.Base(root)+"-typed")
+	if err := os.RemoveAll(typedOut); err != nil {
+		return err
+	}
+	defer os.RemoveAll(typedOut)
+	if err := clean(root); err != nil {
+		return err
+	}
+	if _, _, err := typed.run(root, jobs); err != nil {
+		return fmt.Errorf("typed compile: %w", err)
+	}
+	if err := os.Rename(filepath.Join(root, repo.MaterializedDir), typedOut); err != nil {
+		return err
+	}
+	if _, _, err := untyped.run(root, jobs); err != nil {
+		return fmt.Errorf("baseline: %w", err)
+	}
+	diffs, err := compareTrees(typedOut, filepath.Join(root, repo.MaterializedDir))
+	if err != nil {
+		return err
+	}
+	if len(diffs) > 0 {
+		for _, d := range diffs[:min(len(diffs), 10)] {
+			fmt.Fprintln(stderr, "  "+d)
+		}
+		return fmt.Errorf("typed and baseline outputs differ in %d files", len(diffs))
+	}
+	fmt.Fprintf(stderr, "verified: typed and baseline outputs are identical\n")
+	return nil
+}
+
+// compareTrees returns one line per file that differs between dirs a and b.
+func compareTrees(a, b string) ([]string, error) {
+	fa, err := listFiles(a)
+	if err != nil {
+		return nil, err
+	}
+	fb, err := listFiles(b)
+	if err != nil {
+		return nil, err
+	}
+	var diffs []string
+	for _, p := range fa {
+		if _, ok := slices.BinarySearch(fb, p); !ok {
+			diffs = append(diffs, p+": only in typed output")
+		}
+	}
+	for _, p := range fb {
+		if _, ok := slices.BinarySearch(fa, p); !ok {
+			diffs = append(diffs, p+": only in baseline output")
+			continue
+		}
+		da, err := os.ReadFile(filepath.Join(a, p))
+		if err != nil {
+			return nil, err
+		}
+		db, err := os.ReadFile(filepath.Join(b, p))
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(da, db) {
+			diffs = append(diffs, p+": "+firstDiff(da, db))
+		}
+	}
+	return diffs, nil
+}
+
+func listFiles(dir string) ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		files = append(files, filepath.ToSlash(rel))
+		return nil
+	})
+	slices.Sort(files)
+	return files, err
+}
+
+// firstDiff describes the first line that differs between a and b.
+func firstDiff(a, b []byte) string {
+	la, lb := strings.Split(string(a), "\n"), strings.Split(string(b), "\n")
+	for i := range max(len(la), len(lb)) {
+		var x, y string
+		if i < len(la) {
+			x = la[i]
+		}
+		if i < len(lb) {
+			y = lb[i]
+		}
+		if x != y {
+			return fmt.Sprintf("line %d: typed %q, baseline %q", i+1, x, y)
+		}
+	}
+	return "differs"
+}
