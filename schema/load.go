@@ -95,9 +95,12 @@ func (l *Loader) load(p string) (*File, error) {
 	for _, m := range mods {
 		l.declare(m, progs[rel(m.ThriftPath)])
 	}
-	for _, m := range mods {
-		if err := l.define(m, progs[rel(m.ThriftPath)]); err != nil {
-			return nil, err
+	for _, pass := range []func(*compile.Module, *ast.Program) error{l.defineFields, l.defineValues} {
+		for _, m := range mods {
+			if err := pass(m, progs[rel(m.ThriftPath)]); err != nil {
+				l.forget(mods)
+				return nil, err
+			}
 		}
 	}
 	for _, m := range mods {
@@ -107,6 +110,22 @@ func (l *Loader) load(p string) (*File, error) {
 		}
 	}
 	return l.files[p], nil
+}
+
+// forget drops the partly converted files of a tree that failed.
+func (l *Loader) forget(mods []*compile.Module) {
+	for _, m := range mods {
+		p := rel(m.ThriftPath)
+		if f := l.files[p]; f != nil {
+			for name := range f.Structs {
+				delete(l.structs, declKey{p, name})
+			}
+			for name := range f.Enums {
+				delete(l.enums, declKey{p, name})
+			}
+		}
+		delete(l.files, p)
+	}
 }
 
 func rel(abs string) string { return strings.TrimPrefix(abs, "/") }
@@ -267,8 +286,40 @@ func (l *Loader) declare(m *compile.Module, prog *ast.Program) {
 	}
 }
 
-// define fills in fields, typedefs and constants.
-func (l *Loader) define(m *compile.Module, prog *ast.Program) error {
+// defineFields fills in the fields of structs (without defaults, which may
+// refer to structs of any file).
+func (l *Loader) defineFields(m *compile.Module, prog *ast.Program) error {
+	p := rel(m.ThriftPath)
+	f := l.files[p]
+	for _, d := range prog.Definitions {
+		d, ok := d.(*ast.Struct)
+		if !ok {
+			continue
+		}
+		s := f.Structs[d.Name]
+		spec := m.Types[d.Name].(*compile.StructSpec)
+		for i, fs := range spec.Fields {
+			af := d.Fields[i]
+			fld := &Field{ID: fs.ID, Name: fs.Name, Index: i, Pos: diag.Pos{File: p, Line: af.Line, Col: af.Column}}
+			var err error
+			if fld.Type, err = l.typeOf(fs.Type); err != nil {
+				return diag.List{diag.Errorf(fld.Pos, "%s.%s: %v", d.Name, fs.Name, err)}
+			}
+			switch af.Requiredness {
+			case ast.Required:
+				fld.Required = Required
+			case ast.Optional:
+				fld.Required = Optional
+			}
+			s.Fields = append(s.Fields, fld)
+			s.byName[fld.Name] = fld
+		}
+	}
+	return nil
+}
+
+// defineValues fills in field defaults, typedefs and constants.
+func (l *Loader) defineValues(m *compile.Module, prog *ast.Program) error {
 	p := rel(m.ThriftPath)
 	f := l.files[p]
 	for _, d := range prog.Definitions {
@@ -278,30 +329,15 @@ func (l *Loader) define(m *compile.Module, prog *ast.Program) error {
 			s := f.Structs[d.Name]
 			spec := m.Types[d.Name].(*compile.StructSpec)
 			for i, fs := range spec.Fields {
-				af := d.Fields[i]
-				t, err := l.typeOf(fs.Type)
+				if fs.Default == nil {
+					continue
+				}
+				fld := s.Fields[i]
+				v, err := l.constOf(fs.Default, fld.Type)
 				if err != nil {
-					return diag.List{diag.Errorf(pos, "%s.%s: %v", d.Name, fs.Name, err)}
+					return diag.List{diag.Errorf(fld.Pos, "%s.%s: default: %v", d.Name, fs.Name, err)}
 				}
-				fld := &Field{
-					ID: fs.ID, Name: fs.Name, Index: i, Type: t,
-					Pos: diag.Pos{File: p, Line: af.Line, Col: af.Column},
-				}
-				switch af.Requiredness {
-				case ast.Required:
-					fld.Required = Required
-				case ast.Optional:
-					fld.Required = Optional
-				}
-				if fs.Default != nil {
-					v, err := l.constOf(fs.Default, t)
-					if err != nil {
-						return diag.List{diag.Errorf(fld.Pos, "%s.%s: default: %v", d.Name, fs.Name, err)}
-					}
-					fld.Default = v
-				}
-				s.Fields = append(s.Fields, fld)
-				s.byName[fld.Name] = fld
+				fld.Default = v
 			}
 		case *ast.Typedef:
 			t, err := l.typeOf(m.Types[d.Name])

@@ -1,0 +1,107 @@
+package schema
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/cfg-dev/cfg/diag"
+)
+
+func testdataFS(t *testing.T) fstest.MapFS {
+	t.Helper()
+	fsys := fstest.MapFS{}
+	for _, name := range []string{"job.thrift", "common.thrift"} {
+		data, err := os.ReadFile("testdata/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fsys["source/schemas/"+name] = &fstest.MapFile{Data: data}
+	}
+	return fsys
+}
+
+func TestLoad(t *testing.T) {
+	l := NewLoader(testdataFS(t))
+	f, err := l.Load("source/schemas/job.thrift")
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := f.Structs["Job"]
+	if job == nil {
+		t.Fatal("no Job")
+	}
+	if got, want := job.Pos, (diag.Pos{File: "source/schemas/job.thrift", Line: 32, Col: 1}); got != want {
+		t.Errorf("Job.Pos = %v, want %v", got, want)
+	}
+	var types []string
+	for _, fld := range job.Fields {
+		types = append(types, fld.Name+" "+fld.Type.String())
+	}
+	want := []string{
+		"name string", "priority Priority", "resources Resources", "targets list<Target>",
+		"tags set<string>", "limits map<string, i32>", "owner_id i64", "ep Endpoint", "ratio double", "blob binary",
+	}
+	if diff := cmp.Diff(want, types); diff != "" {
+		t.Errorf("fields (-want +got):\n%s", diff)
+	}
+	if got := job.Field("resources").Pos; got.Line != 35 || got.Col != 3 {
+		t.Errorf("resources declared at %v, want line 35 col 3", got)
+	}
+	if job.Field("name").Required != Required || job.Field("resources").Required != Optional || job.Field("ratio").Required != Default {
+		t.Error("requiredness not read from the IDL")
+	}
+	if it, ok := job.Field("priority").Default.(*EnumItem); !ok || it.Name != "HIGH" {
+		t.Errorf("priority default = %#v, want Priority.HIGH", job.Field("priority").Default)
+	}
+	if d := job.Field("ratio").Default; d != float64(1) {
+		t.Errorf("ratio default = %#v, want float64 1", d)
+	}
+	ep := job.Field("ep").Default.(*StructConst)
+	if ep.Struct != f.Includes["common"].Structs["Endpoint"] || ep.Fields["port"] != int64(8080) {
+		t.Errorf("ep default = %#v", ep)
+	}
+	// The included file is the same object when loaded on its own.
+	common, err := l.Load("source/schemas/common.thrift")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if common.Structs["Endpoint"] != job.Field("ep").Type.Struct {
+		t.Error("types of an included file are not shared")
+	}
+	if v, ok := f.Lookup("common.Endpoint"); !ok || v != common.Structs["Endpoint"] {
+		t.Error("Lookup of a dotted name failed")
+	}
+	if it := f.Enums["Priority"].Item("LOW"); it == nil || it.Value != 1 || it.Pos.Line != 6 {
+		t.Errorf("Priority.LOW = %+v", it)
+	}
+	if f.Structs["Target"].Type != Union || f.Structs["Oops"].Type != Exception {
+		t.Error("union or exception kind lost")
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name, src, want string
+	}{
+		{"syntax", "struct X {\n  1: required i32 a\n  2 i32 b\n}\n", "source/x.thrift:3:5: syntax error: unexpected I32, expecting ':'"},
+		{"unknown type", "struct X {\n  1: required Foo a\n}\n", `source/x.thrift:2:15: X: could not resolve reference "Foo": unknown identifier "Foo"`},
+		{"bad default", "struct X {\n  1: required i32 a = \"s\"\n}\n", `source/x.thrift:1:1: X: cannot cast s to "i32"`},
+		{"missing include", "include \"nope.thrift\"\nstruct X {}\n", `source/x.thrift:1:1: cannot read schema "source/nope.thrift": file does not exist`},
+		{"duplicate", "struct X {}\nstruct X {}\n", "source/x.thrift"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := NewLoader(fstest.MapFS{"source/x.thrift": {Data: []byte(tt.src)}}).Load("source/x.thrift")
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !strings.HasPrefix(err.Error(), tt.want) {
+				t.Errorf("error:\n%s\nwant prefix:\n%s", err, tt.want)
+			}
+		})
+	}
+}
