@@ -1,0 +1,50 @@
+package compiler
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"testing"
+)
+
+// encodingJSON is the reference: encoding/json without HTML escaping.
+func encodingJSON(t *testing.T, v any) string {
+	t.Helper()
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		t.Fatal(err)
+	}
+	return string(bytes.TrimSuffix(b.Bytes(), []byte("\n")))
+}
+
+func TestAppendFloat(t *testing.T) {
+	for _, f := range []float64{0, 1, -1, 3, 0.1, 1.0 / 3, 1e-6, 1e-7, 9.99e-7, 1e20, 1e21, 1.5e300, -2.5e-300,
+		math.MaxFloat64, math.SmallestNonzeroFloat64, 123456789.125, 5e-324} {
+		got := string(appendFloat(nil, f))
+		if want := encodingJSON(t, f); got != want {
+			t.Errorf("appendFloat(%v) = %s, want %s", f, got, want)
+		}
+	}
+}
+
+func TestAppendString(t *testing.T) {
+	for _, s := range []string{"", "plain", `"quoted"`, `back\slash`, "tab\tnew\nline\rcr", "\x00\x1f\x7f",
+		"<html> & é", "\u2028\u2029", "bad \xff utf8", "emoji 🙂", "\xed\xa0\x80"} {
+		got := string(appendString(nil, s))
+		if want := encodingJSON(t, s); got != want {
+			t.Errorf("appendString(%q) = %s, want %s", s, got, want)
+		}
+	}
+}
+
+func FuzzAppendString(f *testing.F) {
+	f.Add("a\"b\\c\n\u2028\xff")
+	f.Fuzz(func(t *testing.T, s string) {
+		got := string(appendString(nil, s))
+		if want := encodingJSON(t, s); got != want {
+			t.Errorf("appendString(%q) = %s, want %s", s, got, want)
+		}
+	})
+}
