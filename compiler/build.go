@@ -1,7 +1,7 @@
 package compiler
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/cfg-dev/cfg/diag"
@@ -59,22 +60,37 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 			return nil, err
 		}
 	}
-	res := &Result{Outputs: c.CompileAll(ctx, paths)}
-	for _, o := range res.Outputs {
+	res := &Result{Outputs: make([]*Output, len(paths))}
+	written := make([]bool, len(paths))
+	var mu sync.Mutex
+	var writeErr error
+	w := repo.NewWriter(root)
+	c.compileEach(ctx, paths, func(i int, o *Output) {
+		res.Outputs[i] = o
+		if len(o.Diags) > 0 {
+			return
+		}
+		changed, err := w.WriteIfChanged(o.Path, o.Data)
+		if err != nil {
+			mu.Lock()
+			writeErr = cmp.Or(writeErr, err)
+			mu.Unlock()
+		}
+		written[i] = changed
+	})
+	if writeErr != nil {
+		return res, writeErr
+	}
+	for i, o := range res.Outputs {
 		if len(o.Diags) > 0 {
 			res.Failed++
 			continue
 		}
 		res.Compiled++
 		res.Bytes += int64(len(o.Data))
-		dst := filepath.Join(root, filepath.FromSlash(o.Path))
-		if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, o.Data) {
-			continue
+		if written[i] {
+			res.Written = append(res.Written, o.Path)
 		}
-		if err := repo.WriteFileAtomic(dst, o.Data); err != nil {
-			return res, err
-		}
-		res.Written = append(res.Written, o.Path)
 	}
 	if len(targets) == 0 {
 		if res.Removed, err = removeOrphans(root, fsys, all); err != nil {

@@ -76,6 +76,14 @@ type Output struct {
 // Options.Jobs workers and returns one Output per path, in order.
 func (c *Compiler) CompileAll(ctx context.Context, paths []string) []*Output {
 	outs := make([]*Output, len(paths))
+	c.compileEach(ctx, paths, func(i int, o *Output) { outs[i] = o })
+	return outs
+}
+
+// compileEach compiles paths with Options.Jobs workers and calls fn from
+// the worker with each result, so that work on an output (such as writing
+// it) overlaps with compiling the others.
+func (c *Compiler) compileEach(ctx context.Context, paths []string, fn func(i int, o *Output)) {
 	var next, done atomic.Int64
 	var wg sync.WaitGroup
 	for range min(c.opts.Jobs, max(len(paths), 1)) {
@@ -87,11 +95,13 @@ func (c *Compiler) CompileAll(ctx context.Context, paths []string) []*Output {
 				if i >= len(paths) {
 					return
 				}
+				var o *Output
 				if err := ctx.Err(); err != nil {
-					outs[i] = c.failed(paths[i], diag.Errorf(diag.Pos{File: paths[i]}, "not compiled: %v", err))
+					o = c.failed(paths[i], diag.Errorf(diag.Pos{File: paths[i]}, "not compiled: %v", err))
 				} else {
-					outs[i] = c.Compile(paths[i])
+					o = c.Compile(paths[i])
 				}
+				fn(i, o)
 				if n := done.Add(1); c.opts.Progress != nil {
 					c.opts.Progress(int(n), len(paths))
 				}
@@ -99,7 +109,6 @@ func (c *Compiler) CompileAll(ctx context.Context, paths []string) []*Output {
 		}()
 	}
 	wg.Wait()
-	return outs
 }
 
 func (c *Compiler) failed(p string, d ...*diag.Diagnostic) *Output {

@@ -4,14 +4,18 @@
 package repo
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 )
 
 // Directories of a config repository, relative to its root.
@@ -155,28 +159,55 @@ func ListMaterialized(fsys fs.FS) ([]string, error) {
 	return out, err
 }
 
+// Writer writes materialized files under a repository root. It remembers
+// the directories it has made, and is safe for concurrent use.
+type Writer struct {
+	root string
+	dirs sync.Map // directories known to exist
+}
+
+// NewWriter returns a Writer for the repository at root.
+func NewWriter(root string) *Writer { return &Writer{root: root} }
+
+// WriteIfChanged writes data to the repository path p unless the file
+// already holds exactly data, and reports whether it wrote. Writes are
+// atomic (see WriteFileAtomic).
+func (w *Writer) WriteIfChanged(p string, data []byte) (bool, error) {
+	name := filepath.Join(w.root, filepath.FromSlash(p))
+	if old, err := os.ReadFile(name); err == nil && bytes.Equal(old, data) {
+		return false, nil
+	}
+	dir := filepath.Dir(name)
+	if _, ok := w.dirs.Load(dir); !ok {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return false, err
+		}
+		w.dirs.Store(dir, struct{}{})
+	}
+	return true, writeAtomic(name, data)
+}
+
 // WriteFileAtomic writes data to name so that readers see either the old
 // content or the new, never a part: it writes a temporary file in the same
-// directory, syncs it and renames it over name.
+// directory and renames it over name. It does not fsync: materialized
+// configs are reproducible from their sources, and a compile of thousands
+// of configs should not wait for the disk thousands of times.
 func WriteFileAtomic(name string, data []byte) error {
-	dir := filepath.Dir(name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(name)+"-*")
+	return writeAtomic(name, data)
+}
+
+func writeAtomic(name string, data []byte) error {
+	tmp := filepath.Join(filepath.Dir(name), ".tmp-"+filepath.Base(name)+"-"+strconv.FormatUint(rand.Uint64(), 36))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return err
+		return fmt.Errorf("writing %s: %w", name, err)
 	}
-	tmp := f.Name()
 	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o644)
 	}
 	if err == nil {
 		err = os.Rename(tmp, name)
