@@ -135,11 +135,9 @@ func (c *Compiler) Compile(p string) *Output {
 	if len(diags) == 0 {
 		data, errs := encodeRoot(v)
 		for _, e := range errs {
-			pos := e.pos
-			if !pos.IsValid() {
-				pos = exportPos
-			}
-			d := diag.Errorf(posOf(pos), "%s", e.err.Error())
+			pos, notes := e.at.place(exportPos)
+			d := diag.Errorf(pos, "%s", e.err.Error())
+			d.Notes = notes
 			if e.err.decl != nil {
 				d.Notes = append(d.Notes, diag.Note{Pos: *e.err.decl, Msg: "field declared here"})
 			}
@@ -426,31 +424,37 @@ func (c *Compiler) diagnose(err error) diag.List {
 
 const builtinFile = "<builtin>"
 
-// evalDiag positions a Starlark runtime error at the innermost frame in a
-// source file. A type error raised by a struct constructor is positioned at
-// the keyword argument that caused it.
+// evalDiag positions a Starlark runtime error. The primary position is the
+// innermost frame in the top-level program's own file (the config being
+// compiled, when a config's call into a module failed), with a note where
+// the error was raised if that is elsewhere. A type error raised by a
+// struct constructor is positioned at the keyword argument that caused it.
 func (c *Compiler) evalDiag(ee *starlark.EvalError) *diag.Diagnostic {
 	stack := ee.CallStack
 	inner := len(stack) - 1
 	for inner > 0 && stack[inner].Pos.Filename() == builtinFile {
 		inner--
 	}
+	at := inner
+	for at > 0 && stack[at].Pos.Filename() != stack[0].Pos.Filename() {
+		at--
+	}
 	msg := ee.Msg
-	var d *diag.Diagnostic
 	var ve *valueError
 	if errors.As(ee, &ve) {
 		msg = ve.Error()
-		d = diag.Errorf(posOf(stack[inner].Pos), "%s", msg)
-		if inner < len(stack)-1 && ve.kwarg != "" {
-			if pos, ok := c.kwargPos(stack[inner].Pos, ve.kwarg); ok {
-				d.Pos = pos
-			}
+	}
+	d := diag.Errorf(posOf(stack[at].Pos), "%s", msg)
+	if ve != nil && at < len(stack)-1 && ve.kwarg != "" {
+		if pos, ok := c.kwargPos(stack[at].Pos, ve.kwarg); ok {
+			d.Pos = pos
 		}
-		if ve.decl != nil {
-			d.Notes = append(d.Notes, diag.Note{Pos: *ve.decl, Msg: "field declared here"})
-		}
-	} else {
-		d = diag.Errorf(posOf(stack[inner].Pos), "%s", msg)
+	}
+	if at != inner {
+		d.Notes = append(d.Notes, diag.Note{Pos: posOf(stack[inner].Pos), Msg: "raised here"})
+	}
+	if ve != nil && ve.decl != nil {
+		d.Notes = append(d.Notes, diag.Note{Pos: *ve.decl, Msg: "field declared here"})
 	}
 	for _, fr := range stack[:inner+1] {
 		d.Stack = append(d.Stack, diag.Frame{Pos: posOf(fr.Pos), Func: fr.Name})

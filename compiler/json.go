@@ -10,7 +10,6 @@ import (
 	"unicode/utf8"
 
 	"go.starlark.net/starlark"
-	"go.starlark.net/syntax"
 
 	"github.com/cfg-dev/cfg/schema"
 )
@@ -22,7 +21,7 @@ import (
 type encoder struct {
 	buf    []byte
 	path   []pathSeg
-	at     syntax.Position // construction site of the innermost struct
+	at     origin // construction site of the innermost struct
 	errs   []encodeError
 	indent int
 }
@@ -34,7 +33,7 @@ type pathSeg struct {
 }
 
 type encodeError struct {
-	pos syntax.Position
+	at  origin
 	err *valueError
 }
 
@@ -70,7 +69,7 @@ func encodeRoot(s *Struct) ([]byte, []encodeError) {
 
 func (e *encoder) structValue(s *Struct) {
 	saved := e.at
-	e.at = s.pos
+	e.at = s.origin
 	defer func() { e.at = saved }()
 	if s.t.Type == schema.Union {
 		if n := len(s.setFields()); n != 1 {

@@ -89,16 +89,14 @@ func (c *Compiler) runValidators(p string, v *Struct, exportPos syntax.Position)
 				thread = c.newThread(p)
 			}
 			if _, err := starlark.Call(thread, chk.fn, starlark.Tuple{s}, nil); err != nil {
-				pos := s.pos
-				if !pos.IsValid() {
-					pos = exportPos
-				}
+				pos, notes := s.origin.place(exportPos)
 				msg := err.Error()
 				var ee *starlark.EvalError
 				if errors.As(err, &ee) {
 					msg = strings.TrimPrefix(ee.Msg, "fail: ")
 				}
-				d := diag.Errorf(posOf(pos), "%s: validator failed: %s", strings.Join(path, ""), msg)
+				d := diag.Errorf(pos, "%s: validator failed: %s", strings.Join(path, ""), msg)
+				d.Notes = notes
 				if ee != nil {
 					inner := c.evalDiag(ee)
 					d.Notes = append(d.Notes, diag.Note{Pos: inner.Pos, Msg: "check failed here"})

@@ -177,7 +177,7 @@ func convert(t *schema.Type, v starlark.Value) (starlark.Value, *valueError) {
 }
 
 // fromConst converts an IDL constant to a (fresh, mutable) Starlark value.
-func fromConst(t *schema.Type, c schema.Const, pos syntax.Position) starlark.Value {
+func fromConst(t *schema.Type, c schema.Const, o origin) starlark.Value {
 	switch c := c.(type) {
 	case bool:
 		return starlark.Bool(c)
@@ -194,20 +194,20 @@ func fromConst(t *schema.Type, c schema.Const, pos syntax.Position) starlark.Val
 	case []schema.Const:
 		elems := make([]starlark.Value, len(c))
 		for i, e := range c {
-			elems[i] = fromConst(t.Elem, e, pos)
+			elems[i] = fromConst(t.Elem, e, o)
 		}
 		return starlark.NewList(elems)
 	case []schema.ConstPair:
 		d := starlark.NewDict(len(c))
 		for _, kv := range c {
-			_ = d.SetKey(fromConst(t.Key, kv.Key, pos), fromConst(t.Elem, kv.Value, pos))
+			_ = d.SetKey(fromConst(t.Key, kv.Key, o), fromConst(t.Elem, kv.Value, o))
 		}
 		return d
 	case *schema.StructConst:
-		s := newStruct(c.Struct, pos)
+		s := newStruct(c.Struct, o)
 		for name, fc := range c.Fields {
 			f := c.Struct.Field(name)
-			s.fields[f.Index] = fromConst(f.Type, fc, pos)
+			s.fields[f.Index] = fromConst(f.Type, fc, o)
 		}
 		return s
 	}
@@ -242,7 +242,7 @@ func (st *StructType) CallInternal(thread *starlark.Thread, args starlark.Tuple,
 	if len(args) > 0 {
 		return nil, errorf("%s takes keyword arguments only, got %d positional", st.t.Name, len(args))
 	}
-	s := newStruct(st.t, thread.CallFrame(1).Pos)
+	s := newStruct(st.t, originOf(thread))
 	s.setDefaults()
 	set := 0
 	for _, kv := range kwargs {
@@ -270,12 +270,41 @@ func (st *StructType) CallInternal(thread *starlark.Thread, args starlark.Tuple,
 type Struct struct {
 	t      *schema.Struct
 	fields []starlark.Value // by field index; nil when unset
-	pos    syntax.Position  // where it was constructed
+	origin origin           // where it was constructed
 	frozen bool
 }
 
-func newStruct(t *schema.Struct, pos syntax.Position) *Struct {
-	return &Struct{t: t, fields: make([]starlark.Value, len(t.Fields)), pos: pos}
+func newStruct(t *schema.Struct, o origin) *Struct {
+	return &Struct{t: t, fields: make([]starlark.Value, len(t.Fields)), origin: o}
+}
+
+// origin records where a value was built: the constructor call, and the
+// line of the top-level program (the config being compiled) that led to it,
+// when the call was made inside a module's function.
+type origin struct {
+	pos, top syntax.Position
+}
+
+// originOf returns the origin of a value built by the builtin now running.
+func originOf(thread *starlark.Thread) origin {
+	o := origin{pos: thread.CallFrame(1).Pos}
+	if d := thread.CallStackDepth(); d > 2 {
+		o.top = thread.CallFrame(d - 1).Pos
+	}
+	return o
+}
+
+// place returns where to report a problem with the value: the line of the
+// config being compiled when known, with a note at the constructor call in
+// a module; fallback when the value has no origin (an IDL default).
+func (o origin) place(fallback syntax.Position) (diag.Pos, []diag.Note) {
+	switch {
+	case o.top.IsValid() && o.pos.IsValid() && o.top != o.pos:
+		return posOf(o.top), []diag.Note{{Pos: posOf(o.pos), Msg: "value built here"}}
+	case o.pos.IsValid():
+		return posOf(o.pos), nil
+	}
+	return posOf(fallback), nil
 }
 
 func (s *Struct) setDefaults() {
@@ -284,7 +313,7 @@ func (s *Struct) setDefaults() {
 	}
 	for i, f := range s.t.Fields {
 		if f.Default != nil {
-			s.fields[i] = fromConst(f.Type, f.Default, s.pos)
+			s.fields[i] = fromConst(f.Type, f.Default, s.origin)
 		}
 	}
 }
@@ -525,7 +554,7 @@ func schemaGlobals(f *schema.File) starlark.StringDict {
 		}
 	}
 	for name, c := range f.Constants {
-		g[name] = fromConst(c.Type, c.Value, syntax.Position{})
+		g[name] = fromConst(c.Type, c.Value, origin{})
 	}
 	g.Freeze()
 	return g

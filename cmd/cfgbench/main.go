@@ -14,7 +14,16 @@
 //
 // Usage:
 //
-//	cfgbench [-n 1000,10000] [-runs 5] [-j 1,NCPU] [-dir DIR] [-cpuprofile FILE]
+//	cfgbench [-n 1000,10000] [-runs 5] [-j 1,NCPU] [-seed 1] [-modules M]
+//	         [-dir DIR] [-keep] [-verify=false] [-nowrite] [-cpuprofile FILE]
+//
+// -nowrite adds rows for both engines compiling in memory, without writing
+// files (the typed one through compiler.New and CompileAll), to separate the
+// cost of the programs from the cost of the file system. -verify (on by
+// default) compiles each repository once with both engines first and fails,
+// listing the first differing line of each file, unless the outputs are
+// byte-identical. -cpuprofile profiles one extra typed compile of the
+// largest N with the most workers.
 //
 // It is a development tool; scripts/bench.sh builds and runs it.
 package main
@@ -220,7 +229,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 				for _, e := range engines {
 					d, configs, bytes, err := timeRun(root, e, jobs)
 					if err != nil {
-						return fmt.Errorf("N=%d %s -j %d: %w", n, e.name, jobs, err)
+						return fmt.Errorf("%s -j %d on %d configs: %w", e.name, jobs, n, err)
 					}
 					fmt.Fprintf(stderr, "N=%d run %d/%d %-16s -j %d: %.3fs\n", n, r+1, o.runs, e.name, jobs, d.Seconds())
 					key := e.name + "/" + strconv.Itoa(jobs)
