@@ -1,0 +1,141 @@
+package validate
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/cfg-dev/cfg/compiler"
+	"github.com/cfg-dev/cfg/diag"
+)
+
+func writeFiles(t *testing.T, root string, files map[string]string) {
+	t.Helper()
+	for name, data := range files {
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func messages(l diag.List) []string {
+	var out []string
+	for _, d := range l {
+		out = append(out, d.Error())
+	}
+	return out
+}
+
+func run(t *testing.T, root string) []string {
+	t.Helper()
+	rep, err := Run(context.Background(), root, compiler.Options{Jobs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return messages(rep.Diags)
+}
+
+// TestDrift walks one repository (a real git repository made with go-git)
+// through every kind of drift.
+func TestDrift(t *testing.T) {
+	root := t.TempDir()
+	writeFiles(t, root, map[string]string{
+		"source/s.thrift": "struct S {\n  1: required i32 v\n}\n",
+		"source/a.cconf":  "load(\"//s.thrift\", \"S\")\nexport(S(v = 1))\n",
+		"source/b.cconf":  "load(\"//s.thrift\", \"S\")\nexport(S(v = 2))\n",
+		"source/raw.txt":  "raw\n",
+	})
+	if got := run(t, root); strings.Join(got, "\n") != strings.Join([]string{
+		"materialized_configs/a.json: missing: source/a.cconf has not been compiled (run cfg compile)",
+		"materialized_configs/b.json: missing: source/b.cconf has not been compiled (run cfg compile)",
+		"materialized_configs/raw.txt: missing: source/raw.txt has not been compiled (run cfg compile)",
+	}, "\n") {
+		t.Fatalf("never compiled:\n%s", strings.Join(got, "\n"))
+	}
+	if _, err := compiler.Build(context.Background(), root, compiler.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := run(t, root); len(got) != 0 {
+		t.Fatalf("compiled repository has drift:\n%s", strings.Join(got, "\n"))
+	}
+
+	r, err := git.PlainInit(root, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wt, _ := r.Worktree()
+	if err := wt.AddGlob("."); err != nil {
+		t.Fatal(err)
+	}
+	sig := &object.Signature{Name: "t", Email: "t@example.com", When: time.Unix(0, 0)}
+	if _, err := wt.Commit("compile", &git.CommitOptions{Author: sig}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A value edited by hand in cfg's own layout: only git tells.
+	writeFiles(t, root, map[string]string{"materialized_configs/a.json": "{\n  \"v\": 9\n}\n"})
+	// A source changed without recompiling.
+	writeFiles(t, root, map[string]string{"source/b.cconf": "load(\"//s.thrift\", \"S\")\nexport(S(v = 3))\n"})
+	// A raw config changed without recompiling; an output whose source is gone.
+	writeFiles(t, root, map[string]string{"source/raw.txt": "raw v2\n", "materialized_configs/gone.json": "{}\n"})
+	want := []string{
+		"materialized_configs/a.json:2: hand-edited: changed since the last commit while source/a.cconf still compiles to the committed content (change the source and run cfg compile)",
+		"materialized_configs/b.json:2: stale: differs from what source/b.cconf compiles to (run cfg compile)",
+		"materialized_configs/gone.json: orphaned: its source is gone (cfg compile deletes it)",
+		"materialized_configs/raw.txt:1: stale: differs from what source/raw.txt compiles to (run cfg compile)",
+	}
+	if got := run(t, root); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("drift:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// An edit that breaks cfg's layout is hand-edited even without git.
+	writeFiles(t, root, map[string]string{"materialized_configs/a.json": "{\"v\": 1}"})
+	if err := os.RemoveAll(filepath.Join(root, ".git")); err != nil {
+		t.Fatal(err)
+	}
+	if got := run(t, root); !strings.HasPrefix(got[0], "materialized_configs/a.json:1: hand-edited: not in the form cfg writes") {
+		t.Errorf("reformatted file: %s", got[0])
+	}
+}
+
+func TestWriteFormats(t *testing.T) {
+	diags := diag.List{{
+		Pos:   diag.Pos{File: "source/a,b.cconf", Line: 3, Col: 7},
+		Msg:   "Job.port: got 100%, want i16\nsecond line",
+		Notes: []diag.Note{{Pos: diag.Pos{File: "source/s.thrift", Line: 2, Col: 3}, Msg: "field declared here"}},
+	}}
+	tests := []struct{ format, want string }{
+		{FormatText, "source/a,b.cconf:3:7: Job.port: got 100%, want i16\nsecond line\n    source/s.thrift:2:3: field declared here\n"},
+		{FormatGitHub, "::error file=source/a%2Cb.cconf,line=3,col=7::Job.port: got 100%25, want i16%0Asecond line%0Asource/s.thrift:2:3: field declared here\n"},
+	}
+	for _, tt := range tests {
+		var b bytes.Buffer
+		if err := Write(&b, tt.format, diags, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		if b.String() != tt.want {
+			t.Errorf("%s:\n%q\nwant\n%q", tt.format, b.String(), tt.want)
+		}
+	}
+	var b bytes.Buffer
+	if err := Write(&b, FormatJSON, nil, false, map[string]any{"checked": 3}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "{\n  \"checked\": 3,\n  \"diagnostics\": []\n}\n"; b.String() != want {
+		t.Errorf("json: %q, want %q", b.String(), want)
+	}
+	if err := Write(&b, "xml", nil, false, nil); err == nil || err.Error() != `unknown format "xml" (want text, json or github)` {
+		t.Errorf("unknown format: %v", err)
+	}
+}
