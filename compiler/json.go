@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"go.starlark.net/starlark"
@@ -26,10 +27,34 @@ type encoder struct {
 	indent int
 }
 
+// pathSeg is one step of the path to a value inside a config: a type name
+// or ".field", a map key, or a list index.
 type pathSeg struct {
-	name  string // ".field" or "Type"
-	index int    // list index when name == ""
+	name  string // a type name
+	field string
+	index int // when the others are empty
 	key   starlark.Value
+}
+
+func (s pathSeg) String() string {
+	switch {
+	case s.name != "":
+		return s.name
+	case s.field != "":
+		return "." + s.field
+	case s.key != nil:
+		return "[" + s.key.String() + "]"
+	}
+	return "[" + strconv.Itoa(s.index) + "]"
+}
+
+// formatPath renders a path such as Job.tasks[1].resources.
+func formatPath(path []pathSeg) string {
+	var b strings.Builder
+	for _, s := range path {
+		b.WriteString(s.String())
+	}
+	return b.String()
 }
 
 type encodeError struct {
@@ -39,14 +64,7 @@ type encodeError struct {
 
 func (e *encoder) fail(err *valueError) {
 	for i := len(e.path) - 1; i >= 0; i-- {
-		switch s := e.path[i]; {
-		case s.name != "":
-			err.at(s.name)
-		case s.key != nil:
-			err.at("[" + s.key.String() + "]")
-		default:
-			err.at("[" + strconv.Itoa(s.index) + "]")
-		}
+		err.at(e.path[i].String())
 	}
 	e.errs = append(e.errs, encodeError{e.at, err})
 }
@@ -83,7 +101,7 @@ func (e *encoder) structValue(s *Struct) {
 		v := s.fields[i]
 		if v == nil {
 			if f.Required == schema.Required {
-				e.path = append(e.path, pathSeg{name: "." + f.Name})
+				e.path = append(e.path, pathSeg{field: f.Name})
 				e.fail(&valueError{msg: "missing required field", decl: &f.Pos})
 				e.path = e.path[:len(e.path)-1]
 			}
@@ -96,7 +114,7 @@ func (e *encoder) structValue(s *Struct) {
 		e.newline()
 		e.buf = appendString(e.buf, f.Name)
 		e.buf = append(e.buf, ':', ' ')
-		e.path = append(e.path, pathSeg{name: "." + f.Name})
+		e.path = append(e.path, pathSeg{field: f.Name})
 		e.value(f.Type, v)
 		e.path = e.path[:len(e.path)-1]
 	}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"strconv"
 	"strings"
 
 	"go.starlark.net/starlark"
@@ -71,72 +70,92 @@ func (c *Compiler) loadValidators(schemaPath string) (*validatorFile, error) {
 // runValidators runs every check registered for the type of every struct
 // value inside v, and reports all failures.
 func (c *Compiler) runValidators(p string, v *Struct, exportPos syntax.Position) diag.List {
-	var diags diag.List
-	var thread *starlark.Thread
-	var path []string
-	var walk func(t *schema.Type, v starlark.Value)
-	visitStruct := func(s *Struct) {
-		vf, err := c.loadValidators(s.t.File)
-		if err != nil {
-			diags = append(diags, c.diagnose(err)...)
-			return
+	w := &validatorWalk{c: c, config: p, exportPos: exportPos, checks: map[*schema.Struct][]check{}}
+	w.path = append(w.path, pathSeg{name: v.t.Name})
+	w.walk(&schema.Type{Kind: schema.StructKind, Struct: v.t}, v)
+	return w.diags
+}
+
+// validatorWalk visits every struct value of one exported config.
+type validatorWalk struct {
+	c         *Compiler
+	config    string
+	exportPos syntax.Position
+	thread    *starlark.Thread
+	checks    map[*schema.Struct][]check // per type, looked up once per config
+	path      []pathSeg
+	diags     diag.List
+}
+
+func (w *validatorWalk) checksFor(t *schema.Struct) []check {
+	if cs, ok := w.checks[t]; ok {
+		return cs
+	}
+	vf, err := w.c.loadValidators(t.File)
+	var cs []check
+	switch {
+	case err != nil:
+		w.diags = append(w.diags, w.c.diagnose(err)...)
+	case vf != nil:
+		cs = vf.checks[t]
+	}
+	w.checks[t] = cs
+	return cs
+}
+
+func (w *validatorWalk) visit(s *Struct) {
+	for _, chk := range w.checksFor(s.t) {
+		if w.thread == nil {
+			w.thread = w.c.newThread(w.config)
 		}
-		if vf == nil {
-			return
+		_, err := starlark.Call(w.thread, chk.fn, starlark.Tuple{s}, nil)
+		if err == nil {
+			continue
 		}
-		for _, chk := range vf.checks[s.t] {
-			if thread == nil {
-				thread = c.newThread(p)
+		pos, notes := s.origin.place(w.exportPos)
+		msg := err.Error()
+		var ee *starlark.EvalError
+		if errors.As(err, &ee) {
+			msg = strings.TrimPrefix(ee.Msg, "fail: ")
+		}
+		d := diag.Errorf(pos, "%s: validator failed: %s", formatPath(w.path), msg)
+		d.Notes = notes
+		if ee != nil {
+			inner := w.c.evalDiag(ee)
+			d.Notes = append(d.Notes, diag.Note{Pos: inner.Pos, Msg: "check failed here"})
+			d.Stack = inner.Stack
+		}
+		d.Notes = append(d.Notes, diag.Note{Pos: posOf(chk.pos), Msg: "check registered here"})
+		w.diags = append(w.diags, d)
+	}
+}
+
+func (w *validatorWalk) walk(t *schema.Type, v starlark.Value) {
+	switch t.Kind {
+	case schema.StructKind:
+		s := v.(*Struct)
+		w.visit(s)
+		for i, f := range s.t.Fields {
+			if fv := s.fields[i]; fv != nil && needsWalk(f.Type) {
+				w.path = append(w.path, pathSeg{field: f.Name})
+				w.walk(f.Type, fv)
+				w.path = w.path[:len(w.path)-1]
 			}
-			if _, err := starlark.Call(thread, chk.fn, starlark.Tuple{s}, nil); err != nil {
-				pos, notes := s.origin.place(exportPos)
-				msg := err.Error()
-				var ee *starlark.EvalError
-				if errors.As(err, &ee) {
-					msg = strings.TrimPrefix(ee.Msg, "fail: ")
-				}
-				d := diag.Errorf(pos, "%s: validator failed: %s", strings.Join(path, ""), msg)
-				d.Notes = notes
-				if ee != nil {
-					inner := c.evalDiag(ee)
-					d.Notes = append(d.Notes, diag.Note{Pos: inner.Pos, Msg: "check failed here"})
-					d.Stack = inner.Stack
-				}
-				d.Notes = append(d.Notes, diag.Note{Pos: posOf(chk.pos), Msg: "check registered here"})
-				diags = append(diags, d)
-			}
+		}
+	case schema.List, schema.Set:
+		l := v.(*starlark.List)
+		for i := range l.Len() {
+			w.path = append(w.path, pathSeg{index: i})
+			w.walk(t.Elem, l.Index(i))
+			w.path = w.path[:len(w.path)-1]
+		}
+	case schema.Map:
+		for _, kv := range v.(*starlark.Dict).Items() {
+			w.path = append(w.path, pathSeg{key: kv[0]})
+			w.walk(t.Elem, kv[1])
+			w.path = w.path[:len(w.path)-1]
 		}
 	}
-	walk = func(t *schema.Type, v starlark.Value) {
-		switch t.Kind {
-		case schema.StructKind:
-			s := v.(*Struct)
-			visitStruct(s)
-			for i, f := range s.t.Fields {
-				if fv := s.fields[i]; fv != nil && needsWalk(f.Type) {
-					path = append(path, "."+f.Name)
-					walk(f.Type, fv)
-					path = path[:len(path)-1]
-				}
-			}
-		case schema.List, schema.Set:
-			l := v.(*starlark.List)
-			for i := range l.Len() {
-				path = append(path, "["+strconv.Itoa(i)+"]")
-				walk(t.Elem, l.Index(i))
-				path = path[:len(path)-1]
-			}
-		case schema.Map:
-			for _, kv := range v.(*starlark.Dict).Items() {
-				path = append(path, "["+kv[0].String()+"]")
-				walk(t.Elem, kv[1])
-				path = path[:len(path)-1]
-			}
-		}
-	}
-	path = append(path, v.t.Name)
-	walk(&schema.Type{Kind: schema.StructKind, Struct: v.t}, v)
-	return diags
 }
 
 // needsWalk reports whether values of t can hold structs.

@@ -1,0 +1,41 @@
+package compiler
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cfg-dev/cfg/internal/synth"
+)
+
+// BenchmarkBuild measures a cold compile (validators included, outputs
+// written) of a 1,000-config synthetic repository. scripts/bench.sh runs the
+// larger comparison with the untyped baseline.
+func BenchmarkBuild(b *testing.B) {
+	root := b.TempDir()
+	if err := synth.Generate(root, synth.Options{Configs: 1000, Modules: 20, Seed: 1}); err != nil {
+		b.Fatal(err)
+	}
+	for _, jobs := range []int{1, 2} {
+		b.Run(map[int]string{1: "j1", 2: "j2"}[jobs], func(b *testing.B) {
+			var bytes int64
+			for b.Loop() {
+				b.StopTimer()
+				if err := os.RemoveAll(filepath.Join(root, "materialized_configs")); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				res, err := Build(context.Background(), root, Options{Jobs: jobs})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if res.Failed > 0 {
+					b.Fatal(res.Diags().Error())
+				}
+				bytes = res.Bytes
+			}
+			b.SetBytes(bytes)
+		})
+	}
+}
