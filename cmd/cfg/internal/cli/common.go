@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -30,8 +31,13 @@ func findWorkspace(f *Factory, cmd *cobra.Command) (*workspace, error) {
 		if err != nil {
 			return nil, usageError(err)
 		}
-	} else if !filepath.IsAbs(root) {
-		root = filepath.Join(cwd, root)
+	} else {
+		if !filepath.IsAbs(root) {
+			root = filepath.Join(cwd, root)
+		}
+		if fi, err := os.Stat(filepath.Join(root, repo.SourceDir)); err != nil || !fi.IsDir() {
+			return nil, usageError(fmt.Errorf("--root %s: not a config repository (no %s/ directory)", root, repo.SourceDir))
+		}
 	}
 	return &workspace{root: filepath.Clean(root), cwd: cwd}, nil
 }

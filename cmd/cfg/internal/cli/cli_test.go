@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func testFactory(dir string, tty bool) (*Factory, *bytes.Buffer, *bytes.Buffer) {
+	var out, errb bytes.Buffer
+	return &Factory{
+		IO:    &IOStreams{In: strings.NewReader(""), Out: &out, Err: &errb, ErrIsTTY: tty, Color: tty},
+		Getwd: func() (string, error) { return dir, nil },
+	}, &out, &errb
+}
+
+func TestExitCodes(t *testing.T) {
+	root := t.TempDir()
+	if err := os.CopyFS(filepath.Join(root, "source"), os.DirFS("../../../../examples/jobs/source")); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args    []string
+		code    int
+		wantErr string
+	}{
+		{[]string{"compile", "-q"}, ExitOK, ""},
+		{[]string{"validate"}, ExitOK, "2 configs checked, no problems"},
+		{[]string{"compile", "--jobs", "x"}, ExitUsage, `invalid argument "x"`},
+		{[]string{"validate", "extra"}, ExitUsage, "validate takes no arguments"},
+		{[]string{"validate", "--format", "xml"}, ExitUsage, `--format "xml": want one of text, json, github`},
+		{[]string{"nosuchcommand"}, ExitUsage, "unknown command"},
+		{[]string{"compile", "/elsewhere/x.cconf"}, ExitUsage, "outside the config repository"},
+		{[]string{"compile", "source/nope.cinc"}, ExitInfra, "source/nope.cinc: no such file in the repository"},
+		{[]string{"--root", "/nonexistent", "validate"}, ExitUsage, "--root /nonexistent: not a config repository (no source/ directory)"},
+	}
+	for _, tt := range tests {
+		f, _, errb := testFactory(root, false)
+		if code := Run(context.Background(), f, tt.args); code != tt.code {
+			t.Errorf("cfg %s: exit %d, want %d; stderr:\n%s", strings.Join(tt.args, " "), code, tt.code, errb)
+		}
+		if !strings.Contains(errb.String(), tt.wantErr) {
+			t.Errorf("cfg %s: stderr %q does not contain %q", strings.Join(tt.args, " "), errb, tt.wantErr)
+		}
+	}
+
+	// A bad config: exit 1, positioned diagnostic, colored on a terminal.
+	bad := filepath.Join(root, "source", "feed", "bad.cconf")
+	if err := os.WriteFile(bad, []byte("load(\"//lib/create_job.cinc\", \"create_job\")\nexport(create_job(\"x\", port = \"80\"))\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, out, errb := testFactory(filepath.Join(root, "source"), true)
+	if code := Run(context.Background(), f, []string{"compile"}); code != ExitInput {
+		t.Fatalf("bad config: exit %d, want 1", code)
+	}
+	if want := "\x1b[1mfeed/bad.cconf:2:24:\x1b[0m \x1b[31mJob.port: got string \"80\", want i16\x1b[0m"; !strings.Contains(errb.String(), want) {
+		t.Errorf("stderr %q does not contain %q", errb, want)
+	}
+	if !strings.Contains(errb.String(), "2 compiled, 1 failed") || out.Len() != 0 {
+		t.Errorf("summary: stdout %q, stderr %q", out, errb)
+	}
+}
+
+func TestProgress(t *testing.T) {
+	var b bytes.Buffer
+	p := newProgress(&b, true)
+	p.update(1, 10)
+	if b.Len() != 0 {
+		t.Fatalf("progress shown before a second: %q", b.String())
+	}
+	p.start = time.Now().Add(-2 * time.Second)
+	p.update(2, 10)
+	p.update(3, 10) // within 100ms of the last: not shown
+	p.done()
+	if got, want := b.String(), "\rcompiling 2/10 configs\r\x1b[K"; got != want {
+		t.Errorf("progress output %q, want %q", got, want)
+	}
+	b.Reset()
+	off := newProgress(&b, false)
+	off.start = time.Now().Add(-2 * time.Second)
+	off.update(1, 2)
+	off.done()
+	if b.Len() != 0 {
+		t.Errorf("disabled progress wrote %q", b.String())
+	}
+}
