@@ -35,7 +35,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"validate", "--format", "xml"}, ExitUsage, `--format "xml": want one of text, json, github`},
 		{[]string{"nosuchcommand"}, ExitUsage, "unknown command"},
 		{[]string{"compile", "/elsewhere/x.cconf"}, ExitUsage, "outside the config repository"},
-		{[]string{"compile", "source/nope.cinc"}, ExitInfra, "source/nope.cinc: no such file in the repository"},
+		{[]string{"compile", "source/nope.cinc"}, ExitUsage, "source/nope.cinc: no such file"},
 		{[]string{"--root", "/nonexistent", "validate"}, ExitUsage, "--root /nonexistent: not a config repository (no source/ directory)"},
 	}
 	for _, tt := range tests {

@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"time"
@@ -61,6 +63,9 @@ func runCompile(f *Factory, cmd *cobra.Command, opts *CompileOptions) error {
 		p, err := ws.repoPath(a)
 		if err != nil {
 			return usageError(err)
+		}
+		if _, err := os.Stat(filepath.Join(ws.root, filepath.FromSlash(p))); err != nil {
+			return usageError(fmt.Errorf("%s: no such file", a))
 		}
 		targets = append(targets, p)
 	}
