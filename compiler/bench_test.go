@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cfg-dev/cfg/internal/synth"
+	"github.com/cfg-dev/cfg/repo"
 )
 
 // BenchmarkBuild measures a cold compile (validators included, outputs
@@ -38,4 +39,29 @@ func BenchmarkBuild(b *testing.B) {
 			b.SetBytes(bytes)
 		})
 	}
+}
+
+// BenchmarkCompileAll measures compiling the same repository in memory,
+// without writing: the cost of the language, type checks and validators.
+func BenchmarkCompileAll(b *testing.B) {
+	root := b.TempDir()
+	if err := synth.Generate(root, synth.Options{Configs: 1000, Modules: 20, Seed: 1}); err != nil {
+		b.Fatal(err)
+	}
+	fsys := os.DirFS(root)
+	tree, err := repo.Scan(fsys)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var bytes int64
+	for b.Loop() {
+		bytes = 0
+		for _, o := range New(fsys, Options{Jobs: 1}).CompileAll(context.Background(), tree.Configs) {
+			if len(o.Diags) > 0 {
+				b.Fatal(o.Diags.Error())
+			}
+			bytes += int64(len(o.Data))
+		}
+	}
+	b.SetBytes(bytes)
 }

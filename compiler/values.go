@@ -243,8 +243,8 @@ func (st *StructType) CallInternal(thread *starlark.Thread, args starlark.Tuple,
 		return nil, errorf("%s takes keyword arguments only, got %d positional", st.t.Name, len(args))
 	}
 	s := newStruct(st.t, originOf(thread))
-	s.setDefaults()
 	set := 0
+	var unset []bool // fields explicitly set to None, which keep no default
 	for _, kv := range kwargs {
 		name := string(kv[0].(starlark.String))
 		if err := s.set(name, kv[1]); err != nil {
@@ -252,8 +252,14 @@ func (st *StructType) CallInternal(thread *starlark.Thread, args starlark.Tuple,
 		}
 		if kv[1] != starlark.None {
 			set++
+		} else if f := st.t.Field(name); f.Default != nil {
+			if unset == nil {
+				unset = make([]bool, len(st.t.Fields))
+			}
+			unset[f.Index] = true
 		}
 	}
+	s.setDefaults(unset)
 	if st.t.Type == schema.Union && set > 1 {
 		var names []string
 		for _, kv := range kwargs {
@@ -307,12 +313,14 @@ func (o origin) place(fallback syntax.Position) (diag.Pos, []diag.Note) {
 	return posOf(fallback), nil
 }
 
-func (s *Struct) setDefaults() {
+// setDefaults gives every unset field with an IDL default its default,
+// except those listed in unset.
+func (s *Struct) setDefaults(unset []bool) {
 	if s.t.Type == schema.Union {
 		return
 	}
 	for i, f := range s.t.Fields {
-		if f.Default != nil {
+		if f.Default != nil && s.fields[i] == nil && (unset == nil || !unset[i]) {
 			s.fields[i] = fromConst(f.Type, f.Default, s.origin)
 		}
 	}

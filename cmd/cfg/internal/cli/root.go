@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -95,7 +96,14 @@ func NewRootCmd(f *Factory) *cobra.Command {
 }
 
 // Main runs cfg with the process's arguments and returns the exit code.
+//
+// Unless GOGC is set, the garbage collector runs at a quarter of its default
+// frequency: a compile allocates many short-lived values around a small live
+// heap, and this makes it about a quarter faster.
 func Main() int {
+	if _, ok := os.LookupEnv("GOGC"); !ok {
+		debug.SetGCPercent(400)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	return Run(ctx, SystemFactory(), os.Args[1:])
