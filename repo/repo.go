@@ -171,7 +171,7 @@ func NewWriter(root string) *Writer { return &Writer{root: root} }
 
 // WriteIfChanged writes data to the repository path p unless the file
 // already holds exactly data, and reports whether it wrote. Writes are
-// atomic (see WriteFileAtomic).
+// atomic (see writeAtomic).
 func (w *Writer) WriteIfChanged(p string, data []byte) (bool, error) {
 	name := filepath.Join(w.root, filepath.FromSlash(p))
 	if old, err := os.ReadFile(name); err == nil && bytes.Equal(old, data) {
@@ -187,18 +187,11 @@ func (w *Writer) WriteIfChanged(p string, data []byte) (bool, error) {
 	return true, writeAtomic(name, data)
 }
 
-// WriteFileAtomic writes data to name so that readers see either the old
+// writeAtomic writes data to name so that readers see either the old
 // content or the new, never a part: it writes a temporary file in the same
 // directory and renames it over name. It does not fsync: materialized
 // configs are reproducible from their sources, and a compile of thousands
 // of configs should not wait for the disk thousands of times.
-func WriteFileAtomic(name string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-		return err
-	}
-	return writeAtomic(name, data)
-}
-
 func writeAtomic(name string, data []byte) error {
 	tmp := filepath.Join(filepath.Dir(name), ".tmp-"+filepath.Base(name)+"-"+strconv.FormatUint(rand.Uint64(), 36))
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)

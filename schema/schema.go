@@ -9,9 +9,6 @@
 package schema
 
 import (
-	"fmt"
-	"strings"
-
 	"github.com/cfg-dev/cfg/diag"
 )
 
@@ -210,47 +207,3 @@ type File struct {
 	Constants map[string]*Constant
 	Includes  map[string]*File // by include name ("common" for common.thrift)
 }
-
-// Lookup returns the declaration called name: a *Struct, *Enum, *Typedef or
-// *Constant. A dotted name ("common.Endpoint") looks into an included file.
-func (f *File) Lookup(name string) (any, bool) {
-	if inc, rest, ok := strings.Cut(name, "."); ok {
-		if g := f.Includes[inc]; g != nil {
-			return g.Lookup(rest)
-		}
-		return nil, false
-	}
-	if s := f.Structs[name]; s != nil {
-		return s, true
-	}
-	if e := f.Enums[name]; e != nil {
-		return e, true
-	}
-	if t := f.Typedefs[name]; t != nil {
-		return t, true
-	}
-	if c := f.Constants[name]; c != nil {
-		return c, true
-	}
-	return nil, false
-}
-
-// Names returns every name Lookup accepts without a dot.
-func (f *File) Names() []string {
-	var names []string
-	for n := range f.Structs {
-		names = append(names, n)
-	}
-	for n := range f.Enums {
-		names = append(names, n)
-	}
-	for n := range f.Typedefs {
-		names = append(names, n)
-	}
-	for n := range f.Constants {
-		names = append(names, n)
-	}
-	return names
-}
-
-func (f *File) String() string { return fmt.Sprintf("schema %s", f.Path) }
