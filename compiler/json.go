@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/base64"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"go.starlark.net/starlark"
 
+	"github.com/cfg-dev/cfg/internal/jsontext"
 	"github.com/cfg-dev/cfg/schema"
 )
 
@@ -112,7 +111,7 @@ func (e *encoder) structValue(s *Struct) {
 		}
 		first = false
 		e.newline()
-		e.buf = appendString(e.buf, f.Name)
+		e.buf = jsontext.AppendString(e.buf, f.Name)
 		e.buf = append(e.buf, ':', ' ')
 		e.path = append(e.path, pathSeg{field: f.Name})
 		e.value(f.Type, v)
@@ -141,25 +140,16 @@ func (e *encoder) value(t *schema.Type, v starlark.Value) {
 			}
 		}
 	case schema.Double:
-		var f float64
-		switch x := v.(type) {
-		case starlark.Float:
-			f = float64(x)
-		case starlark.Int:
-			f = float64(x.Float())
-		default:
-			e.fail(wantMismatch(v, t))
+		f, err := toDouble(v, t)
+		if err != nil {
+			e.fail(err)
 			return
 		}
-		if math.IsNaN(f) || math.IsInf(f, 0) {
-			e.fail(errorf("got %s, want a finite double", starlark.Float(f)))
-			return
-		}
-		e.buf = appendFloat(e.buf, f)
+		e.buf = jsontext.AppendFloat(e.buf, float64(f))
 		return
 	case schema.String:
 		if s, ok := v.(starlark.String); ok {
-			e.buf = appendString(e.buf, string(s))
+			e.buf = jsontext.AppendString(e.buf, string(s))
 			return
 		}
 	case schema.Binary:
@@ -179,7 +169,7 @@ func (e *encoder) value(t *schema.Type, v starlark.Value) {
 		return
 	case schema.EnumKind:
 		if x, ok := v.(*Enum); ok && x.item.Enum == t.Enum {
-			e.buf = appendString(e.buf, x.item.Name)
+			e.buf = jsontext.AppendString(e.buf, x.item.Name)
 			return
 		}
 	case schema.StructKind:
@@ -319,7 +309,7 @@ func (e *encoder) mapValue(t *schema.Type, d *starlark.Dict) {
 			e.buf = append(e.buf, ',')
 		}
 		e.newline()
-		e.buf = appendString(e.buf, keys[i])
+		e.buf = jsontext.AppendString(e.buf, keys[i])
 		e.buf = append(e.buf, ':', ' ')
 		e.path = append(e.path, pathSeg{key: items[i][0]})
 		e.value(t.Elem, items[i][1])
@@ -351,80 +341,4 @@ func mapKey(t *schema.Type, k starlark.Value) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// appendFloat writes the shortest representation that round-trips, in the
-// form encoding/json uses (ES6 number formatting).
-func appendFloat(b []byte, f float64) []byte {
-	abs := math.Abs(f)
-	format := byte('f')
-	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		// clean up e-09 to e-9
-		n := len(b)
-		if n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b
-}
-
-const hex = "0123456789abcdef"
-
-// appendString writes s as a JSON string without HTML escaping. Invalid
-// UTF-8 becomes U+FFFD; U+2028 and U+2029 are escaped as encoding/json does.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

@@ -67,6 +67,23 @@ func describe(v starlark.Value) string {
 	return v.Type()
 }
 
+// toDouble converts a float or an int to a finite double.
+func toDouble(v starlark.Value, t *schema.Type) (starlark.Float, *valueError) {
+	var f float64
+	switch x := v.(type) {
+	case starlark.Float:
+		f = float64(x)
+	case starlark.Int:
+		f = float64(x.Float())
+	default:
+		return 0, wantMismatch(v, t)
+	}
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, errorf("got %s, want a finite double", starlark.Float(f))
+	}
+	return starlark.Float(f), nil
+}
+
 func wantMismatch(v starlark.Value, t *schema.Type) *valueError {
 	return errorf("got %s, want %s", describe(v), t)
 }
@@ -91,19 +108,11 @@ func convert(t *schema.Type, v starlark.Value) (starlark.Value, *valueError) {
 		}
 		return i, nil
 	case schema.Double:
-		var f float64
-		switch x := v.(type) {
-		case starlark.Float:
-			f = float64(x)
-		case starlark.Int:
-			f = float64(x.Float())
-		default:
-			return nil, wantMismatch(v, t)
+		f, err := toDouble(v, t)
+		if err != nil {
+			return nil, err
 		}
-		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return nil, errorf("got %s, want a finite double", starlark.Float(f))
-		}
-		return starlark.Float(f), nil
+		return f, nil
 	case schema.String:
 		if s, ok := v.(starlark.String); ok {
 			return s, nil

@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/cfg-dev/cfg/internal/jsontext"
 
 	"go.starlark.net/starlark"
 )
@@ -37,7 +38,7 @@ func encode(b []byte, v starlark.Value, depth int) ([]byte, error) {
 	case starlark.Float:
 		return appendFloat(b, float64(v))
 	case starlark.String:
-		return appendString(b, string(v)), nil
+		return jsontext.AppendString(b, string(v)), nil
 	case *Record:
 		if len(v.names) == 0 {
 			return append(b, "{}"...), nil
@@ -48,7 +49,7 @@ func encode(b []byte, v starlark.Value, depth int) ([]byte, error) {
 				b = append(b, ',')
 			}
 			b = newline(b, depth+1)
-			b = appendString(b, n)
+			b = jsontext.AppendString(b, n)
 			b = append(b, ": "...)
 			if b, err = encode(b, v.values[i], depth+1); err != nil {
 				return nil, fmt.Errorf("%s.%s: %w", v.typ, n, err)
@@ -68,9 +69,9 @@ func encode(b []byte, v starlark.Value, depth int) ([]byte, error) {
 			b = newline(b, depth+1)
 			switch k := kv[0].(type) {
 			case starlark.String:
-				b = appendString(b, string(k))
+				b = jsontext.AppendString(b, string(k))
 			case starlark.Int:
-				b = appendString(b, k.String())
+				b = jsontext.AppendString(b, k.String())
 			default:
 				return nil, fmt.Errorf("map key of type %s", k.Type())
 			}
@@ -130,71 +131,5 @@ func appendFloat(b []byte, f float64) ([]byte, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return nil, fmt.Errorf("unsupported float %v", f)
 	}
-	format := byte('f')
-	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		// Clean up e-09 to e-9.
-		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b, nil
-}
-
-const hex = "0123456789abcdef"
-
-// appendString quotes s as encoding/json does with HTML escaping off.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	return jsontext.AppendFloat(b, f), nil
 }

@@ -1,4 +1,4 @@
-package compiler
+package jsontext
 
 import (
 	"bytes"
@@ -22,9 +22,9 @@ func encodingJSON(t *testing.T, v any) string {
 func TestAppendFloat(t *testing.T) {
 	for _, f := range []float64{0, 1, -1, 3, 0.1, 1.0 / 3, 1e-6, 1e-7, 9.99e-7, 1e20, 1e21, 1.5e300, -2.5e-300,
 		math.MaxFloat64, math.SmallestNonzeroFloat64, 123456789.125, 5e-324} {
-		got := string(appendFloat(nil, f))
+		got := string(AppendFloat(nil, f))
 		if want := encodingJSON(t, f); got != want {
-			t.Errorf("appendFloat(%v) = %s, want %s", f, got, want)
+			t.Errorf("AppendFloat(%v) = %s, want %s", f, got, want)
 		}
 	}
 }
@@ -32,9 +32,9 @@ func TestAppendFloat(t *testing.T) {
 func TestAppendString(t *testing.T) {
 	for _, s := range []string{"", "plain", `"quoted"`, `back\slash`, "tab\tnew\nline\rcr", "\x00\x1f\x7f",
 		"<html> & é", "\u2028\u2029", "bad \xff utf8", "emoji 🙂", "\xed\xa0\x80"} {
-		got := string(appendString(nil, s))
+		got := string(AppendString(nil, s))
 		if want := encodingJSON(t, s); got != want {
-			t.Errorf("appendString(%q) = %s, want %s", s, got, want)
+			t.Errorf("AppendString(%q) = %s, want %s", s, got, want)
 		}
 	}
 }
@@ -42,9 +42,9 @@ func TestAppendString(t *testing.T) {
 func FuzzAppendString(f *testing.F) {
 	f.Add("a\"b\\c\n\u2028\xff")
 	f.Fuzz(func(t *testing.T, s string) {
-		got := string(appendString(nil, s))
+		got := string(AppendString(nil, s))
 		if want := encodingJSON(t, s); got != want {
-			t.Errorf("appendString(%q) = %s, want %s", s, got, want)
+			t.Errorf("AppendString(%q) = %s, want %s", s, got, want)
 		}
 	})
 }
