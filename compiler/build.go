@@ -18,9 +18,10 @@ import (
 
 // Result summarizes a Build.
 type Result struct {
-	Outputs  []*Output // one per compiled config or raw config
+	Outputs  []*Output // one per config or raw config compiled (not those up to date)
 	Compiled int       // outputs that succeeded
 	Failed   int       // outputs with diagnostics
+	UpToDate int       // configs skipped because nothing they depend on changed
 	Written  []string  // materialized files written (new or changed)
 	Removed  []string  // orphaned materialized files deleted
 	Bytes    int64     // bytes of materialized output produced
@@ -38,12 +39,14 @@ func (r *Result) Diags() diag.List {
 }
 
 // Build compiles the repository at root and writes its materialized configs.
-// With no targets it compiles every config and raw config and deletes
-// orphaned materialized files; otherwise it compiles the given source paths
+// With no targets it considers every config and raw config and deletes
+// orphaned materialized files; otherwise it considers the given source paths
 // (relative to root), where a module, schema or validator stands for the
-// configs that depend on it. A config that fails leaves its materialized
-// file as it was. The error is for I/O problems; problems in the input are
-// in the outputs' diagnostics.
+// configs that depend on it. Builds are incremental: a config is compiled
+// only if a file in its dependency closure changed since the last build (or
+// its materialized file did); see the cache in .cfg/. A config that fails
+// leaves its materialized file as it was. The error is for I/O problems;
+// problems in the input are in the outputs' diagnostics.
 func Build(ctx context.Context, root string, opts Options, targets ...string) (*Result, error) {
 	start := time.Now()
 	fsys := os.DirFS(root)
@@ -52,15 +55,51 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 		return nil, err
 	}
 	c := New(fsys, opts)
+	cache := loadCache(root)
+	if opts.Rebuild {
+		cache = emptyCache()
+	}
+	files, err := c.scanFiles(tree, cache.Files)
+	if err != nil {
+		return nil, err
+	}
+	g := newGraph(tree, files)
 	all := append(slices.Clone(tree.Configs), tree.Raw...)
 	slices.Sort(all)
-	paths := all
+	candidates := all
 	if len(targets) > 0 {
-		if paths, err = c.Affected(tree, targets); err != nil {
-			return nil, err
+		for _, t := range targets {
+			if _, err := fs.Stat(fsys, t); err != nil {
+				return nil, fmt.Errorf("%s: no such file in the repository", t)
+			}
+		}
+		candidates = g.Affected(targets)
+	}
+
+	res := &Result{}
+	next := emptyCache()
+	next.Files = files
+	for _, p := range all {
+		if st, ok := cache.Outputs[p]; ok {
+			next.Outputs[p] = st
 		}
 	}
-	res := &Result{Outputs: make([]*Output, len(paths))}
+	salt := identity()
+	keys := map[string]string{}
+	var paths []string
+	for _, p := range candidates {
+		k := g.key(salt, p)
+		keys[p] = k
+		if prev, ok := cache.Outputs[p]; ok && prev.Key == k {
+			if st, ok := statOutput(fsys, repo.MaterializedPath(p)); ok && st.Size == prev.Size && st.ModTime == prev.ModTime {
+				res.UpToDate++
+				continue
+			}
+		}
+		paths = append(paths, p)
+	}
+
+	res.Outputs = make([]*Output, len(paths))
 	written := make([]bool, len(paths))
 	var mu sync.Mutex
 	var writeErr error
@@ -68,15 +107,24 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 	c.compileEach(ctx, paths, func(i int, o *Output) {
 		res.Outputs[i] = o
 		if len(o.Diags) > 0 {
+			mu.Lock()
+			delete(next.Outputs, o.Source)
+			mu.Unlock()
 			return
 		}
 		changed, err := w.WriteIfChanged(o.Path, o.Data)
-		if err != nil {
-			mu.Lock()
-			writeErr = cmp.Or(writeErr, err)
-			mu.Unlock()
+		st, ok := statOutput(fsys, o.Path)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil || !ok {
+			writeErr = cmp.Or(writeErr, err, fmt.Errorf("%s: not written", o.Path))
+			return
 		}
 		written[i] = changed
+		st.Key = keys[o.Source]
+		next.Outputs[o.Source] = st
+		res.Bytes += int64(len(o.Data))
+		o.Data = nil // written; do not hold every output in memory
 	})
 	if writeErr != nil {
 		return res, writeErr
@@ -87,7 +135,6 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 			continue
 		}
 		res.Compiled++
-		res.Bytes += int64(len(o.Data))
 		if written[i] {
 			res.Written = append(res.Written, o.Path)
 		}
@@ -96,6 +143,9 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 		if res.Removed, err = removeOrphans(root, fsys, all); err != nil {
 			return res, err
 		}
+	}
+	if err := next.save(root); err != nil {
+		return res, fmt.Errorf("writing the compile cache: %w", err)
 	}
 	res.Elapsed = time.Since(start)
 	return res, nil

@@ -31,6 +31,7 @@ type Options struct {
 	MaxSteps uint64                // step limit per program; 0 means DefaultMaxSteps
 	Stderr   io.Writer             // where print() writes; nil discards
 	Progress func(done, total int) // called after each config, if set
+	Rebuild  bool                  // Build: ignore the compile cache and compile everything
 }
 
 // Compiler compiles the configs of one repository, read through an fs.FS
@@ -325,19 +326,7 @@ func (c *Compiler) parse(p string) (*parsedFile, error) {
 		if err != nil {
 			return nil, err
 		}
-		f, err := fileOptions.Parse(p, src, 0)
-		if err != nil {
-			return nil, err
-		}
-		pf := &parsedFile{f: f}
-		for _, stmt := range f.Stmts {
-			if l, ok := stmt.(*syntax.LoadStmt); ok {
-				ref := loadRef{module: l.ModuleName(), pos: l.Load}
-				ref.path, _ = resolveLoad(p, ref.module)
-				pf.loads = append(pf.loads, ref)
-			}
-		}
-		return pf, nil
+		return parseSource(p, src)
 	})
 }
 

@@ -177,14 +177,30 @@ func (w *Writer) WriteIfChanged(p string, data []byte) (bool, error) {
 	if old, err := os.ReadFile(name); err == nil && bytes.Equal(old, data) {
 		return false, nil
 	}
-	dir := filepath.Dir(name)
-	if _, ok := w.dirs.Load(dir); !ok {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return false, err
-		}
-		w.dirs.Store(dir, struct{}{})
+	if err := w.mkdir(filepath.Dir(name)); err != nil {
+		return false, err
 	}
 	return true, writeAtomic(name, data)
+}
+
+// Write writes data to the repository path p atomically.
+func (w *Writer) Write(p string, data []byte) error {
+	name := filepath.Join(w.root, filepath.FromSlash(p))
+	if err := w.mkdir(filepath.Dir(name)); err != nil {
+		return err
+	}
+	return writeAtomic(name, data)
+}
+
+func (w *Writer) mkdir(dir string) error {
+	if _, ok := w.dirs.Load(dir); ok {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	w.dirs.Store(dir, struct{}{})
+	return nil
 }
 
 // writeAtomic writes data to name so that readers see either the old

@@ -60,7 +60,7 @@ func TestExitCodes(t *testing.T) {
 	if want := "\x1b[1mfeed/bad.cconf:2:24:\x1b[0m \x1b[31mJob.port: got string \"80\", want i16\x1b[0m"; !strings.Contains(errb.String(), want) {
 		t.Errorf("stderr %q does not contain %q", errb, want)
 	}
-	if !strings.Contains(errb.String(), "2 compiled, 1 failed") || out.Len() != 0 {
+	if !strings.Contains(errb.String(), "0 compiled, 2 up to date, 1 failed") || out.Len() != 0 {
 		t.Errorf("summary: stdout %q, stderr %q", out, errb)
 	}
 }

@@ -22,6 +22,7 @@ type CompileOptions struct {
 	Quiet    bool
 	Format   string
 	MaxSteps uint64
+	Rebuild  bool
 }
 
 func newCompileCmd(f *Factory, runF func(*CompileOptions) error) *cobra.Command {
@@ -34,7 +35,12 @@ canonical JSON into materialized_configs/. With no PATH it compiles every
 config and raw config and deletes orphaned outputs. A PATH that is a config
 or raw config compiles it; a module, schema or validator compiles every
 config that depends on it. A config that fails leaves its materialized file
-untouched; the others still compile.`,
+untouched; the others still compile.
+
+Compiles are incremental: a config is compiled again only when a file it
+depends on (what it loads, transitively, the schemas' includes and
+validators) or its materialized file changed. The cache lives in .cfg/;
+--rebuild ignores it.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Paths = args
 			if err := checkFormat(opts.Format, validate.FormatText, validate.FormatJSON); err != nil {
@@ -49,6 +55,7 @@ untouched; the others still compile.`,
 	cmd.Flags().IntVarP(&opts.Jobs, "jobs", "j", runtime.NumCPU(), "configs compiled in parallel")
 	cmd.Flags().BoolVarP(&opts.Quiet, "quiet", "q", false, "print only problems")
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
+	cmd.Flags().BoolVar(&opts.Rebuild, "rebuild", false, "ignore the compile cache in .cfg/ and compile everything")
 	cmd.Flags().Uint64Var(&opts.MaxSteps, "max-steps", compiler.DefaultMaxSteps, "Starlark execution step limit per program")
 	return cmd
 }
@@ -73,6 +80,7 @@ func runCompile(f *Factory, cmd *cobra.Command, opts *CompileOptions) error {
 	res, err := compiler.Build(cmd.Context(), ws.root, compiler.Options{
 		Jobs:     opts.Jobs,
 		MaxSteps: opts.MaxSteps,
+		Rebuild:  opts.Rebuild,
 		Stderr:   f.IO.Err,
 		Progress: prog.update,
 	}, targets...)
@@ -81,10 +89,10 @@ func runCompile(f *Factory, cmd *cobra.Command, opts *CompileOptions) error {
 		return infraError(err)
 	}
 	diags := res.Diags()
-	summary := fmt.Sprintf("%d compiled, %d failed, %d written, %d removed in %s",
-		res.Compiled, res.Failed, len(res.Written), len(res.Removed), res.Elapsed.Round(time.Millisecond))
+	summary := fmt.Sprintf("%d compiled, %d up to date, %d failed, %d written, %d removed in %s",
+		res.Compiled, res.UpToDate, res.Failed, len(res.Written), len(res.Removed), res.Elapsed.Round(time.Millisecond))
 	if err := ws.report(f, opts.Format, diags, map[string]any{
-		"compiled": res.Compiled, "failed": res.Failed, "written": res.Written, "removed": res.Removed,
+		"compiled": res.Compiled, "up_to_date": res.UpToDate, "failed": res.Failed, "written": res.Written, "removed": res.Removed,
 		"seconds": res.Elapsed.Seconds(),
 	}); err != nil {
 		return err

@@ -90,6 +90,8 @@ func NewRootCmd(f *Factory) *cobra.Command {
 	root.AddCommand(
 		newCompileCmd(f, nil),
 		newValidateCmd(f, nil),
+		newDepsCmd(f, false, nil),
+		newDepsCmd(f, true, nil),
 		newVersionCmd(f, nil),
 	)
 	return root

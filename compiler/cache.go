@@ -1,0 +1,103 @@
+package compiler
+
+import (
+	"bytes"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sync"
+
+	"github.com/cfg-dev/cfg/repo"
+)
+
+// The compile cache lives in .cfg/compile-cache.json. It records the state
+// of every source file (so unchanged files need not be read) and, for every
+// config compiled successfully, the key of its inputs and the size and
+// modification time of the materialized file written. A config whose key
+// and materialized file are unchanged is up to date. A cache that is
+// missing, corrupt or written by another build of cfg is ignored: the
+// compile is then a full one, never a wrong one.
+const cacheFile = "compile-cache.json"
+
+type cacheData struct {
+	Identity string                 `json:"identity"`
+	Files    map[string]fileState   `json:"files"`
+	Outputs  map[string]outputState `json:"outputs"`
+}
+
+// outputState describes a materialized file as the compile that wrote it
+// left it.
+type outputState struct {
+	Key     string `json:"key"`
+	Size    int64  `json:"size"`
+	ModTime int64  `json:"mtime"`
+}
+
+var identity = sync.OnceValue(func() string {
+	// The identity of this build of cfg: the module version and VCS
+	// revision when known, and otherwise a hash of the executable.
+	id := "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		id = bi.Main.Path + "@" + bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" || s.Key == "vcs.modified" {
+				id += " " + s.Value
+			}
+		}
+		if bi.Main.Version != "(devel)" && bi.Main.Version != "" {
+			return id
+		}
+	}
+	if exe, err := os.Executable(); err == nil {
+		if data, err := os.ReadFile(exe); err == nil {
+			id += " " + hashBytes(data)
+		}
+	}
+	return id
+})
+
+func cachePath(root string) string { return filepath.Join(root, repo.CacheDir, cacheFile) }
+
+func emptyCache() *cacheData {
+	return &cacheData{Identity: identity(), Files: map[string]fileState{}, Outputs: map[string]outputState{}}
+}
+
+// loadCache reads the cache, or returns an empty one.
+func loadCache(root string) *cacheData {
+	data, err := os.ReadFile(cachePath(root))
+	if err != nil {
+		return emptyCache()
+	}
+	var c cacheData
+	if err := json.Unmarshal(data, &c); err != nil || c.Identity != identity() || c.Files == nil || c.Outputs == nil {
+		return emptyCache()
+	}
+	return &c
+}
+
+func (c *cacheData) save(root string) error {
+	var b bytes.Buffer
+	if err := json.NewEncoder(&b).Encode(c); err != nil {
+		return err
+	}
+	dir := filepath.Join(root, repo.CacheDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	// Keep .cfg/ out of git even where the repository's .gitignore does not.
+	if _, err := os.Stat(filepath.Join(dir, ".gitignore")); os.IsNotExist(err) {
+		_ = os.WriteFile(filepath.Join(dir, ".gitignore"), []byte("*\n"), 0o644)
+	}
+	return repo.NewWriter(root).Write(filepath.ToSlash(filepath.Join(repo.CacheDir, cacheFile)), b.Bytes())
+}
+
+// statOutput returns the size and modification time of a materialized file.
+func statOutput(fsys fs.FS, p string) (outputState, bool) {
+	fi, err := fs.Stat(fsys, p)
+	if err != nil {
+		return outputState{}, false
+	}
+	return outputState{Size: fi.Size(), ModTime: fi.ModTime().UnixNano()}, true
+}
