@@ -15,7 +15,12 @@
 // Usage:
 //
 //	cfgbench [-n 1000,10000] [-runs 5] [-j 1,NCPU] [-seed 1] [-modules M]
-//	         [-dir DIR] [-keep] [-verify=false] [-nowrite] [-cpuprofile FILE]
+//	         [-dir DIR] [-keep] [-verify=false] [-nowrite] [-incremental]
+//	         [-cpuprofile FILE]
+//
+// -incremental adds a second table: for each N, with the most workers, the
+// median of a cold compile, a no-op compile and a compile after an edit to
+// the module used by about 100 configs, each as a share of the cold one.
 //
 // -nowrite adds rows for both engines compiling in memory, without writing
 // files (the typed one through compiler.New and CompileAll), to separate the
@@ -73,6 +78,7 @@ type options struct {
 	verify     bool
 	nowrite    bool
 	keep       bool
+	incr       bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -89,6 +95,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fl.BoolVar(&o.verify, "verify", true, "check that the compiler and the baseline write the same bytes")
 	fl.BoolVar(&o.nowrite, "nowrite", false, "also time both engines in memory, without writing files")
 	fl.BoolVar(&o.keep, "keep", false, "keep the generated repositories")
+	fl.BoolVar(&o.incr, "incremental", false, "also time incremental compiles: a no-op and a change to a module used by about 100 configs")
 	if err := fl.Parse(args); err != nil {
 		return nil, err
 	}
@@ -207,7 +214,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if o.nowrite {
 		engines = []engine{typed, untyped, typedNoWrite, untypedNoWrite}
 	}
-	var rows []row
+	var rows, incRows []row
 	for _, n := range o.sizes {
 		root := filepath.Join(dir, fmt.Sprintf("n%d", n))
 		fmt.Fprintf(stderr, "generating %d configs in %s\n", n, root)
@@ -246,6 +253,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 				rows = append(rows, rw)
 			}
 		}
+		if o.incr {
+			inc, err := incremental(root, n, o.runs, slices.Max(o.jobs), stderr)
+			if err != nil {
+				return err
+			}
+			incRows = append(incRows, inc...)
+		}
 		if o.cpuprofile != "" && n == slices.Max(o.sizes) {
 			if err := profile(root, o.cpuprofile, slices.Max(o.jobs)); err != nil {
 				return err
@@ -259,7 +273,90 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "cfgbench: %s/%s, %d CPUs, %s, %d runs, median times\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), o.runs)
 	printTable(stdout, rows)
+	if len(incRows) > 0 {
+		fmt.Fprintln(stdout)
+		printIncremental(stdout, incRows)
+	}
 	return nil
+}
+
+// incremental times, with the cfg compiler and jobs workers, a cold compile,
+// a no-op compile (nothing changed), and a compile after an edit to the
+// module with the number of users closest to 100 (the edit changes the
+// module's content, not what it computes, so the affected configs are
+// compiled again but their files are not rewritten), each runs times.
+func incremental(root string, n, runs, jobs int, stderr io.Writer) ([]row, error) {
+	module, users, err := synth.ModuleWithUsers(root, 100)
+	if err != nil {
+		return nil, err
+	}
+	build := func() (*compiler.Result, time.Duration, error) {
+		runtime.GC()
+		start := time.Now()
+		res, err := compiler.Build(context.Background(), root, compiler.Options{Jobs: jobs})
+		d := time.Since(start)
+		if err == nil && res.Failed > 0 {
+			err = fmt.Errorf("%d configs failed", res.Failed)
+		}
+		return res, d, err
+	}
+	var cold, noop, change []time.Duration
+	var coldRes, changeRes *compiler.Result
+	for r := range runs {
+		if err := clean(root); err != nil {
+			return nil, err
+		}
+		res, d, err := build()
+		if err != nil {
+			return nil, err
+		}
+		cold, coldRes = append(cold, d), res
+		if res, d, err = build(); err != nil {
+			return nil, err
+		}
+		if res.Compiled != 0 {
+			return nil, fmt.Errorf("no-op compile compiled %d configs", res.Compiled)
+		}
+		noop = append(noop, d)
+		f, err := os.OpenFile(filepath.Join(root, repo.SourceDir, filepath.FromSlash(module)), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(f, "\n# edit %d\n", r)
+		if err := f.Close(); err != nil {
+			return nil, err
+		}
+		if res, d, err = build(); err != nil {
+			return nil, err
+		}
+		if res.Compiled != users {
+			return nil, fmt.Errorf("changing %s (%d users) compiled %d configs", module, users, res.Compiled)
+		}
+		change, changeRes = append(change, d), res
+		fmt.Fprintf(stderr, "N=%d incremental run %d/%d: cold %.3fs, no-op %.3fs, %s (%d users) %.3fs\n",
+			n, r+1, runs, cold[r].Seconds(), noop[r].Seconds(), module, users, change[r].Seconds())
+	}
+	return []row{
+		{n: n, engine: "cold", jobs: jobs, median: median(cold), configs: coldRes.Compiled},
+		{n: n, engine: "no-op", jobs: jobs, median: median(noop)},
+		{n: n, engine: fmt.Sprintf("module edit (%d users)", users), jobs: jobs, median: median(change), configs: changeRes.Compiled},
+	}, nil
+}
+
+func printIncremental(w io.Writer, rows []row) {
+	cold := map[int]time.Duration{}
+	for _, r := range rows {
+		if r.engine == "cold" {
+			cold[r.n] = r.median
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "N\tincremental compile\tjobs\tmedian s\tcompiled\tof cold\t")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%.3f\t%d\t%.1f%%\t\n", r.n, r.engine, r.jobs, r.median.Seconds(), r.configs,
+			100*r.median.Seconds()/cold[r.n].Seconds())
+	}
+	tw.Flush()
 }
 
 // clean removes the outputs and caches of previous runs.
