@@ -65,3 +65,24 @@ func BenchmarkCompileAll(b *testing.B) {
 	}
 	b.SetBytes(bytes)
 }
+
+// BenchmarkNoopBuild measures an incremental compile of a 10,000-config
+// repository in which nothing changed.
+func BenchmarkNoopBuild(b *testing.B) {
+	root := b.TempDir()
+	if err := synth.Generate(root, synth.Options{Configs: 10000, Seed: 1}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := Build(context.Background(), root, Options{}); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		res, err := Build(context.Background(), root, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res.Compiled != 0 {
+			b.Fatalf("no-op build compiled %d configs", res.Compiled)
+		}
+	}
+}

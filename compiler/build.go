@@ -85,18 +85,25 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 		}
 	}
 	salt := identity()
-	keys := map[string]string{}
+	keys := make([]string, len(candidates))
+	upToDate := make([]bool, len(candidates))
+	parallel(c.opts.Jobs, len(candidates), func(i int) {
+		p := candidates[i]
+		keys[i] = g.key(salt, p)
+		if prev, ok := cache.Outputs[p]; ok && prev.Key == keys[i] {
+			st, ok := statOutput(fsys, repo.MaterializedPath(p))
+			upToDate[i] = ok && st.Size == prev.Size && st.ModTime == prev.ModTime
+		}
+	})
+	keyOf := map[string]string{}
 	var paths []string
-	for _, p := range candidates {
-		k := g.key(salt, p)
-		keys[p] = k
-		if prev, ok := cache.Outputs[p]; ok && prev.Key == k {
-			if st, ok := statOutput(fsys, repo.MaterializedPath(p)); ok && st.Size == prev.Size && st.ModTime == prev.ModTime {
-				res.UpToDate++
-				continue
-			}
+	for i, p := range candidates {
+		if upToDate[i] {
+			res.UpToDate++
+			continue
 		}
 		paths = append(paths, p)
+		keyOf[p] = keys[i]
 	}
 
 	res.Outputs = make([]*Output, len(paths))
@@ -121,7 +128,7 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 			return
 		}
 		written[i] = changed
-		st.Key = keys[o.Source]
+		st.Key = keyOf[o.Source]
 		next.Outputs[o.Source] = st
 		res.Bytes += int64(len(o.Data))
 		o.Data = nil // written; do not hold every output in memory
@@ -144,8 +151,10 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 			return res, err
 		}
 	}
-	if err := next.save(root); err != nil {
-		return res, fmt.Errorf("writing the compile cache: %w", err)
+	if !next.sameAs(cache) {
+		if err := next.save(root); err != nil {
+			return res, fmt.Errorf("writing the compile cache: %w", err)
+		}
 	}
 	res.Elapsed = time.Since(start)
 	return res, nil

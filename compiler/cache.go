@@ -2,24 +2,26 @@ package compiler
 
 import (
 	"bytes"
-	"encoding/json"
+	"encoding/gob"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sync"
 
 	"github.com/cfg-dev/cfg/repo"
 )
 
-// The compile cache lives in .cfg/compile-cache.json. It records the state
+// The compile cache lives in .cfg/compile-cache.gob. It records the state
 // of every source file (so unchanged files need not be read) and, for every
 // config compiled successfully, the key of its inputs and the size and
 // modification time of the materialized file written. A config whose key
 // and materialized file are unchanged is up to date. A cache that is
 // missing, corrupt or written by another build of cfg is ignored: the
 // compile is then a full one, never a wrong one.
-const cacheFile = "compile-cache.json"
+const cacheFile = "compile-cache.gob"
 
 type cacheData struct {
 	Identity string                 `json:"identity"`
@@ -71,15 +73,24 @@ func loadCache(root string) *cacheData {
 		return emptyCache()
 	}
 	var c cacheData
-	if err := json.Unmarshal(data, &c); err != nil || c.Identity != identity() || c.Files == nil || c.Outputs == nil {
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&c); err != nil || c.Identity != identity() || c.Files == nil || c.Outputs == nil {
 		return emptyCache()
 	}
 	return &c
 }
 
+// sameAs reports whether saving c would write what prev holds.
+func (c *cacheData) sameAs(prev *cacheData) bool {
+	return c.Identity == prev.Identity &&
+		maps.EqualFunc(c.Files, prev.Files, func(a, b fileState) bool {
+			return a.Size == b.Size && a.ModTime == b.ModTime && a.Hash == b.Hash && slices.Equal(a.Deps, b.Deps)
+		}) &&
+		maps.Equal(c.Outputs, prev.Outputs)
+}
+
 func (c *cacheData) save(root string) error {
 	var b bytes.Buffer
-	if err := json.NewEncoder(&b).Encode(c); err != nil {
+	if err := gob.NewEncoder(&b).Encode(c); err != nil {
 		return err
 	}
 	dir := filepath.Join(root, repo.CacheDir)

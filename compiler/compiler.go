@@ -85,27 +85,31 @@ func (c *Compiler) CompileAll(ctx context.Context, paths []string) []*Output {
 // the worker with each result, so that work on an output (such as writing
 // it) overlaps with compiling the others.
 func (c *Compiler) compileEach(ctx context.Context, paths []string, fn func(i int, o *Output)) {
-	var next, done atomic.Int64
+	var done atomic.Int64
+	parallel(c.opts.Jobs, len(paths), func(i int) {
+		var o *Output
+		if err := ctx.Err(); err != nil {
+			o = c.failed(paths[i], diag.Errorf(diag.Pos{File: paths[i]}, "not compiled: %v", err))
+		} else {
+			o = c.Compile(paths[i])
+		}
+		fn(i, o)
+		if n := done.Add(1); c.opts.Progress != nil {
+			c.opts.Progress(int(n), len(paths))
+		}
+	})
+}
+
+// parallel calls fn(i) for every i in [0, n) from up to jobs goroutines.
+func parallel(jobs, n int, fn func(i int)) {
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(c.opts.Jobs, max(len(paths), 1)) {
+	for range min(jobs, max(n, 1)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(paths) {
-					return
-				}
-				var o *Output
-				if err := ctx.Err(); err != nil {
-					o = c.failed(paths[i], diag.Errorf(diag.Pos{File: paths[i]}, "not compiled: %v", err))
-				} else {
-					o = c.Compile(paths[i])
-				}
-				fn(i, o)
-				if n := done.Add(1); c.opts.Progress != nil {
-					c.opts.Progress(int(n), len(paths))
-				}
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
 			}
 		}()
 	}

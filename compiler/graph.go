@@ -4,7 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
+	"hash"
 	"io/fs"
 	"path"
 	"slices"
@@ -37,22 +37,7 @@ func (c *Compiler) scanFiles(tree *repo.Tree, prev map[string]fileState) (map[st
 	}
 	states := make([]fileState, len(all))
 	errs := make([]error, len(all))
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range c.opts.Jobs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				states[i], errs[i] = c.scanFile(all[i], prev)
-			}
-		}()
-	}
-	for i := range all {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	parallel(c.opts.Jobs, len(all), func(i int) { states[i], errs[i] = c.scanFile(all[i], prev) })
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -148,6 +133,9 @@ type Graph struct {
 	tree  *repo.Tree
 	files map[string]fileState
 	rev   map[string][]string
+
+	mu      sync.Mutex
+	digests map[string]string // closure digests, see key
 }
 
 // NewGraph reads the dependency graph of the repository.
@@ -160,7 +148,7 @@ func (c *Compiler) NewGraph(tree *repo.Tree) (*Graph, error) {
 }
 
 func newGraph(tree *repo.Tree, files map[string]fileState) *Graph {
-	g := &Graph{tree: tree, files: files, rev: map[string][]string{}}
+	g := &Graph{tree: tree, files: files, rev: map[string][]string{}, digests: map[string]string{}}
 	for p, st := range files {
 		for _, d := range st.Deps {
 			g.rev[d] = append(g.rev[d], p)
@@ -232,17 +220,46 @@ func (g *Graph) Affected(paths []string) []string {
 }
 
 // key identifies everything a config's output depends on: the compiler's
-// identity and options, and the content of every file in its dependency
-// closure (files that do not exist count as absent).
+// identity (salt), and the content of every file in its dependency closure
+// (files that do not exist count as absent). It combines the closure
+// digests of the config's direct dependencies, each computed once per run.
 func (g *Graph) key(salt, p string) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s %s\n", salt, p, g.files[p].Hash)
-	for _, d := range g.walk(p, func(q string) []string { return g.files[q].Deps }, false) {
-		hash := "absent"
-		if st, ok := g.files[d]; ok {
-			hash = st.Hash
-		}
-		fmt.Fprintf(h, "%s %s\n", d, hash)
+	writeEntry(h, salt, g.files[p].Hash)
+	writeEntry(h, p, g.files[p].Hash)
+	for _, d := range g.files[p].Deps {
+		writeEntry(h, d, g.closureDigest(d))
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// closureDigest hashes the content of p and of everything it depends on.
+func (g *Graph) closureDigest(p string) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if d, ok := g.digests[p]; ok {
+		return d
+	}
+	h := sha256.New()
+	writeEntry(h, p, g.hash(p))
+	for _, d := range g.walk(p, func(q string) []string { return g.files[q].Deps }, false) {
+		writeEntry(h, d, g.hash(d))
+	}
+	d := hex.EncodeToString(h.Sum(nil)[:16])
+	g.digests[p] = d
+	return d
+}
+
+func (g *Graph) hash(p string) string {
+	if st, ok := g.files[p]; ok {
+		return st.Hash
+	}
+	return "absent"
+}
+
+func writeEntry(h hash.Hash, name, value string) {
+	h.Write([]byte(name))
+	h.Write([]byte{0})
+	h.Write([]byte(value))
+	h.Write([]byte{'\n'})
 }

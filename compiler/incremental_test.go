@@ -91,7 +91,7 @@ func TestIncremental(t *testing.T) {
 			[]string{"source/c5.cconf"}},
 		{"a materialized file deleted", func() { os.Remove(filepath.Join(root, "materialized_configs/c4.json")) },
 			[]string{"source/c4.cconf"}},
-		{"the cache corrupted", func() { writeFile(t, root, ".cfg/compile-cache.json", "{not json") }, all},
+		{"the cache corrupted", func() { writeFile(t, root, ".cfg/compile-cache.gob", "not gob") }, all},
 		{"the cache deleted", func() { os.RemoveAll(filepath.Join(root, ".cfg")) }, all},
 	}
 	for _, st := range steps {
