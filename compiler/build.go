@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -84,15 +85,21 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 			next.Outputs[p] = st
 		}
 	}
-	salt := identity()
+	salt := identity() + " emit=" + strings.Join(opts.Emit, ",")
 	keys := make([]string, len(candidates))
 	upToDate := make([]bool, len(candidates))
 	parallel(c.opts.Jobs, len(candidates), func(i int) {
 		p := candidates[i]
 		keys[i] = g.key(salt, p)
 		if prev, ok := cache.Outputs[p]; ok && prev.Key == keys[i] {
-			st, ok := statOutput(fsys, repo.MaterializedPath(p))
+			mp := repo.MaterializedPath(p)
+			st, ok := statOutput(fsys, mp)
 			upToDate[i] = ok && st.Size == prev.Size && st.ModTime == prev.ModTime
+			for _, enc := range opts.Emit {
+				if _, ok := statOutput(fsys, repo.EncodedPath(mp, enc)); !ok && repo.Classify(p) == repo.Config {
+					upToDate[i] = false
+				}
+			}
 		}
 	})
 	keyOf := map[string]string{}
@@ -107,11 +114,11 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 	}
 
 	res.Outputs = make([]*Output, len(paths))
-	written := make([]bool, len(paths))
+	written := make([][]string, len(paths))
 	var mu sync.Mutex
 	var writeErr error
 	w := repo.NewWriter(root)
-	c.compileEach(ctx, paths, func(i int, o *Output) {
+	c.CompileEach(ctx, paths, func(i int, o *Output) {
 		res.Outputs[i] = o
 		if len(o.Diags) > 0 {
 			mu.Lock()
@@ -119,7 +126,20 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 			mu.Unlock()
 			return
 		}
+		var wrote []string
 		changed, err := w.WriteIfChanged(o.Path, o.Data)
+		if changed {
+			wrote = append(wrote, o.Path)
+		}
+		for _, enc := range opts.Emit {
+			if b, ok := o.Encoded[enc]; ok && err == nil {
+				ep := repo.EncodedPath(o.Path, enc)
+				if changed, err = w.WriteIfChanged(ep, b); changed {
+					wrote = append(wrote, ep)
+				}
+			}
+		}
+		o.Encoded = nil
 		st, ok := statOutput(fsys, o.Path)
 		mu.Lock()
 		defer mu.Unlock()
@@ -127,7 +147,7 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 			writeErr = cmp.Or(writeErr, err, fmt.Errorf("%s: not written", o.Path))
 			return
 		}
-		written[i] = changed
+		written[i] = wrote
 		st.Key = keyOf[o.Source]
 		next.Outputs[o.Source] = st
 		res.Bytes += int64(len(o.Data))
@@ -142,12 +162,10 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 			continue
 		}
 		res.Compiled++
-		if written[i] {
-			res.Written = append(res.Written, o.Path)
-		}
+		res.Written = append(res.Written, written[i]...)
 	}
 	if len(targets) == 0 {
-		if res.Removed, err = removeOrphans(root, fsys, all); err != nil {
+		if res.Removed, err = removeOrphans(root, fsys, all, opts.Emit); err != nil {
 			return res, err
 		}
 	}
@@ -160,11 +178,18 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 	return res, nil
 }
 
-// removeOrphans deletes materialized files whose source is gone.
-func removeOrphans(root string, fsys fs.FS, sources []string) ([]string, error) {
+// removeOrphans deletes materialized files whose source is gone, and
+// encodings of configs that the compile did not emit.
+func removeOrphans(root string, fsys fs.FS, sources, emit []string) ([]string, error) {
 	want := map[string]bool{}
 	for _, p := range sources {
-		want[repo.MaterializedPath(p)] = true
+		mp := repo.MaterializedPath(p)
+		want[mp] = true
+		if repo.Classify(p) == repo.Config {
+			for _, enc := range emit {
+				want[repo.EncodedPath(mp, enc)] = true
+			}
+		}
 	}
 	have, err := repo.ListMaterialized(fsys)
 	if err != nil {

@@ -32,6 +32,9 @@ type Options struct {
 	Stderr   io.Writer             // where print() writes; nil discards
 	Progress func(done, total int) // called after each config, if set
 	Rebuild  bool                  // Build: ignore the compile cache and compile everything
+	// Emit lists encodings written beside the canonical JSON of every
+	// compiled config: EncodingThriftBinary, EncodingThriftCompact.
+	Emit []string
 }
 
 // Compiler compiles the configs of one repository, read through an fs.FS
@@ -71,20 +74,23 @@ type Output struct {
 	Type   string    // the exported Thrift type, for compiled configs
 	Data   []byte    // the materialized bytes; nil when Diags is not empty
 	Diags  diag.List // problems found; the config failed if not empty
+	// Encoded holds the config in each encoding of Options.Emit, by
+	// encoding; the materialized path of each is repo.EncodedPath.
+	Encoded map[string][]byte
 }
 
 // CompileAll compiles the given source paths (configs and raw configs) with
 // Options.Jobs workers and returns one Output per path, in order.
 func (c *Compiler) CompileAll(ctx context.Context, paths []string) []*Output {
 	outs := make([]*Output, len(paths))
-	c.compileEach(ctx, paths, func(i int, o *Output) { outs[i] = o })
+	c.CompileEach(ctx, paths, func(i int, o *Output) { outs[i] = o })
 	return outs
 }
 
-// compileEach compiles paths with Options.Jobs workers and calls fn from
+// CompileEach compiles paths with Options.Jobs workers and calls fn from
 // the worker with each result, so that work on an output (such as writing
 // it) overlaps with compiling the others.
-func (c *Compiler) compileEach(ctx context.Context, paths []string, fn func(i int, o *Output)) {
+func (c *Compiler) CompileEach(ctx context.Context, paths []string, fn func(i int, o *Output)) {
 	var done atomic.Int64
 	parallel(c.opts.Jobs, len(paths), func(i int) {
 		var o *Output
@@ -152,7 +158,18 @@ func (c *Compiler) Compile(p string) *Output {
 			diags = c.runValidators(p, v, exportPos)
 		}
 		if len(diags) == 0 {
-			return &Output{Source: p, Name: repo.ConfigName(p), Path: repo.MaterializedPath(p), Type: v.t.Name, Data: data}
+			o := &Output{Source: p, Name: repo.ConfigName(p), Path: repo.MaterializedPath(p), Type: v.t.Name, Data: data}
+			for _, enc := range c.opts.Emit {
+				b, err := EncodeThrift(v, enc)
+				if err != nil {
+					return c.failed(p, diag.Errorf(posOf(exportPos), "encoding %s: %v", enc, err))
+				}
+				if o.Encoded == nil {
+					o.Encoded = map[string][]byte{}
+				}
+				o.Encoded[enc] = b
+			}
+			return o
 		}
 	}
 	for _, d := range diags {

@@ -141,6 +141,13 @@ func MaterializedPath(p string) string {
 	return MaterializedDir + "/" + name
 }
 
+// EncodedPath returns where the config materialized at the JSON path p is
+// written in another encoding: "x.json" is "x.thrift-binary" for the
+// encoding "thrift-binary".
+func EncodedPath(p, encoding string) string {
+	return strings.TrimSuffix(p, ".json") + "." + encoding
+}
+
 // ListMaterialized lists the files under materialized_configs/ in fsys.
 func ListMaterialized(fsys fs.FS) ([]string, error) {
 	var out []string

@@ -25,6 +25,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/object"
@@ -40,7 +42,9 @@ type Report struct {
 	Diags   diag.List // compile errors, validator failures and drift, sorted
 }
 
-// Run validates the repository at root.
+// Run validates the repository at root. Materialized files in another
+// encoding (see compiler.Options.Emit) are checked too, for every config,
+// once any config has one.
 func Run(ctx context.Context, root string, opts compiler.Options) (*Report, error) {
 	fsys := os.DirFS(root)
 	tree, err := repo.Scan(fsys)
@@ -49,26 +53,46 @@ func Run(ctx context.Context, root string, opts compiler.Options) (*Report, erro
 	}
 	sources := append(slices.Clone(tree.Configs), tree.Raw...)
 	slices.Sort(sources)
-	outs := compiler.New(fsys, opts).CompileAll(ctx, sources)
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	r := &Report{Checked: len(outs)}
-	head := openHead(root)
-	want := map[string]bool{}
-	for _, o := range outs {
-		want[o.Path] = true
-		if len(o.Diags) > 0 {
-			r.Diags = append(r.Diags, o.Diags...)
-			continue
-		}
-		if d := drift(fsys, o, head); d != nil {
-			r.Diags = append(r.Diags, d)
-		}
-	}
 	have, err := repo.ListMaterialized(fsys)
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w", repo.MaterializedDir, err)
+	}
+	opts.Emit = nil
+	for _, enc := range []string{compiler.EncodingThriftBinary, compiler.EncodingThriftCompact} {
+		if slices.ContainsFunc(have, func(p string) bool { return strings.HasSuffix(p, "."+enc) }) {
+			opts.Emit = append(opts.Emit, enc)
+		}
+	}
+	r := &Report{Checked: len(sources)}
+	head := openHead(root)
+	want := map[string]bool{}
+	var mu sync.Mutex
+	compiler.New(fsys, opts).CompileEach(ctx, sources, func(_ int, o *compiler.Output) {
+		var diags diag.List
+		if len(o.Diags) > 0 {
+			diags = o.Diags
+		} else if d := drift(fsys, o, head); d != nil {
+			diags = append(diags, d)
+		}
+		for _, enc := range opts.Emit {
+			if b, ok := o.Encoded[enc]; ok {
+				if d := encodingDrift(fsys, o, enc, b); d != nil {
+					diags = append(diags, d)
+				}
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		want[o.Path] = true
+		if repo.Classify(o.Source) == repo.Config {
+			for _, enc := range opts.Emit {
+				want[repo.EncodedPath(o.Path, enc)] = true
+			}
+		}
+		r.Diags = append(r.Diags, diags...)
+	})
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	for _, p := range have {
 		if !want[p] {
@@ -77,6 +101,22 @@ func Run(ctx context.Context, root string, opts compiler.Options) (*Report, erro
 	}
 	r.Diags.Sort()
 	return r, nil
+}
+
+// encodingDrift compares a config's materialized file in an encoding with
+// what its source compiles to.
+func encodingDrift(fsys fs.FS, o *compiler.Output, enc string, want []byte) *diag.Diagnostic {
+	p := repo.EncodedPath(o.Path, enc)
+	got, err := fs.ReadFile(fsys, p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return diag.Errorf(diag.Pos{File: p}, "missing: other configs are materialized as %s (run cfg compile --emit %s)", enc, enc)
+	case err != nil:
+		return diag.Errorf(diag.Pos{File: p}, "reading materialized config: %v", err)
+	case !bytes.Equal(got, want):
+		return diag.Errorf(diag.Pos{File: p}, "stale: differs from what %s compiles to (run cfg compile --emit %s)", o.Source, enc)
+	}
+	return nil
 }
 
 // drift compares one compiled output with its materialized file.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,6 +24,7 @@ type CompileOptions struct {
 	Format   string
 	MaxSteps uint64
 	Rebuild  bool
+	Emit     []string
 }
 
 func newCompileCmd(f *Factory, runF func(*CompileOptions) error) *cobra.Command {
@@ -46,6 +48,13 @@ validators) or its materialized file changed. The cache lives in .cfg/;
 			if err := checkFormat(opts.Format, validate.FormatText, validate.FormatJSON); err != nil {
 				return err
 			}
+			for _, enc := range opts.Emit {
+				switch enc {
+				case "json", compiler.EncodingThriftBinary, compiler.EncodingThriftCompact:
+				default:
+					return usageError(fmt.Errorf("--emit %q: want json, %s or %s", enc, compiler.EncodingThriftBinary, compiler.EncodingThriftCompact))
+				}
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -55,6 +64,7 @@ validators) or its materialized file changed. The cache lives in .cfg/;
 	cmd.Flags().IntVarP(&opts.Jobs, "jobs", "j", runtime.NumCPU(), "configs compiled in parallel")
 	cmd.Flags().BoolVarP(&opts.Quiet, "quiet", "q", false, "print only problems")
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
+	cmd.Flags().StringSliceVar(&opts.Emit, "emit", []string{"json"}, "encodings to write: json (always), thrift-binary, thrift-compact")
 	cmd.Flags().BoolVar(&opts.Rebuild, "rebuild", false, "ignore the compile cache in .cfg/ and compile everything")
 	cmd.Flags().Uint64Var(&opts.MaxSteps, "max-steps", compiler.DefaultMaxSteps, "Starlark execution step limit per program")
 	return cmd
@@ -81,6 +91,7 @@ func runCompile(f *Factory, cmd *cobra.Command, opts *CompileOptions) error {
 		Jobs:     opts.Jobs,
 		MaxSteps: opts.MaxSteps,
 		Rebuild:  opts.Rebuild,
+		Emit:     slices.DeleteFunc(slices.Clone(opts.Emit), func(e string) bool { return e == "json" }),
 		Stderr:   f.IO.Err,
 		Progress: prog.update,
 	}, targets...)

@@ -92,6 +92,7 @@ func NewRootCmd(f *Factory) *cobra.Command {
 		newValidateCmd(f, nil),
 		newDepsCmd(f, false, nil),
 		newDepsCmd(f, true, nil),
+		newDecodeCmd(f, nil),
 		newVersionCmd(f, nil),
 	)
 	return root
