@@ -152,7 +152,9 @@ func (l *Loader) parseTree(p string, progs map[string]*ast.Program, from *diag.P
 		if errors.As(err, &pe) {
 			var list diag.List
 			for _, e := range pe.Errors {
-				list = append(list, diag.Errorf(diag.Pos{File: p, Line: e.Pos.Line, Col: e.Pos.Column}, "%v", e.Err))
+				// thriftrw reports some errors (reserved words) with a
+				// negative column: keep the line only.
+				list = append(list, diag.Errorf(diag.Pos{File: p, Line: e.Pos.Line, Col: max(e.Pos.Column, 0)}, "%v", e.Err))
 			}
 			return list
 		}

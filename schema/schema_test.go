@@ -92,6 +92,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad default", "struct X {\n  1: required i32 a = \"s\"\n}\n", `source/x.thrift:1:1: X: cannot cast s to "i32"`},
 		{"missing include", "include \"nope.thrift\"\nstruct X {}\n", `source/x.thrift:1:1: cannot read schema "source/nope.thrift": file does not exist`},
 		{"duplicate", "struct X {}\nstruct X {}\n", "source/x.thrift"},
+		{"reserved word", "struct X {\n  1: optional i32 next\n}\n", `source/x.thrift:3: "next" is a reserved keyword`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
