@@ -93,6 +93,9 @@ func NewRootCmd(f *Factory) *cobra.Command {
 		newDepsCmd(f, false, nil),
 		newDepsCmd(f, true, nil),
 		newDecodeCmd(f, nil),
+		newDiffCmd(f, nil),
+		newCommitCmd(f, nil),
+		newLogCmd(f, nil),
 		newVersionCmd(f, nil),
 	)
 	return root

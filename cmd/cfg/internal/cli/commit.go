@@ -1,0 +1,212 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"runtime"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cfg-dev/cfg/compiler"
+	"github.com/cfg-dev/cfg/gitrepo"
+	"github.com/cfg-dev/cfg/repo"
+	"github.com/cfg-dev/cfg/validate"
+)
+
+// CommitOptions are the inputs of cfg commit.
+type CommitOptions struct {
+	Message  string
+	Author   string // "Name <email>"; "" means from the environment or git config
+	Format   string
+	Jobs     int
+	MaxSteps uint64
+}
+
+func newCommitCmd(f *Factory, runF func(*CommitOptions) error) *cobra.Command {
+	opts := &CommitOptions{}
+	cmd := &cobra.Command{
+		Use:   "commit -m MESSAGE",
+		Short: "Compile, validate, and commit sources and materialized configs in one git commit",
+		Long: `Commit compiles every config (as cfg compile does, writing
+materialized_configs/), validates the repository (as cfg validate does), and
+makes one git commit of every changed file under source/ and
+materialized_configs/: new, modified and deleted sources, and the
+materialized configs the compile wrote or removed. On any compile or
+validation problem nothing is committed and commit exits 1.
+
+Nothing else is committed: files elsewhere in the git work tree, and changes
+already staged for other files, stay as they are (files whose names start
+with a dot, which cfg ignores, are left out too). It works in a repository
+without commits. It prints the new commit's hash and the files committed.
+
+The author is --author, or CFG_AUTHOR_NAME and CFG_AUTHOR_EMAIL, or
+GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL, or user.name and user.email from the
+git configuration. Materialized configs in Thrift encodings (cfg compile
+--emit) are kept up to date when the repository has them.`,
+		Example: `  cfg commit -m "feed: raise cache memory to 4 GiB"`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError(fmt.Errorf("commit takes no arguments (the message goes in -m)"))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if strings.TrimSpace(opts.Message) == "" {
+				return usageError(errors.New("a commit message is required: -m MESSAGE"))
+			}
+			if opts.Author != "" {
+				if _, err := gitrepo.ParseSignature(opts.Author); err != nil {
+					return usageError(fmt.Errorf("--author: %w", err))
+				}
+			}
+			if err := checkFormat(opts.Format, validate.FormatText, validate.FormatJSON); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return runCommit(f, cmd, opts)
+		},
+	}
+	cmd.Flags().StringVarP(&opts.Message, "message", "m", "", "the commit message")
+	cmd.Flags().StringVar(&opts.Author, "author", "", `the commit author, "Name <email>"`)
+	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
+	cmd.Flags().IntVarP(&opts.Jobs, "jobs", "j", runtime.NumCPU(), "configs compiled in parallel")
+	cmd.Flags().Uint64Var(&opts.MaxSteps, "max-steps", compiler.DefaultMaxSteps, "Starlark execution step limit per program")
+	return cmd
+}
+
+func runCommit(f *Factory, cmd *cobra.Command, opts *CommitOptions) error {
+	ws, err := findWorkspace(f, cmd)
+	if err != nil {
+		return err
+	}
+	g, err := gitrepo.Open(ws.root)
+	if err != nil {
+		return infraError(err)
+	}
+	var author gitrepo.Signature
+	if opts.Author != "" {
+		author, _ = gitrepo.ParseSignature(opts.Author) // checked in RunE
+	} else if author, err = g.Identity(); err != nil {
+		return gitError(fmt.Errorf("%w, or pass --author \"Name <email>\"", err))
+	}
+	text := opts.Format == validate.FormatText
+	failed := func() error {
+		if text {
+			fmt.Fprintln(f.IO.Err, "nothing committed")
+		}
+		return inputFailed
+	}
+
+	copts := compiler.Options{Jobs: opts.Jobs, MaxSteps: opts.MaxSteps, Stderr: f.IO.Err}
+	if copts.Emit, err = emittedEncodings(ws.root); err != nil {
+		return infraError(err)
+	}
+	prog := newProgress(f.IO.Err, f.IO.ErrIsTTY && text)
+	copts.Progress = prog.update
+	res, err := compiler.Build(cmd.Context(), ws.root, copts)
+	prog.done()
+	if err != nil {
+		return infraError(err)
+	}
+	if res.Failed > 0 {
+		if err := ws.report(f, opts.Format, res.Diags(), map[string]any{"commit": nil}); err != nil {
+			return err
+		}
+		return failed()
+	}
+	copts.Progress = nil
+	rep, err := validate.Run(cmd.Context(), ws.root, copts)
+	if err != nil {
+		return infraError(err)
+	}
+	if len(rep.Diags) > 0 {
+		if err := ws.report(f, opts.Format, rep.Diags, map[string]any{"commit": nil}); err != nil {
+			return err
+		}
+		return failed()
+	}
+
+	changes, err := g.WorkingChanges()
+	if err != nil {
+		return infraError(err)
+	}
+	changes = slices.DeleteFunc(changes, func(c gitrepo.Change) bool { return !committable(c.Path) })
+	hash := ""
+	if len(changes) > 0 {
+		hash, err = g.Commit(gitrepo.Paths(changes), gitrepo.CommitOptions{Message: opts.Message, Author: &author})
+		if errors.Is(err, gitrepo.ErrNothingToCommit) {
+			changes, err = nil, nil
+		}
+		if err != nil {
+			return gitError(err)
+		}
+	}
+
+	if !text {
+		files := []gitrepo.Change{}
+		for _, c := range changes {
+			files = append(files, gitrepo.Change{Path: ws.display(c.Path), Kind: c.Kind})
+		}
+		out := map[string]any{"commit": hash, "files": files}
+		if hash == "" {
+			out["commit"] = nil
+		}
+		enc := json.NewEncoder(f.IO.Out)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(out); err != nil {
+			return infraError(err)
+		}
+		return nil
+	}
+	if hash == "" {
+		fmt.Fprintf(f.IO.Err, "nothing to commit: %s/ and %s/ match HEAD\n", repo.SourceDir, repo.MaterializedDir)
+		return nil
+	}
+	subject, _, _ := strings.Cut(strings.TrimSpace(opts.Message), "\n")
+	fmt.Fprintf(f.IO.Out, "committed %s: %s\n", hash, subject)
+	for _, c := range changes {
+		fmt.Fprintf(f.IO.Out, "  %s %s\n", c.Kind.Letter(), ws.display(c.Path))
+	}
+	return nil
+}
+
+// committable reports whether cfg commit commits the file at p (relative to
+// the config repository root): a file under source/ or
+// materialized_configs/ whose path has no name starting with a dot.
+func committable(p string) bool {
+	dir, _, _ := strings.Cut(p, "/")
+	if dir != repo.SourceDir && dir != repo.MaterializedDir {
+		return false
+	}
+	for _, name := range strings.Split(p, "/") {
+		if strings.HasPrefix(name, ".") {
+			return false
+		}
+	}
+	return true
+}
+
+// emittedEncodings returns the Thrift encodings the repository at root has
+// materialized configs in, so that compiling for a commit keeps them (a full
+// compile deletes the encodings it does not emit).
+func emittedEncodings(root string) ([]string, error) {
+	have, err := repo.ListMaterialized(os.DirFS(root))
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", repo.MaterializedDir, err)
+	}
+	var emit []string
+	for _, enc := range []string{compiler.EncodingThriftBinary, compiler.EncodingThriftCompact} {
+		if slices.ContainsFunc(have, func(p string) bool { return path.Ext(p) == "."+enc }) {
+			emit = append(emit, enc)
+		}
+	}
+	return emit, nil
+}
