@@ -92,6 +92,7 @@ func NewRootCmd(f *Factory) *cobra.Command {
 		newValidateCmd(f, nil),
 		newDepsCmd(f, false, nil),
 		newDepsCmd(f, true, nil),
+		newAffectedCmd(f, nil),
 		newDecodeCmd(f, nil),
 		newDiffCmd(f, nil),
 		newCommitCmd(f, nil),
