@@ -177,17 +177,37 @@ type Writer struct {
 func NewWriter(root string) *Writer { return &Writer{root: root} }
 
 // WriteIfChanged writes data to the repository path p unless the file
-// already holds exactly data, and reports whether it wrote. Writes are
-// atomic (see writeAtomic).
+// already holds exactly data, and reports whether it wrote. A file that
+// exists is replaced atomically (see writeAtomic); a new one is created in
+// place, exclusively, and removed again if writing it fails.
 func (w *Writer) WriteIfChanged(p string, data []byte) (bool, error) {
 	name := filepath.Join(w.root, filepath.FromSlash(p))
-	if old, err := os.ReadFile(name); err == nil && bytes.Equal(old, data) {
+	old, err := os.ReadFile(name)
+	switch {
+	case err == nil && bytes.Equal(old, data):
 		return false, nil
+	case err == nil:
+		return true, writeAtomic(name, data)
 	}
 	if err := w.mkdir(filepath.Dir(name)); err != nil {
 		return false, err
 	}
-	return true, writeAtomic(name, data)
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return true, writeAtomic(name, data)
+	}
+	if err != nil {
+		return false, fmt.Errorf("writing %s: %w", name, err)
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(name)
+		return false, fmt.Errorf("writing %s: %w", name, err)
+	}
+	return true, nil
 }
 
 // Write writes data to the repository path p atomically.
