@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.starlark.net/starlark"
 
@@ -77,17 +78,23 @@ func (e *encoder) newline() {
 
 // encodeRoot encodes the exported value with a trailing newline.
 func encodeRoot(s *Struct) ([]byte, []encodeError) {
-	e := &encoder{buf: make([]byte, 0, 1024)}
+	e := encoders.Get().(*encoder)
+	defer func() {
+		*e = encoder{buf: e.buf[:0], path: e.path[:0]}
+		encoders.Put(e)
+	}()
 	e.path = append(e.path, pathSeg{name: s.t.Name})
 	e.structValue(s)
 	e.buf = append(e.buf, '\n')
-	return e.buf, e.errs
+	return bytes.Clone(e.buf), e.errs
 }
+
+// encoders keeps encoders, and their grown buffers, between configs.
+var encoders = sync.Pool{New: func() any { return &encoder{buf: make([]byte, 0, 64<<10)} }}
 
 func (e *encoder) structValue(s *Struct) {
 	saved := e.at
 	e.at = s.origin
-	defer func() { e.at = saved }()
 	if s.t.Type == schema.Union {
 		if n := len(s.setFields()); n != 1 {
 			e.fail(errorf("union takes exactly one member, got %d", n))
@@ -122,6 +129,7 @@ func (e *encoder) structValue(s *Struct) {
 		e.newline()
 	}
 	e.buf = append(e.buf, '}')
+	e.at = saved
 }
 
 func (e *encoder) value(t *schema.Type, v starlark.Value) {

@@ -30,6 +30,9 @@
 // byte-identical. -cpuprofile profiles one extra typed compile of the
 // largest N with the most workers.
 //
+// Both engines run with the garbage collector set as the cfg command sets it
+// (GOGC=400) unless GOGC is set.
+//
 // It is a development tool; scripts/bench.sh builds and runs it.
 package main
 
@@ -44,6 +47,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -58,6 +62,11 @@ import (
 )
 
 func main() {
+	// Run the collector as the cfg command does (see cli.Main), for both
+	// engines alike, unless GOGC says otherwise.
+	if _, ok := os.LookupEnv("GOGC"); !ok {
+		debug.SetGCPercent(400)
+	}
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "cfgbench:", err)
 		if errors.Is(err, flag.ErrHelp) {
