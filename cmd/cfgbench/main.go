@@ -275,6 +275,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 			}
 			fmt.Fprintf(stderr, "wrote CPU profile of the typed compile, N=%d -j %d, to %s\n", n, slices.Max(o.jobs), o.cpuprofile)
 		}
+		os.RemoveAll(root + ".trash")
 		if !o.keep && o.dir == "" {
 			os.RemoveAll(root)
 		}
@@ -368,10 +369,22 @@ func printIncremental(w io.Writer, rows []row) {
 	tw.Flush()
 }
 
-// clean removes the outputs and caches of previous runs.
+// clean moves the outputs and caches of previous runs out of the
+// repository, into root+".trash", which is deleted after the runs of a
+// size: deleting ten thousand files just before a timed run leaves the
+// file system busy with them and slows the run that follows, whichever
+// engine it is.
 func clean(root string) error {
+	trash := root + ".trash"
+	if err := os.MkdirAll(trash, 0o755); err != nil {
+		return err
+	}
 	for _, d := range []string{repo.MaterializedDir, repo.CacheDir} {
-		if err := os.RemoveAll(filepath.Join(root, d)); err != nil {
+		dst, err := os.MkdirTemp(trash, d+"-")
+		if err != nil {
+			return err
+		}
+		if err := os.Rename(filepath.Join(root, d), filepath.Join(dst, d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
