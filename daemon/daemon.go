@@ -1,0 +1,222 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cfg-dev/cfg/gitrepo"
+	"github.com/cfg-dev/cfg/store"
+)
+
+// Defaults of Config's optional fields.
+const (
+	DefaultHeartbeat   = 5 * time.Second
+	DefaultPoll        = time.Second
+	DefaultWatchBuffer = 256
+)
+
+// StoreFile is the name of the store in Config.DataDir.
+const StoreFile = "cfg.db"
+
+// maxBody is the largest request body the daemon reads.
+const maxBody = 1 << 20
+
+// hostsFlushEvery is how often host reports are written to the store.
+const hostsFlushEvery = 5 * time.Second
+
+// Config configures a Daemon.
+type Config struct {
+	// RepoPath is the config repository: a directory in a git work tree
+	// (the config repository root), or a bare repository.
+	RepoPath string
+	// Branch is the branch to tail; empty means the branch HEAD names
+	// when the daemon starts.
+	Branch string
+	// DataDir holds the store (StoreFile); it is made if missing.
+	DataDir string
+	// Token authorizes writes (POST, PUT, DELETE); it must not be empty.
+	Token string
+	// Heartbeat is the interval of heartbeat events on watch streams
+	// (DefaultHeartbeat if zero).
+	Heartbeat time.Duration
+	// Poll is how often the tailer reads the branch head when no file
+	// system notification came (DefaultPoll if zero).
+	Poll time.Duration
+	// WatchBuffer is how many revisions a watch stream may fall behind
+	// before the daemon closes it (DefaultWatchBuffer if zero); the
+	// client then resumes with from=.
+	WatchBuffer int
+	// Logger receives the daemon's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Daemon publishes the revisions of a config repository and serves them
+// over HTTP (docs/api.md). Its methods are safe for concurrent use.
+type Daemon struct {
+	cfg     Config
+	log     *slog.Logger
+	store   store.Store
+	hist    *gitrepo.History
+	hub     *hub
+	hosts   *hostRegistry
+	metrics *metrics
+	handler http.Handler
+
+	latest atomic.Int64 // the latest published revision
+	ready  atomic.Bool  // the tailer has published or found the branch head
+	reason atomic.Value // string: why the daemon is not ready
+
+	ctx       context.Context // cancelled by Close
+	cancel    context.CancelFunc
+	startOnce sync.Once
+	wg        sync.WaitGroup // the tailer and the host flusher
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens the repository and the store in cfg.DataDir. The tailer starts
+// with the first Serve.
+func New(cfg Config) (*Daemon, error) {
+	if cfg.Token == "" {
+		return nil, errors.New("no token: the daemon needs one to authorize writes")
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("no data directory")
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = DefaultPoll
+	}
+	if cfg.WatchBuffer <= 0 {
+		cfg.WatchBuffer = DefaultWatchBuffer
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	hist, err := gitrepo.OpenHistory(cfg.RepoPath)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Branch == "" {
+		if cfg.Branch, err = hist.HeadBranch(); err != nil {
+			return nil, fmt.Errorf("%s: %w", cfg.RepoPath, err)
+		}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, StoreFile))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &Daemon{cfg: cfg, log: log, store: st, hist: hist, ctx: ctx, cancel: cancel}
+	fail := func(err error) (*Daemon, error) {
+		cancel()
+		st.Close()
+		return nil, err
+	}
+	info, err := st.Latest(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	d.latest.Store(info.Number)
+	hosts, err := st.Hosts(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	d.hosts = newHostRegistry(hosts)
+	d.metrics = newMetrics(d)
+	d.metrics.latest.Set(float64(info.Number))
+	d.hub = newHub(cfg.WatchBuffer)
+	d.reason.Store(fmt.Sprintf("the tailer has not read branch %q yet", cfg.Branch))
+	d.handler = d.routes()
+	return d, nil
+}
+
+// Handler returns the daemon's HTTP API, for serving it some other way
+// than Serve; the tailer runs only once Serve has been called.
+func (d *Daemon) Handler() http.Handler { return d.handler }
+
+// Serve starts the tailer (on the first call) and serves the HTTP API on
+// ln until ctx is done or Close is called; it then ends every watch stream,
+// waits a few seconds for other requests, closes ln and returns nil. The
+// tailer keeps running until Close.
+func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
+	if d.ctx.Err() != nil {
+		return errors.New("daemon closed")
+	}
+	d.startOnce.Do(func() {
+		d.wg.Add(2)
+		go func() { defer d.wg.Done(); d.tail(d.ctx) }()
+		go func() { defer d.wg.Done(); d.flushHosts(d.ctx) }()
+	})
+	base, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(d.ctx, cancel)
+	defer stop()
+	srv := &http.Server{
+		Handler:           d.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-base.Done():
+	}
+	// Watch streams end with base; other requests get a few seconds.
+	shutdown, cancelShutdown := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelShutdown()
+	if err := srv.Shutdown(shutdown); err != nil {
+		srv.Close()
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Close stops the tailer, ends every watch stream, writes the hosts'
+// reports to the store and closes it. Serve calls in progress return.
+func (d *Daemon) Close() error {
+	d.closeOnce.Do(func() {
+		d.cancel()
+		d.wg.Wait()
+		d.hub.close()
+		err := d.hosts.flush(context.Background(), d.store)
+		d.closeErr = errors.Join(err, d.store.Close())
+	})
+	return d.closeErr
+}
+
+// flushHosts writes the hosts' reports to the store every hostsFlushEvery.
+func (d *Daemon) flushHosts(ctx context.Context) {
+	t := time.NewTicker(hostsFlushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := d.hosts.flush(ctx, d.store); err != nil && ctx.Err() == nil {
+				d.log.Warn("saving host reports", "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,127 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"unicode"
+
+	"github.com/cfg-dev/cfg/store"
+)
+
+// hostReport is the body of POST /v1/hosts/{host}.
+type hostReport struct {
+	Labels  map[string]string `json:"labels"`
+	Configs []string          `json:"configs"`
+	Applied int64             `json:"applied"`
+}
+
+// decodeHostReport decodes and checks a host report: one JSON object,
+// nothing after it.
+func decodeHostReport(r io.Reader) (hostReport, error) {
+	var rep hostReport
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(&rep); err != nil {
+		return hostReport{}, fmt.Errorf("decoding host report: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if err == nil {
+			err = errors.New("more than one JSON value")
+		}
+		return hostReport{}, fmt.Errorf("decoding host report: %w", err)
+	}
+	if rep.Applied < 0 {
+		return hostReport{}, fmt.Errorf("host report: applied: got %d, want a revision (0 or more)", rep.Applied)
+	}
+	for k := range rep.Labels {
+		if k == "" {
+			return hostReport{}, errors.New("host report: empty label name")
+		}
+	}
+	for _, c := range rep.Configs {
+		if err := store.CheckName(c); err != nil {
+			return hostReport{}, fmt.Errorf("host report: %w", err)
+		}
+	}
+	return rep, nil
+}
+
+// checkHostName reports whether h may name a host.
+func checkHostName(h string) error {
+	if h == "" || len(h) > 253 {
+		return fmt.Errorf("host name %.40q: want 1 to 253 bytes", h)
+	}
+	for _, r := range h {
+		if r == '/' || unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return fmt.Errorf("invalid host name %q", h)
+		}
+	}
+	return nil
+}
+
+// hostRegistry holds the hosts' last reports in memory; flush writes the
+// ones that changed to the store.
+type hostRegistry struct {
+	mu    sync.Mutex
+	hosts map[string]store.Host
+	dirty map[string]bool
+}
+
+func newHostRegistry(hosts []store.Host) *hostRegistry {
+	r := &hostRegistry{hosts: map[string]store.Host{}, dirty: map[string]bool{}}
+	for _, h := range hosts {
+		r.hosts[h.Name] = h
+	}
+	return r
+}
+
+func (r *hostRegistry) report(h store.Host) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hosts[h.Name] = h
+	r.dirty[h.Name] = true
+}
+
+func (r *hostRegistry) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.hosts)
+}
+
+// list returns the hosts sorted by name.
+func (r *hostRegistry) list() []store.Host {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := slices.Collect(maps.Values(r.hosts))
+	slices.SortFunc(out, func(a, b store.Host) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// flush writes the hosts reported since the last flush to st.
+func (r *hostRegistry) flush(ctx context.Context, st store.Store) error {
+	r.mu.Lock()
+	var hosts []store.Host
+	for name := range r.dirty {
+		hosts = append(hosts, r.hosts[name])
+	}
+	clear(r.dirty)
+	r.mu.Unlock()
+	if len(hosts) == 0 {
+		return nil
+	}
+	if err := st.PutHosts(ctx, hosts); err != nil {
+		r.mu.Lock()
+		for _, h := range hosts {
+			r.dirty[h.Name] = true
+		}
+		r.mu.Unlock()
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,388 @@
+package daemon
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cfg-dev/cfg/store"
+)
+
+// routes returns the HTTP API: the endpoints of docs/api.md, JSON errors
+// for requests none of them takes, and request metrics.
+func (d *Daemon) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/configs/{name...}", d.handleConfig)
+	mux.HandleFunc("GET /v1/watch", d.handleWatch)
+	mux.HandleFunc("GET /v1/revisions/latest", d.handleLatestRevision)
+	mux.HandleFunc("GET /v1/revisions/{n}", d.handleRevision)
+	mux.Handle("POST /v1/hosts/{host}", d.authorized(http.HandlerFunc(d.handleHostReport)))
+	mux.HandleFunc("GET /v1/hosts", d.handleHosts)
+	mux.HandleFunc("GET /healthz", d.handleHealthz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		if _, pattern := mux.Handler(r); pattern == "" {
+			// No route: let the mux pick 404 or 405 (and Allow), and
+			// answer in JSON.
+			c := &codeOnly{header: w.Header()}
+			mux.ServeHTTP(c, r)
+			writeError(sw, c.code, "no endpoint %s %s", r.Method, r.URL.Path)
+			d.metrics.requests.WithLabelValues(strconv.Itoa(sw.status()), "other").Inc()
+			return
+		}
+		mux.ServeHTTP(sw, r)
+		d.metrics.requests.WithLabelValues(strconv.Itoa(sw.status()), r.Pattern).Inc()
+	})
+}
+
+// statusWriter remembers the status code of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// codeOnly records the status code of a response and discards its body.
+type codeOnly struct {
+	header http.Header
+	code   int
+}
+
+func (c *codeOnly) Header() http.Header         { return c.header }
+func (c *codeOnly) Write(b []byte) (int, error) { return len(b), nil }
+func (c *codeOnly) WriteHeader(code int)        { c.code = code }
+
+// writeError answers with status code and {"error": message}.
+func writeError(w http.ResponseWriter, code int, format string, args ...any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Del("Content-Length")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]string{"error": fmt.Sprintf(format, args...)})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+// storeError answers with the status for a store error.
+func (d *Daemon) storeError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, store.ErrClosed) || r.Context().Err() != nil {
+		writeError(w, http.StatusServiceUnavailable, "daemon shutting down")
+		return
+	}
+	d.log.Error("reading the store", "err", err, "url", r.URL.String())
+	writeError(w, http.StatusInternalServerError, "reading the store: %v", err)
+}
+
+// authorized lets requests with the daemon's token through to h.
+func (d *Daemon) authorized(h http.Handler) http.Handler {
+	want := []byte("Bearer " + d.cfg.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := r.Header.Get("Authorization")
+		if got == "" {
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			writeError(w, http.StatusUnauthorized, "missing token: want Authorization: Bearer TOKEN")
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			writeError(w, http.StatusUnauthorized, "wrong token")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (d *Daemon) handleConfig(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := store.CheckName(name); err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	c, err := d.store.Get(r.Context(), name)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "unknown config %q", name)
+		return
+	}
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Cfg-Revision", strconv.FormatInt(c.Revision, 10))
+	h.Set("Cfg-Latest-Revision", strconv.FormatInt(max(d.latest.Load(), c.Revision), 10))
+	h.Set("Cfg-Commit", c.Commit)
+	h.Set("Cfg-Type", c.Type)
+	if c.Compiled {
+		h.Set("Content-Type", "application/json")
+	} else {
+		h.Set("Content-Type", "application/octet-stream")
+	}
+	h.Set("Content-Length", strconv.Itoa(len(c.Data)))
+	w.Write(c.Data)
+}
+
+func (d *Daemon) handleLatestRevision(w http.ResponseWriter, r *http.Request) {
+	info, err := d.store.Latest(r.Context())
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	if info.Number == 0 {
+		writeError(w, http.StatusNotFound, "no revision published yet")
+		return
+	}
+	writeJSON(w, info)
+}
+
+func (d *Daemon) handleRevision(w http.ResponseWriter, r *http.Request) {
+	s := r.PathValue("n")
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 1 {
+		writeError(w, http.StatusBadRequest, "revision: got %q, want a number from 1", s)
+		return
+	}
+	rev, err := d.store.Revision(r.Context(), n)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no revision %d: the latest is %d", n, d.latest.Load())
+		return
+	}
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	writeJSON(w, rev.Info())
+}
+
+func (d *Daemon) handleHostReport(w http.ResponseWriter, r *http.Request) {
+	host := r.PathValue("host")
+	if err := checkHostName(host); err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	rep, err := decodeHostReport(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			writeError(w, http.StatusRequestEntityTooLarge, "host report: body over %d bytes", maxBody)
+			return
+		}
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	if rep.Labels == nil {
+		rep.Labels = map[string]string{}
+	}
+	if rep.Configs == nil {
+		rep.Configs = []string{}
+	}
+	d.hosts.report(store.Host{Name: host, Labels: rep.Labels, Configs: rep.Configs, Applied: rep.Applied, LastSeen: time.Now().UTC()})
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (d *Daemon) handleHosts(w http.ResponseWriter, r *http.Request) {
+	hosts := d.hosts.list()
+	if hosts == nil {
+		hosts = []store.Host{}
+	}
+	writeJSON(w, hosts)
+}
+
+func (d *Daemon) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	if !d.ready.Load() {
+		writeError(w, http.StatusServiceUnavailable, "%s", d.reason.Load())
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, "ok\n")
+}
+
+// handleWatch streams the events of docs/api.md: a snapshot (without
+// from) or a replay of the revisions after from, then live updates and
+// heartbeats, until the client goes away, the daemon shuts down or the
+// stream falls more than WatchBuffer revisions behind.
+func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	list := q.Get("configs")
+	if list == "" {
+		writeError(w, http.StatusBadRequest, "missing configs: want configs=NAME[,NAME...] or configs=*")
+		return
+	}
+	names := strings.Split(list, ",")
+	for _, n := range names {
+		if n == "*" {
+			continue
+		}
+		if err := store.CheckName(n); err != nil {
+			writeError(w, http.StatusBadRequest, "configs: %v", err)
+			return
+		}
+	}
+	match := store.Names(names...)
+	from := int64(-1)
+	if q.Has("from") {
+		s := q.Get("from")
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, "from: got %q, want a revision number", s)
+			return
+		}
+		from = n
+	}
+
+	// Subscribe before reading the store, so that nothing published
+	// from now on is missed.
+	sub := d.hub.subscribe()
+	if sub == nil {
+		writeError(w, http.StatusServiceUnavailable, "daemon shutting down")
+		return
+	}
+	defer d.hub.unsubscribe(sub)
+	ctx := r.Context()
+	latest, err := d.store.Latest(ctx)
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	if from > latest.Number {
+		writeError(w, http.StatusBadRequest, "from: revision %d is beyond the latest revision %d", from, latest.Number)
+		return
+	}
+
+	d.metrics.watchers.Inc()
+	defer d.metrics.watchers.Dec()
+	rc := http.NewResponseController(w)
+	writeTimeout := max(10*time.Second, 2*d.cfg.Heartbeat)
+	send := func(line []byte, counted bool) error {
+		rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if _, err := w.Write(line); err != nil {
+			return err
+		}
+		if counted {
+			d.metrics.eventsSent.Inc()
+		}
+		return rc.Flush()
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+
+	// last is the revision up to which the stream has told the client
+	// everything it watches.
+	last := latest.Number
+	if from < 0 {
+		snap, err := d.store.Snapshot(ctx, match)
+		if err != nil {
+			return
+		}
+		last = snap.Latest.Number
+		if err := send(encodeLine(event{Type: "snapshot", Revision: last, Commit: snap.Latest.Commit, Configs: eventConfigs(snap.Configs)}), true); err != nil {
+			return
+		}
+	} else {
+		err := d.store.Since(ctx, from, match, func(rev *store.Revision) error {
+			last = max(last, rev.Number)
+			return send(encodeLine(updateEvent(rev)), true)
+		})
+		if err != nil {
+			return
+		}
+	}
+	if err := send(encodeLine(heartbeatEvent{Type: "heartbeat", Revision: last}), false); err != nil {
+		return
+	}
+
+	beat := time.NewTicker(d.cfg.Heartbeat)
+	defer beat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case b, ok := <-sub.ch:
+			if !ok {
+				if d.hub.wasDropped(sub) {
+					d.log.Info("closing a watch stream that fell behind", "remote", r.RemoteAddr, "revision", last)
+				}
+				return
+			}
+			if b.rev.Number <= last {
+				continue // already in the snapshot or the replay
+			}
+			if b.rev.Number != last+1 {
+				d.log.Error("watch stream out of order", "got", b.rev.Number, "want", last+1)
+				return // the client resumes from last
+			}
+			last = b.rev.Number
+			var line []byte
+			if rev := filterRevision(b.rev, match); rev == b.rev {
+				line = b.fullLine()
+			} else if rev != nil {
+				line = encodeLine(updateEvent(rev))
+			}
+			if line != nil {
+				if err := send(line, true); err != nil {
+					return
+				}
+			}
+		case <-beat.C:
+			if err := send(encodeLine(heartbeatEvent{Type: "heartbeat", Revision: last}), false); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// filterRevision returns r itself if m selects all of its configs, a copy
+// holding those m selects, or nil if it selects none.
+func filterRevision(r *store.Revision, m store.Match) *store.Revision {
+	if m == nil {
+		return r
+	}
+	var configs []store.ConfigVersion
+	for _, c := range r.Configs {
+		if m(c.Name) {
+			configs = append(configs, c)
+		}
+	}
+	switch len(configs) {
+	case 0:
+		return nil
+	case len(r.Configs):
+		return r
+	}
+	out := *r
+	out.Configs = configs
+	return &out
+}

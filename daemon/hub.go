@@ -1,0 +1,145 @@
+package daemon
+
+import (
+	"encoding/json"
+	"sync"
+
+	"github.com/cfg-dev/cfg/store"
+)
+
+// hub fans published revisions out to watch streams: one broadcast per
+// revision, a buffered channel per stream. Publishing never blocks: a
+// stream whose buffer is full is dropped (its channel closed), and its
+// client resumes with from=.
+type hub struct {
+	buffer int
+
+	mu     sync.Mutex
+	subs   map[*subscription]struct{}
+	closed bool
+}
+
+// subscription is one watch stream's place in the hub.
+type subscription struct {
+	ch      chan *broadcast // closed when the stream is dropped or the hub closes
+	dropped bool            // set, under hub.mu, when the stream fell behind
+}
+
+// broadcast is a published revision, with its update event encoded once
+// for every stream that watches all of its configs.
+type broadcast struct {
+	rev  *store.Revision
+	once sync.Once
+	line []byte
+}
+
+// fullLine returns the update event holding all of the revision's configs.
+func (b *broadcast) fullLine() []byte {
+	b.once.Do(func() { b.line = encodeLine(updateEvent(b.rev)) })
+	return b.line
+}
+
+func newHub(buffer int) *hub {
+	return &hub{buffer: buffer, subs: map[*subscription]struct{}{}}
+}
+
+// subscribe returns a new subscription, or nil once the hub is closed.
+func (h *hub) subscribe() *subscription {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil
+	}
+	s := &subscription{ch: make(chan *broadcast, h.buffer)}
+	h.subs[s] = struct{}{}
+	return s
+}
+
+// unsubscribe removes s, if it is still there.
+func (h *hub) unsubscribe(s *subscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.subs[s]; ok {
+		delete(h.subs, s)
+		close(s.ch)
+	}
+}
+
+// publish sends r to every subscription and returns how many it dropped.
+func (h *hub) publish(r *store.Revision) (dropped int) {
+	b := &broadcast{rev: r}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs {
+		select {
+		case s.ch <- b:
+		default:
+			s.dropped = true
+			delete(h.subs, s)
+			close(s.ch)
+			dropped++
+		}
+	}
+	return dropped
+}
+
+// wasDropped reports whether s was dropped for falling behind.
+func (h *hub) wasDropped(s *subscription) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return s.dropped
+}
+
+// close ends every subscription; later subscribe calls return nil.
+func (h *hub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for s := range h.subs {
+		delete(h.subs, s)
+		close(s.ch)
+	}
+}
+
+// Watch events (docs/api.md).
+type event struct {
+	Type     string        `json:"type"`
+	Revision int64         `json:"revision"`
+	Commit   string        `json:"commit,omitempty"`
+	Configs  []eventConfig `json:"configs"`
+}
+
+type heartbeatEvent struct {
+	Type     string `json:"type"`
+	Revision int64  `json:"revision"`
+}
+
+type eventConfig struct {
+	Name     string `json:"name"`
+	Revision int64  `json:"revision"`
+	Commit   string `json:"commit"`
+	Type     string `json:"type,omitempty"`
+	Deleted  bool   `json:"deleted,omitempty"`
+	Data     []byte `json:"data,omitempty"`
+}
+
+func eventConfigs(cs []store.ConfigVersion) []eventConfig {
+	out := make([]eventConfig, len(cs))
+	for i, c := range cs {
+		out[i] = eventConfig{Name: c.Name, Revision: c.Revision, Commit: c.Commit, Type: c.Type, Deleted: c.Deleted, Data: c.Data}
+	}
+	return out
+}
+
+func updateEvent(r *store.Revision) event {
+	return event{Type: "update", Revision: r.Number, Commit: r.Commit, Configs: eventConfigs(r.Configs)}
+}
+
+// encodeLine encodes v as one line of NDJSON.
+func encodeLine(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // events hold only strings, numbers and bytes
+	}
+	return append(b, '\n')
+}

@@ -1,0 +1,52 @@
+package daemon
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the daemon's Prometheus metrics (docs/api.md), in a registry
+// of its own so that several daemons can live in one process.
+type metrics struct {
+	reg          *prometheus.Registry
+	latest       prometheus.Gauge
+	published    prometheus.Counter
+	tailerErrors prometheus.Counter
+	watchers     prometheus.Gauge
+	eventsSent   prometheus.Counter
+	dropped      prometheus.Counter
+	requests     *prometheus.CounterVec
+}
+
+func newMetrics(d *Daemon) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		latest: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cfg_revision_latest", Help: "The latest published revision.",
+		}),
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cfg_revisions_published_total", Help: "Revisions published since the daemon started.",
+		}),
+		tailerErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cfg_tailer_errors_total", Help: "Failed attempts to read or publish the tailed branch.",
+		}),
+		watchers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cfg_watchers", Help: "Open watch streams.",
+		}),
+		eventsSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cfg_watch_events_sent_total", Help: "Snapshot and update events sent on watch streams.",
+		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cfg_watchers_dropped_total", Help: "Watch streams closed because they fell behind.",
+		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cfg_http_requests_total", Help: "HTTP requests by status code and route.",
+		}, []string{"code", "route"}),
+	}
+	hosts := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cfg_hosts", Help: "Hosts that have reported to the daemon.",
+	}, func() float64 { return float64(d.hosts.len()) })
+	m.reg.MustRegister(m.latest, m.published, m.tailerErrors, m.watchers, m.eventsSent, m.dropped, m.requests, hosts,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}

@@ -1,0 +1,84 @@
+package daemon
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+func TestMetrics(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1")
+	d := startDaemon(t, r.dir, t.TempDir())
+	r.commit("materialized_configs/a.json", "a2")
+	d.waitFor("revision 2", func() bool { return d.latest() == 2 })
+	w := d.watch("configs=a")
+	w.expect("snapshot 2 a@2=a2")
+	d.do("POST", "/v1/hosts/web-1", `{"applied":2}`, map[string]string{"Authorization": "Bearer " + token})
+	d.do("GET", "/v1/configs/nope", "", nil)
+
+	resp, err := http.Get(d.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("/metrics is not Prometheus text: %v", err)
+	}
+	value := func(name string, labels ...string) float64 {
+		t.Helper()
+		f, ok := families[name]
+		if !ok {
+			t.Errorf("no metric %s", name)
+			return -1
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			for i := 0; i < len(labels); i += 2 {
+				found := false
+				for _, l := range m.GetLabel() {
+					if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue metrics
+				}
+			}
+			switch {
+			case m.Gauge != nil:
+				return m.GetGauge().GetValue()
+			case m.Counter != nil:
+				return m.GetCounter().GetValue()
+			}
+		}
+		t.Errorf("no metric %s%v", name, labels)
+		return -1
+	}
+	checks := []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"cfg_revision_latest", nil, 2},
+		{"cfg_revisions_published_total", nil, 2},
+		{"cfg_tailer_errors_total", nil, 0},
+		{"cfg_watchers", nil, 1},
+		{"cfg_watch_events_sent_total", nil, 1},
+		{"cfg_hosts", nil, 1},
+		{"cfg_http_requests_total", []string{"code", "204", "route", "POST /v1/hosts/{host}"}, 1},
+		{"cfg_http_requests_total", []string{"code", "404", "route", "GET /v1/configs/{name...}"}, 1},
+	}
+	for _, c := range checks {
+		if got := value(c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if _, ok := families["go_goroutines"]; !ok {
+		t.Error("no Go runtime metrics")
+	}
+}

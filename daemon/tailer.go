@@ -1,0 +1,264 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/cfg-dev/cfg/gitrepo"
+	"github.com/cfg-dev/cfg/repo"
+	"github.com/cfg-dev/cfg/store"
+)
+
+// tail publishes the tailed branch until ctx is done: at once, whenever a
+// file system notification says a ref may have moved, and every Poll.
+func (d *Daemon) tail(ctx context.Context) {
+	wake := make(chan struct{}, 1)
+	if w := d.watchRefs(wake); w != nil {
+		defer w.Close()
+	}
+	poll := time.NewTicker(d.cfg.Poll)
+	defer poll.Stop()
+	var seen, lastErr string
+	for {
+		head, err := d.check(ctx, seen)
+		switch {
+		case err == nil:
+			seen, lastErr = head, ""
+		case ctx.Err() != nil:
+			return
+		default:
+			d.reason.Store(err.Error())
+			if !errors.Is(err, gitrepo.ErrNoCommits) {
+				d.metrics.tailerErrors.Inc()
+			}
+			if err.Error() != lastErr { // log each new problem once
+				d.log.Error("tailing", "branch", d.cfg.Branch, "err", err)
+				lastErr = err.Error()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+		case <-poll.C:
+		}
+	}
+}
+
+// watchRefs asks for a signal on wake whenever the files where git keeps
+// the branch head change: the git directory (packed-refs, HEAD) and the
+// directory of the branch's ref file. It returns nil if notifications are
+// unavailable; polling still works.
+func (d *Daemon) watchRefs(wake chan<- struct{}) *fsnotify.Watcher {
+	gitDir := d.hist.GitDir()
+	if gitDir == "" {
+		return nil
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		d.log.Warn("watching refs: polling only", "err", err)
+		return nil
+	}
+	dirs := []string{gitDir, filepath.Join(gitDir, "refs", "heads", filepath.FromSlash(path.Dir(d.cfg.Branch)))}
+	added := 0
+	for _, dir := range dirs {
+		if err := w.Add(dir); err != nil {
+			d.log.Debug("watching refs", "dir", dir, "err", err)
+			continue
+		}
+		added++
+	}
+	if added == 0 {
+		w.Close()
+		return nil
+	}
+	go func() {
+		for {
+			select {
+			case _, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				d.log.Debug("watching refs", "err", err)
+			}
+		}
+	}()
+	return w
+}
+
+// check publishes the branch head if it is not seen, and returns it.
+func (d *Daemon) check(ctx context.Context, seen string) (string, error) {
+	head, err := d.hist.BranchHead(d.cfg.Branch)
+	if err != nil {
+		return "", err
+	}
+	if head == seen {
+		return head, nil
+	}
+	d.hist.Refresh()
+	if err := d.publishUpTo(ctx, head); err != nil {
+		return "", err
+	}
+	d.ready.Store(true)
+	return head, nil
+}
+
+// publishUpTo publishes one revision for each first-parent commit up to
+// head, after the commit of the latest revision, that changed materialized
+// files. An empty store gets a first revision holding every materialized
+// file at head.
+func (d *Daemon) publishUpTo(ctx context.Context, head string) error {
+	latest, err := d.store.Latest(ctx)
+	if err != nil {
+		return err
+	}
+	if latest.Number == 0 {
+		files, err := d.hist.Files(head, repo.MaterializedDir)
+		if err != nil {
+			return err
+		}
+		_, err = d.publish(ctx, 1, head, files)
+		return err
+	}
+	if latest.Commit == head {
+		return nil
+	}
+	commits, err := d.hist.FirstParentsSince(latest.Commit, head)
+	if errors.Is(err, gitrepo.ErrNotAncestor) {
+		return d.resync(ctx, latest, head)
+	}
+	if err != nil {
+		return err
+	}
+	n := latest.Number + 1
+	for _, c := range commits {
+		files, err := d.hist.CommitChanges(c, repo.MaterializedDir)
+		if err != nil {
+			return err
+		}
+		published, err := d.publish(ctx, n, c, files)
+		if err != nil {
+			return err
+		}
+		if published {
+			n++
+		}
+	}
+	return nil
+}
+
+// resync publishes, when the branch was rewritten and no longer holds the
+// latest revision's commit, one revision that brings every config to its
+// state at head.
+func (d *Daemon) resync(ctx context.Context, latest store.RevisionInfo, head string) error {
+	d.log.Warn("branch rewritten: publishing the differences with its head", "branch", d.cfg.Branch, "published", latest.Commit, "head", head)
+	files, err := d.hist.Files(head, repo.MaterializedDir)
+	if err != nil {
+		return err
+	}
+	snap, err := d.store.Snapshot(ctx, nil)
+	if err != nil {
+		return err
+	}
+	current := map[string]store.ConfigVersion{}
+	for _, c := range snap.Configs {
+		current[c.Name] = c
+	}
+	var changes []gitrepo.File
+	atHead := map[string]bool{}
+	for _, f := range files {
+		name, compiled, ok := configName(f.Path)
+		if !ok {
+			continue
+		}
+		atHead[name] = true
+		if c, ok := current[name]; ok && c.Compiled == compiled && string(c.Data) == string(f.Data) {
+			continue
+		}
+		changes = append(changes, f)
+	}
+	for _, c := range snap.Configs {
+		if !atHead[c.Name] {
+			p := repo.MaterializedDir + "/" + c.Name
+			if c.Compiled {
+				p += ".json"
+			}
+			changes = append(changes, gitrepo.File{Path: p, Kind: gitrepo.Deleted})
+		}
+	}
+	_, err = d.publish(ctx, latest.Number+1, head, changes)
+	return err
+}
+
+// publish appends revision n of commit holding the configs of files, and
+// broadcasts it; files that are not distributed configs are left out, and
+// nothing is published if none is left. It reports whether it published.
+func (d *Daemon) publish(ctx context.Context, n int64, commit string, files []gitrepo.File) (bool, error) {
+	r := &store.Revision{Number: n, Commit: commit, Time: time.Now().UTC()}
+	seen := map[string]string{}
+	for _, f := range files {
+		name, compiled, ok := configName(f.Path)
+		if !ok {
+			continue
+		}
+		if err := store.CheckName(name); err != nil {
+			d.log.Warn("not distributing", "path", f.Path, "commit", commit, "err", err)
+			continue
+		}
+		if other, dup := seen[name]; dup {
+			d.log.Warn("not distributing: two files give one config name", "path", f.Path, "other", other, "name", name, "commit", commit)
+			continue
+		}
+		seen[name] = f.Path
+		r.Configs = append(r.Configs, store.ConfigVersion{Name: name, Compiled: compiled, Deleted: f.Kind == gitrepo.Deleted, Data: f.Data})
+	}
+	if len(r.Configs) == 0 {
+		return false, nil
+	}
+	if err := d.store.Append(ctx, r); err != nil {
+		return false, fmt.Errorf("publishing commit %.12s: %w", commit, err)
+	}
+	d.latest.Store(n)
+	d.metrics.latest.Set(float64(n))
+	d.metrics.published.Inc()
+	if dropped := d.hub.publish(r); dropped > 0 {
+		d.metrics.dropped.Add(float64(dropped))
+		d.log.Info("dropped watchers that fell behind", "count", dropped)
+	}
+	d.log.Info("published", "revision", n, "commit", commit, "configs", len(r.Configs))
+	return true, nil
+}
+
+// configName returns the config name of the materialized file at p
+// (relative to the config repository root): "feed/job" for a compiled
+// config's "materialized_configs/feed/job.json", "service/banner.txt" for a
+// raw config; ok is false for files that are not distributed (other
+// encodings of compiled configs).
+func configName(p string) (name string, compiled, ok bool) {
+	rel, ok := strings.CutPrefix(p, repo.MaterializedDir+"/")
+	if !ok {
+		return "", false, false
+	}
+	switch path.Ext(rel) {
+	case ".json":
+		return strings.TrimSuffix(rel, ".json"), true, true
+	case ".thrift-binary", ".thrift-compact":
+		return "", false, false
+	}
+	return rel, false, true
+}

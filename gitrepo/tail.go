@@ -1,0 +1,303 @@
+package gitrepo
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/storage/filesystem"
+)
+
+// ErrNotAncestor: a commit is not on the first-parent history of another
+// (the branch was rewritten, or the commit is gone).
+var ErrNotAncestor = errors.New("not on the first-parent history")
+
+// History reads the committed history of a repository, as the distribution
+// daemon's tailer does: branch heads, first-parent commits, and the files a
+// commit changed under a directory, with their contents. Unlike Repo it also
+// opens bare repositories (a mirror kept up to date with git fetch), whose
+// config repository root is the top of their tree. A History is not safe
+// for concurrent use.
+type History struct {
+	r      *Repo
+	gitDir string
+}
+
+// OpenHistory opens the repository holding the config repository at root:
+// a work tree (root is then any directory in it, as for Open) or a bare
+// repository (root is then the repository itself).
+func OpenHistory(root string) (*History, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	if resolved, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = resolved
+	}
+	g, err := git.PlainOpen(abs)
+	if err == nil {
+		if cfg, err := g.Config(); err == nil && cfg.Core.IsBare {
+			return &History{r: &Repo{git: g, top: abs}, gitDir: abs}, nil
+		}
+	}
+	r, err := Open(root)
+	if err != nil {
+		return nil, err
+	}
+	h := &History{r: r}
+	if s, ok := r.git.Storer.(*filesystem.Storage); ok {
+		h.gitDir = s.Filesystem().Root()
+	}
+	return h, nil
+}
+
+// Repo returns the repository, for the Repo methods that read commits
+// (ReadFile, FS, Resolve, Log). It is nil for a bare repository.
+func (h *History) Repo() *Repo {
+	if h.r.wt == nil {
+		return nil
+	}
+	return h.r
+}
+
+// GitDir returns the directory holding the repository's git data (the .git
+// directory of a work tree, or the bare repository), or "" if unknown.
+// Branch heads are files under its refs/heads/ and lines of its
+// packed-refs.
+func (h *History) GitDir() string { return h.gitDir }
+
+// Refresh makes the next reads see objects added to the repository by other
+// processes since it was opened (go-git indexes pack files once).
+func (h *History) Refresh() {
+	if s, ok := h.r.git.Storer.(*filesystem.Storage); ok {
+		s.Reindex()
+	}
+}
+
+// HeadBranch returns the short name of the branch HEAD points to ("main").
+func (h *History) HeadBranch() (string, error) {
+	ref, err := h.r.git.Reference(plumbing.HEAD, false)
+	if err != nil {
+		return "", fmt.Errorf("reading HEAD: %w", err)
+	}
+	if ref.Type() != plumbing.SymbolicReference || !ref.Target().IsBranch() {
+		return "", errors.New("HEAD is detached: name a branch")
+	}
+	return ref.Target().Short(), nil
+}
+
+// BranchHead returns the full hash of the commit at the head of branch (a
+// short name: "main", "release/2"). A branch that does not exist (or has no
+// commits yet) is an error wrapping ErrNoCommits.
+func (h *History) BranchHead(branch string) (string, error) {
+	ref, err := h.r.git.Reference(plumbing.NewBranchReferenceName(branch), true)
+	if errors.Is(err, plumbing.ErrReferenceNotFound) {
+		return "", fmt.Errorf("branch %q: %w", branch, ErrNoCommits)
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading branch %q: %w", branch, err)
+	}
+	return ref.Hash().String(), nil
+}
+
+// FirstParentsSince returns the commits on the first-parent history of to
+// that come after from, oldest first: what a branch at from gained when it
+// moved to to. It is empty when from and to are the same commit, and an
+// error wrapping ErrNotAncestor when from is not on that history.
+func (h *History) FirstParentsSince(from, to string) ([]string, error) {
+	fromHash := plumbing.NewHash(from)
+	c, err := h.r.commit(to)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for c.Hash != fromHash {
+		out = append(out, c.Hash.String())
+		if c.NumParents() == 0 {
+			return nil, fmt.Errorf("commit %.12s: %w of %.12s", from, ErrNotAncestor, to)
+		}
+		if c, err = c.Parent(0); err != nil {
+			return nil, fmt.Errorf("reading first parent of %s: %w", out[len(out)-1], err)
+		}
+	}
+	slices.Reverse(out)
+	return out, nil
+}
+
+// File is a file of a commit, or a change a commit made to one.
+type File struct {
+	Path string     // relative to the config repository root, slash-separated
+	Kind ChangeKind // Added for the files of Files
+	Data []byte     // the content; nil when Kind is Deleted
+}
+
+// CommitInfo returns the commit rev names.
+func (h *History) CommitInfo(rev string) (Commit, error) {
+	c, err := h.r.commit(rev)
+	if err != nil {
+		return Commit{}, err
+	}
+	return newCommit(c), nil
+}
+
+// Files returns the files under dir (relative to the config repository
+// root) in commit rev, sorted by path. Only regular and executable files
+// count; files whose name starts with a dot are left out.
+func (h *History) Files(rev, dir string) ([]File, error) {
+	c, err := h.r.commit(rev)
+	if err != nil {
+		return nil, err
+	}
+	t, err := h.dirTree(c, dir)
+	if err != nil || t == nil {
+		return nil, err
+	}
+	var out []File
+	walker := object.NewTreeWalker(t, true, nil)
+	defer walker.Close()
+	for {
+		name, e, err := walker.Next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return nil, fmt.Errorf("listing %s in %.12s: %w", dir, c.Hash, err)
+		}
+		if !isFile(e.Mode) || hidden(name) {
+			continue
+		}
+		data, err := blobData(h.r, e.Hash)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s in %.12s: %w", path.Join(dir, name), c.Hash, err)
+		}
+		out = append(out, File{Path: path.Join(dir, name), Kind: Added, Data: data})
+	}
+	slices.SortFunc(out, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
+	return out, nil
+}
+
+// CommitChanges returns the files under dir (relative to the config
+// repository root) that commit rev added, modified or deleted compared with
+// its first parent (with every file added for a root commit), sorted by
+// path, with the new contents. A file that became or stopped being a
+// regular file counts as added or deleted; files whose name starts with a
+// dot are left out.
+func (h *History) CommitChanges(rev, dir string) ([]File, error) {
+	c, err := h.r.commit(rev)
+	if err != nil {
+		return nil, err
+	}
+	var parent *object.Commit
+	if c.NumParents() > 0 {
+		if parent, err = c.Parent(0); err != nil {
+			return nil, fmt.Errorf("reading first parent of %s: %w", c.Hash, err)
+		}
+	}
+	from, err := h.dirTree(parent, dir)
+	if err != nil {
+		return nil, err
+	}
+	to, err := h.dirTree(c, dir)
+	if err != nil {
+		return nil, err
+	}
+	if from == nil && to == nil {
+		return nil, nil
+	}
+	if from == nil {
+		from = &object.Tree{}
+	}
+	if to == nil {
+		to = &object.Tree{}
+	}
+	changes, err := object.DiffTree(from, to)
+	if err != nil {
+		return nil, fmt.Errorf("comparing %s in %.12s with its first parent: %w", dir, c.Hash, err)
+	}
+	var out []File
+	for _, ch := range changes {
+		was := ch.From.Name != "" && isFile(ch.From.TreeEntry.Mode)
+		is := ch.To.Name != "" && isFile(ch.To.TreeEntry.Mode)
+		name := ch.To.Name
+		if name == "" {
+			name = ch.From.Name
+		}
+		if hidden(name) {
+			continue
+		}
+		f := File{Path: path.Join(dir, name)}
+		switch {
+		case was && is:
+			f.Kind = Modified
+		case is:
+			f.Kind = Added
+		case was:
+			f.Kind = Deleted
+		default:
+			continue
+		}
+		if is {
+			if f.Data, err = blobData(h.r, ch.To.TreeEntry.Hash); err != nil {
+				return nil, fmt.Errorf("reading %s in %.12s: %w", f.Path, c.Hash, err)
+			}
+		}
+		out = append(out, f)
+	}
+	slices.SortFunc(out, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
+	return out, nil
+}
+
+// dirTree returns the tree of dir (relative to the config repository root)
+// in commit c, or nil when c is nil or has no such directory.
+func (h *History) dirTree(c *object.Commit, dir string) (*object.Tree, error) {
+	t, err := h.r.subtree(c)
+	if err != nil || t == nil {
+		return nil, err
+	}
+	if dir == "" || dir == "." {
+		return t, nil
+	}
+	sub, err := t.Tree(dir)
+	if errors.Is(err, object.ErrDirectoryNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s in %s: %w", dir, c.Hash, err)
+	}
+	return sub, nil
+}
+
+func isFile(m filemode.FileMode) bool {
+	return m == filemode.Regular || m == filemode.Executable || m == filemode.Deprecated
+}
+
+// hidden reports whether a path has a component starting with a dot.
+func hidden(p string) bool {
+	for _, part := range strings.Split(p, "/") {
+		if strings.HasPrefix(part, ".") {
+			return true
+		}
+	}
+	return false
+}
+
+func blobData(r *Repo, h plumbing.Hash) ([]byte, error) {
+	b, err := r.git.BlobObject(h)
+	if err != nil {
+		return nil, err
+	}
+	rd, err := b.Reader()
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	return io.ReadAll(rd)
+}
