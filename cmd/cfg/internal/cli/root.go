@@ -97,6 +97,7 @@ func NewRootCmd(f *Factory) *cobra.Command {
 		newDiffCmd(f, nil),
 		newCommitCmd(f, nil),
 		newLogCmd(f, nil),
+		newServeCmd(f, nil),
 		newVersionCmd(f, nil),
 	)
 	return root

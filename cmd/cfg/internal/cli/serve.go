@@ -1,0 +1,137 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cfg-dev/cfg/daemon"
+)
+
+// ServeOptions are the inputs of cfg serve.
+type ServeOptions struct {
+	Repo      string
+	Branch    string
+	DataDir   string
+	Listen    string
+	TokenFile string
+	AddrFile  string
+	Poll      time.Duration
+	Heartbeat time.Duration
+}
+
+func newServeCmd(f *Factory, runF func(*ServeOptions) error) *cobra.Command {
+	opts := &ServeOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the distribution daemon",
+		Long: `Serve runs the distribution daemon: it tails a branch of a git repository,
+publishes every commit that changes materialized configs as one revision in
+a durable store under --data-dir, and serves the HTTP API of docs/api.md
+(configs, watch streams, hosts, /metrics, /healthz) until interrupted.
+
+Write endpoints need a token: the first line of --token-file, or CFG_TOKEN.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(opts)
+			}
+			return runServe(f, cmd, opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.Repo, "repo", ".", "the git repository (work tree or bare) to tail")
+	cmd.Flags().StringVar(&opts.Branch, "branch", "", "the branch to tail (default: the branch HEAD points to)")
+	cmd.Flags().StringVar(&opts.DataDir, "data-dir", "", "where the daemon keeps its store (required)")
+	cmd.Flags().StringVar(&opts.Listen, "listen", "127.0.0.1:7480", "address to serve the API on")
+	cmd.Flags().StringVar(&opts.TokenFile, "token-file", "", "file whose first line is the token write requests need (default: $CFG_TOKEN)")
+	cmd.Flags().StringVar(&opts.AddrFile, "addr-file", "", "write the address actually listened on to this file (useful with port 0)")
+	cmd.Flags().DurationVar(&opts.Poll, "poll", time.Second, "how often to poll the branch besides file notifications")
+	cmd.Flags().DurationVar(&opts.Heartbeat, "heartbeat", daemon.DefaultHeartbeat, "heartbeat interval of watch streams")
+	return cmd
+}
+
+func runServe(f *Factory, cmd *cobra.Command, opts *ServeOptions) error {
+	if opts.DataDir == "" {
+		return usageError(errors.New("--data-dir is required"))
+	}
+	token, err := readToken(opts.TokenFile)
+	if err != nil {
+		return err
+	}
+	d, err := daemon.New(daemon.Config{
+		RepoPath:  opts.Repo,
+		Branch:    opts.Branch,
+		DataDir:   opts.DataDir,
+		Token:     token,
+		Poll:      opts.Poll,
+		Heartbeat: opts.Heartbeat,
+		Logger:    slog.New(slog.NewTextHandler(f.IO.Err, nil)),
+	})
+	if err != nil {
+		return infraError(err)
+	}
+	defer d.Close()
+	ln, err := listen(opts.Listen, opts.AddrFile)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(f.IO.Err, "cfg serve: listening on http://%s\n", ln.Addr())
+	if err := d.Serve(cmd.Context(), ln); err != nil {
+		return infraError(err)
+	}
+	return nil
+}
+
+// readToken reads the token from the first line of file, or from CFG_TOKEN.
+func readToken(file string) (string, error) {
+	if file == "" {
+		if t := os.Getenv("CFG_TOKEN"); t != "" {
+			return t, nil
+		}
+		return "", usageError(errors.New("no token: give --token-file or set CFG_TOKEN"))
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", usageError(fmt.Errorf("--token-file: %w", err))
+	}
+	t, _, _ := strings.Cut(string(data), "\n")
+	if t = strings.TrimSpace(t); t == "" {
+		return "", usageError(fmt.Errorf("--token-file %s: empty", file))
+	}
+	return t, nil
+}
+
+// listen opens the listener and, with addrFile, writes its address there
+// (atomically, so a reader never sees half of it).
+func listen(addr, addrFile string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, infraError(err)
+	}
+	if addrFile != "" {
+		tmp := addrFile + ".tmp"
+		if err := os.WriteFile(tmp, []byte(ln.Addr().String()+"\n"), 0o644); err != nil {
+			ln.Close()
+			return nil, infraError(err)
+		}
+		if err := os.Rename(tmp, addrFile); err != nil {
+			ln.Close()
+			return nil, infraError(err)
+		}
+	}
+	return ln, nil
+}
+
+// noArgs rejects positional arguments with a usage error.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError(fmt.Errorf("%s takes no arguments", cmd.Name()))
+	}
+	return nil
+}
