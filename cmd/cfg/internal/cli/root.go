@@ -98,6 +98,9 @@ func NewRootCmd(f *Factory) *cobra.Command {
 		newCommitCmd(f, nil),
 		newLogCmd(f, nil),
 		newServeCmd(f, nil),
+		newAgentCmd(f, nil),
+		newGetCmd(f, nil),
+		newStatusCmd(f, nil),
 		newVersionCmd(f, nil),
 	)
 	return root

@@ -1,0 +1,408 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cfg-dev/cfg/agent/cache"
+	"github.com/cfg-dev/cfg/agent/wire"
+)
+
+// Config configures an Agent.
+type Config struct {
+	// Daemons are the base URLs of the daemons to fail over between, in
+	// order of preference (http://host:port). At least one is required.
+	Daemons []string
+	// Host is the name the agent reports itself under; os.Hostname() if empty.
+	Host string
+	// Labels are reported with the host (cluster, region, role, …).
+	Labels map[string]string
+	// CacheDir is the on-disk cache (see package cache). Required.
+	CacheDir string
+	// Token is the daemon's write token, sent with host reports.
+	Token string
+	// Logger receives the agent's log; nil discards it.
+	Logger *slog.Logger
+	// ReportEvery is how often the agent reports to the daemon besides
+	// after every update; 10s if zero.
+	ReportEvery time.Duration
+	// HeartbeatTimeout is how long the agent waits for any byte of the
+	// daemon's watch stream before it gives the daemon up and fails over;
+	// 15s (three times the daemon's default heartbeat) if zero.
+	HeartbeatTimeout time.Duration
+	// Heartbeat is how often the agent sends a heartbeat on its local
+	// watch streams; 5s if zero.
+	Heartbeat time.Duration
+	// FetchTimeout bounds each attempt to fetch a config from a daemon on
+	// its first request; 5s if zero.
+	FetchTimeout time.Duration
+}
+
+// Agent is the per-host agent. Create it with New and run it with Serve.
+type Agent struct {
+	cfg     Config
+	daemons []string
+	log     *slog.Logger
+	hc      *http.Client
+
+	retryMin, retryMax time.Duration
+
+	// applyMu serializes changes to the held configs: cache writes, then
+	// memory, in the order they are decided.
+	applyMu sync.Mutex
+
+	mu            sync.Mutex
+	configs       map[string]cache.ConfigVersion // held versions and tombstones
+	subs          map[string]bool                // the subscription
+	applied       int64
+	appliedCommit string
+	daemon        int    // index of the daemon the subscription uses
+	connected     string // URL of the daemon streaming to us, if any
+	watchers      map[*watcher]struct{}
+	flights       map[string]*flight
+
+	subChanged chan struct{}
+	reportNow  chan struct{}
+	served     bool
+}
+
+// New returns an agent that serves the configs in cfg.CacheDir at once
+// and subscribes to them when Serve runs.
+func New(cfg Config) (*Agent, error) {
+	if len(cfg.Daemons) == 0 {
+		return nil, errors.New("agent: no daemon URLs")
+	}
+	if cfg.CacheDir == "" {
+		return nil, errors.New("agent: no cache directory")
+	}
+	var daemons []string
+	for _, d := range cfg.Daemons {
+		u, err := url.Parse(d)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("agent: daemon URL %q: want http://host:port", d)
+		}
+		daemons = append(daemons, strings.TrimSuffix(d, "/"))
+	}
+	if cfg.Host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("agent: host name: %w", err)
+		}
+		cfg.Host = h
+	}
+	if cfg.ReportEvery <= 0 {
+		cfg.ReportEvery = 10 * time.Second
+	}
+	if cfg.HeartbeatTimeout <= 0 {
+		cfg.HeartbeatTimeout = 15 * time.Second
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 5 * time.Second
+	}
+	if cfg.FetchTimeout <= 0 {
+		cfg.FetchTimeout = 5 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if err := cache.RemoveTemp(cfg.CacheDir); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	held, st, err := cache.Load(cfg.CacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a := &Agent{
+		cfg:           cfg,
+		daemons:       daemons,
+		log:           log,
+		hc:            &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext, MaxIdleConnsPerHost: 4}},
+		retryMin:      200 * time.Millisecond,
+		retryMax:      10 * time.Second,
+		configs:       map[string]cache.ConfigVersion{},
+		subs:          map[string]bool{},
+		applied:       st.Revision,
+		appliedCommit: st.Commit,
+		watchers:      map[*watcher]struct{}{},
+		flights:       map[string]*flight{},
+		subChanged:    make(chan struct{}, 1),
+		reportNow:     make(chan struct{}, 1),
+	}
+	for _, cv := range held {
+		if cv.Revision > 0 {
+			a.configs[cv.Name] = cv
+		}
+		a.subs[cv.Name] = true
+	}
+	for _, name := range st.Configs {
+		if cache.ValidName(name) == nil {
+			a.subs[name] = true
+		}
+	}
+	log.Info("agent cache loaded", "dir", cfg.CacheDir, "configs", len(a.configs), "applied", a.applied)
+	return a, nil
+}
+
+// Serve serves the local API on ln and keeps the subscription to the
+// daemons until ctx is done, then returns nil; it returns an error if
+// serving ln fails. Serve may be called once.
+func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
+	a.mu.Lock()
+	if a.served {
+		a.mu.Unlock()
+		return errors.New("agent: Serve called twice")
+	}
+	a.served = true
+	a.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	srv := &http.Server{
+		Handler:           a.handler(),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { a.subscribe(ctx) })
+	wg.Go(func() { a.reportLoop(ctx) })
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		srv.Shutdown(sctx)
+		scancel()
+	case err = <-errc:
+		err = fmt.Errorf("agent: %w", err)
+	}
+	cancel()
+	wg.Wait()
+	return err
+}
+
+// Status is the body of the agent's GET /v1/status.
+type Status struct {
+	Host string `json:"host"`
+	// Daemon is the daemon whose watch stream the agent is reading, empty
+	// while it has none.
+	Daemon  string         `json:"daemon"`
+	Applied int64          `json:"applied"`
+	Configs []ConfigStatus `json:"configs"`
+}
+
+// ConfigStatus is one config in a Status.
+type ConfigStatus struct {
+	Name     string `json:"name"`
+	Revision int64  `json:"revision"` // 0 while the agent does not hold it
+	Deleted  bool   `json:"deleted,omitempty"`
+}
+
+// Status returns what the agent holds and where it gets updates from.
+func (a *Agent) Status() Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := Status{Host: a.cfg.Host, Daemon: a.connected, Applied: a.applied, Configs: []ConfigStatus{}}
+	for _, name := range slices.Sorted(maps.Keys(a.subs)) {
+		cv := a.configs[name]
+		st.Configs = append(st.Configs, ConfigStatus{Name: name, Revision: cv.Revision, Deleted: cv.Deleted})
+	}
+	return st
+}
+
+func (a *Agent) stateLocked() cache.State {
+	return cache.State{Revision: a.applied, Commit: a.appliedCommit, Configs: slices.Sorted(maps.Keys(a.subs))}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// fromWire converts a config of an event, whose commit is evCommit;
+// held is the version the agent holds.
+func fromWire(c wire.Config, evRev int64, evCommit string, held cache.ConfigVersion) cache.ConfigVersion {
+	cv := cache.ConfigVersion{Name: c.Name, Revision: c.Revision, Commit: c.Commit, Type: c.Type, Deleted: c.Deleted, Data: c.Data}
+	if cv.Commit == "" && c.Revision == evRev {
+		cv.Commit = evCommit
+	}
+	switch {
+	case c.Compiled != nil:
+		cv.Compiled = *c.Compiled
+	case held.Revision > 0 && !held.Deleted:
+		cv.Compiled = held.Compiled
+	default:
+		cv.Compiled = guessCompiled(c.Name, c.Type)
+	}
+	if cv.Deleted {
+		cv.Data, cv.Type, cv.Compiled = nil, "", false
+	} else if cv.Data == nil {
+		cv.Data = []byte{}
+	}
+	return cv
+}
+
+// guessCompiled tells a compiled config from a raw one when the daemon
+// does not say: compiled configs have a type, or else are named without
+// an extension (x.json is named x), while raw configs keep theirs.
+func guessCompiled(name, typ string) bool {
+	return typ != "" || !strings.Contains(path.Base(name), ".")
+}
+
+func toWire(cv cache.ConfigVersion) wire.Config {
+	c := wire.Config{Name: cv.Name, Revision: cv.Revision, Commit: cv.Commit, Type: cv.Type, Deleted: cv.Deleted, Data: cv.Data}
+	if !cv.Deleted {
+		c.Compiled = &cv.Compiled
+	}
+	return c
+}
+
+// applyEvent applies an update or snapshot from the daemon's stream for
+// covers configs: it writes the configs that are newer than the held ones
+// to the cache, then memory, advances the applied revision and writes the
+// state, and tells local watchers. The applied revision advances only if
+// the stream covers the whole subscription: a config added since the
+// stream began may have changes the stream did not carry.
+func (a *Agent) applyEvent(ev wire.Event, covers int) error {
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+
+	a.mu.Lock()
+	if ev.Type == wire.Update && ev.Revision <= a.applied {
+		a.mu.Unlock()
+		return nil // already applied: a daemon replayed too much
+	}
+	var todo []cache.ConfigVersion
+	seen := map[string]bool{}
+	for _, c := range ev.Configs {
+		if !a.subs[c.Name] || cache.ValidName(c.Name) != nil {
+			continue
+		}
+		seen[c.Name] = true
+		if c.Revision > a.configs[c.Name].Revision {
+			todo = append(todo, fromWire(c, ev.Revision, ev.Commit, a.configs[c.Name]))
+		}
+	}
+	if ev.Type == wire.Snapshot {
+		// A snapshot holds every named config that exists; the others
+		// were deleted by the snapshot's revision at the latest.
+		for name := range a.subs {
+			if cv, ok := a.configs[name]; ok && !seen[name] && !cv.Deleted && cv.Revision < ev.Revision {
+				todo = append(todo, cache.ConfigVersion{Name: name, Revision: ev.Revision, Commit: ev.Commit, Deleted: true})
+			}
+		}
+	}
+	a.mu.Unlock()
+
+	for _, cv := range todo {
+		if err := cache.Write(a.cfg.CacheDir, cv); err != nil {
+			return err
+		}
+	}
+
+	a.mu.Lock()
+	for _, cv := range todo {
+		a.configs[cv.Name] = cv
+	}
+	advanced := ev.Revision > a.applied && len(a.subs) == covers
+	if advanced {
+		a.applied, a.appliedCommit = ev.Revision, ev.Commit
+	}
+	st := a.stateLocked()
+	a.broadcastLocked(ev.Revision, todo)
+	a.mu.Unlock()
+	if len(todo) == 0 && !advanced {
+		return nil
+	}
+
+	if err := cache.WriteState(a.cfg.CacheDir, st); err != nil {
+		return err
+	}
+	if len(todo) > 0 {
+		a.log.Info("applied", "revision", ev.Revision, "configs", len(todo))
+	}
+	signal(a.reportNow)
+	return nil
+}
+
+// applyFetched adds a config fetched with GET at the daemon's latest
+// revision latest to the held configs and the subscription.
+func (a *Agent) applyFetched(cv cache.ConfigVersion, latest int64) (cache.ConfigVersion, error) {
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+
+	a.mu.Lock()
+	held, isHeld := a.configs[cv.Name]
+	newer := cv.Revision > held.Revision
+	a.mu.Unlock()
+	if newer {
+		if err := cache.Write(a.cfg.CacheDir, cv); err != nil {
+			return cache.ConfigVersion{}, err
+		}
+	}
+
+	a.mu.Lock()
+	added := !a.subs[cv.Name]
+	if added && len(a.subs) == 0 && latest > a.applied {
+		// The only config held is current as of latest.
+		a.applied, a.appliedCommit = latest, ""
+	}
+	a.subs[cv.Name] = true
+	if newer {
+		a.configs[cv.Name] = cv
+		a.broadcastLocked(cv.Revision, []cache.ConfigVersion{cv})
+	} else if isHeld {
+		cv = held
+	}
+	st := a.stateLocked()
+	a.mu.Unlock()
+
+	if err := cache.WriteState(a.cfg.CacheDir, st); err != nil {
+		return cache.ConfigVersion{}, err
+	}
+	if added {
+		signal(a.subChanged)
+		signal(a.reportNow)
+	}
+	return cv, nil
+}
+
+// addSubscriptions adds names to the subscription without fetching them.
+func (a *Agent) addSubscriptions(names []string) error {
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	a.mu.Lock()
+	added := false
+	for _, n := range names {
+		if !a.subs[n] {
+			a.subs[n], added = true, true
+		}
+	}
+	st := a.stateLocked()
+	a.mu.Unlock()
+	if !added {
+		return nil
+	}
+	signal(a.subChanged)
+	signal(a.reportNow)
+	return cache.WriteState(a.cfg.CacheDir, st)
+}

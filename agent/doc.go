@@ -1,0 +1,44 @@
+// Package agent is the per-host agent (cfg agent): it fetches the configs
+// the host's applications ask for from a distribution daemon, keeps them in
+// an on-disk cache, subscribes to their updates, serves them to local
+// applications, and reports what it applied.
+//
+// An Agent is embeddable: New(Config) then Serve(ctx, ln) serves the local
+// API on ln until ctx is done. The local API (docs/api.md, "The agent's
+// local API") mirrors the daemon's reads:
+//
+//	GET /v1/configs/{name}                 the config, as the daemon serves it
+//	GET /v1/watch?configs=A,B[&from=REV]   NDJSON events from the agent's own state
+//	GET /v1/status                         what the agent holds, JSON (Status)
+//	GET /healthz                           200 "ok" whenever the agent serves
+//
+// Behaviour:
+//
+//   - First request: a config the agent does not hold is fetched with
+//     GET /v1/configs/{name} from a daemon, written to the cache and added
+//     to the subscription. Later requests are served from memory.
+//   - Subscription: one watch stream (/v1/watch?configs=...&from=REV) for
+//     every config held, restarted with from= the applied revision when the
+//     set grows. Each update is written to the cache (package cache) before
+//     memory, state.json last, then reported with POST /v1/hosts/{host}
+//     (also at start and every Config.ReportEvery). The applied revision
+//     also advances with the daemon's heartbeats, whose revision is one the
+//     stream has sent every update up to.
+//   - Failover: on a connection error, an HTTP error or silence longer than
+//     Config.HeartbeatTimeout, the agent moves to the next daemon and
+//     resumes from its applied revision; after a round of failures it backs
+//     off (200ms doubling to 10s, with jitter) and retries forever, serving
+//     the cache meanwhile.
+//   - Restart: New loads the cache, so a new agent serves what it held at
+//     once, before any daemon answers, and resumes the watch from
+//     state.json's revision.
+//
+// A config's revision only ever increases in the agent: an update or a
+// fetch that is not newer than the held version is ignored, so replays
+// after a failover or a fetch ahead of the stream neither duplicate nor
+// regress anything.
+//
+// Subpackages: cache (the on-disk layout, shared with the client library),
+// wire (the JSON bodies of the API) and agenttest (an in-memory daemon for
+// tests).
+package agent

@@ -1,0 +1,239 @@
+package agent
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cfg-dev/cfg/agent/cache"
+	"github.com/cfg-dev/cfg/agent/wire"
+)
+
+func (a *Agent) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/configs/{name...}", a.getConfig)
+	mux.HandleFunc("GET /v1/watch", a.watch)
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(a.Status())
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	return mux
+}
+
+func writeError(w http.ResponseWriter, code int, format string, args ...any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(wire.Error{Error: fmt.Sprintf(format, args...)})
+}
+
+func sortedKeys(m map[string]bool) []string { return slices.Sorted(maps.Keys(m)) }
+
+// getConfig serves a config from memory, fetching it from a daemon on
+// its first request.
+func (a *Agent) getConfig(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := cache.ValidName(name); err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	a.mu.Lock()
+	cv, ok := a.configs[name]
+	a.mu.Unlock()
+	if !ok {
+		var err error
+		cv, err = a.fetch(r.Context(), name)
+		switch {
+		case errors.Is(err, errNotFound):
+			writeError(w, http.StatusNotFound, "unknown config %q", name)
+			return
+		case err != nil:
+			writeError(w, http.StatusServiceUnavailable, "config %q is not cached and no daemon answered: %v", name, err)
+			return
+		}
+	}
+	if cv.Deleted {
+		writeError(w, http.StatusNotFound, "config %q was deleted at revision %d", name, cv.Revision)
+		return
+	}
+	a.mu.Lock()
+	latest := max(a.applied, cv.Revision)
+	a.mu.Unlock()
+	h := w.Header()
+	h.Set(wire.HeaderRevision, strconv.FormatInt(cv.Revision, 10))
+	h.Set(wire.HeaderLatestRevision, strconv.FormatInt(latest, 10))
+	h.Set(wire.HeaderCommit, cv.Commit)
+	h.Set(wire.HeaderType, cv.Type)
+	if cv.Compiled {
+		h.Set("Content-Type", "application/json")
+	} else {
+		h.Set("Content-Type", "application/octet-stream")
+	}
+	h.Set("Content-Length", strconv.Itoa(len(cv.Data)))
+	w.Write(cv.Data)
+}
+
+// A watcher is one local watch stream.
+type watcher struct {
+	names    map[string]bool
+	ch       chan wire.Event
+	overflow chan struct{} // closed when the watcher fell behind
+}
+
+// broadcastLocked sends the changed configs to the local watchers that
+// name them. A watcher whose buffer is full is dropped: its client
+// reconnects with from= and catches up.
+func (a *Agent) broadcastLocked(rev int64, changed []cache.ConfigVersion) {
+	if len(changed) == 0 {
+		return
+	}
+	for w := range a.watchers {
+		ev := wire.Event{Type: wire.Update, Revision: rev}
+		for _, cv := range changed {
+			if w.names[cv.Name] {
+				ev.Configs = append(ev.Configs, toWire(cv))
+			}
+		}
+		if len(ev.Configs) == 0 {
+			continue
+		}
+		ev.Commit = ev.Configs[0].Commit
+		select {
+		case w.ch <- ev:
+		default:
+			close(w.overflow)
+			delete(a.watchers, w)
+		}
+	}
+}
+
+// watch serves a local watch stream from the agent's own state.
+func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if q.Get("configs") == "" {
+		writeError(w, http.StatusBadRequest, "missing configs")
+		return
+	}
+	names := map[string]bool{}
+	for n := range strings.SplitSeq(q.Get("configs"), ",") {
+		if n == "*" {
+			writeError(w, http.StatusBadRequest, "configs=* is not served by the agent; name the configs")
+			return
+		}
+		if err := cache.ValidName(n); err != nil {
+			writeError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		names[n] = true
+	}
+	from := int64(-1)
+	if s := q.Get("from"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, "from: got %q, want a revision", s)
+			return
+		}
+		from = n
+	}
+
+	// Fetch what the agent does not hold yet, and subscribe to every
+	// name, so that a config that does not exist yet arrives when it is
+	// created.
+	a.mu.Lock()
+	var missing []string
+	for n := range names {
+		if _, ok := a.configs[n]; !ok {
+			missing = append(missing, n)
+		}
+	}
+	a.mu.Unlock()
+	for _, n := range missing {
+		if _, err := a.fetch(r.Context(), n); err != nil && !errors.Is(err, errNotFound) {
+			a.log.Debug("watch: fetching config", "config", n, "err", err)
+		}
+		if r.Context().Err() != nil {
+			return
+		}
+	}
+	if err := a.addSubscriptions(sortedKeys(names)); err != nil {
+		writeError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+
+	wt := &watcher{names: names, ch: make(chan wire.Event, 256), overflow: make(chan struct{})}
+	a.mu.Lock()
+	var first *wire.Event
+	if from < 0 {
+		ev := wire.Event{Type: wire.Snapshot, Revision: a.applied, Commit: a.appliedCommit, Configs: []wire.Config{}}
+		for _, n := range sortedKeys(names) {
+			if cv, ok := a.configs[n]; ok && !cv.Deleted {
+				ev.Configs = append(ev.Configs, toWire(cv))
+				ev.Revision = max(ev.Revision, cv.Revision)
+			}
+		}
+		first = &ev
+	} else {
+		ev := wire.Event{Type: wire.Update}
+		for _, n := range sortedKeys(names) {
+			if cv, ok := a.configs[n]; ok && cv.Revision > from {
+				ev.Configs = append(ev.Configs, toWire(cv))
+			}
+		}
+		if len(ev.Configs) > 0 {
+			slices.SortFunc(ev.Configs, func(x, y wire.Config) int { return cmp.Compare(x.Revision, y.Revision) })
+			last := ev.Configs[len(ev.Configs)-1]
+			ev.Revision, ev.Commit = last.Revision, last.Commit
+			first = &ev
+		}
+	}
+	a.watchers[wt] = struct{}{}
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(a.watchers, wt)
+		a.mu.Unlock()
+	}()
+
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	send := func(ev wire.Event) bool {
+		rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		return enc.Encode(ev) == nil && rc.Flush() == nil
+	}
+	if first != nil && !send(*first) {
+		return
+	}
+	rc.Flush()
+	tick := time.NewTicker(a.cfg.Heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-wt.overflow:
+			return
+		case ev := <-wt.ch:
+			if !send(ev) {
+				return
+			}
+		case <-tick.C:
+			a.mu.Lock()
+			rev := a.applied
+			a.mu.Unlock()
+			if !send(wire.Event{Type: wire.Heartbeat, Revision: rev}) {
+				return
+			}
+		}
+	}
+}

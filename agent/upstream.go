@@ -1,0 +1,378 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cfg-dev/cfg/agent/cache"
+	"github.com/cfg-dev/cfg/agent/wire"
+)
+
+// errNotFound is a daemon's 404 for a config.
+var errNotFound = errors.New("unknown config")
+
+var (
+	errResubscribe      = errors.New("subscription changed")
+	errHeartbeatTimeout = errors.New("heartbeat timeout")
+)
+
+// httpError reads a daemon's error response.
+func httpError(resp *http.Response) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var e wire.Error
+	msg := strings.TrimSpace(string(body))
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		msg = e.Error
+	}
+	return fmt.Errorf("%s: %s", resp.Status, msg)
+}
+
+func configURL(base, name string) string {
+	segs := strings.Split(name, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return base + "/v1/configs/" + strings.Join(segs, "/")
+}
+
+// fetchFrom reads a config from one daemon; it returns the config and the
+// daemon's latest revision.
+func (a *Agent) fetchFrom(ctx context.Context, base, name string) (cache.ConfigVersion, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.FetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, configURL(base, name), nil)
+	if err != nil {
+		return cache.ConfigVersion{}, 0, err
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return cache.ConfigVersion{}, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return cache.ConfigVersion{}, 0, fmt.Errorf("%s: config %q: %w", base, name, errNotFound)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return cache.ConfigVersion{}, 0, fmt.Errorf("%s: %w", base, httpError(resp))
+	}
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return cache.ConfigVersion{}, 0, fmt.Errorf("%s: reading config %q: %w", base, name, err)
+	}
+	rev, err1 := strconv.ParseInt(resp.Header.Get(wire.HeaderRevision), 10, 64)
+	latest, err2 := strconv.ParseInt(resp.Header.Get(wire.HeaderLatestRevision), 10, 64)
+	if err1 != nil || err2 != nil || rev <= 0 {
+		return cache.ConfigVersion{}, 0, fmt.Errorf("%s: config %q: bad %s or %s header", base, name, wire.HeaderRevision, wire.HeaderLatestRevision)
+	}
+	cv := cache.ConfigVersion{
+		Name:     name,
+		Revision: rev,
+		Commit:   resp.Header.Get(wire.HeaderCommit),
+		Type:     resp.Header.Get(wire.HeaderType),
+		Compiled: strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json"),
+		Data:     data,
+	}
+	return cv, max(latest, rev), nil
+}
+
+type flight struct {
+	done chan struct{}
+	cv   cache.ConfigVersion
+	err  error
+}
+
+// fetch reads a config the agent does not hold from the daemons, starting
+// with the current one, adds it to the cache and the subscription, and
+// returns it. Concurrent fetches of one name share one request.
+func (a *Agent) fetch(ctx context.Context, name string) (cache.ConfigVersion, error) {
+	a.mu.Lock()
+	f, ok := a.flights[name]
+	if !ok {
+		f = &flight{done: make(chan struct{})}
+		a.flights[name] = f
+		go func() {
+			// Detached from the first requester: others may be waiting.
+			f.cv, f.err = a.fetchAny(context.WithoutCancel(ctx), name)
+			a.mu.Lock()
+			delete(a.flights, name)
+			a.mu.Unlock()
+			close(f.done)
+		}()
+	}
+	a.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.cv, f.err
+	case <-ctx.Done():
+		return cache.ConfigVersion{}, ctx.Err()
+	}
+}
+
+func (a *Agent) fetchAny(ctx context.Context, name string) (cache.ConfigVersion, error) {
+	a.mu.Lock()
+	start := a.daemon
+	a.mu.Unlock()
+	var errs []error
+	for i := range a.daemons {
+		base := a.daemons[(start+i)%len(a.daemons)]
+		cv, latest, err := a.fetchFrom(ctx, base, name)
+		if errors.Is(err, errNotFound) {
+			return cache.ConfigVersion{}, err
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		return a.applyFetched(cv, latest)
+	}
+	return cache.ConfigVersion{}, errors.Join(errs...)
+}
+
+// subscribe keeps one watch stream to a daemon for every config in the
+// subscription, restarting it when the subscription grows and failing
+// over to the next daemon when the stream fails, until ctx is done.
+func (a *Agent) subscribe(ctx context.Context) {
+	failures := 0
+	backoff := a.retryMin
+	for ctx.Err() == nil {
+		a.mu.Lock()
+		names := sortedKeys(a.subs)
+		from := a.applied
+		base := a.daemons[a.daemon]
+		a.mu.Unlock()
+		if len(names) == 0 {
+			select {
+			case <-ctx.Done():
+			case <-a.subChanged:
+			}
+			continue
+		}
+
+		connected, err := a.stream(ctx, base, names, from)
+		a.mu.Lock()
+		a.connected = ""
+		a.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, errResubscribe) {
+			a.log.Info("subscription grew; restarting the watch", "daemon", base)
+			continue
+		}
+		a.mu.Lock()
+		a.daemon = (a.daemon + 1) % len(a.daemons)
+		next := a.daemons[a.daemon]
+		a.mu.Unlock()
+		a.log.Warn("watch failed; failing over", "daemon", base, "next", next, "err", err)
+		if connected {
+			failures, backoff = 0, a.retryMin
+			continue
+		}
+		failures++
+		if failures%len(a.daemons) != 0 {
+			continue // try the next daemon at once
+		}
+		// Every daemon failed: wait before the next round.
+		wait := backoff/2 + rand.N(backoff/2+1)
+		backoff = min(2*backoff, a.retryMax)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// stream reads one watch stream from base for names from revision from
+// (a snapshot if from is 0) and applies its events until it fails, the
+// subscription grows (errResubscribe) or ctx is done. It reports whether
+// the daemon accepted the watch.
+func (a *Agent) stream(ctx context.Context, base string, names []string, from int64) (connected bool, err error) {
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	// Any byte from the daemon resets the timer; silence for
+	// HeartbeatTimeout ends the stream.
+	timer := time.AfterFunc(a.cfg.HeartbeatTimeout, func() { cancel(errHeartbeatTimeout) })
+	defer timer.Stop()
+
+	// Watch the subscription for growth.
+	go func() {
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-a.subChanged:
+				a.mu.Lock()
+				grew := len(a.subs) != len(names)
+				a.mu.Unlock()
+				if grew {
+					cancel(errResubscribe)
+					return
+				}
+			}
+		}
+	}()
+
+	u := base + "/v1/watch?configs=" + url.QueryEscape(strings.Join(names, ","))
+	if from > 0 {
+		u += "&from=" + strconv.FormatInt(from, 10)
+	}
+	req, err := http.NewRequestWithContext(sctx, http.MethodGet, u, nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return false, causeOr(sctx, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, httpError(resp)
+	}
+	timer.Reset(a.cfg.HeartbeatTimeout)
+	a.mu.Lock()
+	a.connected = base
+	var unknown []string
+	for _, n := range names {
+		if _, ok := a.configs[n]; !ok {
+			unknown = append(unknown, n)
+		}
+	}
+	a.mu.Unlock()
+	a.log.Info("watching", "daemon", base, "configs", len(names), "from", from)
+
+	// Configs subscribed without a version (asked for while no daemon
+	// answered, or whose cache files were damaged) may predate from:
+	// fetch them now that the stream is open, so that no change between
+	// the fetch and the stream is lost.
+	var wg sync.WaitGroup
+	defer func() { cancel(nil); wg.Wait() }()
+	if len(unknown) > 0 {
+		wg.Go(func() {
+			for _, n := range unknown {
+				cv, latest, err := a.fetchFrom(sctx, base, n)
+				if err == nil {
+					_, err = a.applyFetched(cv, latest)
+				}
+				if err != nil && !errors.Is(err, errNotFound) && sctx.Err() == nil {
+					a.log.Warn("fetching subscribed config", "config", n, "err", err)
+				}
+			}
+		})
+	}
+
+	dec := json.NewDecoder(&activityReader{r: resp.Body, timer: timer, d: a.cfg.HeartbeatTimeout})
+	for {
+		var ev wire.Event
+		if err := dec.Decode(&ev); err != nil {
+			if err == io.EOF {
+				err = errors.New("daemon closed the watch")
+			}
+			return true, causeOr(sctx, err)
+		}
+		switch ev.Type {
+		case wire.Update, wire.Snapshot:
+			err = a.applyEvent(ev, len(names))
+		case wire.Heartbeat:
+			// The daemon has sent every update up to the heartbeat's
+			// revision (docs/api.md).
+			err = a.applyEvent(wire.Event{Type: wire.Update, Revision: ev.Revision}, len(names))
+		}
+		if err != nil {
+			return true, err
+		}
+	}
+}
+
+// causeOr returns the reason ctx was canceled, if it was, else err.
+func causeOr(ctx context.Context, err error) error {
+	if c := context.Cause(ctx); c != nil {
+		return c
+	}
+	return err
+}
+
+// activityReader resets timer to d whenever it reads a byte.
+type activityReader struct {
+	r     io.Reader
+	timer *time.Timer
+	d     time.Duration
+}
+
+func (r *activityReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.timer.Reset(r.d)
+	}
+	return n, err
+}
+
+// reportLoop reports to the daemons at start, every ReportEvery and
+// after every change, until ctx is done.
+func (a *Agent) reportLoop(ctx context.Context) {
+	tick := time.NewTicker(a.cfg.ReportEvery)
+	defer tick.Stop()
+	for {
+		a.report(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-a.reportNow:
+		}
+	}
+}
+
+func (a *Agent) report(ctx context.Context) {
+	a.mu.Lock()
+	body, _ := json.Marshal(wire.HostReport{Labels: a.cfg.Labels, Configs: sortedKeys(a.subs), Applied: a.applied})
+	start := a.daemon
+	a.mu.Unlock()
+	var errs []error
+	for i := range a.daemons {
+		base := a.daemons[(start+i)%len(a.daemons)]
+		err := a.post(ctx, base+"/v1/hosts/"+url.PathEscape(a.cfg.Host), body)
+		if err == nil {
+			return
+		}
+		errs = append(errs, err)
+	}
+	if ctx.Err() == nil {
+		a.log.Debug("report failed", "err", errors.Join(errs...))
+	}
+}
+
+func (a *Agent) post(ctx context.Context, u string, body []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.FetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if a.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.cfg.Token)
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s: %w", u, httpError(resp))
+	}
+	io.Copy(io.Discard, resp.Body)
+	return nil
+}

@@ -1,0 +1,281 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cfg-dev/cfg/agent/cache"
+	"github.com/cfg-dev/cfg/agent/wire"
+)
+
+// Options configures a Client.
+type Options struct {
+	// AgentURL is the base URL of the host's agent (http://127.0.0.1:PORT).
+	AgentURL string
+	// CacheDir is the agent's cache directory (cfg agent --cache-dir),
+	// read directly when the agent does not answer. Empty disables the
+	// fallback.
+	CacheDir string
+	// HTTPClient makes the requests to the agent. If nil, a client with a
+	// 10s timeout is used for Get. Watch streams ignore the timeout.
+	HTTPClient *http.Client
+	// PollInterval is how often Watch reads the cache and retries the
+	// agent while the agent is down; 1s if zero.
+	PollInterval time.Duration
+}
+
+// Config is one version of a config.
+type Config struct {
+	Name     string
+	Revision int64  // the revision that last changed the config
+	Commit   string // the git commit of Revision
+	Type     string // the Thrift type of a compiled config, empty for raw configs
+	Data     []byte // the config's bytes (canonical JSON for compiled configs)
+	// FromCache is set when the agent did not answer and the config was
+	// read from its on-disk cache; it may be stale.
+	FromCache bool
+}
+
+// Decode unmarshals the config's data (JSON) into v.
+func (c Config) Decode(v any) error {
+	if err := json.Unmarshal(c.Data, v); err != nil {
+		return fmt.Errorf("decoding config %q: %w", c.Name, err)
+	}
+	return nil
+}
+
+// ErrNotFound is returned (wrapped) by Get for a config that does not exist.
+var ErrNotFound = errors.New("config not found")
+
+// Client reads configs through the host's agent. It is safe for
+// concurrent use.
+type Client struct {
+	opts        Options
+	hc          *http.Client // for Get
+	wc          *http.Client // for Watch: no overall timeout
+	idleTimeout time.Duration
+}
+
+// New returns a Client. At least one of AgentURL and CacheDir is required.
+func New(opts Options) (*Client, error) {
+	if opts.AgentURL == "" && opts.CacheDir == "" {
+		return nil, errors.New("client: neither an agent URL nor a cache directory")
+	}
+	if opts.AgentURL != "" {
+		u, err := url.Parse(opts.AgentURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("client: agent URL %q: want http://host:port", opts.AgentURL)
+		}
+		opts.AgentURL = strings.TrimSuffix(opts.AgentURL, "/")
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = time.Second
+	}
+	hc := opts.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 10 * time.Second}
+	}
+	wc := *hc
+	wc.Timeout = 0
+	return &Client{opts: opts, hc: hc, wc: &wc, idleTimeout: 15 * time.Second}, nil
+}
+
+func (c *Client) configURL(name string) string {
+	segs := strings.Split(name, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return c.opts.AgentURL + "/v1/configs/" + strings.Join(segs, "/")
+}
+
+// unreachable wraps a failure to talk to the agent at all.
+type unreachable struct{ err error }
+
+func (e unreachable) Error() string { return "agent unreachable: " + e.err.Error() }
+func (e unreachable) Unwrap() error { return e.err }
+
+// Get returns the named config from the agent. If the agent does not
+// answer (it is down, or the request fails in transport), Get reads the
+// agent's cache directory instead and sets FromCache.
+func (c *Client) Get(ctx context.Context, name string) (Config, error) {
+	if err := cache.ValidName(name); err != nil {
+		return Config{}, err
+	}
+	if c.opts.AgentURL == "" {
+		return c.readCache(name, nil)
+	}
+	cfg, err := c.getAgent(ctx, name)
+	var u unreachable
+	if errors.As(err, &u) && ctx.Err() == nil {
+		return c.readCache(name, err)
+	}
+	return cfg, err
+}
+
+func (c *Client) getAgent(ctx context.Context, name string) (Config, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.configURL(name), nil)
+	if err != nil {
+		return Config{}, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return Config{}, unreachable{err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		err := agentError(resp)
+		if resp.StatusCode == http.StatusNotFound {
+			return Config{}, fmt.Errorf("config %q: %w: %v", name, ErrNotFound, err)
+		}
+		return Config{}, fmt.Errorf("config %q: %w", name, err)
+	}
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return Config{}, unreachable{err}
+	}
+	rev, _ := strconv.ParseInt(resp.Header.Get(wire.HeaderRevision), 10, 64)
+	return Config{
+		Name:     name,
+		Revision: rev,
+		Commit:   resp.Header.Get(wire.HeaderCommit),
+		Type:     resp.Header.Get(wire.HeaderType),
+		Data:     data,
+	}, nil
+}
+
+func agentError(resp *http.Response) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var e wire.Error
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		return fmt.Errorf("agent: %s", e.Error)
+	}
+	return fmt.Errorf("agent: %s", resp.Status)
+}
+
+// readCache reads the config from the agent's cache; agentErr is why the
+// agent was not asked or did not answer.
+func (c *Client) readCache(name string, agentErr error) (Config, error) {
+	if c.opts.CacheDir == "" {
+		return Config{}, agentErr
+	}
+	cv, err := cache.Read(c.opts.CacheDir, name)
+	if err != nil {
+		if errors.Is(err, cache.ErrNotFound) {
+			err = fmt.Errorf("%w (%w)", ErrNotFound, err)
+		}
+		if agentErr != nil {
+			return Config{}, fmt.Errorf("config %q: %w; cache: %w", name, agentErr, err)
+		}
+		return Config{}, fmt.Errorf("config %q: cache: %w", name, err)
+	}
+	return Config{Name: name, Revision: cv.Revision, Commit: cv.Commit, Type: cv.Type, Data: cv.Data, FromCache: true}, nil
+}
+
+// Decode gets the named config and unmarshals its data (JSON) into v.
+func (c *Client) Decode(ctx context.Context, name string, v any) error {
+	cfg, err := c.Get(ctx, name)
+	if err != nil {
+		return err
+	}
+	return cfg.Decode(v)
+}
+
+// Watch calls fn with the named config's current value as soon as it is
+// known, then with every newer version, in revision order, until ctx is
+// done; it then returns ctx.Err(). Calls to fn are made one at a time
+// from Watch's goroutine.
+//
+// Watch follows the agent's local watch stream and reconnects to it,
+// resuming after the last revision it delivered. While the agent is down
+// it reads the agent's cache every PollInterval (delivering versions
+// with FromCache set) and retries the agent. A config that does not
+// exist yet is delivered when it is created; a deletion is not delivered
+// (fn keeps the last value), but a config created again is.
+func (c *Client) Watch(ctx context.Context, name string, fn func(Config)) error {
+	if err := cache.ValidName(name); err != nil {
+		return err
+	}
+	var have int64
+	deliver := func(cfg Config) {
+		if cfg.Revision > have {
+			have = cfg.Revision
+			fn(cfg)
+		}
+	}
+	for {
+		connected := false
+		if c.opts.AgentURL != "" {
+			connected, _ = c.watchAgent(ctx, name, have, deliver)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if connected {
+			// The stream broke: reconnect almost at once.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		if c.opts.CacheDir != "" {
+			if cv, err := cache.Read(c.opts.CacheDir, name); err == nil {
+				deliver(Config{Name: name, Revision: cv.Revision, Commit: cv.Commit, Type: cv.Type, Data: cv.Data, FromCache: true})
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(c.opts.PollInterval):
+		}
+	}
+}
+
+// watchAgent follows one local watch stream from revision have (a
+// snapshot if have is 0) until it fails; it reports whether the agent
+// accepted the watch.
+func (c *Client) watchAgent(ctx context.Context, name string, have int64, deliver func(Config)) (bool, error) {
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	timer := time.AfterFunc(c.idleTimeout, func() { cancel(errors.New("agent silent")) })
+	defer timer.Stop()
+
+	u := c.opts.AgentURL + "/v1/watch?configs=" + url.QueryEscape(name)
+	if have > 0 {
+		u += "&from=" + strconv.FormatInt(have, 10)
+	}
+	req, err := http.NewRequestWithContext(sctx, http.MethodGet, u, nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := c.wc.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, agentError(resp)
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		timer.Reset(c.idleTimeout)
+		var ev wire.Event
+		if err := dec.Decode(&ev); err != nil {
+			return true, err
+		}
+		for _, wc := range ev.Configs {
+			if wc.Name == name && !wc.Deleted {
+				deliver(Config{Name: name, Revision: wc.Revision, Commit: wc.Commit, Type: wc.Type, Data: wc.Data})
+			}
+		}
+	}
+}

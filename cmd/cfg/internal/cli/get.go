@@ -1,0 +1,116 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cfg-dev/cfg/client"
+)
+
+// GetOptions are the inputs of cfg get.
+type GetOptions struct {
+	Name     string
+	Agent    string
+	Daemon   string
+	CacheDir string
+	Verbose  bool
+}
+
+func newGetCmd(f *Factory, runF func(*GetOptions) error) *cobra.Command {
+	opts := &GetOptions{}
+	cmd := &cobra.Command{
+		Use:   "get NAME",
+		Short: "Print a config, read through an agent or a daemon",
+		Long: `Get prints a config's data. Through an agent (--agent, the default
+http://127.0.0.1:7481) it reads as applications do, falling back to the
+agent's disk cache (--cache-dir) when the agent does not answer; with
+--daemon it asks a daemon directly. -v prints the revision, commit and
+origin to stderr.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Name = args[0]
+			if runF != nil {
+				return runF(opts)
+			}
+			return runGet(f, cmd, opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.Agent, "agent", "http://127.0.0.1:7481", "the agent's URL")
+	cmd.Flags().StringVar(&opts.Daemon, "daemon", "", "ask this daemon instead of an agent")
+	cmd.Flags().StringVar(&opts.CacheDir, "cache-dir", "", "the agent's cache, read if the agent does not answer")
+	cmd.Flags().BoolVarP(&opts.Verbose, "verbose", "v", false, "print the revision, commit and origin to stderr")
+	return cmd
+}
+
+func runGet(f *Factory, cmd *cobra.Command, opts *GetOptions) error {
+	ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+	defer cancel()
+	var c client.Config
+	var err error
+	if opts.Daemon != "" {
+		c, err = getFromDaemon(ctx, opts.Daemon, opts.Name)
+	} else {
+		var cl *client.Client
+		if cl, err = client.New(client.Options{AgentURL: opts.Agent, CacheDir: opts.CacheDir}); err != nil {
+			return usageError(err)
+		}
+		c, err = cl.Get(ctx, opts.Name)
+	}
+	if errors.Is(err, client.ErrNotFound) {
+		return &exitError{code: ExitInput, err: err}
+	}
+	if err != nil {
+		return infraError(err)
+	}
+	if opts.Verbose {
+		origin := "agent"
+		switch {
+		case opts.Daemon != "":
+			origin = "daemon"
+		case c.FromCache:
+			origin = "agent's disk cache (the agent did not answer)"
+		}
+		fmt.Fprintf(f.IO.Err, "%s: revision %d, commit %s, from the %s\n", c.Name, c.Revision, c.Commit, origin)
+	}
+	_, err = f.IO.Out.Write(c.Data)
+	return err
+}
+
+// getFromDaemon reads a config with the daemon's GET /v1/configs/{name}.
+func getFromDaemon(ctx context.Context, base, name string) (client.Config, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/v1/configs/"+(&url.URL{Path: name}).EscapedPath(), nil)
+	if err != nil {
+		return client.Config{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return client.Config{}, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return client.Config{}, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(data, &e)
+		if resp.StatusCode == http.StatusNotFound {
+			return client.Config{}, fmt.Errorf("%w: %s", client.ErrNotFound, e.Error)
+		}
+		return client.Config{}, fmt.Errorf("daemon: %s: %s", resp.Status, e.Error)
+	}
+	var rev int64
+	fmt.Sscan(resp.Header.Get("Cfg-Revision"), &rev)
+	return client.Config{Name: name, Revision: rev, Commit: resp.Header.Get("Cfg-Commit"), Type: resp.Header.Get("Cfg-Type"), Data: data}, nil
+}
