@@ -88,6 +88,9 @@ type options struct {
 	nowrite    bool
 	keep       bool
 	incr       bool
+	prop       []int
+	rounds     int
+	examples   string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -104,6 +107,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fl.BoolVar(&o.verify, "verify", true, "check that the compiler and the baseline write the same bytes")
 	fl.BoolVar(&o.nowrite, "nowrite", false, "also time both engines in memory, without writing files")
 	fl.BoolVar(&o.keep, "keep", false, "keep the generated repositories")
+	prop := fl.String("propagation", "", "comma-separated subscriber counts: measure commit-to-subscriber propagation instead")
+	fl.IntVar(&o.rounds, "rounds", 20, "commits per subscriber count with -propagation")
+	fl.StringVar(&o.examples, "example", "examples/jobs", "the config repository -propagation commits to (copied)")
 	fl.BoolVar(&o.incr, "incremental", false, "also time incremental compiles: a no-op and a change to a module used by about 100 configs")
 	if err := fl.Parse(args); err != nil {
 		return nil, err
@@ -117,6 +123,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.jobs, err = ints(*jobs); err != nil {
 		return nil, fmt.Errorf("-j: %w", err)
+	}
+	if *prop != "" {
+		if o.prop, err = ints(*prop); err != nil {
+			return nil, fmt.Errorf("-propagation: %w", err)
+		}
 	}
 	if o.runs < 1 {
 		return nil, fmt.Errorf("-runs: got %d, want at least 1", o.runs)
@@ -209,6 +220,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if len(o.prop) > 0 {
+		return propagation(o.prop, o.rounds, o.examples, stdout, stderr)
 	}
 	dir := o.dir
 	if dir == "" {
