@@ -317,7 +317,7 @@ func TestDistribution(t *testing.T) {
 			restartArgs[i] = strings.TrimPrefix(daemonURL, "http://") // the same port, which the agents know
 		}
 	}
-	d1 = start(t, work, restartArgs...)
+	start(t, work, restartArgs...) // stopped by the test cleanup
 	addr(t, filepath.Join(work, "d1.addr"))
 	eventually(t, 10*time.Second, "revision 3", func() bool {
 		body, _, _ := httpGet(daemonURL + "/v1/revisions/latest")
