@@ -171,6 +171,7 @@ func firstDiffLine(a, b []byte) int {
 // headTree reads files of the git HEAD commit of the repository holding
 // the config repository, if there is one.
 type headTree struct {
+	mu     sync.Mutex // go-git trees are not safe for concurrent use
 	tree   *object.Tree
 	prefix string // the config repository's path inside the git work tree
 }
@@ -213,6 +214,8 @@ func (h *headTree) read(p string) ([]byte, bool) {
 	if h == nil {
 		return nil, false
 	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	f, err := h.tree.File(filepath.ToSlash(filepath.Join(h.prefix, p)))
 	if err != nil {
 		return nil, false
