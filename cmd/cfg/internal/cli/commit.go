@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"runtime"
 	"slices"
 	"strings"
 
@@ -20,11 +19,10 @@ import (
 
 // CommitOptions are the inputs of cfg commit.
 type CommitOptions struct {
-	Message  string
-	Author   string // "Name <email>"; "" means from the environment or git config
-	Format   string
-	Jobs     int
-	MaxSteps uint64
+	Message string
+	Author  string // "Name <email>"; "" means from the environment or git config
+	Format  string
+	CompileFlags
 }
 
 func newCommitCmd(f *Factory, runF func(*CommitOptions) error) *cobra.Command {
@@ -76,8 +74,7 @@ git configuration. Materialized configs in Thrift encodings (cfg compile
 	cmd.Flags().StringVarP(&opts.Message, "message", "m", "", "the commit message")
 	cmd.Flags().StringVar(&opts.Author, "author", "", `the commit author, "Name <email>"`)
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
-	cmd.Flags().IntVarP(&opts.Jobs, "jobs", "j", runtime.NumCPU(), "configs compiled in parallel")
-	cmd.Flags().Uint64Var(&opts.MaxSteps, "max-steps", compiler.DefaultMaxSteps, "Starlark execution step limit per program")
+	opts.CompileFlags.add(cmd)
 	return cmd
 }
 
@@ -104,7 +101,7 @@ func runCommit(f *Factory, cmd *cobra.Command, opts *CommitOptions) error {
 		return inputFailed
 	}
 
-	copts := compiler.Options{Jobs: opts.Jobs, MaxSteps: opts.MaxSteps, Stderr: f.IO.Err}
+	copts := opts.options(f)
 	if copts.Emit, err = emittedEncodings(ws.root); err != nil {
 		return infraError(err)
 	}

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cfg-dev/cfg/compiler"
 	"github.com/cfg-dev/cfg/diag"
 	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/validate"
@@ -92,4 +94,21 @@ func plural(n int, noun string) string {
 		return fmt.Sprintf("%d %s", n, noun)
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// CompileFlags are the flags of every command that compiles.
+type CompileFlags struct {
+	Jobs     int
+	MaxSteps uint64
+}
+
+func (c *CompileFlags) add(cmd *cobra.Command) {
+	cmd.Flags().IntVarP(&c.Jobs, "jobs", "j", runtime.NumCPU(), "configs compiled in parallel")
+	cmd.Flags().Uint64Var(&c.MaxSteps, "max-steps", compiler.DefaultMaxSteps, "Starlark execution step limit per program")
+}
+
+// options returns the compiler options the flags ask for, with print()
+// going to the command's stderr.
+func (c *CompileFlags) options(f *Factory) compiler.Options {
+	return compiler.Options{Jobs: c.Jobs, MaxSteps: c.MaxSteps, Stderr: f.IO.Err}
 }

@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -18,13 +17,12 @@ import (
 
 // CompileOptions are the inputs of cfg compile.
 type CompileOptions struct {
-	Paths    []string
-	Jobs     int
-	Quiet    bool
-	Format   string
-	MaxSteps uint64
-	Rebuild  bool
-	Emit     []string
+	Paths []string
+	CompileFlags
+	Quiet   bool
+	Format  string
+	Rebuild bool
+	Emit    []string
 }
 
 func newCompileCmd(f *Factory, runF func(*CompileOptions) error) *cobra.Command {
@@ -61,12 +59,11 @@ validators) or its materialized file changed. The cache lives in .cfg/;
 			return runCompile(f, cmd, opts)
 		},
 	}
-	cmd.Flags().IntVarP(&opts.Jobs, "jobs", "j", runtime.NumCPU(), "configs compiled in parallel")
+	opts.CompileFlags.add(cmd)
 	cmd.Flags().BoolVarP(&opts.Quiet, "quiet", "q", false, "print only problems")
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
 	cmd.Flags().StringSliceVar(&opts.Emit, "emit", []string{"json"}, "encodings to write: json (always), thrift-binary, thrift-compact")
 	cmd.Flags().BoolVar(&opts.Rebuild, "rebuild", false, "ignore the compile cache in .cfg/ and compile everything")
-	cmd.Flags().Uint64Var(&opts.MaxSteps, "max-steps", compiler.DefaultMaxSteps, "Starlark execution step limit per program")
 	return cmd
 }
 
@@ -87,14 +84,11 @@ func runCompile(f *Factory, cmd *cobra.Command, opts *CompileOptions) error {
 		targets = append(targets, p)
 	}
 	prog := newProgress(f.IO.Err, f.IO.ErrIsTTY && !opts.Quiet && opts.Format == validate.FormatText)
-	res, err := compiler.Build(cmd.Context(), ws.root, compiler.Options{
-		Jobs:     opts.Jobs,
-		MaxSteps: opts.MaxSteps,
-		Rebuild:  opts.Rebuild,
-		Emit:     slices.DeleteFunc(slices.Clone(opts.Emit), func(e string) bool { return e == "json" }),
-		Stderr:   f.IO.Err,
-		Progress: prog.update,
-	}, targets...)
+	copts := opts.options(f)
+	copts.Rebuild = opts.Rebuild
+	copts.Emit = slices.DeleteFunc(slices.Clone(opts.Emit), func(e string) bool { return e == "json" })
+	copts.Progress = prog.update
+	res, err := compiler.Build(cmd.Context(), ws.root, copts, targets...)
 	prog.done()
 	if err != nil {
 		return infraError(err)

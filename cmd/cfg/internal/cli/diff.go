@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"runtime"
 
 	"github.com/spf13/cobra"
 
-	"github.com/cfg-dev/cfg/compiler"
 	"github.com/cfg-dev/cfg/configdiff"
 	"github.com/cfg-dev/cfg/gitrepo"
 	"github.com/cfg-dev/cfg/validate"
@@ -17,10 +15,9 @@ import (
 
 // DiffOptions are the inputs of cfg diff.
 type DiffOptions struct {
-	Rev      string // "" means HEAD
-	Format   string
-	Jobs     int
-	MaxSteps uint64
+	Rev    string // "" means HEAD
+	Format string
+	CompileFlags
 }
 
 func newDiffCmd(f *Factory, runF func(*DiffOptions) error) *cobra.Command {
@@ -64,8 +61,7 @@ reported instead, and diff exits 1.`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
-	cmd.Flags().IntVarP(&opts.Jobs, "jobs", "j", runtime.NumCPU(), "configs compiled in parallel")
-	cmd.Flags().Uint64Var(&opts.MaxSteps, "max-steps", compiler.DefaultMaxSteps, "Starlark execution step limit per program")
+	opts.CompileFlags.add(cmd)
 	return cmd
 }
 
@@ -93,7 +89,7 @@ func runDiff(f *Factory, cmd *cobra.Command, opts *DiffOptions) error {
 	if err != nil {
 		return gitError(err)
 	}
-	rep, err := configdiff.Run(cmd.Context(), ws.root, old, compiler.Options{Jobs: opts.Jobs, MaxSteps: opts.MaxSteps, Stderr: f.IO.Err})
+	rep, err := configdiff.Run(cmd.Context(), ws.root, old, opts.options(f))
 	if err != nil {
 		return infraError(err)
 	}

@@ -2,20 +2,17 @@ package cli
 
 import (
 	"fmt"
-	"runtime"
 
 	"github.com/spf13/cobra"
 
-	"github.com/cfg-dev/cfg/compiler"
 	"github.com/cfg-dev/cfg/validate"
 )
 
 // ValidateOptions are the inputs of cfg validate.
 type ValidateOptions struct {
-	Jobs     int
-	Format   string
-	MaxSteps uint64
-	Quiet    bool
+	CompileFlags
+	Format string
+	Quiet  bool
 }
 
 func newValidateCmd(f *Factory, runF func(*ValidateOptions) error) *cobra.Command {
@@ -43,9 +40,8 @@ materialized copy differs. It exits 1 on any problem and writes nothing.`,
 			return runValidate(f, cmd, opts)
 		},
 	}
-	cmd.Flags().IntVarP(&opts.Jobs, "jobs", "j", runtime.NumCPU(), "configs compiled in parallel")
+	opts.CompileFlags.add(cmd)
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text, json or github")
-	cmd.Flags().Uint64Var(&opts.MaxSteps, "max-steps", compiler.DefaultMaxSteps, "Starlark execution step limit per program")
 	cmd.Flags().BoolVarP(&opts.Quiet, "quiet", "q", false, "print only problems")
 	return cmd
 }
@@ -55,7 +51,7 @@ func runValidate(f *Factory, cmd *cobra.Command, opts *ValidateOptions) error {
 	if err != nil {
 		return err
 	}
-	rep, err := validate.Run(cmd.Context(), ws.root, compiler.Options{Jobs: opts.Jobs, MaxSteps: opts.MaxSteps, Stderr: f.IO.Err})
+	rep, err := validate.Run(cmd.Context(), ws.root, opts.options(f))
 	if err != nil {
 		return infraError(err)
 	}
