@@ -148,7 +148,7 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 			return
 		}
 		written[i] = wrote
-		st.Key = keyOf[o.Source]
+		st.Key, st.Type = keyOf[o.Source], o.Type
 		next.Outputs[o.Source] = st
 		res.Bytes += int64(len(o.Data))
 		o.Data = nil // written; do not hold every output in memory
@@ -164,6 +164,11 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 		res.Compiled++
 		res.Written = append(res.Written, written[i]...)
 	}
+	if wrote, err := writeTypes(w, fsys, tree, next); err != nil {
+		return res, err
+	} else if wrote {
+		res.Written = append(res.Written, repo.TypesFile)
+	}
 	if len(targets) == 0 {
 		if res.Removed, err = removeOrphans(root, fsys, all, opts.Emit); err != nil {
 			return res, err
@@ -176,6 +181,29 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 	}
 	res.Elapsed = time.Since(start)
 	return res, nil
+}
+
+// writeTypes brings repo.TypesFile up to date: the type of every config
+// compiled now or before (a config that failed keeps its previous output,
+// and so its previous type).
+func writeTypes(w *repo.Writer, fsys fs.FS, tree *repo.Tree, cache *cacheData) (bool, error) {
+	var prev map[string]string
+	if data, err := fs.ReadFile(fsys, repo.TypesFile); err == nil {
+		prev, _ = repo.DecodeTypes(data)
+	}
+	types := map[string]string{}
+	for _, p := range tree.Configs {
+		name := repo.ConfigName(p)
+		if st, ok := cache.Outputs[p]; ok && st.Type != "" {
+			types[name] = st.Type
+		} else if t, ok := prev[name]; ok {
+			types[name] = t
+		}
+	}
+	if len(types) == 0 && prev == nil {
+		return false, nil
+	}
+	return w.WriteIfChanged(repo.TypesFile, repo.EncodeTypes(types))
 }
 
 // removeOrphans deletes materialized files whose source is gone, and

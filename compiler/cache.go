@@ -32,6 +32,7 @@ type cacheData struct {
 // outputState describes a materialized file as the compile that wrote it
 // left it.
 type outputState struct {
+	Type    string `json:"type"` // the exported Thrift type of a compiled config
 	Key     string `json:"key"`
 	Size    int64  `json:"size"`
 	ModTime int64  `json:"mtime"`

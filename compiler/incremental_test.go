@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/cfg-dev/cfg/repo"
 )
 
 // incrementalRepo writes ten configs: c0..c2 load lib/shared.cinc, the rest
@@ -104,6 +106,19 @@ func TestIncremental(t *testing.T) {
 			t.Errorf("%s: %d up to date, want %d", st.name, res.UpToDate, 11-len(st.want))
 		}
 	}
+	// The record of types lists every config.
+	types, err := os.ReadFile(filepath.Join(root, repo.TypesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for i := range 10 {
+		want[fmt.Sprintf("c%d", i)] = "S"
+	}
+	if string(types) != string(repo.EncodeTypes(want)) {
+		t.Errorf("%s:\n%s", repo.TypesFile, types)
+	}
+
 	// Whatever the history, the outputs are those of a fresh full compile.
 	fresh := t.TempDir()
 	if err := os.CopyFS(filepath.Join(fresh, "source"), os.DirFS(filepath.Join(root, "source"))); err != nil {
@@ -134,7 +149,7 @@ func TestCompileTargets(t *testing.T) {
 func readDir(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	entries, err := os.ReadDir(dir)
+	entries, err := os.ReadDir(dir) // .types.json included
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,8 +26,9 @@
 // rewritten so that it no longer holds the latest revision's commit, one
 // revision brings every config to its state at the new head. A restart
 // resumes from the store: nothing is published twice and nothing is
-// skipped. The Thrift type of compiled configs is not known to the daemon
-// yet: Cfg-Type and the events' "type" are empty.
+// skipped. The Thrift type of a compiled config comes from the record the
+// compile commits beside the outputs (repo.TypesFile), read at the
+// revision's commit.
 //
 // Watch streams subscribe to a hub before reading the store, so the
 // snapshot or replay and the live updates join without gaps or

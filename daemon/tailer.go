@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path"
 	"path/filepath"
 	"strings"
@@ -210,6 +211,7 @@ func (d *Daemon) resync(ctx context.Context, latest store.RevisionInfo, head str
 // nothing is published if none is left. It reports whether it published.
 func (d *Daemon) publish(ctx context.Context, n int64, commit string, files []gitrepo.File) (bool, error) {
 	r := &store.Revision{Number: n, Commit: commit, Time: time.Now().UTC()}
+	types := d.types(commit)
 	seen := map[string]string{}
 	for _, f := range files {
 		name, compiled, ok := configName(f.Path)
@@ -225,7 +227,11 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, files []gi
 			continue
 		}
 		seen[name] = f.Path
-		r.Configs = append(r.Configs, store.ConfigVersion{Name: name, Compiled: compiled, Deleted: f.Kind == gitrepo.Deleted, Data: f.Data})
+		cv := store.ConfigVersion{Name: name, Compiled: compiled, Deleted: f.Kind == gitrepo.Deleted, Data: f.Data}
+		if compiled && !cv.Deleted {
+			cv.Type = types[name]
+		}
+		r.Configs = append(r.Configs, cv)
 	}
 	if len(r.Configs) == 0 {
 		return false, nil
@@ -261,4 +267,22 @@ func configName(p string) (name string, compiled, ok bool) {
 		return "", false, false
 	}
 	return rel, false, true
+}
+
+// types reads the Thrift types of the compiled configs that the compile
+// recorded in commit (repo.TypesFile); a commit without the record gives
+// no types.
+func (d *Daemon) types(commit string) map[string]string {
+	data, err := d.hist.ReadFile(commit, repo.TypesFile)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			d.log.Warn("reading config types", "commit", commit, "err", err)
+		}
+		return nil
+	}
+	types, err := repo.DecodeTypes(data)
+	if err != nil {
+		d.log.Warn("reading config types", "commit", commit, "err", err)
+	}
+	return types
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path"
 	"path/filepath"
 	"slices"
@@ -277,6 +278,31 @@ func (h *History) dirTree(c *object.Commit, dir string) (*object.Tree, error) {
 
 func isFile(m filemode.FileMode) bool {
 	return m == filemode.Regular || m == filemode.Executable || m == filemode.Deprecated
+}
+
+// ReadFile returns the file at p (relative to the config repository root) in
+// commit rev; a missing file wraps fs.ErrNotExist.
+func (h *History) ReadFile(rev, p string) ([]byte, error) {
+	c, err := h.r.commit(rev)
+	if err != nil {
+		return nil, err
+	}
+	t, err := h.dirTree(c, "")
+	if err != nil {
+		return nil, err
+	}
+	if t == nil {
+		return nil, fmt.Errorf("%s at %.12s: %w", p, rev, fs.ErrNotExist)
+	}
+	f, err := t.File(p)
+	if errors.Is(err, object.ErrFileNotFound) {
+		return nil, fmt.Errorf("%s at %.12s: %w", p, rev, fs.ErrNotExist)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s, err := f.Contents()
+	return []byte(s), err
 }
 
 // hidden reports whether a path has a component starting with a dot.

@@ -5,6 +5,7 @@ package repo
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -139,6 +140,27 @@ func MaterializedPath(p string) string {
 		name += ".json"
 	}
 	return MaterializedDir + "/" + name
+}
+
+// TypesFile records the Thrift type of every compiled config, by config
+// name, so that tools reading materialized configs (the daemon) know it. It
+// is written by every compile and committed with the outputs; its name
+// starts with a dot so that no raw config can collide with it.
+const TypesFile = MaterializedDir + "/.types.json"
+
+// EncodeTypes renders a TypesFile: a JSON object, keys sorted.
+func EncodeTypes(types map[string]string) []byte {
+	data, _ := json.MarshalIndent(types, "", "  ")
+	return append(data, '\n')
+}
+
+// DecodeTypes parses a TypesFile.
+func DecodeTypes(data []byte) (map[string]string, error) {
+	var types map[string]string
+	if err := json.Unmarshal(data, &types); err != nil {
+		return nil, fmt.Errorf("%s: %w", TypesFile, err)
+	}
+	return types, nil
 }
 
 // EncodedPath returns where the config materialized at the JSON path p is

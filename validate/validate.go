@@ -66,6 +66,8 @@ func Run(ctx context.Context, root string, opts compiler.Options) (*Report, erro
 	r := &Report{Checked: len(sources)}
 	head := openHead(root)
 	want := map[string]bool{}
+	types := map[string]string{}
+	failed := false
 	var mu sync.Mutex
 	compiler.New(fsys, opts).CompileEach(ctx, sources, func(_ int, o *compiler.Output) {
 		var diags diag.List
@@ -83,6 +85,10 @@ func Run(ctx context.Context, root string, opts compiler.Options) (*Report, erro
 		}
 		mu.Lock()
 		defer mu.Unlock()
+		failed = failed || len(o.Diags) > 0
+		if o.Type != "" {
+			types[o.Name] = o.Type
+		}
 		want[o.Path] = true
 		if repo.Classify(o.Source) == repo.Config {
 			for _, enc := range opts.Emit {
@@ -94,6 +100,11 @@ func Run(ctx context.Context, root string, opts compiler.Options) (*Report, erro
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if !failed {
+		if d := typesDrift(fsys, types); d != nil {
+			r.Diags = append(r.Diags, d)
+		}
+	}
 	for _, p := range have {
 		if !want[p] {
 			r.Diags = append(r.Diags, diag.Errorf(diag.Pos{File: p}, "orphaned: its source is gone (cfg compile deletes it)"))
@@ -101,6 +112,22 @@ func Run(ctx context.Context, root string, opts compiler.Options) (*Report, erro
 	}
 	r.Diags.Sort()
 	return r, nil
+}
+
+// typesDrift compares repo.TypesFile with the types the configs compile to.
+func typesDrift(fsys fs.FS, types map[string]string) *diag.Diagnostic {
+	got, err := fs.ReadFile(fsys, repo.TypesFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && len(types) == 0:
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		return diag.Errorf(diag.Pos{File: repo.TypesFile}, "missing: the types of the compiled configs are not recorded (run cfg compile)")
+	case err != nil:
+		return diag.Errorf(diag.Pos{File: repo.TypesFile}, "reading: %v", err)
+	case !bytes.Equal(got, repo.EncodeTypes(types)):
+		return diag.Errorf(diag.Pos{File: repo.TypesFile}, "stale: differs from the types the configs compile to (run cfg compile)")
+	}
+	return nil
 }
 
 // encodingDrift compares a config's materialized file in an encoding with

@@ -57,6 +57,7 @@ func TestDrift(t *testing.T) {
 		"source/raw.txt":  "raw\n",
 	})
 	if got := run(t, root); strings.Join(got, "\n") != strings.Join([]string{
+		"materialized_configs/.types.json: missing: the types of the compiled configs are not recorded (run cfg compile)",
 		"materialized_configs/a.json: missing: source/a.cconf has not been compiled (run cfg compile)",
 		"materialized_configs/b.json: missing: source/b.cconf has not been compiled (run cfg compile)",
 		"materialized_configs/raw.txt: missing: source/raw.txt has not been compiled (run cfg compile)",
@@ -137,5 +138,27 @@ func TestWriteFormats(t *testing.T) {
 	}
 	if err := Write(&b, "xml", nil, false, nil); err == nil || err.Error() != `unknown format "xml" (want text, json or github)` {
 		t.Errorf("unknown format: %v", err)
+	}
+}
+
+func TestTypesDrift(t *testing.T) {
+	root := t.TempDir()
+	writeFiles(t, root, map[string]string{
+		"source/s.thrift": "struct S {\n  1: required i32 v\n}\n",
+		"source/a.cconf":  "load(\"//s.thrift\", \"S\")\nexport(S(v = 1))\n",
+	})
+	if _, err := compiler.Build(context.Background(), root, compiler.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := run(t, root); len(got) != 0 {
+		t.Fatalf("compiled repository has drift: %v", got)
+	}
+	writeFiles(t, root, map[string]string{"materialized_configs/.types.json": "{\"a\": \"T\"}\n"})
+	if got := run(t, root); strings.Join(got, "\n") != "materialized_configs/.types.json: stale: differs from the types the configs compile to (run cfg compile)" {
+		t.Errorf("edited types: %v", got)
+	}
+	os.Remove(filepath.Join(root, "materialized_configs/.types.json"))
+	if got := run(t, root); strings.Join(got, "\n") != "materialized_configs/.types.json: missing: the types of the compiled configs are not recorded (run cfg compile)" {
+		t.Errorf("missing types: %v", got)
 	}
 }

@@ -247,6 +247,17 @@ func TestDistribution(t *testing.T) {
 		return code == http.StatusOK
 	})
 
+	// The daemon knows each compiled config's Thrift type from the record
+	// the compile committed.
+	if resp, err := http.Get(daemonURL + "/v1/configs/feed/cache_job"); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+		if got := resp.Header.Get("Cfg-Type"); got != "Job" {
+			t.Errorf("Cfg-Type %q, want Job", got)
+		}
+	}
+
 	agents := make([]string, 3)
 	agentArgs := func(i int) []string {
 		return []string{"agent", "--daemon", daemonURL, "--host", fmt.Sprintf("host-%d", i), "--label", "cluster=c1",

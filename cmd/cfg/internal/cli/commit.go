@@ -177,8 +177,12 @@ func runCommit(f *Factory, cmd *cobra.Command, opts *CommitOptions) error {
 
 // committable reports whether cfg commit commits the file at p (relative to
 // the config repository root): a file under source/ or
-// materialized_configs/ whose path has no name starting with a dot.
+// materialized_configs/ whose path has no name starting with a dot, and the
+// record of the configs' types (repo.TypesFile).
 func committable(p string) bool {
+	if p == repo.TypesFile {
+		return true
+	}
 	dir, _, _ := strings.Cut(p, "/")
 	if dir != repo.SourceDir && dir != repo.MaterializedDir {
 		return false
