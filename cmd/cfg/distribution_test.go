@@ -385,3 +385,60 @@ func TestFailover(t *testing.T) {
 		t.Errorf("agent status does not name the second daemon: %s", body)
 	}
 }
+
+// TestKillDuringPublish kills the daemon (SIGKILL) at arbitrary moments
+// while commits that change two configs at once arrive, and checks after
+// every restart that each published revision holds both configs of its
+// commit: a revision is visible whole or not at all, and the sequence is
+// dense.
+func TestKillDuringPublish(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	repo := configRepo(t)
+	work := t.TempDir()
+	args := []string{"serve", "--repo", repo, "--data-dir", filepath.Join(work, "d"),
+		"--listen", "127.0.0.1:0", "--addr-file", filepath.Join(work, "d.addr"), "--poll", "50ms"}
+	shared := filepath.Join(repo, "source/lib/create_job.cinc")
+	orig, err := os.ReadFile(shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 8 {
+		os.Remove(filepath.Join(work, "d.addr"))
+		d := start(t, work, args...)
+		addr(t, filepath.Join(work, "d.addr"))
+		// Both jobs get the tag the shared module adds.
+		edited := strings.Replace(string(orig), `["managed-by-cfg"]`, fmt.Sprintf(`["managed-by-cfg-%d"]`, round), 1)
+		if err := os.WriteFile(shared, []byte(edited), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		run(t, repo, "commit", "-m", fmt.Sprintf("round %d", round))
+		time.Sleep(time.Duration(round*7) * time.Millisecond)
+		d.kill()
+	}
+	os.Remove(filepath.Join(work, "d.addr"))
+	start(t, work, args...)
+	url := addr(t, filepath.Join(work, "d.addr"))
+	var latest struct {
+		Revision int64 `json:"revision"`
+	}
+	eventually(t, 10*time.Second, "every commit to be published", func() bool {
+		body, _, _ := httpGet(url + "/v1/revisions/latest")
+		json.Unmarshal([]byte(body), &latest)
+		return latest.Revision == 9 // the initial commit and eight rounds
+	})
+	for n := int64(2); n <= latest.Revision; n++ {
+		body, code, err := httpGet(fmt.Sprintf("%s/v1/revisions/%d", url, n))
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("revision %d: %d %v %s", n, code, err, body)
+		}
+		var rev struct {
+			Configs []string `json:"configs"`
+		}
+		json.Unmarshal([]byte(body), &rev)
+		if fmt.Sprint(rev.Configs) != "[feed/cache_job security/security_job]" {
+			t.Errorf("revision %d holds %v, want both jobs", n, rev.Configs)
+		}
+	}
+}
