@@ -19,6 +19,7 @@ import (
 	"github.com/cfg-dev/cfg/diag"
 	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/schema"
+	"github.com/cfg-dev/cfg/stdlib"
 )
 
 // DefaultMaxSteps is the default limit on Starlark execution steps for one
@@ -63,6 +64,7 @@ func New(fsys fs.FS, opts Options) *Compiler {
 	if opts.MaxSteps == 0 {
 		opts.MaxSteps = DefaultMaxSteps
 	}
+	fsys = withStdlib(fsys)
 	return &Compiler{fsys: fsys, opts: opts, schemas: schema.NewLoader(fsys)}
 }
 
@@ -264,12 +266,14 @@ func (e *moduleError) Error() string { return e.diags.Error() }
 // source/x, other paths are relative to the loading file.
 func resolveLoad(from, module string) (string, error) {
 	var p string
-	if rest, ok := strings.CutPrefix(module, "//"); ok {
+	if rest, ok := strings.CutPrefix(module, stdlib.LoadPrefix); ok {
+		p = path.Join(stdlib.Prefix, rest)
+	} else if rest, ok := strings.CutPrefix(module, "//"); ok {
 		p = path.Join(repo.SourceDir, rest)
 	} else {
 		p = path.Join(path.Dir(from), module)
 	}
-	if !strings.HasPrefix(p, repo.SourceDir+"/") {
+	if !strings.HasPrefix(p, repo.SourceDir+"/") && !strings.HasPrefix(p, stdlib.Prefix+"/") {
 		return "", fmt.Errorf("%q is outside %s/", module, repo.SourceDir)
 	}
 	switch repo.Classify(p) {
@@ -280,7 +284,12 @@ func resolveLoad(from, module string) (string, error) {
 }
 
 // displayPath shows a repository path the way load() spells it.
-func displayPath(p string) string { return "//" + strings.TrimPrefix(p, repo.SourceDir+"/") }
+func displayPath(p string) string {
+	if rest, ok := strings.CutPrefix(p, stdlib.Prefix+"/"); ok {
+		return stdlib.LoadPrefix + rest
+	}
+	return "//" + strings.TrimPrefix(p, repo.SourceDir+"/")
+}
 
 // load implements starlark.Thread.Load for every program of the run.
 func (c *Compiler) load(thread *starlark.Thread, module string) (starlark.StringDict, error) {
