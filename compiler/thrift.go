@@ -79,7 +79,7 @@ func (e *DecodeError) Error() string { return strings.Join(e.Problems, "\n") }
 // the type name are a diag.List, problems with the data a *DecodeError;
 // an unknown encoding is a plain error.
 func DecodeThrift(fsys fs.FS, schemaPath, typeName string, data []byte, encoding string) ([]byte, error) {
-	f, err := schema.NewLoader(fsys).Load(schemaPath)
+	f, err := schema.NewLoader(withStdlib(fsys)).Load(schemaPath)
 	if err != nil {
 		return nil, err
 	}
