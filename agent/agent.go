@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/cfg-dev/cfg/agent/cache"
-	"github.com/cfg-dev/cfg/agent/wire"
+	"github.com/cfg-dev/cfg/wire"
 )
 
 // Config configures an Agent.

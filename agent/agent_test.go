@@ -18,7 +18,7 @@ import (
 
 	"github.com/cfg-dev/cfg/agent/agenttest"
 	"github.com/cfg-dev/cfg/agent/cache"
-	"github.com/cfg-dev/cfg/agent/wire"
+	"github.com/cfg-dev/cfg/wire"
 )
 
 const hb = 50 * time.Millisecond // the test daemons' heartbeat

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/cfg-dev/cfg/agent/cache"
-	"github.com/cfg-dev/cfg/agent/wire"
+	"github.com/cfg-dev/cfg/wire"
 )
 
 func (a *Agent) handler() http.Handler {

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/cfg-dev/cfg/agent/cache"
-	"github.com/cfg-dev/cfg/agent/wire"
+	"github.com/cfg-dev/cfg/wire"
 )
 
 // errNotFound is a daemon's 404 for a config.

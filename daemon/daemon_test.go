@@ -490,7 +490,7 @@ func TestBadRequests(t *testing.T) {
 		{"POST", "/v1/hosts/web-1", `{}`, nil, 401, `{"error":"missing token: want Authorization: Bearer TOKEN"}`},
 		{"POST", "/v1/hosts/web-1", `{}`, map[string]string{"Authorization": "Bearer nope"}, 401, `{"error":"wrong token"}`},
 		{"POST", "/v1/hosts/web-1", `{"labels":`, auth, 400, `{"error":"decoding host report: unexpected EOF"}`},
-		{"POST", "/v1/hosts/web-1", `{"applied":"9"}`, auth, 400, `{"error":"decoding host report: json: cannot unmarshal string into Go struct field hostReport.applied of type int64"}`},
+		{"POST", "/v1/hosts/web-1", `{"applied":"9"}`, auth, 400, `{"error":"decoding host report: json: cannot unmarshal string into Go struct field HostReport.applied of type int64"}`},
 		{"POST", "/v1/hosts/web-1", `{} {}`, auth, 400, `{"error":"decoding host report: more than one JSON value"}`},
 		{"POST", "/v1/hosts/web-1", `{"applied":-1}`, auth, 400, `{"error":"host report: applied: got -1, want a revision (0 or more)"}`},
 		{"POST", "/v1/hosts/web-1", `{"configs":["/etc/passwd"]}`, auth, 400, `{"error":"host report: invalid config name \"/etc/passwd\""}`},

@@ -13,40 +13,34 @@ import (
 	"unicode"
 
 	"github.com/cfg-dev/cfg/store"
+	"github.com/cfg-dev/cfg/wire"
 )
-
-// hostReport is the body of POST /v1/hosts/{host}.
-type hostReport struct {
-	Labels  map[string]string `json:"labels"`
-	Configs []string          `json:"configs"`
-	Applied int64             `json:"applied"`
-}
 
 // decodeHostReport decodes and checks a host report: one JSON object,
 // nothing after it.
-func decodeHostReport(r io.Reader) (hostReport, error) {
-	var rep hostReport
+func decodeHostReport(r io.Reader) (wire.HostReport, error) {
+	var rep wire.HostReport
 	dec := json.NewDecoder(r)
 	if err := dec.Decode(&rep); err != nil {
-		return hostReport{}, fmt.Errorf("decoding host report: %w", err)
+		return wire.HostReport{}, fmt.Errorf("decoding host report: %w", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		if err == nil {
 			err = errors.New("more than one JSON value")
 		}
-		return hostReport{}, fmt.Errorf("decoding host report: %w", err)
+		return wire.HostReport{}, fmt.Errorf("decoding host report: %w", err)
 	}
 	if rep.Applied < 0 {
-		return hostReport{}, fmt.Errorf("host report: applied: got %d, want a revision (0 or more)", rep.Applied)
+		return wire.HostReport{}, fmt.Errorf("host report: applied: got %d, want a revision (0 or more)", rep.Applied)
 	}
 	for k := range rep.Labels {
 		if k == "" {
-			return hostReport{}, errors.New("host report: empty label name")
+			return wire.HostReport{}, errors.New("host report: empty label name")
 		}
 	}
 	for _, c := range rep.Configs {
 		if err := store.CheckName(c); err != nil {
-			return hostReport{}, fmt.Errorf("host report: %w", err)
+			return wire.HostReport{}, fmt.Errorf("host report: %w", err)
 		}
 	}
 	return rep, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cfg-dev/cfg/store"
+	"github.com/cfg-dev/cfg/wire"
 )
 
 // routes returns the HTTP API: the endpoints of docs/api.md, JSON errors
@@ -89,7 +90,7 @@ func writeError(w http.ResponseWriter, code int, format string, args ...any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Del("Content-Length")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(map[string]string{"error": fmt.Sprintf(format, args...)})
+	json.NewEncoder(w).Encode(wire.Error{Error: fmt.Sprintf(format, args...)})
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
@@ -142,10 +143,10 @@ func (d *Daemon) handleConfig(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
-	h.Set("Cfg-Revision", strconv.FormatInt(c.Revision, 10))
-	h.Set("Cfg-Latest-Revision", strconv.FormatInt(max(d.latest.Load(), c.Revision), 10))
-	h.Set("Cfg-Commit", c.Commit)
-	h.Set("Cfg-Type", c.Type)
+	h.Set(wire.HeaderRevision, strconv.FormatInt(c.Revision, 10))
+	h.Set(wire.HeaderLatestRevision, strconv.FormatInt(max(d.latest.Load(), c.Revision), 10))
+	h.Set(wire.HeaderCommit, c.Commit)
+	h.Set(wire.HeaderType, c.Type)
 	if c.Compiled {
 		h.Set("Content-Type", "application/json")
 	} else {
@@ -308,7 +309,7 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		last = snap.Latest.Number
-		if err := send(encodeLine(event{Type: "snapshot", Revision: last, Commit: snap.Latest.Commit, Configs: eventConfigs(snap.Configs)}), true); err != nil {
+		if err := send(encodeLine(wire.Event{Type: wire.Snapshot, Revision: last, Commit: snap.Latest.Commit, Configs: eventConfigs(snap.Configs)}), true); err != nil {
 			return
 		}
 	} else {
@@ -320,7 +321,7 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := send(encodeLine(heartbeatEvent{Type: "heartbeat", Revision: last}), false); err != nil {
+	if err := send(encodeLine(wire.Event{Type: wire.Heartbeat, Revision: last}), false); err != nil {
 		return
 	}
 
@@ -357,7 +358,7 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		case <-beat.C:
-			if err := send(encodeLine(heartbeatEvent{Type: "heartbeat", Revision: last}), false); err != nil {
+			if err := send(encodeLine(wire.Event{Type: wire.Heartbeat, Revision: last}), false); err != nil {
 				return
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/cfg-dev/cfg/store"
+	"github.com/cfg-dev/cfg/wire"
 )
 
 // hub fans published revisions out to watch streams: one broadcast per
@@ -101,38 +102,18 @@ func (h *hub) close() {
 	}
 }
 
-// Watch events (docs/api.md).
-type event struct {
-	Type     string        `json:"type"`
-	Revision int64         `json:"revision"`
-	Commit   string        `json:"commit,omitempty"`
-	Configs  []eventConfig `json:"configs"`
-}
-
-type heartbeatEvent struct {
-	Type     string `json:"type"`
-	Revision int64  `json:"revision"`
-}
-
-type eventConfig struct {
-	Name     string `json:"name"`
-	Revision int64  `json:"revision"`
-	Commit   string `json:"commit"`
-	Type     string `json:"type,omitempty"`
-	Deleted  bool   `json:"deleted,omitempty"`
-	Data     []byte `json:"data,omitempty"`
-}
-
-func eventConfigs(cs []store.ConfigVersion) []eventConfig {
-	out := make([]eventConfig, len(cs))
+// eventConfigs renders configs for watch events (docs/api.md).
+func eventConfigs(cs []store.ConfigVersion) []wire.Config {
+	out := make([]wire.Config, len(cs))
 	for i, c := range cs {
-		out[i] = eventConfig{Name: c.Name, Revision: c.Revision, Commit: c.Commit, Type: c.Type, Deleted: c.Deleted, Data: c.Data}
+		compiled := c.Compiled
+		out[i] = wire.Config{Name: c.Name, Revision: c.Revision, Commit: c.Commit, Type: c.Type, Compiled: &compiled, Deleted: c.Deleted, Data: c.Data}
 	}
 	return out
 }
 
-func updateEvent(r *store.Revision) event {
-	return event{Type: "update", Revision: r.Number, Commit: r.Commit, Configs: eventConfigs(r.Configs)}
+func updateEvent(r *store.Revision) wire.Event {
+	return wire.Event{Type: wire.Update, Revision: r.Number, Commit: r.Commit, Configs: eventConfigs(r.Configs)}
 }
 
 // encodeLine encodes v as one line of NDJSON.

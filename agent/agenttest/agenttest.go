@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cfg-dev/cfg/agent/wire"
+	"github.com/cfg-dev/cfg/wire"
 )
 
 // Change is one config changed by a published revision.

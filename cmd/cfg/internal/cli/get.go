@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cfg-dev/cfg/client"
+	"github.com/cfg-dev/cfg/wire"
 )
 
 // GetOptions are the inputs of cfg get.
@@ -101,9 +102,7 @@ func getFromDaemon(ctx context.Context, base, name string) (client.Config, error
 		return client.Config{}, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
+		var e wire.Error
 		_ = json.Unmarshal(data, &e)
 		if resp.StatusCode == http.StatusNotFound {
 			return client.Config{}, fmt.Errorf("%w: %s", client.ErrNotFound, e.Error)
@@ -111,6 +110,6 @@ func getFromDaemon(ctx context.Context, base, name string) (client.Config, error
 		return client.Config{}, fmt.Errorf("daemon: %s: %s", resp.Status, e.Error)
 	}
 	var rev int64
-	fmt.Sscan(resp.Header.Get("Cfg-Revision"), &rev)
-	return client.Config{Name: name, Revision: rev, Commit: resp.Header.Get("Cfg-Commit"), Type: resp.Header.Get("Cfg-Type"), Data: data}, nil
+	fmt.Sscan(resp.Header.Get(wire.HeaderRevision), &rev)
+	return client.Config{Name: name, Revision: rev, Commit: resp.Header.Get(wire.HeaderCommit), Type: resp.Header.Get(wire.HeaderType), Data: data}, nil
 }

@@ -1,6 +1,6 @@
-// Package wire holds the JSON bodies of the distribution API
-// (docs/api.md) as the agent, the client library and the test daemon
-// read and write them.
+// Package wire holds the JSON bodies and headers of the distribution API
+// (docs/api.md), as the daemon, the agent and the client library write and
+// read them.
 package wire
 
 // Event is one line of a watch stream: a "snapshot", an "update" or a
@@ -23,13 +23,12 @@ const (
 type Config struct {
 	Name     string `json:"name"`
 	Revision int64  `json:"revision"`
-	// Commit is the git commit of Revision. The daemon's events carry the
-	// commit at the event level; the agent's also carry it here, because a
-	// snapshot mixes revisions.
+	// Commit is the git commit of Revision; a snapshot mixes revisions, so
+	// each config carries its own.
 	Commit string `json:"commit,omitempty"`
 	Type   string `json:"type,omitempty"`
 	// Compiled tells a compiled (JSON) config from a raw one, when the
-	// sender says; the agent's events always do.
+	// sender says; the daemon's and the agent's events always do.
 	Compiled *bool  `json:"compiled,omitempty"`
 	Deleted  bool   `json:"deleted,omitempty"`
 	Data     []byte `json:"data,omitempty"`
