@@ -3,6 +3,7 @@ package compiler
 import (
 	"bytes"
 	"encoding/gob"
+	"fmt"
 	"io/fs"
 	"maps"
 	"os"
@@ -40,7 +41,10 @@ type outputState struct {
 
 var identity = sync.OnceValue(func() string {
 	// The identity of this build of cfg: the module version and VCS
-	// revision when known, and otherwise a hash of the executable.
+	// revision when known, and otherwise the executable's path, size and
+	// modification time (a rebuilt cfg is a new file; reading and hashing
+	// tens of megabytes on every compile would cost more than a no-op
+	// compile itself).
 	id := "unknown"
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		id = bi.Main.Path + "@" + bi.Main.Version
@@ -54,8 +58,8 @@ var identity = sync.OnceValue(func() string {
 		}
 	}
 	if exe, err := os.Executable(); err == nil {
-		if data, err := os.ReadFile(exe); err == nil {
-			id += " " + hashBytes(data)
+		if fi, err := os.Stat(exe); err == nil {
+			id += fmt.Sprintf(" %s %d %d", exe, fi.Size(), fi.ModTime().UnixNano())
 		}
 	}
 	return id
