@@ -23,16 +23,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing/object"
-
 	"github.com/cfg-dev/cfg/compiler"
 	"github.com/cfg-dev/cfg/diag"
+	"github.com/cfg-dev/cfg/gitrepo"
 	"github.com/cfg-dev/cfg/repo"
 )
 
@@ -198,43 +195,20 @@ func firstDiffLine(a, b []byte) int {
 // headTree reads files of the git HEAD commit of the repository holding
 // the config repository, if there is one.
 type headTree struct {
-	mu     sync.Mutex // go-git trees are not safe for concurrent use
-	tree   *object.Tree
-	prefix string // the config repository's path inside the git work tree
+	mu   sync.Mutex // go-git trees are not safe for concurrent use
+	fsys fs.FS      // the config repository at HEAD
 }
 
 func openHead(root string) *headTree {
-	r, err := git.PlainOpenWithOptions(root, &git.PlainOpenOptions{DetectDotGit: true})
+	g, err := gitrepo.Open(root)
 	if err != nil {
 		return nil
 	}
-	wt, err := r.Worktree()
+	fsys, err := g.FS("HEAD")
 	if err != nil {
 		return nil
 	}
-	ref, err := r.Head()
-	if err != nil {
-		return nil
-	}
-	commit, err := r.CommitObject(ref.Hash())
-	if err != nil {
-		return nil
-	}
-	tree, err := commit.Tree()
-	if err != nil {
-		return nil
-	}
-	abs, err := filepath.Abs(root)
-	if err != nil {
-		return nil
-	}
-	abs, _ = filepath.EvalSymlinks(abs)
-	top, _ := filepath.EvalSymlinks(wt.Filesystem.Root())
-	prefix, err := filepath.Rel(top, abs)
-	if err != nil {
-		return nil
-	}
-	return &headTree{tree: tree, prefix: filepath.ToSlash(prefix)}
+	return &headTree{fsys: fsys}
 }
 
 func (h *headTree) read(p string) ([]byte, bool) {
@@ -243,13 +217,6 @@ func (h *headTree) read(p string) ([]byte, bool) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	f, err := h.tree.File(filepath.ToSlash(filepath.Join(h.prefix, p)))
-	if err != nil {
-		return nil, false
-	}
-	s, err := f.Contents()
-	if err != nil {
-		return nil, false
-	}
-	return []byte(s), true
+	data, err := fs.ReadFile(h.fsys, p)
+	return data, err == nil
 }
