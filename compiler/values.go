@@ -577,7 +577,7 @@ func schemaGlobals(f *schema.File) starlark.StringDict {
 	return g
 }
 
-// sortedKeys returns a struct's set field indexes; used by encoders.
+// setFields returns the indexes of the fields that are set.
 func (s *Struct) setFields() []int {
 	var idx []int
 	for i, v := range s.fields {

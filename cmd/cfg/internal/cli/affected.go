@@ -64,9 +64,9 @@ func runAffected(f *Factory, cmd *cobra.Command, opts *AffectedOptions) error {
 	if err != nil {
 		return err
 	}
-	g, err := gitrepo.Open(ws.root)
+	g, err := ws.git()
 	if err != nil {
-		return gitError(err)
+		return err
 	}
 	var changes []gitrepo.Change
 	if opts.Since != "" {

@@ -83,9 +83,9 @@ func runCommit(f *Factory, cmd *cobra.Command, opts *CommitOptions) error {
 	if err != nil {
 		return err
 	}
-	g, err := gitrepo.Open(ws.root)
+	g, err := ws.git()
 	if err != nil {
-		return infraError(err)
+		return err
 	}
 	var author gitrepo.Signature
 	if opts.Author != "" {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cfg-dev/cfg/compiler"
 	"github.com/cfg-dev/cfg/diag"
+	"github.com/cfg-dev/cfg/gitrepo"
 	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/validate"
 )
@@ -111,4 +112,13 @@ func (c *CompileFlags) add(cmd *cobra.Command) {
 // going to the command's stderr.
 func (c *CompileFlags) options(f *Factory) compiler.Options {
 	return compiler.Options{Jobs: c.Jobs, MaxSteps: c.MaxSteps, Stderr: f.IO.Err}
+}
+
+// git opens the git repository holding the config repository.
+func (w *workspace) git() (*gitrepo.Repo, error) {
+	g, err := gitrepo.Open(w.root)
+	if err != nil {
+		return nil, gitError(err)
+	}
+	return g, nil
 }

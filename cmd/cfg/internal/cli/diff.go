@@ -70,9 +70,9 @@ func runDiff(f *Factory, cmd *cobra.Command, opts *DiffOptions) error {
 	if err != nil {
 		return err
 	}
-	g, err := gitrepo.Open(ws.root)
+	g, err := ws.git()
 	if err != nil {
-		return infraError(err)
+		return err
 	}
 	rev := opts.Rev
 	if rev == "" {

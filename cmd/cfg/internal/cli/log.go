@@ -68,9 +68,9 @@ func runLog(f *Factory, cmd *cobra.Command, opts *LogOptions) error {
 		return err
 	}
 	name, paths, exists := ws.materializedPaths(opts.Name)
-	g, err := gitrepo.Open(ws.root)
+	g, err := ws.git()
 	if err != nil {
-		return infraError(err)
+		return err
 	}
 	commits, err := g.Log(paths, opts.Limit)
 	if err != nil {
