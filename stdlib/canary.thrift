@@ -72,6 +72,16 @@ struct Check {
   // How long a breach must last before the phase fails.
   7: optional i32 breach_seconds = 0
   8: optional NoData no_data = NoData.WAIT
+  // For a histogram, the quantile of each host's observations in the
+  // window; for a summary, the quantile it exports.
+  9: optional double quantile = 0.99
+  // Scrape provider only: divide each host's value by this metric's (an
+  // error ratio: failures_total divided by requests_total).
+  10: optional string divide_by
+  // Rates and histogram quantiles are computed over this trailing window,
+  // and the Mann-Whitney test compares the samples taken in it. With the
+  // prometheus provider, $window in the metric stands for it.
+  11: optional i32 window_seconds = 10
 }
 
 struct Phase {
