@@ -62,14 +62,18 @@ type Config struct {
 // Daemon publishes the revisions of a config repository and serves them
 // over HTTP (docs/api.md). Its methods are safe for concurrent use.
 type Daemon struct {
-	cfg     Config
-	log     *slog.Logger
-	store   store.Store
-	hist    *gitrepo.History
-	hub     *hub
-	hosts   *hostRegistry
-	metrics *metrics
-	handler http.Handler
+	cfg   Config
+	log   *slog.Logger
+	store store.Store
+	hist  *gitrepo.History
+	hub   *hub
+	hosts *hostRegistry
+	// overrides are the overrides in effect; runsMu serializes changes
+	// to the recorded canary runs.
+	overrides *overrideSet
+	runsMu    sync.Mutex
+	metrics   *metrics
+	handler   http.Handler
 
 	latest atomic.Int64 // the latest published revision
 	ready  atomic.Bool  // the tailer has published or found the branch head
@@ -78,7 +82,7 @@ type Daemon struct {
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
 	startOnce sync.Once
-	wg        sync.WaitGroup // the tailer and the host flusher
+	wg        sync.WaitGroup // the tailer, the host flusher and the lease sweeper
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -138,6 +142,11 @@ func New(cfg Config) (*Daemon, error) {
 		return fail(err)
 	}
 	d.hosts = newHostRegistry(hosts)
+	overrides, err := st.Overrides(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	d.overrides = newOverrideSet(overrides)
 	d.metrics = newMetrics(d)
 	d.metrics.latest.Set(float64(info.Number))
 	d.hub = newHub(cfg.WatchBuffer)
@@ -159,9 +168,10 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 		return errors.New("daemon closed")
 	}
 	d.startOnce.Do(func() {
-		d.wg.Add(2)
+		d.wg.Add(3)
 		go func() { defer d.wg.Done(); d.tail(d.ctx) }()
 		go func() { defer d.wg.Done(); d.flushHosts(d.ctx) }()
+		go func() { defer d.wg.Done(); d.sweepOverrides(d.ctx) }()
 	})
 	base, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -198,12 +198,21 @@ type watchEvent struct {
 		Deleted  bool
 		Data     []byte
 	}
+	Overrides []struct {
+		ID      string
+		Config  string
+		Version int64
+		Data    []byte
+	}
 }
 
 // String renders an event as "type revision name=data ...", with "-" for
 // a deleted config.
 func (e watchEvent) String() string {
 	s := fmt.Sprintf("%s %d", e.Type, e.Revision)
+	for _, o := range e.Overrides {
+		s += fmt.Sprintf(" %s=%s@%d:%s", o.Config, o.ID, o.Version, o.Data)
+	}
 	for _, c := range e.Configs {
 		if c.Deleted {
 			s += fmt.Sprintf(" %s@%d=-", c.Name, c.Revision)

@@ -2,11 +2,12 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
+
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -20,30 +21,44 @@ import (
 // nothing after it.
 func decodeHostReport(r io.Reader) (wire.HostReport, error) {
 	var rep wire.HostReport
-	dec := json.NewDecoder(r)
-	if err := dec.Decode(&rep); err != nil {
-		return wire.HostReport{}, fmt.Errorf("decoding host report: %w", err)
+	if err := decodeOne(r, "host report", &rep); err != nil {
+		return wire.HostReport{}, err
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if err == nil {
-			err = errors.New("more than one JSON value")
-		}
-		return wire.HostReport{}, fmt.Errorf("decoding host report: %w", err)
+	if err := checkHostReport(rep); err != nil {
+		return wire.HostReport{}, fmt.Errorf("host report: %w", err)
 	}
+	return rep, nil
+}
+
+// checkHostReport checks a decoded host report.
+func checkHostReport(rep wire.HostReport) error {
 	if rep.Applied < 0 {
-		return wire.HostReport{}, fmt.Errorf("host report: applied: got %d, want a revision (0 or more)", rep.Applied)
+		return fmt.Errorf("applied: got %d, want a revision (0 or more)", rep.Applied)
 	}
 	for k := range rep.Labels {
 		if k == "" {
-			return wire.HostReport{}, errors.New("host report: empty label name")
+			return errors.New("empty label name")
 		}
 	}
 	for _, c := range rep.Configs {
 		if err := store.CheckName(c); err != nil {
-			return wire.HostReport{}, fmt.Errorf("host report: %w", err)
+			return err
 		}
 	}
-	return rep, nil
+	if rep.Metrics != "" {
+		if u, err := url.Parse(rep.Metrics); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("metrics: got %q, want an http:// or https:// URL", rep.Metrics)
+		}
+	}
+	for _, o := range rep.Overrides {
+		if err := checkID(o.ID); err != nil {
+			return fmt.Errorf("overrides: %v", err)
+		}
+		if err := store.CheckName(o.Config); err != nil {
+			return fmt.Errorf("overrides: %v", err)
+		}
+	}
+	return nil
 }
 
 // checkHostName reports whether h may name a host.

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -27,6 +28,13 @@ func (d *Daemon) routes() http.Handler {
 	mux.HandleFunc("GET /v1/revisions/{n}", d.handleRevision)
 	mux.Handle("POST /v1/hosts/{host}", d.authorized(http.HandlerFunc(d.handleHostReport)))
 	mux.HandleFunc("GET /v1/hosts", d.handleHosts)
+	mux.Handle("PUT /v1/overrides/{id}", d.authorized(http.HandlerFunc(d.handlePutOverride)))
+	mux.Handle("POST /v1/overrides/{id}/renew", d.authorized(http.HandlerFunc(d.handleRenewOverride)))
+	mux.Handle("DELETE /v1/overrides/{id}", d.authorized(http.HandlerFunc(d.handleDeleteOverride)))
+	mux.HandleFunc("GET /v1/overrides", d.handleOverrides)
+	mux.HandleFunc("GET /v1/overrides/{id}", d.handleOverride)
+	mux.Handle("PUT /v1/canaries/{id}", d.authorized(http.HandlerFunc(d.handlePutRun)))
+	mux.HandleFunc("GET /v1/canaries", d.handleRuns)
 	mux.HandleFunc("GET /healthz", d.handleHealthz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -194,13 +202,12 @@ func (d *Daemon) handleHostReport(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	rep, err := decodeHostReport(http.MaxBytesReader(w, r.Body, maxBody))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			writeError(w, http.StatusRequestEntityTooLarge, "host report: body over %d bytes", maxBody)
-			return
-		}
-		writeError(w, http.StatusBadRequest, "%v", err)
+	var rep wire.HostReport
+	if !readBody(w, r, "host report", &rep) {
+		return
+	}
+	if err := checkHostReport(rep); err != nil {
+		writeError(w, http.StatusBadRequest, "host report: %v", err)
 		return
 	}
 	if rep.Labels == nil {
@@ -209,7 +216,8 @@ func (d *Daemon) handleHostReport(w http.ResponseWriter, r *http.Request) {
 	if rep.Configs == nil {
 		rep.Configs = []string{}
 	}
-	d.hosts.report(store.Host{Name: host, Labels: rep.Labels, Configs: rep.Configs, Applied: rep.Applied, LastSeen: time.Now().UTC()})
+	d.hosts.report(store.Host{Name: host, Labels: rep.Labels, Configs: rep.Configs, Applied: rep.Applied, LastSeen: time.Now().UTC(),
+		Metrics: rep.Metrics, Overrides: rep.Overrides})
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -252,6 +260,13 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	match := store.Names(names...)
+	host := q.Get("host")
+	if host != "" {
+		if err := checkHostName(host); err != nil {
+			writeError(w, http.StatusBadRequest, "host: %v", err)
+			return
+		}
+	}
 	from := int64(-1)
 	if q.Has("from") {
 		s := q.Get("from")
@@ -324,6 +339,23 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 	if err := send(encodeLine(wire.Event{Type: wire.Heartbeat, Revision: last}), false); err != nil {
 		return
 	}
+	// The overrides in effect for the host, sent at the start and again
+	// whenever they change.
+	var sentOverrides []byte
+	sendOverrides := func() error {
+		list := d.overrides.forHost(host, match)
+		key := encodeLine(list)
+		if sentOverrides != nil && bytes.Equal(key, sentOverrides) {
+			return nil
+		}
+		sentOverrides = key
+		return send(encodeLine(wire.Event{Type: wire.Overrides, Revision: last, Overrides: list}), true)
+	}
+	if host != "" {
+		if err := sendOverrides(); err != nil {
+			return
+		}
+	}
 
 	beat := time.NewTicker(d.cfg.Heartbeat)
 	defer beat.Stop()
@@ -337,6 +369,14 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 					d.log.Info("closing a watch stream that fell behind", "remote", r.RemoteAddr, "revision", last)
 				}
 				return
+			}
+			if b.rev == nil {
+				if host != "" {
+					if err := sendOverrides(); err != nil {
+						return
+					}
+				}
+				continue
 			}
 			if b.rev.Number <= last {
 				continue // already in the snapshot or the replay

@@ -27,7 +27,9 @@ type subscription struct {
 }
 
 // broadcast is a published revision, with its update event encoded once
-// for every stream that watches all of its configs.
+// for every stream that watches all of its configs; a broadcast without a
+// revision says that the overrides changed. Both go through one channel
+// so that a stream sees them in the order they happened.
 type broadcast struct {
 	rev  *store.Revision
 	once sync.Once
@@ -68,7 +70,15 @@ func (h *hub) unsubscribe(s *subscription) {
 
 // publish sends r to every subscription and returns how many it dropped.
 func (h *hub) publish(r *store.Revision) (dropped int) {
-	b := &broadcast{rev: r}
+	return h.send(&broadcast{rev: r})
+}
+
+// overridesChanged tells every subscription that the overrides changed.
+func (h *hub) overridesChanged() {
+	h.send(&broadcast{})
+}
+
+func (h *hub) send(b *broadcast) (dropped int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.subs {

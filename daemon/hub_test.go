@@ -53,6 +53,9 @@ func FuzzDecodeHostReport(f *testing.F) {
 		`{} {}`,
 		`[1,2]`,
 		`{"applied":1e400}`,
+		`{"metrics":"http://web-1:9100/metrics","overrides":[{"id":"run-1","config":"feed/cache_job","version":2}]}`,
+		`{"metrics":"ftp://x"}`,
+		`{"overrides":[{"id":"a b","config":"x"}]}`,
 		``,
 	} {
 		f.Add(seed)

@@ -16,6 +16,8 @@ type metrics struct {
 	eventsSent   prometheus.Counter
 	dropped      prometheus.Counter
 	requests     *prometheus.CounterVec
+	// leasesExpired counts overrides removed because their lease ran out.
+	leasesExpired prometheus.Counter
 }
 
 func newMetrics(d *Daemon) *metrics {
@@ -42,11 +44,17 @@ func newMetrics(d *Daemon) *metrics {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cfg_http_requests_total", Help: "HTTP requests by status code and route.",
 		}, []string{"code", "route"}),
+		leasesExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cfg_override_leases_expired_total", Help: "Overrides removed because their lease ran out.",
+		}),
 	}
 	hosts := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cfg_hosts", Help: "Hosts that have reported to the daemon.",
 	}, func() float64 { return float64(d.hosts.len()) })
-	m.reg.MustRegister(m.latest, m.published, m.tailerErrors, m.watchers, m.eventsSent, m.dropped, m.requests, hosts,
+	overrides := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cfg_overrides", Help: "Overrides in effect.",
+	}, func() float64 { return float64(len(d.overrides.list())) })
+	m.reg.MustRegister(m.latest, m.published, m.tailerErrors, m.watchers, m.eventsSent, m.dropped, m.requests, hosts, overrides, m.leasesExpired,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

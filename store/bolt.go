@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/cfg-dev/cfg/wire"
 )
 
 // Buckets of the bolt file.
@@ -21,6 +21,8 @@ var (
 	bucketConfigs   = []byte("configs")   // config name → current ConfigVersion (JSON); deleted configs are absent
 	bucketMeta      = []byte("meta")      // keyLatest → RevisionInfo of the latest revision (JSON)
 	bucketHosts     = []byte("hosts")     // host name → Host (JSON)
+	bucketOverrides = []byte("overrides") // override ID → wire.Override (JSON)
+	bucketRuns      = []byte("runs")      // run ID → wire.Run (JSON)
 
 	keyLatest = []byte("latest")
 )
@@ -54,7 +56,7 @@ func OpenBolt(path string) (*Bolt, error) {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketRevisions, bucketConfigs, bucketMeta, bucketHosts} {
+		for _, b := range [][]byte{bucketRevisions, bucketConfigs, bucketMeta, bucketHosts, bucketOverrides, bucketRuns} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -274,46 +276,87 @@ func (s *Bolt) readBatch(ctx context.Context, next int64, m Match) (batch, error
 
 // PutHosts implements Store.
 func (s *Bolt) PutHosts(ctx context.Context, hosts []Host) error {
+	return putRecords(s, ctx, bucketHosts, hosts, func(h Host) string { return h.Name })
+}
+
+// Hosts implements Store.
+func (s *Bolt) Hosts(ctx context.Context) ([]Host, error) {
+	return records[Host](s, ctx, bucketHosts, "host")
+}
+
+// PutOverride implements Store.
+func (s *Bolt) PutOverride(ctx context.Context, o wire.Override) error {
+	return putRecords(s, ctx, bucketOverrides, []wire.Override{o}, func(o wire.Override) string { return o.ID })
+}
+
+// DeleteOverride implements Store.
+func (s *Bolt) DeleteOverride(ctx context.Context, id string) error {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketOverrides).Delete([]byte(id)) })
+}
+
+// Overrides implements Store.
+func (s *Bolt) Overrides(ctx context.Context) ([]wire.Override, error) {
+	return records[wire.Override](s, ctx, bucketOverrides, "override")
+}
+
+// PutRun implements Store.
+func (s *Bolt) PutRun(ctx context.Context, r wire.Run) error {
+	return putRecords(s, ctx, bucketRuns, []wire.Run{r}, func(r wire.Run) string { return r.ID })
+}
+
+// Runs implements Store.
+func (s *Bolt) Runs(ctx context.Context) ([]wire.Run, error) {
+	return records[wire.Run](s, ctx, bucketRuns, "run")
+}
+
+// putRecords stores each of vs as JSON in bucket, under the key key
+// gives it, in one transaction.
+func putRecords[T any](s *Bolt, ctx context.Context, bucket []byte, vs []T, key func(T) string) error {
 	done, err := s.begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
 	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketHosts)
-		for _, h := range hosts {
-			v, err := json.Marshal(h)
+		b := tx.Bucket(bucket)
+		for _, v := range vs {
+			data, err := json.Marshal(v)
 			if err != nil {
 				return err
 			}
-			if err := b.Put([]byte(h.Name), v); err != nil {
-				return fmt.Errorf("storing host %q: %w", h.Name, err)
+			if err := b.Put([]byte(key(v)), data); err != nil {
+				return fmt.Errorf("storing %s %q: %w", bucket, key(v), err)
 			}
 		}
 		return nil
 	})
 }
 
-// Hosts implements Store.
-func (s *Bolt) Hosts(ctx context.Context) ([]Host, error) {
+// records returns every record of bucket, in key order; what names a
+// record in errors.
+func records[T any](s *Bolt, ctx context.Context, bucket []byte, what string) ([]T, error) {
 	done, err := s.begin(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	var hosts []Host
+	var out []T
 	err = s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketHosts).ForEach(func(k, v []byte) error {
-			var h Host
-			if err := json.Unmarshal(v, &h); err != nil {
-				return fmt.Errorf("decoding host %q: %w", k, err)
+		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+			var r T
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("decoding %s %q: %w", what, k, err)
 			}
-			hosts = append(hosts, h)
+			out = append(out, r)
 			return nil
 		})
 	})
-	slices.SortFunc(hosts, func(a, b Host) int { return strings.Compare(a.Name, b.Name) })
-	return hosts, err
+	return out, err
 }
 
 // Close implements Store. It waits for calls in progress.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/cfg-dev/cfg/wire"
 )
 
 func openTest(t *testing.T, path string) *Bolt {
@@ -196,8 +198,30 @@ func TestReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustAppend(t, s, rev(1, cv("a", "1")), rev(2, cv("b", "2")))
-	hosts := []Host{{Name: "web-1", Labels: map[string]string{"cluster": "c1"}, Configs: []string{"a"}, Applied: 2, LastSeen: t0}}
+	hosts := []Host{{Name: "web-1", Labels: map[string]string{"cluster": "c1"}, Configs: []string{"a"}, Applied: 2, LastSeen: t0,
+		Metrics: "http://web-1:9100/metrics", Overrides: []wire.AppliedOverride{{ID: "run-1", Config: "a", Version: 2}}}}
 	if err := s.PutHosts(ctx, hosts); err != nil {
+		t.Fatal(err)
+	}
+	overrides := []wire.Override{
+		{ID: "run-1", Config: "a", Hosts: []string{"web-1"}, Version: 2, Compiled: true, Data: []byte(`{"x":1}`), LeaseSeconds: 30, Expires: t0},
+		{ID: "run-2", Config: "b", Hosts: []string{"web-2"}, Version: 1, Data: []byte("raw"), LeaseSeconds: 5, Expires: t0},
+		{ID: "run-3", Config: "b", Hosts: []string{"web-3"}, Version: 1, Data: []byte("gone"), LeaseSeconds: 5, Expires: t0},
+	}
+	for _, o := range overrides {
+		if err := s.PutOverride(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteOverride(ctx, "run-3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteOverride(ctx, "never-there"); err != nil {
+		t.Errorf("deleting a missing override: %v", err)
+	}
+	overrides = overrides[:2]
+	runs := []wire.Run{{ID: "run-1", Config: "a", Spec: "canary/a", Status: wire.RunRunning, Started: t0, Base: 2}}
+	if err := s.PutRun(ctx, runs[0]); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := OpenBolt(path); err == nil || err.Error() != "opening store "+path+": in use by another process" {
@@ -223,6 +247,20 @@ func TestReopen(t *testing.T) {
 	}
 	if diff := cmp.Diff(hosts, got); diff != "" {
 		t.Errorf("Hosts after reopening (-want +got):\n%s", diff)
+	}
+	gotOverrides, err := s.Overrides(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(overrides, gotOverrides); diff != "" {
+		t.Errorf("Overrides after reopening (-want +got):\n%s", diff)
+	}
+	gotRuns, err := s.Runs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(runs, gotRuns); diff != "" {
+		t.Errorf("Runs after reopening (-want +got):\n%s", diff)
 	}
 	mustAppend(t, s, rev(3, cv("a", "3")))
 }

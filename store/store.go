@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/cfg-dev/cfg/wire"
 )
 
 // Errors callers tell apart with errors.Is.
@@ -71,6 +73,10 @@ type Host struct {
 	Configs  []string          `json:"configs"`
 	Applied  int64             `json:"applied"`
 	LastSeen time.Time         `json:"last_seen"`
+	// Metrics is where the host's application metrics are scraped.
+	Metrics string `json:"metrics,omitempty"`
+	// Overrides are the overrides the host's agent serves.
+	Overrides []wire.AppliedOverride `json:"overrides,omitempty"`
 }
 
 // Match selects configs by name; a nil Match selects every config.
@@ -119,6 +125,17 @@ type Store interface {
 	PutHosts(ctx context.Context, hosts []Host) error
 	// Hosts returns every recorded host, sorted by name.
 	Hosts(ctx context.Context) ([]Host, error)
+	// PutOverride records o, replacing the override with its ID.
+	PutOverride(ctx context.Context, o wire.Override) error
+	// DeleteOverride removes the override id; removing one that is not
+	// there is not an error.
+	DeleteOverride(ctx context.Context, id string) error
+	// Overrides returns every recorded override, sorted by ID.
+	Overrides(ctx context.Context) ([]wire.Override, error)
+	// PutRun records r, replacing the run with its ID.
+	PutRun(ctx context.Context, r wire.Run) error
+	// Runs returns every recorded run, sorted by ID.
+	Runs(ctx context.Context) ([]wire.Run, error)
 	// Close closes the store; later calls fail with ErrClosed.
 	Close() error
 }

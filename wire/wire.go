@@ -3,6 +3,11 @@
 // read them.
 package wire
 
+import (
+	"encoding/json"
+	"time"
+)
+
 // Event is one line of a watch stream: a "snapshot", an "update" or a
 // "heartbeat".
 type Event struct {
@@ -10,6 +15,9 @@ type Event struct {
 	Revision int64    `json:"revision"`
 	Commit   string   `json:"commit,omitempty"`
 	Configs  []Config `json:"configs,omitempty"`
+	// Overrides, in an "overrides" event, is every override in effect for
+	// the watching host among the watched configs (possibly none).
+	Overrides []Override `json:"overrides,omitempty"`
 }
 
 // Event types.
@@ -32,6 +40,10 @@ type Config struct {
 	Compiled *bool  `json:"compiled,omitempty"`
 	Deleted  bool   `json:"deleted,omitempty"`
 	Data     []byte `json:"data,omitempty"`
+	// Override and OverrideVersion name the override an agent serves
+	// instead of the revision's data, if any (the agent's local API).
+	Override        string `json:"override,omitempty"`
+	OverrideVersion int64  `json:"override_version,omitempty"`
 }
 
 // HostReport is the body of POST /v1/hosts/{host}.
@@ -39,6 +51,11 @@ type HostReport struct {
 	Labels  map[string]string `json:"labels"`
 	Configs []string          `json:"configs"`
 	Applied int64             `json:"applied"`
+	// Metrics is where the host's application metrics are scraped
+	// (Prometheus text exposition), for canaries.
+	Metrics string `json:"metrics,omitempty"`
+	// Overrides are the overrides the agent serves.
+	Overrides []AppliedOverride `json:"overrides,omitempty"`
 }
 
 // Error is the body of every error response.
@@ -52,4 +69,69 @@ const (
 	HeaderLatestRevision = "Cfg-Latest-Revision"
 	HeaderCommit         = "Cfg-Commit"
 	HeaderType           = "Cfg-Type"
+	// HeaderOverride is set by an agent serving an override: ID/VERSION.
+	HeaderOverride = "Cfg-Override"
+)
+
+// Overrides is the type of the watch event that lists the overrides in
+// effect for the watching host (GET /v1/watch?host=NAME).
+const Overrides = "overrides"
+
+// Override is a temporary replacement of a config's data for some hosts,
+// held under a lease: a canary pushes its candidate this way. The daemon
+// removes an override when it is deleted or its lease runs out.
+type Override struct {
+	// ID names the override (the canary run that made it).
+	ID     string `json:"id"`
+	Config string `json:"config"`
+	// Hosts are the hosts the override applies to; watch events leave it
+	// out.
+	Hosts []string `json:"hosts,omitempty"`
+	// Version counts the changes made to the override (its hosts or data);
+	// the daemon sets it.
+	Version  int64  `json:"version"`
+	Type     string `json:"type,omitempty"`
+	Compiled bool   `json:"compiled"`
+	Data     []byte `json:"data"`
+	// LeaseSeconds is how long the override lives unless renewed: set by
+	// the writer (1 to 3600).
+	LeaseSeconds int `json:"lease_seconds"`
+	// Expires is when the lease runs out; the daemon sets it.
+	Expires time.Time `json:"expires"`
+}
+
+// AppliedOverride is an override an agent serves: which one, for which
+// config, at which version.
+type AppliedOverride struct {
+	ID      string `json:"id"`
+	Config  string `json:"config"`
+	Version int64  `json:"version"`
+}
+
+// Run is a canary run as the daemon records it (PUT /v1/canaries/{id}).
+type Run struct {
+	ID     string `json:"id"`
+	Config string `json:"config"`
+	// Spec names the spec config the run follows.
+	Spec string `json:"spec"`
+	// Status is RunRunning until the run ends; the daemon sets
+	// RunAbandoned when the run's override lease runs out while it runs.
+	Status  string    `json:"status"`
+	Started time.Time `json:"started"`
+	Ended   time.Time `json:"ended,omitzero"`
+	// Base is the revision of the config the run started from; Commit is
+	// the commit that landed the change, if it did.
+	Base   int64  `json:"base"`
+	Commit string `json:"commit,omitempty"`
+	// Report is the run's report (cfg canary --format json).
+	Report json.RawMessage `json:"report,omitempty"`
+}
+
+// Run statuses.
+const (
+	RunRunning    = "running"
+	RunLanded     = "landed"
+	RunRolledBack = "rolled_back"
+	RunAbandoned  = "abandoned"
+	RunFailed     = "failed" // ended by an error before it could judge the change
 )

@@ -1,0 +1,397 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cfg-dev/cfg/store"
+	"github.com/cfg-dev/cfg/wire"
+)
+
+// maxLease bounds an override's lease.
+const maxLease = time.Hour
+
+// sweepEvery is how often the daemon looks for overrides whose lease ran
+// out.
+const sweepEvery = 200 * time.Millisecond
+
+// overrideSet holds the overrides in effect, by ID; the store has a copy
+// of each, so that they survive a restart.
+type overrideSet struct {
+	mu   sync.Mutex
+	byID map[string]wire.Override
+}
+
+func newOverrideSet(os []wire.Override) *overrideSet {
+	s := &overrideSet{byID: map[string]wire.Override{}}
+	for _, o := range os {
+		s.byID[o.ID] = o
+	}
+	return s
+}
+
+// forHost returns the overrides that apply to host among the configs m
+// selects, sorted by config, without their host lists.
+func (s *overrideSet) forHost(host string, m store.Match) []wire.Override {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []wire.Override
+	for _, o := range s.byID {
+		if slices.Contains(o.Hosts, host) && (m == nil || m(o.Config)) {
+			o.Hosts = nil
+			out = append(out, o)
+		}
+	}
+	slices.SortFunc(out, func(a, b wire.Override) int { return strings.Compare(a.Config, b.Config) })
+	return out
+}
+
+func (s *overrideSet) list() []wire.Override {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := slices.Collect(maps.Values(s.byID))
+	slices.SortFunc(out, func(a, b wire.Override) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+func (s *overrideSet) get(id string) (wire.Override, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.byID[id]
+	return o, ok
+}
+
+// checkID reports whether id may name an override or a run: letters,
+// digits, '.', '_' and '-', at most 128 bytes.
+func checkID(id string) error {
+	if id == "" || len(id) > 128 {
+		return fmt.Errorf("id %.40q: want 1 to 128 bytes", id)
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("invalid id %q: want letters, digits, '.', '_' and '-'", id)
+		}
+	}
+	return nil
+}
+
+// decodeOne decodes one JSON object from r into v, and nothing after it.
+func decodeOne(r io.Reader, what string, v any) error {
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("decoding %s: %w", what, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if err == nil {
+			err = errors.New("more than one JSON value")
+		}
+		return fmt.Errorf("decoding %s: %w", what, err)
+	}
+	return nil
+}
+
+// readBody decodes a request body into v, answering the request with the
+// error if it fails.
+func readBody(w http.ResponseWriter, r *http.Request, what string, v any) bool {
+	err := decodeOne(http.MaxBytesReader(w, r.Body, maxBody), what, v)
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		writeError(w, http.StatusRequestEntityTooLarge, "%s: body over %d bytes", what, maxBody)
+		return false
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return false
+	}
+	return true
+}
+
+func checkLease(seconds int) error {
+	if seconds < 1 || time.Duration(seconds)*time.Second > maxLease {
+		return fmt.Errorf("lease_seconds: got %d, want 1 to %d", seconds, int(maxLease/time.Second))
+	}
+	return nil
+}
+
+// handlePutOverride creates or replaces an override (docs/api.md).
+func (d *Daemon) handlePutOverride(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := checkID(id); err != nil {
+		writeError(w, http.StatusBadRequest, "override %v", err)
+		return
+	}
+	var o wire.Override
+	if !readBody(w, r, "override", &o) {
+		return
+	}
+	if err := store.CheckName(o.Config); err != nil {
+		writeError(w, http.StatusBadRequest, "override %s: config: %v", id, err)
+		return
+	}
+	if len(o.Hosts) == 0 {
+		writeError(w, http.StatusBadRequest, "override %s: no hosts", id)
+		return
+	}
+	for _, h := range o.Hosts {
+		if err := checkHostName(h); err != nil {
+			writeError(w, http.StatusBadRequest, "override %s: hosts: %v", id, err)
+			return
+		}
+	}
+	if o.Data == nil {
+		writeError(w, http.StatusBadRequest, "override %s: no data", id)
+		return
+	}
+	if err := checkLease(o.LeaseSeconds); err != nil {
+		writeError(w, http.StatusBadRequest, "override %s: %v", id, err)
+		return
+	}
+	o.ID = id
+	o.Hosts = slices.Compact(slices.Sorted(slices.Values(o.Hosts)))
+
+	s := d.overrides
+	s.mu.Lock()
+	old, exists := s.byID[id]
+	if exists && old.Config != o.Config {
+		s.mu.Unlock()
+		writeError(w, http.StatusConflict, "override %s is for config %q, not %q", id, old.Config, o.Config)
+		return
+	}
+	for _, other := range s.byID {
+		if other.ID == id || other.Config != o.Config {
+			continue
+		}
+		for _, h := range o.Hosts {
+			if slices.Contains(other.Hosts, h) {
+				s.mu.Unlock()
+				writeError(w, http.StatusConflict, "host %s already has override %s of config %q", h, other.ID, o.Config)
+				return
+			}
+		}
+	}
+	o.Version = old.Version + 1
+	o.Expires = time.Now().UTC().Add(time.Duration(o.LeaseSeconds) * time.Second)
+	err := d.store.PutOverride(r.Context(), o)
+	if err == nil {
+		s.byID[id] = o
+	}
+	s.mu.Unlock()
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	d.hub.overridesChanged()
+	d.log.Info("override set", "id", id, "config", o.Config, "hosts", len(o.Hosts), "version", o.Version, "expires", o.Expires)
+	o.Data = nil
+	writeJSON(w, o)
+}
+
+// handleRenewOverride extends an override's lease; 404 once it ran out.
+func (d *Daemon) handleRenewOverride(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var body struct {
+		LeaseSeconds int `json:"lease_seconds"`
+	}
+	if r.ContentLength != 0 && !readBody(w, r, "lease", &body) {
+		return
+	}
+	s := d.overrides
+	s.mu.Lock()
+	o, ok := s.byID[id]
+	if !ok {
+		s.mu.Unlock()
+		writeError(w, http.StatusNotFound, "no override %q (its lease may have run out)", id)
+		return
+	}
+	if body.LeaseSeconds != 0 {
+		if err := checkLease(body.LeaseSeconds); err != nil {
+			s.mu.Unlock()
+			writeError(w, http.StatusBadRequest, "override %s: %v", id, err)
+			return
+		}
+		o.LeaseSeconds = body.LeaseSeconds
+	}
+	o.Expires = time.Now().UTC().Add(time.Duration(o.LeaseSeconds) * time.Second)
+	err := d.store.PutOverride(r.Context(), o)
+	if err == nil {
+		s.byID[id] = o
+	}
+	s.mu.Unlock()
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	o.Data = nil
+	writeJSON(w, o)
+}
+
+func (d *Daemon) handleDeleteOverride(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	removed, err := d.removeOverride(r.Context(), id, nil)
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	if !removed {
+		writeError(w, http.StatusNotFound, "no override %q", id)
+		return
+	}
+	d.log.Info("override removed", "id", id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// removeOverride removes override id if it is there and, when expired is
+// not nil, still expires at or before *expired.
+func (d *Daemon) removeOverride(ctx context.Context, id string, expired *time.Time) (bool, error) {
+	s := d.overrides
+	s.mu.Lock()
+	o, ok := s.byID[id]
+	if !ok || expired != nil && o.Expires.After(*expired) {
+		s.mu.Unlock()
+		return false, nil
+	}
+	err := d.store.DeleteOverride(ctx, id)
+	if err == nil {
+		delete(s.byID, id)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return false, err
+	}
+	d.hub.overridesChanged()
+	return true, nil
+}
+
+func (d *Daemon) handleOverrides(w http.ResponseWriter, r *http.Request) {
+	list := d.overrides.list()
+	for i := range list {
+		list[i].Data = nil
+	}
+	if list == nil {
+		list = []wire.Override{}
+	}
+	writeJSON(w, list)
+}
+
+func (d *Daemon) handleOverride(w http.ResponseWriter, r *http.Request) {
+	o, ok := d.overrides.get(r.PathValue("id"))
+	if !ok {
+		writeError(w, http.StatusNotFound, "no override %q", r.PathValue("id"))
+		return
+	}
+	writeJSON(w, o)
+}
+
+// sweepOverrides removes the overrides whose lease ran out, until ctx is
+// done; a run whose override expired while it was running is marked
+// abandoned.
+func (d *Daemon) sweepOverrides(ctx context.Context) {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now().UTC()
+		for _, o := range d.overrides.list() {
+			if o.Expires.After(now) {
+				continue
+			}
+			removed, err := d.removeOverride(ctx, o.ID, &now)
+			if err != nil {
+				if ctx.Err() == nil {
+					d.log.Warn("removing an expired override", "id", o.ID, "err", err)
+				}
+				continue
+			}
+			if !removed {
+				continue
+			}
+			d.log.Warn("override lease ran out; hosts revert", "id", o.ID, "config", o.Config, "hosts", len(o.Hosts))
+			d.metrics.leasesExpired.Inc()
+			if err := d.abandonRun(ctx, o.ID, now); err != nil && ctx.Err() == nil {
+				d.log.Warn("marking a run abandoned", "id", o.ID, "err", err)
+			}
+		}
+	}
+}
+
+// abandonRun marks run id abandoned if it is still running.
+func (d *Daemon) abandonRun(ctx context.Context, id string, at time.Time) error {
+	d.runsMu.Lock()
+	defer d.runsMu.Unlock()
+	runs, err := d.store.Runs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, run := range runs {
+		if run.ID == id && run.Status == wire.RunRunning {
+			run.Status, run.Ended = wire.RunAbandoned, at
+			return d.store.PutRun(ctx, run)
+		}
+	}
+	return nil
+}
+
+var runStatuses = []string{wire.RunRunning, wire.RunLanded, wire.RunRolledBack, wire.RunAbandoned, wire.RunFailed}
+
+func (d *Daemon) handlePutRun(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := checkID(id); err != nil {
+		writeError(w, http.StatusBadRequest, "run %v", err)
+		return
+	}
+	var run wire.Run
+	if !readBody(w, r, "run", &run) {
+		return
+	}
+	if run.ID != "" && run.ID != id {
+		writeError(w, http.StatusBadRequest, "run %s: body names run %q", id, run.ID)
+		return
+	}
+	run.ID = id
+	if err := store.CheckName(run.Config); err != nil {
+		writeError(w, http.StatusBadRequest, "run %s: config: %v", id, err)
+		return
+	}
+	if !slices.Contains(runStatuses, run.Status) {
+		writeError(w, http.StatusBadRequest, "run %s: status: got %q, want one of %s", id, run.Status, strings.Join(runStatuses, ", "))
+		return
+	}
+	if run.Started.IsZero() {
+		writeError(w, http.StatusBadRequest, "run %s: no started time", id)
+		return
+	}
+	d.runsMu.Lock()
+	err := d.store.PutRun(r.Context(), run)
+	d.runsMu.Unlock()
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleRuns lists the runs, oldest first.
+func (d *Daemon) handleRuns(w http.ResponseWriter, r *http.Request) {
+	runs, err := d.store.Runs(r.Context())
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	if runs == nil {
+		runs = []wire.Run{}
+	}
+	slices.SortStableFunc(runs, func(a, b wire.Run) int { return a.Started.Compare(b.Started) })
+	writeJSON(w, runs)
+}

@@ -1,0 +1,195 @@
+package daemon
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cfg-dev/cfg/wire"
+)
+
+var auth = map[string]string{"Authorization": "Bearer " + token}
+
+// putOverride sets an override and returns the status and body.
+func (d *testDaemon) putOverride(id, config string, hosts []string, data string, lease int) (int, string) {
+	d.t.Helper()
+	body, _ := json.Marshal(wire.Override{Config: config, Hosts: hosts, Compiled: true, Data: []byte(data), LeaseSeconds: lease})
+	code, resp, _ := d.do("PUT", "/v1/overrides/"+id, string(body), auth)
+	return code, resp
+}
+
+// errorMessage returns the message of an error response's body.
+func errorMessage(body string) string {
+	var e wire.Error
+	if json.Unmarshal([]byte(body), &e) != nil {
+		return body
+	}
+	return e.Error
+}
+
+func (d *testDaemon) runs() []wire.Run {
+	d.t.Helper()
+	_, body, _ := d.do("GET", "/v1/canaries", "", nil)
+	var runs []wire.Run
+	if err := json.Unmarshal([]byte(body), &runs); err != nil {
+		d.t.Fatalf("GET /v1/canaries: %s: %v", body, err)
+	}
+	return runs
+}
+
+func TestOverrides(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1", "materialized_configs/b.json", "b1")
+	d := startDaemon(t, r.dir, t.TempDir())
+	w1 := d.watch("configs=a,b&host=web-1")
+	w1.expect("snapshot 1 a@1=a1 b@1=b1", "overrides 1")
+	w2 := d.watch("configs=a&host=web-2")
+	w2.expect("snapshot 1 a@1=a1", "overrides 1")
+	plain := d.watch("configs=a")
+	plain.expect("snapshot 1 a@1=a1")
+
+	if code, body := d.putOverride("run-1", "a", []string{"web-1", "web-3"}, "A", 30); code != 200 {
+		t.Fatalf("PUT override: %d %s", code, body)
+	}
+	w1.expect("overrides 1 a=run-1@1:A")
+	if code, body := d.putOverride("run-1", "a", []string{"web-1", "web-2"}, "A2", 30); code != 200 || !strings.Contains(body, `"version":2`) {
+		t.Fatalf("PUT override again: %d %s", code, body)
+	}
+	w1.expect("overrides 1 a=run-1@2:A2")
+	w2.expect("overrides 1 a=run-1@2:A2")
+
+	// A second override of b for web-1 is fine; one of a is not.
+	if code, body := d.putOverride("run-2", "b", []string{"web-1"}, "B", 30); code != 200 {
+		t.Fatalf("PUT override of b: %d %s", code, body)
+	}
+	w1.expect("overrides 1 a=run-1@2:A2 b=run-2@1:B")
+	for _, tc := range []struct {
+		id, config string
+		hosts      []string
+		data       string
+		lease      int
+		code       int
+		msg        string
+	}{
+		{"run-3", "a", []string{"web-9", "web-2"}, "X", 30, 409, "host web-2 already has override run-1 of config \"a\""},
+		{"run-1", "b", []string{"web-1"}, "X", 30, 409, "override run-1 is for config \"a\", not \"b\""},
+		{"bad id", "a", []string{"web-1"}, "X", 30, 400, "invalid id"},
+		{"run-4", "a", nil, "X", 30, 400, "no hosts"},
+		{"run-4", "../a", []string{"web-1"}, "X", 30, 400, "config"},
+		{"run-4", "a", []string{"web 1"}, "X", 30, 400, "invalid host name"},
+		{"run-4", "a", []string{"web-1"}, "X", 0, 400, "lease_seconds: got 0, want 1 to 3600"},
+	} {
+		code, body := d.putOverride(tc.id, tc.config, tc.hosts, tc.data, tc.lease)
+		if code != tc.code || !strings.Contains(errorMessage(body), tc.msg) {
+			t.Errorf("PUT override %s %s %v: %d %s, want %d with %q", tc.id, tc.config, tc.hosts, code, body, tc.code, tc.msg)
+		}
+	}
+	if code, _, _ := d.do("PUT", "/v1/overrides/run-5", `{"config":"a","hosts":["h"],"data":"eA==","lease_seconds":5}`, nil); code != 401 {
+		t.Errorf("PUT override without a token: %d, want 401", code)
+	}
+
+	// Renewing pushes the expiry out; deleting removes the override.
+	_, body, _ := d.do("GET", "/v1/overrides/run-1", "", nil)
+	var before wire.Override
+	if err := json.Unmarshal([]byte(body), &before); err != nil || string(before.Data) != "A2" {
+		t.Fatalf("GET override: %s: %v", body, err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	code, body, _ := d.do("POST", "/v1/overrides/run-1/renew", `{"lease_seconds":60}`, auth)
+	var after wire.Override
+	if err := json.Unmarshal([]byte(body), &after); code != 200 || err != nil || !after.Expires.After(before.Expires) || after.LeaseSeconds != 60 || after.Version != 2 {
+		t.Errorf("renew: %d %s, want a later expiry than %v", code, body, before.Expires)
+	}
+	if code, _, _ := d.do("DELETE", "/v1/overrides/run-1", "", auth); code != 204 {
+		t.Errorf("DELETE override: %d", code)
+	}
+	w1.expect("overrides 1 b=run-2@1:B")
+	w2.expect("overrides 1")
+	for _, req := range [][2]string{{"DELETE", "/v1/overrides/run-1"}, {"POST", "/v1/overrides/run-1/renew"}} {
+		if code, body, _ := d.do(req[0], req[1], "", auth); code != 404 {
+			t.Errorf("%s %s after delete: %d %s, want 404", req[0], req[1], code, body)
+		}
+	}
+	plain.quiet(100 * time.Millisecond)
+	w2.quiet(100 * time.Millisecond)
+
+	// A revision and an override change reach a host in the order they
+	// happened.
+	r.commit("materialized_configs/a.json", "a2")
+	d.waitFor("revision 2", func() bool { return d.latest() == 2 })
+	d.do("DELETE", "/v1/overrides/run-2", "", auth)
+	w1.expect("update 2 a@2=a2", "overrides 2")
+}
+
+func TestOverrideLeaseExpires(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1")
+	d := startDaemon(t, r.dir, t.TempDir())
+	w := d.watch("configs=a&host=web-1")
+	w.expect("snapshot 1 a@1=a1", "overrides 1")
+	started := time.Now().UTC()
+	run := `{"config":"a","spec":"canary/a","status":"running","started":"` + started.Format(time.RFC3339Nano) + `","base":1}`
+	if code, body, _ := d.do("PUT", "/v1/canaries/run-1", run, auth); code != 204 {
+		t.Fatalf("PUT run: %d %s", code, body)
+	}
+	if code, body := d.putOverride("run-1", "a", []string{"web-1"}, "A", 1); code != 200 {
+		t.Fatalf("PUT override: %d %s", code, body)
+	}
+	w.expect("overrides 1 a=run-1@1:A")
+	w.expect("overrides 1") // the lease ran out
+	if since := time.Since(started); since < time.Second {
+		t.Errorf("the override went after %v, before its 1 s lease", since)
+	}
+	d.waitFor("run-1 abandoned", func() bool {
+		runs := d.runs()
+		return len(runs) == 1 && runs[0].Status == wire.RunAbandoned && !runs[0].Ended.IsZero()
+	})
+	if _, body, _ := d.do("GET", "/metrics", "", nil); !strings.Contains(body, "\ncfg_override_leases_expired_total 1\n") || !strings.Contains(body, "\ncfg_overrides 0\n") {
+		t.Errorf("metrics after a lease ran out:\n%s%s", grep(body, "cfg_override_leases"), grep(body, "cfg_overrides"))
+	}
+}
+
+func TestOverridesSurviveRestart(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1")
+	data := t.TempDir()
+	d := startDaemon(t, r.dir, data)
+	if code, body := d.putOverride("run-1", "a", []string{"web-1"}, "A", 60); code != 200 {
+		t.Fatalf("PUT override: %d %s", code, body)
+	}
+	d.stop()
+	d = startDaemon(t, r.dir, data)
+	w := d.watch("configs=a&host=web-1")
+	w.expect("snapshot 1 a@1=a1", "overrides 1 a=run-1@1:A")
+	if code, body := d.putOverride("run-1", "a", []string{"web-1"}, "B", 60); code != 200 || !strings.Contains(body, `"version":2`) {
+		t.Errorf("PUT after a restart: %d %s, want version 2", code, body)
+	}
+}
+
+func TestRuns(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1")
+	d := startDaemon(t, r.dir, t.TempDir())
+	for i, id := range []string{"run-2", "run-1"} {
+		started := time.Date(2026, 11, 22, 5, 0, i, 0, time.UTC).Format(time.RFC3339)
+		body := `{"config":"a","spec":"canary/a","status":"rolled_back","started":"` + started + `","base":1,"report":{"verdict":"fail"}}`
+		if code, resp, _ := d.do("PUT", "/v1/canaries/"+id, body, auth); code != 204 {
+			t.Fatalf("PUT run %s: %d %s", id, code, resp)
+		}
+	}
+	runs := d.runs()
+	if len(runs) != 2 || runs[0].ID != "run-2" || runs[1].ID != "run-1" || string(runs[0].Report) != `{"verdict":"fail"}` {
+		t.Errorf("runs: %+v, want run-2 then run-1 (by start time) with their reports", runs)
+	}
+	for _, tc := range []struct{ body, msg string }{
+		{`{"config":"a","status":"exploded","started":"2026-11-22T05:00:00Z"}`, "status: got \"exploded\""},
+		{`{"config":"a","status":"running"}`, "no started time"},
+		{`{"id":"other","config":"a","status":"running","started":"2026-11-22T05:00:00Z"}`, "body names run \"other\""},
+		{`{"config":"","status":"running","started":"2026-11-22T05:00:00Z"}`, "config"},
+	} {
+		if code, resp, _ := d.do("PUT", "/v1/canaries/run-3", tc.body, auth); code != 400 || !strings.Contains(errorMessage(resp), tc.msg) {
+			t.Errorf("PUT run %s: %d %s, want 400 with %q", tc.body, code, resp, tc.msg)
+		}
+	}
+}
