@@ -31,6 +31,9 @@ type Config struct {
 	Labels map[string]string
 	// CacheDir is the on-disk cache (see package cache). Required.
 	CacheDir string
+	// Metrics is where this host's application metrics are scraped
+	// (its Prometheus endpoint), reported to the daemon for canaries.
+	Metrics string
 	// Token is the daemon's write token, sent with host reports.
 	Token string
 	// Logger receives the agent's log; nil discards it.
@@ -68,8 +71,9 @@ type Agent struct {
 	subs          map[string]bool                // the subscription
 	applied       int64
 	appliedCommit string
-	daemon        int    // index of the daemon the subscription uses
-	connected     string // URL of the daemon streaming to us, if any
+	daemon        int                     // index of the daemon the subscription uses
+	connected     string                  // URL of the daemon streaming to us, if any
+	overrides     map[string]heldOverride // by config name
 	watchers      map[*watcher]struct{}
 	flights       map[string]*flight
 
@@ -94,6 +98,11 @@ func New(cfg Config) (*Agent, error) {
 			return nil, fmt.Errorf("agent: daemon URL %q: want http://host:port", d)
 		}
 		daemons = append(daemons, strings.TrimSuffix(d, "/"))
+	}
+	if cfg.Metrics != "" {
+		if u, err := url.Parse(cfg.Metrics); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("agent: metrics URL %q: want http://host:port/path", cfg.Metrics)
+		}
 	}
 	if cfg.Host == "" {
 		h, err := os.Hostname()
@@ -139,6 +148,7 @@ func New(cfg Config) (*Agent, error) {
 		subs:          map[string]bool{},
 		applied:       st.Revision,
 		appliedCommit: st.Commit,
+		overrides:     map[string]heldOverride{},
 		watchers:      map[*watcher]struct{}{},
 		flights:       map[string]*flight{},
 		subChanged:    make(chan struct{}, 1),
@@ -180,6 +190,7 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { a.subscribe(ctx) })
+	wg.Go(func() { a.expireOverrides(ctx) })
 	wg.Go(func() { a.reportLoop(ctx) })
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -213,6 +224,10 @@ type ConfigStatus struct {
 	Name     string `json:"name"`
 	Revision int64  `json:"revision"` // 0 while the agent does not hold it
 	Deleted  bool   `json:"deleted,omitempty"`
+	// Override and OverrideVersion name the override the agent serves
+	// instead of the revision's data, if any.
+	Override        string `json:"override,omitempty"`
+	OverrideVersion int64  `json:"override_version,omitempty"`
 }
 
 // Status returns what the agent holds and where it gets updates from.
@@ -222,7 +237,8 @@ func (a *Agent) Status() Status {
 	st := Status{Host: a.cfg.Host, Daemon: a.connected, Applied: a.applied, Configs: []ConfigStatus{}}
 	for _, name := range slices.Sorted(maps.Keys(a.subs)) {
 		cv := a.configs[name]
-		st.Configs = append(st.Configs, ConfigStatus{Name: name, Revision: cv.Revision, Deleted: cv.Deleted})
+		o := a.overrides[name]
+		st.Configs = append(st.Configs, ConfigStatus{Name: name, Revision: cv.Revision, Deleted: cv.Deleted, Override: o.ID, OverrideVersion: o.Version})
 	}
 	return st
 }
@@ -328,7 +344,7 @@ func (a *Agent) applyEvent(ev wire.Event, covers int) error {
 		a.applied, a.appliedCommit = ev.Revision, ev.Commit
 	}
 	st := a.stateLocked()
-	a.broadcastLocked(ev.Revision, todo)
+	a.broadcastLocked(ev.Revision, names(todo))
 	a.mu.Unlock()
 	if len(todo) == 0 && !advanced {
 		return nil
@@ -369,7 +385,7 @@ func (a *Agent) applyFetched(cv cache.ConfigVersion, latest int64) (cache.Config
 	a.subs[cv.Name] = true
 	if newer {
 		a.configs[cv.Name] = cv
-		a.broadcastLocked(cv.Revision, []cache.ConfigVersion{cv})
+		a.broadcastLocked(cv.Revision, []string{cv.Name})
 	} else if isHeld {
 		cv = held
 	}

@@ -48,8 +48,9 @@ func (a *Agent) getConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	a.mu.Lock()
 	cv, ok := a.configs[name]
+	_, overridden := a.overrides[name]
 	a.mu.Unlock()
-	if !ok {
+	if !ok && !overridden {
 		var err error
 		cv, err = a.fetch(r.Context(), name)
 		switch {
@@ -61,25 +62,29 @@ func (a *Agent) getConfig(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if cv.Deleted {
+	a.mu.Lock()
+	c, ok := a.effectiveLocked(name)
+	latest := max(a.applied, c.Revision)
+	a.mu.Unlock()
+	if !ok {
 		writeError(w, http.StatusNotFound, "config %q was deleted at revision %d", name, cv.Revision)
 		return
 	}
-	a.mu.Lock()
-	latest := max(a.applied, cv.Revision)
-	a.mu.Unlock()
 	h := w.Header()
-	h.Set(wire.HeaderRevision, strconv.FormatInt(cv.Revision, 10))
+	h.Set(wire.HeaderRevision, strconv.FormatInt(c.Revision, 10))
 	h.Set(wire.HeaderLatestRevision, strconv.FormatInt(latest, 10))
-	h.Set(wire.HeaderCommit, cv.Commit)
-	h.Set(wire.HeaderType, cv.Type)
-	if cv.Compiled {
+	h.Set(wire.HeaderCommit, c.Commit)
+	h.Set(wire.HeaderType, c.Type)
+	if c.Override != "" {
+		h.Set(wire.HeaderOverride, c.Override+"/"+strconv.FormatInt(c.OverrideVersion, 10))
+	}
+	if *c.Compiled {
 		h.Set("Content-Type", "application/json")
 	} else {
 		h.Set("Content-Type", "application/octet-stream")
 	}
-	h.Set("Content-Length", strconv.Itoa(len(cv.Data)))
-	w.Write(cv.Data)
+	h.Set("Content-Length", strconv.Itoa(len(c.Data)))
+	w.Write(c.Data)
 }
 
 // A watcher is one local watch stream.
@@ -89,18 +94,23 @@ type watcher struct {
 	overflow chan struct{} // closed when the watcher fell behind
 }
 
-// broadcastLocked sends the changed configs to the local watchers that
-// name them. A watcher whose buffer is full is dropped: its client
-// reconnects with from= and catches up.
-func (a *Agent) broadcastLocked(rev int64, changed []cache.ConfigVersion) {
+// broadcastLocked sends the configs named changed, as the agent now
+// serves them, to the local watchers that name them. A watcher whose
+// buffer is full is dropped: its client reconnects and catches up.
+func (a *Agent) broadcastLocked(rev int64, changed []string) {
 	if len(changed) == 0 {
 		return
 	}
 	for w := range a.watchers {
 		ev := wire.Event{Type: wire.Update, Revision: rev}
-		for _, cv := range changed {
-			if w.names[cv.Name] {
-				ev.Configs = append(ev.Configs, toWire(cv))
+		for _, name := range changed {
+			if !w.names[name] {
+				continue
+			}
+			if c, ok := a.effectiveLocked(name); ok {
+				ev.Configs = append(ev.Configs, c)
+			} else if cv, held := a.configs[name]; held {
+				ev.Configs = append(ev.Configs, toWire(cv)) // a deletion
 			}
 		}
 		if len(ev.Configs) == 0 {
@@ -175,17 +185,21 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 	if from < 0 {
 		ev := wire.Event{Type: wire.Snapshot, Revision: a.applied, Commit: a.appliedCommit, Configs: []wire.Config{}}
 		for _, n := range sortedKeys(names) {
-			if cv, ok := a.configs[n]; ok && !cv.Deleted {
-				ev.Configs = append(ev.Configs, toWire(cv))
-				ev.Revision = max(ev.Revision, cv.Revision)
+			if c, ok := a.effectiveLocked(n); ok {
+				ev.Configs = append(ev.Configs, c)
+				ev.Revision = max(ev.Revision, c.Revision)
 			}
 		}
 		first = &ev
 	} else {
 		ev := wire.Event{Type: wire.Update}
 		for _, n := range sortedKeys(names) {
-			if cv, ok := a.configs[n]; ok && cv.Revision > from {
+			cv, ok := a.configs[n]
+			_, overridden := a.overrides[n]
+			if ok && cv.Revision > from && cv.Deleted {
 				ev.Configs = append(ev.Configs, toWire(cv))
+			} else if c, ok := a.effectiveLocked(n); ok && (c.Revision > from || overridden) {
+				ev.Configs = append(ev.Configs, c)
 			}
 		}
 		if len(ev.Configs) > 0 {

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -225,7 +227,7 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, from in
 		}
 	}()
 
-	u := base + "/v1/watch?configs=" + url.QueryEscape(strings.Join(names, ","))
+	u := base + "/v1/watch?configs=" + url.QueryEscape(strings.Join(names, ",")) + "&host=" + url.QueryEscape(a.cfg.Host)
 	if from > 0 {
 		u += "&from=" + strconv.FormatInt(from, 10)
 	}
@@ -285,6 +287,8 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, from in
 		switch ev.Type {
 		case wire.Update, wire.Snapshot:
 			err = a.applyEvent(ev, len(names))
+		case wire.Overrides:
+			a.applyOverrides(ev.Overrides)
 		case wire.Heartbeat:
 			// The daemon has sent every update up to the heartbeat's
 			// revision (docs/api.md).
@@ -337,7 +341,12 @@ func (a *Agent) reportLoop(ctx context.Context) {
 
 func (a *Agent) report(ctx context.Context) {
 	a.mu.Lock()
-	body, _ := json.Marshal(wire.HostReport{Labels: a.cfg.Labels, Configs: sortedKeys(a.subs), Applied: a.applied})
+	rep := wire.HostReport{Labels: a.cfg.Labels, Configs: sortedKeys(a.subs), Applied: a.applied, Metrics: a.cfg.Metrics}
+	for _, name := range slices.Sorted(maps.Keys(a.overrides)) {
+		o := a.overrides[name]
+		rep.Overrides = append(rep.Overrides, wire.AppliedOverride{ID: o.ID, Config: name, Version: o.Version})
+	}
+	body, _ := json.Marshal(rep)
 	start := a.daemon
 	a.mu.Unlock()
 	var errs []error

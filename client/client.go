@@ -42,6 +42,16 @@ type Config struct {
 	// FromCache is set when the agent did not answer and the config was
 	// read from its on-disk cache; it may be stale.
 	FromCache bool
+	// Override and OverrideVersion are set while a canary's override is
+	// served to this host instead of Revision's data: Data is then the
+	// candidate config under test. Overrides never reach the cache.
+	Override        string
+	OverrideVersion int64
+}
+
+// same reports whether c and d are the same version of a config.
+func (c Config) same(d Config) bool {
+	return c.Revision == d.Revision && c.Override == d.Override && c.OverrideVersion == d.OverrideVersion
 }
 
 // Decode unmarshals the config's data (JSON) into v.
@@ -142,13 +152,19 @@ func (c *Client) getAgent(ctx context.Context, name string) (Config, error) {
 		return Config{}, unreachable{err}
 	}
 	rev, _ := strconv.ParseInt(resp.Header.Get(wire.HeaderRevision), 10, 64)
-	return Config{
+	cfg := Config{
 		Name:     name,
 		Revision: rev,
 		Commit:   resp.Header.Get(wire.HeaderCommit),
 		Type:     resp.Header.Get(wire.HeaderType),
 		Data:     data,
-	}, nil
+	}
+	if o := resp.Header.Get(wire.HeaderOverride); o != "" {
+		id, version, _ := strings.Cut(o, "/")
+		cfg.Override = id
+		cfg.OverrideVersion, _ = strconv.ParseInt(version, 10, 64)
+	}
+	return cfg, nil
 }
 
 func agentError(resp *http.Response) error {
@@ -191,10 +207,12 @@ func (c *Client) Decode(ctx context.Context, name string, v any) error {
 // Watch calls fn with the named config's current value as soon as it is
 // known, then with every newer version, in revision order, until ctx is
 // done; it then returns ctx.Err(). Calls to fn are made one at a time
-// from Watch's goroutine.
+// from Watch's goroutine. A canary's override and its removal are
+// versions too: fn gets the override's data (Override set), then the
+// committed config again when the override goes.
 //
 // Watch follows the agent's local watch stream and reconnects to it,
-// resuming after the last revision it delivered. While the agent is down
+// starting each stream from the agent's current value. While the agent is down
 // it reads the agent's cache every PollInterval (delivering versions
 // with FromCache set) and retries the agent. A config that does not
 // exist yet is delivered when it is created; a deletion is not delivered
@@ -203,17 +221,17 @@ func (c *Client) Watch(ctx context.Context, name string, fn func(Config)) error 
 	if err := cache.ValidName(name); err != nil {
 		return err
 	}
-	var have int64
+	var have Config
 	deliver := func(cfg Config) {
-		if cfg.Revision > have {
-			have = cfg.Revision
+		if cfg.Revision > have.Revision || cfg.Revision == have.Revision && !cfg.same(have) {
+			have = cfg
 			fn(cfg)
 		}
 	}
 	for {
 		connected := false
 		if c.opts.AgentURL != "" {
-			connected, _ = c.watchAgent(ctx, name, have, deliver)
+			connected, _ = c.watchAgent(ctx, name, deliver)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -240,19 +258,15 @@ func (c *Client) Watch(ctx context.Context, name string, fn func(Config)) error 
 	}
 }
 
-// watchAgent follows one local watch stream from revision have (a
-// snapshot if have is 0) until it fails; it reports whether the agent
-// accepted the watch.
-func (c *Client) watchAgent(ctx context.Context, name string, have int64, deliver func(Config)) (bool, error) {
+// watchAgent follows one local watch stream, from a snapshot, until it
+// fails; it reports whether the agent accepted the watch.
+func (c *Client) watchAgent(ctx context.Context, name string, deliver func(Config)) (bool, error) {
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	timer := time.AfterFunc(c.idleTimeout, func() { cancel(errors.New("agent silent")) })
 	defer timer.Stop()
 
 	u := c.opts.AgentURL + "/v1/watch?configs=" + url.QueryEscape(name)
-	if have > 0 {
-		u += "&from=" + strconv.FormatInt(have, 10)
-	}
 	req, err := http.NewRequestWithContext(sctx, http.MethodGet, u, nil)
 	if err != nil {
 		return false, err
@@ -274,7 +288,8 @@ func (c *Client) watchAgent(ctx context.Context, name string, have int64, delive
 		}
 		for _, wc := range ev.Configs {
 			if wc.Name == name && !wc.Deleted {
-				deliver(Config{Name: name, Revision: wc.Revision, Commit: wc.Commit, Type: wc.Type, Data: wc.Data})
+				deliver(Config{Name: name, Revision: wc.Revision, Commit: wc.Commit, Type: wc.Type, Data: wc.Data,
+					Override: wc.Override, OverrideVersion: wc.OverrideVersion})
 			}
 		}
 	}

@@ -17,6 +17,7 @@ type AgentOptions struct {
 	Host             string
 	Labels           []string
 	CacheDir         string
+	Metrics          string
 	Listen           string
 	TokenFile        string
 	AddrFile         string
@@ -47,6 +48,7 @@ restart.`,
 	cmd.Flags().StringVar(&opts.Host, "host", "", "the host name to report (default: the machine's)")
 	cmd.Flags().StringArrayVar(&opts.Labels, "label", nil, "a host label, KEY=VALUE (repeatable)")
 	cmd.Flags().StringVar(&opts.CacheDir, "cache-dir", "", "the on-disk cache (required)")
+	cmd.Flags().StringVar(&opts.Metrics, "metrics", "", "URL of this host's application metrics (Prometheus text), scraped by canaries")
 	cmd.Flags().StringVar(&opts.Listen, "listen", "127.0.0.1:7481", "address to serve local applications on")
 	cmd.Flags().StringVar(&opts.TokenFile, "token-file", "", "file whose first line is the daemon's token (default: $CFG_TOKEN)")
 	cmd.Flags().StringVar(&opts.AddrFile, "addr-file", "", "write the address actually listened on to this file")
@@ -76,6 +78,7 @@ func runAgent(f *Factory, cmd *cobra.Command, opts *AgentOptions) error {
 		Host:             opts.Host,
 		Labels:           labels,
 		CacheDir:         opts.CacheDir,
+		Metrics:          opts.Metrics,
 		Token:            token,
 		ReportEvery:      opts.ReportEvery,
 		HeartbeatTimeout: opts.HeartbeatTimeout,
