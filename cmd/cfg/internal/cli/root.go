@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -101,6 +102,7 @@ func NewRootCmd(f *Factory) *cobra.Command {
 		newAgentCmd(f, nil),
 		newGetCmd(f, nil),
 		newStatusCmd(f, nil),
+		newCanaryCmd(f, nil),
 		newVersionCmd(f, nil),
 	)
 	return root
@@ -115,7 +117,7 @@ func Main() int {
 	if _, ok := os.LookupEnv("GOGC"); !ok {
 		debug.SetGCPercent(400)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return Run(ctx, SystemFactory(), os.Args[1:])
 }

@@ -1,0 +1,156 @@
+package canary
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/cfg-dev/cfg/canary/judge"
+	"github.com/cfg-dev/cfg/canary/metrics"
+)
+
+// SpecType is the Thrift type a canary spec config exports, as the
+// compile records it (materialized_configs/.types.json).
+const SpecType = "CanarySpec"
+
+// Spec is a CanarySpec (stdlib/canary.thrift) as its canonical JSON
+// holds it: every field with its default filled in.
+type Spec struct {
+	Config                string  `json:"config"`
+	Phases                []Phase `json:"phases"`
+	Provider              string  `json:"provider"` // SCRAPE or PROMETHEUS
+	PrometheusURL         string  `json:"prometheus_url"`
+	ScrapeIntervalSeconds int     `json:"scrape_interval_seconds"`
+	LeaseSeconds          int     `json:"lease_seconds"`
+}
+
+// Phase is one phase of a Spec.
+type Phase struct {
+	Name            string  `json:"name"`
+	Targets         Targets `json:"targets"`
+	DurationSeconds int     `json:"duration_seconds"`
+	Checks          []Check `json:"checks"`
+}
+
+// Targets selects a phase's canary hosts: one of the fields is set.
+type Targets struct {
+	Count    *int              `json:"count"`
+	Percent  *float64          `json:"percent"`
+	Selector map[string]string `json:"selector"`
+}
+
+// Check is one health check of a Phase.
+type Check struct {
+	Name               string    `json:"name"`
+	Metric             string    `json:"metric"`
+	CanaryAggregation  string    `json:"canary_aggregation"`
+	ControlAggregation string    `json:"control_aggregation"`
+	Predicate          Predicate `json:"predicate"`
+	Worse              string    `json:"worse"`
+	BreachSeconds      int       `json:"breach_seconds"`
+	NoData             string    `json:"no_data"`
+	Quantile           float64   `json:"quantile"`
+	DivideBy           string    `json:"divide_by"`
+	WindowSeconds      int       `json:"window_seconds"`
+}
+
+// Predicate is a check's predicate: one of the fields is set.
+type Predicate struct {
+	Relative *struct {
+		MaxRatio float64 `json:"max_ratio"`
+		Slack    float64 `json:"slack"`
+	} `json:"relative"`
+	Absolute *struct {
+		Limit float64 `json:"limit"`
+	} `json:"absolute"`
+	MannWhitney *struct {
+		Alpha float64 `json:"alpha"`
+	} `json:"mann_whitney"`
+}
+
+// Providers.
+const (
+	ProviderScrape     = "SCRAPE"
+	ProviderPrometheus = "PROMETHEUS"
+)
+
+// ParseSpec decodes a compiled CanarySpec config. The compiler has
+// type-checked it and run its validators, so only what they cannot know
+// is checked here.
+func ParseSpec(data []byte) (Spec, error) {
+	var s Spec
+	if err := json.Unmarshal(data, &s); err != nil {
+		return Spec{}, fmt.Errorf("decoding canary spec: %w", err)
+	}
+	for _, p := range s.Phases {
+		for _, c := range p.Checks {
+			if _, err := c.judge(); err != nil {
+				return Spec{}, fmt.Errorf("phase %q: check %q: %w", p.Name, c.Name, err)
+			}
+		}
+	}
+	return s, nil
+}
+
+// Interval is how often metrics are read and checks evaluated.
+func (s Spec) Interval() time.Duration { return time.Duration(s.ScrapeIntervalSeconds) * time.Second }
+
+// Lease is how long an override lives unless renewed.
+func (s Spec) Lease() time.Duration { return time.Duration(s.LeaseSeconds) * time.Second }
+
+// Duration is how long the phase observes its targets.
+func (p Phase) Duration() time.Duration { return time.Duration(p.DurationSeconds) * time.Second }
+
+// needsControl reports whether some check of p compares with control
+// hosts.
+func (p Phase) needsControl() bool {
+	for _, c := range p.Checks {
+		if c.Predicate.Absolute == nil {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	aggregations = map[string]judge.Aggregation{"MEAN": judge.Mean, "MEDIAN": judge.Median, "P90": judge.P90, "P99": judge.P99, "SUM": judge.Sum, "MAX": judge.Max}
+	directions   = map[string]judge.Direction{"HIGHER_IS_WORSE": judge.HigherIsWorse, "LOWER_IS_WORSE": judge.LowerIsWorse}
+	noData       = map[string]judge.NoData{"FAIL": judge.NoDataFail, "PASS": judge.NoDataPass, "WAIT": judge.NoDataWait}
+)
+
+// judge returns the check as the judge package takes it.
+func (c Check) judge() (judge.Check, error) {
+	j := judge.Check{
+		Name:   c.Name,
+		Breach: time.Duration(c.BreachSeconds) * time.Second,
+		Window: time.Duration(c.WindowSeconds) * time.Second,
+	}
+	var ok [5]bool
+	j.CanaryAgg, ok[0] = aggregations[c.CanaryAggregation]
+	j.ControlAgg, ok[1] = aggregations[c.ControlAggregation]
+	j.Worse, ok[2] = directions[c.Worse]
+	j.NoData, ok[3] = noData[c.NoData]
+	ok[4] = true
+	switch p := c.Predicate; {
+	case p.Relative != nil:
+		j.Predicate = judge.Predicate{Kind: judge.Relative, MaxRatio: p.Relative.MaxRatio, Slack: p.Relative.Slack}
+	case p.Absolute != nil:
+		j.Predicate = judge.Predicate{Kind: judge.Absolute, Limit: p.Absolute.Limit}
+	case p.MannWhitney != nil:
+		j.Predicate = judge.Predicate{Kind: judge.MannWhitney, Alpha: p.MannWhitney.Alpha}
+	default:
+		ok[4] = false
+	}
+	for i, good := range ok {
+		if !good {
+			field := []string{"canary_aggregation", "control_aggregation", "worse", "no_data", "predicate"}[i]
+			return judge.Check{}, fmt.Errorf("%s: not set or not known to this version of cfg", field)
+		}
+	}
+	return j, nil
+}
+
+// query returns the metric query of the check.
+func (c Check) query() metrics.Query {
+	return metrics.Query{Metric: c.Metric, DivideBy: c.DivideBy, Quantile: c.Quantile, Window: time.Duration(c.WindowSeconds) * time.Second}
+}

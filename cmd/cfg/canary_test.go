@@ -1,0 +1,324 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cfg-dev/cfg/canary"
+	"github.com/cfg-dev/cfg/store"
+	"github.com/cfg-dev/cfg/wire"
+)
+
+// The canary demo of examples/canary, end to end with real processes: a
+// daemon, six agents, six demo services reporting Prometheus metrics, the
+// load driver, and cfg canary.
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// demoBinaries builds the demo service and the load driver once.
+func demoBinaries(t *testing.T) (demosvc, load string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "cfg-canary-demo")
+		if buildErr != nil {
+			return
+		}
+		for _, pkg := range []string{"demosvc", "load"} {
+			out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, pkg), "github.com/cfg-dev/cfg/examples/canary/"+pkg).CombinedOutput()
+			if err != nil {
+				buildErr = fmt.Errorf("building %s: %v\n%s", pkg, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, "demosvc"), filepath.Join(binDir, "load")
+}
+
+// startBin starts a program that is not cfg.
+func startBin(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, logs: &logs.Buffer, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			logs.mu.Lock()
+			t.Logf("%s %s:\n%s", filepath.Base(bin), strings.Join(args, " "), logs.String())
+			logs.mu.Unlock()
+		}
+	})
+	return p
+}
+
+// freePort returns a port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// runCode runs cfg to completion and returns its output and exit code.
+func runCode(t *testing.T, dir string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command("cfg", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CFG_TOKEN=e2e-token", "CFG_AUTHOR_NAME=e2e", "CFG_AUTHOR_EMAIL=e2e@example.com", "GIT_CONFIG_NOSYSTEM=1")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return out.String(), errb.String(), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), 0
+}
+
+// fleet is the demo running: a daemon and six hosts, each an agent and a
+// demo service, under load.
+type fleet struct {
+	repo, work string
+	daemon     string
+	services   []string // the demo services' base URLs, by host
+}
+
+const fleetSize = 6
+
+func startFleet(t *testing.T) *fleet {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	demosvc, load := demoBinaries(t)
+	f := &fleet{repo: t.TempDir(), work: t.TempDir()}
+	if err := os.CopyFS(filepath.Join(f.repo, "source"), os.DirFS("../../examples/canary/source")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(filepath.Join(f.repo, "changes"), os.DirFS("../../examples/canary/changes")); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("git", "-C", f.repo, "init", "-q", "-b", "main").CombinedOutput(); err != nil {
+		t.Skipf("git init: %v %s", err, out)
+	}
+	run(t, f.repo, "commit", "-m", "initial")
+
+	start(t, f.work, "serve", "--repo", f.repo, "--data-dir", filepath.Join(f.work, "daemon"),
+		"--listen", "127.0.0.1:0", "--addr-file", filepath.Join(f.work, "daemon.addr"), "--poll", "100ms", "--heartbeat", "1s")
+	f.daemon = addr(t, filepath.Join(f.work, "daemon.addr"))
+	eventually(t, 10*time.Second, "the daemon to publish", func() bool {
+		_, code, _ := httpGet(f.daemon + "/healthz")
+		return code == http.StatusOK
+	})
+	for i := range fleetSize {
+		host := fmt.Sprintf("web-%d", i+1)
+		svc := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		cache := filepath.Join(f.work, host)
+		start(t, f.work, "agent", "--daemon", f.daemon, "--host", host, "--label", fmt.Sprintf("zone=z%d", i%2),
+			"--cache-dir", cache, "--listen", "127.0.0.1:0", "--addr-file", filepath.Join(f.work, host+".addr"),
+			"--metrics", "http://"+svc+"/metrics", "--report-every", "1s", "--heartbeat-timeout", "5s")
+		agentURL := addr(t, filepath.Join(f.work, host+".addr"))
+		startBin(t, demosvc, "-listen", svc, "-agent", agentURL, "-cache-dir", cache, "-config", "demo/service")
+		f.services = append(f.services, "http://"+svc)
+	}
+	for i, s := range f.services {
+		eventually(t, 30*time.Second, fmt.Sprintf("web-%d to serve", i+1), func() bool {
+			_, code, _ := httpGet(s + "/")
+			return code == http.StatusOK
+		})
+	}
+	startBin(t, load, "-targets", strings.Join(f.services, ","), "-rps", "25")
+	eventually(t, 10*time.Second, "every host to report", func() bool { return len(f.hosts(t)) == fleetSize })
+	return f
+}
+
+// hosts returns the hosts reporting demo/service.
+func (f *fleet) hosts(t *testing.T) []store.Host {
+	t.Helper()
+	body, _, err := httpGet(f.daemon + "/v1/hosts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hosts []store.Host
+	json.Unmarshal([]byte(body), &hosts)
+	return slices.DeleteFunc(hosts, func(h store.Host) bool { return !slices.Contains(h.Configs, "demo/service") })
+}
+
+// running returns what each demo service runs: revision and timeout_ms.
+func (f *fleet) running(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for _, s := range f.services {
+		body, _, err := httpGet(s + "/config")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c struct {
+			Revision int64
+			Config   struct {
+				Greeting  string
+				TimeoutMS int `json:"timeout_ms"`
+			}
+		}
+		json.Unmarshal([]byte(body), &c)
+		out = append(out, fmt.Sprintf("r%d/%s/%d", c.Revision, c.Config.Greeting, c.Config.TimeoutMS))
+	}
+	return out
+}
+
+// apply puts a change from examples/canary/changes in the work tree.
+func (f *fleet) apply(t *testing.T, change string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(f.repo, "changes", change+".cconf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(f.repo, "source/demo/service.cconf"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fleet) canary(t *testing.T, args ...string) (*canary.Report, string, int) {
+	t.Helper()
+	args = append([]string{"canary", "--spec", "demo/canary", "--daemon", f.daemon, "--format", "json"}, args...)
+	out, stderr, code := runCode(t, f.repo, args...)
+	var rep canary.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("cfg %s: exit %d, report %q: %v\n%s", strings.Join(args, " "), code, out, err, stderr)
+	}
+	return &rep, stderr, code
+}
+
+func headCommit(t *testing.T, repo string) string {
+	t.Helper()
+	out, err := exec.Command("git", "-C", repo, "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func TestCanaryDemo(t *testing.T) {
+	f := startFleet(t)
+	before := f.running(t)
+	head := headCommit(t, f.repo)
+
+	// The bad change is rolled back and never lands.
+	f.apply(t, "bad")
+	rep, stderr, code := f.canary(t, "--seed", "1")
+	if code != 1 || rep.Outcome != canary.RolledBack {
+		t.Fatalf("bad change: exit %d, outcome %q (%s), want 1 and rolled_back\n%s", code, rep.Outcome, rep.Reason, stderr)
+	}
+	if p := rep.Phases[0]; p.Verdict != "fail" || !slices.ContainsFunc(p.Checks, func(c canary.CheckReport) bool { return c.Name == "error ratio" && c.Verdict == "fail" }) {
+		t.Errorf("bad change: first phase %+v, want the error ratio check failed", p)
+	}
+	t.Logf("bad change rolled back: %s; every canary host back on revision %d %.1f s after the push (scrape interval %d s, breach 4 s, window 6 s)",
+		rep.Reason, rep.Base, rep.RevertSeconds, rep.ScrapeIntervalSeconds)
+	if got := headCommit(t, f.repo); got != head {
+		t.Errorf("the bad change moved HEAD to %s", got)
+	}
+	for _, h := range f.hosts(t) {
+		if len(h.Overrides) > 0 {
+			t.Errorf("%s still reports overrides %+v after the rollback", h.Name, h.Overrides)
+		}
+	}
+	eventually(t, 10*time.Second, "every service to run the old config", func() bool { return slices.Equal(f.running(t), before) })
+
+	// The good change lands and reaches every host.
+	f.apply(t, "good")
+	rep, stderr, code = f.canary(t, "--seed", "1")
+	if code != 0 || rep.Outcome != canary.Landed {
+		t.Fatalf("good change: exit %d, outcome %q (%s), want 0 and landed\n%s", code, rep.Outcome, rep.Reason, stderr)
+	}
+	if got := headCommit(t, f.repo); got != rep.Commit || got == head {
+		t.Errorf("HEAD is %s, want the landed commit %s", got, rep.Commit)
+	}
+	want := fmt.Sprintf("r%d/", rep.Revision)
+	eventually(t, 10*time.Second, "every service to run the landed revision", func() bool {
+		for _, r := range f.running(t) {
+			if !strings.HasPrefix(r, want) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, h := range f.hosts(t) {
+		if len(h.Overrides) > 0 || h.Applied < rep.Revision {
+			t.Errorf("%s: overrides %+v, applied %d after landing revision %d", h.Name, h.Overrides, h.Applied, rep.Revision)
+		}
+	}
+
+	out, _, _ := runCode(t, f.repo, "canary", "history", "--daemon", f.daemon, "--format", "json")
+	var runs []wire.Run
+	json.Unmarshal([]byte(out), &runs)
+	if len(runs) != 2 || runs[0].Status != wire.RunRolledBack || runs[1].Status != wire.RunLanded || runs[1].Commit != rep.Commit {
+		t.Errorf("canary history: %s", out)
+	}
+}
+
+// Killing cfg canary mid-phase leaves the override to its lease: the
+// daemon drops it and the hosts revert.
+func TestCanaryKilled(t *testing.T) {
+	f := startFleet(t)
+	before := f.running(t)
+	f.apply(t, "good")
+	p := start(t, f.repo, "canary", "--spec", "demo/canary", "--daemon", f.daemon, "--seed", "2", "--author", "e2e <e2e@example.com>")
+	var canaries []string
+	eventually(t, 60*time.Second, "the canary hosts to apply the candidate", func() bool {
+		canaries = nil
+		for _, h := range f.hosts(t) {
+			if len(h.Overrides) > 0 {
+				canaries = append(canaries, h.Name)
+			}
+		}
+		return len(canaries) == 2
+	})
+	p.kill()
+	killed := time.Now()
+	eventually(t, 30*time.Second, "the hosts to revert by lease expiry", func() bool {
+		for _, h := range f.hosts(t) {
+			if len(h.Overrides) > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("canary hosts %v reverted %.1f s after cfg canary was killed (lease 10 s)", canaries, time.Since(killed).Seconds())
+	eventually(t, 10*time.Second, "every service to run the old config", func() bool { return slices.Equal(f.running(t), before) })
+	out, _, _ := runCode(t, f.repo, "canary", "history", "--daemon", f.daemon, "--format", "json")
+	var runs []wire.Run
+	json.Unmarshal([]byte(out), &runs)
+	if len(runs) != 1 || runs[0].Status != wire.RunAbandoned {
+		t.Errorf("canary history after the kill: %s", out)
+	}
+}
