@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -70,6 +71,7 @@ func (p *Prometheus) Values(ctx context.Context, q Query, hosts []Host, now time
 		for i, s := range v {
 			out[i] = Sample{Series: s.Metric.String(), Value: float64(s.Value)}
 		}
+		slices.SortFunc(out, func(a, b Sample) int { return strings.Compare(a.Series, b.Series) })
 		return out, nil
 	case *model.Scalar:
 		return []Sample{{Series: "scalar", Value: float64(v.Value)}}, nil

@@ -262,10 +262,14 @@ func histBuckets(f *dto.MetricFamily) []bucket {
 	by := map[float64]float64{}
 	for _, m := range f.GetMetric() {
 		h := m.GetHistogram()
+		inf := false
 		for _, b := range h.GetBucket() {
 			by[b.GetUpperBound()] += float64(b.GetCumulativeCount())
+			inf = inf || math.IsInf(b.GetUpperBound(), 1)
 		}
-		by[math.Inf(1)] += float64(h.GetSampleCount())
+		if !inf {
+			by[math.Inf(1)] += float64(h.GetSampleCount())
+		}
 	}
 	out := make([]bucket, 0, len(by))
 	for u, c := range by {
