@@ -1,46 +1,87 @@
-// Package metrics reads the health metrics a canary compares: per host,
-// from each host's Prometheus endpoint (Scrape, the default), or per
-// series, from a Prometheus server (Prometheus).
+// Package metrics reads the health metrics that cfg canary compares
+// between canary and control hosts.
 //
-// # Scrape
+// Every scrape interval the canary controller calls [Provider.Collect]
+// with every host of both sides, then, for each check, [Provider.Values]
+// once with the canary hosts and once with the control hosts.
+// [Provider.Reset] is called at the start of each phase, so that nothing
+// measured before the phase's change counts in it. There are two
+// providers: [Scrape], the default, and [Prometheus].
 //
-// Collect reads every host's text exposition at once (parsed with
-// github.com/prometheus/common/expfmt) and keeps it, with the time of the
-// scrape, until Reset. A host that cannot be scraped gets no sample for
-// that interval; LastError says why. Values computes each host's value of
-// a Query from the scrapes made in the trailing window (now-Window, now]:
+// # The scrape provider
 //
-//   - a counter: its rate per second, the increase from the oldest scrape
-//     in the window to the newest divided by the time between them; a
-//     decrease means the counter restarted from 0 (as in Prometheus). It
-//     needs two scrapes in the window.
-//   - a gauge (or an untyped metric): its newest value.
-//   - a histogram: the Quantile of the observations made in the window:
-//     the increase of each cumulative bucket, interpolated linearly inside
-//     the bucket the quantile falls in, as Prometheus's histogram_quantile
-//     does (the +Inf bucket gives the highest finite bound; the lowest
-//     bucket starts at 0). No observation in the window, no value.
-//   - a summary: its newest value of the exported quantile equal to
-//     Quantile (no value if it exports no such quantile, or has several
-//     series).
+// [Scrape] reads each host's Prometheus text endpoint ([Host.URL]) itself,
+// all hosts at once, and parses it with
+// github.com/prometheus/common/expfmt. It keeps every successful scrape
+// since the last Reset with the time it started. A host whose scrape fails
+// (no URL, connection refused, a status other than 200 OK, a malformed
+// exposition, a timeout) simply gets no new scrape; [Scrape.LastError]
+// tells why, naming the host, the URL and, for a malformed exposition,
+// the line.
 //
-// A family with several series (label sets) is added up: the counters'
-// increases, the gauges' values, the histograms' buckets of the same
-// bound. With DivideBy, a host's value is the metric's value divided by
-// DivideBy's, both computed as above (an error ratio: failures_total
-// divided by requests_total); a zero denominator gives no value. A host
-// whose exposition lacks the metric has no value.
+// Values reads that history only. Each host's value is computed from its
+// scrapes inside the trailing window (now-Window, now]; hosts without a
+// value get no sample, and the samples, one per host (Series is the host's
+// name), are sorted by host name. The value depends on the type of the
+// metric family [Query.Metric] in the newest scrape of the window that has
+// it:
 //
-// # Prometheus
+//   - COUNTER: the rate per second over the window. For each series (label
+//     set), the increase from its oldest sample in the window to its
+//     newest, divided by the time between them. A decrease is a counter
+//     reset: the counter restarted from 0, so the increase across it is
+//     the new value, as in Prometheus (whose rate, unlike this one, also
+//     extrapolates to the edges of the window). A series needs two samples
+//     in the window; the host's value is the sum of its series' rates, and
+//     it has none if no series has two samples.
+//   - GAUGE and UNTYPED: the value in the newest scrape of the window,
+//     summed over the series.
+//   - HISTOGRAM (classic buckets): the [Query.Quantile] q of the
+//     observations made during the window. Each cumulative bucket's
+//     increase over the window is taken (a histogram series restarted
+//     from 0 when a bucket or its count decreased between two scrapes),
+//     the buckets of all series with the same upper bound are added, and
+//     the quantile is interpolated as Prometheus's histogram_quantile
+//     does: with n observations, the bucket where the cumulative count
+//     first reaches q×n holds the quantile, found by linear interpolation
+//     between the bucket's lower and upper bounds. The lowest bucket's
+//     lower bound is 0 (if its upper bound is not positive, that bound is
+//     the result); a quantile in the +Inf bucket is the upper bound of the
+//     highest finite bucket. No observation in the window: no value.
+//   - SUMMARY: the value, in the newest scrape of the window, of the
+//     quantile the summary exports that equals q. No value if it exports
+//     no such quantile, or if the summary has more than one series, as
+//     quantiles of different series cannot be combined.
 //
-// Values runs the query as an instant query at now, through the Prometheus
-// HTTP API (github.com/prometheus/client_golang/api), after replacing
-// $hosts with a regular expression matching exactly the side's host names
-// and $window with the window as a PromQL duration:
+// Other types (gauge histograms) are errors. A quantile outside [0, 1]
+// for a histogram or a summary is an error. A host whose scrapes in the
+// window lack the family has no value: a labelled counter such as
+// failures_total{code} is only exposed once a label value was used, so
+// initialize the label values you check (client_golang's WithLabelValues)
+// to get a rate of 0 rather than no value.
 //
-//	rate(demo_requests_failed_total{instance=~"$hosts"}[$window])
+// With [Query.DivideBy], a host's value is value(Metric) / value(DivideBy),
+// both computed as above over the same scrapes: an error ratio is
+// Metric failures_total, DivideBy requests_total. A host without either
+// value, or whose denominator is 0, has no value. A NaN value, such as a
+// summary quantile without observations, is no value.
 //
-// Each series of the resulting vector is one sample; a scalar is one
-// sample; other results are errors. DivideBy is not supported: write the
+// # The prometheus provider
+//
+// [Prometheus] runs PromQL over a Prometheus server's HTTP API; Collect and
+// Reset do nothing. Values replaces, in [Query.Metric], $hosts by a
+// regular expression matching exactly the names of the side's hosts (each
+// name escaped with regexp.QuoteMeta, joined with |, and escaped again to
+// be the contents of a double-quoted PromQL string) and $window by
+// [Query.Window] as a PromQL duration, such as 10s or 1m30s:
+//
+//	rate(demo_requests_total{instance=~"$hosts"}[$window])
+//
+// It runs the result as an instant query at now. Each series of a vector
+// result is one sample, named by its label set (such as
+// {instance="web-1", job="demo"}); a scalar result is one sample named
+// "scalar"; a NaN value is left out; any other result (a range vector, a
+// string) is an error naming the query, as is a query that fails (a
+// syntax error, the server down). DivideBy is not supported: write the
 // ratio in PromQL.
 package metrics

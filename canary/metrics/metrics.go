@@ -6,41 +6,43 @@ import (
 )
 
 // Host is a host whose metrics are read: its name and, for the scrape
-// provider, its Prometheus endpoint (http://host:port/metrics).
+// provider, the URL of its Prometheus endpoint (http://host:port/metrics).
 type Host struct {
 	Name, URL string
 }
 
 // Query describes the metric of one check.
 type Query struct {
-	// Metric is a metric family name (scrape) or a PromQL expression
-	// (prometheus).
+	// Metric is a metric family name (scrape provider) or a PromQL
+	// expression (prometheus provider).
 	Metric string
-	// DivideBy, for the scrape provider, is another metric family each
-	// host's value is divided by.
+	// DivideBy, for the scrape provider only, is another metric family:
+	// each host's value is then value(Metric) / value(DivideBy).
 	DivideBy string
-	// Quantile is the quantile of a histogram's observations, or the
-	// quantile a summary exports.
+	// Quantile is, for a histogram, the quantile of the observations made
+	// in the window and, for a summary, the quantile it exports, e.g. 0.99.
 	Quantile float64
 	// Window is the trailing window of rates and histogram quantiles.
 	Window time.Duration
 }
 
-// Sample is one value of a metric: for the scrape provider, one per host
-// (Series is the host's name); for prometheus, one per series of the
-// result (Series is its label set).
+// Sample is one value of a metric: for the scrape provider one per host
+// (Series is the host's name), for the prometheus provider one per series
+// of the query's result (Series is its label set).
 type Sample struct {
 	Series string
 	Value  float64
 }
 
-// Provider reads metrics. Collect is called once per interval with every
-// host of both sides; Values then returns the samples of a query for some
-// of them at time now.
+// Provider reads metrics.
 type Provider interface {
+	// Collect is called once per interval with every host of both sides:
+	// the scrape provider scrapes them, the prometheus provider does
+	// nothing.
 	Collect(ctx context.Context, hosts []Host) error
+	// Values returns the samples of q for hosts at time now.
 	Values(ctx context.Context, q Query, hosts []Host, now time.Time) ([]Sample, error)
-	// Reset forgets what was collected, so that nothing from before a
-	// phase's change counts in it.
+	// Reset forgets what was collected; it is called at the start of each
+	// phase, so that nothing from before the phase's change counts in it.
 	Reset()
 }

@@ -1,11 +1,15 @@
 package metrics
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,7 +18,11 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// Prometheus runs PromQL over a Prometheus server's HTTP API.
+// QueryTimeout bounds each query of the prometheus provider.
+const QueryTimeout = 30 * time.Second
+
+// Prometheus is the provider that runs PromQL over a Prometheus server's
+// HTTP API; the server does the scraping.
 type Prometheus struct {
 	api v1.API
 	url string
@@ -23,59 +31,86 @@ type Prometheus struct {
 var _ Provider = (*Prometheus)(nil)
 
 // NewPrometheus returns a provider querying the Prometheus server at
-// baseURL (http://prometheus:9090).
+// baseURL, such as http://prometheus:9090.
 func NewPrometheus(baseURL string) (*Prometheus, error) {
+	u, err := url.Parse(baseURL)
+	if err == nil && (u.Scheme != "http" && u.Scheme != "https" || u.Host == "") {
+		err = errors.New("want http://host:port or https://host:port")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("prometheus URL %q: %w", baseURL, err)
+	}
 	c, err := api.NewClient(api.Config{Address: baseURL})
 	if err != nil {
-		return nil, fmt.Errorf("prometheus %s: %w", baseURL, err)
+		return nil, fmt.Errorf("prometheus URL %q: %w", baseURL, err)
 	}
 	return &Prometheus{api: v1.NewAPI(c), url: baseURL}, nil
 }
 
-// Collect implements Provider: the server scrapes, so there is nothing to
-// do.
-func (p *Prometheus) Collect(ctx context.Context, _ []Host) error { return ctx.Err() }
+// Collect implements Provider: the server scrapes, there is nothing to do.
+func (p *Prometheus) Collect(context.Context, []Host) error { return nil }
 
-// Reset implements Provider; Values queries the window before now only.
+// Reset implements Provider: there is no history to forget, as Values
+// only looks at the window before the time it is given.
 func (p *Prometheus) Reset() {}
 
-// Expand returns q's metric with $hosts replaced by a regular expression
-// matching exactly the names of hosts and $window by the window as a
-// PromQL duration.
-func Expand(q Query, hosts []Host) string {
-	names := make([]string, len(hosts))
-	for i, h := range hosts {
-		names[i] = regexp.QuoteMeta(h.Name)
-	}
-	window := model.Duration(q.Window).String()
-	return strings.NewReplacer("$hosts", strings.Join(names, "|"), "$window", window).Replace(q.Metric)
-}
-
-// Values implements Provider: it runs the expanded query at now; each
-// series of the resulting vector is one sample.
+// Values implements Provider. It expands q.Metric ($hosts and $window,
+// see the package documentation) and runs it as an instant query at now.
+// Each series of a vector result is one sample, named by its label set,
+// and a scalar result is one sample named "scalar"; NaN values are left
+// out. Samples are sorted by series. With no hosts, there is no sample
+// and nothing is queried.
 func (p *Prometheus) Values(ctx context.Context, q Query, hosts []Host, now time.Time) ([]Sample, error) {
 	if q.DivideBy != "" {
-		return nil, errors.New("divide_by is not supported with the prometheus provider: write the ratio in PromQL")
+		return nil, fmt.Errorf("query %s: divide_by %s is not supported by the prometheus provider: write the ratio in PromQL", q.Metric, q.DivideBy)
+	}
+	if q.Metric == "" {
+		return nil, errors.New("no query")
+	}
+	if q.Window <= 0 && strings.Contains(q.Metric, "$window") {
+		return nil, fmt.Errorf("query %s: window %v is not positive", q.Metric, q.Window)
 	}
 	if len(hosts) == 0 {
 		return nil, nil
 	}
-	query := Expand(q, hosts)
+	query := expand(q, hosts)
+	ctx, cancel := context.WithTimeout(ctx, QueryTimeout)
+	defer cancel()
 	v, _, _, err := p.api.Query(ctx, query, now)
 	if err != nil {
-		return nil, fmt.Errorf("prometheus %s: query %q: %w", p.url, query, err)
+		return nil, fmt.Errorf("prometheus %s: query %s: %w", p.url, query, err)
 	}
+	var out []Sample
 	switch v := v.(type) {
 	case model.Vector:
-		out := make([]Sample, len(v))
-		for i, s := range v {
-			out[i] = Sample{Series: s.Metric.String(), Value: float64(s.Value)}
+		for _, s := range v {
+			if !math.IsNaN(float64(s.Value)) {
+				out = append(out, Sample{Series: s.Metric.String(), Value: float64(s.Value)})
+			}
 		}
-		slices.SortFunc(out, func(a, b Sample) int { return strings.Compare(a.Series, b.Series) })
-		return out, nil
+		slices.SortFunc(out, func(a, b Sample) int { return cmp.Compare(a.Series, b.Series) })
 	case *model.Scalar:
-		return []Sample{{Series: "scalar", Value: float64(v.Value)}}, nil
+		if !math.IsNaN(float64(v.Value)) {
+			out = []Sample{{Series: "scalar", Value: float64(v.Value)}}
+		}
 	default:
-		return nil, fmt.Errorf("prometheus %s: query %q: got a %s, want an instant vector", p.url, query, v.Type())
+		return nil, fmt.Errorf("prometheus %s: query %s: the result is a %s, want an instant vector or a scalar", p.url, query, v.Type())
 	}
+	return out, nil
+}
+
+// expand returns q.Metric with $hosts replaced by a regular expression
+// matching exactly the names of hosts, escaped to be the contents of a
+// double-quoted PromQL string, and $window by q.Window as a PromQL
+// duration.
+func expand(q Query, hosts []Host) string {
+	names := make([]string, len(hosts))
+	for i, h := range hosts {
+		names[i] = regexp.QuoteMeta(h.Name)
+	}
+	re := strconv.Quote(strings.Join(names, "|"))
+	return strings.NewReplacer(
+		"$hosts", re[1:len(re)-1],
+		"$window", model.Duration(q.Window).String(),
+	).Replace(q.Metric)
 }

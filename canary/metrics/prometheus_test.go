@@ -18,34 +18,80 @@ import (
 )
 
 func TestExpand(t *testing.T) {
-	q := Query{Metric: `rate(x_total{host=~"$hosts"}[$window])`, Window: 90 * time.Second}
-	got := Expand(q, []Host{{Name: "web-1"}, {Name: "db.2"}})
-	if want := `rate(x_total{host=~"web-1|db\.2"}[1m30s])`; got != want {
-		t.Errorf("Expand = %s, want %s", got, want)
+	q := Query{Metric: `rate(demo_requests_total{instance=~"$hosts"}[$window]) / on() group_left sum(x{h=~"$hosts"})`, Window: 90 * time.Second}
+	got := expand(q, []Host{{Name: "web-1"}, {Name: "db.2"}, {Name: "a+b"}})
+	// QuoteMeta gives db\.2 and a\+b; inside a PromQL string, the
+	// backslashes are escaped.
+	want := `rate(demo_requests_total{instance=~"web-1|db\\.2|a\\+b"}[1m30s]) / on() group_left sum(x{h=~"web-1|db\\.2|a\\+b"})`
+	if got != want {
+		t.Errorf("expand = %s\nwant %s", got, want)
 	}
 }
 
-// TestPrometheus queries a real Prometheus server (Debian's package
-// prometheus) that scrapes three test endpoints.
-func TestPrometheus(t *testing.T) {
+func TestNewPrometheusBadURL(t *testing.T) {
+	for _, u := range []string{"", "prometheus:9090", "ftp://prometheus", "http://", "http://a b"} {
+		if _, err := NewPrometheus(u); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%q", u)) {
+			t.Errorf("NewPrometheus(%q) = %v, want an error naming the URL", u, err)
+		}
+	}
+}
+
+// TestPrometheusErrorsWithoutServer checks the errors that need no
+// running server.
+func TestPrometheusErrorsWithoutServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there any more
+	p, err := NewPrometheus("http://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	hosts := []Host{{Name: "web-1"}}
+	q := Query{Metric: `demo_value{instance=~"$hosts"}`, Window: 5 * time.Second}
+	_, err = p.Values(ctx, q, hosts, time.Now())
+	if err == nil || !strings.Contains(err.Error(), "http://"+addr) || !strings.Contains(err.Error(), `demo_value{instance=~"web-1"}`) {
+		t.Errorf("server down: %v, want an error naming the server and the query", err)
+	}
+	if got, err := p.Values(ctx, q, nil, time.Now()); got != nil || err != nil {
+		t.Errorf("no hosts: %v, %v; want nothing", got, err)
+	}
+	q.DivideBy = "demo_requests_total"
+	if _, err := p.Values(ctx, q, hosts, time.Now()); err == nil || !strings.Contains(err.Error(), "divide_by demo_requests_total is not supported") {
+		t.Errorf("divide_by: %v, want an error saying it is not supported", err)
+	}
+	q = Query{Metric: `rate(x[$window])`}
+	if _, err := p.Values(ctx, q, hosts, time.Now()); err == nil || !strings.Contains(err.Error(), "window 0s is not positive") {
+		t.Errorf("$window without a window: %v, want an error", err)
+	}
+}
+
+// startPrometheus runs a real Prometheus server scraping targets (host
+// name → address) every second, each target's instance label being its
+// host name, and returns its URL and a channel closed when it exits. The
+// server is killed at the end of the test.
+func startPrometheus(t *testing.T, targets map[string]string) (string, <-chan struct{}) {
+	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
-		t.Skip("no prometheus on PATH: apt-get install prometheus")
+		t.Skip("prometheus is not on PATH: apt-get install prometheus")
 	}
-	var targets, addrs []string
-	for i, v := range []float64{1, 2, 4} {
-		reg := prometheus.NewRegistry()
-		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "demo_value", Help: "A fixed value."})
-		g.Set(v)
-		reg.MustRegister(g)
-		srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		t.Cleanup(srv.Close)
-		addrs = append(addrs, strings.TrimPrefix(srv.URL, "http://"))
-		targets = append(targets, fmt.Sprintf("  - targets: ['%s']\n    labels: {host: web-%d}\n", addrs[i], i+1))
+	var config strings.Builder
+	config.WriteString("global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}\n")
+	config.WriteString("scrape_configs:\n- job_name: demo\n  static_configs:\n")
+	for name, addr := range targets {
+		fmt.Fprintf(&config, "  - targets: [%q]\n    labels: {instance: %q}\n", addr, name)
 	}
 	dir := t.TempDir()
-	config := "global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n- job_name: demo\n  static_configs:\n" + strings.Join(targets, "")
-	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
+	configFile := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(configFile, []byte(config.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logs, err := os.Create(filepath.Join(dir, "prometheus.log"))
+	if err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -54,57 +100,124 @@ func TestPrometheus(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd := exec.Command(bin, "--config.file="+configFile, "--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr)
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		cmd.Wait()
+		<-exited
+		logs.Close()
 		if t.Failed() {
-			t.Logf("prometheus:\n%s", logs.String())
+			out, _ := os.ReadFile(logs.Name())
+			t.Logf("prometheus log:\n%s", out)
 		}
 	})
+	return "http://" + addr, exited
+}
 
-	p, err := NewPrometheus("http://" + addr)
+// TestPrometheus queries a real Prometheus server scraping four test
+// endpoints whose host names differ only in regular expression
+// metacharacters.
+func TestPrometheus(t *testing.T) {
+	values := map[string]float64{"web-1": 1, "web-10": 10, "web.2": 2, "webx2": 20}
+	const perSecond = 100 // the rate of every target's counter
+	targets := map[string]string{}
+	for name, v := range values {
+		reg := prometheus.NewRegistry()
+		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "demo_value", Help: "A fixed value."})
+		g.Set(v)
+		start := time.Now()
+		reg.MustRegister(g, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "demo_requests_total", Help: "Requests, 100 a second."},
+			func() float64 { return time.Since(start).Seconds() * perSecond }))
+		srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		t.Cleanup(srv.Close)
+		targets[name] = strings.TrimPrefix(srv.URL, "http://")
+	}
+	url, exited := startPrometheus(t, targets)
+	p, err := NewPrometheus(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	q := Query{Metric: `max_over_time(demo_value{host=~"$hosts"}[$window])`, Window: 10 * time.Second}
+	all := []Host{{Name: "web-1"}, {Name: "web-10"}, {Name: "web.2"}, {Name: "webx2"}}
+	rate := Query{Metric: `rate(demo_requests_total{instance=~"$hosts"}[$window])`, Window: 3 * time.Second}
+
+	// Wait until every target has been scraped in the whole window, so
+	// that rate, which extrapolates to the window's edges only from
+	// samples close to them, gives the counters' real rate.
+	full := Query{Metric: `count_over_time(demo_requests_total{instance=~"$hosts"}[$window]) >= 3`, Window: rate.Window}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		got, err := p.Values(ctx, q, []Host{{Name: "web-1"}, {Name: "web-2"}, {Name: "web-3"}}, time.Now())
-		if err == nil && len(got) == 3 {
+		got, err := p.Values(ctx, full, all, time.Now())
+		if err == nil && len(got) == len(all) {
 			break
 		}
+		select {
+		case <-exited:
+			t.Fatalf("prometheus exited: last %v, %v", got, err)
+		default:
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no data from prometheus in 60 s: %v %v", got, err)
+			t.Fatalf("prometheus did not scrape every target for %v within 60 s: last %v, %v", rate.Window, got, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	hosts := []Host{{Name: "web-1"}, {Name: "web-3"}}
-	got, err := p.Values(ctx, q, hosts, time.Now())
+
+	now := time.Now()
+	gauge := Query{Metric: `demo_value{instance=~"$hosts"}`, Window: 5 * time.Second}
+	got, err := p.Values(ctx, gauge, []Host{{Name: "web-1"}, {Name: "web.2"}}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Sample{
-		{Series: fmt.Sprintf(`{host="web-1", instance="%s", job="demo"}`, addrs[0]), Value: 1},
-		{Series: fmt.Sprintf(`{host="web-3", instance="%s", job="demo"}`, addrs[2]), Value: 4},
-	}
+	// Neither web-10 (web-1 is anchored) nor webx2 (the dot is quoted).
+	want := []Sample{{`demo_value{instance="web-1", job="demo"}`, 1}, {`demo_value{instance="web.2", job="demo"}`, 2}}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("samples of web-1 and web-3 (-want +got):\n%s", diff)
+		t.Errorf("gauges of web-1 and web.2 (-want +got):\n%s", diff)
 	}
-	if got, err := p.Values(ctx, Query{Metric: `sum(demo_value{host=~"$hosts"})`}, []Host{{Name: "web-2"}, {Name: "web-3"}}, time.Now()); err != nil || len(got) != 1 || got[0].Value != 6 {
-		t.Errorf("sum over web-2 and web-3: %v, %v; want 6", got, err)
+
+	got, err = p.Values(ctx, rate, []Host{{Name: "web-10"}, {Name: "webx2"}}, now)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := p.Values(ctx, Query{Metric: `demo_value{host=~"$hosts"`}, hosts, time.Now()); err == nil || !strings.Contains(err.Error(), `query "demo_value{host=~\"web-1|web-3\""`) {
-		t.Errorf("a PromQL syntax error: %v, want an error naming the query", err)
+	if len(got) != 2 || got[0].Series != `{instance="web-10", job="demo"}` || got[1].Series != `{instance="webx2", job="demo"}` {
+		t.Fatalf("rates of web-10 and webx2: %v", got)
 	}
-	if _, err := p.Values(ctx, Query{Metric: "demo_value", DivideBy: "x"}, hosts, time.Now()); err == nil {
-		t.Error("divide_by with the prometheus provider: no error")
+	for _, s := range got {
+		// The counters grow by 100 a second; scrape times jitter a little.
+		if s.Value < 0.8*perSecond || s.Value > 1.2*perSecond {
+			t.Errorf("rate of %s = %v, want about %v", s.Series, s.Value, perSecond)
+		}
+		if testing.Verbose() {
+			t.Logf("rate of %s = %v", s.Series, s.Value)
+		}
+	}
+
+	got, err = p.Values(ctx, Query{Metric: `scalar(sum(demo_value{instance=~"$hosts"}))`}, []Host{{Name: "web-10"}, {Name: "webx2"}}, now)
+	if diff := cmp.Diff([]Sample{{"scalar", 30}}, got); err != nil || diff != "" {
+		t.Errorf("a scalar: %v (-want +got):\n%s", err, diff)
+	}
+
+	for _, tc := range []struct {
+		q    Query
+		want []string
+	}{
+		{Query{Metric: `sum(demo_value{instance=~"$hosts"}`}, []string{`query sum(demo_value{instance=~"web-1"}`, "bad_data", "parse error"}},
+		{Query{Metric: `demo_value{instance=~"$hosts"}[$window]`, Window: 5 * time.Second}, []string{`query demo_value{instance=~"web-1"}[5s]`, "the result is a matrix"}},
+		// client_golang's API client rejects string results itself.
+		{Query{Metric: `"web"`}, []string{`query "web"`, `"string"`}},
+	} {
+		_, err := p.Values(ctx, tc.q, []Host{{Name: "web-1"}}, now)
+		for _, w := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("Values(%s) = %v, want an error containing %q", tc.q.Metric, err, w)
+			}
+		}
 	}
 }
