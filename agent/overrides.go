@@ -30,15 +30,15 @@ const overrideSweep = 250 * time.Millisecond
 // reading the cache, gets the committed config.
 func (a *Agent) applyOverrides(list []wire.Override) {
 	now := time.Now()
-	next := map[string]heldOverride{}
-	for _, o := range list {
-		if a.subscribed(o.Config) && cache.ValidName(o.Config) == nil && o.Data != nil {
-			next[o.Config] = heldOverride{Override: o, until: now.Add(time.Duration(o.LeaseSeconds) * time.Second)}
-		}
-	}
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
 	a.mu.Lock()
+	next := map[string]heldOverride{}
+	for _, o := range list {
+		if a.subs[o.Config] && cache.ValidName(o.Config) == nil && o.Data != nil {
+			next[o.Config] = heldOverride{Override: o, until: now.Add(time.Duration(o.LeaseSeconds) * time.Second)}
+		}
+	}
 	var changed []string
 	for name, o := range a.overrides {
 		if n, ok := next[name]; !ok || n.ID != o.ID || n.Version != o.Version {
@@ -88,12 +88,6 @@ func (a *Agent) expireOverrides(ctx context.Context) {
 			signal(a.reportNow)
 		}
 	}
-}
-
-func (a *Agent) subscribed(name string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.subs[name]
 }
 
 // effectiveLocked returns the config as the agent serves it: the

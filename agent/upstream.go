@@ -31,13 +31,7 @@ var (
 
 // httpError reads a daemon's error response.
 func httpError(resp *http.Response) error {
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var e wire.Error
-	msg := strings.TrimSpace(string(body))
-	if json.Unmarshal(body, &e) == nil && e.Error != "" {
-		msg = e.Error
-	}
-	return fmt.Errorf("%s: %s", resp.Status, msg)
+	return fmt.Errorf("%s: %s", resp.Status, wire.ErrorMessage(resp))
 }
 
 func configURL(base, name string) string {

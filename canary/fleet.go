@@ -64,13 +64,7 @@ func (d *Daemon) do(ctx context.Context, method, path string, body, out any) err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		var e wire.Error
-		msg := strings.TrimSpace(string(b))
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			msg = e.Error
-		}
-		err := fmt.Errorf("daemon %s: %s %s: %s: %s", d.URL, method, path, resp.Status, msg)
+		err := fmt.Errorf("daemon %s: %s %s: %s: %s", d.URL, method, path, resp.Status, wire.ErrorMessage(resp))
 		if resp.StatusCode == http.StatusNotFound {
 			err = fmt.Errorf("%w: %w", ErrNotFound, err)
 		}

@@ -11,7 +11,7 @@ import (
 // WriteText writes the report for people: the outcome, then each phase's
 // hosts and each check's canary and control values, predicate and
 // verdict.
-func (r *Report) WriteText(w io.Writer) error {
+func (r *Report) WriteText(w io.Writer) {
 	outcome := map[string]string{Landed: "LANDED", RolledBack: "ROLLED BACK", Failed: "FAILED (rolled back)"}[r.Outcome]
 	fmt.Fprintf(w, "canary %s of %s (spec %s, seed %d): %s\n", r.ID, r.Config, r.Spec, r.Seed, outcome)
 	if r.Reason != "" {
@@ -50,7 +50,6 @@ func (r *Report) WriteText(w io.Writer) error {
 			fmt.Fprintf(w, "nothing was pushed; the hosts stay on revision %d\n", r.Base)
 		}
 	}
-	return nil
 }
 
 func list(hosts []string) string {

@@ -2,6 +2,7 @@ package canary
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -125,12 +126,22 @@ func (c Check) judge() (judge.Check, error) {
 		Breach: time.Duration(c.BreachSeconds) * time.Second,
 		Window: time.Duration(c.WindowSeconds) * time.Second,
 	}
-	var ok [5]bool
-	j.CanaryAgg, ok[0] = aggregations[c.CanaryAggregation]
-	j.ControlAgg, ok[1] = aggregations[c.ControlAggregation]
-	j.Worse, ok[2] = directions[c.Worse]
-	j.NoData, ok[3] = noData[c.NoData]
-	ok[4] = true
+	unknown := func(field, value string) error {
+		return fmt.Errorf("%s: %q is not known to this version of cfg", field, value)
+	}
+	var ok bool
+	if j.CanaryAgg, ok = aggregations[c.CanaryAggregation]; !ok {
+		return judge.Check{}, unknown("canary_aggregation", c.CanaryAggregation)
+	}
+	if j.ControlAgg, ok = aggregations[c.ControlAggregation]; !ok {
+		return judge.Check{}, unknown("control_aggregation", c.ControlAggregation)
+	}
+	if j.Worse, ok = directions[c.Worse]; !ok {
+		return judge.Check{}, unknown("worse", c.Worse)
+	}
+	if j.NoData, ok = noData[c.NoData]; !ok {
+		return judge.Check{}, unknown("no_data", c.NoData)
+	}
 	switch p := c.Predicate; {
 	case p.Relative != nil:
 		j.Predicate = judge.Predicate{Kind: judge.Relative, MaxRatio: p.Relative.MaxRatio, Slack: p.Relative.Slack}
@@ -139,13 +150,7 @@ func (c Check) judge() (judge.Check, error) {
 	case p.MannWhitney != nil:
 		j.Predicate = judge.Predicate{Kind: judge.MannWhitney, Alpha: p.MannWhitney.Alpha}
 	default:
-		ok[4] = false
-	}
-	for i, good := range ok {
-		if !good {
-			field := []string{"canary_aggregation", "control_aggregation", "worse", "no_data", "predicate"}[i]
-			return judge.Check{}, fmt.Errorf("%s: not set or not known to this version of cfg", field)
-		}
+		return judge.Check{}, errors.New("predicate: none of relative, absolute, mann_whitney is set")
 	}
 	return j, nil
 }

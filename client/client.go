@@ -168,12 +168,7 @@ func (c *Client) getAgent(ctx context.Context, name string) (Config, error) {
 }
 
 func agentError(resp *http.Response) error {
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var e wire.Error
-	if json.Unmarshal(body, &e) == nil && e.Error != "" {
-		return fmt.Errorf("agent: %s", e.Error)
-	}
-	return fmt.Errorf("agent: %s", resp.Status)
+	return fmt.Errorf("agent: %s", wire.ErrorMessage(resp))
 }
 
 // readCache reads the config from the agent's cache; agentErr is why the

@@ -217,16 +217,23 @@ func (d *Daemon) Close() error {
 
 // flushHosts writes the hosts' reports to the store every hostsFlushEvery.
 func (d *Daemon) flushHosts(ctx context.Context) {
-	t := time.NewTicker(hostsFlushEvery)
+	every(ctx, hostsFlushEvery, func() {
+		if err := d.hosts.flush(ctx, d.store); err != nil && ctx.Err() == nil {
+			d.log.Warn("saving host reports", "err", err)
+		}
+	})
+}
+
+// every calls fn every interval until ctx is done.
+func every(ctx context.Context, interval time.Duration, fn func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := d.hosts.flush(ctx, d.store); err != nil && ctx.Err() == nil {
-				d.log.Warn("saving host reports", "err", err)
-			}
+			fn()
 		}
 	}
 }

@@ -53,7 +53,7 @@ func newMetrics(d *Daemon) *metrics {
 	}, func() float64 { return float64(d.hosts.len()) })
 	overrides := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cfg_overrides", Help: "Overrides in effect.",
-	}, func() float64 { return float64(len(d.overrides.list())) })
+	}, func() float64 { return float64(d.overrides.len()) })
 	m.reg.MustRegister(m.latest, m.published, m.tailerErrors, m.watchers, m.eventsSent, m.dropped, m.requests, hosts, overrides, m.leasesExpired,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -63,6 +63,25 @@ func (s *overrideSet) list() []wire.Override {
 	return out
 }
 
+func (s *overrideSet) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byID)
+}
+
+// expired returns the IDs of the overrides whose lease ran out by now.
+func (s *overrideSet) expired(now time.Time) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []string
+	for id, o := range s.byID {
+		if !o.Expires.After(now) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
 func (s *overrideSet) get(id string) (wire.Override, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -294,36 +313,26 @@ func (d *Daemon) handleOverride(w http.ResponseWriter, r *http.Request) {
 // done; a run whose override expired while it was running is marked
 // abandoned.
 func (d *Daemon) sweepOverrides(ctx context.Context) {
-	t := time.NewTicker(sweepEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, sweepEvery, func() {
 		now := time.Now().UTC()
-		for _, o := range d.overrides.list() {
-			if o.Expires.After(now) {
-				continue
-			}
-			removed, err := d.removeOverride(ctx, o.ID, &now)
+		for _, id := range d.overrides.expired(now) {
+			removed, err := d.removeOverride(ctx, id, &now)
 			if err != nil {
 				if ctx.Err() == nil {
-					d.log.Warn("removing an expired override", "id", o.ID, "err", err)
+					d.log.Warn("removing an expired override", "id", id, "err", err)
 				}
 				continue
 			}
 			if !removed {
-				continue
+				continue // renewed meanwhile
 			}
-			d.log.Warn("override lease ran out; hosts revert", "id", o.ID, "config", o.Config, "hosts", len(o.Hosts))
+			d.log.Warn("override lease ran out; hosts revert", "id", id)
 			d.metrics.leasesExpired.Inc()
-			if err := d.abandonRun(ctx, o.ID, now); err != nil && ctx.Err() == nil {
-				d.log.Warn("marking a run abandoned", "id", o.ID, "err", err)
+			if err := d.abandonRun(ctx, id, now); err != nil && ctx.Err() == nil {
+				d.log.Warn("marking a run abandoned", "id", id, "err", err)
 			}
 		}
-	}
+	})
 }
 
 // abandonRun marks run id abandoned if it is still running.

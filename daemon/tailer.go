@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"path"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -183,7 +182,7 @@ func (d *Daemon) resync(ctx context.Context, latest store.RevisionInfo, head str
 	var changes []gitrepo.File
 	atHead := map[string]bool{}
 	for _, f := range files {
-		name, compiled, ok := configName(f.Path)
+		name, compiled, ok := repo.MaterializedName(f.Path)
 		if !ok {
 			continue
 		}
@@ -214,7 +213,7 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, files []gi
 	types := d.types(commit)
 	seen := map[string]string{}
 	for _, f := range files {
-		name, compiled, ok := configName(f.Path)
+		name, compiled, ok := repo.MaterializedName(f.Path)
 		if !ok {
 			continue
 		}
@@ -248,25 +247,6 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, files []gi
 	}
 	d.log.Info("published", "revision", n, "commit", commit, "configs", len(r.Configs))
 	return true, nil
-}
-
-// configName returns the config name of the materialized file at p
-// (relative to the config repository root): "feed/job" for a compiled
-// config's "materialized_configs/feed/job.json", "service/banner.txt" for a
-// raw config; ok is false for files that are not distributed (other
-// encodings of compiled configs).
-func configName(p string) (name string, compiled, ok bool) {
-	rel, ok := strings.CutPrefix(p, repo.MaterializedDir+"/")
-	if !ok {
-		return "", false, false
-	}
-	switch path.Ext(rel) {
-	case ".json":
-		return strings.TrimSuffix(rel, ".json"), true, true
-	case ".thrift-binary", ".thrift-compact":
-		return "", false, false
-	}
-	return rel, false, true
 }
 
 // types reads the Thrift types of the compiled configs that the compile

@@ -142,6 +142,31 @@ func MaterializedPath(p string) string {
 	return MaterializedDir + "/" + name
 }
 
+// MaterializedName returns the config name of the materialized file at p
+// (relative to the config repository root): "feed/job" for a compiled
+// config's "materialized_configs/feed/job.json", "service/banner.txt" for a
+// raw config. ok is false for files that are not configs: outside
+// materialized_configs/, other encodings of compiled configs, and files cfg
+// ignores (a name starting with a dot, such as TypesFile).
+func MaterializedName(p string) (name string, compiled, ok bool) {
+	rel, ok := strings.CutPrefix(p, MaterializedDir+"/")
+	if !ok {
+		return "", false, false
+	}
+	for _, el := range strings.Split(rel, "/") {
+		if strings.HasPrefix(el, ".") {
+			return "", false, false
+		}
+	}
+	switch path.Ext(rel) {
+	case ".json":
+		return strings.TrimSuffix(rel, ".json"), true, true
+	case ".thrift-binary", ".thrift-compact":
+		return "", false, false
+	}
+	return rel, false, true
+}
+
 // TypesFile records the Thrift type of every compiled config, by config
 // name, so that tools reading materialized configs (the daemon) know it. It
 // is written by every compile and committed with the outputs; its name

@@ -36,6 +36,27 @@ func TestNames(t *testing.T) {
 	}
 }
 
+func TestMaterializedName(t *testing.T) {
+	for _, tt := range []struct {
+		p, name  string
+		compiled bool
+		ok       bool
+	}{
+		{"materialized_configs/feed/job.json", "feed/job", true, true},
+		{"materialized_configs/service/banner.txt", "service/banner.txt", false, true},
+		{"materialized_configs/feed/job.thrift-binary", "", false, false},
+		{"materialized_configs/feed/job.thrift-compact", "", false, false},
+		{TypesFile, "", false, false},
+		{"materialized_configs/a/.hidden/x.json", "", false, false},
+		{"source/feed/job.cconf", "", false, false},
+	} {
+		name, compiled, ok := MaterializedName(tt.p)
+		if name != tt.name || compiled != tt.compiled || ok != tt.ok {
+			t.Errorf("MaterializedName(%q) = %q, %v, %v; want %q, %v, %v", tt.p, name, compiled, ok, tt.name, tt.compiled, tt.ok)
+		}
+	}
+}
+
 func TestScan(t *testing.T) {
 	fsys := fstest.MapFS{
 		"source/b.cconf":              {},

@@ -5,6 +5,9 @@ package wire
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
 	"time"
 )
 
@@ -61,6 +64,21 @@ type HostReport struct {
 // Error is the body of every error response.
 type Error struct {
 	Error string `json:"error"`
+}
+
+// ErrorMessage reads an error response (at most 64 KiB of its body) and
+// returns its message: the Error body's, or else the body's text, or else
+// the status.
+func ErrorMessage(resp *http.Response) string {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var e Error
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		return e.Error
+	}
+	if msg := strings.TrimSpace(string(body)); msg != "" {
+		return msg
+	}
+	return resp.Status
 }
 
 // Headers of GET /v1/configs/{name}.

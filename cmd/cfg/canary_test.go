@@ -56,23 +56,7 @@ func demoBinaries(t *testing.T) (demosvc, load string) {
 // startBin starts a program that is not cfg.
 func startBin(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, logs: &logs.Buffer, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			logs.mu.Lock()
-			t.Logf("%s %s:\n%s", filepath.Base(bin), strings.Join(args, " "), logs.String())
-			logs.mu.Unlock()
-		}
-	})
-	return p
+	return startCmd(t, exec.Command(bin, args...))
 }
 
 // freePort returns a port that was free a moment ago.
@@ -317,9 +301,8 @@ func TestCanaryKilled(t *testing.T) {
 	eventually(t, 10*time.Second, "every service to run the old config", func() bool { return slices.Equal(f.running(t), before) })
 	// The agents may drop the override on their own clock a moment before
 	// the daemon's sweep removes it and marks the run.
-	out := ""
 	eventually(t, 5*time.Second, "the run to be recorded as abandoned", func() bool {
-		out, _, _ = runCode(t, f.repo, "canary", "history", "--daemon", f.daemon, "--format", "json")
+		out, _, _ := runCode(t, f.repo, "canary", "history", "--daemon", f.daemon, "--format", "json")
 		var runs []wire.Run
 		json.Unmarshal([]byte(out), &runs)
 		return len(runs) == 1 && runs[0].Status == wire.RunAbandoned

@@ -45,6 +45,13 @@ func start(t *testing.T, dir string, args ...string) *proc {
 	cmd := exec.Command("cfg", args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CFG_TOKEN=e2e-token")
+	return startCmd(t, cmd)
+}
+
+// startCmd starts cmd in the background; it is killed when the test ends,
+// and its output logged if the test failed.
+func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
@@ -56,7 +63,7 @@ func start(t *testing.T, dir string, args ...string) *proc {
 		p.kill()
 		if t.Failed() {
 			logs.mu.Lock()
-			t.Logf("cfg %s:\n%s", strings.Join(args, " "), logs.String())
+			t.Logf("%s %s:\n%s", filepath.Base(cmd.Path), strings.Join(cmd.Args[1:], " "), logs.String())
 			logs.mu.Unlock()
 		}
 	})

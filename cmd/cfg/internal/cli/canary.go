@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cfg-dev/cfg/canary"
-	"github.com/cfg-dev/cfg/compiler"
 	"github.com/cfg-dev/cfg/gitrepo"
 	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/validate"
@@ -111,11 +109,9 @@ func runCanary(f *Factory, cmd *cobra.Command, opts *CanaryOptions) error {
 	if err != nil {
 		return err
 	}
-	var author gitrepo.Signature
-	if opts.Author != "" {
-		author, _ = gitrepo.ParseSignature(opts.Author) // checked in RunE
-	} else if author, err = g.Identity(); err != nil {
-		return gitError(fmt.Errorf("%w, or pass --author \"Name <email>\"", err))
+	author, err := commitAuthor(g, opts.Author)
+	if err != nil {
+		return err
 	}
 	token, err := readToken(opts.TokenFile)
 	if err != nil {
@@ -128,29 +124,8 @@ func runCanary(f *Factory, cmd *cobra.Command, opts *CanaryOptions) error {
 	text := opts.Format == validate.FormatText
 
 	// Compile and validate the working tree, as cfg commit does.
-	copts := opts.options(f)
-	if copts.Emit, err = emittedEncodings(ws.root); err != nil {
-		return infraError(err)
-	}
-	res, err := compiler.Build(ctx, ws.root, copts)
-	if err != nil {
-		return infraError(err)
-	}
-	if res.Failed > 0 {
-		if err := ws.report(f, opts.Format, res.Diags(), map[string]any{"canary": nil}); err != nil {
-			return err
-		}
-		return inputFailed
-	}
-	vrep, err := validate.Run(ctx, ws.root, copts)
-	if err != nil {
-		return infraError(err)
-	}
-	if len(vrep.Diags) > 0 {
-		if err := ws.report(f, opts.Format, vrep.Diags, map[string]any{"canary": nil}); err != nil {
-			return err
-		}
-		return inputFailed
+	if err := buildAndValidate(f, cmd, ws, opts.CompileFlags, opts.Format, map[string]any{"canary": nil}); err != nil {
+		return err
 	}
 
 	// The spec and the candidate.
@@ -183,13 +158,13 @@ func runCanary(f *Factory, cmd *cobra.Command, opts *CanaryOptions) error {
 		return infraError(err)
 	}
 	changes = slices.DeleteFunc(changes, func(c gitrepo.Change) bool { return !committable(c.Path) })
-	candidatePath, changedOthers := "", []string{}
+	candidatePath, compiled, changedOthers := "", false, []string{}
 	for _, c := range changes {
-		name, ok := materializedName(c.Path)
+		name, isCompiled, ok := repo.MaterializedName(c.Path)
 		switch {
 		case !ok:
 		case name == spec.Config:
-			candidatePath = c.Path
+			candidatePath, compiled = c.Path, isCompiled
 		case name != specName:
 			changedOthers = append(changedOthers, name)
 		}
@@ -225,7 +200,7 @@ func runCanary(f *Factory, cmd *cobra.Command, opts *CanaryOptions) error {
 		ID:        id,
 		SpecName:  specName,
 		Spec:      spec,
-		Candidate: canary.Candidate{Type: types[spec.Config], Compiled: strings.HasSuffix(candidatePath, ".json"), Data: data},
+		Candidate: canary.Candidate{Type: types[spec.Config], Compiled: compiled, Data: data},
 		Daemon:    d,
 		Seed:      seed,
 		Land: func(_ context.Context) (string, error) {
@@ -279,16 +254,6 @@ func specConfigName(ws *workspace, spec string) string {
 		return repo.ConfigName(filepath.ToSlash(rel))
 	}
 	return spec
-}
-
-// materializedName returns the config name of a materialized JSON file's
-// repository path.
-func materializedName(p string) (string, bool) {
-	rest, ok := strings.CutPrefix(p, repo.MaterializedDir+"/")
-	if !ok || path.Ext(rest) != ".json" || strings.HasPrefix(path.Base(rest), ".") {
-		return "", false
-	}
-	return strings.TrimSuffix(rest, ".json"), true
 }
 
 func newCanaryHistoryCmd(f *Factory) *cobra.Command {

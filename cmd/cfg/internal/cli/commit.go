@@ -87,47 +87,17 @@ func runCommit(f *Factory, cmd *cobra.Command, opts *CommitOptions) error {
 	if err != nil {
 		return err
 	}
-	var author gitrepo.Signature
-	if opts.Author != "" {
-		author, _ = gitrepo.ParseSignature(opts.Author) // checked in RunE
-	} else if author, err = g.Identity(); err != nil {
-		return gitError(fmt.Errorf("%w, or pass --author \"Name <email>\"", err))
+	author, err := commitAuthor(g, opts.Author)
+	if err != nil {
+		return err
 	}
 	text := opts.Format == validate.FormatText
-	failed := func() error {
-		if text {
+
+	if err := buildAndValidate(f, cmd, ws, opts.CompileFlags, opts.Format, map[string]any{"commit": nil}); err != nil {
+		if errors.Is(err, inputFailed) && text {
 			fmt.Fprintln(f.IO.Err, "nothing committed")
 		}
-		return inputFailed
-	}
-
-	copts := opts.options(f)
-	if copts.Emit, err = emittedEncodings(ws.root); err != nil {
-		return infraError(err)
-	}
-	prog := newProgress(f.IO.Err, f.IO.ErrIsTTY && text)
-	copts.Progress = prog.update
-	res, err := compiler.Build(cmd.Context(), ws.root, copts)
-	prog.done()
-	if err != nil {
-		return infraError(err)
-	}
-	if res.Failed > 0 {
-		if err := ws.report(f, opts.Format, res.Diags(), map[string]any{"commit": nil}); err != nil {
-			return err
-		}
-		return failed()
-	}
-	copts.Progress = nil
-	rep, err := validate.Run(cmd.Context(), ws.root, copts)
-	if err != nil {
-		return infraError(err)
-	}
-	if len(rep.Diags) > 0 {
-		if err := ws.report(f, opts.Format, rep.Diags, map[string]any{"commit": nil}); err != nil {
-			return err
-		}
-		return failed()
+		return err
 	}
 
 	changes, err := g.WorkingChanges()
@@ -171,6 +141,57 @@ func runCommit(f *Factory, cmd *cobra.Command, opts *CommitOptions) error {
 	fmt.Fprintf(f.IO.Out, "committed %s: %s\n", hash, subject)
 	for _, c := range changes {
 		fmt.Fprintf(f.IO.Out, "  %s %s\n", c.Kind.Letter(), ws.display(c.Path))
+	}
+	return nil
+}
+
+// commitAuthor returns the author of a commit cfg makes: flag ("Name
+// <email>", already checked), or else the identity from the environment
+// or the git configuration (gitrepo.Repo.Identity).
+func commitAuthor(g *gitrepo.Repo, flag string) (gitrepo.Signature, error) {
+	if flag != "" {
+		return gitrepo.ParseSignature(flag)
+	}
+	author, err := g.Identity()
+	if err != nil {
+		return gitrepo.Signature{}, gitError(fmt.Errorf("%w, or pass --author \"Name <email>\"", err))
+	}
+	return author, nil
+}
+
+// buildAndValidate compiles the workspace as cfg compile does (writing
+// materialized_configs/ and keeping the Thrift encodings it has), then
+// validates it as cfg validate does. It reports any problem in format,
+// the JSON report carrying extra, and then returns inputFailed.
+func buildAndValidate(f *Factory, cmd *cobra.Command, ws *workspace, flags CompileFlags, format string, extra map[string]any) error {
+	copts := flags.options(f)
+	var err error
+	if copts.Emit, err = emittedEncodings(ws.root); err != nil {
+		return infraError(err)
+	}
+	prog := newProgress(f.IO.Err, f.IO.ErrIsTTY && format == validate.FormatText)
+	copts.Progress = prog.update
+	res, err := compiler.Build(cmd.Context(), ws.root, copts)
+	prog.done()
+	if err != nil {
+		return infraError(err)
+	}
+	if res.Failed > 0 {
+		if err := ws.report(f, format, res.Diags(), extra); err != nil {
+			return err
+		}
+		return inputFailed
+	}
+	copts.Progress = nil
+	rep, err := validate.Run(cmd.Context(), ws.root, copts)
+	if err != nil {
+		return infraError(err)
+	}
+	if len(rep.Diags) > 0 {
+		if err := ws.report(f, format, rep.Diags, extra); err != nil {
+			return err
+		}
+		return inputFailed
 	}
 	return nil
 }

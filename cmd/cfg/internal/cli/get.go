@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -97,17 +96,16 @@ func getFromDaemon(ctx context.Context, base, name string) (client.Config, error
 		return client.Config{}, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg := wire.ErrorMessage(resp)
+		if resp.StatusCode == http.StatusNotFound {
+			return client.Config{}, fmt.Errorf("%w: %s", client.ErrNotFound, msg)
+		}
+		return client.Config{}, fmt.Errorf("daemon: %s: %s", resp.Status, msg)
+	}
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return client.Config{}, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e wire.Error
-		_ = json.Unmarshal(data, &e)
-		if resp.StatusCode == http.StatusNotFound {
-			return client.Config{}, fmt.Errorf("%w: %s", client.ErrNotFound, e.Error)
-		}
-		return client.Config{}, fmt.Errorf("daemon: %s: %s", resp.Status, e.Error)
 	}
 	var rev int64
 	fmt.Sscan(resp.Header.Get(wire.HeaderRevision), &rev)
