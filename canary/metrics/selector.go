@@ -1,0 +1,66 @@
+package metrics
+
+import (
+	"fmt"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+// promql parses selectors as Prometheus does, with its default options.
+var promql = parser.NewParser(parser.Options{})
+
+// Selector is a PromQL metric selector naming one metric, such as
+// http_requests_failed_total{endpoint="checkout"}: the scrape provider's
+// Query.Metric and Query.DivideBy.
+type Selector struct {
+	// Name is the metric family the selector names: the value of its
+	// __name__="..." matcher, which name{...} is short for.
+	Name     string
+	matchers []*labels.Matcher
+}
+
+// ParseSelector parses a PromQL metric selector (name, name{matchers} or
+// {__name__="name", matchers}) with Prometheus's own parser. The
+// selector must name its metric with an equality matcher on __name__: the
+// scrape provider reads one metric family, whose type says how its
+// samples become a value.
+func ParseSelector(s string) (*Selector, error) {
+	ms, err := promql.ParseMetricSelector(s)
+	if err != nil {
+		return nil, fmt.Errorf("metric selector %q: %w", s, err)
+	}
+	sel := &Selector{matchers: ms}
+	for _, m := range ms {
+		if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+			sel.Name = m.Value
+		}
+	}
+	if sel.Name == "" {
+		return nil, fmt.Errorf("metric selector %q: no metric name, want name{...} or {__name__=\"name\", ...}", s)
+	}
+	return sel, nil
+}
+
+// matches reports whether a series of the family sel.Name, with the labels
+// of m, is selected: whether every matcher matches the value of its label,
+// a missing label having the value "", as in PromQL.
+func (sel *Selector) matches(m *dto.Metric) bool {
+	for _, mt := range sel.matchers {
+		v := sel.Name
+		if mt.Name != labels.MetricName {
+			v = ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == mt.Name {
+					v = l.GetValue()
+					break
+				}
+			}
+		}
+		if !mt.Matches(v) {
+			return false
+		}
+	}
+	return true
+}
