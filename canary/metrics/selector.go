@@ -1,14 +1,17 @@
 package metrics
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 )
 
-// promql parses selectors as Prometheus does, with its default options.
+// promql parses selectors as Prometheus parses queries, with its default
+// options.
 var promql = parser.NewParser(parser.Options{})
 
 // Selector is a PromQL metric selector naming one metric, such as
@@ -22,17 +25,39 @@ type Selector struct {
 }
 
 // ParseSelector parses a PromQL metric selector (name, name{matchers} or
-// {__name__="name", matchers}) with Prometheus's own parser. The
-// selector must name its metric with an equality matcher on __name__: the
-// scrape provider reads one metric family, whose type says how its
-// samples become a value.
+// {__name__="name", matchers}) with Prometheus's own parser, which checks
+// it as it checks a query. The selector must name its metric with an
+// equality matcher on __name__, as the scrape provider reads one metric
+// family, whose type says how its samples become a value; offset and @
+// modifiers, range selectors and other PromQL are refused.
 func ParseSelector(s string) (*Selector, error) {
-	ms, err := promql.ParseMetricSelector(s)
-	if err != nil {
-		return nil, fmt.Errorf("metric selector %q: %w", s, err)
+	if s == "" {
+		return nil, errors.New("no metric selector")
 	}
-	sel := &Selector{matchers: ms}
-	for _, m := range ms {
+	hint := ""
+	if strings.HasPrefix(s, "deriv(") {
+		hint = " (for a gauge's growth rate, set gauge = DERIV)"
+	}
+	expr, err := promql.ParseExpr(s)
+	if err != nil {
+		return nil, fmt.Errorf("metric selector %q: %w%s", s, err, hint)
+	}
+	vs, ok := expr.(*parser.VectorSelector)
+	if !ok {
+		what := "a PromQL expression"
+		switch e := expr.(type) {
+		case *parser.Call:
+			what = fmt.Sprintf("a call of %s()", e.Func.Name)
+		case *parser.MatrixSelector:
+			what = "a range selector"
+		}
+		return nil, fmt.Errorf("metric selector %q: got %s, want name{label=\"value\", ...}%s", s, what, hint)
+	}
+	if vs.OriginalOffset != 0 || vs.OriginalOffsetExpr != nil || vs.Timestamp != nil || vs.StartOrEnd != 0 {
+		return nil, fmt.Errorf("metric selector %q: got an offset or @ modifier, want name{label=\"value\", ...}", s)
+	}
+	sel := &Selector{matchers: vs.LabelMatchers}
+	for _, m := range vs.LabelMatchers {
 		if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
 			sel.Name = m.Value
 		}
