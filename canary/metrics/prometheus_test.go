@@ -130,6 +130,7 @@ func startPrometheus(t *testing.T, targets map[string]string) (string, <-chan st
 // endpoints whose host names differ only in regular expression
 // metacharacters.
 func TestPrometheus(t *testing.T) {
+	t.Parallel()
 	values := map[string]float64{"web-1": 1, "web-10": 10, "web.2": 2, "webx2": 20}
 	const perSecond = 100 // the rate of every target's counter
 	targets := map[string]string{}
