@@ -67,6 +67,10 @@ func TestPrometheusErrorsWithoutServer(t *testing.T) {
 	if _, err := p.Values(ctx, q, hosts, time.Now()); err == nil || !strings.Contains(err.Error(), "divide_by demo_requests_total is not supported") {
 		t.Errorf("divide_by: %v, want an error saying it is not supported", err)
 	}
+	q = Query{Metric: `demo_memory_bytes`, Gauge: GaugeDeriv}
+	if _, err := p.Values(ctx, q, hosts, time.Now()); err == nil || !strings.Contains(err.Error(), `gauge DERIV is not supported by the prometheus provider: write the function in PromQL, such as deriv(m{instance=~"$hosts"}[$window])`) {
+		t.Errorf("gauge DERIV: %v, want an error saying it is not supported", err)
+	}
 	q = Query{Metric: `rate(x[$window])`}
 	if _, err := p.Values(ctx, q, hosts, time.Now()); err == nil || !strings.Contains(err.Error(), "window 0s is not positive") {
 		t.Errorf("$window without a window: %v, want an error", err)

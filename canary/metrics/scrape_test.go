@@ -458,6 +458,9 @@ demo_h_count 1
 		{Query{Metric: "demo_h", Quantile: math.NaN(), Window: time.Minute}, "quantile NaN is not in [0, 1]"},
 		{Query{Metric: "demo_h", Quantile: 0.5}, "metric demo_h: window 0s is not positive"},
 		{Query{Window: time.Minute}, "no metric"},
+		{Query{Metric: "demo_h{", Window: time.Minute}, `metric selector "demo_h{": 1:8: parse error: unexpected end of input inside braces`},
+		{Query{Metric: "demo_h", DivideBy: `{le="1"}`, Window: time.Minute}, `divide_by: metric selector "{le=\"1\"}": no metric name`},
+		{Query{Metric: "demo_h", Window: time.Minute, Gauge: 7}, "metric demo_h: unknown gauge reading Gauge(7)"},
 	} {
 		if _, err := s.Values(ctx, tc.q, hosts, t0); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Values(%+v) = %v, want an error containing %q", tc.q, err, tc.want)

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 )
@@ -58,7 +59,7 @@ func ParseSelector(s string) (*Selector, error) {
 	}
 	sel := &Selector{matchers: vs.LabelMatchers}
 	for _, m := range vs.LabelMatchers {
-		if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+		if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
 			sel.Name = m.Value
 		}
 	}
@@ -74,7 +75,7 @@ func ParseSelector(s string) (*Selector, error) {
 func (sel *Selector) matches(m *dto.Metric) bool {
 	for _, mt := range sel.matchers {
 		v := sel.Name
-		if mt.Name != labels.MetricName {
+		if mt.Name != model.MetricNameLabel {
 			v = ""
 			for _, l := range m.GetLabel() {
 				if l.GetName() == mt.Name {
