@@ -85,9 +85,10 @@ struct Check {
   // Scrape provider only: divide each host's value by this selector's (an
   // error ratio: failures_total divided by requests_total).
   10: optional string divide_by
-  // Rates and histogram quantiles are computed over this trailing window,
-  // and the Mann-Whitney test compares the samples taken in it. With the
-  // prometheus provider, $window in the metric stands for it.
+  // Rates, growth rates and histogram quantiles are computed over this
+  // trailing window, and the Mann-Whitney test compares the samples taken
+  // in it. With the prometheus provider, $window in the metric stands for
+  // it.
   11: optional i32 window_seconds = 10
   // Scrape provider only: how a gauge metric is read; unset, its latest
   // value. DERIV catches a slow leak that a latest value hides. With the
