@@ -53,6 +53,7 @@ type Check struct {
 	Quantile           float64   `json:"quantile"`
 	DivideBy           string    `json:"divide_by"`
 	WindowSeconds      int       `json:"window_seconds"`
+	Gauge              string    `json:"gauge"` // LATEST, DERIV, or "" (LATEST)
 }
 
 // Predicate is a check's predicate: one of the fields is set.
@@ -85,7 +86,11 @@ func ParseSpec(data []byte) (Spec, error) {
 	}
 	for _, p := range s.Phases {
 		for _, c := range p.Checks {
-			if _, err := c.judge(); err != nil {
+			_, err := c.judge()
+			if err == nil {
+				err = c.checkQuery(s.Provider)
+			}
+			if err != nil {
 				return Spec{}, fmt.Errorf("phase %q: check %q: %w", p.Name, c.Name, err)
 			}
 		}
@@ -155,7 +160,32 @@ func (c Check) judge() (judge.Check, error) {
 	return j, nil
 }
 
+var gauges = map[string]metrics.Gauge{"": metrics.GaugeLatest, "LATEST": metrics.GaugeLatest, "DERIV": metrics.GaugeDeriv}
+
 // query returns the metric query of the check.
 func (c Check) query() metrics.Query {
-	return metrics.Query{Metric: c.Metric, DivideBy: c.DivideBy, Quantile: c.Quantile, Window: time.Duration(c.WindowSeconds) * time.Second}
+	return metrics.Query{Metric: c.Metric, DivideBy: c.DivideBy, Quantile: c.Quantile, Window: time.Duration(c.WindowSeconds) * time.Second, Gauge: gauges[c.Gauge]}
+}
+
+// checkQuery reports what in the check's metric the provider cannot
+// read, so that the spec is refused before anything is pushed.
+func (c Check) checkQuery(provider string) error {
+	if _, ok := gauges[c.Gauge]; !ok {
+		return fmt.Errorf("gauge: %q is not known to this version of cfg", c.Gauge)
+	}
+	if provider == ProviderPrometheus {
+		if gauges[c.Gauge] != metrics.GaugeLatest {
+			return fmt.Errorf("gauge: %s is for the SCRAPE provider; with PROMETHEUS, write the function in PromQL", c.Gauge)
+		}
+		return nil // PromQL: the server checks it
+	}
+	if _, err := metrics.ParseSelector(c.Metric); err != nil {
+		return fmt.Errorf("metric: %w", err)
+	}
+	if c.DivideBy != "" {
+		if _, err := metrics.ParseSelector(c.DivideBy); err != nil {
+			return fmt.Errorf("divide_by: %w", err)
+		}
+	}
+	return nil
 }
