@@ -213,7 +213,9 @@ func (d *Daemon) handlePutOverride(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, o)
 }
 
-// handleRenewOverride extends an override's lease; 404 once it ran out.
+// handleRenewOverride extends an override's lease and sends the override
+// again on the watch streams of its hosts, whose agents count the lease
+// from when they last received it; 404 once it ran out.
 func (d *Daemon) handleRenewOverride(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var body struct {
@@ -248,6 +250,9 @@ func (d *Daemon) handleRenewOverride(w http.ResponseWriter, r *http.Request) {
 		d.storeError(w, r, err)
 		return
 	}
+	// The new expiry makes the override differ from what the streams
+	// last sent, so each of its hosts' streams sends it again.
+	d.hub.overridesChanged()
 	o.Data = nil
 	writeJSON(w, o)
 }

@@ -101,6 +101,11 @@ func TestOverrides(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &after); code != 200 || err != nil || !after.Expires.After(before.Expires) || after.LeaseSeconds != 60 || after.Version != 2 {
 		t.Errorf("renew: %d %s, want a later expiry than %v", code, body, before.Expires)
 	}
+	// The renewal goes to the override's hosts again (their agents count
+	// the lease from it), and only to them.
+	w1.expect("overrides 1 a=run-1@2:A2 b=run-2@1:B")
+	w2.expect("overrides 1 a=run-1@2:A2")
+	plain.quiet(100 * time.Millisecond)
 	if code, _, _ := d.do("DELETE", "/v1/overrides/run-1", "", auth); code != 204 {
 		t.Errorf("DELETE override: %d", code)
 	}
