@@ -357,7 +357,7 @@ func (d *Daemon) abandonRun(ctx context.Context, id string, at time.Time) error 
 	return nil
 }
 
-var runStatuses = []string{wire.RunRunning, wire.RunLanded, wire.RunRolledBack, wire.RunAbandoned, wire.RunFailed}
+var runStatuses = []string{wire.RunRunning, wire.RunLanded, wire.RunRolledBack, wire.RunReverted, wire.RunAbandoned, wire.RunFailed}
 
 func (d *Daemon) handlePutRun(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")

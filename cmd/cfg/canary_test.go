@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cfg-dev/cfg/canary"
+	"github.com/cfg-dev/cfg/canary/judge"
 	"github.com/cfg-dev/cfg/store"
 	"github.com/cfg-dev/cfg/wire"
 )
@@ -223,7 +224,7 @@ func TestCanaryDemo(t *testing.T) {
 	if code != 1 || rep.Outcome != canary.RolledBack {
 		t.Fatalf("bad change: exit %d, outcome %q (%s), want 1 and rolled_back\n%s", code, rep.Outcome, rep.Reason, stderr)
 	}
-	if p := rep.Phases[0]; p.Verdict != "fail" || !slices.ContainsFunc(p.Checks, func(c canary.CheckReport) bool { return c.Name == "error ratio" && c.Verdict == "fail" }) {
+	if p := rep.Phases[0]; p.Verdict != canary.Fail || !slices.ContainsFunc(p.Checks, func(c canary.CheckReport) bool { return c.Name == "error ratio" && c.Verdict == judge.Fail }) {
 		t.Errorf("bad change: first phase %+v, want the error ratio check failed", p)
 	}
 	t.Logf("bad change rolled back: %s; every canary host back on revision %d %.1f s after the push (scrape interval %d s, breach 4 s, window 6 s)",
