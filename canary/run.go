@@ -685,6 +685,13 @@ func (r *run) observe(ctx context.Context, st *stage) (string, error) {
 		} else {
 			shortSince = time.Time{}
 		}
+		if err != nil {
+			// Without the reports nothing is known of who runs what: no
+			// judgment, and the phase goes on for at most patience.
+			st.rep.addEvaluation(ev)
+			r.progress("%s %v/%v: not judged: reading the hosts' reports: %v", st.name, at.Sub(start), st.duration, err)
+			continue
+		}
 
 		canary, control := r.metricHosts(m.canary), r.metricHosts(m.control)
 		evs := make([]judge.Evaluation, len(st.checks))

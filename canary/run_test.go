@@ -468,3 +468,41 @@ func TestReportFit(t *testing.T) {
 		t.Errorf("after fit: %d evaluations (%d omitted, last at %v) and %d", n, long.EvaluationsOmitted, long.Evaluations[n-1].Seconds, len(short.Evaluations))
 	}
 }
+
+// While the hosts' reports cannot be read, nothing is judged: a short
+// outage leaves the phase to go on, a long one ends the run with an
+// error (and rolls back).
+func TestRunReportsUnavailable(t *testing.T) {
+	// A check that fails at once without data: an outage must not look
+	// like a lack of data about the candidate.
+	spec := simSpec(1, 5, phase("two", Targets{Count: ptr(2)}, 20, absCheck("c", "errors", 0.5, 0, "FAIL")))
+	for _, tc := range []struct {
+		name    string
+		down    time.Duration
+		outcome Outcome
+		reason  string
+	}{
+		{"short outage", 5 * time.Second, Landed, ""},
+		{"long outage", time.Minute, Failed, `phase "two": reading the hosts' reports: daemon http://sim: connection refused`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newSim(t, 4)
+			f.hostsDown, f.hostsDownFor = simStart.Add(5*time.Second), tc.down
+			rep, err := f.run(context.Background(), spec, never)
+			if rep.Outcome != tc.outcome || rep.Reason != tc.reason || (err != nil) != (tc.outcome == Failed) {
+				t.Errorf("outcome %q (%s), %v; want %q (%s)", rep.Outcome, rep.Reason, err, tc.outcome, tc.reason)
+			}
+			notJudged := 0
+			for _, ev := range rep.Phases[0].Evaluations {
+				if len(ev.Checks) == 0 {
+					notJudged++
+				}
+			}
+			if notJudged < 4 {
+				t.Errorf("%d evaluations not judged, want one per second of the outage", notJudged)
+			}
+			f.checkServing(t, rep)
+		})
+	}
+}

@@ -2,6 +2,7 @@ package canary
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -108,6 +109,9 @@ type simFleet struct {
 	queue     []delivery
 	deleted   time.Time // when an override was last deleted
 	renewLost bool      // renewals answer 404
+	// From hostsDown for hostsDownFor, GET /v1/hosts fails.
+	hostsDown    time.Time
+	hostsDownFor time.Duration
 	lines     []string
 }
 
@@ -233,6 +237,9 @@ func (f *simFleet) lock() time.Time {
 func (f *simFleet) Hosts(context.Context) ([]store.Host, error) {
 	now := f.lock()
 	defer f.mu.Unlock()
+	if !f.hostsDown.IsZero() && !now.Before(f.hostsDown) && now.Before(f.hostsDown.Add(f.hostsDownFor)) {
+		return nil, errors.New("daemon http://sim: connection refused")
+	}
 	var out []store.Host
 	for _, h := range f.hosts {
 		sh := store.Host{Name: h.name, Labels: h.labels, Configs: []string{f.config}, Applied: h.applied, LastSeen: now,
