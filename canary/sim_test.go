@@ -112,7 +112,7 @@ type simFleet struct {
 	// From hostsDown for hostsDownFor, GET /v1/hosts fails.
 	hostsDown    time.Time
 	hostsDownFor time.Duration
-	lines     []string
+	lines        []string
 }
 
 // newSim returns a fleet of n hosts (web-1...) running revision 1 of
