@@ -93,7 +93,7 @@ type API interface {
 	RenewOverride(ctx context.Context, id string) error
 	DeleteOverride(ctx context.Context, id string) error
 	PutRun(ctx context.Context, r wire.Run) error
-	Runs(ctx context.Context) ([]wire.Run, error)
+	RevertedRuns(ctx context.Context, config string) ([]wire.Run, error)
 }
 
 // Options configure a run.
@@ -227,7 +227,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	if !o.AllowReverted {
-		runs, err := o.Daemon.Runs(ctx)
+		runs, err := o.Daemon.RevertedRuns(ctx, o.Spec.Config)
 		if err != nil {
 			return nil, err
 		}

@@ -308,6 +308,11 @@ func (f *simFleet) PutRun(_ context.Context, r wire.Run) error {
 	return nil
 }
 
+func (f *simFleet) RevertedRuns(ctx context.Context, config string) ([]wire.Run, error) {
+	runs, _ := f.Runs(ctx)
+	return slices.DeleteFunc(runs, func(r wire.Run) bool { return r.Config != config || r.Status != wire.RunReverted }), nil
+}
+
 func (f *simFleet) Runs(context.Context) ([]wire.Run, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -396,13 +396,22 @@ func (d *Daemon) handlePutRun(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// handleRuns lists the runs, oldest first.
+// handleRuns lists the runs, oldest first; the query parameters config
+// and status, if given, select the runs of one config or status.
 func (d *Daemon) handleRuns(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if st := q.Get("status"); st != "" && !slices.Contains(runStatuses, st) {
+		writeError(w, http.StatusBadRequest, "status: got %q, want one of %s", st, strings.Join(runStatuses, ", "))
+		return
+	}
 	runs, err := d.store.Runs(r.Context())
 	if err != nil {
 		d.storeError(w, r, err)
 		return
 	}
+	runs = slices.DeleteFunc(runs, func(run wire.Run) bool {
+		return q.Has("config") && run.Config != q.Get("config") || q.Has("status") && run.Status != q.Get("status")
+	})
 	if runs == nil {
 		runs = []wire.Run{}
 	}
