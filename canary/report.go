@@ -225,9 +225,15 @@ func (r *Report) write(w io.Writer, detail bool) {
 		if left := leftOut(p.Evaluations); left != "" {
 			fmt.Fprintf(w, "  left out of evaluations: %s\n", left)
 		}
+		// In the bake, "canary" is the fleet and "control" its values
+		// before the change.
+		sides := "canary\tcontrol"
+		if p == r.Bake {
+			sides = "fleet\tbefore"
+		}
 		if len(p.Checks) > 0 {
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "  check\tcanary\tcontrol\tpredicate\tverdict")
+			fmt.Fprintln(tw, "  check\t"+sides+"\tpredicate\tverdict")
 			for _, c := range p.Checks {
 				v := c.Verdict.String()
 				if c.Reason != "" && c.Verdict != judge.Pass {
@@ -238,7 +244,7 @@ func (r *Report) write(w io.Writer, detail bool) {
 			tw.Flush()
 		}
 		if detail {
-			writeEvaluations(w, p)
+			writeEvaluations(w, p, sides)
 		}
 	}
 	fmt.Fprintln(w)
@@ -289,7 +295,7 @@ func leftOut(evs []Evaluation) string {
 	return strings.Join(parts, "; ")
 }
 
-func writeEvaluations(w io.Writer, p *PhaseReport) {
+func writeEvaluations(w io.Writer, p *PhaseReport, sides string) {
 	if len(p.Evaluations) == 0 {
 		return
 	}
@@ -298,7 +304,7 @@ func writeEvaluations(w io.Writer, p *PhaseReport) {
 		fmt.Fprintf(w, "    (%d earlier evaluations left out of the record)\n", p.EvaluationsOmitted)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "    time\tcheck\tcanary\tcontrol\tverdict")
+	fmt.Fprintln(tw, "    time\tcheck\t"+sides+"\tverdict")
 	for _, ev := range p.Evaluations {
 		t := fmt.Sprintf("%s +%vs", ev.At.Local().Format(time.TimeOnly), ev.Seconds)
 		for i, c := range ev.Checks {
