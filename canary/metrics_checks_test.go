@@ -15,14 +15,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/cfg-dev/cfg/agent"
+	"github.com/cfg-dev/cfg/canary/judge"
 	"github.com/cfg-dev/cfg/canary/metrics"
-	"github.com/cfg-dev/cfg/client"
 )
 
-// These tests run the controller against a real daemon and real agents,
-// as run_test.go does, with services that expose what a release engineer
-// checks: requests and failures per endpoint, and memory in use.
+// These tests run the controller in simulated time (sim_test.go) with
+// the real scrape provider reading real Prometheus endpoints on
+// 127.0.0.1: each host's service exposes what a release engineer checks,
+// requests and failures per endpoint and memory in use, computed from
+// what the simulated host serves and the simulated clock.
 
 // endpointRates are the requests per second each service serves, by
 // endpoint: checkout is a small share of the traffic.
@@ -36,7 +37,7 @@ const oldFailures = 0.01
 const baseMemory = 50e6
 
 // candidate says how a service behaves with the candidate config
-// ({"mode":"new"}).
+// ("new").
 type candidate struct {
 	failures map[string]float64 // the share of failed requests by endpoint, oldFailures if not given
 	leak     float64            // memory growth, bytes per second
@@ -44,17 +45,18 @@ type candidate struct {
 
 // endpointService is a host's service: it exposes
 // http_requests_total{endpoint}, http_requests_failed_total{endpoint}
-// and demo_memory_bytes. The counters grow with the time between scrapes
-// at the rates of endpointRates and the failure shares of the config the
-// service runs; the memory grows by the candidate's leak from the moment
-// the service runs it.
+// and demo_memory_bytes. The counters grow with the simulated time
+// between scrapes at the rates of endpointRates and the failure shares of
+// the config the host serves; the memory grows by the candidate's leak
+// from the moment the host serves it.
 type endpointService struct {
-	reg  *prometheus.Registry
+	f    *simFleet
+	host string
 	cand candidate
+	reg  *prometheus.Registry
 
 	mu                sync.Mutex
-	data              string
-	since, last       time.Time
+	last              time.Time
 	requests, failing map[string]float64
 }
 
@@ -64,21 +66,22 @@ var (
 	memoryDesc   = prometheus.NewDesc("demo_memory_bytes", "Memory in use.", nil, nil)
 )
 
-func newEndpointService(c candidate) *endpointService {
-	s := &endpointService{reg: prometheus.NewRegistry(), cand: c, last: time.Now(), requests: map[string]float64{}, failing: map[string]float64{}}
-	s.reg.MustRegister(s)
-	return s
-}
-
 func (s *endpointService) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(s, ch) }
 
 func (s *endpointService) Collect(ch chan<- prometheus.Metric) {
+	now := s.f.lock()
+	h := s.f.host(s.host)
+	data, since := h.serving().data, now
+	for i := len(h.history) - 1; i >= 0 && h.history[i].data == data; i-- {
+		since = h.history[i].at
+	}
+	s.f.mu.Unlock()
+
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
 	dt := now.Sub(s.last).Seconds()
 	s.last = now
-	isNew := strings.Contains(s.data, "new")
+	isNew := data == "new"
 	for e, rate := range endpointRates {
 		share := oldFailures
 		if f, ok := s.cand.failures[e]; ok && isNew {
@@ -91,72 +94,49 @@ func (s *endpointService) Collect(ch chan<- prometheus.Metric) {
 	}
 	memory := baseMemory
 	if isNew {
-		memory += s.cand.leak * now.Sub(s.since).Seconds()
+		memory += s.cand.leak * now.Sub(since).Seconds()
 	}
 	ch <- prometheus.MustNewConstMetric(memoryDesc, prometheus.GaugeValue, memory)
 }
 
-func (s *endpointService) set(c client.Config) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.data != string(c.Data) {
-		s.data, s.since = string(c.Data), time.Now()
-	}
-}
-
-// newEndpointFleet starts a daemon publishing demo/service =
-// {"mode":"old"} and n hosts running endpoint services.
-func newEndpointFleet(t *testing.T, n int, c candidate) *testFleet {
+// newEndpointFleet returns a simulated fleet of n hosts whose services
+// expose their metrics on real listeners.
+func newEndpointFleet(t *testing.T, n int, c candidate) *simFleet {
 	t.Helper()
-	f := newTestFleet(t, 0, nil)
-	for i := range n {
-		svc := newEndpointService(c)
+	f := newSim(t, n)
+	for _, h := range f.hosts {
+		svc := &endpointService{f: f, host: h.name, cand: c, reg: prometheus.NewRegistry(), last: simStart,
+			requests: map[string]float64{}, failing: map[string]float64{}}
+		svc.reg.MustRegister(svc)
 		srv := httptest.NewServer(promhttp.HandlerFor(svc.reg, promhttp.HandlerOpts{}))
 		t.Cleanup(srv.Close)
-		a, err := agent.New(agent.Config{Daemons: []string{f.daemon.URL}, Host: fmt.Sprintf("web-%d", i+1), CacheDir: t.TempDir(), Token: testToken,
-			Metrics: srv.URL + "/metrics", ReportEvery: 200 * time.Millisecond, Heartbeat: 200 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := client.New(client.Options{AgentURL: serveOn(t, a.Serve)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		go c.Watch(ctx, "demo/service", svc.set)
-		t.Cleanup(cancel)
-		f.agents = append(f.agents, a)
+		h.metrics = srv.URL + "/metrics"
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		hosts, err := f.daemon.Hosts(context.Background())
-		if err == nil && len(Eligible(hosts, "demo/service", time.Now(), true)) == n {
-			return f
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the hosts did not report: %v %+v", err, hosts)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return f
 }
 
-// metricSpec returns a spec of one 8 s phase on two canaries with checks.
-// Its lease outlasts the phase: these tests are about what the checks
-// see, not about leases.
+// runScraped runs a canary of spec on f with the real scrape provider on
+// the simulated clock.
+func runScraped(f *simFleet, spec Spec) (*Report, error) {
+	return f.run(context.Background(), spec, nil, func(o *Options) {
+		scrape := metrics.NewScrape(nil, 10*time.Second)
+		scrape.Now = f.clock.Now
+		o.Provider = scrape
+	})
+}
+
+// metricSpec returns a spec of one 8 s phase on two canaries with checks,
+// scraped every second. Its lease outlasts the phase: these tests are
+// about what the checks see, not about leases.
 func metricSpec(checks ...Check) Spec {
-	s := spec(checks[0], 8)
-	s.Phases[0].Checks, s.LeaseSeconds = checks, 60
-	return s
+	return simSpec(1, 60, phase("two", Targets{Count: ptr(2)}, 8, checks...))
 }
 
 // metricCheck returns a check of metric that fails when the canaries'
 // mean is above the controls' × maxRatio + slack for 2 s.
 func metricCheck(name, metric, divideBy string, maxRatio, slack float64) Check {
-	c := relative()[0]
-	c.Name, c.Metric, c.DivideBy = name, metric, divideBy
-	c.Predicate.Relative.MaxRatio, c.Predicate.Relative.Slack = maxRatio, slack
-	c.CanaryAggregation, c.ControlAggregation, c.Worse, c.NoData = "MEAN", "MEAN", "HIGHER_IS_WORSE", "WAIT"
-	c.Quantile, c.WindowSeconds, c.BreachSeconds = 0.99, 3, 2
+	c := relCheck(name, metric, maxRatio, slack, 2)
+	c.DivideBy, c.WindowSeconds = divideBy, 3
 	return c
 }
 
@@ -186,16 +166,12 @@ func reported(v *float64) float64 {
 
 // assertRolledBack checks that the run rolled back because check failed,
 // and that every host serves the committed config again.
-func assertRolledBack(t *testing.T, f *testFleet, rep *Report, check string) {
+func assertRolledBack(t *testing.T, f *simFleet, rep *Report, check string) {
 	t.Helper()
 	if want := fmt.Sprintf("phase %q: check %q failed: ", rep.Phases[0].Name, check); rep.Outcome != RolledBack || !strings.HasPrefix(rep.Reason, want) {
 		t.Errorf("outcome %q (%s), want %q with a reason starting %q", rep.Outcome, rep.Reason, RolledBack, want)
 	}
-	for i, s := range f.serving() {
-		if s != "r1:committed" {
-			t.Errorf("web-%d serves %s after the run, want r1:committed", i+1, s)
-		}
-	}
+	f.checkServing(t, rep)
 }
 
 // TestPerEndpointErrorsFailThePhase: the candidate makes most checkout
@@ -209,16 +185,16 @@ func TestPerEndpointErrorsFailThePhase(t *testing.T) {
 	// fail, within the controls' 1 % × 1.5 + 3 %; checkout's 60 % is not.
 	whole := metricCheck("error ratio", "http_requests_failed_total", "http_requests_total", 1.5, 0.03)
 	checkout := metricCheck("checkout errors", `http_requests_failed_total{endpoint="checkout"}`, `http_requests_total{endpoint="checkout"}`, 1.5, 0.03)
-	rep, err := f.runCanary(context.Background(), metricSpec(whole, checkout))
+	rep, err := runScraped(f, metricSpec(whole, checkout))
 	if err != nil {
 		t.Fatal(err)
 	}
 	assertRolledBack(t, f, rep, "checkout errors")
 	w, c := checkReport(t, rep, "error ratio"), checkReport(t, rep, "checkout errors")
-	if w.Verdict != "pass" || !(reported(w.Canary) < 1.5*reported(w.Control)+0.03) {
+	if w.Verdict != judge.Pass || !(reported(w.Canary) < 1.5*reported(w.Control)+0.03) {
 		t.Errorf("the whole service's error ratio: %s with canary %v, control %v; want it to pass", w.Verdict, reported(w.Canary), reported(w.Control))
 	}
-	if c.Verdict != "fail" || !(reported(c.Canary) > 0.3 && math.Abs(reported(c.Control)-oldFailures) < 1e-6) {
+	if c.Verdict != judge.Fail || !(reported(c.Canary) > 0.3 && math.Abs(reported(c.Control)-oldFailures) < 1e-6) {
 		t.Errorf("checkout's error ratio: %s with canary %v, control %v; want a failure with the canaries near 0.6 and the controls at %v",
 			c.Verdict, reported(c.Canary), reported(c.Control), oldFailures)
 	}
@@ -233,7 +209,7 @@ func TestLeakRateFailsThePhase(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		gauge   string
-		outcome string
+		outcome Outcome
 	}{
 		{"growth rate", "DERIV", RolledBack},
 		{"latest value", "", Landed},
@@ -243,7 +219,7 @@ func TestLeakRateFailsThePhase(t *testing.T) {
 			f := newEndpointFleet(t, 4, candidate{leak: leak})
 			memory := metricCheck("memory growth", "demo_memory_bytes", "", 1.1, 10e3)
 			memory.Gauge, memory.WindowSeconds = tc.gauge, 4
-			rep, err := f.runCanary(context.Background(), metricSpec(memory))
+			rep, err := runScraped(f, metricSpec(memory))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -257,7 +233,7 @@ func TestLeakRateFailsThePhase(t *testing.T) {
 			}
 			assertRolledBack(t, f, rep, "memory growth")
 			// The controls' memory is flat: a slope of exactly 0.
-			if c.Verdict != "fail" || !(reported(c.Canary) > leak/2 && reported(c.Canary) < leak*1.5) || reported(c.Control) != 0 {
+			if c.Verdict != judge.Fail || !(reported(c.Canary) > leak/2 && reported(c.Canary) < leak*1.5) || reported(c.Control) != 0 {
 				t.Errorf("memory growth: %s with canary %v, control %v; want a failure with the canaries near %v a second and the controls at 0",
 					c.Verdict, reported(c.Canary), reported(c.Control), leak)
 			}

@@ -108,6 +108,20 @@ enum Provider {
   PROMETHEUS = 2, // PromQL over a Prometheus server's HTTP API
 }
 
+// Bake watches the whole fleet once the change has landed (its commit
+// published and applied by the hosts): every scrape interval for
+// duration_seconds, each check compares the hosts running the landed
+// revision with a limit (absolute) or with the same hosts' values read
+// before anything was pushed (relative: "control" is the fleet before the
+// change). A check that fails, or is still in breach when the bake ends,
+// reverts the change: cfg canary commits a revert and the fleet goes back
+// to the old config. Some failures show only at full rollout (a shared
+// dependency overloaded by the whole fleet); a bake catches them.
+struct Bake {
+  1: required i32 duration_seconds
+  2: required list<Check> checks
+}
+
 struct CanarySpec {
   // The config the spec canaries, e.g. "feed/cache_job".
   1: required string config
@@ -118,4 +132,7 @@ struct CanarySpec {
   // How long an override lives unless renewed: an abandoned canary reverts
   // by itself.
   6: optional i32 lease_seconds = 30
+  // Checks of the whole fleet after landing; without a bake, cfg canary
+  // ends when the change has landed.
+  7: optional Bake bake
 }

@@ -138,9 +138,14 @@ type Run struct {
 	Started time.Time `json:"started"`
 	Ended   time.Time `json:"ended,omitzero"`
 	// Base is the revision of the config the run started from; Commit is
-	// the commit that landed the change, if it did.
-	Base   int64  `json:"base"`
-	Commit string `json:"commit,omitempty"`
+	// the commit that landed the change, if it did; RevertCommit the
+	// commit that undid it, if its bake failed.
+	Base         int64  `json:"base"`
+	Commit       string `json:"commit,omitempty"`
+	RevertCommit string `json:"revert_commit,omitempty"`
+	// Candidate is the hex SHA-256 of the candidate's data: a candidate
+	// that a run landed and reverted is not tried again by default.
+	Candidate string `json:"candidate,omitempty"`
 	// Report is the run's report (cfg canary --format json).
 	Report json.RawMessage `json:"report,omitempty"`
 }
@@ -151,5 +156,6 @@ const (
 	RunLanded     = "landed"
 	RunRolledBack = "rolled_back"
 	RunAbandoned  = "abandoned"
-	RunFailed     = "failed" // ended by an error before it could judge the change
+	RunReverted   = "reverted" // landed, then reverted when its bake failed
+	RunFailed     = "failed"   // ended by an error
 )

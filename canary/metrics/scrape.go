@@ -38,6 +38,11 @@ type Scrape struct {
 	client  *http.Client
 	timeout time.Duration
 
+	// Now stamps each scrape; time.Now if nil. The canary controller sets
+	// its own clock, so that scrapes and the windows its checks read are on
+	// one time line.
+	Now func() time.Time
+
 	mu      sync.Mutex
 	history map[string][]scrape // by host name, oldest first
 	errs    map[string]error    // the error of the last scrape, by host name
@@ -84,7 +89,7 @@ func (s *Scrape) Collect(ctx context.Context, hosts []Host) error {
 		}
 		seen[h.Name] = true
 		wg.Go(func() {
-			at := time.Now()
+			at := s.now()
 			fams, err := s.fetch(ctx, h)
 			if err != nil {
 				s.mu.Lock()
@@ -97,6 +102,13 @@ func (s *Scrape) Collect(ctx context.Context, hosts []Host) error {
 	}
 	wg.Wait()
 	return ctx.Err()
+}
+
+func (s *Scrape) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 // fetch scrapes one host and parses its exposition.
