@@ -149,7 +149,7 @@ func New(cfg Config) (*Daemon, error) {
 	d.overrides = newOverrideSet(overrides)
 	d.metrics = newMetrics(d)
 	d.metrics.latest.Set(float64(info.Number))
-	d.hub = newHub(cfg.WatchBuffer)
+	d.hub = newHub(cfg.WatchBuffer, st.Identity())
 	d.reason.Store(fmt.Sprintf("the tailer has not read branch %q yet", cfg.Branch))
 	d.handler = d.routes()
 	return d, nil
