@@ -262,6 +262,10 @@ func (d *Daemon) handleHealthz(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "%s", d.reason.Load())
 		return
 	}
+	if n := d.store.DamagedReads(); n > 0 {
+		writeError(w, http.StatusServiceUnavailable, "store damaged: %d reads failed their checks; restart the daemon to check the whole store", n)
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	io.WriteString(w, "ok\n")
 }
