@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -30,6 +31,9 @@ type Options struct {
 	// PollInterval is how often Watch reads the cache and retries the
 	// agent while the agent is down; 1s if zero.
 	PollInterval time.Duration
+	// Logger receives what Watch has to say (a change of store); nil
+	// discards it.
+	Logger *slog.Logger
 }
 
 // Config is one version of a config.
@@ -69,6 +73,7 @@ var ErrNotFound = errors.New("config not found")
 // concurrent use.
 type Client struct {
 	opts        Options
+	log         *slog.Logger
 	hc          *http.Client // for Get
 	wc          *http.Client // for Watch: no overall timeout
 	idleTimeout time.Duration
@@ -95,7 +100,11 @@ func New(opts Options) (*Client, error) {
 	}
 	wc := *hc
 	wc.Timeout = 0
-	return &Client{opts: opts, hc: hc, wc: &wc, idleTimeout: 15 * time.Second}, nil
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{opts: opts, log: log, hc: hc, wc: &wc, idleTimeout: 15 * time.Second}, nil
 }
 
 func (c *Client) configURL(name string) string {
@@ -212,14 +221,29 @@ func (c *Client) Decode(ctx context.Context, name string, v any) error {
 // with FromCache set) and retries the agent. A config that does not
 // exist yet is delivered when it is created; a deletion is not delivered
 // (fn keeps the last value), but a config created again is.
+//
+// Revision numbers belong to the daemons' store: when the agent says its
+// revisions are of another store than the last version delivered (the
+// store was made again, and the agent resynchronised with it), Watch
+// delivers the agent's current version whatever its revision, and logs
+// the change.
 func (c *Client) Watch(ctx context.Context, name string, fn func(Config)) error {
 	if err := cache.ValidName(name); err != nil {
 		return err
 	}
 	var have Config
-	deliver := func(cfg Config) {
-		if cfg.Revision > have.Revision || cfg.Revision == have.Revision && !cfg.same(have) {
+	var haveStore string
+	deliver := func(cfg Config, store string) {
+		changed := store != "" && haveStore != "" && store != haveStore
+		if changed {
+			c.log.Info("store changed: taking the agent's version", "config", name, "store", store, "revision", cfg.Revision,
+				"previous_store", haveStore, "previous_revision", have.Revision)
+		}
+		if changed || cfg.Revision > have.Revision || cfg.Revision == have.Revision && !cfg.same(have) {
 			have = cfg
+			if store != "" {
+				haveStore = store
+			}
 			fn(cfg)
 		}
 	}
@@ -242,7 +266,8 @@ func (c *Client) Watch(ctx context.Context, name string, fn func(Config)) error 
 		}
 		if c.opts.CacheDir != "" {
 			if cv, err := cache.Read(c.opts.CacheDir, name); err == nil {
-				deliver(Config{Name: name, Revision: cv.Revision, Commit: cv.Commit, Type: cv.Type, Data: cv.Data, FromCache: true})
+				st, _ := cache.ReadState(c.opts.CacheDir)
+				deliver(Config{Name: name, Revision: cv.Revision, Commit: cv.Commit, Type: cv.Type, Data: cv.Data, FromCache: true}, st.Store)
 			}
 		}
 		select {
@@ -255,7 +280,7 @@ func (c *Client) Watch(ctx context.Context, name string, fn func(Config)) error 
 
 // watchAgent follows one local watch stream, from a snapshot, until it
 // fails; it reports whether the agent accepted the watch.
-func (c *Client) watchAgent(ctx context.Context, name string, deliver func(Config)) (bool, error) {
+func (c *Client) watchAgent(ctx context.Context, name string, deliver func(Config, string)) (bool, error) {
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	timer := time.AfterFunc(c.idleTimeout, func() { cancel(errors.New("agent silent")) })
@@ -284,7 +309,7 @@ func (c *Client) watchAgent(ctx context.Context, name string, deliver func(Confi
 		for _, wc := range ev.Configs {
 			if wc.Name == name && !wc.Deleted {
 				deliver(Config{Name: name, Revision: wc.Revision, Commit: wc.Commit, Type: wc.Type, Data: wc.Data,
-					Override: wc.Override, OverrideVersion: wc.OverrideVersion})
+					Override: wc.Override, OverrideVersion: wc.OverrideVersion}, ev.Store)
 			}
 		}
 	}
