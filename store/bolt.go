@@ -55,7 +55,7 @@ const IdentitySuffix = ".identity"
 // stageBytes is about how much config data one write transaction of
 // Append holds: a bigger revision is written in several, and made visible
 // by the last.
-var stageBytes = 32 << 20
+var stageBytes = 16 << 20
 
 // readBatch is the most entries one read transaction of Snapshot or Since
 // reads; they hand the entries to their caller between transactions, so
@@ -236,7 +236,7 @@ func check(path string, full bool) error {
 		}
 		switch string(bucket) {
 		case string(bucketHistory):
-			_, damaged = decodeEntry(key, value)
+			_, damaged = parseEntry(key, value, false)
 		case string(bucketRevs):
 			_, damaged = decodeRecord(key, value)
 		default:

@@ -198,15 +198,16 @@ func (c *checker) page(id uint64, depth int) ([]byte, error) {
 	if id < 2 || id >= c.meta.hwm {
 		return nil, problemf("page %d: outside the file's %d pages", id, c.meta.hwm)
 	}
-	hdr := make([]byte, pageHeaderSize)
-	if _, err := c.f.ReadAt(hdr, int64(id)*c.ps); err != nil {
+	// One read for the page, one more for its overflow, if any.
+	buf := c.buf(depth, int(c.ps))
+	if _, err := c.f.ReadAt(buf, int64(id)*c.ps); err != nil {
 		return nil, err
 	}
 	ne := binary.NativeEndian
-	if got := ne.Uint64(hdr); got != id {
+	if got := ne.Uint64(buf); got != id {
 		return nil, problemf("page %d: header names page %d", id, got)
 	}
-	overflow := uint64(ne.Uint32(hdr[12:]))
+	overflow := uint64(ne.Uint32(buf[12:]))
 	if id+overflow >= c.meta.hwm {
 		return nil, problemf("page %d: %d overflow pages run past the file's %d pages", id, overflow, c.meta.hwm)
 	}
@@ -216,15 +217,23 @@ func (c *checker) page(id uint64, depth int) ([]byte, error) {
 		}
 		c.used[p] = true
 	}
-	n := int((overflow + 1) * uint64(c.ps))
-	if cap(c.bufs[depth]) < n {
-		c.bufs[depth] = make([]byte, n)
-	}
-	buf := c.bufs[depth][:n]
-	if _, err := c.f.ReadAt(buf, int64(id)*c.ps); err != nil {
-		return nil, err
+	if overflow > 0 {
+		buf = c.buf(depth, int((overflow+1)*uint64(c.ps)))
+		if _, err := c.f.ReadAt(buf[c.ps:], (int64(id)+1)*c.ps); err != nil {
+			return nil, err
+		}
 	}
 	return buf, nil
+}
+
+// buf returns the buffer of depth, of n bytes, keeping what it held.
+func (c *checker) buf(depth, n int) []byte {
+	if cap(c.bufs[depth]) < n {
+		b := make([]byte, n)
+		copy(b, c.bufs[depth])
+		c.bufs[depth] = b
+	}
+	return c.bufs[depth][:n]
 }
 
 // tree checks the B+tree rooted at page id, of bucket (nil for the root

@@ -124,7 +124,11 @@ func encodeEntry(key []byte, c *ConfigVersion) []byte {
 
 // decodeEntry decodes the history value v of key; the data is copied out
 // of v.
-func decodeEntry(key, v []byte) (ConfigVersion, error) {
+func decodeEntry(key, v []byte) (ConfigVersion, error) { return parseEntry(key, v, true) }
+
+// parseEntry decodes the history value v of key, copying the data out of
+// v if copyData is set (and leaving it out otherwise).
+func parseEntry(key, v []byte, copyData bool) (ConfigVersion, error) {
 	name, rev, ok := parseHistoryKey(key)
 	if !ok {
 		return ConfigVersion{}, fmt.Errorf("%w: history key %q", ErrDamaged, key)
@@ -147,7 +151,7 @@ func decodeEntry(key, v []byte) (ConfigVersion, error) {
 	if c.Type, p, err = readString(p); err != nil {
 		return bad(err)
 	}
-	if !c.Deleted {
+	if !c.Deleted && copyData {
 		c.Data = bytes.Clone(p)
 		if c.Data == nil {
 			c.Data = []byte{}

@@ -67,7 +67,7 @@
 // the list of every config, and nothing reads a revision whole.
 //
 // Append writes a revision without building it whole: entry by entry,
-// in one write transaction, or, when its data adds up to more than 32
+// in one write transaction, or, when its data adds up to more than 16
 // MiB, in several, whose entries readers do not see until the last one
 // adds the record. An Append that fails or is cut short leaves entries
 // after the latest revision, which the next Append removes (found through
