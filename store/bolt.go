@@ -585,8 +585,7 @@ func (s *Bolt) Changed(ctx context.Context, n int64, fn func(string) error) erro
 // current returns the entry of name as of revision at (the newest entry
 // not after it), or nil.
 func current(c *bolt.Cursor, name string, at int64) (k, v []byte) {
-	k, v = c.Seek(historyKey(name, at+1))
-	if k == nil {
+	if k, _ = c.Seek(historyKey(name, at+1)); k == nil {
 		k, v = c.Last()
 	} else {
 		k, v = c.Prev()
