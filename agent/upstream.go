@@ -338,9 +338,9 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, from in
 
 // checkStore returns errStoreChanged if the response to a watch from
 // revision from says that its daemon's store is not the one whose
-// revisions the agent holds (Cfg-Store), or that its latest revision is
-// below from (Cfg-Latest-Revision): a store made again, or restored from
-// an older copy. Waiting for such a daemon to reach from would serve
+// revisions the agent holds (Cfg-Store), or refuses the watch because its
+// latest revision is below from (Cfg-Latest-Revision): a store made
+// again, or restored from an older copy. Waiting for such a daemon to reach from would serve
 // stale configs for as long as it takes, maybe forever.
 func (a *Agent) checkStore(resp *http.Response, store string, from int64) error {
 	if from == 0 {
@@ -352,7 +352,7 @@ func (a *Agent) checkStore(resp *http.Response, store string, from int64) error 
 	if store != "" && held != "" && store != held {
 		return fmt.Errorf("%w: the daemon serves store %s, the agent holds revisions of store %s", errStoreChanged, store, held)
 	}
-	if latest, err := strconv.ParseInt(resp.Header.Get(wire.HeaderLatestRevision), 10, 64); err == nil && latest < from {
+	if latest, err := strconv.ParseInt(resp.Header.Get(wire.HeaderLatestRevision), 10, 64); err == nil && latest < from && resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%w: the daemon's latest revision is %d, the agent holds revision %d", errStoreChanged, latest, from)
 	}
 	return nil

@@ -325,6 +325,9 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 		d.storeError(w, r, err)
 		return
 	}
+	// The latest revision this answer is about, which from is compared
+	// with (the tailer may not have counted it yet).
+	w.Header().Set(wire.HeaderLatestRevision, strconv.FormatInt(latest.Number, 10))
 	if from > latest.Number {
 		writeError(w, http.StatusBadRequest, "from: revision %d is beyond the latest revision %d", from, latest.Number)
 		return
