@@ -340,8 +340,9 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, from in
 // revision from says that its daemon's store is not the one whose
 // revisions the agent holds (Cfg-Store), or refuses the watch because its
 // latest revision is below from (Cfg-Latest-Revision): a store made
-// again, or restored from an older copy. Waiting for such a daemon to reach from would serve
-// stale configs for as long as it takes, maybe forever.
+// again, or restored from an older copy. Waiting for such a daemon to
+// reach from would serve stale configs for as long as it takes, maybe
+// forever.
 func (a *Agent) checkStore(resp *http.Response, store string, from int64) error {
 	if from == 0 {
 		return nil // a snapshot: nothing held to compare
