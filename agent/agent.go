@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -71,11 +72,16 @@ type Agent struct {
 	subs          map[string]bool                // the subscription
 	applied       int64
 	appliedCommit string
-	daemon        int                     // index of the daemon the subscription uses
-	connected     string                  // URL of the daemon streaming to us, if any
-	overrides     map[string]heldOverride // by config name
-	watchers      map[*watcher]struct{}
-	flights       map[string]*flight
+	// store is the identity of the store the held revisions are of (""
+	// while unknown); resync is set while the agent must take a snapshot
+	// of the daemon's store as the whole truth, whatever its revisions.
+	store     string
+	resync    bool
+	daemon    int                     // index of the daemon the subscription uses
+	connected string                  // URL of the daemon streaming to us, if any
+	overrides map[string]heldOverride // by config name
+	watchers  map[*watcher]struct{}
+	flights   map[string]*flight
 
 	subChanged chan struct{}
 	reportNow  chan struct{}
@@ -148,6 +154,7 @@ func New(cfg Config) (*Agent, error) {
 		subs:          map[string]bool{},
 		applied:       st.Revision,
 		appliedCommit: st.Commit,
+		store:         st.Store,
 		overrides:     map[string]heldOverride{},
 		watchers:      map[*watcher]struct{}{},
 		flights:       map[string]*flight{},
@@ -165,7 +172,7 @@ func New(cfg Config) (*Agent, error) {
 			a.subs[name] = true
 		}
 	}
-	log.Info("agent cache loaded", "dir", cfg.CacheDir, "configs", len(a.configs), "applied", a.applied)
+	log.Info("agent cache loaded", "dir", cfg.CacheDir, "configs", len(a.configs), "applied", a.applied, "store", a.store)
 	return a, nil
 }
 
@@ -214,8 +221,10 @@ type Status struct {
 	Host string `json:"host"`
 	// Daemon is the daemon whose watch stream the agent is reading, empty
 	// while it has none.
-	Daemon  string         `json:"daemon"`
-	Applied int64          `json:"applied"`
+	Daemon  string `json:"daemon"`
+	Applied int64  `json:"applied"`
+	// Store is the identity of the store whose revisions the agent holds.
+	Store   string         `json:"store,omitempty"`
 	Configs []ConfigStatus `json:"configs"`
 }
 
@@ -234,7 +243,7 @@ type ConfigStatus struct {
 func (a *Agent) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	st := Status{Host: a.cfg.Host, Daemon: a.connected, Applied: a.applied, Configs: []ConfigStatus{}}
+	st := Status{Host: a.cfg.Host, Daemon: a.connected, Applied: a.applied, Store: a.store, Configs: []ConfigStatus{}}
 	for _, name := range slices.Sorted(maps.Keys(a.subs)) {
 		cv := a.configs[name]
 		o := a.overrides[name]
@@ -244,7 +253,7 @@ func (a *Agent) Status() Status {
 }
 
 func (a *Agent) stateLocked() cache.State {
-	return cache.State{Revision: a.applied, Commit: a.appliedCommit, Configs: slices.Sorted(maps.Keys(a.subs))}
+	return cache.State{Revision: a.applied, Commit: a.appliedCommit, Store: a.store, Configs: slices.Sorted(maps.Keys(a.subs))}
 }
 
 func signal(c chan struct{}) {
@@ -303,7 +312,20 @@ func (a *Agent) applyEvent(ev wire.Event, covers int) error {
 	defer a.applyMu.Unlock()
 
 	a.mu.Lock()
-	if ev.Type == wire.Update && ev.Revision <= a.applied {
+	if ev.Type == wire.Snapshot && (a.resync || ev.Store != "" && a.store != "" && ev.Store != a.store) {
+		a.mu.Unlock()
+		if ev.Revision == 0 {
+			// A store that has published nothing yet is no truth to
+			// take: keep serving what the agent holds until it has.
+			return errNothingPublished
+		}
+		return a.resyncFrom(ev, covers)
+	}
+	adopted := ev.Store != "" && a.store == ""
+	if adopted {
+		a.store = ev.Store
+	}
+	if ev.Type == wire.Update && ev.Revision <= a.applied && !adopted {
 		a.mu.Unlock()
 		return nil // already applied: a daemon replayed too much
 	}
@@ -346,7 +368,7 @@ func (a *Agent) applyEvent(ev wire.Event, covers int) error {
 	st := a.stateLocked()
 	a.broadcastLocked(ev.Revision, names(todo))
 	a.mu.Unlock()
-	if len(todo) == 0 && !advanced {
+	if len(todo) == 0 && !advanced && !adopted {
 		return nil
 	}
 
@@ -360,13 +382,97 @@ func (a *Agent) applyEvent(ev wire.Event, covers int) error {
 	return nil
 }
 
+// resyncFrom applies a snapshot of the daemon's store as the whole truth,
+// when the agent's revisions are of another store (or the store lost
+// revisions the agent holds): every subscribed config takes the
+// snapshot's version, or a deletion at the snapshot's revision, whatever
+// revisions it held, so that the revisions held are the store's again.
+// The applied revision becomes the snapshot's, and local watch streams,
+// which hold revisions of the old store, end so that their clients start
+// again from a snapshot.
+func (a *Agent) resyncFrom(ev wire.Event, covers int) error {
+	a.mu.Lock()
+	var todo []cache.ConfigVersion
+	seen := map[string]bool{}
+	for _, c := range ev.Configs {
+		if !a.subs[c.Name] || cache.ValidName(c.Name) != nil {
+			continue
+		}
+		seen[c.Name] = true
+		held := a.configs[c.Name]
+		if cv := fromWire(c, ev.Revision, ev.Commit, held); !sameVersion(cv, held) {
+			todo = append(todo, cv)
+		}
+	}
+	for name := range a.subs {
+		held, ok := a.configs[name]
+		if ok && !seen[name] && (!held.Deleted || held.Revision > ev.Revision) {
+			todo = append(todo, cache.ConfigVersion{Name: name, Revision: ev.Revision, Commit: ev.Commit, Deleted: true})
+		}
+	}
+	oldStore, oldApplied := a.store, a.applied
+	a.mu.Unlock()
+
+	for _, cv := range todo {
+		if err := cache.Write(a.cfg.CacheDir, cv); err != nil {
+			return err
+		}
+	}
+
+	a.mu.Lock()
+	for _, cv := range todo {
+		a.configs[cv.Name] = cv
+	}
+	a.store, a.resync = ev.Store, false
+	a.applied, a.appliedCommit = 0, ""
+	if len(a.subs) == covers {
+		a.applied, a.appliedCommit = ev.Revision, ev.Commit
+	}
+	st := a.stateLocked()
+	for w := range a.watchers {
+		close(w.overflow)
+		delete(a.watchers, w)
+	}
+	a.mu.Unlock()
+
+	if err := cache.WriteState(a.cfg.CacheDir, st); err != nil {
+		return err
+	}
+	a.log.Info("resynchronised from a snapshot", "store", ev.Store, "revision", ev.Revision, "previous_store", oldStore, "previous_revision", oldApplied, "configs_changed", len(todo))
+	signal(a.reportNow)
+	return nil
+}
+
+// sameVersion reports whether the agent holds exactly cv.
+func sameVersion(cv, held cache.ConfigVersion) bool {
+	return cv.Revision == held.Revision && cv.Commit == held.Commit && cv.Type == held.Type && cv.Compiled == held.Compiled &&
+		cv.Deleted == held.Deleted && bytes.Equal(cv.Data, held.Data)
+}
+
 // applyFetched adds a config fetched with GET at the daemon's latest
-// revision latest to the held configs and the subscription.
-func (a *Agent) applyFetched(cv cache.ConfigVersion, latest int64) (cache.ConfigVersion, error) {
+// revision latest, from the store identified by store, to the held
+// configs and the subscription. A config of another store than the one
+// the agent holds revisions of is not mixed with them: the agent
+// resynchronises first (errStoreChanged).
+func (a *Agent) applyFetched(cv cache.ConfigVersion, latest int64, store string) (cache.ConfigVersion, error) {
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
 
 	a.mu.Lock()
+	if store != "" && store != a.store {
+		switch {
+		case a.store == "":
+			a.store = store // the first store the agent learns of
+		case len(a.subs) > 0:
+			a.resync = true
+			a.mu.Unlock()
+			signal(a.subChanged)
+			return cache.ConfigVersion{}, fmt.Errorf("%w: the daemon serves store %s, the agent holds revisions of store %s", errStoreChanged, store, a.store)
+		default:
+			// Nothing held: take the daemon's store as it is.
+			a.store, a.applied, a.appliedCommit = store, 0, ""
+		}
+	}
 	held, isHeld := a.configs[cv.Name]
 	newer := cv.Revision > held.Revision
 	a.mu.Unlock()

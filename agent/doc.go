@@ -32,11 +32,19 @@
 //   - Restart: New loads the cache, so a new agent serves what it held at
 //     once, before any daemon answers, and resumes the watch from
 //     state.json's revision.
+//   - Resynchronising: state.json records the identity of the daemons'
+//     store whose revisions the agent holds. A daemon whose store is
+//     another one (Cfg-Store), or whose latest revision is below the
+//     agent's (Cfg-Latest-Revision: a store made again, or restored from an
+//     older copy), is watched again from a snapshot, which the agent takes
+//     as the whole truth whatever its revisions; it logs both steps and
+//     ends its local watch streams. A store with no revision yet is waited
+//     for, serving the cache.
 //
-// A config's revision only ever increases in the agent: an update or a
-// fetch that is not newer than the held version is ignored, so replays
-// after a failover or a fetch ahead of the stream neither duplicate nor
-// regress anything.
+// Within one store, a config's revision only ever increases in the agent:
+// an update or a fetch that is not newer than the held version is ignored,
+// so replays after a failover or a fetch ahead of the stream neither
+// duplicate nor regress anything.
 //
 // Subpackages: cache (the on-disk layout, shared with the client library),
 // wire (the JSON bodies of the API) and agenttest (an in-memory daemon for

@@ -65,12 +65,14 @@ func (a *Agent) getConfig(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	c, ok := a.effectiveLocked(name)
 	latest := max(a.applied, c.Revision)
+	store := a.store
 	a.mu.Unlock()
 	if !ok {
 		writeError(w, http.StatusNotFound, "config %q was deleted at revision %d", name, cv.Revision)
 		return
 	}
 	h := w.Header()
+	h.Set(wire.HeaderStore, store)
 	h.Set(wire.HeaderRevision, strconv.FormatInt(c.Revision, 10))
 	h.Set(wire.HeaderLatestRevision, strconv.FormatInt(latest, 10))
 	h.Set(wire.HeaderCommit, c.Commit)
@@ -89,9 +91,11 @@ func (a *Agent) getConfig(w http.ResponseWriter, r *http.Request) {
 
 // A watcher is one local watch stream.
 type watcher struct {
-	names    map[string]bool
-	ch       chan wire.Event
-	overflow chan struct{} // closed when the watcher fell behind
+	names map[string]bool
+	ch    chan wire.Event
+	// overflow is closed when the watcher fell behind, or when the agent
+	// resynchronised with another store: its client starts again.
+	overflow chan struct{}
 }
 
 // broadcastLocked sends the configs named changed, as the agent now
@@ -102,7 +106,7 @@ func (a *Agent) broadcastLocked(rev int64, changed []string) {
 		return
 	}
 	for w := range a.watchers {
-		ev := wire.Event{Type: wire.Update, Revision: rev}
+		ev := wire.Event{Type: wire.Update, Revision: rev, Store: a.store}
 		for _, name := range changed {
 			if !w.names[name] {
 				continue
@@ -183,7 +187,7 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	var first *wire.Event
 	if from < 0 {
-		ev := wire.Event{Type: wire.Snapshot, Revision: a.applied, Commit: a.appliedCommit, Configs: []wire.Config{}}
+		ev := wire.Event{Type: wire.Snapshot, Revision: a.applied, Store: a.store, Commit: a.appliedCommit, Configs: []wire.Config{}}
 		for _, n := range sortedKeys(names) {
 			if c, ok := a.effectiveLocked(n); ok {
 				ev.Configs = append(ev.Configs, c)
@@ -192,7 +196,7 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 		}
 		first = &ev
 	} else {
-		ev := wire.Event{Type: wire.Update}
+		ev := wire.Event{Type: wire.Update, Store: a.store}
 		for _, n := range sortedKeys(names) {
 			cv, ok := a.configs[n]
 			_, overridden := a.overrides[n]
@@ -210,6 +214,7 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.watchers[wt] = struct{}{}
+	store := a.store
 	a.mu.Unlock()
 	defer func() {
 		a.mu.Lock()
@@ -218,6 +223,7 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set(wire.HeaderStore, store)
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w)
@@ -243,9 +249,9 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 			}
 		case <-tick.C:
 			a.mu.Lock()
-			rev := a.applied
+			rev, store := a.applied, a.store
 			a.mu.Unlock()
-			if !send(wire.Event{Type: wire.Heartbeat, Revision: rev}) {
+			if !send(wire.Event{Type: wire.Heartbeat, Revision: rev, Store: store}) {
 				return
 			}
 		}

@@ -27,6 +27,13 @@ var errNotFound = errors.New("unknown config")
 var (
 	errResubscribe      = errors.New("subscription changed")
 	errHeartbeatTimeout = errors.New("heartbeat timeout")
+	// errStoreChanged: the daemon's store is not the one whose revisions
+	// the agent holds, or it lacks revisions the agent holds; the agent
+	// resynchronises from a snapshot.
+	errStoreChanged = errors.New("store changed")
+	// errNothingPublished: the daemon to resynchronise with has not
+	// published a revision yet.
+	errNothingPublished = errors.New("resynchronising: the daemon's store has no revision yet")
 )
 
 // httpError reads a daemon's error response.
@@ -42,34 +49,41 @@ func configURL(base, name string) string {
 	return base + "/v1/configs/" + strings.Join(segs, "/")
 }
 
-// fetchFrom reads a config from one daemon; it returns the config and the
-// daemon's latest revision.
-func (a *Agent) fetchFrom(ctx context.Context, base, name string) (cache.ConfigVersion, int64, error) {
+// fetched is a config read from a daemon with GET: the config, the
+// daemon's latest revision and its store.
+type fetched struct {
+	cv     cache.ConfigVersion
+	latest int64
+	store  string
+}
+
+// fetchFrom reads a config from one daemon.
+func (a *Agent) fetchFrom(ctx context.Context, base, name string) (fetched, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.FetchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, configURL(base, name), nil)
 	if err != nil {
-		return cache.ConfigVersion{}, 0, err
+		return fetched{}, err
 	}
 	resp, err := a.hc.Do(req)
 	if err != nil {
-		return cache.ConfigVersion{}, 0, err
+		return fetched{}, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNotFound {
-		return cache.ConfigVersion{}, 0, fmt.Errorf("%s: config %q: %w", base, name, errNotFound)
+		return fetched{}, fmt.Errorf("%s: config %q: %w", base, name, errNotFound)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return cache.ConfigVersion{}, 0, fmt.Errorf("%s: %w", base, httpError(resp))
+		return fetched{}, fmt.Errorf("%s: %w", base, httpError(resp))
 	}
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return cache.ConfigVersion{}, 0, fmt.Errorf("%s: reading config %q: %w", base, name, err)
+		return fetched{}, fmt.Errorf("%s: reading config %q: %w", base, name, err)
 	}
 	rev, err1 := strconv.ParseInt(resp.Header.Get(wire.HeaderRevision), 10, 64)
 	latest, err2 := strconv.ParseInt(resp.Header.Get(wire.HeaderLatestRevision), 10, 64)
 	if err1 != nil || err2 != nil || rev <= 0 {
-		return cache.ConfigVersion{}, 0, fmt.Errorf("%s: config %q: bad %s or %s header", base, name, wire.HeaderRevision, wire.HeaderLatestRevision)
+		return fetched{}, fmt.Errorf("%s: config %q: bad %s or %s header", base, name, wire.HeaderRevision, wire.HeaderLatestRevision)
 	}
 	cv := cache.ConfigVersion{
 		Name:     name,
@@ -79,7 +93,7 @@ func (a *Agent) fetchFrom(ctx context.Context, base, name string) (cache.ConfigV
 		Compiled: strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json"),
 		Data:     data,
 	}
-	return cv, max(latest, rev), nil
+	return fetched{cv, max(latest, rev), resp.Header.Get(wire.HeaderStore)}, nil
 }
 
 type flight struct {
@@ -122,7 +136,7 @@ func (a *Agent) fetchAny(ctx context.Context, name string) (cache.ConfigVersion,
 	var errs []error
 	for i := range a.daemons {
 		base := a.daemons[(start+i)%len(a.daemons)]
-		cv, latest, err := a.fetchFrom(ctx, base, name)
+		f, err := a.fetchFrom(ctx, base, name)
 		if errors.Is(err, errNotFound) {
 			return cache.ConfigVersion{}, err
 		}
@@ -130,7 +144,7 @@ func (a *Agent) fetchAny(ctx context.Context, name string) (cache.ConfigVersion,
 			errs = append(errs, err)
 			continue
 		}
-		return a.applyFetched(cv, latest)
+		return a.applyFetched(f.cv, f.latest, f.store)
 	}
 	return cache.ConfigVersion{}, errors.Join(errs...)
 }
@@ -145,6 +159,9 @@ func (a *Agent) subscribe(ctx context.Context) {
 		a.mu.Lock()
 		names := sortedKeys(a.subs)
 		from := a.applied
+		if a.resync {
+			from = 0 // a snapshot
+		}
 		base := a.daemons[a.daemon]
 		a.mu.Unlock()
 		if len(names) == 0 {
@@ -159,11 +176,21 @@ func (a *Agent) subscribe(ctx context.Context) {
 		a.mu.Lock()
 		a.connected = ""
 		a.mu.Unlock()
+		if errors.Is(err, errNothingPublished) {
+			connected = false // back off until it has
+		}
 		if ctx.Err() != nil {
 			return
 		}
 		if errors.Is(err, errResubscribe) {
 			a.log.Info("subscription grew; restarting the watch", "daemon", base)
+			continue
+		}
+		if errors.Is(err, errStoreChanged) {
+			a.log.Warn("resynchronising from a snapshot", "daemon", base, "reason", err)
+			a.mu.Lock()
+			a.resync = true
+			a.mu.Unlock()
 			continue
 		}
 		a.mu.Lock()
@@ -212,7 +239,12 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, from in
 			case <-a.subChanged:
 				a.mu.Lock()
 				grew := len(a.subs) != len(names)
+				resync := a.resync && from > 0
 				a.mu.Unlock()
+				if resync {
+					cancel(fmt.Errorf("%w: a fetched config is of another store", errStoreChanged))
+					return
+				}
 				if grew {
 					cancel(errResubscribe)
 					return
@@ -234,6 +266,10 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, from in
 		return false, causeOr(sctx, err)
 	}
 	defer resp.Body.Close()
+	store := resp.Header.Get(wire.HeaderStore)
+	if err := a.checkStore(resp, store, from); err != nil {
+		return false, err
+	}
 	if resp.StatusCode != http.StatusOK {
 		return false, httpError(resp)
 	}
@@ -258,9 +294,9 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, from in
 	if len(unknown) > 0 {
 		wg.Go(func() {
 			for _, n := range unknown {
-				cv, latest, err := a.fetchFrom(sctx, base, n)
+				f, err := a.fetchFrom(sctx, base, n)
 				if err == nil {
-					_, err = a.applyFetched(cv, latest)
+					_, err = a.applyFetched(f.cv, f.latest, f.store)
 				}
 				if err != nil && !errors.Is(err, errNotFound) && sctx.Err() == nil {
 					a.log.Warn("fetching subscribed config", "config", n, "err", err)
@@ -278,6 +314,12 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, from in
 			}
 			return true, causeOr(sctx, err)
 		}
+		if ev.Store == "" {
+			ev.Store = store
+		}
+		if ev.Store != store {
+			return true, fmt.Errorf("event of store %s on a stream of store %s", ev.Store, store)
+		}
 		switch ev.Type {
 		case wire.Update, wire.Snapshot:
 			err = a.applyEvent(ev, len(names))
@@ -286,12 +328,35 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, from in
 		case wire.Heartbeat:
 			// The daemon has sent every update up to the heartbeat's
 			// revision (docs/api.md).
-			err = a.applyEvent(wire.Event{Type: wire.Update, Revision: ev.Revision}, len(names))
+			err = a.applyEvent(wire.Event{Type: wire.Update, Revision: ev.Revision, Store: ev.Store}, len(names))
 		}
 		if err != nil {
 			return true, err
 		}
 	}
+}
+
+// checkStore returns errStoreChanged if the response to a watch from
+// revision from says that its daemon's store is not the one whose
+// revisions the agent holds (Cfg-Store), or refuses the watch because its
+// latest revision is below from (Cfg-Latest-Revision): a store made
+// again, or restored from an older copy. Waiting for such a daemon to
+// reach from would serve stale configs for as long as it takes, maybe
+// forever.
+func (a *Agent) checkStore(resp *http.Response, store string, from int64) error {
+	if from == 0 {
+		return nil // a snapshot: nothing held to compare
+	}
+	a.mu.Lock()
+	held := a.store
+	a.mu.Unlock()
+	if store != "" && held != "" && store != held {
+		return fmt.Errorf("%w: the daemon serves store %s, the agent holds revisions of store %s", errStoreChanged, store, held)
+	}
+	if latest, err := strconv.ParseInt(resp.Header.Get(wire.HeaderLatestRevision), 10, 64); err == nil && latest < from && resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%w: the daemon's latest revision is %d, the agent holds revision %d", errStoreChanged, latest, from)
+	}
+	return nil
 }
 
 // causeOr returns the reason ctx was canceled, if it was, else err.

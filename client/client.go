@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -30,6 +31,9 @@ type Options struct {
 	// PollInterval is how often Watch reads the cache and retries the
 	// agent while the agent is down; 1s if zero.
 	PollInterval time.Duration
+	// Logger receives what Watch has to say (a change of store); nil
+	// discards it.
+	Logger *slog.Logger
 }
 
 // Config is one version of a config.
@@ -69,6 +73,7 @@ var ErrNotFound = errors.New("config not found")
 // concurrent use.
 type Client struct {
 	opts        Options
+	log         *slog.Logger
 	hc          *http.Client // for Get
 	wc          *http.Client // for Watch: no overall timeout
 	idleTimeout time.Duration
@@ -95,7 +100,11 @@ func New(opts Options) (*Client, error) {
 	}
 	wc := *hc
 	wc.Timeout = 0
-	return &Client{opts: opts, hc: hc, wc: &wc, idleTimeout: 15 * time.Second}, nil
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{opts: opts, log: log, hc: hc, wc: &wc, idleTimeout: 15 * time.Second}, nil
 }
 
 func (c *Client) configURL(name string) string {
@@ -212,16 +221,41 @@ func (c *Client) Decode(ctx context.Context, name string, v any) error {
 // with FromCache set) and retries the agent. A config that does not
 // exist yet is delivered when it is created; a deletion is not delivered
 // (fn keeps the last value), but a config created again is.
+//
+// Revision numbers belong to the daemons' store: when the agent says its
+// revisions are of another store than the last version delivered (the
+// store was made again, and the agent resynchronised with it), or its
+// current version has a lower revision than the last one delivered (the
+// store was restored from an older copy), Watch delivers the agent's
+// current version whatever its revision, and logs why.
 func (c *Client) Watch(ctx context.Context, name string, fn func(Config)) error {
 	if err := cache.ValidName(name); err != nil {
 		return err
 	}
 	var have Config
-	deliver := func(cfg Config) {
-		if cfg.Revision > have.Revision || cfg.Revision == have.Revision && !cfg.same(have) {
-			have = cfg
-			fn(cfg)
+	var haveStore string
+	// deliver passes cfg, of the store identified by store, to fn if it is
+	// newer than what fn has, or if it is the agent's current version
+	// (current) while what fn has is of another store or a later revision
+	// (the agent resynchronised with another store, or with an older copy
+	// of its store).
+	deliver := func(cfg Config, store string, current bool) {
+		switch {
+		case store != "" && haveStore != "" && store != haveStore:
+			c.log.Info("store changed: taking the agent's version", "config", name, "store", store, "revision", cfg.Revision,
+				"previous_store", haveStore, "previous_revision", have.Revision)
+		case current && cfg.Revision < have.Revision:
+			c.log.Info("the agent's revision went back: taking its version", "config", name, "store", store, "revision", cfg.Revision,
+				"previous_revision", have.Revision)
+		case cfg.Revision > have.Revision || cfg.Revision == have.Revision && !cfg.same(have):
+		default:
+			return
 		}
+		have = cfg
+		if store != "" {
+			haveStore = store
+		}
+		fn(cfg)
 	}
 	for {
 		connected := false
@@ -242,7 +276,8 @@ func (c *Client) Watch(ctx context.Context, name string, fn func(Config)) error 
 		}
 		if c.opts.CacheDir != "" {
 			if cv, err := cache.Read(c.opts.CacheDir, name); err == nil {
-				deliver(Config{Name: name, Revision: cv.Revision, Commit: cv.Commit, Type: cv.Type, Data: cv.Data, FromCache: true})
+				st, _ := cache.ReadState(c.opts.CacheDir)
+				deliver(Config{Name: name, Revision: cv.Revision, Commit: cv.Commit, Type: cv.Type, Data: cv.Data, FromCache: true}, st.Store, false)
 			}
 		}
 		select {
@@ -255,7 +290,7 @@ func (c *Client) Watch(ctx context.Context, name string, fn func(Config)) error 
 
 // watchAgent follows one local watch stream, from a snapshot, until it
 // fails; it reports whether the agent accepted the watch.
-func (c *Client) watchAgent(ctx context.Context, name string, deliver func(Config)) (bool, error) {
+func (c *Client) watchAgent(ctx context.Context, name string, deliver func(Config, string, bool)) (bool, error) {
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	timer := time.AfterFunc(c.idleTimeout, func() { cancel(errors.New("agent silent")) })
@@ -284,7 +319,7 @@ func (c *Client) watchAgent(ctx context.Context, name string, deliver func(Confi
 		for _, wc := range ev.Configs {
 			if wc.Name == name && !wc.Deleted {
 				deliver(Config{Name: name, Revision: wc.Revision, Commit: wc.Commit, Type: wc.Type, Data: wc.Data,
-					Override: wc.Override, OverrideVersion: wc.OverrideVersion})
+					Override: wc.Override, OverrideVersion: wc.OverrideVersion}, ev.Store, ev.Type == wire.Snapshot)
 			}
 		}
 	}

@@ -189,6 +189,7 @@ func (d *testDaemon) latest() int64 {
 type watchEvent struct {
 	Type     string
 	Revision int64
+	Store    string
 	Commit   string
 	Configs  []struct {
 		Name     string

@@ -11,13 +11,17 @@ import (
 	"time"
 )
 
-// Event is one line of a watch stream: a "snapshot", an "update" or a
-// "heartbeat".
+// Event is one line of a watch stream: a "snapshot", an "update", a
+// "heartbeat" or "overrides".
 type Event struct {
-	Type     string   `json:"type"`
-	Revision int64    `json:"revision"`
-	Commit   string   `json:"commit,omitempty"`
-	Configs  []Config `json:"configs,omitempty"`
+	Type     string `json:"type"`
+	Revision int64  `json:"revision"`
+	// Store is the identity of the store the revision numbers belong to
+	// (HeaderStore); the daemon sets it in every event, and an agent in
+	// every event of its local API.
+	Store   string   `json:"store,omitempty"`
+	Commit  string   `json:"commit,omitempty"`
+	Configs []Config `json:"configs,omitempty"`
 	// Overrides, in an "overrides" event, is every override in effect for
 	// the watching host among the watched configs (possibly none).
 	Overrides []Override `json:"overrides,omitempty"`
@@ -81,8 +85,13 @@ func ErrorMessage(resp *http.Response) string {
 	return resp.Status
 }
 
-// Headers of GET /v1/configs/{name}.
+// Headers of the daemon's responses. Every response carries HeaderStore
+// and HeaderLatestRevision; GET /v1/configs/{name} the others too.
 const (
+	// HeaderStore is the identity of the daemon's store: revision
+	// numbers of one store mean nothing in another, so a client holding
+	// revisions of another store resynchronises from a snapshot.
+	HeaderStore          = "Cfg-Store"
 	HeaderRevision       = "Cfg-Revision"
 	HeaderLatestRevision = "Cfg-Latest-Revision"
 	HeaderCommit         = "Cfg-Commit"

@@ -6,7 +6,7 @@
 //
 //	DIR/data/NAME        the config's data, the bytes the daemon serves
 //	DIR/meta/NAME.json   {"name","revision","commit","type","compiled","sha256"} (or "deleted":true)
-//	DIR/state.json       {"revision","commit","configs"}: the agent's applied revision and subscription
+//	DIR/state.json       {"revision","commit","store","configs"}: the agent's applied revision, its store and the subscription
 //
 // Every file is written atomically and durably: a temporary file in the same
 // directory is written and synced, renamed over the file, and the directory
@@ -54,6 +54,10 @@ type State struct {
 	Revision int64 `json:"revision"`
 	// Commit is the git commit of Revision, when known.
 	Commit string `json:"commit,omitempty"`
+	// Store is the identity of the daemons' store whose revisions the
+	// cache holds, when known: revision numbers of one store mean nothing
+	// in another.
+	Store string `json:"store,omitempty"`
 	// Configs are the names the agent subscribes to, sorted.
 	Configs []string `json:"configs"`
 }
