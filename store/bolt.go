@@ -57,10 +57,15 @@ const IdentitySuffix = ".identity"
 // by the last.
 var stageBytes = 16 << 20
 
-// readBatch is the most entries one read transaction of Snapshot or Since
-// reads; they hand the entries to their caller between transactions, so
-// that a slow caller does not hold a transaction open.
-const readBatch = 256
+// readBatch is the most entries, and readBatchBytes about the most config
+// data, that one read transaction of Snapshot or Since reads; they hand
+// the entries to their caller between transactions, so that a slow caller
+// does not hold a transaction open, and let go of each entry as they hand
+// it over, so that a slow caller holds at most one batch.
+const (
+	readBatch      = 256
+	readBatchBytes = 1 << 20
+)
 
 // Bolt is a Store in one bbolt file, with its identity recorded beside it
 // (IdentitySuffix). Each write transaction is synced to disk before it
@@ -647,6 +652,7 @@ func (s *Bolt) Snapshot(ctx context.Context, sel Selection, fn func(ConfigVersio
 			return Revision{}, err
 		}
 		var batch []ConfigVersion
+		size := 0 // bytes of data in batch
 		more := false
 		err := s.view(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketHistory).Cursor()
@@ -658,20 +664,25 @@ func (s *Bolt) Snapshot(ctx context.Context, sel Selection, fn func(ConfigVersio
 				cv, err := decodeEntry(k, v)
 				if err == nil && !cv.Deleted {
 					batch = append(batch, cv)
+					size += len(cv.Data)
 				}
 				return err
 			}
 			if !sel.IsAll() {
-				n := min(len(names), readBatch)
-				for _, name := range names[:n] {
-					if err := add(name); err != nil {
+				n := 0
+				for n < len(names) && n < readBatch && size < readBatchBytes {
+					if err := add(names[n]); err != nil {
 						return err
 					}
+					n++
 				}
 				names, more = names[n:], len(names) > n
 				return nil
 			}
 			for range readBatch {
+				if size >= readBatchBytes {
+					break
+				}
 				k, _ := c.Seek(after)
 				if k == nil {
 					return nil
@@ -693,7 +704,9 @@ func (s *Bolt) Snapshot(ctx context.Context, sel Selection, fn func(ConfigVersio
 		if err != nil {
 			return Revision{}, err
 		}
-		for _, cv := range batch {
+		for i := range batch {
+			cv := batch[i]
+			batch[i] = ConfigVersion{} // what fn was given is fn's to keep or drop
 			if err := fn(cv); err != nil {
 				return Revision{}, err
 			}
@@ -753,6 +766,7 @@ func (s *Bolt) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 			return err
 		}
 		var batch []ConfigVersion
+		size := 0 // bytes of data in batch
 		more := false
 		err := s.view(func(tx *bolt.Tx) error {
 			history := tx.Bucket(bucketHistory)
@@ -764,14 +778,16 @@ func (s *Bolt) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 				}
 				cv, err := decodeEntry(k, v)
 				batch = append(batch, cv)
+				size += len(cv.Data)
 				return err
 			}
 			if !sel.IsAll() {
-				n := min(len(todo), readBatch)
-				for _, ch := range todo[:n] {
-					if err := read(ch); err != nil {
+				n := 0
+				for n < len(todo) && n < readBatch && size < readBatchBytes {
+					if err := read(todo[n]); err != nil {
 						return err
 					}
+					n++
 				}
 				todo, more = todo[n:], len(todo) > n
 				return nil
@@ -779,6 +795,9 @@ func (s *Bolt) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 			c := tx.Bucket(bucketChanges).Cursor()
 			k, v := c.Seek(after)
 			for range readBatch {
+				if size >= readBatchBytes {
+					break
+				}
 				if k == nil {
 					return nil
 				}
@@ -804,7 +823,9 @@ func (s *Bolt) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 		if err != nil {
 			return err
 		}
-		for _, cv := range batch {
+		for i := range batch {
+			cv := batch[i]
+			batch[i] = ConfigVersion{} // what fn was given is fn's to keep or drop
 			if err := fn(cv); err != nil {
 				return err
 			}

@@ -64,7 +64,12 @@
 // same revision, since entries never change once visible; Since with
 // named configs reads each one's history after a revision, and with every
 // config reads changes/ after it and the entries it names. Nothing holds
-// the list of every config, and nothing reads a revision whole.
+// the list of every config, and nothing reads a revision whole. Snapshot
+// and Since read in batches of at most 256 entries or about 1 MiB of data,
+// each in its own read transaction, and call back between transactions,
+// letting go of each entry as they hand it over: a caller that takes its
+// time (a watch stream writing to a slow client) holds no transaction
+// open and keeps at most one batch alive.
 //
 // Append writes a revision without building it whole: entry by entry,
 // in one write transaction, or, when its data adds up to more than 16
