@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -167,7 +168,8 @@ func (d *Daemon) handleConfig(w http.ResponseWriter, r *http.Request) {
 		h.Set("Content-Type", "application/octet-stream")
 	}
 	h.Set("Content-Length", strconv.Itoa(len(c.Data)))
-	w.Write(c.Data)
+	// Written from the copy others may be writing, a piece at a time.
+	newClientWriter(w, d.cfg.WriteTimeout).write(d.shared.share(name, c.Revision, c.Data))
 }
 
 // revisionInfo is the body of GET /v1/revisions/{n}.
@@ -311,6 +313,16 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 		from = n
 	}
 
+	// Over the caps, a client is told to come back later.
+	release, reason, msg := d.watches.acquire(r.RemoteAddr)
+	if release == nil {
+		d.metrics.rejected.WithLabelValues(reason).Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(RetryAfter))
+		writeError(w, http.StatusServiceUnavailable, "%s", msg)
+		return
+	}
+	defer release()
+
 	// Subscribe before reading the store, so that nothing published
 	// from now on is missed.
 	sub := d.hub.subscribe()
@@ -335,18 +347,11 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 
 	d.metrics.watchers.Inc()
 	defer d.metrics.watchers.Dec()
-	rc := http.NewResponseController(w)
-	writeTimeout := max(10*time.Second, 2*d.cfg.Heartbeat)
-	send := func(line []byte, counted bool) error {
-		rc.SetWriteDeadline(time.Now().Add(writeTimeout))
-		if _, err := w.Write(line); err != nil {
-			return err
-		}
-		if counted {
-			d.metrics.eventsSent.Inc()
-		}
-		return rc.Flush()
-	}
+	cw := newClientWriter(w, d.cfg.WriteTimeout)
+	cw.sent = d.metrics.eventsSent.Inc
+	defer cw.release()
+	// A stream reads nothing more from its client: no read deadline.
+	cw.rc.SetReadDeadline(time.Time{})
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
@@ -355,57 +360,63 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 	// everything it watches.
 	last := latest.Number
 	id := d.store.Identity()
-	if from < 0 {
-		configs := []wire.Config{}
-		snap, err := d.store.Snapshot(ctx, sel, func(c store.ConfigVersion) error {
-			configs = append(configs, eventConfig(c))
-			return nil
-		})
-		if err != nil {
+	// readConfig writes a config read from the store, its data shared
+	// with whoever writes the same version and counted as queued while
+	// it is being written.
+	readConfig := func(c *store.ConfigVersion) error {
+		c.Data = d.shared.share(c.Name, c.Revision, c.Data)
+		n := int64(len(c.Data))
+		d.queued.Add(n)
+		err := cw.config(c)
+		d.queued.Add(-n)
+		return err
+	}
+	// ended reports why a stream ends on an error: the client's, or the
+	// store's.
+	ended := func(err error) {
+		if cw.err != nil {
+			d.writeFailed(r, cw.err)
+		} else {
 			d.streamError(r, err)
+		}
+	}
+	if from < 0 {
+		cw.beginSnapshot(id)
+		snap, err := d.store.Snapshot(ctx, sel, func(c store.ConfigVersion) error { return readConfig(&c) })
+		if err == nil {
+			err = cw.endSnapshot(snap)
+		}
+		if err != nil {
+			ended(err)
 			return
 		}
 		last = snap.Number
-		if err := send(encodeLine(wire.Event{Type: wire.Snapshot, Revision: last, Store: id, Commit: snap.Commit, Configs: configs}), true); err != nil {
-			return
-		}
 	} else {
 		// The changes come in revision order: one update per revision.
-		var ev *wire.Event
-		var sendErr error // the client's, not the store's
-		flush := func() error {
-			if ev == nil {
-				return nil
-			}
-			line := encodeLine(ev)
-			ev = nil
-			sendErr = send(line, true)
-			return sendErr
-		}
+		var open int64 // the revision of the update being written
 		err := d.store.Since(ctx, from, sel, func(c store.ConfigVersion) error {
-			if ev != nil && ev.Revision != c.Revision {
-				if err := flush(); err != nil {
-					return err
+			if c.Revision != open {
+				if open != 0 {
+					if err := cw.endUpdate(); err != nil {
+						return err
+					}
 				}
-			}
-			if ev == nil {
-				ev = &wire.Event{Type: wire.Update, Revision: c.Revision, Store: id, Commit: c.Commit}
+				open = c.Revision
 				last = max(last, c.Revision)
+				cw.beginUpdate(c.Revision, id, c.Commit)
 			}
-			ev.Configs = append(ev.Configs, eventConfig(c))
-			return nil
+			return readConfig(&c)
 		})
-		if err == nil {
-			err = flush()
+		if err == nil && open != 0 {
+			err = cw.endUpdate()
 		}
 		if err != nil {
-			if sendErr == nil {
-				d.streamError(r, err)
-			}
+			ended(err)
 			return
 		}
 	}
-	if err := send(encodeLine(wire.Event{Type: wire.Heartbeat, Revision: last, Store: id}), false); err != nil {
+	if err := cw.heartbeat(last, id); err != nil {
+		d.writeFailed(r, err)
 		return
 	}
 	// The overrides in effect for the host, sent at the start and again
@@ -418,10 +429,11 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 			return nil
 		}
 		sentOverrides = key
-		return send(encodeLine(wire.Event{Type: wire.Overrides, Revision: last, Store: id, Overrides: list}), true)
+		return cw.line(encodeLine(wire.Event{Type: wire.Overrides, Revision: last, Store: id, Overrides: list}))
 	}
 	if host != "" {
 		if err := sendOverrides(); err != nil {
+			d.writeFailed(r, err)
 			return
 		}
 	}
@@ -439,57 +451,65 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 				}
 				return
 			}
-			if b.rev == nil {
+			var err error
+			switch {
+			case b.rev == nil:
 				if host != "" {
-					if err := sendOverrides(); err != nil {
-						return
-					}
+					err = sendOverrides()
 				}
-				continue
-			}
-			if b.rev.Number <= last {
-				continue // already in the snapshot or the replay
-			}
-			if b.rev.Number != last+1 {
+			case b.rev.Number <= last:
+				// Already in the snapshot or the replay.
+			case b.rev.Number != last+1:
 				d.log.Error("watch stream out of order", "got", b.rev.Number, "want", last+1)
 				return // the client resumes from last
+			default:
+				last = b.rev.Number
+				err = d.writeUpdate(cw, id, b.rev, match)
 			}
-			last = b.rev.Number
-			var line []byte
-			if configs := filterConfigs(b.rev.configs, match); len(configs) == len(b.rev.configs) {
-				line = b.fullLine()
-			} else if configs != nil {
-				line = encodeLine(updateEvent(id, b.rev.Revision, configs))
-			}
-			if line != nil {
-				if err := send(line, true); err != nil {
-					return
-				}
+			d.hub.written(sub, b)
+			if err != nil {
+				d.writeFailed(r, err)
+				return
 			}
 		case <-beat.C:
-			if err := send(encodeLine(wire.Event{Type: wire.Heartbeat, Revision: last, Store: id}), false); err != nil {
+			if err := cw.heartbeat(last, id); err != nil {
+				d.writeFailed(r, err)
 				return
 			}
 		}
 	}
 }
 
-// filterConfigs returns configs itself if m selects all of them, a copy
-// holding those m selects, or nil if it selects none.
-func filterConfigs(configs []store.ConfigVersion, m store.Match) []store.ConfigVersion {
-	if m == nil {
-		return configs
-	}
-	var out []store.ConfigVersion
-	for _, c := range configs {
-		if m(c.Name) {
-			out = append(out, c)
+// writeUpdate writes the update event of rev with the configs m selects,
+// if it selects any.
+func (d *Daemon) writeUpdate(cw *clientWriter, id string, rev *published, m store.Match) error {
+	n := 0
+	for i := range rev.configs {
+		c := &rev.configs[i]
+		if m != nil && !m(c.Name) {
+			continue
+		}
+		if n == 0 {
+			cw.beginUpdate(rev.Number, id, rev.Commit)
+		}
+		n++
+		if err := cw.config(c); err != nil {
+			return err
 		}
 	}
-	if len(out) == len(configs) {
-		return configs
+	if n == 0 {
+		return nil
 	}
-	return out
+	return cw.endUpdate()
+}
+
+// writeFailed counts and logs a watch stream whose client took in nothing
+// for the write timeout; other write errors are the client going away.
+func (d *Daemon) writeFailed(r *http.Request, err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		d.metrics.dropped.WithLabelValues(dropWriteTimeout).Inc()
+		d.log.Info("closing a watch stream whose client takes in nothing", "remote", r.RemoteAddr, "timeout", d.cfg.WriteTimeout)
+	}
 }
 
 // streamError logs why a watch stream ends on a store error, unless the

@@ -3,18 +3,21 @@ package daemon
 import (
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cfg-dev/cfg/store"
-	"github.com/cfg-dev/cfg/wire"
 )
 
 // hub fans published revisions out to watch streams: one broadcast per
 // revision, a buffered channel per stream. Publishing never blocks: a
-// stream whose buffer is full is dropped (its channel closed), and its
-// client resumes with from=.
+// stream whose buffer is full, or whose queued config data would go above
+// the hub's bound, is dropped (its channel closed), and its client resumes
+// with from=. The broadcasts are shared: streams write the same published
+// revision, each encoding the configs it watches as it writes them.
 type hub struct {
-	buffer int
-	store  string // the store's identity, in every event
+	buffer   int   // revisions a stream may have waiting
+	maxBytes int64 // config data a stream may have waiting
+	queued   *atomic.Int64
 
 	mu     sync.Mutex
 	subs   map[*subscription]struct{}
@@ -24,6 +27,7 @@ type hub struct {
 // subscription is one watch stream's place in the hub.
 type subscription struct {
 	ch      chan *broadcast // closed when the stream is dropped or the hub closes
+	queued  atomic.Int64    // bytes of the configs of the revisions in ch, and of the one being written
 	dropped bool            // set, under hub.mu, when the stream fell behind
 }
 
@@ -31,27 +35,29 @@ type subscription struct {
 type published struct {
 	store.Revision
 	configs []store.ConfigVersion
+	size    int64 // bytes of the configs' data
 }
 
-// broadcast is a published revision, with its update event encoded once
-// for every stream that watches all of its configs; a broadcast without a
-// revision says that the overrides changed. Both go through one channel
-// so that a stream sees them in the order they happened.
+// broadcast is a published revision; a broadcast without a revision says
+// that the overrides changed. Both go through one channel so that a stream
+// sees them in the order they happened.
 type broadcast struct {
-	rev   *published
-	store string
-	once  sync.Once
-	line  []byte
+	rev *published
 }
 
-// fullLine returns the update event holding all of the revision's configs.
-func (b *broadcast) fullLine() []byte {
-	b.once.Do(func() { b.line = encodeLine(updateEvent(b.store, b.rev.Revision, b.rev.configs)) })
-	return b.line
+// size returns the bytes of config data b brings.
+func (b *broadcast) size() int64 {
+	if b.rev == nil {
+		return 0
+	}
+	return b.rev.size
 }
 
-func newHub(buffer int, store string) *hub {
-	return &hub{buffer: buffer, store: store, subs: map[*subscription]struct{}{}}
+// newHub returns a hub whose streams may have buffer revisions and
+// maxBytes of config data waiting; queued counts the data waiting on all
+// of them.
+func newHub(buffer int, maxBytes int64, queued *atomic.Int64) *hub {
+	return &hub{buffer: buffer, maxBytes: maxBytes, queued: queued, subs: map[*subscription]struct{}{}}
 }
 
 // subscribe returns a new subscription, or nil once the hub is closed.
@@ -66,7 +72,8 @@ func (h *hub) subscribe() *subscription {
 	return s
 }
 
-// unsubscribe removes s, if it is still there.
+// unsubscribe removes s, if it is still there, and forgets what it had
+// queued.
 func (h *hub) unsubscribe(s *subscription) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -74,11 +81,19 @@ func (h *hub) unsubscribe(s *subscription) {
 		delete(h.subs, s)
 		close(s.ch)
 	}
+	h.queued.Add(-s.queued.Swap(0))
+}
+
+// written tells the hub that s wrote b.
+func (h *hub) written(s *subscription, b *broadcast) {
+	n := b.size()
+	s.queued.Add(-n)
+	h.queued.Add(-n)
 }
 
 // publish sends r to every subscription and returns how many it dropped.
 func (h *hub) publish(r *published) (dropped int) {
-	return h.send(&broadcast{rev: r, store: h.store})
+	return h.send(&broadcast{rev: r})
 }
 
 // overridesChanged tells every subscription that the overrides changed.
@@ -87,17 +102,20 @@ func (h *hub) overridesChanged() {
 }
 
 func (h *hub) send(b *broadcast) (dropped int) {
+	n := b.size()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.subs {
-		select {
-		case s.ch <- b:
-		default:
-			s.dropped = true
-			delete(h.subs, s)
-			close(s.ch)
-			dropped++
+		if q := s.queued.Load(); len(s.ch) < cap(s.ch) && (q == 0 || q+n <= h.maxBytes) {
+			s.queued.Add(n)
+			h.queued.Add(n)
+			s.ch <- b
+			continue
 		}
+		s.dropped = true
+		delete(h.subs, s)
+		close(s.ch)
+		dropped++
 	}
 	return dropped
 }
@@ -118,26 +136,6 @@ func (h *hub) close() {
 		delete(h.subs, s)
 		close(s.ch)
 	}
-}
-
-// eventConfigs renders configs for watch events (docs/api.md).
-func eventConfigs(cs []store.ConfigVersion) []wire.Config {
-	out := make([]wire.Config, len(cs))
-	for i, c := range cs {
-		out[i] = eventConfig(c)
-	}
-	return out
-}
-
-// eventConfig renders a config for watch events.
-func eventConfig(c store.ConfigVersion) wire.Config {
-	return wire.Config{Name: c.Name, Revision: c.Revision, Commit: c.Commit, Type: c.Type, Compiled: &c.Compiled, Deleted: c.Deleted, Data: c.Data}
-}
-
-// updateEvent is the update event of revision r of the store identified
-// by id, holding configs.
-func updateEvent(id string, r store.Revision, configs []store.ConfigVersion) wire.Event {
-	return wire.Event{Type: wire.Update, Revision: r.Number, Store: id, Commit: r.Commit, Configs: eventConfigs(configs)}
 }
 
 // encodeLine encodes v as one line of NDJSON.

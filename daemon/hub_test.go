@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cfg-dev/cfg/store"
 )
 
 func TestHubDropsSlowSubscribers(t *testing.T) {
-	h := newHub(2, "")
+	h := newHub(2, 1<<20, new(atomic.Int64))
 	fast, slow := h.subscribe(), h.subscribe()
 	for n := int64(1); n <= 3; n++ {
 		want := 0
@@ -40,6 +41,44 @@ func TestHubDropsSlowSubscribers(t *testing.T) {
 	}
 	if h.subscribe() != nil {
 		t.Error("subscribe after close")
+	}
+}
+
+// TestHubDropsByBytes checks that a stream is dropped when the config
+// data waiting on it would go above the bound, that one revision above the
+// bound still goes to a stream with nothing waiting, and that what is
+// queued is counted until it is written.
+func TestHubDropsByBytes(t *testing.T) {
+	var queued atomic.Int64
+	h := newHub(100, 10, &queued)
+	s := h.subscribe()
+	rev := func(n, size int64) *published {
+		return &published{Revision: store.Revision{Number: n}, size: size}
+	}
+	if dropped := h.publish(rev(1, 25)); dropped != 0 {
+		t.Fatalf("a revision above the bound, with nothing waiting: dropped %d", dropped)
+	}
+	if got := queued.Load(); got != 25 {
+		t.Errorf("queued %d bytes, want 25", got)
+	}
+	b := <-s.ch
+	h.written(s, b)
+	if dropped := h.publish(rev(2, 6)); dropped != 0 {
+		t.Fatalf("6 bytes: dropped %d", dropped)
+	}
+	h.overridesChanged() // no data: never drops
+	if dropped := h.publish(rev(3, 4)); dropped != 0 {
+		t.Fatalf("6+4 bytes: dropped %d", dropped)
+	}
+	if dropped := h.publish(rev(4, 1)); dropped != 1 || !h.wasDropped(s) {
+		t.Fatalf("6+4+1 bytes: dropped %d, want the stream", dropped)
+	}
+	if got := queued.Load(); got != 10 {
+		t.Errorf("queued %d bytes, want 10", got)
+	}
+	h.unsubscribe(s)
+	if got := queued.Load(); got != 0 {
+		t.Errorf("queued %d bytes after the stream ended, want 0", got)
 	}
 }
 

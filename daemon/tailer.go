@@ -250,14 +250,17 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, files []gi
 		return false, fmt.Errorf("publishing commit %.12s: %w", commit, err)
 	}
 	for i := range r.configs {
-		r.configs[i].Revision, r.configs[i].Commit = n, commit
+		c := &r.configs[i]
+		c.Revision, c.Commit = n, commit
+		c.Data = d.shared.share(c.Name, n, c.Data)
+		r.size += int64(len(c.Data))
 	}
 	r.Configs = len(r.configs)
 	d.latest.Store(n)
 	d.metrics.latest.Set(float64(n))
 	d.metrics.published.Inc()
 	if dropped := d.hub.publish(r); dropped > 0 {
-		d.metrics.dropped.Add(float64(dropped))
+		d.metrics.dropped.WithLabelValues(dropBehind).Add(float64(dropped))
 		d.log.Info("dropped watchers that fell behind", "count", dropped)
 	}
 	d.log.Info("published", "revision", n, "commit", commit, "configs", len(r.configs))
