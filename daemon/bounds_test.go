@@ -150,8 +150,19 @@ func TestWatchCaps(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.SetReadDeadline(time.Time{})
 		return c, resp
+	}
+	// refused checks that resp is a 503 with Retry-After and message msg.
+	refused := func(what string, resp *http.Response, msg string) {
+		t.Helper()
+		if resp.StatusCode != 503 {
+			t.Errorf("%s: %s, want 503", what, resp.Status)
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.Header.Get("Retry-After") != "5" || string(body) != `{"error":"`+msg+`"}`+"\n" {
+			t.Errorf("%s: Retry-After %q, %s; want 5, %s", what, resp.Header.Get("Retry-After"), body, msg)
+		}
 	}
 	a1, resp := watch("127.0.0.1")
 	if resp.StatusCode != 200 {
@@ -161,20 +172,12 @@ func TestWatchCaps(t *testing.T) {
 		t.Fatalf("second watch from 127.0.0.1: %s", resp.Status)
 	}
 	_, resp = watch("127.0.0.1")
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "5" ||
-		string(body) != `{"error":"too many watch streams from 127.0.0.1: 2 open, the most one address may hold; retry later"}`+"\n" {
-		t.Errorf("third watch from 127.0.0.1: %s, Retry-After %q, %s", resp.Status, resp.Header.Get("Retry-After"), body)
-	}
+	refused("a third watch from 127.0.0.1", resp, "too many watch streams from 127.0.0.1: 2 open, the most one address may hold; retry later")
 	if _, resp := watch("127.0.0.2"); resp.StatusCode != 200 {
 		t.Fatalf("watch from 127.0.0.2: %s", resp.Status)
 	}
 	_, resp = watch("127.0.0.3")
-	body, _ = io.ReadAll(resp.Body)
-	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "5" ||
-		string(body) != `{"error":"too many watch streams: 3 open, the most the daemon serves; retry later"}`+"\n" {
-		t.Errorf("fourth watch: %s, Retry-After %q, %s", resp.Status, resp.Header.Get("Retry-After"), body)
-	}
+	refused("a fourth watch", resp, "too many watch streams: 3 open, the most the daemon serves; retry later")
 	if got := d.metric("cfg_watchers_rejected_total", "reason", "address"); got != 1 {
 		t.Errorf("rejected for the address: %v, want 1", got)
 	}
