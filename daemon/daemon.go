@@ -122,11 +122,9 @@ type Daemon struct {
 	metrics   *metrics
 	handler   http.Handler
 	// conns holds a place for every open connection (MaxConnections);
-	// watches caps the watch streams; shared lets streams and requests
-	// that write one version of a config share its bytes.
+	// watches caps the watch streams.
 	conns   chan struct{}
 	watches *watchLimits
-	shared  *sharedData
 	// queued is the config data watch streams have yet to write.
 	queued atomic.Int64
 
@@ -207,7 +205,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Daemon{cfg: cfg, log: log, store: st, hist: hist, ctx: ctx, cancel: cancel,
-		conns: make(chan struct{}, cfg.MaxConnections), watches: newWatchLimits(cfg.MaxWatches, cfg.MaxWatchesPerAddress), shared: newSharedData()}
+		conns: make(chan struct{}, cfg.MaxConnections), watches: newWatchLimits(cfg.MaxWatches, cfg.MaxWatchesPerAddress)}
 	fail := func(err error) (*Daemon, error) {
 		cancel()
 		st.Close()

@@ -168,8 +168,9 @@ func (d *Daemon) handleConfig(w http.ResponseWriter, r *http.Request) {
 		h.Set("Content-Type", "application/octet-stream")
 	}
 	h.Set("Content-Length", strconv.Itoa(len(c.Data)))
-	// Written from the copy others may be writing, a piece at a time.
-	newClientWriter(w, d.cfg.WriteTimeout).write(d.shared.share(name, c.Revision, c.Data))
+	// A piece at a time, from the copy that every reader of this version
+	// shares (package store).
+	newClientWriter(w, d.cfg.WriteTimeout).write(c.Data)
 }
 
 // revisionInfo is the body of GET /v1/revisions/{n}.
@@ -360,11 +361,9 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 	// everything it watches.
 	last := latest.Number
 	id := d.store.Identity()
-	// readConfig writes a config read from the store, its data shared
-	// with whoever writes the same version and counted as queued while
-	// it is being written.
+	// readConfig writes a config read from the store, its data counted
+	// as queued while it is being written.
 	readConfig := func(c *store.ConfigVersion) error {
-		c.Data = d.shared.share(c.Name, c.Revision, c.Data)
 		n := int64(len(c.Data))
 		d.queued.Add(n)
 		err := cw.config(c)

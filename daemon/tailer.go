@@ -252,7 +252,6 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, files []gi
 	for i := range r.configs {
 		c := &r.configs[i]
 		c.Revision, c.Commit = n, commit
-		c.Data = d.shared.share(c.Name, n, c.Data)
 		r.size += int64(len(c.Data))
 	}
 	r.Configs = len(r.configs)

@@ -80,6 +80,7 @@ type Bolt struct {
 	mu       sync.RWMutex // held for reading by every call, for writing by Close
 	closed   bool
 	damaged  atomic.Int64
+	shared   *sharedData // the data of entries being read
 }
 
 var _ Store = (*Bolt)(nil)
@@ -145,7 +146,7 @@ func OpenBolt(path string) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
-	s := &Bolt{path: path, db: db}
+	s := &Bolt{path: path, db: db, shared: newSharedData()}
 	// Every page and every value, before bbolt reads any.
 	if err := check(path, true); err != nil {
 		db.Close()
@@ -241,7 +242,7 @@ func check(path string, full bool) error {
 		}
 		switch string(bucket) {
 		case string(bucketHistory):
-			_, damaged = parseEntry(key, value, false)
+			_, damaged = parseEntry(key, value, nil)
 		case string(bucketRevs):
 			_, damaged = decodeRecord(key, value)
 		default:
@@ -601,6 +602,12 @@ func current(c *bolt.Cursor, name string, at int64) (k, v []byte) {
 	return k, v
 }
 
+// decodeEntry decodes the history value v of key, with a copy of its data
+// shared with every other reader of the entry (sharedData).
+func (s *Bolt) decodeEntry(key, v []byte) (ConfigVersion, error) {
+	return parseEntry(key, v, s.shared.copy)
+}
+
 // Get implements Store.
 func (s *Bolt) Get(ctx context.Context, name string) (ConfigVersion, error) {
 	done, err := s.begin(ctx)
@@ -616,7 +623,7 @@ func (s *Bolt) Get(ctx context.Context, name string) (ConfigVersion, error) {
 		}
 		k, v := current(tx.Bucket(bucketHistory).Cursor(), name, at)
 		if k != nil {
-			if c, err = decodeEntry(k, v); err != nil {
+			if c, err = s.decodeEntry(k, v); err != nil {
 				return err
 			}
 		}
@@ -661,7 +668,7 @@ func (s *Bolt) Snapshot(ctx context.Context, sel Selection, fn func(ConfigVersio
 				if k == nil {
 					return nil
 				}
-				cv, err := decodeEntry(k, v)
+				cv, err := s.decodeEntry(k, v)
 				if err == nil && !cv.Deleted {
 					batch = append(batch, cv)
 					size += len(cv.Data)
@@ -776,7 +783,7 @@ func (s *Bolt) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 				if v == nil {
 					return fmt.Errorf("%w: config %q at revision %d: entry missing", ErrDamaged, ch.name, ch.rev)
 				}
-				cv, err := decodeEntry(k, v)
+				cv, err := s.decodeEntry(k, v)
 				batch = append(batch, cv)
 				size += len(cv.Data)
 				return err

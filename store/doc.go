@@ -54,6 +54,13 @@
 // checked on every read: a value that fails it is an ErrDamaged error,
 // counted by DamagedReads, and never returned as data.
 //
+// Reads return copies of the data, which the caller owns and must not
+// change: the data of an entry of 4 KiB or more is copied once and that
+// copy returned to every read of the entry for as long as any caller holds
+// it (entries never change once visible), so that a hundred readers of a
+// 5 MB config hold 5 MB between them. Each read still checks the value in
+// the file.
+//
 // The latest revision is the last key under revs/. A revision is visible
 // once its record is: every read first finds the latest revision and
 // reads nothing after it. So a config's current version is its newest
