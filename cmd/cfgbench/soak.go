@@ -152,6 +152,8 @@ func soak(o soakOptions, stdout, stderr io.Writer) error {
 	}
 	t0 := make([]time.Time, o.commits+2)
 	author := &gitrepo.Signature{Name: "bench", Email: "bench@example.com"}
+	daemonCPU, benchCPU := cpuTime(d.cmd.Process.Pid), cpuTime(os.Getpid())
+	start := time.Now()
 	for i := 1; i <= o.commits; i++ {
 		rev := i + 1
 		if err := os.WriteFile(filepath.Join(root, "materialized_configs/small.json"), fmt.Appendf(nil, "{\"n\": %d}\n", i), 0o644); err != nil {
@@ -176,6 +178,8 @@ func soak(o soakOptions, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "soak: commit %d: every reading watcher had revision %d after %.1f ms\n", i, rev, ms(d))
 		}
 	}
+	elapsed := time.Since(start)
+	daemonCPU, benchCPU = cpuTime(d.cmd.Process.Pid)-daemonCPU, cpuTime(os.Getpid())-benchCPU
 	cancel()
 	bg.Wait()
 
@@ -210,6 +214,8 @@ func soak(o soakOptions, stdout, stderr io.Writer) error {
 	fmt.Fprintf(tw, "daemon goroutines, most\t%d\t\n", st.goroutines.Load())
 	fmt.Fprintf(tw, "daemon open fds, most\t%d\t\n", st.fds.Load())
 	fmt.Fprintf(tw, "propagation p50 / p99 / max\t%.1f / %.1f / %.1f ms\t(bound p99 %v; %d receipts)\n", ms(p50), ms(p99), ms(worst), o.maxP99, len(each))
+	fmt.Fprintf(tw, "CPU during the commits\tdaemon %.1f s, benchmark %.1f s\t(%.1f and %.1f ms a commit; %.1f s of wall time)\n",
+		daemonCPU.Seconds(), benchCPU.Seconds(), ms(daemonCPU)/float64(o.commits), ms(benchCPU)/float64(o.commits), elapsed.Seconds())
 	fmt.Fprintf(tw, "every reading watcher got every revision\tyes\t\n")
 	fmt.Fprintf(tw, "never-reading streams dropped (write timeout)\t%.0f\t(%d waves of %d)\n", dropped, waves.Load(), o.stuck)
 	fmt.Fprintf(tw, "slow-body connections closed by the daemon\t%d\t\n", slowClosed.Load())
@@ -421,6 +427,25 @@ func (d *soakDaemon) metric(name, labels string) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no metric %s%s", name, labels)
+}
+
+// cpuTime returns the CPU time process pid has used (user and system), or
+// 0 if /proc does not say.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// After the command's name in parentheses: state, then 10 fields
+	// before utime and stime, in clock ticks (100 a second on Linux).
+	_, rest, ok := bytes.Cut(b, []byte(") "))
+	f := strings.Fields(string(rest))
+	if !ok || len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // dial opens a connection to addr from the loopback address ip: the
