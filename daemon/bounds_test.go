@@ -140,7 +140,8 @@ func TestNonReadingWatcherDropped(t *testing.T) {
 func TestWatchCaps(t *testing.T) {
 	r := newTestRepo(t)
 	r.commit("materialized_configs/a.json", `{"a":1}`)
-	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond, MaxWatches: 3, MaxWatchesPerAddress: 2})
+	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond, Heartbeat: 100 * time.Millisecond,
+		MaxWatches: 3, MaxWatchesPerAddress: 2})
 	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
 	watch := func(ip string) (net.Conn, *http.Response) {
 		t.Helper()

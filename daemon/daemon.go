@@ -125,8 +125,9 @@ type Daemon struct {
 	// watches caps the watch streams.
 	conns   chan struct{}
 	watches *watchLimits
-	// queued is the config data watch streams have yet to write.
-	queued atomic.Int64
+	// writing is the config data watch streams are writing (what they
+	// have yet to read is the hub's).
+	writing atomic.Int64
 
 	latest atomic.Int64 // the latest published revision
 	ready  atomic.Bool  // the tailer has published or found the branch head
@@ -228,7 +229,7 @@ func New(cfg Config) (*Daemon, error) {
 	d.overrides = newOverrideSet(overrides)
 	d.metrics = newMetrics(d)
 	d.metrics.latest.Set(float64(info.Number))
-	d.hub = newHub(cfg.WatchBuffer, cfg.WatchQueueBytes, &d.queued)
+	d.hub = newHub(cfg.WatchBuffer, cfg.WatchQueueBytes)
 	d.reason.Store(fmt.Sprintf("the tailer has not read branch %q yet", cfg.Branch))
 	d.handler = d.routes()
 	return d, nil

@@ -2,11 +2,13 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"strconv"
@@ -348,14 +350,17 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 
 	d.metrics.watchers.Inc()
 	defer d.metrics.watchers.Dec()
-	cw := newClientWriter(w, d.cfg.WriteTimeout)
-	cw.sent = d.metrics.eventsSent.Inc
-	defer cw.release()
-	// A stream reads nothing more from its client: no read deadline.
-	cw.rc.SetReadDeadline(time.Time{})
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
+	cw := newClientWriter(w, d.cfg.WriteTimeout)
+	cw.sent = d.metrics.eventsSent.Inc
+	defer cw.close()
+	// A stream reads nothing more from its client: no read deadline.
+	cw.rc.SetReadDeadline(time.Time{})
+	if err := cw.start(r); err != nil {
+		d.writeFailed(r, err)
+		return
+	}
 
 	// last is the revision up to which the stream has told the client
 	// everything it watches.
@@ -365,9 +370,9 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 	// as queued while it is being written.
 	readConfig := func(c *store.ConfigVersion) error {
 		n := int64(len(c.Data))
-		d.queued.Add(n)
+		d.writing.Add(n)
 		err := cw.config(c)
-		d.queued.Add(-n)
+		d.writing.Add(-n)
 		return err
 	}
 	// ended reports why a stream ends on an error: the client's, or the
@@ -437,13 +442,31 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	beat := time.NewTicker(d.cfg.Heartbeat)
+	// The stream ends when the request does (the daemon shutting down).
+	stop := context.AfterFunc(ctx, func() { d.hub.unsubscribe(sub) })
+	defer stop()
+	// Heartbeats every Heartbeat, from a random point of the first
+	// interval: streams opened together do not beat together.
+	beat := time.NewTimer(rand.N(d.cfg.Heartbeat) + 1)
 	defer beat.Stop()
 	for {
 		select {
-		case <-ctx.Done():
-			return
-		case b, ok := <-sub.ch:
+		case <-beat.C:
+			beat.Reset(d.cfg.Heartbeat)
+			if cw.gone() {
+				return
+			}
+			if err := cw.heartbeat(last, id); err != nil {
+				d.writeFailed(r, err)
+				return
+			}
+			continue
+		case <-sub.wake:
+		}
+		for more := true; more; {
+			var b *broadcast
+			var ok bool
+			b, more, ok = d.hub.take(sub)
 			if !ok {
 				if d.hub.wasDropped(sub) {
 					d.log.Info("closing a watch stream that fell behind", "remote", r.RemoteAddr, "revision", last)
@@ -452,6 +475,7 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 			}
 			var err error
 			switch {
+			case b == nil:
 			case b.rev == nil:
 				if host != "" {
 					err = sendOverrides()
@@ -463,15 +487,11 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 				return // the client resumes from last
 			default:
 				last = b.rev.Number
+				d.writing.Add(b.size())
 				err = d.writeUpdate(cw, id, b.rev, match)
+				d.writing.Add(-b.size())
 			}
-			d.hub.written(sub, b)
 			if err != nil {
-				d.writeFailed(r, err)
-				return
-			}
-		case <-beat.C:
-			if err := cw.heartbeat(last, id); err != nil {
 				d.writeFailed(r, err)
 				return
 			}

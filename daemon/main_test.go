@@ -52,7 +52,7 @@ func childDaemon(repo string) error {
 			return err
 		}
 	}
-	d, err := New(Config{RepoPath: repo, DataDir: os.Getenv(childDataEnv), Token: token, Poll: 50 * time.Millisecond,
+	d, err := New(Config{RepoPath: repo, DataDir: os.Getenv(childDataEnv), Token: token, Poll: 50 * time.Millisecond, Heartbeat: 200 * time.Millisecond,
 		MaxWatchesPerAddress: 100000, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 	if err != nil {
 		return err

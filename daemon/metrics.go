@@ -70,7 +70,7 @@ func newMetrics(d *Daemon) *metrics {
 	}, func() float64 { return float64(d.store.DamagedReads()) })
 	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cfg_watch_queued_bytes", Help: "Config data watch streams have yet to write: of the revisions waiting on each stream, and of the configs they are writing (streams writing one version share its bytes, so memory holds less).",
-	}, func() float64 { return float64(d.queued.Load()) })
+	}, func() float64 { return float64(d.hub.queued() + d.writing.Load()) })
 	conns := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cfg_http_connections", Help: "Open client connections.",
 	}, func() float64 { return float64(len(d.conns)) })

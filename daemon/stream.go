@@ -2,7 +2,10 @@ package daemon
 
 import (
 	"encoding/base64"
+	"errors"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -16,9 +19,18 @@ import (
 // events in while it writes one.
 const chunkSize = 32 << 10
 
+// chunkHead is the room an event buffer keeps before its bytes for the
+// header of an HTTP/1.1 chunk (its size in hex, CRLF).
+const chunkHead = 8
+
+// eventBuf is a buffer an event is assembled in: b[:chunkHead] is room for
+// a chunk header, then come up to chunkSize bytes of the event, and the
+// capacity leaves room for the CRLF after them.
+type eventBuf struct{ b []byte }
+
 // chunks are the buffers of the watch streams that are writing an event;
 // a stream waiting for the next one holds none.
-var chunks = sync.Pool{New: func() any { b := make([]byte, 0, chunkSize); return &b }}
+var chunks = sync.Pool{New: func() any { return &eventBuf{b: make([]byte, chunkHead, chunkHead+chunkSize+2)} }}
 
 // clientWriter writes a response in pieces of at most chunkSize bytes,
 // each with its own write deadline: a client that takes in none of a
@@ -26,75 +38,155 @@ var chunks = sync.Pool{New: func() any { b := make([]byte, 0, chunkSize); return
 // Watch events are assembled piece by piece, config by config, so that a
 // stream holds one buffer of chunkSize and the data it is writing, never
 // an event whole.
+//
+// A watch stream takes its connection over from net/http (start): it then
+// writes the status line, the headers and the chunks of its body itself,
+// one write per piece, and holds no more than its own goroutine and
+// connection, where net/http holds a second goroutine and 10 KiB of
+// buffers for as long as a response lasts. Where the connection cannot be
+// taken over (not HTTP/1.1, a ResponseWriter that does not allow it), it
+// writes through the ResponseWriter.
 type clientWriter struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
+	conn    net.Conn // the connection once taken over, or nil
 	timeout time.Duration
-	buf     *[]byte // from chunks while an event is being written
-	head    []byte  // scratch for the JSON around configs' data
-	n       int     // configs in the event being written
-	err     error   // the first write error: every later write fails with it
-	sent    func()  // counts each event but heartbeats, once written
+	buf     *eventBuf // from chunks while an event is being written
+	head    []byte    // scratch for the JSON around configs' data
+	n       int       // configs in the event being written
+	err     error     // the first write error: every later write fails with it
+	sent    func()    // counts each event but heartbeats, once written
+	probe   [1]byte
 }
 
 func newClientWriter(w http.ResponseWriter, timeout time.Duration) *clientWriter {
 	return &clientWriter{w: w, rc: http.NewResponseController(w), timeout: timeout}
 }
 
-// write hands p to the connection in pieces of at most chunkSize.
+// start answers r with status 200 and the headers set on the
+// ResponseWriter, taking the connection over if it can. The body is
+// chunked: it ends with close.
+func (cw *clientWriter) start(r *http.Request) error {
+	if !r.ProtoAtLeast(1, 1) {
+		cw.w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	h := cw.w.Header().Clone()
+	conn, _, err := cw.rc.Hijack()
+	if err != nil {
+		cw.w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	cw.conn = conn
+	conn.SetReadDeadline(time.Time{})
+	b := append(cw.bytes(), "HTTP/1.1 200 OK\r\n"...)
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	h.Set("Transfer-Encoding", "chunked")
+	h.Set("Connection", "close")
+	for k, vs := range h {
+		for _, v := range vs {
+			b = append(append(append(append(b, k...), ": "...), v...), "\r\n"...)
+		}
+	}
+	b = append(b, "\r\n"...)
+	cw.deadline()
+	_, cw.err = conn.Write(b[chunkHead:])
+	cw.buf.b = b[:chunkHead]
+	cw.release()
+	return cw.err
+}
+
+// close ends the response: a connection taken over gets the last chunk,
+// unless a write failed, and is closed.
+func (cw *clientWriter) close() {
+	cw.release()
+	if cw.conn == nil {
+		return
+	}
+	if cw.err == nil {
+		cw.deadline()
+		cw.conn.Write([]byte("0\r\n\r\n"))
+	}
+	cw.conn.Close()
+}
+
+// gone reports whether the client of a connection taken over has closed
+// it (net/http tells the others' handlers by cancelling their context).
+func (cw *clientWriter) gone() bool {
+	if cw.conn == nil {
+		return false
+	}
+	// A deadline already passed would fail the read before it looks.
+	cw.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
+	_, err := cw.conn.Read(cw.probe[:]) // a client sends nothing more: whatever it sends is dropped
+	return err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// deadline sets the deadline of the next write.
+func (cw *clientWriter) deadline() {
+	t := time.Now().Add(cw.timeout)
+	if cw.conn != nil {
+		cw.conn.SetWriteDeadline(t)
+		return
+	}
+	cw.rc.SetWriteDeadline(t) // unsupported by test writers, which do not block
+}
+
+// write writes p through the ResponseWriter in pieces of at most
+// chunkSize; it is for responses whose connection was not taken over.
 func (cw *clientWriter) write(p []byte) error {
 	for len(p) > 0 && cw.err == nil {
 		n := min(len(p), chunkSize)
-		cw.rc.SetWriteDeadline(time.Now().Add(cw.timeout)) // unsupported by test writers, which do not block
+		cw.deadline()
 		_, cw.err = cw.w.Write(p[:n])
 		p = p[n:]
 	}
 	return cw.err
 }
 
-// flush sends what the response buffers hold.
-func (cw *clientWriter) flush() error {
-	if cw.err == nil {
-		cw.rc.SetWriteDeadline(time.Now().Add(cw.timeout))
-		if err := cw.rc.Flush(); err != nil {
-			cw.err = err
-		}
-	}
-	return cw.err
-}
-
-// bytes returns the event buffer, taking one from the pool if needed.
+// bytes returns the event buffer, from its chunk header's room on,
+// taking one from the pool if needed.
 func (cw *clientWriter) bytes() []byte {
 	if cw.buf == nil {
-		cw.buf = chunks.Get().(*[]byte)
+		cw.buf = chunks.Get().(*eventBuf)
 	}
-	return *cw.buf
+	return cw.buf.b
 }
 
-// append adds b to the event buffer, writing the buffer out when it
-// would overflow.
+// append adds b to the event buffer, writing the buffer out when it is
+// full.
 func (cw *clientWriter) append(b []byte) error {
-	for len(b) > 0 {
+	for len(b) > 0 && cw.err == nil {
 		buf := cw.bytes()
-		if len(buf) == cap(buf) {
-			if err := cw.writeBuf(); err != nil {
-				return err
-			}
+		if len(buf) == chunkHead+chunkSize {
+			cw.writeBuf()
 			continue
 		}
-		n := copy(buf[len(buf):cap(buf)], b)
-		*cw.buf = buf[:len(buf)+n]
+		n := copy(buf[len(buf):chunkHead+chunkSize], b)
+		cw.buf.b = buf[:len(buf)+n]
 		b = b[n:]
 	}
 	return cw.err
 }
 
-// writeBuf writes the event buffer out and empties it.
+// writeBuf writes the event buffer out, as one chunk on a connection
+// taken over, and empties it.
 func (cw *clientWriter) writeBuf() error {
-	if cw.buf != nil && len(*cw.buf) > 0 {
-		cw.write(*cw.buf)
-		*cw.buf = (*cw.buf)[:0]
+	if cw.buf == nil || len(cw.buf.b) == chunkHead || cw.err != nil {
+		return cw.err
 	}
+	b := cw.buf.b
+	cw.buf.b = b[:chunkHead]
+	cw.deadline()
+	if cw.conn == nil {
+		_, cw.err = cw.w.Write(b[chunkHead:])
+		return cw.err
+	}
+	var size [chunkHead]byte
+	h := append(strconv.AppendInt(size[:0], int64(len(b)-chunkHead), 16), '\r', '\n')
+	start := chunkHead - len(h)
+	copy(b[start:], h)
+	_, cw.err = cw.conn.Write(append(b, '\r', '\n')[start:])
 	return cw.err
 }
 
@@ -107,14 +199,29 @@ func (cw *clientWriter) endEvent(counted bool) error {
 	if counted && cw.err == nil && cw.sent != nil {
 		cw.sent()
 	}
-	return cw.flush()
+	if cw.conn == nil && cw.err == nil {
+		cw.deadline()
+		if err := cw.rc.Flush(); err != nil {
+			cw.err = err
+		}
+	}
+	return cw.err
 }
 
 // line writes one whole event (encoded elsewhere), counts it and flushes
 // it.
 func (cw *clientWriter) line(b []byte) error {
-	cw.write(b)
+	cw.append(b)
 	return cw.endEvent(true)
+}
+
+// release gives the event buffer back, whatever was left unwritten.
+func (cw *clientWriter) release() {
+	if cw.buf != nil {
+		cw.buf.b = cw.buf.b[:chunkHead]
+		chunks.Put(cw.buf)
+		cw.buf = nil
+	}
 }
 
 // beginUpdate starts the update event of revision rev: its configs follow
@@ -204,31 +311,20 @@ func (cw *clientWriter) config(c *store.ConfigVersion) error {
 // base64 adds the standard base64 encoding of p (as encoding/json encodes
 // bytes) to the event, a piece at a time.
 func (cw *clientWriter) base64(p []byte) error {
-	for len(p) > 0 {
+	for len(p) > 0 && cw.err == nil {
 		buf := cw.bytes()
-		free := cap(buf) - len(buf)
+		free := chunkHead + chunkSize - len(buf)
 		if free < 4 {
-			if err := cw.writeBuf(); err != nil {
-				return err
-			}
+			cw.writeBuf()
 			continue
 		}
 		n := min(len(p), free/4*3) // whole groups of 3, but for the last piece
 		m := base64.StdEncoding.EncodedLen(n)
 		base64.StdEncoding.Encode(buf[len(buf):len(buf)+m], p[:n])
-		*cw.buf = buf[:len(buf)+m]
+		cw.buf.b = buf[:len(buf)+m]
 		p = p[n:]
 	}
 	return cw.err
-}
-
-// release gives the event buffer back, whatever was left unwritten.
-func (cw *clientWriter) release() {
-	if cw.buf != nil {
-		*cw.buf = (*cw.buf)[:0]
-		chunks.Put(cw.buf)
-		cw.buf = nil
-	}
 }
 
 // appendField appends ,"key":"value" unless value is empty (omitempty).

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -128,15 +129,16 @@ func soak(o soakOptions, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "soak: %d reading watchers open\n", readers)
 
-	// Watchers that never read: o.stuck streams of every config, which
-	// the daemon drops after its write timeout; then o.stuck more, for as
-	// long as the soak runs.
-	var waves atomic.Int64
-	stuckOpen := make(chan struct{})
-	bg.Go(func() { d.stuckWaves(ctx, o.stuck, &waves, stuckOpen, errc) })
-	select {
-	case <-stuckOpen:
-	case err := <-errc:
+	// Watchers that never read: o.stuck streams of every config, each
+	// opened again, at its own time, once the daemon has dropped it, for
+	// as long as the soak runs.
+	var stuckOpens atomic.Int64
+	var stuckOpen sync.WaitGroup
+	for i := range o.stuck {
+		stuckOpen.Add(1)
+		bg.Go(func() { d.stuck(ctx, fmt.Sprintf("127.0.2.%d", 1+i%250), &stuckOpens, &stuckOpen, errc) })
+	}
+	if err := waitGroup(&stuckOpen, errc, 60*time.Second, "the watchers that never read to open"); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "soak: %d watchers that never read open\n", o.stuck)
@@ -217,7 +219,7 @@ func soak(o soakOptions, stdout, stderr io.Writer) error {
 	fmt.Fprintf(tw, "CPU during the commits\tdaemon %.1f s, benchmark %.1f s\t(%.1f and %.1f ms a commit; %.1f s of wall time)\n",
 		daemonCPU.Seconds(), benchCPU.Seconds(), ms(daemonCPU)/float64(o.commits), ms(benchCPU)/float64(o.commits), elapsed.Seconds())
 	fmt.Fprintf(tw, "every reading watcher got every revision\tyes\t\n")
-	fmt.Fprintf(tw, "never-reading streams dropped (write timeout)\t%.0f\t(%d waves of %d)\n", dropped, waves.Load(), o.stuck)
+	fmt.Fprintf(tw, "never-reading streams dropped (write timeout)\t%.0f\t(%d opened)\n", dropped, stuckOpens.Load())
 	fmt.Fprintf(tw, "slow-body connections closed by the daemon\t%d\t\n", slowClosed.Load())
 	tw.Flush()
 	var errs []error
@@ -364,21 +366,24 @@ func storeMax(v *atomic.Int64, n int64) {
 	}
 }
 
-// sample records the daemon's RSS, open file descriptors and goroutines
-// every 100 ms until ctx is done.
+// sample records the daemon's RSS every 100 ms, and its open file
+// descriptors and goroutines every second (a scrape costs the daemon a
+// walk of its descriptors), until ctx is done.
 func (d *soakDaemon) sample(ctx context.Context, st *soakStats) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	pid := d.cmd.Process.Pid
-	for {
+	for i := 0; ; i++ {
 		if rss, err := procStatus(pid, "VmRSS"); err == nil {
 			storeMax(&st.rss, rss)
 		}
-		if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err == nil {
-			storeMax(&st.fds, int64(len(fds)))
-		}
-		if n, err := d.metric("go_goroutines", ""); err == nil {
-			storeMax(&st.goroutines, int64(n))
+		if i%10 == 0 {
+			if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err == nil {
+				storeMax(&st.fds, int64(len(fds)))
+			}
+			if n, err := d.metric("go_goroutines", ""); err == nil {
+				storeMax(&st.goroutines, int64(n))
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -568,48 +573,37 @@ func slowBody(ctx context.Context, addr, ip string, i int, closed *atomic.Int64)
 	}
 }
 
-// stuckWaves opens n watches of every config that never read, waits until
-// the daemon has dropped them for their write timeout, and opens n more,
-// until ctx is done. opened is closed once the first wave has started.
-func (d *soakDaemon) stuckWaves(ctx context.Context, n int, waves *atomic.Int64, opened chan struct{}, errc chan<- error) {
+// stuck holds a watch of every config that never reads, from ip: it
+// opens one, keeps it for the daemon's write timeout and up to 5 s more
+// (the daemon drops it meanwhile), closes it and opens another, until ctx
+// is done. opened is told once the first is open.
+func (d *soakDaemon) stuck(ctx context.Context, ip string, opens *atomic.Int64, opened *sync.WaitGroup, errc chan<- error) {
 	first := true
 	for ctx.Err() == nil {
-		before, err := d.metric("cfg_watchers_dropped_total", `reason="write_timeout"`)
+		c, err := dial(ctx, ip, d.addr)
 		if err != nil {
-			errc <- err
+			if ctx.Err() == nil {
+				errc <- err
+			}
 			return
 		}
-		var conns []net.Conn
-		for i := range n {
-			c, err := dial(ctx, fmt.Sprintf("127.0.2.%d", 1+i%250), d.addr)
-			if err != nil {
-				if ctx.Err() == nil {
-					errc <- err
-				}
-				return
-			}
-			conns = append(conns, c)
-			fmt.Fprintf(c, "GET /v1/watch?configs=* HTTP/1.1\r\nHost: cfg\r\n\r\n")
-		}
-		waves.Add(1)
+		fmt.Fprintf(c, "GET /v1/watch?configs=* HTTP/1.1\r\nHost: cfg\r\n\r\n")
+		opens.Add(1)
 		if first {
-			close(opened)
+			opened.Done()
 			first = false
 		}
-		for ctx.Err() == nil {
-			if dropped, err := d.metric("cfg_watchers_dropped_total", `reason="write_timeout"`); err == nil && dropped >= before+float64(n) {
-				break
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(500 * time.Millisecond):
-			}
+		select {
+		case <-ctx.Done():
+		case <-time.After(stuckFor + rand.N(5*time.Second)):
 		}
-		for _, c := range conns {
-			c.Close()
-		}
+		c.Close()
 	}
 }
+
+// stuckFor is how long the daemon takes to drop a client that takes in
+// nothing: cfg serve's write timeout.
+const stuckFor = 10 * time.Second
 
 // waitGroup waits for wg, an error on errc, or the timeout.
 func waitGroup(wg *sync.WaitGroup, errc <-chan error, timeout time.Duration, what string) error {
