@@ -78,6 +78,13 @@ import (
 )
 
 func main() {
+	if n, err := strconv.Atoi(os.Getenv(floorEnv)); err == nil {
+		if err := floorWriter(n); err != nil {
+			fmt.Fprintln(os.Stderr, "cfgbench: the floor's writer:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	// Run the collector as the cfg command does (see cli.Main), for both
 	// engines alike, unless GOGC says otherwise.
 	if _, ok := os.LookupEnv("GOGC"); !ok {

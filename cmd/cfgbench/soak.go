@@ -206,6 +206,11 @@ func soak(o soakOptions, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	d.stop()
+	floor, err := tcpFloor(readers, min(o.commits, 50))
+	if err != nil {
+		return fmt.Errorf("measuring the TCP floor: %w", err)
+	}
 	p50, p99, worst := quantile(each, 0.5), quantile(each, 0.99), slices.Max(each)
 	fmt.Fprintf(stdout, "soak: %d watch streams (%d reading, %d never reading), %d slow-body connections, a %.1f MB config, %d commits\n",
 		o.watchers, readers, o.stuck, o.slow, float64(o.size)/1e6, o.commits)
@@ -216,6 +221,7 @@ func soak(o soakOptions, stdout, stderr io.Writer) error {
 	fmt.Fprintf(tw, "daemon goroutines, most\t%d\t\n", st.goroutines.Load())
 	fmt.Fprintf(tw, "daemon open fds, most\t%d\t\n", st.fds.Load())
 	fmt.Fprintf(tw, "propagation p50 / p99 / max\t%.1f / %.1f / %.1f ms\t(bound p99 %v; %d receipts)\n", ms(p50), ms(p99), ms(worst), o.maxP99, len(each))
+	fmt.Fprintf(tw, "TCP floor p50 / p99 / max\t%s\t(a line to each of %d connections from another process, no daemon; %d rounds)\n", floorQuantiles(floor), readers, min(o.commits, 50))
 	fmt.Fprintf(tw, "CPU during the commits\tdaemon %.1f s, benchmark %.1f s\t(%.1f and %.1f ms a commit; %.1f s of wall time)\n",
 		daemonCPU.Seconds(), benchCPU.Seconds(), ms(daemonCPU)/float64(o.commits), ms(benchCPU)/float64(o.commits), elapsed.Seconds())
 	fmt.Fprintf(tw, "every reading watcher got every revision\tyes\t\n")
