@@ -324,18 +324,28 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "%s", msg)
 		return
 	}
-	defer release()
-
 	// Subscribe before reading the store, so that nothing published
 	// from now on is missed.
 	sub := d.hub.subscribe()
 	if sub == nil {
+		release()
 		writeError(w, http.StatusServiceUnavailable, "daemon shutting down")
 		return
 	}
-	defer d.hub.unsubscribe(sub)
-	ctx := r.Context()
-	latest, err := d.store.Latest(ctx)
+	d.metrics.watchers.Inc()
+	ws := &watchStream{d: d, sub: sub, sel: sel, match: match, host: host, from: from, remote: r.RemoteAddr, url: r.URL.String(),
+		end: func() {
+			d.hub.unsubscribe(sub)
+			release()
+			d.metrics.watchers.Dec()
+		}}
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			ws.end()
+		}
+	}()
+	latest, err := d.store.Latest(r.Context())
 	if err != nil {
 		d.storeError(w, r, err)
 		return
@@ -347,27 +357,78 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "from: revision %d is beyond the latest revision %d", from, latest.Number)
 		return
 	}
+	ws.latest = latest.Number
 
-	d.metrics.watchers.Inc()
-	defer d.metrics.watchers.Dec()
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
-	cw := newClientWriter(w, d.cfg.WriteTimeout)
-	cw.sent = d.metrics.eventsSent.Inc
-	defer cw.close()
+	ws.cw = newClientWriter(w, d.cfg.WriteTimeout)
+	ws.cw.sent = d.metrics.eventsSent.Inc
 	// A stream reads nothing more from its client: no read deadline.
-	cw.rc.SetReadDeadline(time.Time{})
-	if err := cw.start(r); err != nil {
-		d.writeFailed(r, err)
+	ws.cw.rc.SetReadDeadline(time.Time{})
+	if err := ws.cw.start(r); err != nil {
+		ws.cw.close()
+		ws.writeFailed(err)
 		return
 	}
+	if ws.cw.conn == nil {
+		// Written through the ResponseWriter, the stream ends with the
+		// request.
+		defer ws.cw.close()
+		ws.run(r.Context())
+		return
+	}
+	// A stream that took its connection over runs in a goroutine of its
+	// own, and the request's ends, letting go of what net/http held for
+	// it: the stream ends with the daemon's serving.
+	d.streamsMu.Lock()
+	defer d.streamsMu.Unlock()
+	if d.closing {
+		ws.cw.close()
+		return
+	}
+	handedOff = true
+	d.streams.Add(1)
+	ctx := serveContext(r.Context(), d.ctx)
+	go func() {
+		defer d.streams.Done()
+		defer ws.end()
+		defer ws.cw.close()
+		ws.run(ctx)
+	}()
+}
+
+// watchStream is a watch stream once the request is checked and the
+// stream subscribed.
+type watchStream struct {
+	d      *Daemon
+	cw     *clientWriter
+	sub    *subscription
+	sel    store.Selection
+	match  store.Match
+	host   string
+	from   int64 // -1 for a snapshot
+	latest int64 // the latest revision when the stream was opened
+	remote string
+	url    string
+	end    func() // unsubscribes and gives the stream's place back
+}
+
+// run writes the snapshot or the replay, then live updates and
+// heartbeats, until ctx is done, the stream is dropped or a write fails.
+func (ws *watchStream) run(ctx context.Context) {
+	d, cw, sub, id := ws.d, ws.cw, ws.sub, ws.d.store.Identity()
+	// The stream ends with ctx, even in the middle of a write.
+	stop := context.AfterFunc(ctx, func() {
+		d.hub.unsubscribe(sub)
+		cw.abort()
+	})
+	defer stop()
 
 	// last is the revision up to which the stream has told the client
 	// everything it watches.
-	last := latest.Number
-	id := d.store.Identity()
+	last := ws.latest
 	// readConfig writes a config read from the store, its data counted
-	// as queued while it is being written.
+	// as being written while it is.
 	readConfig := func(c *store.ConfigVersion) error {
 		n := int64(len(c.Data))
 		d.writing.Add(n)
@@ -379,14 +440,14 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 	// store's.
 	ended := func(err error) {
 		if cw.err != nil {
-			d.writeFailed(r, cw.err)
-		} else {
-			d.streamError(r, err)
+			ws.writeFailed(cw.err)
+		} else if ctx.Err() == nil && !errors.Is(err, store.ErrClosed) {
+			d.log.Error("reading the store for a watch stream", "err", err, "url", ws.url, "remote", ws.remote)
 		}
 	}
-	if from < 0 {
+	if ws.from < 0 {
 		cw.beginSnapshot(id)
-		snap, err := d.store.Snapshot(ctx, sel, func(c store.ConfigVersion) error { return readConfig(&c) })
+		snap, err := d.store.Snapshot(ctx, ws.sel, func(c store.ConfigVersion) error { return readConfig(&c) })
 		if err == nil {
 			err = cw.endSnapshot(snap)
 		}
@@ -398,7 +459,7 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 	} else {
 		// The changes come in revision order: one update per revision.
 		var open int64 // the revision of the update being written
-		err := d.store.Since(ctx, from, sel, func(c store.ConfigVersion) error {
+		err := d.store.Since(ctx, ws.from, ws.sel, func(c store.ConfigVersion) error {
 			if c.Revision != open {
 				if open != 0 {
 					if err := cw.endUpdate(); err != nil {
@@ -420,14 +481,14 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err := cw.heartbeat(last, id); err != nil {
-		d.writeFailed(r, err)
+		ws.writeFailed(err)
 		return
 	}
 	// The overrides in effect for the host, sent at the start and again
 	// whenever they change.
 	var sentOverrides []byte
 	sendOverrides := func() error {
-		list := d.overrides.forHost(host, match)
+		list := d.overrides.forHost(ws.host, ws.match)
 		key := encodeLine(list)
 		if sentOverrides != nil && bytes.Equal(key, sentOverrides) {
 			return nil
@@ -435,16 +496,13 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 		sentOverrides = key
 		return cw.line(encodeLine(wire.Event{Type: wire.Overrides, Revision: last, Store: id, Overrides: list}))
 	}
-	if host != "" {
+	if ws.host != "" {
 		if err := sendOverrides(); err != nil {
-			d.writeFailed(r, err)
+			ws.writeFailed(err)
 			return
 		}
 	}
 
-	// The stream ends when the request does (the daemon shutting down).
-	stop := context.AfterFunc(ctx, func() { d.hub.unsubscribe(sub) })
-	defer stop()
 	// Heartbeats every Heartbeat, from a random point of the first
 	// interval: streams opened together do not beat together.
 	beat := time.NewTimer(rand.N(d.cfg.Heartbeat) + 1)
@@ -457,7 +515,7 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if err := cw.heartbeat(last, id); err != nil {
-				d.writeFailed(r, err)
+				ws.writeFailed(err)
 				return
 			}
 			continue
@@ -469,7 +527,7 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 			b, more, ok = d.hub.take(sub)
 			if !ok {
 				if d.hub.wasDropped(sub) {
-					d.log.Info("closing a watch stream that fell behind", "remote", r.RemoteAddr, "revision", last)
+					d.log.Info("closing a watch stream that fell behind", "remote", ws.remote, "revision", last)
 				}
 				return
 			}
@@ -477,7 +535,7 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 			switch {
 			case b == nil:
 			case b.rev == nil:
-				if host != "" {
+				if ws.host != "" {
 					err = sendOverrides()
 				}
 			case b.rev.Number <= last:
@@ -488,15 +546,37 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 			default:
 				last = b.rev.Number
 				d.writing.Add(b.size())
-				err = d.writeUpdate(cw, id, b.rev, match)
+				err = d.writeUpdate(cw, id, b.rev, ws.match)
 				d.writing.Add(-b.size())
 			}
 			if err != nil {
-				d.writeFailed(r, err)
+				ws.writeFailed(err)
 				return
 			}
 		}
 	}
+}
+
+// writeFailed counts and logs a watch stream whose client took in nothing
+// for the write timeout; other write errors are the client going away.
+func (ws *watchStream) writeFailed(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) && !ws.cw.aborted.Load() {
+		ws.d.metrics.dropped.WithLabelValues(dropWriteTimeout).Inc()
+		ws.d.log.Info("closing a watch stream whose client takes in nothing", "remote", ws.remote, "timeout", ws.d.cfg.WriteTimeout)
+	}
+}
+
+// serveContextKey is the key of the context Serve serves with, in the
+// contexts of its requests.
+type serveContextKey struct{}
+
+// serveContext returns the context Serve serves reqCtx's request with, or
+// else def.
+func serveContext(reqCtx, def context.Context) context.Context {
+	if ctx, ok := reqCtx.Value(serveContextKey{}).(context.Context); ok {
+		return ctx
+	}
+	return def
 }
 
 // writeUpdate writes the update event of rev with the configs m selects,
@@ -520,22 +600,4 @@ func (d *Daemon) writeUpdate(cw *clientWriter, id string, rev *published, m stor
 		return nil
 	}
 	return cw.endUpdate()
-}
-
-// writeFailed counts and logs a watch stream whose client took in nothing
-// for the write timeout; other write errors are the client going away.
-func (d *Daemon) writeFailed(r *http.Request, err error) {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		d.metrics.dropped.WithLabelValues(dropWriteTimeout).Inc()
-		d.log.Info("closing a watch stream whose client takes in nothing", "remote", r.RemoteAddr, "timeout", d.cfg.WriteTimeout)
-	}
-}
-
-// streamError logs why a watch stream ends on a store error, unless the
-// client or the daemon ended it; the client resumes with from=.
-func (d *Daemon) streamError(r *http.Request, err error) {
-	if r.Context().Err() != nil || errors.Is(err, store.ErrClosed) {
-		return
-	}
-	d.log.Error("reading the store for a watch stream", "err", err, "url", r.URL.String(), "remote", r.RemoteAddr)
 }

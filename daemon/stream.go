@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -57,6 +58,7 @@ type clientWriter struct {
 	err     error     // the first write error: every later write fails with it
 	sent    func()    // counts each event but heartbeats, once written
 	probe   [1]byte
+	aborted atomic.Bool // the stream must end: writes fail at once
 }
 
 func newClientWriter(w http.ResponseWriter, timeout time.Duration) *clientWriter {
@@ -77,7 +79,8 @@ func (cw *clientWriter) start(r *http.Request) error {
 		cw.w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	cw.conn = conn
+	// What net/http held for the response goes with the request.
+	cw.conn, cw.w, cw.rc = conn, nil, nil
 	conn.SetReadDeadline(time.Time{})
 	b := append(cw.bytes(), "HTTP/1.1 200 OK\r\n"...)
 	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
@@ -97,17 +100,26 @@ func (cw *clientWriter) start(r *http.Request) error {
 }
 
 // close ends the response: a connection taken over gets the last chunk,
-// unless a write failed, and is closed.
+// unless a write failed or the stream was aborted, and is closed.
 func (cw *clientWriter) close() {
 	cw.release()
 	if cw.conn == nil {
 		return
 	}
-	if cw.err == nil {
+	if cw.err == nil && !cw.aborted.Load() {
 		cw.deadline()
 		cw.conn.Write([]byte("0\r\n\r\n"))
 	}
 	cw.conn.Close()
+}
+
+// abort makes the write in progress on a connection taken over, and every
+// later one, fail at once; it may be called from any goroutine.
+func (cw *clientWriter) abort() {
+	cw.aborted.Store(true)
+	if cw.conn != nil {
+		cw.conn.SetWriteDeadline(time.Now())
+	}
 }
 
 // gone reports whether the client of a connection taken over has closed
@@ -125,6 +137,9 @@ func (cw *clientWriter) gone() bool {
 // deadline sets the deadline of the next write.
 func (cw *clientWriter) deadline() {
 	t := time.Now().Add(cw.timeout)
+	if cw.aborted.Load() {
+		t = time.Now()
+	}
 	if cw.conn != nil {
 		cw.conn.SetWriteDeadline(t)
 		return
