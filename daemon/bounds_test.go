@@ -1,3 +1,5 @@
+//go:build unix
+
 package daemon
 
 import (
@@ -11,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -21,10 +24,17 @@ func bigConfig(size int) string {
 }
 
 // dialFrom opens a TCP connection to the daemon from the local address ip
-// (any of 127.0.0.0/8 reaches the daemon on Linux).
+// (any of 127.0.0.0/8 reaches the daemon on Linux). The connection's
+// receive buffer is small: a client that does not read stops the daemon's
+// writes after a few kilobytes, rather than after the megabytes that the
+// kernel's buffers could take on their own.
 func (d *testDaemon) dialFrom(ip string) net.Conn {
 	d.t.Helper()
-	dialer := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	dialer := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Control: func(_, _ string, c syscall.RawConn) error {
+		var err error
+		c.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return err
+	}}
 	c, err := dialer.Dial("tcp", strings.TrimPrefix(d.url, "http://"))
 	if err != nil {
 		d.t.Fatal(err)
