@@ -379,7 +379,8 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 	}
 	// A stream that took its connection over runs in a goroutine of its
 	// own, and the request's ends, letting go of what net/http held for
-	// it: the stream ends with the daemon's serving.
+	// it: the stream ends with the daemon's serving, or when its client
+	// goes away.
 	d.streamsMu.Lock()
 	defer d.streamsMu.Unlock()
 	if d.closing {
@@ -388,11 +389,13 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 	}
 	handedOff = true
 	d.streams.Add(1)
-	ctx := serveContext(r.Context(), d.ctx)
+	ctx, cancel := context.WithCancel(serveContext(r.Context(), d.ctx))
+	go ws.cw.watchClient(cancel)
 	go func() {
 		defer d.streams.Done()
 		defer ws.end()
 		defer ws.cw.close()
+		defer cancel()
 		ws.run(ctx)
 	}()
 }
@@ -511,9 +514,6 @@ func (ws *watchStream) run(ctx context.Context) {
 		select {
 		case <-beat.C:
 			beat.Reset(d.cfg.Heartbeat)
-			if cw.gone() {
-				return
-			}
 			if err := cw.heartbeat(last, id); err != nil {
 				ws.writeFailed(err)
 				return

@@ -2,10 +2,8 @@ package daemon
 
 import (
 	"encoding/base64"
-	"errors"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -42,9 +40,10 @@ var chunks = sync.Pool{New: func() any { return &eventBuf{b: make([]byte, chunkH
 //
 // A watch stream takes its connection over from net/http (start): it then
 // writes the status line, the headers and the chunks of its body itself,
-// one write per piece, and holds no more than its own goroutine and
-// connection, where net/http holds a second goroutine and 10 KiB of
-// buffers for as long as a response lasts. Where the connection cannot be
+// one write per piece, and holds no more than its goroutine, a small one
+// that notices the client leaving (watchClient) and the connection, where
+// net/http holds 10 KiB of buffers and a request for as long as a
+// response lasts. Where the connection cannot be
 // taken over (not HTTP/1.1, a ResponseWriter that does not allow it), it
 // writes through the ResponseWriter.
 type clientWriter struct {
@@ -52,12 +51,11 @@ type clientWriter struct {
 	rc      *http.ResponseController
 	conn    net.Conn // the connection once taken over, or nil
 	timeout time.Duration
-	buf     *eventBuf // from chunks while an event is being written
-	head    []byte    // scratch for the JSON around configs' data
-	n       int       // configs in the event being written
-	err     error     // the first write error: every later write fails with it
-	sent    func()    // counts each event but heartbeats, once written
-	probe   [1]byte
+	buf     *eventBuf   // from chunks while an event is being written
+	head    []byte      // scratch for the JSON around configs' data
+	n       int         // configs in the event being written
+	err     error       // the first write error: every later write fails with it
+	sent    func()      // counts each event but heartbeats, once written
 	aborted atomic.Bool // the stream must end: writes fail at once
 }
 
@@ -122,16 +120,18 @@ func (cw *clientWriter) abort() {
 	}
 }
 
-// gone reports whether the client of a connection taken over has closed
-// it (net/http tells the others' handlers by cancelling their context).
-func (cw *clientWriter) gone() bool {
-	if cw.conn == nil {
-		return false
+// watchClient reads what the client of a connection taken over sends,
+// dropping it (a watch client sends nothing after its request), until
+// the connection fails or ends, and then calls gone: a client that goes
+// away ends its stream at once, as net/http ends the others' requests.
+func (cw *clientWriter) watchClient(gone func()) {
+	var b [1]byte
+	for {
+		if _, err := cw.conn.Read(b[:]); err != nil {
+			gone()
+			return
+		}
 	}
-	// A deadline already passed would fail the read before it looks.
-	cw.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
-	_, err := cw.conn.Read(cw.probe[:]) // a client sends nothing more: whatever it sends is dropped
-	return err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // deadline sets the deadline of the next write.
