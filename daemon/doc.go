@@ -41,10 +41,22 @@
 //
 // Watch streams subscribe to a hub before reading the store, so the
 // snapshot or replay and the live updates join without gaps or
-// duplicates. Publishing hands each revision to every stream's buffered
-// channel without blocking; a stream that falls more than
-// Config.WatchBuffer revisions behind is closed, and its client resumes
-// with from=.
+// duplicates. Publishing adds each revision to the hub's ring, which every
+// stream reads at its own position, and wakes the streams, without
+// blocking; a stream that falls more than Config.WatchBuffer revisions or
+// Config.WatchQueueBytes of config data behind is closed, and its client
+// resumes with from=. A stream takes its connection over from net/http,
+// writes its events config by config through a buffer of 32 KiB (never an
+// event whole, never the data of a config it shares with other streams
+// copied), each piece with a write deadline (Config.WriteTimeout), and
+// runs in a goroutine of its own once its request has ended.
+//
+// What clients can make the daemon hold is bounded (docs/api.md, Limits):
+// connections (Config.MaxConnections, below the file descriptor limit less
+// ReservedFDs), watch streams in all and per remote address (503 with
+// Retry-After above them), the time to read a request or its headers, the
+// size of its headers and body, idle connections, and the backlog of a
+// stream.
 //
 // Host reports are kept in memory and written to the store every few
 // seconds and on Close, so that GET /v1/hosts survives a restart.
