@@ -299,3 +299,16 @@ func TestHeaderBytes(t *testing.T) {
 		t.Errorf("GET a: %d", code)
 	}
 }
+
+// TestHeadWatch checks that a HEAD of a watch answers its headers and
+// ends, rather than holding a stream that writes nothing.
+func TestHeadWatch(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"a":1}`)
+	d := startDaemon(t, r.dir, t.TempDir())
+	code, body, h := d.do("HEAD", "/v1/watch?configs=a", "", nil)
+	if code != 200 || body != "" || h.Get("Content-Type") != "application/x-ndjson" {
+		t.Errorf("HEAD /v1/watch: %d %q %q", code, body, h.Get("Content-Type"))
+	}
+	d.waitFor("no watch stream open", func() bool { return d.metric("cfg_watchers") == 0 })
+}

@@ -361,6 +361,9 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
+	if r.Method == http.MethodHead {
+		return // the headers of a stream, and no stream
+	}
 	ws.cw = newClientWriter(w, d.cfg.WriteTimeout)
 	ws.cw.sent = d.metrics.eventsSent.Inc
 	// A stream reads nothing more from its client: no read deadline.

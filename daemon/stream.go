@@ -64,8 +64,8 @@ func newClientWriter(w http.ResponseWriter, timeout time.Duration) *clientWriter
 }
 
 // start answers r with status 200 and the headers set on the
-// ResponseWriter, taking the connection over if it can. The body is
-// chunked: it ends with close.
+// ResponseWriter, taking the connection over if it can (HTTP/1.1). The
+// body is chunked: it ends with close.
 func (cw *clientWriter) start(r *http.Request) error {
 	if !r.ProtoAtLeast(1, 1) {
 		cw.w.WriteHeader(http.StatusOK)
