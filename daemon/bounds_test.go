@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cfg-dev/cfg/wire"
 )
 
 // bigConfig is a compiled config of about size bytes.
@@ -71,33 +74,28 @@ func statusLine(t *testing.T, c net.Conn) string {
 	return strings.TrimSpace(string(line))
 }
 
-// liveHeap returns the bytes of live heap objects after a collection.
-func liveHeap() int64 {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return int64(ms.HeapAlloc)
-}
-
 // TestNonReadingClientsMemory attacks the bound on what clients that
 // never read can make the daemon hold: 100 watches of every config, then
-// 100 GETs of a 5 MB config, none of them reading its body, hold about
-// one copy of the config between them (the daemon once held a copy, an
-// encoding and more per client: 1.4 GB for the watches).
+// 100 GETs of a 5 MB config, none of them reading its body, hold one copy
+// of the config between them, and at most a stream's cost and a piece's
+// buffer each (the daemon once held a copy, an encoding and more per
+// client: 1.4 GB for the watches).
 func TestNonReadingClientsMemory(t *testing.T) {
-	const size = 5 << 20
+	const size, n = 5 << 20, 100
 	r := newTestRepo(t)
 	r.commit("materialized_configs/big.json", bigConfig(size), "materialized_configs/small.json", `{"n":1}`)
-	d := startDaemon(t, r.dir, t.TempDir())
+	// No client is dropped for its write timeout while the test runs.
+	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond, WriteTimeout: 10 * time.Minute})
+	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
 	if code, body, _ := d.do("GET", "/v1/configs/small", "", nil); code != 200 {
 		t.Fatalf("GET small: %d %s", code, body)
 	}
 	// What the daemon and this test hold before the clients come.
-	base := liveHeap()
+	base := memInUse()
 
 	for _, path := range []string{"/v1/watch?configs=*", "/v1/configs/big"} {
 		var conns []net.Conn
-		for range 100 {
+		for range n {
 			conns = append(conns, d.sendRequest("127.0.0.1", path))
 		}
 		for _, c := range conns {
@@ -105,16 +103,26 @@ func TestNonReadingClientsMemory(t *testing.T) {
 				t.Fatalf("GET %s: %s", path, got)
 			}
 		}
-		// Every response has started, and none can finish.
-		grown := liveHeap() - base
-		t.Logf("GET %s from 100 clients that do not read: the heap grew by %.1f MB", path, float64(grown)/1e6)
-		if grown > 4*size {
-			t.Errorf("GET %s from 100 clients that do not read: the heap grew by %.1f MB, want at most %.1f MB (4 copies of the config)",
-				path, float64(grown)/1e6, float64(4*size)/1e6)
+		if strings.HasPrefix(path, "/v1/watch") {
+			// Every stream is writing the big config, and none can finish
+			// (each encodes it until its connection is full: slow under
+			// the race detector).
+			for deadline := time.Now().Add(2 * time.Minute); d.metric("cfg_watch_queued_bytes") < n*size; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%v bytes of config data being written, want %d: not every stream is writing the big config", d.metric("cfg_watch_queued_bytes"), n*size)
+				}
+			}
+		}
+		grown := memInUse() - base
+		t.Logf("GET %s from %d clients that do not read: the heap and stacks grew by %.1f MB", path, n, float64(grown)/1e6)
+		if limit := int64(size + n*(pieceSize+streamBytes)); grown > limit && !raceEnabled {
+			t.Errorf("GET %s from %d clients that do not read: the heap and stacks grew by %.1f MB, want at most %.1f MB (a copy of the config, and %d KiB a client)",
+				path, n, float64(grown)/1e6, float64(limit)/1e6, (pieceSize+streamBytes)>>10)
 		}
 		for _, c := range conns {
 			c.Close()
 		}
+		d.waitFor("no watch stream open", func() bool { return d.metric("cfg_watchers") == 0 })
 	}
 }
 
@@ -139,8 +147,63 @@ func TestNonReadingWatcherDropped(t *testing.T) {
 	}
 	// The client, reading at last, gets what was sent and then the end.
 	c.SetReadDeadline(time.Now().Add(20 * time.Second))
-	if _, err := io.Copy(io.Discard, c); err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset") {
+	n, err := io.Copy(io.Discard, c)
+	if err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset") {
 		t.Errorf("reading the dropped stream: %v, want its end", err)
+	}
+	// What the daemon queued for the client is its receive window and
+	// about a piece (it was the socket's send buffer, megabytes).
+	if n > 128<<10 {
+		t.Errorf("a client that never read got %d KiB once dropped, want at most 128 KiB: the daemon queued that much in its socket", n>>10)
+	}
+}
+
+// slowReader reads at most n bytes from r every tick.
+type slowReader struct {
+	r    io.Reader
+	n    int
+	tick *time.Ticker
+}
+
+func (s *slowReader) Read(p []byte) (int, error) {
+	<-s.tick.C
+	return s.r.Read(p[:min(len(p), s.n)])
+}
+
+// TestSlowReaderKept attacks the write deadline from the other side: it
+// bounds each piece the daemon writes, not the response, so a client that
+// reads a 1 MB snapshot steadily but slowly (at most 800 KB/s, so 1.7 s
+// or more) gets it whole, although the write timeout is 300 ms.
+func TestSlowReaderKept(t *testing.T) {
+	const size = 1 << 20
+	r := newTestRepo(t)
+	big := bigConfig(size)
+	r.commit("materialized_configs/big.json", big)
+	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond, WriteTimeout: 300 * time.Millisecond})
+	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
+	c := d.sendRequest("127.0.0.1", "/v1/watch?configs=big")
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	br := bufio.NewReaderSize(&slowReader{r: c, n: 8 << 10, tick: tick}, 64<<10)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	line, err := bufio.NewReaderSize(resp.Body, 64<<10).ReadBytes('\n')
+	if err != nil {
+		t.Fatalf("reading the snapshot slowly for %v: %v (got %d bytes)", time.Since(start).Round(time.Millisecond), err, len(line))
+	}
+	var ev wire.Event
+	if err := json.Unmarshal(line, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if len(ev.Configs) != 1 || string(ev.Configs[0].Data) != big {
+		t.Errorf("the snapshot read slowly: %d configs, want big whole", len(ev.Configs))
+	}
+	t.Logf("the snapshot took %v to read", time.Since(start).Round(time.Millisecond))
+	if got := d.metric("cfg_watchers_dropped_total", "reason", "write_timeout"); got != 0 {
+		t.Errorf("streams dropped for their write timeout: %v, want 0", got)
 	}
 }
 
@@ -311,4 +374,59 @@ func TestHeadWatch(t *testing.T) {
 		t.Errorf("HEAD /v1/watch: %d %q %q", code, body, h.Get("Content-Type"))
 	}
 	d.waitFor("no watch stream open", func() bool { return d.metric("cfg_watchers") == 0 })
+}
+
+// memInUse returns the bytes of live heap objects and of goroutine
+// stacks, after two collections (the second empties sync.Pools).
+func memInUse() int64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc + ms.StackInuse)
+}
+
+// streamBytes is the most a watch stream waiting for the next revision may
+// cost the daemon (docs/api.md, Limits: about 30 KiB).
+const streamBytes = 40 << 10
+
+// TestWatchStreamMemory attacks the memory a waiting watch stream costs
+// the daemon: 500 streams, each its own connection, that have their
+// snapshot and wait for the next revision hold at most streamBytes each,
+// heap and goroutine stacks together.
+func TestWatchStreamMemory(t *testing.T) {
+	const n = 500
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"a":1}`)
+	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond, Heartbeat: time.Hour,
+		MaxWatchesPerAddress: n})
+	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
+	// open opens a stream and reads its snapshot and first heartbeat.
+	open := func() net.Conn {
+		c := d.sendRequest("127.0.0.1", "/v1/watch?configs=a")
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(resp.Body)
+		for i := 0; i < 2; i++ {
+			if !sc.Scan() {
+				t.Fatalf("watch: %s, %v", resp.Status, sc.Err())
+			}
+		}
+		c.SetReadDeadline(time.Time{})
+		return c
+	}
+	open().Close() // what the first stream sets up once for all
+	d.waitFor("no watch stream open", func() bool { return d.metric("cfg_watchers") == 0 })
+	base := memInUse()
+	for range n {
+		open()
+	}
+	grown := memInUse() - base
+	t.Logf("%d waiting watch streams: %.1f KiB each", n, float64(grown)/n/1024)
+	if grown > n*streamBytes && !raceEnabled {
+		t.Errorf("%d waiting watch streams hold %.1f KiB each, want at most %d KiB", n, float64(grown)/n/1024, streamBytes>>10)
+	}
 }

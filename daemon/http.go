@@ -10,7 +10,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -57,8 +56,9 @@ func (d *Daemon) routes() http.Handler {
 			d.metrics.requests.WithLabelValues(strconv.Itoa(sw.status()), "other").Inc()
 			return
 		}
+		// Counted also when a watch stream is cut (http.ErrAbortHandler).
+		defer func() { d.metrics.requests.WithLabelValues(strconv.Itoa(sw.status()), r.Pattern).Inc() }()
 		mux.ServeHTTP(sw, r)
-		d.metrics.requests.WithLabelValues(strconv.Itoa(sw.status()), r.Pattern).Inc()
 	})
 }
 
@@ -333,18 +333,12 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.metrics.watchers.Inc()
-	ws := &watchStream{d: d, sub: sub, sel: sel, match: match, host: host, from: from, remote: r.RemoteAddr, url: r.URL.String(),
-		end: func() {
-			d.hub.unsubscribe(sub)
-			release()
-			d.metrics.watchers.Dec()
-		}}
-	handedOff := false
 	defer func() {
-		if !handedOff {
-			ws.end()
-		}
+		d.hub.unsubscribe(sub)
+		release()
+		d.metrics.watchers.Dec()
 	}()
+	ws := &watchStream{d: d, sub: sub, sel: sel, match: match, host: host, from: from, remote: r.RemoteAddr, url: r.URL.String()}
 	latest, err := d.store.Latest(r.Context())
 	if err != nil {
 		d.storeError(w, r, err)
@@ -366,41 +360,25 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.cw = newClientWriter(w, d.cfg.WriteTimeout)
 	ws.cw.sent = d.metrics.eventsSent.Inc
-	// A stream reads nothing more from its client: no read deadline.
+	defer ws.cw.end()
+	// A stream reads nothing more from its client, but net/http reads its
+	// connection to notice the client leaving, which ends the request's
+	// context: that read has no deadline (ReadTimeout would end the
+	// stream).
 	ws.cw.rc.SetReadDeadline(time.Time{})
-	if err := ws.cw.start(r); err != nil {
-		ws.cw.close()
+	w.WriteHeader(http.StatusOK)
+	// The headers go at once, before the store is read.
+	if err := ws.cw.flush(); err != nil {
 		ws.writeFailed(err)
 		return
 	}
-	if ws.cw.conn == nil {
-		// Written through the ResponseWriter, the stream ends with the
-		// request.
-		defer ws.cw.close()
-		ws.run(r.Context())
-		return
+	if err := ws.run(r.Context()); err != nil {
+		// Cut in the middle of an event (a write failed, the store failed
+		// a read, the daemon is shutting down): the connection is closed
+		// without the end of the chunked body, so that the client cannot
+		// take the stream for whole.
+		panic(http.ErrAbortHandler)
 	}
-	// A stream that took its connection over runs in a goroutine of its
-	// own, and the request's ends, letting go of what net/http held for
-	// it: the stream ends with the daemon's serving, or when its client
-	// goes away.
-	d.streamsMu.Lock()
-	defer d.streamsMu.Unlock()
-	if d.closing {
-		ws.cw.close()
-		return
-	}
-	handedOff = true
-	d.streams.Add(1)
-	ctx, cancel := context.WithCancel(serveContext(r.Context(), d.ctx))
-	go ws.cw.watchClient(cancel)
-	go func() {
-		defer d.streams.Done()
-		defer ws.end()
-		defer ws.cw.close()
-		defer cancel()
-		ws.run(ctx)
-	}()
 }
 
 // watchStream is a watch stream once the request is checked and the
@@ -416,12 +394,14 @@ type watchStream struct {
 	latest int64 // the latest revision when the stream was opened
 	remote string
 	url    string
-	end    func() // unsubscribes and gives the stream's place back
 }
 
 // run writes the snapshot or the replay, then live updates and
-// heartbeats, until ctx is done, the stream is dropped or a write fails.
-func (ws *watchStream) run(ctx context.Context) {
+// heartbeats, until ctx is done, the stream is dropped or a write or a
+// read of the store fails. It returns nil if the stream ended between
+// events (ctx done, the stream dropped or the hub closed), or else the
+// error that cut it.
+func (ws *watchStream) run(ctx context.Context) error {
 	d, cw, sub, id := ws.d, ws.cw, ws.sub, ws.d.store.Identity()
 	// The stream ends with ctx, even in the middle of a write.
 	stop := context.AfterFunc(ctx, func() {
@@ -442,14 +422,17 @@ func (ws *watchStream) run(ctx context.Context) {
 		d.writing.Add(-n)
 		return err
 	}
-	// ended reports why a stream ends on an error: the client's, or the
-	// store's.
-	ended := func(err error) {
+	// ended reports why a stream ends on an error, the client's or the
+	// store's, and returns it.
+	ended := func(err error) error {
 		if cw.err != nil {
 			ws.writeFailed(cw.err)
-		} else if ctx.Err() == nil && !errors.Is(err, store.ErrClosed) {
+			return cw.err
+		}
+		if ctx.Err() == nil && !errors.Is(err, store.ErrClosed) {
 			d.log.Error("reading the store for a watch stream", "err", err, "url", ws.url, "remote", ws.remote)
 		}
+		return err
 	}
 	if ws.from < 0 {
 		cw.beginSnapshot(id)
@@ -458,8 +441,7 @@ func (ws *watchStream) run(ctx context.Context) {
 			err = cw.endSnapshot(snap)
 		}
 		if err != nil {
-			ended(err)
-			return
+			return ended(err)
 		}
 		last = snap.Number
 	} else {
@@ -482,13 +464,11 @@ func (ws *watchStream) run(ctx context.Context) {
 			err = cw.endUpdate()
 		}
 		if err != nil {
-			ended(err)
-			return
+			return ended(err)
 		}
 	}
 	if err := cw.heartbeat(last, id); err != nil {
-		ws.writeFailed(err)
-		return
+		return ended(err)
 	}
 	// The overrides in effect for the host, sent at the start and again
 	// whenever they change.
@@ -504,8 +484,7 @@ func (ws *watchStream) run(ctx context.Context) {
 	}
 	if ws.host != "" {
 		if err := sendOverrides(); err != nil {
-			ws.writeFailed(err)
-			return
+			return ended(err)
 		}
 	}
 
@@ -518,8 +497,7 @@ func (ws *watchStream) run(ctx context.Context) {
 		case <-beat.C:
 			beat.Reset(d.cfg.Heartbeat)
 			if err := cw.heartbeat(last, id); err != nil {
-				ws.writeFailed(err)
-				return
+				return ended(err)
 			}
 			continue
 		case <-sub.wake:
@@ -532,7 +510,7 @@ func (ws *watchStream) run(ctx context.Context) {
 				if d.hub.wasDropped(sub) {
 					d.log.Info("closing a watch stream that fell behind", "remote", ws.remote, "revision", last)
 				}
-				return
+				return nil
 			}
 			var err error
 			switch {
@@ -545,7 +523,7 @@ func (ws *watchStream) run(ctx context.Context) {
 				// Already in the snapshot or the replay.
 			case b.rev.Number != last+1:
 				d.log.Error("watch stream out of order", "got", b.rev.Number, "want", last+1)
-				return // the client resumes from last
+				return nil // the client resumes from last
 			default:
 				last = b.rev.Number
 				d.writing.Add(b.size())
@@ -553,8 +531,7 @@ func (ws *watchStream) run(ctx context.Context) {
 				d.writing.Add(-b.size())
 			}
 			if err != nil {
-				ws.writeFailed(err)
-				return
+				return ended(err)
 			}
 		}
 	}
@@ -563,23 +540,10 @@ func (ws *watchStream) run(ctx context.Context) {
 // writeFailed counts and logs a watch stream whose client took in nothing
 // for the write timeout; other write errors are the client going away.
 func (ws *watchStream) writeFailed(err error) {
-	if errors.Is(err, os.ErrDeadlineExceeded) && !ws.cw.aborted.Load() {
+	if ws.cw.timedOut(err) {
 		ws.d.metrics.dropped.WithLabelValues(dropWriteTimeout).Inc()
 		ws.d.log.Info("closing a watch stream whose client takes in nothing", "remote", ws.remote, "timeout", ws.d.cfg.WriteTimeout)
 	}
-}
-
-// serveContextKey is the key of the context Serve serves with, in the
-// contexts of its requests.
-type serveContextKey struct{}
-
-// serveContext returns the context Serve serves reqCtx's request with, or
-// else def.
-func serveContext(reqCtx, def context.Context) context.Context {
-	if ctx, ok := reqCtx.Value(serveContextKey{}).(context.Context); ok {
-		return ctx
-	}
-	return def
 }
 
 // writeUpdate writes the update event of rev with the configs m selects,

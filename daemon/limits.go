@@ -57,6 +57,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		<-l.sem
 		return nil, err
 	}
+	limitUnsent(c)
 	return &limitConn{Conn: c, sem: l.sem}, nil
 }
 

@@ -2,8 +2,9 @@ package daemon
 
 import (
 	"encoding/base64"
-	"net"
+	"errors"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -13,145 +14,91 @@ import (
 	"github.com/cfg-dev/cfg/store"
 )
 
-// chunkSize is the most bytes the daemon hands a client's connection in
-// one write, and the size of the buffer a watch stream assembles its
-// events in while it writes one.
-const chunkSize = 32 << 10
+// pieceSize is the most bytes the daemon hands a response in one write,
+// each write with a deadline of its own, and the size of the buffer a
+// watch stream assembles an event in while it writes it.
+const pieceSize = 32 << 10
 
-// chunkHead is the room an event buffer keeps before its bytes for the
-// header of an HTTP/1.1 chunk (its size in hex, CRLF).
-const chunkHead = 8
-
-// eventBuf is a buffer an event is assembled in: b[:chunkHead] is room for
-// a chunk header, then come up to chunkSize bytes of the event, and the
-// capacity leaves room for the CRLF after them.
-type eventBuf struct{ b []byte }
-
-// chunks are the buffers of the watch streams that are writing an event;
+// pieces are the buffers of the watch streams that are writing an event;
 // a stream waiting for the next one holds none.
-var chunks = sync.Pool{New: func() any { return &eventBuf{b: make([]byte, chunkHead, chunkHead+chunkSize+2)} }}
+var pieces = sync.Pool{New: func() any { b := make([]byte, 0, pieceSize); return &b }}
 
-// clientWriter writes a response in pieces of at most chunkSize bytes,
-// each with its own write deadline: a client that takes in none of a
-// piece within the timeout fails the write, and with it the response.
-// Watch events are assembled piece by piece, config by config, so that a
-// stream holds one buffer of chunkSize and the data it is writing, never
-// an event whole.
-//
-// A watch stream takes its connection over from net/http (start): it then
-// writes the status line, the headers and the chunks of its body itself,
-// one write per piece, and holds no more than its goroutine, a small one
-// that notices the client leaving (watchClient) and the connection, where
-// net/http holds 10 KiB of buffers and a request for as long as a
-// response lasts. Where the connection cannot be
-// taken over (not HTTP/1.1, a ResponseWriter that does not allow it), it
-// writes through the ResponseWriter.
+// clientWriter writes a response through net/http's ResponseWriter, in
+// pieces of at most pieceSize bytes, setting the connection's write
+// deadline (http.ResponseController) before each: a client that takes in
+// none of a piece within the timeout fails the write, and with it the
+// response, whose connection net/http then closes. A watch stream
+// assembles its events config by config in a buffer of pieceSize,
+// base64-encoding a config's data a piece at a time, and hands the
+// response each piece as the buffer fills, then the rest with a flush: it
+// holds one buffer while it writes an event, never an event whole, and
+// none while it waits for the next.
 type clientWriter struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
-	conn    net.Conn // the connection once taken over, or nil
 	timeout time.Duration
-	buf     *eventBuf   // from chunks while an event is being written
-	head    []byte      // scratch for the JSON around configs' data
-	n       int         // configs in the event being written
-	err     error       // the first write error: every later write fails with it
-	sent    func()      // counts each event but heartbeats, once written
-	aborted atomic.Bool // the stream must end: writes fail at once
+	buf     *[]byte   // from pieces while an event is being written
+	head    []byte    // scratch for the JSON around configs' data
+	n       int       // configs in the event being written
+	until   time.Time // the deadline of the last write
+	err     error     // the first write error: every later write fails with it
+	sent    func()    // counts each event but heartbeats, once written
+
+	// abortMu is held to abort the response and to end it: once ended,
+	// the ResponseWriter is not used again.
+	abortMu sync.Mutex
+	ended   bool
+	aborted atomic.Bool // the response must end: writes fail at once
 }
 
 func newClientWriter(w http.ResponseWriter, timeout time.Duration) *clientWriter {
 	return &clientWriter{w: w, rc: http.NewResponseController(w), timeout: timeout}
 }
 
-// start answers r with status 200 and the headers set on the
-// ResponseWriter, taking the connection over if it can (HTTP/1.1). The
-// body is chunked: it ends with close.
-func (cw *clientWriter) start(r *http.Request) error {
-	if !r.ProtoAtLeast(1, 1) {
-		cw.w.WriteHeader(http.StatusOK)
-		return nil
-	}
-	h := cw.w.Header().Clone()
-	conn, _, err := cw.rc.Hijack()
-	if err != nil {
-		cw.w.WriteHeader(http.StatusOK)
-		return nil
-	}
-	// What net/http held for the response goes with the request.
-	cw.conn, cw.w, cw.rc = conn, nil, nil
-	conn.SetReadDeadline(time.Time{})
-	b := append(cw.bytes(), "HTTP/1.1 200 OK\r\n"...)
-	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
-	h.Set("Transfer-Encoding", "chunked")
-	h.Set("Connection", "close")
-	for k, vs := range h {
-		for _, v := range vs {
-			b = append(append(append(append(b, k...), ": "...), v...), "\r\n"...)
-		}
-	}
-	b = append(b, "\r\n"...)
-	cw.deadline()
-	_, cw.err = conn.Write(b[chunkHead:])
-	cw.buf.b = b[:chunkHead]
-	cw.release()
-	return cw.err
-}
-
-// close ends the response: a connection taken over gets the last chunk,
-// unless a write failed or the stream was aborted, and is closed.
-func (cw *clientWriter) close() {
-	cw.release()
-	if cw.conn == nil {
-		return
-	}
-	if cw.err == nil && !cw.aborted.Load() {
-		cw.deadline()
-		cw.conn.Write([]byte("0\r\n\r\n"))
-	}
-	cw.conn.Close()
-}
-
-// abort makes the write in progress on a connection taken over, and every
-// later one, fail at once; it may be called from any goroutine.
-func (cw *clientWriter) abort() {
-	cw.aborted.Store(true)
-	if cw.conn != nil {
-		cw.conn.SetWriteDeadline(time.Now())
-	}
-}
-
-// watchClient reads what the client of a connection taken over sends,
-// dropping it (a watch client sends nothing after its request), until
-// the connection fails or ends, and then calls gone: a client that goes
-// away ends its stream at once, as net/http ends the others' requests.
-func (cw *clientWriter) watchClient(gone func()) {
-	var b [1]byte
-	for {
-		if _, err := cw.conn.Read(b[:]); err != nil {
-			gone()
-			return
-		}
-	}
-}
-
-// deadline sets the deadline of the next write.
+// deadline sets the write deadline of the connection for the next write:
+// the timeout from now, or now once the response is aborted.
 func (cw *clientWriter) deadline() {
-	t := time.Now().Add(cw.timeout)
+	cw.until = time.Now().Add(cw.timeout)
+	cw.rc.SetWriteDeadline(cw.until) // unsupported by test writers, which do not block
 	if cw.aborted.Load() {
-		t = time.Now()
+		// abort may have set its deadline before this one.
+		cw.rc.SetWriteDeadline(time.Now())
 	}
-	if cw.conn != nil {
-		cw.conn.SetWriteDeadline(t)
-		return
-	}
-	cw.rc.SetWriteDeadline(t) // unsupported by test writers, which do not block
 }
 
-// write writes p through the ResponseWriter in pieces of at most
-// chunkSize; it is for responses whose connection was not taken over.
+// timedOut reports whether err is a write that failed for the client
+// taking in nothing until its deadline, rather than one that abort ended.
+func (cw *clientWriter) timedOut(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(cw.until)
+}
+
+// abort makes the write in progress, and every later one, fail at once
+// (a stream that must end does not wait for a slow client); it may be
+// called from any goroutine, also after the response ended.
+func (cw *clientWriter) abort() {
+	cw.abortMu.Lock()
+	defer cw.abortMu.Unlock()
+	cw.aborted.Store(true)
+	if !cw.ended {
+		cw.rc.SetWriteDeadline(time.Now())
+	}
+}
+
+// end gives the buffer back and lets go of the ResponseWriter: abort no
+// longer touches it. The handler then returns, and net/http ends the
+// response (or closes its connection, after a failed write).
+func (cw *clientWriter) end() {
+	cw.release()
+	cw.abortMu.Lock()
+	defer cw.abortMu.Unlock()
+	cw.ended = true
+}
+
+// write hands p to the response in pieces of at most pieceSize, each with
+// its deadline; it is for a response that is not a watch stream.
 func (cw *clientWriter) write(p []byte) error {
 	for len(p) > 0 && cw.err == nil {
-		n := min(len(p), chunkSize)
+		n := min(len(p), pieceSize)
 		cw.deadline()
 		_, cw.err = cw.w.Write(p[:n])
 		p = p[n:]
@@ -159,68 +106,72 @@ func (cw *clientWriter) write(p []byte) error {
 	return cw.err
 }
 
-// bytes returns the event buffer, from its chunk header's room on,
-// taking one from the pool if needed.
-func (cw *clientWriter) bytes() []byte {
-	if cw.buf == nil {
-		cw.buf = chunks.Get().(*eventBuf)
-	}
-	return cw.buf.b
-}
-
-// append adds b to the event buffer, writing the buffer out when it is
-// full.
-func (cw *clientWriter) append(b []byte) error {
-	for len(b) > 0 && cw.err == nil {
-		buf := cw.bytes()
-		if len(buf) == chunkHead+chunkSize {
-			cw.writeBuf()
-			continue
-		}
-		n := copy(buf[len(buf):chunkHead+chunkSize], b)
-		cw.buf.b = buf[:len(buf)+n]
-		b = b[n:]
-	}
-	return cw.err
-}
-
-// writeBuf writes the event buffer out, as one chunk on a connection
-// taken over, and empties it.
-func (cw *clientWriter) writeBuf() error {
-	if cw.buf == nil || len(cw.buf.b) == chunkHead || cw.err != nil {
-		return cw.err
-	}
-	b := cw.buf.b
-	cw.buf.b = b[:chunkHead]
-	cw.deadline()
-	if cw.conn == nil {
-		_, cw.err = cw.w.Write(b[chunkHead:])
-		return cw.err
-	}
-	var size [chunkHead]byte
-	h := append(strconv.AppendInt(size[:0], int64(len(b)-chunkHead), 16), '\r', '\n')
-	start := chunkHead - len(h)
-	copy(b[start:], h)
-	_, cw.err = cw.conn.Write(append(b, '\r', '\n')[start:])
-	return cw.err
-}
-
-// endEvent writes out the rest of the event, counts it (unless it is a
-// heartbeat), flushes it to the client and gives the buffer back.
-func (cw *clientWriter) endEvent(counted bool) error {
-	cw.writeBuf()
-	cw.release()
-	cw.n = 0
-	if counted && cw.err == nil && cw.sent != nil {
-		cw.sent()
-	}
-	if cw.conn == nil && cw.err == nil {
+// flush sends what the response holds to the client.
+func (cw *clientWriter) flush() error {
+	if cw.err == nil {
 		cw.deadline()
 		if err := cw.rc.Flush(); err != nil {
 			cw.err = err
 		}
 	}
 	return cw.err
+}
+
+// bytes returns the event buffer, taking one from the pool if needed.
+func (cw *clientWriter) bytes() []byte {
+	if cw.buf == nil {
+		cw.buf = pieces.Get().(*[]byte)
+	}
+	return *cw.buf
+}
+
+// append adds b to the event buffer, writing the buffer out whenever it
+// is full.
+func (cw *clientWriter) append(b []byte) error {
+	for len(b) > 0 && cw.err == nil {
+		buf := cw.bytes()
+		if len(buf) == pieceSize {
+			cw.writeBuf()
+			continue
+		}
+		n := copy(buf[len(buf):pieceSize], b)
+		*cw.buf = buf[:len(buf)+n]
+		b = b[n:]
+	}
+	return cw.err
+}
+
+// writeBuf hands the event buffer to the response, with its deadline, and
+// empties it.
+func (cw *clientWriter) writeBuf() error {
+	if cw.buf == nil || len(*cw.buf) == 0 || cw.err != nil {
+		return cw.err
+	}
+	cw.deadline()
+	_, cw.err = cw.w.Write(*cw.buf)
+	*cw.buf = (*cw.buf)[:0]
+	return cw.err
+}
+
+// endEvent writes out the rest of the event and flushes it to the client,
+// under one deadline, gives the buffer back and counts the event (unless
+// it is a heartbeat).
+func (cw *clientWriter) endEvent(counted bool) error {
+	cw.n = 0
+	if cw.writeBuf() == nil {
+		// The deadline writeBuf set covers the flush.
+		if err := cw.rc.Flush(); err != nil {
+			cw.err = err
+		}
+	}
+	cw.release()
+	if cw.err != nil {
+		return cw.err
+	}
+	if counted && cw.sent != nil {
+		cw.sent()
+	}
+	return nil
 }
 
 // line writes one whole event (encoded elsewhere), counts it and flushes
@@ -230,11 +181,11 @@ func (cw *clientWriter) line(b []byte) error {
 	return cw.endEvent(true)
 }
 
-// release gives the event buffer back, whatever was left unwritten.
+// release gives the event buffer back, whatever it held.
 func (cw *clientWriter) release() {
 	if cw.buf != nil {
-		cw.buf.b = cw.buf.b[:chunkHead]
-		chunks.Put(cw.buf)
+		*cw.buf = (*cw.buf)[:0]
+		pieces.Put(cw.buf)
 		cw.buf = nil
 	}
 }
@@ -328,7 +279,7 @@ func (cw *clientWriter) config(c *store.ConfigVersion) error {
 func (cw *clientWriter) base64(p []byte) error {
 	for len(p) > 0 && cw.err == nil {
 		buf := cw.bytes()
-		free := chunkHead + chunkSize - len(buf)
+		free := pieceSize - len(buf)
 		if free < 4 {
 			cw.writeBuf()
 			continue
@@ -336,7 +287,7 @@ func (cw *clientWriter) base64(p []byte) error {
 		n := min(len(p), free/4*3) // whole groups of 3, but for the last piece
 		m := base64.StdEncoding.EncodedLen(n)
 		base64.StdEncoding.Encode(buf[len(buf):len(buf)+m], p[:n])
-		cw.buf.b = buf[:len(buf)+m]
+		*cw.buf = buf[:len(buf)+m]
 		p = p[n:]
 	}
 	return cw.err

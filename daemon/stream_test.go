@@ -53,7 +53,7 @@ func TestEventsAsEncodingJSON(t *testing.T) {
 			Data: bytes.Repeat([]byte{byte(i), 0xfe, '"'}, i*9000+i)})
 	}
 	configs = append(configs, store.ConfigVersion{Name: "gone", Revision: 7, Commit: "c7", Compiled: true, Deleted: true},
-		store.ConfigVersion{Name: strings.Repeat("long/", 200), Revision: 3, Data: bytes.Repeat([]byte("x"), chunkSize)})
+		store.ConfigVersion{Name: strings.Repeat("long/", 200), Revision: 3, Data: bytes.Repeat([]byte("x"), pieceSize)})
 	got := writeEvents(t, configs)
 
 	var wantConfigs []wire.Config
@@ -88,7 +88,7 @@ func TestEventsAsEncodingJSON(t *testing.T) {
 func FuzzEventEncoding(f *testing.F) {
 	f.Add("feed/job", "Job", []byte(`{"a":1}`), true)
 	f.Add("bad\xff\"<", "", []byte{}, false)
-	f.Add("x", "T\u2028", bytes.Repeat([]byte{1, 2, 3}, chunkSize/2), true)
+	f.Add("x", "T\u2028", bytes.Repeat([]byte{1, 2, 3}, pieceSize/2), true)
 	f.Fuzz(func(t *testing.T, name, typ string, data []byte, compiled bool) {
 		c := store.ConfigVersion{Name: name, Revision: 2, Commit: "c2", Type: typ, Compiled: compiled, Data: data}
 		rec := httptest.NewRecorder()
