@@ -1,0 +1,110 @@
+package repo
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+)
+
+// Limits of config names.
+const (
+	MaxNameLen    = 1024 // bytes in a config name
+	MaxElementLen = 200  // bytes in one slash-separated element (file names get suffixes such as ".thrift-compact")
+)
+
+// CheckName reports whether name can be the name of a config: one to
+// MaxNameLen bytes of slash-separated elements, each 1 to MaxElementLen
+// bytes of ASCII letters, digits and the characters . _ - + @, not starting
+// with a dot. So a name has no spaces, tabs, newlines or other control
+// characters, no commas (which separate names in a watch), no backslashes,
+// and no "." or ".." elements; it is the same on every file system and
+// needs no quoting in a URL, a shell or a log line.
+//
+// It is the one rule for config names: the compiler refuses a source whose
+// name breaks it, and the daemon, the agent and the client refuse such
+// names too.
+func CheckName(name string) error {
+	if name == "" {
+		return errors.New("empty config name")
+	}
+	if len(name) > MaxNameLen {
+		return fmt.Errorf("config name %.40q...: longer than %d bytes", name, MaxNameLen)
+	}
+	for el := range strings.SplitSeq(name, "/") {
+		switch {
+		case el == "":
+			return fmt.Errorf("config name %q: empty element (want slash-separated names)", name)
+		case strings.HasPrefix(el, "."):
+			return fmt.Errorf("config name %q: element %q starts with a dot", name, el)
+		case len(el) > MaxElementLen:
+			return fmt.Errorf("config name %.40q...: element longer than %d bytes", name, MaxElementLen)
+		}
+		for _, c := range []byte(el) {
+			if !nameChar(c) {
+				return fmt.Errorf("config name %q: character %q not allowed (want ASCII letters, digits and . _ - + @)", name, rune(c))
+			}
+		}
+	}
+	return nil
+}
+
+func nameChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '.' || c == '_' || c == '-' || c == '+' || c == '@'
+}
+
+// encodedExts are the extensions of the Thrift encodings of compiled
+// configs (see EncodedPath); no raw config may end with one.
+var encodedExts = []string{"." + EncodingThriftBinary, "." + EncodingThriftCompact}
+
+// CheckSource reports whether the config or raw config at source path p
+// (relative to the root of the repository in fsys) can be compiled: it is
+// a regular file, not a link; its name obeys CheckName; and it collides
+// with no other source: two sources may not share a name or a materialized
+// file (a raw config "a/b" or "a/b.json" beside a config source/a/b.cconf,
+// or a raw config named like a Thrift encoding, "x.thrift-binary"), and no
+// config may be named like a directory of another ("a" beside "a/b"), since
+// an agent's cache holds configs as files named after them. Of two sources
+// that collide, the error is reported for the raw config or the deeper one.
+func CheckSource(fsys fs.FS, p string) error {
+	if _, err := fs.Stat(fsys, p); err != nil {
+		var le *LinkError
+		if errors.As(err, &le) && le.Path == p {
+			return errors.New(le.Problem())
+		}
+		return err
+	}
+	name := ConfigName(p)
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	exists := func(q string) bool {
+		fi, err := fs.Stat(fsys, q)
+		return err == nil && !fi.IsDir()
+	}
+	if Classify(p) == Raw {
+		if exists(SourceDir + "/" + name + ".cconf") {
+			return fmt.Errorf("config name %q: also the name of the config %s", name, SourceDir+"/"+name+".cconf")
+		}
+		for _, ext := range append([]string{".json"}, encodedExts...) {
+			stem, ok := strings.CutSuffix(name, ext)
+			if !ok {
+				continue
+			}
+			if ext != ".json" {
+				return fmt.Errorf("raw config %q: names ending in %s are reserved for configs in that encoding", name, ext)
+			}
+			if exists(SourceDir + "/" + stem + ".cconf") {
+				return fmt.Errorf("raw config %q: materialized at %s, like the config %s", name, MaterializedPath(p), SourceDir+"/"+stem+".cconf")
+			}
+		}
+	}
+	for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
+		if exists(SourceDir + "/" + dir + ".cconf") {
+			return fmt.Errorf("config name %q: %q is also a config (%s); a config name cannot be a directory of another", name, dir, SourceDir+"/"+dir+".cconf")
+		}
+	}
+	return nil
+}
