@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cfg-dev/cfg/agent/cache"
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/wire"
 )
 
@@ -161,7 +162,7 @@ func New(cfg Config) (*Agent, error) {
 		a.subs[cv.Name] = true
 	}
 	for _, name := range st.Configs {
-		if cache.ValidName(name) == nil {
+		if repo.CheckName(name) == nil {
 			a.subs[name] = true
 		}
 	}
@@ -310,7 +311,7 @@ func (a *Agent) applyEvent(ev wire.Event, covers int) error {
 	var todo []cache.ConfigVersion
 	seen := map[string]bool{}
 	for _, c := range ev.Configs {
-		if !a.subs[c.Name] || cache.ValidName(c.Name) != nil {
+		if !a.subs[c.Name] || repo.CheckName(c.Name) != nil {
 			continue
 		}
 		seen[c.Name] = true

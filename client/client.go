@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cfg-dev/cfg/agent/cache"
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/wire"
 )
 
@@ -116,7 +117,7 @@ func (e unreachable) Unwrap() error { return e.err }
 // answer (it is down, or the request fails in transport), Get reads the
 // agent's cache directory instead and sets FromCache.
 func (c *Client) Get(ctx context.Context, name string) (Config, error) {
-	if err := cache.ValidName(name); err != nil {
+	if err := repo.CheckName(name); err != nil {
 		return Config{}, err
 	}
 	if c.opts.AgentURL == "" {
@@ -213,7 +214,7 @@ func (c *Client) Decode(ctx context.Context, name string, v any) error {
 // exist yet is delivered when it is created; a deletion is not delivered
 // (fn keeps the last value), but a config created again is.
 func (c *Client) Watch(ctx context.Context, name string, fn func(Config)) error {
-	if err := cache.ValidName(name); err != nil {
+	if err := repo.CheckName(name); err != nil {
 		return err
 	}
 	var have Config

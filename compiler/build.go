@@ -76,7 +76,7 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 	var have []string
 	if len(targets) == 0 {
 		if have, err = repo.ListMaterialized(fsys); err != nil {
-			return nil, fmt.Errorf("listing %s: %w", repo.MaterializedDir, err)
+			return nil, err
 		}
 	}
 	c := New(fsys, opts)

@@ -310,6 +310,10 @@ func (c *Compiler) load(thread *starlark.Thread, module string) (starlark.String
 			return nil, errors.New("file does not exist")
 		} else if err != nil {
 			// A link, or a name starting with a dot: reported at the load.
+			var pe *fs.PathError
+			if errors.As(err, &pe) && pe.Path == p {
+				err = pe.Err
+			}
 			return nil, err
 		}
 		if repo.Classify(p) == repo.Schema {

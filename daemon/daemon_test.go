@@ -502,7 +502,7 @@ func TestBadRequests(t *testing.T) {
 		{"POST", "/v1/hosts/web-1", `{"applied":"9"}`, auth, 400, `{"error":"decoding host report: json: cannot unmarshal string into Go struct field HostReport.applied of type int64"}`},
 		{"POST", "/v1/hosts/web-1", `{} {}`, auth, 400, `{"error":"decoding host report: more than one JSON value"}`},
 		{"POST", "/v1/hosts/web-1", `{"applied":-1}`, auth, 400, `{"error":"host report: applied: got -1, want a revision (0 or more)"}`},
-		{"POST", "/v1/hosts/web-1", `{"configs":["/etc/passwd"]}`, auth, 400, `{"error":"host report: invalid config name \"/etc/passwd\""}`},
+		{"POST", "/v1/hosts/web-1", `{"configs":["/etc/passwd"]}`, auth, 400, `{"error":"host report: config name \"/etc/passwd\": empty element (want slash-separated names)"}`},
 		{"POST", "/v1/hosts/web-1", `{"labels":{"x":"` + strings.Repeat("y", 2<<20) + `"}}`, auth, 413, `{"error":"host report: body over 1048576 bytes"}`},
 		{"GET", "/v1/configs/nope", "", nil, 404, `{"error":"unknown config \"nope\""}`},
 		{"GET", "/v1/watch", "", nil, 400, `{"error":"missing configs: want configs=NAME[,NAME...] or configs=*"}`},

@@ -94,7 +94,7 @@ func DecodeSettings(data []byte) (*Settings, error) {
 		var typ *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &syn):
-			se.Line, se.Col = position(data, syn.Offset)
+			se.Line, se.Col = position(data, syn.Offset-1) // Offset is after the offending byte
 		case errors.As(err, &typ):
 			se.Line, se.Col = position(data, typ.Offset)
 			se.Msg = fmt.Sprintf("%s: got %s, want a list of encodings", typ.Field, typ.Value)

@@ -41,9 +41,9 @@ func CheckName(name string) error {
 		case len(el) > MaxElementLen:
 			return fmt.Errorf("config name %.40q...: element longer than %d bytes", name, MaxElementLen)
 		}
-		for _, c := range []byte(el) {
-			if !nameChar(c) {
-				return fmt.Errorf("config name %q: character %q not allowed (want ASCII letters, digits and . _ - + @)", name, rune(c))
+		for _, c := range el {
+			if c >= 0x80 || !nameChar(byte(c)) {
+				return fmt.Errorf("config name %q: character %q not allowed (want ASCII letters, digits and . _ - + @)", name, c)
 			}
 		}
 	}

@@ -58,7 +58,7 @@ func (e *LinkError) Error() string { return e.Path + ": " + e.Problem() }
 // Problem describes the link without its path, for a diagnostic positioned
 // at it.
 func (e *LinkError) Problem() string {
-	return fmt.Sprintf("a symbolic link (to %q); cfg follows no links in a config repository (replace it with what it points to)", e.Target)
+	return fmt.Sprintf("a symbolic link (to %q); cfg follows no links in a config repository (replace it with a regular file or directory)", e.Target)
 }
 
 // Errors of the files a Repo refuses.

@@ -144,6 +144,14 @@ func (l *Loader) parseTree(p string, progs map[string]*ast.Program, from *diag.P
 		if errors.Is(err, fs.ErrNotExist) {
 			return diag.List{diag.Errorf(pos, "cannot read schema %q: file does not exist", p)}
 		}
+		var problem interface{ Problem() string } // a symbolic link
+		var pe *fs.PathError
+		switch {
+		case errors.As(err, &problem):
+			return diag.List{diag.Errorf(pos, "cannot read schema %q: %s", p, problem.Problem())}
+		case errors.As(err, &pe) && pe.Path == p:
+			err = pe.Err
+		}
 		return diag.List{diag.Errorf(pos, "cannot read schema %q: %v", p, err)}
 	}
 	prog, err := idl.Parse(src)

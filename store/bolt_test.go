@@ -170,8 +170,8 @@ func TestAppendRejects(t *testing.T) {
 		{rev(3, cv("a", "x")), "appending revision 3: revision out of order: latest is 1"},
 		{rev(2), "appending revision 2: no configs"},
 		{rev(2, cv("a", "x"), cv("a", "y")), `appending revision 2: config "a" twice`},
-		{rev(2, cv("/a", "x")), `appending revision 2: invalid config name "/a"`},
-		{rev(2, cv("a/../b", "x")), `appending revision 2: invalid config name "a/../b"`},
+		{rev(2, cv("/a", "x")), `appending revision 2: config name "/a": empty element (want slash-separated names)`},
+		{rev(2, cv("a/../b", "x")), `appending revision 2: config name "a/../b": element ".." starts with a dot`},
 	}
 	for _, tt := range tests {
 		err := s.Append(ctx, tt.rev)

@@ -11,7 +11,6 @@
 //   - Revision, ConfigVersion, RevisionInfo, Snapshot and Host: what is
 //     stored;
 //   - Match and Names: which configs a Snapshot or Since selects;
-//   - CheckName: what a config name may be;
 //   - ErrNotFound, ErrOutOfOrder and ErrClosed, for errors.Is.
 //
 // Revisions are numbered 1, 2, 3, … with no gaps: Append accepts only the

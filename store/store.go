@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/wire"
 )
 
@@ -140,26 +140,6 @@ type Store interface {
 	Close() error
 }
 
-// CheckName reports whether name is a valid config name: slash-separated
-// non-empty elements, none of them "." or "..", not starting with "/".
-func CheckName(name string) error {
-	if name == "" {
-		return errors.New("empty config name")
-	}
-	if len(name) > 1024 {
-		return fmt.Errorf("config name %.40q...: longer than 1024 bytes", name)
-	}
-	for _, el := range strings.Split(name, "/") {
-		if el == "" || el == "." || el == ".." {
-			return fmt.Errorf("invalid config name %q", name)
-		}
-	}
-	if strings.ContainsAny(name, "\x00\n\r,") {
-		return fmt.Errorf("invalid config name %q", name)
-	}
-	return nil
-}
-
 // check validates r as the revision after latest and fills in its configs'
 // Revision and Commit.
 func (r *Revision) check(latest int64) error {
@@ -172,7 +152,7 @@ func (r *Revision) check(latest int64) error {
 	seen := make(map[string]bool, len(r.Configs))
 	for i := range r.Configs {
 		c := &r.Configs[i]
-		if err := CheckName(c.Name); err != nil {
+		if err := repo.CheckName(c.Name); err != nil {
 			return fmt.Errorf("appending revision %d: %w", r.Number, err)
 		}
 		if seen[c.Name] {

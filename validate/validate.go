@@ -20,7 +20,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io/fs"
 	"strings"
 	"sync"
@@ -55,7 +54,7 @@ func Run(ctx context.Context, root string, opts compiler.Options) (*Report, erro
 	sources := tree.Sources()
 	have, err := repo.ListMaterialized(fsys)
 	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", repo.MaterializedDir, err)
+		return nil, err
 	}
 	settings, err := repo.ReadSettings(fsys)
 	var se *repo.SettingsError

@@ -11,28 +11,6 @@ import (
 	gocmp "github.com/google/go-cmp/cmp"
 )
 
-func TestValidName(t *testing.T) {
-	for _, tc := range []struct {
-		name, wantErr string
-	}{
-		{"feed/cache_job", ""},
-		{"service/banner.txt", ""},
-		{"a", ""},
-		{"", "empty config name"},
-		{"/etc/passwd", `config name "/etc/passwd": empty, "." or ".." element`},
-		{"a/../../b", `config name "a/../../b": empty, "." or ".." element`},
-		{"a//b", `config name "a//b": empty, "." or ".." element`},
-		{"a/", `config name "a/": empty, "." or ".." element`},
-		{`a\b`, `config name "a\\b": contains a backslash or NUL`},
-		{"a/.cfgtmp-x", `config name "a/.cfgtmp-x": element starts with ".cfgtmp-"`},
-	} {
-		err := ValidName(tc.name)
-		if got := errText(err); got != tc.wantErr {
-			t.Errorf("ValidName(%q) = %q, want %q", tc.name, got, tc.wantErr)
-		}
-	}
-}
-
 func errText(err error) string {
 	if err == nil {
 		return ""
