@@ -317,12 +317,36 @@ func (r *Repo) readDir(p string) ([]fs.DirEntry, error) {
 		return nil, &fs.PathError{Op: "readdir", Path: p, Err: unwrapPathError(err)}
 	}
 	defer dir.Close()
-	entries, err := dir.ReadDir(-1)
+	entries, err := listDir(dir, filepath.Join(r.dir, filepath.FromSlash(p)))
 	if err != nil {
 		return nil, &fs.PathError{Op: "readdir", Path: p, Err: unwrapPathError(err)}
 	}
 	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	for i, e := range entries {
+		entries[i] = dirEntry{e, r, p}
+	}
 	return entries, nil
+}
+
+// dirEntry is a directory entry whose Info follows no link: that of a link
+// describes the link.
+type dirEntry struct {
+	fs.DirEntry
+	r   *Repo
+	dir string
+}
+
+func (e dirEntry) Info() (fs.FileInfo, error) {
+	d, release, err := e.r.dirs.acquire(e.dir)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	fi, err := d.Lstat(e.Name())
+	if err != nil {
+		return nil, &fs.PathError{Op: "stat", Path: join(e.dir, e.Name()), Err: unwrapPathError(err)}
+	}
+	return fi, nil
 }
 
 // writable reports whether cfg may write or remove the repository path p:
