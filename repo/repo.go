@@ -1,6 +1,20 @@
 // Package repo knows the layout of a config repository: where its root is,
 // which files under source/ are configs, modules, schemas, validators or raw
 // configs, where each one is materialized, and how to write outputs safely.
+//
+// It offers:
+//
+//   - Repo: the one way cfg reads, writes and removes files of a work tree,
+//     through os.Root, following no symbolic link (Open, Repo.FS,
+//     Repo.WriteIfChanged, Repo.Remove, Repo.CheckWritable);
+//   - Scan, ListMaterialized: the sources and the materialized files;
+//   - Classify, ConfigName, MaterializedPath, MaterializedName,
+//     EncodedPath: kinds, names and paths;
+//   - CheckName, CheckSource: the one rule of config names, and what makes a
+//     source compilable;
+//   - Settings (SettingsFile, cfg.json): the encodings a repository
+//     publishes;
+//   - TypesFile: the record of the compiled configs' types.
 package repo
 
 import (

@@ -3,14 +3,17 @@
 // sources compile to and the materialized configs committed beside them. It
 // writes nothing.
 //
-// Drift comes in four kinds:
+// Drift comes in five kinds:
 //
-//   - missing: a config or raw config has no materialized file;
+//   - missing: a config or raw config has no materialized file (or none in
+//     an encoding the repository publishes);
 //   - stale: the materialized file differs from what its source compiles to;
 //   - hand-edited: the materialized file was changed by hand: it is not in
 //     canonical form, or it differs while the copy in the git HEAD commit
 //     matches what the source compiles to;
-//   - orphaned: a materialized file whose source is gone.
+//   - orphaned: a materialized file whose source is gone;
+//   - not published: a file in a Thrift encoding the repository's settings
+//     (repo.SettingsFile) do not list.
 //
 // The package also formats diagnostics as text, JSON or GitHub annotations.
 package validate

@@ -31,7 +31,8 @@ func newDecodeCmd(f *Factory, runF func(*DecodeOptions) error) *cobra.Command {
 		Use:   "decode --type SCHEMA:TYPE [--encoding ENCODING] FILE",
 		Short: "Print a config in a Thrift encoding as canonical JSON",
 		Long: `Decode reads FILE, a value of a struct TYPE in a Thrift encoding (such as
-the materialized_configs/NAME.thrift-binary that cfg compile --emit writes),
+the materialized_configs/NAME.thrift-binary that cfg compile writes when the
+repository publishes that encoding),
 and prints it as canonical JSON: what cfg compile writes for the config.
 
 SCHEMA is the .thrift file declaring TYPE, as load() spells it
