@@ -9,13 +9,29 @@ import (
 	"testing"
 
 	gocmp "github.com/google/go-cmp/cmp"
+
+	"github.com/cfg-dev/cfg/repo"
 )
 
-func errText(err error) string {
-	if err == nil {
-		return ""
+// TestBadNames checks that the cache refuses, with the rule of config
+// names, what it could not hold safely, and writes nothing for it.
+func TestBadNames(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"", "/etc/passwd", "a/../../b", `a\b`, "a/.cfgtmp-x", "a\nb", "a,b"} {
+		want := repo.CheckName(name)
+		if want == nil {
+			t.Fatalf("repo.CheckName(%q) = nil", name)
+		}
+		if err := Write(dir, ConfigVersion{Name: name, Revision: 1, Data: []byte("x")}); err == nil || err.Error() != want.Error() {
+			t.Errorf("Write(%q) = %v, want %v", name, err, want)
+		}
+		if _, err := Read(dir, name); err == nil || err.Error() != want.Error() {
+			t.Errorf("Read(%q) = %v, want %v", name, err, want)
+		}
 	}
-	return err.Error()
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+		t.Errorf("cache directory holds %v, %v; want nothing", entries, err)
+	}
 }
 
 func TestWriteReadLoad(t *testing.T) {
