@@ -139,9 +139,13 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 	}
 
 	// Nothing is written before every file that may be is known not to be
-	// a link, nor to lie behind one.
+	// a link, nor to lie behind one: a full build listed every file under
+	// materialized_configs/; a build of targets checks their outputs.
 	check := []string{repo.TypesFile, cachePath}
 	for _, p := range paths {
+		if len(targets) == 0 {
+			break
+		}
 		mp := repo.MaterializedPath(p)
 		check = append(check, mp)
 		for _, enc := range opts.Emit {

@@ -49,6 +49,7 @@ type Compiler struct {
 	fsys    fs.FS
 	opts    Options
 	schemas *schema.Loader
+	sources *repo.SourceChecker
 
 	parsed     onceMap[*parsedFile]
 	modules    onceMap[starlark.StringDict]
@@ -67,7 +68,7 @@ func New(fsys fs.FS, opts Options) *Compiler {
 		opts.MaxSteps = DefaultMaxSteps
 	}
 	fsys = withStdlib(fsys)
-	return &Compiler{fsys: fsys, opts: opts, schemas: schema.NewLoader(fsys)}
+	return &Compiler{fsys: fsys, opts: opts, schemas: schema.NewLoader(fsys), sources: repo.NewSourceChecker(fsys)}
 }
 
 // Output is the result of compiling one config or copying one raw config.
@@ -138,7 +139,7 @@ func (c *Compiler) failed(p string, d ...*diag.Diagnostic) *Output {
 // not a regular file (a symbolic link), whose name breaks the rule of
 // config names or that collides with another (repo.CheckSource) fails.
 func (c *Compiler) Compile(p string) *Output {
-	if err := repo.CheckSource(c.fsys, p); err != nil {
+	if err := c.sources.Check(p); err != nil {
 		return c.failed(p, diag.Errorf(diag.Pos{File: p}, "%v", err))
 	}
 	if repo.Classify(p) == repo.Raw {

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+	"sync"
 )
 
 // Limits of config names.
@@ -68,8 +69,25 @@ var encodedExts = []string{"." + EncodingThriftBinary, "." + EncodingThriftCompa
 // config may be named like a directory of another ("a" beside "a/b"), since
 // an agent's cache holds configs as files named after them. Of two sources
 // that collide, the error is reported for the raw config or the deeper one.
-func CheckSource(fsys fs.FS, p string) error {
-	if _, err := fs.Stat(fsys, p); err != nil {
+func CheckSource(fsys fs.FS, p string) error { return NewSourceChecker(fsys).Check(p) }
+
+// A SourceChecker applies CheckSource to the sources of one repository,
+// looking at each directory's neighbours once. It is safe for concurrent
+// use.
+type SourceChecker struct {
+	fsys fs.FS
+	mu   sync.Mutex
+	dirs map[string]string // directory -> configDir
+}
+
+// NewSourceChecker returns a SourceChecker for the repository in fsys.
+func NewSourceChecker(fsys fs.FS) *SourceChecker {
+	return &SourceChecker{fsys: fsys, dirs: map[string]string{}}
+}
+
+// Check is CheckSource.
+func (c *SourceChecker) Check(p string) error {
+	if _, err := fs.Stat(c.fsys, p); err != nil {
 		var le *LinkError
 		if errors.As(err, &le) && le.Path == p {
 			return errors.New(le.Problem())
@@ -80,31 +98,49 @@ func CheckSource(fsys fs.FS, p string) error {
 	if err := CheckName(name); err != nil {
 		return err
 	}
-	exists := func(q string) bool {
-		fi, err := fs.Stat(fsys, q)
-		return err == nil && !fi.IsDir()
-	}
 	if Classify(p) == Raw {
-		if exists(SourceDir + "/" + name + ".cconf") {
+		if c.isConfig(name) {
 			return fmt.Errorf("config name %q: also the name of the config %s", name, SourceDir+"/"+name+".cconf")
 		}
-		for _, ext := range append([]string{".json"}, encodedExts...) {
-			stem, ok := strings.CutSuffix(name, ext)
-			if !ok {
-				continue
-			}
-			if ext != ".json" {
+		for _, ext := range encodedExts {
+			if strings.HasSuffix(name, ext) {
 				return fmt.Errorf("raw config %q: names ending in %s are reserved for configs in that encoding", name, ext)
 			}
-			if exists(SourceDir + "/" + stem + ".cconf") {
-				return fmt.Errorf("raw config %q: materialized at %s, like the config %s", name, MaterializedPath(p), SourceDir+"/"+stem+".cconf")
-			}
+		}
+		if stem, ok := strings.CutSuffix(name, ".json"); ok && c.isConfig(stem) {
+			return fmt.Errorf("raw config %q: materialized at %s, like the config %s", name, MaterializedPath(p), SourceDir+"/"+stem+".cconf")
 		}
 	}
-	for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
-		if exists(SourceDir + "/" + dir + ".cconf") {
-			return fmt.Errorf("config name %q: %q is also a config (%s); a config name cannot be a directory of another", name, dir, SourceDir+"/"+dir+".cconf")
-		}
+	if dir := c.configDir(path.Dir(name)); dir != "" {
+		return fmt.Errorf("config name %q: %q is also a config (%s); a config name cannot be a directory of another", name, dir, SourceDir+"/"+dir+".cconf")
 	}
 	return nil
+}
+
+// configDir returns the config name among dir and the directories above it
+// ("a" for "a/b" when source/a.cconf exists), or "".
+func (c *SourceChecker) configDir(dir string) string {
+	if dir == "." {
+		return ""
+	}
+	c.mu.Lock()
+	found, ok := c.dirs[dir]
+	c.mu.Unlock()
+	if ok {
+		return found
+	}
+	found = c.configDir(path.Dir(dir))
+	if found == "" && c.isConfig(dir) {
+		found = dir
+	}
+	c.mu.Lock()
+	c.dirs[dir] = found
+	c.mu.Unlock()
+	return found
+}
+
+// isConfig reports whether source/name.cconf is a file.
+func (c *SourceChecker) isConfig(name string) bool {
+	fi, err := fs.Stat(c.fsys, SourceDir+"/"+name+".cconf")
+	return err == nil && !fi.IsDir()
 }
