@@ -64,25 +64,50 @@ var encodedExts = []string{"." + EncodingThriftBinary, "." + EncodingThriftCompa
 // (relative to the root of the repository in fsys) can be compiled: it is
 // a regular file, not a link; its name obeys CheckName; and it collides
 // with no other source: two sources may not share a name or a materialized
-// file (a raw config "a/b" or "a/b.json" beside a config source/a/b.cconf,
-// or a raw config named like a Thrift encoding, "x.thrift-binary"), and no
-// config may be named like a directory of another ("a" beside "a/b"), since
-// an agent's cache holds configs as files named after them. Of two sources
-// that collide, the error is reported for the raw config or the deeper one.
+// file (a raw config "a/b" or "a/b.json" beside a config source/a/b.cconf),
+// no raw config may be named like a Thrift encoding ("x.thrift-binary"),
+// and no config may be named like a directory of another ("a" beside
+// "a/b.txt"), since an agent's cache holds configs as files named after
+// them. Both sources of a collision are refused, each naming the other, so
+// that compiling either one finds it.
 func CheckSource(fsys fs.FS, p string) error { return NewSourceChecker(fsys).Check(p) }
 
-// A SourceChecker applies CheckSource to the sources of one repository,
-// looking at each directory's neighbours once. It is safe for concurrent
-// use.
+// A SourceChecker applies CheckSource to the sources of one repository. It
+// lists the sources (Scan) once, at its first Check, so it sees them as
+// they were then. It is safe for concurrent use.
 type SourceChecker struct {
 	fsys fs.FS
-	mu   sync.Mutex
-	dirs map[string]string // directory -> configDir
+	once sync.Once
+	err  error
+	// Of the sources: the config names of configs and of raw configs, and
+	// every directory above a name, each with one source under it.
+	configs, raws, dirs map[string]string
 }
 
 // NewSourceChecker returns a SourceChecker for the repository in fsys.
-func NewSourceChecker(fsys fs.FS) *SourceChecker {
-	return &SourceChecker{fsys: fsys, dirs: map[string]string{}}
+func NewSourceChecker(fsys fs.FS) *SourceChecker { return &SourceChecker{fsys: fsys} }
+
+func (c *SourceChecker) scan() {
+	tree, err := Scan(c.fsys)
+	if err != nil {
+		c.err = err
+		return
+	}
+	c.configs, c.raws, c.dirs = map[string]string{}, map[string]string{}, map[string]string{}
+	for _, l := range []struct {
+		paths []string
+		names map[string]string
+	}{{tree.Configs, c.configs}, {tree.Raw, c.raws}} {
+		for _, p := range l.paths {
+			name := ConfigName(p)
+			l.names[name] = p
+			for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
+				if _, ok := c.dirs[dir]; !ok {
+					c.dirs[dir] = p
+				}
+			}
+		}
+	}
 }
 
 // Check is CheckSource.
@@ -98,49 +123,40 @@ func (c *SourceChecker) Check(p string) error {
 	if err := CheckName(name); err != nil {
 		return err
 	}
-	if Classify(p) == Raw {
-		if c.isConfig(name) {
-			return fmt.Errorf("config name %q: also the name of the config %s", name, SourceDir+"/"+name+".cconf")
+	c.once.Do(c.scan)
+	if c.err != nil {
+		return c.err
+	}
+	switch Classify(p) {
+	case Raw:
+		if other, ok := c.configs[name]; ok {
+			return fmt.Errorf("config name %q: also the name of the config %s", name, other)
 		}
 		for _, ext := range encodedExts {
 			if strings.HasSuffix(name, ext) {
 				return fmt.Errorf("raw config %q: names ending in %s are reserved for configs in that encoding", name, ext)
 			}
 		}
-		if stem, ok := strings.CutSuffix(name, ".json"); ok && c.isConfig(stem) {
-			return fmt.Errorf("raw config %q: materialized at %s, like the config %s", name, MaterializedPath(p), SourceDir+"/"+stem+".cconf")
+		if stem, ok := strings.CutSuffix(name, ".json"); ok {
+			if other, ok := c.configs[stem]; ok {
+				return fmt.Errorf("raw config %q: materialized at %s, like the config %s", name, MaterializedPath(p), other)
+			}
+		}
+	case Config:
+		if other, ok := c.raws[name]; ok {
+			return fmt.Errorf("config name %q: also the name of the raw config %s", name, other)
+		}
+		if other, ok := c.raws[name+".json"]; ok {
+			return fmt.Errorf("config %q: materialized at %s, like the raw config %s", name, MaterializedPath(p), other)
+		}
+		if other, ok := c.dirs[name]; ok {
+			return fmt.Errorf("config name %q: also a directory of configs (%s); a config name cannot be a directory of another", name, other)
 		}
 	}
-	if dir := c.configDir(path.Dir(name)); dir != "" {
-		return fmt.Errorf("config name %q: %q is also a config (%s); a config name cannot be a directory of another", name, dir, SourceDir+"/"+dir+".cconf")
+	for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
+		if other, ok := c.configs[dir]; ok {
+			return fmt.Errorf("config name %q: %q is also a config (%s); a config name cannot be a directory of another", name, dir, other)
+		}
 	}
 	return nil
-}
-
-// configDir returns the config name among dir and the directories above it
-// ("a" for "a/b" when source/a.cconf exists), or "".
-func (c *SourceChecker) configDir(dir string) string {
-	if dir == "." {
-		return ""
-	}
-	c.mu.Lock()
-	found, ok := c.dirs[dir]
-	c.mu.Unlock()
-	if ok {
-		return found
-	}
-	found = c.configDir(path.Dir(dir))
-	if found == "" && c.isConfig(dir) {
-		found = dir
-	}
-	c.mu.Lock()
-	c.dirs[dir] = found
-	c.mu.Unlock()
-	return found
-}
-
-// isConfig reports whether source/name.cconf is a file.
-func (c *SourceChecker) isConfig(name string) bool {
-	fi, err := fs.Stat(c.fsys, SourceDir+"/"+name+".cconf")
-	return err == nil && !fi.IsDir()
 }

@@ -50,6 +50,11 @@ func TestCheckSource(t *testing.T) {
 		"source/x.cconf":              {},
 		"source/x.json":               {},
 		"source/x":                    {},
+		"source/q.cconf":              {},
+		"source/q.json":               {},
+		"source/lib.cconf":            {},
+		"source/lib/m.cinc":           {},
+		"source/lib/s.thrift":         {},
 		"source/y.thrift-binary":      {},
 		"source/z.thrift-compact":     {},
 		"source/ok/raw.json":          {},
@@ -63,10 +68,13 @@ func TestCheckSource(t *testing.T) {
 	for _, tc := range []struct {
 		p, wantErr string
 	}{
-		{"source/a.cconf", ""},
+		{"source/a.cconf", `config name "a": also a directory of configs (source/a/c/d.cconf); a config name cannot be a directory of another`},
 		{"source/ok/raw.json", ""},
 		{"source/ok/job.cconf", ""},
-		{"source/x.cconf", ""},
+		{"source/x.cconf", `config name "x": also the name of the raw config source/x`},
+		{"source/q.cconf", `config "q": materialized at materialized_configs/q.json, like the raw config source/q.json`},
+		{"source/q.json", `raw config "q.json": materialized at materialized_configs/q.json, like the config source/q.cconf`},
+		{"source/lib.cconf", ""},
 		{"source/a/b.txt", `config name "a/b.txt": "a" is also a config (source/a.cconf); a config name cannot be a directory of another`},
 		{"source/a/c/d.cconf", `config name "a/c/d": "a" is also a config (source/a.cconf); a config name cannot be a directory of another`},
 		{"source/x.json", `raw config "x.json": materialized at materialized_configs/x.json, like the config source/x.cconf`},
