@@ -146,3 +146,7 @@ func EncodingOf(p string) string {
 	}
 	return ""
 }
+
+// ReadSettings reads the repository's SettingsFile (see the function
+// ReadSettings).
+func (r *Repo) ReadSettings() (*Settings, error) { return ReadSettings(r.FS()) }
