@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cfg-dev/cfg/agent/cache"
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/wire"
 )
 
@@ -168,7 +169,7 @@ func New(cfg Config) (*Agent, error) {
 		a.subs[cv.Name] = true
 	}
 	for _, name := range st.Configs {
-		if cache.ValidName(name) == nil {
+		if repo.CheckName(name) == nil {
 			a.subs[name] = true
 		}
 	}
@@ -332,7 +333,7 @@ func (a *Agent) applyEvent(ev wire.Event, covers int) error {
 	var todo []cache.ConfigVersion
 	seen := map[string]bool{}
 	for _, c := range ev.Configs {
-		if !a.subs[c.Name] || cache.ValidName(c.Name) != nil {
+		if !a.subs[c.Name] || repo.CheckName(c.Name) != nil {
 			continue
 		}
 		seen[c.Name] = true
@@ -395,7 +396,7 @@ func (a *Agent) resyncFrom(ev wire.Event, covers int) error {
 	var todo []cache.ConfigVersion
 	seen := map[string]bool{}
 	for _, c := range ev.Configs {
-		if !a.subs[c.Name] || cache.ValidName(c.Name) != nil {
+		if !a.subs[c.Name] || repo.CheckName(c.Name) != nil {
 			continue
 		}
 		seen[c.Name] = true

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cfg-dev/cfg/agent/cache"
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/wire"
 )
 
@@ -42,7 +42,7 @@ func sortedKeys(m map[string]bool) []string { return slices.Sorted(maps.Keys(m))
 // its first request.
 func (a *Agent) getConfig(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if err := cache.ValidName(name); err != nil {
+	if err := repo.CheckName(name); err != nil {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
@@ -143,7 +143,7 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "configs=* is not served by the agent; name the configs")
 			return
 		}
-		if err := cache.ValidName(n); err != nil {
+		if err := repo.CheckName(n); err != nil {
 			writeError(w, http.StatusBadRequest, "%v", err)
 			return
 		}

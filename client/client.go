@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cfg-dev/cfg/agent/cache"
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/wire"
 )
 
@@ -125,7 +126,7 @@ func (e unreachable) Unwrap() error { return e.err }
 // answer (it is down, or the request fails in transport), Get reads the
 // agent's cache directory instead and sets FromCache.
 func (c *Client) Get(ctx context.Context, name string) (Config, error) {
-	if err := cache.ValidName(name); err != nil {
+	if err := repo.CheckName(name); err != nil {
 		return Config{}, err
 	}
 	if c.opts.AgentURL == "" {
@@ -229,7 +230,7 @@ func (c *Client) Decode(ctx context.Context, name string, v any) error {
 // store was restored from an older copy), Watch delivers the agent's
 // current version whatever its revision, and logs why.
 func (c *Client) Watch(ctx context.Context, name string, fn func(Config)) error {
-	if err := cache.ValidName(name); err != nil {
+	if err := repo.CheckName(name); err != nil {
 		return err
 	}
 	var have Config

@@ -92,7 +92,7 @@ func TestGet(t *testing.T) {
 	if !errors.Is(err, ErrNotFound) || err.Error() != `config "app/nope": config not found: agent: unknown config "app/nope"` {
 		t.Errorf("Get(app/nope) = %v", err)
 	}
-	if _, err := c.Get(ctx, "/etc/passwd"); err == nil || err.Error() != `config name "/etc/passwd": empty, "." or ".." element` {
+	if _, err := c.Get(ctx, "/etc/passwd"); err == nil || err.Error() != `config name "/etc/passwd": empty element (want slash-separated names)` {
 		t.Errorf("Get(/etc/passwd) = %v", err)
 	}
 }

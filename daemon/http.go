@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/store"
 	"github.com/cfg-dev/cfg/wire"
 )
@@ -143,7 +144,7 @@ func (d *Daemon) authorized(h http.Handler) http.Handler {
 
 func (d *Daemon) handleConfig(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if err := store.CheckName(name); err != nil {
+	if err := repo.CheckName(name); err != nil {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
@@ -286,7 +287,7 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 		if n == "*" {
 			continue
 		}
-		if err := store.CheckName(n); err != nil {
+		if err := repo.CheckName(n); err != nil {
 			writeError(w, http.StatusBadRequest, "configs: %v", err)
 			return
 		}

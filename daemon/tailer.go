@@ -228,7 +228,7 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, files []gi
 		if !ok {
 			continue
 		}
-		if err := store.CheckName(name); err != nil {
+		if err := repo.CheckName(name); err != nil {
 			d.log.Warn("not distributing", "path", f.Path, "commit", commit, "err", err)
 			continue
 		}
@@ -253,9 +253,10 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, files []gi
 		r.configs[i].Revision, r.configs[i].Commit = n, commit
 	}
 	r.Configs = len(r.configs)
-	d.latest.Store(n)
+	// The metrics first: whoever sees the new latest revision sees them.
 	d.metrics.latest.Set(float64(n))
 	d.metrics.published.Inc()
+	d.latest.Store(n)
 	if dropped := d.hub.publish(r); dropped > 0 {
 		d.metrics.dropped.Add(float64(dropped))
 		d.log.Info("dropped watchers that fell behind", "count", dropped)

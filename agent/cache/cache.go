@@ -34,6 +34,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cfg-dev/cfg/repo"
 )
 
 // ConfigVersion is one version of a config as the cache holds it.
@@ -80,27 +82,6 @@ const tmpPrefix = ".cfgtmp-"
 // hold or holds as deleted.
 var ErrNotFound = errors.New("not in the cache")
 
-// ValidName reports whether name can be a config name: slash-separated,
-// not starting or ending with a slash, without empty, "." or ".."
-// elements, backslashes or NUL bytes.
-func ValidName(name string) error {
-	if name == "" {
-		return errors.New("empty config name")
-	}
-	if strings.ContainsAny(name, "\\\x00") {
-		return fmt.Errorf("config name %q: contains a backslash or NUL", name)
-	}
-	for elem := range strings.SplitSeq(name, "/") {
-		switch {
-		case elem == "" || elem == "." || elem == "..":
-			return fmt.Errorf("config name %q: empty, \".\" or \"..\" element", name)
-		case strings.HasPrefix(elem, tmpPrefix):
-			return fmt.Errorf("config name %q: element starts with %q", name, tmpPrefix)
-		}
-	}
-	return nil
-}
-
 func dataPath(dir, name string) string {
 	return filepath.Join(dir, "data", filepath.FromSlash(name))
 }
@@ -116,7 +97,7 @@ func metaPath(dir, name string) string {
 // disagree (the agent crashed between them), it returns the data, which is
 // the newer of the two, with the older metadata.
 func Read(dir, name string) (ConfigVersion, error) {
-	if err := ValidName(name); err != nil {
+	if err := repo.CheckName(name); err != nil {
 		return ConfigVersion{}, err
 	}
 	var cv ConfigVersion
@@ -166,7 +147,7 @@ func checksum(data []byte) string {
 // Write stores cv in the cache: the data first, then the metadata. A
 // deleted version writes the tombstone first and then removes the data.
 func Write(dir string, cv ConfigVersion) error {
-	if err := ValidName(cv.Name); err != nil {
+	if err := repo.CheckName(cv.Name); err != nil {
 		return err
 	}
 	m := meta{Name: cv.Name, Revision: cv.Revision, Commit: cv.Commit, Type: cv.Type, Compiled: cv.Compiled, Deleted: cv.Deleted}
@@ -252,7 +233,7 @@ func Load(dir string) ([]ConfigVersion, State, error) {
 		}
 		rel, _ := filepath.Rel(root, p)
 		name := strings.TrimSuffix(filepath.ToSlash(rel), ".json")
-		if m.Name != name || ValidName(name) != nil {
+		if m.Name != name || repo.CheckName(name) != nil {
 			return nil // not ours
 		}
 		cv := ConfigVersion{Name: name, Revision: m.Revision, Commit: m.Commit, Type: m.Type, Compiled: m.Compiled, Deleted: m.Deleted}

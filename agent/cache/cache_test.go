@@ -9,35 +9,29 @@ import (
 	"testing"
 
 	gocmp "github.com/google/go-cmp/cmp"
+
+	"github.com/cfg-dev/cfg/repo"
 )
 
-func TestValidName(t *testing.T) {
-	for _, tc := range []struct {
-		name, wantErr string
-	}{
-		{"feed/cache_job", ""},
-		{"service/banner.txt", ""},
-		{"a", ""},
-		{"", "empty config name"},
-		{"/etc/passwd", `config name "/etc/passwd": empty, "." or ".." element`},
-		{"a/../../b", `config name "a/../../b": empty, "." or ".." element`},
-		{"a//b", `config name "a//b": empty, "." or ".." element`},
-		{"a/", `config name "a/": empty, "." or ".." element`},
-		{`a\b`, `config name "a\\b": contains a backslash or NUL`},
-		{"a/.cfgtmp-x", `config name "a/.cfgtmp-x": element starts with ".cfgtmp-"`},
-	} {
-		err := ValidName(tc.name)
-		if got := errText(err); got != tc.wantErr {
-			t.Errorf("ValidName(%q) = %q, want %q", tc.name, got, tc.wantErr)
+// TestBadNames checks that the cache refuses, with the rule of config
+// names, what it could not hold safely, and writes nothing for it.
+func TestBadNames(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"", "/etc/passwd", "a/../../b", `a\b`, "a/.cfgtmp-x", "a\nb", "a,b"} {
+		want := repo.CheckName(name)
+		if want == nil {
+			t.Fatalf("repo.CheckName(%q) = nil", name)
+		}
+		if err := Write(dir, ConfigVersion{Name: name, Revision: 1, Data: []byte("x")}); err == nil || err.Error() != want.Error() {
+			t.Errorf("Write(%q) = %v, want %v", name, err, want)
+		}
+		if _, err := Read(dir, name); err == nil || err.Error() != want.Error() {
+			t.Errorf("Read(%q) = %v, want %v", name, err, want)
 		}
 	}
-}
-
-func errText(err error) string {
-	if err == nil {
-		return ""
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+		t.Errorf("cache directory holds %v, %v; want nothing", entries, err)
 	}
-	return err.Error()
 }
 
 func TestWriteReadLoad(t *testing.T) {
