@@ -136,13 +136,18 @@ func New(cfg Config) (*Agent, error) {
 	if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	if err := cache.RemoveTemp(cfg.CacheDir); err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
-	}
-	held, st, err := cache.Load(cfg.CacheDir)
+	ld, err := cache.Load(cfg.CacheDir)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	for _, d := range ld.Damaged {
+		if d.Config != "" {
+			log.Warn("damaged cache entry removed; fetching the config again", "config", d.Config, "file", d.Path, "err", d.Err)
+		} else {
+			log.Warn("damaged cache state; resynchronising from a snapshot", "file", d.Path, "err", d.Err)
+		}
+	}
+	st := ld.State
 	a := &Agent{
 		cfg:           cfg,
 		daemons:       daemons,
@@ -161,12 +166,18 @@ func New(cfg Config) (*Agent, error) {
 		subChanged:    make(chan struct{}, 1),
 		reportNow:     make(chan struct{}, 1),
 	}
-	for _, cv := range held {
-		if cv.Revision > 0 {
-			a.configs[cv.Name] = cv
-		}
+	for _, cv := range ld.Configs {
+		a.configs[cv.Name] = cv
 		a.subs[cv.Name] = true
 	}
+	for _, d := range ld.Damaged {
+		if d.Config != "" {
+			a.subs[d.Config] = true
+		}
+	}
+	// With state.json damaged, the store the held revisions are of is
+	// unknown: take the daemon's snapshot as the whole truth.
+	a.resync = ld.StateDamaged && len(a.configs) > 0
 	for _, name := range st.Configs {
 		if cache.ValidName(name) == nil {
 			a.subs[name] = true

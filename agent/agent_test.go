@@ -31,11 +31,17 @@ type testAgent struct {
 
 func startAgent(t *testing.T, dir string, daemons ...*agenttest.Daemon) *testAgent {
 	t.Helper()
+	return serveAgent(t, testConfig(dir, daemons...))
+}
+
+// testConfig is the configuration of a test agent of daemons, with its
+// cache in dir.
+func testConfig(dir string, daemons ...*agenttest.Daemon) Config {
 	var urls []string
 	for _, d := range daemons {
 		urls = append(urls, d.URL)
 	}
-	a, err := New(Config{
+	return Config{
 		Daemons:          urls,
 		Host:             "web-1",
 		Labels:           map[string]string{"cluster": "c1"},
@@ -45,7 +51,13 @@ func startAgent(t *testing.T, dir string, daemons ...*agenttest.Daemon) *testAge
 		HeartbeatTimeout: 6 * hb,
 		Heartbeat:        hb,
 		FetchTimeout:     time.Second,
-	})
+	}
+}
+
+// serveAgent serves an agent of cfg on 127.0.0.1 until the test ends.
+func serveAgent(t *testing.T, cfg Config) *testAgent {
+	t.Helper()
+	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
