@@ -363,7 +363,7 @@ func (a *Agent) applyEvent(ev wire.Event, covers int) error {
 	a.mu.Unlock()
 
 	for _, cv := range todo {
-		if err := cache.Write(a.cfg.CacheDir, cv); err != nil {
+		if err := a.writeCache(cv); err != nil {
 			return err
 		}
 	}
@@ -383,7 +383,7 @@ func (a *Agent) applyEvent(ev wire.Event, covers int) error {
 		return nil
 	}
 
-	if err := cache.WriteState(a.cfg.CacheDir, st); err != nil {
+	if err := a.writeState(st); err != nil {
 		return err
 	}
 	if len(todo) > 0 {
@@ -425,7 +425,7 @@ func (a *Agent) resyncFrom(ev wire.Event, covers int) error {
 	a.mu.Unlock()
 
 	for _, cv := range todo {
-		if err := cache.Write(a.cfg.CacheDir, cv); err != nil {
+		if err := a.writeCache(cv); err != nil {
 			return err
 		}
 	}
@@ -446,7 +446,7 @@ func (a *Agent) resyncFrom(ev wire.Event, covers int) error {
 	}
 	a.mu.Unlock()
 
-	if err := cache.WriteState(a.cfg.CacheDir, st); err != nil {
+	if err := a.writeState(st); err != nil {
 		return err
 	}
 	a.log.Info("resynchronised from a snapshot", "store", ev.Store, "revision", ev.Revision, "previous_store", oldStore, "previous_revision", oldApplied, "configs_changed", len(todo))
@@ -488,7 +488,7 @@ func (a *Agent) applyFetched(cv cache.ConfigVersion, latest int64, store string)
 	newer := cv.Revision > held.Revision
 	a.mu.Unlock()
 	if newer {
-		if err := cache.Write(a.cfg.CacheDir, cv); err != nil {
+		if err := a.writeCache(cv); err != nil {
 			return cache.ConfigVersion{}, err
 		}
 	}
@@ -509,7 +509,7 @@ func (a *Agent) applyFetched(cv cache.ConfigVersion, latest int64, store string)
 	st := a.stateLocked()
 	a.mu.Unlock()
 
-	if err := cache.WriteState(a.cfg.CacheDir, st); err != nil {
+	if err := a.writeState(st); err != nil {
 		return cache.ConfigVersion{}, err
 	}
 	if added {
@@ -537,5 +537,26 @@ func (a *Agent) addSubscriptions(names []string) error {
 	}
 	signal(a.subChanged)
 	signal(a.reportNow)
-	return cache.WriteState(a.cfg.CacheDir, st)
+	return a.writeState(st)
+}
+
+// cacheError is a failure to write the cache: the agent's own, not a
+// daemon's, so the agent backs off rather than fail over.
+type cacheError struct{ err error }
+
+func (e *cacheError) Error() string { return e.err.Error() }
+func (e *cacheError) Unwrap() error { return e.err }
+
+func (a *Agent) writeCache(cv cache.ConfigVersion) error {
+	if err := cache.Write(a.cfg.CacheDir, cv); err != nil {
+		return &cacheError{err}
+	}
+	return nil
+}
+
+func (a *Agent) writeState(st cache.State) error {
+	if err := cache.WriteState(a.cfg.CacheDir, st); err != nil {
+		return &cacheError{err}
+	}
+	return nil
 }

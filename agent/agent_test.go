@@ -54,14 +54,18 @@ func testConfig(dir string, daemons ...*agenttest.Daemon) Config {
 	}
 }
 
-// serveAgent serves an agent of cfg on 127.0.0.1 until the test ends.
-func serveAgent(t *testing.T, cfg Config) *testAgent {
+// serveAgent serves an agent of cfg on 127.0.0.1 until the test ends,
+// after the functions given have set it up.
+func serveAgent(t *testing.T, cfg Config, setup ...func(*Agent)) *testAgent {
 	t.Helper()
 	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a.retryMin, a.retryMax = 10*time.Millisecond, 50*time.Millisecond
+	for _, f := range setup {
+		f(a)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

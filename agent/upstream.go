@@ -150,10 +150,15 @@ func (a *Agent) fetchAny(ctx context.Context, name string) (cache.ConfigVersion,
 }
 
 // subscribe keeps one watch stream to a daemon for every config in the
-// subscription, restarting it when the subscription grows and failing
-// over to the next daemon when the stream fails, until ctx is done.
+// subscription, restarting it when the subscription changes, until ctx
+// is done. After every failure it waits before it tries again, except
+// that when a daemon fails it tries each other daemon once at once: the
+// wait is retryMin, doubled after every wait without progress (a stream
+// that applied no event) up to retryMax, with jitter (half to all of
+// it). A failure to write the cache (a full disk) is the agent's own: it
+// waits and tries the same daemon again.
 func (a *Agent) subscribe(ctx context.Context) {
-	failures := 0
+	failures := 0 // attempts in a row that made no progress
 	backoff := a.retryMin
 	for ctx.Err() == nil {
 		a.mu.Lock()
@@ -172,18 +177,15 @@ func (a *Agent) subscribe(ctx context.Context) {
 			continue
 		}
 
-		connected, err := a.stream(ctx, base, names, from)
+		progress, err := a.stream(ctx, base, names, from)
 		a.mu.Lock()
 		a.connected = ""
 		a.mu.Unlock()
-		if errors.Is(err, errNothingPublished) {
-			connected = false // back off until it has
-		}
 		if ctx.Err() != nil {
 			return
 		}
 		if errors.Is(err, errResubscribe) {
-			a.log.Info("subscription grew; restarting the watch", "daemon", base)
+			a.log.Info("subscription changed; restarting the watch", "daemon", base)
 			continue
 		}
 		if errors.Is(err, errStoreChanged) {
@@ -193,21 +195,24 @@ func (a *Agent) subscribe(ctx context.Context) {
 			a.mu.Unlock()
 			continue
 		}
-		a.mu.Lock()
-		a.daemon = (a.daemon + 1) % len(a.daemons)
-		next := a.daemons[a.daemon]
-		a.mu.Unlock()
-		a.log.Warn("watch failed; failing over", "daemon", base, "next", next, "err", err)
-		if connected {
+		if progress {
 			failures, backoff = 0, a.retryMin
-			continue
 		}
 		failures++
-		if failures%len(a.daemons) != 0 {
-			continue // try the next daemon at once
-		}
-		// Every daemon failed: wait before the next round.
 		wait := backoff/2 + rand.N(backoff/2+1)
+		if _, local := errors.AsType[*cacheError](err); local {
+			a.log.Warn("writing the cache failed; retrying", "daemon", base, "err", err, "wait", wait)
+		} else {
+			a.mu.Lock()
+			a.daemon = (a.daemon + 1) % len(a.daemons)
+			next := a.daemons[a.daemon]
+			a.mu.Unlock()
+			if failures%len(a.daemons) != 0 {
+				a.log.Warn("watch failed; failing over", "daemon", base, "next", next, "err", err)
+				continue // try the next daemon at once
+			}
+			a.log.Warn("watch failed; failing over", "daemon", base, "next", next, "err", err, "wait", wait)
+		}
 		backoff = min(2*backoff, a.retryMax)
 		select {
 		case <-ctx.Done():
@@ -220,8 +225,8 @@ func (a *Agent) subscribe(ctx context.Context) {
 // stream reads one watch stream from base for names from revision from
 // (a snapshot if from is 0) and applies its events until it fails, the
 // subscription grows (errResubscribe) or ctx is done. It reports whether
-// the daemon accepted the watch.
-func (a *Agent) stream(ctx context.Context, base string, names []string, from int64) (connected bool, err error) {
+// it applied any event.
+func (a *Agent) stream(ctx context.Context, base string, names []string, from int64) (progress bool, err error) {
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
@@ -312,13 +317,13 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, from in
 			if err == io.EOF {
 				err = errors.New("daemon closed the watch")
 			}
-			return true, causeOr(sctx, err)
+			return progress, causeOr(sctx, err)
 		}
 		if ev.Store == "" {
 			ev.Store = store
 		}
 		if ev.Store != store {
-			return true, fmt.Errorf("event of store %s on a stream of store %s", ev.Store, store)
+			return progress, fmt.Errorf("event of store %s on a stream of store %s", ev.Store, store)
 		}
 		switch ev.Type {
 		case wire.Update, wire.Snapshot:
@@ -331,8 +336,9 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, from in
 			err = a.applyEvent(wire.Event{Type: wire.Update, Revision: ev.Revision, Store: ev.Store}, len(names))
 		}
 		if err != nil {
-			return true, err
+			return progress, err
 		}
+		progress = true
 	}
 }
 

@@ -104,10 +104,11 @@ type Report struct {
 	wire.HostReport
 }
 
-// WatchRequest is one GET /v1/watch a daemon received.
+// WatchRequest is one watch request a daemon received.
 type WatchRequest struct {
 	Configs []string
-	From    int64 // -1 without from
+	From    int64     // -1 without from
+	At      time.Time // when the daemon received it
 }
 
 // Daemon is one test daemon serving a Repo.
@@ -297,7 +298,7 @@ func (d *Daemon) watch(w http.ResponseWriter, r *http.Request) {
 		from = n
 	}
 	d.mu.Lock()
-	d.watches = append(d.watches, WatchRequest{Configs: names, From: from})
+	d.watches = append(d.watches, WatchRequest{Configs: names, From: from, At: time.Now()})
 	heartbeat := d.heartbeat
 	d.mu.Unlock()
 
