@@ -316,6 +316,14 @@ func TestRestartServesFromCacheWithDaemonDown(t *testing.T) {
 // localWatch opens a local watch stream and sends its events on a channel.
 func localWatch(t *testing.T, url string) <-chan wire.Event {
 	t.Helper()
+	ch, _ := localWatchCancel(t, url)
+	return ch
+}
+
+// localWatchCancel is localWatch, and returns a function that ends the
+// stream.
+func localWatchCancel(t *testing.T, url string) (<-chan wire.Event, func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 	resp, err := http.DefaultClient.Do(req)
@@ -342,8 +350,10 @@ func localWatch(t *testing.T, url string) <-chan wire.Event {
 			}
 		}
 	}()
-	t.Cleanup(func() { cancel(); resp.Body.Close(); <-done })
-	return ch
+	var once sync.Once
+	end := func() { once.Do(func() { cancel(); resp.Body.Close(); <-done }) }
+	t.Cleanup(end)
+	return ch, end
 }
 
 // collect reads events until the config reaches revision last and
@@ -579,21 +589,22 @@ func TestAppliedWaitsForGrownSubscription(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.subs["feed/job"] = true
-	if err := a.applyEvent(wire.Event{Type: wire.Update, Revision: 5, Configs: []wire.Config{{Name: "feed/job", Revision: 5, Data: []byte("5")}}}, 1); err != nil {
+	a.addSubLocked("feed/job")
+	gen := a.subGen
+	if err := a.applyEvent(wire.Event{Type: wire.Update, Revision: 5, Configs: []wire.Config{{Name: "feed/job", Revision: 5, Data: []byte("5")}}}, gen); err != nil {
 		t.Fatal(err)
 	}
-	a.subs["other"] = true
-	if err := a.applyEvent(wire.Event{Type: wire.Update, Revision: 6, Configs: []wire.Config{{Name: "feed/job", Revision: 6, Data: []byte("6")}}}, 1); err != nil {
+	a.addSubLocked("other")
+	if err := a.applyEvent(wire.Event{Type: wire.Update, Revision: 6, Configs: []wire.Config{{Name: "feed/job", Revision: 6, Data: []byte("6")}}}, gen); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.applyEvent(wire.Event{Type: wire.Heartbeat, Revision: 7}, 1); err != nil {
+	if err := a.applyEvent(wire.Event{Type: wire.Heartbeat, Revision: 7}, gen); err != nil {
 		t.Fatal(err)
 	}
 	if a.applied != 5 || string(a.configs["feed/job"].Data) != "6" || !a.configs["feed/job"].Compiled {
 		t.Errorf("applied %d, held %+v; want 5 and revision 6", a.applied, a.configs["feed/job"])
 	}
-	if err := a.applyEvent(wire.Event{Type: wire.Update, Revision: 7}, 2); err != nil {
+	if err := a.applyEvent(wire.Event{Type: wire.Update, Revision: 7}, a.subGen); err != nil {
 		t.Fatal(err)
 	}
 	if a.applied != 7 {
