@@ -203,21 +203,22 @@ func New(cfg Config) (*Agent, error) {
 	a.resync = ld.StateDamaged && len(a.configs) > 0
 	// The names subscribed without a version, within the bounds: an
 	// earlier agent may have taken more.
-	dropped := 0
+	dropped, pending := 0, a.pendingLocked()
 	for _, name := range st.Configs {
 		if a.subs[name] {
 			continue
 		}
-		if checkName(name) != nil || a.fitsLocked([]string{name}, 1) != nil {
+		if checkName(name) != nil || pending >= a.maxPending || a.subBytes+nameCost(name) > a.maxSubBytes {
 			dropped++
 			continue
 		}
 		a.addSubLocked(name)
 		a.missingLocked(name, 0, now)
+		pending++
 	}
 	if dropped > 0 {
 		log.Warn("state.json subscribes to more configs without a version than the agent takes; dropping the others", "dropped", dropped,
-			"kept", a.pendingLocked(), "max_pending", a.maxPending)
+			"kept", pending, "max_pending", a.maxPending)
 	}
 	log.Info("agent cache loaded", "dir", cfg.CacheDir, "configs", len(a.configs), "applied", a.applied, "store", a.store)
 	return a, nil
