@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,17 +43,44 @@ func (r *Result) Diags() diag.List {
 // configs that depend on it. Builds are incremental: a config is compiled
 // only if a file in its dependency closure changed since the last build (or
 // its materialized file did); see the cache in .cfg/. A config that fails
-// leaves its materialized file as it was. The error is for I/O problems;
-// problems in the input are in the outputs' diagnostics.
+// leaves its materialized file as it was. The error is for I/O problems and
+// for a repository cfg refuses to write to (a *repo.LinkError, a
+// *repo.SettingsError); problems in the input are in the outputs'
+// diagnostics.
+//
+// All file access goes through repo.Repo: no link is followed, and before
+// anything is written or removed every place written or removed is checked
+// not to be or to lie behind a link. The encodings written beside the JSON
+// are those of the repository's settings (repo.SettingsFile), whatever
+// opts.Emit says; files of an encoding the repository does not publish are
+// never removed (cfg validate reports them).
 func Build(ctx context.Context, root string, opts Options, targets ...string) (*Result, error) {
 	start := time.Now()
-	fsys := os.DirFS(root)
+	r, err := repo.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	fsys := r.FS()
+	settings, err := repo.ReadSettings(fsys)
+	if err != nil {
+		return nil, err
+	}
+	opts.Emit = settings.Thrift()
 	tree, err := repo.Scan(fsys)
 	if err != nil {
 		return nil, err
 	}
+	// A full build removes orphans: list them now, which also refuses a
+	// link anywhere under materialized_configs/ before anything is written.
+	var have []string
+	if len(targets) == 0 {
+		if have, err = repo.ListMaterialized(fsys); err != nil {
+			return nil, err
+		}
+	}
 	c := New(fsys, opts)
-	cache := loadCache(root)
+	cache := loadCache(r)
 	if opts.Rebuild {
 		cache = emptyCache()
 	}
@@ -65,13 +89,14 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 		return nil, err
 	}
 	g := newGraph(tree, files)
-	all := append(slices.Clone(tree.Configs), tree.Raw...)
-	slices.Sort(all)
+	all := tree.Sources()
 	candidates := all
 	if len(targets) > 0 {
 		for _, t := range targets {
-			if _, err := fs.Stat(fsys, t); err != nil {
+			if _, err := fs.Stat(fsys, t); errors.Is(err, fs.ErrNotExist) {
 				return nil, fmt.Errorf("%s: no such file in the repository", t)
+			} else if err != nil {
+				return nil, err
 			}
 		}
 		candidates = g.Affected(targets)
@@ -113,11 +138,28 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 		keyOf[p] = keys[i]
 	}
 
+	// Nothing is written before every file that may be is known not to be
+	// a link, nor to lie behind one: a full build listed every file under
+	// materialized_configs/; a build of targets checks their outputs.
+	check := []string{repo.TypesFile, cachePath}
+	for _, p := range paths {
+		if len(targets) == 0 {
+			break
+		}
+		mp := repo.MaterializedPath(p)
+		check = append(check, mp)
+		for _, enc := range opts.Emit {
+			check = append(check, repo.EncodedPath(mp, enc))
+		}
+	}
+	if err := r.CheckWritable(check...); err != nil {
+		return nil, err
+	}
+
 	res.Outputs = make([]*Output, len(paths))
 	written := make([][]string, len(paths))
 	var mu sync.Mutex
 	var writeErr error
-	w := repo.NewWriter(root)
 	c.CompileEach(ctx, paths, func(i int, o *Output) {
 		res.Outputs[i] = o
 		if len(o.Diags) > 0 {
@@ -127,14 +169,14 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 			return
 		}
 		var wrote []string
-		changed, err := w.WriteIfChanged(o.Path, o.Data)
+		changed, err := r.WriteIfChanged(o.Path, o.Data)
 		if changed {
 			wrote = append(wrote, o.Path)
 		}
 		for _, enc := range opts.Emit {
 			if b, ok := o.Encoded[enc]; ok && err == nil {
 				ep := repo.EncodedPath(o.Path, enc)
-				if changed, err = w.WriteIfChanged(ep, b); changed {
+				if changed, err = r.WriteIfChanged(ep, b); changed {
 					wrote = append(wrote, ep)
 				}
 			}
@@ -164,18 +206,18 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 		res.Compiled++
 		res.Written = append(res.Written, written[i]...)
 	}
-	if wrote, err := writeTypes(w, fsys, tree, next); err != nil {
+	if wrote, err := writeTypes(r, fsys, tree, next); err != nil {
 		return res, err
 	} else if wrote {
 		res.Written = append(res.Written, repo.TypesFile)
 	}
 	if len(targets) == 0 {
-		if res.Removed, err = removeOrphans(root, fsys, all, opts.Emit); err != nil {
+		if res.Removed, err = removeOrphans(r, have, all, settings); err != nil {
 			return res, err
 		}
 	}
 	if !next.sameAs(cache) {
-		if err := next.save(root); err != nil {
+		if err := next.save(r); err != nil {
 			return res, fmt.Errorf("writing the compile cache: %w", err)
 		}
 	}
@@ -186,7 +228,7 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 // writeTypes brings repo.TypesFile up to date: the type of every config
 // compiled now or before (a config that failed keeps its previous output,
 // and so its previous type).
-func writeTypes(w *repo.Writer, fsys fs.FS, tree *repo.Tree, cache *cacheData) (bool, error) {
+func writeTypes(w *repo.Repo, fsys fs.FS, tree *repo.Tree, cache *cacheData) (bool, error) {
 	var prev map[string]string
 	if data, err := fs.ReadFile(fsys, repo.TypesFile); err == nil {
 		prev, _ = repo.DecodeTypes(data)
@@ -206,29 +248,31 @@ func writeTypes(w *repo.Writer, fsys fs.FS, tree *repo.Tree, cache *cacheData) (
 	return w.WriteIfChanged(repo.TypesFile, repo.EncodeTypes(types))
 }
 
-// removeOrphans deletes materialized files whose source is gone, and
-// encodings of configs that the compile did not emit.
-func removeOrphans(root string, fsys fs.FS, sources, emit []string) ([]string, error) {
+// removeOrphans deletes the materialized files in have whose source is
+// gone, and encodings of configs that the repository publishes no more
+// configs in. Files of an encoding the repository does not publish are
+// left alone: deleting published data takes a person, and cfg validate
+// reports them.
+func removeOrphans(r *repo.Repo, have, sources []string, settings *repo.Settings) ([]string, error) {
 	want := map[string]bool{}
 	for _, p := range sources {
 		mp := repo.MaterializedPath(p)
 		want[mp] = true
 		if repo.Classify(p) == repo.Config {
-			for _, enc := range emit {
+			for _, enc := range settings.Thrift() {
 				want[repo.EncodedPath(mp, enc)] = true
 			}
 		}
-	}
-	have, err := repo.ListMaterialized(fsys)
-	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", repo.MaterializedDir, err)
 	}
 	var removed []string
 	for _, p := range have {
 		if want[p] {
 			continue
 		}
-		if err := os.Remove(filepath.Join(root, filepath.FromSlash(p))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if enc := repo.EncodingOf(p); enc != "" && !settings.Publishes(enc) {
+			continue
+		}
+		if err := r.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return removed, err
 		}
 		removed = append(removed, p)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/store"
 	"github.com/cfg-dev/cfg/wire"
 )
@@ -26,6 +27,7 @@ func (d *Daemon) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/configs/{name...}", d.handleConfig)
 	mux.HandleFunc("GET /v1/watch", d.handleWatch)
+	mux.HandleFunc("POST /v1/watch", d.handleWatch)
 	mux.HandleFunc("GET /v1/revisions/latest", d.handleLatestRevision)
 	mux.HandleFunc("GET /v1/revisions/{n}", d.handleRevision)
 	mux.Handle("POST /v1/hosts/{host}", d.authorized(http.HandlerFunc(d.handleHostReport)))
@@ -146,7 +148,7 @@ func (d *Daemon) authorized(h http.Handler) http.Handler {
 
 func (d *Daemon) handleConfig(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if err := store.CheckName(name); err != nil {
+	if err := repo.CheckName(name); err != nil {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
@@ -280,7 +282,10 @@ func (d *Daemon) handleHealthz(w http.ResponseWriter, r *http.Request) {
 // heartbeats, until the client goes away, the daemon shuts down or the
 // stream falls more than WatchBuffer revisions behind.
 func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	q, ok := watchParams(w, r)
+	if !ok {
+		return
+	}
 	list := q.Get("configs")
 	if list == "" {
 		writeError(w, http.StatusBadRequest, "missing configs: want configs=NAME[,NAME...] or configs=*")
@@ -291,7 +296,7 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 		if n == "*" {
 			continue
 		}
-		if err := store.CheckName(n); err != nil {
+		if err := repo.CheckName(n); err != nil {
 			writeError(w, http.StatusBadRequest, "configs: %v", err)
 			return
 		}

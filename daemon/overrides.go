@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/store"
 	"github.com/cfg-dev/cfg/wire"
 )
@@ -230,7 +231,7 @@ func (d *Daemon) handlePutOverride(w http.ResponseWriter, r *http.Request) {
 	if !readBody(w, r, "override", &o) {
 		return
 	}
-	if err := store.CheckName(o.Config); err != nil {
+	if err := repo.CheckName(o.Config); err != nil {
 		writeError(w, http.StatusBadRequest, "override %s: config: %v", id, err)
 		return
 	}
@@ -461,7 +462,7 @@ func (d *Daemon) handlePutRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	run.ID = id
-	if err := store.CheckName(run.Config); err != nil {
+	if err := repo.CheckName(run.Config); err != nil {
 		writeError(w, http.StatusBadRequest, "run %s: config: %v", id, err)
 		return
 	}

@@ -228,7 +228,7 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, files []gi
 		if !ok {
 			continue
 		}
-		if err := store.CheckName(name); err != nil {
+		if err := repo.CheckName(name); err != nil {
 			d.log.Warn("not distributing", "path", f.Path, "commit", commit, "err", err)
 			continue
 		}
@@ -255,9 +255,10 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, files []gi
 		r.size += int64(len(c.Data))
 	}
 	r.Configs = len(r.configs)
-	d.latest.Store(n)
+	// The metrics first: whoever sees the new latest revision sees them.
 	d.metrics.latest.Set(float64(n))
 	d.metrics.published.Inc()
+	d.latest.Store(n)
 	if dropped := d.hub.publish(r); dropped > 0 {
 		d.metrics.dropped.WithLabelValues(dropBehind).Add(float64(dropped))
 		d.log.Info("dropped watchers that fell behind", "count", dropped)

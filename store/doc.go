@@ -12,7 +12,6 @@
 //   - ConfigVersion, Revision and Host: what is stored;
 //   - Selection (All, Select) and Match: which configs a Snapshot or Since
 //     reads; Entries, the configs of an Append from a slice;
-//   - CheckName: what a config name may be;
 //   - ErrNotFound, ErrOutOfOrder, ErrClosed and ErrDamaged, for errors.Is,
 //     and DamagedError, OpenBolt's refusal of a store.
 //

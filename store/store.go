@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"iter"
 	"slices"
-	"strings"
 	"time"
 
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/wire"
 )
 
@@ -179,29 +179,9 @@ type Store interface {
 	Close() error
 }
 
-// CheckName reports whether name is a valid config name: slash-separated
-// non-empty elements, none of them "." or "..", not starting with "/".
-func CheckName(name string) error {
-	if name == "" {
-		return errors.New("empty config name")
-	}
-	if len(name) > 1024 {
-		return fmt.Errorf("config name %.40q...: longer than 1024 bytes", name)
-	}
-	for _, el := range strings.Split(name, "/") {
-		if el == "" || el == "." || el == ".." {
-			return fmt.Errorf("invalid config name %q", name)
-		}
-	}
-	if strings.ContainsAny(name, "\x00\n\r,") {
-		return fmt.Errorf("invalid config name %q", name)
-	}
-	return nil
-}
-
 // checkConfig validates c as a config of revision n.
 func checkConfig(n int64, c *ConfigVersion) error {
-	if err := CheckName(c.Name); err != nil {
+	if err := repo.CheckName(c.Name); err != nil {
 		return fmt.Errorf("appending revision %d: %w", n, err)
 	}
 	if c.Deleted && c.Data != nil {

@@ -149,10 +149,16 @@ func runCanary(f *Factory, cmd *cobra.Command, opts *CanaryOptions) error {
 		return err
 	}
 
-	// The spec and the candidate.
-	typesData, err := os.ReadFile(filepath.Join(ws.root, filepath.FromSlash(repo.TypesFile)))
+	// The spec and the candidate, read following no link.
+	rp, err := ws.open()
 	if err != nil {
-		return infraError(err)
+		return err
+	}
+	defer rp.Close()
+	materialized := rp.FS()
+	typesData, err := fs.ReadFile(materialized, repo.TypesFile)
+	if err != nil {
+		return ws.fail(err)
 	}
 	types, err := repo.DecodeTypes(typesData)
 	if err != nil {
@@ -165,9 +171,9 @@ func runCanary(f *Factory, cmd *cobra.Command, opts *CanaryOptions) error {
 		}
 		return usageError(fmt.Errorf("--spec %s: config %q is a %s, not a %s", opts.Spec, specName, types[specName], canary.SpecType))
 	}
-	specData, err := os.ReadFile(filepath.Join(ws.root, repo.MaterializedDir, filepath.FromSlash(specName)+".json"))
+	specData, err := fs.ReadFile(materialized, repo.MaterializedDir+"/"+specName+".json")
 	if err != nil {
-		return infraError(err)
+		return ws.fail(err)
 	}
 	spec, err := canary.ParseSpec(specData)
 	if err != nil {
@@ -199,8 +205,8 @@ func runCanary(f *Factory, cmd *cobra.Command, opts *CanaryOptions) error {
 		fmt.Fprintf(f.IO.Err, "the working tree also changes %s: a canary tries one config; commit or revert the others first\n", strings.Join(changedOthers, ", "))
 		return inputFailed
 	}
-	data, err := os.ReadFile(filepath.Join(ws.root, filepath.FromSlash(candidatePath)))
-	if errors.Is(err, os.ErrNotExist) {
+	data, err := fs.ReadFile(materialized, candidatePath)
+	if errors.Is(err, fs.ErrNotExist) {
 		fmt.Fprintf(f.IO.Err, "the working tree deletes %s: a canary tries a new version of a config, not its deletion\n", spec.Config)
 		return inputFailed
 	}

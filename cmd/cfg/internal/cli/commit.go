@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path"
 	"slices"
 	"strings"
 
@@ -44,8 +42,9 @@ without commits. It prints the new commit's hash and the files committed.
 
 The author is --author, or CFG_AUTHOR_NAME and CFG_AUTHOR_EMAIL, or
 GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL, or user.name and user.email from the
-git configuration. Materialized configs in Thrift encodings (cfg compile
---emit) are kept up to date when the repository has them.`,
+git configuration. Materialized configs are written and committed in the
+encodings the repository publishes (cfg.json), and cfg.json is committed
+with them.`,
 		Example: `  cfg commit -m "feed: raise cache memory to 4 GiB"`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
@@ -160,21 +159,17 @@ func commitAuthor(g *gitrepo.Repo, flag string) (gitrepo.Signature, error) {
 }
 
 // buildAndValidate compiles the workspace as cfg compile does (writing
-// materialized_configs/ and keeping the Thrift encodings it has), then
+// materialized_configs/ in the encodings the repository publishes), then
 // validates it as cfg validate does. It reports any problem in format,
 // the JSON report carrying extra, and then returns inputFailed.
 func buildAndValidate(f *Factory, cmd *cobra.Command, ws *workspace, flags CompileFlags, format string, extra map[string]any) error {
 	copts := flags.options(f)
-	var err error
-	if copts.Emit, err = emittedEncodings(ws.root); err != nil {
-		return infraError(err)
-	}
 	prog := newProgress(f.IO.Err, f.IO.ErrIsTTY && format == validate.FormatText)
 	copts.Progress = prog.update
 	res, err := compiler.Build(cmd.Context(), ws.root, copts)
 	prog.done()
 	if err != nil {
-		return infraError(err)
+		return ws.fail(err)
 	}
 	if res.Failed > 0 {
 		if err := ws.report(f, format, res.Diags(), extra); err != nil {
@@ -185,7 +180,7 @@ func buildAndValidate(f *Factory, cmd *cobra.Command, ws *workspace, flags Compi
 	copts.Progress = nil
 	rep, err := validate.Run(cmd.Context(), ws.root, copts)
 	if err != nil {
-		return infraError(err)
+		return ws.fail(err)
 	}
 	if len(rep.Diags) > 0 {
 		if err := ws.report(f, format, rep.Diags, extra); err != nil {
@@ -198,10 +193,11 @@ func buildAndValidate(f *Factory, cmd *cobra.Command, ws *workspace, flags Compi
 
 // committable reports whether cfg commit commits the file at p (relative to
 // the config repository root): a file under source/ or
-// materialized_configs/ whose path has no name starting with a dot, and the
-// record of the configs' types (repo.TypesFile).
+// materialized_configs/ whose path has no name starting with a dot, the
+// record of the configs' types (repo.TypesFile) and the repository's
+// settings (repo.SettingsFile).
 func committable(p string) bool {
-	if p == repo.TypesFile {
+	if p == repo.TypesFile || p == repo.SettingsFile {
 		return true
 	}
 	dir, _, _ := strings.Cut(p, "/")
@@ -214,21 +210,4 @@ func committable(p string) bool {
 		}
 	}
 	return true
-}
-
-// emittedEncodings returns the Thrift encodings the repository at root has
-// materialized configs in, so that compiling for a commit keeps them (a full
-// compile deletes the encodings it does not emit).
-func emittedEncodings(root string) ([]string, error) {
-	have, err := repo.ListMaterialized(os.DirFS(root))
-	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", repo.MaterializedDir, err)
-	}
-	var emit []string
-	for _, enc := range []string{compiler.EncodingThriftBinary, compiler.EncodingThriftCompact} {
-		if slices.ContainsFunc(have, func(p string) bool { return path.Ext(p) == "."+enc }) {
-			emit = append(emit, enc)
-		}
-	}
-	return emit, nil
 }

@@ -53,7 +53,7 @@ func runValidate(f *Factory, cmd *cobra.Command, opts *ValidateOptions) error {
 	}
 	rep, err := validate.Run(cmd.Context(), ws.root, opts.options(f))
 	if err != nil {
-		return infraError(err)
+		return ws.fail(err)
 	}
 	if err := ws.report(f, opts.Format, rep.Diags, map[string]any{"checked": rep.Checked}); err != nil {
 		return err
