@@ -267,10 +267,97 @@ func TestWatchCaps(t *testing.T) {
 	})
 }
 
+// watchBodyOf returns the body of a POST /v1/watch of config a and
+// made-up names of three characters, the most names a byte of body can
+// bring, size bytes long.
+func watchBodyOf(size int) string {
+	var b strings.Builder
+	b.WriteString(`{"configs":["a"`)
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	for i := 0; b.Len() < size-8; i++ {
+		fmt.Fprintf(&b, `,"%c%c%c"`, alphabet[i%36], alphabet[i/36%36], alphabet[i/36/36%36])
+	}
+	b.WriteString("]}")
+	for b.Len() < size {
+		b.WriteString(" ")
+	}
+	return b.String()
+}
+
+// TestWatchParameterBytes attacks the bound on the watch parameters the
+// daemon holds: POST /v1/watch bodies of 900 KB each are taken while those
+// of the open streams fit in 2 MiB from one address and 3 MiB in all, and
+// get 503 with Retry-After beyond, before their body is read; a place given
+// back is taken again. The streams' parsed names cost at most 8 times
+// their bytes (before, any client could make the daemon hold 1 MiB of
+// body, parsed, per stream: 8 GB for 8,000).
+func TestWatchParameterBytes(t *testing.T) {
+	const size = 900 << 10
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"a":1}`)
+	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond, Heartbeat: time.Hour,
+		MaxWatchBytes: 3 << 20, MaxWatchBytesPerAddress: 2 << 20})
+	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
+	body := watchBodyOf(size)
+	// watch sends the headers of a watch with body, and the body only if
+	// withBody: a refused watch is answered before its body is read.
+	watch := func(ip string, withBody bool) (net.Conn, *http.Response) {
+		t.Helper()
+		c := d.dialFrom(ip)
+		fmt.Fprintf(c, "POST /v1/watch HTTP/1.1\r\nHost: cfg\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
+		if withBody {
+			go c.Write([]byte(body))
+		}
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, resp
+	}
+	refused := func(what string, resp *http.Response, msg string) {
+		t.Helper()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "5" || string(body) != `{"error":"`+msg+`"}`+"\n" {
+			t.Errorf("%s: %s, Retry-After %q, %s; want 503, 5, %s", what, resp.Status, resp.Header.Get("Retry-After"), body, msg)
+		}
+	}
+	base := memInUse()
+	a1, resp := watch("127.0.0.1", true)
+	if resp.StatusCode != 200 {
+		t.Fatalf("first watch from 127.0.0.1: %s", resp.Status)
+	}
+	if _, resp := watch("127.0.0.1", true); resp.StatusCode != 200 {
+		t.Fatalf("second watch from 127.0.0.1: %s", resp.Status)
+	}
+	_, resp = watch("127.0.0.1", false)
+	refused("a third watch from 127.0.0.1", resp, fmt.Sprintf("watch parameters of %d bytes: the watch streams from 127.0.0.1 hold %d of the 2097152 bytes of parameters one address may; retry later", len(body), 2*len(body)))
+	if _, resp := watch("127.0.0.2", true); resp.StatusCode != 200 {
+		t.Fatalf("watch from 127.0.0.2: %s", resp.Status)
+	}
+	grown := memInUse() - base
+	t.Logf("3 watch streams of %d KB of parameters: %.1f MB", size>>10, float64(grown)/1e6)
+	if grown > 3*8*size && !raceEnabled {
+		t.Errorf("3 watch streams of %d KB of parameters hold %.1f MB, want at most 8 times their parameters, %.1f MB", size>>10, float64(grown)/1e6, float64(3*8*size)/1e6)
+	}
+	_, resp = watch("127.0.0.3", false)
+	refused("a watch from 127.0.0.3", resp, fmt.Sprintf("watch parameters of %d bytes: the open watch streams hold %d of the 3145728 bytes of parameters the daemon takes; retry later", len(body), 3*len(body)))
+	if got := d.metric("cfg_watchers_rejected_total", "reason", "bytes"); got != 2 {
+		t.Errorf("rejected for their bytes: %v, want 2", got)
+	}
+	a1.Close()
+	d.waitFor("a place for 127.0.0.3", func() bool {
+		c, resp := watch("127.0.0.3", true)
+		c.Close()
+		return resp.StatusCode == 200
+	})
+}
+
 // TestSlowBodies attacks the read timeout: connections that send a body
-// one byte at a time are answered and closed once ReadTimeout has passed,
-// however long their body would take, while the daemon keeps serving
-// (before, they were held for as long as they kept sending).
+// one byte at a time (host reports, and watches, which need no token) are
+// answered and closed once ReadTimeout has passed, however long their body
+// would take, while the daemon keeps serving (before, they were held for
+// as long as they kept sending).
 func TestSlowBodies(t *testing.T) {
 	r := newTestRepo(t)
 	r.commit("materialized_configs/a.json", `{"a":1}`)
@@ -282,7 +369,11 @@ func TestSlowBodies(t *testing.T) {
 	closed := make(chan string, n)
 	for i := range n {
 		c := d.dialFrom("127.0.0.1")
-		fmt.Fprintf(c, "POST /v1/hosts/web-%d HTTP/1.1\r\nHost: cfg\r\nAuthorization: Bearer %s\r\nContent-Length: 1000\r\n\r\n", i, token)
+		if i%2 == 0 {
+			fmt.Fprintf(c, "POST /v1/hosts/web-%d HTTP/1.1\r\nHost: cfg\r\nAuthorization: Bearer %s\r\nContent-Length: 1000\r\n\r\n", i, token)
+		} else { // no token needed
+			fmt.Fprintf(c, "POST /v1/watch HTTP/1.1\r\nHost: cfg\r\nContent-Length: 1000\r\n\r\n")
+		}
 		wg.Add(2)
 		go func() { // a byte every 100 ms: 100 s for the body
 			defer wg.Done()
@@ -318,6 +409,9 @@ func TestSlowBodies(t *testing.T) {
 	if code, _, _ := d.do("GET", "/v1/configs/a", "", nil); code != 200 {
 		t.Errorf("GET a after the slow bodies: %d", code)
 	}
+	// The slow watches gave their places back.
+	w := d.watchBody(`{"configs":["a"]}`)
+	w.expect(`snapshot 1 a@1={"a":1}`)
 	close(stop)
 	wg.Wait()
 }

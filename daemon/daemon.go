@@ -19,16 +19,18 @@ import (
 
 // Defaults of Config's optional fields.
 const (
-	DefaultHeartbeat            = 5 * time.Second
-	DefaultPoll                 = time.Second
-	DefaultWatchBuffer          = 256
-	DefaultWatchQueueBytes      = 16 << 20
-	DefaultMaxConnections       = 10000
-	DefaultMaxWatches           = 8000
-	DefaultMaxWatchesPerAddress = 100
-	DefaultReadTimeout          = 30 * time.Second
-	DefaultWriteTimeout         = 10 * time.Second
-	DefaultIdleTimeout          = 60 * time.Second
+	DefaultHeartbeat               = 5 * time.Second
+	DefaultPoll                    = time.Second
+	DefaultWatchBuffer             = 256
+	DefaultWatchQueueBytes         = 16 << 20
+	DefaultMaxConnections          = 10000
+	DefaultMaxWatches              = 8000
+	DefaultMaxWatchesPerAddress    = 100
+	DefaultMaxWatchBytes           = 16 << 20
+	DefaultMaxWatchBytesPerAddress = 4 << 20
+	DefaultReadTimeout             = 30 * time.Second
+	DefaultWriteTimeout            = 10 * time.Second
+	DefaultIdleTimeout             = 60 * time.Second
 )
 
 // Bounds of requests that are not configurable.
@@ -47,8 +49,8 @@ const (
 // recorded beside it, in StoreFile+store.IdentitySuffix.
 const StoreFile = "cfg.db"
 
-// maxBody is the largest request body the daemon reads.
-const maxBody = 1 << 20
+// MaxBody is the largest request body the daemon reads (413 beyond).
+const MaxBody = 1 << 20
 
 // hostsFlushEvery is how often host reports are written to the store.
 const hostsFlushEvery = 5 * time.Second
@@ -91,6 +93,16 @@ type Config struct {
 	// zero); a watch above either is answered 503 with Retry-After.
 	MaxWatches           int
 	MaxWatchesPerAddress int
+	// MaxWatchBytes bounds the parameters (query and body) of the watch
+	// streams open at once (DefaultMaxWatchBytes if zero), and
+	// MaxWatchBytesPerAddress those of one remote address
+	// (DefaultMaxWatchBytesPerAddress if zero); a stream holds its
+	// parameters, parsed, for as long as it lasts, and a watch above
+	// either is answered 503 with Retry-After before its body is read. A
+	// body counts by its Content-Length, 1 MiB without one. Neither may
+	// be below 1 MiB, the largest body a watch may have.
+	MaxWatchBytes           int64
+	MaxWatchBytesPerAddress int64
 	// ReadTimeout bounds reading a whole request, body included
 	// (DefaultReadTimeout if zero). IdleTimeout is how long a
 	// keep-alive connection may wait for its next request
@@ -169,6 +181,16 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.MaxWatchesPerAddress <= 0 {
 		cfg.MaxWatchesPerAddress = DefaultMaxWatchesPerAddress
 	}
+	if cfg.MaxWatchBytes <= 0 {
+		cfg.MaxWatchBytes = DefaultMaxWatchBytes
+	}
+	if cfg.MaxWatchBytesPerAddress <= 0 {
+		cfg.MaxWatchBytesPerAddress = DefaultMaxWatchBytesPerAddress
+	}
+	if cfg.MaxWatchBytesPerAddress < MaxBody || cfg.MaxWatchBytes < cfg.MaxWatchBytesPerAddress {
+		return nil, fmt.Errorf("watch parameter bytes: got %d in all and %d per address, want at least %d per address (the largest watch body) and no more per address than in all",
+			cfg.MaxWatchBytes, cfg.MaxWatchBytesPerAddress, MaxBody)
+	}
 	if cfg.ReadTimeout <= 0 {
 		cfg.ReadTimeout = DefaultReadTimeout
 	}
@@ -206,7 +228,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Daemon{cfg: cfg, log: log, store: st, hist: hist, ctx: ctx, cancel: cancel,
-		conns: make(chan struct{}, cfg.MaxConnections), watches: newWatchLimits(cfg.MaxWatches, cfg.MaxWatchesPerAddress)}
+		conns: make(chan struct{}, cfg.MaxConnections), watches: newWatchLimits(cfg.MaxWatches, cfg.MaxWatchesPerAddress, cfg.MaxWatchBytes, cfg.MaxWatchBytesPerAddress)}
 	fail := func(err error) (*Daemon, error) {
 		cancel()
 		st.Close()

@@ -282,6 +282,20 @@ func (d *Daemon) handleHealthz(w http.ResponseWriter, r *http.Request) {
 // heartbeats, until the client goes away, the daemon shuts down or the
 // stream falls more than WatchBuffer revisions behind.
 func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength > MaxBody {
+		writeError(w, http.StatusRequestEntityTooLarge, "watch request: body over %d bytes", MaxBody)
+		return
+	}
+	// Over the caps, a client is told to come back later; its body is
+	// read only once it holds a place.
+	release, reason, msg := d.watches.acquire(r.RemoteAddr, watchSize(r))
+	if release == nil {
+		d.metrics.rejected.WithLabelValues(reason).Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(RetryAfter))
+		writeError(w, http.StatusServiceUnavailable, "%s", msg)
+		return
+	}
+	defer release()
 	q, ok := watchParams(w, r)
 	if !ok {
 		return
@@ -321,26 +335,16 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 		from = n
 	}
 
-	// Over the caps, a client is told to come back later.
-	release, reason, msg := d.watches.acquire(r.RemoteAddr)
-	if release == nil {
-		d.metrics.rejected.WithLabelValues(reason).Inc()
-		w.Header().Set("Retry-After", strconv.Itoa(RetryAfter))
-		writeError(w, http.StatusServiceUnavailable, "%s", msg)
-		return
-	}
 	// Subscribe before reading the store, so that nothing published
 	// from now on is missed.
 	sub := d.hub.subscribe()
 	if sub == nil {
-		release()
 		writeError(w, http.StatusServiceUnavailable, "daemon shutting down")
 		return
 	}
 	d.metrics.watchers.Inc()
 	defer func() {
 		d.hub.unsubscribe(sub)
-		release()
 		d.metrics.watchers.Dec()
 	}()
 	ws := &watchStream{d: d, sub: sub, sel: sel, match: match, host: host, from: from, remote: r.RemoteAddr, url: r.URL.String()}

@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"sync"
 )
 
@@ -81,50 +82,91 @@ func (c *limitConn) Close() error {
 }
 
 // watchLimits caps the watch streams open at once, in all and per remote
-// address.
+// address, and the bytes of their parameters (query or body), which a
+// stream holds parsed for as long as it lasts.
 type watchLimits struct {
-	max, perAddr int
+	max, perAddr           int
+	maxBytes, perAddrBytes int64
 
 	mu     sync.Mutex
 	open   int
-	byAddr map[string]int
+	bytes  int64
+	byAddr map[string]*addrWatches
 }
 
-func newWatchLimits(max, perAddr int) *watchLimits {
-	return &watchLimits{max: max, perAddr: perAddr, byAddr: map[string]int{}}
+// addrWatches is what the watch streams of one remote address hold.
+type addrWatches struct {
+	open  int
+	bytes int64
+}
+
+func newWatchLimits(max, perAddr int, maxBytes, perAddrBytes int64) *watchLimits {
+	return &watchLimits{max: max, perAddr: perAddr, maxBytes: maxBytes, perAddrBytes: perAddrBytes, byAddr: map[string]*addrWatches{}}
 }
 
 // Reasons a watch is refused, as cfg_watchers_rejected_total labels them.
 const (
 	rejectedStreams = "streams"
 	rejectedAddress = "address"
+	rejectedBytes   = "bytes"
 )
 
-// acquire takes a place for a stream from remote (a host:port); it returns
-// the function that gives it back, or why there is none.
-func (l *watchLimits) acquire(remote string) (release func(), reason, msg string) {
+// acquire takes a place for a stream from remote (a host:port) whose
+// parameters take size bytes; it returns the function that gives it back,
+// or why there is none.
+func (l *watchLimits) acquire(remote string, size int64) (release func(), reason, msg string) {
 	addr := remoteHost(remote)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.open >= l.max {
-		return nil, rejectedStreams, fmt.Sprintf("too many watch streams: %d open, the most the daemon serves; retry later", l.open)
+	a := l.byAddr[addr]
+	if a == nil {
+		a = &addrWatches{}
 	}
-	if n := l.byAddr[addr]; n >= l.perAddr {
-		return nil, rejectedAddress, fmt.Sprintf("too many watch streams from %s: %d open, the most one address may hold; retry later", addr, n)
+	switch {
+	case l.open >= l.max:
+		return nil, rejectedStreams, fmt.Sprintf("too many watch streams: %d open, the most the daemon serves; retry later", l.open)
+	case a.open >= l.perAddr:
+		return nil, rejectedAddress, fmt.Sprintf("too many watch streams from %s: %d open, the most one address may hold; retry later", addr, a.open)
+	case l.bytes+size > l.maxBytes:
+		return nil, rejectedBytes, fmt.Sprintf("watch parameters of %d bytes: the open watch streams hold %d of the %d bytes of parameters the daemon takes; retry later", size, l.bytes, l.maxBytes)
+	case a.bytes+size > l.perAddrBytes:
+		return nil, rejectedBytes, fmt.Sprintf("watch parameters of %d bytes: the watch streams from %s hold %d of the %d bytes of parameters one address may; retry later", size, addr, a.bytes, l.perAddrBytes)
 	}
 	l.open++
-	l.byAddr[addr]++
+	l.bytes += size
+	a.open++
+	a.bytes += size
+	l.byAddr[addr] = a
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			l.mu.Lock()
 			defer l.mu.Unlock()
 			l.open--
-			if l.byAddr[addr]--; l.byAddr[addr] == 0 {
+			l.bytes -= size
+			a.open--
+			a.bytes -= size
+			if a.open == 0 {
 				delete(l.byAddr, addr)
 			}
 		})
 	}, "", ""
+}
+
+// watchSize returns the bytes of r's watch parameters, which the daemon
+// holds for as long as the stream lasts: its query, and the body of a
+// POST, by its Content-Length (MaxBody for one without). It is known
+// before the body is read.
+func watchSize(r *http.Request) int64 {
+	n := int64(len(r.URL.RawQuery))
+	if r.Method == http.MethodPost {
+		if r.ContentLength >= 0 {
+			n += r.ContentLength
+		} else {
+			n += MaxBody
+		}
+	}
+	return n
 }
 
 // remoteHost returns the address of a remote host:port without the port.

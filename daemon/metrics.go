@@ -50,7 +50,7 @@ func newMetrics(d *Daemon) *metrics {
 			Name: "cfg_watchers_dropped_total", Help: "Watch streams the daemon closed: because they fell behind (reason behind), or because their client took in nothing for the write timeout (reason write_timeout).",
 		}, []string{"reason"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cfg_watchers_rejected_total", Help: "Watch requests answered 503 because the daemon serves the most streams it may (reason streams), or the client's address holds the most it may (reason address).",
+			Name: "cfg_watchers_rejected_total", Help: "Watch requests answered 503 because the daemon serves the most streams it may (reason streams), the client's address holds the most it may (reason address), or their parameters would take the daemon's or the address's watch parameter bytes above their bound (reason bytes).",
 		}, []string{"reason"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cfg_http_requests_total", Help: "HTTP requests by status code and route.",
@@ -80,7 +80,7 @@ func newMetrics(d *Daemon) *metrics {
 	for _, reason := range []string{dropBehind, dropWriteTimeout} {
 		m.dropped.WithLabelValues(reason)
 	}
-	for _, reason := range []string{rejectedStreams, rejectedAddress} {
+	for _, reason := range []string{rejectedStreams, rejectedAddress, rejectedBytes} {
 		m.rejected.WithLabelValues(reason)
 	}
 	m.reg.MustRegister(m.latest, m.published, m.tailerErrors, m.watchers, m.eventsSent, m.dropped, m.rejected, queued, conns, connsMax,

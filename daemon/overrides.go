@@ -201,9 +201,9 @@ func checkCompiledData(data []byte) error {
 // readBody decodes a request body into v, answering the request with the
 // error if it fails.
 func readBody(w http.ResponseWriter, r *http.Request, what string, v any) bool {
-	err := decodeOne(http.MaxBytesReader(w, r.Body, maxBody), what, v)
+	err := decodeOne(http.MaxBytesReader(w, r.Body, MaxBody), what, v)
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-		writeError(w, http.StatusRequestEntityTooLarge, "%s: body over %d bytes", what, maxBody)
+		writeError(w, http.StatusRequestEntityTooLarge, "%s: body over %d bytes", what, MaxBody)
 		return false
 	}
 	if err != nil {

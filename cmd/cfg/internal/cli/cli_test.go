@@ -38,6 +38,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"compile", "source/nope.cinc"}, ExitUsage, "source/nope.cinc: no such file"},
 		{[]string{"--root", "/nonexistent", "validate"}, ExitUsage, "--root /nonexistent: not a config repository (no source/ directory)"},
 		{[]string{"serve", "--data-dir", "d", "--max-watches-per-address", "-1"}, ExitUsage, "--max-watches-per-address: got -1, want 0 (the default) or more"},
+		{[]string{"serve", "--data-dir", "d", "--max-watch-bytes", "1000"}, ExitUsage, "--max-watch-bytes: got 1000, want 0 (the default) or at least 1048576, the largest watch body"},
+		{[]string{"serve", "--data-dir", "d", "--max-watch-bytes", "2097152", "--max-watch-bytes-per-address", "4194304"}, ExitUsage, "--max-watch-bytes-per-address: got 4194304, want at most --max-watch-bytes, 2097152"},
 	}
 	for _, tt := range tests {
 		f, _, errb := testFactory(root, false)
