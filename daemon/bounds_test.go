@@ -77,8 +77,8 @@ func statusLine(t *testing.T, c net.Conn) string {
 // TestNonReadingClientsMemory attacks the bound on what clients that
 // never read can make the daemon hold: 100 watches of every config, then
 // 100 GETs of a 5 MB config, none of them reading its body, hold one copy
-// of the config between them, and at most a stream's cost and a piece's
-// buffer each (the daemon once held a copy, an encoding and more per
+// of the config between them, and at most a stream's cost and the two
+// buffers of an event being written each (the daemon once held a copy, an encoding and more per
 // client: 1.4 GB for the watches).
 func TestNonReadingClientsMemory(t *testing.T) {
 	const size, n = 5 << 20, 100
@@ -115,9 +115,9 @@ func TestNonReadingClientsMemory(t *testing.T) {
 		}
 		grown := memInUse() - base
 		t.Logf("GET %s from %d clients that do not read: the heap and stacks grew by %.1f MB", path, n, float64(grown)/1e6)
-		if limit := int64(size + n*(pieceSize+streamBytes)); grown > limit && !raceEnabled {
+		if limit := int64(size + n*writingStreamBytes); grown > limit && !raceEnabled {
 			t.Errorf("GET %s from %d clients that do not read: the heap and stacks grew by %.1f MB, want at most %.1f MB (a copy of the config, and %d KiB a client)",
-				path, n, float64(grown)/1e6, float64(limit)/1e6, (pieceSize+streamBytes)>>10)
+				path, n, float64(grown)/1e6, float64(limit)/1e6, writingStreamBytes>>10)
 		}
 		for _, c := range conns {
 			c.Close()
@@ -481,8 +481,13 @@ func memInUse() int64 {
 }
 
 // streamBytes is the most a watch stream waiting for the next revision may
-// cost the daemon (docs/api.md, Limits: about 30 KiB).
-const streamBytes = 40 << 10
+// cost the daemon (docs/api.md, Limits: about 10 KiB), and
+// writingStreamBytes the most one blocked in the middle of an event may
+// (its two buffers, and the stack of its goroutine).
+const (
+	streamBytes        = 16 << 10
+	writingStreamBytes = 2*pieceSize + 48<<10
+)
 
 // TestWatchStreamMemory attacks the memory a waiting watch stream costs
 // the daemon: 500 streams, each its own connection, that have their

@@ -149,6 +149,9 @@ type Daemon struct {
 	cancel    context.CancelFunc
 	startOnce sync.Once
 	wg        sync.WaitGroup // the tailer, the host flusher and the lease sweeper
+	streams   sync.WaitGroup // watch streams that took their connection over
+	streamsMu sync.Mutex     // held to add to streams, and to set closing
+	closing   bool           // Close waits for the streams: none may be added
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -287,7 +290,7 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 		WriteTimeout:      d.cfg.WriteTimeout,
 		IdleTimeout:       d.cfg.IdleTimeout,
 		MaxHeaderBytes:    MaxHeaderBytes,
-		BaseContext:       func(net.Listener) context.Context { return base },
+		BaseContext:       func(net.Listener) context.Context { return context.WithValue(base, serveContextKey{}, base) },
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
@@ -316,6 +319,10 @@ func (d *Daemon) Close() error {
 		d.cancel()
 		d.wg.Wait()
 		d.hub.close()
+		d.streamsMu.Lock()
+		d.closing = true
+		d.streamsMu.Unlock()
+		d.streams.Wait()
 		err := d.hosts.flush(context.Background(), d.store)
 		d.closeErr = errors.Join(err, d.store.Close())
 	})

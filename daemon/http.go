@@ -295,7 +295,15 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "%s", msg)
 		return
 	}
-	defer release()
+	// end gives back what the watch holds: when the handler returns, or,
+	// for a stream that took its connection over, when the stream ends.
+	end := release
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			end()
+		}
+	}()
 	q, ok := watchParams(w, r)
 	if !ok {
 		return
@@ -343,11 +351,12 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.metrics.watchers.Inc()
-	defer func() {
-		d.hub.unsubscribe(sub)
-		d.metrics.watchers.Dec()
-	}()
 	ws := &watchStream{d: d, sub: sub, sel: sel, match: match, host: host, from: from, remote: r.RemoteAddr, url: r.URL.String()}
+	end = func() {
+		d.hub.unsubscribe(sub)
+		release()
+		d.metrics.watchers.Dec()
+	}
 	latest, err := d.store.Latest(r.Context())
 	if err != nil {
 		d.storeError(w, r, err)
@@ -369,25 +378,57 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.cw = newClientWriter(w, d.cfg.WriteTimeout)
 	ws.cw.sent = d.metrics.eventsSent.Inc
-	defer ws.cw.end()
-	// A stream reads nothing more from its client, but net/http reads its
-	// connection to notice the client leaving, which ends the request's
-	// context: that read has no deadline (ReadTimeout would end the
-	// stream).
-	ws.cw.rc.SetReadDeadline(time.Time{})
-	w.WriteHeader(http.StatusOK)
-	// The headers go at once, before the store is read.
-	if err := ws.cw.flush(); err != nil {
+	taken, err := ws.cw.takeOver(r)
+	if err != nil {
+		ws.cw.close(false)
 		ws.writeFailed(err)
 		return
 	}
-	if err := ws.run(r.Context()); err != nil {
-		// Cut in the middle of an event (a write failed, the store failed
-		// a read, the daemon is shutting down): the connection is closed
-		// without the end of the chunked body, so that the client cannot
-		// take the stream for whole.
-		panic(http.ErrAbortHandler)
+	if !taken {
+		// Written through the ResponseWriter, the stream ends with the
+		// request. net/http reads the connection to notice the client
+		// leaving, which ends the request's context: that read has no
+		// deadline (ReadTimeout would end the stream).
+		defer ws.cw.end()
+		ws.cw.rc.SetReadDeadline(time.Time{})
+		w.WriteHeader(http.StatusOK)
+		if err := ws.cw.flush(); err != nil {
+			ws.writeFailed(err)
+			return
+		}
+		if err := ws.run(r.Context()); err != nil {
+			// Cut in the middle of an event (a write failed, the store
+			// failed a read, the daemon is shutting down): the
+			// connection is closed without the end of the chunked body,
+			// so that the client cannot take the stream for whole.
+			panic(http.ErrAbortHandler)
+		}
+		return
 	}
+	// A stream that took its connection over runs in a goroutine of its
+	// own, and the request's ends, letting go of what net/http held for
+	// it: the stream ends with the daemon's serving, or when its client
+	// goes away.
+	d.streamsMu.Lock()
+	defer d.streamsMu.Unlock()
+	if d.closing {
+		ws.cw.close(true)
+		return
+	}
+	handedOff = true
+	d.streams.Add(1)
+	ctx, cancel := context.WithCancel(serveContext(r.Context(), d.ctx))
+	go ws.cw.watchClient(cancel)
+	go func() {
+		defer d.streams.Done()
+		defer end()
+		defer cancel()
+		err := ws.run(ctx)
+		// Cut in the middle of an event, the stream ends without the end
+		// of its chunked body.
+		ws.cw.close(err == nil)
+		ws.cw.end()
+	}()
 }
 
 // watchStream is a watch stream once the request is checked and the
@@ -553,6 +594,19 @@ func (ws *watchStream) writeFailed(err error) {
 		ws.d.metrics.dropped.WithLabelValues(dropWriteTimeout).Inc()
 		ws.d.log.Info("closing a watch stream whose client takes in nothing", "remote", ws.remote, "timeout", ws.d.cfg.WriteTimeout)
 	}
+}
+
+// serveContextKey is the key of the context Serve serves with, in the
+// contexts of its requests.
+type serveContextKey struct{}
+
+// serveContext returns the context Serve serves reqCtx's request with, or
+// else def.
+func serveContext(reqCtx, def context.Context) context.Context {
+	if ctx, ok := reqCtx.Value(serveContextKey{}).(context.Context); ok {
+		return ctx
+	}
+	return def
 }
 
 // writeUpdate writes the update event of rev with the configs m selects,

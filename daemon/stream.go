@@ -1,9 +1,13 @@
 package daemon
 
 import (
+	"bufio"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"net/http/httputil"
 	"os"
 	"strconv"
 	"sync"
@@ -14,38 +18,56 @@ import (
 	"github.com/cfg-dev/cfg/store"
 )
 
-// pieceSize is the most bytes the daemon hands a response in one write,
-// each write with a deadline of its own, and the size of the buffer a
-// watch stream assembles an event in while it writes it.
+// pieceSize is the most bytes the daemon hands a client's connection in
+// one write, each write with a deadline of its own, and the size of the
+// buffer a watch stream assembles an event in while it writes it.
 const pieceSize = 32 << 10
 
-// pieces are the buffers of the watch streams that are writing an event;
-// a stream waiting for the next one holds none.
-var pieces = sync.Pool{New: func() any { b := make([]byte, 0, pieceSize); return &b }}
+// eventBufs are the buffers of a watch stream while it writes an event:
+// the piece it assembles, and, on a connection it took over, the buffer
+// the piece is framed in as one HTTP/1.1 chunk (httputil.NewChunkedWriter:
+// its size, the piece, CRLF) and written with one write.
+type eventBufs struct {
+	piece []byte
+	frame *bufio.Writer
+}
 
-// clientWriter writes a response through net/http's ResponseWriter, in
-// pieces of at most pieceSize bytes, setting the connection's write
-// deadline (http.ResponseController) before each: a client that takes in
-// none of a piece within the timeout fails the write, and with it the
-// response, whose connection net/http then closes. A watch stream
-// assembles its events config by config in a buffer of pieceSize,
-// base64-encoding a config's data a piece at a time, and hands the
-// response each piece as the buffer fills, then the rest with a flush: it
-// holds one buffer while it writes an event, never an event whole, and
-// none while it waits for the next.
+// events are the buffers of the watch streams that are writing an event;
+// a stream waiting for the next one holds none.
+var events = sync.Pool{New: func() any {
+	return &eventBufs{piece: make([]byte, 0, pieceSize), frame: bufio.NewWriterSize(nil, pieceSize+16)}
+}}
+
+// clientWriter writes a response in pieces of at most pieceSize bytes,
+// setting the write deadline of the connection before each: a client that
+// takes in none of a piece within the timeout fails the write, and with it
+// the response. A watch stream assembles its events config by config in a
+// buffer of pieceSize, base64-encoding a config's data a piece at a time,
+// and hands each piece to the connection as the buffer fills, the rest at
+// the end of the event: it holds the buffers of eventBufs while it writes
+// an event, never an event whole, and none while it waits for the next.
+//
+// A watch stream takes its connection over from net/http (takeOver) and
+// runs in a goroutine of its own once its request has ended: net/http's
+// buffers of the connection and its request (about 20 KiB) are let go,
+// and the stream frames its chunks with httputil.NewChunkedWriter and its
+// headers with http.Header.Write. Where the connection cannot be taken
+// over (not HTTP/1.1, a ResponseWriter that does not allow it), the
+// stream writes through the ResponseWriter and http.ResponseController.
 type clientWriter struct {
-	w       http.ResponseWriter
+	w       http.ResponseWriter // nil once the connection is taken over
 	rc      *http.ResponseController
+	conn    net.Conn // the connection once taken over, or nil
 	timeout time.Duration
-	buf     *[]byte   // from pieces while an event is being written
-	head    []byte    // scratch for the JSON around configs' data
-	n       int       // configs in the event being written
-	until   time.Time // the deadline of the last write
-	err     error     // the first write error: every later write fails with it
-	sent    func()    // counts each event but heartbeats, once written
+	bufs    *eventBufs // from events while an event is being written
+	head    []byte     // scratch for the JSON around configs' data
+	n       int        // configs in the event being written
+	until   time.Time  // the deadline of the last write
+	err     error      // the first write error: every later write fails with it
+	sent    func()     // counts each event but heartbeats, once written
 
 	// abortMu is held to abort the response and to end it: once ended,
-	// the ResponseWriter is not used again.
+	// its ResponseWriter is not used again.
 	abortMu sync.Mutex
 	ended   bool
 	aborted atomic.Bool // the response must end: writes fail at once
@@ -55,14 +77,85 @@ func newClientWriter(w http.ResponseWriter, timeout time.Duration) *clientWriter
 	return &clientWriter{w: w, rc: http.NewResponseController(w), timeout: timeout}
 }
 
+// takeOver takes r's connection over from net/http, if it is HTTP/1.1 and
+// the ResponseWriter allows it, and answers with status 200 and the
+// headers set on the ResponseWriter; the body is chunked and ends with the
+// connection. It reports whether it took the connection over; if it did
+// not, the stream writes through the ResponseWriter.
+func (cw *clientWriter) takeOver(r *http.Request) (bool, error) {
+	if !r.ProtoAtLeast(1, 1) {
+		return false, nil
+	}
+	h := cw.w.Header().Clone()
+	conn, _, err := cw.rc.Hijack()
+	if err != nil {
+		return false, nil
+	}
+	// What net/http held for the response goes with the request.
+	cw.conn, cw.w, cw.rc = conn, nil, nil
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	h.Set("Transfer-Encoding", "chunked")
+	h.Set("Connection", "close")
+	f := cw.buffers().frame
+	f.Reset(conn)
+	fmt.Fprintf(f, "HTTP/1.1 %d %s\r\n", http.StatusOK, http.StatusText(http.StatusOK))
+	h.Write(f)
+	f.WriteString("\r\n")
+	cw.deadline()
+	cw.err = f.Flush()
+	cw.release()
+	return true, cw.err
+}
+
+// close ends a response whose connection was taken over: whole, with the
+// last chunk, or cut, without it (its client then cannot take it for
+// whole), and closes the connection. A write that failed or an abort cuts
+// it.
+func (cw *clientWriter) close(whole bool) {
+	cw.release()
+	if whole && cw.err == nil && !cw.aborted.Load() {
+		f := cw.buffers().frame
+		f.Reset(cw.conn)
+		httputil.NewChunkedWriter(f).Close() // the last chunk
+		f.WriteString("\r\n")                // no trailers
+		cw.deadline()
+		f.Flush()
+		cw.release()
+	}
+	cw.conn.Close()
+}
+
+// watchClient reads what the client of a connection taken over sends,
+// dropping it (a watch client sends nothing after its request), until the
+// connection fails or ends, and then calls gone: a client that goes away
+// ends its stream at once, as net/http ends the requests of the others.
+func (cw *clientWriter) watchClient(gone func()) {
+	var b [1]byte
+	for {
+		if _, err := cw.conn.Read(b[:]); err != nil {
+			gone()
+			return
+		}
+	}
+}
+
+// setDeadline sets the write deadline of the connection.
+func (cw *clientWriter) setDeadline(t time.Time) {
+	if cw.conn != nil {
+		cw.conn.SetWriteDeadline(t)
+		return
+	}
+	cw.rc.SetWriteDeadline(t) // unsupported by test writers, which do not block
+}
+
 // deadline sets the write deadline of the connection for the next write:
 // the timeout from now, or now once the response is aborted.
 func (cw *clientWriter) deadline() {
 	cw.until = time.Now().Add(cw.timeout)
-	cw.rc.SetWriteDeadline(cw.until) // unsupported by test writers, which do not block
+	cw.setDeadline(cw.until)
 	if cw.aborted.Load() {
 		// abort may have set its deadline before this one.
-		cw.rc.SetWriteDeadline(time.Now())
+		cw.setDeadline(time.Now())
 	}
 }
 
@@ -80,13 +173,12 @@ func (cw *clientWriter) abort() {
 	defer cw.abortMu.Unlock()
 	cw.aborted.Store(true)
 	if !cw.ended {
-		cw.rc.SetWriteDeadline(time.Now())
+		cw.setDeadline(time.Now())
 	}
 }
 
-// end gives the buffer back and lets go of the ResponseWriter: abort no
-// longer touches it. The handler then returns, and net/http ends the
-// response (or closes its connection, after a failed write).
+// end gives the buffers back and lets go of the ResponseWriter: abort no
+// longer touches it.
 func (cw *clientWriter) end() {
 	cw.release()
 	cw.abortMu.Lock()
@@ -94,8 +186,8 @@ func (cw *clientWriter) end() {
 	cw.ended = true
 }
 
-// write hands p to the response in pieces of at most pieceSize, each with
-// its deadline; it is for a response that is not a watch stream.
+// write hands p to the ResponseWriter in pieces of at most pieceSize, each
+// with its deadline; it is for a response that is not a watch stream.
 func (cw *clientWriter) write(p []byte) error {
 	for len(p) > 0 && cw.err == nil {
 		n := min(len(p), pieceSize)
@@ -106,9 +198,10 @@ func (cw *clientWriter) write(p []byte) error {
 	return cw.err
 }
 
-// flush sends what the response holds to the client.
+// flush sends what the ResponseWriter holds to the client; a connection
+// taken over holds nothing between pieces.
 func (cw *clientWriter) flush() error {
-	if cw.err == nil {
+	if cw.err == nil && cw.conn == nil {
 		cw.deadline()
 		if err := cw.rc.Flush(); err != nil {
 			cw.err = err
@@ -117,49 +210,58 @@ func (cw *clientWriter) flush() error {
 	return cw.err
 }
 
-// bytes returns the event buffer, taking one from the pool if needed.
-func (cw *clientWriter) bytes() []byte {
-	if cw.buf == nil {
-		cw.buf = pieces.Get().(*[]byte)
+// buffers returns the event's buffers, taking them from the pool if
+// needed.
+func (cw *clientWriter) buffers() *eventBufs {
+	if cw.bufs == nil {
+		cw.bufs = events.Get().(*eventBufs)
 	}
-	return *cw.buf
+	return cw.bufs
 }
 
-// append adds b to the event buffer, writing the buffer out whenever it
-// is full.
+// append adds b to the piece being assembled, writing the piece out
+// whenever it is full.
 func (cw *clientWriter) append(b []byte) error {
 	for len(b) > 0 && cw.err == nil {
-		buf := cw.bytes()
-		if len(buf) == pieceSize {
-			cw.writeBuf()
+		bufs := cw.buffers()
+		if len(bufs.piece) == pieceSize {
+			cw.writePiece()
 			continue
 		}
-		n := copy(buf[len(buf):pieceSize], b)
-		*cw.buf = buf[:len(buf)+n]
+		n := copy(bufs.piece[len(bufs.piece):pieceSize], b)
+		bufs.piece = bufs.piece[:len(bufs.piece)+n]
 		b = b[n:]
 	}
 	return cw.err
 }
 
-// writeBuf hands the event buffer to the response, with its deadline, and
-// empties it.
-func (cw *clientWriter) writeBuf() error {
-	if cw.buf == nil || len(*cw.buf) == 0 || cw.err != nil {
+// writePiece hands the piece assembled to the connection, with its
+// deadline: as one chunk, with one write, on a connection taken over.
+func (cw *clientWriter) writePiece() error {
+	if cw.bufs == nil || len(cw.bufs.piece) == 0 || cw.err != nil {
 		return cw.err
 	}
+	p := cw.bufs.piece
+	cw.bufs.piece = p[:0]
 	cw.deadline()
-	_, cw.err = cw.w.Write(*cw.buf)
-	*cw.buf = (*cw.buf)[:0]
+	if cw.conn == nil {
+		_, cw.err = cw.w.Write(p)
+		return cw.err
+	}
+	f := cw.bufs.frame
+	f.Reset(cw.conn)
+	httputil.NewChunkedWriter(f).Write(p)
+	cw.err = f.Flush()
 	return cw.err
 }
 
 // endEvent writes out the rest of the event and flushes it to the client,
-// under one deadline, gives the buffer back and counts the event (unless
+// under one deadline, gives the buffers back and counts the event (unless
 // it is a heartbeat).
 func (cw *clientWriter) endEvent(counted bool) error {
 	cw.n = 0
-	if cw.writeBuf() == nil {
-		// The deadline writeBuf set covers the flush.
+	if cw.writePiece() == nil && cw.conn == nil {
+		// The deadline writePiece set covers the flush.
 		if err := cw.rc.Flush(); err != nil {
 			cw.err = err
 		}
@@ -181,12 +283,13 @@ func (cw *clientWriter) line(b []byte) error {
 	return cw.endEvent(true)
 }
 
-// release gives the event buffer back, whatever it held.
+// release gives the event's buffers back, whatever they held.
 func (cw *clientWriter) release() {
-	if cw.buf != nil {
-		*cw.buf = (*cw.buf)[:0]
-		pieces.Put(cw.buf)
-		cw.buf = nil
+	if cw.bufs != nil {
+		cw.bufs.piece = cw.bufs.piece[:0]
+		cw.bufs.frame.Reset(nil)
+		events.Put(cw.bufs)
+		cw.bufs = nil
 	}
 }
 
@@ -278,16 +381,16 @@ func (cw *clientWriter) config(c *store.ConfigVersion) error {
 // bytes) to the event, a piece at a time.
 func (cw *clientWriter) base64(p []byte) error {
 	for len(p) > 0 && cw.err == nil {
-		buf := cw.bytes()
-		free := pieceSize - len(buf)
+		bufs := cw.buffers()
+		free := pieceSize - len(bufs.piece)
 		if free < 4 {
-			cw.writeBuf()
+			cw.writePiece()
 			continue
 		}
 		n := min(len(p), free/4*3) // whole groups of 3, but for the last piece
 		m := base64.StdEncoding.EncodedLen(n)
-		base64.StdEncoding.Encode(buf[len(buf):len(buf)+m], p[:n])
-		*cw.buf = buf[:len(buf)+m]
+		base64.StdEncoding.Encode(bufs.piece[len(bufs.piece):len(bufs.piece)+m], p[:n])
+		bufs.piece = bufs.piece[:len(bufs.piece)+m]
 		p = p[n:]
 	}
 	return cw.err

@@ -37,7 +37,7 @@ func writeEvents(t *testing.T, configs []store.ConfigVersion) string {
 	if err := cw.heartbeat(7, "5f0c"); err != nil {
 		t.Fatal(err)
 	}
-	if cw.buf != nil {
+	if cw.bufs != nil {
 		t.Error("the event buffer is held after the event")
 	}
 	return rec.Body.String()
