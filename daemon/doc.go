@@ -47,27 +47,29 @@
 // Config.WatchQueueBytes of config data behind is closed, and its client
 // resumes with from=.
 //
-// A stream writes through net/http's ResponseWriter. It assembles its
-// events config by config in a buffer of 32 KiB (never an event whole,
-// never the data of a config it shares with other streams copied) and
-// hands the response each piece with a write deadline of its own
-// (Config.WriteTimeout, set with http.ResponseController before each
-// write and flush), so that a client that takes in nothing is dropped
-// and one that reads slowly but steadily is not. Serve bounds what each
-// connection's socket may hold unsent to 32 KiB (TCP_NOTSENT_LOWAT on
-// Linux and macOS): a write then waits until the client has taken in
-// about a piece, not a third of a send buffer of megabytes, and a client
-// that takes in nothing pins that much kernel memory beyond its own
-// receive window. A stream cut in the middle of an event (a failed write
-// or read of the store) ends without the end of its chunked body
-// (http.ErrAbortHandler), so that its client cannot take it for whole.
-//
-// Streams keep net/http's handling of their connection rather than take
-// it over and write HTTP themselves: a waiting stream costs about 27 KiB
-// (net/http's buffers of its connection and request, and two goroutines)
-// where a connection taken over cost about 7 KiB, and an event about a
-// fifth more CPU; both stay within the daemon's bounds (8,000 streams:
-// about 220 MB), and one HTTP implementation, net/http's, is worth more.
+// A stream takes its connection over from net/http and runs in a
+// goroutine of its own once its request has ended, so that it holds about
+// 10 KiB while it waits: through net/http's ResponseWriter it held 27 KiB
+// (net/http's buffers of its connection and request, and two goroutines),
+// and 5,000 streams took the daemon above 300 MB in the soak (README). It
+// frames its chunks with httputil.NewChunkedWriter and its headers with
+// http.Header.Write, and a small goroutine of its own notices its client
+// leaving (as net/http's read of an idle connection does); Close waits
+// for these streams. It assembles its events config by config in a buffer
+// of 32 KiB (never an event whole, never the data of a config it shares
+// with other streams copied) and writes each piece as one chunk with a
+// write deadline of its own (Config.WriteTimeout), so that a client that
+// takes in nothing is dropped and one that reads slowly but steadily is
+// not. Serve bounds what each connection's socket may hold unsent to 32
+// KiB (TCP_NOTSENT_LOWAT on Linux and macOS): a write then waits until the
+// client has taken in about a piece, not a third of a send buffer of
+// megabytes, and a client that takes in nothing pins that much kernel
+// memory beyond its own receive window. A stream cut in the middle of an
+// event (a failed write or read of the store), or ended by its client
+// leaving or the daemon shutting down, ends without the last chunk of its
+// body, so that its client cannot take half an event for a whole stream.
+// Where a connection cannot be taken over (HTTP/1.0), the stream writes
+// through the ResponseWriter and http.ResponseController the same way.
 //
 // What clients can make the daemon hold is bounded (docs/api.md, Limits):
 // connections (Config.MaxConnections, below the file descriptor limit less

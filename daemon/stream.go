@@ -107,10 +107,11 @@ func (cw *clientWriter) takeOver(r *http.Request) (bool, error) {
 	return true, cw.err
 }
 
-// close ends a response whose connection was taken over: whole, with the
+// close ends a response whose connection was taken over, whole, with the
 // last chunk, or cut, without it (its client then cannot take it for
-// whole), and closes the connection. A write that failed or an abort cuts
-// it.
+// whole), and closes the connection. A response whose write failed, or
+// that was aborted (its client left, the daemon is shutting down), is cut:
+// the last chunk could wait for a client that takes in nothing.
 func (cw *clientWriter) close(whole bool) {
 	cw.release()
 	if whole && cw.err == nil && !cw.aborted.Load() {
