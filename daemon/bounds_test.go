@@ -529,3 +529,34 @@ func TestWatchStreamMemory(t *testing.T) {
 		t.Errorf("%d waiting watch streams hold %.1f KiB each, want at most %d KiB", n, float64(grown)/n/1024, streamBytes>>10)
 	}
 }
+
+// TestWatchHTTP10 checks the streams whose connection is not taken over
+// (HTTP/1.0): they are written through net/http's ResponseWriter, with
+// the same events.
+func TestWatchHTTP10(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"a":1}`)
+	d := startDaemon(t, r.dir, t.TempDir())
+	c := d.dialFrom("127.0.0.1")
+	fmt.Fprintf(c, "GET /v1/watch?configs=a HTTP/1.0\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || resp.ProtoMinor != 0 || len(resp.TransferEncoding) != 0 {
+		t.Fatalf("an HTTP/1.0 watch: %s %s %q, want HTTP/1.0 200 without chunks", resp.Proto, resp.Status, resp.TransferEncoding)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for _, want := range []string{`{"type":"snapshot"`, `{"type":"heartbeat"`} {
+		if !sc.Scan() || !strings.HasPrefix(sc.Text(), want) {
+			t.Fatalf("an HTTP/1.0 watch: got %.100q, %v; want %s...", sc.Text(), sc.Err(), want)
+		}
+	}
+	r.commit("materialized_configs/a.json", `{"a":2}`)
+	for sc.Scan() && strings.HasPrefix(sc.Text(), `{"type":"heartbeat"`) {
+	}
+	if !strings.HasPrefix(sc.Text(), `{"type":"update","revision":2,`) {
+		t.Errorf("an HTTP/1.0 watch after a commit: got %.100q, %v; want the update of revision 2", sc.Text(), sc.Err())
+	}
+}
