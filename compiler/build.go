@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -27,6 +28,9 @@ type Result struct {
 	Removed  []string  // orphaned materialized files deleted
 	Bytes    int64     // bytes of materialized output produced
 	Elapsed  time.Duration
+	// Snapshot holds every file the build read and every file it left
+	// under materialized_configs/, when Options.Snapshot asks for it.
+	Snapshot *Snapshot
 }
 
 // Diags returns the diagnostics of every output, sorted by position.
@@ -47,15 +51,27 @@ func (r *Result) Diags() diag.List {
 // only if a file in its dependency closure changed since the last build (or
 // its materialized file did); see the cache in .cfg/. A config that fails
 // leaves its materialized file as it was. The error is for I/O problems;
-// problems in the input are in the outputs' diagnostics.
+// problems in the input are in the outputs' diagnostics. With
+// Options.Snapshot, every source file is read once, at the start, and the
+// compile uses those bytes only; the Result's Snapshot holds them and the
+// materialized files as the build left them.
 func Build(ctx context.Context, root string, opts Options, targets ...string) (*Result, error) {
 	start := time.Now()
 	fsys := os.DirFS(root)
-	tree, err := repo.Scan(fsys)
+	src := fsys // where sources are read
+	var snap *Snapshot
+	if opts.Snapshot {
+		var err error
+		if snap, err = readSources(fsys, cmp.Or(opts.Jobs, runtime.NumCPU())); err != nil {
+			return nil, err
+		}
+		src = snap
+	}
+	tree, err := repo.Scan(src)
 	if err != nil {
 		return nil, err
 	}
-	c := New(fsys, opts)
+	c := New(src, opts)
 	cache := loadCache(root)
 	if opts.Rebuild {
 		cache = emptyCache()
@@ -70,7 +86,7 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 	candidates := all
 	if len(targets) > 0 {
 		for _, t := range targets {
-			if _, err := fs.Stat(fsys, t); err != nil {
+			if _, err := fs.Stat(src, t); err != nil {
 				return nil, fmt.Errorf("%s: no such file in the repository", t)
 			}
 		}
@@ -117,6 +133,7 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 	written := make([][]string, len(paths))
 	var mu sync.Mutex
 	var writeErr error
+	produced := map[string][]byte{} // with a snapshot: the outputs, by path
 	w := repo.NewWriter(root)
 	c.CompileEach(ctx, paths, func(i int, o *Output) {
 		res.Outputs[i] = o
@@ -139,6 +156,7 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 				}
 			}
 		}
+		encoded := o.Encoded
 		o.Encoded = nil
 		st, ok := statOutput(fsys, o.Path)
 		mu.Lock()
@@ -148,6 +166,14 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 			return
 		}
 		written[i] = wrote
+		if snap != nil {
+			produced[o.Path] = o.Data
+			for _, enc := range opts.Emit {
+				if b, ok := encoded[enc]; ok {
+					produced[repo.EncodedPath(o.Path, enc)] = b
+				}
+			}
+		}
 		st.Key, st.Type = keyOf[o.Source], o.Type
 		next.Outputs[o.Source] = st
 		res.Bytes += int64(len(o.Data))
@@ -164,10 +190,15 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 		res.Compiled++
 		res.Written = append(res.Written, written[i]...)
 	}
-	if wrote, err := writeTypes(w, fsys, tree, next); err != nil {
+	types, wrote, err := writeTypes(w, fsys, tree, next)
+	if err != nil {
 		return res, err
-	} else if wrote {
+	}
+	if wrote {
 		res.Written = append(res.Written, repo.TypesFile)
+	}
+	if types != nil {
+		produced[repo.TypesFile] = types
 	}
 	if len(targets) == 0 {
 		if res.Removed, err = removeOrphans(root, fsys, all, opts.Emit); err != nil {
@@ -179,14 +210,21 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 			return res, fmt.Errorf("writing the compile cache: %w", err)
 		}
 	}
+	if snap != nil {
+		if err := snap.addOutputs(fsys, produced); err != nil {
+			return res, err
+		}
+		res.Snapshot = snap
+	}
 	res.Elapsed = time.Since(start)
 	return res, nil
 }
 
 // writeTypes brings repo.TypesFile up to date: the type of every config
 // compiled now or before (a config that failed keeps its previous output,
-// and so its previous type).
-func writeTypes(w *repo.Writer, fsys fs.FS, tree *repo.Tree, cache *cacheData) (bool, error) {
+// and so its previous type). It returns the file's content (nil when there
+// is none) and whether it wrote it.
+func writeTypes(w *repo.Writer, fsys fs.FS, tree *repo.Tree, cache *cacheData) ([]byte, bool, error) {
 	var prev map[string]string
 	if data, err := fs.ReadFile(fsys, repo.TypesFile); err == nil {
 		prev, _ = repo.DecodeTypes(data)
@@ -201,9 +239,11 @@ func writeTypes(w *repo.Writer, fsys fs.FS, tree *repo.Tree, cache *cacheData) (
 		}
 	}
 	if len(types) == 0 && prev == nil {
-		return false, nil
+		return nil, false, nil
 	}
-	return w.WriteIfChanged(repo.TypesFile, repo.EncodeTypes(types))
+	data := repo.EncodeTypes(types)
+	wrote, err := w.WriteIfChanged(repo.TypesFile, data)
+	return data, wrote, err
 }
 
 // removeOrphans deletes materialized files whose source is gone, and

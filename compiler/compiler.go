@@ -36,6 +36,9 @@ type Options struct {
 	// Emit lists encodings written beside the canonical JSON of every
 	// compiled config: EncodingThriftBinary, EncodingThriftCompact.
 	Emit []string
+	// Snapshot makes Build read every source file once, compile those
+	// bytes, and return them with its outputs in Result.Snapshot.
+	Snapshot bool
 }
 
 // Compiler compiles the configs of one repository, read through an fs.FS

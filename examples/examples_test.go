@@ -49,7 +49,7 @@ func readTree(t *testing.T, dir string) map[string]string {
 func TestExamplesValidate(t *testing.T) {
 	for _, root := range exampleRoots(t) {
 		t.Run(root, func(t *testing.T) {
-			rep, err := validate.Run(context.Background(), root, compiler.Options{})
+			rep, err := validate.Run(context.Background(), os.DirFS(root), nil, compiler.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

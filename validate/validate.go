@@ -22,14 +22,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/cfg-dev/cfg/compiler"
 	"github.com/cfg-dev/cfg/diag"
-	"github.com/cfg-dev/cfg/gitrepo"
 	"github.com/cfg-dev/cfg/repo"
 )
 
@@ -39,11 +37,14 @@ type Report struct {
 	Diags   diag.List // compile errors, validator failures and drift, sorted
 }
 
-// Run validates the repository at root. Materialized files in another
-// encoding (see compiler.Options.Emit) are checked too, for every config,
-// once any config has one.
-func Run(ctx context.Context, root string, opts compiler.Options) (*Report, error) {
-	fsys := os.DirFS(root)
+// Run validates the config repository in fsys, rooted at the repository
+// root: os.DirFS of the root, or the compiler.Snapshot that a commit is to
+// hold. Materialized files in another encoding (see compiler.Options.Emit)
+// are checked too, for every config, once any config has one. head, if not
+// nil, is the repository as last committed (the git HEAD commit, see
+// gitrepo.Repo.FS), against which a hand-edited materialized file is told
+// from a stale one.
+func Run(ctx context.Context, fsys, head fs.FS, opts compiler.Options) (*Report, error) {
 	tree, err := repo.Scan(fsys)
 	if err != nil {
 		return nil, err
@@ -61,7 +62,10 @@ func Run(ctx context.Context, root string, opts compiler.Options) (*Report, erro
 		}
 	}
 	r := &Report{Checked: len(sources)}
-	head := openHead(root)
+	var committed *headTree
+	if head != nil {
+		committed = &headTree{fsys: head}
+	}
 	want := map[string]bool{}
 	types := map[string]string{}
 	failed := false
@@ -70,7 +74,7 @@ func Run(ctx context.Context, root string, opts compiler.Options) (*Report, erro
 		var diags diag.List
 		if len(o.Diags) > 0 {
 			diags = o.Diags
-		} else if d := drift(fsys, o, head); d != nil {
+		} else if d := drift(fsys, o, committed); d != nil {
 			diags = append(diags, d)
 		}
 		for _, enc := range opts.Emit {
@@ -192,23 +196,10 @@ func firstDiffLine(a, b []byte) int {
 	return line
 }
 
-// headTree reads files of the git HEAD commit of the repository holding
-// the config repository, if there is one.
+// headTree reads files of the repository as last committed.
 type headTree struct {
 	mu   sync.Mutex // go-git trees are not safe for concurrent use
 	fsys fs.FS      // the config repository at HEAD
-}
-
-func openHead(root string) *headTree {
-	g, err := gitrepo.Open(root)
-	if err != nil {
-		return nil
-	}
-	fsys, err := g.FS("HEAD")
-	if err != nil {
-		return nil
-	}
-	return &headTree{fsys: fsys}
 }
 
 func (h *headTree) read(p string) ([]byte, bool) {

@@ -3,6 +3,7 @@ package validate
 import (
 	"bytes"
 	"context"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/cfg-dev/cfg/compiler"
 	"github.com/cfg-dev/cfg/diag"
+	"github.com/cfg-dev/cfg/gitrepo"
 )
 
 func writeFiles(t *testing.T, root string, files map[string]string) {
@@ -37,9 +39,15 @@ func messages(l diag.List) []string {
 	return out
 }
 
+// run validates the repository at root as cfg validate does: its files on
+// disk, against its git HEAD commit if it has one.
 func run(t *testing.T, root string) []string {
 	t.Helper()
-	rep, err := Run(context.Background(), root, compiler.Options{Jobs: 2})
+	var head fs.FS
+	if g, err := gitrepo.Open(root); err == nil {
+		head, _ = g.FS("HEAD")
+	}
+	rep, err := Run(context.Background(), os.DirFS(root), head, compiler.Options{Jobs: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

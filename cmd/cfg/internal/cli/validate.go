@@ -2,9 +2,12 @@ package cli
 
 import (
 	"fmt"
+	"io/fs"
+	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cfg-dev/cfg/gitrepo"
 	"github.com/cfg-dev/cfg/validate"
 )
 
@@ -51,7 +54,7 @@ func runValidate(f *Factory, cmd *cobra.Command, opts *ValidateOptions) error {
 	if err != nil {
 		return err
 	}
-	rep, err := validate.Run(cmd.Context(), ws.root, opts.options(f))
+	rep, err := validate.Run(cmd.Context(), os.DirFS(ws.root), ws.committed(), opts.options(f))
 	if err != nil {
 		return infraError(err)
 	}
@@ -65,4 +68,18 @@ func runValidate(f *Factory, cmd *cobra.Command, opts *ValidateOptions) error {
 		fmt.Fprintf(f.IO.Err, "%s checked, no problems\n", plural(rep.Checked, "config"))
 	}
 	return nil
+}
+
+// committed returns the config repository as in the git HEAD commit, or
+// nil outside git or before the first commit.
+func (w *workspace) committed() fs.FS {
+	g, err := gitrepo.Open(w.root)
+	if err != nil {
+		return nil
+	}
+	fsys, err := g.FS("HEAD")
+	if err != nil {
+		return nil
+	}
+	return fsys
 }
