@@ -302,7 +302,7 @@ func (r *Repo) CommitFiles(files []File, opts CommitOptions) (*CommitResult, err
 		return nil, err
 	}
 	defer indexLock.rollback()
-	idx, err := r.readIndex()
+	idx, indexTime, err := r.readIndex()
 	if err != nil {
 		return nil, err
 	}
@@ -449,6 +449,16 @@ func (r *Repo) CommitFiles(files []File, opts CommitOptions) (*CommitResult, err
 			e.ModifiedAt, e.Size = fi.ModTime(), uint32(fi.Size())
 		}
 		idx.Entries = append(idx.Entries, e)
+	}
+	// Racily clean entries: a file changed within the same tick of the
+	// clock as the index was last written may have a new content with the
+	// recorded size and time. Git trusts no entry at least as new as the
+	// index file; this index file is newer, so such entries are marked (a
+	// size of 0, as git does) to have their content compared.
+	for _, e := range idx.Entries {
+		if !e.ModifiedAt.IsZero() && !e.ModifiedAt.Before(indexTime) {
+			e.Size = 0
+		}
 	}
 	var buf bytes.Buffer
 	if err := index.NewEncoder(&buf).Encode(idx); err != nil {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/format/index"
 )
@@ -22,6 +23,9 @@ type StateError struct {
 	// State names it: "merge", "cherry-pick", "revert", "sequencer",
 	// "rebase", "am", "bisect", "unmerged", "detached".
 	State string
+	// File is the file or directory of the git directory that shows the
+	// operation ("MERGE_HEAD", "rebase-merge").
+	File string
 	// Unmerged lists the files with conflicts (index entries at a stage
 	// other than 0), relative to the git work tree, sorted.
 	Unmerged []string
@@ -62,7 +66,7 @@ func (e *StateError) Message(path func(string) string) string {
 		return fmt.Sprintf("files with unresolved conflicts: %s: resolve each conflict and mark the file resolved with git add", unmerged)
 	}
 	for _, s := range states {
-		if s.state == e.State {
+		if s.state == e.State && s.file == e.File {
 			msg := s.what + " (" + s.file + " in the git directory)"
 			if unmerged != "" {
 				msg += ", with unresolved conflicts in " + unmerged
@@ -80,7 +84,7 @@ func (e *StateError) Error() string { return e.Message(func(p string) string { r
 // bisect), some files have unresolved conflicts, or HEAD is detached
 // (unless allowDetached).
 func (r *Repo) CheckState(allowDetached bool) error {
-	idx, err := r.readIndex()
+	idx, _, err := r.readIndex()
 	if err != nil {
 		return err
 	}
@@ -105,7 +109,7 @@ func (r *Repo) checkState(idx *index.Index, head Head, allowDetached bool) error
 	for _, s := range states {
 		_, err := os.Lstat(filepath.Join(r.gitDir, filepath.FromSlash(s.file)))
 		if err == nil {
-			return &StateError{State: s.state, Unmerged: unmerged}
+			return &StateError{State: s.state, File: s.file, Unmerged: unmerged}
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("checking for %s: %w", s.file, err)
@@ -120,20 +124,24 @@ func (r *Repo) checkState(idx *index.Index, head Head, allowDetached bool) error
 	return nil
 }
 
-// readIndex reads the git index; a repository without one has an empty
-// index.
-func (r *Repo) readIndex() (*index.Index, error) {
+// readIndex reads the git index and the time it was written; a repository
+// without one has an empty index.
+func (r *Repo) readIndex() (*index.Index, time.Time, error) {
 	idx := &index.Index{Version: 2}
 	f, err := os.Open(filepath.Join(r.gitDir, "index"))
 	if errors.Is(err, fs.ErrNotExist) {
-		return idx, nil
+		return idx, time.Time{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading the git index: %w", err)
+		return nil, time.Time{}, fmt.Errorf("reading the git index: %w", err)
 	}
 	defer f.Close()
-	if err := index.NewDecoder(bufio.NewReader(f)).Decode(idx); err != nil {
-		return nil, fmt.Errorf("reading the git index: %w", err)
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("reading the git index: %w", err)
 	}
-	return idx, nil
+	if err := index.NewDecoder(bufio.NewReader(f)).Decode(idx); err != nil {
+		return nil, time.Time{}, fmt.Errorf("reading the git index: %w", err)
+	}
+	return idx, fi.ModTime(), nil
 }
