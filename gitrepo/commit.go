@@ -271,9 +271,7 @@ func (f File) blob() blob {
 // on a detached HEAD unless opts.AllowDetached (a *StateError). It returns
 // ErrNothingToCommit when the files do not change the parent's tree.
 //
-// A commit is made exactly when CommitFiles returns a result: an error
-// with a result means the commit is on the branch but the index could not
-// be updated.
+// A commit is made exactly when CommitFiles returns no error.
 func (r *Repo) CommitFiles(files []File, opts CommitOptions) (*CommitResult, error) {
 	msg, author, committer, err := r.signatures(opts)
 	if err != nil {
@@ -414,21 +412,6 @@ func (r *Repo) CommitFiles(files []File, opts CommitOptions) (*CommitResult, err
 		return nil, fmt.Errorf("writing commit: %w", err)
 	}
 
-	// Move the branch, as git does: the reflog first, then the ref file
-	// replaced by its lock file.
-	subject, _, _ := strings.Cut(msg, "\n")
-	action := "commit: "
-	if parent == nil {
-		action = "commit (initial): "
-	}
-	if err := r.appendReflogs(head, cur.hash, hash, c.Committer, action+subject); err != nil {
-		return nil, err
-	}
-	if err := refLock.commit([]byte(hash.String() + "\n")); err != nil {
-		return nil, err
-	}
-	res.Hash = hash.String()
-
 	// The index agrees with the commit for the committed files: their
 	// entries are replaced. An entry records the work tree file's size and
 	// time only if the file holds the committed content; otherwise git
@@ -450,23 +433,43 @@ func (r *Repo) CommitFiles(files []File, opts CommitOptions) (*CommitResult, err
 		}
 		idx.Entries = append(idx.Entries, e)
 	}
-	// Racily clean entries: a file changed within the same tick of the
-	// clock as the index was last written may have a new content with the
-	// recorded size and time. Git trusts no entry at least as new as the
-	// index file; this index file is newer, so such entries are marked (a
-	// size of 0, as git does) to have their content compared.
+	// Racily clean entries: a file changed in the same second as the index
+	// was last written (git compares times in whole seconds unless built
+	// otherwise) may have a new content with the recorded size and time.
+	// Git trusts no entry at least as new as the index file; this index
+	// file is newer, so such entries are marked (a size of 0, as git
+	// does) to have their content compared.
 	for _, e := range idx.Entries {
-		if !e.ModifiedAt.IsZero() && !e.ModifiedAt.Before(indexTime) {
+		if !e.ModifiedAt.IsZero() && e.ModifiedAt.Unix() >= indexTime.Unix() {
 			e.Size = 0
 		}
 	}
 	var buf bytes.Buffer
 	if err := index.NewEncoder(&buf).Encode(idx); err != nil {
-		return res, fmt.Errorf("commit %s made, but writing the git index: %w", hash, err)
+		return nil, fmt.Errorf("writing the git index: %w", err)
 	}
+
+	// The index is written before the branch moves (git does the
+	// reverse): if cfg dies in between, the index holds the committed
+	// files staged on the old commit, which the next commit commits,
+	// rather than the old files staged to undo the new commit.
 	if err := indexLock.commit(buf.Bytes()); err != nil {
-		return res, fmt.Errorf("commit %s made, but writing the git index: %w", hash, err)
+		return nil, err
 	}
+	// Move the branch as git does: the reflog first, then the ref file
+	// replaced by its lock file.
+	subject, _, _ := strings.Cut(msg, "\n")
+	action := "commit: "
+	if parent == nil {
+		action = "commit (initial): "
+	}
+	if err := r.appendReflogs(head, cur.hash, hash, c.Committer, action+subject); err != nil {
+		return nil, fmt.Errorf("%w (nothing committed; the index holds the files)", err)
+	}
+	if err := refLock.commit([]byte(hash.String() + "\n")); err != nil {
+		return nil, fmt.Errorf("%w (nothing committed; the index holds the files)", err)
+	}
+	res.Hash = hash.String()
 	return res, nil
 }
 

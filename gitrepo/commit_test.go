@@ -806,23 +806,24 @@ func TestCheckState(t *testing.T) {
 }
 
 // TestCommitFilesRacyEntries rewrites an index holding a racily clean
-// entry: a file changed after git recorded it, within the same tick of the
-// clock as the index was written, with the same size. Git tells it from an
-// unchanged file only because the entry is as new as the index file; the
-// index CommitFiles writes is newer, and must not make the change vanish
-// from git status.
+// entry: a file changed after git recorded it, within the same second as
+// the index was written, with the same size. Git (which compares times in
+// whole seconds unless built otherwise) tells it from an unchanged file
+// only because the entry is as new as the index file; the index
+// CommitFiles writes is newer, and must not make the change vanish from
+// git status.
 func TestCommitFilesRacyEntries(t *testing.T) {
 	needGit(t)
 	r := newTestRepo(t)
 	r.write("cfg/source/a", "a", "notes.txt", "13")
 	r.commitAll("initial")
-	tick := time.Now().Add(-time.Hour).Truncate(time.Second)
+	second := time.Now().Add(-time.Hour).Truncate(time.Second)
 	notes := filepath.Join(r.top, "notes.txt")
-	os.Chtimes(notes, tick, tick)
+	os.Chtimes(notes, second.Add(300*time.Millisecond), second.Add(300*time.Millisecond))
 	r.gitOK("add", "notes.txt")
-	os.Chtimes(filepath.Join(r.top, ".git", "index"), tick, tick)
+	os.Chtimes(filepath.Join(r.top, ".git", "index"), second.Add(900*time.Millisecond), second.Add(900*time.Millisecond))
 	os.WriteFile(notes, []byte("14"), 0o644)
-	os.Chtimes(notes, tick, tick)
+	os.Chtimes(notes, second.Add(500*time.Millisecond), second.Add(500*time.Millisecond))
 	// (git diff reads the index without refreshing it, as git status would.)
 	if got := r.gitOK("diff", "--name-only"); got != "notes.txt\n" {
 		t.Fatalf("git diff before the commit: %q", got)

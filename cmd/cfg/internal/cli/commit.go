@@ -168,13 +168,10 @@ func runCommit(f *Factory, cmd *cobra.Command, opts *CommitOptions) error {
 		if errors.Is(err, gitrepo.ErrNothingToCommit) {
 			res, err = nil, nil
 		}
-		if err != nil && res == nil {
+		if err != nil {
 			return commitRefused(ws, g, err)
 		}
-		// With both, the commit is made but the index not updated: report
-		// the commit, then the error.
 	}
-	indexErr := err
 	var differ []string // committable files the working tree holds otherwise
 	if res != nil {
 		now, err := g.WorkingChanges()
@@ -220,9 +217,6 @@ func runCommit(f *Factory, cmd *cobra.Command, opts *CommitOptions) error {
 				fmt.Fprintf(f.IO.Err, "  %s\n", p)
 			}
 		}
-	}
-	if indexErr != nil {
-		return infraError(indexErr)
 	}
 	return nil
 }
