@@ -21,3 +21,21 @@ func BenchmarkCommitFiles(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCommit measures one commit of two files read from the work tree
+// (Commit), as cfg commit made them before it committed snapshots.
+func BenchmarkCommit(b *testing.B) {
+	r := newTestRepo(b)
+	r.write("cfg/source/base", "base")
+	r.commitAll("initial")
+	g := r.open()
+	author := &Signature{Name: "Ann", Email: "ann@example.com"}
+	b.ResetTimer()
+	for i := range b.N {
+		v := fmt.Sprint(i)
+		r.write("cfg/source/a", v, "cfg/materialized_configs/a", v)
+		if _, err := g.Commit([]string{"source/a", "materialized_configs/a"}, CommitOptions{Message: v, Author: author}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

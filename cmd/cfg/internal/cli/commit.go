@@ -148,14 +148,7 @@ func runCommit(f *Factory, cmd *cobra.Command, opts *CommitOptions) error {
 		}
 		return err
 	}
-	within := func(p string) bool { return committable(p) && snap.Holds(p) }
-	var files []gitrepo.File
-	for _, sf := range snap.Files() {
-		if within(sf.Path) {
-			files = append(files, gitrepo.File{Path: sf.Path, Data: sf.Data, Executable: sf.Mode&0o111 != 0})
-		}
-	}
-	changes, err := g.ChangesTo(base, files, within)
+	changes, err := snapshotChanges(g, base, snap)
 	if err != nil {
 		return infraError(err)
 	}
@@ -321,6 +314,21 @@ func compileAndValidate(f *Factory, cmd *cobra.Command, ws *workspace, g *gitrep
 		return nil, inputFailed
 	}
 	return res.Snapshot, nil
+}
+
+// snapshotChanges returns the changes a commit of snap on base makes: the
+// committable files snap holds that differ from base, and the committable
+// files of base that snap lacks, deleted. The files outside what snap
+// holds are left as base has them.
+func snapshotChanges(g *gitrepo.Repo, base gitrepo.Head, snap *compiler.Snapshot) ([]gitrepo.File, error) {
+	within := func(p string) bool { return committable(p) && snap.Holds(p) }
+	var files []gitrepo.File
+	for _, sf := range snap.Files() {
+		if within(sf.Path) {
+			files = append(files, gitrepo.File{Path: sf.Path, Data: sf.Data, Executable: sf.Mode&0o111 != 0})
+		}
+	}
+	return g.ChangesTo(base, files, within)
 }
 
 // buildAndValidate is compileAndValidate on the working tree against HEAD,
