@@ -36,6 +36,7 @@ type snapFile struct {
 	data  []byte
 	mode  fs.FileMode
 	mtime time.Time
+	link  string // the destination, when the path is a symbolic link
 }
 
 // SnapshotFile is a file of a Snapshot.
@@ -43,6 +44,10 @@ type SnapshotFile struct {
 	Path string      // relative to the repository root, slash-separated
 	Data []byte      // the content; callers must not change it
 	Mode fs.FileMode // the permission bits of the file when it was read
+	// Link is the destination of the symbolic link at Path, if it is one
+	// (Data is then the content of the file it leads to, which the compile
+	// read).
+	Link string
 }
 
 // Holds reports whether p (relative to the repository root) is a path a
@@ -64,7 +69,7 @@ func (s *Snapshot) Holds(p string) bool {
 func (s *Snapshot) Files() []SnapshotFile {
 	out := make([]SnapshotFile, 0, len(s.files))
 	for p, f := range s.files {
-		out = append(out, SnapshotFile{Path: p, Data: f.data, Mode: f.mode})
+		out = append(out, SnapshotFile{Path: p, Data: f.data, Mode: f.mode, Link: f.link})
 	}
 	slices.SortFunc(out, func(a, b SnapshotFile) int { return strings.Compare(a.Path, b.Path) })
 	return out
@@ -96,8 +101,21 @@ func readSources(fsys fs.FS, jobs int) (*Snapshot, error) {
 }
 
 // readSnapFile reads one file, with its mode and modification time as
-// they were before it was read.
+// they were before it was read, and its destination if it is a symbolic
+// link (when fsys can tell).
 func readSnapFile(fsys fs.FS, p string) (*snapFile, error) {
+	var link string
+	if rl, ok := fsys.(fs.ReadLinkFS); ok {
+		fi, err := rl.Lstat(p)
+		if err != nil {
+			return nil, err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if link, err = rl.ReadLink(p); err != nil {
+				return nil, err
+			}
+		}
+	}
 	f, err := fsys.Open(p)
 	if err != nil {
 		return nil, err
@@ -114,7 +132,7 @@ func readSnapFile(fsys fs.FS, p string) (*snapFile, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "read", Path: p, Err: err}
 	}
-	return &snapFile{data: data, mode: fi.Mode().Perm(), mtime: fi.ModTime()}, nil
+	return &snapFile{data: data, mode: fi.Mode().Perm(), mtime: fi.ModTime(), link: link}, nil
 }
 
 // addOutputs adds the materialized files: those in produced (by path) as

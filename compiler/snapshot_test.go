@@ -21,6 +21,9 @@ import (
 func TestBuildSnapshot(t *testing.T) {
 	root := incrementalRepo(t)
 	writeFile(t, root, "source/.editor-swap", "ignored")
+	if err := os.Symlink("raw.txt", filepath.Join(root, "source/alias.txt")); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Chmod(filepath.Join(root, "source/raw.txt"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -48,8 +51,11 @@ func TestBuildSnapshot(t *testing.T) {
 	got := map[string]string{}
 	for _, f := range snap.Files() {
 		got[f.Path] = string(f.Data)
-		if wantExec := f.Path == "source/raw.txt"; (f.Mode&0o111 != 0) != wantExec {
+		if wantExec := f.Path == "source/raw.txt" || f.Path == "source/alias.txt"; (f.Mode&0o111 != 0) != wantExec {
 			t.Errorf("%s: mode %v", f.Path, f.Mode)
+		}
+		if wantLink := map[bool]string{true: "raw.txt"}[f.Path == "source/alias.txt"]; f.Link != wantLink {
+			t.Errorf("%s: link %q, want %q", f.Path, f.Link, wantLink)
 		}
 	}
 	if diff := cmp.Diff(disk, got); diff != "" {

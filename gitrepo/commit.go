@@ -140,8 +140,8 @@ type CommitResult struct {
 // Commit makes one commit of the given paths as they are in the working
 // tree now: a path whose file exists is added or updated, a path whose
 // file is gone is deleted (CommitFiles with the files read from the work
-// tree; symbolic links are refused). Paths are relative to the config
-// repository root. It returns the new commit's hash.
+// tree; a symbolic link is committed as one). Paths are relative to the
+// config repository root. It returns the new commit's hash.
 func (r *Repo) Commit(paths []string, opts CommitOptions) (string, error) {
 	files := make([]File, 0, len(paths))
 	for _, p := range paths {
@@ -156,6 +156,13 @@ func (r *Repo) Commit(paths []string, opts CommitOptions) (string, error) {
 			continue
 		case err != nil:
 			return "", err
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, err := os.Readlink(name)
+			if err != nil {
+				return "", err
+			}
+			files = append(files, File{Path: p, Kind: Modified, Data: []byte(target), Symlink: true})
+			continue
 		case !fi.Mode().IsRegular():
 			return "", fmt.Errorf("%s: not a regular file", name)
 		}
@@ -244,7 +251,10 @@ func (r *Repo) ChangesTo(base Head, files []File, within func(string) bool) ([]F
 // blob returns the blob git would store for f.
 func (f File) blob() blob {
 	mode := filemode.Regular
-	if f.Executable {
+	switch {
+	case f.Symlink:
+		mode = filemode.Symlink
+	case f.Executable:
 		mode = filemode.Executable
 	}
 	return blob{hash: plumbing.ComputeHash(plumbing.BlobObject, f.Data), mode: mode}
@@ -252,7 +262,7 @@ func (f File) blob() blob {
 
 // CommitFiles makes one commit of exactly the given files on opts.Parent:
 // a file whose Kind is Deleted is removed, any other is added or replaced
-// with its Data, as a regular file or, if Executable, an executable one;
+// with its Data, as a regular file, an executable one, or a symbolic link;
 // paths are relative to the config repository root. Everything else in the
 // commit is as in the parent; whatever else the index holds is neither
 // committed nor unstaged, and the work tree is not touched (git commit

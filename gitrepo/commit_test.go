@@ -473,17 +473,18 @@ func TestCommitFilesWorkTree(t *testing.T) {
 		{Path: "source/a", Data: []byte("a2")},
 		{Path: "source/b", Data: []byte("b2")},
 		{Path: "source/new", Data: []byte("n"), Executable: true},
+		{Path: "source/link", Data: []byte("b"), Symlink: true},
 		{Path: "source/gone", Kind: Deleted},
 		{Path: "source/never", Kind: Deleted},
 	}, CommitOptions{Message: "second\n\nbody", Author: &Signature{Name: "Ann", Email: "ann@example.com"}, Parent: head})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Change{{"source/a", Modified}, {"source/b", Modified}, {"source/gone", Deleted}, {"source/new", Added}}
+	want := []Change{{"source/a", Modified}, {"source/b", Modified}, {"source/gone", Deleted}, {"source/link", Added}, {"source/new", Added}}
 	if diff := cmp.Diff(want, res.Changes); diff != "" {
 		t.Errorf("changes (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(map[string]string{"cfg/source/a": "a2", "cfg/source/b": "b2", "cfg/source/new": "n"}, r.headFiles()); diff != "" {
+	if diff := cmp.Diff(map[string]string{"cfg/source/a": "a2", "cfg/source/b": "b2", "cfg/source/new": "n", "cfg/source/link": "b"}, r.headFiles()); diff != "" {
 		t.Errorf("committed files (-want +got):\n%s", diff)
 	}
 	if data, _ := os.ReadFile(filepath.Join(r.root, "source/a")); string(data) != "edited meanwhile" {
@@ -491,11 +492,14 @@ func TestCommitFilesWorkTree(t *testing.T) {
 	}
 	// The edit shows as not staged; the new file was never in the work
 	// tree, so git sees it deleted there.
-	if got, want := r.gitOK("status", "--porcelain"), " M cfg/source/a\n D cfg/source/new\n"; got != want {
+	if got, want := r.gitOK("status", "--porcelain"), " M cfg/source/a\n D cfg/source/link\n D cfg/source/new\n"; got != want {
 		t.Errorf("git status:\n%s\nwant:\n%s", got, want)
 	}
 	if got := r.gitOK("ls-files", "-s", "cfg/source/new"); !strings.HasPrefix(got, "100755 ") {
 		t.Errorf("source/new in the index: %q, want mode 100755", got)
+	}
+	if got := r.gitOK("ls-tree", "HEAD", "cfg/source/link"); !strings.HasPrefix(got, "120000 blob ") {
+		t.Errorf("source/link in the commit: %q, want a symbolic link", got)
 	}
 	// The reflogs record the commit as git's own would (go-git, which made
 	// the first commit, writes none).

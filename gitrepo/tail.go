@@ -136,6 +136,7 @@ type File struct {
 	Kind       ChangeKind // Added for the files of Files
 	Data       []byte     // the content; nil when Kind is Deleted
 	Executable bool       // an executable file rather than a regular one
+	Symlink    bool       // a symbolic link, whose destination is Data
 }
 
 // CommitInfo returns the commit rev names.

@@ -169,7 +169,7 @@ func runCommit(f *Factory, cmd *cobra.Command, opts *CommitOptions) error {
 	if res != nil {
 		now, err := g.WorkingChanges()
 		if err != nil {
-			return infraError(err)
+			fmt.Fprintf(f.IO.Err, "comparing the working tree with the commit: %v\n", err)
 		}
 		for _, c := range now {
 			if committable(c.Path) {
@@ -319,12 +319,16 @@ func compileAndValidate(f *Factory, cmd *cobra.Command, ws *workspace, g *gitrep
 // snapshotChanges returns the changes a commit of snap on base makes: the
 // committable files snap holds that differ from base, and the committable
 // files of base that snap lacks, deleted. The files outside what snap
-// holds are left as base has them.
+// holds are left as base has them. A symbolic link is committed as one.
 func snapshotChanges(g *gitrepo.Repo, base gitrepo.Head, snap *compiler.Snapshot) ([]gitrepo.File, error) {
 	within := func(p string) bool { return committable(p) && snap.Holds(p) }
 	var files []gitrepo.File
 	for _, sf := range snap.Files() {
-		if within(sf.Path) {
+		switch {
+		case !within(sf.Path):
+		case sf.Link != "":
+			files = append(files, gitrepo.File{Path: sf.Path, Data: []byte(sf.Link), Symlink: true})
+		default:
 			files = append(files, gitrepo.File{Path: sf.Path, Data: sf.Data, Executable: sf.Mode&0o111 != 0})
 		}
 	}
