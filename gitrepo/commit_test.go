@@ -840,3 +840,42 @@ func TestCommitFilesRacyEntries(t *testing.T) {
 		t.Errorf("git diff after the commit: %q, want notes.txt modified", got)
 	}
 }
+
+// TestCommitFilesLinkedWorkTree commits in a work tree added with git
+// worktree add: HEAD and the index are the work tree's own, the branch and
+// the commit lock are the repository's.
+func TestCommitFilesLinkedWorkTree(t *testing.T) {
+	needGit(t)
+	r := newTestRepo(t)
+	r.write("cfg/source/a", "1")
+	main := r.commitAll("initial")
+	linked := filepath.Join(t.TempDir(), "linked")
+	r.gitOK("worktree", "add", "-q", "-b", "feature", linked)
+	g, err := Open(filepath.Join(linked, "cfg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(linked, "cfg/source/a"), []byte("2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := commitFiles(g, "in the linked work tree", "source/a", "2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := gitIn(linked, "rev-parse", "feature"); strings.TrimSpace(got) != res.Hash {
+		t.Errorf("feature is at %s, want %s", got, res.Hash)
+	}
+	if got, _ := gitIn(r.top, "rev-parse", "master"); strings.TrimSpace(got) != main.String() {
+		t.Errorf("master moved to %s", got)
+	}
+	if st, err := gitIn(linked, "status", "--porcelain"); err != nil || st != "" {
+		t.Errorf("git status in the linked work tree: %q, %v", st, err)
+	}
+	if _, err := os.Stat(filepath.Join(r.top, ".git", LockFile)); err != nil {
+		t.Errorf("the commit lock is not in the common git directory: %v", err)
+	}
+	// The main work tree's index is untouched.
+	if st := r.gitOK("status", "--porcelain"); st != "" {
+		t.Errorf("git status in the main work tree: %q", st)
+	}
+}
