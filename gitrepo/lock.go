@@ -47,12 +47,26 @@ type LockedFile struct {
 	Ino  uint64 `json:"ino"`
 }
 
-// String describes h: "pid 4242 on host build-7, since 15:04:05".
+// Known reports whether h describes a process; a lock file being written
+// or cut short describes none.
+func (h Holder) Known() bool { return h.PID != 0 }
+
+// String describes h: "pid 4242 on host build-7, since 15:04:05", or
+// "unknown process".
 func (h Holder) String() string {
-	if h.PID == 0 {
+	if !h.Known() {
 		return "unknown process"
 	}
 	return fmt.Sprintf("pid %d on host %s, since %s", h.PID, h.Host, h.Started.Local().Format(time.TimeOnly))
+}
+
+// parenthesized returns " (String())" for a known holder, and "" for
+// another.
+func (h Holder) parenthesized() string {
+	if !h.Known() {
+		return ""
+	}
+	return " (" + h.String() + ")"
 }
 
 // LockedError is returned by Lock when another process kept the commit
@@ -63,7 +77,7 @@ type LockedError struct {
 }
 
 func (e *LockedError) Error() string {
-	return fmt.Sprintf("another cfg commit (%s) holds the repository's commit lock; waited %s", e.Holder, e.Waited)
+	return fmt.Sprintf("another cfg commit%s holds the repository's commit lock; waited %s", e.Holder.parenthesized(), e.Waited)
 }
 
 // GitLockedError is returned when a lock file of git's is in the way.

@@ -122,8 +122,12 @@ func runCommit(f *Factory, cmd *cobra.Command, opts *CommitOptions) error {
 	// One commit at a time; the branch and everything read from here on
 	// are as this commit finds them.
 	lock, err := g.Lock(cmd.Context(), opts.LockTimeout, func(h gitrepo.Holder) {
-		if text {
+		switch {
+		case !text:
+		case h.Known():
 			fmt.Fprintf(f.IO.Err, "waiting for another cfg commit (%s) to finish\n", h)
+		default:
+			fmt.Fprintln(f.IO.Err, "waiting for another cfg commit to finish")
 		}
 	})
 	if err != nil {

@@ -71,7 +71,7 @@ func runCfg(dir string, args ...string) (code int, stdout, stderr string) {
 
 var (
 	committedRE = regexp.MustCompile(`(?m)^committed ([0-9a-f]{40}): `)
-	waitingRE   = regexp.MustCompile(`(?m)^waiting for another cfg commit \(pid [0-9]+ on host .*, since [0-9:]+\) to finish\n`)
+	waitingRE   = regexp.MustCompile(`(?m)^waiting for another cfg commit( \(pid [0-9]+ on host .*, since [0-9:]+\))? to finish\n`)
 )
 
 // checkHistory checks the branch of the repository at dir: its root commit
