@@ -223,8 +223,7 @@ func runCommit(f *Factory, cmd *cobra.Command, opts *CommitOptions) error {
 // (exit 1); anything else is an infrastructure error.
 func commitRefused(ws *workspace, g *gitrepo.Repo, err error) error {
 	var se *gitrepo.StateError
-	switch {
-	case errors.As(err, &se):
+	if errors.As(err, &se) {
 		msg := se.Message(func(gp string) string { return ws.display(workTreePath(g, gp)) })
 		if se.State == "detached" {
 			msg += ", or pass --allow-detached"
