@@ -83,8 +83,8 @@ var (
 
 // checkBranch checks the branch of the repository at dir: its root commit
 // is root, every commit in reported is on its first-parent history, and
-// every commit there passes cfg validate as committed. It returns the
-// number of commits on the branch.
+// every commit there passes cfg validate as committed (each config
+// repository tree once). It returns the number of commits on the branch.
 func checkBranch(t *testing.T, dir, root string, reported []string) int {
 	t.Helper()
 	g, err := gitrepo.Open(dir)
@@ -104,7 +104,16 @@ func checkBranch(t *testing.T, dir, root string, reported []string) int {
 			t.Errorf("reported commit %s is not on the branch", h)
 		}
 	}
+	validated := map[string]bool{}
 	for _, h := range history {
+		trees, err := gitOut(dir, "rev-parse", h+":source", h+":materialized_configs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if validated[trees] {
+			continue
+		}
+		validated[trees] = true
 		fsys, err := g.FS(h)
 		if err != nil {
 			t.Fatal(err)
@@ -135,10 +144,10 @@ func checkBranch(t *testing.T, dir, root string, reported []string) int {
 
 // TestCommitConcurrentProcesses runs two cfg commit processes at a time in
 // one repository, 100 commits each, while command-line git commits a file
-// outside the config repository in a loop: every commit either reports is
-// on the branch, the branch keeps its root, and every commit passes cfg
-// validate. A cfg commit whose branch git moved exits 1, commits nothing,
-// and is run again.
+// outside the config repository in a loop, up to 100 times: every commit
+// either reports is on the branch, the branch keeps its root, and every
+// commit passes cfg validate. A cfg commit whose branch git moved exits 1,
+// commits nothing, and is run again.
 func TestCommitConcurrentProcesses(t *testing.T) {
 	dir := configRepo(t)
 	root, err := gitOut(dir, "rev-parse", "HEAD")
@@ -192,7 +201,7 @@ func TestCommitConcurrentProcesses(t *testing.T) {
 	var gitCommits []string
 	go func() {
 		defer close(gitDone)
-		for i := 0; ; i++ {
+		for i := 0; len(gitCommits) < iterations; i++ {
 			select {
 			case <-stop:
 				return
