@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cfg-dev/cfg/agent/cache"
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/wire"
 )
 
@@ -42,7 +42,7 @@ func sortedKeys(m map[string]bool) []string { return slices.Sorted(maps.Keys(m))
 // its first request.
 func (a *Agent) getConfig(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if err := cache.ValidName(name); err != nil {
+	if err := repo.CheckName(name); err != nil {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
@@ -57,6 +57,9 @@ func (a *Agent) getConfig(w http.ResponseWriter, r *http.Request) {
 		case errors.Is(err, errNotFound):
 			writeError(w, http.StatusNotFound, "unknown config %q", name)
 			return
+		case errors.Is(err, errSubscriptionFull):
+			writeError(w, http.StatusServiceUnavailable, "config %q: %v", name, err)
+			return
 		case err != nil:
 			writeError(w, http.StatusServiceUnavailable, "config %q is not cached and no daemon answered: %v", name, err)
 			return
@@ -65,12 +68,14 @@ func (a *Agent) getConfig(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	c, ok := a.effectiveLocked(name)
 	latest := max(a.applied, c.Revision)
+	store := a.store
 	a.mu.Unlock()
 	if !ok {
 		writeError(w, http.StatusNotFound, "config %q was deleted at revision %d", name, cv.Revision)
 		return
 	}
 	h := w.Header()
+	h.Set(wire.HeaderStore, store)
 	h.Set(wire.HeaderRevision, strconv.FormatInt(c.Revision, 10))
 	h.Set(wire.HeaderLatestRevision, strconv.FormatInt(latest, 10))
 	h.Set(wire.HeaderCommit, c.Commit)
@@ -89,9 +94,11 @@ func (a *Agent) getConfig(w http.ResponseWriter, r *http.Request) {
 
 // A watcher is one local watch stream.
 type watcher struct {
-	names    map[string]bool
-	ch       chan wire.Event
-	overflow chan struct{} // closed when the watcher fell behind
+	names map[string]bool
+	ch    chan wire.Event
+	// overflow is closed when the watcher fell behind, or when the agent
+	// resynchronised with another store: its client starts again.
+	overflow chan struct{}
 }
 
 // broadcastLocked sends the configs named changed, as the agent now
@@ -102,7 +109,7 @@ func (a *Agent) broadcastLocked(rev int64, changed []string) {
 		return
 	}
 	for w := range a.watchers {
-		ev := wire.Event{Type: wire.Update, Revision: rev}
+		ev := wire.Event{Type: wire.Update, Revision: rev, Store: a.store}
 		for _, name := range changed {
 			if !w.names[name] {
 				continue
@@ -133,13 +140,17 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "missing configs")
 		return
 	}
+	if n := strings.Count(q.Get("configs"), ",") + 1; n > MaxWatchConfigs {
+		writeError(w, http.StatusBadRequest, "configs: got %d names, want at most %d", n, MaxWatchConfigs)
+		return
+	}
 	names := map[string]bool{}
 	for n := range strings.SplitSeq(q.Get("configs"), ",") {
 		if n == "*" {
 			writeError(w, http.StatusBadRequest, "configs=* is not served by the agent; name the configs")
 			return
 		}
-		if err := cache.ValidName(n); err != nil {
+		if err := repo.CheckName(n); err != nil {
 			writeError(w, http.StatusBadRequest, "%v", err)
 			return
 		}
@@ -155,27 +166,40 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 		from = n
 	}
 
-	// Fetch what the agent does not hold yet, and subscribe to every
-	// name, so that a config that does not exist yet arrives when it is
-	// created.
+	// Fetch what the agent neither holds nor subscribes to yet, and
+	// subscribe to every name, so that a config that does not exist yet
+	// arrives when it is created. Once no daemon answers, the watch
+	// stream fetches the rest when it opens.
 	a.mu.Lock()
 	var missing []string
 	for n := range names {
-		if _, ok := a.configs[n]; !ok {
+		if _, ok := a.configs[n]; !ok && !a.subs[n] {
 			missing = append(missing, n)
 		}
 	}
 	a.mu.Unlock()
+	slices.Sort(missing)
+	absent := map[string]int64{}
 	for _, n := range missing {
-		if _, err := a.fetch(r.Context(), n); err != nil && !errors.Is(err, errNotFound) {
-			a.log.Debug("watch: fetching config", "config", n, "err", err)
-		}
+		_, err := a.fetch(r.Context(), n)
 		if r.Context().Err() != nil {
 			return
 		}
+		if nf, ok := errors.AsType[*notFound](err); ok {
+			absent[n] = nf.latest
+			continue
+		}
+		if err != nil {
+			a.log.Debug("watch: fetching config", "config", n, "err", err)
+			break
+		}
 	}
-	if err := a.addSubscriptions(sortedKeys(names)); err != nil {
-		writeError(w, http.StatusInternalServerError, "%v", err)
+	if err := a.addSubscriptions(sortedKeys(names), absent); err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, errSubscriptionFull) {
+			code = http.StatusServiceUnavailable
+		}
+		writeError(w, code, "%v", err)
 		return
 	}
 
@@ -183,7 +207,7 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	var first *wire.Event
 	if from < 0 {
-		ev := wire.Event{Type: wire.Snapshot, Revision: a.applied, Commit: a.appliedCommit, Configs: []wire.Config{}}
+		ev := wire.Event{Type: wire.Snapshot, Revision: a.applied, Store: a.store, Commit: a.appliedCommit, Configs: []wire.Config{}}
 		for _, n := range sortedKeys(names) {
 			if c, ok := a.effectiveLocked(n); ok {
 				ev.Configs = append(ev.Configs, c)
@@ -192,7 +216,7 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 		}
 		first = &ev
 	} else {
-		ev := wire.Event{Type: wire.Update}
+		ev := wire.Event{Type: wire.Update, Store: a.store}
 		for _, n := range sortedKeys(names) {
 			cv, ok := a.configs[n]
 			_, overridden := a.overrides[n]
@@ -210,6 +234,7 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.watchers[wt] = struct{}{}
+	store := a.store
 	a.mu.Unlock()
 	defer func() {
 		a.mu.Lock()
@@ -218,6 +243,7 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set(wire.HeaderStore, store)
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w)
@@ -243,9 +269,9 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 			}
 		case <-tick.C:
 			a.mu.Lock()
-			rev := a.applied
+			rev, store := a.applied, a.store
 			a.mu.Unlock()
-			if !send(wire.Event{Type: wire.Heartbeat, Revision: rev}) {
+			if !send(wire.Event{Type: wire.Heartbeat, Revision: rev, Store: store}) {
 				return
 			}
 		}

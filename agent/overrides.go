@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cfg-dev/cfg/agent/cache"
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/wire"
 )
 
@@ -35,7 +36,7 @@ func (a *Agent) applyOverrides(list []wire.Override) {
 	a.mu.Lock()
 	next := map[string]heldOverride{}
 	for _, o := range list {
-		if a.subs[o.Config] && cache.ValidName(o.Config) == nil && o.Data != nil {
+		if a.subs[o.Config] && repo.CheckName(o.Config) == nil && o.Data != nil {
 			next[o.Config] = heldOverride{Override: o, until: now.Add(time.Duration(o.LeaseSeconds) * time.Second)}
 		}
 	}

@@ -192,3 +192,57 @@ func TestOverrideExpiresWithoutDaemon(t *testing.T) {
 	stopDaemon()
 	ta.waitServes(t, "feed/job", `{"rev": 1}`)
 }
+
+// A daemon renewing an override's lease sends it to the host again: the
+// agent keeps serving it for as long as the lease is renewed, and the
+// renewal is not a change for the applications.
+func TestOverrideRenewedKeepsServing(t *testing.T) {
+	durl, _ := realDaemon(t)
+	a, err := New(Config{Daemons: []string{durl}, Host: "web-1", CacheDir: t.TempDir(), Token: "tok",
+		ReportEvery: time.Hour, HeartbeatTimeout: 6 * hb, Heartbeat: hb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+	ta := &testAgent{Agent: a, URL: "http://" + ln.Addr().String()}
+	ta.waitServes(t, "feed/job", `{"rev": 1}`)
+	events := localWatch(t, ta.URL+"/v1/watch?configs=feed/job")
+	nextConfig(t, events) // the snapshot
+
+	const lease = 3 * time.Second
+	o := wire.Override{Config: "feed/job", Hosts: []string{"web-1"}, Compiled: true, Data: []byte(`{"rev": 2}`), LeaseSeconds: int(lease / time.Second)}
+	if code := request(t, "PUT", durl+"/v1/overrides/run-1", o); code != 200 {
+		t.Fatalf("PUT override: %d", code)
+	}
+	set := time.Now()
+	if c := nextConfig(t, events); c.Override != "run-1" {
+		t.Fatalf("local event after the override: %+v", c)
+	}
+	// Renew every second, and check every 50 ms that the override is
+	// served, until well past the lease.
+	renewed := time.Now()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for ; time.Since(set) < 3*lease; <-tick.C {
+		if time.Since(renewed) >= time.Second {
+			if code := request(t, "POST", durl+"/v1/overrides/run-1/renew", nil); code != 200 {
+				t.Fatalf("renew: %d", code)
+			}
+			renewed = time.Now()
+		}
+		r := get(t, ta.URL+"/v1/configs/feed/job")
+		if r.body != `{"rev": 2}` || r.header.Get(wire.HeaderOverride) != "run-1/1" {
+			t.Fatalf("%.1f s after the override was set, renewed every second with a %v lease: served %q (%s %q)",
+				time.Since(set).Seconds(), lease, r.body, wire.HeaderOverride, r.header.Get(wire.HeaderOverride))
+		}
+	}
+	select {
+	case ev := <-events:
+		t.Errorf("a renewal reached the applications as a change: %+v", ev)
+	default:
+	}
+}

@@ -144,3 +144,11 @@ func (d *Daemon) Runs(ctx context.Context) ([]wire.Run, error) {
 	var runs []wire.Run
 	return runs, d.do(ctx, http.MethodGet, "/v1/canaries", nil, &runs)
 }
+
+// RevertedRuns returns the recorded runs of config that landed and then
+// reverted their change, oldest first.
+func (d *Daemon) RevertedRuns(ctx context.Context, config string) ([]wire.Run, error) {
+	var runs []wire.Run
+	q := url.Values{"config": {config}, "status": {wire.RunReverted}}
+	return runs, d.do(ctx, http.MethodGet, "/v1/canaries?"+q.Encode(), nil, &runs)
+}

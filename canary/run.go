@@ -2,14 +2,19 @@ package canary
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 
 	"github.com/cfg-dev/cfg/canary/judge"
 	"github.com/cfg-dev/cfg/canary/metrics"
@@ -17,12 +22,53 @@ import (
 	"github.com/cfg-dev/cfg/wire"
 )
 
+// Outcome is how a run ended.
+type Outcome string
+
 // Outcomes of a run.
 const (
-	Landed     = "landed"
-	RolledBack = "rolled_back"
-	Failed     = "failed" // an error ended the run before the change was judged; it was rolled back
+	// Landed: every phase (and the bake, if the spec has one) passed; the
+	// change is committed and every host runs it.
+	Landed Outcome = "landed"
+	// RolledBack: a phase failed, or the run was interrupted; the change
+	// was never committed and the canary hosts run the committed config
+	// again.
+	RolledBack Outcome = "rolled_back"
+	// Reverted: the change landed, the bake failed, and a revert was
+	// committed and published.
+	Reverted Outcome = "reverted"
+	// Failed: an error ended the run; what it had pushed was rolled back
+	// (or, once landed, the change stays landed).
+	Failed Outcome = "failed"
 )
+
+// Verdict is the verdict of a phase or of the bake: Pass, Fail, or ""
+// while it has not ended.
+type Verdict string
+
+// Verdicts of a phase or of the bake.
+const (
+	Pass Verdict = "pass"
+	Fail Verdict = "fail"
+)
+
+// ApplyGrace is how long, beyond one scrape interval, a phase may go on
+// with fewer canary hosts running the candidate than it pushed it to
+// (at its start, while they apply it; later, when some stop running it).
+// Agents report an override a moment after they apply it; 10 s also
+// covers an agent reconnecting to a daemon (its longest retry wait). A
+// phase that has fewer canaries running the candidate for longer fails:
+// no data about the candidate is not a pass.
+const ApplyGrace = 10 * time.Second
+
+// pollEvery is how often the hosts' reports and the daemon's revisions
+// are read while waiting for them.
+const pollEvery = 100 * time.Millisecond
+
+// maxReportBytes bounds a run's report as the daemon records it (the
+// daemon reads bodies of at most 1 MiB): the oldest evaluations of the
+// longest phases are left out beyond it.
+const maxReportBytes = 768 << 10
 
 // Candidate is the config under test: the working tree's compile of the
 // spec's config.
@@ -32,85 +78,90 @@ type Candidate struct {
 	Data     []byte
 }
 
+// Hash identifies the candidate's data: hex SHA-256.
+func (c Candidate) Hash() string {
+	h := sha256.Sum256(c.Data)
+	return hex.EncodeToString(h[:])
+}
+
+// API is the part of a distribution daemon's API (docs/api.md) that a
+// canary uses; *Daemon implements it over HTTP.
+type API interface {
+	Hosts(ctx context.Context) ([]store.Host, error)
+	Current(ctx context.Context, name string) (revision int64, commit string, err error)
+	PutOverride(ctx context.Context, o wire.Override) (wire.Override, error)
+	RenewOverride(ctx context.Context, id string) error
+	DeleteOverride(ctx context.Context, id string) error
+	PutRun(ctx context.Context, r wire.Run) error
+	RevertedRuns(ctx context.Context, config string) ([]wire.Run, error)
+}
+
 // Options configure a run.
 type Options struct {
 	ID        string // the run's ID (and its override's)
 	SpecName  string // the spec config's name, for the record
 	Spec      Spec
 	Candidate Candidate
-	Daemon    *Daemon
+	Daemon    API
 	// Provider reads metrics; nil means the spec's provider.
 	Provider metrics.Provider
 	Seed     uint64
+	// By says who runs the canary ("Name <email>"), for the record.
+	By string
 	// Land commits the change and returns the commit; the daemon then
 	// publishes it.
 	Land func(ctx context.Context) (string, error)
+	// Revert commits the undoing of the landed change and returns the
+	// commit; it is required when the spec has a bake.
+	Revert func(ctx context.Context) (string, error)
+	// AllowReverted lets a candidate that an earlier run landed and
+	// reverted be tried again; without it, Run refuses it (RevertedError).
+	AllowReverted bool
 	// Progress receives a line per evaluation and per step; may be nil.
 	Progress func(line string)
-	// ApplyTimeout bounds the wait for hosts to apply an override, to
-	// revert, or to apply the landed revision; 30 s if zero.
+	// ApplyTimeout bounds the wait for hosts to revert, and for the
+	// daemon to publish and the hosts to apply a landed or reverting
+	// commit; 30 s if zero.
 	ApplyTimeout time.Duration
+	// Clock is the clock of every wait and time stamp of the run; the
+	// real clock if nil.
+	Clock clockwork.Clock
 }
 
-// Report is what a run did and found.
-type Report struct {
-	ID       string        `json:"id"`
-	Config   string        `json:"config"`
-	Spec     string        `json:"spec"`
-	Seed     uint64        `json:"seed"`
-	Base     int64         `json:"base_revision"` // the revision the hosts ran before
-	Outcome  string        `json:"outcome"`
-	Reason   string        `json:"reason,omitempty"`
-	Commit   string        `json:"commit,omitempty"`   // the landed commit
-	Revision int64         `json:"revision,omitempty"` // the landed revision
-	Started  time.Time     `json:"started"`
-	Ended    time.Time     `json:"ended"`
-	Phases   []PhaseReport `json:"phases"`
-	// RevertSeconds is, for a rolled-back run, the time from the first
-	// push of the candidate until every canary host was verified back on
-	// the base revision.
-	RevertSeconds float64 `json:"revert_seconds,omitempty"`
-	// ScrapeIntervalSeconds is the spec's interval, for reading
-	// RevertSeconds.
-	ScrapeIntervalSeconds int `json:"scrape_interval_seconds"`
+// RevertedError is Run's refusal of a candidate that an earlier run
+// landed and then reverted.
+type RevertedError struct{ Run wire.Run }
+
+func (e *RevertedError) Error() string {
+	return fmt.Sprintf("this candidate of %s was landed and then reverted by canary run %s (started %s)",
+		e.Run.Config, e.Run.ID, e.Run.Started.UTC().Format(time.RFC3339))
 }
 
-// PhaseReport is one phase of a Report.
-type PhaseReport struct {
-	Name    string        `json:"name"`
-	Canary  []string      `json:"canary"`
-	Control []string      `json:"control"`
-	Verdict string        `json:"verdict"` // pass, fail, or "" if the phase did not end
-	Started time.Time     `json:"started"`
-	Ended   time.Time     `json:"ended"`
-	Checks  []CheckReport `json:"checks"`
-}
+// PlanError says that the hosts cannot be chosen as the spec asks.
+type PlanError struct{ Err error }
 
-// CheckReport is one check's last evaluation.
-type CheckReport struct {
-	Name        string   `json:"name"`
-	Metric      string   `json:"metric"`
-	Predicate   string   `json:"predicate"`
-	Canary      *float64 `json:"canary"`  // nil without data
-	Control     *float64 `json:"control"` // nil without data
-	CanaryN     int      `json:"canary_samples"`
-	ControlN    int      `json:"control_samples"`
-	P           *float64 `json:"p,omitempty"`
-	Verdict     string   `json:"verdict"`
-	Reason      string   `json:"reason,omitempty"`
-	Evaluations int      `json:"evaluations"`
-}
+func (e *PlanError) Error() string { return e.Err.Error() }
+func (e *PlanError) Unwrap() error { return e.Err }
 
 // run is one run in progress.
 type run struct {
 	o        Options
+	clock    clockwork.Clock
 	rep      *Report
 	provider metrics.Provider
 	hosts    map[string]store.Host // the eligible hosts at the start
 	pushed   []string              // every host the override ever named
-	version  int64                 // the override's latest version
+	versions []int64               // every version of the override the run set
 	firstPut time.Time
+	baseline [][]float64 // per bake check, the fleet's values before the change
+
+	mu       sync.Mutex
+	leased   bool  // the override exists and its lease is kept
+	leaseErr error // why the lease was lost
+	lost     context.CancelCauseFunc
 }
+
+func (r *run) now() time.Time { return r.clock.Now() }
 
 func (r *run) progress(format string, args ...any) {
 	if r.o.Progress != nil {
@@ -118,32 +169,72 @@ func (r *run) progress(format string, args ...any) {
 	}
 }
 
-// Run runs the canary: phase by phase it pushes the candidate to the
-// phase's canary hosts as an override under a lease, verifies they
-// applied it, and evaluates the checks every interval until the phase's
-// duration is over or a check fails. A failed check, an error or a
-// cancelled ctx (Ctrl-C) rolls back: the override is removed and Run
-// waits until every host it named serves the base revision again. When
-// every phase passes, Land commits the change, and once the daemon has
-// published it and the canary hosts run it, the override is removed.
+// sleep waits for d on the run's clock, or until ctx is done.
+func (r *run) sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := r.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.Chan():
+		return nil
+	}
+}
+
+// Run runs the canary. Before pushing anything it reads the fleet's
+// values of the bake's checks, if the spec has a bake. Then, phase by
+// phase, it pushes the candidate to the phase's canary hosts as an
+// override under a lease (renewed every third of it until the override
+// is removed), waits until they report running it, and evaluates the
+// checks every interval on the canaries and controls that report running
+// the candidate and the committed config, until the phase's duration is
+// over, extended while a check is in breach. A failed check, a phase
+// without enough canaries running the candidate, an error or a cancelled
+// ctx (Ctrl-C) rolls back: the override is removed and Run waits until
+// every host it named serves the committed config again. When every
+// phase passes, Land commits the change; once the daemon has published
+// it and the canary hosts run it, the override is removed. A bake then
+// watches the whole fleet; if it fails, Revert commits the undoing of the
+// change, and Run waits until the fleet runs it.
 //
 // The run is recorded on the daemon at its start and its end. Run
 // returns the report; the error is non-nil only when the run could not
-// be completed or verified (the report then says how far it got).
+// be completed or verified (the report then says how far it got), or
+// when it did not start (nil report: a PlanError, a RevertedError, or
+// the daemon's).
 func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.ApplyTimeout <= 0 {
 		o.ApplyTimeout = 30 * time.Second
 	}
-	r := &run{o: o, rep: &Report{ID: o.ID, Config: o.Spec.Config, Spec: o.SpecName, Seed: o.Seed, Started: time.Now().UTC(),
-		Phases: []PhaseReport{}, ScrapeIntervalSeconds: o.Spec.ScrapeIntervalSeconds}}
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
+	}
+	if o.Spec.Bake != nil && o.Revert == nil {
+		return nil, errors.New("canary: the spec has a bake, but there is no way to revert (Options.Revert)")
+	}
+	r := &run{o: o, clock: o.Clock}
+	r.rep = &Report{ID: o.ID, Config: o.Spec.Config, Spec: o.SpecName, By: o.By, Seed: o.Seed, Candidate: o.Candidate.Hash(),
+		Started: r.now().UTC(), Phases: []PhaseReport{}, ScrapeIntervalSeconds: o.Spec.ScrapeIntervalSeconds}
 	r.provider = o.Provider
 	if r.provider == nil {
 		var err error
-		if r.provider, err = newProvider(o.Spec); err != nil {
+		if r.provider, err = newProvider(o.Spec, o.Clock); err != nil {
 			return nil, err
 		}
 	}
 
+	if !o.AllowReverted {
+		runs, err := o.Daemon.RevertedRuns(ctx, o.Spec.Config)
+		if err != nil {
+			return nil, err
+		}
+		if prev := RevertedBefore(runs, o.Spec.Config, r.rep.Candidate); prev != nil {
+			return nil, &RevertedError{Run: *prev}
+		}
+	}
 	base, _, err := o.Daemon.Current(ctx, o.Spec.Config)
 	if err != nil {
 		return nil, err
@@ -153,7 +244,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	eligible := Eligible(all, o.Spec.Config, time.Now(), o.Spec.Provider != ProviderPrometheus)
+	eligible := Eligible(all, o.Spec.Config, r.now(), o.Spec.Provider != ProviderPrometheus)
 	plans, err := Plan(o.Spec, eligible, o.Seed)
 	if err != nil {
 		return nil, &PlanError{err}
@@ -166,30 +257,51 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 
-	// The lease is renewed until the run ends; losing it ends the run.
-	leaseCtx, stopLease := context.WithCancelCause(ctx)
+	// The lease is kept from the first push until the override is
+	// removed, landing included; losing it ends the phases.
+	phaseCtx, lost := context.WithCancelCause(ctx)
+	defer lost(nil)
+	r.lost = lost
+	keepCtx, stopKeeping := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer stopLease(nil)
+	wg.Go(func() { r.keepLease(keepCtx) })
+	defer func() { stopKeeping(); wg.Wait() }()
 
-	outcome, reason, runErr := r.phases(leaseCtx, plans, &wg, stopLease)
-	switch cause := context.Cause(leaseCtx); {
+	outcome, reason, runErr := r.judgePhases(phaseCtx, plans)
+	switch cause := context.Cause(phaseCtx); {
 	case ctx.Err() != nil:
 		outcome, reason, runErr = RolledBack, "interrupted", nil
 	case runErr != nil && cause != nil && !errors.Is(cause, context.Canceled):
 		runErr = cause // the lease was lost
 	}
-	stopLease(nil)
-	wg.Wait()
 
-	// Clean up with a context of our own: ctx may be cancelled (Ctrl-C).
-	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*o.ApplyTimeout)
-	defer cancel()
+	// Landing and rolling back go on when ctx is cancelled (Ctrl-C);
+	// each of their waits is bounded by ApplyTimeout.
+	cleanup := context.WithoutCancel(ctx)
 	switch {
-	case outcome == Landed:
-		runErr = r.land(cleanup)
-		if runErr != nil {
+	case outcome == Landed && runErr == nil:
+		if err := r.land(cleanup); err != nil {
+			outcome, reason, runErr = Failed, err.Error(), err
+			break
+		}
+		if o.Spec.Bake == nil {
+			break
+		}
+		failed, err := r.bake(ctx)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			reason = "interrupted during the bake; the change stays landed"
+		case err != nil:
+			runErr = fmt.Errorf("bake: %w (the change stays landed)", err)
 			outcome, reason = Failed, runErr.Error()
+		case failed != "":
+			reason = "bake: " + failed
+			if err := r.revert(cleanup); err != nil {
+				runErr = err
+				outcome, reason = Failed, reason+"; "+err.Error()
+			} else {
+				outcome = Reverted
+			}
 		}
 	default:
 		if runErr != nil {
@@ -199,65 +311,81 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			runErr = errors.Join(runErr, err)
 		}
 	}
-	r.rep.Outcome, r.rep.Reason, r.rep.Ended = outcome, reason, time.Now().UTC()
-	status := map[string]string{Landed: wire.RunLanded, RolledBack: wire.RunRolledBack, Failed: wire.RunFailed}[outcome]
+	stopKeeping()
+	wg.Wait()
+
+	r.rep.Outcome, r.rep.Reason, r.rep.Ended = outcome, reason, r.now().UTC()
+	status := map[Outcome]string{Landed: wire.RunLanded, RolledBack: wire.RunRolledBack, Reverted: wire.RunReverted, Failed: wire.RunFailed}[outcome]
 	if err := o.Daemon.PutRun(cleanup, r.record(status)); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("recording the run: %w", err))
 	}
 	return r.rep, runErr
 }
 
-// PlanError says that the hosts cannot be chosen as the spec asks.
-type PlanError struct{ Err error }
+// RevertedBefore returns the latest of runs that landed and then
+// reverted the candidate whose Candidate.Hash is candidate, or nil.
+func RevertedBefore(runs []wire.Run, config, candidate string) *wire.Run {
+	var found *wire.Run
+	for i, run := range runs {
+		if run.Status == wire.RunReverted && run.Config == config && run.Candidate == candidate &&
+			(found == nil || run.Started.After(found.Started)) {
+			found = &runs[i]
+		}
+	}
+	return found
+}
 
-func (e *PlanError) Error() string { return e.Err.Error() }
-func (e *PlanError) Unwrap() error { return e.Err }
-
-func newProvider(spec Spec) (metrics.Provider, error) {
+func newProvider(spec Spec, clock clockwork.Clock) (metrics.Provider, error) {
 	if spec.Provider == ProviderPrometheus {
 		return metrics.NewPrometheus(spec.PrometheusURL)
 	}
-	return metrics.NewScrape(nil, min(spec.Interval(), 10*time.Second)), nil
+	s := metrics.NewScrape(nil, min(spec.Interval(), 10*time.Second))
+	s.Now = clock.Now
+	return s, nil
 }
 
 func (r *run) record(status string) wire.Run {
-	run := wire.Run{ID: r.o.ID, Config: r.o.Spec.Config, Spec: r.o.SpecName, Status: status, Started: r.rep.Started, Base: r.rep.Base, Commit: r.rep.Commit}
+	run := wire.Run{ID: r.o.ID, Config: r.o.Spec.Config, Spec: r.o.SpecName, Status: status, Started: r.rep.Started, Base: r.rep.Base,
+		Commit: r.rep.Commit, Candidate: r.rep.Candidate, RevertCommit: r.rep.RevertCommit}
 	if status != wire.RunRunning {
 		run.Ended = r.rep.Ended
+		r.rep.fit(maxReportBytes)
 		run.Report, _ = json.Marshal(r.rep)
 	}
 	return run
 }
 
-// phases runs the phases; it returns Landed when all passed (the change
-// is not landed yet), or RolledBack with the reason.
-func (r *run) phases(ctx context.Context, plans []PhasePlan, wg *sync.WaitGroup, lost context.CancelCauseFunc) (outcome, reason string, err error) {
+// judgePhases reads the bake's baseline, if any, and runs the phases; it
+// returns Landed when all passed (the change is not landed yet), or
+// RolledBack with the reason.
+func (r *run) judgePhases(ctx context.Context, plans []PhasePlan) (Outcome, string, error) {
+	if r.o.Spec.Bake != nil {
+		if err := r.measureBaseline(ctx); err != nil {
+			return RolledBack, "", err
+		}
+	}
 	for i, p := range r.o.Spec.Phases {
 		plan := plans[i]
-		pr := PhaseReport{Name: p.Name, Canary: plan.Canary, Control: plan.Control, Started: time.Now().UTC(), Checks: []CheckReport{}}
-		r.rep.Phases = append(r.rep.Phases, pr)
+		r.rep.Phases = append(r.rep.Phases, PhaseReport{Name: p.Name, Canary: plan.Canary, Control: plan.Control, Checks: []CheckReport{}})
 		cur := &r.rep.Phases[len(r.rep.Phases)-1]
 		r.progress("phase %q: pushing %s to %s; control %s", p.Name, r.o.Spec.Config, strings.Join(plan.Canary, ","), strings.Join(plan.Control, ","))
 		if err := r.push(ctx, plan.Canary); err != nil {
 			return RolledBack, "", err
 		}
-		if i == 0 {
-			wg.Go(func() { r.renew(ctx, lost) })
-		}
-		if err := r.awaitHosts(ctx, plan.Canary, "apply the candidate", func(h store.Host) bool { return r.applied(h) }); err != nil {
-			return RolledBack, "", err
-		}
-		cur.Started = time.Now().UTC()
-		failed, err := r.observe(ctx, p, plan, cur)
-		cur.Ended = time.Now().UTC()
+		failed, err := r.observe(ctx, &stage{
+			name: fmt.Sprintf("phase %q", p.Name), checks: p.Checks, duration: p.Duration(), rep: cur,
+			canary: plan.Canary, control: plan.Control, required: len(plan.Canary),
+			canaryOK: r.runsCandidate, controlOK: r.runsCommitted, running: "the candidate",
+		})
+		cur.Ended = r.now().UTC()
 		if err != nil {
 			return RolledBack, "", err
 		}
 		if failed != "" {
-			cur.Verdict = "fail"
+			cur.Verdict = Fail
 			return RolledBack, fmt.Sprintf("phase %q: %s", p.Name, failed), nil
 		}
-		cur.Verdict = "pass"
+		cur.Verdict = Pass
 		r.progress("phase %q passed", p.Name)
 	}
 	return Landed, "", nil
@@ -270,10 +398,13 @@ func (r *run) push(ctx context.Context, hosts []string) error {
 	if err != nil {
 		return err
 	}
+	r.mu.Lock()
+	r.leased = true
+	r.mu.Unlock()
 	if r.firstPut.IsZero() {
-		r.firstPut = time.Now()
+		r.firstPut = r.now()
 	}
-	r.version = o.Version
+	r.versions = append(r.versions, o.Version)
 	for _, h := range hosts {
 		if !slices.Contains(r.pushed, h) {
 			r.pushed = append(r.pushed, h)
@@ -282,81 +413,179 @@ func (r *run) push(ctx context.Context, hosts []string) error {
 	return nil
 }
 
-// renew renews the lease every third of it until ctx is done; if the
-// lease is lost, it cancels the run with the reason.
-func (r *run) renew(ctx context.Context, lost context.CancelCauseFunc) {
-	t := time.NewTicker(max(r.o.Spec.Lease()/3, 100*time.Millisecond))
+// release stops keeping the lease: the override is about to be removed.
+func (r *run) release() {
+	r.mu.Lock()
+	r.leased = false
+	r.mu.Unlock()
+}
+
+// leaseLost returns why the lease was lost, or nil.
+func (r *run) leaseLost() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.leaseErr
+}
+
+// keepLease renews the override's lease every third of it while the run
+// holds it, until ctx is done; losing the lease cancels the phases with
+// the reason. It runs from the start of the run to its end, so that the
+// lease is kept through every phase boundary and through landing.
+func (r *run) keepLease(ctx context.Context) {
+	every := max(r.o.Spec.Lease()/3, 100*time.Millisecond)
+	t := r.clock.NewTimer(every)
 	defer t.Stop()
 	failures := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.Chan():
 		}
-		err := r.o.Daemon.RenewOverride(ctx, r.o.ID)
-		switch {
-		case err == nil:
-			failures = 0
-		case errors.Is(err, ErrNotFound):
-			lost(fmt.Errorf("the override's lease ran out on the daemon: %w", err))
-			return
-		case ctx.Err() == nil:
-			// A daemon that does not answer may still hold the lease;
-			// give up when it must have run out.
-			if failures++; failures >= 3 {
-				lost(fmt.Errorf("could not renew the override's lease: %w", err))
-				return
-			}
-		}
-	}
-}
-
-// applied reports whether h serves the current version of the override.
-func (r *run) applied(h store.Host) bool {
-	for _, o := range h.Overrides {
-		if o.ID == r.o.ID && o.Config == r.o.Spec.Config && o.Version >= r.version {
-			return true
-		}
-	}
-	return false
-}
-
-// reverted reports whether h serves none of the run's overrides.
-func (r *run) reverted(h store.Host) bool {
-	return !slices.ContainsFunc(h.Overrides, func(o wire.AppliedOverride) bool { return o.ID == r.o.ID })
-}
-
-// awaitHosts waits until every host in names satisfies ok, as the hosts
-// report to the daemon, for at most ApplyTimeout.
-func (r *run) awaitHosts(ctx context.Context, names []string, what string, ok func(store.Host) bool) error {
-	deadline := time.Now().Add(r.o.ApplyTimeout)
-	for {
-		hosts, err := r.o.Daemon.Hosts(ctx)
-		var pending []string
-		if err == nil {
-			for _, name := range names {
-				i := slices.IndexFunc(hosts, func(h store.Host) bool { return h.Name == name })
-				if i < 0 || !ok(hosts[i]) {
-					pending = append(pending, name)
+		r.mu.Lock()
+		held := r.leased
+		r.mu.Unlock()
+		if held {
+			err := r.o.Daemon.RenewOverride(ctx, r.o.ID)
+			r.mu.Lock()
+			switch {
+			case err == nil:
+				failures = 0
+			case ctx.Err() != nil || !r.leased:
+				// Stopped, or removed on purpose meanwhile.
+			case errors.Is(err, ErrNotFound):
+				r.leased, r.leaseErr = false, fmt.Errorf("the override's lease ran out on the daemon: %w", err)
+			default:
+				// A daemon that does not answer may still hold the lease;
+				// give up when it must have run out.
+				if failures++; failures >= 3 {
+					r.leased, r.leaseErr = false, fmt.Errorf("could not renew the override's lease: %w", err)
 				}
 			}
-			if len(pending) == 0 {
-				return nil
+			lostErr := r.leaseErr
+			r.mu.Unlock()
+			if lostErr != nil {
+				r.lost(lostErr)
 			}
 		}
-		if time.Now().After(deadline) {
-			if err != nil {
-				return fmt.Errorf("waiting for hosts to %s: %w", what, err)
-			}
-			return fmt.Errorf("%s did not %s within %v", strings.Join(pending, ", "), what, r.o.ApplyTimeout)
+		t.Reset(every)
+	}
+}
+
+// stage is what observe judges: a phase, or the bake.
+type stage struct {
+	name     string // `phase "two hosts"`, or "bake"
+	checks   []Check
+	duration time.Duration
+	rep      *PhaseReport
+	// canary are the hosts judged against control (a phase's canaries
+	// and controls), or against baseline (the bake's fleet).
+	canary, control []string
+	baseline        [][]float64
+	// required is how many canary hosts must run what is judged; with
+	// fewer for longer than an interval plus ApplyGrace a phase fails,
+	// and the bake ends with an error (shortIsError).
+	required     int
+	shortIsError bool
+	// canaryOK and controlOK say why a host's report leaves it out of an
+	// evaluation, or "".
+	canaryOK, controlOK func(h store.Host, reported bool, now time.Time) string
+	running             string // what the canary side runs, for messages
+}
+
+// membership is which hosts an evaluation judges, by their reports.
+type membership struct {
+	canary, control []string
+	excluded        []Exclusion
+}
+
+// members reads the hosts' reports and sorts st's hosts into those that
+// run what they should and those left out, with why.
+func (r *run) members(ctx context.Context, st *stage) (membership, error) {
+	hosts, err := r.o.Daemon.Hosts(ctx)
+	var m membership
+	if err != nil {
+		for _, h := range append(slices.Clone(st.canary), st.control...) {
+			m.excluded = append(m.excluded, Exclusion{Host: h, Reason: "the hosts' reports could not be read"})
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		return m, err
+	}
+	byName := map[string]store.Host{}
+	for _, h := range hosts {
+		byName[h.Name] = h
+	}
+	now := r.now()
+	for _, name := range st.canary {
+		h, ok := byName[name]
+		if why := st.canaryOK(h, ok, now); why != "" {
+			m.excluded = append(m.excluded, Exclusion{Host: name, Reason: why})
+		} else {
+			m.canary = append(m.canary, name)
 		}
 	}
+	for _, name := range st.control {
+		h, ok := byName[name]
+		if why := st.controlOK(h, ok, now); why != "" {
+			m.excluded = append(m.excluded, Exclusion{Host: name, Reason: why})
+		} else {
+			m.control = append(m.control, name)
+		}
+	}
+	return m, nil
+}
+
+// fresh says why a host's report cannot be used, or "".
+func fresh(h store.Host, reported bool, now time.Time) string {
+	switch {
+	case !reported:
+		return "does not report to the daemon"
+	case now.Sub(h.LastSeen) > MaxHostAge:
+		return fmt.Sprintf("last reported %v ago", now.Sub(h.LastSeen).Round(time.Second))
+	}
+	return ""
+}
+
+// runsCandidate says why h does not run the candidate, or "": its report
+// must name a version of the override that the run set (every version
+// holds the candidate).
+func (r *run) runsCandidate(h store.Host, reported bool, now time.Time) string {
+	if why := fresh(h, reported, now); why != "" {
+		return why
+	}
+	for _, o := range h.Overrides {
+		if o.Config != r.o.Spec.Config {
+			continue
+		}
+		if o.ID == r.o.ID && slices.Contains(r.versions, o.Version) {
+			return ""
+		}
+		return fmt.Sprintf("serves override %s/%d, not the candidate", o.ID, o.Version)
+	}
+	return fmt.Sprintf("serves revision %d, not the candidate", h.Applied)
+}
+
+// runsCommitted says why h does not run the committed config, or "".
+func (r *run) runsCommitted(h store.Host, reported bool, now time.Time) string {
+	if why := fresh(h, reported, now); why != "" {
+		return why
+	}
+	for _, o := range h.Overrides {
+		if o.Config == r.o.Spec.Config {
+			return fmt.Sprintf("serves override %s/%d, not the committed config", o.ID, o.Version)
+		}
+	}
+	return ""
+}
+
+// runsLanded says why h does not run the landed revision, or "".
+func (r *run) runsLanded(h store.Host, reported bool, now time.Time) string {
+	if why := r.runsCommitted(h, reported, now); why != "" {
+		return why
+	}
+	if h.Applied < r.rep.Revision {
+		return fmt.Sprintf("serves revision %d, not the landed revision %d", h.Applied, r.rep.Revision)
+	}
+	return ""
 }
 
 func (r *run) metricHosts(names []string) []metrics.Host {
@@ -367,81 +596,183 @@ func (r *run) metricHosts(names []string) []metrics.Host {
 	return out
 }
 
-// observe evaluates the phase's checks every interval until its duration
-// is over or a check fails; it returns why the phase failed, or "".
-func (r *run) observe(ctx context.Context, p Phase, plan PhasePlan, cur *PhaseReport) (string, error) {
-	start := time.Now()
-	trackers := make([]*judge.Tracker, len(p.Checks))
-	for i, c := range p.Checks {
+// observe waits until the stage's canary hosts run what is judged (at
+// most an interval plus ApplyGrace), then evaluates its checks every
+// interval until its duration is over, or longer while a check is in
+// breach (at most the longest breach_seconds of its checks longer), or
+// until a check fails. It returns why the stage failed, or "".
+func (r *run) observe(ctx context.Context, st *stage) (string, error) {
+	interval := r.o.Spec.Interval()
+	patience := interval + ApplyGrace
+	var m membership
+	var err error
+	for since := r.now(); ; {
+		m, err = r.members(ctx, st)
+		if err == nil && len(m.canary) == len(st.canary) {
+			break
+		}
+		if r.now().Sub(since) > patience {
+			if len(m.canary) >= st.required && err == nil {
+				break // the bake goes on with the hosts that run it
+			}
+			if err != nil {
+				return "", fmt.Errorf("%s: reading the hosts' reports: %w", st.name, err)
+			}
+			short := fmt.Sprintf("%d of %d canary hosts run %s %v after it was pushed (%s)",
+				len(m.canary), len(st.canary), st.running, patience, exclusions(m.excluded, st.canary))
+			if st.shortIsError {
+				return "", errors.New(short)
+			}
+			return short + ": no data about the candidate is not a pass", nil
+		}
+		if err := r.sleep(ctx, pollEvery); err != nil {
+			return "", err
+		}
+	}
+
+	start := r.now()
+	st.rep.Started = start.UTC()
+	trackers := make([]*judge.Tracker, len(st.checks))
+	var longestBreach time.Duration
+	for i, c := range st.checks {
 		jc, err := c.judge()
 		if err != nil {
 			return "", err
 		}
 		trackers[i] = judge.NewTracker(jc, start)
-		cur.Checks = append(cur.Checks, CheckReport{Name: c.Name, Metric: c.Metric, Predicate: jc.Predicate.String(jc.Worse), Verdict: judge.Waiting.String()})
+		longestBreach = max(longestBreach, jc.Breach)
+		st.rep.Checks = append(st.rep.Checks, CheckReport{Name: c.Name, Metric: c.Metric, Predicate: jc.Predicate.String(jc.Worse), Verdict: judge.Waiting})
 	}
 	r.provider.Reset()
-	canary, control := r.metricHosts(plan.Canary), r.metricHosts(plan.Control)
-	both := append(slices.Clone(canary), control...)
-	interval := r.o.Spec.Interval()
-	end := start.Add(p.Duration())
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	if err := r.provider.Collect(ctx, both); err != nil && ctx.Err() == nil {
+	all := r.metricHosts(append(slices.Clone(st.canary), st.control...))
+	if err := r.provider.Collect(ctx, all); err != nil && ctx.Err() == nil {
 		return "", err
 	}
+	end := start.Add(st.duration)
+	var shortSince time.Time
+	extending := false
 	for k := 1; ; k++ {
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-tick.C:
-		}
 		// Checks are judged on the evaluation schedule (at), so that a
 		// breach of breach_seconds fails after exactly as many intervals
 		// whatever the timer's jitter; metrics are read up to now.
-		now, at := time.Now(), start.Add(time.Duration(k)*interval)
-		if err := r.provider.Collect(ctx, both); err != nil {
+		at := start.Add(time.Duration(k) * interval)
+		if err := r.sleep(ctx, at.Sub(r.now())); err != nil {
+			return "", err
+		}
+		now := r.now()
+		if err := r.provider.Collect(ctx, all); err != nil {
 			if ctx.Err() != nil {
 				return "", ctx.Err()
 			}
 			return "", err
 		}
-		last := !at.Before(end)
-		var parts []string
-		failed := ""
-		for i, c := range p.Checks {
+		m, err := r.members(ctx, st)
+		ev := Evaluation{At: at.UTC(), Seconds: at.Sub(start).Seconds(), Canary: m.canary, Control: m.control, Excluded: m.excluded}
+		if len(m.canary) < st.required {
+			if shortSince.IsZero() {
+				shortSince = now
+			}
+			if now.Sub(shortSince) > patience {
+				st.rep.addEvaluation(ev)
+				if err != nil {
+					return "", fmt.Errorf("%s: reading the hosts' reports: %w", st.name, err)
+				}
+				short := fmt.Sprintf("%d of %d canary hosts ran %s for %v (%s)", len(m.canary), len(st.canary), st.running,
+					now.Sub(shortSince), exclusions(m.excluded, st.canary))
+				if st.shortIsError {
+					return "", errors.New(short)
+				}
+				return short + ": no data about the candidate is not a pass", nil
+			}
+		} else {
+			shortSince = time.Time{}
+		}
+		if err != nil {
+			// Without the reports nothing is known of who runs what: no
+			// judgment, and the phase goes on for at most patience.
+			st.rep.addEvaluation(ev)
+			r.progress("%s %v/%v: not judged: reading the hosts' reports: %v", st.name, at.Sub(start), st.duration, err)
+			continue
+		}
+
+		canary, control := r.metricHosts(m.canary), r.metricHosts(m.control)
+		evs := make([]judge.Evaluation, len(st.checks))
+		for i, c := range st.checks {
 			q := c.query()
 			cv, err1 := r.provider.Values(ctx, q, canary, now)
-			kv, err2 := r.provider.Values(ctx, q, control, now)
-			ev := trackers[i].Observe(at, values(cv), values(kv))
+			var kv []float64
+			var err2 error
+			if st.baseline != nil {
+				kv = st.baseline[i]
+			} else {
+				var samples []metrics.Sample
+				samples, err2 = r.provider.Values(ctx, q, control, now)
+				kv = values(samples)
+			}
+			evs[i] = trackers[i].Observe(at, values(cv), kv)
 			if err := errors.Join(err1, err2); err != nil {
-				ev.Reason = strings.TrimSpace(ev.Reason + " (" + err.Error() + ")")
-			}
-			if last && ev.Verdict != judge.Fail {
-				final := trackers[i].Final(at)
-				if final.Verdict == judge.Fail {
-					ev = final
-				}
-			}
-			cur.Checks[i].update(ev)
-			parts = append(parts, fmt.Sprintf("%s %s/%s %s", c.Name, num(ev.Canary), num(ev.Control), ev.Verdict))
-			if ev.Verdict == judge.Fail && failed == "" {
-				failed = fmt.Sprintf("check %q failed: %s", c.Name, ev.Reason)
+				evs[i].Reason = strings.TrimSpace(evs[i].Reason + " (" + err.Error() + ")")
 			}
 		}
-		elapsed := at.Sub(start)
-		r.progress("phase %q %v/%v: %s", p.Name, elapsed, p.Duration(), strings.Join(parts, "; "))
-		if failed != "" || last {
+		var breaching []string
+		for i, tr := range trackers {
+			if tr.Breaching() {
+				breaching = append(breaching, fmt.Sprintf("%q", st.checks[i].Name))
+			}
+		}
+		over := !at.Before(end)
+		final := over && (len(breaching) == 0 || !at.Before(end.Add(longestBreach)))
+		if over {
+			st.rep.ExtendedSeconds = at.Sub(end).Seconds()
+		}
+		if final {
+			for i, tr := range trackers {
+				if evs[i].Verdict != judge.Fail {
+					if fin := tr.Final(at); fin.Verdict == judge.Fail {
+						evs[i] = fin
+					}
+				}
+			}
+		}
+		failed := ""
+		var parts []string
+		for i, c := range st.checks {
+			st.rep.Checks[i].update(evs[i])
+			ev.Checks = append(ev.Checks, checkValue(c.Name, evs[i]))
+			parts = append(parts, fmt.Sprintf("%s %s/%s %s", c.Name, num(evs[i].Canary), num(evs[i].Control), evs[i].Verdict))
+			if evs[i].Verdict == judge.Fail && failed == "" {
+				failed = fmt.Sprintf("check %q failed: %s", c.Name, evs[i].Reason)
+			}
+		}
+		st.rep.addEvaluation(ev)
+		line := fmt.Sprintf("%s %v/%v: %s", st.name, at.Sub(start), st.duration, strings.Join(parts, "; "))
+		if len(m.excluded) > 0 {
+			line += "; left out: " + exclusions(m.excluded, nil)
+		}
+		r.progress("%s", line)
+		switch {
+		case failed != "":
 			return failed, nil
+		case final:
+			return "", nil
+		case over && !extending:
+			extending = true
+			r.progress("%s is over with %s in breach: it goes on until the breach ends or lasts its breach_seconds (at most %v)",
+				st.name, strings.Join(breaching, ", "), longestBreach)
 		}
 	}
 }
 
-func (c *CheckReport) update(ev judge.Evaluation) {
-	c.Evaluations++
-	c.Verdict, c.Reason = ev.Verdict.String(), ev.Reason
-	c.CanaryN, c.ControlN = ev.CanaryN, ev.ControlN
-	c.Canary, c.Control, c.P = finite(ev.Canary), finite(ev.Control), finite(ev.P)
+// exclusions lists the hosts left out and why; with hosts, only those
+// among them.
+func exclusions(ex []Exclusion, hosts []string) string {
+	var parts []string
+	for _, e := range ex {
+		if hosts == nil || slices.Contains(hosts, e.Host) {
+			parts = append(parts, e.Host+" "+e.Reason)
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 func finite(x float64) *float64 {
@@ -466,12 +797,141 @@ func values(samples []metrics.Sample) []float64 {
 	return out
 }
 
+// measureBaseline reads the bake's checks on the whole fleet for the
+// longest of their windows (at least an interval) before anything is
+// pushed: the values relative bake checks compare with.
+func (r *run) measureBaseline(ctx context.Context) error {
+	b := r.o.Spec.Bake
+	fleet := r.metricHosts(slices.Sorted(maps.Keys(r.hosts)))
+	window := r.o.Spec.Interval()
+	for _, c := range b.Checks {
+		window = max(window, c.window())
+	}
+	r.progress("bake baseline: reading %d checks on the %d hosts for %v before pushing anything", len(b.Checks), len(fleet), window)
+	r.provider.Reset()
+	if err := r.provider.Collect(ctx, fleet); err != nil {
+		return err
+	}
+	start := r.now()
+	for k := 1; ; k++ {
+		at := start.Add(time.Duration(k) * r.o.Spec.Interval())
+		if err := r.sleep(ctx, at.Sub(r.now())); err != nil {
+			return err
+		}
+		if err := r.provider.Collect(ctx, fleet); err != nil {
+			return err
+		}
+		if !at.Before(start.Add(window)) {
+			break
+		}
+	}
+	now := r.now()
+	r.baseline = make([][]float64, len(b.Checks))
+	for i, c := range b.Checks {
+		jc, err := c.judge()
+		if err != nil {
+			return err
+		}
+		samples, err := r.provider.Values(ctx, c.query(), fleet, now)
+		r.baseline[i] = values(samples)
+		v, ok := judge.Aggregate(jc.ControlAgg, r.baseline[i])
+		bv := BaselineValue{Name: c.Name, Value: finite(v), N: len(r.baseline[i])}
+		r.rep.Baseline = append(r.rep.Baseline, bv)
+		if !ok && c.Predicate.Relative != nil && jc.NoData != judge.NoDataPass {
+			if err != nil {
+				return fmt.Errorf("bake check %q: no values on the fleet before the change to compare with: %w", c.Name, err)
+			}
+			return fmt.Errorf("bake check %q: no values on the fleet before the change to compare with", c.Name)
+		}
+		r.progress("bake baseline: %s %s", c.Name, num(v))
+	}
+	return nil
+}
+
+// bake watches the fleet running the landed revision; it returns why the
+// bake failed, or "".
+func (r *run) bake(ctx context.Context) (string, error) {
+	b := r.o.Spec.Bake
+	fleet := slices.Sorted(maps.Keys(r.hosts))
+	r.rep.Bake = &PhaseReport{Name: "bake", Canary: fleet, Control: []string{}, Checks: []CheckReport{}}
+	r.progress("bake: watching %s on revision %d for %v", strings.Join(fleet, ","), r.rep.Revision, b.Duration())
+	failed, err := r.observe(ctx, &stage{
+		name: "bake", checks: b.Checks, duration: b.Duration(), rep: r.rep.Bake,
+		canary: fleet, baseline: r.baseline, required: 1, shortIsError: true,
+		canaryOK: r.runsLanded, running: fmt.Sprintf("revision %d", r.rep.Revision),
+	})
+	r.rep.Bake.Ended = r.now().UTC()
+	switch {
+	case err != nil:
+	case failed != "":
+		r.rep.Bake.Verdict = Fail
+	default:
+		r.rep.Bake.Verdict = Pass
+		r.progress("bake passed")
+	}
+	return failed, err
+}
+
+// awaitHosts waits until every host in names satisfies ok, as the hosts
+// report to the daemon, for at most ApplyTimeout.
+func (r *run) awaitHosts(ctx context.Context, names []string, what string, ok func(store.Host) bool) error {
+	deadline := r.now().Add(r.o.ApplyTimeout)
+	for {
+		hosts, err := r.o.Daemon.Hosts(ctx)
+		var pending []string
+		if err == nil {
+			for _, name := range names {
+				i := slices.IndexFunc(hosts, func(h store.Host) bool { return h.Name == name })
+				if i < 0 || !ok(hosts[i]) {
+					pending = append(pending, name)
+				}
+			}
+			if len(pending) == 0 {
+				return nil
+			}
+		}
+		if r.now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("waiting for hosts to %s: %w", what, err)
+			}
+			return fmt.Errorf("%s did not %s within %v", strings.Join(pending, ", "), what, r.o.ApplyTimeout)
+		}
+		if err := r.sleep(ctx, pollEvery); err != nil {
+			return err
+		}
+	}
+}
+
+// awaitPublished waits until the daemon's current version of the config
+// comes from commit, for at most ApplyTimeout, and returns its revision.
+func (r *run) awaitPublished(ctx context.Context, commit string) (int64, error) {
+	deadline := r.now().Add(r.o.ApplyTimeout)
+	for {
+		rev, c, err := r.o.Daemon.Current(ctx, r.o.Spec.Config)
+		if err == nil && c == commit {
+			return rev, nil
+		}
+		if r.now().After(deadline) {
+			return 0, fmt.Errorf("the daemon did not publish commit %s within %v: does it tail this repository?", commit, r.o.ApplyTimeout)
+		}
+		if err := r.sleep(ctx, pollEvery); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// reverted reports whether h serves none of the run's overrides.
+func (r *run) reverted(h store.Host) bool {
+	return !slices.ContainsFunc(h.Overrides, func(o wire.AppliedOverride) bool { return o.ID == r.o.ID })
+}
+
 // rollback removes the override and waits until every host it named
-// serves the base revision again.
+// serves the committed config again.
 func (r *run) rollback(ctx context.Context) error {
 	if len(r.pushed) == 0 {
 		return nil
 	}
+	r.release()
 	r.progress("rolling back: removing the override from %s", strings.Join(r.pushed, ","))
 	if err := r.o.Daemon.DeleteOverride(ctx, r.o.ID); err != nil {
 		return fmt.Errorf("rolling back: %w", err)
@@ -479,13 +939,14 @@ func (r *run) rollback(ctx context.Context) error {
 	if err := r.awaitHosts(ctx, r.pushed, "revert", r.reverted); err != nil {
 		return fmt.Errorf("rolling back: %w", err)
 	}
-	r.rep.RevertSeconds = time.Since(r.firstPut).Seconds()
+	r.rep.RevertSeconds = r.now().Sub(r.firstPut).Seconds()
 	r.progress("rolled back: %s serve revision %d again", strings.Join(r.pushed, ","), r.rep.Base)
 	return nil
 }
 
 // land commits the change, waits for the daemon to publish it and the
-// canary hosts to apply it, then removes the override.
+// canary hosts to apply it, then removes the override. The lease is kept
+// until then, so that no canary host goes back to the old config.
 func (r *run) land(ctx context.Context) error {
 	commit, err := r.o.Land(ctx)
 	if err != nil {
@@ -494,29 +955,44 @@ func (r *run) land(ctx context.Context) error {
 	}
 	r.rep.Commit = commit
 	r.progress("landed as commit %s; waiting for the daemon to publish it", commit)
-	deadline := time.Now().Add(r.o.ApplyTimeout)
-	for {
-		rev, c, err := r.o.Daemon.Current(ctx, r.o.Spec.Config)
-		if err == nil && c == commit {
-			r.rep.Revision = rev
-			break
-		}
-		if time.Now().After(deadline) {
-			r.rollback(ctx)
-			return fmt.Errorf("the daemon did not publish commit %s within %v: does it tail this repository?", commit, r.o.ApplyTimeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+	rev, err := r.awaitPublished(ctx, commit)
+	if err != nil {
+		r.rollback(ctx)
+		return err
 	}
+	r.rep.Revision = rev
 	// Remove the override only once the canary hosts hold the landed
 	// revision, so that they never go back to the old config.
-	err = r.awaitHosts(ctx, r.pushed, fmt.Sprintf("apply revision %d", r.rep.Revision), func(h store.Host) bool { return h.Applied >= r.rep.Revision })
+	err = r.awaitHosts(ctx, r.pushed, fmt.Sprintf("apply revision %d", rev), func(h store.Host) bool { return h.Applied >= rev })
+	if lostErr := r.leaseLost(); lostErr != nil {
+		err = errors.Join(err, fmt.Errorf("while landing: %w", lostErr))
+	}
+	r.release()
 	if err := errors.Join(err, r.o.Daemon.DeleteOverride(ctx, r.o.ID)); err != nil {
 		return err
 	}
-	r.progress("revision %d published; override removed", r.rep.Revision)
+	r.progress("revision %d published; override removed", rev)
+	return nil
+}
+
+// revert commits the undoing of the landed change and waits until the
+// daemon has published it and the fleet runs it.
+func (r *run) revert(ctx context.Context) error {
+	r.progress("reverting commit %s", r.rep.Commit)
+	commit, err := r.o.Revert(ctx)
+	if err != nil {
+		return fmt.Errorf("reverting: %w", err)
+	}
+	r.rep.RevertCommit = commit
+	rev, err := r.awaitPublished(ctx, commit)
+	if err != nil {
+		return fmt.Errorf("reverting: %w", err)
+	}
+	r.rep.RevertRevision = rev
+	fleet := slices.Sorted(maps.Keys(r.hosts))
+	if err := r.awaitHosts(ctx, fleet, fmt.Sprintf("apply revision %d", rev), func(h store.Host) bool { return h.Applied >= rev }); err != nil {
+		return fmt.Errorf("reverting: %w", err)
+	}
+	r.progress("reverted as commit %s: revision %d published and applied by %s", commit, rev, strings.Join(fleet, ","))
 	return nil
 }

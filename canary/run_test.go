@@ -2,288 +2,507 @@ package canary
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
+	"math"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing/object"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/cfg-dev/cfg/agent"
-	"github.com/cfg-dev/cfg/client"
-	"github.com/cfg-dev/cfg/daemon"
+	"github.com/cfg-dev/cfg/canary/judge"
 	"github.com/cfg-dev/cfg/wire"
 )
 
-// These tests run the controller against a real daemon and real agents
-// in this process; each host's "service" follows its agent with the
-// client library and exposes a gauge, demo_bad, whose value the test
-// computes from the config the service runs.
+// These tests run the controller in simulated time (sim_test.go).
 
-const testToken = "tok"
-
-// health gives a service's demo_bad value: for the config data it runs
-// and how long it has run it.
-type health func(data string, running time.Duration) float64
-
-type testFleet struct {
-	t      *testing.T
-	mu     sync.Mutex
-	lines  []string // the run's progress lines
-	repo   string
-	git    *git.Repository
-	daemon *Daemon
-	agents []*agent.Agent
-}
-
-func (f *testFleet) commit(data string) string {
-	f.t.Helper()
-	name := filepath.Join(f.repo, "materialized_configs", "demo", "service.json")
-	os.MkdirAll(filepath.Dir(name), 0o755)
-	if err := os.WriteFile(name, []byte(data), 0o644); err != nil {
-		f.t.Fatal(err)
-	}
-	wt, _ := f.git.Worktree()
-	wt.AddWithOptions(&git.AddOptions{All: true})
-	h, err := wt.Commit("change", &git.CommitOptions{Author: &object.Signature{Name: "T", Email: "t@example.com", When: time.Now()}})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return h.String()
-}
-
-func serveOn(t *testing.T, serve func(context.Context, net.Listener) error) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return "http://" + ln.Addr().String()
-}
-
-// newTestFleet starts a daemon publishing demo/service = {"mode":"old"}
-// and n hosts whose services report h.
-func newTestFleet(t *testing.T, n int, h health) *testFleet {
-	t.Helper()
-	f := &testFleet{t: t, repo: t.TempDir()}
-	var err error
-	if f.git, err = git.PlainInit(f.repo, false); err != nil {
-		t.Fatal(err)
-	}
-	f.commit(`{"mode":"old"}`)
-	d, err := daemon.New(daemon.Config{RepoPath: f.repo, DataDir: t.TempDir(), Token: testToken, Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	durl := serveOn(t, d.Serve)
-	f.daemon, _ = NewDaemon(durl, testToken)
-
-	for i := range n {
-		host := fmt.Sprintf("web-%d", i+1)
-		svc := newTestService(h)
-		srv := httptest.NewServer(promhttp.HandlerFor(svc.reg, promhttp.HandlerOpts{}))
-		t.Cleanup(srv.Close)
-		a, err := agent.New(agent.Config{Daemons: []string{durl}, Host: host, CacheDir: t.TempDir(), Token: testToken,
-			Metrics: srv.URL + "/metrics", ReportEvery: 200 * time.Millisecond, Heartbeat: 200 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		aurl := serveOn(t, a.Serve)
-		c, err := client.New(client.Options{AgentURL: aurl})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		go c.Watch(ctx, "demo/service", svc.set)
-		t.Cleanup(cancel)
-		f.agents = append(f.agents, a)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		hosts, err := f.daemon.Hosts(context.Background())
-		if err == nil && len(Eligible(hosts, "demo/service", time.Now(), true)) == n {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the hosts did not report: %v %+v", err, hosts)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return f
-}
-
-type testService struct {
-	reg *prometheus.Registry
-
-	mu    sync.Mutex
-	data  string
-	since time.Time
-}
-
-func newTestService(h health) *testService {
-	s := &testService{reg: prometheus.NewRegistry()}
-	s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "demo_bad", Help: "How bad the service is doing."}, func() float64 {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return h(s.data, time.Since(s.since))
-	}))
-	return s
-}
-
-func (s *testService) set(c client.Config) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.data != string(c.Data) {
-		s.data, s.since = string(c.Data), time.Now()
-	}
-}
-
-func spec(check Check, duration int) Spec {
-	return Spec{Config: "demo/service", Provider: ProviderScrape, ScrapeIntervalSeconds: 1, LeaseSeconds: 5,
-		Phases: []Phase{{Name: "two", Targets: Targets{Count: ptr(2)}, DurationSeconds: duration, Checks: []Check{check}}}}
-}
-
-func absCheck(metric string, limit float64, breach int, noData string) Check {
+func absCheck(name, metric string, limit float64, breach int, noData string) Check {
 	c := absolute()[0]
-	c.Metric, c.Predicate.Absolute.Limit, c.BreachSeconds, c.NoData = metric, limit, breach, noData
-	c.CanaryAggregation, c.ControlAggregation, c.Worse, c.Quantile, c.WindowSeconds = "MAX", "MAX", "HIGHER_IS_WORSE", 0.99, 5
+	c.Name, c.Metric, c.Predicate.Absolute.Limit, c.BreachSeconds, c.NoData = name, metric, limit, breach, noData
+	c.CanaryAggregation, c.ControlAggregation, c.Worse, c.Quantile, c.WindowSeconds = "MAX", "MAX", "HIGHER_IS_WORSE", 0.99, 1
 	return c
 }
 
-// runCanary runs a canary of {"mode":"new"} and returns its report; land
-// commits the candidate.
-func (f *testFleet) runCanary(ctx context.Context, s Spec) (*Report, error) {
-	return Run(ctx, Options{
-		ID: "run-" + strings.ReplaceAll(f.t.Name(), "/", "-"), SpecName: "demo/canary", Spec: s, Seed: 1, Daemon: f.daemon,
-		Candidate: Candidate{Compiled: true, Data: []byte(`{"mode":"new"}`)},
-		Land:      func(context.Context) (string, error) { return f.commit(`{"mode":"new"}`), nil },
-		Progress: func(line string) {
-			f.t.Log(line)
-			f.mu.Lock()
-			f.lines = append(f.lines, line)
-			f.mu.Unlock()
-		},
-	})
+func relCheck(name, metric string, ratio, slack float64, breach int) Check {
+	c := relative()[0]
+	c.Name, c.Metric, c.Predicate.Relative.MaxRatio, c.Predicate.Relative.Slack, c.BreachSeconds = name, metric, ratio, slack, breach
+	c.CanaryAggregation, c.ControlAggregation, c.Worse, c.NoData, c.Quantile, c.WindowSeconds = "MEAN", "MEAN", "HIGHER_IS_WORSE", "WAIT", 0.99, 1
+	return c
 }
 
-// serving returns what each agent serves: override ID or "committed".
-func (f *testFleet) serving() []string {
-	var out []string
-	for _, a := range f.agents {
-		st := a.Status()
-		o := "committed"
-		for _, c := range st.Configs {
-			if c.Name == "demo/service" && c.Override != "" {
-				o = c.Override
-			}
+func phase(name string, targets Targets, seconds int, checks ...Check) Phase {
+	return Phase{Name: name, Targets: targets, DurationSeconds: seconds, Checks: checks}
+}
+
+func simSpec(interval, lease int, phases ...Phase) Spec {
+	return Spec{Config: "demo/service", Provider: ProviderScrape, ScrapeIntervalSeconds: interval, LeaseSeconds: lease, Phases: phases}
+}
+
+// bad returns a health whose metric "errors" is 1 on hosts serving "new"
+// while when says so, and 0 otherwise.
+func bad(when func(v hostView) bool) health {
+	return func(metric string, v hostView) float64 {
+		if metric != "errors" {
+			return math.NaN()
 		}
-		out = append(out, fmt.Sprintf("r%d:%s", st.Applied, o))
+		if v.data == "new" && when(v) {
+			return 1
+		}
+		return 0
 	}
-	return out
+}
+
+var (
+	always = bad(func(hostView) bool { return true })
+	never  = bad(func(hostView) bool { return false })
+)
+
+// checkServing checks what each host serves after the run: the landed
+// revision for a landed run, the old config otherwise, and no override.
+func (f *simFleet) checkServing(t *testing.T, rep *Report) {
+	t.Helper()
+	want := "old"
+	if rep.Outcome == Landed {
+		want = "new"
+	}
+	// Let what the run last did reach the hosts.
+	f.clock.Advance(time.Second)
+	f.lock()
+	defer f.mu.Unlock()
+	for _, h := range f.hosts {
+		if h.ov != nil || h.data != want {
+			t.Errorf("%s serves %+v (data %q, revision %d) after the run, want %q", h.name, h.ov, h.data, h.applied, want)
+		}
+	}
 }
 
 func TestRunChecks(t *testing.T) {
-	newIsBad := func(data string, _ time.Duration) float64 {
-		if strings.Contains(data, "new") {
-			return 1
-		}
-		return 0
-	}
 	// Bad for the first 1.5 s on the new config, then fine.
-	briefly := func(data string, running time.Duration) float64 {
-		if strings.Contains(data, "new") && running < 1500*time.Millisecond {
-			return 1
-		}
-		return 0
-	}
+	briefly := bad(func(v hostView) bool { return v.running < 1500*time.Millisecond })
 	for _, tc := range []struct {
 		name    string
 		health  health
 		check   Check
-		outcome string
+		outcome Outcome
 		reason  string
+		evals   int // evaluations of the phase
 	}{
-		{"brief breach passes", briefly, absCheck("demo_bad", 0.5, 4, "WAIT"), Landed, ""},
-		{"sustained breach fails", newIsBad, absCheck("demo_bad", 0.5, 2, "WAIT"), RolledBack, `check "c" failed`},
-		{"no data FAIL fails at once", newIsBad, absCheck("demo_missing", 0.5, 0, "FAIL"), RolledBack, "no canary data"},
-		{"no data PASS passes", newIsBad, absCheck("demo_missing", 0.5, 0, "PASS"), Landed, ""},
-		{"no data WAIT fails at the end", newIsBad, absCheck("demo_missing", 0.5, 0, "WAIT"), RolledBack, "no canary data during the phase"},
+		{"brief breach passes", briefly, absCheck("c", "errors", 0.5, 4, "WAIT"), Landed, "", 5},
+		{"sustained breach fails after breach_seconds", always, absCheck("c", "errors", 0.5, 2, "WAIT"), RolledBack,
+			`phase "two": check "c" failed: canary 1 > 0.5 for 2s (limit 2s)`, 3},
+		{"no data FAIL fails at once", always, absCheck("c", "missing", 0.5, 0, "FAIL"), RolledBack,
+			`phase "two": check "c" failed: no canary data`, 1},
+		{"no data PASS passes", always, absCheck("c", "missing", 0.5, 0, "PASS"), Landed, "", 5},
+		{"no data WAIT fails at the end", always, absCheck("c", "missing", 0.5, 0, "WAIT"), RolledBack,
+			`phase "two": check "c" failed: no canary data during the phase`, 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := newTestFleet(t, 4, tc.health)
-			tc.check.Name = "c"
-			started := time.Now()
-			rep, err := f.runCanary(context.Background(), spec(tc.check, 5))
+			f := newSim(t, 4)
+			rep, err := f.run(context.Background(), simSpec(1, 5, phase("two", Targets{Count: ptr(2)}, 5, tc.check)), tc.health)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rep.Outcome != tc.outcome || !strings.Contains(rep.Reason, tc.reason) {
-				t.Fatalf("outcome %q (%s), want %q with %q", rep.Outcome, rep.Reason, tc.outcome, tc.reason)
+			if rep.Outcome != tc.outcome || rep.Reason != tc.reason {
+				t.Fatalf("outcome %q (%s), want %q (%s)", rep.Outcome, rep.Reason, tc.outcome, tc.reason)
 			}
-			want := "r1:committed"
-			if tc.outcome == Landed {
-				want = fmt.Sprintf("r%d:committed", rep.Revision)
+			if got := len(rep.Phases[0].Evaluations); got != tc.evals {
+				t.Errorf("%d evaluations, want %d", got, tc.evals)
 			}
-			for i, s := range f.serving() {
-				if s != want && !(tc.outcome == Landed && strings.HasSuffix(s, ":committed")) {
-					t.Errorf("web-%d serves %s after the run, want %s", i+1, s, want)
-				}
-			}
+			f.checkServing(t, rep)
+			f.checkContinuous(t, rep)
 			if tc.name == "brief breach passes" && !slices.ContainsFunc(f.lines, func(l string) bool { return strings.HasSuffix(l, " breach") }) {
 				t.Errorf("no evaluation saw the brief breach: %q", f.lines)
 			}
-			if tc.name == "no data FAIL fails at once" && time.Since(started) > 4*time.Second {
-				t.Errorf("a FAIL check without data took %v to fail, not its first evaluation", time.Since(started))
-			}
-			runs, err := f.daemon.Runs(context.Background())
-			wantStatus := map[string]string{Landed: wire.RunLanded, RolledBack: wire.RunRolledBack}[tc.outcome]
-			if err != nil || len(runs) != 1 || runs[0].Status != wantStatus || len(runs[0].Report) == 0 {
-				t.Errorf("recorded runs %+v, %v; want one %s with its report", runs, err, wantStatus)
+			runs, _ := f.Runs(context.Background())
+			wantStatus := map[Outcome]string{Landed: wire.RunLanded, RolledBack: wire.RunRolledBack}[tc.outcome]
+			if len(runs) != 1 || runs[0].Status != wantStatus || len(runs[0].Report) == 0 || runs[0].Candidate != rep.Candidate {
+				t.Errorf("recorded runs %+v; want one %s with its report and candidate", runs, wantStatus)
 			}
 		})
 	}
 }
 
+// A check's breach counts from its first failing evaluation, exactly on
+// the evaluation schedule: with a 2 s interval and a 4 s breach, the
+// third failing evaluation fails the check.
+func TestRunBreachSchedule(t *testing.T) {
+	f := newSim(t, 4)
+	bad := bad(func(v hostView) bool { return v.running >= 3*time.Second })
+	rep, err := f.run(context.Background(), simSpec(2, 30, phase("two", Targets{Count: ptr(2)}, 20, absCheck("c", "errors", 0.5, 4, "WAIT"))), bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var verdicts []string
+	for _, ev := range rep.Phases[0].Evaluations {
+		verdicts = append(verdicts, fmt.Sprintf("%vs:%v", ev.Seconds, ev.Checks[0].Verdict))
+	}
+	// The canaries have run the candidate for the 0.3 s it took them
+	// to report it (the observation starts then) plus the phase's time.
+	want := []string{"2s:pass", "4s:breach", "6s:breach", "8s:fail"}
+	if !slices.Equal(verdicts, want) {
+		t.Errorf("evaluations %v, want %v", verdicts, want)
+	}
+	if rep.Outcome != RolledBack {
+		t.Errorf("outcome %q", rep.Outcome)
+	}
+}
+
 // Cancelling the run (Ctrl-C) rolls back.
 func TestRunInterrupted(t *testing.T) {
-	f := newTestFleet(t, 4, func(string, time.Duration) float64 { return 0 })
+	f := newSim(t, 4)
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		for {
-			for _, s := range f.serving() {
-				if !strings.HasSuffix(s, ":committed") {
+	defer cancel()
+	rep, err := f.run(ctx, simSpec(1, 5, phase("two", Targets{Count: ptr(2)}, 60, absCheck("c", "errors", 0.5, 0, "WAIT"))), never,
+		func(o *Options) {
+			progress := o.Progress
+			o.Progress = func(line string) {
+				progress(line)
+				if strings.HasPrefix(line, `phase "two" 3s/`) {
 					cancel()
-					return
 				}
 			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
-	rep, err := f.runCanary(ctx, spec(absCheck("demo_bad", 0.5, 0, "WAIT"), 60))
+		})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rep.Outcome != RolledBack || rep.Reason != "interrupted" {
 		t.Errorf("outcome %q (%s), want rolled_back (interrupted)", rep.Outcome, rep.Reason)
 	}
-	for i, s := range f.serving() {
-		if s != "r1:committed" {
-			t.Errorf("web-%d serves %s after the interrupted run", i+1, s)
+	f.checkServing(t, rep)
+	f.checkContinuous(t, rep)
+}
+
+// With phases three times as long as the lease, and a daemon that takes
+// longer than the lease to publish the landing commit, every canary host
+// serves the candidate from when it first gets it until the rollback or
+// the landing: the lease is renewed through phase boundaries and
+// landing.
+func TestRunServesContinuously(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		health  health
+		outcome Outcome
+	}{
+		{"good change lands", never, Landed},
+		{"bad change rolls back", bad(func(v hostView) bool { return v.running > 9*time.Second }), RolledBack},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newSim(t, 6)
+			f.publishLag = 5 * time.Second
+			spec := simSpec(1, 3,
+				phase("two", Targets{Count: ptr(2)}, 9, absCheck("c", "errors", 0.5, 2, "WAIT")),
+				phase("half", Targets{Percent: ptr(50.0)}, 9, absCheck("c", "errors", 0.5, 2, "WAIT")))
+			rep, err := f.run(context.Background(), spec, tc.health)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Outcome != tc.outcome {
+				t.Fatalf("outcome %q (%s), want %q", rep.Outcome, rep.Reason, tc.outcome)
+			}
+			f.checkServing(t, rep)
+			f.checkContinuous(t, rep)
+			for _, p := range rep.Phases {
+				for _, ev := range p.Evaluations {
+					if len(ev.Excluded) > 0 {
+						t.Errorf("phase %q at %vs left out %+v", p.Name, ev.Seconds, ev.Excluded)
+					}
+				}
+			}
+		})
+	}
+}
+
+// Each evaluation judges only the canaries that report running the
+// candidate and the controls that report the committed config; the
+// others are named. A phase with fewer canaries running the candidate
+// than it pushed it to, for longer than an interval and ApplyGrace,
+// fails.
+func TestRunMembership(t *testing.T) {
+	spec := simSpec(2, 5, phase("two", Targets{Count: ptr(2)}, 40, relCheck("c", "errors", 1.5, 0.01, 4)))
+	plan, err := Plan(spec, hostsN(4), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	canary, control := plan[0].Canary, plan[0].Control
+
+	t.Run("a canary that never runs the candidate", func(t *testing.T) {
+		t.Parallel()
+		f := newSim(t, 4)
+		f.host(canary[1]).ignoreOverrides = true
+		rep, err := f.run(context.Background(), spec, never)
+		if err != nil {
+			t.Fatal(err)
 		}
+		want := fmt.Sprintf(`phase "two": 1 of 2 canary hosts run the candidate 12s after it was pushed (%s serves revision 1, not the candidate): no data about the candidate is not a pass`, canary[1])
+		if rep.Outcome != RolledBack || rep.Reason != want || len(rep.Phases[0].Evaluations) != 0 {
+			t.Errorf("outcome %q (%s), %d evaluations; want rolled_back (%s) before any evaluation", rep.Outcome, rep.Reason, len(rep.Phases[0].Evaluations), want)
+		}
+		f.checkServing(t, rep)
+	})
+
+	t.Run("a canary that stops running the candidate", func(t *testing.T) {
+		t.Parallel()
+		f := newSim(t, 4)
+		// Cut off from the daemon 5 s in, the host's agent drops the
+		// override when the lease runs out on its clock.
+		f.host(canary[0]).cutOff = simStart.Add(5 * time.Second)
+		rep, err := f.run(context.Background(), spec, never)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Outcome != RolledBack || !strings.HasPrefix(rep.Reason, `phase "two": 1 of 2 canary hosts ran the candidate for 14s (`+canary[0]+` serves revision 1, not the candidate)`) {
+			t.Errorf("outcome %q (%s)", rep.Outcome, rep.Reason)
+		}
+		evs := rep.Phases[0].Evaluations
+		first := slices.IndexFunc(evs, func(ev Evaluation) bool { return len(ev.Excluded) > 0 })
+		if first < 0 {
+			t.Fatalf("no evaluation left %s out: %+v", canary[0], evs)
+		}
+		for _, ev := range evs[first:] {
+			want := []Exclusion{{Host: canary[0], Reason: "serves revision 1, not the candidate"}}
+			if !slices.Equal(ev.Excluded, want) || !slices.Equal(ev.Canary, canary[1:]) || len(ev.Checks) > 0 && ev.Checks[0].CanaryN != 1 {
+				t.Errorf("evaluation at %vs: canary %v (%d values), left out %+v; want %v judged and %+v left out",
+					ev.Seconds, ev.Canary, ev.Checks[0].CanaryN, ev.Excluded, canary[1:], want)
+			}
+		}
+	})
+
+	t.Run("a control that serves another override", func(t *testing.T) {
+		t.Parallel()
+		f := newSim(t, 4)
+		f.PutOverride(context.Background(), wire.Override{ID: "other", Config: "demo/service", Hosts: control[:1], Data: []byte("other"), LeaseSeconds: 3600})
+		spec := spec
+		spec.Phases = []Phase{phase("two", Targets{Count: ptr(2)}, 6, relCheck("c", "errors", 1.5, 0.01, 4))}
+		rep, err := f.run(context.Background(), spec, never)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Outcome != Landed {
+			t.Errorf("outcome %q (%s)", rep.Outcome, rep.Reason)
+		}
+		for _, ev := range rep.Phases[0].Evaluations {
+			want := []Exclusion{{Host: control[0], Reason: "serves override other/1, not the committed config"}}
+			if !slices.Equal(ev.Excluded, want) || !slices.Equal(ev.Control, control[1:]) || ev.Checks[0].ControlN != 1 {
+				t.Errorf("evaluation at %vs: control %v, left out %+v; want %+v left out", ev.Seconds, ev.Control, ev.Excluded, want)
+			}
+		}
+		var text strings.Builder
+		rep.WriteText(&text)
+		if want := fmt.Sprintf("  left out of evaluations: %s from 3 of 3 (serves override other/1, not the committed config)\n", control[0]); !strings.Contains(text.String(), want) {
+			t.Errorf("report text lacks %q:\n%s", want, text.String())
+		}
+	})
+}
+
+// A phase never ends in breach: one that ends with a check in breach goes
+// on until the breach ends (and the phase passes) or lasts its
+// breach_seconds (and the phase fails).
+func TestRunBreachAtEndOfPhase(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		from, to time.Duration // the candidate fails while running this long
+		outcome  Outcome
+		reason   string
+		extended float64
+	}{
+		// The failures start 25 s into a 30 s phase (the evaluation at
+		// 26 s) and go on: the breach reaches 4 s at 30 s.
+		{"late failure", 25 * time.Second, time.Hour, RolledBack, `check "c" failed: canary 1 > control 0 × 1.5 + 0.01 for 4s (limit 4s)`, 0},
+		// At 28 s: the phase is extended to 32 s, where 4 s are reached.
+		{"later failure", 27 * time.Second, time.Hour, RolledBack, `check "c" failed: canary 1 > control 0 × 1.5 + 0.01 for 4s (limit 4s)`, 2},
+		// At 28 s and 30 s, cleared at 32 s: the phase passes then.
+		{"brief failure at the end", 27 * time.Second, 31 * time.Second, Landed, "", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newSim(t, 4)
+			f.delay = 0
+			health := bad(func(v hostView) bool { return v.running > tc.from && v.running <= tc.to })
+			rep, err := f.run(context.Background(), simSpec(2, 60, phase("two", Targets{Count: ptr(2)}, 30, relCheck("c", "errors", 1.5, 0.01, 4))), health)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Outcome != tc.outcome || !strings.Contains(rep.Reason, tc.reason) || rep.Phases[0].ExtendedSeconds != tc.extended {
+				t.Errorf("outcome %q (%s), extended %v s; want %q (%s), extended %v s", rep.Outcome, rep.Reason, rep.Phases[0].ExtendedSeconds, tc.outcome, tc.reason, tc.extended)
+			}
+		})
+	}
+}
+
+// A change whose failure shows only after twice the lease is rolled back
+// when the phases last long enough, and reverted by the bake otherwise.
+func TestRunLateFailure(t *testing.T) {
+	const lease = 4
+	late := bad(func(v hostView) bool { return v.running > 2*lease*time.Second })
+	check := relCheck("c", "errors", 1.5, 0.01, 2)
+	bake := &Bake{DurationSeconds: 3 * lease, Checks: []Check{relCheck("c", "errors", 1.5, 0.01, 2)}}
+	for _, tc := range []struct {
+		name    string
+		spec    Spec
+		outcome Outcome
+		reason  string
+	}{
+		{"phases three times the lease", simSpec(1, lease,
+			phase("two", Targets{Count: ptr(2)}, 3*lease, check), phase("half", Targets{Percent: ptr(50.0)}, 3*lease, check)),
+			RolledBack, `phase "two": check "c" failed`},
+		{"short phases and a bake", func() Spec {
+			s := simSpec(1, lease, phase("two", Targets{Count: ptr(2)}, lease, check), phase("half", Targets{Percent: ptr(50.0)}, lease/2, check))
+			s.Bake = bake
+			return s
+		}(), Reverted, `bake: check "c" failed`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newSim(t, 6)
+			rep, err := f.run(context.Background(), tc.spec, late)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Outcome != tc.outcome || !strings.HasPrefix(rep.Reason, tc.reason) {
+				t.Fatalf("outcome %q (%s), want %q (%s...)", rep.Outcome, rep.Reason, tc.outcome, tc.reason)
+			}
+			f.checkServing(t, rep)
+			f.checkContinuous(t, rep)
+		})
+	}
+}
+
+// A change that overloads what the whole fleet shares passes the phases
+// at half the fleet and is reverted by the bake; the reverted candidate
+// is not tried again unless asked.
+func TestRunFleetOverload(t *testing.T) {
+	f := newSim(t, 6)
+	overload := bad(func(v hostView) bool { return v.share > 0.6 })
+	check := relCheck("error ratio", "errors", 2, 0.02, 4)
+	spec := simSpec(2, 10, phase("two", Targets{Count: ptr(2)}, 10, check), phase("half", Targets{Percent: ptr(50.0)}, 10, check))
+	spec.Bake = &Bake{DurationSeconds: 20, Checks: []Check{check}}
+	reverts := 0
+	rep, err := f.run(context.Background(), spec, overload, func(o *Options) {
+		revert := o.Revert
+		o.Revert = func(ctx context.Context) (string, error) { reverts++; return revert(ctx) }
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Outcome != Reverted || reverts != 1 || rep.Commit == "" || rep.RevertCommit == "" || rep.RevertRevision != rep.Revision+1 {
+		t.Fatalf("outcome %q (%s), %d reverts, commit %q, revert %q (revision %d after %d)", rep.Outcome, rep.Reason, reverts, rep.Commit, rep.RevertCommit, rep.RevertRevision, rep.Revision)
+	}
+	want := `bake: check "error ratio" failed: canary 1 > control 0 × 2 + 0.02 for 4s (limit 4s)`
+	if rep.Reason != want || rep.Bake.Verdict != Fail || rep.Phases[1].Verdict != Pass {
+		t.Errorf("reason %q, bake %q, last phase %q; want %q, fail, pass", rep.Reason, rep.Bake.Verdict, rep.Phases[1].Verdict, want)
+	}
+	if len(rep.Baseline) != 1 || rep.Baseline[0].Value == nil || *rep.Baseline[0].Value != 0 || rep.Baseline[0].N != 6 {
+		t.Errorf("baseline %+v, want 0 from 6 hosts", rep.Baseline)
+	}
+	f.checkServing(t, rep)
+	f.checkContinuous(t, rep)
+	runs, _ := f.Runs(context.Background())
+	if len(runs) != 1 || runs[0].Status != wire.RunReverted || runs[0].RevertCommit != rep.RevertCommit || runs[0].Candidate != rep.Candidate {
+		t.Errorf("recorded run %+v", runs)
+	}
+
+	// The same candidate again: refused before anything is pushed.
+	rep2, err := f.run(context.Background(), spec, overload, func(o *Options) { o.ID = "run-2" })
+	var re *RevertedError
+	if rep2 != nil || !errors.As(err, &re) || re.Run.ID != "run-1" ||
+		err.Error() != "this candidate of demo/service was landed and then reverted by canary run run-1 (started 2026-11-22T05:00:00Z)" {
+		t.Errorf("second run of the reverted candidate: %+v, %v", rep2, err)
+	}
+	// Unless asked.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rep2, err = f.run(ctx, spec, overload, func(o *Options) { o.ID, o.AllowReverted = "run-3", true })
+	if err != nil || rep2.Outcome != RolledBack || rep2.Reason != "interrupted" {
+		t.Errorf("with AllowReverted: %+v, %v", rep2, err)
+	}
+}
+
+// A bake that has nothing to compare with fails the run before anything
+// is pushed.
+func TestRunBakeWithoutBaseline(t *testing.T) {
+	f := newSim(t, 4)
+	spec := simSpec(1, 5, phase("two", Targets{Count: ptr(2)}, 5, relCheck("c", "errors", 1.5, 0.01, 2)))
+	spec.Bake = &Bake{DurationSeconds: 5, Checks: []Check{relCheck("missing", "missing", 1.5, 0.01, 2)}}
+	rep, err := f.run(context.Background(), spec, never)
+	want := `bake check "missing": no values on the fleet before the change to compare with`
+	if err == nil || err.Error() != want || rep.Outcome != Failed || rep.Reason != want || len(rep.Phases) != 0 {
+		t.Errorf("%v; outcome %q (%s), %d phases; want failed (%s) before any phase", err, rep.Outcome, rep.Reason, len(rep.Phases), want)
+	}
+	f.checkServing(t, rep)
+	for _, h := range f.hosts {
+		if len(h.history) != 1 {
+			t.Errorf("%s served %+v", h.name, h.history)
+		}
+	}
+}
+
+// A run that loses its lease fails, and what it pushed is removed.
+func TestRunLeaseLost(t *testing.T) {
+	f := newSim(t, 4)
+	f.renewLost = true
+	rep, err := f.run(context.Background(), simSpec(1, 3, phase("two", Targets{Count: ptr(2)}, 30, absCheck("c", "errors", 0.5, 0, "WAIT"))), never)
+	if err == nil || !strings.HasPrefix(err.Error(), "the override's lease ran out on the daemon: not found") || rep.Outcome != Failed {
+		t.Errorf("%v; outcome %q (%s)", err, rep.Outcome, rep.Reason)
+	}
+	f.checkServing(t, rep)
+}
+
+// The report's evaluations are bounded: the oldest of the longest phases
+// are left out.
+func TestReportFit(t *testing.T) {
+	rep := &Report{Phases: []PhaseReport{{Name: "long"}, {Name: "short"}}}
+	for i := range 5000 {
+		v := float64(i)
+		ev := Evaluation{Seconds: v, Canary: []string{"web-1"}, Control: []string{"web-2"},
+			Checks: []CheckValue{{Name: "error ratio", Canary: &v, Control: &v, Verdict: judge.Pass, Reason: strings.Repeat("x", 100)}}}
+		rep.Phases[0].addEvaluation(ev)
+		if i < 10 {
+			rep.Phases[1].addEvaluation(ev)
+		}
+	}
+	rep.fit(100 << 10)
+	long, short := rep.Phases[0], rep.Phases[1]
+	if n := len(long.Evaluations); n == 0 || n+long.EvaluationsOmitted != 5000 || long.Evaluations[n-1].Seconds != 4999 || len(short.Evaluations) != 10 {
+		t.Errorf("after fit: %d evaluations (%d omitted, last at %v) and %d", n, long.EvaluationsOmitted, long.Evaluations[n-1].Seconds, len(short.Evaluations))
+	}
+}
+
+// While the hosts' reports cannot be read, nothing is judged: a short
+// outage leaves the phase to go on, a long one ends the run with an
+// error (and rolls back).
+func TestRunReportsUnavailable(t *testing.T) {
+	// A check that fails at once without data: an outage must not look
+	// like a lack of data about the candidate.
+	spec := simSpec(1, 5, phase("two", Targets{Count: ptr(2)}, 20, absCheck("c", "errors", 0.5, 0, "FAIL")))
+	for _, tc := range []struct {
+		name    string
+		down    time.Duration
+		outcome Outcome
+		reason  string
+	}{
+		{"short outage", 5 * time.Second, Landed, ""},
+		{"long outage", time.Minute, Failed, `phase "two": reading the hosts' reports: daemon http://sim: connection refused`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newSim(t, 4)
+			f.hostsDown, f.hostsDownFor = simStart.Add(5*time.Second), tc.down
+			rep, err := f.run(context.Background(), spec, never)
+			if rep.Outcome != tc.outcome || rep.Reason != tc.reason || (err != nil) != (tc.outcome == Failed) {
+				t.Errorf("outcome %q (%s), %v; want %q (%s)", rep.Outcome, rep.Reason, err, tc.outcome, tc.reason)
+			}
+			notJudged := 0
+			for _, ev := range rep.Phases[0].Evaluations {
+				if len(ev.Checks) == 0 {
+					notJudged++
+				}
+			}
+			if notJudged < 4 {
+				t.Errorf("%d evaluations not judged, want one per second of the outage", notJudged)
+			}
+			f.checkServing(t, rep)
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package canary
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,7 +24,19 @@ type Spec struct {
 	PrometheusURL         string  `json:"prometheus_url"`
 	ScrapeIntervalSeconds int     `json:"scrape_interval_seconds"`
 	LeaseSeconds          int     `json:"lease_seconds"`
+	Bake                  *Bake   `json:"bake"`
 }
+
+// Bake is what a Spec watches after the change landed: checks of the
+// whole fleet's hosts running the landed revision, compared with limits
+// (absolute) or with the same hosts' values before the change (relative).
+type Bake struct {
+	DurationSeconds int     `json:"duration_seconds"`
+	Checks          []Check `json:"checks"`
+}
+
+// Duration is how long the bake watches the fleet.
+func (b Bake) Duration() time.Duration { return time.Duration(b.DurationSeconds) * time.Second }
 
 // Phase is one phase of a Spec.
 type Phase struct {
@@ -53,6 +66,7 @@ type Check struct {
 	Quantile           float64   `json:"quantile"`
 	DivideBy           string    `json:"divide_by"`
 	WindowSeconds      int       `json:"window_seconds"`
+	Gauge              string    `json:"gauge"` // LATEST, DERIV, or "" (LATEST)
 }
 
 // Predicate is a check's predicate: one of the fields is set.
@@ -76,17 +90,47 @@ const (
 )
 
 // ParseSpec decodes a compiled CanarySpec config. The compiler has
-// type-checked it and run its validators, so only what they cannot know
-// is checked here.
+// type-checked it and run its validators; ParseSpec checks that the
+// config is a CanarySpec of the schema that ships with cfg (a struct of
+// another schema that happens to be named CanarySpec is not) and what
+// the validators cannot know.
 func ParseSpec(data []byte) (Spec, error) {
 	var s Spec
-	if err := json.Unmarshal(data, &s); err != nil {
-		return Spec{}, fmt.Errorf("decoding canary spec: %w", err)
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return Spec{}, fmt.Errorf("not a CanarySpec of @cfg//canary.thrift: %w", err)
+	}
+	switch {
+	case s.Config == "":
+		return Spec{}, errors.New("not a CanarySpec of @cfg//canary.thrift: no config")
+	case len(s.Phases) == 0:
+		return Spec{}, errors.New("not a CanarySpec of @cfg//canary.thrift: no phases")
+	case s.ScrapeIntervalSeconds <= 0 || s.LeaseSeconds <= 0:
+		return Spec{}, fmt.Errorf("not a CanarySpec of @cfg//canary.thrift: scrape_interval_seconds %d, lease_seconds %d: want both positive",
+			s.ScrapeIntervalSeconds, s.LeaseSeconds)
 	}
 	for _, p := range s.Phases {
 		for _, c := range p.Checks {
-			if _, err := c.judge(); err != nil {
+			_, err := c.judge()
+			if err == nil {
+				err = c.checkQuery(s.Provider)
+			}
+			if err != nil {
 				return Spec{}, fmt.Errorf("phase %q: check %q: %w", p.Name, c.Name, err)
+			}
+		}
+	}
+	if b := s.Bake; b != nil {
+		if b.DurationSeconds <= 0 || len(b.Checks) == 0 {
+			return Spec{}, fmt.Errorf("bake: duration_seconds %d and %d checks: want a positive duration and a check", b.DurationSeconds, len(b.Checks))
+		}
+		for _, c := range b.Checks {
+			if _, err := c.judge(); err != nil {
+				return Spec{}, fmt.Errorf("bake: check %q: %w", c.Name, err)
+			}
+			if c.Predicate.MannWhitney != nil {
+				return Spec{}, fmt.Errorf("bake: check %q: mann_whitney compares two groups of hosts; a bake check is relative or absolute", c.Name)
 			}
 		}
 	}
@@ -101,6 +145,9 @@ func (s Spec) Lease() time.Duration { return time.Duration(s.LeaseSeconds) * tim
 
 // Duration is how long the phase observes its targets.
 func (p Phase) Duration() time.Duration { return time.Duration(p.DurationSeconds) * time.Second }
+
+// window is the trailing window of the check's rates and quantiles.
+func (c Check) window() time.Duration { return time.Duration(c.WindowSeconds) * time.Second }
 
 // needsControl reports whether some check of p compares with control
 // hosts.
@@ -155,7 +202,32 @@ func (c Check) judge() (judge.Check, error) {
 	return j, nil
 }
 
+var gauges = map[string]metrics.Gauge{"": metrics.GaugeLatest, "LATEST": metrics.GaugeLatest, "DERIV": metrics.GaugeDeriv}
+
 // query returns the metric query of the check.
 func (c Check) query() metrics.Query {
-	return metrics.Query{Metric: c.Metric, DivideBy: c.DivideBy, Quantile: c.Quantile, Window: time.Duration(c.WindowSeconds) * time.Second}
+	return metrics.Query{Metric: c.Metric, DivideBy: c.DivideBy, Quantile: c.Quantile, Window: time.Duration(c.WindowSeconds) * time.Second, Gauge: gauges[c.Gauge]}
+}
+
+// checkQuery reports what in the check's metric the provider cannot
+// read, so that the spec is refused before anything is pushed.
+func (c Check) checkQuery(provider string) error {
+	if _, ok := gauges[c.Gauge]; !ok {
+		return fmt.Errorf("gauge: %q is not known to this version of cfg", c.Gauge)
+	}
+	if provider == ProviderPrometheus {
+		if gauges[c.Gauge] != metrics.GaugeLatest {
+			return fmt.Errorf("gauge: %s is for the SCRAPE provider; with PROMETHEUS, write the function in PromQL", c.Gauge)
+		}
+		return nil // PromQL: the server checks it
+	}
+	if _, err := metrics.ParseSelector(c.Metric); err != nil {
+		return fmt.Errorf("metric: %w", err)
+	}
+	if c.DivideBy != "" {
+		if _, err := metrics.ParseSelector(c.DivideBy); err != nil {
+			return fmt.Errorf("divide_by: %w", err)
+		}
+	}
+	return nil
 }

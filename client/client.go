@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cfg-dev/cfg/agent/cache"
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/wire"
 )
 
@@ -30,6 +32,9 @@ type Options struct {
 	// PollInterval is how often Watch reads the cache and retries the
 	// agent while the agent is down; 1s if zero.
 	PollInterval time.Duration
+	// Logger receives what Watch has to say (a change of store); nil
+	// discards it.
+	Logger *slog.Logger
 }
 
 // Config is one version of a config.
@@ -69,6 +74,7 @@ var ErrNotFound = errors.New("config not found")
 // concurrent use.
 type Client struct {
 	opts        Options
+	log         *slog.Logger
 	hc          *http.Client // for Get
 	wc          *http.Client // for Watch: no overall timeout
 	idleTimeout time.Duration
@@ -95,7 +101,11 @@ func New(opts Options) (*Client, error) {
 	}
 	wc := *hc
 	wc.Timeout = 0
-	return &Client{opts: opts, hc: hc, wc: &wc, idleTimeout: 15 * time.Second}, nil
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{opts: opts, log: log, hc: hc, wc: &wc, idleTimeout: 15 * time.Second}, nil
 }
 
 func (c *Client) configURL(name string) string {
@@ -114,9 +124,11 @@ func (e unreachable) Unwrap() error { return e.err }
 
 // Get returns the named config from the agent. If the agent does not
 // answer (it is down, or the request fails in transport), Get reads the
-// agent's cache directory instead and sets FromCache.
+// agent's cache directory instead and sets FromCache. Data in the cache
+// that fails its checksum is never returned: Get then returns an error
+// wrapping cache.ErrDamaged.
 func (c *Client) Get(ctx context.Context, name string) (Config, error) {
-	if err := cache.ValidName(name); err != nil {
+	if err := repo.CheckName(name); err != nil {
 		return Config{}, err
 	}
 	if c.opts.AgentURL == "" {
@@ -209,20 +221,47 @@ func (c *Client) Decode(ctx context.Context, name string, v any) error {
 // Watch follows the agent's local watch stream and reconnects to it,
 // starting each stream from the agent's current value. While the agent is down
 // it reads the agent's cache every PollInterval (delivering versions
-// with FromCache set) and retries the agent. A config that does not
+// with FromCache set; a damaged entry is logged, not delivered) and
+// retries the agent. A config that does not
 // exist yet is delivered when it is created; a deletion is not delivered
 // (fn keeps the last value), but a config created again is.
+//
+// Revision numbers belong to the daemons' store: when the agent says its
+// revisions are of another store than the last version delivered (the
+// store was made again, and the agent resynchronised with it), or its
+// current version has a lower revision than the last one delivered (the
+// store was restored from an older copy), Watch delivers the agent's
+// current version whatever its revision, and logs why.
 func (c *Client) Watch(ctx context.Context, name string, fn func(Config)) error {
-	if err := cache.ValidName(name); err != nil {
+	if err := repo.CheckName(name); err != nil {
 		return err
 	}
 	var have Config
-	deliver := func(cfg Config) {
-		if cfg.Revision > have.Revision || cfg.Revision == have.Revision && !cfg.same(have) {
-			have = cfg
-			fn(cfg)
+	var haveStore string
+	// deliver passes cfg, of the store identified by store, to fn if it is
+	// newer than what fn has, or if it is the agent's current version
+	// (current) while what fn has is of another store or a later revision
+	// (the agent resynchronised with another store, or with an older copy
+	// of its store).
+	deliver := func(cfg Config, store string, current bool) {
+		switch {
+		case store != "" && haveStore != "" && store != haveStore:
+			c.log.Info("store changed: taking the agent's version", "config", name, "store", store, "revision", cfg.Revision,
+				"previous_store", haveStore, "previous_revision", have.Revision)
+		case current && cfg.Revision < have.Revision:
+			c.log.Info("the agent's revision went back: taking its version", "config", name, "store", store, "revision", cfg.Revision,
+				"previous_revision", have.Revision)
+		case cfg.Revision > have.Revision || cfg.Revision == have.Revision && !cfg.same(have):
+		default:
+			return
 		}
+		have = cfg
+		if store != "" {
+			haveStore = store
+		}
+		fn(cfg)
 	}
+	var cacheErr string // the last error reading the cache
 	for {
 		connected := false
 		if c.opts.AgentURL != "" {
@@ -241,8 +280,18 @@ func (c *Client) Watch(ctx context.Context, name string, fn func(Config)) error 
 			continue
 		}
 		if c.opts.CacheDir != "" {
-			if cv, err := cache.Read(c.opts.CacheDir, name); err == nil {
-				deliver(Config{Name: name, Revision: cv.Revision, Commit: cv.Commit, Type: cv.Type, Data: cv.Data, FromCache: true})
+			cv, err := cache.Read(c.opts.CacheDir, name)
+			switch {
+			case err == nil:
+				st, _ := cache.ReadState(c.opts.CacheDir)
+				deliver(Config{Name: name, Revision: cv.Revision, Commit: cv.Commit, Type: cv.Type, Data: cv.Data, FromCache: true}, st.Store, false)
+			case !errors.Is(err, cache.ErrNotFound) && err.Error() != cacheErr:
+				// Said once, not at every poll.
+				c.log.Warn("reading the agent's cache", "config", name, "err", err)
+			}
+			cacheErr = ""
+			if err != nil {
+				cacheErr = err.Error()
 			}
 		}
 		select {
@@ -255,7 +304,7 @@ func (c *Client) Watch(ctx context.Context, name string, fn func(Config)) error 
 
 // watchAgent follows one local watch stream, from a snapshot, until it
 // fails; it reports whether the agent accepted the watch.
-func (c *Client) watchAgent(ctx context.Context, name string, deliver func(Config)) (bool, error) {
+func (c *Client) watchAgent(ctx context.Context, name string, deliver func(Config, string, bool)) (bool, error) {
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	timer := time.AfterFunc(c.idleTimeout, func() { cancel(errors.New("agent silent")) })
@@ -284,7 +333,7 @@ func (c *Client) watchAgent(ctx context.Context, name string, deliver func(Confi
 		for _, wc := range ev.Configs {
 			if wc.Name == name && !wc.Deleted {
 				deliver(Config{Name: name, Revision: wc.Revision, Commit: wc.Commit, Type: wc.Type, Data: wc.Data,
-					Override: wc.Override, OverrideVersion: wc.OverrideVersion})
+					Override: wc.Override, OverrideVersion: wc.OverrideVersion}, ev.Store, ev.Type == wire.Snapshot)
 			}
 		}
 	}

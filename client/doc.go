@@ -19,7 +19,11 @@
 //   - Watch: the current value, then every newer version in revision
 //     order, through the agent's local watch stream; it reconnects and
 //     resumes after the last revision delivered, and stops when the
-//     context is done.
+//     context is done. When the agent's revisions become those of another
+//     store (the daemons' store was made again), or its current version
+//     has a lower revision than the one delivered (the store was restored
+//     from an older copy), Watch delivers the agent's current version
+//     whatever its revision, and logs it (Options.Logger).
 //   - Fallback: when the agent does not answer, Get reads the agent's
 //     on-disk cache directly (layout in package agent/cache) and sets
 //     Config.FromCache; Watch reads the cache every Options.PollInterval

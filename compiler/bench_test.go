@@ -48,7 +48,12 @@ func BenchmarkCompileAll(b *testing.B) {
 	if err := synth.Generate(root, synth.Options{Configs: 1000, Modules: 20, Seed: 1}); err != nil {
 		b.Fatal(err)
 	}
-	fsys := os.DirFS(root)
+	r, err := repo.Open(root)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	fsys := r.FS()
 	tree, err := repo.Scan(fsys)
 	if err != nil {
 		b.Fatal(err)

@@ -6,10 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -28,8 +25,8 @@ type Result struct {
 	Removed  []string  // orphaned materialized files deleted
 	Bytes    int64     // bytes of materialized output produced
 	Elapsed  time.Duration
-	// Snapshot holds every file the build read and every file it left
-	// under materialized_configs/, when Options.Snapshot asks for it.
+	// Snapshot holds the files the build read and left, with
+	// Options.Snapshot; nil otherwise.
 	Snapshot *Snapshot
 }
 
@@ -50,29 +47,56 @@ func (r *Result) Diags() diag.List {
 // configs that depend on it. Builds are incremental: a config is compiled
 // only if a file in its dependency closure changed since the last build (or
 // its materialized file did); see the cache in .cfg/. A config that fails
-// leaves its materialized file as it was. The error is for I/O problems;
-// problems in the input are in the outputs' diagnostics. With
-// Options.Snapshot, every source file is read once, at the start, and the
-// compile uses those bytes only; the Result's Snapshot holds them and the
-// materialized files as the build left them.
+// leaves its materialized file as it was. The error is for I/O problems and
+// for a repository cfg refuses to write to (a *repo.LinkError, a
+// *repo.SettingsError); problems in the input are in the outputs'
+// diagnostics.
+//
+// All file access goes through repo.Repo: no link is followed, and before
+// anything is written or removed every place written or removed is checked
+// not to be or to lie behind a link. The encodings written beside the JSON
+// are those of the repository's settings (repo.SettingsFile), whatever
+// opts.Emit says; files of an encoding the repository does not publish are
+// never removed (cfg validate reports them).
+//
+// With Options.Snapshot, every source file (and repo.SettingsFile) is read
+// once, at the start, and the compile uses those bytes only; the Result's
+// Snapshot holds them and the materialized files as the build left them.
 func Build(ctx context.Context, root string, opts Options, targets ...string) (*Result, error) {
 	start := time.Now()
-	fsys := os.DirFS(root)
+	r, err := repo.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	fsys := r.FS()
 	src := fsys // where sources are read
 	var snap *Snapshot
 	if opts.Snapshot {
-		var err error
 		if snap, err = readSources(fsys, cmp.Or(opts.Jobs, runtime.NumCPU())); err != nil {
 			return nil, err
 		}
 		src = snap
 	}
+	settings, err := repo.ReadSettings(src)
+	if err != nil {
+		return nil, err
+	}
+	opts.Emit = settings.Thrift()
 	tree, err := repo.Scan(src)
 	if err != nil {
 		return nil, err
 	}
+	// A full build removes orphans: list them now, which also refuses a
+	// link anywhere under materialized_configs/ before anything is written.
+	var have []string
+	if len(targets) == 0 {
+		if have, err = repo.ListMaterialized(fsys); err != nil {
+			return nil, err
+		}
+	}
 	c := New(src, opts)
-	cache := loadCache(root)
+	cache := loadCache(r)
 	if opts.Rebuild {
 		cache = emptyCache()
 	}
@@ -81,13 +105,14 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 		return nil, err
 	}
 	g := newGraph(tree, files)
-	all := append(slices.Clone(tree.Configs), tree.Raw...)
-	slices.Sort(all)
+	all := tree.Sources()
 	candidates := all
 	if len(targets) > 0 {
 		for _, t := range targets {
-			if _, err := fs.Stat(src, t); err != nil {
+			if _, err := fs.Stat(src, t); errors.Is(err, fs.ErrNotExist) {
 				return nil, fmt.Errorf("%s: no such file in the repository", t)
+			} else if err != nil {
+				return nil, err
 			}
 		}
 		candidates = g.Affected(targets)
@@ -129,12 +154,29 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 		keyOf[p] = keys[i]
 	}
 
+	// Nothing is written before every file that may be is known not to be
+	// a link, nor to lie behind one: a full build listed every file under
+	// materialized_configs/; a build of targets checks their outputs.
+	check := []string{repo.TypesFile, cachePath}
+	for _, p := range paths {
+		if len(targets) == 0 {
+			break
+		}
+		mp := repo.MaterializedPath(p)
+		check = append(check, mp)
+		for _, enc := range opts.Emit {
+			check = append(check, repo.EncodedPath(mp, enc))
+		}
+	}
+	if err := r.CheckWritable(check...); err != nil {
+		return nil, err
+	}
+
 	res.Outputs = make([]*Output, len(paths))
 	written := make([][]string, len(paths))
 	var mu sync.Mutex
 	var writeErr error
 	produced := map[string][]byte{} // with a snapshot: the outputs, by path
-	w := repo.NewWriter(root)
 	c.CompileEach(ctx, paths, func(i int, o *Output) {
 		res.Outputs[i] = o
 		if len(o.Diags) > 0 {
@@ -144,14 +186,14 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 			return
 		}
 		var wrote []string
-		changed, err := w.WriteIfChanged(o.Path, o.Data)
+		changed, err := r.WriteIfChanged(o.Path, o.Data)
 		if changed {
 			wrote = append(wrote, o.Path)
 		}
 		for _, enc := range opts.Emit {
 			if b, ok := o.Encoded[enc]; ok && err == nil {
 				ep := repo.EncodedPath(o.Path, enc)
-				if changed, err = w.WriteIfChanged(ep, b); changed {
+				if changed, err = r.WriteIfChanged(ep, b); changed {
 					wrote = append(wrote, ep)
 				}
 			}
@@ -190,7 +232,7 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 		res.Compiled++
 		res.Written = append(res.Written, written[i]...)
 	}
-	types, wrote, err := writeTypes(w, fsys, tree, next)
+	types, wrote, err := writeTypes(r, fsys, tree, next)
 	if err != nil {
 		return res, err
 	}
@@ -201,12 +243,12 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 		produced[repo.TypesFile] = types
 	}
 	if len(targets) == 0 {
-		if res.Removed, err = removeOrphans(root, fsys, all, opts.Emit); err != nil {
+		if res.Removed, err = removeOrphans(r, have, all, settings); err != nil {
 			return res, err
 		}
 	}
 	if !next.sameAs(cache) {
-		if err := next.save(root); err != nil {
+		if err := next.save(r); err != nil {
 			return res, fmt.Errorf("writing the compile cache: %w", err)
 		}
 	}
@@ -224,7 +266,7 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 // compiled now or before (a config that failed keeps its previous output,
 // and so its previous type). It returns the file's content (nil when there
 // is none) and whether it wrote it.
-func writeTypes(w *repo.Writer, fsys fs.FS, tree *repo.Tree, cache *cacheData) ([]byte, bool, error) {
+func writeTypes(w *repo.Repo, fsys fs.FS, tree *repo.Tree, cache *cacheData) ([]byte, bool, error) {
 	var prev map[string]string
 	if data, err := fs.ReadFile(fsys, repo.TypesFile); err == nil {
 		prev, _ = repo.DecodeTypes(data)
@@ -246,29 +288,31 @@ func writeTypes(w *repo.Writer, fsys fs.FS, tree *repo.Tree, cache *cacheData) (
 	return data, wrote, err
 }
 
-// removeOrphans deletes materialized files whose source is gone, and
-// encodings of configs that the compile did not emit.
-func removeOrphans(root string, fsys fs.FS, sources, emit []string) ([]string, error) {
+// removeOrphans deletes the materialized files in have whose source is
+// gone, and encodings of configs that the repository publishes no more
+// configs in. Files of an encoding the repository does not publish are
+// left alone: deleting published data takes a person, and cfg validate
+// reports them.
+func removeOrphans(r *repo.Repo, have, sources []string, settings *repo.Settings) ([]string, error) {
 	want := map[string]bool{}
 	for _, p := range sources {
 		mp := repo.MaterializedPath(p)
 		want[mp] = true
 		if repo.Classify(p) == repo.Config {
-			for _, enc := range emit {
+			for _, enc := range settings.Thrift() {
 				want[repo.EncodedPath(mp, enc)] = true
 			}
 		}
-	}
-	have, err := repo.ListMaterialized(fsys)
-	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", repo.MaterializedDir, err)
 	}
 	var removed []string
 	for _, p := range have {
 		if want[p] {
 			continue
 		}
-		if err := os.Remove(filepath.Join(root, filepath.FromSlash(p))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if enc := repo.EncodingOf(p); enc != "" && !settings.Publishes(enc) {
+			continue
+		}
+		if err := r.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return removed, err
 		}
 		removed = append(removed, p)

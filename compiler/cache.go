@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -65,15 +64,16 @@ var identity = sync.OnceValue(func() string {
 	return id
 })
 
-func cachePath(root string) string { return filepath.Join(root, repo.CacheDir, cacheFile) }
+// cachePath is the cache's path in the repository.
+const cachePath = repo.CacheDir + "/" + cacheFile
 
 func emptyCache() *cacheData {
 	return &cacheData{Identity: identity(), Files: map[string]fileState{}, Outputs: map[string]outputState{}}
 }
 
 // loadCache reads the cache, or returns an empty one.
-func loadCache(root string) *cacheData {
-	data, err := os.ReadFile(cachePath(root))
+func loadCache(r *repo.Repo) *cacheData {
+	data, err := r.ReadCacheFile(cacheFile)
 	if err != nil {
 		return emptyCache()
 	}
@@ -93,20 +93,12 @@ func (c *cacheData) sameAs(prev *cacheData) bool {
 		maps.Equal(c.Outputs, prev.Outputs)
 }
 
-func (c *cacheData) save(root string) error {
+func (c *cacheData) save(r *repo.Repo) error {
 	var b bytes.Buffer
 	if err := gob.NewEncoder(&b).Encode(c); err != nil {
 		return err
 	}
-	dir := filepath.Join(root, repo.CacheDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	// Keep .cfg/ out of git even where the repository's .gitignore does not.
-	if _, err := os.Stat(filepath.Join(dir, ".gitignore")); os.IsNotExist(err) {
-		_ = os.WriteFile(filepath.Join(dir, ".gitignore"), []byte("*\n"), 0o644)
-	}
-	return repo.NewWriter(root).Write(filepath.ToSlash(filepath.Join(repo.CacheDir, cacheFile)), b.Bytes())
+	return r.WriteCacheFile(cacheFile, b.Bytes())
 }
 
 // statOutput returns the size and modification time of a materialized file.

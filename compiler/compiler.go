@@ -34,7 +34,9 @@ type Options struct {
 	Progress func(done, total int) // called after each config, if set
 	Rebuild  bool                  // Build: ignore the compile cache and compile everything
 	// Emit lists encodings written beside the canonical JSON of every
-	// compiled config: EncodingThriftBinary, EncodingThriftCompact.
+	// compiled config: EncodingThriftBinary, EncodingThriftCompact. Build
+	// and validate.Run set it from the repository's settings
+	// (repo.SettingsFile).
 	Emit []string
 	// Snapshot makes Build read every source file once, compile those
 	// bytes, and return them with its outputs in Result.Snapshot.
@@ -50,6 +52,7 @@ type Compiler struct {
 	fsys    fs.FS
 	opts    Options
 	schemas *schema.Loader
+	sources *repo.SourceChecker
 
 	parsed     onceMap[*parsedFile]
 	modules    onceMap[starlark.StringDict]
@@ -68,7 +71,7 @@ func New(fsys fs.FS, opts Options) *Compiler {
 		opts.MaxSteps = DefaultMaxSteps
 	}
 	fsys = withStdlib(fsys)
-	return &Compiler{fsys: fsys, opts: opts, schemas: schema.NewLoader(fsys)}
+	return &Compiler{fsys: fsys, opts: opts, schemas: schema.NewLoader(fsys), sources: repo.NewSourceChecker(fsys)}
 }
 
 // Output is the result of compiling one config or copying one raw config.
@@ -135,8 +138,13 @@ func (c *Compiler) failed(p string, d ...*diag.Diagnostic) *Output {
 	return o
 }
 
-// Compile compiles one config, or reads one raw config.
+// Compile compiles one config, or reads one raw config. A source that is
+// not a regular file (a symbolic link), whose name breaks the rule of
+// config names or that collides with another (repo.CheckSource) fails.
 func (c *Compiler) Compile(p string) *Output {
+	if err := c.sources.Check(p); err != nil {
+		return c.failed(p, diag.Errorf(diag.Pos{File: p}, "%v", err))
+	}
 	if repo.Classify(p) == repo.Raw {
 		data, err := fs.ReadFile(c.fsys, p)
 		if err != nil {
@@ -304,6 +312,13 @@ func (c *Compiler) load(thread *starlark.Thread, module string) (starlark.String
 	return c.modules.get(p, func() (starlark.StringDict, error) {
 		if _, err := fs.Stat(c.fsys, p); errors.Is(err, fs.ErrNotExist) {
 			return nil, errors.New("file does not exist")
+		} else if err != nil {
+			// A link, or a name starting with a dot: reported at the load.
+			var pe *fs.PathError
+			if errors.As(err, &pe) && pe.Path == p {
+				err = pe.Err
+			}
+			return nil, err
 		}
 		if repo.Classify(p) == repo.Schema {
 			f, err := c.schemas.Load(p)
@@ -436,6 +451,10 @@ func (c *Compiler) diagnose(err error) diag.List {
 	var ee *starlark.EvalError
 	if errors.As(err, &ee) {
 		return diag.List{c.evalDiag(ee)}
+	}
+	var le *repo.LinkError
+	if errors.As(err, &le) {
+		return diag.List{diag.Errorf(diag.Pos{File: le.Path}, "%s", le.Problem())}
 	}
 	var pe *fs.PathError
 	if errors.As(err, &pe) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"hash"
 	"io/fs"
-	"path"
 	"slices"
 	"sync"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/thriftrw/idl"
 
 	"github.com/cfg-dev/cfg/repo"
+	"github.com/cfg-dev/cfg/schema"
 )
 
 // fileState is what the compiler knows of one source file: its content hash
@@ -101,7 +101,9 @@ func (c *Compiler) directDeps(p string, src []byte) []string {
 		if prog, err := idl.Parse(src); err == nil {
 			for _, h := range prog.Headers {
 				if inc, ok := h.(*ast.Include); ok {
-					out = append(out, path.Join(path.Dir(p), inc.Path))
+					if q, err := schema.IncludePath(p, inc.Path); err == nil {
+						out = append(out, q)
+					}
 				}
 			}
 		}

@@ -34,3 +34,8 @@ func (s stdlibFS) Stat(name string) (fs.FileInfo, error) {
 	fsys, name := s.route(name)
 	return fs.Stat(fsys, name)
 }
+
+func (s stdlibFS) ReadDir(name string) ([]fs.DirEntry, error) {
+	fsys, name := s.route(name)
+	return fs.ReadDir(fsys, name)
+}

@@ -14,13 +14,15 @@ import (
 	"go.starlark.net/starlark"
 
 	"github.com/cfg-dev/cfg/diag"
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/schema"
 )
 
-// Encodings offered by --emit besides json.
+// The Thrift encodings a repository can publish besides JSON (see
+// repo.Settings).
 const (
-	EncodingThriftBinary  = "thrift-binary"  // TBinaryProtocol
-	EncodingThriftCompact = "thrift-compact" // TCompactProtocol
+	EncodingThriftBinary  = repo.EncodingThriftBinary  // TBinaryProtocol
+	EncodingThriftCompact = repo.EncodingThriftCompact // TCompactProtocol
 )
 
 // maxThriftDepth is how deeply structs may nest in Thrift data: the limit

@@ -35,6 +35,10 @@ func (c *Compiler) loadValidators(schemaPath string) (*validatorFile, error) {
 		p := validatorPath(schemaPath)
 		if _, err := fs.Stat(c.fsys, p); errors.Is(err, fs.ErrNotExist) {
 			return nil, nil
+		} else if err != nil {
+			// A validator that cannot be read (a link) fails every config
+			// of the schema rather than being skipped.
+			return nil, &moduleError{c.diagnose(err)}
 		}
 		vf := &validatorFile{checks: map[*schema.Struct][]check{}}
 		add := starlark.NewBuiltin(validatorRegistryName, func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path"
 	"slices"
 	"strconv"
@@ -83,14 +82,17 @@ type Report struct {
 // report holds the diagnostics and no comparison. The error is for I/O
 // problems.
 func Run(ctx context.Context, root string, old fs.FS, opts compiler.Options) (*Report, error) {
-	fsys := os.DirFS(root)
+	rp, err := repo.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	defer rp.Close()
+	fsys := rp.FS()
 	tree, err := repo.Scan(fsys)
 	if err != nil {
 		return nil, err
 	}
-	sources := append(slices.Clone(tree.Configs), tree.Raw...)
-	slices.Sort(sources)
-	outs := compiler.New(fsys, opts).CompileAll(ctx, sources)
+	outs := compiler.New(fsys, opts).CompileAll(ctx, tree.Sources())
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -24,7 +24,8 @@ const (
 	DefaultWatchBuffer = 256
 )
 
-// StoreFile is the name of the store in Config.DataDir.
+// StoreFile is the name of the store in Config.DataDir; its identity is
+// recorded beside it, in StoreFile+store.IdentitySuffix.
 const StoreFile = "cfg.db"
 
 // maxBody is the largest request body the daemon reads.
@@ -87,8 +88,9 @@ type Daemon struct {
 	closeErr  error
 }
 
-// New opens the repository and the store in cfg.DataDir. The tailer starts
-// with the first Serve.
+// New opens the repository and the store in cfg.DataDir, which it checks
+// whole (store.OpenBolt): a damaged store is a store.DamagedError. The
+// tailer starts with the first Serve.
 func New(cfg Config) (*Daemon, error) {
 	if cfg.Token == "" {
 		return nil, errors.New("no token: the daemon needs one to authorize writes")
@@ -149,7 +151,7 @@ func New(cfg Config) (*Daemon, error) {
 	d.overrides = newOverrideSet(overrides)
 	d.metrics = newMetrics(d)
 	d.metrics.latest.Set(float64(info.Number))
-	d.hub = newHub(cfg.WatchBuffer)
+	d.hub = newHub(cfg.WatchBuffer, st.Identity())
 	d.reason.Store(fmt.Sprintf("the tailer has not read branch %q yet", cfg.Branch))
 	d.handler = d.routes()
 	return d, nil

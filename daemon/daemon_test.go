@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -189,6 +190,7 @@ func (d *testDaemon) latest() int64 {
 type watchEvent struct {
 	Type     string
 	Revision int64
+	Store    string
 	Commit   string
 	Configs  []struct {
 		Name     string
@@ -502,7 +504,7 @@ func TestBadRequests(t *testing.T) {
 		{"POST", "/v1/hosts/web-1", `{"applied":"9"}`, auth, 400, `{"error":"decoding host report: json: cannot unmarshal string into Go struct field HostReport.applied of type int64"}`},
 		{"POST", "/v1/hosts/web-1", `{} {}`, auth, 400, `{"error":"decoding host report: more than one JSON value"}`},
 		{"POST", "/v1/hosts/web-1", `{"applied":-1}`, auth, 400, `{"error":"host report: applied: got -1, want a revision (0 or more)"}`},
-		{"POST", "/v1/hosts/web-1", `{"configs":["/etc/passwd"]}`, auth, 400, `{"error":"host report: invalid config name \"/etc/passwd\""}`},
+		{"POST", "/v1/hosts/web-1", `{"configs":["/etc/passwd"]}`, auth, 400, `{"error":"host report: config name \"/etc/passwd\": empty element (want slash-separated names)"}`},
 		{"POST", "/v1/hosts/web-1", `{"labels":{"x":"` + strings.Repeat("y", 2<<20) + `"}}`, auth, 413, `{"error":"host report: body over 1048576 bytes"}`},
 		{"GET", "/v1/configs/nope", "", nil, 404, `{"error":"unknown config \"nope\""}`},
 		{"GET", "/v1/watch", "", nil, 400, `{"error":"missing configs: want configs=NAME[,NAME...] or configs=*"}`},
@@ -597,4 +599,47 @@ func TestNotify(t *testing.T) {
 	w := td.watch("configs=a&from=1")
 	r.commit("materialized_configs/a.json", "a2")
 	w.expect("update 2 a@2=a2")
+}
+
+// TestBadNames checks that files whose config names break the rule
+// (repo.CheckName), committed with git (go-git refuses such paths), are
+// left out and everything else is published.
+func TestBadNames(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("needs git")
+	}
+	r := newTestRepo(t)
+	gitCommit := func(pairs ...string) {
+		t.Helper()
+		for i := 0; i < len(pairs); i += 2 {
+			name := filepath.Join(r.dir, filepath.FromSlash(pairs[i]))
+			if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(name, []byte(pairs[i+1]), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, args := range [][]string{{"add", "-A"}, {"-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-q", "-m", "x"}} {
+			cmd := exec.Command("git", args...)
+			cmd.Dir = r.dir
+			cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("git %s: %v\n%s", args, err, out)
+			}
+		}
+	}
+	gitCommit(
+		"materialized_configs/new\nline.json", "n1",
+		"materialized_configs/tab\tbed.json", "t1",
+		"materialized_configs/a,b.json", "c1",
+		"materialized_configs/ok.json", "ok1",
+	)
+	d := startDaemon(t, r.dir, t.TempDir())
+	all := d.watch("configs=*&from=0")
+	all.expect("update 1 ok@1=ok1")
+	gitCommit("materialized_configs/new\nline.json", "n2", "materialized_configs/ok.json", "ok2")
+	gitCommit("materialized_configs/tab\tbed.json", "t3")
+	gitCommit("materialized_configs/ok.json", "ok4")
+	all.expect("update 2 ok@2=ok2", "update 3 ok@3=ok4")
 }

@@ -30,6 +30,15 @@
 // compile commits beside the outputs (repo.TypesFile), read at the
 // revision's commit.
 //
+// The store (package store) is DataDir/cfg.db, with its identity recorded
+// in DataDir/cfg.db.identity. New refuses a store that fails its checks
+// (store.DamagedError): damaged, missing while its identity is recorded,
+// or another store's. Every response carries the store's identity
+// (Cfg-Store) and latest revision (Cfg-Latest-Revision), and every watch
+// event the identity, so that clients holding revisions of another store
+// resynchronise. /healthz is 503 while publishing fails and after a read
+// of the store failed its checks.
+//
 // Watch streams subscribe to a hub before reading the store, so the
 // snapshot or replay and the live updates join without gaps or
 // duplicates. Publishing hands each revision to every stream's buffered

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"unicode"
 
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/store"
 	"github.com/cfg-dev/cfg/wire"
 )
@@ -41,7 +42,7 @@ func checkHostReport(rep wire.HostReport) error {
 		}
 	}
 	for _, c := range rep.Configs {
-		if err := store.CheckName(c); err != nil {
+		if err := repo.CheckName(c); err != nil {
 			return err
 		}
 	}
@@ -54,7 +55,7 @@ func checkHostReport(rep wire.HostReport) error {
 		if err := checkID(o.ID); err != nil {
 			return fmt.Errorf("overrides: %v", err)
 		}
-		if err := store.CheckName(o.Config); err != nil {
+		if err := repo.CheckName(o.Config); err != nil {
 			return fmt.Errorf("overrides: %v", err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/store"
 	"github.com/cfg-dev/cfg/wire"
 )
@@ -24,6 +25,7 @@ func (d *Daemon) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/configs/{name...}", d.handleConfig)
 	mux.HandleFunc("GET /v1/watch", d.handleWatch)
+	mux.HandleFunc("POST /v1/watch", d.handleWatch)
 	mux.HandleFunc("GET /v1/revisions/latest", d.handleLatestRevision)
 	mux.HandleFunc("GET /v1/revisions/{n}", d.handleRevision)
 	mux.Handle("POST /v1/hosts/{host}", d.authorized(http.HandlerFunc(d.handleHostReport)))
@@ -37,7 +39,13 @@ func (d *Daemon) routes() http.Handler {
 	mux.HandleFunc("GET /v1/canaries", d.handleRuns)
 	mux.HandleFunc("GET /healthz", d.handleHealthz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
+	id := d.store.Identity()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Every response says which store its revisions are of, and the
+		// latest of them.
+		h := w.Header()
+		h.Set(wire.HeaderStore, id)
+		h.Set(wire.HeaderLatestRevision, strconv.FormatInt(d.latest.Load(), 10))
 		sw := &statusWriter{ResponseWriter: w}
 		if _, pattern := mux.Handler(r); pattern == "" {
 			// No route: let the mux pick 404 or 405 (and Allow), and
@@ -137,7 +145,7 @@ func (d *Daemon) authorized(h http.Handler) http.Handler {
 
 func (d *Daemon) handleConfig(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if err := store.CheckName(name); err != nil {
+	if err := repo.CheckName(name); err != nil {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
@@ -164,17 +172,25 @@ func (d *Daemon) handleConfig(w http.ResponseWriter, r *http.Request) {
 	w.Write(c.Data)
 }
 
+// revisionInfo is the body of GET /v1/revisions/{n}.
+type revisionInfo struct {
+	Number  int64     `json:"revision"`
+	Commit  string    `json:"commit"`
+	Time    time.Time `json:"time"`
+	Configs []string  `json:"configs"`
+}
+
 func (d *Daemon) handleLatestRevision(w http.ResponseWriter, r *http.Request) {
-	info, err := d.store.Latest(r.Context())
+	rev, err := d.store.Latest(r.Context())
 	if err != nil {
 		d.storeError(w, r, err)
 		return
 	}
-	if info.Number == 0 {
+	if rev.Number == 0 {
 		writeError(w, http.StatusNotFound, "no revision published yet")
 		return
 	}
-	writeJSON(w, info)
+	d.writeRevision(w, r, rev)
 }
 
 func (d *Daemon) handleRevision(w http.ResponseWriter, r *http.Request) {
@@ -193,7 +209,21 @@ func (d *Daemon) handleRevision(w http.ResponseWriter, r *http.Request) {
 		d.storeError(w, r, err)
 		return
 	}
-	writeJSON(w, rev.Info())
+	d.writeRevision(w, r, rev)
+}
+
+// writeRevision answers with rev and the names of the configs it changed.
+func (d *Daemon) writeRevision(w http.ResponseWriter, r *http.Request, rev store.Revision) {
+	info := revisionInfo{Number: rev.Number, Commit: rev.Commit, Time: rev.Time, Configs: make([]string, 0, rev.Configs)}
+	err := d.store.Changed(r.Context(), rev.Number, func(name string) error {
+		info.Configs = append(info.Configs, name)
+		return nil
+	})
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	writeJSON(w, info)
 }
 
 func (d *Daemon) handleHostReport(w http.ResponseWriter, r *http.Request) {
@@ -234,6 +264,10 @@ func (d *Daemon) handleHealthz(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "%s", d.reason.Load())
 		return
 	}
+	if n := d.store.DamagedReads(); n > 0 {
+		writeError(w, http.StatusServiceUnavailable, "store damaged: %d reads failed their checks; restart the daemon to check the whole store", n)
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	io.WriteString(w, "ok\n")
 }
@@ -243,7 +277,10 @@ func (d *Daemon) handleHealthz(w http.ResponseWriter, r *http.Request) {
 // heartbeats, until the client goes away, the daemon shuts down or the
 // stream falls more than WatchBuffer revisions behind.
 func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	q, ok := watchParams(w, r)
+	if !ok {
+		return
+	}
 	list := q.Get("configs")
 	if list == "" {
 		writeError(w, http.StatusBadRequest, "missing configs: want configs=NAME[,NAME...] or configs=*")
@@ -254,12 +291,13 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 		if n == "*" {
 			continue
 		}
-		if err := store.CheckName(n); err != nil {
+		if err := repo.CheckName(n); err != nil {
 			writeError(w, http.StatusBadRequest, "configs: %v", err)
 			return
 		}
 	}
-	match := store.Names(names...)
+	sel := store.Select(names...)
+	match := sel.Match()
 	host := q.Get("host")
 	if host != "" {
 		if err := checkHostName(host); err != nil {
@@ -292,6 +330,9 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 		d.storeError(w, r, err)
 		return
 	}
+	// The latest revision this answer is about, which from is compared
+	// with (the tailer may not have counted it yet).
+	w.Header().Set(wire.HeaderLatestRevision, strconv.FormatInt(latest.Number, 10))
 	if from > latest.Number {
 		writeError(w, http.StatusBadRequest, "from: revision %d is beyond the latest revision %d", from, latest.Number)
 		return
@@ -318,25 +359,58 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 	// last is the revision up to which the stream has told the client
 	// everything it watches.
 	last := latest.Number
+	id := d.store.Identity()
 	if from < 0 {
-		snap, err := d.store.Snapshot(ctx, match)
+		configs := []wire.Config{}
+		snap, err := d.store.Snapshot(ctx, sel, func(c store.ConfigVersion) error {
+			configs = append(configs, eventConfig(c))
+			return nil
+		})
 		if err != nil {
+			d.streamError(r, err)
 			return
 		}
-		last = snap.Latest.Number
-		if err := send(encodeLine(wire.Event{Type: wire.Snapshot, Revision: last, Commit: snap.Latest.Commit, Configs: eventConfigs(snap.Configs)}), true); err != nil {
+		last = snap.Number
+		if err := send(encodeLine(wire.Event{Type: wire.Snapshot, Revision: last, Store: id, Commit: snap.Commit, Configs: configs}), true); err != nil {
 			return
 		}
 	} else {
-		err := d.store.Since(ctx, from, match, func(rev *store.Revision) error {
-			last = max(last, rev.Number)
-			return send(encodeLine(updateEvent(rev)), true)
+		// The changes come in revision order: one update per revision.
+		var ev *wire.Event
+		var sendErr error // the client's, not the store's
+		flush := func() error {
+			if ev == nil {
+				return nil
+			}
+			line := encodeLine(ev)
+			ev = nil
+			sendErr = send(line, true)
+			return sendErr
+		}
+		err := d.store.Since(ctx, from, sel, func(c store.ConfigVersion) error {
+			if ev != nil && ev.Revision != c.Revision {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			if ev == nil {
+				ev = &wire.Event{Type: wire.Update, Revision: c.Revision, Store: id, Commit: c.Commit}
+				last = max(last, c.Revision)
+			}
+			ev.Configs = append(ev.Configs, eventConfig(c))
+			return nil
 		})
+		if err == nil {
+			err = flush()
+		}
 		if err != nil {
+			if sendErr == nil {
+				d.streamError(r, err)
+			}
 			return
 		}
 	}
-	if err := send(encodeLine(wire.Event{Type: wire.Heartbeat, Revision: last}), false); err != nil {
+	if err := send(encodeLine(wire.Event{Type: wire.Heartbeat, Revision: last, Store: id}), false); err != nil {
 		return
 	}
 	// The overrides in effect for the host, sent at the start and again
@@ -349,7 +423,7 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 			return nil
 		}
 		sentOverrides = key
-		return send(encodeLine(wire.Event{Type: wire.Overrides, Revision: last, Overrides: list}), true)
+		return send(encodeLine(wire.Event{Type: wire.Overrides, Revision: last, Store: id, Overrides: list}), true)
 	}
 	if host != "" {
 		if err := sendOverrides(); err != nil {
@@ -387,10 +461,10 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 			}
 			last = b.rev.Number
 			var line []byte
-			if rev := filterRevision(b.rev, match); rev == b.rev {
+			if configs := filterConfigs(b.rev.configs, match); len(configs) == len(b.rev.configs) {
 				line = b.fullLine()
-			} else if rev != nil {
-				line = encodeLine(updateEvent(rev))
+			} else if configs != nil {
+				line = encodeLine(updateEvent(id, b.rev.Revision, configs))
 			}
 			if line != nil {
 				if err := send(line, true); err != nil {
@@ -398,32 +472,36 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		case <-beat.C:
-			if err := send(encodeLine(wire.Event{Type: wire.Heartbeat, Revision: last}), false); err != nil {
+			if err := send(encodeLine(wire.Event{Type: wire.Heartbeat, Revision: last, Store: id}), false); err != nil {
 				return
 			}
 		}
 	}
 }
 
-// filterRevision returns r itself if m selects all of its configs, a copy
+// filterConfigs returns configs itself if m selects all of them, a copy
 // holding those m selects, or nil if it selects none.
-func filterRevision(r *store.Revision, m store.Match) *store.Revision {
+func filterConfigs(configs []store.ConfigVersion, m store.Match) []store.ConfigVersion {
 	if m == nil {
-		return r
+		return configs
 	}
-	var configs []store.ConfigVersion
-	for _, c := range r.Configs {
+	var out []store.ConfigVersion
+	for _, c := range configs {
 		if m(c.Name) {
-			configs = append(configs, c)
+			out = append(out, c)
 		}
 	}
-	switch len(configs) {
-	case 0:
-		return nil
-	case len(r.Configs):
-		return r
+	if len(out) == len(configs) {
+		return configs
 	}
-	out := *r
-	out.Configs = configs
-	return &out
+	return out
+}
+
+// streamError logs why a watch stream ends on a store error, unless the
+// client or the daemon ended it; the client resumes with from=.
+func (d *Daemon) streamError(r *http.Request, err error) {
+	if r.Context().Err() != nil || errors.Is(err, store.ErrClosed) {
+		return
+	}
+	d.log.Error("reading the store for a watch stream", "err", err, "url", r.URL.String(), "remote", r.RemoteAddr)
 }

@@ -14,6 +14,7 @@ import (
 // client resumes with from=.
 type hub struct {
 	buffer int
+	store  string // the store's identity, in every event
 
 	mu     sync.Mutex
 	subs   map[*subscription]struct{}
@@ -26,24 +27,31 @@ type subscription struct {
 	dropped bool            // set, under hub.mu, when the stream fell behind
 }
 
+// published is a revision the tailer published, with its configs.
+type published struct {
+	store.Revision
+	configs []store.ConfigVersion
+}
+
 // broadcast is a published revision, with its update event encoded once
 // for every stream that watches all of its configs; a broadcast without a
 // revision says that the overrides changed. Both go through one channel
 // so that a stream sees them in the order they happened.
 type broadcast struct {
-	rev  *store.Revision
-	once sync.Once
-	line []byte
+	rev   *published
+	store string
+	once  sync.Once
+	line  []byte
 }
 
 // fullLine returns the update event holding all of the revision's configs.
 func (b *broadcast) fullLine() []byte {
-	b.once.Do(func() { b.line = encodeLine(updateEvent(b.rev)) })
+	b.once.Do(func() { b.line = encodeLine(updateEvent(b.store, b.rev.Revision, b.rev.configs)) })
 	return b.line
 }
 
-func newHub(buffer int) *hub {
-	return &hub{buffer: buffer, subs: map[*subscription]struct{}{}}
+func newHub(buffer int, store string) *hub {
+	return &hub{buffer: buffer, store: store, subs: map[*subscription]struct{}{}}
 }
 
 // subscribe returns a new subscription, or nil once the hub is closed.
@@ -69,8 +77,8 @@ func (h *hub) unsubscribe(s *subscription) {
 }
 
 // publish sends r to every subscription and returns how many it dropped.
-func (h *hub) publish(r *store.Revision) (dropped int) {
-	return h.send(&broadcast{rev: r})
+func (h *hub) publish(r *published) (dropped int) {
+	return h.send(&broadcast{rev: r, store: h.store})
 }
 
 // overridesChanged tells every subscription that the overrides changed.
@@ -116,14 +124,20 @@ func (h *hub) close() {
 func eventConfigs(cs []store.ConfigVersion) []wire.Config {
 	out := make([]wire.Config, len(cs))
 	for i, c := range cs {
-		compiled := c.Compiled
-		out[i] = wire.Config{Name: c.Name, Revision: c.Revision, Commit: c.Commit, Type: c.Type, Compiled: &compiled, Deleted: c.Deleted, Data: c.Data}
+		out[i] = eventConfig(c)
 	}
 	return out
 }
 
-func updateEvent(r *store.Revision) wire.Event {
-	return wire.Event{Type: wire.Update, Revision: r.Number, Commit: r.Commit, Configs: eventConfigs(r.Configs)}
+// eventConfig renders a config for watch events.
+func eventConfig(c store.ConfigVersion) wire.Config {
+	return wire.Config{Name: c.Name, Revision: c.Revision, Commit: c.Commit, Type: c.Type, Compiled: &c.Compiled, Deleted: c.Deleted, Data: c.Data}
+}
+
+// updateEvent is the update event of revision r of the store identified
+// by id, holding configs.
+func updateEvent(id string, r store.Revision, configs []store.ConfigVersion) wire.Event {
+	return wire.Event{Type: wire.Update, Revision: r.Number, Store: id, Commit: r.Commit, Configs: eventConfigs(configs)}
 }
 
 // encodeLine encodes v as one line of NDJSON.

@@ -10,14 +10,14 @@ import (
 )
 
 func TestHubDropsSlowSubscribers(t *testing.T) {
-	h := newHub(2)
+	h := newHub(2, "")
 	fast, slow := h.subscribe(), h.subscribe()
 	for n := int64(1); n <= 3; n++ {
 		want := 0
 		if n == 3 {
 			want = 1 // slow has 1 and 2 in its buffer
 		}
-		if dropped := h.publish(&store.Revision{Number: n}); dropped != want {
+		if dropped := h.publish(&published{Revision: store.Revision{Number: n}}); dropped != want {
 			t.Errorf("publish(%d) dropped %d, want %d", n, dropped, want)
 		}
 		<-fast.ch // fast keeps up

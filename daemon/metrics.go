@@ -54,7 +54,10 @@ func newMetrics(d *Daemon) *metrics {
 	overrides := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cfg_overrides", Help: "Overrides in effect.",
 	}, func() float64 { return float64(d.overrides.len()) })
-	m.reg.MustRegister(m.latest, m.published, m.tailerErrors, m.watchers, m.eventsSent, m.dropped, m.requests, hosts, overrides, m.leasesExpired,
+	damaged := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "cfg_store_damaged_reads_total", Help: "Store reads refused because what they read was damaged (a value failing its checksum, a page the file lacks).",
+	}, func() float64 { return float64(d.store.DamagedReads()) })
+	m.reg.MustRegister(m.latest, m.published, m.tailerErrors, m.watchers, m.eventsSent, m.dropped, m.requests, hosts, overrides, m.leasesExpired, damaged,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/store"
 	"github.com/cfg-dev/cfg/wire"
 )
@@ -151,7 +152,7 @@ func (d *Daemon) handlePutOverride(w http.ResponseWriter, r *http.Request) {
 	if !readBody(w, r, "override", &o) {
 		return
 	}
-	if err := store.CheckName(o.Config); err != nil {
+	if err := repo.CheckName(o.Config); err != nil {
 		writeError(w, http.StatusBadRequest, "override %s: config: %v", id, err)
 		return
 	}
@@ -213,7 +214,9 @@ func (d *Daemon) handlePutOverride(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, o)
 }
 
-// handleRenewOverride extends an override's lease; 404 once it ran out.
+// handleRenewOverride extends an override's lease and sends the override
+// again on the watch streams of its hosts, whose agents count the lease
+// from when they last received it; 404 once it ran out.
 func (d *Daemon) handleRenewOverride(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var body struct {
@@ -248,6 +251,9 @@ func (d *Daemon) handleRenewOverride(w http.ResponseWriter, r *http.Request) {
 		d.storeError(w, r, err)
 		return
 	}
+	// The new expiry makes the override differ from what the streams
+	// last sent, so each of its hosts' streams sends it again.
+	d.hub.overridesChanged()
 	o.Data = nil
 	writeJSON(w, o)
 }
@@ -352,7 +358,7 @@ func (d *Daemon) abandonRun(ctx context.Context, id string, at time.Time) error 
 	return nil
 }
 
-var runStatuses = []string{wire.RunRunning, wire.RunLanded, wire.RunRolledBack, wire.RunAbandoned, wire.RunFailed}
+var runStatuses = []string{wire.RunRunning, wire.RunLanded, wire.RunRolledBack, wire.RunReverted, wire.RunAbandoned, wire.RunFailed}
 
 func (d *Daemon) handlePutRun(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
@@ -369,7 +375,7 @@ func (d *Daemon) handlePutRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	run.ID = id
-	if err := store.CheckName(run.Config); err != nil {
+	if err := repo.CheckName(run.Config); err != nil {
 		writeError(w, http.StatusBadRequest, "run %s: config: %v", id, err)
 		return
 	}
@@ -391,13 +397,22 @@ func (d *Daemon) handlePutRun(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// handleRuns lists the runs, oldest first.
+// handleRuns lists the runs, oldest first; the query parameters config
+// and status, if given, select the runs of one config or status.
 func (d *Daemon) handleRuns(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if st := q.Get("status"); st != "" && !slices.Contains(runStatuses, st) {
+		writeError(w, http.StatusBadRequest, "status: got %q, want one of %s", st, strings.Join(runStatuses, ", "))
+		return
+	}
 	runs, err := d.store.Runs(r.Context())
 	if err != nil {
 		d.storeError(w, r, err)
 		return
 	}
+	runs = slices.DeleteFunc(runs, func(run wire.Run) bool {
+		return q.Has("config") && run.Config != q.Get("config") || q.Has("status") && run.Status != q.Get("status")
+	})
 	if runs == nil {
 		runs = []wire.Run{}
 	}

@@ -101,6 +101,11 @@ func TestOverrides(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &after); code != 200 || err != nil || !after.Expires.After(before.Expires) || after.LeaseSeconds != 60 || after.Version != 2 {
 		t.Errorf("renew: %d %s, want a later expiry than %v", code, body, before.Expires)
 	}
+	// The renewal goes to the override's hosts again (their agents count
+	// the lease from it), and only to them.
+	w1.expect("overrides 1 a=run-1@2:A2 b=run-2@1:B")
+	w2.expect("overrides 1 a=run-1@2:A2")
+	plain.quiet(100 * time.Millisecond)
 	if code, _, _ := d.do("DELETE", "/v1/overrides/run-1", "", auth); code != 204 {
 		t.Errorf("DELETE override: %d", code)
 	}
@@ -181,6 +186,26 @@ func TestRuns(t *testing.T) {
 	runs := d.runs()
 	if len(runs) != 2 || runs[0].ID != "run-2" || runs[1].ID != "run-1" || string(runs[0].Report) != `{"verdict":"fail"}` {
 		t.Errorf("runs: %+v, want run-2 then run-1 (by start time) with their reports", runs)
+	}
+	// A reverted run of another config: the runs of one config or status.
+	reverted := `{"config":"b","spec":"canary/b","status":"reverted","started":"2026-11-22T06:00:00Z","base":1,"candidate":"abc"}`
+	if code, resp, _ := d.do("PUT", "/v1/canaries/run-3", reverted, auth); code != 204 {
+		t.Fatalf("PUT run-3: %d %s", code, resp)
+	}
+	for query, want := range map[string]string{"?config=a": "run-2 run-1", "?status=reverted": "run-3", "?config=b&status=rolled_back": "", "": "run-2 run-1 run-3"} {
+		_, body, _ := d.do("GET", "/v1/canaries"+query, "", nil)
+		var got []wire.Run
+		json.Unmarshal([]byte(body), &got)
+		var ids []string
+		for _, run := range got {
+			ids = append(ids, run.ID)
+		}
+		if strings.Join(ids, " ") != want || got == nil {
+			t.Errorf("GET /v1/canaries%s: %s, want %q", query, body, want)
+		}
+	}
+	if code, body, _ := d.do("GET", "/v1/canaries?status=exploded", "", nil); code != 400 || !strings.Contains(errorMessage(body), `status: got "exploded"`) {
+		t.Errorf("GET /v1/canaries?status=exploded: %d %s", code, body)
 	}
 	for _, tc := range []struct{ body, msg string }{
 		{`{"config":"a","status":"exploded","started":"2026-11-22T05:00:00Z"}`, "status: got \"exploded\""},

@@ -2,11 +2,14 @@ package daemon
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -34,7 +37,10 @@ func (d *Daemon) tail(ctx context.Context) {
 		case ctx.Err() != nil:
 			return
 		default:
+			// Not healthy while publishing fails (a full disk, a damaged
+			// store, a repository it cannot read), until it works again.
 			d.reason.Store(err.Error())
+			d.ready.Store(false)
 			if !errors.Is(err, gitrepo.ErrNoCommits) {
 				d.metrics.tailerErrors.Inc()
 			}
@@ -165,19 +171,24 @@ func (d *Daemon) publishUpTo(ctx context.Context, head string) error {
 // resync publishes, when the branch was rewritten and no longer holds the
 // latest revision's commit, one revision that brings every config to its
 // state at head.
-func (d *Daemon) resync(ctx context.Context, latest store.RevisionInfo, head string) error {
+func (d *Daemon) resync(ctx context.Context, latest store.Revision, head string) error {
 	d.log.Warn("branch rewritten: publishing the differences with its head", "branch", d.cfg.Branch, "published", latest.Commit, "head", head)
 	files, err := d.hist.Files(head, repo.MaterializedDir)
 	if err != nil {
 		return err
 	}
-	snap, err := d.store.Snapshot(ctx, nil)
+	// What the store holds, by a hash of the data rather than the data.
+	type held struct {
+		compiled bool
+		sum      [sha256.Size]byte
+	}
+	current := map[string]held{}
+	_, err = d.store.Snapshot(ctx, store.All(), func(c store.ConfigVersion) error {
+		current[c.Name] = held{c.Compiled, sha256.Sum256(c.Data)}
+		return nil
+	})
 	if err != nil {
 		return err
-	}
-	current := map[string]store.ConfigVersion{}
-	for _, c := range snap.Configs {
-		current[c.Name] = c
 	}
 	var changes []gitrepo.File
 	atHead := map[string]bool{}
@@ -187,15 +198,15 @@ func (d *Daemon) resync(ctx context.Context, latest store.RevisionInfo, head str
 			continue
 		}
 		atHead[name] = true
-		if c, ok := current[name]; ok && c.Compiled == compiled && string(c.Data) == string(f.Data) {
+		if c, ok := current[name]; ok && c.compiled == compiled && c.sum == sha256.Sum256(f.Data) {
 			continue
 		}
 		changes = append(changes, f)
 	}
-	for _, c := range snap.Configs {
-		if !atHead[c.Name] {
-			p := repo.MaterializedDir + "/" + c.Name
-			if c.Compiled {
+	for _, name := range slices.Sorted(maps.Keys(current)) {
+		if !atHead[name] {
+			p := repo.MaterializedDir + "/" + name
+			if current[name].compiled {
 				p += ".json"
 			}
 			changes = append(changes, gitrepo.File{Path: p, Kind: gitrepo.Deleted})
@@ -209,7 +220,7 @@ func (d *Daemon) resync(ctx context.Context, latest store.RevisionInfo, head str
 // broadcasts it; files that are not distributed configs are left out, and
 // nothing is published if none is left. It reports whether it published.
 func (d *Daemon) publish(ctx context.Context, n int64, commit string, files []gitrepo.File) (bool, error) {
-	r := &store.Revision{Number: n, Commit: commit, Time: time.Now().UTC()}
+	r := &published{Revision: store.Revision{Number: n, Commit: commit, Time: time.Now().UTC()}}
 	types := d.types(commit)
 	seen := map[string]string{}
 	for _, f := range files {
@@ -217,7 +228,7 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, files []gi
 		if !ok {
 			continue
 		}
-		if err := store.CheckName(name); err != nil {
+		if err := repo.CheckName(name); err != nil {
 			d.log.Warn("not distributing", "path", f.Path, "commit", commit, "err", err)
 			continue
 		}
@@ -230,22 +241,27 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, files []gi
 		if compiled && !cv.Deleted {
 			cv.Type = types[name]
 		}
-		r.Configs = append(r.Configs, cv)
+		r.configs = append(r.configs, cv)
 	}
-	if len(r.Configs) == 0 {
+	if len(r.configs) == 0 {
 		return false, nil
 	}
-	if err := d.store.Append(ctx, r); err != nil {
+	if err := d.store.Append(ctx, r.Revision, store.Entries(r.configs)); err != nil {
 		return false, fmt.Errorf("publishing commit %.12s: %w", commit, err)
 	}
-	d.latest.Store(n)
+	for i := range r.configs {
+		r.configs[i].Revision, r.configs[i].Commit = n, commit
+	}
+	r.Configs = len(r.configs)
+	// The metrics first: whoever sees the new latest revision sees them.
 	d.metrics.latest.Set(float64(n))
 	d.metrics.published.Inc()
+	d.latest.Store(n)
 	if dropped := d.hub.publish(r); dropped > 0 {
 		d.metrics.dropped.Add(float64(dropped))
 		d.log.Info("dropped watchers that fell behind", "count", dropped)
 	}
-	d.log.Info("published", "revision", n, "commit", commit, "configs", len(r.Configs))
+	d.log.Info("published", "revision", n, "commit", commit, "configs", len(r.configs))
 	return true, nil
 }
 

@@ -161,24 +161,36 @@ func (h *History) Files(rev, dir string) ([]File, error) {
 		return nil, err
 	}
 	var out []File
-	walker := object.NewTreeWalker(t, true, nil)
-	defer walker.Close()
-	for {
-		name, e, err := walker.Next()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				break
+	// The tree is walked by hand: go-git's TreeWalker fails on names it
+	// would not write to a file system (a newline, say), and one such name
+	// committed with git must not stop the daemon; whoever reads the files
+	// decides about their names.
+	var walk func(t *object.Tree, prefix string) error
+	walk = func(t *object.Tree, prefix string) error {
+		for _, e := range t.Entries {
+			name := path.Join(prefix, e.Name)
+			switch {
+			case hidden(e.Name):
+			case e.Mode == filemode.Dir:
+				sub, err := h.r.git.TreeObject(e.Hash)
+				if err != nil {
+					return fmt.Errorf("listing %s in %.12s: %w", path.Join(dir, name), c.Hash, err)
+				}
+				if err := walk(sub, name); err != nil {
+					return err
+				}
+			case isFile(e.Mode):
+				data, err := blobData(h.r, e.Hash)
+				if err != nil {
+					return fmt.Errorf("reading %s in %.12s: %w", path.Join(dir, name), c.Hash, err)
+				}
+				out = append(out, File{Path: path.Join(dir, name), Kind: Added, Data: data, Executable: e.Mode == filemode.Executable})
 			}
-			return nil, fmt.Errorf("listing %s in %.12s: %w", dir, c.Hash, err)
 		}
-		if !isFile(e.Mode) || hidden(name) {
-			continue
-		}
-		data, err := blobData(h.r, e.Hash)
-		if err != nil {
-			return nil, fmt.Errorf("reading %s in %.12s: %w", path.Join(dir, name), c.Hash, err)
-		}
-		out = append(out, File{Path: path.Join(dir, name), Kind: Added, Data: data, Executable: e.Mode == filemode.Executable})
+		return nil
+	}
+	if err := walk(t, ""); err != nil {
+		return nil, err
 	}
 	slices.SortFunc(out, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
 	return out, nil

@@ -1,22 +1,32 @@
 // Package repo knows the layout of a config repository: where its root is,
 // which files under source/ are configs, modules, schemas, validators or raw
 // configs, where each one is materialized, and how to write outputs safely.
+//
+// It offers:
+//
+//   - Repo: the one way cfg reads, writes and removes files of a work tree,
+//     through os.Root, following no symbolic link (Open, Repo.FS,
+//     Repo.WriteIfChanged, Repo.Remove, Repo.CheckWritable);
+//   - Scan, ListMaterialized: the sources and the materialized files;
+//   - Classify, ConfigName, MaterializedPath, MaterializedName,
+//     EncodedPath: kinds, names and paths;
+//   - CheckName, CheckSource: the one rule of config names, and what makes a
+//     source compilable;
+//   - Settings (SettingsFile, cfg.json): the encodings a repository
+//     publishes;
+//   - TypesFile: the record of the compiled configs' types.
 package repo
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 )
 
 // Directories of a config repository, relative to its root.
@@ -79,10 +89,25 @@ type Tree struct {
 	Schemas    []string
 	Validators []string
 	Raw        []string
+	// Refused are the entries that are neither regular files nor
+	// directories: symbolic links (cfg follows none), pipes, devices. They
+	// are not read; compiling one reports why.
+	Refused []string
+}
+
+// Sources returns the paths that each give one compiled output (or one
+// failure): configs, raw configs and refused entries, sorted.
+func (t *Tree) Sources() []string {
+	out := make([]string, 0, len(t.Configs)+len(t.Raw)+len(t.Refused))
+	out = append(append(append(out, t.Configs...), t.Raw...), t.Refused...)
+	slices.Sort(out)
+	return out
 }
 
 // Scan lists the files under source/ in fsys, skipping names that start with
-// a dot (editor and VCS droppings).
+// a dot (editor and VCS droppings). Entries that are not regular files or
+// directories, such as symbolic links, are listed as Refused and not
+// followed.
 func Scan(fsys fs.FS) (*Tree, error) {
 	t := &Tree{}
 	err := fs.WalkDir(fsys, SourceDir, func(p string, d fs.DirEntry, err error) error {
@@ -96,6 +121,10 @@ func Scan(fsys fs.FS) (*Tree, error) {
 			return nil
 		}
 		if d.IsDir() {
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			t.Refused = append(t.Refused, p)
 			return nil
 		}
 		switch Classify(p) {
@@ -115,7 +144,7 @@ func Scan(fsys fs.FS) (*Tree, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scanning %s: %w", SourceDir, err)
 	}
-	for _, l := range [][]string{t.Configs, t.Modules, t.Schemas, t.Validators, t.Raw} {
+	for _, l := range [][]string{t.Configs, t.Modules, t.Schemas, t.Validators, t.Raw, t.Refused} {
 		slices.Sort(l)
 	}
 	return t, nil
@@ -195,7 +224,13 @@ func EncodedPath(p, encoding string) string {
 	return strings.TrimSuffix(p, ".json") + "." + encoding
 }
 
-// ListMaterialized lists the files under materialized_configs/ in fsys.
+// ListMaterialized lists the files under materialized_configs/ in fsys,
+// except those whose path has a name starting with a dot (directories
+// starting with a dot are not entered). A symbolic link under
+// materialized_configs/ (or materialized_configs/ itself being one) is an
+// error, a *LinkError when fsys tells where it points: cfg
+// writes and removes files there and follows no link. So is any entry that
+// is neither a regular file nor a directory.
 func ListMaterialized(fsys fs.FS) ([]string, error) {
 	var out []string
 	err := fs.WalkDir(fsys, MaterializedDir, func(p string, d fs.DirEntry, err error) error {
@@ -205,99 +240,22 @@ func ListMaterialized(fsys fs.FS) ([]string, error) {
 			}
 			return err
 		}
-		if !d.IsDir() && !strings.HasPrefix(d.Name(), ".") {
-			out = append(out, p)
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			var le *LinkError
+			if _, err := fs.Stat(fsys, p); errors.As(err, &le) {
+				return le
+			}
+			return &LinkError{Path: p}
+		case strings.HasPrefix(d.Name(), ".") && d.IsDir() && p != MaterializedDir:
+			return fs.SkipDir
+		case d.IsDir(), strings.HasPrefix(d.Name(), "."):
+			return nil
+		case !d.Type().IsRegular():
+			return &fs.PathError{Op: "list", Path: p, Err: ErrNotRegular}
 		}
+		out = append(out, p)
 		return nil
 	})
 	return out, err
-}
-
-// Writer writes materialized files under a repository root. It remembers
-// the directories it has made, and is safe for concurrent use.
-type Writer struct {
-	root string
-	dirs sync.Map // directories known to exist
-}
-
-// NewWriter returns a Writer for the repository at root.
-func NewWriter(root string) *Writer { return &Writer{root: root} }
-
-// WriteIfChanged writes data to the repository path p unless the file
-// already holds exactly data, and reports whether it wrote. A file that
-// exists is replaced atomically (see writeAtomic); a new one is created in
-// place, exclusively, and removed again if writing it fails.
-func (w *Writer) WriteIfChanged(p string, data []byte) (bool, error) {
-	name := filepath.Join(w.root, filepath.FromSlash(p))
-	old, err := os.ReadFile(name)
-	switch {
-	case err == nil && bytes.Equal(old, data):
-		return false, nil
-	case err == nil:
-		return true, writeAtomic(name, data)
-	}
-	if err := w.mkdir(filepath.Dir(name)); err != nil {
-		return false, err
-	}
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if errors.Is(err, fs.ErrExist) {
-		return true, writeAtomic(name, data)
-	}
-	if err != nil {
-		return false, fmt.Errorf("writing %s: %w", name, err)
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(name)
-		return false, fmt.Errorf("writing %s: %w", name, err)
-	}
-	return true, nil
-}
-
-// Write writes data to the repository path p atomically.
-func (w *Writer) Write(p string, data []byte) error {
-	name := filepath.Join(w.root, filepath.FromSlash(p))
-	if err := w.mkdir(filepath.Dir(name)); err != nil {
-		return err
-	}
-	return writeAtomic(name, data)
-}
-
-func (w *Writer) mkdir(dir string) error {
-	if _, ok := w.dirs.Load(dir); ok {
-		return nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	w.dirs.Store(dir, struct{}{})
-	return nil
-}
-
-// writeAtomic writes data to name so that readers see either the old
-// content or the new, never a part: it writes a temporary file in the same
-// directory and renames it over name. It does not fsync: materialized
-// configs are reproducible from their sources, and a compile of thousands
-// of configs should not wait for the disk thousands of times.
-func writeAtomic(name string, data []byte) error {
-	tmp := filepath.Join(filepath.Dir(name), ".tmp-"+filepath.Base(name)+"-"+strconv.FormatUint(rand.Uint64(), 36))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, name)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	return nil
 }

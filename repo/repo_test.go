@@ -102,7 +102,14 @@ func TestFindRoot(t *testing.T) {
 
 func TestWriteIfChanged(t *testing.T) {
 	root := t.TempDir()
-	w := NewWriter(root)
+	if err := os.Mkdir(filepath.Join(root, SourceDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w, err := Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
 	for i, tt := range []struct {
 		data    string
 		changed bool

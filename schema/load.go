@@ -144,6 +144,14 @@ func (l *Loader) parseTree(p string, progs map[string]*ast.Program, from *diag.P
 		if errors.Is(err, fs.ErrNotExist) {
 			return diag.List{diag.Errorf(pos, "cannot read schema %q: file does not exist", p)}
 		}
+		var problem interface{ Problem() string } // a symbolic link
+		var pe *fs.PathError
+		switch {
+		case errors.As(err, &problem):
+			return diag.List{diag.Errorf(pos, "cannot read schema %q: %s", p, problem.Problem())}
+		case errors.As(err, &pe) && pe.Path == p:
+			err = pe.Err
+		}
 		return diag.List{diag.Errorf(pos, "cannot read schema %q: %v", p, err)}
 	}
 	prog, err := idl.Parse(src)
@@ -167,11 +175,32 @@ func (l *Loader) parseTree(p string, progs map[string]*ast.Program, from *diag.P
 			continue
 		}
 		pos := diag.Pos{File: p, Line: inc.Line, Col: inc.Column}
-		if err := l.parseTree(path.Join(path.Dir(p), inc.Path), progs, &pos); err != nil {
+		q, err := IncludePath(p, inc.Path)
+		if err != nil {
+			return diag.List{diag.Errorf(pos, "%v", err)}
+		}
+		if err := l.parseTree(q, progs, &pos); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// IncludePath resolves the Thrift include inc of the file at the
+// repository path from as load() resolves a path: relative to the including
+// file, and inside the tree that holds it (source/, or the schemas that ship
+// with cfg). An include that leaves it, such as "../../.git/config", is an
+// error, and so is one of a file that is not a .thrift file.
+func IncludePath(from, inc string) (string, error) {
+	top, _, _ := strings.Cut(from, "/")
+	p := path.Join(path.Dir(from), inc)
+	if !strings.HasPrefix(p, top+"/") {
+		return "", fmt.Errorf("include %q: outside %s/ (includes resolve like load(): inside %s/ only)", inc, top, top)
+	}
+	if path.Ext(p) != ".thrift" {
+		return "", fmt.Errorf("include %q: only .thrift files can be included", inc)
+	}
+	return p, nil
 }
 
 var (

@@ -60,10 +60,17 @@ union Predicate {
   3: MannWhitney mann_whitney
 }
 
+// Gauge says how the scrape provider reads a gauge (or untyped) metric.
+enum Gauge {
+  LATEST = 1, // its value in the newest scrape
+  DERIV = 2,  // its per-second growth over the window, as PromQL's deriv()
+}
+
 struct Check {
   1: required string name
-  // A Prometheus metric name or, with the prometheus provider, a PromQL
-  // expression.
+  // A PromQL metric selector, such as
+  // http_requests_failed_total{endpoint="checkout"}, or, with the
+  // prometheus provider, a PromQL expression.
   2: required string metric
   3: optional Aggregation canary_aggregation = Aggregation.MEAN
   4: optional Aggregation control_aggregation = Aggregation.MEAN
@@ -75,13 +82,18 @@ struct Check {
   // For a histogram, the quantile of each host's observations in the
   // window; for a summary, the quantile it exports.
   9: optional double quantile = 0.99
-  // Scrape provider only: divide each host's value by this metric's (an
+  // Scrape provider only: divide each host's value by this selector's (an
   // error ratio: failures_total divided by requests_total).
   10: optional string divide_by
-  // Rates and histogram quantiles are computed over this trailing window,
-  // and the Mann-Whitney test compares the samples taken in it. With the
-  // prometheus provider, $window in the metric stands for it.
+  // Rates, growth rates and histogram quantiles are computed over this
+  // trailing window, and the Mann-Whitney test compares the samples taken
+  // in it. With the prometheus provider, $window in the metric stands for
+  // it.
   11: optional i32 window_seconds = 10
+  // Scrape provider only: how a gauge metric is read; unset, its latest
+  // value. DERIV catches a slow leak that a latest value hides. With the
+  // prometheus provider, write deriv(...[$window]) in PromQL.
+  12: optional Gauge gauge
 }
 
 struct Phase {
@@ -96,6 +108,20 @@ enum Provider {
   PROMETHEUS = 2, // PromQL over a Prometheus server's HTTP API
 }
 
+// Bake watches the whole fleet once the change has landed (its commit
+// published and applied by the hosts): every scrape interval for
+// duration_seconds, each check compares the hosts running the landed
+// revision with a limit (absolute) or with the same hosts' values read
+// before anything was pushed (relative: "control" is the fleet before the
+// change). A check that fails, or is still in breach when the bake ends,
+// reverts the change: cfg canary commits a revert and the fleet goes back
+// to the old config. Some failures show only at full rollout (a shared
+// dependency overloaded by the whole fleet); a bake catches them.
+struct Bake {
+  1: required i32 duration_seconds
+  2: required list<Check> checks
+}
+
 struct CanarySpec {
   // The config the spec canaries, e.g. "feed/cache_job".
   1: required string config
@@ -106,4 +132,7 @@ struct CanarySpec {
   // How long an override lives unless renewed: an abandoned canary reverts
   // by itself.
   6: optional i32 lease_seconds = 30
+  // Checks of the whole fleet after landing; without a bake, cfg canary
+  // ends when the change has landed.
+  7: optional Bake bake
 }

@@ -1,12 +1,23 @@
 package store
 
 import (
+	"bytes"
+	"cmp"
 	"context"
-	"encoding/binary"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"iter"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -15,62 +26,349 @@ import (
 	"github.com/cfg-dev/cfg/wire"
 )
 
-// Buckets of the bolt file.
+// Buckets of the bolt file (the package documentation gives the layout).
 var (
-	bucketRevisions = []byte("revisions") // big-endian revision number → Revision (JSON)
-	bucketConfigs   = []byte("configs")   // config name → current ConfigVersion (JSON); deleted configs are absent
-	bucketMeta      = []byte("meta")      // keyLatest → RevisionInfo of the latest revision (JSON)
-	bucketHosts     = []byte("hosts")     // host name → Host (JSON)
-	bucketOverrides = []byte("overrides") // override ID → wire.Override (JSON)
-	bucketRuns      = []byte("runs")      // run ID → wire.Run (JSON)
+	bucketMeta      = []byte("meta")
+	bucketRevs      = []byte("revs")
+	bucketHistory   = []byte("history")
+	bucketChanges   = []byte("changes")
+	bucketHosts     = []byte("hosts")
+	bucketOverrides = []byte("overrides")
+	bucketRuns      = []byte("runs")
 
-	keyLatest = []byte("latest")
+	buckets = [][]byte{bucketMeta, bucketRevs, bucketHistory, bucketChanges, bucketHosts, bucketOverrides, bucketRuns}
+
+	keyIdentity = []byte("identity")
+	keyLayout   = []byte("layout")
 )
 
-// sinceBatch is how many revisions Since reads per read transaction: a
-// long-lived read transaction would hold up appends that grow the file.
-const sinceBatch = 64
+// layout is the version of the layout this package writes, kept under
+// meta/layout. Files without it are of the first layout, which kept each
+// revision as one JSON value; OpenBolt migrates them.
+const layout = "2"
 
-// Bolt is a Store in one bbolt file. Each Append is one write
-// transaction, which bbolt syncs to disk before it returns: a revision is
-// durable once Append returns, and a crash (kill -9) in the middle of one
-// leaves no trace of it.
+// IdentitySuffix names the file beside a bolt store (PATH plus the
+// suffix) where OpenBolt records the store's identity: a store whose file
+// is gone while that record is there is refused, not made again.
+const IdentitySuffix = ".identity"
+
+// stageBytes is about how much config data one write transaction of
+// Append holds: a bigger revision is written in several, and made visible
+// by the last.
+var stageBytes = 16 << 20
+
+// readBatch is the most entries one read transaction of Snapshot or Since
+// reads; they hand the entries to their caller between transactions, so
+// that a slow caller does not hold a transaction open.
+const readBatch = 256
+
+// Bolt is a Store in one bbolt file, with its identity recorded beside it
+// (IdentitySuffix). Each write transaction is synced to disk before it
+// returns: a revision is durable once Append returns, and a crash (kill
+// -9) in the middle of one leaves nothing of it visible.
 type Bolt struct {
-	db *bolt.DB
+	path     string
+	db       *bolt.DB
+	identity string
 
-	mu     sync.RWMutex // held for reading by every call, for writing by Close
-	closed bool
+	appendMu sync.Mutex   // serializes Appends
+	mu       sync.RWMutex // held for reading by every call, for writing by Close
+	closed   bool
+	damaged  atomic.Int64
 }
 
 var _ Store = (*Bolt)(nil)
 
-// OpenBolt opens (creating it if needed) the bolt store at path. Only one
-// process may have it open; OpenBolt gives up after a second if another
-// holds it.
+// DamagedError is OpenBolt's error for a store it refuses: damaged,
+// missing while its identity is recorded, or another store than the one
+// recorded.
+type DamagedError struct {
+	Path    string
+	Problem string
+}
+
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("store %s: %s; restore the store from a backup, or move %s and %s aside to start a new, empty store (agents then resynchronise from it)",
+		e.Path, e.Problem, e.Path, e.Path+IdentitySuffix)
+}
+
+// Unwrap makes a DamagedError match ErrDamaged.
+func (e *DamagedError) Unwrap() error { return ErrDamaged }
+
+// OpenBolt opens the bolt store at path, creating it, with a new identity,
+// if neither it nor its identity record exists. Only one process may have
+// it open; OpenBolt gives up after a second if another holds it.
+//
+// It refuses (DamagedError) a store that fails the checks of the file
+// (CheckBolt), a store whose file is missing while its identity is
+// recorded, and a store whose identity is not the one recorded. A store of
+// the first layout is migrated, in place and atomically, and gets an
+// identity.
 func OpenBolt(path string) (*Bolt, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	idFile := path + IdentitySuffix
+	recorded, err := readIdentityFile(idFile)
+	if err != nil {
+		return nil, err
+	}
+	refuse := func(format string, args ...any) (*Bolt, error) {
+		return nil, &DamagedError{Path: path, Problem: fmt.Sprintf(format, args...)}
+	}
+	_, err = os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && recorded != "":
+		return refuse("missing, but %s records store %s", idFile, recorded)
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	default:
+		// Read the meta pages before bbolt maps the file.
+		if err := check(path, false); err != nil {
+			return nil, err
+		}
+	}
+	var db *bolt.DB
+	err = guard("opening the store", func() (err error) {
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+		return err
+	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("opening store %s: in use by another process", path)
+	}
+	if errors.Is(err, ErrDamaged) {
+		return refuse("%v", err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketRevisions, bucketConfigs, bucketMeta, bucketHosts, bucketOverrides, bucketRuns} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
+	s := &Bolt{path: path, db: db}
+	// Every page and every value, before bbolt reads any.
+	if err := check(path, true); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.start(recorded, idFile); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// start checks the open file, migrates or creates the layout, and checks
+// or records the identity.
+func (s *Bolt) start(recorded, idFile string) error {
+	refuse := func(format string, args ...any) error {
+		return &DamagedError{Path: s.path, Problem: fmt.Sprintf(format, args...)}
+	}
+	var fileLayout, identity string
+	var old, empty bool
+	err := guard("reading the store", func() error {
+		return s.db.View(func(tx *bolt.Tx) error {
+			k, _ := tx.Cursor().First()
+			empty = k == nil
+			old = tx.Bucket([]byte("revisions")) != nil
+			if b := tx.Bucket(bucketMeta); b != nil {
+				for k, dst := range map[string]*string{string(keyLayout): &fileLayout, string(keyIdentity): &identity} {
+					if v := b.Get([]byte(k)); v != nil {
+						p, err := unseal([]byte(k), v)
+						if err != nil {
+							return fmt.Errorf("meta/%s: %w", k, err)
+						}
+						*dst = string(p)
+					}
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return refuse("%v", err)
+	}
+	switch {
+	case fileLayout == layout:
+	case fileLayout != "":
+		return fmt.Errorf("store %s: layout %q, want %q: written by a newer cfg", s.path, fileLayout, layout)
+	case old:
+		if identity, err = s.migrate(); err != nil {
+			return fmt.Errorf("migrating store %s to layout %s: %w", s.path, layout, err)
+		}
+	case !empty:
+		return refuse("not a cfg store: no layout")
+	case recorded != "":
+		return refuse("empty, but %s records store %s", idFile, recorded)
+	default:
+		if identity, err = s.create(); err != nil {
+			return fmt.Errorf("creating store %s: %w", s.path, err)
+		}
+	}
+	if len(identity) != 32 {
+		return refuse("identity %q, want 32 hex digits", identity)
+	}
+	if recorded != "" && recorded != identity {
+		return refuse("holds store %s, but %s records store %s", identity, idFile, recorded)
+	}
+	if recorded == "" {
+		if err := writeIdentityFile(idFile, identity); err != nil {
+			return err
+		}
+	}
+	s.identity = identity
+	return nil
+}
+
+// CheckBolt checks the bolt store at path: the structure of the whole
+// file (every page is read, with ReadAt, so that no damage can fault) and
+// the checksum of every value. OpenBolt runs it at every start. It
+// returns a DamagedError describing the first problem found.
+func CheckBolt(path string) error { return check(path, true) }
+
+// check runs the quick checks of the file at path (its meta pages and
+// size) or, with full, every check.
+func check(path string, full bool) error {
+	var sealedFile bool // a file of this layout, whose values are sealed
+	var damaged error   // the first value that fails its checksum
+	problem, err := checkFile(path, full, func(bucket, key, value []byte) error {
+		if string(bucket) == string(bucketMeta) && string(key) == string(keyLayout) {
+			p, err := unseal(key, value)
+			sealedFile = err == nil && string(p) == layout
+		}
+		if damaged != nil {
+			return nil
+		}
+		switch string(bucket) {
+		case string(bucketHistory):
+			_, damaged = parseEntry(key, value, false)
+		case string(bucketRevs):
+			_, damaged = decodeRecord(key, value)
+		default:
+			if _, err := unseal(key, value); err != nil {
+				damaged = fmt.Errorf("%s %q: %w", bucket, key, err)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("opening store %s: %w", path, err)
+		return fmt.Errorf("checking store %s: %w", path, err)
 	}
-	return &Bolt{db: db}, nil
+	if problem == "" && sealedFile && damaged != nil {
+		problem = damaged.Error()
+	}
+	if problem != "" {
+		return &DamagedError{Path: path, Problem: problem}
+	}
+	return nil
 }
 
-func revKey(n int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(n)) }
+// create makes the buckets, the layout and a new identity of an empty
+// file, in one transaction.
+func (s *Bolt) create() (string, error) {
+	identity := newIdentity()
+	err := s.update(func(tx *bolt.Tx) error {
+		for _, b := range buckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(keyIdentity, sealed(keyIdentity, []byte(identity))); err != nil {
+			return err
+		}
+		return meta.Put(keyLayout, sealed(keyLayout, []byte(layout)))
+	})
+	return identity, err
+}
+
+func newIdentity() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// readIdentityFile returns the identity recorded in file, or "" if there
+// is no such file.
+func readIdentityFile(file string) (string, error) {
+	b, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading store identity: %w", err)
+	}
+	id := strings.TrimSpace(string(b))
+	if _, err := hex.DecodeString(id); err != nil || len(id) != 32 {
+		return "", fmt.Errorf("store identity %s: got %q, want 32 hex digits", file, id)
+	}
+	return id, nil
+}
+
+// writeIdentityFile records identity in file, atomically and durably.
+func writeIdentityFile(file, identity string) error {
+	tmp := file + ".tmp"
+	err := func() error {
+		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return err
+		}
+		_, err = f.WriteString(identity + "\n")
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(tmp, file)
+		}
+		if err == nil {
+			err = syncDir(filepath.Dir(file))
+		}
+		return err
+	}()
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("recording store identity: %w", err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// guard runs fn, turning a panic into an ErrDamaged error: a fault reading
+// the mapped file (a page the file lacks), or bbolt's own panic on a page
+// it cannot make sense of. Without it, either would end the process.
+func guard(what string, fn func() error) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s: %w: %v", what, ErrDamaged, r)
+		}
+	}()
+	return fn()
+}
+
+// view runs fn in a read transaction, guarded, counting damaged reads.
+func (s *Bolt) view(fn func(tx *bolt.Tx) error) error {
+	err := guard("reading the store", func() error { return s.db.View(fn) })
+	if isDamaged(err) {
+		s.damaged.Add(1)
+	}
+	return err
+}
+
+// update runs fn in a write transaction, guarded.
+func (s *Bolt) update(fn func(tx *bolt.Tx) error) error {
+	return guard("writing the store", func() error { return s.db.Update(fn) })
+}
 
 // begin guards a call against Close; callers defer the function it returns.
 func (s *Bolt) begin(ctx context.Context) (func(), error) {
@@ -85,75 +383,217 @@ func (s *Bolt) begin(ctx context.Context) (func(), error) {
 	return s.mu.RUnlock, nil
 }
 
-func latest(tx *bolt.Tx) (RevisionInfo, error) {
-	var info RevisionInfo
-	v := tx.Bucket(bucketMeta).Get(keyLatest)
-	if v == nil {
-		return info, nil
+// Identity implements Store.
+func (s *Bolt) Identity() string { return s.identity }
+
+// DamagedReads implements Store.
+func (s *Bolt) DamagedReads() int64 { return s.damaged.Load() }
+
+// latestNumber returns the number of the latest revision.
+func latestNumber(tx *bolt.Tx) (int64, error) {
+	k, _ := tx.Bucket(bucketRevs).Cursor().Last()
+	if k == nil {
+		return 0, nil
 	}
-	if err := json.Unmarshal(v, &info); err != nil {
-		return info, fmt.Errorf("decoding latest revision: %w", err)
+	n, ok := parseRevKey(k)
+	if !ok {
+		return 0, fmt.Errorf("%w: revision key %q", ErrDamaged, k)
 	}
-	return info, nil
+	return n, nil
 }
 
-// Append implements Store.
-func (s *Bolt) Append(ctx context.Context, r *Revision) error {
+// latest returns the latest revision.
+func latest(tx *bolt.Tx) (Revision, error) {
+	k, v := tx.Bucket(bucketRevs).Cursor().Last()
+	if k == nil {
+		return Revision{}, nil
+	}
+	return decodeRecord(k, v)
+}
+
+// Append implements Store. A revision is written in one transaction if
+// its configs' data add up to less than stageBytes, and otherwise in
+// several: the first ones write the configs' entries, which readers do not
+// see (every read stops at the latest revision), and the last one adds the
+// revision's record, which makes them visible. Entries that an Append
+// which failed or was cut short left behind are removed by the next.
+func (s *Bolt) Append(ctx context.Context, r Revision, configs iter.Seq2[ConfigVersion, error]) error {
 	done, err := s.begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
-	return s.db.Update(func(tx *bolt.Tx) error {
-		last, err := latest(tx)
-		if err != nil {
-			return err
-		}
-		if err := r.check(last.Number); err != nil {
-			return err
-		}
-		rev, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		if err := tx.Bucket(bucketRevisions).Put(revKey(r.Number), rev); err != nil {
-			return err
-		}
-		configs := tx.Bucket(bucketConfigs)
-		for _, c := range r.Configs {
-			if c.Deleted {
-				err = configs.Delete([]byte(c.Name))
-			} else {
-				var v []byte
-				if v, err = json.Marshal(c); err == nil {
-					err = configs.Put([]byte(c.Name), v)
+	s.appendMu.Lock()
+	defer s.appendMu.Unlock()
+	return s.append(ctx, r, configs)
+}
+
+func (s *Bolt) append(ctx context.Context, r Revision, configs iter.Seq2[ConfigVersion, error]) error {
+	next, stop := iter.Pull2(configs)
+	defer stop()
+	count := 0
+	for first, last := true, false; !last; first = false {
+		err := s.update(func(tx *bolt.Tx) error {
+			if first {
+				n, err := latestNumber(tx)
+				if err != nil {
+					return err
+				}
+				if r.Number != n+1 {
+					return fmt.Errorf("appending revision %d: %w: latest is %d", r.Number, ErrOutOfOrder, n)
+				}
+				if err := dropStaged(tx, n); err != nil {
+					return err
 				}
 			}
-			if err != nil {
-				return fmt.Errorf("storing config %q: %w", c.Name, err)
+			history, changes := tx.Bucket(bucketHistory), tx.Bucket(bucketChanges)
+			for size := 0; size < stageBytes; {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				c, err, ok := next()
+				if !ok {
+					last = true
+					break
+				}
+				if err != nil {
+					return fmt.Errorf("appending revision %d: %w", r.Number, err)
+				}
+				c.Revision, c.Commit = r.Number, r.Commit
+				if err := checkConfig(r.Number, &c); err != nil {
+					return err
+				}
+				hk := historyKey(c.Name, r.Number)
+				if history.Get(hk) != nil {
+					return fmt.Errorf("appending revision %d: config %q twice", r.Number, c.Name)
+				}
+				if err := history.Put(hk, encodeEntry(hk, &c)); err != nil {
+					return fmt.Errorf("storing config %q: %w", c.Name, err)
+				}
+				ck := changeKey(r.Number, c.Name)
+				if err := changes.Put(ck, sealed(ck, nil)); err != nil {
+					return fmt.Errorf("storing config %q: %w", c.Name, err)
+				}
+				count++
+				size += len(c.Data) + len(hk)
 			}
-		}
-		info, err := json.Marshal(r.Info())
+			if !last {
+				return nil
+			}
+			if count == 0 {
+				return fmt.Errorf("appending revision %d: no configs", r.Number)
+			}
+			r.Configs = count
+			k := revKey(r.Number)
+			return tx.Bucket(bucketRevs).Put(k, encodeRecord(k, r))
+		})
 		if err != nil {
 			return err
 		}
-		return tx.Bucket(bucketMeta).Put(keyLatest, info)
-	})
+	}
+	return nil
+}
+
+// dropStaged removes the entries of revisions after latest: what an
+// Append that did not finish wrote.
+func dropStaged(tx *bolt.Tx, latest int64) error {
+	changes, history := tx.Bucket(bucketChanges), tx.Bucket(bucketHistory)
+	c := changes.Cursor()
+	for k, _ := c.Seek(revKey(latest + 1)); k != nil; k, _ = c.Seek(revKey(latest + 1)) {
+		rev, name, ok := parseChangeKey(k)
+		if !ok {
+			return fmt.Errorf("%w: change key %q", ErrDamaged, k)
+		}
+		if err := history.Delete(historyKey(name, rev)); err != nil {
+			return err
+		}
+		if err := changes.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Latest implements Store.
-func (s *Bolt) Latest(ctx context.Context) (RevisionInfo, error) {
+func (s *Bolt) Latest(ctx context.Context) (Revision, error) {
 	done, err := s.begin(ctx)
 	if err != nil {
-		return RevisionInfo{}, err
+		return Revision{}, err
 	}
 	defer done()
-	var info RevisionInfo
-	err = s.db.View(func(tx *bolt.Tx) error {
-		info, err = latest(tx)
+	var r Revision
+	err = s.view(func(tx *bolt.Tx) error {
+		r, err = latest(tx)
 		return err
 	})
-	return info, err
+	return r, err
+}
+
+// Revision implements Store.
+func (s *Bolt) Revision(ctx context.Context, n int64) (Revision, error) {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return Revision{}, err
+	}
+	defer done()
+	var r Revision
+	err = s.view(func(tx *bolt.Tx) error {
+		k := revKey(n)
+		v := tx.Bucket(bucketRevs).Get(k)
+		if v == nil {
+			return fmt.Errorf("revision %d: %w", n, ErrNotFound)
+		}
+		r, err = decodeRecord(k, v)
+		return err
+	})
+	return r, err
+}
+
+// Changed implements Store.
+func (s *Bolt) Changed(ctx context.Context, n int64, fn func(string) error) error {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	var names []string
+	err = s.view(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketRevs).Get(revKey(n)) == nil {
+			return fmt.Errorf("revision %d: %w", n, ErrNotFound)
+		}
+		prefix := revKey(n)
+		c := tx.Bucket(bucketChanges).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if _, err := unseal(k, v); err != nil {
+				return fmt.Errorf("revision %d: change %q: %w", n, k[8:], err)
+			}
+			names = append(names, string(k[8:]))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if err := fn(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// current returns the entry of name as of revision at (the newest entry
+// not after it), or nil.
+func current(c *bolt.Cursor, name string, at int64) (k, v []byte) {
+	if k, _ = c.Seek(historyKey(name, at+1)); k == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Prev()
+	}
+	if k == nil || !bytes.HasPrefix(k, historyPrefix(name)) {
+		return nil, nil
+	}
+	return k, v
 }
 
 // Get implements Store.
@@ -164,114 +604,215 @@ func (s *Bolt) Get(ctx context.Context, name string) (ConfigVersion, error) {
 	}
 	defer done()
 	var c ConfigVersion
-	err = s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketConfigs).Get([]byte(name))
-		if v == nil {
+	err = s.view(func(tx *bolt.Tx) error {
+		at, err := latestNumber(tx)
+		if err != nil {
+			return err
+		}
+		k, v := current(tx.Bucket(bucketHistory).Cursor(), name, at)
+		if k != nil {
+			if c, err = decodeEntry(k, v); err != nil {
+				return err
+			}
+		}
+		if k == nil || c.Deleted {
 			return fmt.Errorf("config %q: %w", name, ErrNotFound)
 		}
-		return json.Unmarshal(v, &c)
+		return nil
 	})
 	return c, err
 }
 
-// Snapshot implements Store.
-func (s *Bolt) Snapshot(ctx context.Context, m Match) (Snapshot, error) {
+// Snapshot implements Store. The revision is fixed by the first read
+// transaction; later ones read the entries as of it, which Appends do not
+// change, so a snapshot read in batches is still one point in time.
+func (s *Bolt) Snapshot(ctx context.Context, sel Selection, fn func(ConfigVersion) error) (Revision, error) {
 	done, err := s.begin(ctx)
 	if err != nil {
-		return Snapshot{}, err
+		return Revision{}, err
 	}
 	defer done()
-	var snap Snapshot
-	err = s.db.View(func(tx *bolt.Tx) error {
-		if snap.Latest, err = latest(tx); err != nil {
-			return err
+	var at Revision
+	err = s.view(func(tx *bolt.Tx) error {
+		at, err = latest(tx)
+		return err
+	})
+	if err != nil || at.Number == 0 {
+		return at, err
+	}
+	names := sel.Names()
+	var after []byte // with every config: the key to look for the next name from
+	for {
+		if err := ctx.Err(); err != nil {
+			return Revision{}, err
 		}
-		return tx.Bucket(bucketConfigs).ForEach(func(k, v []byte) error {
-			if m != nil && !m(string(k)) {
+		var batch []ConfigVersion
+		more := false
+		err := s.view(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketHistory).Cursor()
+			add := func(name string) error {
+				k, v := current(c, name, at.Number)
+				if k == nil {
+					return nil
+				}
+				cv, err := decodeEntry(k, v)
+				if err == nil && !cv.Deleted {
+					batch = append(batch, cv)
+				}
+				return err
+			}
+			if !sel.IsAll() {
+				n := min(len(names), readBatch)
+				for _, name := range names[:n] {
+					if err := add(name); err != nil {
+						return err
+					}
+				}
+				names, more = names[n:], len(names) > n
 				return nil
 			}
-			var c ConfigVersion
-			if err := json.Unmarshal(v, &c); err != nil {
-				return fmt.Errorf("decoding config %q: %w", k, err)
+			for range readBatch {
+				k, _ := c.Seek(after)
+				if k == nil {
+					return nil
+				}
+				name, _, ok := parseHistoryKey(k)
+				if !ok {
+					return fmt.Errorf("%w: history key %q", ErrDamaged, k)
+				}
+				// The next name's entries start after every entry of
+				// this one: NAME, then a byte above the zero byte.
+				after = append(append(after[:0], name...), 1)
+				if err := add(name); err != nil {
+					return err
+				}
 			}
-			snap.Configs = append(snap.Configs, c)
+			more = true
 			return nil
 		})
-	})
-	return snap, err // bolt iterates keys in byte order: sorted by name
+		if err != nil {
+			return Revision{}, err
+		}
+		for _, cv := range batch {
+			if err := fn(cv); err != nil {
+				return Revision{}, err
+			}
+		}
+		if !more {
+			return at, nil
+		}
+	}
 }
 
-// Revision implements Store.
-func (s *Bolt) Revision(ctx context.Context, n int64) (*Revision, error) {
+// change names one entry of the history: a config and a revision.
+type change struct {
+	rev  int64
+	name string
+}
+
+// Since implements Store. With every config it reads the changes index
+// from the revision after from on; with named configs, each one's history
+// from there. Either way it stops at the latest revision when it starts.
+func (s *Bolt) Since(ctx context.Context, from int64, sel Selection, fn func(ConfigVersion) error) error {
 	done, err := s.begin(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer done()
-	var r *Revision
-	err = s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketRevisions).Get(revKey(n))
-		if v == nil {
-			return fmt.Errorf("revision %d: %w", n, ErrNotFound)
+	var to int64
+	var todo []change // with named configs: every change to read, in order
+	err = s.view(func(tx *bolt.Tx) error {
+		if to, err = latestNumber(tx); err != nil || sel.IsAll() {
+			return err
 		}
-		r = new(Revision)
-		return json.Unmarshal(v, r)
+		c := tx.Bucket(bucketHistory).Cursor()
+		for _, name := range sel.Names() {
+			prefix := historyPrefix(name)
+			for k, _ := c.Seek(historyKey(name, from+1)); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+				_, rev, ok := parseHistoryKey(k)
+				if !ok {
+					return fmt.Errorf("%w: history key %q", ErrDamaged, k)
+				}
+				if rev > to {
+					break
+				}
+				todo = append(todo, change{rev, name})
+			}
+		}
+		slices.SortFunc(todo, func(a, b change) int {
+			return cmp.Or(cmp.Compare(a.rev, b.rev), strings.Compare(a.name, b.name))
+		})
+		return nil
 	})
-	return r, err
-}
-
-// Since implements Store. It reads revisions in batches, each in its own
-// read transaction, and calls fn outside them, so that a slow fn does not
-// hold up appends.
-func (s *Bolt) Since(ctx context.Context, from int64, m Match, fn func(*Revision) error) error {
-	next := max(from+1, 1)
+	if err != nil {
+		return err
+	}
+	after := revKey(from + 1) // with every config: the changes key to read from
 	for {
-		batch, err := s.readBatch(ctx, next, m)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var batch []ConfigVersion
+		more := false
+		err := s.view(func(tx *bolt.Tx) error {
+			history := tx.Bucket(bucketHistory)
+			read := func(ch change) error {
+				k := historyKey(ch.name, ch.rev)
+				v := history.Get(k)
+				if v == nil {
+					return fmt.Errorf("%w: config %q at revision %d: entry missing", ErrDamaged, ch.name, ch.rev)
+				}
+				cv, err := decodeEntry(k, v)
+				batch = append(batch, cv)
+				return err
+			}
+			if !sel.IsAll() {
+				n := min(len(todo), readBatch)
+				for _, ch := range todo[:n] {
+					if err := read(ch); err != nil {
+						return err
+					}
+				}
+				todo, more = todo[n:], len(todo) > n
+				return nil
+			}
+			c := tx.Bucket(bucketChanges).Cursor()
+			k, v := c.Seek(after)
+			for range readBatch {
+				if k == nil {
+					return nil
+				}
+				rev, name, ok := parseChangeKey(k)
+				if !ok {
+					return fmt.Errorf("%w: change key %q", ErrDamaged, k)
+				}
+				if rev > to {
+					return nil
+				}
+				if _, err := unseal(k, v); err != nil {
+					return fmt.Errorf("revision %d: change %q: %w", rev, name, err)
+				}
+				if err := read(change{rev, name}); err != nil {
+					return err
+				}
+				after = append(append(after[:0], k...), 0) // the next key
+				k, v = c.Next()
+			}
+			more = true
+			return nil
+		})
 		if err != nil {
 			return err
 		}
-		if len(batch.revs) == 0 && batch.next == next {
-			return nil
-		}
-		for _, r := range batch.revs {
-			if err := fn(r); err != nil {
+		for _, cv := range batch {
+			if err := fn(cv); err != nil {
 				return err
 			}
 		}
-		next = batch.next
-	}
-}
-
-type batch struct {
-	revs []*Revision // the matching revisions
-	next int64       // the revision to read next
-}
-
-// readBatch reads up to sinceBatch revisions from revision next on.
-func (s *Bolt) readBatch(ctx context.Context, next int64, m Match) (batch, error) {
-	done, err := s.begin(ctx)
-	if err != nil {
-		return batch{}, err
-	}
-	defer done()
-	b := batch{next: next}
-	err = s.db.View(func(tx *bolt.Tx) error {
-		cur := tx.Bucket(bucketRevisions).Cursor()
-		read := 0
-		for k, v := cur.Seek(revKey(next)); k != nil && read < sinceBatch; k, v = cur.Next() {
-			read++
-			r := new(Revision)
-			if err := json.Unmarshal(v, r); err != nil {
-				return fmt.Errorf("decoding revision %d: %w", binary.BigEndian.Uint64(k), err)
-			}
-			b.next = r.Number + 1
-			if r = r.filter(m); r != nil {
-				b.revs = append(b.revs, r)
-			}
+		if !more {
+			return nil
 		}
-		return nil
-	})
-	return b, err
+	}
 }
 
 // PutHosts implements Store.
@@ -296,7 +837,7 @@ func (s *Bolt) DeleteOverride(ctx context.Context, id string) error {
 		return err
 	}
 	defer done()
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketOverrides).Delete([]byte(id)) })
+	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketOverrides).Delete([]byte(id)) })
 }
 
 // Overrides implements Store.
@@ -314,23 +855,24 @@ func (s *Bolt) Runs(ctx context.Context) ([]wire.Run, error) {
 	return records[wire.Run](s, ctx, bucketRuns, "run")
 }
 
-// putRecords stores each of vs as JSON in bucket, under the key key
-// gives it, in one transaction.
+// putRecords stores each of vs as sealed JSON in bucket, under the key
+// key gives it, in one transaction.
 func putRecords[T any](s *Bolt, ctx context.Context, bucket []byte, vs []T, key func(T) string) error {
 	done, err := s.begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucket)
 		for _, v := range vs {
 			data, err := json.Marshal(v)
 			if err != nil {
 				return err
 			}
-			if err := b.Put([]byte(key(v)), data); err != nil {
-				return fmt.Errorf("storing %s %q: %w", bucket, key(v), err)
+			k := []byte(key(v))
+			if err := b.Put(k, sealed(k, data)); err != nil {
+				return fmt.Errorf("storing %s %q: %w", bucket, k, err)
 			}
 		}
 		return nil
@@ -346,10 +888,14 @@ func records[T any](s *Bolt, ctx context.Context, bucket []byte, what string) ([
 	}
 	defer done()
 	var out []T
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+			p, err := unseal(k, v)
+			if err != nil {
+				return fmt.Errorf("%s %q: %w", what, k, err)
+			}
 			var r T
-			if err := json.Unmarshal(v, &r); err != nil {
+			if err := json.Unmarshal(p, &r); err != nil {
 				return fmt.Errorf("decoding %s %q: %w", what, k, err)
 			}
 			out = append(out, r)

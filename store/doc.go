@@ -1,27 +1,95 @@
 // Package store keeps the revisions the distribution daemon publishes,
-// durably and atomically.
+// durably and atomically, in a layout whose reads cost what they return.
 //
 // It offers:
 //
-//   - Store: the interface the daemon uses (Append, Latest, Get, Snapshot,
-//     Revision, Since, PutHosts, Hosts, Close), small enough for a
-//     clustered backend (etcd) to implement later;
+//   - Store: the interface the daemon uses: Identity, Append, Latest,
+//     Revision, Changed, Get, Snapshot, Since, hosts, overrides, runs,
+//     DamagedReads and Close;
 //   - OpenBolt: the embedded Store, one bbolt file in the daemon's data
-//     directory, one write transaction (synced to disk) per revision;
-//   - Revision, ConfigVersion, RevisionInfo, Snapshot and Host: what is
-//     stored;
-//   - Match and Names: which configs a Snapshot or Since selects;
-//   - CheckName: what a config name may be;
-//   - ErrNotFound, ErrOutOfOrder and ErrClosed, for errors.Is.
+//     directory, with its identity recorded beside it; CheckBolt, the
+//     check of such a file that OpenBolt runs at every start;
+//   - ConfigVersion, Revision and Host: what is stored;
+//   - Selection (All, Select) and Match: which configs a Snapshot or Since
+//     reads; Entries, the configs of an Append from a slice;
+//   - ErrNotFound, ErrOutOfOrder, ErrClosed and ErrDamaged, for errors.Is,
+//     and DamagedError, OpenBolt's refusal of a store.
 //
 // Revisions are numbered 1, 2, 3, … with no gaps: Append accepts only the
 // number after the latest. A revision holds the configs one commit changed
-// (their new data, or their deletion); the store also keeps the current
-// version of every config that exists, so reading one does not replay
-// history.
+// (their new data, or their deletion).
 //
-// The bolt file has four buckets: "revisions" (big-endian revision number →
-// the revision as JSON), "configs" (name → current version), "meta" (the
-// latest revision, whose commit is the last one published) and "hosts"
-// (host name → what the host last reported).
+// # Identity
+//
+// Every store has an identity, 32 hex digits drawn at random when the
+// store is created and never changed. The daemon sends it with every
+// response and event, so that an agent or client holding revisions of one
+// store notices when it talks to another (or to the same place after the
+// store was made again) and resynchronises instead of waiting for a
+// revision number the new store may never reach. OpenBolt records the
+// identity in PATH.identity beside the store's file, and refuses to start
+// when the file is missing or empty while that record exists, or when the
+// file holds another identity: a store that disappeared is never silently
+// made again as revision 1.
+//
+// # Layout
+//
+// The store is a set of keys and values, grouped below by the bbolt
+// bucket that holds them; a key-value store without buckets (etcd) uses
+// the bucket name and a slash as a key prefix. Revision numbers in keys
+// are 8 bytes big endian, so that byte order is numeric order; NAME is a
+// config name, which never holds a zero byte.
+//
+//	meta/identity           the store's identity
+//	meta/layout             "2": the version of this layout
+//	revs/REV                the revision's record: commit, time published, number of configs
+//	history/NAME 0x00 REV   the config as revision REV set it: flags (compiled, deleted), commit, type, data
+//	changes/REV NAME        empty: revision REV changed config NAME
+//	hosts/HOST              JSON of Host
+//	overrides/ID            JSON of wire.Override
+//	runs/ID                 JSON of wire.Run
+//
+// Every value ends with a CRC-32C of its key and the rest of the value,
+// checked on every read: a value that fails it is an ErrDamaged error,
+// counted by DamagedReads, and never returned as data.
+//
+// The latest revision is the last key under revs/. A revision is visible
+// once its record is: every read first finds the latest revision and
+// reads nothing after it. So a config's current version is its newest
+// history entry not after the latest revision (one seek, in bbolt a Seek
+// past it and a step back; in etcd a range read of history/NAME in
+// descending order, limited to one key); a snapshot of N configs reads N
+// entries, and later transactions of the same snapshot read as of the
+// same revision, since entries never change once visible; Since with
+// named configs reads each one's history after a revision, and with every
+// config reads changes/ after it and the entries it names. Nothing holds
+// the list of every config, and nothing reads a revision whole.
+//
+// Append writes a revision without building it whole: entry by entry,
+// in one write transaction, or, when its data adds up to more than 16
+// MiB, in several, whose entries readers do not see until the last one
+// adds the record. An Append that fails or is cut short leaves entries
+// after the latest revision, which the next Append removes (found through
+// changes/). A clustered backend does the same with one condition: its
+// last transaction puts revs/REV only if revs/REV-1 exists and revs/REV
+// does not, which keeps revisions dense whatever crashes or competes.
+//
+// # Checks
+//
+// bbolt reads its file through a memory map, so a page the file lacks (a
+// truncated file) or a damaged page would fault or panic, killing the
+// process. OpenBolt first reads the meta pages with ReadAt and checks that
+// the file holds every page they count; after bbolt opens the file,
+// CheckBolt reads every page of every tree and the freelist with ReadAt
+// (types, bounds, key order, each page used once, every page used or
+// free) and checks every value's checksum. Reading the whole file once
+// costs about what reading it from disk costs (the README gives the
+// measure). Every read and write after that runs with the runtime's
+// panic-on-fault set, so that damage done to the file while it is open is
+// an ErrDamaged error too, never a signal.
+//
+// Files of the first layout (each revision one JSON value under
+// "revisions", without identity) are migrated by OpenBolt, in place: the
+// revisions are copied one at a time into the new buckets, then one
+// transaction switches the layout. A migration cut short starts again.
 package store

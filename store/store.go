@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
+	"iter"
+	"slices"
 	"time"
 
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/wire"
 )
 
@@ -18,52 +20,32 @@ var (
 	ErrOutOfOrder = errors.New("revision out of order")
 	// ErrClosed: the store is closed.
 	ErrClosed = errors.New("store closed")
+	// ErrDamaged: the store's file, or a value read from it, is damaged:
+	// it fails a structural check or its checksum. Nothing damaged is
+	// ever returned as data.
+	ErrDamaged = errors.New("store damaged")
 )
 
 // ConfigVersion is one config as a revision set it: its data, or its
 // deletion.
 type ConfigVersion struct {
-	Name     string `json:"name"`
-	Revision int64  `json:"revision"`           // the revision that set it
-	Commit   string `json:"commit"`             // the git commit of Revision
-	Type     string `json:"type,omitempty"`     // the Thrift type of a compiled config; may be empty
-	Compiled bool   `json:"compiled,omitempty"` // a compiled (JSON) config, not a raw one
-	Deleted  bool   `json:"deleted,omitempty"`
-	Data     []byte `json:"data,omitempty"`
+	Name     string
+	Revision int64  // the revision that set it
+	Commit   string // the git commit of Revision
+	Type     string // the Thrift type of a compiled config; may be empty
+	Compiled bool   // a compiled (JSON) config, not a raw one
+	Deleted  bool
+	Data     []byte
 }
 
-// Revision is one published revision: the configs one commit changed,
-// applied together.
+// Revision describes a published revision: its number, the git commit it
+// publishes, when it was published and how many configs it changed. The
+// zero Revision (Number 0) stands for "nothing published yet".
 type Revision struct {
-	Number  int64           `json:"revision"`
-	Commit  string          `json:"commit"`
-	Time    time.Time       `json:"time"` // when it was published
-	Configs []ConfigVersion `json:"configs"`
-}
-
-// Info returns the revision without the configs' data.
-func (r *Revision) Info() RevisionInfo {
-	info := RevisionInfo{Number: r.Number, Commit: r.Commit, Time: r.Time, Configs: make([]string, len(r.Configs))}
-	for i, c := range r.Configs {
-		info.Configs[i] = c.Name
-	}
-	return info
-}
-
-// RevisionInfo describes a revision: its number, commit, time and the names
-// of the configs it changed. The zero RevisionInfo (Number 0) stands for
-// "nothing published yet".
-type RevisionInfo struct {
-	Number  int64     `json:"revision"`
-	Commit  string    `json:"commit"`
-	Time    time.Time `json:"time"`
-	Configs []string  `json:"configs"`
-}
-
-// Snapshot is the current data of a set of configs at one revision.
-type Snapshot struct {
-	Latest  RevisionInfo    // the latest revision when the snapshot was taken
-	Configs []ConfigVersion // each as the revision that last set it left it, sorted by name
+	Number  int64
+	Commit  string
+	Time    time.Time
+	Configs int // how many configs the revision changed
 }
 
 // Host is what an agent last reported about itself.
@@ -84,43 +66,97 @@ type Match func(name string) bool
 
 // Names returns a Match for the given names; "*" among them matches every
 // config.
-func Names(names ...string) Match {
-	set := make(map[string]bool, len(names))
-	for _, n := range names {
-		if n == "*" {
-			return nil
-		}
-		set[n] = true
+func Names(names ...string) Match { return Select(names...).Match() }
+
+// Selection names the configs a Snapshot or Since reads: every config, or
+// a set of names. The zero Selection selects nothing.
+type Selection struct {
+	all   bool
+	names []string // sorted, without duplicates
+}
+
+// All selects every config.
+func All() Selection { return Selection{all: true} }
+
+// Select selects the given names; "*" among them selects every config.
+func Select(names ...string) Selection {
+	if slices.Contains(names, "*") {
+		return All()
 	}
-	return func(name string) bool { return set[name] }
+	s := slices.Clone(names)
+	slices.Sort(s)
+	return Selection{names: slices.Compact(s)}
+}
+
+// IsAll reports whether s selects every config.
+func (s Selection) IsAll() bool { return s.all }
+
+// Names returns the names s selects, sorted; nil if it selects every config.
+func (s Selection) Names() []string { return s.names }
+
+// Match returns s as a Match (nil when s selects every config).
+func (s Selection) Match() Match {
+	if s.all {
+		return nil
+	}
+	return func(name string) bool {
+		_, ok := slices.BinarySearch(s.names, name)
+		return ok
+	}
+}
+
+// Entries yields cs, for Append.
+func Entries(cs []ConfigVersion) iter.Seq2[ConfigVersion, error] {
+	return func(yield func(ConfigVersion, error) bool) {
+		for _, c := range cs {
+			if !yield(c, nil) {
+				return
+			}
+		}
+	}
 }
 
 // Store keeps published revisions durably. Implementations are safe for
-// concurrent use; an embedded one is OpenBolt, and a clustered one (etcd)
-// can implement the same interface.
+// concurrent use. OpenBolt is the embedded one; the package documentation
+// gives the layout, which a clustered (etcd) store can share.
+//
+// Reads cost what they return: Latest and Revision read one small record,
+// Get one entry, Snapshot one entry per selected config, Since the entries
+// of the selected configs after a revision. None of them reads a revision
+// whole, and a revision is never written or held whole either.
 type Store interface {
-	// Append publishes r atomically: readers see all of it or none of it.
-	// r.Number must be Latest().Number+1 (ErrOutOfOrder otherwise) and r
-	// must hold at least one config, each named once; Append sets each
-	// config's Revision and Commit to the revision's.
-	Append(ctx context.Context, r *Revision) error
-	// Latest describes the latest revision (the zero RevisionInfo when
+	// Identity returns the store's identity: created once with the store
+	// and never changed, so that a client can tell a store from another
+	// one, or from a new one at the same place.
+	Identity() string
+	// Append publishes revision r.Number holding the configs that configs
+	// yields, atomically: readers see all of it or none of it. r.Number
+	// must be Latest().Number+1 (ErrOutOfOrder otherwise), at least one
+	// config is needed, and each config may come once; the configs'
+	// Revision and Commit are set from r, and r.Configs is ignored. If
+	// configs yields an error, Append publishes nothing and returns it.
+	Append(ctx context.Context, r Revision, configs iter.Seq2[ConfigVersion, error]) error
+	// Latest describes the latest revision (the zero Revision when
 	// nothing is published).
-	Latest(ctx context.Context) (RevisionInfo, error)
+	Latest(ctx context.Context) (Revision, error)
+	// Revision describes revision n; ErrNotFound if it was not published.
+	Revision(ctx context.Context, n int64) (Revision, error)
+	// Changed calls fn, in name order, with the name of every config
+	// revision n changed; ErrNotFound if it was not published.
+	Changed(ctx context.Context, n int64, fn func(name string) error) error
 	// Get returns the current data of a config; ErrNotFound if no
 	// revision holds it or the last one to change it deleted it.
 	Get(ctx context.Context, name string) (ConfigVersion, error)
-	// Snapshot returns the current data of the configs m selects that
-	// exist, and the latest revision, at one point in time.
-	Snapshot(ctx context.Context, m Match) (Snapshot, error)
-	// Revision returns revision n in full; ErrNotFound if it was not
-	// published.
-	Revision(ctx context.Context, n int64) (*Revision, error)
-	// Since calls fn, in order, for every revision after from that changed
-	// a config m selects, holding only the configs m selects. It stops at
-	// the first error fn returns and returns it. Revisions appended while
-	// Since runs may or may not be included.
-	Since(ctx context.Context, from int64, m Match, fn func(*Revision) error) error
+	// Snapshot calls fn, in name order, with the current data of every
+	// config sel selects that exists, all as of one revision, which it
+	// returns. It stops at the first error fn returns and returns it.
+	Snapshot(ctx context.Context, sel Selection, fn func(ConfigVersion) error) (Revision, error)
+	// Since calls fn, in order of revision and then name, with every
+	// change to a config sel selects in the revisions after from (a
+	// deletion has Deleted set). It stops at the first error fn returns
+	// and returns it. Revisions appended while Since runs may or may not
+	// be included, but a revision is included whole or not at all.
+	Since(ctx context.Context, from int64, sel Selection, fn func(ConfigVersion) error) error
 	// PutHosts records hosts, replacing earlier records of the same names.
 	PutHosts(ctx context.Context, hosts []Host) error
 	// Hosts returns every recorded host, sorted by name.
@@ -136,72 +172,20 @@ type Store interface {
 	PutRun(ctx context.Context, r wire.Run) error
 	// Runs returns every recorded run, sorted by ID.
 	Runs(ctx context.Context) ([]wire.Run, error)
+	// DamagedReads counts the reads that failed because what they read
+	// was damaged (ErrDamaged) since the store was opened.
+	DamagedReads() int64
 	// Close closes the store; later calls fail with ErrClosed.
 	Close() error
 }
 
-// CheckName reports whether name is a valid config name: slash-separated
-// non-empty elements, none of them "." or "..", not starting with "/".
-func CheckName(name string) error {
-	if name == "" {
-		return errors.New("empty config name")
+// checkConfig validates c as a config of revision n.
+func checkConfig(n int64, c *ConfigVersion) error {
+	if err := repo.CheckName(c.Name); err != nil {
+		return fmt.Errorf("appending revision %d: %w", n, err)
 	}
-	if len(name) > 1024 {
-		return fmt.Errorf("config name %.40q...: longer than 1024 bytes", name)
-	}
-	for _, el := range strings.Split(name, "/") {
-		if el == "" || el == "." || el == ".." {
-			return fmt.Errorf("invalid config name %q", name)
-		}
-	}
-	if strings.ContainsAny(name, "\x00\n\r,") {
-		return fmt.Errorf("invalid config name %q", name)
+	if c.Deleted && c.Data != nil {
+		return fmt.Errorf("appending revision %d: deleted config %q has data", n, c.Name)
 	}
 	return nil
-}
-
-// check validates r as the revision after latest and fills in its configs'
-// Revision and Commit.
-func (r *Revision) check(latest int64) error {
-	if r.Number != latest+1 {
-		return fmt.Errorf("appending revision %d: %w: latest is %d", r.Number, ErrOutOfOrder, latest)
-	}
-	if len(r.Configs) == 0 {
-		return fmt.Errorf("appending revision %d: no configs", r.Number)
-	}
-	seen := make(map[string]bool, len(r.Configs))
-	for i := range r.Configs {
-		c := &r.Configs[i]
-		if err := CheckName(c.Name); err != nil {
-			return fmt.Errorf("appending revision %d: %w", r.Number, err)
-		}
-		if seen[c.Name] {
-			return fmt.Errorf("appending revision %d: config %q twice", r.Number, c.Name)
-		}
-		seen[c.Name] = true
-		if c.Deleted && c.Data != nil {
-			return fmt.Errorf("appending revision %d: deleted config %q has data", r.Number, c.Name)
-		}
-		c.Revision, c.Commit = r.Number, r.Commit
-	}
-	return nil
-}
-
-// filter returns r with only the configs m selects, or nil if there are
-// none.
-func (r *Revision) filter(m Match) *Revision {
-	if m == nil {
-		return r
-	}
-	out := *r
-	out.Configs = nil
-	for _, c := range r.Configs {
-		if m(c.Name) {
-			out.Configs = append(out.Configs, c)
-		}
-	}
-	if out.Configs == nil {
-		return nil
-	}
-	return &out
 }

@@ -3,14 +3,17 @@
 // sources compile to and the materialized configs committed beside them. It
 // writes nothing.
 //
-// Drift comes in four kinds:
+// Drift comes in five kinds:
 //
-//   - missing: a config or raw config has no materialized file;
+//   - missing: a config or raw config has no materialized file (or none in
+//     an encoding the repository publishes);
 //   - stale: the materialized file differs from what its source compiles to;
 //   - hand-edited: the materialized file was changed by hand: it is not in
 //     canonical form, or it differs while the copy in the git HEAD commit
 //     matches what the source compiles to;
-//   - orphaned: a materialized file whose source is gone.
+//   - orphaned: a materialized file whose source is gone;
+//   - not published: a file in a Thrift encoding the repository's settings
+//     (repo.SettingsFile) do not list.
 //
 // The package also formats diagnostics as text, JSON or GitHub annotations.
 package validate
@@ -20,9 +23,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io/fs"
-	"slices"
 	"strings"
 	"sync"
 
@@ -38,10 +39,12 @@ type Report struct {
 }
 
 // Run validates the config repository in fsys, rooted at the repository
-// root: os.DirFS of the root, or the compiler.Snapshot that a commit is to
-// hold. Materialized files in another encoding (see compiler.Options.Emit)
-// are checked too, for every config, once any config has one. head, if not
-// nil, is the repository as last committed (the git HEAD commit, see
+// root: the work tree as repo.Repo.FS serves it (no link is followed; one
+// is reported), or the compiler.Snapshot that a commit is to hold.
+// Materialized files in the Thrift encodings the repository publishes
+// (repo.SettingsFile) are checked for every config, and files in an
+// encoding it does not publish are reported. head, if not nil, is the
+// repository as last committed (the git HEAD commit, see
 // gitrepo.Repo.FS), against which a hand-edited materialized file is told
 // from a stale one.
 func Run(ctx context.Context, fsys, head fs.FS, opts compiler.Options) (*Report, error) {
@@ -49,18 +52,21 @@ func Run(ctx context.Context, fsys, head fs.FS, opts compiler.Options) (*Report,
 	if err != nil {
 		return nil, err
 	}
-	sources := append(slices.Clone(tree.Configs), tree.Raw...)
-	slices.Sort(sources)
+	sources := tree.Sources()
 	have, err := repo.ListMaterialized(fsys)
 	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", repo.MaterializedDir, err)
+		return nil, err
 	}
-	opts.Emit = nil
-	for _, enc := range []string{compiler.EncodingThriftBinary, compiler.EncodingThriftCompact} {
-		if slices.ContainsFunc(have, func(p string) bool { return strings.HasSuffix(p, "."+enc) }) {
-			opts.Emit = append(opts.Emit, enc)
-		}
+	settings, err := repo.ReadSettings(fsys)
+	var se *repo.SettingsError
+	if errors.As(err, &se) {
+		d := diag.Errorf(diag.Pos{File: repo.SettingsFile, Line: se.Line, Col: se.Col}, "%s", se.Msg)
+		return &Report{Checked: len(sources), Diags: diag.List{d}}, nil
 	}
+	if err != nil {
+		return nil, err
+	}
+	opts.Emit = settings.Thrift()
 	r := &Report{Checked: len(sources)}
 	var committed *headTree
 	if head != nil {
@@ -107,7 +113,12 @@ func Run(ctx context.Context, fsys, head fs.FS, opts compiler.Options) (*Report,
 		}
 	}
 	for _, p := range have {
-		if !want[p] {
+		switch enc := repo.EncodingOf(p); {
+		case want[p]:
+		case enc != "" && !settings.Publishes(enc):
+			r.Diags = append(r.Diags, diag.Errorf(diag.Pos{File: p}, "not published: the repository publishes %s (%s); add %q to its encodings, or delete the file",
+				strings.Join(settings.Encodings, ", "), repo.SettingsFile, enc))
+		default:
 			r.Diags = append(r.Diags, diag.Errorf(diag.Pos{File: p}, "orphaned: its source is gone (cfg compile deletes it)"))
 		}
 	}
@@ -138,11 +149,11 @@ func encodingDrift(fsys fs.FS, o *compiler.Output, enc string, want []byte) *dia
 	got, err := fs.ReadFile(fsys, p)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return diag.Errorf(diag.Pos{File: p}, "missing: other configs are materialized as %s (run cfg compile --emit %s)", enc, enc)
+		return diag.Errorf(diag.Pos{File: p}, "missing: the repository publishes %s (%s) (run cfg compile)", enc, repo.SettingsFile)
 	case err != nil:
 		return diag.Errorf(diag.Pos{File: p}, "reading materialized config: %v", err)
 	case !bytes.Equal(got, want):
-		return diag.Errorf(diag.Pos{File: p}, "stale: differs from what %s compiles to (run cfg compile --emit %s)", o.Source, enc)
+		return diag.Errorf(diag.Pos{File: p}, "stale: differs from what %s compiles to (run cfg compile)", o.Source)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/cfg-dev/cfg/compiler"
 	"github.com/cfg-dev/cfg/diag"
 	"github.com/cfg-dev/cfg/gitrepo"
+	"github.com/cfg-dev/cfg/repo"
 )
 
 func writeFiles(t *testing.T, root string, files map[string]string) {
@@ -42,14 +43,19 @@ func messages(l diag.List) []string {
 }
 
 // run validates the repository at root as cfg validate does: its files on
-// disk, against its git HEAD commit if it has one.
+// disk through repo.Repo, against its git HEAD commit if it has one.
 func run(t *testing.T, root string) []string {
 	t.Helper()
 	var head fs.FS
 	if g, err := gitrepo.Open(root); err == nil {
 		head, _ = g.FS("HEAD")
 	}
-	rep, err := Run(context.Background(), os.DirFS(root), head, compiler.Options{Jobs: 2})
+	r, err := repo.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rep, err := Run(context.Background(), r.FS(), head, compiler.Options{Jobs: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,13 +11,17 @@ import (
 	"time"
 )
 
-// Event is one line of a watch stream: a "snapshot", an "update" or a
-// "heartbeat".
+// Event is one line of a watch stream: a "snapshot", an "update", a
+// "heartbeat" or "overrides".
 type Event struct {
-	Type     string   `json:"type"`
-	Revision int64    `json:"revision"`
-	Commit   string   `json:"commit,omitempty"`
-	Configs  []Config `json:"configs,omitempty"`
+	Type     string `json:"type"`
+	Revision int64  `json:"revision"`
+	// Store is the identity of the store the revision numbers belong to
+	// (HeaderStore); the daemon sets it in every event, and an agent in
+	// every event of its local API.
+	Store   string   `json:"store,omitempty"`
+	Commit  string   `json:"commit,omitempty"`
+	Configs []Config `json:"configs,omitempty"`
 	// Overrides, in an "overrides" event, is every override in effect for
 	// the watching host among the watched configs (possibly none).
 	Overrides []Override `json:"overrides,omitempty"`
@@ -47,6 +51,17 @@ type Config struct {
 	// instead of the revision's data, if any (the agent's local API).
 	Override        string `json:"override,omitempty"`
 	OverrideVersion int64  `json:"override_version,omitempty"`
+}
+
+// WatchRequest is the body of POST /v1/watch: the parameters of
+// GET /v1/watch as JSON, so that a watch of many configs does not depend
+// on how long a URL may be.
+type WatchRequest struct {
+	Configs []string `json:"configs"`
+	// From is the revision to resume after; nil for a snapshot.
+	From *int64 `json:"from,omitempty"`
+	// Host is the watching agent's host name, for its overrides.
+	Host string `json:"host,omitempty"`
 }
 
 // HostReport is the body of POST /v1/hosts/{host}.
@@ -81,8 +96,13 @@ func ErrorMessage(resp *http.Response) string {
 	return resp.Status
 }
 
-// Headers of GET /v1/configs/{name}.
+// Headers of the daemon's responses. Every response carries HeaderStore
+// and HeaderLatestRevision; GET /v1/configs/{name} the others too.
 const (
+	// HeaderStore is the identity of the daemon's store: revision
+	// numbers of one store mean nothing in another, so a client holding
+	// revisions of another store resynchronises from a snapshot.
+	HeaderStore          = "Cfg-Store"
 	HeaderRevision       = "Cfg-Revision"
 	HeaderLatestRevision = "Cfg-Latest-Revision"
 	HeaderCommit         = "Cfg-Commit"
@@ -138,9 +158,14 @@ type Run struct {
 	Started time.Time `json:"started"`
 	Ended   time.Time `json:"ended,omitzero"`
 	// Base is the revision of the config the run started from; Commit is
-	// the commit that landed the change, if it did.
-	Base   int64  `json:"base"`
-	Commit string `json:"commit,omitempty"`
+	// the commit that landed the change, if it did; RevertCommit the
+	// commit that undid it, if its bake failed.
+	Base         int64  `json:"base"`
+	Commit       string `json:"commit,omitempty"`
+	RevertCommit string `json:"revert_commit,omitempty"`
+	// Candidate is the hex SHA-256 of the candidate's data: a candidate
+	// that a run landed and reverted is not tried again by default.
+	Candidate string `json:"candidate,omitempty"`
 	// Report is the run's report (cfg canary --format json).
 	Report json.RawMessage `json:"report,omitempty"`
 }
@@ -151,5 +176,6 @@ const (
 	RunLanded     = "landed"
 	RunRolledBack = "rolled_back"
 	RunAbandoned  = "abandoned"
-	RunFailed     = "failed" // ended by an error before it could judge the change
+	RunReverted   = "reverted" // landed, then reverted when its bake failed
+	RunFailed     = "failed"   // ended by an error
 )

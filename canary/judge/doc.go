@@ -110,8 +110,11 @@
 // the check; with a 2 s interval and Breach 4s, failing evaluations at 2 s,
 // 4 s and 6 s fail the check at 6 s, while failing evaluations at 2 s and
 // 4 s followed by a passing one at 6 s are a brief breach that does not
-// fail the check. A breach still in progress when the phase ends has not
-// lasted Breach (or the check would have failed), and Final passes.
+// fail the check. A phase must not end in breach: Final fails a check
+// whose breach is still in progress, however short ([Tracker.Breaching]
+// tells the controller, which goes on evaluating past the end of the
+// phase until the breach ends or lasts Breach, so that Final sees it
+// settled).
 //
 // A check only fails on evidence: on an evaluation whose predicate failed
 // (or, with NoDataFail, that had no data). An evaluation that cannot judge

@@ -185,3 +185,20 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestVerdictText(t *testing.T) {
+	for _, v := range []Verdict{Pass, Breach, Fail, Waiting} {
+		b, err := v.MarshalText()
+		var got Verdict
+		if err != nil || got.UnmarshalText(b) != nil || got != v {
+			t.Errorf("%v: marshaled %q (%v), back %v", v, b, err, got)
+		}
+	}
+	var got Verdict
+	if err := got.UnmarshalText([]byte("great")); err == nil || err.Error() != `verdict: got "great", want pass, breach, fail or no data` {
+		t.Errorf("UnmarshalText(great): %v", err)
+	}
+	if _, err := Verdict(9).MarshalText(); err == nil || err.Error() != "unknown verdict 9" {
+		t.Errorf("MarshalText(9): %v", err)
+	}
+}

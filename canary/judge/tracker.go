@@ -41,6 +41,25 @@ func (v Verdict) String() string {
 	return "Verdict(" + strconv.Itoa(int(v)) + ")"
 }
 
+// MarshalText encodes v as its String.
+func (v Verdict) MarshalText() ([]byte, error) {
+	if v < Pass || v > Waiting {
+		return nil, fmt.Errorf("unknown verdict %d", int(v))
+	}
+	return []byte(v.String()), nil
+}
+
+// UnmarshalText decodes what MarshalText encodes.
+func (v *Verdict) UnmarshalText(b []byte) error {
+	for w := Pass; w <= Waiting; w++ {
+		if string(b) == w.String() {
+			*v = w
+			return nil
+		}
+	}
+	return fmt.Errorf("verdict: got %q, want pass, breach, fail or no data", b)
+}
+
 // Evaluation is the outcome of one Observe (or of Final).
 type Evaluation struct {
 	At time.Time
@@ -77,6 +96,9 @@ type Tracker struct {
 
 	breaching   bool
 	breachStart time.Time
+	// breachWhy is the failing predicate of the latest evaluation of the
+	// breach in progress ("canary 11 > 10").
+	breachWhy string
 
 	last     Evaluation // the latest evaluation, for Final
 	observed bool
@@ -113,6 +135,11 @@ func NewTracker(c Check, start time.Time) *Tracker {
 
 // Failed reports whether the check has failed.
 func (t *Tracker) Failed() bool { return t.failed }
+
+// Breaching reports whether a breach is in progress: the latest
+// evaluation that judged failed its predicate, and the check has not
+// failed (yet).
+func (t *Tracker) Breaching() bool { return t.breaching && !t.failed }
 
 // Observe evaluates the check at time at with the per-host values of the
 // canary and control sides. Non-finite values are ignored; the slices are
@@ -189,6 +216,7 @@ func (t *Tracker) Observe(at time.Time, canary, control []float64) Evaluation {
 	if !t.breaching {
 		t.breaching, t.breachStart = true, at
 	}
+	t.breachWhy = ev.Reason
 	ev.BreachFor = t.breachFor(at)
 	ev.Reason += " for " + ev.BreachFor.String() + " (limit " + t.c.Breach.String() + ")"
 	if ev.BreachFor >= t.c.Breach {
@@ -200,8 +228,10 @@ func (t *Tracker) Observe(at time.Time, canary, control []float64) Evaluation {
 }
 
 // Final judges the check at the end of the phase: Fail if it has failed,
-// or if it never had the data to judge and its policy is not NoDataPass;
-// Pass otherwise. The evaluation carries the latest observed values.
+// if a breach is in progress (a phase must not end in breach, however
+// short the breach), or if it never had the data to judge and its policy
+// is not NoDataPass; Pass otherwise. The evaluation carries the latest
+// observed values.
 func (t *Tracker) Final(at time.Time) Evaluation {
 	ev := t.last
 	ev.At = at
@@ -210,6 +240,10 @@ func (t *Tracker) Final(at time.Time) Evaluation {
 		return ev
 	}
 	ev.BreachFor = t.breachFor(at)
+	if t.breaching {
+		ev.Reason = "phase over in breach: " + t.breachWhy + " for " + ev.BreachFor.String() + " (limit " + t.c.Breach.String() + ")"
+		return t.fail(ev)
+	}
 	if !t.judged && t.c.NoData != NoDataPass {
 		switch {
 		case !t.observed:
@@ -228,8 +262,6 @@ func (t *Tracker) Final(at time.Time) Evaluation {
 	switch {
 	case !t.judged:
 		ev.Reason = "phase over without data (no-data policy pass)"
-	case t.breaching:
-		ev.Reason = "phase over; breach of " + ev.BreachFor.String() + " shorter than the limit " + t.c.Breach.String()
 	default:
 		ev.Reason = "phase over; passed"
 	}

@@ -230,13 +230,38 @@ func TestBreaches(t *testing.T) {
 			final: Fail,
 		},
 		{
-			name:  "breach in progress at the end of the phase passes",
+			name:  "breach in progress at the end of the phase fails",
 			check: higher,
 			steps: []step{
 				{at: 2, canary: good, want: Pass},
 				{at: 4, canary: bad, want: Breach, breachFor: 0},
 			},
-			final: Pass, finalReason: "breach of 2s shorter than the limit 4s",
+			final: Fail, finalReason: "phase over in breach: canary 11 > 10 for 2s (limit 4s)",
+		},
+		{
+			// A change whose failures start late: the breach begins at the
+			// last evaluations of the phase and must not count as a pass.
+			name:  "late breach at the end of the phase fails",
+			check: Check{Predicate: relative(1.5, 0.01), Breach: 4 * s},
+			steps: []step{
+				{at: 2, canary: v(0), control: v(0), want: Pass},
+				{at: 4, canary: v(0), control: v(0), want: Pass},
+				{at: 6, canary: v(0), control: v(0), want: Pass},
+				{at: 8, canary: v(0), control: v(0), want: Pass},
+				{at: 10, canary: v(0), control: v(0), want: Pass},
+				{at: 12, canary: v(1), control: v(0), want: Breach, breachFor: 0},
+				{at: 14, canary: v(1), control: v(0), want: Breach, breachFor: 2 * s},
+			},
+			final: Fail, finalReason: "phase over in breach: canary 1 > control 0 × 1.5 + 0.01 for 4s (limit 4s)",
+		},
+		{
+			name:  "a breach that ended before the end of the phase passes",
+			check: higher,
+			steps: []step{
+				{at: 2, canary: bad, want: Breach, breachFor: 0},
+				{at: 4, canary: good, want: Pass},
+			},
+			final: Pass, finalReason: "phase over; passed",
 		},
 		{
 			name:  "lower is worse",

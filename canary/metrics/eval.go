@@ -9,13 +9,15 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/util/kahansum"
 )
 
-// familyValue computes the value of the metric family name over the
+// familyValue computes the value of the series that sel selects over the
 // scrapes of one host inside a window (oldest first), as the package
-// documentation describes; q is the quantile of histograms and summaries.
-// ok is false when the host has no value.
-func familyValue(in []scrape, name string, q float64) (v float64, ok bool, err error) {
+// documentation describes; q is the quantile of histograms and summaries,
+// and g says how a gauge is read. ok is false when the host has no value.
+func familyValue(in []scrape, sel *Selector, q float64, g Gauge) (v float64, ok bool, err error) {
+	name := sel.Name
 	var newest *dto.MetricFamily
 	for i := len(in) - 1; i >= 0 && newest == nil; i-- {
 		newest = in[i].families[name]
@@ -24,8 +26,21 @@ func familyValue(in []scrape, name string, q float64) (v float64, ok bool, err e
 		return 0, false, nil
 	}
 	typ := newest.GetType()
+	if g == GaugeDeriv && typ != dto.MetricType_GAUGE && typ != dto.MetricType_UNTYPED {
+		return 0, false, fmt.Errorf("metric %s: gauge %s needs a gauge, got a %s", name, g, typ)
+	}
+	// selected returns the series of the newest scrape that sel selects.
+	selected := func() []*dto.Metric {
+		var out []*dto.Metric
+		for _, m := range newest.GetMetric() {
+			if sel.matches(m) {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
 	// series returns, oldest first, the scrapes' series of the family that
-	// have the newest scrape's type, by label set.
+	// have the newest scrape's type and that sel selects, by label set.
 	series := func() (keys []string, by map[string][]point) {
 		by = map[string][]point{}
 		for _, sc := range in {
@@ -34,6 +49,9 @@ func familyValue(in []scrape, name string, q float64) (v float64, ok bool, err e
 				continue
 			}
 			for _, m := range f.GetMetric() {
+				if !sel.matches(m) {
+					continue
+				}
 				k := labelsKey(m)
 				if by[k] == nil {
 					keys = append(keys, k)
@@ -54,10 +72,20 @@ func familyValue(in []scrape, name string, q float64) (v float64, ok bool, err e
 		}
 		return v, ok, nil
 	case dto.MetricType_GAUGE, dto.MetricType_UNTYPED:
-		for _, m := range newest.GetMetric() {
-			v += m.GetGauge().GetValue() + m.GetUntyped().GetValue() // only one is set
+		if g == GaugeDeriv {
+			keys, by := series()
+			for _, k := range keys {
+				if d, dok := deriv(by[k]); dok {
+					v, ok = v+d, true
+				}
+			}
+			return v, ok, nil
 		}
-		return v, len(newest.GetMetric()) > 0, nil
+		ms := selected()
+		for _, m := range ms {
+			v += gaugeValue(m)
+		}
+		return v, len(ms) > 0, nil
 	case dto.MetricType_HISTOGRAM:
 		if err := checkQuantile(q); err != nil {
 			return 0, false, fmt.Errorf("histogram %s: %w", name, err)
@@ -75,10 +103,11 @@ func familyValue(in []scrape, name string, q float64) (v float64, ok bool, err e
 		if err := checkQuantile(q); err != nil {
 			return 0, false, fmt.Errorf("summary %s: %w", name, err)
 		}
-		if len(newest.GetMetric()) != 1 {
+		ms := selected()
+		if len(ms) != 1 {
 			return 0, false, nil // quantiles of several series cannot be combined
 		}
-		for _, sq := range newest.GetMetric()[0].GetSummary().GetQuantile() {
+		for _, sq := range ms[0].GetSummary().GetQuantile() {
 			if sq.GetQuantile() == q {
 				return sq.GetValue(), true, nil
 			}
@@ -131,6 +160,45 @@ func counterRate(pts []point) (float64, bool) {
 		inc += cur - prev
 	}
 	return inc / secs, true
+}
+
+// deriv returns the per-second growth of a gauge series over its points,
+// computed as PromQL's deriv(): the slope of the least-squares line
+// through them, with times in seconds (at the milliseconds Prometheus
+// stores) and Kahan-Neumaier sums, a constant series having slope 0.
+func deriv(pts []point) (float64, bool) {
+	if len(pts) < 2 {
+		return 0, false
+	}
+	t0 := pts[0].at.UnixMilli()
+	var n, sumX, cX, sumY, cY, sumXY, cXY, sumX2, cX2 float64
+	first, constant := gaugeValue(pts[0].m), true
+	for _, p := range pts {
+		x, y := float64(p.at.UnixMilli()-t0)/1e3, gaugeValue(p.m)
+		if y != first {
+			constant = false
+		}
+		n++
+		sumX, cX = kahansum.Inc(x, sumX, cX)
+		sumY, cY = kahansum.Inc(y, sumY, cY)
+		sumXY, cXY = kahansum.Inc(x*y, sumXY, cXY)
+		sumX2, cX2 = kahansum.Inc(x*x, sumX2, cX2)
+	}
+	if constant {
+		if math.IsInf(first, 0) {
+			return math.NaN(), true
+		}
+		return 0, true
+	}
+	sumX, sumY, sumXY, sumX2 = sumX+cX, sumY+cY, sumXY+cXY, sumX2+cX2
+	covXY := sumXY - sumX*sumY/n
+	varX := sumX2 - sumX*sumX/n
+	return covXY / varX, true
+}
+
+// gaugeValue returns the value of a gauge or untyped sample.
+func gaugeValue(m *dto.Metric) float64 {
+	return m.GetGauge().GetValue() + m.GetUntyped().GetValue() // only one is set
 }
 
 // bucketIncrease returns how much each cumulative bucket of a histogram

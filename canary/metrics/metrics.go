@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -13,17 +14,44 @@ type Host struct {
 
 // Query describes the metric of one check.
 type Query struct {
-	// Metric is a metric family name (scrape provider) or a PromQL
-	// expression (prometheus provider).
+	// Metric is a PromQL metric selector such as
+	// http_requests_failed_total{endpoint="checkout"} (scrape provider,
+	// see ParseSelector) or a PromQL expression (prometheus provider).
 	Metric string
-	// DivideBy, for the scrape provider only, is another metric family:
+	// DivideBy, for the scrape provider only, is another metric selector:
 	// each host's value is then value(Metric) / value(DivideBy).
 	DivideBy string
 	// Quantile is, for a histogram, the quantile of the observations made
 	// in the window and, for a summary, the quantile it exports, e.g. 0.99.
 	Quantile float64
-	// Window is the trailing window of rates and histogram quantiles.
+	// Window is the trailing window of rates, growth rates and histogram
+	// quantiles.
 	Window time.Duration
+	// Gauge says, for the scrape provider only, how Metric is read if it
+	// is a gauge: its latest value (the zero value) or its growth rate.
+	Gauge Gauge
+}
+
+// Gauge says how the scrape provider reads a gauge.
+type Gauge int
+
+const (
+	// GaugeLatest reads a gauge's latest value.
+	GaugeLatest Gauge = iota
+	// GaugeDeriv reads a gauge's per-second growth over the window, as
+	// PromQL's deriv() computes it.
+	GaugeDeriv
+)
+
+// String returns the name a canary spec gives g: LATEST or DERIV.
+func (g Gauge) String() string {
+	switch g {
+	case GaugeLatest:
+		return "LATEST"
+	case GaugeDeriv:
+		return "DERIV"
+	}
+	return fmt.Sprintf("Gauge(%d)", int(g))
 }
 
 // Sample is one value of a metric: for the scrape provider one per host

@@ -64,6 +64,9 @@ func (p *Prometheus) Values(ctx context.Context, q Query, hosts []Host, now time
 	if q.DivideBy != "" {
 		return nil, fmt.Errorf("query %s: divide_by %s is not supported by the prometheus provider: write the ratio in PromQL", q.Metric, q.DivideBy)
 	}
+	if q.Gauge != GaugeLatest {
+		return nil, fmt.Errorf("query %s: gauge %s is not supported by the prometheus provider: write the function in PromQL, such as deriv(m{instance=~\"$hosts\"}[$window])", q.Metric, q.Gauge)
+	}
 	if q.Metric == "" {
 		return nil, errors.New("no query")
 	}

@@ -4,17 +4,21 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/model"
 )
 
 func TestExpand(t *testing.T) {
@@ -62,6 +66,10 @@ func TestPrometheusErrorsWithoutServer(t *testing.T) {
 	q.DivideBy = "demo_requests_total"
 	if _, err := p.Values(ctx, q, hosts, time.Now()); err == nil || !strings.Contains(err.Error(), "divide_by demo_requests_total is not supported") {
 		t.Errorf("divide_by: %v, want an error saying it is not supported", err)
+	}
+	q = Query{Metric: `demo_memory_bytes`, Gauge: GaugeDeriv}
+	if _, err := p.Values(ctx, q, hosts, time.Now()); err == nil || !strings.Contains(err.Error(), `gauge DERIV is not supported by the prometheus provider: write the function in PromQL, such as deriv(m{instance=~"$hosts"}[$window])`) {
+		t.Errorf("gauge DERIV: %v, want an error saying it is not supported", err)
 	}
 	q = Query{Metric: `rate(x[$window])`}
 	if _, err := p.Values(ctx, q, hosts, time.Now()); err == nil || !strings.Contains(err.Error(), "window 0s is not positive") {
@@ -126,6 +134,7 @@ func startPrometheus(t *testing.T, targets map[string]string) (string, <-chan st
 // endpoints whose host names differ only in regular expression
 // metacharacters.
 func TestPrometheus(t *testing.T) {
+	t.Parallel()
 	values := map[string]float64{"web-1": 1, "web-10": 10, "web.2": 2, "webx2": 20}
 	const perSecond = 100 // the rate of every target's counter
 	targets := map[string]string{}
@@ -220,4 +229,164 @@ func TestPrometheus(t *testing.T) {
 			}
 		}
 	}
+}
+
+// withInstance adds instance=~"$hosts" to a selector, for the prometheus
+// provider.
+func withInstance(sel string) string {
+	const m = `instance=~"$hosts"`
+	switch {
+	case !strings.HasSuffix(sel, "}"):
+		return sel + "{" + m + "}"
+	case strings.HasSuffix(sel, "{}"):
+		return strings.TrimSuffix(sel, "}") + m + "}"
+	default:
+		return strings.TrimSuffix(sel, "}") + ", " + m + "}"
+	}
+}
+
+// TestScrapeAgreesWithPrometheus runs the same selectors and growth rates
+// through the scrape provider and a real Prometheus server scraping the same
+// endpoints, and compares the results: label matchers select the series
+// PromQL selects, and gauge = DERIV gives what deriv() gives over the
+// same samples.
+func TestScrapeAgreesWithPrometheus(t *testing.T) {
+	t.Parallel()
+	// Each host serves demo_series (see series) and demo_memory_bytes,
+	// whose heap pool grows irregularly at every scrape.
+	hosts := []Host{{Name: "web-1"}, {Name: "web-2"}}
+	targets := map[string]string{}
+	for i := range hosts {
+		var n atomic.Int64
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			k := n.Add(1)
+			heap := 1e6 + float64(1000*(i+1)*int(k)) + float64(300*(k*k%7))
+			fmt.Fprintf(w, "%s# TYPE demo_memory_bytes gauge\ndemo_memory_bytes{pool=\"heap\"} %v\ndemo_memory_bytes{pool=\"stack\"} 4096\n", series, heap)
+		}))
+		t.Cleanup(srv.Close)
+		hosts[i].URL = srv.URL
+		targets[hosts[i].Name] = strings.TrimPrefix(srv.URL, "http://")
+	}
+	url, exited := startPrometheus(t, targets)
+	p, err := NewPrometheus(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	// Wait until Prometheus holds 6 samples of every host in the last 8 s.
+	full := Query{Metric: `count_over_time(demo_memory_bytes{pool="heap", instance=~"$hosts"}[$window]) >= 6`, Window: 8 * time.Second}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		got, err := p.Values(ctx, full, hosts, time.Now())
+		if err == nil && len(got) == len(hosts) {
+			break
+		}
+		select {
+		case <-exited:
+			t.Fatalf("prometheus exited: last %v, %v", got, err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus did not scrape every target 6 times in 8 s within 60 s: last %v, %v", got, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	t.Run("selectors", func(t *testing.T) {
+		s := NewScrape(nil, 5*time.Second)
+		if err := s.Collect(ctx, hosts); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		for _, tc := range selectorCases {
+			mine, err := s.Values(ctx, Query{Metric: tc.selector, Window: time.Minute}, hosts, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			theirs, err := p.Values(ctx, Query{Metric: "sum by (instance) (" + withInstance(tc.selector) + ")"}, hosts, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(byInstance(t, theirs), mine); diff != "" {
+				t.Errorf("%s (-prometheus +scrape):\n%s", tc.selector, diff)
+			}
+		}
+	})
+
+	t.Run("deriv", func(t *testing.T) {
+		// Feed the scrape provider the very samples Prometheus stored,
+		// at the times it stored them.
+		now := time.UnixMilli(time.Now().UnixMilli())
+		v, _, _, err := p.api.Query(ctx, `demo_memory_bytes[30s]`, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type key struct {
+			host string
+			at   int64
+		}
+		text := map[key]string{}
+		stored := map[int64]bool{} // the times of the samples, in ms
+		for _, ss := range v.(model.Matrix) {
+			for _, sp := range ss.Values {
+				k := key{string(ss.Metric["instance"]), int64(sp.Timestamp)}
+				text[k] += fmt.Sprintf("demo_memory_bytes{pool=%q} %v\n", ss.Metric["pool"], sp.Value)
+				stored[int64(sp.Timestamp)] = true
+			}
+		}
+		s := NewScrape(nil, 0)
+		for k, samples := range text {
+			s.add(k.host, time.UnixMilli(k.at), parse(t, "# TYPE demo_memory_bytes gauge\n"+samples))
+		}
+		for _, tc := range []struct {
+			selector string
+			window   time.Duration
+		}{
+			{`demo_memory_bytes{pool="heap"}`, 5 * time.Second},
+			{`demo_memory_bytes{pool="heap"}`, 8 * time.Second},
+			{`demo_memory_bytes{pool="stack"}`, 8 * time.Second},
+			{`demo_memory_bytes`, 8 * time.Second},
+		} {
+			// Prometheus 2 includes a sample at the window's start,
+			// Prometheus 3 and the scrape provider do not: keep samples
+			// off it.
+			if stored[now.Add(-tc.window).UnixMilli()] {
+				t.Fatalf("a sample at the start of the %v window: pick another time", tc.window)
+			}
+			q := Query{Metric: tc.selector, Window: tc.window, Gauge: GaugeDeriv}
+			mine, err := s.Values(ctx, q, hosts, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			theirs, err := p.Values(ctx, Query{Metric: "sum by (instance) (deriv(" + withInstance(tc.selector) + "[$window]))", Window: tc.window}, hosts, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(byInstance(t, theirs), mine, cmpopts.EquateApprox(1e-12, 1e-9)); diff != "" || len(mine) != len(hosts) {
+				t.Errorf("%s over %v (-prometheus +scrape):\n%s", tc.selector, tc.window, diff)
+			}
+			if testing.Verbose() {
+				t.Logf("deriv(%s[%v]): %v", tc.selector, tc.window, mine)
+			}
+		}
+	})
+}
+
+// byInstance renames the samples of a "sum by (instance)" query after
+// their instance.
+func byInstance(t *testing.T, samples []Sample) []Sample {
+	t.Helper()
+	out := []Sample{}
+	for _, s := range samples {
+		m, err := promql.ParseMetric(s.Series)
+		if err != nil {
+			t.Fatalf("series %s: %v", s.Series, err)
+		}
+		out = append(out, Sample{Series: m.Get("instance"), Value: s.Value})
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }

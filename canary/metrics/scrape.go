@@ -38,6 +38,11 @@ type Scrape struct {
 	client  *http.Client
 	timeout time.Duration
 
+	// Now stamps each scrape; time.Now if nil. The canary controller sets
+	// its own clock, so that scrapes and the windows its checks read are on
+	// one time line.
+	Now func() time.Time
+
 	mu      sync.Mutex
 	history map[string][]scrape // by host name, oldest first
 	errs    map[string]error    // the error of the last scrape, by host name
@@ -84,7 +89,7 @@ func (s *Scrape) Collect(ctx context.Context, hosts []Host) error {
 		}
 		seen[h.Name] = true
 		wg.Go(func() {
-			at := time.Now()
+			at := s.now()
 			fams, err := s.fetch(ctx, h)
 			if err != nil {
 				s.mu.Lock()
@@ -97,6 +102,13 @@ func (s *Scrape) Collect(ctx context.Context, hosts []Host) error {
 	}
 	wg.Wait()
 	return ctx.Err()
+}
+
+func (s *Scrape) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 // fetch scrapes one host and parses its exposition.
@@ -173,13 +185,28 @@ func (s *Scrape) Reset() {
 // Values implements Provider. It reads the history only and never blocks
 // on the network. It returns one sample per host that has a value, sorted
 // by host name; the error joins those of hosts whose value could not be
-// computed (an unsupported metric type, a quantile out of range).
+// computed (an unsupported metric type, a quantile out of range, a growth
+// rate asked of a metric that is not a gauge), or says why q cannot be
+// answered at all (a selector that does not parse).
 func (s *Scrape) Values(_ context.Context, q Query, hosts []Host, now time.Time) ([]Sample, error) {
 	if q.Metric == "" {
 		return nil, errors.New("no metric")
 	}
 	if q.Window <= 0 {
 		return nil, fmt.Errorf("metric %s: window %v is not positive", q.Metric, q.Window)
+	}
+	if q.Gauge != GaugeLatest && q.Gauge != GaugeDeriv {
+		return nil, fmt.Errorf("metric %s: unknown gauge reading %v", q.Metric, q.Gauge)
+	}
+	metric, err := ParseSelector(q.Metric)
+	if err != nil {
+		return nil, err
+	}
+	var divideBy *Selector
+	if q.DivideBy != "" {
+		if divideBy, err = ParseSelector(q.DivideBy); err != nil {
+			return nil, fmt.Errorf("divide_by: %w", err)
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -192,7 +219,7 @@ func (s *Scrape) Values(_ context.Context, q Query, hosts []Host, now time.Time)
 			continue
 		}
 		seen[h.Name] = true
-		v, ok, err := s.value(h.Name, q, now)
+		v, ok, err := s.value(h.Name, metric, divideBy, q, now)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("host %s: %w", h.Name, err))
 		} else if ok {
@@ -203,20 +230,21 @@ func (s *Scrape) Values(_ context.Context, q Query, hosts []Host, now time.Time)
 	return out, errors.Join(errs...)
 }
 
-// value computes q for one host from its scrapes in (now-q.Window, now];
-// ok is false when the host has no value.
-func (s *Scrape) value(host string, q Query, now time.Time) (v float64, ok bool, err error) {
+// value computes q, whose selectors are metric and divideBy (nil without
+// DivideBy), for one host from its scrapes in (now-q.Window, now]; ok is
+// false when the host has no value.
+func (s *Scrape) value(host string, metric, divideBy *Selector, q Query, now time.Time) (v float64, ok bool, err error) {
 	var in []scrape
 	for _, sc := range s.history[host] {
 		if sc.at.After(now.Add(-q.Window)) && !sc.at.After(now) {
 			in = append(in, sc)
 		}
 	}
-	v, ok, err = familyValue(in, q.Metric, q.Quantile)
-	if err != nil || !ok || q.DivideBy == "" {
+	v, ok, err = familyValue(in, metric, q.Quantile, q.Gauge)
+	if err != nil || !ok || divideBy == nil {
 		return v, ok && !math.IsNaN(v), err
 	}
-	d, ok, err := familyValue(in, q.DivideBy, q.Quantile)
+	d, ok, err := familyValue(in, divideBy, q.Quantile, GaugeLatest)
 	if err != nil || !ok || d == 0 {
 		return 0, false, err
 	}

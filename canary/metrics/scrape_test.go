@@ -458,6 +458,9 @@ demo_h_count 1
 		{Query{Metric: "demo_h", Quantile: math.NaN(), Window: time.Minute}, "quantile NaN is not in [0, 1]"},
 		{Query{Metric: "demo_h", Quantile: 0.5}, "metric demo_h: window 0s is not positive"},
 		{Query{Window: time.Minute}, "no metric"},
+		{Query{Metric: "demo_h{", Window: time.Minute}, `metric selector "demo_h{": 1:8: parse error: unexpected end of input inside braces`},
+		{Query{Metric: "demo_h", DivideBy: `{le="1"}`, Window: time.Minute}, `divide_by: metric selector "{le=\"1\"}": no metric name`},
+		{Query{Metric: "demo_h", Window: time.Minute, Gauge: 7}, "metric demo_h: unknown gauge reading Gauge(7)"},
 	} {
 		if _, err := s.Values(ctx, tc.q, hosts, t0); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Values(%+v) = %v, want an error containing %q", tc.q, err, tc.want)
@@ -513,6 +516,307 @@ func TestBucketQuantile(t *testing.T) {
 		got, ok := bucketQuantile(tc.q, tc.counts)
 		if ok != tc.ok || (ok && math.Abs(got-tc.want) > 1e-12) {
 			t.Errorf("%s: bucketQuantile(%v, %v) = %v, %v; want %v, %v", tc.name, tc.q, tc.counts, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// series is a gauge family whose series' values are distinct powers of
+// 2, so that the sum of the series a selector selects names them.
+const series = `# TYPE demo_series gauge
+demo_series{a="x",b="1"} 1
+demo_series{a="xx",b="1"} 2
+demo_series{a="y"} 4
+demo_series{b="2"} 8
+demo_series{a="",b="3"} 16
+demo_series{a="a.b"} 32
+demo_series{a="axb"} 64
+demo_series{a="X"} 128
+demo_series{a="quo\"te\\"} 256
+`
+
+// TestSelectorMatchers checks that label matchers select series as PromQL
+// does: =, !=, =~, !~, regular expressions anchored at both ends, and a
+// missing label matching as the empty value.
+func TestSelectorMatchers(t *testing.T) {
+	tg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, series) }))
+	t.Cleanup(tg.Close)
+	web := Host{Name: "web-1", URL: tg.URL}
+	s := NewScrape(nil, 5*time.Second)
+	if err := s.Collect(context.Background(), []Host{web}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, tc := range selectorCases {
+		got := values(t, s, Query{Metric: tc.selector, Window: time.Minute}, now, web)
+		var want []Sample
+		if tc.want != 0 {
+			want = []Sample{{"web-1", tc.want}}
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.selector, diff)
+		}
+	}
+}
+
+// selectorCases are selectors of demo_series (see series) and the sum of
+// the series each selects (0: none).
+var selectorCases = []struct {
+	selector string
+	want     float64
+}{
+	{`demo_series`, 511},
+	{`demo_series{}`, 511},
+	{`demo_series{a="x"}`, 1},
+	{`demo_series{a="x", b="1"}`, 1},
+	{`demo_series{a="x", b="2"}`, 0},
+	{`demo_series{a!="x"}`, 510},
+	{`demo_series{a=""}`, 8 + 16},          // missing or empty
+	{`demo_series{a!=""}`, 511 - 8 - 16},   // present and not empty
+	{`demo_series{a=~""}`, 8 + 16},         // anchored: only the empty value
+	{`demo_series{a=~".*"}`, 511},          // missing labels too
+	{`demo_series{a=~".+"}`, 511 - 8 - 16}, // present and not empty
+	{`demo_series{a=~"x"}`, 1},             // not xx, nor axb: anchored at both ends
+	{`demo_series{a=~"x|y"}`, 1 + 4},       // alternatives are anchored together
+	{`demo_series{a=~"x.*"}`, 1 + 2},       // a prefix
+	{`demo_series{a=~".*x"}`, 1 + 2},       // a suffix
+	{`demo_series{a=~"X"}`, 128},           // case-sensitive
+	{`demo_series{a=~"(?i)x"}`, 1 + 128},   // unless asked
+	{`demo_series{a=~"a\\.b"}`, 32},        // a quoted dot
+	{`demo_series{a=~"a.b"}`, 32 + 64},     // any character
+	{`demo_series{a!~"x.*"}`, 511 - 1 - 2}, // missing labels are "", which x.* does not match
+	{`demo_series{a!~""}`, 511 - 8 - 16},   // present and not empty
+	{`demo_series{a!~".*"}`, 0},            // nothing
+	{`demo_series{a=~"x", a!="x"}`, 0},     // every matcher must match
+	{`demo_series{b=~"1|3", a!="xx"}`, 1 + 16},
+	{`demo_series{a="quo\"te\\"}`, 256}, // escapes
+	{`demo_series{c=""}`, 511},          // no series has c
+	{`demo_series{c="x"}`, 0},
+	{`{__name__="demo_series", a="y"}`, 4},
+	{`{__name__="demo_series", __name__=~"demo_.*", a="y"}`, 4}, // name matchers match the name
+	{`{__name__="demo_series", __name__!="demo_series"}`, 0},
+}
+
+func TestParseSelectorErrors(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`demo{`, `metric selector "demo{": 1:6: parse error: unexpected end of input inside braces`},
+		{`demo{a="b"`, `metric selector "demo{a=\"b\"": 1:11: parse error: unexpected end of input inside braces`},
+		{`demo{a~"b"}`, `metric selector "demo{a~\"b\"}": 1:7: parse error: unexpected character inside braces: '~'`},
+		{`demo{a=~"("}`, "metric selector \"demo{a=~\\\"(\\\"}\": 1:6: parse error: error parsing regexp: missing closing ): `(`"},
+		{`{a="b"}`, `metric selector "{a=\"b\"}": no metric name, want name{...} or {__name__="name", ...}`},
+		{`{__name__=~"demo_.*"}`, `metric selector "{__name__=~\"demo_.*\"}": no metric name, want name{...} or {__name__="name", ...}`},
+		{`demo[5m]`, `metric selector "demo[5m]": got a range selector, want name{label="value", ...}`},
+		{`rate(demo[5m])`, `metric selector "rate(demo[5m])": got a call of rate(), want name{label="value", ...}`},
+		{`deriv(demo[1m])`, `metric selector "deriv(demo[1m])": got a call of deriv(), want name{label="value", ...} (for a gauge's growth rate, set gauge = DERIV)`},
+		{`sum(demo)`, `metric selector "sum(demo)": got a PromQL expression, want name{label="value", ...}`},
+		{`demo{__name__="other"}`, `metric selector "demo{__name__=\"other\"}": 1:1: parse error: metric name must not be set twice: "demo" or "other"`},
+		{`deriv(demo[$window])`, `metric selector "deriv(demo[$window])": 1:12: parse error: unexpected character in duration expression: '$' (for a gauge's growth rate, set gauge = DERIV)`},
+		{`demo{instance=~"$hosts"} offset 1m`, `metric selector "demo{instance=~\"$hosts\"} offset 1m": got an offset or @ modifier, want name{label="value", ...}`},
+		{`demo @ 100`, `metric selector "demo @ 100": got an offset or @ modifier, want name{label="value", ...}`},
+		{`{__name__=""}`, `metric selector "{__name__=\"\"}": 1:1: parse error: vector selector must contain at least one non-empty matcher`},
+		{``, `no metric selector`},
+	} {
+		_, err := ParseSelector(tc.in)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("ParseSelector(%q) = %v\nwant %s", tc.in, err, tc.want)
+		}
+	}
+}
+
+// TestSelectorCounters checks per-endpoint rates and ratios: label
+// matchers on a counter and on divide_by, the other endpoints' series
+// left out.
+func TestSelectorCounters(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reqs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "http_requests_total", Help: "Requests."}, []string{"endpoint"})
+	failed := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "http_requests_failed_total", Help: "Failed requests."}, []string{"endpoint", "code"})
+	reg.MustRegister(reqs, failed)
+	for _, e := range []string{"checkout", "browse", "checkout-v2"} {
+		reqs.WithLabelValues(e)
+	}
+	failed.WithLabelValues("checkout", "503")
+	failed.WithLabelValues("checkout", "500")
+	failed.WithLabelValues("browse", "503")
+	tg := newTarget(t, reg)
+	web := Host{Name: "web-1", URL: tg.URL}
+	s := NewScrape(tg.Client(), time.Second)
+	scrapeAt(t, s, web, t0)
+	// In 2 s: browse 1000 requests, 10 failed; checkout 40, 20 failed
+	// (15 with 503, 5 with 500); checkout-v2 100, none failed.
+	reqs.WithLabelValues("browse").Add(1000)
+	failed.WithLabelValues("browse", "503").Add(10)
+	reqs.WithLabelValues("checkout").Add(40)
+	failed.WithLabelValues("checkout", "503").Add(15)
+	failed.WithLabelValues("checkout", "500").Add(5)
+	reqs.WithLabelValues("checkout-v2").Add(100)
+	scrapeAt(t, s, web, t0.Add(2*time.Second))
+
+	now := t0.Add(2 * time.Second)
+	for _, tc := range []struct {
+		metric, divideBy string
+		want             []Sample
+	}{
+		{`http_requests_failed_total`, "", []Sample{{"web-1", 30.0 / 2}}},
+		{`http_requests_failed_total{endpoint="checkout"}`, "", []Sample{{"web-1", 20.0 / 2}}},
+		{`http_requests_failed_total{endpoint="checkout", code="500"}`, "", []Sample{{"web-1", 5.0 / 2}}},
+		{`http_requests_failed_total{endpoint="checkout", code=~"5.."}`, "", []Sample{{"web-1", 20.0 / 2}}},
+		{`http_requests_failed_total{endpoint="checkout", code!~"5.."}`, "", nil},
+		{`http_requests_total{endpoint=~"checkout.*"}`, "", []Sample{{"web-1", 140.0 / 2}}},
+		// The whole fleet's ratio hides checkout's.
+		{`http_requests_failed_total`, `http_requests_total`, []Sample{{"web-1", 30.0 / 1140}}},
+		{`http_requests_failed_total{endpoint="checkout"}`, `http_requests_total{endpoint="checkout"}`, []Sample{{"web-1", 20.0 / 40}}},
+		{`http_requests_failed_total{endpoint="checkout-v2"}`, `http_requests_total{endpoint="checkout-v2"}`, nil}, // no failure series
+		{`http_requests_failed_total{endpoint="browse"}`, `http_requests_total{endpoint="nope"}`, nil},
+	} {
+		got := values(t, s, Query{Metric: tc.metric, DivideBy: tc.divideBy, Window: 10 * time.Second}, now, web)
+		if diff := cmp.Diff(tc.want, got, approx); diff != "" {
+			t.Errorf("%s / %q (-want +got):\n%s", tc.metric, tc.divideBy, diff)
+		}
+	}
+
+	// Matchers also select histogram and summary series.
+	lat := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "http_latency_seconds", Help: "Latency.", Buckets: []float64{0.1, 1}}, []string{"endpoint"})
+	sum := prometheus.NewSummaryVec(prometheus.SummaryOpts{Name: "http_rpc_seconds", Help: "RPC latency.", Objectives: map[float64]float64{0.5: 0.05}}, []string{"endpoint"})
+	reg.MustRegister(lat, sum)
+	lat.WithLabelValues("browse")
+	lat.WithLabelValues("checkout")
+	scrapeAt(t, s, web, t0.Add(4*time.Second))
+	for range 10 {
+		lat.WithLabelValues("browse").Observe(0.05)
+		lat.WithLabelValues("checkout").Observe(0.5)
+		sum.WithLabelValues("browse").Observe(0.01)
+		sum.WithLabelValues("checkout").Observe(0.3)
+	}
+	scrapeAt(t, s, web, t0.Add(6*time.Second))
+	now = t0.Add(6 * time.Second)
+	for _, tc := range []struct {
+		metric string
+		want   []Sample
+	}{
+		// Both endpoints: rank 10 of 20 is the last in [0, 0.1].
+		{`http_latency_seconds`, []Sample{{"web-1", 0.1}}},
+		// checkout's rank 5 of 10 in (0.1, 1]: 0.1 + 0.9 × 5/10.
+		{`http_latency_seconds{endpoint="checkout"}`, []Sample{{"web-1", 0.55}}},
+		{`http_rpc_seconds{endpoint="checkout"}`, []Sample{{"web-1", 0.3}}},
+		{`http_rpc_seconds`, nil}, // two series
+	} {
+		got := values(t, s, Query{Metric: tc.metric, Quantile: 0.5, Window: 3 * time.Second}, now, web)
+		if diff := cmp.Diff(tc.want, got, approx); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.metric, diff)
+		}
+	}
+}
+
+// TestGaugeDeriv checks growth rates of gauges scraped from a real
+// endpoint at exact times: least-squares slopes as PromQL's deriv()
+// computes them.
+func TestGaugeDeriv(t *testing.T) {
+	var body atomic.Value
+	tg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, body.Load()) }))
+	t.Cleanup(tg.Close)
+	web := Host{Name: "web-1", URL: tg.URL}
+	s := NewScrape(nil, 5*time.Second)
+	for i, v := range []struct{ heap, untyped, requests, newPool string }{
+		{"10", "0", "0", ""},
+		{"14", "10", "10", ""},
+		{"22", "20", "30", `demo_memory_bytes{pool="new"} 1` + "\n"},
+	} {
+		body.Store(`# TYPE demo_memory_bytes gauge
+demo_memory_bytes{pool="heap"} ` + v.heap + `
+demo_memory_bytes{pool="stack"} 100
+` + v.newPool + `# TYPE demo_limit_bytes gauge
+demo_limit_bytes 1000
+# TYPE demo_untyped untyped
+demo_untyped ` + v.untyped + `
+# TYPE demo_requests_total counter
+demo_requests_total ` + v.requests + `
+# TYPE demo_latency_seconds histogram
+demo_latency_seconds_bucket{le="+Inf"} 0
+demo_latency_seconds_sum 0
+demo_latency_seconds_count 0
+`)
+		scrapeAt(t, s, web, t0.Add(time.Duration(2*i)*time.Second))
+	}
+	now := t0.Add(4 * time.Second)
+	deriv := func(metric, divideBy string, window time.Duration) Query {
+		return Query{Metric: metric, DivideBy: divideBy, Window: window, Gauge: GaugeDeriv}
+	}
+	for _, tc := range []struct {
+		q    Query
+		want []Sample
+	}{
+		// heap at 0, 2, 4 s: 10, 14, 22. The least-squares slope is
+		// Σ(x-2)(y-15⅓) / Σ(x-2)² = (10⅔ + 13⅓) / 8 = 3 a second.
+		{deriv(`demo_memory_bytes{pool="heap"}`, "", 10*time.Second), []Sample{{"web-1", 3}}},
+		// (1 s, 4 s] holds 14 and 22: 4 a second.
+		{deriv(`demo_memory_bytes{pool="heap"}`, "", 3*time.Second), []Sample{{"web-1", 4}}},
+		// A constant series grows by 0.
+		{deriv(`demo_memory_bytes{pool="stack"}`, "", 10*time.Second), []Sample{{"web-1", 0}}},
+		// The series are added; pool="new" has one sample, so no slope.
+		{deriv(`demo_memory_bytes`, "", 10*time.Second), []Sample{{"web-1", 3}}},
+		{deriv(`demo_memory_bytes{pool="new"}`, "", 10*time.Second), nil},
+		// Untyped metrics are read as gauges.
+		{deriv(`demo_untyped`, "", 10*time.Second), []Sample{{"web-1", 5}}},
+		// A single scrape in the window: no slope.
+		{deriv(`demo_memory_bytes`, "", time.Second), nil},
+		// Growth per request: divided by the requests' rate, 30 in 4 s.
+		{deriv(`demo_memory_bytes{pool="heap"}`, "demo_requests_total", 10*time.Second), []Sample{{"web-1", 3 / 7.5}}},
+		// divide_by is read as usual: a gauge's latest value.
+		{deriv(`demo_memory_bytes{pool="heap"}`, "demo_limit_bytes", 10*time.Second), []Sample{{"web-1", 3.0 / 1000}}},
+		// Without DERIV, the latest value.
+		{Query{Metric: `demo_memory_bytes{pool="heap"}`, Window: 10 * time.Second}, []Sample{{"web-1", 22}}},
+	} {
+		got := values(t, s, tc.q, now, web)
+		if diff := cmp.Diff(tc.want, got, approx); diff != "" {
+			t.Errorf("%+v (-want +got):\n%s", tc.q, diff)
+		}
+	}
+	for _, tc := range []struct {
+		metric, want string
+	}{
+		{"demo_requests_total", "host web-1: metric demo_requests_total: gauge DERIV needs a gauge, got a COUNTER"},
+		{"demo_latency_seconds", "host web-1: metric demo_latency_seconds: gauge DERIV needs a gauge, got a HISTOGRAM"},
+	} {
+		got, err := s.Values(context.Background(), deriv(tc.metric, "", 10*time.Second), []Host{web}, now)
+		if err == nil || err.Error() != tc.want || got != nil {
+			t.Errorf("DERIV of %s = %v, %v; want no sample and the error %q", tc.metric, got, err, tc.want)
+		}
+	}
+}
+
+// TestDeriv checks the edges of the slope that the endpoint test does
+// not reach.
+func TestDeriv(t *testing.T) {
+	pts := func(ys ...float64) []point {
+		var out []point
+		for i := range ys {
+			// Times with sub-millisecond parts: as in Prometheus, only
+			// the milliseconds count.
+			at := t0.Add(time.Duration(i)*time.Second + time.Duration(i)*300*time.Microsecond)
+			out = append(out, point{scrape{at: at}, &dto.Metric{Gauge: &dto.Gauge{Value: &ys[i]}}})
+		}
+		return out
+	}
+	inf := math.Inf(1)
+	for _, tc := range []struct {
+		name string
+		pts  []point
+		want float64
+		ok   bool
+	}{
+		{"a line", pts(1, 3, 5, 7), 2, true},
+		{"a falling line", pts(7, 5, 3, 1), -2, true},
+		// A restart is not a reset for a gauge: the slope of 10, 20, 0
+		// is (0-10)/2 = -5.
+		{"a restart", pts(10, 20, 0), -5, true},
+		// Large values near each other: the sums are compensated.
+		{"large values", pts(1e15, 1e15+1, 1e15+2, 1e15+3), 1, true},
+		{"constant", pts(4, 4, 4), 0, true},
+		{"constant infinite", pts(inf, inf), math.NaN(), true},
+		{"one point", pts(4), 0, false},
+	} {
+		got, ok := deriv(tc.pts)
+		if ok != tc.ok || (ok && !(math.Abs(got-tc.want) < 1e-9 || math.IsNaN(got) && math.IsNaN(tc.want))) {
+			t.Errorf("%s: deriv = %v, %v; want %v, %v", tc.name, got, ok, tc.want, tc.ok)
 		}
 	}
 }

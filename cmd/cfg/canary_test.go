@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cfg-dev/cfg/canary"
+	"github.com/cfg-dev/cfg/canary/judge"
 	"github.com/cfg-dev/cfg/store"
 	"github.com/cfg-dev/cfg/wire"
 )
@@ -95,6 +97,7 @@ type fleet struct {
 	repo, work string
 	daemon     string
 	services   []string // the demo services' base URLs, by host
+	agents     []string // the agents' base URLs, by host
 }
 
 const fleetSize = 6
@@ -134,6 +137,7 @@ func startFleet(t *testing.T) *fleet {
 		agentURL := addr(t, filepath.Join(f.work, host+".addr"))
 		startBin(t, demosvc, "-listen", svc, "-agent", agentURL, "-cache-dir", cache, "-config", "demo/service")
 		f.services = append(f.services, "http://"+svc)
+		f.agents = append(f.agents, agentURL)
 	}
 	for i, s := range f.services {
 		eventually(t, 30*time.Second, fmt.Sprintf("web-%d to serve", i+1), func() bool {
@@ -212,22 +216,112 @@ func headCommit(t *testing.T, repo string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// served is what an agent served at a time: the config's bytes, and the
+// override it came from (ID/VERSION), if any.
+type served struct {
+	at       time.Time
+	data     string
+	override string
+}
+
+// poller reads what every agent serves every 200 ms.
+type poller struct {
+	stop chan struct{}
+	done chan struct{}
+	seen [][]served // by host
+}
+
+func (f *fleet) poll() *poller {
+	p := &poller{stop: make(chan struct{}), done: make(chan struct{}), seen: make([][]served, len(f.agents))}
+	go func() {
+		defer close(p.done)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			for i, a := range f.agents {
+				resp, err := http.Get(a + "/v1/configs/demo/service")
+				if err != nil {
+					continue
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err == nil && resp.StatusCode == http.StatusOK {
+					p.seen[i] = append(p.seen[i], served{at: time.Now(), data: string(body), override: resp.Header.Get(wire.HeaderOverride)})
+				}
+			}
+			select {
+			case <-p.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return p
+}
+
+// finish stops the poller and returns what each host served.
+func (p *poller) finish() [][]served {
+	close(p.stop)
+	<-p.done
+	return p.seen
+}
+
+// checkContinuous checks that no host served the old config (old) again
+// after it first served another, before back (zero: never).
+func checkContinuous(t *testing.T, seen [][]served, old string, back time.Time) {
+	t.Helper()
+	for i, obs := range seen {
+		first := slices.IndexFunc(obs, func(s served) bool { return s.data != old })
+		if first < 0 {
+			continue
+		}
+		for _, s := range obs[first:] {
+			if s.data == old && (back.IsZero() || s.at.Before(back)) {
+				t.Errorf("web-%d served the old config at %s, %.1f s after it first served the candidate (%s) and before the rollback",
+					i+1, s.at.Format("15:04:05.000"), s.at.Sub(obs[first].at).Seconds(), obs[first].override)
+				break
+			}
+		}
+	}
+}
+
+// gitShow returns a file as a commit holds it.
+func gitShow(t *testing.T, repo, commit, path string) string {
+	t.Helper()
+	out, err := exec.Command("git", "-C", repo, "show", commit+":"+path).Output()
+	if err != nil {
+		t.Fatalf("git show %s:%s: %v", commit, path, err)
+	}
+	return string(out)
+}
+
+// The demo's bad change is rolled back and its good change lands, under
+// a spec whose phases last three leases: every host serves the candidate
+// without a gap from when it first gets it until the rollback or the
+// landing, and the landing commit holds exactly the bytes canaried.
 func TestCanaryDemo(t *testing.T) {
 	f := startFleet(t)
 	before := f.running(t)
 	head := headCommit(t, f.repo)
+	old := gitShow(t, f.repo, head, "materialized_configs/demo/service.json")
 
 	// The bad change is rolled back and never lands.
 	f.apply(t, "bad")
+	p := f.poll()
 	rep, stderr, code := f.canary(t, "--seed", "1")
+	seen := p.finish()
 	if code != 1 || rep.Outcome != canary.RolledBack {
 		t.Fatalf("bad change: exit %d, outcome %q (%s), want 1 and rolled_back\n%s", code, rep.Outcome, rep.Reason, stderr)
 	}
-	if p := rep.Phases[0]; p.Verdict != "fail" || !slices.ContainsFunc(p.Checks, func(c canary.CheckReport) bool { return c.Name == "error ratio" && c.Verdict == "fail" }) {
+	if p := rep.Phases[0]; p.Verdict != canary.Fail || !slices.ContainsFunc(p.Checks, func(c canary.CheckReport) bool { return c.Name == "error ratio" && c.Verdict == judge.Fail }) {
 		t.Errorf("bad change: first phase %+v, want the error ratio check failed", p)
 	}
 	t.Logf("bad change rolled back: %s; every canary host back on revision %d %.1f s after the push (scrape interval %d s, breach 4 s, window 6 s)",
 		rep.Reason, rep.Base, rep.RevertSeconds, rep.ScrapeIntervalSeconds)
+	checkContinuous(t, seen, old, rep.Phases[len(rep.Phases)-1].Ended)
+	if want := "the candidate is still in the working tree; to discard it: git checkout HEAD -- materialized_configs/demo/service.json source/demo/service.cconf\n"; !strings.HasSuffix(stderr, want) {
+		t.Errorf("bad change: stderr does not end with %q:\n%s", want, stderr)
+	}
 	if got := headCommit(t, f.repo); got != head {
 		t.Errorf("the bad change moved HEAD to %s", got)
 	}
@@ -240,10 +334,13 @@ func TestCanaryDemo(t *testing.T) {
 
 	// The good change lands and reaches every host.
 	f.apply(t, "good")
+	p = f.poll()
 	rep, stderr, code = f.canary(t, "--seed", "1")
+	seen = p.finish()
 	if code != 0 || rep.Outcome != canary.Landed {
 		t.Fatalf("good change: exit %d, outcome %q (%s), want 0 and landed\n%s", code, rep.Outcome, rep.Reason, stderr)
 	}
+	checkContinuous(t, seen, old, time.Time{})
 	if got := headCommit(t, f.repo); got != rep.Commit || got == head {
 		t.Errorf("HEAD is %s, want the landed commit %s", got, rep.Commit)
 	}
@@ -261,12 +358,115 @@ func TestCanaryDemo(t *testing.T) {
 			t.Errorf("%s: overrides %+v, applied %d after landing revision %d", h.Name, h.Overrides, h.Applied, rep.Revision)
 		}
 	}
+	if rep.Bake == nil || rep.Bake.Verdict != canary.Pass || len(rep.Baseline) != 1 {
+		t.Errorf("good change: bake %+v, baseline %+v; want a passed bake", rep.Bake, rep.Baseline)
+	}
+
+	// The landing commit holds exactly what the canary hosts ran, and
+	// the source it was compiled from.
+	var canaried []string
+	for _, obs := range seen {
+		for _, s := range obs {
+			if s.override != "" && !slices.Contains(canaried, s.data) {
+				canaried = append(canaried, s.data)
+			}
+		}
+	}
+	goodSource, err := os.ReadFile(filepath.Join(f.repo, "changes", "good.cconf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := gitShow(t, f.repo, rep.Commit, "materialized_configs/demo/service.json"); len(canaried) != 1 || got != canaried[0] {
+		t.Errorf("the landing commit holds\n%s\nthe canary hosts ran %q", got, canaried)
+	}
+	if got := gitShow(t, f.repo, rep.Commit, "source/demo/service.cconf"); got != string(goodSource) {
+		t.Errorf("the landing commit holds the source\n%s\nwant changes/good.cconf\n%s", got, goodSource)
+	}
 
 	out, _, _ := runCode(t, f.repo, "canary", "history", "--daemon", f.daemon, "--format", "json")
 	var runs []wire.Run
 	json.Unmarshal([]byte(out), &runs)
 	if len(runs) != 2 || runs[0].Status != wire.RunRolledBack || runs[1].Status != wire.RunLanded || runs[1].Commit != rep.Commit {
-		t.Errorf("canary history: %s", out)
+		t.Fatalf("canary history: %s", out)
+	}
+	// One run in detail: who ran it, every evaluation, how it ended.
+	out, _, code = runCode(t, f.repo, "canary", "history", runs[0].ID, "--daemon", f.daemon)
+	for _, want := range []string{
+		"run " + runs[0].ID + " of demo/service (spec demo/canary): rolled_back, started ",
+		"  run by e2e <e2e@example.com>, ",
+		"  phase \"two hosts\": check \"error ratio\" failed: ",
+		"  evaluations:\n",
+		"error ratio",
+		"p99 latency",
+		"rolled back: every canary host serves revision 1 again",
+	} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("cfg canary history %s: exit %d, output lacks %q:\n%s", runs[0].ID, code, want, out)
+		}
+	}
+}
+
+// A change whose failure shows only after twice the lease is rolled
+// back; one whose failure shows only once it has landed is reverted by
+// the bake, and is not canaried again unless asked.
+func TestCanaryLateFailure(t *testing.T) {
+	f := startFleet(t)
+	head := headCommit(t, f.repo)
+	old := gitShow(t, f.repo, head, "materialized_configs/demo/service.json")
+
+	f.apply(t, "late")
+	p := f.poll()
+	rep, stderr, code := f.canary(t, "--seed", "1")
+	seen := p.finish()
+	if code != 1 || rep.Outcome != canary.RolledBack || !strings.HasPrefix(rep.Reason, `phase "two hosts": check "error ratio" failed`) {
+		t.Fatalf("late change: exit %d, outcome %q (%s), want 1 and rolled_back in the first phase\n%s", code, rep.Outcome, rep.Reason, stderr)
+	}
+	checkContinuous(t, seen, old, rep.Phases[len(rep.Phases)-1].Ended)
+
+	// Failing after 34 s: the first canaries have run it for about 27 s
+	// when the phases end, and the bake lasts 20 s.
+	late, err := os.ReadFile(filepath.Join(f.repo, "changes", "late.cconf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := strings.Replace(string(late), "fail_after_seconds = 9", "fail_after_seconds = 34", 1)
+	if err := os.WriteFile(filepath.Join(f.repo, "source/demo/service.cconf"), []byte(later), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, stderr, code = f.canary(t, "--seed", "1")
+	if code != 4 || rep.Outcome != canary.Reverted || !strings.HasPrefix(rep.Reason, `bake: check "error ratio" failed`) {
+		t.Fatalf("later change: exit %d, outcome %q (%s), want 4 and reverted by the bake\n%s", code, rep.Outcome, rep.Reason, stderr)
+	}
+	if got := headCommit(t, f.repo); got != rep.RevertCommit {
+		t.Errorf("HEAD is %s, want the revert %s", got, rep.RevertCommit)
+	}
+	if got := gitShow(t, f.repo, rep.RevertCommit, "materialized_configs/demo/service.json"); got != old {
+		t.Errorf("the revert holds\n%s\nwant the old config\n%s", got, old)
+	}
+	if got, _ := os.ReadFile(filepath.Join(f.repo, "materialized_configs/demo/service.json")); string(got) != old {
+		t.Errorf("the working tree holds\n%s\nafter the revert, want the old config", got)
+	}
+	if want := fmt.Sprintf("to bring the candidate back: git checkout %s -- materialized_configs/demo/service.json source/demo/service.cconf\n", rep.Commit); !strings.HasSuffix(stderr, want) {
+		t.Errorf("stderr does not end with %q:\n%s", want, stderr)
+	}
+	eventually(t, 10*time.Second, "every service to run the reverted revision", func() bool {
+		for _, r := range f.running(t) {
+			if !strings.HasPrefix(r, fmt.Sprintf("r%d/", rep.RevertRevision)) {
+				return false
+			}
+		}
+		return true
+	})
+
+	// Not again.
+	if err := os.WriteFile(filepath.Join(f.repo, "source/demo/service.cconf"), []byte(later), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := runCode(t, f.repo, "canary", "--spec", "demo/canary", "--daemon", f.daemon)
+	want := fmt.Sprintf("this candidate of demo/service was landed and then reverted by canary run %s (started %s): see cfg canary history %s; to canary it again, give --allow-reverted\n",
+		rep.ID, rep.Started.UTC().Format(time.RFC3339), rep.ID)
+	if code != 1 || out != "" || stderr != want {
+		t.Errorf("the reverted change again: exit %d, stdout %q, stderr %q; want 1 and %q", code, out, stderr, want)
 	}
 }
 
@@ -287,6 +487,20 @@ func TestCanaryKilled(t *testing.T) {
 		}
 		return len(canaries) == 2
 	})
+	// cfg status shows which hosts serve the override.
+	out := run(t, f.repo, "status", "--daemon", f.daemon, "demo/service")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != fleetSize+1 || !strings.HasSuffix(strings.TrimSpace(lines[0]), "OVERRIDES") {
+		t.Errorf("cfg status:\n%s", out)
+	}
+	for _, line := range lines[1:] {
+		fields := strings.Fields(line)
+		override := fields[len(fields)-1]
+		if slices.Contains(canaries, fields[0]) != strings.HasPrefix(override, "demo/service=canary-") ||
+			!slices.Contains(canaries, fields[0]) && override != "-" {
+			t.Errorf("cfg status shows %s with override %q; canaries %v:\n%s", fields[0], override, canaries, out)
+		}
+	}
 	p.kill()
 	killed := time.Now()
 	eventually(t, 30*time.Second, "the hosts to revert by lease expiry", func() bool {
@@ -297,7 +511,7 @@ func TestCanaryKilled(t *testing.T) {
 		}
 		return true
 	})
-	t.Logf("canary hosts %v reverted %.1f s after cfg canary was killed (lease 10 s)", canaries, time.Since(killed).Seconds())
+	t.Logf("canary hosts %v reverted %.1f s after cfg canary was killed (lease 4 s)", canaries, time.Since(killed).Seconds())
 	eventually(t, 10*time.Second, "every service to run the old config", func() bool { return slices.Equal(f.running(t), before) })
 	// The agents may drop the override on their own clock a moment before
 	// the daemon's sweep removes it and marks the run.

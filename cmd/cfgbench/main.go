@@ -168,7 +168,12 @@ var (
 		return res.Compiled, res.Bytes, nil
 	}}
 	typedNoWrite = engine{"typed-nowrite", func(root string, jobs int) (int, int64, error) {
-		fsys := os.DirFS(root)
+		r, err := repo.Open(root)
+		if err != nil {
+			return 0, 0, err
+		}
+		defer r.Close()
+		fsys := r.FS()
 		tree, err := repo.Scan(fsys)
 		if err != nil {
 			return 0, 0, err

@@ -5,11 +5,13 @@
 //
 //	GET /         simulated work: work_ms times a random factor in [0.5, 1.5);
 //	              work longer than timeout_ms is cut off there and answered
-//	              with 503, anything else with 200 and the greeting
+//	              with 503, anything else with 200 and the greeting; once
+//	              the service has run a config for fail_after_seconds (if
+//	              set), every request fails with 503
 //	GET /metrics  Prometheus metrics: demo_requests_total,
 //	              demo_requests_failed_total, demo_request_duration_seconds
 //	              (histogram) and demo_config_revision
-//	GET /config   the config it runs: {"revision": N, "commit": "...", "config": {...}}
+//	GET /config   the config it runs: {"revision": N, "commit": "...", "config": {...}, "since": ...}
 //
 // Until the first config arrives, / and /config answer 503 "no config yet".
 //
@@ -44,6 +46,9 @@ type Demo struct {
 	Greeting  string `json:"greeting"`
 	WorkMS    int    `json:"work_ms"`
 	TimeoutMS int    `json:"timeout_ms"`
+	// FailAfterSeconds, if positive, makes every request fail once the
+	// service has run the config that long.
+	FailAfterSeconds int `json:"fail_after_seconds"`
 }
 
 // Running is the config the service runs, as GET /config shows it.
@@ -55,6 +60,9 @@ type Running struct {
 	OverrideVersion int64  `json:"override_version,omitempty"`
 	FromCache       bool   `json:"from_cache,omitempty"`
 	Config          Demo   `json:"config"`
+	// Since is when the service began running this config (a new
+	// revision or override with the same content keeps it).
+	Since time.Time `json:"since"`
 }
 
 func main() {
@@ -182,6 +190,10 @@ func (s *server) apply(cfg client.Config) {
 		log.Printf("config %s revision %d: unusable %+v (keeping the previous config)", cfg.Name, cfg.Revision, d)
 		return
 	}
+	since := time.Now()
+	if prev := s.running.Load(); prev != nil && prev.Config == d {
+		since = prev.Since
+	}
 	s.running.Store(&Running{
 		Revision:        cfg.Revision,
 		Commit:          cfg.Commit,
@@ -189,6 +201,7 @@ func (s *server) apply(cfg client.Config) {
 		OverrideVersion: cfg.OverrideVersion,
 		FromCache:       cfg.FromCache,
 		Config:          d,
+		Since:           since,
 	})
 	s.revision.Set(float64(cfg.Revision))
 	what := ""
@@ -214,6 +227,10 @@ func (s *server) serveRoot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cfg := run.Config
+	if after := time.Duration(cfg.FailAfterSeconds) * time.Second; after > 0 && time.Since(run.Since) > after {
+		http.Error(w, fmt.Sprintf("failing: this config has run for more than %v", after), http.StatusServiceUnavailable)
+		return
+	}
 	factor := 0.5 + rand.Float64() // in [0.5, 1.5)
 	work := time.Duration(float64(cfg.WorkMS) * factor * float64(time.Millisecond))
 	limit := time.Duration(cfg.TimeoutMS) * time.Millisecond

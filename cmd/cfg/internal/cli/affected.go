@@ -3,7 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 
@@ -88,14 +87,19 @@ func runAffected(f *Factory, cmd *cobra.Command, opts *AffectedOptions) error {
 			out = append(out, affectedConfig{Name: repo.ConfigName(c.Path), Source: ws.display(c.Path), Deleted: true})
 		}
 	}
-	fsys := os.DirFS(ws.root)
+	r, err := ws.open()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	fsys := r.FS()
 	tree, err := repo.Scan(fsys)
 	if err != nil {
-		return infraError(err)
+		return ws.fail(err)
 	}
 	graph, err := compiler.New(fsys, compiler.Options{}).NewGraph(tree)
 	if err != nil {
-		return infraError(err)
+		return ws.fail(err)
 	}
 	for _, p := range graph.Affected(changed) {
 		out = append(out, affectedConfig{Name: repo.ConfigName(p), Source: ws.display(p)})

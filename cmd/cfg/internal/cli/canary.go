@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -33,6 +36,9 @@ type CanaryOptions struct {
 	TokenFile string
 	Message   string
 	Author    string
+	// AllowReverted tries a candidate again that an earlier run landed
+	// and reverted.
+	AllowReverted bool
 	CompileFlags
 }
 
@@ -44,16 +50,30 @@ func newCanaryCmd(f *Factory, runF func(*CanaryOptions) error) *cobra.Command {
 		Long: `Canary compiles and validates the working tree (as cfg commit does), takes
 the change to the config the spec names as the candidate, and runs the spec's
 phases against the hosts subscribed to that config: each phase pushes the
-candidate to its canary hosts as an override under a lease, verifies they
-applied it, and compares their metrics with control hosts still on the
-committed config every scrape interval, printing a line per evaluation.
+candidate to its canary hosts as an override under a lease (renewed until the
+override is removed), waits until they report running it, and compares their
+metrics with control hosts still on the committed config every scrape
+interval, printing a line per evaluation. Each evaluation judges only the
+canaries that report running the candidate and the controls that report the
+committed config, and names the others; a phase with fewer canaries running
+the candidate than it pushed it to, for longer than a scrape interval plus
+10 s, fails. A phase that ends with a check in breach goes on until the breach
+ends or lasts its breach_seconds.
 
-If a check fails (its breach lasts breach_seconds), or on Ctrl-C, the
-override is removed and canary waits until every canary host serves the
-committed revision again; it then exits 1. If every phase passes, it commits
-the change (as cfg commit does), waits for the daemon to publish it and the
-canary hosts to apply it, removes the override and exits 0. If canary itself
-dies, the override's lease runs out and the hosts revert by themselves.
+If a phase fails, or on Ctrl-C, the override is removed and canary waits
+until every canary host serves the committed config again; the candidate
+stays in the working tree, and canary prints the command that discards it.
+If every phase passes, it commits the change (as cfg commit does), waits for
+the daemon to publish it and the canary hosts to apply it, and removes the
+override. If the spec has a bake, canary then watches the whole fleet; if a
+bake check fails, it commits a revert of the change and waits until the fleet
+runs it, and that candidate is not canaried again unless --allow-reverted is
+given. If canary itself dies, the override's lease runs out and the hosts
+revert by themselves.
+
+Exit status: 0 landed; 1 rolled back (or the input is wrong); 4 landed, then
+reverted by the bake; 3 an error ended the run (the report says how far it
+got).
 
 SPEC_CONFIG is the spec's config name (canary/feed) or its source file
 (source/canary/feed.cconf); it must export a CanarySpec
@@ -94,6 +114,7 @@ recorded by the daemon: see cfg canary history.`,
 	cmd.Flags().StringVar(&opts.TokenFile, "token-file", "", "file whose first line is the daemon's token (default: $CFG_TOKEN)")
 	cmd.Flags().StringVarP(&opts.Message, "message", "m", "", `the message of the commit that lands the change (default: "canary: land CONFIG")`)
 	cmd.Flags().StringVar(&opts.Author, "author", "", `the commit author, "Name <email>" (default: as cfg commit)`)
+	cmd.Flags().BoolVar(&opts.AllowReverted, "allow-reverted", false, "canary a candidate that an earlier run landed and reverted")
 	opts.CompileFlags.add(cmd)
 	cmd.AddCommand(newCanaryHistoryCmd(f))
 	return cmd
@@ -128,10 +149,16 @@ func runCanary(f *Factory, cmd *cobra.Command, opts *CanaryOptions) error {
 		return err
 	}
 
-	// The spec and the candidate.
-	typesData, err := os.ReadFile(filepath.Join(ws.root, filepath.FromSlash(repo.TypesFile)))
+	// The spec and the candidate, read following no link.
+	rp, err := ws.open()
 	if err != nil {
-		return infraError(err)
+		return err
+	}
+	defer rp.Close()
+	materialized := rp.FS()
+	typesData, err := fs.ReadFile(materialized, repo.TypesFile)
+	if err != nil {
+		return ws.fail(err)
 	}
 	types, err := repo.DecodeTypes(typesData)
 	if err != nil {
@@ -144,13 +171,14 @@ func runCanary(f *Factory, cmd *cobra.Command, opts *CanaryOptions) error {
 		}
 		return usageError(fmt.Errorf("--spec %s: config %q is a %s, not a %s", opts.Spec, specName, types[specName], canary.SpecType))
 	}
-	specData, err := os.ReadFile(filepath.Join(ws.root, repo.MaterializedDir, filepath.FromSlash(specName)+".json"))
+	specData, err := fs.ReadFile(materialized, repo.MaterializedDir+"/"+specName+".json")
 	if err != nil {
-		return infraError(err)
+		return ws.fail(err)
 	}
 	spec, err := canary.ParseSpec(specData)
 	if err != nil {
-		return fmt.Errorf("%s: %w: %w", specName, err, inputFailed)
+		fmt.Fprintf(f.IO.Err, "--spec %s: config %q: %v\n", opts.Spec, specName, err)
+		return inputFailed
 	}
 
 	changes, err := g.WorkingChanges()
@@ -177,11 +205,22 @@ func runCanary(f *Factory, cmd *cobra.Command, opts *CanaryOptions) error {
 		fmt.Fprintf(f.IO.Err, "the working tree also changes %s: a canary tries one config; commit or revert the others first\n", strings.Join(changedOthers, ", "))
 		return inputFailed
 	}
-	data, err := os.ReadFile(filepath.Join(ws.root, filepath.FromSlash(candidatePath)))
-	if errors.Is(err, os.ErrNotExist) {
+	data, err := fs.ReadFile(materialized, candidatePath)
+	if errors.Is(err, fs.ErrNotExist) {
 		fmt.Fprintf(f.IO.Err, "the working tree deletes %s: a canary tries a new version of a config, not its deletion\n", spec.Config)
 		return inputFailed
 	}
+	if err != nil {
+		return infraError(err)
+	}
+
+	// What is canaried, byte for byte: it is what lands.
+	head, err := g.Resolve("HEAD")
+	if err != nil {
+		return gitError(err)
+	}
+	paths := gitrepo.Paths(changes)
+	canaried, err := readFiles(ws.root, paths)
 	if err != nil {
 		return infraError(err)
 	}
@@ -195,16 +234,44 @@ func runCanary(f *Factory, cmd *cobra.Command, opts *CanaryOptions) error {
 		message = "canary: land " + spec.Config
 	}
 	id := fmt.Sprintf("canary-%s-%04x", time.Now().UTC().Format("20060102T150405"), rand.N(1<<16))
-	paths := gitrepo.Paths(changes)
+	landed := ""
 	rep, err := canary.Run(ctx, canary.Options{
-		ID:        id,
-		SpecName:  specName,
-		Spec:      spec,
-		Candidate: canary.Candidate{Type: types[spec.Config], Compiled: compiled, Data: data},
-		Daemon:    d,
-		Seed:      seed,
-		Land: func(_ context.Context) (string, error) {
-			return g.Commit(paths, gitrepo.CommitOptions{Message: message + "\n\nCanary " + id + " passed.", Author: &author})
+		ID:            id,
+		SpecName:      specName,
+		Spec:          spec,
+		Candidate:     canary.Candidate{Type: types[spec.Config], Compiled: compiled, Data: data},
+		Daemon:        d,
+		Seed:          seed,
+		By:            author.String(),
+		AllowReverted: opts.AllowReverted,
+		Land: func(context.Context) (string, error) {
+			if changed := changedSince(ws.root, canaried); len(changed) > 0 {
+				return "", fmt.Errorf("the working tree changed during the canary (%s): not landing what was not canaried", strings.Join(changed, ", "))
+			}
+			c, err := g.Commit(paths, gitrepo.CommitOptions{Message: message + "\n\nCanary " + id + " passed.", Author: &author})
+			landed = c
+			return c, err
+		},
+		Revert: func(context.Context) (string, error) {
+			// The working tree goes back to what was committed before, and
+			// that is committed.
+			for _, p := range paths {
+				old, err := g.ReadFile(head, p)
+				name := filepath.Join(ws.root, filepath.FromSlash(p))
+				switch {
+				case errors.Is(err, fs.ErrNotExist):
+					err = os.Remove(name)
+				case err == nil:
+					err = os.WriteFile(name, old, 0o644)
+				}
+				if err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return "", err
+				}
+			}
+			return g.Commit(paths, gitrepo.CommitOptions{
+				Message: fmt.Sprintf("canary: revert %s\n\nThe bake of canary %s failed; this reverts commit %s.", spec.Config, id, landed),
+				Author:  &author,
+			})
 		},
 		Progress: func(line string) {
 			if text {
@@ -214,19 +281,33 @@ func runCanary(f *Factory, cmd *cobra.Command, opts *CanaryOptions) error {
 	})
 	if rep == nil {
 		var pe *canary.PlanError
-		if errors.As(err, &pe) {
+		var re *canary.RevertedError
+		switch {
+		case errors.As(err, &pe):
 			fmt.Fprintf(f.IO.Err, "cannot choose hosts: %v\n", err)
+			return inputFailed
+		case errors.As(err, &re):
+			fmt.Fprintf(f.IO.Err, "%v: see cfg canary history %s; to canary it again, give --allow-reverted\n", err, re.Run.ID)
 			return inputFailed
 		}
 		return infraError(err)
 	}
+	out := f.IO.Out
 	if text {
-		rep.WriteText(f.IO.Out)
+		rep.WriteText(out)
 	} else {
-		enc := json.NewEncoder(f.IO.Out)
+		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
 		enc.SetEscapeHTML(false)
 		enc.Encode(rep)
+		out = f.IO.Err
+	}
+	switch {
+	case rep.Outcome == canary.Reverted:
+		fmt.Fprintf(out, "the working tree holds the reverted config again; to bring the candidate back: git checkout %s -- %s\n",
+			rep.Commit, shellWords(ws, paths))
+	case rep.Commit == "":
+		fmt.Fprintf(out, "the candidate is still in the working tree; to discard it: %s\n", discardCommand(ws, changes))
 	}
 	switch {
 	case err != nil:
@@ -235,9 +316,79 @@ func runCanary(f *Factory, cmd *cobra.Command, opts *CanaryOptions) error {
 		return nil
 	case rep.Outcome == canary.RolledBack:
 		return inputFailed
+	case rep.Outcome == canary.Reverted:
+		return revertedExit
 	default:
 		return infraError(errors.New(rep.Reason))
 	}
+}
+
+// revertedExit is cfg canary's exit when the change landed and was then
+// reverted by the bake.
+var revertedExit = &exitError{code: ExitReverted}
+
+// readFiles reads the files at paths (relative to root); a file that does
+// not exist reads as nil.
+func readFiles(root string, paths []string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for _, p := range paths {
+		data, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(p)))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		out[p] = data
+	}
+	return out, nil
+}
+
+// changedSince returns the paths whose files no longer hold what files
+// holds for them.
+func changedSince(root string, files map[string][]byte) []string {
+	var changed []string
+	for _, p := range slices.Sorted(maps.Keys(files)) {
+		data, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(p)))
+		if (err != nil) != (files[p] == nil) || !bytes.Equal(data, files[p]) {
+			changed = append(changed, p)
+		}
+	}
+	return changed
+}
+
+// discardCommand is the shell command that puts the working tree's
+// changes back to HEAD.
+func discardCommand(ws *workspace, changes []gitrepo.Change) string {
+	var restore, remove []string
+	for _, c := range changes {
+		if c.Kind == gitrepo.Added {
+			remove = append(remove, c.Path)
+		} else {
+			restore = append(restore, c.Path)
+		}
+	}
+	var cmds []string
+	if len(restore) > 0 {
+		cmds = append(cmds, "git checkout HEAD -- "+shellWords(ws, restore))
+	}
+	if len(remove) > 0 {
+		cmds = append(cmds, "rm "+shellWords(ws, remove))
+	}
+	return strings.Join(cmds, " && ")
+}
+
+// shellWords turns repository paths into shell words relative to the
+// working directory.
+func shellWords(ws *workspace, paths []string) string {
+	words := make([]string, len(paths))
+	for i, p := range paths {
+		w := ws.display(p)
+		if strings.ContainsFunc(w, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+", r))
+		}) {
+			w = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+		}
+		words[i] = w
+	}
+	return strings.Join(words, " ")
 }
 
 // specConfigName turns --spec into a config name: a .cconf file's name
@@ -259,13 +410,25 @@ func specConfigName(ws *workspace, spec string) string {
 func newCanaryHistoryCmd(f *Factory) *cobra.Command {
 	var daemonURL, format string
 	cmd := &cobra.Command{
-		Use:   "history",
-		Short: "List the canary runs the daemon recorded",
+		Use:   "history [RUN]",
+		Short: "List the canary runs the daemon recorded, or show one",
 		Long: `History lists every canary run the daemon recorded, oldest first: its id,
-config, spec, status (running, landed, rolled_back, abandoned when its lease
-ran out while it ran, failed), start time, duration and landed commit. With
---format json it prints the runs with their full reports.`,
-		Args: noArgs,
+config, spec, status (running, landed, rolled_back, reverted when its bake
+failed and the change was reverted, abandoned when its lease ran out while it
+ran, failed), start time, duration and landed commit. With --format json it
+prints the runs with their full reports.
+
+With RUN, it shows that run: who ran it, its phases with their canary and
+control hosts, every evaluation's canary and control values of each check and
+its verdict, the hosts left out of evaluations and why, and the commit it
+landed or the reason it rolled back; with --format json, the run and its
+report.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usageError(fmt.Errorf("history takes at most one RUN, got %d arguments", len(args)))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format, validate.FormatText, validate.FormatJSON); err != nil {
 				return err
@@ -278,11 +441,23 @@ ran out while it ran, failed), start time, duration and landed commit. With
 			if err != nil {
 				return infraError(err)
 			}
+			var out any = runs
+			if len(args) == 1 {
+				i := slices.IndexFunc(runs, func(r wire.Run) bool { return r.ID == args[0] })
+				if i < 0 {
+					fmt.Fprintf(f.IO.Err, "no canary run %q on %s\n", args[0], daemonURL)
+					return inputFailed
+				}
+				out = runs[i]
+			}
 			if format == validate.FormatJSON {
 				enc := json.NewEncoder(f.IO.Out)
 				enc.SetIndent("", "  ")
 				enc.SetEscapeHTML(false)
-				return enc.Encode(runs)
+				return enc.Encode(out)
+			}
+			if run, ok := out.(wire.Run); ok {
+				return printRun(f, run)
 			}
 			printRuns(f, runs)
 			return nil
@@ -291,6 +466,27 @@ ran out while it ran, failed), start time, duration and landed commit. With
 	cmd.Flags().StringVar(&daemonURL, "daemon", "http://127.0.0.1:7480", "the daemon's URL")
 	cmd.Flags().StringVar(&format, "format", validate.FormatText, "output format: text or json")
 	return cmd
+}
+
+// printRun prints one recorded run: its record, then its report with
+// every evaluation.
+func printRun(f *Factory, run wire.Run) error {
+	fmt.Fprintf(f.IO.Out, "run %s of %s (spec %s): %s, started %s", run.ID, run.Config, run.Spec, run.Status, run.Started.Local().Format(time.DateTime))
+	if !run.Ended.IsZero() {
+		fmt.Fprintf(f.IO.Out, ", took %v", run.Ended.Sub(run.Started).Round(time.Second))
+	}
+	fmt.Fprintf(f.IO.Out, "; base revision %d\n", run.Base)
+	if len(run.Report) == 0 {
+		fmt.Fprintln(f.IO.Out, "no report recorded (the run did not end, or ended without reporting)")
+		return nil
+	}
+	var rep canary.Report
+	if err := json.Unmarshal(run.Report, &rep); err != nil {
+		return infraError(fmt.Errorf("run %s: decoding its report: %w", run.ID, err))
+	}
+	fmt.Fprintln(f.IO.Out)
+	rep.WriteDetail(f.IO.Out)
+	return nil
 }
 
 func printRuns(f *Factory, runs []wire.Run) {

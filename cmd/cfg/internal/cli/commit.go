@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -61,8 +58,9 @@ without commits. It prints the new commit's hash and the files committed.
 
 The author is --author, or CFG_AUTHOR_NAME and CFG_AUTHOR_EMAIL, or
 GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL, or user.name and user.email from the
-git configuration. Materialized configs in Thrift encodings (cfg compile
---emit) are kept up to date when the repository has them.`,
+git configuration. Materialized configs are written and committed in the
+encodings the repository publishes (cfg.json), and cfg.json is committed
+with them.`,
 		Example: `  cfg commit -m "feed: raise cache memory to 4 GiB"`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
@@ -273,25 +271,21 @@ func commitAuthor(g *gitrepo.Repo, flag string) (gitrepo.Signature, error) {
 }
 
 // compileAndValidate compiles the workspace as cfg compile does (writing
-// materialized_configs/ and keeping the Thrift encodings it has), reading
-// every source file once, and validates the files it read and left as cfg
+// materialized_configs/ in the encodings the repository publishes),
+// reading every source file and cfg.json once, and validates the files it read and left as cfg
 // validate does, telling hand edits against base (the commit they are to
 // go on). It returns those files: what a commit on base is to hold, however
 // the disk changes later. On a problem it reports it in format (the JSON
 // report carrying extra) and returns inputFailed.
 func compileAndValidate(f *Factory, cmd *cobra.Command, ws *workspace, g *gitrepo.Repo, base gitrepo.Head, flags CompileFlags, format string, extra map[string]any) (*compiler.Snapshot, error) {
 	copts := flags.options(f)
-	var err error
-	if copts.Emit, err = emittedEncodings(ws.root); err != nil {
-		return nil, infraError(err)
-	}
 	copts.Snapshot = true
 	prog := newProgress(f.IO.Err, f.IO.ErrIsTTY && format == validate.FormatText)
 	copts.Progress = prog.update
 	res, err := compiler.Build(cmd.Context(), ws.root, copts)
 	prog.done()
 	if err != nil {
-		return nil, infraError(err)
+		return nil, ws.fail(err)
 	}
 	if res.Failed > 0 {
 		if err := ws.report(f, format, res.Diags(), extra); err != nil {
@@ -308,7 +302,7 @@ func compileAndValidate(f *Factory, cmd *cobra.Command, ws *workspace, g *gitrep
 	copts.Progress, copts.Snapshot = nil, false
 	rep, err := validate.Run(cmd.Context(), res.Snapshot, head, copts)
 	if err != nil {
-		return nil, infraError(err)
+		return nil, ws.fail(err)
 	}
 	if len(rep.Diags) > 0 {
 		if err := ws.report(f, format, rep.Diags, extra); err != nil {
@@ -322,16 +316,12 @@ func compileAndValidate(f *Factory, cmd *cobra.Command, ws *workspace, g *gitrep
 // snapshotChanges returns the changes a commit of snap on base makes: the
 // committable files snap holds that differ from base, and the committable
 // files of base that snap lacks, deleted. The files outside what snap
-// holds are left as base has them. A symbolic link is committed as one.
+// holds are left as base has them.
 func snapshotChanges(g *gitrepo.Repo, base gitrepo.Head, snap *compiler.Snapshot) ([]gitrepo.File, error) {
 	within := func(p string) bool { return committable(p) && snap.Holds(p) }
 	var files []gitrepo.File
 	for _, sf := range snap.Files() {
-		switch {
-		case !within(sf.Path):
-		case sf.Link != "":
-			files = append(files, gitrepo.File{Path: sf.Path, Data: []byte(sf.Link), Symlink: true})
-		default:
+		if within(sf.Path) {
 			files = append(files, gitrepo.File{Path: sf.Path, Data: sf.Data, Executable: sf.Mode&0o111 != 0})
 		}
 	}
@@ -355,10 +345,11 @@ func buildAndValidate(f *Factory, cmd *cobra.Command, ws *workspace, flags Compi
 
 // committable reports whether cfg commit commits the file at p (relative to
 // the config repository root): a file under source/ or
-// materialized_configs/ whose path has no name starting with a dot, and the
-// record of the configs' types (repo.TypesFile).
+// materialized_configs/ whose path has no name starting with a dot, the
+// record of the configs' types (repo.TypesFile) and the repository's
+// settings (repo.SettingsFile).
 func committable(p string) bool {
-	if p == repo.TypesFile {
+	if p == repo.TypesFile || p == repo.SettingsFile {
 		return true
 	}
 	dir, _, _ := strings.Cut(p, "/")
@@ -371,21 +362,4 @@ func committable(p string) bool {
 		}
 	}
 	return true
-}
-
-// emittedEncodings returns the Thrift encodings the repository at root has
-// materialized configs in, so that compiling for a commit keeps them (a full
-// compile deletes the encodings it does not emit).
-func emittedEncodings(root string) ([]string, error) {
-	have, err := repo.ListMaterialized(os.DirFS(root))
-	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", repo.MaterializedDir, err)
-	}
-	var emit []string
-	for _, enc := range []string{compiler.EncodingThriftBinary, compiler.EncodingThriftCompact} {
-		if slices.ContainsFunc(have, func(p string) bool { return path.Ext(p) == "."+enc }) {
-			emit = append(emit, enc)
-		}
-	}
-	return emit, nil
 }

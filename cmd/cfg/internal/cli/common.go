@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -66,6 +68,43 @@ func (w *workspace) repoPath(arg string) (string, error) {
 		return "", fmt.Errorf("%s is outside the config repository %s", arg, w.root)
 	}
 	return filepath.ToSlash(rel), nil
+}
+
+// fail maps an error of reading or writing the repository to an exit code:
+// a repository cfg refuses to work in (a symbolic link where it reads or
+// writes, a file that is neither regular nor a directory, bad settings) is
+// the input's fault (1); anything else is an infrastructure error (3). The
+// path of a link is shown relative to the working directory.
+func (w *workspace) fail(err error) error {
+	var le *repo.LinkError
+	var se *repo.SettingsError
+	switch {
+	case errors.As(err, &le):
+		le.Path = w.display(le.Path)
+		return &exitError{code: ExitInput, err: err}
+	case errors.As(err, &se), errors.Is(err, repo.ErrNotRegular):
+		return &exitError{code: ExitInput, err: err}
+	}
+	return infraError(err)
+}
+
+// open opens the config repository for reading and writing (repo.Repo).
+func (w *workspace) open() (*repo.Repo, error) {
+	r, err := repo.Open(w.root)
+	if err != nil {
+		return nil, w.fail(err)
+	}
+	return r, nil
+}
+
+// stat returns the FileInfo of the repository path p, following no link.
+func (w *workspace) stat(p string) (fs.FileInfo, error) {
+	r, err := repo.Open(w.root)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return fs.Stat(r.FS(), p)
 }
 
 func (w *workspace) report(f *Factory, format string, diags diag.List, extra map[string]any) error {

@@ -1,17 +1,20 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+	"io/fs"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cfg-dev/cfg/compiler"
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/validate"
 )
 
@@ -40,17 +43,24 @@ untouched; the others still compile.
 Compiles are incremental: a config is compiled again only when a file it
 depends on (what it loads, transitively, the schemas' includes and
 validators) or its materialized file changed. The cache lives in .cfg/;
---rebuild ignores it.`,
+--rebuild ignores it.
+
+Besides JSON, compiled configs are written in the Thrift encodings the
+repository publishes, listed in cfg.json at its root:
+
+  {"encodings": ["json", "thrift-binary", "thrift-compact"]}
+
+--emit checks that list: a compile with --emit naming other encodings than
+cfg.json fails and writes nothing. Files in an encoding the repository does
+not publish are never deleted (cfg validate reports them).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Paths = args
 			if err := checkFormat(opts.Format, validate.FormatText, validate.FormatJSON); err != nil {
 				return err
 			}
 			for _, enc := range opts.Emit {
-				switch enc {
-				case "json", compiler.EncodingThriftBinary, compiler.EncodingThriftCompact:
-				default:
-					return usageError(fmt.Errorf("--emit %q: want json, %s or %s", enc, compiler.EncodingThriftBinary, compiler.EncodingThriftCompact))
+				if !slices.Contains(repo.Encodings, enc) {
+					return usageError(fmt.Errorf("--emit %q: want %s", enc, strings.Join(repo.Encodings, ", ")))
 				}
 			}
 			if runF != nil {
@@ -62,7 +72,7 @@ validators) or its materialized file changed. The cache lives in .cfg/;
 	opts.CompileFlags.add(cmd)
 	cmd.Flags().BoolVarP(&opts.Quiet, "quiet", "q", false, "print only problems")
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
-	cmd.Flags().StringSliceVar(&opts.Emit, "emit", []string{"json"}, "encodings to write: json (always), thrift-binary, thrift-compact")
+	cmd.Flags().StringSliceVar(&opts.Emit, "emit", nil, "fail unless the repository publishes exactly these encodings (cfg.json): json (always), thrift-binary, thrift-compact")
 	cmd.Flags().BoolVar(&opts.Rebuild, "rebuild", false, "ignore the compile cache in .cfg/ and compile everything")
 	return cmd
 }
@@ -78,20 +88,26 @@ func runCompile(f *Factory, cmd *cobra.Command, opts *CompileOptions) error {
 		if err != nil {
 			return usageError(err)
 		}
-		if _, err := os.Stat(filepath.Join(ws.root, filepath.FromSlash(p))); err != nil {
+		if _, err := ws.stat(p); errors.Is(err, fs.ErrNotExist) {
 			return usageError(fmt.Errorf("%s: no such file", a))
+		} else if err != nil {
+			return ws.fail(err)
 		}
 		targets = append(targets, p)
+	}
+	if len(opts.Emit) > 0 {
+		if err := checkEmit(ws, opts.Emit); err != nil {
+			return err
+		}
 	}
 	prog := newProgress(f.IO.Err, f.IO.ErrIsTTY && !opts.Quiet && opts.Format == validate.FormatText)
 	copts := opts.options(f)
 	copts.Rebuild = opts.Rebuild
-	copts.Emit = slices.DeleteFunc(slices.Clone(opts.Emit), func(e string) bool { return e == "json" })
 	copts.Progress = prog.update
 	res, err := compiler.Build(cmd.Context(), ws.root, copts, targets...)
 	prog.done()
 	if err != nil {
-		return infraError(err)
+		return ws.fail(err)
 	}
 	diags := res.Diags()
 	summary := fmt.Sprintf("%d compiled, %d up to date, %d failed, %d written, %d removed in %s",
@@ -109,6 +125,37 @@ func runCompile(f *Factory, cmd *cobra.Command, opts *CompileOptions) error {
 		return inputFailed
 	}
 	return nil
+}
+
+// checkEmit fails unless the repository publishes exactly the encodings
+// of --emit (json implied): the encodings are a setting of the repository,
+// not of one command line.
+func checkEmit(ws *workspace, emit []string) error {
+	r, err := ws.open()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	settings, err := r.ReadSettings()
+	if err != nil {
+		return ws.fail(err)
+	}
+	want := slices.DeleteFunc(slices.Clone(repo.Encodings), func(e string) bool {
+		return e != repo.EncodingJSON && !slices.Contains(emit, e)
+	})
+	if !slices.Equal(want, settings.Encodings) {
+		return usageError(fmt.Errorf("--emit %s: the repository publishes %s (%s); to publish %s, write {\"encodings\": [%s]} to %[3]s and commit it",
+			strings.Join(emit, ","), strings.Join(settings.Encodings, ", "), ws.display(repo.SettingsFile), strings.Join(want, ", "), quoteList(want)))
+	}
+	return nil
+}
+
+func quoteList(l []string) string {
+	q := make([]string, len(l))
+	for i, s := range l {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
 }
 
 // progress shows a "compiling N/M" line on a terminal once a compile has

@@ -31,7 +31,8 @@ func newDecodeCmd(f *Factory, runF func(*DecodeOptions) error) *cobra.Command {
 		Use:   "decode --type SCHEMA:TYPE [--encoding ENCODING] FILE",
 		Short: "Print a config in a Thrift encoding as canonical JSON",
 		Long: `Decode reads FILE, a value of a struct TYPE in a Thrift encoding (such as
-the materialized_configs/NAME.thrift-binary that cfg compile --emit writes),
+the materialized_configs/NAME.thrift-binary that cfg compile writes when the
+repository publishes that encoding),
 and prints it as canonical JSON: what cfg compile writes for the config.
 
 SCHEMA is the .thrift file declaring TYPE, as load() spells it
@@ -106,8 +107,15 @@ func runDecode(f *Factory, cmd *cobra.Command, opts *DecodeOptions) error {
 	if err != nil {
 		return usageError(err)
 	}
-	if _, err := os.Stat(filepath.Join(ws.root, filepath.FromSlash(schemaPath))); err != nil {
+	r, err := ws.open()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if _, err := fs.Stat(r.FS(), schemaPath); errors.Is(err, fs.ErrNotExist) {
 		return usageError(fmt.Errorf("--type %s: no such file %s", opts.Type, ws.display(schemaPath)))
+	} else if err != nil {
+		return ws.fail(err)
 	}
 	enc := opts.Encoding
 	if enc == "" {
@@ -117,17 +125,24 @@ func runDecode(f *Factory, cmd *cobra.Command, opts *DecodeOptions) error {
 				opts.File, compiler.EncodingThriftBinary, compiler.EncodingThriftCompact))
 		}
 	}
-	file := opts.File
-	if !filepath.IsAbs(file) {
-		file = filepath.Join(ws.cwd, file)
+	// A file inside the repository is read following no link, like every
+	// file cfg reads there; one outside it is the user's to name.
+	var data []byte
+	if p, perr := ws.repoPath(opts.File); perr == nil {
+		data, err = r.ReadFile(p)
+	} else {
+		file := opts.File
+		if !filepath.IsAbs(file) {
+			file = filepath.Join(ws.cwd, file)
+		}
+		data, err = os.ReadFile(file)
 	}
-	data, err := os.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return usageError(fmt.Errorf("%s: no such file", opts.File))
 	} else if err != nil {
-		return infraError(err)
+		return ws.fail(err)
 	}
-	out, err := compiler.DecodeThrift(os.DirFS(ws.root), schemaPath, name, data, enc)
+	out, err := compiler.DecodeThrift(r.FS(), schemaPath, name, data, enc)
 	if err != nil {
 		var diags diag.List
 		var de *compiler.DecodeError

@@ -2,9 +2,9 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"io/fs"
 
 	"github.com/spf13/cobra"
 
@@ -59,17 +59,24 @@ func runDeps(f *Factory, cmd *cobra.Command, opts *DepsOptions) error {
 	if err != nil {
 		return usageError(err)
 	}
-	if _, err := os.Stat(filepath.Join(ws.root, filepath.FromSlash(p))); err != nil {
-		return usageError(fmt.Errorf("%s: no such file", opts.Path))
+	r, err := ws.open()
+	if err != nil {
+		return err
 	}
-	fsys := os.DirFS(ws.root)
+	defer r.Close()
+	fsys := r.FS()
+	if _, err := fs.Stat(fsys, p); errors.Is(err, fs.ErrNotExist) {
+		return usageError(fmt.Errorf("%s: no such file", opts.Path))
+	} else if err != nil {
+		return ws.fail(err)
+	}
 	tree, err := repo.Scan(fsys)
 	if err != nil {
-		return infraError(err)
+		return ws.fail(err)
 	}
 	g, err := compiler.New(fsys, compiler.Options{}).NewGraph(tree)
 	if err != nil {
-		return infraError(err)
+		return ws.fail(err)
 	}
 	files := g.Deps(p)
 	if opts.Reverse {

@@ -91,7 +91,7 @@ func runDiff(f *Factory, cmd *cobra.Command, opts *DiffOptions) error {
 	}
 	rep, err := configdiff.Run(cmd.Context(), ws.root, old, opts.options(f))
 	if err != nil {
-		return infraError(err)
+		return ws.fail(err)
 	}
 	if len(rep.Diags) > 0 {
 		if err := ws.report(f, opts.Format, rep.Diags, nil); err != nil {

@@ -3,7 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -115,7 +114,7 @@ func runLog(f *Factory, cmd *cobra.Command, opts *LogOptions) error {
 // config exists in the working tree.
 func (w *workspace) materializedPaths(arg string) (name string, paths []string, exists bool) {
 	isFile := func(p string) bool {
-		fi, err := os.Stat(filepath.Join(w.root, filepath.FromSlash(p)))
+		fi, err := w.stat(p)
 		return err == nil && !fi.IsDir()
 	}
 	// A path to an existing source or materialized file.

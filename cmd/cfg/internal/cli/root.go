@@ -23,6 +23,9 @@ const (
 	ExitInput = 1 // the input is wrong: compile or validation errors, drift
 	ExitUsage = 2 // bad flags or arguments
 	ExitInfra = 3 // I/O, git or network failure
+	// ExitReverted is cfg canary's: the change landed, and was then
+	// reverted when the fleet failed the spec's bake.
+	ExitReverted = 4
 )
 
 // IOStreams are the streams a command reads and writes.

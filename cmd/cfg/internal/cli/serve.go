@@ -36,6 +36,12 @@ publishes every commit that changes materialized configs as one revision in
 a durable store under --data-dir, and serves the HTTP API of docs/api.md
 (configs, watch streams, hosts, /metrics, /healthz) until interrupted.
 
+The store is --data-dir/cfg.db, its identity recorded beside it in
+cfg.db.identity. At every start the whole store is checked; a store that is
+damaged, missing while its identity is recorded, or another store's, is
+refused (exit 3) with what to do. A store written by an earlier cfg is
+migrated.
+
 Write endpoints need a token: the first line of --token-file, or CFG_TOKEN.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -30,9 +30,11 @@ func newStatusCmd(f *Factory, runF func(*StatusOptions) error) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status [NAME]",
 		Short: "Show the revision each host has applied, and which hosts are behind",
-		Long: `Status lists the hosts that report to a daemon, with their labels and the
-revision each has applied. A host is behind when a config it holds (or NAME,
-if given) was last changed by a revision later than the one it applied.`,
+		Long: `Status lists the hosts that report to a daemon, with their labels, the
+revision each has applied, and the canary overrides each serves
+(CONFIG=OVERRIDE/VERSION, or - for none; only NAME's, if given). A host is
+behind when a config it holds (or NAME, if given) was last changed by a
+revision later than the one it applied.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usageError(fmt.Errorf("status takes at most one config NAME"))
@@ -108,7 +110,7 @@ func runStatus(f *Factory, cmd *cobra.Command, opts *StatusOptions) error {
 		return enc.Encode(append([]hostStatus{}, out...))
 	}
 	tw := tabwriter.NewWriter(f.IO.Out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tAPPLIED\tSTATE\tLABELS\tLAST SEEN")
+	fmt.Fprintln(tw, "HOST\tAPPLIED\tSTATE\tLABELS\tLAST SEEN\tOVERRIDES")
 	for _, h := range out {
 		state := "current"
 		if h.Behind {
@@ -119,7 +121,19 @@ func runStatus(f *Factory, cmd *cobra.Command, opts *StatusOptions) error {
 			labels = append(labels, k+"="+v)
 		}
 		slices.Sort(labels)
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", h.Name, h.Applied, state, strings.Join(labels, ","), h.LastSeen.Format(time.RFC3339))
+		// The canary overrides the host serves: CONFIG=ID/VERSION.
+		overrides := []string{}
+		for _, o := range h.Overrides {
+			if opts.Name == "" || o.Config == opts.Name {
+				overrides = append(overrides, fmt.Sprintf("%s=%s/%d", o.Config, o.ID, o.Version))
+			}
+		}
+		slices.Sort(overrides)
+		shown := strings.Join(overrides, ",")
+		if shown == "" {
+			shown = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", h.Name, h.Applied, state, strings.Join(labels, ","), h.LastSeen.Format(time.RFC3339), shown)
 	}
 	return tw.Flush()
 }

@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"io/fs"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -54,9 +53,14 @@ func runValidate(f *Factory, cmd *cobra.Command, opts *ValidateOptions) error {
 	if err != nil {
 		return err
 	}
-	rep, err := validate.Run(cmd.Context(), os.DirFS(ws.root), ws.committed(), opts.options(f))
+	r, err := ws.open()
 	if err != nil {
-		return infraError(err)
+		return err
+	}
+	defer r.Close()
+	rep, err := validate.Run(cmd.Context(), r.FS(), ws.committed(), opts.options(f))
+	if err != nil {
+		return ws.fail(err)
 	}
 	if err := ws.report(f, opts.Format, rep.Diags, map[string]any{"checked": rep.Checked}); err != nil {
 		return err

@@ -1,0 +1,58 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing/object"
+)
+
+// BenchmarkWatchOpen opens a watch of one config, over HTTP on
+// 127.0.0.1, in a store of 20,000 configs, and reads its snapshot and
+// first heartbeat.
+func BenchmarkWatchOpen(b *testing.B) {
+	d, err := New(Config{RepoPath: gitRepoWithACommit(b), DataDir: storeWith(b, 20000), Token: token, Heartbeat: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	srv := httptest.NewServer(d.Handler())
+	defer srv.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/v1/watch?configs=svc07/config00007", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sc := bufio.NewScanner(resp.Body)
+		for range 2 { // the snapshot, the heartbeat
+			if !sc.Scan() {
+				b.Fatalf("watch stream: %v", sc.Err())
+			}
+		}
+		cancel()
+		resp.Body.Close()
+	}
+}
+
+// gitRepoWithACommit returns a git work tree with one commit.
+func gitRepoWithACommit(tb testing.TB) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	g, err := git.PlainInit(dir, false)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	wt, _ := g.Worktree()
+	if _, err := wt.Commit("empty", &git.CommitOptions{Author: &object.Signature{Name: "t", Email: "t@example.com", When: time.Now()}, AllowEmptyCommits: true}); err != nil {
+		tb.Fatal(err)
+	}
+	return dir
+}
