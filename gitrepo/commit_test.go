@@ -624,11 +624,83 @@ func TestLockHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if step := os.Getenv("GITREPO_LOCK_HELPER_STEP"); step != "" {
+		testHookGitLock = func(s string) {
+			if s == step {
+				fmt.Println("at " + s)
+				select {}
+			}
+		}
+	}
 	if _, err := l.lockGitFile(filepath.Join(g.gitDir, "index")); err != nil {
 		t.Fatal(err)
 	}
 	fmt.Println("locked")
 	select {}
+}
+
+// TestLockKilledCreatingGitLock kills a holder of the commit lock at each
+// step of creating index.lock: the next holder leaves no lock file of
+// git's behind, whatever the step, and git and CommitFiles work again.
+func TestLockKilledCreatingGitLock(t *testing.T) {
+	needGit(t)
+	for _, step := range []string{"created", "recorded", "linked"} {
+		t.Run(step, func(t *testing.T) {
+			r := newTestRepo(t)
+			r.write("cfg/source/a", "1")
+			r.commitAll("initial")
+			before := gitDirFiles(t, r.top)
+			helper := exec.Command(os.Args[0], "-test.run=^TestLockHelper$")
+			helper.Env = append(os.Environ(), "GITREPO_LOCK_HELPER="+r.root, "GITREPO_LOCK_HELPER_STEP="+step)
+			stdout, _ := helper.StdoutPipe()
+			helper.Stderr = os.Stderr
+			if err := helper.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer helper.Process.Kill()
+			if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "at "+step+"\n" {
+				t.Fatalf("helper: %q, %v", line, err)
+			}
+			helper.Process.Signal(syscall.SIGKILL)
+			helper.Wait()
+
+			g := r.open()
+			l, err := g.Lock(context.Background(), time.Minute, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := l.Stale(); s == nil || s.Holder.PID != helper.Process.Pid || len(s.Left) != 0 {
+				t.Errorf("Stale() = %+v, want the helper, nothing left", s)
+			}
+			if _, err := commitFiles(g, "after", "source/a", "2"); err != nil {
+				t.Errorf("commit after recovering the lock: %v", err)
+			}
+			l.Unlock()
+			if after := gitDirFiles(t, r.top); !slices.Equal(before, after) {
+				t.Errorf("files in .git/ (besides objects, logs and refs) before %q, after %q", before, after)
+			}
+			if _, err := gitIn(r.top, "commit", "-q", "--allow-empty", "-m", "git again"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// gitDirFiles lists the files at the top of the git directory of the work
+// tree top, but the commit lock.
+func gitDirFiles(t *testing.T, top string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(top, ".git"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		if !e.IsDir() && e.Name() != LockFile {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
 
 // TestCheckState builds, with command-line git, each state in which a

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,6 +37,9 @@ type Holder struct {
 	// GitLocks are the lock files of git's the holder has created and not
 	// yet renamed into place or removed.
 	GitLocks []LockedFile `json:"git_locks,omitempty"`
+	// Temp is the file through which the holder is creating a lock file
+	// of git's, if it is (see lockGitFile).
+	Temp string `json:"temp,omitempty"`
 }
 
 // LockedFile identifies a lock file by path and by file identity (device
@@ -220,6 +224,9 @@ func readHolder(f *os.File) (h Holder, found bool) {
 func recoverStale(prev Holder) *Stale {
 	s := &Stale{Holder: prev}
 	host, _ := os.Hostname()
+	if prev.Temp != "" && prev.Host == host {
+		os.Remove(prev.Temp) // a name only the holder used
+	}
 	for _, gl := range prev.GitLocks {
 		id, err := fileID(gl.Path)
 		if err != nil || id.Dev != gl.Dev || id.Ino != gl.Ino {
@@ -292,40 +299,86 @@ type gitLock struct {
 	id   LockedFile
 }
 
+// testHookGitLock, when set by a test, runs at each step of lockGitFile:
+// "created" once the file that becomes the lock file exists, "recorded"
+// once its identity is recorded, "linked" once it is the lock file.
+var testHookGitLock func(step string)
+
 // lockGitFile creates name's lock file, waiting a moment for another
 // process's to go away.
+//
+// The lock file's identity is recorded in the holder description before
+// the lock file exists, so that whenever the holder dies, the next holder
+// knows whether a lock file is its: the file is created under a name only
+// this holder uses (recorded first, in Holder.Temp), its identity
+// recorded, and then hard-linked to the lock file's name, which fails if
+// that exists, as an exclusive creation does; the first name is removed
+// after.
 func (l *Lock) lockGitFile(name string) (*gitLock, error) {
 	lockPath := name + ".lock"
 	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 		return nil, err
 	}
+	tmp := filepath.Join(l.r.commonDir, fmt.Sprintf("cfg-lock-%d-%x.tmp", os.Getpid(), rand.Uint64()))
+	if err := l.setTemp(tmp); err != nil {
+		return nil, err
+	}
+	defer l.setTemp("")
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp)
+	if testHookGitLock != nil {
+		testHookGitLock("created")
+	}
+	g := &gitLock{l: l, name: name, f: f}
+	id, err := fileID(tmp)
+	if err == nil {
+		id.Path = lockPath
+		if err = l.record(id, true); err == nil {
+			g.id = id
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if testHookGitLock != nil {
+		testHookGitLock("recorded")
+	}
 	deadline := time.Now().Add(gitLockWait)
-	var f *os.File
 	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
-		var err error
-		f, err = os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		err := os.Link(tmp, lockPath)
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, fs.ErrExist) {
-			return nil, err
-		}
-		if time.Now().After(deadline) {
-			return nil, &GitLockedError{Path: lockPath}
+		if !errors.Is(err, fs.ErrExist) || time.Now().After(deadline) {
+			f.Close()
+			l.record(id, false)
+			if errors.Is(err, fs.ErrExist) {
+				return nil, &GitLockedError{Path: lockPath}
+			}
+			return nil, fmt.Errorf("creating %s: %w", lockPath, err)
 		}
 		time.Sleep(delay)
 	}
-	g := &gitLock{l: l, name: name, f: f}
-	id, err := fileID(lockPath)
-	if err == nil {
-		g.id = id
-		err = l.record(id, true)
-	}
-	if err != nil {
-		g.rollback()
-		return nil, err
+	if testHookGitLock != nil {
+		testHookGitLock("linked")
 	}
 	return g, nil
+}
+
+// setTemp records the temporary file lockGitFile creates, or that there
+// is none.
+func (l *Lock) setTemp(tmp string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return errors.New("the commit lock was released")
+	}
+	l.holder.Temp = tmp
+	return l.write()
 }
 
 // record adds or removes a git lock file in the holder description.
