@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -624,6 +625,16 @@ func TestLockHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if os.Getenv("GITREPO_LOCK_HELPER_LOOP") != "" {
+		fmt.Println("looping")
+		for {
+			gl, err := l.lockGitFile(filepath.Join(g.gitDir, "index"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			gl.rollback()
+		}
+	}
 	if step := os.Getenv("GITREPO_LOCK_HELPER_STEP"); step != "" {
 		testHookGitLock = func(s string) {
 			if s == step {
@@ -683,6 +694,45 @@ func TestLockKilledCreatingGitLock(t *testing.T) {
 				t.Error(err)
 			}
 		})
+	}
+}
+
+// TestLockKilledAnywhere kills, 40 times at random moments, a holder of
+// the commit lock that creates and removes index.lock in a loop: each time
+// the next holder finds the lock described (never a released-looking
+// empty file), recovers it, and leaves nothing of git's or its own behind.
+func TestLockKilledAnywhere(t *testing.T) {
+	r := newTestRepo(t)
+	r.write("cfg/source/a", "1")
+	r.commitAll("initial")
+	before := gitDirFiles(t, r.top)
+	g := r.open()
+	for i := range 40 {
+		helper := exec.Command(os.Args[0], "-test.run=^TestLockHelper$")
+		helper.Env = append(os.Environ(), "GITREPO_LOCK_HELPER="+r.root, "GITREPO_LOCK_HELPER_LOOP=1")
+		stdout, _ := helper.StdoutPipe()
+		helper.Stderr = os.Stderr
+		if err := helper.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "looping\n" {
+			helper.Process.Kill()
+			t.Fatalf("helper: %q, %v", line, err)
+		}
+		time.Sleep(time.Duration(rand.N(20000)) * time.Microsecond) // a random moment, not a wait for a condition
+		helper.Process.Signal(syscall.SIGKILL)
+		helper.Wait()
+		l, err := g.Lock(context.Background(), time.Minute, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := l.Stale(); s == nil || s.Holder.PID != helper.Process.Pid || len(s.Left) != 0 {
+			t.Errorf("kill %d: Stale() = %+v, want the helper, nothing left", i, s)
+		}
+		l.Unlock()
+		if after := gitDirFiles(t, r.top); !slices.Equal(before, after) {
+			t.Fatalf("kill %d: files in .git/ before %q, after %q", i, before, after)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package gitrepo
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -212,7 +213,9 @@ func readHolder(f *os.File) (h Holder, found bool) {
 	if err != nil || len(data) == 0 {
 		return Holder{}, false
 	}
-	json.Unmarshal(data, &h) // a description cut short still says the lock was not released
+	// The first value is the description (see write); a description cut
+	// short still says the lock was not released.
+	json.NewDecoder(bytes.NewReader(data)).Decode(&h)
 	return h, true
 }
 
@@ -271,16 +274,22 @@ func (l *Lock) Unlock() error {
 	return nil
 }
 
-// write records the holder description in the lock file.
+// write records the holder description in the lock file. The file is
+// never empty while the lock is held, whenever the holder dies: the
+// description is written over the previous one, which it replaces whole
+// (a write of a few hundred bytes to a file is not cut short by a signal),
+// and the file is then cut to its length; readHolder reads the first JSON
+// value, ignoring what may be left of a longer previous description.
 func (l *Lock) write() error {
 	data, err := json.Marshal(l.holder)
 	if err != nil {
 		return err
 	}
-	if err := l.f.Truncate(0); err != nil {
+	data = append(data, '\n')
+	if _, err := l.f.WriteAt(data, 0); err != nil {
 		return fmt.Errorf("writing the commit lock: %w", err)
 	}
-	if _, err := l.f.WriteAt(append(data, '\n'), 0); err != nil {
+	if err := l.f.Truncate(int64(len(data))); err != nil {
 		return fmt.Errorf("writing the commit lock: %w", err)
 	}
 	return nil
