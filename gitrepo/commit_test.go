@@ -1001,3 +1001,69 @@ func TestCommitFilesLinkedWorkTree(t *testing.T) {
 		t.Errorf("git status in the main work tree: %q", st)
 	}
 }
+
+// TestFilesAt reads files of a past commit, committed back with
+// CommitFiles on a later one: a regular file, an executable one, a
+// symbolic link, a file the commit lacks (deleted); the work tree is
+// neither read nor written.
+func TestFilesAt(t *testing.T) {
+	r := newTestRepo(t)
+	r.write("cfg/source/a", "a1", "cfg/source/x", "x1", "outside", "o")
+	if err := os.Chmod(filepath.Join(r.root, "source/x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("a", filepath.Join(r.root, "source/l")); err != nil {
+		t.Fatal(err)
+	}
+	first := r.commitAll("first")
+	g := r.open()
+	if _, err := commitFiles(g, "second", "source/a", "a2", "source/x", "", "source/l", "", "source/new", "n"); err != nil {
+		t.Fatal(err)
+	}
+	second, err := g.Head()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.write("cfg/source/a", "edited in the work tree", "cfg/source/new", "n")
+
+	paths := []string{"source/a", "source/l", "source/new", "source/x"}
+	files, err := g.FilesAt(first.String(), paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []File{
+		{Path: "source/a", Kind: Modified, Data: []byte("a1")},
+		{Path: "source/l", Kind: Modified, Data: []byte("a"), Symlink: true},
+		{Path: "source/new", Kind: Deleted},
+		{Path: "source/x", Kind: Modified, Data: []byte("x1"), Executable: true},
+	}
+	if diff := cmp.Diff(want, files); diff != "" {
+		t.Fatalf("FilesAt (-want +got):\n%s", diff)
+	}
+	res, err := g.CommitFiles(files, CommitOptions{Message: "back", Author: &Signature{Name: "Ann", Email: "ann@example.com"}, Parent: second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := r.git.CommitObject(plumbing.NewHash(res.Hash))
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstCommit, err := r.git.CommitObject(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TreeHash != firstCommit.TreeHash || len(c.ParentHashes) != 1 || c.ParentHashes[0].String() != second.Commit {
+		t.Errorf("the commit has tree %s and parents %v, want the first commit's tree %s on %s", c.TreeHash, c.ParentHashes, firstCommit.TreeHash, second.Commit)
+	}
+	if data, _ := os.ReadFile(filepath.Join(r.root, "source/a")); string(data) != "edited in the work tree" {
+		t.Errorf("the work tree's source/a is %q", data)
+	}
+	if _, err := os.Lstat(filepath.Join(r.root, "source/new")); err != nil {
+		t.Errorf("source/new, deleted in the commit, is gone from the work tree: %v", err)
+	}
+	r.fsck()
+
+	if files, err := g.FilesAt("", []string{"source/a"}); err != nil || len(files) != 1 || files[0].Kind != Deleted {
+		t.Errorf("FilesAt before the first commit = %+v, %v", files, err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -210,6 +211,45 @@ func (r *Repo) ReadFile(rev, p string) ([]byte, error) {
 	}
 	fsys := &treeFS{tree: t}
 	return fsys.ReadFile(p)
+}
+
+// FilesAt returns the files at paths (relative to the config repository
+// root) as commit rev holds them, with their data and mode (regular,
+// executable or symbolic link), or as a File of Kind Deleted where rev
+// holds no file; the zero rev "" is the branch before its first commit,
+// which holds none. Committing them with CommitFiles puts the paths back as
+// rev has them, without reading or writing the work tree.
+func (r *Repo) FilesAt(rev string, paths []string) ([]File, error) {
+	var t *object.Tree
+	if rev != "" {
+		c, err := r.commit(rev)
+		if err != nil {
+			return nil, err
+		}
+		if t, err = c.Tree(); err != nil {
+			return nil, fmt.Errorf("reading tree of %s: %w", c.Hash, err)
+		}
+	}
+	out := make([]File, 0, len(paths))
+	for _, p := range paths {
+		if !fs.ValidPath(p) || p == "." {
+			return nil, fmt.Errorf("path %q: not a file path inside the config repository", p)
+		}
+		b, err := treeBlob(t, r.GitPath(p))
+		if err != nil {
+			return nil, err
+		}
+		f := File{Path: p, Kind: Deleted}
+		switch b.mode {
+		case filemode.Regular, filemode.Deprecated, filemode.Executable, filemode.Symlink:
+			if f.Data, err = blobData(r, b.hash); err != nil {
+				return nil, fmt.Errorf("reading %s in %.12s: %w", p, rev, err)
+			}
+			f.Kind, f.Executable, f.Symlink = Modified, b.mode == filemode.Executable, b.mode == filemode.Symlink
+		}
+		out = append(out, f)
+	}
+	return out, nil
 }
 
 // ChangeKind says how a file changed.
