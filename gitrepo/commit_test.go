@@ -1067,3 +1067,36 @@ func TestFilesAt(t *testing.T) {
 		t.Errorf("FilesAt before the first commit = %+v, %v", files, err)
 	}
 }
+
+// TestWorkingChangesLinkedDirectory replaces a directory of the work tree
+// by a link to a copy of it outside the repository: as for git, the link
+// is a new file and the files under it are gone from the work tree;
+// nothing is read through it.
+func TestWorkingChangesLinkedDirectory(t *testing.T) {
+	needGit(t)
+	r := newTestRepo(t)
+	r.write("cfg/materialized_configs/a.json", "{}\n", "cfg/source/a.json", "{}\n")
+	r.commitAll("initial")
+	dir := filepath.Join(r.root, "materialized_configs")
+	outside := filepath.Join(t.TempDir(), "outside")
+	if err := os.CopyFS(outside, os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, dir); err != nil {
+		t.Fatal(err)
+	}
+	changes, err := r.open().WorkingChanges()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Change{{Path: "materialized_configs", Kind: Added}, {Path: "materialized_configs/a.json", Kind: Deleted}}
+	if !slices.Equal(changes, want) {
+		t.Errorf("WorkingChanges() = %+v, want %+v", changes, want)
+	}
+	if st, err := gitIn(r.top, "status", "--porcelain"); err != nil || st != " D cfg/materialized_configs/a.json\n?? cfg/materialized_configs\n" {
+		t.Errorf("git status: %q, %v", st, err)
+	}
+}

@@ -468,8 +468,17 @@ func (r *Repo) worktreeBlob(gp string) (blob, error) {
 
 // worktreeFile is worktreeBlob that also returns the file's information,
 // taken before it was read.
+//
+// As for git, a path with a symbolic link on the way to it (a directory
+// replaced by a link) holds no file: the link is not followed.
 func (r *Repo) worktreeFile(gp string) (blob, os.FileInfo, error) {
 	name := filepath.Join(r.top, filepath.FromSlash(gp))
+	for dir := path.Dir(gp); dir != "."; dir = path.Dir(dir) {
+		fi, err := os.Lstat(filepath.Join(r.top, filepath.FromSlash(dir)))
+		if err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return blob{}, nil, nil
+		}
+	}
 	fi, err := os.Lstat(name)
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		return blob{}, nil, nil
