@@ -119,22 +119,11 @@ func runCommit(f *Factory, cmd *cobra.Command, opts *CommitOptions) error {
 
 	// One commit at a time; the branch and everything read from here on
 	// are as this commit finds them.
-	lock, err := g.Lock(cmd.Context(), opts.LockTimeout, func(h gitrepo.Holder) {
-		switch {
-		case !text:
-		case h.Known():
-			fmt.Fprintf(f.IO.Err, "waiting for another cfg commit (%s) to finish\n", h)
-		default:
-			fmt.Fprintln(f.IO.Err, "waiting for another cfg commit to finish")
-		}
-	})
+	lock, err := lockRepo(f, cmd, g, opts.LockTimeout, text)
 	if err != nil {
-		return infraError(err)
+		return err
 	}
 	defer lock.Unlock()
-	if s := lock.Stale(); s != nil {
-		reportStale(f, s)
-	}
 	base, err := g.Head()
 	if err != nil {
 		return infraError(err)
@@ -169,15 +158,7 @@ func runCommit(f *Factory, cmd *cobra.Command, opts *CommitOptions) error {
 	}
 	var differ []string // committable files the working tree holds otherwise
 	if res != nil {
-		now, err := g.WorkingChanges()
-		if err != nil {
-			fmt.Fprintf(f.IO.Err, "comparing the working tree with the commit: %v\n", err)
-		}
-		for _, c := range now {
-			if committable(c.Path) {
-				differ = append(differ, ws.display(c.Path))
-			}
-		}
+		differ = worktreeDiffers(f, ws, g)
 	}
 
 	if !text {
@@ -206,14 +187,60 @@ func runCommit(f *Factory, cmd *cobra.Command, opts *CommitOptions) error {
 		if base.Branch == "" {
 			fmt.Fprintln(f.IO.Err, "HEAD is detached: the commit is on no branch")
 		}
-		if len(differ) > 0 {
-			fmt.Fprintf(f.IO.Err, "the working tree changed while cfg commit ran: the commit holds what was validated, and these files differ from it (edits kept, not committed):\n")
-			for _, p := range differ {
-				fmt.Fprintf(f.IO.Err, "  %s\n", p)
-			}
-		}
+		printDiffers(f, "cfg commit", "the commit holds what was validated", differ)
 	}
 	return nil
+}
+
+// lockRepo takes the repository's commit lock, waiting up to wait for
+// another cfg commit (saying so in text), and reports a stale lock it
+// recovered.
+func lockRepo(f *Factory, cmd *cobra.Command, g *gitrepo.Repo, wait time.Duration, text bool) (*gitrepo.Lock, error) {
+	lock, err := g.Lock(cmd.Context(), wait, func(h gitrepo.Holder) {
+		switch {
+		case !text:
+		case h.Known():
+			fmt.Fprintf(f.IO.Err, "waiting for another cfg commit (%s) to finish\n", h)
+		default:
+			fmt.Fprintln(f.IO.Err, "waiting for another cfg commit to finish")
+		}
+	})
+	if err != nil {
+		return nil, infraError(err)
+	}
+	if s := lock.Stale(); s != nil {
+		reportStale(f, s)
+	}
+	return lock, nil
+}
+
+// worktreeDiffers returns the committable files of the working tree that
+// differ from HEAD, as shown to the user (after a commit: the edits made
+// while it ran).
+func worktreeDiffers(f *Factory, ws *workspace, g *gitrepo.Repo) []string {
+	now, err := g.WorkingChanges()
+	if err != nil {
+		fmt.Fprintf(f.IO.Err, "comparing the working tree with the commit: %v\n", err)
+	}
+	var differ []string
+	for _, c := range now {
+		if committable(c.Path) {
+			differ = append(differ, ws.display(c.Path))
+		}
+	}
+	return differ
+}
+
+// printDiffers tells that the files in differ were edited while command
+// ran, and that the commit holds what it holds instead.
+func printDiffers(f *Factory, command, holds string, differ []string) {
+	if len(differ) == 0 {
+		return
+	}
+	fmt.Fprintf(f.IO.Err, "the working tree changed while %s ran: %s, and these files differ from it (edits kept, not committed):\n", command, holds)
+	for _, p := range differ {
+		fmt.Fprintf(f.IO.Err, "  %s\n", p)
+	}
 }
 
 // commitRefused maps an error of committing to an exit: the branch moving
@@ -222,7 +249,7 @@ func runCommit(f *Factory, cmd *cobra.Command, opts *CommitOptions) error {
 func commitRefused(ws *workspace, g *gitrepo.Repo, err error) error {
 	var se *gitrepo.StateError
 	if errors.As(err, &se) {
-		msg := se.Message(func(gp string) string { return ws.display(workTreePath(g, gp)) })
+		msg := stateMessage(ws, g, se)
 		if se.State == "detached" {
 			msg += ", or pass --allow-detached"
 		}
@@ -233,6 +260,12 @@ func commitRefused(ws *workspace, g *gitrepo.Repo, err error) error {
 		return &exitError{code: ExitInput, err: fmt.Errorf("nothing committed: the branch moved; run cfg commit again (%s)", moved.Detail())}
 	}
 	return gitError(err)
+}
+
+// stateMessage describes a repository state that forbids a commit, with
+// paths as shown to the user.
+func stateMessage(ws *workspace, g *gitrepo.Repo, se *gitrepo.StateError) string {
+	return se.Message(func(gp string) string { return ws.display(workTreePath(g, gp)) })
 }
 
 // workTreePath turns a path relative to the git work tree into one relative
@@ -326,21 +359,6 @@ func snapshotChanges(g *gitrepo.Repo, base gitrepo.Head, snap *compiler.Snapshot
 		}
 	}
 	return g.ChangesTo(base, files, within)
-}
-
-// buildAndValidate is compileAndValidate on the working tree against HEAD,
-// for a caller that reads the files again itself.
-func buildAndValidate(f *Factory, cmd *cobra.Command, ws *workspace, flags CompileFlags, format string, extra map[string]any) error {
-	g, err := ws.git()
-	if err != nil {
-		return err
-	}
-	base, err := g.Head()
-	if err != nil {
-		return infraError(err)
-	}
-	_, err = compileAndValidate(f, cmd, ws, g, base, flags, format, extra)
-	return err
 }
 
 // committable reports whether cfg commit commits the file at p (relative to
