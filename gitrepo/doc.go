@@ -13,7 +13,8 @@
 //   - Repo.WorkingChangesSince: files of the working tree that differ from
 //     a revision (committed since, or not committed yet);
 //   - Repo.ReadFile and Repo.FS: files of the config repository at a
-//     revision, one at a time or as an fs.FS;
+//     revision, one at a time or as an fs.FS; Repo.FilesAt: files at a
+//     revision with their modes, to commit them back (a revert);
 //   - Repo.Head: the branch HEAD names and its commit, read as git reads
 //     them (a ref caught while another program rewrites it is an error,
 //     never a branch without commits);
