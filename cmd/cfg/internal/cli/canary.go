@@ -88,9 +88,10 @@ SPEC_CONFIG is the spec's config name (canary/feed) or its source file
 (load("@cfg//canary.thrift", ...)). The working tree may change only the
 canaried config and the spec. Like cfg commit, canary refuses to run while
 git is in the middle of a merge, cherry-pick, revert, rebase, am or bisect,
-while files have unresolved conflicts, and on a detached HEAD. Hosts are chosen from --seed (random if not
-given; the report prints it so that a run can be repeated). Every run is
-recorded by the daemon: see cfg canary history.`,
+while files have unresolved conflicts, and on a detached HEAD. Hosts are
+chosen from --seed (random if not given; the report prints it so that a run
+can be repeated). Every run is recorded by the daemon: see cfg canary
+history.`,
 		Example: `  cp changes/bad.cconf source/demo/service.cconf
   cfg canary --spec demo/canary --daemon http://127.0.0.1:7480`,
 		Args: noArgs,

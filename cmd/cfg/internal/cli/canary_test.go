@@ -239,3 +239,18 @@ func readDir(t *testing.T, dir string) map[string]string {
 	}
 	return out
 }
+
+// cfg canary refuses to start while git is in the middle of an operation,
+// as cfg commit does: it could not land.
+func TestCanaryRefusesGitState(t *testing.T) {
+	dir, cand, _ := canaryRepo(t)
+	if err := os.WriteFile(filepath.Join(dir, ".git", "MERGE_HEAD"), []byte(cand.base.Commit+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CFG_TOKEN", "t")
+	code, stdout, stderr := runCfg(dir, "canary", "--spec", "demo/canary", "--daemon", "http://127.0.0.1:1")
+	want := "cfg: cannot canary: a merge is in progress (MERGE_HEAD in the git directory): conclude it with git commit, or abort it with git merge --abort\n"
+	if code != ExitInput || stdout != "" || !strings.HasSuffix(stderr, want) {
+		t.Errorf("cfg canary during a merge: exit %d, stdout %q, stderr %q; want %d and %q", code, stdout, stderr, ExitInput, want)
+	}
+}
