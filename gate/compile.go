@@ -177,7 +177,7 @@ func Compile(data []byte, opts Options) (*Gate, error) {
 	if dec.More() {
 		return nil, &CompileError{Msg: "not a Gate of @cfg//gate.thrift: data after the JSON value"}
 	}
-	c := compiler{opts: opts, attrs: map[string]Kind{}, attrAt: map[string]string{}, slots: map[string]int{}}
+	c := gateCompiler{opts: opts, attrs: map[string]Kind{}, attrAt: map[string]string{}, slots: map[string]int{}}
 	g := c.gate(&jg)
 	if c.err != nil {
 		return nil, c.err
@@ -185,7 +185,7 @@ func Compile(data []byte, opts Options) (*Gate, error) {
 	return g, nil
 }
 
-type compiler struct {
+type gateCompiler struct {
 	opts   Options
 	err    *CompileError
 	attrs  map[string]Kind   // how each attribute is read
@@ -193,13 +193,13 @@ type compiler struct {
 	slots  map[string]int    // each attribute's slot
 }
 
-func (c *compiler) fail(field, format string, args ...any) {
+func (c *gateCompiler) fail(field, format string, args ...any) {
 	if c.err == nil {
 		c.err = &CompileError{Field: field, Msg: fmt.Sprintf(format, args...)}
 	}
 }
 
-func (c *compiler) gate(jg *jsonGate) *Gate {
+func (c *gateCompiler) gate(jg *jsonGate) *Gate {
 	switch {
 	case jg.Salt == nil:
 		c.fail("salt", "missing")
@@ -247,7 +247,7 @@ func (c *compiler) gate(jg *jsonGate) *Gate {
 
 // percent converts a percentage to buckets: it must be in [0, 100] and a
 // multiple of 0.01.
-func (c *compiler) percent(field string, p float64) int {
+func (c *gateCompiler) percent(field string, p float64) int {
 	x := p * 100
 	n := math.Round(x)
 	switch {
@@ -259,7 +259,7 @@ func (c *compiler) percent(field string, p float64) int {
 	return int(n)
 }
 
-func (c *compiler) readAs(field string, r *restraint, k Kind) {
+func (c *gateCompiler) readAs(field string, r *restraint, k Kind) {
 	attr := r.attr
 	r.slot = -1
 	if s, ok := c.slots[attr]; ok {
@@ -282,7 +282,7 @@ func (c *compiler) readAs(field string, r *restraint, k Kind) {
 	}
 }
 
-func (c *compiler) op(field, name string) Op {
+func (c *gateCompiler) op(field, name string) Op {
 	op, ok := opNames[name]
 	if !ok {
 		c.fail(field, "got %q, want one of LT, LE, EQ, NE, GE, GT", name)
@@ -290,7 +290,7 @@ func (c *compiler) op(field, name string) Op {
 	return op
 }
 
-func (c *compiler) restraint(field string, jr *jsonRestraint) restraint {
+func (c *gateCompiler) restraint(field string, jr *jsonRestraint) restraint {
 	r := restraint{negate: jr.Negate, slot: -1}
 	jc := jr.Condition
 	if jc == nil {
@@ -395,7 +395,7 @@ func newRestraint(newR NewRestraint, params map[string]string) (fn Restraint, er
 	return newR(params)
 }
 
-func (c *compiler) strings(field string, values []string, r *restraint) {
+func (c *gateCompiler) strings(field string, values []string, r *restraint) {
 	if len(values) == 0 {
 		c.fail(field, "needs at least one value")
 		return
