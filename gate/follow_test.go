@@ -145,7 +145,6 @@ func TestFollowCommitsAndOverrides(t *testing.T) {
 	sameDecisions(t, l, v2, us)
 }
 
-
 // TestFollowSwapsAtomically: while commits change the gate's salt and
 // percentage, readers check units concurrently; every decision must be
 // the decision of the version it reports, whole (a reader never sees the
