@@ -100,7 +100,7 @@ func TestValidatorsAgreeWithRuntime(t *testing.T) {
 		{`ramp(salt = "s", percent = 100)`, ""},
 		{`ramp(salt = "", percent = 1)`, `Gate: validator failed: salt must not be empty`},
 		{`ramp(salt = "s", percent = 100.01)`, `Gate.rules[0]: validator failed: rule "ramp": percent must be in [0, 100], got 100.01`},
-		{`ramp(salt = "s", percent = -1)`, `Gate.rules[0]: validator failed: rule "ramp": percent must be in [0, 100], got -1.0`},
+		{`ramp(salt = "s", percent = -1)`, `Gate.rules[0]: validator failed: rule "ramp": percent must be in [0, 100], got -1`},
 		{`ramp(salt = "s", percent = 1.234)`, `Gate.rules[0]: validator failed: rule "ramp": percent must be a multiple of 0.01, got 1.234`},
 		{`gate("s", [])`, `Gate: validator failed: a gate needs at least one rule`},
 		{`gate("s", [rule("a"), rule("b")])`, `Gate: validator failed: rule "a" holds for every unit, so the rules after it ("b" first) can never decide`},
