@@ -68,49 +68,102 @@ func (e *RestraintError) Unwrap() error { return e.Err }
 // unless another restraint of its rule does not hold (the rule then does
 // not hold whatever it would have said). Check never panics and, for units
 // whose checks succeed, allocates nothing.
-func (g *Gate) Check(u Unit) Decision {
-	e := env{u: u}
+func (g *Gate) Check(u Unit) (d Decision) {
+	var e env
+	e.u = u
 	for i := range g.rules {
 		r := &g.rules[i]
 		switch r.holds(&e) {
 		case no:
 			continue
 		case unknown3:
-			return Decision{Rule: -1, Err: fmt.Errorf("rule %q: %w", r.name, why(u, e.unknown, e.customErr))}
+			return failClosed(r, why(&e))
 		}
-		d := Decision{Rule: i, RuleName: r.name, Buckets: r.buckets}
+		d.Rule, d.RuleName, d.Buckets = i, r.name, r.buckets
 		switch {
 		case r.buckets == 0:
 		case r.buckets == Buckets:
 			d.Pass = true
 		case u.ID == "":
-			return Decision{Rule: -1, Err: fmt.Errorf("rule %q: %w", r.name, ErrNoUnitID)}
+			return failClosed(r, ErrNoUnitID)
 		default:
 			d.Sampled = true
 			d.Pass = bucketOf(g.pre.sum(u.ID)) < r.buckets
 		}
 		return d
 	}
-	return Decision{Rule: -1}
+	d.Rule = -1
+	return d
+}
+
+// failClosed is the decision of a check that could not decide at rule r.
+// It is kept out of Check, whose frame stays small.
+//
+//go:noinline
+func failClosed(r *rule, err error) Decision {
+	return Decision{Rule: -1, Err: fmt.Errorf("rule %q: %w", r.name, err)}
 }
 
 // holds evaluates the rule's conjunction: no if a restraint does not hold;
-// unknown if none is false but one could not be evaluated (e.why tells
-// why); yes otherwise.
+// unknown if none is false but one could not be evaluated (e.unknown is
+// the first such, and why tells why); yes otherwise. The conditions are
+// evaluated here rather than in a function per restraint: a check makes no
+// call per restraint but to look up an attribute the first time.
 func (r *rule) holds(e *env) tri {
-	unknown := -1
+	var unknown *restraint
 	for i := range r.restraints {
-		switch r.restraints[i].eval(e) {
-		case no:
-			return no
-		case unknown3:
-			if unknown < 0 {
-				unknown = i
+		x := &r.restraints[i]
+		v := unknown3
+		switch x.kind {
+		case condUnitIDs:
+			v = truth(e.u.ID != "" && x.contains(e.u.ID))
+		case condPopulation:
+			switch {
+			case x.buckets == 0:
+				v = no
+			case x.buckets == Buckets:
+				v = yes
+			case e.u.ID != "":
+				v = truth(bucketOf(x.pre.sum(e.u.ID)) < x.buckets)
+			}
+		case condCustom:
+			v = e.custom(x)
+		default:
+			a := e.attr(x)
+			switch {
+			case a == nil:
+				v = no
+			case x.kind == condAttrIn:
+				if a.kind == String {
+					v = truth(x.contains(a.s))
+				}
+			case x.kind == condAttrIs:
+				if a.kind == Bool {
+					v = truth(a.n == x.num)
+				}
+			case x.kind == condNumber:
+				if a.kind == Number && a.n == a.n { // not NaN
+					v = truth(compare(x.op, cmpFloat(a.n, x.num)))
+				}
+			case x.kind == condVersion:
+				if a.kind == String {
+					if ver := e.version(x, a); ver != nil {
+						v = truth(compare(x.op, compareVersions(ver, &x.ver)))
+					}
+				}
 			}
 		}
+		switch {
+		case v == unknown3:
+			if unknown == nil {
+				unknown = x
+			}
+		case (v == yes) == x.negate:
+			return no
+		}
 	}
-	if unknown >= 0 {
-		e.unknown = &r.restraints[unknown]
+	if unknown != nil {
+		e.unknown = unknown
 		return unknown3
 	}
 	return yes
@@ -133,21 +186,18 @@ func truth(b bool) tri {
 	return no
 }
 
-// eval reports whether the restraint holds, negation included.
-func (r *restraint) eval(e *env) tri {
-	v := r.cond(e)
-	if v != unknown3 && r.negate {
-		v ^= 1
-	}
-	return v
-}
-
 // env is one check's unit, with the attributes it has looked up: each
 // attribute a gate reads has a slot (restraint.slot), so that restraints
 // reading the same attribute look it up once.
 type env struct {
 	u     Unit
-	found [maxSlots]int32 // 0: not looked up; -1: absent; i+1: u.Attrs[i]
+	found [maxSlots]int8 // 0: not looked up; -1: absent; i+1: u.Attrs[i]
+	// verSlot is the slot of the attribute whose version ver holds,
+	// parsed (verOK) or not, plus one; 0 for none. Gates rarely read more
+	// than one version attribute, and read it in several rules.
+	verSlot int8
+	verOK   bool
+	ver     version
 	// unknown is the restraint that could not be evaluated, and customErr
 	// the error of the application's restraint that failed.
 	unknown   *restraint
@@ -159,17 +209,19 @@ func (e *env) attr(r *restraint) *Attr {
 	if r.slot >= 0 {
 		if f := e.found[r.slot]; f > 0 {
 			return &e.u.Attrs[f-1]
-		} else if f < 0 {
-			return nil
 		}
 	}
 	return e.lookup(r)
 }
 
+// lookup finds the attribute r reads, and remembers where in its slot.
 func (e *env) lookup(r *restraint) *Attr {
+	if r.slot >= 0 && e.found[r.slot] < 0 {
+		return nil
+	}
 	i := e.u.find(r.attr)
-	if r.slot >= 0 {
-		e.found[r.slot] = int32(i) + 1
+	if r.slot >= 0 && i < 127 {
+		e.found[r.slot] = int8(i) + 1
 		if i < 0 {
 			e.found[r.slot] = -1
 		}
@@ -180,73 +232,43 @@ func (e *env) lookup(r *restraint) *Attr {
 	return &e.u.Attrs[i]
 }
 
-// cond evaluates the restraint's condition.
-func (r *restraint) cond(e *env) tri {
-	u := &e.u
-	switch r.kind {
-	case condUnitIDs:
-		return truth(u.ID != "" && r.contains(u.ID))
-	case condPopulation:
-		switch {
-		case r.buckets == 0:
-			return no
-		case r.buckets == Buckets:
-			return yes
-		case u.ID == "":
-			return unknown3
+// version parses the version attribute a that r reads, once per check; nil
+// if it is not a version.
+func (e *env) version(r *restraint, a *Attr) *version {
+	if r.slot < 0 || int(e.verSlot) != r.slot+1 {
+		e.verOK = e.ver.parse(a.s)
+		if r.slot >= 0 {
+			e.verSlot = int8(r.slot + 1)
 		}
-		return truth(bucketOf(r.pre.sum(u.ID)) < r.buckets)
-	case condCustom:
-		ok, err := callCustom(r.name, r.custom, *u)
-		if err != nil {
-			e.customErr = err
-			return unknown3
-		}
-		return truth(ok)
 	}
-	a := e.attr(r)
-	if a == nil {
-		return no
+	if !e.verOK {
+		return nil
 	}
-	switch r.kind {
-	case condAttrIn:
-		if a.kind != String {
-			return unknown3
-		}
-		return truth(r.contains(a.s))
-	case condAttrIs:
-		if a.kind != Bool {
-			return unknown3
-		}
-		return truth(a.n == r.num)
-	case condNumber:
-		if a.kind != Number || a.n != a.n { // NaN
-			return unknown3
-		}
-		return truth(compare(r.op, cmpFloat(a.n, r.num)))
-	case condVersion:
-		if a.kind != String {
-			return unknown3
-		}
-		v, ok := parseVersion(a.s)
-		if !ok {
-			return unknown3
-		}
-		return truth(compare(r.op, compareVersions(v, r.ver)))
-	}
-	return unknown3
+	return &e.ver
 }
 
-// why returns the error of a restraint that could not be evaluated for u
-// (customErr: the error of the application's restraint that failed).
-func why(u Unit, r *restraint, customErr error) error {
+// custom evaluates an application's restraint.
+func (e *env) custom(r *restraint) tri {
+	ok, err := callCustom(r.name, r.custom, e.u)
+	if err != nil {
+		e.customErr = err
+		return unknown3
+	}
+	return truth(ok)
+}
+
+// why returns the error of the restraint that could not be evaluated.
+//
+//go:noinline
+func why(e *env) error {
+	r := e.unknown
 	switch r.kind {
 	case condPopulation:
 		return ErrNoUnitID
 	case condCustom:
-		return customErr
+		return e.customErr
 	}
-	a, _ := u.Attr(r.attr)
+	a, _ := e.u.Attr(r.attr)
 	want := map[condKind]string{condAttrIn: "a string", condAttrIs: "a bool", condNumber: "a number", condVersion: "a semantic version"}[r.kind]
 	return &AttrError{Attr: r.attr, Got: a.describe(), Want: want}
 }

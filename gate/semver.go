@@ -16,21 +16,29 @@ type version struct {
 // and hyphens.
 func parseVersion(s string) (version, bool) {
 	var v version
+	ok := v.parse(s)
+	return v, ok
+}
+
+// parse sets v to the version s, and reports whether s is one; it writes
+// in place, so that a check copies no version.
+func (v *version) parse(s string) bool {
+	*v = version{}
 	if len(s) > 0 && s[0] == 'v' {
 		s = s[1:]
 	}
 	var ok bool
 	if v.major, s, ok = number(s); !ok || len(s) == 0 || s[0] != '.' {
-		return version{}, false
+		return false
 	}
 	if v.minor, s, ok = number(s[1:]); !ok || len(s) == 0 || s[0] != '.' {
-		return version{}, false
+		return false
 	}
 	if v.patch, s, ok = number(s[1:]); !ok {
-		return version{}, false
+		return false
 	}
 	if len(s) == 0 {
-		return v, true
+		return true
 	}
 	if s[0] == '-' {
 		pre := s[1:]
@@ -39,14 +47,14 @@ func parseVersion(s string) (version, bool) {
 			pre, s = pre[:i], pre[i:]
 		}
 		if !identifiers(pre, false) {
-			return version{}, false
+			return false
 		}
 		v.pre = pre
 	}
 	if s != "" && (s[0] != '+' || !identifiers(s[1:], true)) {
-		return version{}, false
+		return false
 	}
-	return v, true
+	return true
 }
 
 // number reads a decimal number without leading zeros at the start of s.
@@ -96,7 +104,7 @@ func allDigits(s string) bool {
 }
 
 // compareVersions orders versions by semantic-version precedence.
-func compareVersions(a, b version) int {
+func compareVersions(a, b *version) int {
 	switch {
 	case a.major != b.major:
 		return cmpUint(a.major, b.major)

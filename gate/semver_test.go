@@ -72,7 +72,7 @@ func TestVersionPrecedence(t *testing.T) {
 			case i > j:
 				want = 1
 			}
-			if got := compareVersions(va, vb); got != want {
+			if got := compareVersions(&va, &vb); got != want {
 				t.Errorf("compare(%s, %s) = %d, want %d", a, b, got, want)
 			}
 		}
@@ -81,7 +81,7 @@ func TestVersionPrecedence(t *testing.T) {
 	for _, pair := range [][2]string{{"1.0.0+a", "1.0.0+b"}, {"v1.0.0", "1.0.0"}, {"1.0.0-rc.1+x", "1.0.0-rc.1"}} {
 		a, _ := parseVersion(pair[0])
 		b, _ := parseVersion(pair[1])
-		if c := compareVersions(a, b); c != 0 {
+		if c := compareVersions(&a, &b); c != 0 {
 			t.Errorf("compare(%s, %s) = %d, want 0", pair[0], pair[1], c)
 		}
 	}
@@ -96,7 +96,7 @@ func FuzzParseVersion(f *testing.F) {
 		if !ok {
 			return
 		}
-		if compareVersions(v, v) != 0 {
+		if compareVersions(&v, &v) != 0 {
 			t.Errorf("%q: not equal to itself", s)
 		}
 		if !identifiers(v.pre, false) && v.pre != "" {

@@ -121,6 +121,47 @@ type Provider struct {
 type liveGate struct {
 	live atomic.Pointer[gate.Live]
 	had  atomic.Bool // a version was in effect: the next ones are changes
+	meta atomic.Pointer[gateMetadata]
+}
+
+// gateMetadata is the flag metadata of the decisions of one version of a
+// gate, made once per version: per deciding rule, and for no rule. The SDK
+// hands applications copies (ProviderResolutionDetail.ResolutionDetail).
+type gateMetadata struct {
+	version *gate.Version
+	byRule  []openfeature.FlagMetadata
+	none    openfeature.FlagMetadata
+}
+
+func newGateMetadata(v *gate.Version, rules []gate.RuleInfo) *gateMetadata {
+	m := &gateMetadata{version: v, none: versionMetadata(v)}
+	for i, r := range rules {
+		m.byRule = append(m.byRule, ruleMetadata(v, i, r.Name, r.Percent))
+	}
+	return m
+}
+
+func ruleMetadata(v *gate.Version, i int, name string, percent float64) openfeature.FlagMetadata {
+	meta := versionMetadata(v)
+	meta["rule"] = name
+	meta["rule_index"] = int64(i)
+	meta["percent"] = percent
+	return meta
+}
+
+// metadata returns the flag metadata of a decision that succeeded.
+func (lg *liveGate) metadata(d gate.Decision) openfeature.FlagMetadata {
+	if m := lg.meta.Load(); m != nil && m.version == d.Version && d.Rule < len(m.byRule) {
+		if d.Rule < 0 {
+			return m.none
+		}
+		return m.byRule[d.Rule]
+	}
+	// A version whose metadata is not made yet.
+	if d.Rule < 0 {
+		return versionMetadata(d.Version)
+	}
+	return ruleMetadata(d.Version, d.Rule, d.RuleName, d.Percent())
 }
 
 var (
@@ -287,7 +328,7 @@ func (p *Provider) emit(e openfeature.Event) {
 	}
 }
 
-func versionMetadata(v *gate.Version) map[string]any {
+func versionMetadata(v *gate.Version) openfeature.FlagMetadata {
 	m := map[string]any{"revision": v.Revision, "commit": v.Commit}
 	if v.Override != "" {
 		m["override"] = v.Override
@@ -303,6 +344,7 @@ func (p *Provider) gateChanged(lg *liveGate, s gate.Status) {
 	if s.Err != nil {
 		return // refused (and logged by Follow): nothing changed
 	}
+	lg.meta.Store(newGateMetadata(s.Version, s.Gate.Rules()))
 	if !lg.had.Swap(true) {
 		return // the first version
 	}
@@ -416,20 +458,15 @@ func (p *Provider) BooleanEvaluation(ctx context.Context, flag string, defaultVa
 			fmt.Sprintf("gate %q: the provider has not been initialized", flag)))}
 	}
 	d := l.Check(unit(flat))
-	meta := openfeature.FlagMetadata{}
-	if d.Version != nil {
-		meta = versionMetadata(d.Version)
-	}
 	if d.Err != nil {
 		detail := failed(resolutionError(d.Err))
-		detail.FlagMetadata = meta
+		if d.Version != nil {
+			detail.FlagMetadata = versionMetadata(d.Version)
+		}
 		return openfeature.BoolResolutionDetail{Value: false, ProviderResolutionDetail: detail}
 	}
-	detail := openfeature.ProviderResolutionDetail{Reason: openfeature.DefaultReason, Variant: "off", FlagMetadata: meta}
+	detail := openfeature.ProviderResolutionDetail{Reason: openfeature.DefaultReason, Variant: "off", FlagMetadata: g.metadata(d)}
 	if d.Rule >= 0 {
-		meta["rule"] = d.RuleName
-		meta["rule_index"] = int64(d.Rule)
-		meta["percent"] = d.Percent()
 		detail.Reason = openfeature.TargetingMatchReason
 		if d.Sampled {
 			detail.Reason = openfeature.SplitReason
