@@ -16,6 +16,9 @@
 //	              and answered with 503. The client's address is the unit's
 //	              "ip" attribute, which the application's restraint
 //	              internal_network reads.
+//	GET /         /feed for a random one of a million synthetic users in the
+//	              US on app 2.4.0: what a load driver (examples/canary/load)
+//	              asks for
 //	GET /metrics  Prometheus metrics: feed_requests_total and
 //	              feed_requests_failed_total (by ranker),
 //	              feed_request_duration_seconds (histogram)
@@ -162,6 +165,10 @@ func newServer(flags *openfeature.Client) *server {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(s.requests, s.failed, s.duration)
 	s.mux.HandleFunc("GET /feed", s.serveFeed)
+	s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		r.URL.RawQuery = fmt.Sprintf("user=user-%d&country=US&app_version=2.4.0", rand.IntN(1_000_000))
+		s.serveFeed(w, r)
+	})
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return s
 }

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -174,6 +175,11 @@ func TestFeedsvc(t *testing.T) {
 		if got := get(t, url+"/feed?"+tc.query, served); got != tc.want {
 			t.Errorf("/feed?%s = %+v, want %+v", tc.query, got, tc.want)
 		}
+	}
+
+	// A load driver's request: a synthetic user.
+	if f := get(t, url+"/", served); !strings.HasPrefix(f.User, "user-") || f.Reason != "SPLIT" {
+		t.Errorf("/ = %+v", f)
 	}
 
 	// From the office network: the application's restraint.
