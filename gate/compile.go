@@ -3,7 +3,6 @@ package gate
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -439,9 +438,3 @@ func (g *Gate) Rules() []RuleInfo {
 // AttrKinds returns the attributes the gate's built-in restraints read, with
 // the type each reads its attribute as (a version is a String).
 func (g *Gate) AttrKinds() map[string]Kind { return maps.Clone(g.attrs) }
-
-// errNotGate reports whether err says data is not a Gate at all.
-func errNotGate(err error) bool {
-	var ce *CompileError
-	return errors.As(err, &ce) && ce.Field == ""
-}
