@@ -162,6 +162,12 @@ func newServer(flags *openfeature.Client) *server {
 			Buckets: []float64{0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1},
 		}),
 	}
+	// Both rankers' series exist from the start, at 0: a canary reads an
+	// error ratio as soon as there are requests, failed or not.
+	for _, r := range []string{"classic", "new"} {
+		s.requests.WithLabelValues(r)
+		s.failed.WithLabelValues(r)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(s.requests, s.failed, s.duration)
 	s.mux.HandleFunc("GET /feed", s.serveFeed)

@@ -232,4 +232,13 @@ func TestFeedsvc(t *testing.T) {
 	if fmt.Sprint(counts) != fmt.Sprint(served) {
 		t.Errorf("feed_requests_total %v, want %v", counts, served)
 	}
+	// No request failed, and the failures of both rankers are exported
+	// (at 0): a canary's error ratio needs them.
+	failed := map[string]float64{}
+	for _, m := range fams["feed_requests_failed_total"].GetMetric() {
+		failed[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+	}
+	if fmt.Sprint(failed) != "map[classic:0 new:0]" {
+		t.Errorf("feed_requests_failed_total %v, want both rankers at 0", failed)
+	}
 }
