@@ -129,7 +129,14 @@ func (r *rule) holds(e *env) tri {
 		case condCustom:
 			v = e.custom(x)
 		default:
-			a := e.attr(x)
+			// The attribute: from its slot once looked up (e.attr,
+			// written out so that it costs no call).
+			var a *Attr
+			if s := uint(x.slot); s < maxSlots && e.found[s] > 0 {
+				a = &e.u.Attrs[e.found[s]-1]
+			} else {
+				a = e.lookup(x)
+			}
 			switch {
 			case a == nil:
 				v = no
@@ -146,10 +153,14 @@ func (r *rule) holds(e *env) tri {
 					v = truth(compare(x.op, cmpFloat(a.n, x.num)))
 				}
 			case x.kind == condVersion:
-				if a.kind == String {
-					if ver := e.version(x, a); ver != nil {
-						v = truth(compare(x.op, compareVersions(ver, &x.ver)))
-					}
+				if a.kind != String {
+					break
+				}
+				if x.slot < 0 || int(e.verSlot) != x.slot+1 { // not parsed yet
+					e.parseVersion(x, a)
+				}
+				if e.verOK {
+					v = truth(compare(x.op, compareVersions(&e.ver, &x.ver)))
 				}
 			}
 		}
@@ -204,16 +215,6 @@ type env struct {
 	customErr error
 }
 
-// attr returns the unit's attribute r reads, or nil.
-func (e *env) attr(r *restraint) *Attr {
-	if r.slot >= 0 {
-		if f := e.found[r.slot]; f > 0 {
-			return &e.u.Attrs[f-1]
-		}
-	}
-	return e.lookup(r)
-}
-
 // lookup finds the attribute r reads, and remembers where in its slot.
 func (e *env) lookup(r *restraint) *Attr {
 	if r.slot >= 0 && e.found[r.slot] < 0 {
@@ -232,19 +233,13 @@ func (e *env) lookup(r *restraint) *Attr {
 	return &e.u.Attrs[i]
 }
 
-// version parses the version attribute a that r reads, once per check; nil
-// if it is not a version.
-func (e *env) version(r *restraint, a *Attr) *version {
-	if r.slot < 0 || int(e.verSlot) != r.slot+1 {
-		e.verOK = e.ver.parse(a.s)
-		if r.slot >= 0 {
-			e.verSlot = int8(r.slot + 1)
-		}
+// parseVersion parses the version attribute a that r reads into e.ver:
+// once per check when r has a slot.
+func (e *env) parseVersion(r *restraint, a *Attr) {
+	e.verOK = e.ver.parse(a.s)
+	if r.slot >= 0 {
+		e.verSlot = int8(r.slot + 1)
 	}
-	if !e.verOK {
-		return nil
-	}
-	return &e.ver
 }
 
 // custom evaluates an application's restraint.
