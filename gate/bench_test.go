@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/cfg-dev/cfg/gate/internal/cputime"
 )
 
 // BenchGate returns the JSON of a gate of n rules, each of three
@@ -26,6 +28,16 @@ func BenchGate(n int) string {
 	return `{"salt": "feed/new_ranker", "rules": [` + strings.Join(rules, ",") + `]}`
 }
 
+// benchGateSmall returns the JSON of a gate of 3 rules and 3 restraints in
+// all, one a rule (a string set, a number, a version comparison): the
+// first two do not hold for BenchUnit, the last rule samples at 10 %.
+func benchGateSmall() string {
+	return `{"salt": "feed/new_ranker", "rules": [
+	  {"name": "rule 0", "restraints": [{"condition": {"attr_in": {"attr": "country", "values": ["FR", "DE", "IT"]}}}], "percent": 100},
+	  {"name": "rule 1", "restraints": [{"condition": {"number": {"attr": "friends", "op": "GE", "value": 1000}}}], "percent": 100},
+	  {"name": "rule 2", "restraints": [{"condition": {"version": {"attr": "app_version", "op": "GE", "value": "2.3.0"}}}], "percent": 10}]}`
+}
+
 // BenchUnit is the unit of the benchmarks: an ID and five attributes.
 var BenchUnit = Unit{ID: "user-12345", Attrs: []Attr{
 	StringAttr("country", "US"), BoolAttr("employee", false), NumberAttr("friends", 120),
@@ -42,11 +54,28 @@ func BenchmarkCheck(b *testing.B) {
 				b.Fatalf("decision %+v", d)
 			}
 			b.ReportAllocs()
+			stop := cputime.Start(b)
 			for b.Loop() {
 				g.Check(BenchUnit)
 			}
+			stop()
 		})
 	}
+}
+
+// BenchmarkCheckSmall checks a gate of 3 rules and 3 restraints in all
+// (benchGateSmall), all evaluated.
+func BenchmarkCheckSmall(b *testing.B) {
+	g := mustCompile(b, benchGateSmall(), Options{})
+	if d := g.Check(BenchUnit); d.Rule != 2 || d.Err != nil || !d.Sampled {
+		b.Fatalf("decision %+v", d)
+	}
+	b.ReportAllocs()
+	stop := cputime.Start(b)
+	for b.Loop() {
+		g.Check(BenchUnit)
+	}
+	stop()
 }
 
 // BenchmarkHash is the floor of a sampling check: the hash of the unit's ID
@@ -55,7 +84,9 @@ func BenchmarkCheck(b *testing.B) {
 func BenchmarkHash(b *testing.B) {
 	p := newPrefix("feed/new_ranker")
 	b.ReportAllocs()
+	stop := cputime.Start(b)
 	for b.Loop() {
 		bucketOf(p.sum(BenchUnit.ID))
 	}
+	stop()
 }

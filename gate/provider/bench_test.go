@@ -8,6 +8,7 @@ import (
 	"github.com/open-feature/go-sdk/openfeature/isolated"
 	"github.com/open-feature/go-sdk/openfeature/memprovider"
 
+	"github.com/cfg-dev/cfg/gate/internal/cputime"
 	"github.com/cfg-dev/cfg/gate/internal/disttest"
 	"github.com/cfg-dev/cfg/gate/provider"
 )
@@ -55,9 +56,11 @@ func BenchmarkOpenFeature(b *testing.B) {
 		b.Fatalf("%+v, %v", det, err)
 	}
 	b.ReportAllocs()
+	stop := cputime.Start(b)
 	for b.Loop() {
 		of.Boolean(ctx, "feed/new_ranker", false, benchContext)
 	}
+	stop()
 }
 
 // BenchmarkInMemoryProvider evaluates a boolean flag through the same
@@ -73,7 +76,9 @@ func BenchmarkInMemoryProvider(b *testing.B) {
 		b.Fatal("flag off")
 	}
 	b.ReportAllocs()
+	stop := cputime.Start(b)
 	for b.Loop() {
 		of.Boolean(ctx, "feed/new_ranker", false, benchContext)
 	}
+	stop()
 }
