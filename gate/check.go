@@ -274,7 +274,7 @@ func (r *restraint) contains(s string) bool {
 		return ok
 	}
 	for _, x := range r.strs {
-		if x == s {
+		if len(x) == len(s) && (len(s) == 0 || x[0] == s[0]) && x == s {
 			return true
 		}
 	}

@@ -96,19 +96,21 @@ func (o Op) String() string {
 const smallSet = 8
 
 type restraint struct {
-	kind    condKind
-	negate  bool
-	op      Op
-	attr    string
-	strs    []string            // attr_in, unit_ids: up to smallSet values
-	set     map[string]struct{} // attr_in, unit_ids: more
-	num     float64             // number: the value; attr_is: 1 for true
+	// What every check reads first, together.
+	kind   condKind
+	negate bool
+	op     Op
+	slot   int      // the attribute's slot in env.found, or -1
+	num    float64  // number: the value; attr_is: 1 for true
+	strs   []string // attr_in, unit_ids: up to smallSet values
+	attr   string
+
+	set     map[string]struct{} // attr_in, unit_ids: more than smallSet
 	ver     version             // version
 	buckets int                 // population
 	pre     prefix              // population: its salt
 	custom  Restraint
 	name    string // custom
-	slot    int    // the attribute's slot in env.found, or -1
 }
 
 // maxSlots is how many attributes of a gate a check remembers the lookup
