@@ -9,7 +9,9 @@
 //	GET /feed?user=ID&country=US&app_version=2.4.0&employee=true
 //	              which ranker served the user and why: {"user": ..., "ranker":
 //	              "new" or "classic", "reason": "SPLIT", "rule": "ramp",
-//	              "revision": N, "page_size": 20}, with "error" when the gate
+//	              "revision": N, "page_size": 20}, with "override" while a
+//	              canary's override decides, "from_cache" when the gate was
+//	              read from the agent's cache, and "error" when the gate
 //	              failed closed (the classic ranker then serves). The ranker
 //	              works classic_work_ms or new_work_ms times a random factor
 //	              in [0.5, 1.5); work longer than timeout_ms is cut off there
@@ -189,8 +191,11 @@ type Feed struct {
 	Rule     string `json:"rule,omitempty"`
 	Revision int64  `json:"revision,omitempty"`
 	Override string `json:"override,omitempty"`
-	PageSize int64  `json:"page_size"`
-	Error    string `json:"error,omitempty"`
+	// FromCache says the gate was read from the agent's cache, the agent
+	// being down when feedsvc loaded it.
+	FromCache bool   `json:"from_cache,omitempty"`
+	PageSize  int64  `json:"page_size"`
+	Error     string `json:"error,omitempty"`
 }
 
 // evaluationContext is the request as OpenFeature's evaluation context: the
@@ -232,6 +237,7 @@ func (s *server) serveFeed(w http.ResponseWriter, r *http.Request) {
 	f.Rule, _ = d.FlagMetadata.GetString("rule")
 	f.Revision, _ = d.FlagMetadata.GetInt("revision")
 	f.Override, _ = d.FlagMetadata.GetString("override")
+	f.FromCache, _ = d.FlagMetadata.GetBool("from_cache")
 	none := openfeature.EvaluationContext{}
 	f.PageSize = s.flags.Int(ctx, settingsName+":page_size", 20, none)
 	work := s.flags.Int(ctx, settingsName+":"+f.Ranker+"_work_ms", 2, none)
