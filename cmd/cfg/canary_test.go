@@ -33,16 +33,17 @@ var (
 	buildErr  error
 )
 
-// demoBinaries builds the demo service and the load driver once.
-func demoBinaries(t *testing.T) (demosvc, load string) {
+// exampleBinary returns the program of the examples' package pkg
+// ("canary/demosvc"), building the examples' programs once.
+func exampleBinary(t *testing.T, pkg string) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "cfg-canary-demo")
+		binDir, buildErr = os.MkdirTemp("", "cfg-examples")
 		if buildErr != nil {
 			return
 		}
-		for _, pkg := range []string{"demosvc", "load"} {
-			out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, pkg), "github.com/cfg-dev/cfg/examples/canary/"+pkg).CombinedOutput()
+		for _, pkg := range []string{"canary/demosvc", "canary/load", "gates/feedsvc"} {
+			out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, filepath.FromSlash(pkg)), "github.com/cfg-dev/cfg/examples/"+pkg).CombinedOutput()
 			if err != nil {
 				buildErr = fmt.Errorf("building %s: %v\n%s", pkg, err, out)
 				return
@@ -52,7 +53,7 @@ func demoBinaries(t *testing.T) (demosvc, load string) {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	return filepath.Join(binDir, "demosvc"), filepath.Join(binDir, "load")
+	return filepath.Join(binDir, filepath.FromSlash(pkg))
 }
 
 // startBin starts a program that is not cfg.
@@ -107,7 +108,7 @@ func startFleet(t *testing.T) *fleet {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	demosvc, load := demoBinaries(t)
+	demosvc, load := exampleBinary(t, "canary/demosvc"), exampleBinary(t, "canary/load")
 	f := &fleet{repo: t.TempDir(), work: t.TempDir()}
 	if err := os.CopyFS(filepath.Join(f.repo, "source"), os.DirFS("../../examples/canary/source")); err != nil {
 		t.Fatal(err)
