@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cfg-dev/cfg/client"
 	"github.com/cfg-dev/cfg/gate"
 	"github.com/cfg-dev/cfg/gate/internal/disttest"
 )
@@ -296,6 +297,39 @@ export(ramp(salt = "feed/new_ranker", percent = 100, early = [custom("internal_n
 	if dec := ok.Check(gate.Unit{ID: "10.1.1.1"}); !dec.Pass || dec.RuleName != "internal_network" {
 		t.Errorf("Check = %+v", dec)
 	}
+}
+
+// TestFollowDeleted: a gate whose config is deleted keeps deciding with its
+// last version; created again, it is followed again.
+func TestFollowDeleted(t *testing.T) {
+	d := disttest.New(t, map[string]string{gatePath: rampSource("feed/new_ranker", 10)})
+	l, ch := follow(t, d, gate.FollowOptions{})
+	us := units(500)
+	v1 := compiled(t, d)
+
+	d.Remove(gatePath)
+	d.Commit("no gate")
+	c := d.Client()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := c.Get(context.Background(), "feed/new_ranker")
+		if errors.Is(err, client.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent still serves the deleted gate: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	sameDecisions(t, l, v1, us)
+	if s := l.Status(); s.Version.Revision != 1 || s.Err != nil {
+		t.Errorf("status %+v after the deletion", s)
+	}
+
+	d.Write(gatePath, rampSource("feed/new_ranker", 60))
+	d.Commit("the gate again")
+	until(t, ch, func(s gate.Status) bool { return s.Version.Revision == 3 })
+	sameDecisions(t, l, compiled(t, d), us)
 }
 
 func TestFollowNotLoaded(t *testing.T) {

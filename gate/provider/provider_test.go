@@ -3,6 +3,8 @@ package provider_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -307,5 +309,162 @@ func TestProviderInitFails(t *testing.T) {
 	}
 	if _, err := provider.New(d.Client(), provider.Options{Gates: []string{"a b"}}); err == nil {
 		t.Error("New accepted a bad gate name")
+	}
+}
+
+// TestProviderConcurrentChanges: while commits change the gate's
+// percentage and the settings, readers evaluate through the SDK; every
+// gate evaluation's value, rule and percent must be those of the version
+// its metadata names, and every field's value that of the revision its
+// metadata names. Run it with -race -count=20.
+func TestProviderConcurrentChanges(t *testing.T) {
+	d := newDist(t)
+	of, _, err := start(t, d, provider.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type version struct {
+		gate     *gate.Gate
+		pageSize int64
+	}
+	var mu sync.Mutex // guards versions
+	versions := map[int64]version{}
+	record := func(rev, pageSize int64) {
+		g, err := gate.Compile(d.Compiled("feed/new_ranker"), gate.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		versions[rev] = version{g, pageSize}
+		mu.Unlock()
+	}
+	record(1, 20)
+	const last = 6
+
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for r := range 2 {
+		wg.Add(2)
+		go func() { // gate evaluations
+			defer wg.Done()
+			var seen int64
+			for i := 0; seen < last; i++ {
+				id := fmt.Sprint("u-", (i+r*97)%500)
+				d, err := of.BooleanValueDetails(ctx, "feed/new_ranker", false, ctxOf(id, map[string]any{"country": "US"}))
+				rev, _ := d.FlagMetadata.GetInt("revision")
+				if err != nil || rev < seen {
+					errs <- fmt.Errorf("gate reader %d: %s after revision %d", r, show(d, err), seen)
+					return
+				}
+				seen = rev
+				mu.Lock()
+				v, ok := versions[rev]
+				mu.Unlock()
+				want := v.gate.Check(gate.Unit{ID: id, Attrs: []gate.Attr{gate.StringAttr("country", "US")}})
+				rule, _ := d.FlagMetadata.GetString("rule")
+				percent, _ := d.FlagMetadata.GetFloat("percent")
+				if !ok || d.Value != want.Pass || rule != want.RuleName || percent != want.Percent() {
+					errs <- fmt.Errorf("gate reader %d: %s: %s, revision %d decides %v by rule %q at %v %%", r, id, show(d, err), rev, want.Pass, want.RuleName, want.Percent())
+					return
+				}
+				if i%64 == 0 {
+					runtime.Gosched() // leave the distribution some of the 2 cores
+				}
+			}
+		}()
+		go func() { // field evaluations
+			defer wg.Done()
+			var seen int64
+			for i := 0; seen < last; i++ {
+				d, err := of.IntValueDetails(ctx, "feed/settings:page_size", 0, openfeature.EvaluationContext{})
+				rev, _ := d.FlagMetadata.GetInt("revision")
+				mu.Lock()
+				v, ok := versions[rev]
+				mu.Unlock()
+				if err != nil || rev < seen || !ok || d.Value != v.pageSize {
+					errs <- fmt.Errorf("field reader %d: %s after revision %d; revision %d has page_size %d", r, show(d, err), seen, rev, v.pageSize)
+					return
+				}
+				seen = rev
+				if i%64 == 0 {
+					runtime.Gosched()
+				}
+			}
+		}()
+	}
+	for rev := int64(2); rev <= last; rev++ {
+		d.Write("source/feed/new_ranker.cconf", rampSource(float64(rev*15)))
+		d.Write("source/feed/settings.cconf", settingsSource(int(10*rev)))
+		// Record the version before committing: a reader may see it as
+		// soon as the commit lands.
+		record(rev, 10*rev)
+		d.Commit(fmt.Sprintf("revision %d", rev))
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// syncBuffer is a log that the provider's goroutines write to.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestProviderEventsBounded: a provider whose events nobody reads keeps
+// following the gate; the events beyond the 64 that wait are dropped and
+// logged.
+func TestProviderEventsBounded(t *testing.T) {
+	d := newDist(t)
+	var logs syncBuffer
+	p, err := provider.New(d.Client(), provider.Options{Gates: []string{"feed/new_ranker"}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Init(openfeature.EvaluationContext{}); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Shutdown()
+	const changes = 70
+	for i := 1; i <= changes; i++ {
+		d.Write("source/feed/new_ranker.cconf", rampSource(float64(i)))
+		d.Commit(fmt.Sprintf("ramp to %d %%", i))
+		// Each version must reach the provider before the next commit:
+		// the daemon may publish commits made together as one revision.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			res := p.BooleanEvaluation(context.Background(), "feed/new_ranker", false, openfeature.FlattenedContext{openfeature.TargetingKey: "u-1", "country": "US"})
+			if rev, _ := res.FlagMetadata.GetInt("revision"); rev == int64(i+1) {
+				if percent, _ := res.FlagMetadata.GetFloat("percent"); percent != float64(i) {
+					t.Fatalf("revision %d: percent %v, want %d", rev, percent, i)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("revision %d did not reach the provider: %+v\n%s", i+1, res, logs.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if n := len(p.EventChannel()); n != 64 {
+		t.Errorf("%d events wait, want 64", n)
+	}
+	if got := strings.Count(logs.String(), "OpenFeature event dropped: too many waiting"); got != changes-64 {
+		t.Errorf("%d events dropped and logged, want %d:\n%s", got, changes-64, logs.String())
 	}
 }

@@ -78,6 +78,14 @@ func (d *Dist) Write(p, content string) {
 	}
 }
 
+// Remove removes a file of the repository.
+func (d *Dist) Remove(p string) {
+	d.t.Helper()
+	if err := os.Remove(filepath.Join(d.Root, filepath.FromSlash(p))); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
 // Read reads a file of the repository.
 func (d *Dist) Read(p string) []byte {
 	d.t.Helper()
