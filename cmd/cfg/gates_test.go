@@ -193,7 +193,7 @@ func firstUser(ok func(bucket int) bool) string {
 func TestGatesDemo(t *testing.T) {
 	f := startGatesFleet(t)
 	in1 := firstUser(func(b int) bool { return b < 100 })                // in at 1 %
-	in10 := firstUser(func(b int) bool { return b >= 100 && b < 1000 }) // in at 10 %, not at 1 %
+	in10 := firstUser(func(b int) bool { return b >= 100 && b < 1000 })  // in at 10 %, not at 1 %
 	in50 := firstUser(func(b int) bool { return b >= 1000 && b < 5000 }) // in at 50 %, not at 10 %
 	f.everywhere(t, "the committed gate", in10, func(fd feed) bool {
 		return fd.Ranker == "classic" && fd.Reason == "SPLIT" && fd.Rule == "ramp" && fd.Revision == 1 && fd.Override == ""
