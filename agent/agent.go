@@ -53,6 +53,10 @@ type Config struct {
 	// FetchTimeout bounds each attempt to fetch a config from a daemon on
 	// its first request; 5s if zero.
 	FetchTimeout time.Duration
+	// MissingGrace is how long a subscribed config that a daemon said
+	// does not exist stays subscribed after a local client last named it,
+	// when no local watch stream names it; DefaultMissingGrace if zero.
+	MissingGrace time.Duration
 }
 
 // Agent is the per-host agent. Create it with New and run it with Serve.
@@ -63,14 +67,22 @@ type Agent struct {
 	hc      *http.Client
 
 	retryMin, retryMax time.Duration
+	// The bounds of the subscription: MaxPending, MaxSubscriptionBytes.
+	maxPending, maxSubBytes int
 
 	// applyMu serializes changes to the held configs: cache writes, then
 	// memory, in the order they are decided.
 	applyMu sync.Mutex
 
-	mu            sync.Mutex
-	configs       map[string]cache.ConfigVersion // held versions and tombstones
-	subs          map[string]bool                // the subscription
+	mu      sync.Mutex
+	configs map[string]cache.ConfigVersion // held versions and tombstones
+	subs    map[string]bool                // the subscription
+	// subGen counts the changes of subs, subBytes is the size of its
+	// names (nameCost), and missing holds the subscribed configs of
+	// which the agent holds no live version.
+	subGen        uint64
+	subBytes      int
+	missing       map[string]missingName
 	applied       int64
 	appliedCommit string
 	// store is the identity of the store the held revisions are of (""
@@ -130,6 +142,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.FetchTimeout <= 0 {
 		cfg.FetchTimeout = 5 * time.Second
 	}
+	if cfg.MissingGrace <= 0 {
+		cfg.MissingGrace = DefaultMissingGrace
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -137,13 +152,18 @@ func New(cfg Config) (*Agent, error) {
 	if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	if err := cache.RemoveTemp(cfg.CacheDir); err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
-	}
-	held, st, err := cache.Load(cfg.CacheDir)
+	ld, err := cache.Load(cfg.CacheDir)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	for _, d := range ld.Damaged {
+		if d.Config != "" {
+			log.Warn("damaged cache entry removed; fetching the config again", "config", d.Config, "file", d.Path, "err", d.Err)
+		} else {
+			log.Warn("damaged cache state; resynchronising from a snapshot", "file", d.Path, "err", d.Err)
+		}
+	}
+	st := ld.State
 	a := &Agent{
 		cfg:           cfg,
 		daemons:       daemons,
@@ -151,8 +171,11 @@ func New(cfg Config) (*Agent, error) {
 		hc:            &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext, MaxIdleConnsPerHost: 4}},
 		retryMin:      200 * time.Millisecond,
 		retryMax:      10 * time.Second,
+		maxPending:    MaxPending,
+		maxSubBytes:   MaxSubscriptionBytes,
 		configs:       map[string]cache.ConfigVersion{},
 		subs:          map[string]bool{},
+		missing:       map[string]missingName{},
 		applied:       st.Revision,
 		appliedCommit: st.Commit,
 		store:         st.Store,
@@ -162,16 +185,41 @@ func New(cfg Config) (*Agent, error) {
 		subChanged:    make(chan struct{}, 1),
 		reportNow:     make(chan struct{}, 1),
 	}
-	for _, cv := range held {
-		if cv.Revision > 0 {
-			a.configs[cv.Name] = cv
+	now := time.Now()
+	for _, cv := range ld.Configs {
+		a.configs[cv.Name] = cv
+		a.addSubLocked(cv.Name)
+		if cv.Deleted {
+			a.missingLocked(cv.Name, cv.Revision, now)
 		}
-		a.subs[cv.Name] = true
 	}
-	for _, name := range st.Configs {
-		if repo.CheckName(name) == nil {
-			a.subs[name] = true
+	for _, d := range ld.Damaged {
+		if d.Config != "" {
+			a.addSubLocked(d.Config)
+			a.missingLocked(d.Config, 0, now)
 		}
+	}
+	// With state.json damaged, the store the held revisions are of is
+	// unknown: take the daemon's snapshot as the whole truth.
+	a.resync = ld.StateDamaged && len(a.configs) > 0
+	// The names subscribed without a version, within the bounds: an
+	// earlier agent may have taken more.
+	dropped, pending := 0, a.pendingLocked()
+	for _, name := range st.Configs {
+		if a.subs[name] {
+			continue
+		}
+		if repo.CheckName(name) != nil || pending >= a.maxPending || a.subBytes+nameCost(name) > a.maxSubBytes {
+			dropped++
+			continue
+		}
+		a.addSubLocked(name)
+		a.missingLocked(name, 0, now)
+		pending++
+	}
+	if dropped > 0 {
+		log.Warn("state.json subscribes to more configs without a version than the agent takes; dropping the others", "dropped", dropped,
+			"kept", pending, "max_pending", a.maxPending)
 	}
 	log.Info("agent cache loaded", "dir", cfg.CacheDir, "configs", len(a.configs), "applied", a.applied, "store", a.store)
 	return a, nil
@@ -199,6 +247,7 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { a.subscribe(ctx) })
 	wg.Go(func() { a.expireOverrides(ctx) })
+	wg.Go(func() { a.dropMissing(ctx) })
 	wg.Go(func() { a.reportLoop(ctx) })
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -302,13 +351,14 @@ func toWire(cv cache.ConfigVersion) wire.Config {
 	return c
 }
 
-// applyEvent applies an update or snapshot from the daemon's stream for
-// covers configs: it writes the configs that are newer than the held ones
-// to the cache, then memory, advances the applied revision and writes the
-// state, and tells local watchers. The applied revision advances only if
-// the stream covers the whole subscription: a config added since the
-// stream began may have changes the stream did not carry.
-func (a *Agent) applyEvent(ev wire.Event, covers int) error {
+// applyEvent applies an update or snapshot from the daemon's stream of
+// the subscription as it was at generation gen (subGen): it writes the
+// configs that are newer than the held ones to the cache, then memory,
+// advances the applied revision and writes the state, and tells local
+// watchers. The applied revision advances only if the subscription is
+// still the stream's: a config added since the stream began may have
+// changes the stream did not carry.
+func (a *Agent) applyEvent(ev wire.Event, gen uint64) error {
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
 
@@ -320,7 +370,7 @@ func (a *Agent) applyEvent(ev wire.Event, covers int) error {
 			// take: keep serving what the agent holds until it has.
 			return errNothingPublished
 		}
-		return a.resyncFrom(ev, covers)
+		return a.resyncFrom(ev, gen)
 	}
 	adopted := ev.Store != "" && a.store == ""
 	if adopted {
@@ -353,16 +403,14 @@ func (a *Agent) applyEvent(ev wire.Event, covers int) error {
 	a.mu.Unlock()
 
 	for _, cv := range todo {
-		if err := cache.Write(a.cfg.CacheDir, cv); err != nil {
+		if err := a.writeCache(cv); err != nil {
 			return err
 		}
 	}
 
 	a.mu.Lock()
-	for _, cv := range todo {
-		a.configs[cv.Name] = cv
-	}
-	advanced := ev.Revision > a.applied && len(a.subs) == covers
+	a.heldLocked(todo, ev, seen)
+	advanced := ev.Revision > a.applied && a.subGen == gen
 	if advanced {
 		a.applied, a.appliedCommit = ev.Revision, ev.Commit
 	}
@@ -373,7 +421,7 @@ func (a *Agent) applyEvent(ev wire.Event, covers int) error {
 		return nil
 	}
 
-	if err := cache.WriteState(a.cfg.CacheDir, st); err != nil {
+	if err := a.writeState(st); err != nil {
 		return err
 	}
 	if len(todo) > 0 {
@@ -391,7 +439,7 @@ func (a *Agent) applyEvent(ev wire.Event, covers int) error {
 // The applied revision becomes the snapshot's, and local watch streams,
 // which hold revisions of the old store, end so that their clients start
 // again from a snapshot.
-func (a *Agent) resyncFrom(ev wire.Event, covers int) error {
+func (a *Agent) resyncFrom(ev wire.Event, gen uint64) error {
 	a.mu.Lock()
 	var todo []cache.ConfigVersion
 	seen := map[string]bool{}
@@ -412,21 +460,23 @@ func (a *Agent) resyncFrom(ev wire.Event, covers int) error {
 		}
 	}
 	oldStore, oldApplied := a.store, a.applied
+	for name, m := range a.missing {
+		m.rev = 0 // a revision of the old store
+		a.missing[name] = m
+	}
 	a.mu.Unlock()
 
 	for _, cv := range todo {
-		if err := cache.Write(a.cfg.CacheDir, cv); err != nil {
+		if err := a.writeCache(cv); err != nil {
 			return err
 		}
 	}
 
 	a.mu.Lock()
-	for _, cv := range todo {
-		a.configs[cv.Name] = cv
-	}
+	a.heldLocked(todo, ev, seen)
 	a.store, a.resync = ev.Store, false
 	a.applied, a.appliedCommit = 0, ""
-	if len(a.subs) == covers {
+	if a.subGen == gen {
 		a.applied, a.appliedCommit = ev.Revision, ev.Commit
 	}
 	st := a.stateLocked()
@@ -436,12 +486,34 @@ func (a *Agent) resyncFrom(ev wire.Event, covers int) error {
 	}
 	a.mu.Unlock()
 
-	if err := cache.WriteState(a.cfg.CacheDir, st); err != nil {
+	if err := a.writeState(st); err != nil {
 		return err
 	}
 	a.log.Info("resynchronised from a snapshot", "store", ev.Store, "revision", ev.Revision, "previous_store", oldStore, "previous_revision", oldApplied, "configs_changed", len(todo))
 	signal(a.reportNow)
 	return nil
+}
+
+// heldLocked records the versions of todo, written to the cache for
+// event ev, as held; seen holds the configs ev carries. The configs a
+// snapshot lacks that the agent holds no version of do not exist.
+func (a *Agent) heldLocked(todo []cache.ConfigVersion, ev wire.Event, seen map[string]bool) {
+	now := time.Now()
+	for _, cv := range todo {
+		a.configs[cv.Name] = cv
+		if cv.Deleted {
+			a.missingLocked(cv.Name, cv.Revision, now)
+		} else {
+			delete(a.missing, cv.Name)
+		}
+	}
+	if ev.Type == wire.Snapshot {
+		for name := range a.missing {
+			if _, held := a.configs[name]; !held && !seen[name] {
+				a.missingLocked(name, ev.Revision, now)
+			}
+		}
+	}
 }
 
 // sameVersion reports whether the agent holds exactly cv.
@@ -474,11 +546,17 @@ func (a *Agent) applyFetched(cv cache.ConfigVersion, latest int64, store string)
 			a.store, a.applied, a.appliedCommit = store, 0, ""
 		}
 	}
+	if !a.subs[cv.Name] {
+		if err := a.fitsLocked([]string{cv.Name}, 0); err != nil {
+			a.mu.Unlock()
+			return cache.ConfigVersion{}, err
+		}
+	}
 	held, isHeld := a.configs[cv.Name]
 	newer := cv.Revision > held.Revision
 	a.mu.Unlock()
 	if newer {
-		if err := cache.Write(a.cfg.CacheDir, cv); err != nil {
+		if err := a.writeCache(cv); err != nil {
 			return cache.ConfigVersion{}, err
 		}
 	}
@@ -489,9 +567,10 @@ func (a *Agent) applyFetched(cv cache.ConfigVersion, latest int64, store string)
 		// The only config held is current as of latest.
 		a.applied, a.appliedCommit = latest, ""
 	}
-	a.subs[cv.Name] = true
+	a.addSubLocked(cv.Name)
 	if newer {
 		a.configs[cv.Name] = cv
+		delete(a.missing, cv.Name)
 		a.broadcastLocked(cv.Revision, []string{cv.Name})
 	} else if isHeld {
 		cv = held
@@ -499,7 +578,7 @@ func (a *Agent) applyFetched(cv cache.ConfigVersion, latest int64, store string)
 	st := a.stateLocked()
 	a.mu.Unlock()
 
-	if err := cache.WriteState(a.cfg.CacheDir, st); err != nil {
+	if err := a.writeState(st); err != nil {
 		return cache.ConfigVersion{}, err
 	}
 	if added {
@@ -509,23 +588,23 @@ func (a *Agent) applyFetched(cv cache.ConfigVersion, latest int64, store string)
 	return cv, nil
 }
 
-// addSubscriptions adds names to the subscription without fetching them.
-func (a *Agent) addSubscriptions(names []string) error {
-	a.applyMu.Lock()
-	defer a.applyMu.Unlock()
-	a.mu.Lock()
-	added := false
-	for _, n := range names {
-		if !a.subs[n] {
-			a.subs[n], added = true, true
-		}
+// cacheError is a failure to write the cache: the agent's own, not a
+// daemon's, so the agent backs off rather than fail over.
+type cacheError struct{ err error }
+
+func (e *cacheError) Error() string { return e.err.Error() }
+func (e *cacheError) Unwrap() error { return e.err }
+
+func (a *Agent) writeCache(cv cache.ConfigVersion) error {
+	if err := cache.Write(a.cfg.CacheDir, cv); err != nil {
+		return &cacheError{err}
 	}
-	st := a.stateLocked()
-	a.mu.Unlock()
-	if !added {
-		return nil
+	return nil
+}
+
+func (a *Agent) writeState(st cache.State) error {
+	if err := cache.WriteState(a.cfg.CacheDir, st); err != nil {
+		return &cacheError{err}
 	}
-	signal(a.subChanged)
-	signal(a.reportNow)
-	return cache.WriteState(a.cfg.CacheDir, st)
+	return nil
 }

@@ -31,11 +31,17 @@ type testAgent struct {
 
 func startAgent(t *testing.T, dir string, daemons ...*agenttest.Daemon) *testAgent {
 	t.Helper()
+	return serveAgent(t, testConfig(dir, daemons...))
+}
+
+// testConfig is the configuration of a test agent of daemons, with its
+// cache in dir.
+func testConfig(dir string, daemons ...*agenttest.Daemon) Config {
 	var urls []string
 	for _, d := range daemons {
 		urls = append(urls, d.URL)
 	}
-	a, err := New(Config{
+	return Config{
 		Daemons:          urls,
 		Host:             "web-1",
 		Labels:           map[string]string{"cluster": "c1"},
@@ -45,11 +51,21 @@ func startAgent(t *testing.T, dir string, daemons ...*agenttest.Daemon) *testAge
 		HeartbeatTimeout: 6 * hb,
 		Heartbeat:        hb,
 		FetchTimeout:     time.Second,
-	})
+	}
+}
+
+// serveAgent serves an agent of cfg on 127.0.0.1 until the test ends,
+// after the functions given have set it up.
+func serveAgent(t *testing.T, cfg Config, setup ...func(*Agent)) *testAgent {
+	t.Helper()
+	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a.retryMin, a.retryMax = 10*time.Millisecond, 50*time.Millisecond
+	for _, f := range setup {
+		f(a)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -300,6 +316,14 @@ func TestRestartServesFromCacheWithDaemonDown(t *testing.T) {
 // localWatch opens a local watch stream and sends its events on a channel.
 func localWatch(t *testing.T, url string) <-chan wire.Event {
 	t.Helper()
+	ch, _ := localWatchCancel(t, url)
+	return ch
+}
+
+// localWatchCancel is localWatch, and returns a function that ends the
+// stream.
+func localWatchCancel(t *testing.T, url string) (<-chan wire.Event, func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 	resp, err := http.DefaultClient.Do(req)
@@ -326,8 +350,10 @@ func localWatch(t *testing.T, url string) <-chan wire.Event {
 			}
 		}
 	}()
-	t.Cleanup(func() { cancel(); resp.Body.Close(); <-done })
-	return ch
+	var once sync.Once
+	end := func() { once.Do(func() { cancel(); resp.Body.Close(); <-done }) }
+	t.Cleanup(end)
+	return ch, end
 }
 
 // collect reads events until the config reaches revision last and
@@ -563,21 +589,22 @@ func TestAppliedWaitsForGrownSubscription(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.subs["feed/job"] = true
-	if err := a.applyEvent(wire.Event{Type: wire.Update, Revision: 5, Configs: []wire.Config{{Name: "feed/job", Revision: 5, Data: []byte("5")}}}, 1); err != nil {
+	a.addSubLocked("feed/job")
+	gen := a.subGen
+	if err := a.applyEvent(wire.Event{Type: wire.Update, Revision: 5, Configs: []wire.Config{{Name: "feed/job", Revision: 5, Data: []byte("5")}}}, gen); err != nil {
 		t.Fatal(err)
 	}
-	a.subs["other"] = true
-	if err := a.applyEvent(wire.Event{Type: wire.Update, Revision: 6, Configs: []wire.Config{{Name: "feed/job", Revision: 6, Data: []byte("6")}}}, 1); err != nil {
+	a.addSubLocked("other")
+	if err := a.applyEvent(wire.Event{Type: wire.Update, Revision: 6, Configs: []wire.Config{{Name: "feed/job", Revision: 6, Data: []byte("6")}}}, gen); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.applyEvent(wire.Event{Type: wire.Heartbeat, Revision: 7}, 1); err != nil {
+	if err := a.applyEvent(wire.Event{Type: wire.Heartbeat, Revision: 7}, gen); err != nil {
 		t.Fatal(err)
 	}
 	if a.applied != 5 || string(a.configs["feed/job"].Data) != "6" || !a.configs["feed/job"].Compiled {
 		t.Errorf("applied %d, held %+v; want 5 and revision 6", a.applied, a.configs["feed/job"])
 	}
-	if err := a.applyEvent(wire.Event{Type: wire.Update, Revision: 7}, 2); err != nil {
+	if err := a.applyEvent(wire.Event{Type: wire.Update, Revision: 7}, a.subGen); err != nil {
 		t.Fatal(err)
 	}
 	if a.applied != 7 {

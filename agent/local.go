@@ -57,6 +57,9 @@ func (a *Agent) getConfig(w http.ResponseWriter, r *http.Request) {
 		case errors.Is(err, errNotFound):
 			writeError(w, http.StatusNotFound, "unknown config %q", name)
 			return
+		case errors.Is(err, errSubscriptionFull):
+			writeError(w, http.StatusServiceUnavailable, "config %q: %v", name, err)
+			return
 		case err != nil:
 			writeError(w, http.StatusServiceUnavailable, "config %q is not cached and no daemon answered: %v", name, err)
 			return
@@ -137,6 +140,10 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "missing configs")
 		return
 	}
+	if n := strings.Count(q.Get("configs"), ",") + 1; n > MaxWatchConfigs {
+		writeError(w, http.StatusBadRequest, "configs: got %d names, want at most %d", n, MaxWatchConfigs)
+		return
+	}
 	names := map[string]bool{}
 	for n := range strings.SplitSeq(q.Get("configs"), ",") {
 		if n == "*" {
@@ -159,27 +166,40 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 		from = n
 	}
 
-	// Fetch what the agent does not hold yet, and subscribe to every
-	// name, so that a config that does not exist yet arrives when it is
-	// created.
+	// Fetch what the agent neither holds nor subscribes to yet, and
+	// subscribe to every name, so that a config that does not exist yet
+	// arrives when it is created. Once no daemon answers, the watch
+	// stream fetches the rest when it opens.
 	a.mu.Lock()
 	var missing []string
 	for n := range names {
-		if _, ok := a.configs[n]; !ok {
+		if _, ok := a.configs[n]; !ok && !a.subs[n] {
 			missing = append(missing, n)
 		}
 	}
 	a.mu.Unlock()
+	slices.Sort(missing)
+	absent := map[string]int64{}
 	for _, n := range missing {
-		if _, err := a.fetch(r.Context(), n); err != nil && !errors.Is(err, errNotFound) {
-			a.log.Debug("watch: fetching config", "config", n, "err", err)
-		}
+		_, err := a.fetch(r.Context(), n)
 		if r.Context().Err() != nil {
 			return
 		}
+		if nf, ok := errors.AsType[*notFound](err); ok {
+			absent[n] = nf.latest
+			continue
+		}
+		if err != nil {
+			a.log.Debug("watch: fetching config", "config", n, "err", err)
+			break
+		}
 	}
-	if err := a.addSubscriptions(sortedKeys(names)); err != nil {
-		writeError(w, http.StatusInternalServerError, "%v", err)
+	if err := a.addSubscriptions(sortedKeys(names), absent); err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, errSubscriptionFull) {
+			code = http.StatusServiceUnavailable
+		}
+		writeError(w, code, "%v", err)
 		return
 	}
 

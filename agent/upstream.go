@@ -24,6 +24,18 @@ import (
 // errNotFound is a daemon's 404 for a config.
 var errNotFound = errors.New("unknown config")
 
+// notFound is a daemon's 404 for a config, whose latest revision was
+// latest: the config does not exist as of that revision.
+type notFound struct {
+	base, name string
+	latest     int64
+}
+
+func (e *notFound) Error() string {
+	return fmt.Sprintf("%s: config %q: %v", e.base, e.name, errNotFound)
+}
+func (e *notFound) Unwrap() error { return errNotFound }
+
 var (
 	errResubscribe      = errors.New("subscription changed")
 	errHeartbeatTimeout = errors.New("heartbeat timeout")
@@ -71,7 +83,8 @@ func (a *Agent) fetchFrom(ctx context.Context, base, name string) (fetched, erro
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNotFound {
-		return fetched{}, fmt.Errorf("%s: config %q: %w", base, name, errNotFound)
+		latest, _ := strconv.ParseInt(resp.Header.Get(wire.HeaderLatestRevision), 10, 64)
+		return fetched{}, &notFound{base, name, latest}
 	}
 	if resp.StatusCode != http.StatusOK {
 		return fetched{}, fmt.Errorf("%s: %w", base, httpError(resp))
@@ -150,14 +163,20 @@ func (a *Agent) fetchAny(ctx context.Context, name string) (cache.ConfigVersion,
 }
 
 // subscribe keeps one watch stream to a daemon for every config in the
-// subscription, restarting it when the subscription grows and failing
-// over to the next daemon when the stream fails, until ctx is done.
+// subscription, restarting it when the subscription changes, until ctx
+// is done. After every failure it waits before it tries again, except
+// that when a daemon fails it tries each other daemon once at once: the
+// wait is retryMin, doubled after every wait without progress (a stream
+// that applied no event) up to retryMax, with jitter (half to all of
+// it). A failure to write the cache (a full disk) is the agent's own: it
+// waits and tries the same daemon again.
 func (a *Agent) subscribe(ctx context.Context) {
-	failures := 0
+	failures := 0 // attempts in a row that made no progress
 	backoff := a.retryMin
 	for ctx.Err() == nil {
 		a.mu.Lock()
 		names := sortedKeys(a.subs)
+		gen := a.subGen
 		from := a.applied
 		if a.resync {
 			from = 0 // a snapshot
@@ -172,18 +191,15 @@ func (a *Agent) subscribe(ctx context.Context) {
 			continue
 		}
 
-		connected, err := a.stream(ctx, base, names, from)
+		progress, err := a.stream(ctx, base, names, gen, from)
 		a.mu.Lock()
 		a.connected = ""
 		a.mu.Unlock()
-		if errors.Is(err, errNothingPublished) {
-			connected = false // back off until it has
-		}
 		if ctx.Err() != nil {
 			return
 		}
 		if errors.Is(err, errResubscribe) {
-			a.log.Info("subscription grew; restarting the watch", "daemon", base)
+			a.log.Info("subscription changed; restarting the watch", "daemon", base)
 			continue
 		}
 		if errors.Is(err, errStoreChanged) {
@@ -193,21 +209,24 @@ func (a *Agent) subscribe(ctx context.Context) {
 			a.mu.Unlock()
 			continue
 		}
-		a.mu.Lock()
-		a.daemon = (a.daemon + 1) % len(a.daemons)
-		next := a.daemons[a.daemon]
-		a.mu.Unlock()
-		a.log.Warn("watch failed; failing over", "daemon", base, "next", next, "err", err)
-		if connected {
+		if progress {
 			failures, backoff = 0, a.retryMin
-			continue
 		}
 		failures++
-		if failures%len(a.daemons) != 0 {
-			continue // try the next daemon at once
-		}
-		// Every daemon failed: wait before the next round.
 		wait := backoff/2 + rand.N(backoff/2+1)
+		if _, local := errors.AsType[*cacheError](err); local {
+			a.log.Warn("writing the cache failed; retrying", "daemon", base, "err", err, "wait", wait)
+		} else {
+			a.mu.Lock()
+			a.daemon = (a.daemon + 1) % len(a.daemons)
+			next := a.daemons[a.daemon]
+			a.mu.Unlock()
+			if failures%len(a.daemons) != 0 {
+				a.log.Warn("watch failed; failing over", "daemon", base, "next", next, "err", err)
+				continue // try the next daemon at once
+			}
+			a.log.Warn("watch failed; failing over", "daemon", base, "next", next, "err", err, "wait", wait)
+		}
 		backoff = min(2*backoff, a.retryMax)
 		select {
 		case <-ctx.Done():
@@ -217,11 +236,12 @@ func (a *Agent) subscribe(ctx context.Context) {
 	}
 }
 
-// stream reads one watch stream from base for names from revision from
-// (a snapshot if from is 0) and applies its events until it fails, the
-// subscription grows (errResubscribe) or ctx is done. It reports whether
-// the daemon accepted the watch.
-func (a *Agent) stream(ctx context.Context, base string, names []string, from int64) (connected bool, err error) {
+// stream reads one watch stream from base for names, the subscription at
+// generation gen, from revision from (a snapshot if from is 0) and
+// applies its events until it fails, the subscription changes
+// (errResubscribe) or ctx is done. It reports whether it applied any
+// event.
+func (a *Agent) stream(ctx context.Context, base string, names []string, gen uint64, from int64) (progress bool, err error) {
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
@@ -230,7 +250,7 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, from in
 	timer := time.AfterFunc(a.cfg.HeartbeatTimeout, func() { cancel(errHeartbeatTimeout) })
 	defer timer.Stop()
 
-	// Watch the subscription for growth.
+	// Watch the subscription for changes.
 	go func() {
 		for {
 			select {
@@ -238,14 +258,14 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, from in
 				return
 			case <-a.subChanged:
 				a.mu.Lock()
-				grew := len(a.subs) != len(names)
+				changed := a.subGen != gen
 				resync := a.resync && from > 0
 				a.mu.Unlock()
 				if resync {
 					cancel(fmt.Errorf("%w: a fetched config is of another store", errStoreChanged))
 					return
 				}
-				if grew {
+				if changed {
 					cancel(errResubscribe)
 					return
 				}
@@ -253,15 +273,7 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, from in
 		}
 	}()
 
-	u := base + "/v1/watch?configs=" + url.QueryEscape(strings.Join(names, ",")) + "&host=" + url.QueryEscape(a.cfg.Host)
-	if from > 0 {
-		u += "&from=" + strconv.FormatInt(from, 10)
-	}
-	req, err := http.NewRequestWithContext(sctx, http.MethodGet, u, nil)
-	if err != nil {
-		return false, err
-	}
-	resp, err := a.hc.Do(req)
+	resp, err := a.openWatch(sctx, base, names, from)
 	if err != nil {
 		return false, causeOr(sctx, err)
 	}
@@ -278,7 +290,7 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, from in
 	a.connected = base
 	var unknown []string
 	for _, n := range names {
-		if _, ok := a.configs[n]; !ok {
+		if _, ok := a.configs[n]; !ok && a.missing[n].rev < from {
 			unknown = append(unknown, n)
 		}
 	}
@@ -286,9 +298,10 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, from in
 	a.log.Info("watching", "daemon", base, "configs", len(names), "from", from)
 
 	// Configs subscribed without a version (asked for while no daemon
-	// answered, or whose cache files were damaged) may predate from:
-	// fetch them now that the stream is open, so that no change between
-	// the fetch and the stream is lost.
+	// answered, or whose cache files were damaged) may predate from,
+	// unless a daemon said they did not exist at from or later: fetch
+	// them now that the stream is open, so that no change between the
+	// fetch and the stream is lost.
 	var wg sync.WaitGroup
 	defer func() { cancel(nil); wg.Wait() }()
 	if len(unknown) > 0 {
@@ -298,7 +311,13 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, from in
 				if err == nil {
 					_, err = a.applyFetched(f.cv, f.latest, f.store)
 				}
-				if err != nil && !errors.Is(err, errNotFound) && sctx.Err() == nil {
+				if nf, ok := errors.AsType[*notFound](err); ok {
+					a.mu.Lock()
+					a.missingLocked(n, nf.latest, time.Now())
+					a.mu.Unlock()
+					continue
+				}
+				if err != nil && sctx.Err() == nil {
 					a.log.Warn("fetching subscribed config", "config", n, "err", err)
 				}
 			}
@@ -312,28 +331,64 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, from in
 			if err == io.EOF {
 				err = errors.New("daemon closed the watch")
 			}
-			return true, causeOr(sctx, err)
+			return progress, causeOr(sctx, err)
 		}
 		if ev.Store == "" {
 			ev.Store = store
 		}
 		if ev.Store != store {
-			return true, fmt.Errorf("event of store %s on a stream of store %s", ev.Store, store)
+			return progress, fmt.Errorf("event of store %s on a stream of store %s", ev.Store, store)
 		}
 		switch ev.Type {
 		case wire.Update, wire.Snapshot:
-			err = a.applyEvent(ev, len(names))
+			err = a.applyEvent(ev, gen)
 		case wire.Overrides:
 			a.applyOverrides(ev.Overrides)
 		case wire.Heartbeat:
 			// The daemon has sent every update up to the heartbeat's
 			// revision (docs/api.md).
-			err = a.applyEvent(wire.Event{Type: wire.Update, Revision: ev.Revision, Store: ev.Store}, len(names))
+			err = a.applyEvent(wire.Event{Type: wire.Update, Revision: ev.Revision, Store: ev.Store}, gen)
 		}
 		if err != nil {
-			return true, err
+			return progress, err
 		}
+		progress = true
 	}
+}
+
+// openWatch asks base for a watch stream of names from revision from (a
+// snapshot if from is 0), with the subscription in the body of POST
+// /v1/watch, whatever its length. A daemon that does not take POST
+// (405: an earlier daemon) is asked with GET and a query string.
+func (a *Agent) openWatch(ctx context.Context, base string, names []string, from int64) (*http.Response, error) {
+	wr := wire.WatchRequest{Configs: names, Host: a.cfg.Host}
+	if from > 0 {
+		wr.From = &from
+	}
+	body, err := json.Marshal(wr)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/watch", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.hc.Do(req)
+	if err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
+		return resp, err
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	a.log.Info("the daemon does not take POST /v1/watch; watching with GET", "daemon", base)
+	u := base + "/v1/watch?configs=" + url.QueryEscape(strings.Join(names, ",")) + "&host=" + url.QueryEscape(a.cfg.Host)
+	if from > 0 {
+		u += "&from=" + strconv.FormatInt(from, 10)
+	}
+	if req, err = http.NewRequestWithContext(ctx, http.MethodGet, u, nil); err != nil {
+		return nil, err
+	}
+	return a.hc.Do(req)
 }
 
 // checkStore returns errStoreChanged if the response to a watch from

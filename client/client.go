@@ -124,7 +124,9 @@ func (e unreachable) Unwrap() error { return e.err }
 
 // Get returns the named config from the agent. If the agent does not
 // answer (it is down, or the request fails in transport), Get reads the
-// agent's cache directory instead and sets FromCache.
+// agent's cache directory instead and sets FromCache. Data in the cache
+// that fails its checksum is never returned: Get then returns an error
+// wrapping cache.ErrDamaged.
 func (c *Client) Get(ctx context.Context, name string) (Config, error) {
 	if err := repo.CheckName(name); err != nil {
 		return Config{}, err
@@ -219,7 +221,8 @@ func (c *Client) Decode(ctx context.Context, name string, v any) error {
 // Watch follows the agent's local watch stream and reconnects to it,
 // starting each stream from the agent's current value. While the agent is down
 // it reads the agent's cache every PollInterval (delivering versions
-// with FromCache set) and retries the agent. A config that does not
+// with FromCache set; a damaged entry is logged, not delivered) and
+// retries the agent. A config that does not
 // exist yet is delivered when it is created; a deletion is not delivered
 // (fn keeps the last value), but a config created again is.
 //
@@ -258,6 +261,7 @@ func (c *Client) Watch(ctx context.Context, name string, fn func(Config)) error 
 		}
 		fn(cfg)
 	}
+	var cacheErr string // the last error reading the cache
 	for {
 		connected := false
 		if c.opts.AgentURL != "" {
@@ -276,9 +280,18 @@ func (c *Client) Watch(ctx context.Context, name string, fn func(Config)) error 
 			continue
 		}
 		if c.opts.CacheDir != "" {
-			if cv, err := cache.Read(c.opts.CacheDir, name); err == nil {
+			cv, err := cache.Read(c.opts.CacheDir, name)
+			switch {
+			case err == nil:
 				st, _ := cache.ReadState(c.opts.CacheDir)
 				deliver(Config{Name: name, Revision: cv.Revision, Commit: cv.Commit, Type: cv.Type, Data: cv.Data, FromCache: true}, st.Store, false)
+			case !errors.Is(err, cache.ErrNotFound) && err.Error() != cacheErr:
+				// Said once, not at every poll.
+				c.log.Warn("reading the agent's cache", "config", name, "err", err)
+			}
+			cacheErr = ""
+			if err != nil {
+				cacheErr = err.Error()
 			}
 		}
 		select {

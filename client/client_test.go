@@ -2,10 +2,13 @@ package client
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -267,5 +270,29 @@ func TestWatchAcrossAgentOutage(t *testing.T) {
 	case cfg := <-ch:
 		t.Errorf("unexpected extra value %+v", cfg)
 	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// TestGetDamagedCache: with the agent down, data in the cache that fails
+// its checksum (32668 cached for 32768) is an error, never a config.
+func TestGetDamagedCache(t *testing.T) {
+	dir := t.TempDir()
+	cv := cache.ConfigVersion{Name: "app/greeter", Revision: 7, Commit: "c7", Type: "Greeter", Data: []byte(`{"port": 32768}`)}
+	if err := cache.Write(dir, cv); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "data", "app", "greeter.sha256-*"))
+	if len(files) != 1 {
+		t.Fatalf("data files: %q", files)
+	}
+	if err := os.WriteFile(files[0], []byte(`{"port": 32668}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, Options{AgentURL: "http://" + freeAddr(t), CacheDir: dir})
+	cfg, err := c.Get(context.Background(), "app/greeter")
+	want := fmt.Sprintf("; cache: config \"app/greeter\": cache damaged: %s: got sha256 %x, want %x", files[0],
+		sha256.Sum256([]byte(`{"port": 32668}`)), sha256.Sum256(cv.Data))
+	if !errors.Is(err, cache.ErrDamaged) || !strings.HasSuffix(err.Error(), want) {
+		t.Errorf("Get = %+v, %v\nwant an error ending in %s", cfg, err, want)
 	}
 }

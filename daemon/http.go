@@ -25,6 +25,7 @@ func (d *Daemon) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/configs/{name...}", d.handleConfig)
 	mux.HandleFunc("GET /v1/watch", d.handleWatch)
+	mux.HandleFunc("POST /v1/watch", d.handleWatch)
 	mux.HandleFunc("GET /v1/revisions/latest", d.handleLatestRevision)
 	mux.HandleFunc("GET /v1/revisions/{n}", d.handleRevision)
 	mux.Handle("POST /v1/hosts/{host}", d.authorized(http.HandlerFunc(d.handleHostReport)))
@@ -276,7 +277,10 @@ func (d *Daemon) handleHealthz(w http.ResponseWriter, r *http.Request) {
 // heartbeats, until the client goes away, the daemon shuts down or the
 // stream falls more than WatchBuffer revisions behind.
 func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	q, ok := watchParams(w, r)
+	if !ok {
+		return
+	}
 	list := q.Get("configs")
 	if list == "" {
 		writeError(w, http.StatusBadRequest, "missing configs: want configs=NAME[,NAME...] or configs=*")

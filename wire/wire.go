@@ -53,6 +53,17 @@ type Config struct {
 	OverrideVersion int64  `json:"override_version,omitempty"`
 }
 
+// WatchRequest is the body of POST /v1/watch: the parameters of
+// GET /v1/watch as JSON, so that a watch of many configs does not depend
+// on how long a URL may be.
+type WatchRequest struct {
+	Configs []string `json:"configs"`
+	// From is the revision to resume after; nil for a snapshot.
+	From *int64 `json:"from,omitempty"`
+	// Host is the watching agent's host name, for its overrides.
+	Host string `json:"host,omitempty"`
+}
+
 // HostReport is the body of POST /v1/hosts/{host}.
 type HostReport struct {
 	Labels  map[string]string `json:"labels"`

@@ -1,8 +1,8 @@
 // Package agenttest is an in-memory distribution daemon for tests of the
 // agent, the client library and applications: a real HTTP server on
 // 127.0.0.1 implementing the endpoints of docs/api.md that agents use
-// (GET /v1/configs/{name}, the NDJSON watch with snapshot, update and
-// heartbeat events, POST /v1/hosts/{host}, GET /healthz), over a Repo of
+// (GET /v1/configs/{name}, the NDJSON watch, GET or POST, with snapshot,
+// update and heartbeat events, POST /v1/hosts/{host}, GET /healthz), over a Repo of
 // revisions that several daemons may share, with knobs to stop, restart
 // and stall a daemon.
 package agenttest
@@ -104,10 +104,11 @@ type Report struct {
 	wire.HostReport
 }
 
-// WatchRequest is one GET /v1/watch a daemon received.
+// WatchRequest is one watch request a daemon received.
 type WatchRequest struct {
 	Configs []string
-	From    int64 // -1 without from
+	From    int64     // -1 without from
+	At      time.Time // when the daemon received it
 }
 
 // Daemon is one test daemon serving a Repo.
@@ -158,6 +159,7 @@ func (d *Daemon) serve(ln net.Listener) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/configs/{name...}", d.getConfig)
 	mux.HandleFunc("GET /v1/watch", d.watch)
+	mux.HandleFunc("POST /v1/watch", d.watch)
 	mux.HandleFunc("POST /v1/hosts/{host}", d.postHost)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	srv := &http.Server{Handler: mux}
@@ -244,13 +246,13 @@ func (d *Daemon) getConfig(w http.ResponseWriter, r *http.Request) {
 	d.mu.Unlock()
 	latest := d.Repo.Latest()
 	c, ok := d.Repo.current(name)
+	h := w.Header()
+	h.Set(wire.HeaderLatestRevision, strconv.FormatInt(latest, 10))
 	if !ok {
 		writeError(w, http.StatusNotFound, "unknown config %q", name)
 		return
 	}
-	h := w.Header()
 	h.Set(wire.HeaderRevision, strconv.FormatInt(c.Revision, 10))
-	h.Set(wire.HeaderLatestRevision, strconv.FormatInt(latest, 10))
 	h.Set(wire.HeaderCommit, Commit(c.Revision))
 	h.Set(wire.HeaderType, c.Type)
 	if c.Type != "" || !strings.Contains(path.Base(c.Name), ".") {
@@ -278,26 +280,57 @@ func (d *Daemon) postHost(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (d *Daemon) watch(w http.ResponseWriter, r *http.Request) {
+// watchParams reads the parameters of a watch: the query of a GET, the
+// JSON body of a POST.
+func watchParams(r *http.Request) (wire.WatchRequest, error) {
+	if r.Method == http.MethodPost {
+		var req wire.WatchRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			return req, fmt.Errorf("decoding watch request: %v", err)
+		}
+		return req, nil
+	}
 	q := r.URL.Query()
-	if q.Get("configs") == "" {
+	req := wire.WatchRequest{Host: q.Get("host")}
+	if s := q.Get("configs"); s != "" {
+		req.Configs = strings.Split(s, ",")
+	}
+	if s := q.Get("from"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return req, fmt.Errorf("bad from %q", s)
+		}
+		req.From = &n
+	}
+	return req, nil
+}
+
+func (d *Daemon) watch(w http.ResponseWriter, r *http.Request) {
+	req, err := watchParams(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	if len(req.Configs) == 0 {
 		writeError(w, http.StatusBadRequest, "missing configs")
 		return
 	}
-	names := strings.Split(q.Get("configs"), ",")
-	all := slices.Contains(names, "*")
-	want := func(name string) bool { return all || slices.Contains(names, name) }
+	names := req.Configs
+	set := map[string]bool{}
+	for _, n := range names {
+		set[n] = true
+	}
+	want := func(name string) bool { return set["*"] || set[name] }
 	from := int64(-1)
-	if s := q.Get("from"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 0 || n > d.Repo.Latest() {
-			writeError(w, http.StatusBadRequest, "bad from %q", s)
+	if req.From != nil {
+		if *req.From < 0 || *req.From > d.Repo.Latest() {
+			writeError(w, http.StatusBadRequest, "bad from %d", *req.From)
 			return
 		}
-		from = n
+		from = *req.From
 	}
 	d.mu.Lock()
-	d.watches = append(d.watches, WatchRequest{Configs: names, From: from})
+	d.watches = append(d.watches, WatchRequest{Configs: names, From: from, At: time.Now()})
 	heartbeat := d.heartbeat
 	d.mu.Unlock()
 

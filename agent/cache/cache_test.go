@@ -36,7 +36,7 @@ func TestBadNames(t *testing.T) {
 
 func TestWriteReadLoad(t *testing.T) {
 	dir := t.TempDir()
-	a := ConfigVersion{Name: "feed/job", Revision: 3, Commit: "c3", Type: "Job", Data: []byte("{}\n")}
+	a := ConfigVersion{Name: "feed/job", Revision: 3, Commit: "c3", Type: "Job", Compiled: true, Data: []byte("{}\n")}
 	b := ConfigVersion{Name: "banner.txt", Revision: 4, Commit: "c4", Data: []byte{}}
 	for _, cv := range []ConfigVersion{a, b} {
 		if err := Write(dir, cv); err != nil {
@@ -47,70 +47,136 @@ func TestWriteReadLoad(t *testing.T) {
 	if err != nil || !gocmp.Equal(got, a) {
 		t.Errorf("Read = %+v, %v", got, err)
 	}
+	const sum = "ca3d163bab055381827226140568f3bef7eaac187cebd76878e0b63e9e442356"
 	meta, _ := os.ReadFile(filepath.Join(dir, "meta", "feed", "job.json"))
-	if want := `{"name":"feed/job","revision":3,"commit":"c3","type":"Job","sha256":"ca3d163bab055381827226140568f3bef7eaac187cebd76878e0b63e9e442356"}` + "\n"; string(meta) != want {
+	if want := `{"name":"feed/job","revision":3,"commit":"c3","type":"Job","compiled":true,"sha256":"` + sum + `"}` + "\n"; string(meta) != want {
 		t.Errorf("meta = %s, want %s", meta, want)
 	}
+	if data, err := os.ReadFile(filepath.Join(dir, "data", "feed", "job.sha256-"+sum)); err != nil || string(data) != "{}\n" {
+		t.Errorf("data file = %q, %v", data, err)
+	}
+
+	// A new version replaces the data file.
+	a2 := ConfigVersion{Name: "feed/job", Revision: 4, Commit: "c4", Type: "Job", Compiled: true, Data: []byte("{\"v\": 2}\n")}
+	if err := Write(dir, a2); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Read(dir, "feed/job"); err != nil || !gocmp.Equal(got, a2) {
+		t.Errorf("Read = %+v, %v", got, err)
+	}
+	if files := dataFiles(t, dir, "feed"); !slices.Equal(files, []string{"job.sha256-" + checksum(a2.Data)}) {
+		t.Errorf("data files after an update: %q, want the new version's only", files)
+	}
+
 	if err := Write(dir, ConfigVersion{Name: "feed/job", Revision: 5, Deleted: true}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Read(dir, "feed/job"); !errors.Is(err, ErrNotFound) || err.Error() != `config "feed/job": deleted at revision 5: not in the cache` {
 		t.Errorf("Read deleted = %v", err)
 	}
-	if _, err := Read(dir, "nope"); !errors.Is(err, ErrNotFound) {
+	if files := dataFiles(t, dir, "feed"); len(files) != 0 {
+		t.Errorf("data files after a deletion: %q", files)
+	}
+	if _, err := Read(dir, "nope"); !errors.Is(err, ErrNotFound) || err.Error() != `config "nope": not in the cache` {
 		t.Errorf("Read missing = %v", err)
 	}
 	if err := WriteState(dir, State{Revision: 5, Commit: "c5", Configs: []string{"feed/job", "banner.txt"}}); err != nil {
 		t.Fatal(err)
 	}
-	// A crash left a temporary file; Load skips it, RemoveTemp removes it.
-	os.WriteFile(filepath.Join(dir, "meta", ".cfgtmp-x.json-1"), []byte("junk"), 0o644)
-	all, st, err := Load(dir)
+	// A crash left temporary files; Load removes them.
+	temps := []string{filepath.Join(dir, "meta", ".cfgtmp-x.json-1"), filepath.Join(dir, "data", ".cfgtmp-x-1"), filepath.Join(dir, ".cfgtmp-state.json-1")}
+	for _, p := range temps {
+		if err := os.WriteFile(p, []byte("junk"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ld, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.SortFunc(all, func(x, y ConfigVersion) int { return cmp.Compare(x.Name, y.Name) })
-	want := []ConfigVersion{b, {Name: "feed/job", Revision: 5, Deleted: true}}
-	if diff := gocmp.Diff(want, all); diff != "" {
+	slices.SortFunc(ld.Configs, func(x, y ConfigVersion) int { return cmp.Compare(x.Name, y.Name) })
+	want := Loaded{
+		Configs: []ConfigVersion{b, {Name: "feed/job", Revision: 5, Deleted: true}},
+		State:   State{Revision: 5, Commit: "c5", Configs: []string{"banner.txt", "feed/job"}},
+	}
+	if diff := gocmp.Diff(want, ld); diff != "" {
 		t.Errorf("Load (-want +got):\n%s", diff)
 	}
-	if diff := gocmp.Diff(State{Revision: 5, Commit: "c5", Configs: []string{"banner.txt", "feed/job"}}, st); diff != "" {
-		t.Errorf("state (-want +got):\n%s", diff)
+	for _, p := range temps {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("temporary file %s left: %v", p, err)
+		}
 	}
-	if err := RemoveTemp(dir); err != nil {
+
+	// Remove drops the entry.
+	if err := Remove(dir, "banner.txt"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "meta", ".cfgtmp-x.json-1")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("temporary file left: %v", err)
+	if _, err := Read(dir, "banner.txt"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Read after Remove = %v", err)
+	}
+	if files := dataFiles(t, dir, "."); len(files) != 0 {
+		t.Errorf("data files after Remove: %q", files)
 	}
 }
 
-// TestCrashBetweenDataAndMeta: the data of a new version with the
-// metadata of the old one. Read returns the data; Load asks for a refetch.
+// dataFiles lists the files in DIR/data/sub.
+func dataFiles(t *testing.T, dir, sub string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dir, "data", sub))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if !e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// TestCrashBetweenDataAndMeta: a crash after the new version's data file
+// and before its metadata leaves the old version whole; Load removes the
+// new data file.
 func TestCrashBetweenDataAndMeta(t *testing.T) {
 	dir := t.TempDir()
-	if err := Write(dir, ConfigVersion{Name: "x", Revision: 1, Data: []byte("one")}); err != nil {
+	one := ConfigVersion{Name: "x", Revision: 1, Commit: "c1", Data: []byte("one")}
+	if err := Write(dir, one); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "data", "x"), []byte("two"), 0o644); err != nil {
+	orphan := dataPath(dir, "x", checksum([]byte("two")))
+	if err := os.WriteFile(orphan, []byte("two"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := Read(dir, "x"); err != nil || string(got.Data) != "two" || got.Revision != 1 {
+	if got, err := Read(dir, "x"); err != nil || !gocmp.Equal(got, one) {
 		t.Errorf("Read = %+v, %v", got, err)
 	}
-	all, _, err := Load(dir)
-	if err != nil || len(all) != 1 || all[0].Revision != 0 || all[0].Data != nil {
-		t.Errorf("Load = %+v, %v", all, err)
+	ld, err := Load(dir)
+	if err != nil || len(ld.Configs) != 1 || !gocmp.Equal(ld.Configs[0], one) || len(ld.Damaged) != 0 {
+		t.Errorf("Load = %+v, %v", ld, err)
+	}
+	if _, err := os.Stat(orphan); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("orphan data file left: %v", err)
 	}
 }
 
-func TestNameClash(t *testing.T) {
+// TestNamesSharingAPrefix: a config named a and one named a/b are both
+// cached (their data files are a.sha256-… and a/b.sha256-…).
+func TestNamesSharingAPrefix(t *testing.T) {
 	dir := t.TempDir()
-	if err := Write(dir, ConfigVersion{Name: "a", Revision: 1, Data: []byte("x")}); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{"a", "a/b"} {
+		if err := Write(dir, ConfigVersion{Name: name, Revision: 1, Data: []byte(name)}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	err := Write(dir, ConfigVersion{Name: "a/b", Revision: 1, Data: []byte("x")})
-	if err == nil {
-		t.Fatal("writing a/b beside a: no error")
+	for _, name := range []string{"a", "a/b"} {
+		if cv, err := Read(dir, name); err != nil || string(cv.Data) != name {
+			t.Errorf("Read(%s) = %+v, %v", name, cv, err)
+		}
+	}
+	// The one clash left: a config named a and one under a.json/.
+	if err := Write(dir, ConfigVersion{Name: "a.json/b", Revision: 1, Data: []byte("x")}); err == nil {
+		t.Fatal("writing a.json/b beside a: no error")
 	}
 }

@@ -33,8 +33,10 @@ func newGetCmd(f *Factory, runF func(*GetOptions) error) *cobra.Command {
 		Long: `Get prints a config's data. Through an agent (--agent, the default
 http://127.0.0.1:7481) it reads as applications do, falling back to the
 agent's disk cache (--cache-dir) when the agent does not answer; with
---daemon it asks a daemon directly. -v prints the revision, commit and
-origin to stderr.`,
+--agent '' it reads the cache alone; with --daemon it asks a daemon
+directly. Data in the cache that fails its checksum is never printed: a
+damaged entry is an error (exit 3) naming the damaged file. -v prints the
+revision, commit and origin to stderr.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
@@ -76,6 +78,8 @@ func runGet(f *Factory, cmd *cobra.Command, opts *GetOptions) error {
 		switch {
 		case opts.Daemon != "":
 			origin = "daemon"
+		case c.FromCache && opts.Agent == "":
+			origin = "agent's disk cache"
 		case c.FromCache:
 			origin = "agent's disk cache (the agent did not answer)"
 		}
