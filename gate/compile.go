@@ -414,6 +414,27 @@ func (c *gateCompiler) strings(field string, values []string, r *restraint) {
 	}
 }
 
+// CustomNames returns the names of the application's restraints that the
+// gate's JSON names, sorted and without repeats, so that a tool can
+// register stand-ins for them before compiling it. JSON that is not a gate
+// names none (Compile says what is wrong with it).
+func CustomNames(data []byte) []string {
+	var jg jsonGate
+	if json.Unmarshal(data, &jg) != nil {
+		return nil
+	}
+	var names []string
+	for _, r := range jg.Rules {
+		for _, x := range r.Restraints {
+			if c := x.Condition; c != nil && c.Custom != nil && !slices.Contains(names, c.Custom.Name) {
+				names = append(names, c.Custom.Name)
+			}
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
 // Salt returns the gate's salt.
 func (g *Gate) Salt() string { return g.salt }
 

@@ -110,3 +110,17 @@ func TestCompileDescribes(t *testing.T) {
 		t.Errorf("GE prints as %s", GE)
 	}
 }
+
+func TestCustomNames(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{`{"salt": "s", "rules": [
+			{"name": "a", "restraints": [{"condition": {"custom": {"name": "office"}}}, {"condition": {"custom": {"name": "beta"}}}], "percent": 100},
+			{"name": "b", "restraints": [{"condition": {"custom": {"name": "office"}}, "negate": true}, {"condition": {"unit_ids": ["x"]}}], "percent": 5}]}`, "[beta office]"},
+		{`{"salt": "s", "rules": [{"name": "a", "restraints": [{}], "percent": 1}]}`, "[]"},
+		{`[1, 2]`, "[]"},
+	} {
+		if got := fmt.Sprint(CustomNames([]byte(tc.src))); got != tc.want {
+			t.Errorf("CustomNames(%s) = %s, want %s", tc.src, got, tc.want)
+		}
+	}
+}

@@ -15,7 +15,9 @@
 //     canary overrides and their removal), read without locks, and kept
 //     working from the agent's cache when everything upstream is down;
 //   - Hash and Bucket: the sampling function;
-//   - Sample: pass rates of a gate over synthetic units, per rule.
+//   - Sample: pass rates of a gate over synthetic units, per rule;
+//   - CustomNames: the application's restraints a gate names, for tools
+//     that stand in for them.
 //
 // # Evaluation
 //

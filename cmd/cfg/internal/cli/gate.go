@@ -174,7 +174,7 @@ func loadGate(f *Factory, cmd *cobra.Command, opts *GateOptions) (*gate.Gate, []
 		return nil, nil, &exitError{code: ExitInput, err: fmt.Errorf("config %q is a %s, not a %s of @cfg//gate.thrift", opts.Name, out.Type, gate.Type)}
 	}
 	var assumed []string
-	for _, name := range customRestraints(out.Data) {
+	for _, name := range gate.CustomNames(out.Data) {
 		if _, ok := restraints[name]; !ok {
 			assumed = append(assumed, name)
 			restraints[name] = func(map[string]string) (gate.Restraint, error) {
@@ -194,33 +194,6 @@ func loadGate(f *Factory, cmd *cobra.Command, opts *GateOptions) (*gate.Gate, []
 		return nil, nil, usageError(err)
 	}
 	return g, attrs, nil
-}
-
-// customRestraints returns the names of the application's restraints a
-// gate's JSON uses, sorted.
-func customRestraints(data []byte) []string {
-	var g struct {
-		Rules []struct {
-			Restraints []struct {
-				Condition struct {
-					Custom *struct {
-						Name string `json:"name"`
-					} `json:"custom"`
-				} `json:"condition"`
-			} `json:"restraints"`
-		} `json:"rules"`
-	}
-	json.Unmarshal(data, &g) // gate.Compile reports what is wrong with it
-	var names []string
-	for _, r := range g.Rules {
-		for _, x := range r.Restraints {
-			if c := x.Condition.Custom; c != nil && !slices.Contains(names, c.Name) {
-				names = append(names, c.Name)
-			}
-		}
-	}
-	slices.Sort(names)
-	return names
 }
 
 // unitAttrs reads --attr KEY=VALUE as the gate reads KEY.
