@@ -15,7 +15,6 @@ import (
 	"github.com/cfg-dev/cfg/canary"
 	"github.com/cfg-dev/cfg/canary/judge"
 	"github.com/cfg-dev/cfg/gate"
-	"github.com/cfg-dev/cfg/store"
 )
 
 // The feature gates example of examples/gates, end to end with real
@@ -23,83 +22,18 @@ import (
 // gate feed/new_ranker through OpenFeature, the load driver, and cfg canary
 // ramping the gate with the example's spec, as committed.
 
-// gatesFleet is the example running: a daemon and four hosts, each an agent
-// and a feedsvc, under load.
-type gatesFleet struct {
-	repo, work string
-	daemon     string
-	services   []string // feedsvc's base URLs, by host
-	caches     []string // the agents' cache directories, by host
-	procs      []*proc  // the daemon and the agents
+// startGatesFleet runs the feature gates example on four hosts.
+func startGatesFleet(t *testing.T) *fleet {
+	t.Helper()
+	return startExample(t, "gates", 4, "feed/new_ranker", "canary/new_ranker", feedsvc(t))
 }
 
-const gatesFleetSize = 4
-
-func startGatesFleet(t *testing.T) *gatesFleet {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("starts processes")
+// feedsvc returns the command of a feedsvc.
+func feedsvc(t *testing.T) func(listen, agent, cache string) *exec.Cmd {
+	bin := exampleBinary(t, "gates/feedsvc")
+	return func(listen, agent, cache string) *exec.Cmd {
+		return exec.Command(bin, "-listen", listen, "-agent", agent, "-cache-dir", cache)
 	}
-	feedsvc, load := exampleBinary(t, "gates/feedsvc"), exampleBinary(t, "canary/load")
-	f := &gatesFleet{repo: t.TempDir(), work: t.TempDir()}
-	for _, dir := range []string{"source", "changes"} {
-		if err := os.CopyFS(filepath.Join(f.repo, dir), os.DirFS(filepath.Join("../../examples/gates", dir))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if out, err := exec.Command("git", "-C", f.repo, "init", "-q", "-b", "main").CombinedOutput(); err != nil {
-		t.Skipf("git init: %v %s", err, out)
-	}
-	run(t, f.repo, "commit", "-m", "feature gates example")
-
-	f.procs = append(f.procs, start(t, f.work, "serve", "--repo", f.repo, "--data-dir", filepath.Join(f.work, "daemon"),
-		"--listen", "127.0.0.1:0", "--addr-file", filepath.Join(f.work, "daemon.addr"), "--poll", "100ms", "--heartbeat", "1s"))
-	f.daemon = addr(t, filepath.Join(f.work, "daemon.addr"))
-	eventually(t, 10*time.Second, "the daemon to publish", func() bool {
-		_, code, _ := httpGet(f.daemon + "/healthz")
-		return code == http.StatusOK
-	})
-	for i := range gatesFleetSize {
-		host := fmt.Sprintf("web-%d", i+1)
-		svc := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		cache := filepath.Join(f.work, host)
-		f.procs = append(f.procs, start(t, f.work, "agent", "--daemon", f.daemon, "--host", host,
-			"--cache-dir", cache, "--listen", "127.0.0.1:0", "--addr-file", filepath.Join(f.work, host+".addr"),
-			"--metrics", "http://"+svc+"/metrics", "--report-every", "1s", "--heartbeat-timeout", "5s"))
-		agentURL := addr(t, filepath.Join(f.work, host+".addr"))
-		startBin(t, feedsvc, "-listen", svc, "-agent", agentURL, "-cache-dir", cache)
-		f.services = append(f.services, "http://"+svc)
-		f.caches = append(f.caches, cache)
-	}
-	for i, s := range f.services {
-		eventually(t, 30*time.Second, fmt.Sprintf("web-%d to serve", i+1), func() bool {
-			_, code, _ := httpGet(s + "/")
-			return code == http.StatusOK
-		})
-	}
-	startBin(t, load, "-targets", strings.Join(f.services, ","), "-rps", "25")
-	eventually(t, 10*time.Second, "every host to report", func() bool {
-		n := 0
-		for _, h := range f.hostsOf(t) {
-			if slices.Contains(h.Configs, "feed/new_ranker") && slices.Contains(h.Configs, "feed/settings") {
-				n++
-			}
-		}
-		return n == gatesFleetSize
-	})
-	return f
-}
-
-// hostsOf returns the hosts the daemon knows.
-func (f *gatesFleet) hostsOf(t *testing.T) []store.Host {
-	t.Helper()
-	body, _, err := httpGet(f.daemon + "/v1/hosts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hosts []store.Host
-	json.Unmarshal([]byte(body), &hosts)
-	return hosts
 }
 
 // feed is feedsvc's answer to /feed (examples/gates/feedsvc's Feed).
@@ -131,35 +65,29 @@ func ask(service, user string) feed {
 	return fd
 }
 
-// everywhere waits until every service answers for user as ok says.
-func (f *gatesFleet) everywhere(t *testing.T, what, user string, ok func(feed) bool) {
+// waitFeed waits until service answers for user as ok says.
+func waitFeed(t *testing.T, service, what, user string, ok func(feed) bool) {
 	t.Helper()
-	for i, s := range f.services {
-		var last feed
-		deadline := time.Now().Add(20 * time.Second)
-		for last = ask(s, user); !ok(last); last = ask(s, user) {
-			if time.Now().After(deadline) {
-				t.Fatalf("web-%d: %s: timed out; the last answer for %s: %+v", i+1, what, user, last)
-			}
-			time.Sleep(20 * time.Millisecond)
+	deadline := time.Now().Add(20 * time.Second)
+	for last := ask(service, user); !ok(last); last = ask(service, user) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s: timed out; the last answer for %s: %+v", service, what, user, last)
 		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-func (f *gatesFleet) canary(t *testing.T) (*canary.Report, string, int) {
+// everywhere waits until every service answers for user as ok says.
+func (f *fleet) everywhere(t *testing.T, what, user string, ok func(feed) bool) {
 	t.Helper()
-	args := []string{"canary", "--spec", "canary/new_ranker", "--daemon", f.daemon, "--format", "json", "--seed", "1"}
-	out, stderr, code := runCode(t, f.repo, args...)
-	var rep canary.Report
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("cfg %s: exit %d, report %q: %v\n%s", strings.Join(args, " "), code, out, err, stderr)
+	for _, s := range f.services {
+		waitFeed(t, s, what, user, ok)
 	}
-	return &rep, stderr, code
 }
 
 // replaceIn replaces old by new in a file of the repository, which must
 // hold old once.
-func (f *gatesFleet) replaceIn(t *testing.T, file, old, new string) {
+func (f *fleet) replaceIn(t *testing.T, file, old, new string) {
 	t.Helper()
 	p := filepath.Join(f.repo, filepath.FromSlash(file))
 	data, err := os.ReadFile(p)
@@ -200,14 +128,8 @@ func TestGatesDemo(t *testing.T) {
 	})
 
 	// The ramp to 10 % lands.
-	ramp, err := os.ReadFile(filepath.Join(f.repo, "changes/ramp_10.cconf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(f.repo, "source/feed/new_ranker.cconf"), ramp, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	rep, stderr, code := f.canary(t)
+	ramp := f.apply(t, "ramp_10")
+	rep, stderr, code := f.canary(t, "--seed", "1")
 	if code != 0 || rep.Outcome != canary.Landed {
 		t.Fatalf("ramp to 10 %%: exit %d, outcome %q (%s), want 0 and landed\n%s", code, rep.Outcome, rep.Reason, stderr)
 	}
@@ -233,7 +155,7 @@ func TestGatesDemo(t *testing.T) {
 	// host's error ratio shows it, and the ramp is rolled back.
 	head := headCommit(t, f.repo)
 	f.replaceIn(t, "source/feed/new_ranker.cconf", "percent = 10,", "percent = 50,")
-	rep50, stderr, code := f.canary(t)
+	rep50, stderr, code := f.canary(t, "--seed", "1")
 	if code != 1 || rep50.Outcome != canary.RolledBack {
 		t.Fatalf("ramp to 50 %% with a failing ranker: exit %d, outcome %q (%s), want 1 and rolled_back\n%s", code, rep50.Outcome, rep50.Reason, stderr)
 	}
@@ -249,7 +171,7 @@ func TestGatesDemo(t *testing.T) {
 	})
 
 	// Everything upstream goes down: the services keep the landed gate.
-	for _, p := range f.procs {
+	for _, p := range f.upstream {
 		p.kill()
 	}
 	f.everywhere(t, "the landed gate without the agents", in50, func(fd feed) bool {
@@ -258,9 +180,8 @@ func TestGatesDemo(t *testing.T) {
 
 	// A service started now loads the gate from its host's agent cache.
 	svc := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	startBin(t, exampleBinary(t, "gates/feedsvc"), "-listen", svc, "-agent", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), "-cache-dir", f.caches[0])
-	restarted := &gatesFleet{services: []string{"http://" + svc}}
-	restarted.everywhere(t, "the landed gate from the cache", in50, func(fd feed) bool {
+	startCmd(t, feedsvc(t)(svc, fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), f.caches[0]))
+	waitFeed(t, "http://"+svc, "the landed gate from the cache", in50, func(fd feed) bool {
 		return fd.Ranker == "classic" && fd.Rule == "ramp" && fd.Revision == rep.Revision && fd.FromCache
 	})
 }
