@@ -34,7 +34,7 @@ func compileValue(t testing.TB, c *Compiler, p string) ([]byte, *Struct) {
 	}
 	// Output carries encodings, not the value: run the program again (its
 	// modules are cached by c) to get the value itself.
-	v, _, diags := c.run(p)
+	v, _, diags := c.run(p, nil)
 	if len(diags) > 0 {
 		t.Fatalf("%s: %s", p, diags.Error())
 	}
