@@ -19,8 +19,10 @@ const (
 	DefaultTimeout = time.Minute
 	// MaxDepth is how deeply values may nest: the exported struct is at
 	// depth 1, and every struct, list, set and map inside a value adds one.
-	// Canonical JSON and the Thrift encodings share it; Thrift's generated
-	// readers and its Skip stop at the same depth.
+	// Canonical JSON and the Thrift encodings share it; it is
+	// thrift.DEFAULT_RECURSION_DEPTH, where Thrift's generated readers (Go
+	// and C++ alike) and its Skip stop, so every value cfg writes can be
+	// read by every consumer.
 	MaxDepth = 64
 )
 
