@@ -14,6 +14,7 @@ import (
 	"go.uber.org/thriftrw/ast"
 	"go.uber.org/thriftrw/idl"
 
+	"github.com/cfg-dev/cfg/diag"
 	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/schema"
 )
@@ -114,6 +115,9 @@ func (c *Compiler) directDeps(p string, src []byte) []string {
 
 // parseSource parses a Starlark file and collects its load statements.
 func parseSource(p string, src []byte) (*parsedFile, error) {
+	if d := diag.CheckText(p, src); d != nil {
+		return nil, &moduleError{diags: diag.List{d}}
+	}
 	f, err := fileOptions.Parse(p, src, 0)
 	if err != nil {
 		return nil, err

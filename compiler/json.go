@@ -178,6 +178,10 @@ func (e *encoder) value(t *schema.Type, v starlark.Value) {
 		return
 	case schema.String:
 		if s, ok := v.(starlark.String); ok {
+			if err := checkUTF8(string(s)); err != nil {
+				e.fail(err)
+				return
+			}
 			e.buf = jsontext.AppendString(e.buf, string(s))
 			return
 		}

@@ -334,6 +334,9 @@ func (w *thriftWriter) value(t *schema.Type, v starlark.Value) *valueError {
 		if !ok {
 			return wantMismatch(v, t)
 		}
+		if err := checkUTF8(string(s)); err != nil {
+			return err
+		}
 		err = w.p.WriteString(w.ctx, string(s))
 	case schema.Binary:
 		switch x := v.(type) {
@@ -563,6 +566,9 @@ func (r *thriftReader) value(t *schema.Type) (starlark.Value, *valueError) {
 		s, err := p.ReadString(ctx)
 		if err != nil {
 			return nil, protoError(err)
+		}
+		if err := checkUTF8(s); err != nil {
+			return nil, err
 		}
 		return starlark.String(s), nil
 	case schema.Binary:

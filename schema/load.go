@@ -154,6 +154,9 @@ func (l *Loader) parseTree(p string, progs map[string]*ast.Program, from *diag.P
 		}
 		return diag.List{diag.Errorf(pos, "cannot read schema %q: %v", p, err)}
 	}
+	if d := diag.CheckNUL(p, src); d != nil {
+		return diag.List{d}
+	}
 	prog, err := idl.Parse(src)
 	if err != nil {
 		var pe *idl.ParseError
