@@ -108,6 +108,27 @@ func (w *workspace) stat(p string) (fs.FileInfo, error) {
 	return fs.Stat(r.FS(), p)
 }
 
+// sourcesUnder returns the configs and raw configs under the repository
+// directory dir, at any depth.
+func (w *workspace) sourcesUnder(dir string) ([]string, error) {
+	r, err := repo.Open(w.root)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	tree, err := repo.Scan(r.FS())
+	if err != nil {
+		return nil, err
+	}
+	var under []string
+	for _, p := range tree.Sources() {
+		if dir == "." || strings.HasPrefix(p, dir+"/") {
+			under = append(under, p)
+		}
+	}
+	return under, nil
+}
+
 func (w *workspace) report(f *Factory, format string, diags diag.List, extra map[string]any) error {
 	validate.Relativize(diags, w.display)
 	out := f.IO.Err
