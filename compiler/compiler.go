@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"path"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -232,13 +233,19 @@ func (c *Compiler) compileJob(p string, j *job) *Output {
 			return o
 		}
 	}
-	for _, d := range diags {
+	// A module's diagnostics are shared by every config loading it: each
+	// config reports its own copies.
+	own := make(diag.List, len(diags))
+	for i, d := range diags {
+		cp := *d
+		cp.Notes = slices.Clip(cp.Notes)
 		if d.Pos.File != p {
-			d.Notes = append(d.Notes, diag.Note{Pos: diag.Pos{File: p}, Msg: fmt.Sprintf("while compiling config %q", repo.ConfigName(p))})
+			cp.Notes = append(cp.Notes, diag.Note{Pos: diag.Pos{File: p}, Msg: fmt.Sprintf("while compiling config %q", repo.ConfigName(p))})
 		}
+		own[i] = &cp
 	}
-	diags.Sort()
-	return c.failed(p, diags...)
+	own.Sort()
+	return c.failed(p, own...)
 }
 
 type exportState struct {
