@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"go.starlark.net/syntax"
-	"go.uber.org/thriftrw/ast"
-	"go.uber.org/thriftrw/idl"
 
 	"github.com/cfg-dev/cfg/diag"
 	"github.com/cfg-dev/cfg/repo"
@@ -99,15 +97,7 @@ func (c *Compiler) directDeps(p string, src []byte) []string {
 		}
 	case repo.Schema:
 		out = append(out, validatorPath(p))
-		if prog, err := idl.Parse(src); err == nil {
-			for _, h := range prog.Headers {
-				if inc, ok := h.(*ast.Include); ok {
-					if q, err := schema.IncludePath(p, inc.Path); err == nil {
-						out = append(out, q)
-					}
-				}
-			}
-		}
+		out = append(out, schema.Includes(p, src)...)
 	}
 	slices.Sort(out)
 	return slices.Compact(out)

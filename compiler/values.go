@@ -241,6 +241,7 @@ func fromConst(t *schema.Type, c schema.Const, o origin) starlark.Value {
 			f := c.Struct.Field(name)
 			s.fields[f.Index] = fromConst(f.Type, fc, o)
 		}
+		s.setDefaults(nil) // as the struct's constructor would
 		return s
 	}
 	panic(fmt.Sprintf("unexpected constant %T", c))

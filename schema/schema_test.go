@@ -87,12 +87,17 @@ func TestLoadErrors(t *testing.T) {
 	tests := []struct {
 		name, src, want string
 	}{
-		{"syntax", "struct X {\n  1: required i32 a\n  2 i32 b\n}\n", "source/x.thrift:3:5: syntax error: unexpected I32, expecting ':'"},
-		{"unknown type", "struct X {\n  1: required Foo a\n}\n", `source/x.thrift:2:15: X: could not resolve reference "Foo": unknown identifier "Foo"`},
-		{"bad default", "struct X {\n  1: required i32 a = \"s\"\n}\n", `source/x.thrift:1:1: X: cannot cast s to "i32"`},
+		{"syntax", "struct X {\n  1: required i32 a\n  2 i32 b\n}\n", `source/x.thrift:3:5: got "i32", want ":" after the field ID`},
+		{"unknown type", "struct X {\n  1: required Foo a\n}\n", `source/x.thrift:2:15: unknown type "Foo"`},
+		{"bad default", "struct X {\n  1: required i32 a = \"s\"\n}\n", `source/x.thrift:2:23: X.a: default: got string "s", want i32`},
 		{"missing include", "include \"nope.thrift\"\nstruct X {}\n", `source/x.thrift:1:1: cannot read schema "source/nope.thrift": file does not exist`},
 		{"duplicate", "struct X {}\nstruct X {}\n", "source/x.thrift"},
-		{"reserved word", "struct X {\n  1: optional i32 next\n}\n", `source/x.thrift:3: "next" is a reserved keyword`},
+		{"keyword", "struct X {\n  1: optional i32 list\n}\n", `source/x.thrift:2:19: got keyword "list", want the name of the field`},
+		{"enum range", "enum E {\n  A = 2147483648\n}\n", `source/x.thrift:2:3: E.A: got 2147483648, want a value in the range of i32 (-2147483648..2147483647)`},
+		{"enum overflow", "enum E {\n  A = 2147483647,\n  B\n}\n", `source/x.thrift:3:3: E.B: the value after 2147483647 overflows i32`},
+		{"duplicate field ID", "struct X {\n  1: i32 a\n  1: i32 b\n}\n", `source/x.thrift:3:3: X.b: field ID 1 is already used by "a"`},
+		{"include cycle", "include \"x.thrift\"\n", `source/x.thrift:1:1: include cycle: source/x.thrift -> source/x.thrift`},
+		{"string constant not UTF-8", "const string S = \"caf\xe9\"\n", `source/x.thrift:1:18: const S: got string with invalid UTF-8, want UTF-8 text (binary holds bytes)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
