@@ -175,3 +175,18 @@ export(All(
 		}
 	}
 }
+
+// TestUnionDefault checks that a union built without a member takes the
+// member with an IDL default, as the constructors Thrift generates do, and
+// that a member given replaces it.
+func TestUnionDefault(t *testing.T) {
+	fsys := fstest.MapFS{
+		"source/u.thrift": {Data: []byte("union U {\n  1: string a\n  2: i32 b = 5\n}\nstruct S {\n  1: optional U x\n  2: optional U y\n}\n")},
+		"source/c.cconf":  {Data: []byte("load(\"//u.thrift\", \"S\", \"U\")\nexport(S(x = U(), y = U(a = \"given\")))\n")},
+	}
+	o := New(fsys, Options{Jobs: 1}).Compile("source/c.cconf")
+	want := "{\n  \"x\": {\n    \"b\": 5\n  },\n  \"y\": {\n    \"a\": \"given\"\n  }\n}\n"
+	if len(o.Diags) > 0 || string(o.Data) != want {
+		t.Errorf("got %s%s, want\n%s", o.Data, o.Diags.Error(), want)
+	}
+}

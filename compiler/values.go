@@ -347,9 +347,20 @@ func (o origin) place(fallback syntax.Position) (diag.Pos, []diag.Note) {
 }
 
 // setDefaults gives every unset field with an IDL default its default,
-// except those listed in unset.
+// except those listed in unset; a union takes the first member with a
+// default when it has none.
 func (s *Struct) setDefaults(unset []bool) {
 	if s.t.Type == schema.Union {
+		// A union without a member takes the first member with a default.
+		if unset != nil || len(s.setFields()) > 0 {
+			return
+		}
+		for i, f := range s.t.Fields {
+			if f.Default != nil {
+				s.fields[i] = fromConst(f.Type, f.Default, s.origin)
+				return
+			}
+		}
 		return
 	}
 	for i, f := range s.t.Fields {

@@ -509,21 +509,21 @@ func (k *linker) reference(c *astConst, t *Type) (Const, *valueError) {
 		if err != nil {
 			return nil, k.valueErrorf(c, "%s: %v", name, err)
 		}
+		if verr := k.checkRef(c, ct, t); verr != nil {
+			return nil, verr
+		}
 		if _, verr := k.value(d.value, ct); verr != nil {
 			return nil, verr
 		}
 		return k.value(d.value, t)
 	}
-	if t.Kind == EnumKind {
+	if _, last, ok := cutLast(name); ok && t.Kind == EnumKind {
 		// Thrift's compiler looks a value of an enum up by its last name
 		// in the enum of the type, whatever the prefix says.
-		item := name
-		if _, last, ok := cutLast(name); ok {
-			item = last
-		}
-		if it := t.Enum.Item(item); it != nil {
+		if it := t.Enum.Item(last); it != nil {
 			return it, nil
 		}
+		return nil, k.valueErrorf(c, "got %s, want a value of enum %s (it has no value %q)", name, t.Enum.Name, last)
 	}
 	if prefix, item, ok := cutLast(name); ok {
 		if e := k.enumNamed(prefix); e != nil {
@@ -540,13 +540,32 @@ func (k *linker) reference(c *astConst, t *Type) (Const, *valueError) {
 			continue
 		}
 		if cn := inc.file.Constants[rest]; cn != nil {
+			if verr := k.checkRef(c, cn.Type, t); verr != nil {
+				return nil, verr
+			}
 			if v, ok := convertConst(cn.Value, cn.Type, t); ok {
 				return v, nil
 			}
 			return nil, k.valueErrorf(c, "got %s (%s), want %s", name, cn.Type, t)
 		}
 	}
+	if t.Kind == EnumKind && t.Enum.Item(name) != nil {
+		return nil, k.valueErrorf(c, "got %s, want %s.%s (Thrift's compiler takes no unqualified enum value)", name, t.Enum.Name, name)
+	}
 	return nil, k.valueErrorf(c, "unknown constant %q", name)
+}
+
+// checkRef refuses the references to constants that Thrift's compiler
+// refuses: to a constant of a struct type, and to a constant of an enum
+// type where the value is not of an enum type.
+func (k *linker) checkRef(c *astConst, ct, t *Type) *valueError {
+	switch {
+	case ct.Kind == StructKind:
+		return k.valueErrorf(c, "got constant %s of struct type %s, want a value (Thrift's compiler takes none here)", c.text, ct)
+	case ct.Kind == EnumKind && t.Kind != EnumKind:
+		return k.valueErrorf(c, "got constant %s of enum type %s, want %s", c.text, ct, t)
+	}
+	return nil
 }
 
 func cutLast(s string) (before, after string, ok bool) {

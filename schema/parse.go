@@ -381,7 +381,7 @@ func (p *parser) ident(what string) (string, astPos) {
 		p.fail("got keyword %q, want %s", name, what)
 	}
 	if pythonKeywords[name] {
-		p.fail("got %q, want %s that is not a keyword of Python (Thrift's compiler refuses it)", name, what)
+		p.fail("got Python keyword %q, want %s (Thrift's compiler refuses the keywords of Python)", name, what)
 	}
 	p.next()
 	return name, pos
