@@ -568,4 +568,3 @@ func randomStruct(rng *rand.Rand, st *schema.Struct, depth int) *Struct {
 	}
 	return s
 }
-
