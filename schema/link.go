@@ -25,8 +25,16 @@ type linker struct {
 
 	typedefs  map[string]*Type
 	resolving map[string]bool
-	consts    map[string]Const
-	evaluting map[string]bool
+	// viaTypedef holds the types written as the name of a typedef: Thrift's
+	// compiler takes a reference to a struct constant for those only.
+	viaTypedef map[*Type]bool
+	consts     map[string]Const
+	evaluting  map[string]bool
+	// order is the index of each declaration; cur that of the one whose
+	// value is being evaluated. Thrift's compiler reads a value only with
+	// the types and constants declared before it.
+	order map[string]int
+	cur   int
 }
 
 type include struct {
@@ -48,7 +56,7 @@ func includeName(p string) string { return strings.TrimSuffix(path.Base(p), ".th
 
 func (l *Loader) link(p string, f *astFile) error {
 	k := &linker{l: l, path: p, decls: map[string]astDef{}, typedefs: map[string]*Type{},
-		resolving: map[string]bool{}, consts: map[string]Const{}, evaluting: map[string]bool{}}
+		resolving: map[string]bool{}, consts: map[string]Const{}, evaluting: map[string]bool{}, viaTypedef: map[*Type]bool{}}
 	file := &File{
 		Path:      p,
 		Structs:   map[string]*Struct{},
@@ -68,8 +76,10 @@ func (l *Loader) link(p string, f *astFile) error {
 	}
 	// Declare every name, and the structs and enums themselves, so that
 	// fields may refer to types declared later.
-	for _, d := range f.defs {
+	k.order = map[string]int{}
+	for i, d := range f.defs {
 		name := d.defName()
+		k.order[name] = i
 		if prev, ok := k.decls[name]; ok {
 			return k.errorf(posOfDef(d), "%q is already declared at line %d", name, posOfDef(prev).line)
 		}
@@ -108,7 +118,8 @@ func (l *Loader) link(p string, f *astFile) error {
 			}
 		}
 	}
-	for _, d := range f.defs {
+	for i, d := range f.defs {
+		k.cur = i
 		switch d := d.(type) {
 		case *astConstDef:
 			v, err := k.constant(d.name)
@@ -124,6 +135,9 @@ func (l *Loader) link(p string, f *astFile) error {
 					continue
 				}
 				fld := s.Fields[i]
+				if err := k.declaredBefore(af.typ); err != nil {
+					return err
+				}
 				v, err := k.value(af.def, fld.Type)
 				if err != nil {
 					return diag.List{diag.Errorf(err.pos, "%s.%s: default: %s", d.name, af.name, err.msg)}
@@ -289,7 +303,11 @@ func (k *linker) resolve(t *astType) (*Type, error) {
 		case *astEnum:
 			return &Type{Kind: EnumKind, Enum: k.file.Enums[d.name]}, nil
 		case *astTypedef:
-			return k.typedef(d.name)
+			td, err := k.typedef(d.name)
+			if err != nil {
+				return nil, err
+			}
+			return k.named(td), nil
 		case *astService:
 			return nil, k.errorf(t.astPos, "%q is a service, want a type", t.name)
 		case *astConstDef:
@@ -308,10 +326,36 @@ func (k *linker) resolve(t *astType) (*Type, error) {
 			return &Type{Kind: EnumKind, Enum: e}, nil
 		}
 		if td := inc.file.Typedefs[rest]; td != nil {
-			return td.Target, nil
+			return k.named(td.Target), nil
 		}
 	}
 	return nil, k.errorf(t.astPos, "unknown type %q", t.name)
+}
+
+// declaredBefore checks that the types named in t, used with a value, are
+// declared before the declaration being evaluated.
+func (k *linker) declaredBefore(t *astType) error {
+	for ; t != nil; t = t.value {
+		if t.key != nil {
+			if err := k.declaredBefore(t.key); err != nil {
+				return err
+			}
+		}
+		if i, ok := k.order[t.name]; ok && i >= k.cur {
+			if _, ok := k.decls[t.name].(*astConstDef); !ok {
+				return k.errorf(t.astPos, "got type %s, declared at line %d, want one declared before its use with a value (as Thrift's compiler reads them)", t.name, posOfDef(k.decls[t.name]).line)
+			}
+		}
+	}
+	return nil
+}
+
+// named returns a copy of the target of a typedef, marked as written
+// through it.
+func (k *linker) named(target *Type) *Type {
+	cp := *target
+	k.viaTypedef[&cp] = true
+	return &cp
 }
 
 // typedef resolves a typedef of this file.
@@ -344,6 +388,11 @@ func (k *linker) constant(name string) (Const, error) {
 	}
 	k.evaluting[name] = true
 	defer delete(k.evaluting, name)
+	defer func(cur int) { k.cur = cur }(k.cur)
+	k.cur = k.order[name]
+	if err := k.declaredBefore(d.typ); err != nil {
+		return nil, err
+	}
 	t, err := k.resolve(d.typ)
 	if err != nil {
 		return nil, err
@@ -499,6 +548,9 @@ func (k *linker) intValue(c *astConst, n int64, t *Type) (Const, *valueError) {
 func (k *linker) reference(c *astConst, t *Type) (Const, *valueError) {
 	name := c.text
 	if d, ok := k.decls[name].(*astConstDef); ok {
+		if k.order[name] >= k.cur {
+			return nil, k.valueErrorf(c, "got constant %s, declared at line %d, want one declared before its use (as Thrift's compiler reads them)", name, d.line)
+		}
 		// The constant's own text, read as t.
 		if k.evaluting[name] {
 			return nil, k.valueErrorf(c, "constant %s refers to itself", name)
@@ -512,6 +564,8 @@ func (k *linker) reference(c *astConst, t *Type) (Const, *valueError) {
 		if verr := k.checkRef(c, ct, t); verr != nil {
 			return nil, verr
 		}
+		defer func(cur int) { k.cur = cur }(k.cur)
+		k.cur = k.order[name]
 		if _, verr := k.value(d.value, ct); verr != nil {
 			return nil, verr
 		}
@@ -556,11 +610,12 @@ func (k *linker) reference(c *astConst, t *Type) (Const, *valueError) {
 }
 
 // checkRef refuses the references to constants that Thrift's compiler
-// refuses: to a constant of a struct type, and to a constant of an enum
-// type where the value is not of an enum type.
+// refuses: to a constant of a struct type where the type is not written as
+// a typedef, and to a constant of an enum type where the value is not of
+// an enum type.
 func (k *linker) checkRef(c *astConst, ct, t *Type) *valueError {
 	switch {
-	case ct.Kind == StructKind:
+	case ct.Kind == StructKind && !k.viaTypedef[t]:
 		return k.valueErrorf(c, "got constant %s of struct type %s, want a value (Thrift's compiler takes none here)", c.text, ct)
 	case ct.Kind == EnumKind && t.Kind != EnumKind:
 		return k.valueErrorf(c, "got constant %s of enum type %s, want %s", c.text, ct, t)

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -96,6 +97,9 @@ func TestLoadErrors(t *testing.T) {
 		{"enum range", "enum E {\n  A = 2147483648\n}\n", `source/x.thrift:2:3: E.A: got 2147483648, want a value in the range of i32 (-2147483648..2147483647)`},
 		{"enum overflow", "enum E {\n  A = 2147483647,\n  B\n}\n", `source/x.thrift:3:3: E.B: the value after 2147483647 overflows i32`},
 		{"duplicate field ID", "struct X {\n  1: i32 a\n  1: i32 b\n}\n", `source/x.thrift:3:3: X.b: field ID 1 is already used by "a"`},
+		{"constant out of range", "const i8 X = 300\n", `source/x.thrift:1:14: const X: got 300, want i8 (range -128..127)`},
+		{"default out of range", "struct X {\n  1: optional i16 a = 40000\n}\n", `source/x.thrift:2:23: X.a: default: got 40000, want i16 (range -32768..32767)`},
+		{"field ID too large", "struct X {\n  32768: optional i16 a\n}\n", `source/x.thrift:2:3: X.a: got field ID 32768, want at most 32767`},
 		{"include cycle", "include \"x.thrift\"\n", `source/x.thrift:1:1: include cycle: source/x.thrift -> source/x.thrift`},
 		{"string constant not UTF-8", "const string S = \"caf\xe9\"\n", `source/x.thrift:1:18: const S: got string with invalid UTF-8, want UTF-8 text (binary holds bytes)`},
 	}
@@ -109,5 +113,22 @@ func TestLoadErrors(t *testing.T) {
 				t.Errorf("error:\n%s\nwant prefix:\n%s", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestFieldIDs checks the field IDs Thrift's compiler gives fields without
+// one, or with one of 0 or less: -1, -2, ... in declaration order.
+func TestFieldIDs(t *testing.T) {
+	src := "struct X {\n  string a\n  2: i32 b\n  0: i32 c\n  -7: i32 d\n  i32 e\n}\n"
+	f, err := NewLoader(fstest.MapFS{"source/x.thrift": {Data: []byte(src)}}).Load("source/x.thrift")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, fld := range f.Structs["X"].Fields {
+		got = append(got, fmt.Sprintf("%s=%d", fld.Name, fld.ID))
+	}
+	if want := "a=-1 b=2 c=-2 d=-3 e=-4"; strings.Join(got, " ") != want {
+		t.Errorf("got %s, want %s", strings.Join(got, " "), want)
 	}
 }
