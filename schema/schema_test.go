@@ -100,6 +100,7 @@ func TestLoadErrors(t *testing.T) {
 		{"constant out of range", "const i8 X = 300\n", `source/x.thrift:1:14: const X: got 300, want i8 (range -128..127)`},
 		{"default out of range", "struct X {\n  1: optional i16 a = 40000\n}\n", `source/x.thrift:2:23: X.a: default: got 40000, want i16 (range -32768..32767)`},
 		{"field ID too large", "struct X {\n  32768: optional i16 a\n}\n", `source/x.thrift:2:3: X.a: got field ID 32768, want at most 32767`},
+		{"infinite double", "const double D = 1e400\n", `source/x.thrift:1:18: const D: got 1e400, want a finite double`},
 		{"include cycle", "include \"x.thrift\"\n", `source/x.thrift:1:1: include cycle: source/x.thrift -> source/x.thrift`},
 		{"string constant not UTF-8", "const string S = \"caf\xe9\"\n", `source/x.thrift:1:18: const S: got string with invalid UTF-8, want UTF-8 text (binary holds bytes)`},
 	}
