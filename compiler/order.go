@@ -85,7 +85,7 @@ func compareValues(t *schema.Type, a, b starlark.Value) int {
 		x, ok1 := a.(*Struct)
 		y, ok2 := b.(*Struct)
 		if ok1 && ok2 && x.t == t.Struct && y.t == t.Struct {
-			for _, f := range fieldsByID(t.Struct) {
+			for _, f := range t.Struct.FieldsByID() {
 				u, v := x.fields[f.Index], y.fields[f.Index]
 				switch {
 				case u == nil && v == nil:

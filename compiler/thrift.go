@@ -231,16 +231,6 @@ func protoError(err error) *valueError {
 	return errorf("%v", err)
 }
 
-// fieldsByID returns the fields of t in field ID order, the order Thrift's
-// generated code writes them in.
-func fieldsByID(t *schema.Struct) []*schema.Field {
-	if slices.IsSortedFunc(t.Fields, cmpFieldID) {
-		return t.Fields
-	}
-	return slices.SortedFunc(slices.Values(t.Fields), cmpFieldID)
-}
-
-func cmpFieldID(a, b *schema.Field) int { return int(a.ID) - int(b.ID) }
 
 // A thriftWriter writes values through a Thrift protocol, driven by their
 // schema types.
@@ -263,7 +253,7 @@ func (w *thriftWriter) structValue(s *Struct) *valueError {
 	if err := w.p.WriteStructBegin(w.ctx, s.t.Name); err != nil {
 		return protoError(err)
 	}
-	for _, f := range fieldsByID(s.t) {
+	for _, f := range s.t.FieldsByID() {
 		v := s.fields[f.Index]
 		if v == nil {
 			if f.Required == schema.Required {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -229,6 +230,7 @@ func (k *linker) fields(s *Struct, d *astStruct) error {
 		s.Fields = append(s.Fields, fld)
 		s.byName[af.name] = fld
 	}
+	s.byID = slices.SortedFunc(slices.Values(s.Fields), func(a, b *Field) int { return int(a.ID) - int(b.ID) })
 	return nil
 }
 

@@ -106,7 +106,12 @@ type Struct struct {
 	Fields []*Field // in declaration order
 
 	byName map[string]*Field
+	byID   []*Field // Fields in field ID order
 }
+
+// FieldsByID returns the fields in field ID order, the order Thrift's
+// generated code writes them in.
+func (s *Struct) FieldsByID() []*Field { return s.byID }
 
 // Field returns the field called name, or nil.
 func (s *Struct) Field(name string) *Field { return s.byName[name] }
