@@ -69,6 +69,13 @@
 // Source files hold no NUL byte, and Starlark sources are UTF-8; a string
 // value (of a Thrift string) must be UTF-8 text, and binary holds bytes.
 //
+// # Snapshots
+//
+// With Options.Snapshot, Build reads every source file once, compiles those
+// bytes, and returns them with the materialized files it left in a
+// Snapshot: an fs.FS of the repository as compiled, for validating and
+// committing exactly what was compiled while the files on disk change.
+//
 // # Canonical JSON
 //
 // A struct is an object with fields in IDL declaration order; unset fields
