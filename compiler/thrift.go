@@ -231,7 +231,6 @@ func protoError(err error) *valueError {
 	return errorf("%v", err)
 }
 
-
 // A thriftWriter writes values through a Thrift protocol, driven by their
 // schema types.
 type thriftWriter struct {
