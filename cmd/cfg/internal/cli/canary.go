@@ -75,7 +75,8 @@ Exit status: 0 landed; 1 rolled back (or the input is wrong); 4 landed, then
 reverted by the bake; 3 an error ended the run (the report says how far it
 got).
 
-SPEC_CONFIG is the spec's config name (canary/feed) or its source file
+SPEC_CONFIG names the spec as every command names a config: its name
+(canary/feed), a // path (//canary/feed.cconf) or its source file's path
 (source/canary/feed.cconf); it must export a CanarySpec
 (load("@cfg//canary.thrift", ...)). The working tree may change only the
 canaried config and the spec. Hosts are chosen from --seed (random if not
@@ -164,7 +165,10 @@ func runCanary(f *Factory, cmd *cobra.Command, opts *CanaryOptions) error {
 	if err != nil {
 		return infraError(err)
 	}
-	specName := specConfigName(ws, opts.Spec)
+	specName, err := specConfigName(ws, opts.Spec)
+	if err != nil {
+		return err
+	}
 	if types[specName] != canary.SpecType {
 		if types[specName] == "" {
 			return usageError(fmt.Errorf("--spec %s: no compiled config %q in %s", opts.Spec, specName, ws.display(repo.MaterializedDir)))
@@ -391,20 +395,17 @@ func shellWords(ws *workspace, paths []string) string {
 	return strings.Join(words, " ")
 }
 
-// specConfigName turns --spec into a config name: a .cconf file's name
-// relative to source/, or the argument itself.
-func specConfigName(ws *workspace, spec string) string {
-	if !strings.HasSuffix(spec, ".cconf") {
-		return spec
+// specConfigName resolves --spec like every reference to a config
+// (repo.Resolve).
+func specConfigName(ws *workspace, spec string) (string, error) {
+	ref, err := ws.resolve(spec, true)
+	if err != nil {
+		return "", prefixed(err, "--spec")
 	}
-	abs := spec
-	if !filepath.IsAbs(abs) {
-		abs = filepath.Join(ws.cwd, spec)
+	if ref.Name == "" || repo.Classify(ref.Path) != repo.Config {
+		return "", usageError(fmt.Errorf("--spec %s: %s is a %s, not a config", spec, ws.display(ref.Path), kindName(repo.Classify(ref.Path))))
 	}
-	if rel, err := filepath.Rel(ws.root, abs); err == nil {
-		return repo.ConfigName(filepath.ToSlash(rel))
-	}
-	return spec
+	return ref.Name, nil
 }
 
 func newCanaryHistoryCmd(f *Factory) *cobra.Command {

@@ -35,7 +35,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"validate", "--format", "xml"}, ExitUsage, `--format "xml": want one of text, json, github`},
 		{[]string{"nosuchcommand"}, ExitUsage, "unknown command"},
 		{[]string{"compile", "/elsewhere/x.cconf"}, ExitUsage, "outside the config repository"},
-		{[]string{"compile", "source/nope.cinc"}, ExitUsage, "source/nope.cinc: no such file"},
+		{[]string{"compile", "source/nope.cinc"}, ExitUsage, `"source/nope.cinc": no config or source file; want a config name (feed/cache_job), a path under source/ (lib/create_job.cinc), a // path (//lib/create_job.cinc) or a path from the working directory (source/lib/create_job.cinc)`},
 		{[]string{"--root", "/nonexistent", "validate"}, ExitUsage, "--root /nonexistent: not a config repository (no source/ directory)"},
 	}
 	for _, tt := range tests {

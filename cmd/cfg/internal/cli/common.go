@@ -70,6 +70,81 @@ func (w *workspace) repoPath(arg string) (string, error) {
 	return filepath.ToSlash(rel), nil
 }
 
+// resolve reads a reference to a config or source file (repo.Resolve).
+// With mustExist, a reference to nothing is a usage error; without, the
+// Ref of a well-formed reference to nothing holds the config name it
+// would have, for commands that name configs gone from the working tree.
+func (w *workspace) resolve(ref string, mustExist bool) (repo.Ref, error) {
+	r, err := w.open()
+	if err != nil {
+		return repo.Ref{}, err
+	}
+	defer r.Close()
+	return resolveIn(w, r.FS(), ref, mustExist)
+}
+
+func resolveIn(w *workspace, fsys fs.FS, ref string, mustExist bool) (repo.Ref, error) {
+	var root, cwd string
+	if w != nil {
+		root, cwd = w.root, w.cwd
+	}
+	res, err := repo.Resolve(fsys, root, cwd, ref)
+	var re *repo.RefError
+	switch {
+	case err == nil:
+		return res, nil
+	case !mustExist && errors.Is(err, fs.ErrNotExist) && res.Name != "":
+		return res, nil
+	case errors.As(err, &re):
+		return repo.Ref{}, usageError(err)
+	case w != nil:
+		return repo.Ref{}, w.fail(err)
+	}
+	return repo.Ref{}, infraError(err)
+}
+
+// configName reads a reference to a config for the commands that ask a
+// daemon or an agent (cfg get, cfg status), which need no repository: in
+// one, it is resolved like every reference (repo.Resolve); outside one,
+// a config name or a // path is taken as it is.
+func configName(f *Factory, ref string) (string, error) {
+	cwd, err := f.Getwd()
+	if err != nil {
+		return "", infraError(err)
+	}
+	var w *workspace
+	var fsys fs.FS
+	if root, err := repo.FindRoot(cwd); err == nil {
+		if r, err := repo.Open(root); err == nil {
+			defer r.Close()
+			w, fsys = &workspace{root: root, cwd: cwd}, r.FS()
+		}
+	}
+	res, err := resolveIn(w, fsys, ref, false)
+	if err != nil {
+		return "", err
+	}
+	if res.Name == "" {
+		return "", usageError(fmt.Errorf("%q is not a config: %s is a %s", ref, res.Path, kindName(repo.Classify(res.Path))))
+	}
+	return res.Name, nil
+}
+
+// kindName names a kind of source file for messages.
+func kindName(k repo.Kind) string {
+	switch k {
+	case repo.Config:
+		return "config"
+	case repo.Module:
+		return "module"
+	case repo.Schema:
+		return "schema"
+	case repo.Validator:
+		return "validator"
+	}
+	return "raw config"
+}
+
 // fail maps an error of reading or writing the repository to an exit code:
 // a repository cfg refuses to work in (a symbolic link where it reads or
 // writes, a file that is neither regular nor a directory, bad settings) is

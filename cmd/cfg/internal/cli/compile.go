@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"slices"
 	"strconv"
 	"strings"
@@ -84,16 +82,11 @@ func runCompile(f *Factory, cmd *cobra.Command, opts *CompileOptions) error {
 	}
 	var targets []string
 	for _, a := range opts.Paths {
-		p, err := ws.repoPath(a)
+		ref, err := ws.resolve(a, true)
 		if err != nil {
-			return usageError(err)
+			return err
 		}
-		if _, err := ws.stat(p); errors.Is(err, fs.ErrNotExist) {
-			return usageError(fmt.Errorf("%s: no such file", a))
-		} else if err != nil {
-			return ws.fail(err)
-		}
-		targets = append(targets, p)
+		targets = append(targets, ref.Path)
 	}
 	if len(opts.Emit) > 0 {
 		if err := checkEmit(ws, opts.Emit); err != nil {

@@ -2,9 +2,7 @@ package cli
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 
 	"github.com/spf13/cobra"
 
@@ -55,21 +53,17 @@ func runDeps(f *Factory, cmd *cobra.Command, opts *DepsOptions) error {
 	if err != nil {
 		return err
 	}
-	p, err := ws.repoPath(opts.Path)
-	if err != nil {
-		return usageError(err)
-	}
 	r, err := ws.open()
 	if err != nil {
 		return err
 	}
 	defer r.Close()
 	fsys := r.FS()
-	if _, err := fs.Stat(fsys, p); errors.Is(err, fs.ErrNotExist) {
-		return usageError(fmt.Errorf("%s: no such file", opts.Path))
-	} else if err != nil {
-		return ws.fail(err)
+	ref, err := resolveIn(ws, fsys, opts.Path, true)
+	if err != nil {
+		return err
 	}
+	p := ref.Path
 	tree, err := repo.Scan(fsys)
 	if err != nil {
 		return ws.fail(err)

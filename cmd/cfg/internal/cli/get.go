@@ -39,7 +39,11 @@ damaged entry is an error (exit 3) naming the damaged file. -v prints the
 revision, commit and origin to stderr.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Name = args[0]
+			name, err := configName(f, args[0])
+			if err != nil {
+				return err
+			}
+			opts.Name = name
 			if runF != nil {
 				return runF(opts)
 			}

@@ -78,6 +78,16 @@ func infraError(err error) error { return &exitError{code: ExitInfra, err: err} 
 
 func usageError(err error) error { return &exitError{code: ExitUsage, err: err} }
 
+// prefixed puts context (a flag's name) before the message of err, keeping
+// its exit code.
+func prefixed(err error, context string) error {
+	var ee *exitError
+	if errors.As(err, &ee) && ee.err != nil {
+		return &exitError{code: ee.code, err: fmt.Errorf("%s: %w", context, ee.err)}
+	}
+	return fmt.Errorf("%s: %w", context, err)
+}
+
 // NewRootCmd returns the cfg command with its subcommands.
 func NewRootCmd(f *Factory) *cobra.Command {
 	root := &cobra.Command{
@@ -129,7 +139,7 @@ func Main() int {
 func Run(ctx context.Context, f *Factory, args []string) int {
 	root := NewRootCmd(f)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return ExitOK
 	}
@@ -140,7 +150,10 @@ func Run(ctx context.Context, f *Factory, args []string) int {
 	if ee.err != nil {
 		fmt.Fprintf(f.IO.Err, "cfg: %v\n", ee.err)
 		if ee.code == ExitUsage {
-			fmt.Fprintln(f.IO.Err, "Run 'cfg --help' for usage.")
+			if cmd == nil {
+				cmd = root
+			}
+			fmt.Fprintf(f.IO.Err, "Run '%s --help' for usage.\n", cmd.CommandPath())
 		}
 	}
 	return ee.code

@@ -43,7 +43,11 @@ revision later than the one it applied.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
-				opts.Name = args[0]
+				name, err := configName(f, args[0])
+				if err != nil {
+					return err
+				}
+				opts.Name = name
 			}
 			if err := checkFormat(opts.Format, validate.FormatText, validate.FormatJSON); err != nil {
 				return err
