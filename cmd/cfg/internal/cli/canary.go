@@ -118,6 +118,7 @@ recorded by the daemon: see cfg canary history.`,
 	cmd.Flags().BoolVar(&opts.AllowReverted, "allow-reverted", false, "canary a candidate that an earlier run landed and reverted")
 	opts.CompileFlags.add(cmd)
 	cmd.AddCommand(newCanaryHistoryCmd(f))
+	addRootFlag(cmd, "")
 	return cmd
 }
 

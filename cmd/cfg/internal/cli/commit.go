@@ -74,6 +74,7 @@ with them.`,
 	cmd.Flags().StringVar(&opts.Author, "author", "", `the commit author, "Name <email>"`)
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
 	opts.CompileFlags.add(cmd)
+	addRootFlag(cmd, "")
 	return cmd
 }
 

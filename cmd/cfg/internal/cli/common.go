@@ -25,6 +25,17 @@ type workspace struct {
 	cwd  string
 }
 
+// addRootFlag gives cmd the --root flag. Only the commands that work on a
+// config repository have it: where it would mean nothing, it is not
+// offered.
+func addRootFlag(cmd *cobra.Command, usage string) {
+	if usage == "" {
+		usage = "config repository root (default: the first directory holding source/ at or above the working directory)"
+	}
+	cmd.Flags().String("root", "", usage)
+	cmd.MarkFlagDirname("root")
+}
+
 func findWorkspace(f *Factory, cmd *cobra.Command) (*workspace, error) {
 	cwd, err := f.Getwd()
 	if err != nil {

@@ -72,6 +72,7 @@ not publish are never deleted (cfg validate reports them).`,
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
 	cmd.Flags().StringSliceVar(&opts.Emit, "emit", nil, "fail unless the repository publishes exactly these encodings (cfg.json): json (always), thrift-binary, thrift-compact")
 	cmd.Flags().BoolVar(&opts.Rebuild, "rebuild", false, "ignore the compile cache in .cfg/ and compile everything")
+	addRootFlag(cmd, "")
 	return cmd
 }
 

@@ -70,6 +70,7 @@ schema is an error naming the field.`,
 	cmd.Flags().StringVar(&opts.Type, "type", "", "the struct type of the data, SCHEMA:TYPE (//schemas/job.thrift:Job)")
 	cmd.Flags().StringVar(&opts.Encoding, "encoding", "", "thrift-binary or thrift-compact (default: from FILE's extension)")
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "format of problems: text or json")
+	addRootFlag(cmd, "")
 	return cmd
 }
 

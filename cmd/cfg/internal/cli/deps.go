@@ -45,6 +45,7 @@ validator beside every schema reached (its checks run on the schema's values).`,
 configs among them: the configs a change to the file recompiles.`
 	}
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
+	addRootFlag(cmd, "")
 	return cmd
 }
 

@@ -62,6 +62,7 @@ reported instead, and diff exits 1.`,
 	}
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
 	opts.CompileFlags.add(cmd)
+	addRootFlag(cmd, "")
 	return cmd
 }
 

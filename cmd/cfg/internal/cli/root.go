@@ -96,12 +96,12 @@ func NewRootCmd(f *Factory) *cobra.Command {
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
-	root.PersistentFlags().String("root", "", "config repository root (default: the first directory holding source/ at or above the working directory)")
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.Err)
 	root.SetIn(f.IO.In)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	root.AddCommand(
+		newInitCmd(f, nil),
 		newCompileCmd(f, nil),
 		newValidateCmd(f, nil),
 		newDepsCmd(f, false, nil),

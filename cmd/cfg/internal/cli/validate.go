@@ -43,6 +43,7 @@ materialized copy differs. It exits 1 on any problem and writes nothing.`,
 	opts.CompileFlags.add(cmd)
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text, json or github")
 	cmd.Flags().BoolVarP(&opts.Quiet, "quiet", "q", false, "print only problems")
+	addRootFlag(cmd, "")
 	return cmd
 }
 
