@@ -31,6 +31,8 @@ changed module, schema or validator (see cfg rdeps). Changes are those of
 the working tree against HEAD (uncommitted changes, untracked files
 included), or with --since REV those committed in REV..HEAD. Deleted
 configs are listed as deleted.`,
+		Example: `  cfg affected
+  cfg affected --since HEAD~3 --format json`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usageError(fmt.Errorf("affected takes no arguments"))
@@ -48,7 +50,7 @@ configs are listed as deleted.`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.Since, "since", "", "list the configs affected by the commits in REV..HEAD")
-	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
+	formatFlag(cmd, &opts.Format, "output format", validate.FormatText, validate.FormatJSON)
 	addRootFlag(cmd, "")
 	return cmd
 }

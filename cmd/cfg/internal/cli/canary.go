@@ -84,6 +84,7 @@ given; the report prints it so that a run can be repeated). Every run is
 recorded by the daemon: see cfg canary history.`,
 		Example: `  cp changes/bad.cconf source/demo/service.cconf
   cfg canary --spec demo/canary --daemon http://127.0.0.1:7480`,
+		ValidArgsFunction: cobra.NoFileCompletions,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.Spec == "" {
@@ -108,9 +109,10 @@ recorded by the daemon: see cfg canary history.`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.Spec, "spec", "", "the canary spec: a config name or its .cconf file (required)")
+	cmd.RegisterFlagCompletionFunc("spec", completeSpecs(f))
 	cmd.Flags().StringVar(&opts.Repo, "repo", "", "the config repository (default: --root, or found from the working directory)")
 	cmd.Flags().Uint64Var(&opts.Seed, "seed", 0, "seed of the choice of canary and control hosts (default: random)")
-	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "report format: text or json")
+	formatFlag(cmd, &opts.Format, "report format", validate.FormatText, validate.FormatJSON)
 	cmd.Flags().StringVar(&opts.Daemon, "daemon", "http://127.0.0.1:7480", "the daemon's URL")
 	cmd.Flags().StringVar(&opts.TokenFile, "token-file", "", "file whose first line is the daemon's token (default: $CFG_TOKEN)")
 	cmd.Flags().StringVarP(&opts.Message, "message", "m", "", `the message of the commit that lands the change (default: "canary: land CONFIG")`)
@@ -425,6 +427,9 @@ control hosts, every evaluation's canary and control values of each check and
 its verdict, the hosts left out of evaluations and why, and the commit it
 landed or the reason it rolled back; with --format json, the run and its
 report.`,
+		Example: `  cfg canary history
+  cfg canary history canary-20261122T050102-1a2b
+  cfg canary history --format json`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usageError(fmt.Errorf("history takes at most one RUN, got %d arguments", len(args)))
@@ -466,7 +471,7 @@ report.`,
 		},
 	}
 	cmd.Flags().StringVar(&daemonURL, "daemon", "http://127.0.0.1:7480", "the daemon's URL")
-	cmd.Flags().StringVar(&format, "format", validate.FormatText, "output format: text or json")
+	formatFlag(cmd, &format, "output format", validate.FormatText, validate.FormatJSON)
 	return cmd
 }
 

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func testFactory(dir string, tty bool) (*Factory, *bytes.Buffer, *bytes.Buffer) {
@@ -87,4 +90,79 @@ func TestProgress(t *testing.T) {
 	if b.Len() != 0 {
 		t.Errorf("disabled progress wrote %q", b.String())
 	}
+}
+
+// TestEveryCommandHasExamples checks that every command's help has an
+// Examples section, and that each example names a command that exists with
+// flags it takes.
+func TestEveryCommandHasExamples(t *testing.T) {
+	f, _, _ := testFactory(t.TempDir(), false)
+	root := NewRootCmd(f)
+	var visit func(c *cobra.Command)
+	n := 0
+	visit = func(c *cobra.Command) {
+		if c.Hidden {
+			return
+		}
+		n++
+		if strings.TrimSpace(c.Example) == "" {
+			t.Errorf("%s: no Example", c.CommandPath())
+		}
+		for _, line := range strings.Split(c.Example, "\n") {
+			// Each command of the line: words up to a shell operator.
+			for _, part := range strings.FieldsFunc(line, func(r rune) bool { return r == '&' || r == '|' || r == ';' || r == '>' || r == '<' || r == '(' || r == ')' }) {
+				words := shellSplit(part)
+				if len(words) == 0 || words[0] != "cfg" {
+					continue
+				}
+				cmd, rest, err := root.Find(words[1:])
+				if err != nil {
+					t.Errorf("%s: example %q: %v", c.CommandPath(), line, err)
+					continue
+				}
+				if err := cmd.ParseFlags(rest); err != nil {
+					t.Errorf("%s: example %q: %v", c.CommandPath(), line, err)
+				}
+				cmd.Flags().VisitAll(func(fl *pflag.Flag) { fl.Changed = false })
+			}
+		}
+		for _, sub := range c.Commands() {
+			visit(sub)
+		}
+	}
+	visit(root)
+	if n < 20 {
+		t.Errorf("visited %d commands, want every command", n)
+	}
+}
+
+// shellSplit splits s into words as a shell would for these examples:
+// at spaces, with single and double quotes.
+func shellSplit(s string) []string {
+	var words []string
+	var w strings.Builder
+	in, quote := false, rune(0)
+	for _, r := range s {
+		switch {
+		case quote != 0 && r == quote:
+			quote = 0
+		case quote != 0:
+			w.WriteRune(r)
+		case r == '\'' || r == '"':
+			quote, in = r, true
+		case r == ' ' || r == '\t':
+			if in {
+				words = append(words, w.String())
+				w.Reset()
+				in = false
+			}
+		default:
+			w.WriteRune(r)
+			in = true
+		}
+	}
+	if in {
+		words = append(words, w.String())
+	}
+	return words
 }

@@ -46,6 +46,7 @@ git configuration. Materialized configs are written and committed in the
 encodings the repository publishes (cfg.json), and cfg.json is committed
 with them.`,
 		Example: `  cfg commit -m "feed: raise cache memory to 4 GiB"`,
+		ValidArgsFunction: cobra.NoFileCompletions,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usageError(fmt.Errorf("commit takes no arguments (the message goes in -m)"))
@@ -72,7 +73,7 @@ with them.`,
 	}
 	cmd.Flags().StringVarP(&opts.Message, "message", "m", "", "the commit message")
 	cmd.Flags().StringVar(&opts.Author, "author", "", `the commit author, "Name <email>"`)
-	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
+	formatFlag(cmd, &opts.Format, "output format", validate.FormatText, validate.FormatJSON)
 	opts.CompileFlags.add(cmd)
 	addRootFlag(cmd, "")
 	return cmd

@@ -51,6 +51,11 @@ repository publishes, listed in cfg.json at its root:
 --emit checks that list: a compile with --emit naming other encodings than
 cfg.json fails and writes nothing. Files in an encoding the repository does
 not publish are never deleted (cfg validate reports them).`,
+		Example: `  cfg compile
+  cfg compile feed/cache_job
+  cfg compile //lib/create_job.cinc
+  cfg compile --root examples/jobs --rebuild -j 4`,
+		ValidArgsFunction: completeRefs(f, refSources),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Paths = args
 			if err := checkFormat(opts.Format, validate.FormatText, validate.FormatJSON); err != nil {
@@ -69,8 +74,9 @@ not publish are never deleted (cfg validate reports them).`,
 	}
 	opts.CompileFlags.add(cmd)
 	cmd.Flags().BoolVarP(&opts.Quiet, "quiet", "q", false, "print only problems")
-	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
+	formatFlag(cmd, &opts.Format, "output format", validate.FormatText, validate.FormatJSON)
 	cmd.Flags().StringSliceVar(&opts.Emit, "emit", nil, "fail unless the repository publishes exactly these encodings (cfg.json): json (always), thrift-binary, thrift-compact")
+	cmd.RegisterFlagCompletionFunc("emit", cobra.FixedCompletions(repo.Encodings, cobra.ShellCompDirectiveNoFileComp))
 	cmd.Flags().BoolVar(&opts.Rebuild, "rebuild", false, "ignore the compile cache in .cfg/ and compile everything")
 	addRootFlag(cmd, "")
 	return cmd

@@ -42,6 +42,12 @@ thrift-binary or thrift-compact, by default from FILE's extension. Fields
 the schema does not declare are skipped; data that does not match the
 schema is an error naming the field.`,
 		Example: `  cfg decode --type //schemas/job.thrift:Job materialized_configs/feed/cache_job.thrift-binary`,
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			return []string{compiler.EncodingThriftBinary, compiler.EncodingThriftCompact}, cobra.ShellCompDirectiveFilterFileExt
+		},
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageError(fmt.Errorf("decode takes one FILE, got %d arguments", len(args)))
@@ -68,8 +74,10 @@ schema is an error naming the field.`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.Type, "type", "", "the struct type of the data, SCHEMA:TYPE (//schemas/job.thrift:Job)")
+	cmd.RegisterFlagCompletionFunc("type", completeRefs(f, refSchemas))
 	cmd.Flags().StringVar(&opts.Encoding, "encoding", "", "thrift-binary or thrift-compact (default: from FILE's extension)")
-	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "format of problems: text or json")
+	cmd.RegisterFlagCompletionFunc("encoding", cobra.FixedCompletions([]string{compiler.EncodingThriftBinary, compiler.EncodingThriftCompact}, cobra.ShellCompDirectiveNoFileComp))
+	formatFlag(cmd, &opts.Format, "format of problems", validate.FormatText, validate.FormatJSON)
 	addRootFlag(cmd, "")
 	return cmd
 }

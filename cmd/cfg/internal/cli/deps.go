@@ -26,6 +26,9 @@ func newDepsCmd(f *Factory, reverse bool, runF func(*DepsOptions) error) *cobra.
 		Long: `Deps lists what a source file depends on, read statically without running
 anything: what it loads, transitively, the schemas those include, and the
 validator beside every schema reached (its checks run on the schema's values).`,
+		Example: `  cfg deps feed/cache_job
+  cfg deps //lib/create_job.cinc --format json`,
+		ValidArgsFunction: oneArg(completeRefs(f, refSources)),
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Path = args[0]
@@ -43,8 +46,10 @@ validator beside every schema reached (its checks run on the schema's values).`,
 		cmd.Short = "List the files and configs that depend on a source file, transitively"
 		cmd.Long = `Rdeps lists the source files that depend on a file, transitively, and the
 configs among them: the configs a change to the file recompiles.`
+		cmd.Example = `  cfg rdeps lib/create_job.cinc
+  cfg rdeps //schemas/job.thrift --format json`
 	}
-	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
+	formatFlag(cmd, &opts.Format, "output format", validate.FormatText, validate.FormatJSON)
 	addRootFlag(cmd, "")
 	return cmd
 }

@@ -36,6 +36,7 @@ or the path of its source or materialized file from the working directory
 too, if git has its history.`,
 		Example: `  cfg log feed/cache_job
   cfg log -n 1 --format json feed/cache_job`,
+		ValidArgsFunction: oneArg(completeRefs(f, refConfigs)),
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageError(fmt.Errorf("log takes one config NAME, got %d arguments", len(args)))
@@ -57,7 +58,7 @@ too, if git has its history.`,
 		},
 	}
 	cmd.Flags().IntVarP(&opts.Limit, "max-count", "n", 0, "list at most N commits (0: all)")
-	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
+	formatFlag(cmd, &opts.Format, "output format", validate.FormatText, validate.FormatJSON)
 	addRootFlag(cmd, "")
 	return cmd
 }

@@ -91,11 +91,17 @@ func prefixed(err error, context string) error {
 // NewRootCmd returns the cfg command with its subcommands.
 func NewRootCmd(f *Factory) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "cfg",
-		Short:         "Configuration as code: compile, validate and distribute configs",
+		Use:   "cfg",
+		Short: "Configuration as code: compile, validate and distribute configs",
+		Example: `  cfg init myconfigs && cd myconfigs
+  cfg compile && cfg validate
+  cfg commit -m "app: a warmer greeting"
+  cfg serve --repo . --data-dir /var/lib/cfg --token-file token`,
+		Version:       versionLine(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
+	root.SetVersionTemplate("cfg {{.Version}}\n")
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.Err)
 	root.SetIn(f.IO.In)
@@ -118,6 +124,31 @@ func NewRootCmd(f *Factory) *cobra.Command {
 		newCanaryCmd(f, nil),
 		newVersionCmd(f, nil),
 	)
+	// cobra's own commands, made now so that they have examples too.
+	root.InitDefaultVersionFlag()
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "help":
+			c.Example = "  cfg help compile\n  cfg help canary history"
+		case "completion":
+			c.Example = "  source <(cfg completion bash)\n  cfg completion zsh > \"${fpath[1]}/_cfg\""
+			for _, sh := range c.Commands() {
+				sh.Example = fmt.Sprintf("  cfg completion %s --help", sh.Name())
+				switch sh.Name() {
+				case "bash":
+					sh.Example = "  source <(cfg completion bash)"
+				case "zsh":
+					sh.Example = "  cfg completion zsh > \"${fpath[1]}/_cfg\""
+				case "fish":
+					sh.Example = "  cfg completion fish > ~/.config/fish/completions/cfg.fish"
+				case "powershell":
+					sh.Example = "  cfg completion powershell | Out-String | Invoke-Expression"
+				}
+			}
+		}
+	}
 	return root
 }
 

@@ -43,6 +43,8 @@ refused (exit 3) with what to do. A store written by an earlier cfg is
 migrated.
 
 Write endpoints need a token: the first line of --token-file, or CFG_TOKEN.`,
+		Example: `  cfg serve --repo . --data-dir /var/lib/cfg --token-file token
+  cfg serve --repo . --data-dir /var/lib/cfg --listen 127.0.0.1:0 --addr-file daemon.addr`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {

@@ -35,6 +35,10 @@ revision each has applied, and the canary overrides each serves
 (CONFIG=OVERRIDE/VERSION, or - for none; only NAME's, if given). A host is
 behind when a config it holds (or NAME, if given) was last changed by a
 revision later than the one it applied.`,
+		Example: `  cfg status
+  cfg status --daemon http://cfg-1:7480 feed/cache_job
+  cfg status --format json`,
+		ValidArgsFunction: oneArg(completeRefs(f, refConfigs)),
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usageError(fmt.Errorf("status takes at most one config NAME"))
@@ -59,7 +63,7 @@ revision later than the one it applied.`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.Daemon, "daemon", "http://127.0.0.1:7480", "the daemon's URL")
-	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
+	formatFlag(cmd, &opts.Format, "output format", validate.FormatText, validate.FormatJSON)
 	return cmd
 }
 

@@ -24,6 +24,9 @@ func newValidateCmd(f *Factory, runF func(*ValidateOptions) error) *cobra.Comman
 the results with materialized_configs/: a materialized file that is missing,
 stale, hand-edited or orphaned is reported, and so is a raw config whose
 materialized copy differs. It exits 1 on any problem and writes nothing.`,
+		Example: `  cfg validate
+  cfg validate --root examples/jobs
+  cfg validate --format github`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usageError(fmt.Errorf("validate takes no arguments"))
@@ -41,7 +44,7 @@ materialized copy differs. It exits 1 on any problem and writes nothing.`,
 		},
 	}
 	opts.CompileFlags.add(cmd)
-	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text, json or github")
+	formatFlag(cmd, &opts.Format, "output format", validate.FormatText, validate.FormatJSON, validate.FormatGitHub)
 	cmd.Flags().BoolVarP(&opts.Quiet, "quiet", "q", false, "print only problems")
 	addRootFlag(cmd, "")
 	return cmd
