@@ -85,7 +85,7 @@ recorded by the daemon: see cfg canary history.`,
 		Example: `  cp changes/bad.cconf source/demo/service.cconf
   cfg canary --spec demo/canary --daemon http://127.0.0.1:7480`,
 		ValidArgsFunction: cobra.NoFileCompletions,
-		Args: noArgs,
+		Args:              noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.Spec == "" {
 				return usageError(errors.New("--spec SPEC_CONFIG is required"))

@@ -110,7 +110,9 @@ func TestEveryCommandHasExamples(t *testing.T) {
 		}
 		for _, line := range strings.Split(c.Example, "\n") {
 			// Each command of the line: words up to a shell operator.
-			for _, part := range strings.FieldsFunc(line, func(r rune) bool { return r == '&' || r == '|' || r == ';' || r == '>' || r == '<' || r == '(' || r == ')' }) {
+			for _, part := range strings.FieldsFunc(line, func(r rune) bool {
+				return r == '&' || r == '|' || r == ';' || r == '>' || r == '<' || r == '(' || r == ')'
+			}) {
 				words := shellSplit(part)
 				if len(words) == 0 || words[0] != "cfg" {
 					continue

@@ -45,7 +45,7 @@ GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL, or user.name and user.email from the
 git configuration. Materialized configs are written and committed in the
 encodings the repository publishes (cfg.json), and cfg.json is committed
 with them.`,
-		Example: `  cfg commit -m "feed: raise cache memory to 4 GiB"`,
+		Example:           `  cfg commit -m "feed: raise cache memory to 4 GiB"`,
 		ValidArgsFunction: cobra.NoFileCompletions,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {

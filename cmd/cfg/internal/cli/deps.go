@@ -29,7 +29,7 @@ validator beside every schema reached (its checks run on the schema's values).`,
 		Example: `  cfg deps feed/cache_job
   cfg deps //lib/create_job.cinc --format json`,
 		ValidArgsFunction: oneArg(completeRefs(f, refSources)),
-		Args: exactArgs(1),
+		Args:              exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Path = args[0]
 			if err := checkFormat(opts.Format, validate.FormatText, validate.FormatJSON); err != nil {

@@ -41,7 +41,7 @@ revision, commit and origin to stderr.`,
   cfg get --daemon http://127.0.0.1:7480 -v feed/cache_job
   cfg get --agent '' --cache-dir /var/cache/cfg feed/cache_job`,
 		ValidArgsFunction: oneArg(completeRefs(f, refConfigs)),
-		Args: exactArgs(1),
+		Args:              exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, err := configName(f, args[0])
 			if err != nil {
