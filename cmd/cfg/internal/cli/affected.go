@@ -123,5 +123,16 @@ func runAffected(f *Factory, cmd *cobra.Command, opts *AffectedOptions) error {
 			fmt.Fprintln(f.IO.Out, c.Name)
 		}
 	}
+	if len(out) == 0 {
+		what, where := "uncommitted change", ""
+		if opts.Since != "" {
+			what, where = "change", " in "+opts.Since+"..HEAD"
+		}
+		if len(changed) == 0 {
+			fmt.Fprintf(f.IO.Err, "no config affected: no %s under %s/%s\n", what, repo.SourceDir, where)
+		} else {
+			fmt.Fprintf(f.IO.Err, "no config affected by the %s under %s/%s\n", plural(len(changed), what), repo.SourceDir, where)
+		}
+	}
 	return nil
 }

@@ -448,7 +448,7 @@ report.`,
 			if err != nil {
 				return infraError(err)
 			}
-			var out any = runs
+			var out any = list(runs)
 			if len(args) == 1 {
 				i := slices.IndexFunc(runs, func(r wire.Run) bool { return r.ID == args[0] })
 				if i < 0 {

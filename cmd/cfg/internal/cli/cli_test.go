@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -167,4 +168,35 @@ func shellSplit(s string) []string {
 		words = append(words, w.String())
 	}
 	return words
+}
+
+// TestValidateProgress checks that cfg validate shows progress on a
+// terminal, as cfg compile does, and only there.
+func TestValidateProgress(t *testing.T) {
+	root := t.TempDir()
+	if err := os.CopyFS(filepath.Join(root, "source"), os.DirFS("../../../../examples/jobs/source")); err != nil {
+		t.Fatal(err)
+	}
+	defer func(d time.Duration) { progressAfter = d }(progressAfter)
+	progressAfter = 0
+	for _, tty := range []bool{true, false} {
+		f, _, errb := testFactory(root, tty)
+		Run(context.Background(), f, []string{"compile", "-j", "1"})
+		f, _, errb = testFactory(root, tty)
+		if code := Run(context.Background(), f, []string{"validate", "-j", "1"}); code != ExitOK {
+			t.Fatalf("validate: exit %d: %s", code, errb)
+		}
+		// The first update is shown; the second too if it comes 100 ms
+		// later (on a loaded machine).
+		want := []string{"2 configs checked, no problems\n"}
+		if tty {
+			want = []string{
+				"\rcompiling 1/2 configs\r\x1b[K2 configs checked, no problems\n",
+				"\rcompiling 1/2 configs\rcompiling 2/2 configs\r\x1b[K2 configs checked, no problems\n",
+			}
+		}
+		if !slices.Contains(want, errb.String()) {
+			t.Errorf("validate, terminal %v: stderr %q, want one of %q", tty, errb, want)
+		}
+	}
 }

@@ -214,6 +214,15 @@ func checkFormat(format string, allowed ...string) error {
 	return usageError(fmt.Errorf("--format %q: want one of %s", format, strings.Join(allowed, ", ")))
 }
 
+// list returns l, or an empty list for nil: JSON output has [] where a
+// list is expected, never null.
+func list[T any](l []T) []T {
+	if l == nil {
+		return []T{}
+	}
+	return l
+}
+
 // plural formats n with a noun, pluralized with "s".
 func plural(n int, noun string) string {
 	if n == 1 {

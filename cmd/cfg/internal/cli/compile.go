@@ -113,7 +113,7 @@ func runCompile(f *Factory, cmd *cobra.Command, opts *CompileOptions) error {
 	summary := fmt.Sprintf("%d compiled, %d up to date, %d failed, %d written, %d removed in %s",
 		res.Compiled, res.UpToDate, res.Failed, len(res.Written), len(res.Removed), res.Elapsed.Round(time.Millisecond))
 	if err := ws.report(f, opts.Format, diags, map[string]any{
-		"compiled": res.Compiled, "up_to_date": res.UpToDate, "failed": res.Failed, "written": res.Written, "removed": res.Removed,
+		"compiled": res.Compiled, "up_to_date": res.UpToDate, "failed": res.Failed, "written": list(res.Written), "removed": list(res.Removed),
 		"seconds": res.Elapsed.Seconds(),
 	}); err != nil {
 		return err
@@ -158,8 +158,12 @@ func quoteList(l []string) string {
 	return strings.Join(q, ", ")
 }
 
-// progress shows a "compiling N/M" line on a terminal once a compile has
-// run for a second, refreshed at most ten times a second.
+// progressAfter is how long a command runs before it shows a progress
+// line on a terminal.
+var progressAfter = time.Second
+
+// progress shows a "compiling N/M" line on a terminal once a command has
+// run for progressAfter, refreshed at most ten times a second.
 type progress struct {
 	w       io.Writer
 	enabled bool
@@ -180,7 +184,7 @@ func (p *progress) update(done, total int) {
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if now.Sub(p.start) < time.Second || now.Sub(p.last) < 100*time.Millisecond {
+	if now.Sub(p.start) < progressAfter || now.Sub(p.last) < 100*time.Millisecond {
 		return
 	}
 	p.last, p.shown = now, true

@@ -82,27 +82,29 @@ func runDeps(f *Factory, cmd *cobra.Command, opts *DepsOptions) error {
 	if opts.Reverse {
 		files = g.RDeps(p)
 	}
-	out := struct {
-		Path    string   `json:"path"`
-		Files   []string `json:"files"`
-		Configs []string `json:"configs,omitempty"`
-	}{Path: ws.display(p), Files: []string{}}
+	shown, configs := []string{}, []string{}
 	for _, d := range files {
-		out.Files = append(out.Files, ws.display(d))
-		if opts.Reverse && repo.Classify(d) == repo.Config {
-			out.Configs = append(out.Configs, repo.ConfigName(d))
+		shown = append(shown, ws.display(d))
+		if repo.Classify(d) == repo.Config {
+			configs = append(configs, repo.ConfigName(d))
 		}
 	}
 	if opts.Format == validate.FormatJSON {
+		// The configs among the files: rdeps only (a file depends on
+		// no config).
+		out := map[string]any{"path": ws.display(p), "files": shown}
+		if opts.Reverse {
+			out["configs"] = configs
+		}
 		enc := json.NewEncoder(f.IO.Out)
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
 	for i, d := range files {
 		if opts.Reverse && repo.Classify(d) == repo.Config {
-			fmt.Fprintf(f.IO.Out, "%s (config %s)\n", out.Files[i], repo.ConfigName(d))
+			fmt.Fprintf(f.IO.Out, "%s (config %s)\n", shown[i], repo.ConfigName(d))
 		} else {
-			fmt.Fprintln(f.IO.Out, out.Files[i])
+			fmt.Fprintln(f.IO.Out, shown[i])
 		}
 	}
 	return nil

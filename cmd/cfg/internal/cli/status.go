@@ -102,6 +102,10 @@ func runStatus(f *Factory, cmd *cobra.Command, opts *StatusOptions) error {
 			names = []string{opts.Name}
 		}
 		hs := hostStatus{Host: h}
+		hs.Configs = list(hs.Configs)
+		if hs.Labels == nil {
+			hs.Labels = map[string]string{}
+		}
 		for _, n := range names {
 			r, err := revisionOf(n)
 			if err != nil {

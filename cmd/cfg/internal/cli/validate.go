@@ -55,18 +55,27 @@ func runValidate(f *Factory, cmd *cobra.Command, opts *ValidateOptions) error {
 	if err != nil {
 		return err
 	}
-	rep, err := validate.Run(cmd.Context(), ws.root, opts.options(f))
+	text := opts.Format == validate.FormatText
+	copts := opts.options(f)
+	prog := newProgress(f.IO.Err, f.IO.ErrIsTTY && text && !opts.Quiet)
+	copts.Progress = prog.update
+	rep, err := validate.Run(cmd.Context(), ws.root, copts)
+	prog.done()
 	if err != nil {
 		return ws.fail(err)
 	}
 	if err := ws.report(f, opts.Format, rep.Diags, map[string]any{"checked": rep.Checked}); err != nil {
 		return err
 	}
+	if text && !opts.Quiet {
+		problems := "no problems"
+		if len(rep.Diags) > 0 {
+			problems = plural(len(rep.Diags), "problem")
+		}
+		fmt.Fprintf(f.IO.Err, "%s checked, %s\n", plural(rep.Checked, "config"), problems)
+	}
 	if len(rep.Diags) > 0 {
 		return inputFailed
-	}
-	if opts.Format == validate.FormatText && !opts.Quiet {
-		fmt.Fprintf(f.IO.Err, "%s checked, no problems\n", plural(rep.Checked, "config"))
 	}
 	return nil
 }
