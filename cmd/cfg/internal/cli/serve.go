@@ -42,7 +42,12 @@ damaged, missing while its identity is recorded, or another store's, is
 refused (exit 3) with what to do. A store written by an earlier cfg is
 migrated.
 
-Write endpoints need a token: the first line of --token-file, or CFG_TOKEN.`,
+Write endpoints need a token: the first line of --token-file, or CFG_TOKEN.
+Without either, the daemon is read-only, and says so in its log: it serves
+configs and watch streams, and answers every write (agents' host reports,
+canary overrides and runs) with 403 naming --token-file. Agents still get
+their configs from it; cfg status then lists no hosts and cfg canary cannot
+run.`,
 		Example: `  cfg serve --repo . --data-dir /var/lib/cfg --token-file token
   cfg serve --repo . --data-dir /var/lib/cfg --listen 127.0.0.1:0 --addr-file daemon.addr`,
 		Args: noArgs,
@@ -57,7 +62,7 @@ Write endpoints need a token: the first line of --token-file, or CFG_TOKEN.`,
 	cmd.Flags().StringVar(&opts.Branch, "branch", "", "the branch to tail (default: the branch HEAD points to)")
 	cmd.Flags().StringVar(&opts.DataDir, "data-dir", "", "where the daemon keeps its store (required)")
 	cmd.Flags().StringVar(&opts.Listen, "listen", "127.0.0.1:7480", "address to serve the API on")
-	cmd.Flags().StringVar(&opts.TokenFile, "token-file", "", "file whose first line is the token write requests need (default: $CFG_TOKEN)")
+	cmd.Flags().StringVar(&opts.TokenFile, "token-file", "", "file whose first line is the token write requests need (default: $CFG_TOKEN; with neither, the daemon is read-only)")
 	cmd.Flags().StringVar(&opts.AddrFile, "addr-file", "", "write the address actually listened on to this file (useful with port 0)")
 	cmd.Flags().DurationVar(&opts.Poll, "poll", time.Second, "how often to poll the branch besides file notifications")
 	cmd.Flags().DurationVar(&opts.Heartbeat, "heartbeat", daemon.DefaultHeartbeat, "heartbeat interval of watch streams")
@@ -68,9 +73,14 @@ func runServe(f *Factory, cmd *cobra.Command, opts *ServeOptions) error {
 	if opts.DataDir == "" {
 		return usageError(errors.New("--data-dir is required"))
 	}
-	token, err := readToken(opts.TokenFile)
-	if err != nil {
-		return err
+	// No token: a read-only daemon (daemon.Config.Token).
+	token := ""
+	if opts.TokenFile != "" || os.Getenv("CFG_TOKEN") != "" {
+		t, err := readToken(opts.TokenFile)
+		if err != nil {
+			return err
+		}
+		token = t
 	}
 	d, err := daemon.New(daemon.Config{
 		RepoPath:  opts.Repo,
