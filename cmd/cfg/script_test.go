@@ -59,22 +59,27 @@ func freePortNumber() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// waitHTTP is the script command "waithttp URL": it waits until a GET of
-// URL answers 200, for at most a minute.
+// waitHTTP is the script command "waithttp URL [TEXT]": it waits until a
+// GET of URL answers 200 (with TEXT in the body, if given), for at most a
+// minute.
 func waitHTTP(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 1 {
-		ts.Fatalf("usage: waithttp URL")
+	if neg || len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: waithttp URL [TEXT]")
 	}
 	deadline := time.Now().Add(time.Minute)
 	for {
 		resp, err := http.Get(args[0])
 		if err == nil {
-			io.Copy(io.Discard, resp.Body)
+			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			switch {
+			case resp.StatusCode != http.StatusOK:
+				err = fmt.Errorf("%s", resp.Status)
+			case len(args) == 2 && !strings.Contains(string(body), args[1]):
+				err = fmt.Errorf("body %q does not hold %q", body, args[1])
+			default:
 				return
 			}
-			err = fmt.Errorf("%s", resp.Status)
 		}
 		if time.Now().After(deadline) {
 			ts.Fatalf("waithttp %s: %v", args[0], err)
