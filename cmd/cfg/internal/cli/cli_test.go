@@ -180,9 +180,9 @@ func TestValidateProgress(t *testing.T) {
 	defer func(d time.Duration) { progressAfter = d }(progressAfter)
 	progressAfter = 0
 	for _, tty := range []bool{true, false} {
-		f, _, errb := testFactory(root, tty)
+		f, _, _ := testFactory(root, tty)
 		Run(context.Background(), f, []string{"compile", "-j", "1"})
-		f, _, errb = testFactory(root, tty)
+		f, _, errb := testFactory(root, tty)
 		if code := Run(context.Background(), f, []string{"validate", "-j", "1"}); code != ExitOK {
 			t.Fatalf("validate: exit %d: %s", code, errb)
 		}

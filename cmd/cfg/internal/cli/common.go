@@ -183,16 +183,6 @@ func (w *workspace) open() (*repo.Repo, error) {
 	return r, nil
 }
 
-// stat returns the FileInfo of the repository path p, following no link.
-func (w *workspace) stat(p string) (fs.FileInfo, error) {
-	r, err := repo.Open(w.root)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	return fs.Stat(r.FS(), p)
-}
-
 func (w *workspace) report(f *Factory, format string, diags diag.List, extra map[string]any) error {
 	validate.Relativize(diags, w.display)
 	out := f.IO.Err
