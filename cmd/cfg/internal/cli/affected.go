@@ -50,7 +50,7 @@ configs are listed as deleted.`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.Since, "since", "", "list the configs affected by the commits in REV..HEAD")
-	formatFlag(cmd, &opts.Format, "output format", validate.FormatText, validate.FormatJSON)
+	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
 	addRootFlag(cmd, "")
 	return cmd
 }

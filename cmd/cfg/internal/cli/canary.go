@@ -75,8 +75,7 @@ Exit status: 0 landed; 1 rolled back (or the input is wrong); 4 landed, then
 reverted by the bake; 3 an error ended the run (the report says how far it
 got).
 
-SPEC_CONFIG names the spec as every command names a config: its name
-(canary/feed), a // path (//canary/feed.cconf) or its source file's path
+SPEC_CONFIG is the spec's config name (canary/feed) or its source file
 (source/canary/feed.cconf); it must export a CanarySpec
 (load("@cfg//canary.thrift", ...)). The working tree may change only the
 canaried config and the spec. Hosts are chosen from --seed (random if not
@@ -84,8 +83,7 @@ given; the report prints it so that a run can be repeated). Every run is
 recorded by the daemon: see cfg canary history.`,
 		Example: `  cp changes/bad.cconf source/demo/service.cconf
   cfg canary --spec demo/canary --daemon http://127.0.0.1:7480`,
-		ValidArgsFunction: cobra.NoFileCompletions,
-		Args:              noArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.Spec == "" {
 				return usageError(errors.New("--spec SPEC_CONFIG is required"))
@@ -112,7 +110,7 @@ recorded by the daemon: see cfg canary history.`,
 	cmd.RegisterFlagCompletionFunc("spec", completeSpecs(f))
 	cmd.Flags().StringVar(&opts.Repo, "repo", "", "the config repository (default: --root, or found from the working directory)")
 	cmd.Flags().Uint64Var(&opts.Seed, "seed", 0, "seed of the choice of canary and control hosts (default: random)")
-	formatFlag(cmd, &opts.Format, "report format", validate.FormatText, validate.FormatJSON)
+	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "report format: text or json")
 	cmd.Flags().StringVar(&opts.Daemon, "daemon", "http://127.0.0.1:7480", "the daemon's URL")
 	cmd.Flags().StringVar(&opts.TokenFile, "token-file", "", "file whose first line is the daemon's token (default: $CFG_TOKEN)")
 	cmd.Flags().StringVarP(&opts.Message, "message", "m", "", `the message of the commit that lands the change (default: "canary: land CONFIG")`)
@@ -471,7 +469,7 @@ report.`,
 		},
 	}
 	cmd.Flags().StringVar(&daemonURL, "daemon", "http://127.0.0.1:7480", "the daemon's URL")
-	formatFlag(cmd, &format, "output format", validate.FormatText, validate.FormatJSON)
+	cmd.Flags().StringVar(&format, "format", validate.FormatText, "output format: text or json")
 	return cmd
 }
 

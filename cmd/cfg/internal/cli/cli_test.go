@@ -94,8 +94,8 @@ func TestProgress(t *testing.T) {
 }
 
 // TestEveryCommandHasExamples checks that every command's help has an
-// Examples section, and that each example names a command that exists with
-// flags it takes.
+// Examples section, that each example names a command that exists with
+// flags it takes, and that every --format completes.
 func TestEveryCommandHasExamples(t *testing.T) {
 	f, _, _ := testFactory(t.TempDir(), false)
 	root := NewRootCmd(f)
@@ -127,6 +127,15 @@ func TestEveryCommandHasExamples(t *testing.T) {
 					t.Errorf("%s: example %q: %v", c.CommandPath(), line, err)
 				}
 				cmd.Flags().VisitAll(func(fl *pflag.Flag) { fl.Changed = false })
+			}
+		}
+		if c.Flags().Lookup("format") != nil {
+			// --format completes to the formats its usage lists.
+			fn, ok := c.GetFlagCompletionFunc("format")
+			if !ok {
+				t.Errorf("%s: --format does not complete", c.CommandPath())
+			} else if got, _ := fn(c, nil, ""); len(got) < 2 || got[0] != "text" || got[1] != "json" {
+				t.Errorf("%s: --format completes to %q, want text, json, ...", c.CommandPath(), got)
 			}
 		}
 		for _, sub := range c.Commands() {

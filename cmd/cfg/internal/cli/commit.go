@@ -45,8 +45,7 @@ GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL, or user.name and user.email from the
 git configuration. Materialized configs are written and committed in the
 encodings the repository publishes (cfg.json), and cfg.json is committed
 with them.`,
-		Example:           `  cfg commit -m "feed: raise cache memory to 4 GiB"`,
-		ValidArgsFunction: cobra.NoFileCompletions,
+		Example: `  cfg commit -m "feed: raise cache memory to 4 GiB"`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usageError(fmt.Errorf("commit takes no arguments (the message goes in -m)"))
@@ -73,7 +72,7 @@ with them.`,
 	}
 	cmd.Flags().StringVarP(&opts.Message, "message", "m", "", "the commit message")
 	cmd.Flags().StringVar(&opts.Author, "author", "", `the commit author, "Name <email>"`)
-	formatFlag(cmd, &opts.Format, "output format", validate.FormatText, validate.FormatJSON)
+	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
 	opts.CompileFlags.add(cmd)
 	addRootFlag(cmd, "")
 	return cmd

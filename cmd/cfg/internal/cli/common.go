@@ -225,6 +225,7 @@ func plural(n int, noun string) string {
 type CompileFlags struct {
 	Jobs     int
 	MaxSteps uint64
+	progress func(done, total int) // shows the progress of the compile, if set
 }
 
 func (c *CompileFlags) add(cmd *cobra.Command) {
@@ -235,7 +236,7 @@ func (c *CompileFlags) add(cmd *cobra.Command) {
 // options returns the compiler options the flags ask for, with print()
 // going to the command's stderr.
 func (c *CompileFlags) options(f *Factory) compiler.Options {
-	return compiler.Options{Jobs: c.Jobs, MaxSteps: c.MaxSteps, Stderr: f.IO.Err}
+	return compiler.Options{Jobs: c.Jobs, MaxSteps: c.MaxSteps, Stderr: f.IO.Err, Progress: c.progress}
 }
 
 // git opens the git repository holding the config repository.

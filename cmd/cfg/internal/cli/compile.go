@@ -74,7 +74,7 @@ not publish are never deleted (cfg validate reports them).`,
 	}
 	opts.CompileFlags.add(cmd)
 	cmd.Flags().BoolVarP(&opts.Quiet, "quiet", "q", false, "print only problems")
-	formatFlag(cmd, &opts.Format, "output format", validate.FormatText, validate.FormatJSON)
+	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
 	cmd.Flags().StringSliceVar(&opts.Emit, "emit", nil, "fail unless the repository publishes exactly these encodings (cfg.json): json (always), thrift-binary, thrift-compact")
 	cmd.RegisterFlagCompletionFunc("emit", cobra.FixedCompletions(repo.Encodings, cobra.ShellCompDirectiveNoFileComp))
 	cmd.Flags().BoolVar(&opts.Rebuild, "rebuild", false, "ignore the compile cache in .cfg/ and compile everything")
@@ -178,21 +178,22 @@ func newProgress(w io.Writer, enabled bool) *progress {
 }
 
 func (p *progress) update(done, total int) {
-	if !p.enabled {
-		return
-	}
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if now.Sub(p.start) < progressAfter || now.Sub(p.last) < 100*time.Millisecond {
+	if !p.enabled || now.Sub(p.start) < progressAfter || now.Sub(p.last) < 100*time.Millisecond {
 		return
 	}
 	p.last, p.shown = now, true
 	fmt.Fprintf(p.w, "\rcompiling %d/%d configs", done, total)
 }
 
+// done clears the progress line, if one is shown.
 func (p *progress) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.shown {
 		fmt.Fprint(p.w, "\r\x1b[K")
+		p.shown, p.enabled = false, false
 	}
 }

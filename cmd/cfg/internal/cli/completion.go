@@ -15,19 +15,18 @@ import (
 // powershell): config names, source files, spec names and the values of
 // flags that take one of a few.
 
-// formatFlag defines --format, taking one of formats (the first is the
-// default), and completes it.
-func formatFlag(cmd *cobra.Command, p *string, what string, formats ...string) {
-	cmd.Flags().StringVar(p, "format", formats[0], what+": "+orList(formats))
-	cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(formats, cobra.ShellCompDirectiveNoFileComp))
-}
-
-// orList joins words as "a, b or c".
-func orList(words []string) string {
-	if len(words) < 2 {
-		return strings.Join(words, "")
+// completeFormats completes the values of every --format flag under
+// cmd: the formats its usage lists after the colon ("output format: text,
+// json or github").
+func completeFormats(cmd *cobra.Command) {
+	if fl := cmd.Flags().Lookup("format"); fl != nil {
+		_, list, _ := strings.Cut(fl.Usage, ": ")
+		formats := strings.FieldsFunc(strings.ReplaceAll(list, " or ", ", "), func(r rune) bool { return r == ',' || r == ' ' })
+		cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(formats, cobra.ShellCompDirectiveNoFileComp))
 	}
-	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+	for _, sub := range cmd.Commands() {
+		completeFormats(sub)
+	}
 }
 
 // What completeRefs offers.

@@ -77,7 +77,7 @@ schema is an error naming the field.`,
 	cmd.RegisterFlagCompletionFunc("type", completeRefs(f, refSchemas))
 	cmd.Flags().StringVar(&opts.Encoding, "encoding", "", "thrift-binary or thrift-compact (default: from FILE's extension)")
 	cmd.RegisterFlagCompletionFunc("encoding", cobra.FixedCompletions([]string{compiler.EncodingThriftBinary, compiler.EncodingThriftCompact}, cobra.ShellCompDirectiveNoFileComp))
-	formatFlag(cmd, &opts.Format, "format of problems", validate.FormatText, validate.FormatJSON)
+	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "format of problems: text or json")
 	addRootFlag(cmd, "")
 	return cmd
 }

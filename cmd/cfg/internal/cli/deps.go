@@ -49,7 +49,7 @@ configs among them: the configs a change to the file recompiles.`
 		cmd.Example = `  cfg rdeps lib/create_job.cinc
   cfg rdeps //schemas/job.thrift --format json`
 	}
-	formatFlag(cmd, &opts.Format, "output format", validate.FormatText, validate.FormatJSON)
+	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
 	addRootFlag(cmd, "")
 	return cmd
 }

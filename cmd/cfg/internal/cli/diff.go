@@ -63,7 +63,7 @@ reported instead, and diff exits 1.`,
 			return runDiff(f, cmd, opts)
 		},
 	}
-	formatFlag(cmd, &opts.Format, "output format", validate.FormatText, validate.FormatJSON)
+	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
 	opts.CompileFlags.add(cmd)
 	addRootFlag(cmd, "")
 	return cmd

@@ -58,7 +58,7 @@ too, if git has its history.`,
 		},
 	}
 	cmd.Flags().IntVarP(&opts.Limit, "max-count", "n", 0, "list at most N commits (0: all)")
-	formatFlag(cmd, &opts.Format, "output format", validate.FormatText, validate.FormatJSON)
+	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
 	addRootFlag(cmd, "")
 	return cmd
 }

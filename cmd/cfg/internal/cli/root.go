@@ -124,6 +124,7 @@ func NewRootCmd(f *Factory) *cobra.Command {
 		newCanaryCmd(f, nil),
 		newVersionCmd(f, nil),
 	)
+	completeFormats(root)
 	// cobra's own commands, made now so that they have examples too.
 	root.InitDefaultVersionFlag()
 	root.InitDefaultHelpCmd()

@@ -63,7 +63,7 @@ revision later than the one it applied.`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.Daemon, "daemon", "http://127.0.0.1:7480", "the daemon's URL")
-	formatFlag(cmd, &opts.Format, "output format", validate.FormatText, validate.FormatJSON)
+	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
 	return cmd
 }
 

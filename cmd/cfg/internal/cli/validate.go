@@ -44,26 +44,26 @@ materialized copy differs. It exits 1 on any problem and writes nothing.`,
 		},
 	}
 	opts.CompileFlags.add(cmd)
-	formatFlag(cmd, &opts.Format, "output format", validate.FormatText, validate.FormatJSON, validate.FormatGitHub)
+	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text, json or github")
 	cmd.Flags().BoolVarP(&opts.Quiet, "quiet", "q", false, "print only problems")
 	addRootFlag(cmd, "")
 	return cmd
 }
 
 func runValidate(f *Factory, cmd *cobra.Command, opts *ValidateOptions) error {
+	text := opts.Format == validate.FormatText
+	prog := newProgress(f.IO.Err, f.IO.ErrIsTTY && text && !opts.Quiet)
+	defer prog.done()
+	opts.progress = prog.update
 	ws, err := findWorkspace(f, cmd)
 	if err != nil {
 		return err
 	}
-	text := opts.Format == validate.FormatText
-	copts := opts.options(f)
-	prog := newProgress(f.IO.Err, f.IO.ErrIsTTY && text && !opts.Quiet)
-	copts.Progress = prog.update
-	rep, err := validate.Run(cmd.Context(), ws.root, copts)
-	prog.done()
+	rep, err := validate.Run(cmd.Context(), ws.root, opts.options(f))
 	if err != nil {
 		return ws.fail(err)
 	}
+	prog.done()
 	if err := ws.report(f, opts.Format, rep.Diags, map[string]any{"checked": rep.Checked}); err != nil {
 		return err
 	}
