@@ -31,6 +31,8 @@ func newServeCmd(f *Factory, runF func(*ServeOptions) error) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the distribution daemon",
+		Example: `  cfg serve --repo . --data-dir /var/lib/cfg --token-file token
+  cfg serve --repo . --data-dir /var/lib/cfg --listen 127.0.0.1:0 --addr-file daemon.addr`,
 		Long: `Serve runs the distribution daemon: it tails a branch of a git repository,
 publishes every commit that changes materialized configs as one revision in
 a durable store under --data-dir, and serves the HTTP API of docs/api.md
@@ -42,14 +44,13 @@ damaged, missing while its identity is recorded, or another store's, is
 refused (exit 3) with what to do. A store written by an earlier cfg is
 migrated.
 
-Write endpoints need a token: the first line of --token-file, or CFG_TOKEN.
-Without either, the daemon is read-only, and says so in its log: it serves
-configs and watch streams, and answers every write (agents' host reports,
-canary overrides and runs) with 403 naming --token-file. Agents still get
-their configs from it; cfg status then lists no hosts and cfg canary cannot
-run.`,
-		Example: `  cfg serve --repo . --data-dir /var/lib/cfg --token-file token
-  cfg serve --repo . --data-dir /var/lib/cfg --listen 127.0.0.1:0 --addr-file daemon.addr`,
+Started without a token (neither --token-file nor CFG_TOKEN), the daemon is
+read-only, and says so in its log: it serves configs and watch streams, and
+answers every write (agents' host reports, canary overrides and runs) with
+403 naming --token-file. Agents still get their configs from it; cfg status
+then lists no hosts and cfg canary cannot run.
+
+Write endpoints need a token: the first line of --token-file, or CFG_TOKEN.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {
@@ -73,14 +74,13 @@ func runServe(f *Factory, cmd *cobra.Command, opts *ServeOptions) error {
 	if opts.DataDir == "" {
 		return usageError(errors.New("--data-dir is required"))
 	}
-	// No token: a read-only daemon (daemon.Config.Token).
-	token := ""
-	if opts.TokenFile != "" || os.Getenv("CFG_TOKEN") != "" {
-		t, err := readToken(opts.TokenFile)
-		if err != nil {
-			return err
-		}
-		token = t
+	token, err := readToken(opts.TokenFile)
+	if errors.Is(err, errNoToken) {
+		// A read-only daemon (daemon.Config.Token).
+		token, err = "", nil
+	}
+	if err != nil {
+		return err
 	}
 	d, err := daemon.New(daemon.Config{
 		RepoPath:  opts.Repo,
@@ -106,13 +106,16 @@ func runServe(f *Factory, cmd *cobra.Command, opts *ServeOptions) error {
 	return nil
 }
 
+// errNoToken is the error of readToken when there is no token to read.
+var errNoToken = errors.New("no token: give --token-file or set CFG_TOKEN")
+
 // readToken reads the token from the first line of file, or from CFG_TOKEN.
 func readToken(file string) (string, error) {
 	if file == "" {
 		if t := os.Getenv("CFG_TOKEN"); t != "" {
 			return t, nil
 		}
-		return "", usageError(errors.New("no token: give --token-file or set CFG_TOKEN"))
+		return "", usageError(errNoToken)
 	}
 	data, err := os.ReadFile(file)
 	if err != nil {
