@@ -38,17 +38,17 @@ publishes every commit that changes materialized configs as one revision in
 a durable store under --data-dir, and serves the HTTP API of docs/api.md
 (configs, watch streams, hosts, /metrics, /healthz) until interrupted.
 
-The store is --data-dir/cfg.db, its identity recorded beside it in
-cfg.db.identity. At every start the whole store is checked; a store that is
-damaged, missing while its identity is recorded, or another store's, is
-refused (exit 3) with what to do. A store written by an earlier cfg is
-migrated.
-
 Started without a token (neither --token-file nor CFG_TOKEN), the daemon is
 read-only, and says so in its log: it serves configs and watch streams, and
 answers every write (agents' host reports, canary overrides and runs) with
 403 naming --token-file. Agents still get their configs from it; cfg status
 then lists no hosts and cfg canary cannot run.
+
+The store is --data-dir/cfg.db, its identity recorded beside it in
+cfg.db.identity. At every start the whole store is checked; a store that is
+damaged, missing while its identity is recorded, or another store's, is
+refused (exit 3) with what to do. A store written by an earlier cfg is
+migrated.
 
 Write endpoints need a token: the first line of --token-file, or CFG_TOKEN.`,
 		Args: noArgs,
