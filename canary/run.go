@@ -109,7 +109,8 @@ type Options struct {
 	// By says who runs the canary ("Name <email>"), for the record.
 	By string
 	// Land commits the change and returns the commit; the daemon then
-	// publishes it.
+	// publishes it. If it commits nothing, Run rolls back; the run is
+	// RolledBack when the error is a *NotLandedError, Failed otherwise.
 	Land func(ctx context.Context) (string, error)
 	// Revert commits the undoing of the landed change and returns the
 	// commit; it is required when the spec has a bake.
@@ -127,6 +128,15 @@ type Options struct {
 	// real clock if nil.
 	Clock clockwork.Clock
 }
+
+// A NotLandedError from Options.Land says that Land committed nothing
+// because the change cannot land as it was canaried (the branch it was to
+// land on moved since the candidate was read): Run rolls back, and the run
+// is RolledBack with the error as its reason, not Failed.
+type NotLandedError struct{ Err error }
+
+func (e *NotLandedError) Error() string { return e.Err.Error() }
+func (e *NotLandedError) Unwrap() error { return e.Err }
 
 // RevertedError is Run's refusal of a candidate that an earlier run
 // landed and then reverted.
@@ -280,7 +290,20 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	cleanup := context.WithoutCancel(ctx)
 	switch {
 	case outcome == Landed && runErr == nil:
-		if err := r.land(cleanup); err != nil {
+		commit, err := o.Land(cleanup)
+		if err != nil {
+			runErr = fmt.Errorf("landing: %w", err)
+			outcome, reason = Failed, runErr.Error()
+			var nl *NotLandedError
+			if errors.As(err, &nl) {
+				outcome, runErr = RolledBack, nil
+			}
+			if err := r.rollback(cleanup); err != nil {
+				runErr = errors.Join(runErr, err)
+			}
+			break
+		}
+		if err := r.land(cleanup, commit); err != nil {
 			outcome, reason, runErr = Failed, err.Error(), err
 			break
 		}
@@ -944,15 +967,10 @@ func (r *run) rollback(ctx context.Context) error {
 	return nil
 }
 
-// land commits the change, waits for the daemon to publish it and the
-// canary hosts to apply it, then removes the override. The lease is kept
-// until then, so that no canary host goes back to the old config.
-func (r *run) land(ctx context.Context) error {
-	commit, err := r.o.Land(ctx)
-	if err != nil {
-		r.rollback(ctx)
-		return fmt.Errorf("landing: %w", err)
-	}
+// land waits for the daemon to publish the landing commit and the canary
+// hosts to apply it, then removes the override. The lease is kept until
+// then, so that no canary host goes back to the old config.
+func (r *run) land(ctx context.Context, commit string) error {
 	r.rep.Commit = commit
 	r.progress("landed as commit %s; waiting for the daemon to publish it", commit)
 	rev, err := r.awaitPublished(ctx, commit)

@@ -214,6 +214,47 @@ func TestRunServesContinuously(t *testing.T) {
 	}
 }
 
+// A landing that commits nothing because the change cannot land as it
+// was canaried (the branch moved) rolls back: the override is removed,
+// every host serves the committed config again, and the run is
+// RolledBack with the reason, not Failed. Any other error of Land fails
+// the run, rolled back too.
+func TestRunLandRefused(t *testing.T) {
+	spec := simSpec(1, 3, phase("two", Targets{Count: ptr(2)}, 6, absCheck("c", "errors", 0.5, 2, "WAIT")))
+	for _, tc := range []struct {
+		name    string
+		err     error
+		outcome Outcome
+		wantErr bool
+	}{
+		{"not landed", &NotLandedError{errors.New("nothing committed: the branch moved")}, RolledBack, false},
+		{"an error", errors.New("disk full"), Failed, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newSim(t, 4)
+			rep, err := f.run(context.Background(), spec, never, func(o *Options) {
+				o.Land = func(context.Context) (string, error) { return "", tc.err }
+			})
+			if (err != nil) != tc.wantErr || rep.Outcome != tc.outcome || rep.Reason != "landing: "+tc.err.Error() || rep.Commit != "" {
+				t.Fatalf("outcome %q (%s), commit %q, error %v; want %q (landing: %v)", rep.Outcome, rep.Reason, rep.Commit, err, tc.outcome, tc.err)
+			}
+			f.checkServing(t, rep)
+			f.checkContinuous(t, rep)
+			runs, _ := f.RevertedRuns(context.Background(), "")
+			if len(runs) != 0 {
+				t.Errorf("reverted runs %+v", runs)
+			}
+			f.mu.Lock()
+			status := f.runs["run-1"].Status
+			f.mu.Unlock()
+			if want := map[Outcome]string{RolledBack: wire.RunRolledBack, Failed: wire.RunFailed}[tc.outcome]; status != want {
+				t.Errorf("the daemon records the run as %q, want %q", status, want)
+			}
+		})
+	}
+}
+
 // Each evaluation judges only the canaries that report running the
 // candidate and the controls that report the committed config; the
 // others are named. A phase with fewer canaries running the candidate

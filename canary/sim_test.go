@@ -473,8 +473,9 @@ func (f *simFleet) run(ctx context.Context, s Spec, h health, tune ...func(*Opti
 }
 
 // checkContinuous checks that no host went back to "old" after it first
-// served "new", except after the override was deleted in a rollback, or
-// after a revert was published.
+// served "new", except after the override was deleted in a rollback (of a
+// run rolled back, or failed before landing), or after a revert was
+// published.
 func (f *simFleet) checkContinuous(t *testing.T, rep *Report) {
 	t.Helper()
 	f.mu.Lock()
@@ -494,7 +495,7 @@ func (f *simFleet) checkContinuous(t *testing.T, rep *Report) {
 				continue
 			}
 			switch {
-			case rep.Outcome == RolledBack && !f.deleted.IsZero() && !s.at.Before(f.deleted):
+			case (rep.Outcome == RolledBack || rep.Outcome == Failed && rep.Commit == "") && !f.deleted.IsZero() && !s.at.Before(f.deleted):
 			case rep.Outcome == Reverted && !s.at.Before(lastPublished):
 			default:
 				t.Errorf("%s went back to the old config at %.1f s (deleted at %.1f s): %s", name, s.at.Sub(simStart).Seconds(),

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +25,9 @@ type Result struct {
 	Removed  []string  // orphaned materialized files deleted
 	Bytes    int64     // bytes of materialized output produced
 	Elapsed  time.Duration
+	// Snapshot holds the files the build read and left, with
+	// Options.Snapshot; nil otherwise.
+	Snapshot *Snapshot
 }
 
 // Diags returns the diagnostics of every output, sorted by position.
@@ -54,6 +58,10 @@ func (r *Result) Diags() diag.List {
 // are those of the repository's settings (repo.SettingsFile), whatever
 // opts.Emit says; files of an encoding the repository does not publish are
 // never removed (cfg validate reports them).
+//
+// With Options.Snapshot, every source file (and repo.SettingsFile) is read
+// once, at the start, and the compile uses those bytes only; the Result's
+// Snapshot holds them and the materialized files as the build left them.
 func Build(ctx context.Context, root string, opts Options, targets ...string) (*Result, error) {
 	start := time.Now()
 	r, err := repo.Open(root)
@@ -62,12 +70,20 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 	}
 	defer r.Close()
 	fsys := r.FS()
-	settings, err := repo.ReadSettings(fsys)
+	src := fsys // where sources are read
+	var snap *Snapshot
+	if opts.Snapshot {
+		if snap, err = readSources(fsys, cmp.Or(opts.Jobs, runtime.NumCPU())); err != nil {
+			return nil, err
+		}
+		src = snap
+	}
+	settings, err := repo.ReadSettings(src)
 	if err != nil {
 		return nil, err
 	}
 	opts.Emit = settings.Thrift()
-	tree, err := repo.Scan(fsys)
+	tree, err := repo.Scan(src)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +95,7 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 			return nil, err
 		}
 	}
-	c := New(fsys, opts)
+	c := New(src, opts)
 	cache := loadCache(r)
 	if opts.Rebuild {
 		cache = emptyCache()
@@ -93,7 +109,7 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 	candidates := all
 	if len(targets) > 0 {
 		for _, t := range targets {
-			if _, err := fs.Stat(fsys, t); errors.Is(err, fs.ErrNotExist) {
+			if _, err := fs.Stat(src, t); errors.Is(err, fs.ErrNotExist) {
 				return nil, fmt.Errorf("%s: no such file in the repository", t)
 			} else if err != nil {
 				return nil, err
@@ -160,6 +176,7 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 	written := make([][]string, len(paths))
 	var mu sync.Mutex
 	var writeErr error
+	produced := map[string][]byte{} // with a snapshot: the outputs, by path
 	c.CompileEach(ctx, paths, func(i int, o *Output) {
 		res.Outputs[i] = o
 		if len(o.Diags) > 0 {
@@ -181,6 +198,7 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 				}
 			}
 		}
+		encoded := o.Encoded
 		o.Encoded = nil
 		st, ok := statOutput(fsys, o.Path)
 		mu.Lock()
@@ -190,6 +208,14 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 			return
 		}
 		written[i] = wrote
+		if snap != nil {
+			produced[o.Path] = o.Data
+			for _, enc := range opts.Emit {
+				if b, ok := encoded[enc]; ok {
+					produced[repo.EncodedPath(o.Path, enc)] = b
+				}
+			}
+		}
 		st.Key, st.Type = keyOf[o.Source], o.Type
 		next.Outputs[o.Source] = st
 		res.Bytes += int64(len(o.Data))
@@ -206,10 +232,15 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 		res.Compiled++
 		res.Written = append(res.Written, written[i]...)
 	}
-	if wrote, err := writeTypes(r, fsys, tree, next); err != nil {
+	types, wrote, err := writeTypes(r, fsys, tree, next)
+	if err != nil {
 		return res, err
-	} else if wrote {
+	}
+	if wrote {
 		res.Written = append(res.Written, repo.TypesFile)
+	}
+	if types != nil {
+		produced[repo.TypesFile] = types
 	}
 	if len(targets) == 0 {
 		if res.Removed, err = removeOrphans(r, have, all, settings); err != nil {
@@ -221,14 +252,21 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 			return res, fmt.Errorf("writing the compile cache: %w", err)
 		}
 	}
+	if snap != nil {
+		if err := snap.addOutputs(fsys, produced); err != nil {
+			return res, err
+		}
+		res.Snapshot = snap
+	}
 	res.Elapsed = time.Since(start)
 	return res, nil
 }
 
 // writeTypes brings repo.TypesFile up to date: the type of every config
 // compiled now or before (a config that failed keeps its previous output,
-// and so its previous type).
-func writeTypes(w *repo.Repo, fsys fs.FS, tree *repo.Tree, cache *cacheData) (bool, error) {
+// and so its previous type). It returns the file's content (nil when there
+// is none) and whether it wrote it.
+func writeTypes(w *repo.Repo, fsys fs.FS, tree *repo.Tree, cache *cacheData) ([]byte, bool, error) {
 	var prev map[string]string
 	if data, err := fs.ReadFile(fsys, repo.TypesFile); err == nil {
 		prev, _ = repo.DecodeTypes(data)
@@ -243,9 +281,11 @@ func writeTypes(w *repo.Repo, fsys fs.FS, tree *repo.Tree, cache *cacheData) (bo
 		}
 	}
 	if len(types) == 0 && prev == nil {
-		return false, nil
+		return nil, false, nil
 	}
-	return w.WriteIfChanged(repo.TypesFile, repo.EncodeTypes(types))
+	data := repo.EncodeTypes(types)
+	wrote, err := w.WriteIfChanged(repo.TypesFile, data)
+	return data, wrote, err
 }
 
 // removeOrphans deletes the materialized files in have whose source is

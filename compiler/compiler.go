@@ -38,6 +38,9 @@ type Options struct {
 	// and validate.Run set it from the repository's settings
 	// (repo.SettingsFile).
 	Emit []string
+	// Snapshot makes Build read every source file once, compile those
+	// bytes, and return them with its outputs in Result.Snapshot.
+	Snapshot bool
 }
 
 // Compiler compiles the configs of one repository, read through an fs.FS

@@ -59,6 +59,13 @@
 // limit. print() writes to the compile's stderr. Same inputs, same bytes
 // out, whatever the number of workers.
 //
+// # Snapshots
+//
+// With Options.Snapshot, Build reads every source file once, compiles those
+// bytes, and returns them with the materialized files it left in a
+// Snapshot: an fs.FS of the repository as compiled, for validating and
+// committing exactly what was compiled while the files on disk change.
+//
 // # Canonical JSON
 //
 // A struct is an object with fields in IDL declaration order; unset fields

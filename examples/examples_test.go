@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/cfg-dev/cfg/compiler"
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/validate"
 )
 
@@ -49,7 +50,12 @@ func readTree(t *testing.T, dir string) map[string]string {
 func TestExamplesValidate(t *testing.T) {
 	for _, root := range exampleRoots(t) {
 		t.Run(root, func(t *testing.T) {
-			rep, err := validate.Run(context.Background(), root, compiler.Options{})
+			r, err := repo.Open(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			rep, err := validate.Run(context.Background(), r.FS(), nil, compiler.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

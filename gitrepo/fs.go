@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/filemode"
@@ -18,7 +19,8 @@ import (
 // fs.FS rooted at the config repository root: os.DirFS(root) of the past.
 // Regular and executable files are files and directories are directories;
 // symbolic links and submodules are left out. A revision whose tree does not
-// hold the config repository gives an empty FS.
+// hold the config repository gives an empty FS. It is safe for concurrent
+// use.
 func (r *Repo) FS(rev string) (fs.FS, error) {
 	c, err := r.commit(rev)
 	if err != nil {
@@ -33,6 +35,7 @@ func (r *Repo) FS(rev string) (fs.FS, error) {
 
 // treeFS is an fs.FS over a git tree; a nil tree is empty.
 type treeFS struct {
+	mu    sync.Mutex // go-git trees are not safe for concurrent use
 	tree  *object.Tree
 	mtime time.Time // the commit time, reported as every file's ModTime
 }
@@ -79,6 +82,8 @@ func (t *treeFS) lookup(op, name string) (*object.Tree, *object.TreeEntry, error
 
 // Open implements fs.FS.
 func (t *treeFS) Open(name string) (fs.File, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	dir, e, err := t.lookup("open", name)
 	if err != nil {
 		return nil, err
@@ -106,6 +111,8 @@ func (t *treeFS) Open(name string) (fs.File, error) {
 
 // ReadFile implements fs.ReadFileFS.
 func (t *treeFS) ReadFile(name string) ([]byte, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	dir, e, err := t.lookup("read", name)
 	if err != nil {
 		return nil, err
@@ -213,7 +220,9 @@ func (de *dirEntry) Info() (fs.FileInfo, error) {
 	if de.IsDir() {
 		return fileInfo{name: de.e.Name, mode: fs.ModeDir | 0o755, mtime: de.t.mtime}, nil
 	}
+	de.t.mu.Lock()
 	size, err := de.dir.Size(de.e.Name)
+	de.t.mu.Unlock()
 	if err != nil {
 		return nil, &fs.PathError{Op: "stat", Path: de.e.Name, Err: err}
 	}

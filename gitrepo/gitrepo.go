@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
 // Errors callers tell apart with errors.Is.
@@ -33,10 +35,13 @@ var (
 
 // Repo is the git repository holding a config repository.
 type Repo struct {
-	git    *git.Repository
-	wt     *git.Worktree
-	top    string // the git work tree, absolute, symbolic links resolved
-	prefix string // the config repository root relative to top; "" when they are the same
+	git       *git.Repository
+	wt        *git.Worktree
+	top       string // the git work tree, absolute, symbolic links resolved
+	prefix    string // the config repository root relative to top; "" when they are the same
+	gitDir    string // the work tree's git directory (HEAD, index)
+	commonDir string // the directory of refs and objects (the git directory, except in linked work trees)
+	lock      *Lock  // the commit lock, while this Repo holds it
 }
 
 // Open opens the git repository whose work tree holds the config repository
@@ -72,7 +77,11 @@ func Open(root string) (*Repo, error) {
 	if prefix == "." {
 		prefix = ""
 	}
-	return &Repo{git: g, wt: wt, top: top, prefix: prefix}, nil
+	gitDir, commonDir, err := findGitDirs(wt.Filesystem.Root())
+	if err != nil {
+		return nil, err
+	}
+	return &Repo{git: g, wt: wt, top: top, prefix: prefix, gitDir: gitDir, commonDir: commonDir}, nil
 }
 
 // WorkTree returns the absolute path of the git work tree.
@@ -113,9 +122,11 @@ func (r *Repo) Resolve(rev string) (string, error) {
 // commit returns the commit rev names.
 func (r *Repo) commit(rev string) (*object.Commit, error) {
 	if rev == "HEAD" {
-		if _, err := r.git.Head(); errors.Is(err, plumbing.ErrReferenceNotFound) {
-			return nil, fmt.Errorf("%s: %w", rev, ErrNoCommits)
+		c, err := r.head()
+		if err == nil && c == nil {
+			err = fmt.Errorf("%s: %w", rev, ErrNoCommits)
 		}
+		return c, err
 	}
 	h, err := r.git.ResolveRevision(plumbing.Revision(rev))
 	if err != nil {
@@ -133,18 +144,34 @@ func (r *Repo) commit(rev string) (*object.Commit, error) {
 
 // head returns the HEAD commit, or nil when the branch has no commits yet.
 func (r *Repo) head() (*object.Commit, error) {
-	ref, err := r.git.Head()
-	if errors.Is(err, plumbing.ErrReferenceNotFound) {
-		return nil, nil
+	h, err := r.Head()
+	if err != nil || h.Commit == "" {
+		return nil, err
+	}
+	return r.commitObject(plumbing.NewHash(h.Commit))
+}
+
+// commitObject reads the commit h, looking again at the repository's packs
+// if it is not found (another process may have packed it since the
+// repository was opened).
+func (r *Repo) commitObject(h plumbing.Hash) (*object.Commit, error) {
+	c, err := r.git.CommitObject(h)
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		r.refresh()
+		c, err = r.git.CommitObject(h)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading HEAD: %w", err)
-	}
-	c, err := r.git.CommitObject(ref.Hash())
-	if err != nil {
-		return nil, fmt.Errorf("reading HEAD commit %s: %w", ref.Hash(), err)
+		return nil, fmt.Errorf("reading commit %s: %w", h, err)
 	}
 	return c, nil
+}
+
+// refresh makes the next reads see objects other processes added to the
+// repository since it was opened (go-git indexes pack files once).
+func (r *Repo) refresh() {
+	if s, ok := r.git.Storer.(*filesystem.Storage); ok {
+		s.Reindex()
+	}
 }
 
 // subtree returns the tree of the config repository root in commit c, or
@@ -184,6 +211,45 @@ func (r *Repo) ReadFile(rev, p string) ([]byte, error) {
 	}
 	fsys := &treeFS{tree: t}
 	return fsys.ReadFile(p)
+}
+
+// FilesAt returns the files at paths (relative to the config repository
+// root) as commit rev holds them, with their data and mode (regular,
+// executable or symbolic link), or as a File of Kind Deleted where rev
+// holds no file; the zero rev "" is the branch before its first commit,
+// which holds none. Committing them with CommitFiles puts the paths back as
+// rev has them, without reading or writing the work tree.
+func (r *Repo) FilesAt(rev string, paths []string) ([]File, error) {
+	var t *object.Tree
+	if rev != "" {
+		c, err := r.commit(rev)
+		if err != nil {
+			return nil, err
+		}
+		if t, err = c.Tree(); err != nil {
+			return nil, fmt.Errorf("reading tree of %s: %w", c.Hash, err)
+		}
+	}
+	out := make([]File, 0, len(paths))
+	for _, p := range paths {
+		if !fs.ValidPath(p) || p == "." {
+			return nil, fmt.Errorf("path %q: not a file path inside the config repository", p)
+		}
+		b, err := treeBlob(t, r.GitPath(p))
+		if err != nil {
+			return nil, err
+		}
+		f := File{Path: p, Kind: Deleted}
+		switch b.mode {
+		case filemode.Regular, filemode.Deprecated, filemode.Executable, filemode.Symlink:
+			if f.Data, err = blobData(r, b.hash); err != nil {
+				return nil, fmt.Errorf("reading %s in %.12s: %w", p, rev, err)
+			}
+			f.Kind, f.Executable, f.Symlink = Modified, b.mode == filemode.Executable, b.mode == filemode.Symlink
+		}
+		out = append(out, f)
+	}
+	return out, nil
 }
 
 // ChangeKind says how a file changed.
@@ -361,33 +427,70 @@ func (b blob) exists() bool { return b.mode != filemode.Empty }
 
 // treeBlob returns the blob at git path gp in t (nil: an empty tree).
 func treeBlob(t *object.Tree, gp string) (blob, error) {
-	if t == nil {
-		return blob{}, nil
+	parts := strings.Split(gp, "/")
+	for i, name := range parts {
+		if t == nil {
+			return blob{}, nil
+		}
+		var e *object.TreeEntry
+		for j := range t.Entries {
+			if t.Entries[j].Name == name {
+				e = &t.Entries[j]
+				break
+			}
+		}
+		switch {
+		case e == nil:
+			return blob{}, nil
+		case i == len(parts)-1:
+			if e.Mode == filemode.Dir {
+				return blob{}, nil
+			}
+			return blob{hash: e.Hash, mode: e.Mode}, nil
+		case e.Mode != filemode.Dir:
+			return blob{}, nil // a file where gp needs a directory
+		}
+		sub, err := t.Tree(name)
+		if err != nil {
+			return blob{}, fmt.Errorf("reading %s: %w", gp, err)
+		}
+		t = sub
 	}
-	e, err := t.FindEntry(gp)
-	if errors.Is(err, object.ErrEntryNotFound) || errors.Is(err, object.ErrDirectoryNotFound) {
-		return blob{}, nil
-	}
-	if err != nil {
-		return blob{}, fmt.Errorf("reading %s: %w", gp, err)
-	}
-	if e.Mode == filemode.Dir {
-		return blob{}, nil
-	}
-	return blob{hash: e.Hash, mode: e.Mode}, nil
+	return blob{}, nil
 }
 
 // worktreeBlob hashes the file at git path gp in the work tree the way git
 // would store it.
 func (r *Repo) worktreeBlob(gp string) (blob, error) {
+	b, _, err := r.worktreeFile(gp)
+	return b, err
+}
+
+// worktreeFile is worktreeBlob that also returns the file's information,
+// taken before it was read.
+//
+// As for git, a path with a symbolic link on the way to it (a directory
+// replaced by a link) holds no file: the link is not followed.
+func (r *Repo) worktreeFile(gp string) (blob, os.FileInfo, error) {
 	name := filepath.Join(r.top, filepath.FromSlash(gp))
+	for dir := path.Dir(gp); dir != "."; dir = path.Dir(dir) {
+		fi, err := os.Lstat(filepath.Join(r.top, filepath.FromSlash(dir)))
+		if err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return blob{}, nil, nil
+		}
+	}
 	fi, err := os.Lstat(name)
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-		return blob{}, nil
+		return blob{}, nil, nil
 	}
 	if err != nil {
-		return blob{}, err
+		return blob{}, nil, err
 	}
+	b, err := hashFile(name, fi)
+	return b, fi, err
+}
+
+func hashFile(name string, fi os.FileInfo) (blob, error) {
 	if fi.IsDir() {
 		return blob{}, nil // a directory: no file here (or a submodule)
 	}

@@ -21,14 +21,14 @@ import (
 // repository root is the subdirectory "cfg" (so that path mapping is
 // exercised); files outside it play the part of the rest of a monorepo.
 type testRepo struct {
-	t    *testing.T
+	t    testing.TB
 	top  string // the git work tree
 	root string // the config repository root
 	git  *git.Repository
 	when time.Time // the time of the next commit made by commitAll
 }
 
-func newTestRepo(t *testing.T) *testRepo {
+func newTestRepo(t testing.TB) *testRepo {
 	t.Helper()
 	// No author from the environment or the user's configuration unless a
 	// test sets one.

@@ -46,7 +46,7 @@ func OpenHistory(root string) (*History, error) {
 	g, err := git.PlainOpen(abs)
 	if err == nil {
 		if cfg, err := g.Config(); err == nil && cfg.Core.IsBare {
-			return &History{r: &Repo{git: g, top: abs}, gitDir: abs}, nil
+			return &History{r: &Repo{git: g, top: abs, gitDir: abs, commonDir: abs}, gitDir: abs}, nil
 		}
 	}
 	r, err := Open(root)
@@ -77,11 +77,7 @@ func (h *History) GitDir() string { return h.gitDir }
 
 // Refresh makes the next reads see objects added to the repository by other
 // processes since it was opened (go-git indexes pack files once).
-func (h *History) Refresh() {
-	if s, ok := h.r.git.Storer.(*filesystem.Storage); ok {
-		s.Reindex()
-	}
-}
+func (h *History) Refresh() { h.r.refresh() }
 
 // HeadBranch returns the short name of the branch HEAD points to ("main").
 func (h *History) HeadBranch() (string, error) {
@@ -133,11 +129,14 @@ func (h *History) FirstParentsSince(from, to string) ([]string, error) {
 	return out, nil
 }
 
-// File is a file of a commit, or a change a commit made to one.
+// File is a file of a commit, or a change a commit made or is to make to
+// one.
 type File struct {
-	Path string     // relative to the config repository root, slash-separated
-	Kind ChangeKind // Added for the files of Files
-	Data []byte     // the content; nil when Kind is Deleted
+	Path       string     // relative to the config repository root, slash-separated
+	Kind       ChangeKind // Added for the files of Files
+	Data       []byte     // the content; nil when Kind is Deleted
+	Executable bool       // an executable file rather than a regular one
+	Symlink    bool       // a symbolic link, whose destination is Data
 }
 
 // CommitInfo returns the commit rev names.
@@ -185,7 +184,7 @@ func (h *History) Files(rev, dir string) ([]File, error) {
 				if err != nil {
 					return fmt.Errorf("reading %s in %.12s: %w", path.Join(dir, name), c.Hash, err)
 				}
-				out = append(out, File{Path: path.Join(dir, name), Kind: Added, Data: data})
+				out = append(out, File{Path: path.Join(dir, name), Kind: Added, Data: data, Executable: e.Mode == filemode.Executable})
 			}
 		}
 		return nil
@@ -246,7 +245,7 @@ func (h *History) CommitChanges(rev, dir string) ([]File, error) {
 		if hidden(name) {
 			continue
 		}
-		f := File{Path: path.Join(dir, name)}
+		f := File{Path: path.Join(dir, name), Executable: is && ch.To.TreeEntry.Mode == filemode.Executable}
 		switch {
 		case was && is:
 			f.Kind = Modified

@@ -238,8 +238,12 @@ func (r *Repo) FS() fs.FS { return repoFS{r} }
 
 type repoFS struct{ r *Repo }
 
-// check applies the read policy to name.
-func (repoFS) check(op, name string) error {
+// CheckRead applies the read policy of Repo.FS to the repository path
+// name, for operation op: only source/ (without names starting with a
+// dot, ErrIgnored), materialized_configs/ and SettingsFile are served;
+// other paths are ErrOutside. A copy of a repository held in memory (the
+// compiler's snapshot) serves the same paths.
+func CheckRead(op, name string) error {
 	if !fs.ValidPath(name) {
 		return &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
 	}
@@ -262,7 +266,7 @@ func (repoFS) check(op, name string) error {
 }
 
 func (f repoFS) Open(name string) (fs.File, error) {
-	if err := f.check("open", name); err != nil {
+	if err := CheckRead("open", name); err != nil {
 		return nil, err
 	}
 	file, _, err := f.r.open(name)
@@ -273,14 +277,14 @@ func (f repoFS) Open(name string) (fs.File, error) {
 }
 
 func (f repoFS) ReadFile(name string) ([]byte, error) {
-	if err := f.check("read", name); err != nil {
+	if err := CheckRead("read", name); err != nil {
 		return nil, err
 	}
 	return f.r.readFile(name)
 }
 
 func (f repoFS) Stat(name string) (fs.FileInfo, error) {
-	if err := f.check("stat", name); err != nil {
+	if err := CheckRead("stat", name); err != nil {
 		return nil, err
 	}
 	fi, err := f.r.lstat(name)
@@ -294,7 +298,7 @@ func (f repoFS) Stat(name string) (fs.FileInfo, error) {
 }
 
 func (f repoFS) ReadDir(name string) ([]fs.DirEntry, error) {
-	if err := f.check("readdir", name); err != nil {
+	if err := CheckRead("readdir", name); err != nil {
 		return nil, err
 	}
 	return f.r.readDir(name)

@@ -29,7 +29,6 @@ import (
 
 	"github.com/cfg-dev/cfg/compiler"
 	"github.com/cfg-dev/cfg/diag"
-	"github.com/cfg-dev/cfg/gitrepo"
 	"github.com/cfg-dev/cfg/repo"
 )
 
@@ -39,17 +38,16 @@ type Report struct {
 	Diags   diag.List // compile errors, validator failures and drift, sorted
 }
 
-// Run validates the repository at root, reading it through repo.Repo (no
-// link is followed; one is reported). Materialized files in the Thrift
-// encodings the repository publishes (repo.SettingsFile) are checked for
-// every config, and files in an encoding it does not publish are reported.
-func Run(ctx context.Context, root string, opts compiler.Options) (*Report, error) {
-	rp, err := repo.Open(root)
-	if err != nil {
-		return nil, err
-	}
-	defer rp.Close()
-	fsys := rp.FS()
+// Run validates the config repository in fsys, rooted at the repository
+// root: the work tree as repo.Repo.FS serves it (no link is followed; one
+// is reported), or the compiler.Snapshot that a commit is to hold.
+// Materialized files in the Thrift encodings the repository publishes
+// (repo.SettingsFile) are checked for every config, and files in an
+// encoding it does not publish are reported. head, if not nil, is the
+// repository as last committed (the git HEAD commit, see
+// gitrepo.Repo.FS), against which a hand-edited materialized file is told
+// from a stale one.
+func Run(ctx context.Context, fsys, head fs.FS, opts compiler.Options) (*Report, error) {
 	tree, err := repo.Scan(fsys)
 	if err != nil {
 		return nil, err
@@ -70,7 +68,10 @@ func Run(ctx context.Context, root string, opts compiler.Options) (*Report, erro
 	}
 	opts.Emit = settings.Thrift()
 	r := &Report{Checked: len(sources)}
-	head := openHead(root)
+	var committed *headTree
+	if head != nil {
+		committed = &headTree{fsys: head}
+	}
 	want := map[string]bool{}
 	types := map[string]string{}
 	failed := false
@@ -79,7 +80,7 @@ func Run(ctx context.Context, root string, opts compiler.Options) (*Report, erro
 		var diags diag.List
 		if len(o.Diags) > 0 {
 			diags = o.Diags
-		} else if d := drift(fsys, o, head); d != nil {
+		} else if d := drift(fsys, o, committed); d != nil {
 			diags = append(diags, d)
 		}
 		for _, enc := range opts.Emit {
@@ -206,23 +207,10 @@ func firstDiffLine(a, b []byte) int {
 	return line
 }
 
-// headTree reads files of the git HEAD commit of the repository holding
-// the config repository, if there is one.
+// headTree reads files of the repository as last committed.
 type headTree struct {
 	mu   sync.Mutex // go-git trees are not safe for concurrent use
 	fsys fs.FS      // the config repository at HEAD
-}
-
-func openHead(root string) *headTree {
-	g, err := gitrepo.Open(root)
-	if err != nil {
-		return nil
-	}
-	fsys, err := g.FS("HEAD")
-	if err != nil {
-		return nil
-	}
-	return &headTree{fsys: fsys}
 }
 
 func (h *headTree) read(p string) ([]byte, bool) {

@@ -3,17 +3,22 @@ package validate
 import (
 	"bytes"
 	"context"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/cfg-dev/cfg/compiler"
 	"github.com/cfg-dev/cfg/diag"
+	"github.com/cfg-dev/cfg/gitrepo"
+	"github.com/cfg-dev/cfg/repo"
 )
 
 func writeFiles(t *testing.T, root string, files map[string]string) {
@@ -37,9 +42,20 @@ func messages(l diag.List) []string {
 	return out
 }
 
+// run validates the repository at root as cfg validate does: its files on
+// disk through repo.Repo, against its git HEAD commit if it has one.
 func run(t *testing.T, root string) []string {
 	t.Helper()
-	rep, err := Run(context.Background(), root, compiler.Options{Jobs: 2})
+	var head fs.FS
+	if g, err := gitrepo.Open(root); err == nil {
+		head, _ = g.FS("HEAD")
+	}
+	r, err := repo.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rep, err := Run(context.Background(), r.FS(), head, compiler.Options{Jobs: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,5 +176,32 @@ func TestTypesDrift(t *testing.T) {
 	os.Remove(filepath.Join(root, "materialized_configs/.types.json"))
 	if got := run(t, root); strings.Join(got, "\n") != "materialized_configs/.types.json: missing: the types of the compiled configs are not recorded (run cfg compile)" {
 		t.Errorf("missing types: %v", got)
+	}
+}
+
+// TestRunOnFS validates a repository that exists only in memory, as cfg
+// commit validates the snapshot it is to commit: nothing is read from disk,
+// and the committed files (head) tell a hand edit from a stale output.
+func TestRunOnFS(t *testing.T) {
+	src := "load(\"//s.thrift\", \"S\")\nexport(S(v = 1))\n"
+	fsys := fstest.MapFS{
+		"source/s.thrift":                  {Data: []byte("struct S {\n  1: required i32 v\n}\n")},
+		"source/a.cconf":                   {Data: []byte(src)},
+		"source/b.cconf":                   {Data: []byte(src)},
+		"materialized_configs/a.json":      {Data: []byte("{\n  \"v\": 2\n}\n")},
+		"materialized_configs/b.json":      {Data: []byte("{\n  \"v\": 2\n}\n")},
+		"materialized_configs/.types.json": {Data: []byte("{\n  \"a\": \"S\",\n  \"b\": \"S\"\n}\n")},
+	}
+	head := fstest.MapFS{"materialized_configs/a.json": {Data: []byte("{\n  \"v\": 1\n}\n")}}
+	rep, err := Run(context.Background(), fsys, head, compiler.Options{Jobs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"materialized_configs/a.json:2: hand-edited: changed since the last commit while source/a.cconf still compiles to the committed content (change the source and run cfg compile)",
+		"materialized_configs/b.json:2: stale: differs from what source/b.cconf compiles to (run cfg compile)",
+	}
+	if diff := cmp.Diff(want, messages(rep.Diags)); diff != "" {
+		t.Errorf("diagnostics (-want +got):\n%s", diff)
 	}
 }

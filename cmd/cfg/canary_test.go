@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/cfg-dev/cfg/canary"
 	"github.com/cfg-dev/cfg/canary/judge"
 	"github.com/cfg-dev/cfg/store"
@@ -205,6 +207,73 @@ func (f *fleet) canary(t *testing.T, args ...string) (*canary.Report, string, in
 		t.Fatalf("cfg %s: exit %d, report %q: %v\n%s", strings.Join(args, " "), code, out, err, stderr)
 	}
 	return &rep, stderr, code
+}
+
+// canaryRun is cfg canary running in the background.
+type canaryRun struct {
+	cmd            *exec.Cmd
+	stdout, stderr syncBuffer
+	done           chan struct{}
+}
+
+// startCanary starts cfg canary of demo/canary with a JSON report; it is
+// killed when the test ends.
+func (f *fleet) startCanary(t *testing.T, args ...string) *canaryRun {
+	t.Helper()
+	args = append([]string{"canary", "--spec", "demo/canary", "--daemon", f.daemon, "--format", "json"}, args...)
+	c := &canaryRun{cmd: exec.Command("cfg", args...), done: make(chan struct{})}
+	c.cmd.Dir = f.repo
+	c.cmd.Env = append(os.Environ(), "CFG_TOKEN=e2e-token", "CFG_AUTHOR_NAME=e2e", "CFG_AUTHOR_EMAIL=e2e@example.com", "GIT_CONFIG_NOSYSTEM=1")
+	c.cmd.Stdout, c.cmd.Stderr = &c.stdout, &c.stderr
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { c.cmd.Wait(); close(c.done) }()
+	t.Cleanup(func() { c.cmd.Process.Kill(); <-c.done })
+	return c
+}
+
+// wait waits for the run to end and returns its report, stderr and exit
+// code.
+func (c *canaryRun) wait(t *testing.T) (*canary.Report, string, int) {
+	t.Helper()
+	<-c.done
+	var rep canary.Report
+	c.stdout.mu.Lock()
+	out := c.stdout.String()
+	c.stdout.mu.Unlock()
+	c.stderr.mu.Lock()
+	stderr := c.stderr.String()
+	c.stderr.mu.Unlock()
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("cfg canary: exit %d, report %q: %v\n%s", c.cmd.ProcessState.ExitCode(), out, err, stderr)
+	}
+	return &rep, stderr, c.cmd.ProcessState.ExitCode()
+}
+
+// overridden returns the hosts that report an override.
+func (f *fleet) overridden(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for _, h := range f.hosts(t) {
+		if len(h.Overrides) > 0 {
+			out = append(out, h.Name)
+		}
+	}
+	return out
+}
+
+// git runs command-line git in the fleet's repository.
+func (f *fleet) git(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-C", f.repo}, args...)...)
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=other", "GIT_AUTHOR_EMAIL=other@example.com",
+		"GIT_COMMITTER_NAME=other", "GIT_COMMITTER_EMAIL=other@example.com", "GIT_CONFIG_NOSYSTEM=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
 }
 
 func headCommit(t *testing.T, repo string) string {
@@ -424,29 +493,75 @@ func TestCanaryLateFailure(t *testing.T) {
 	checkContinuous(t, seen, old, rep.Phases[len(rep.Phases)-1].Ended)
 
 	// Failing after 34 s: the first canaries have run it for about 27 s
-	// when the phases end, and the bake lasts 20 s.
+	// when the phases end, and the bake lasts 20 s. While the phases run,
+	// the source is edited: the landing commit holds what was canaried,
+	// and the edit stays in the working tree. Once the change has landed,
+	// materialized_configs/ is replaced by a link to a directory outside
+	// the repository: the revert commits the old files on the landed
+	// commit, and writes nothing through the link.
 	late, err := os.ReadFile(filepath.Join(f.repo, "changes", "late.cconf"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	later := strings.Replace(string(late), "fail_after_seconds = 9", "fail_after_seconds = 34", 1)
-	if err := os.WriteFile(filepath.Join(f.repo, "source/demo/service.cconf"), []byte(later), 0o644); err != nil {
+	servicePath := filepath.Join(f.repo, "source/demo/service.cconf")
+	if err := os.WriteFile(servicePath, []byte(later), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	rep, stderr, code = f.canary(t, "--seed", "1")
+	oldSource := gitShow(t, f.repo, head, "source/demo/service.cconf")
+	c := f.startCanary(t, "--seed", "1")
+	eventually(t, 60*time.Second, "the canary hosts to apply the candidate", func() bool { return len(f.overridden(t)) == 2 })
+	edited := strings.Replace(later, "now a little faster", "edited while the canary ran", 1)
+	if err := os.WriteFile(servicePath, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 90*time.Second, "the change to land", func() bool { return headCommit(t, f.repo) != head })
+	landed := headCommit(t, f.repo)
+	materialized := filepath.Join(f.repo, "materialized_configs")
+	outside := filepath.Join(t.TempDir(), "outside")
+	if err := os.CopyFS(outside, os.DirFS(materialized)); err != nil {
+		t.Fatal(err)
+	}
+	outsideBefore := readTree(t, outside)
+	moved := filepath.Join(f.work, "materialized_configs.moved")
+	if err := os.Rename(materialized, moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, materialized); err != nil {
+		t.Fatal(err)
+	}
+	rep, stderr, code = c.wait(t)
 	if code != 4 || rep.Outcome != canary.Reverted || !strings.HasPrefix(rep.Reason, `bake: check "error ratio" failed`) {
 		t.Fatalf("later change: exit %d, outcome %q (%s), want 4 and reverted by the bake\n%s", code, rep.Outcome, rep.Reason, stderr)
+	}
+	if rep.Commit != landed {
+		t.Errorf("the report's commit is %s, want the landed %s", rep.Commit, landed)
+	}
+	if got := gitShow(t, f.repo, landed, "source/demo/service.cconf"); got != later {
+		t.Errorf("the landing commit holds the source\n%s\nwant the one canaried\n%s", got, later)
 	}
 	if got := headCommit(t, f.repo); got != rep.RevertCommit {
 		t.Errorf("HEAD is %s, want the revert %s", got, rep.RevertCommit)
 	}
+	if got := f.git(t, "rev-parse", rep.RevertCommit+"^"); got != landed {
+		t.Errorf("the revert's parent is %s, want the landed commit %s", got, landed)
+	}
+	if got := f.git(t, "diff", "--name-only", head, rep.RevertCommit); got != "" {
+		t.Errorf("the revert differs from the commit before the change in:\n%s", got)
+	}
 	if got := gitShow(t, f.repo, rep.RevertCommit, "materialized_configs/demo/service.json"); got != old {
 		t.Errorf("the revert holds\n%s\nwant the old config\n%s", got, old)
 	}
-	if got, _ := os.ReadFile(filepath.Join(f.repo, "materialized_configs/demo/service.json")); string(got) != old {
-		t.Errorf("the working tree holds\n%s\nafter the revert, want the old config", got)
+	if got := gitShow(t, f.repo, rep.RevertCommit, "source/demo/service.cconf"); got != oldSource {
+		t.Errorf("the revert holds the source\n%s\nwant the old one\n%s", got, oldSource)
 	}
-	if want := fmt.Sprintf("to bring the candidate back: git checkout %s -- materialized_configs/demo/service.json source/demo/service.cconf\n", rep.Commit); !strings.HasSuffix(stderr, want) {
+	if diff := cmp.Diff(outsideBefore, readTree(t, outside)); diff != "" {
+		t.Errorf("cfg canary wrote through the link to %s (-before +after):\n%s", outside, diff)
+	}
+	if got, _ := os.ReadFile(servicePath); string(got) != edited {
+		t.Errorf("the working tree's source is\n%s\nwant the edit made during the canary\n%s", got, edited)
+	}
+	if want := "the candidate is still in the working tree; to discard it: git checkout HEAD -- materialized_configs/demo/service.json source/demo/service.cconf\n"; !strings.HasSuffix(stderr, want) {
 		t.Errorf("stderr does not end with %q:\n%s", want, stderr)
 	}
 	eventually(t, 10*time.Second, "every service to run the reverted revision", func() bool {
@@ -457,6 +572,12 @@ func TestCanaryLateFailure(t *testing.T) {
 		}
 		return true
 	})
+	if err := os.Remove(materialized); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(moved, materialized); err != nil {
+		t.Fatal(err)
+	}
 
 	// Not again.
 	if err := os.WriteFile(filepath.Join(f.repo, "source/demo/service.cconf"), []byte(later), 0o644); err != nil {
@@ -467,6 +588,44 @@ func TestCanaryLateFailure(t *testing.T) {
 		rep.ID, rep.Started.UTC().Format(time.RFC3339), rep.ID)
 	if code != 1 || out != "" || stderr != want {
 		t.Errorf("the reverted change again: exit %d, stdout %q, stderr %q; want 1 and %q", code, out, stderr, want)
+	}
+}
+
+// A canary whose branch moves while it runs (a commit made with git) does
+// not land: nothing is committed, the override is removed and every host
+// serves the committed config again, and cfg canary says the branch moved
+// and exits 1.
+func TestCanaryBranchMoved(t *testing.T) {
+	f := startFleet(t)
+	before := f.running(t)
+	head := headCommit(t, f.repo)
+	f.apply(t, "good")
+	c := f.startCanary(t, "--seed", "1")
+	eventually(t, 60*time.Second, "the canary hosts to apply the candidate", func() bool { return len(f.overridden(t)) == 2 })
+	f.git(t, "commit", "-q", "--allow-empty", "-m", "meanwhile")
+	meanwhile := headCommit(t, f.repo)
+	rep, stderr, code := c.wait(t)
+	if code != 1 || rep.Outcome != canary.RolledBack || rep.Commit != "" {
+		t.Fatalf("exit %d, outcome %q (%s), commit %q; want 1, rolled_back and no commit\n%s", code, rep.Outcome, rep.Reason, rep.Commit, stderr)
+	}
+	if want := "landing: nothing committed: the branch moved while the canary ran (main at " + meanwhile[:12] + " now, not at " + head[:12] + "); run cfg canary again"; rep.Reason != want {
+		t.Errorf("reason %q, want %q", rep.Reason, want)
+	}
+	if got := headCommit(t, f.repo); got != meanwhile {
+		t.Errorf("HEAD is %s, want the commit made meanwhile %s", got, meanwhile)
+	}
+	if want := "the candidate is still in the working tree; to discard it: git checkout HEAD -- materialized_configs/demo/service.json source/demo/service.cconf\n"; !strings.HasSuffix(stderr, want) {
+		t.Errorf("stderr does not end with %q:\n%s", want, stderr)
+	}
+	if got := f.overridden(t); len(got) > 0 {
+		t.Errorf("%v still report overrides after the run", got)
+	}
+	eventually(t, 10*time.Second, "every service to run the old config", func() bool { return slices.Equal(f.running(t), before) })
+	out, _, _ := runCode(t, f.repo, "canary", "history", "--daemon", f.daemon, "--format", "json")
+	var runs []wire.Run
+	json.Unmarshal([]byte(out), &runs)
+	if len(runs) != 1 || runs[0].Status != wire.RunRolledBack || runs[0].Commit != "" {
+		t.Errorf("canary history: %s", out)
 	}
 }
 
@@ -521,4 +680,23 @@ func TestCanaryKilled(t *testing.T) {
 		json.Unmarshal([]byte(out), &runs)
 		return len(runs) == 1 && runs[0].Status == wire.RunAbandoned
 	})
+}
+
+// readTree returns every file under dir, by slash-separated path.
+func readTree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(dir, p)
+		out[filepath.ToSlash(rel)] = string(data)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

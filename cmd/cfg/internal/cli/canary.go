@@ -1,16 +1,12 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -63,24 +59,38 @@ ends or lasts its breach_seconds.
 If a phase fails, or on Ctrl-C, the override is removed and canary waits
 until every canary host serves the committed config again; the candidate
 stays in the working tree, and canary prints the command that discards it.
-If every phase passes, it commits the change (as cfg commit does), waits for
-the daemon to publish it and the canary hosts to apply it, and removes the
-override. If the spec has a bake, canary then watches the whole fleet; if a
-bake check fails, it commits a revert of the change and waits until the fleet
-runs it, and that candidate is not canaried again unless --allow-reverted is
-given. If canary itself dies, the override's lease runs out and the hosts
-revert by themselves.
+If every phase passes, it commits exactly the files it compiled, validated
+and canaried at the start (as cfg commit does), on the commit it started
+from, waits for the daemon to publish it and the canary hosts to apply it,
+and removes the override. If the branch moved meanwhile (a commit made with
+git, say), nothing is committed: the change is rolled back as after a
+failed phase, and canary says the branch moved and exits 1; run it again.
+Edits made to the working tree while canary runs are neither canaried nor
+committed; they stay in the working tree, and canary lists them.
 
-Exit status: 0 landed; 1 rolled back (or the input is wrong); 4 landed, then
-reverted by the bake; 3 an error ended the run (the report says how far it
-got).
+If the spec has a bake, canary then watches the whole fleet; if a bake check
+fails, it commits a revert on the landing commit (the changed files as they
+were before, from git; the working tree, which still holds the candidate, is
+not touched) and waits until the fleet runs it, and that candidate is not
+canaried again unless --allow-reverted is given. If the branch moved after
+the landing, no revert is committed, and canary says so and exits 3. If
+canary itself dies, the override's lease runs out and the hosts revert by
+themselves.
+
+Exit status: 0 landed; 1 rolled back (a phase failed, the run was
+interrupted, or the branch moved before the landing), or the input is wrong;
+4 landed, then reverted by the bake; 3 an error ended the run (the report
+says how far it got).
 
 SPEC_CONFIG is the spec's config name (canary/feed) or its source file
 (source/canary/feed.cconf); it must export a CanarySpec
 (load("@cfg//canary.thrift", ...)). The working tree may change only the
-canaried config and the spec. Hosts are chosen from --seed (random if not
-given; the report prints it so that a run can be repeated). Every run is
-recorded by the daemon: see cfg canary history.`,
+canaried config and the spec. Like cfg commit, canary refuses to run while
+git is in the middle of a merge, cherry-pick, revert, rebase, am or bisect,
+while files have unresolved conflicts, and on a detached HEAD. Hosts are
+chosen from --seed (random if not given; the report prints it so that a run
+can be repeated). Every run is recorded by the daemon: see cfg canary
+history.`,
 		Example: `  cp changes/bad.cconf source/demo/service.cconf
   cfg canary --spec demo/canary --daemon http://127.0.0.1:7480`,
 		Args: noArgs,
@@ -146,89 +156,14 @@ func runCanary(f *Factory, cmd *cobra.Command, opts *CanaryOptions) error {
 	}
 	text := opts.Format == validate.FormatText
 
-	// Compile and validate the working tree, as cfg commit does.
-	if err := buildAndValidate(f, cmd, ws, opts.CompileFlags, opts.Format, map[string]any{"canary": nil}); err != nil {
-		return err
-	}
-
-	// The spec and the candidate, read following no link.
-	rp, err := ws.open()
+	// Compile and validate the working tree, as cfg commit does, under
+	// the commit lock: what is canaried is the change this snapshot makes
+	// to base, byte for byte, and it is what lands, on base.
+	cand, err := readCandidate(f, cmd, ws, g, opts)
 	if err != nil {
 		return err
 	}
-	defer rp.Close()
-	materialized := rp.FS()
-	typesData, err := fs.ReadFile(materialized, repo.TypesFile)
-	if err != nil {
-		return ws.fail(err)
-	}
-	types, err := repo.DecodeTypes(typesData)
-	if err != nil {
-		return infraError(err)
-	}
-	specName, err := specConfigName(ws, opts.Spec)
-	if err != nil {
-		return err
-	}
-	if types[specName] != canary.SpecType {
-		if types[specName] == "" {
-			return usageError(fmt.Errorf("--spec %s: no compiled config %q in %s", opts.Spec, specName, ws.display(repo.MaterializedDir)))
-		}
-		return usageError(fmt.Errorf("--spec %s: config %q is a %s, not a %s", opts.Spec, specName, types[specName], canary.SpecType))
-	}
-	specData, err := fs.ReadFile(materialized, repo.MaterializedDir+"/"+specName+".json")
-	if err != nil {
-		return ws.fail(err)
-	}
-	spec, err := canary.ParseSpec(specData)
-	if err != nil {
-		fmt.Fprintf(f.IO.Err, "--spec %s: config %q: %v\n", opts.Spec, specName, err)
-		return inputFailed
-	}
-
-	changes, err := g.WorkingChanges()
-	if err != nil {
-		return infraError(err)
-	}
-	changes = slices.DeleteFunc(changes, func(c gitrepo.Change) bool { return !committable(c.Path) })
-	candidatePath, compiled, changedOthers := "", false, []string{}
-	for _, c := range changes {
-		name, isCompiled, ok := repo.MaterializedName(c.Path)
-		switch {
-		case !ok:
-		case name == spec.Config:
-			candidatePath, compiled = c.Path, isCompiled
-		case name != specName:
-			changedOthers = append(changedOthers, name)
-		}
-	}
-	if candidatePath == "" {
-		fmt.Fprintf(f.IO.Err, "nothing to canary: %s compiles to what is committed\n", spec.Config)
-		return inputFailed
-	}
-	if len(changedOthers) > 0 {
-		fmt.Fprintf(f.IO.Err, "the working tree also changes %s: a canary tries one config; commit or revert the others first\n", strings.Join(changedOthers, ", "))
-		return inputFailed
-	}
-	data, err := fs.ReadFile(materialized, candidatePath)
-	if errors.Is(err, fs.ErrNotExist) {
-		fmt.Fprintf(f.IO.Err, "the working tree deletes %s: a canary tries a new version of a config, not its deletion\n", spec.Config)
-		return inputFailed
-	}
-	if err != nil {
-		return infraError(err)
-	}
-
-	// What is canaried, byte for byte: it is what lands.
-	head, err := g.Resolve("HEAD")
-	if err != nil {
-		return gitError(err)
-	}
-	paths := gitrepo.Paths(changes)
-	canaried, err := readFiles(ws.root, paths)
-	if err != nil {
-		return infraError(err)
-	}
+	spec, changes := cand.spec, cand.changes
 
 	seed := opts.Seed
 	if !opts.SeedSet {
@@ -239,45 +174,19 @@ func runCanary(f *Factory, cmd *cobra.Command, opts *CanaryOptions) error {
 		message = "canary: land " + spec.Config
 	}
 	id := fmt.Sprintf("canary-%s-%04x", time.Now().UTC().Format("20060102T150405"), rand.N(1<<16))
-	landed := ""
+	commits := &canaryCommits{ws: ws, g: g, cand: cand, author: author,
+		landMessage: message + "\n\nCanary " + id + " passed.", revertSubject: "canary: revert " + spec.Config, id: id}
 	rep, err := canary.Run(ctx, canary.Options{
 		ID:            id,
-		SpecName:      specName,
+		SpecName:      cand.specName,
 		Spec:          spec,
-		Candidate:     canary.Candidate{Type: types[spec.Config], Compiled: compiled, Data: data},
+		Candidate:     cand.candidate,
 		Daemon:        d,
 		Seed:          seed,
 		By:            author.String(),
 		AllowReverted: opts.AllowReverted,
-		Land: func(context.Context) (string, error) {
-			if changed := changedSince(ws.root, canaried); len(changed) > 0 {
-				return "", fmt.Errorf("the working tree changed during the canary (%s): not landing what was not canaried", strings.Join(changed, ", "))
-			}
-			c, err := g.Commit(paths, gitrepo.CommitOptions{Message: message + "\n\nCanary " + id + " passed.", Author: &author})
-			landed = c
-			return c, err
-		},
-		Revert: func(context.Context) (string, error) {
-			// The working tree goes back to what was committed before, and
-			// that is committed.
-			for _, p := range paths {
-				old, err := g.ReadFile(head, p)
-				name := filepath.Join(ws.root, filepath.FromSlash(p))
-				switch {
-				case errors.Is(err, fs.ErrNotExist):
-					err = os.Remove(name)
-				case err == nil:
-					err = os.WriteFile(name, old, 0o644)
-				}
-				if err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return "", err
-				}
-			}
-			return g.Commit(paths, gitrepo.CommitOptions{
-				Message: fmt.Sprintf("canary: revert %s\n\nThe bake of canary %s failed; this reverts commit %s.", spec.Config, id, landed),
-				Author:  &author,
-			})
-		},
+		Land:          commits.land,
+		Revert:        commits.revert,
 		Progress: func(line string) {
 			if text {
 				fmt.Fprintf(f.IO.Err, "%s %s\n", time.Now().Format("15:04:05"), line)
@@ -308,11 +217,10 @@ func runCanary(f *Factory, cmd *cobra.Command, opts *CanaryOptions) error {
 		out = f.IO.Err
 	}
 	switch {
-	case rep.Outcome == canary.Reverted:
-		fmt.Fprintf(out, "the working tree holds the reverted config again; to bring the candidate back: git checkout %s -- %s\n",
-			rep.Commit, shellWords(ws, paths))
-	case rep.Commit == "":
+	case rep.Commit == "" || rep.Outcome == canary.Reverted:
 		fmt.Fprintf(out, "the candidate is still in the working tree; to discard it: %s\n", discardCommand(ws, changes))
+	case rep.Outcome == canary.Landed:
+		printDiffers(f, "cfg canary", "the landing commit holds what was canaried", worktreeDiffers(f, ws, g))
 	}
 	switch {
 	case err != nil:
@@ -328,40 +236,177 @@ func runCanary(f *Factory, cmd *cobra.Command, opts *CanaryOptions) error {
 	}
 }
 
+// canaryCandidate is what cfg canary tries: the change the working tree,
+// compiled and validated, makes to base.
+type canaryCandidate struct {
+	base      gitrepo.Head
+	spec      canary.Spec
+	specName  string
+	changes   []gitrepo.File // the changes to base, sorted by path
+	candidate canary.Candidate
+}
+
+// readCandidate compiles and validates the working tree as cfg commit
+// does, under the commit lock, and reads the spec and the candidate from
+// the snapshot compiled, which also gives the changes a landing commits.
+// It refuses (exit 1) a repository in a state where nothing can be
+// committed, and a working tree that changes nothing in the spec's config
+// or another config too.
+func readCandidate(f *Factory, cmd *cobra.Command, ws *workspace, g *gitrepo.Repo, opts *CanaryOptions) (*canaryCandidate, error) {
+	lock, err := lockRepo(f, cmd, g, gitrepo.DefaultLockWait, opts.Format == validate.FormatText)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+	base, err := g.Head()
+	if err != nil {
+		return nil, infraError(err)
+	}
+	if err := g.CheckState(false); err != nil {
+		var se *gitrepo.StateError
+		if errors.As(err, &se) {
+			return nil, &exitError{code: ExitInput, err: fmt.Errorf("cannot canary: %s", stateMessage(ws, g, se))}
+		}
+		return nil, gitError(err)
+	}
+	snap, err := compileAndValidate(f, cmd, ws, g, base, opts.CompileFlags, opts.Format, map[string]any{"canary": nil})
+	if err != nil {
+		return nil, err
+	}
+	changes, err := snapshotChanges(g, base, snap)
+	if err != nil {
+		return nil, infraError(err)
+	}
+
+	typesData, err := fs.ReadFile(snap, repo.TypesFile)
+	if err != nil {
+		return nil, infraError(err)
+	}
+	types, err := repo.DecodeTypes(typesData)
+	if err != nil {
+		return nil, infraError(err)
+	}
+	specName, err := specConfigName(ws, opts.Spec)
+	if err != nil {
+		return nil, err
+	}
+	if types[specName] != canary.SpecType {
+		if types[specName] == "" {
+			return nil, usageError(fmt.Errorf("--spec %s: no compiled config %q in %s", opts.Spec, specName, ws.display(repo.MaterializedDir)))
+		}
+		return nil, usageError(fmt.Errorf("--spec %s: config %q is a %s, not a %s", opts.Spec, specName, types[specName], canary.SpecType))
+	}
+	specData, err := fs.ReadFile(snap, repo.MaterializedDir+"/"+specName+".json")
+	if err != nil {
+		return nil, infraError(err)
+	}
+	spec, err := canary.ParseSpec(specData)
+	if err != nil {
+		fmt.Fprintf(f.IO.Err, "--spec %s: config %q: %v\n", opts.Spec, specName, err)
+		return nil, inputFailed
+	}
+
+	var candidate *gitrepo.File
+	var compiled bool
+	var changedOthers []string
+	for i, c := range changes {
+		name, isCompiled, ok := repo.MaterializedName(c.Path)
+		switch {
+		case !ok:
+		case name == spec.Config:
+			candidate, compiled = &changes[i], isCompiled
+		case name != specName:
+			changedOthers = append(changedOthers, name)
+		}
+	}
+	switch {
+	case candidate == nil:
+		fmt.Fprintf(f.IO.Err, "nothing to canary: %s compiles to what is committed\n", spec.Config)
+		return nil, inputFailed
+	case len(changedOthers) > 0:
+		fmt.Fprintf(f.IO.Err, "the working tree also changes %s: a canary tries one config; commit or revert the others first\n", strings.Join(changedOthers, ", "))
+		return nil, inputFailed
+	case candidate.Kind == gitrepo.Deleted:
+		fmt.Fprintf(f.IO.Err, "the working tree deletes %s: a canary tries a new version of a config, not its deletion\n", spec.Config)
+		return nil, inputFailed
+	}
+	return &canaryCandidate{base: base, spec: spec, specName: specName, changes: changes,
+		candidate: canary.Candidate{Type: types[spec.Config], Compiled: compiled, Data: candidate.Data}}, nil
+}
+
+// canaryCommits lands a canaried change and reverts it, neither reading
+// nor writing the working tree: the landing commits the changes the
+// candidate's snapshot makes to its base, on base; the revert commits the
+// files of base, on the landing commit. If the branch is not where each
+// expects it, nothing is committed.
+type canaryCommits struct {
+	ws            *workspace
+	g             *gitrepo.Repo
+	cand          *canaryCandidate
+	author        gitrepo.Signature
+	landMessage   string
+	revertSubject string
+	id            string // the canary run's
+	landed        string // the landing commit, once made
+}
+
+// land is canary.Options.Land.
+func (c *canaryCommits) land(context.Context) (string, error) {
+	res, err := c.g.CommitFiles(c.cand.changes, gitrepo.CommitOptions{Message: c.landMessage, Author: &c.author, Parent: c.cand.base})
+	if err != nil {
+		return "", landRefused(c.ws, c.g, err)
+	}
+	c.landed = res.Hash
+	return res.Hash, nil
+}
+
+// revert is canary.Options.Revert.
+func (c *canaryCommits) revert(context.Context) (string, error) {
+	paths := make([]string, len(c.cand.changes))
+	for i, f := range c.cand.changes {
+		paths[i] = f.Path
+	}
+	files, err := c.g.FilesAt(c.cand.base.Commit, paths)
+	if err != nil {
+		return "", err
+	}
+	res, err := c.g.CommitFiles(files, gitrepo.CommitOptions{
+		Message: fmt.Sprintf("%s\n\nThe bake of canary %s failed; this reverts commit %s.", c.revertSubject, c.id, c.landed),
+		Author:  &c.author,
+		Parent:  gitrepo.Head{Branch: c.cand.base.Branch, Commit: c.landed},
+	})
+	var moved *gitrepo.BranchMovedError
+	if errors.As(err, &moved) {
+		return "", fmt.Errorf("nothing committed: the branch moved after commit %.12s landed (%s): revert it with git revert %s", c.landed, moved.Detail(), c.landed)
+	}
+	if err != nil {
+		return "", err
+	}
+	return res.Hash, nil
+}
+
+// landRefused turns a refusal to commit the landing into a
+// *canary.NotLandedError: the branch moved since the canary read the
+// working tree, or git is now in a state where nothing can be committed.
+func landRefused(ws *workspace, g *gitrepo.Repo, err error) error {
+	var moved *gitrepo.BranchMovedError
+	if errors.As(err, &moved) {
+		return &canary.NotLandedError{Err: fmt.Errorf("nothing committed: the branch moved while the canary ran (%s); run cfg canary again", moved.Detail())}
+	}
+	var se *gitrepo.StateError
+	if errors.As(err, &se) {
+		return &canary.NotLandedError{Err: fmt.Errorf("nothing committed: %s", stateMessage(ws, g, se))}
+	}
+	return err
+}
+
 // revertedExit is cfg canary's exit when the change landed and was then
 // reverted by the bake.
 var revertedExit = &exitError{code: ExitReverted}
 
-// readFiles reads the files at paths (relative to root); a file that does
-// not exist reads as nil.
-func readFiles(root string, paths []string) (map[string][]byte, error) {
-	out := map[string][]byte{}
-	for _, p := range paths {
-		data, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(p)))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, err
-		}
-		out[p] = data
-	}
-	return out, nil
-}
-
-// changedSince returns the paths whose files no longer hold what files
-// holds for them.
-func changedSince(root string, files map[string][]byte) []string {
-	var changed []string
-	for _, p := range slices.Sorted(maps.Keys(files)) {
-		data, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(p)))
-		if (err != nil) != (files[p] == nil) || !bytes.Equal(data, files[p]) {
-			changed = append(changed, p)
-		}
-	}
-	return changed
-}
-
 // discardCommand is the shell command that puts the working tree's
 // changes back to HEAD.
-func discardCommand(ws *workspace, changes []gitrepo.Change) string {
+func discardCommand(ws *workspace, changes []gitrepo.File) string {
 	var restore, remove []string
 	for _, c := range changes {
 		if c.Kind == gitrepo.Added {

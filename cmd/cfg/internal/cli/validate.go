@@ -2,9 +2,11 @@ package cli
 
 import (
 	"fmt"
+	"io/fs"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cfg-dev/cfg/gitrepo"
 	"github.com/cfg-dev/cfg/validate"
 )
 
@@ -59,7 +61,12 @@ func runValidate(f *Factory, cmd *cobra.Command, opts *ValidateOptions) error {
 	if err != nil {
 		return err
 	}
-	rep, err := validate.Run(cmd.Context(), ws.root, opts.options(f))
+	r, err := ws.open()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	rep, err := validate.Run(cmd.Context(), r.FS(), ws.committed(), opts.options(f))
 	if err != nil {
 		return ws.fail(err)
 	}
@@ -78,4 +85,18 @@ func runValidate(f *Factory, cmd *cobra.Command, opts *ValidateOptions) error {
 		return inputFailed
 	}
 	return nil
+}
+
+// committed returns the config repository as in the git HEAD commit, or
+// nil outside git or before the first commit.
+func (w *workspace) committed() fs.FS {
+	g, err := gitrepo.Open(w.root)
+	if err != nil {
+		return nil
+	}
+	fsys, err := g.FS("HEAD")
+	if err != nil {
+		return nil
+	}
+	return fsys
 }
