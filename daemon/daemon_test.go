@@ -642,3 +642,38 @@ func TestBadNames(t *testing.T) {
 	gitCommit("materialized_configs/ok.json", "ok4")
 	all.expect("update 2 ok@2=ok2", "update 3 ok@3=ok4")
 }
+
+// TestRawJSONConfig checks that a raw config whose name ends in ".json" is
+// distributed under its own name, not as a compiled config without the
+// extension: the compile's record of types (repo.TypesFile) tells which
+// ".json" files are compiled configs. A deletion is named as the store
+// holds the config. A commit without the record keeps reading every
+// ".json" file as a compiled config.
+func TestRawJSONConfig(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit(
+		"materialized_configs/.types.json", `{"feed/job": "Job"}`,
+		"materialized_configs/feed/job.json", `{"a":1}`,
+		"materialized_configs/data/list.json", `[1]`,
+	)
+	d := startDaemon(t, r.dir, t.TempDir())
+	all := d.watch("configs=*&from=0")
+	all.expect("update 1 data/list.json@1=[1] feed/job@1={\"a\":1}")
+	for name, want := range map[string]int{"data/list.json": 200, "data/list": 404, "feed/job": 200} {
+		if code, body, _ := d.do("GET", "/v1/configs/"+name, "", nil); code != want {
+			t.Errorf("GET %s: %d %s, want %d", name, code, body, want)
+		}
+	}
+	if _, _, h := d.do("GET", "/v1/configs/feed/job", "", nil); h.Get("Cfg-Type") != "Job" {
+		t.Errorf("GET feed/job: Cfg-Type %q, want Job", h.Get("Cfg-Type"))
+	}
+
+	r.commit("materialized_configs/data/list.json", `[2]`)
+	r.commit("materialized_configs/data/list.json", "")
+	r.commit("materialized_configs/.types.json", `{}`, "materialized_configs/feed/job.json", "")
+	all.expect("update 2 data/list.json@2=[2]", "update 3 data/list.json@3=-", "update 4 feed/job@4=-")
+
+	// Without the record, a ".json" file is a compiled config.
+	r.commit("materialized_configs/.types.json", "", "materialized_configs/old.json", `{}`)
+	all.expect("update 5 old@5={}")
+}

@@ -13,7 +13,9 @@ func TestMetrics(t *testing.T) {
 	r.commit("materialized_configs/a.json", "a1")
 	d := startDaemon(t, r.dir, t.TempDir())
 	r.commit("materialized_configs/a.json", "a2")
-	d.waitFor("revision 2", func() bool { return d.latest() == 2 })
+	// The tailer sets the metrics after the store has the revision, and
+	// then Daemon.latest.
+	d.waitFor("revision 2", func() bool { return d.Daemon.latest.Load() == 2 })
 	w := d.watch("configs=a")
 	w.expect("snapshot 2 a@2=a2")
 	d.do("POST", "/v1/hosts/web-1", `{"applied":2}`, map[string]string{"Authorization": "Bearer " + token})

@@ -192,8 +192,9 @@ func (d *Daemon) resync(ctx context.Context, latest store.Revision, head string)
 	}
 	var changes []gitrepo.File
 	atHead := map[string]bool{}
+	types := d.types(head)
 	for _, f := range files {
-		name, compiled, ok := repo.MaterializedName(f.Path)
+		name, compiled, ok := d.configName(ctx, f, types)
 		if !ok {
 			continue
 		}
@@ -224,7 +225,7 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, files []gi
 	types := d.types(commit)
 	seen := map[string]string{}
 	for _, f := range files {
-		name, compiled, ok := repo.MaterializedName(f.Path)
+		name, compiled, ok := d.configName(ctx, f, types)
 		if !ok {
 			continue
 		}
@@ -263,6 +264,22 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, files []gi
 	}
 	d.log.Info("published", "revision", n, "commit", commit, "configs", len(r.configs))
 	return true, nil
+}
+
+// configName names the config that the materialized file f holds, as
+// repo.MaterializedConfig does with the commit's record of types; a deleted
+// ".json" file is the raw config if the store holds that.
+func (d *Daemon) configName(ctx context.Context, f gitrepo.File, types map[string]string) (name string, compiled, ok bool) {
+	if f.Kind != gitrepo.Deleted {
+		return repo.MaterializedConfig(f.Path, types)
+	}
+	name, compiled, ok = repo.MaterializedName(f.Path)
+	if compiled {
+		if c, err := d.store.Get(ctx, name+".json"); err == nil && !c.Compiled && !c.Deleted {
+			return c.Name, false, true
+		}
+	}
+	return name, compiled, ok
 }
 
 // types reads the Thrift types of the compiled configs that the compile

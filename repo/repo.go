@@ -196,6 +196,20 @@ func MaterializedName(p string) (name string, compiled, ok bool) {
 	return rel, false, true
 }
 
+// MaterializedConfig is MaterializedName told by the compile's record of
+// types (TypesFile, decoded; nil when a commit has none) which ".json"
+// files are compiled configs: the record lists every compiled config, so a
+// ".json" file it does not list is a raw config, named with its extension
+// ("data/list.json"). Without a record, every ".json" file is a compiled
+// config.
+func MaterializedConfig(p string, types map[string]string) (name string, compiled, ok bool) {
+	name, compiled, ok = MaterializedName(p)
+	if _, listed := types[name]; compiled && types != nil && !listed {
+		return name + ".json", false, true
+	}
+	return name, compiled, ok
+}
+
 // TypesFile records the Thrift type of every compiled config, by config
 // name, so that tools reading materialized configs (the daemon) know it. It
 // is written by every compile and committed with the outputs; its name

@@ -57,6 +57,27 @@ func TestMaterializedName(t *testing.T) {
 	}
 }
 
+func TestMaterializedConfig(t *testing.T) {
+	types := map[string]string{"feed/job": "Job"}
+	for _, tt := range []struct {
+		p        string
+		types    map[string]string
+		name     string
+		compiled bool
+	}{
+		{"materialized_configs/feed/job.json", types, "feed/job", true},
+		{"materialized_configs/data/list.json", types, "data/list.json", false},
+		{"materialized_configs/data/list.json", map[string]string{}, "data/list.json", false},
+		{"materialized_configs/data/list.json", nil, "data/list", true},
+		{"materialized_configs/service/banner.txt", types, "service/banner.txt", false},
+	} {
+		name, compiled, ok := MaterializedConfig(tt.p, tt.types)
+		if name != tt.name || compiled != tt.compiled || !ok {
+			t.Errorf("MaterializedConfig(%q, %v) = %q, %v, %v; want %q, %v, true", tt.p, tt.types, name, compiled, ok, tt.name, tt.compiled)
+		}
+	}
+}
+
 func TestScan(t *testing.T) {
 	fsys := fstest.MapFS{
 		"source/b.cconf":              {},

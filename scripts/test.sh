@@ -58,4 +58,4 @@ go build -o "$report/testreport" ./internal/testreport
 echo "== go test"
 go test -count=1 -json ./... | "$report/testreport"
 echo "== go test -race (concurrent packages)"
-go test -count=1 -race -json ./repo ./compiler ./schema ./validate ./gitrepo ./store ./daemon ./agent/... ./client ./canary/... ./cmd/cfg/... ./internal/baseline | "$report/testreport"
+go test -count=1 -race -json ./repo ./compiler ./schema ./validate ./gitrepo ./store ./daemon ./agent/... ./client ./canary/... ./gate/... ./cmd/cfg/... ./internal/baseline | "$report/testreport"

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cfg-dev/cfg/compiler"
 	"github.com/cfg-dev/cfg/gitrepo"
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/validate"
 )
 
@@ -93,7 +94,12 @@ func TestInitNewDirectory(t *testing.T) {
 
 	// Ready for cfg commit: the CI gate finds nothing, git ignores the
 	// caches, and the branch is main, without commits.
-	rep, err := validate.Run(context.Background(), dir, compiler.Options{})
+	r, err := repo.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rep, err := validate.Run(context.Background(), r.FS(), nil, compiler.Options{})
 	if err != nil || len(rep.Diags) > 0 || rep.Checked != 2 {
 		t.Fatalf("validate: %v, %v, %d checked", err, rep.Diags, rep.Checked)
 	}

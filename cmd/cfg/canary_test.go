@@ -35,16 +35,17 @@ var (
 	buildErr  error
 )
 
-// demoBinaries builds the demo service and the load driver once.
-func demoBinaries(t *testing.T) (demosvc, load string) {
+// exampleBinary returns the program of the examples' package pkg
+// ("canary/demosvc"), building the examples' programs once.
+func exampleBinary(t *testing.T, pkg string) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "cfg-canary-demo")
+		binDir, buildErr = os.MkdirTemp("", "cfg-examples")
 		if buildErr != nil {
 			return
 		}
-		for _, pkg := range []string{"demosvc", "load"} {
-			out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, pkg), "github.com/cfg-dev/cfg/examples/canary/"+pkg).CombinedOutput()
+		for _, pkg := range []string{"canary/demosvc", "canary/load", "gates/feedsvc"} {
+			out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, filepath.FromSlash(pkg)), "github.com/cfg-dev/cfg/examples/"+pkg).CombinedOutput()
 			if err != nil {
 				buildErr = fmt.Errorf("building %s: %v\n%s", pkg, err, out)
 				return
@@ -54,7 +55,7 @@ func demoBinaries(t *testing.T) (demosvc, load string) {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	return filepath.Join(binDir, "demosvc"), filepath.Join(binDir, "load")
+	return filepath.Join(binDir, filepath.FromSlash(pkg))
 }
 
 // startBin starts a program that is not cfg.
@@ -93,53 +94,71 @@ func runCode(t *testing.T, dir string, args ...string) (stdout, stderr string, c
 	return out.String(), errb.String(), 0
 }
 
-// fleet is the demo running: a daemon and six hosts, each an agent and a
-// demo service, under load.
+// fleet is an example running: a daemon and hosts, each an agent and the
+// example's service, under load.
 type fleet struct {
 	repo, work string
 	daemon     string
-	services   []string // the demo services' base URLs, by host
+	config     string   // the config the services read and canaries change
+	spec       string   // the canary spec
+	services   []string // the services' base URLs, by host
 	agents     []string // the agents' base URLs, by host
+	caches     []string // the agents' cache directories, by host
+	upstream   []*proc  // the daemon and the agents
 }
 
 const fleetSize = 6
 
+// startFleet runs the canary demo on six hosts.
 func startFleet(t *testing.T) *fleet {
+	t.Helper()
+	demosvc := exampleBinary(t, "canary/demosvc")
+	return startExample(t, "canary", fleetSize, "demo/service", "demo/canary", func(listen, agent, cache string) *exec.Cmd {
+		return exec.Command(demosvc, "-listen", listen, "-agent", agent, "-cache-dir", cache, "-config", "demo/service")
+	})
+}
+
+// startExample runs examples/EXAMPLE (its source/ and changes/, committed
+// in a new git repository) on n hosts: a daemon, and on each host an agent
+// (labelled zone=z0 or z1) and the example's service (the command
+// service returns), all under the load driver's 25 requests per second. It
+// returns when every host reports config.
+func startExample(t *testing.T, example string, n int, config, spec string, service func(listen, agent, cache string) *exec.Cmd) *fleet {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	demosvc, load := demoBinaries(t)
-	f := &fleet{repo: t.TempDir(), work: t.TempDir()}
-	if err := os.CopyFS(filepath.Join(f.repo, "source"), os.DirFS("../../examples/canary/source")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.CopyFS(filepath.Join(f.repo, "changes"), os.DirFS("../../examples/canary/changes")); err != nil {
-		t.Fatal(err)
+	load := exampleBinary(t, "canary/load")
+	f := &fleet{repo: t.TempDir(), work: t.TempDir(), config: config, spec: spec}
+	for _, dir := range []string{"source", "changes"} {
+		if err := os.CopyFS(filepath.Join(f.repo, dir), os.DirFS(filepath.Join("../../examples", example, dir))); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if out, err := exec.Command("git", "-C", f.repo, "init", "-q", "-b", "main").CombinedOutput(); err != nil {
 		t.Skipf("git init: %v %s", err, out)
 	}
 	run(t, f.repo, "commit", "-m", "initial")
 
-	start(t, f.work, "serve", "--repo", f.repo, "--data-dir", filepath.Join(f.work, "daemon"),
-		"--listen", "127.0.0.1:0", "--addr-file", filepath.Join(f.work, "daemon.addr"), "--poll", "100ms", "--heartbeat", "1s")
+	f.upstream = append(f.upstream, start(t, f.work, "serve", "--repo", f.repo, "--data-dir", filepath.Join(f.work, "daemon"),
+		"--listen", "127.0.0.1:0", "--addr-file", filepath.Join(f.work, "daemon.addr"), "--poll", "100ms", "--heartbeat", "1s"))
 	f.daemon = addr(t, filepath.Join(f.work, "daemon.addr"))
 	eventually(t, 10*time.Second, "the daemon to publish", func() bool {
 		_, code, _ := httpGet(f.daemon + "/healthz")
 		return code == http.StatusOK
 	})
-	for i := range fleetSize {
+	for i := range n {
 		host := fmt.Sprintf("web-%d", i+1)
 		svc := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		cache := filepath.Join(f.work, host)
-		start(t, f.work, "agent", "--daemon", f.daemon, "--host", host, "--label", fmt.Sprintf("zone=z%d", i%2),
+		f.upstream = append(f.upstream, start(t, f.work, "agent", "--daemon", f.daemon, "--host", host, "--label", fmt.Sprintf("zone=z%d", i%2),
 			"--cache-dir", cache, "--listen", "127.0.0.1:0", "--addr-file", filepath.Join(f.work, host+".addr"),
-			"--metrics", "http://"+svc+"/metrics", "--report-every", "1s", "--heartbeat-timeout", "5s")
+			"--metrics", "http://"+svc+"/metrics", "--report-every", "1s", "--heartbeat-timeout", "5s"))
 		agentURL := addr(t, filepath.Join(f.work, host+".addr"))
-		startBin(t, demosvc, "-listen", svc, "-agent", agentURL, "-cache-dir", cache, "-config", "demo/service")
+		startCmd(t, service(svc, agentURL, cache))
 		f.services = append(f.services, "http://"+svc)
 		f.agents = append(f.agents, agentURL)
+		f.caches = append(f.caches, cache)
 	}
 	for i, s := range f.services {
 		eventually(t, 30*time.Second, fmt.Sprintf("web-%d to serve", i+1), func() bool {
@@ -148,11 +167,11 @@ func startFleet(t *testing.T) *fleet {
 		})
 	}
 	startBin(t, load, "-targets", strings.Join(f.services, ","), "-rps", "25")
-	eventually(t, 10*time.Second, "every host to report", func() bool { return len(f.hosts(t)) == fleetSize })
+	eventually(t, 10*time.Second, "every host to report", func() bool { return len(f.hosts(t)) == n })
 	return f
 }
 
-// hosts returns the hosts reporting demo/service.
+// hosts returns the hosts reporting the fleet's config.
 func (f *fleet) hosts(t *testing.T) []store.Host {
 	t.Helper()
 	body, _, err := httpGet(f.daemon + "/v1/hosts")
@@ -161,7 +180,7 @@ func (f *fleet) hosts(t *testing.T) []store.Host {
 	}
 	var hosts []store.Host
 	json.Unmarshal([]byte(body), &hosts)
-	return slices.DeleteFunc(hosts, func(h store.Host) bool { return !slices.Contains(h.Configs, "demo/service") })
+	return slices.DeleteFunc(hosts, func(h store.Host) bool { return !slices.Contains(h.Configs, f.config) })
 }
 
 // running returns what each demo service runs: revision and timeout_ms.
@@ -186,21 +205,23 @@ func (f *fleet) running(t *testing.T) []string {
 	return out
 }
 
-// apply puts a change from examples/canary/changes in the work tree.
-func (f *fleet) apply(t *testing.T, change string) {
+// apply puts a change of the example (changes/CHANGE.cconf) in the work
+// tree, as the source of the fleet's config, and returns it.
+func (f *fleet) apply(t *testing.T, change string) []byte {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(f.repo, "changes", change+".cconf"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(f.repo, "source/demo/service.cconf"), data, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(f.repo, "source", f.config+".cconf"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return data
 }
 
 func (f *fleet) canary(t *testing.T, args ...string) (*canary.Report, string, int) {
 	t.Helper()
-	args = append([]string{"canary", "--spec", "demo/canary", "--daemon", f.daemon, "--format", "json"}, args...)
+	args = append([]string{"canary", "--spec", f.spec, "--daemon", f.daemon, "--format", "json"}, args...)
 	out, stderr, code := runCode(t, f.repo, args...)
 	var rep canary.Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {

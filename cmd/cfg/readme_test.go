@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -101,6 +105,8 @@ func TestReadme(t *testing.T) {
 		"settings":           checkSettings,
 		"name-rule-error":    checkNameRuleError,
 		"load-output":        checkLoadOutput,
+		"go-api":             checkGoAPI,
+		"script":             checkScript,
 		"canary-demo":        checkCanaryDemo,
 	}
 	used := map[string]bool{}
@@ -268,6 +274,113 @@ func indexRun(lines, run []string) int {
 func checkSettings(t *testing.T, b block) {
 	if _, err := repo.DecodeSettings([]byte(b.text)); err != nil {
 		t.Errorf("cfg.json: %v", err)
+	}
+}
+
+// checkGoAPI checks a Go snippet using the package the marker names (a
+// directory of the module): it parses, and every exported name it takes
+// from the package (as its last path element) is declared there.
+func checkGoAPI(t *testing.T, b block) {
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "snippet.go", "package p\nfunc _() {\n"+b.text+"}\n", 0)
+	if err != nil {
+		t.Fatalf("the snippet does not parse: %v", err)
+	}
+	files, err := filepath.Glob(filepath.Join(moduleRoot, b.args[0], "*.go"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("package %s: no Go files (%v)", b.args[0], err)
+	}
+	// The package's top-level names: types, functions, constants, variables.
+	declared := map[string]bool{}
+	for _, file := range files {
+		if strings.HasSuffix(file, "_test.go") {
+			continue
+		}
+		pf, err := parser.ParseFile(fset, file, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range pf.Decls {
+			switch d := d.(type) {
+			case *ast.FuncDecl:
+				if d.Recv == nil {
+					declared[d.Name.Name] = true
+				}
+			case *ast.GenDecl:
+				for _, spec := range d.Specs {
+					switch spec := spec.(type) {
+					case *ast.TypeSpec:
+						declared[spec.Name.Name] = true
+					case *ast.ValueSpec:
+						for _, n := range spec.Names {
+							declared[n.Name] = true
+						}
+					}
+				}
+			}
+		}
+	}
+	name := path.Base(b.args[0])
+	n := 0
+	ast.Inspect(f, func(node ast.Node) bool {
+		if sel, ok := node.(*ast.SelectorExpr); ok {
+			if id, ok := sel.X.(*ast.Ident); ok && id.Name == name {
+				n++
+				if !declared[sel.Sel.Name] {
+					t.Errorf("%s.%s: not declared in %s", name, sel.Sel.Name, b.args[0])
+				}
+			}
+		}
+		return true
+	})
+	if n == 0 {
+		t.Errorf("the snippet uses nothing of %s", b.args[0])
+	}
+}
+
+// checkScript checks a shell script without running it: every cfg
+// command names a command that exists with flags it takes, every package
+// go build builds exists, and every file cp copies exists (in the module,
+// or in the directory the marker names for the script's cd into a copy of
+// it).
+func checkScript(t *testing.T, b block) {
+	root := cli.NewRootCmd(&cli.Factory{IO: &cli.IOStreams{}, Getwd: os.Getwd})
+	text := strings.ReplaceAll(b.text, "\\\n", " ")
+	exists := func(p string) bool {
+		for _, dir := range []string{moduleRoot, filepath.Join(moduleRoot, b.args[0])} {
+			if _, err := os.Stat(filepath.Join(dir, p)); err == nil {
+				return true
+			}
+		}
+		return false
+	}
+	cfgs := 0
+	for _, line := range strings.Split(text, "\n") {
+		for _, part := range regexp.MustCompile(`&&|;|\||&`).Split(stripComment(line), -1) {
+			words := strings.Fields(part)
+			for len(words) > 0 && (words[0] == "do" || words[0] == "then") {
+				words = words[1:]
+			}
+			switch {
+			case len(words) == 0:
+			case words[0] == "cfg":
+				cfgs++
+				checkCfgCommand(t, root, words[1:])
+			case words[0] == "go" && len(words) > 1 && words[1] == "build":
+				if pkg := words[len(words)-1]; !exists(pkg) {
+					t.Errorf("%q: no package %s", line, pkg)
+				}
+			case words[0] == "cp":
+				for _, src := range words[1 : len(words)-1] {
+					if !strings.HasPrefix(src, "-") && !exists(src) {
+						t.Errorf("%q: no file %s", line, src)
+					}
+				}
+			}
+		}
+	}
+	if cfgs == 0 {
+		t.Error("the script runs no cfg command")
 	}
 }
 
@@ -491,7 +604,7 @@ func checkLoadOutput(t *testing.T, b block) {
 	if testing.Short() {
 		t.Skip("builds and runs load")
 	}
-	_, load := demoBinaries(t)
+	load := exampleBinary(t, "canary/load")
 	srv := startTestServer(t)
 	out, err := exec.Command(load, "-targets", srv, "-duration", "1s").CombinedOutput()
 	if err != nil {

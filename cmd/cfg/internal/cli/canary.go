@@ -310,7 +310,7 @@ func readCandidate(f *Factory, cmd *cobra.Command, ws *workspace, g *gitrepo.Rep
 	var compiled bool
 	var changedOthers []string
 	for i, c := range changes {
-		name, isCompiled, ok := repo.MaterializedName(c.Path)
+		name, isCompiled, ok := repo.MaterializedConfig(c.Path, types)
 		switch {
 		case !ok:
 		case name == spec.Config:

@@ -122,6 +122,7 @@ func NewRootCmd(f *Factory) *cobra.Command {
 		newGetCmd(f, nil),
 		newStatusCmd(f, nil),
 		newCanaryCmd(f, nil),
+		newGateCmd(f, nil, nil),
 		newVersionCmd(f, nil),
 	)
 	completeFormats(root)

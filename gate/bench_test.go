@@ -1,0 +1,92 @@
+package gate
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/cfg-dev/cfg/gate/internal/cputime"
+)
+
+// BenchGate returns the JSON of a gate of n rules, each of three
+// restraints (a string set, a number and a version comparison), built so
+// that BenchUnit goes through all of them: the version restraint of every
+// rule but the last does not hold, and the last rule samples at 10 %. It
+// is the worst case for a gate of n rules: 3n restraints and the hash.
+func BenchGate(n int) string {
+	var rules []string
+	for i := range n {
+		v, percent := "9.0.0", 100
+		if i == n-1 {
+			v, percent = "2.3.0", 10
+		}
+		rules = append(rules, fmt.Sprintf(`{"name": "rule %d", "restraints": [
+		  {"condition": {"attr_in": {"attr": "country", "values": ["US", "CA", "MX"]}}},
+		  {"condition": {"number": {"attr": "friends", "op": "GE", "value": 100}}},
+		  {"condition": {"version": {"attr": "app_version", "op": "GE", "value": %q}}}], "percent": %d}`, i, v, percent))
+	}
+	return `{"salt": "feed/new_ranker", "rules": [` + strings.Join(rules, ",") + `]}`
+}
+
+// benchGateSmall returns the JSON of a gate of 3 rules and 3 restraints in
+// all, one a rule (a string set, a number, a version comparison): the
+// first two do not hold for BenchUnit, the last rule samples at 10 %.
+func benchGateSmall() string {
+	return `{"salt": "feed/new_ranker", "rules": [
+	  {"name": "rule 0", "restraints": [{"condition": {"attr_in": {"attr": "country", "values": ["FR", "DE", "IT"]}}}], "percent": 100},
+	  {"name": "rule 1", "restraints": [{"condition": {"number": {"attr": "friends", "op": "GE", "value": 1000}}}], "percent": 100},
+	  {"name": "rule 2", "restraints": [{"condition": {"version": {"attr": "app_version", "op": "GE", "value": "2.3.0"}}}], "percent": 10}]}`
+}
+
+// BenchUnit is the unit of the benchmarks: an ID and five attributes.
+var BenchUnit = Unit{ID: "user-12345", Attrs: []Attr{
+	StringAttr("country", "US"), BoolAttr("employee", false), NumberAttr("friends", 120),
+	StringAttr("app_version", "2.4.1"), StringAttr("locale", "en_US"),
+}}
+
+// BenchmarkCheck checks gates of 1, 3 and 10 rules of 3 restraints each,
+// in their worst case (BenchGate).
+func BenchmarkCheck(b *testing.B) {
+	for _, n := range []int{1, 3, 10} {
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			g := mustCompile(b, BenchGate(n), Options{})
+			if d := g.Check(BenchUnit); d.Rule != n-1 || d.Err != nil || !d.Sampled {
+				b.Fatalf("decision %+v", d)
+			}
+			b.ReportAllocs()
+			stop := cputime.Start(b)
+			for b.Loop() {
+				g.Check(BenchUnit)
+			}
+			stop()
+		})
+	}
+}
+
+// BenchmarkCheckSmall checks a gate of 3 rules and 3 restraints in all
+// (benchGateSmall), all evaluated.
+func BenchmarkCheckSmall(b *testing.B) {
+	g := mustCompile(b, benchGateSmall(), Options{})
+	if d := g.Check(BenchUnit); d.Rule != 2 || d.Err != nil || !d.Sampled {
+		b.Fatalf("decision %+v", d)
+	}
+	b.ReportAllocs()
+	stop := cputime.Start(b)
+	for b.Loop() {
+		g.Check(BenchUnit)
+	}
+	stop()
+}
+
+// BenchmarkHash is the floor of a sampling check: the hash of the unit's ID
+// after the gate's salt (hashed once, when the gate is compiled) and the
+// bucket.
+func BenchmarkHash(b *testing.B) {
+	p := newPrefix("feed/new_ranker")
+	b.ReportAllocs()
+	stop := cputime.Start(b)
+	for b.Loop() {
+		bucketOf(p.sum(BenchUnit.ID))
+	}
+	stop()
+}

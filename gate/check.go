@@ -1,0 +1,326 @@
+package gate
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Decision is the outcome of a check.
+type Decision struct {
+	// Pass says whether the feature is on for the unit. It is false when
+	// Err is set: a check that cannot decide fails closed.
+	Pass bool
+	// Rule is the index of the rule that decided, -1 if no rule held (or
+	// on error); RuleName its name.
+	Rule     int
+	RuleName string
+	// Buckets is the deciding rule's percentage in hundredths of a percent
+	// (0 to Buckets).
+	Buckets int
+	// Sampled says the deciding rule samples (its percentage is neither 0
+	// nor 100): the unit's bucket decided.
+	Sampled bool
+	// Err is why the check failed closed: ErrNoUnitID, an *AttrError, a
+	// *RestraintError, or, for a followed gate, ErrNotLoaded or the
+	// *CompileError of the gate as distributed.
+	Err error
+	// Version is the version of a followed gate that decided (Follow); nil
+	// for a Gate checked directly.
+	Version *Version
+}
+
+// Percent returns the deciding rule's percentage.
+func (d Decision) Percent() float64 { return float64(d.Buckets) / 100 }
+
+// ErrNoUnitID fails a check in which a rule or restraint that samples (a
+// percentage that is neither 0 nor 100, or a population) had to decide
+// for a unit without an ID: every such unit would fall in one bucket.
+var ErrNoUnitID = errors.New("the unit has no ID, and sampling needs one")
+
+// AttrError fails a check that read an attribute of the wrong type.
+type AttrError struct {
+	Attr string
+	Got  string // the value: `number 3`, `string "x"`, or its Go type
+	Want string // `a string`, `a semantic version`, ...
+}
+
+func (e *AttrError) Error() string {
+	return fmt.Sprintf("attribute %q: got %s, want %s", e.Attr, e.Got, e.Want)
+}
+
+// RestraintError fails a check in which an application's restraint
+// returned an error or panicked.
+type RestraintError struct {
+	Name string
+	Err  error
+}
+
+func (e *RestraintError) Error() string { return fmt.Sprintf("restraint %q: %v", e.Name, e.Err) }
+
+func (e *RestraintError) Unwrap() error { return e.Err }
+
+// Check decides whether the gate passes for u. The first rule whose
+// restraints all hold decides: the unit passes with the rule's percentage
+// (by its bucket, Bucket). A rule's restraints are evaluated cheapest
+// first, and a rule stops at the first that does not hold. A restraint that
+// cannot be evaluated (an attribute of the wrong type, an application's
+// restraint failing) fails the check closed, with the reason in Err,
+// unless another restraint of its rule does not hold (the rule then does
+// not hold whatever it would have said). Check never panics and, for units
+// whose checks succeed, allocates nothing.
+func (g *Gate) Check(u Unit) (d Decision) {
+	var e env
+	e.u = u
+	for i := range g.rules {
+		r := &g.rules[i]
+		switch r.holds(&e) {
+		case no:
+			continue
+		case unknown3:
+			return failClosed(r, why(&e))
+		}
+		d.Rule, d.RuleName, d.Buckets = i, r.name, r.buckets
+		switch {
+		case r.buckets == 0:
+		case r.buckets == Buckets:
+			d.Pass = true
+		case u.ID == "":
+			return failClosed(r, ErrNoUnitID)
+		default:
+			d.Sampled = true
+			d.Pass = bucketOf(g.pre.sum(u.ID)) < r.buckets
+		}
+		return d
+	}
+	d.Rule = -1
+	return d
+}
+
+// failClosed is the decision of a check that could not decide at rule r.
+// It is kept out of Check, whose frame stays small.
+//
+//go:noinline
+func failClosed(r *rule, err error) Decision {
+	return Decision{Rule: -1, Err: fmt.Errorf("rule %q: %w", r.name, err)}
+}
+
+// holds evaluates the rule's conjunction: no if a restraint does not hold;
+// unknown if none is false but one could not be evaluated (e.unknown is
+// the first such, and why tells why); yes otherwise. The conditions are
+// evaluated here rather than in a function per restraint: a check makes no
+// call per restraint but to look up an attribute the first time.
+func (r *rule) holds(e *env) tri {
+	var unknown *restraint
+	for i := range r.restraints {
+		x := &r.restraints[i]
+		v := unknown3
+		switch x.kind {
+		case condUnitIDs:
+			v = truth(e.u.ID != "" && x.contains(e.u.ID))
+		case condPopulation:
+			switch {
+			case x.buckets == 0:
+				v = no
+			case x.buckets == Buckets:
+				v = yes
+			case e.u.ID != "":
+				v = truth(bucketOf(x.pre.sum(e.u.ID)) < x.buckets)
+			}
+		case condCustom:
+			v = e.custom(x)
+		default:
+			// The attribute: from its slot once looked up (e.attr,
+			// written out so that it costs no call).
+			var a *Attr
+			if s := uint(x.slot); s < maxSlots && e.found[s] > 0 {
+				a = &e.u.Attrs[e.found[s]-1]
+			} else {
+				a = e.lookup(x)
+			}
+			switch {
+			case a == nil:
+				v = no
+			case x.kind == condAttrIn:
+				if a.kind == String {
+					v = truth(x.contains(a.s))
+				}
+			case x.kind == condAttrIs:
+				if a.kind == Bool {
+					v = truth(a.n == x.num)
+				}
+			case x.kind == condNumber:
+				if a.kind == Number && a.n == a.n { // not NaN
+					v = truth(compare(x.op, cmpFloat(a.n, x.num)))
+				}
+			case x.kind == condVersion:
+				if a.kind != String {
+					break
+				}
+				if x.slot < 0 || int(e.verSlot) != x.slot+1 { // not parsed yet
+					e.parseVersion(x, a)
+				}
+				if e.verOK {
+					v = truth(compare(x.op, compareVersions(&e.ver, &x.ver)))
+				}
+			}
+		}
+		switch {
+		case v == unknown3:
+			if unknown == nil {
+				unknown = x
+			}
+		case (v == yes) == x.negate:
+			return no
+		}
+	}
+	if unknown != nil {
+		e.unknown = unknown
+		return unknown3
+	}
+	return yes
+}
+
+// tri is a truth value that may be unknown: a restraint that could not be
+// evaluated.
+type tri uint8
+
+const (
+	no tri = iota
+	yes
+	unknown3
+)
+
+func truth(b bool) tri {
+	if b {
+		return yes
+	}
+	return no
+}
+
+// env is one check's unit, with the attributes it has looked up: each
+// attribute a gate reads has a slot (restraint.slot), so that restraints
+// reading the same attribute look it up once.
+type env struct {
+	u     Unit
+	found [maxSlots]int8 // 0: not looked up; -1: absent; i+1: u.Attrs[i]
+	// verSlot is the slot of the attribute whose version ver holds,
+	// parsed (verOK) or not, plus one; 0 for none. Gates rarely read more
+	// than one version attribute, and read it in several rules.
+	verSlot int8
+	verOK   bool
+	ver     version
+	// unknown is the restraint that could not be evaluated, and customErr
+	// the error of the application's restraint that failed.
+	unknown   *restraint
+	customErr error
+}
+
+// lookup finds the attribute r reads, and remembers where in its slot.
+func (e *env) lookup(r *restraint) *Attr {
+	if r.slot >= 0 && e.found[r.slot] < 0 {
+		return nil
+	}
+	i := e.u.find(r.attr)
+	if r.slot >= 0 && i < 127 {
+		e.found[r.slot] = int8(i) + 1
+		if i < 0 {
+			e.found[r.slot] = -1
+		}
+	}
+	if i < 0 {
+		return nil
+	}
+	return &e.u.Attrs[i]
+}
+
+// parseVersion parses the version attribute a that r reads into e.ver:
+// once per check when r has a slot.
+func (e *env) parseVersion(r *restraint, a *Attr) {
+	e.verOK = e.ver.parse(a.s)
+	if r.slot >= 0 {
+		e.verSlot = int8(r.slot + 1)
+	}
+}
+
+// custom evaluates an application's restraint.
+func (e *env) custom(r *restraint) tri {
+	ok, err := callCustom(r.name, r.custom, e.u)
+	if err != nil {
+		e.customErr = err
+		return unknown3
+	}
+	return truth(ok)
+}
+
+// why returns the error of the restraint that could not be evaluated.
+//
+//go:noinline
+func why(e *env) error {
+	r := e.unknown
+	switch r.kind {
+	case condPopulation:
+		return ErrNoUnitID
+	case condCustom:
+		return e.customErr
+	}
+	a, _ := e.u.Attr(r.attr)
+	want := map[condKind]string{condAttrIn: "a string", condAttrIs: "a bool", condNumber: "a number", condVersion: "a semantic version"}[r.kind]
+	return &AttrError{Attr: r.attr, Got: a.describe(), Want: want}
+}
+
+func (r *restraint) contains(s string) bool {
+	if r.set != nil {
+		_, ok := r.set[s]
+		return ok
+	}
+	for _, x := range r.strs {
+		if len(x) == len(s) && (len(s) == 0 || x[0] == s[0]) && x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// compare applies op to the result c of comparing attribute and value.
+func compare(op Op, c int) bool {
+	switch op {
+	case LT:
+		return c < 0
+	case LE:
+		return c <= 0
+	case EQ:
+		return c == 0
+	case NE:
+		return c != 0
+	case GE:
+		return c >= 0
+	case GT:
+		return c > 0
+	}
+	return false
+}
+
+// callCustom runs an application's restraint, turning an error or a panic
+// into a *RestraintError.
+func callCustom(name string, fn Restraint, u Unit) (ok bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			ok, err = false, &RestraintError{Name: name, Err: fmt.Errorf("panic: %v", p)}
+		}
+	}()
+	ok, err = fn(u)
+	if err != nil {
+		err = &RestraintError{Name: name, Err: err}
+	}
+	return ok, err
+}

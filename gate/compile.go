@@ -1,0 +1,463 @@
+package gate
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/cfg-dev/cfg/diag"
+)
+
+// Restraint is an application's own restraint: it reports whether it holds
+// for the unit. An error fails the check closed, with the error as the
+// reason; so does a panic.
+type Restraint func(u Unit) (bool, error)
+
+// NewRestraint makes the Restraint a gate asks for by name, with the
+// gate's parameters; an error (a parameter missing or malformed) stops the
+// gate from loading, with the error as the reason.
+type NewRestraint func(params map[string]string) (Restraint, error)
+
+// Options configure Compile.
+type Options struct {
+	// Restraints are the application's restraints, by the name gates use
+	// (Custom.name). A gate naming one that is not here does not compile.
+	Restraints map[string]NewRestraint
+}
+
+// CompileError is a gate that cannot be evaluated: Field is where in the
+// gate's JSON ("rules[2].restraints[0].condition.version.value").
+type CompileError struct {
+	Field string
+	Msg   string
+}
+
+func (e *CompileError) Error() string {
+	if e.Field == "" {
+		return e.Msg
+	}
+	return e.Field + ": " + e.Msg
+}
+
+// Gate is a gate compiled for evaluation. It is immutable and safe for
+// concurrent use.
+type Gate struct {
+	salt        string
+	description string
+	pre         prefix
+	rules       []rule
+	attrs       map[string]Kind
+}
+
+type rule struct {
+	name       string
+	restraints []restraint // cheapest first
+	buckets    int         // percent * 100
+}
+
+// condKind is a restraint's condition; the order is the order in which a
+// rule evaluates its restraints, cheapest first.
+type condKind uint8
+
+const (
+	condAttrIs condKind = iota
+	condAttrIn
+	condNumber
+	condUnitIDs
+	condVersion
+	condPopulation
+	condCustom
+)
+
+// Op compares an attribute with a value (Op in gate.thrift).
+type Op uint8
+
+// Comparison operators.
+const (
+	LT Op = iota + 1
+	LE
+	EQ
+	NE
+	GE
+	GT
+)
+
+var opNames = map[string]Op{"LT": LT, "LE": LE, "EQ": EQ, "NE": NE, "GE": GE, "GT": GT}
+
+func (o Op) String() string {
+	return [...]string{"?", "<", "<=", "==", "!=", ">=", ">"}[o]
+}
+
+// smallSet is the size up to which a set of strings is searched linearly.
+const smallSet = 8
+
+type restraint struct {
+	// What every check reads first, together.
+	kind   condKind
+	negate bool
+	op     Op
+	slot   int      // the attribute's slot in env.found, or -1
+	num    float64  // number: the value; attr_is: 1 for true
+	strs   []string // attr_in, unit_ids: up to smallSet values
+	attr   string
+
+	set     map[string]struct{} // attr_in, unit_ids: more than smallSet
+	ver     version             // version
+	buckets int                 // population
+	pre     prefix              // population: its salt
+	custom  Restraint
+	name    string // custom
+}
+
+// maxSlots is how many attributes of a gate a check remembers the lookup
+// of; restraints reading others look them up every time.
+const maxSlots = 16
+
+// JSON as the compiler writes a Gate (stdlib/gate.thrift).
+type (
+	jsonGate struct {
+		Salt        *string    `json:"salt"`
+		Rules       []jsonRule `json:"rules"`
+		Description string     `json:"description"`
+	}
+	jsonRule struct {
+		Name       *string         `json:"name"`
+		Restraints []jsonRestraint `json:"restraints"`
+		Percent    *float64        `json:"percent"`
+	}
+	jsonRestraint struct {
+		Condition *jsonCondition `json:"condition"`
+		Negate    bool           `json:"negate"`
+	}
+	jsonCondition struct {
+		UnitIDs *[]string `json:"unit_ids"`
+		AttrIn  *struct {
+			Attr   string   `json:"attr"`
+			Values []string `json:"values"`
+		} `json:"attr_in"`
+		AttrIs *struct {
+			Attr  string `json:"attr"`
+			Value *bool  `json:"value"`
+		} `json:"attr_is"`
+		Number *struct {
+			Attr  string   `json:"attr"`
+			Op    string   `json:"op"`
+			Value *float64 `json:"value"`
+		} `json:"number"`
+		Version *struct {
+			Attr  string `json:"attr"`
+			Op    string `json:"op"`
+			Value string `json:"value"`
+		} `json:"version"`
+		Population *struct {
+			Salt    string   `json:"salt"`
+			Percent *float64 `json:"percent"`
+		} `json:"population"`
+		Custom *struct {
+			Name   string            `json:"name"`
+			Params map[string]string `json:"params"`
+		} `json:"custom"`
+	}
+)
+
+// Compile compiles a gate from its JSON, as the compiler writes a Gate of
+// @cfg//gate.thrift, checking what the schema's validators check (so a gate
+// from anywhere else is held to the same rules) and that every custom
+// restraint it names is in opts.Restraints and accepts its parameters.
+func Compile(data []byte, opts Options) (*Gate, error) {
+	var jg jsonGate
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&jg); err != nil {
+		return nil, &CompileError{Msg: "not a Gate of @cfg//gate.thrift: " + err.Error()}
+	}
+	if dec.More() {
+		return nil, &CompileError{Msg: "not a Gate of @cfg//gate.thrift: data after the JSON value"}
+	}
+	c := gateCompiler{opts: opts, attrs: map[string]Kind{}, attrAt: map[string]string{}, slots: map[string]int{}}
+	g := c.gate(&jg)
+	if c.err != nil {
+		return nil, c.err
+	}
+	return g, nil
+}
+
+type gateCompiler struct {
+	opts   Options
+	err    *CompileError
+	attrs  map[string]Kind   // how each attribute is read
+	attrAt map[string]string // where it was first read so
+	slots  map[string]int    // each attribute's slot
+}
+
+func (c *gateCompiler) fail(field, format string, args ...any) {
+	if c.err == nil {
+		c.err = &CompileError{Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
+}
+
+func (c *gateCompiler) gate(jg *jsonGate) *Gate {
+	switch {
+	case jg.Salt == nil:
+		c.fail("salt", "missing")
+	case *jg.Salt == "":
+		c.fail("salt", "must not be empty")
+	case jg.Rules == nil:
+		c.fail("rules", "missing")
+	case len(jg.Rules) == 0:
+		c.fail("rules", "a gate needs at least one rule")
+	}
+	if c.err != nil {
+		return nil
+	}
+	g := &Gate{salt: *jg.Salt, description: jg.Description, pre: newPrefix(*jg.Salt), attrs: c.attrs}
+	names := map[string]bool{}
+	for i := range jg.Rules {
+		field := fmt.Sprintf("rules[%d]", i)
+		jr := &jg.Rules[i]
+		r := rule{}
+		switch {
+		case jr.Name == nil:
+			c.fail(field+".name", "missing")
+		case *jr.Name == "":
+			c.fail(field+".name", "a rule needs a name")
+		case names[*jr.Name]:
+			c.fail(field+".name", "two rules are named %q", *jr.Name)
+		case jr.Percent == nil:
+			c.fail(field+".percent", "missing")
+		default:
+			r.name = *jr.Name
+			names[r.name] = true
+			r.buckets = c.percent(field+".percent", *jr.Percent)
+		}
+		if len(jr.Restraints) == 0 && i < len(jg.Rules)-1 && jr.Name != nil && jg.Rules[i+1].Name != nil {
+			c.fail(field+".restraints", "rule %q holds for every unit, so the rules after it (%q first) can never decide", r.name, *jg.Rules[i+1].Name)
+		}
+		for j := range jr.Restraints {
+			r.restraints = append(r.restraints, c.restraint(fmt.Sprintf("%s.restraints[%d]", field, j), &jr.Restraints[j]))
+		}
+		slices.SortStableFunc(r.restraints, func(a, b restraint) int { return int(a.kind) - int(b.kind) })
+		g.rules = append(g.rules, r)
+	}
+	return g
+}
+
+// percent converts a percentage to buckets: it must be in [0, 100] and a
+// multiple of 0.01.
+func (c *gateCompiler) percent(field string, p float64) int {
+	x := p * 100
+	n := math.Round(x)
+	switch {
+	case !(p >= 0 && p <= 100):
+		c.fail(field, "got %v, want a percentage in [0, 100]", p)
+	case math.Abs(x-n) > 1e-6:
+		c.fail(field, "got %v, want a multiple of 0.01", p)
+	}
+	return int(n)
+}
+
+func (c *gateCompiler) readAs(field string, r *restraint, k Kind) {
+	attr := r.attr
+	r.slot = -1
+	if s, ok := c.slots[attr]; ok {
+		r.slot = s
+	} else if len(c.slots) < maxSlots {
+		r.slot = len(c.slots)
+		c.slots[attr] = r.slot
+	}
+	if attr == "" {
+		c.fail(field+".attr", "must not be empty")
+		return
+	}
+	if prev, ok := c.attrs[attr]; ok && prev != k {
+		c.fail(field+".attr", "attribute %q is read as a %s here, and as a %s at %s: a unit cannot satisfy both", attr, k, prev, c.attrAt[attr])
+		return
+	}
+	if _, ok := c.attrs[attr]; !ok {
+		c.attrs[attr] = k
+		c.attrAt[attr] = field
+	}
+}
+
+func (c *gateCompiler) op(field, name string) Op {
+	op, ok := opNames[name]
+	if !ok {
+		c.fail(field, "got %q, want one of LT, LE, EQ, NE, GE, GT", name)
+	}
+	return op
+}
+
+func (c *gateCompiler) restraint(field string, jr *jsonRestraint) restraint {
+	r := restraint{negate: jr.Negate, slot: -1}
+	jc := jr.Condition
+	if jc == nil {
+		c.fail(field+".condition", "missing")
+		return r
+	}
+	field += ".condition"
+	var set []string
+	for name, isSet := range map[string]bool{
+		"unit_ids": jc.UnitIDs != nil, "attr_in": jc.AttrIn != nil, "attr_is": jc.AttrIs != nil, "number": jc.Number != nil,
+		"version": jc.Version != nil, "population": jc.Population != nil, "custom": jc.Custom != nil,
+	} {
+		if isSet {
+			set = append(set, name)
+		}
+	}
+	if len(set) != 1 {
+		slices.Sort(set)
+		c.fail(field, "got %d members (%s), want one", len(set), strings.Join(set, ", "))
+		return r
+	}
+	switch {
+	case jc.UnitIDs != nil:
+		r.kind = condUnitIDs
+		c.strings(field+".unit_ids", *jc.UnitIDs, &r)
+	case jc.AttrIn != nil:
+		r.kind, r.attr = condAttrIn, jc.AttrIn.Attr
+		c.readAs(field+".attr_in", &r, String)
+		c.strings(field+".attr_in.values", jc.AttrIn.Values, &r)
+	case jc.AttrIs != nil:
+		r.kind, r.attr = condAttrIs, jc.AttrIs.Attr
+		c.readAs(field+".attr_is", &r, Bool)
+		if jc.AttrIs.Value == nil || *jc.AttrIs.Value {
+			r.num = 1
+		}
+	case jc.Number != nil:
+		r.kind, r.attr = condNumber, jc.Number.Attr
+		c.readAs(field+".number", &r, Number)
+		r.op = c.op(field+".number.op", jc.Number.Op)
+		if jc.Number.Value == nil {
+			c.fail(field+".number.value", "missing")
+		} else {
+			r.num = *jc.Number.Value
+		}
+	case jc.Version != nil:
+		r.kind, r.attr = condVersion, jc.Version.Attr
+		c.readAs(field+".version", &r, String)
+		r.op = c.op(field+".version.op", jc.Version.Op)
+		v, ok := parseVersion(jc.Version.Value)
+		if !ok {
+			c.fail(field+".version.value", "got %q, want a semantic version (MAJOR.MINOR.PATCH, optionally -PRERELEASE and +BUILD)", jc.Version.Value)
+		}
+		// The pre-release must not keep the JSON text alive.
+		v.pre = strings.Clone(v.pre)
+		r.ver = v
+	case jc.Population != nil:
+		r.kind = condPopulation
+		if jc.Population.Salt == "" {
+			c.fail(field+".population.salt", "must not be empty")
+		}
+		r.pre = newPrefix(jc.Population.Salt)
+		if jc.Population.Percent == nil {
+			c.fail(field+".population.percent", "missing")
+		} else {
+			r.buckets = c.percent(field+".population.percent", *jc.Population.Percent)
+		}
+	case jc.Custom != nil:
+		r.kind, r.name = condCustom, jc.Custom.Name
+		newR, ok := c.opts.Restraints[r.name]
+		if !ok {
+			known := slices.Sorted(maps.Keys(c.opts.Restraints))
+			list := "none"
+			if len(known) > 0 {
+				list = strings.Join(known, ", ")
+			}
+			c.fail(field+".custom.name", "restraint %q is not registered by this application%s (registered: %s)", r.name, diag.DidYouMean(r.name, known), list)
+			return r
+		}
+		params := jc.Custom.Params
+		if params == nil {
+			params = map[string]string{}
+		}
+		fn, err := newRestraint(newR, params)
+		if err != nil {
+			c.fail(field+".custom.params", "restraint %q: %v", r.name, err)
+		} else if fn == nil {
+			c.fail(field+".custom", "restraint %q: its constructor returned no restraint", r.name)
+		}
+		r.custom = fn
+	}
+	return r
+}
+
+// newRestraint calls an application's constructor, turning a panic into
+// an error.
+func newRestraint(newR NewRestraint, params map[string]string) (fn Restraint, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			fn, err = nil, fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return newR(params)
+}
+
+func (c *gateCompiler) strings(field string, values []string, r *restraint) {
+	if len(values) == 0 {
+		c.fail(field, "needs at least one value")
+		return
+	}
+	if len(values) <= smallSet {
+		r.strs = slices.Clone(values)
+	} else {
+		r.set = make(map[string]struct{}, len(values))
+		for _, v := range values {
+			r.set[v] = struct{}{}
+		}
+	}
+	if r.kind == condUnitIDs && slices.Contains(values, "") {
+		c.fail(field, "an ID must not be empty")
+	}
+}
+
+// CustomNames returns the names of the application's restraints that the
+// gate's JSON names, sorted and without repeats, so that a tool can
+// register stand-ins for them before compiling it. JSON that is not a gate
+// names none (Compile says what is wrong with it).
+func CustomNames(data []byte) []string {
+	var jg jsonGate
+	if json.Unmarshal(data, &jg) != nil {
+		return nil
+	}
+	var names []string
+	for _, r := range jg.Rules {
+		for _, x := range r.Restraints {
+			if c := x.Condition; c != nil && c.Custom != nil && !slices.Contains(names, c.Custom.Name) {
+				names = append(names, c.Custom.Name)
+			}
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Salt returns the gate's salt.
+func (g *Gate) Salt() string { return g.salt }
+
+// Description returns the gate's description.
+func (g *Gate) Description() string { return g.description }
+
+// RuleInfo describes one rule of a gate.
+type RuleInfo struct {
+	Name    string
+	Percent float64
+	// Restraints is how many restraints the rule has.
+	Restraints int
+}
+
+// Rules describes the gate's rules, in order.
+func (g *Gate) Rules() []RuleInfo {
+	out := make([]RuleInfo, len(g.rules))
+	for i, r := range g.rules {
+		out[i] = RuleInfo{Name: r.name, Percent: float64(r.buckets) / 100, Restraints: len(r.restraints)}
+	}
+	return out
+}
+
+// AttrKinds returns the attributes the gate's built-in restraints read, with
+// the type each reads its attribute as (a version is a String).
+func (g *Gate) AttrKinds() map[string]Kind { return maps.Clone(g.attrs) }

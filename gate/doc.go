@@ -1,0 +1,64 @@
+// Package gate evaluates feature gates in-process: gates are configs (a Gate
+// of @cfg//gate.thrift, compiled like any other config, reviewed, canaried
+// and distributed), compiled once from their JSON into an evaluator and
+// checked for a unit (a user, an account, a device) with no network call.
+//
+// It offers:
+//
+//   - Compile: a gate's JSON to a *Gate, checked as the schema's validators
+//     check it, with the application's own restraints (Options.Restraints);
+//   - Gate.Check: the decision for a Unit (an ID and typed attributes),
+//     with the deciding rule, whether sampling decided, and, when the check
+//     cannot decide, the reason (it then fails closed: Pass is false);
+//   - Follow: a gate followed through the client library (package client),
+//     swapped atomically on every version the agent delivers (commits,
+//     canary overrides and their removal), read without locks, and kept
+//     working from the agent's cache when everything upstream is down;
+//   - Hash and Bucket: the sampling function;
+//   - Sample: pass rates of a gate over synthetic units, per rule;
+//   - CustomNames: the application's restraints a gate names, for tools
+//     that stand in for them.
+//
+// # Evaluation
+//
+// A gate is an ordered list of rules; a rule is a conjunction of
+// restraints, each possibly negated, and a percentage. The first rule whose
+// restraints all hold decides: the unit passes with that percentage. When
+// no rule holds, the unit does not pass. Built-in restraints are: the unit's
+// ID in a set; a string attribute in a set; a boolean attribute being true
+// (or false); a numeric attribute compared with a number; a
+// semantic-version attribute compared with a version; the unit being in the
+// first percent of another gate's population (by that gate's salt); and
+// restraints the application registers by name. A restraint on an
+// attribute the unit does not have does not hold.
+//
+// A rule evaluates its restraints cheapest first (boolean, set and number
+// tests, then unit IDs, versions, populations, and the application's
+// restraints last) and stops at the first that does not hold. A restraint
+// that cannot be evaluated (an attribute of the wrong type, a version that
+// does not parse, sampling without a unit ID, an application's restraint
+// that fails or panics) makes its rule unknown, unless another of the
+// rule's restraints does not hold; an unknown rule before the deciding one
+// fails the check closed, with the reason.
+//
+// # Sampling
+//
+// A unit passes a rule of percentage p when its bucket is below p × 100.
+// Its bucket is floor(h × 10000 / 2^32), where h is MurmurHash3 (x86_32,
+// seed 0) of the UTF-8 bytes of the gate's salt immediately followed by
+// those of the unit's ID, read as an unsigned 32-bit integer. So a
+// unit's answer never changes while the gate does not; raising a
+// percentage only adds units (a unit in at 1 % is in at 10 %); gates with
+// different salts sample independently. Only integers are involved: the
+// test is h × 10000 < p × 100 × 2^32, which needs 46 bits, exact in every
+// language (JavaScript's doubles included).
+//
+// This agrees with flagd's fractional operation (flagd 0.15.0 and later,
+// and the OpenFeature flagd providers of that release): a unit passes
+// exactly when {"fractional": [{"cat": [SALT, {"var": "targetingKey"}]},
+// ["on", P], ["off", 10000 - P]]} resolves to "on" for a targeting key
+// equal to the unit's ID, with P = p × 100; that is, for a flagd flag
+// whose key is the salt, {"fractional": [["on", P], ["off", 10000 - P]]}.
+// testdata/sampling.json holds inputs and expected hashes and buckets for
+// other runtimes.
+package gate

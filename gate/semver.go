@@ -1,0 +1,181 @@
+package gate
+
+import "strings"
+
+// version is a semantic version (semver.org 2.0.0) read without allocating:
+// the numbers, and the pre-release as the substring of the text it came
+// from. Build metadata is dropped: it plays no part in precedence.
+type version struct {
+	major, minor, patch uint64
+	pre                 string // "" for a release
+}
+
+// parseVersion reads MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD], with an
+// optional leading "v". Numbers have no leading zeros (numeric pre-release
+// identifiers neither); identifiers are non-empty ASCII letters, digits
+// and hyphens.
+func parseVersion(s string) (version, bool) {
+	var v version
+	ok := v.parse(s)
+	return v, ok
+}
+
+// parse sets v to the version s, and reports whether s is one; it writes
+// in place, so that a check copies no version.
+func (v *version) parse(s string) bool {
+	*v = version{}
+	if len(s) > 0 && s[0] == 'v' {
+		s = s[1:]
+	}
+	var ok bool
+	if v.major, s, ok = number(s); !ok || len(s) == 0 || s[0] != '.' {
+		return false
+	}
+	if v.minor, s, ok = number(s[1:]); !ok || len(s) == 0 || s[0] != '.' {
+		return false
+	}
+	if v.patch, s, ok = number(s[1:]); !ok {
+		return false
+	}
+	if len(s) == 0 {
+		return true
+	}
+	if s[0] == '-' {
+		pre := s[1:]
+		s = ""
+		if i := strings.IndexByte(pre, '+'); i >= 0 {
+			pre, s = pre[:i], pre[i:]
+		}
+		if !identifiers(pre, false) {
+			return false
+		}
+		v.pre = pre
+	}
+	if s != "" && (s[0] != '+' || !identifiers(s[1:], true)) {
+		return false
+	}
+	return true
+}
+
+// number reads a decimal number without leading zeros at the start of s.
+func number(s string) (uint64, string, bool) {
+	i := 0
+	var n uint64
+	for ; i < len(s) && s[i]-'0' <= 9; i++ {
+		if i == 19 { // more digits than fit
+			return 0, s, false
+		}
+		n = n*10 + uint64(s[i]-'0')
+	}
+	if i == 0 || (i > 1 && s[0] == '0') {
+		return 0, s, false
+	}
+	return n, s[i:], true
+}
+
+// identifiers checks a dot-separated list of identifiers; numeric ones may
+// have leading zeros only in build metadata.
+func identifiers(s string, leadingZeros bool) bool {
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) && s[i] != '.' {
+			c := s[i]
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-') {
+				return false
+			}
+			continue
+		}
+		id := s[start:i]
+		if id == "" || !leadingZeros && len(id) > 1 && id[0] == '0' && allDigits(id) {
+			return false
+		}
+		start = i + 1
+	}
+	return true
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// compareVersions orders versions by semantic-version precedence.
+func compareVersions(a, b *version) int {
+	switch {
+	case a.major != b.major:
+		return cmpUint(a.major, b.major)
+	case a.minor != b.minor:
+		return cmpUint(a.minor, b.minor)
+	case a.patch != b.patch:
+		return cmpUint(a.patch, b.patch)
+	}
+	// A pre-release has lower precedence than the release.
+	switch {
+	case a.pre == b.pre:
+		return 0
+	case a.pre == "":
+		return 1
+	case b.pre == "":
+		return -1
+	}
+	x, y := a.pre, b.pre
+	for {
+		var ix, iy string
+		ix, x = nextIdent(x)
+		iy, y = nextIdent(y)
+		if c := compareIdents(ix, iy); c != 0 {
+			return c
+		}
+		switch {
+		case x == "" && y == "":
+			return 0
+		case x == "":
+			return -1 // fewer identifiers: lower precedence
+		case y == "":
+			return 1
+		}
+	}
+}
+
+func nextIdent(s string) (string, string) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '.' {
+			return s[:i], s[i+1:]
+		}
+	}
+	return s, ""
+}
+
+// compareIdents compares pre-release identifiers: numeric ones
+// numerically, and below alphanumeric ones, which compare in ASCII order.
+func compareIdents(a, b string) int {
+	na, nb := allDigits(a), allDigits(b)
+	switch {
+	case na && nb:
+		if len(a) != len(b) { // no leading zeros: longer is larger
+			return cmpUint(uint64(len(a)), uint64(len(b)))
+		}
+	case na:
+		return -1
+	case nb:
+		return 1
+	}
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func cmpUint(a, b uint64) int {
+	if a < b {
+		return -1
+	}
+	return 1
+}
