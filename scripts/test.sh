@@ -51,11 +51,13 @@ go vet ./...
 echo "== staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 # Tests run through testreport: go test's usual output, then every test
-# that was skipped, and why.
+# that was skipped, and why. The end-to-end tests of cmd/cfg run for several
+# minutes (more under the race detector on a loaded machine), so a package
+# gets 30 minutes rather than go test's default 10.
 report=$(mktemp -d)
 trap 'rm -rf "$report"' EXIT
 go build -o "$report/testreport" ./internal/testreport
 echo "== go test"
-go test -count=1 -json ./... | "$report/testreport"
+go test -count=1 -timeout 30m -json ./... | "$report/testreport"
 echo "== go test -race (concurrent packages)"
-go test -count=1 -race -json ./repo ./compiler ./schema ./validate ./gitrepo ./store ./daemon ./agent/... ./client ./canary/... ./gate/... ./cmd/cfg/... ./internal/baseline | "$report/testreport"
+go test -count=1 -timeout 30m -race -json ./repo ./compiler ./schema ./validate ./gitrepo ./store ./daemon ./agent/... ./client ./canary/... ./gate/... ./cmd/cfg/... ./internal/baseline | "$report/testreport"

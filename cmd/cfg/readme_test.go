@@ -604,6 +604,9 @@ func checkLoadOutput(t *testing.T, b block) {
 	if testing.Short() {
 		t.Skip("builds and runs load")
 	}
+	if raceEnabled {
+		t.Skip("runs a program built without the race detector")
+	}
 	load := exampleBinary(t, "canary/load")
 	srv := startTestServer(t)
 	out, err := exec.Command(load, "-targets", srv, "-duration", "1s").CombinedOutput()
@@ -730,6 +733,11 @@ func shellWords(s string) []string {
 func checkCanaryDemo(t *testing.T, b block) {
 	if testing.Short() {
 		t.Skip("runs the canary demo: a daemon, six agents, six services, two canaries")
+	}
+	if raceEnabled {
+		// The demo's programs are built by the block, without the race
+		// detector: a race build of this test adds nothing but time.
+		t.Skip("runs programs built without the race detector")
 	}
 	for _, tool := range []string{"bash", "git", "go"} {
 		if _, err := exec.LookPath(tool); err != nil {

@@ -79,6 +79,19 @@ func (r *reporter) event(e event) {
 		case "fail":
 			delete(r.started, e.Package)
 			r.ok = false
+			// Tests that never ended (a timeout's panic, a crash):
+			// what they printed says why.
+			var running []testKey
+			for k := range r.output {
+				if k.pkg == e.Package {
+					running = append(running, k)
+				}
+			}
+			slices.SortFunc(running, func(a, b testKey) int { return strings.Compare(a.test, b.test) })
+			for _, k := range running {
+				fmt.Fprint(r.w, strings.Join(r.output[k], ""))
+				r.forget(k)
+			}
 		}
 	case e.Action == "output":
 		if strings.HasPrefix(e.Output, "=== ") {

@@ -73,6 +73,28 @@ skipped 2 tests:
 	}
 }
 
+// TestReportTimeout checks that the output of a test that never ended
+// (the panic of go test's timeout) is shown when its package fails.
+func TestReportTimeout(t *testing.T) {
+	in := `{"Action":"start","Package":"p"}
+{"Action":"run","Package":"p","Test":"TestSlow"}
+{"Action":"output","Package":"p","Test":"TestSlow","Output":"=== RUN   TestSlow\n"}
+{"Action":"output","Package":"p","Test":"TestSlow","Output":"panic: test timed out after 10m0s\n"}
+{"Action":"output","Package":"p","Test":"TestSlow","Output":"\trunning tests:\n\t\tTestSlow (10m0s)\n"}
+{"Action":"output","Package":"p","Output":"FAIL\tp\t600.1s\n"}
+{"Action":"fail","Package":"p"}
+`
+	var out strings.Builder
+	ok, err := report(strings.NewReader(in), &out)
+	if err != nil || ok {
+		t.Fatalf("report: ok %v, %v", ok, err)
+	}
+	want := "FAIL\tp\t600.1s\npanic: test timed out after 10m0s\n\trunning tests:\n\t\tTestSlow (10m0s)\n"
+	if out.String() != want {
+		t.Errorf("report:\n%q\nwant\n%q", out.String(), want)
+	}
+}
+
 // TestScriptSaysWhatItSkips runs scripts/test.sh --check without
 // prometheus on PATH: it says which tests will be skipped and how to
 // install what they need; with prometheus on PATH it says nothing of it.
