@@ -65,7 +65,8 @@ type Config struct {
 	Branch string
 	// DataDir holds the store (StoreFile); it is made if missing.
 	DataDir string
-	// Token authorizes writes (POST, PUT, DELETE); it must not be empty.
+	// Token authorizes writes (POST, PUT, DELETE). Without one the daemon
+	// is read-only: it answers every write with 403 (ReadOnlyMessage).
 	Token string
 	// Heartbeat is the interval of heartbeat events on watch streams
 	// (DefaultHeartbeat if zero).
@@ -160,9 +161,6 @@ type Daemon struct {
 // whole (store.OpenBolt): a damaged store is a store.DamagedError. The
 // tailer starts with the first Serve.
 func New(cfg Config) (*Daemon, error) {
-	if cfg.Token == "" {
-		return nil, errors.New("no token: the daemon needs one to authorize writes")
-	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("no data directory")
 	}
@@ -257,6 +255,9 @@ func New(cfg Config) (*Daemon, error) {
 	d.hub = newHub(cfg.WatchBuffer, cfg.WatchQueueBytes)
 	d.reason.Store(fmt.Sprintf("the tailer has not read branch %q yet", cfg.Branch))
 	d.handler = d.routes()
+	if cfg.Token == "" {
+		log.Warn("read-only: started without a token; writes (host reports, canary overrides and runs) are refused with 403 until cfg serve is started with --token-file FILE or CFG_TOKEN")
+	}
 	return d, nil
 }
 
