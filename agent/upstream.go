@@ -324,10 +324,10 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, gen uin
 		})
 	}
 
-	dec := json.NewDecoder(&activityReader{r: resp.Body, timer: timer, d: a.cfg.HeartbeatTimeout})
+	events := wire.NewEventReader(&activityReader{r: resp.Body, timer: timer, d: a.cfg.HeartbeatTimeout})
 	for {
-		var ev wire.Event
-		if err := dec.Decode(&ev); err != nil {
+		ev, err := events.Next()
+		if err != nil {
 			if err == io.EOF {
 				err = errors.New("daemon closed the watch")
 			}

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cfg-dev/cfg/store"
 	"github.com/cfg-dev/cfg/wire"
 )
 
@@ -81,8 +80,8 @@ func (d *Daemon) do(ctx context.Context, method, path string, body, out any) err
 }
 
 // Hosts returns the hosts that report to the daemon.
-func (d *Daemon) Hosts(ctx context.Context) ([]store.Host, error) {
-	var hosts []store.Host
+func (d *Daemon) Hosts(ctx context.Context) ([]wire.Host, error) {
+	var hosts []wire.Host
 	return hosts, d.do(ctx, http.MethodGet, "/v1/hosts", nil, &hosts)
 }
 

@@ -323,11 +323,11 @@ func (c *Client) watchAgent(ctx context.Context, name string, deliver func(Confi
 	if resp.StatusCode != http.StatusOK {
 		return false, agentError(resp)
 	}
-	dec := json.NewDecoder(resp.Body)
+	events := wire.NewEventReader(resp.Body)
 	for {
 		timer.Reset(c.idleTimeout)
-		var ev wire.Event
-		if err := dec.Decode(&ev); err != nil {
+		ev, err := events.Next()
+		if err != nil {
 			return true, err
 		}
 		for _, wc := range ev.Configs {

@@ -261,9 +261,9 @@ func (d *Daemon) handleHostReport(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Daemon) handleHosts(w http.ResponseWriter, r *http.Request) {
-	hosts := d.hosts.list()
-	if hosts == nil {
-		hosts = []store.Host{}
+	hosts := []wire.Host{}
+	for _, h := range d.hosts.list() {
+		hosts = append(hosts, wireHost(h))
 	}
 	writeJSON(w, hosts)
 }

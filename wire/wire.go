@@ -179,3 +179,17 @@ const (
 	RunReverted   = "reverted" // landed, then reverted when its bake failed
 	RunFailed     = "failed"   // ended by an error
 )
+
+// Host is what an agent last reported about itself, as GET /v1/hosts
+// lists it.
+type Host struct {
+	Name     string            `json:"host"`
+	Labels   map[string]string `json:"labels"`
+	Configs  []string          `json:"configs"`
+	Applied  int64             `json:"applied"`
+	LastSeen time.Time         `json:"last_seen"`
+	// Metrics is where the host's application metrics are scraped.
+	Metrics string `json:"metrics,omitempty"`
+	// Overrides are the overrides the host's agent serves.
+	Overrides []AppliedOverride `json:"overrides,omitempty"`
+}

@@ -334,17 +334,11 @@ func (d *Daemon) watch(w http.ResponseWriter, r *http.Request) {
 	heartbeat := d.heartbeat
 	d.mu.Unlock()
 
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	enc := json.NewEncoder(w)
-	flush := func() { http.NewResponseController(w).Flush() }
-	send := func(ev wire.Event) error {
-		if err := enc.Encode(ev); err != nil {
-			return err
-		}
-		flush()
-		return nil
+	events := wire.NewEventWriter(w, 0)
+	if events.WriteHeader("") != nil {
+		return
 	}
+	send := events.Write
 
 	repo := d.Repo
 	pos := from

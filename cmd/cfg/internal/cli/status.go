@@ -14,8 +14,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cfg-dev/cfg/client"
-	"github.com/cfg-dev/cfg/store"
 	"github.com/cfg-dev/cfg/validate"
+	"github.com/cfg-dev/cfg/wire"
 )
 
 // StatusOptions are the inputs of cfg status.
@@ -68,14 +68,14 @@ revision later than the one it applied.`,
 }
 
 type hostStatus struct {
-	store.Host
+	wire.Host
 	Behind bool `json:"behind"`
 }
 
 func runStatus(f *Factory, cmd *cobra.Command, opts *StatusOptions) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 	defer cancel()
-	var hosts []store.Host
+	var hosts []wire.Host
 	if err := getJSON(ctx, opts.Daemon+"/v1/hosts", &hosts); err != nil {
 		return infraError(err)
 	}
