@@ -1,0 +1,243 @@
+package wire
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// ErrNotFound is the error of an answer 404: no such config, override or
+// run.
+var ErrNotFound = errors.New("not found")
+
+// Client is a client of a distribution daemon's API (docs/api.md), and of
+// the part of it an agent serves locally: every caller in this module
+// talks to the daemon through it.
+type Client struct {
+	base  string
+	token string
+	hc    *http.Client
+}
+
+// NewClient returns a client of the daemon at base (http://host:port),
+// sending token with the requests that need it; hc nil is
+// http.DefaultClient.
+func NewClient(base, token string, hc *http.Client) (*Client, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("daemon URL %q: want http://host:port", base)
+	}
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return &Client{base: strings.TrimSuffix(base, "/"), token: token, hc: hc}, nil
+}
+
+// URL returns the daemon's URL.
+func (c *Client) URL() string { return c.base }
+
+// ConfigPath returns the path of GET /v1/configs/{name}, each element of
+// name escaped.
+func ConfigPath(name string) string {
+	segs := strings.Split(name, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return "/v1/configs/" + strings.Join(segs, "/")
+}
+
+// ConfigVersion is a config as GET /v1/configs/{name} answers it.
+type ConfigVersion struct {
+	Name     string
+	Revision int64
+	Commit   string
+	Type     string
+	// Store and Latest are the daemon's store and latest revision.
+	Store  string
+	Latest int64
+	Data   []byte
+}
+
+// Config reads the current version of a config; ErrNotFound if there is
+// none.
+func (c *Client) Config(ctx context.Context, name string) (ConfigVersion, error) {
+	resp, err := c.send(ctx, http.MethodGet, ConfigPath(name), nil)
+	if err != nil {
+		return ConfigVersion{}, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return ConfigVersion{}, fmt.Errorf("daemon %s: config %q: %w", c.base, name, err)
+	}
+	cv := ConfigVersion{Name: name, Commit: resp.Header.Get(HeaderCommit), Type: resp.Header.Get(HeaderType),
+		Store: resp.Header.Get(HeaderStore), Data: data}
+	if cv.Revision, err = intHeader(resp, HeaderRevision); err != nil {
+		return ConfigVersion{}, fmt.Errorf("daemon %s: config %q: %w", c.base, name, err)
+	}
+	if cv.Latest, err = intHeader(resp, HeaderLatestRevision); err != nil {
+		return ConfigVersion{}, fmt.Errorf("daemon %s: config %q: %w", c.base, name, err)
+	}
+	return cv, nil
+}
+
+func intHeader(resp *http.Response, h string) (int64, error) {
+	n, err := strconv.ParseInt(resp.Header.Get(h), 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("header %s: got %q, want a revision", h, resp.Header.Get(h))
+	}
+	return n, nil
+}
+
+// Watch opens a watch stream (POST /v1/watch); the caller reads its
+// events and closes it.
+func (c *Client) Watch(ctx context.Context, req WatchRequest) (*Watch, error) {
+	resp, err := c.send(ctx, http.MethodPost, "/v1/watch", req)
+	if err != nil {
+		return nil, err
+	}
+	return &Watch{Store: resp.Header.Get(HeaderStore), EventReader: NewEventReader(resp.Body), body: resp.Body}, nil
+}
+
+// Watch is an open watch stream.
+type Watch struct {
+	// Store is the identity of the daemon's store (HeaderStore).
+	Store string
+	*EventReader
+	body io.Closer
+}
+
+// Close ends the stream.
+func (w *Watch) Close() error { return w.body.Close() }
+
+// Hosts returns the hosts that report to the daemon, sorted by name.
+func (c *Client) Hosts(ctx context.Context) ([]Host, error) {
+	var hosts []Host
+	return hosts, c.do(ctx, http.MethodGet, "/v1/hosts", nil, &hosts)
+}
+
+// ReportHost reports what an agent serves (POST /v1/hosts/{host}).
+func (c *Client) ReportHost(ctx context.Context, host string, rep HostReport) error {
+	return c.do(ctx, http.MethodPost, "/v1/hosts/"+url.PathEscape(host), rep, nil)
+}
+
+// PutOverride sets an override and returns it as the daemon recorded it
+// (with its version and expiry, without its data).
+func (c *Client) PutOverride(ctx context.Context, o Override) (Override, error) {
+	var got Override
+	return got, c.do(ctx, http.MethodPut, "/v1/overrides/"+url.PathEscape(o.ID), o, &got)
+}
+
+// RenewOverride extends an override's lease; ErrNotFound once it ran out.
+func (c *Client) RenewOverride(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodPost, "/v1/overrides/"+url.PathEscape(id)+"/renew", nil, nil)
+}
+
+// DeleteOverride removes an override; ErrNotFound if there is none.
+func (c *Client) DeleteOverride(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/overrides/"+url.PathEscape(id), nil, nil)
+}
+
+// Overrides returns the overrides in effect.
+func (c *Client) Overrides(ctx context.Context) ([]Override, error) {
+	var out []Override
+	return out, c.do(ctx, http.MethodGet, "/v1/overrides", nil, &out)
+}
+
+// PutRun records a canary run.
+func (c *Client) PutRun(ctx context.Context, r Run) error {
+	return c.do(ctx, http.MethodPut, "/v1/canaries/"+url.PathEscape(r.ID), r, nil)
+}
+
+// Runs returns the recorded canary runs, oldest first: those of config
+// with status, where these are not empty.
+func (c *Client) Runs(ctx context.Context, config, status string) ([]Run, error) {
+	q := url.Values{}
+	if config != "" {
+		q.Set("config", config)
+	}
+	if status != "" {
+		q.Set("status", status)
+	}
+	p := "/v1/canaries"
+	if len(q) > 0 {
+		p += "?" + q.Encode()
+	}
+	var runs []Run
+	return runs, c.do(ctx, http.MethodGet, p, nil, &runs)
+}
+
+// do sends a request with an optional JSON body and decodes a JSON answer
+// into out, if out is not nil.
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	resp, err := c.send(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("daemon %s: %s %s: decoding the answer: %w", c.base, method, path, err)
+	}
+	return nil
+}
+
+// send sends a request with an optional JSON body, with the token unless
+// it is a GET, and returns a 2xx answer; any other is a *StatusError.
+func (c *Client) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, r)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if method != http.MethodGet && c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("daemon %s: %w", c.base, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		return nil, &StatusError{URL: c.base, Method: method, Path: path, Code: resp.StatusCode, Status: resp.Status, Msg: ErrorMessage(resp)}
+	}
+	return resp, nil
+}
+
+// StatusError is an answer other than 2xx; one of 404 is ErrNotFound.
+type StatusError struct {
+	URL, Method, Path string
+	Code              int
+	Status            string // "404 Not Found"
+	// Msg is the message of the answer's Error body (or its text).
+	Msg string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("daemon %s: %s %s: %s: %s", e.URL, e.Method, e.Path, e.Status, e.Msg)
+}
+
+// Is makes a 404 ErrNotFound.
+func (e *StatusError) Is(target error) bool {
+	return target == ErrNotFound && e.Code == http.StatusNotFound
+}
