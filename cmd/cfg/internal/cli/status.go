@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -75,8 +74,12 @@ type hostStatus struct {
 func runStatus(f *Factory, cmd *cobra.Command, opts *StatusOptions) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 	defer cancel()
-	var hosts []wire.Host
-	if err := getJSON(ctx, opts.Daemon+"/v1/hosts", &hosts); err != nil {
+	d, err := wire.NewClient(opts.Daemon, "", nil)
+	if err != nil {
+		return usageError(fmt.Errorf("--daemon: %w", err))
+	}
+	hosts, err := d.Hosts(ctx)
+	if err != nil {
 		return infraError(err)
 	}
 	// The revision that last changed each config, asked once per config.
@@ -148,20 +151,4 @@ func runStatus(f *Factory, cmd *cobra.Command, opts *StatusOptions) error {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", h.Name, h.Applied, state, strings.Join(labels, ","), h.LastSeen.Format(time.RFC3339), shown)
 	}
 	return tw.Flush()
-}
-
-func getJSON(ctx context.Context, url string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
 }
