@@ -53,14 +53,6 @@ func httpError(resp *http.Response) error {
 	return fmt.Errorf("%s: %s", resp.Status, wire.ErrorMessage(resp))
 }
 
-func configURL(base, name string) string {
-	segs := strings.Split(name, "/")
-	for i, s := range segs {
-		segs[i] = url.PathEscape(s)
-	}
-	return base + "/v1/configs/" + strings.Join(segs, "/")
-}
-
 // fetched is a config read from a daemon with GET: the config, the
 // daemon's latest revision and its store.
 type fetched struct {
@@ -73,7 +65,7 @@ type fetched struct {
 func (a *Agent) fetchFrom(ctx context.Context, base, name string) (fetched, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.FetchTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, configURL(base, name), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+wire.ConfigPath(name), nil)
 	if err != nil {
 		return fetched{}, err
 	}

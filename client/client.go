@@ -108,14 +108,6 @@ func New(opts Options) (*Client, error) {
 	return &Client{opts: opts, log: log, hc: hc, wc: &wc, idleTimeout: 15 * time.Second}, nil
 }
 
-func (c *Client) configURL(name string) string {
-	segs := strings.Split(name, "/")
-	for i, s := range segs {
-		segs[i] = url.PathEscape(s)
-	}
-	return c.opts.AgentURL + "/v1/configs/" + strings.Join(segs, "/")
-}
-
 // unreachable wraps a failure to talk to the agent at all.
 type unreachable struct{ err error }
 
@@ -143,7 +135,7 @@ func (c *Client) Get(ctx context.Context, name string) (Config, error) {
 }
 
 func (c *Client) getAgent(ctx context.Context, name string) (Config, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.configURL(name), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.opts.AgentURL+wire.ConfigPath(name), nil)
 	if err != nil {
 		return Config{}, err
 	}
