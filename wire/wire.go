@@ -1,6 +1,8 @@
-// Package wire holds the JSON bodies and headers of the distribution API
-// (docs/api.md), as the daemon, the agent and the client library write and
-// read them.
+// Package wire owns the distribution API (docs/api.md) in Go: its JSON
+// bodies and headers (Event, Config, Override, Run, Host, ...), as the
+// daemon, the agent and the client library write and read them; the watch
+// stream's EventReader and EventWriter; and Client, the typed client of
+// the daemon's API, with config names escaped once (ConfigPath).
 package wire
 
 import (
