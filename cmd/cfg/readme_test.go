@@ -108,6 +108,7 @@ func TestReadme(t *testing.T) {
 		"go-api":             checkGoAPI,
 		"script":             checkScript,
 		"canary-demo":        checkCanaryDemo,
+		"script-output":      checkScriptOutput,
 	}
 	used := map[string]bool{}
 	var walkthrough []block
@@ -814,4 +815,31 @@ func startTestServer(t *testing.T) string {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// checkScriptOutput checks output quoted from a testscript: every line of
+// the block matches one of the stdout or stderr patterns that the script
+// (under testdata/script) asserts against cfg's real output.
+func checkScriptOutput(t *testing.T, b block) {
+	data, err := os.ReadFile(filepath.Join("testdata", "script", b.args[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var patterns []*regexp.Regexp
+	for _, line := range strings.Split(string(data), "\n") {
+		for _, cmd := range []string{"stdout '", "stderr '"} {
+			if q, ok := strings.CutPrefix(line, cmd); ok && strings.HasSuffix(q, "'") {
+				re, err := regexp.Compile(strings.ReplaceAll(strings.TrimSuffix(q, "'"), "''", "'"))
+				if err != nil {
+					t.Fatalf("%s: %v", b.args[0], err)
+				}
+				patterns = append(patterns, re)
+			}
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(b.text, "\n"), "\n") {
+		if !slices.ContainsFunc(patterns, func(re *regexp.Regexp) bool { return re.MatchString(line) }) {
+			t.Errorf("%q: matches no output that %s asserts", line, b.args[0])
+		}
+	}
 }
