@@ -220,7 +220,7 @@ func (e *env) lookup(r *restraint) *Attr {
 	if r.slot >= 0 && e.found[r.slot] < 0 {
 		return nil
 	}
-	i := e.u.find(r.attr)
+	i := find(e.u.Attrs, &r.key)
 	if r.slot >= 0 && i < 127 {
 		e.found[r.slot] = int8(i) + 1
 		if i < 0 {
@@ -273,8 +273,9 @@ func (r *restraint) contains(s string) bool {
 		_, ok := r.set[s]
 		return ok
 	}
-	for _, x := range r.strs {
-		if len(x) == len(s) && (len(s) == 0 || x[0] == s[0]) && x == s {
+	h, t := words(s)
+	for i := range r.strs {
+		if r.strs[i].is(s, h, t) {
 			return true
 		}
 	}

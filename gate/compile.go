@@ -101,9 +101,10 @@ type restraint struct {
 	negate bool
 	op     Op
 	slot   int      // the attribute's slot in env.found, or -1
-	num    float64  // number: the value; attr_is: 1 for true
-	strs   []string // attr_in, unit_ids: up to smallSet values
+	num    float64 // number: the value; attr_is: 1 for true
+	strs   []word  // attr_in, unit_ids: up to smallSet values
 	attr   string
+	key    word // attr, to look it up by
 
 	set     map[string]struct{} // attr_in, unit_ids: more than smallSet
 	ver     version             // version
@@ -262,6 +263,7 @@ func (c *gateCompiler) percent(field string, p float64) int {
 
 func (c *gateCompiler) readAs(field string, r *restraint, k Kind) {
 	attr := r.attr
+	r.key = newWord(attr)
 	r.slot = -1
 	if s, ok := c.slots[attr]; ok {
 		r.slot = s
@@ -402,7 +404,9 @@ func (c *gateCompiler) strings(field string, values []string, r *restraint) {
 		return
 	}
 	if len(values) <= smallSet {
-		r.strs = slices.Clone(values)
+		for _, v := range values {
+			r.strs = append(r.strs, newWord(v))
+		}
 	} else {
 		r.set = make(map[string]struct{}, len(values))
 		for _, v := range values {
