@@ -3,6 +3,7 @@ package gate
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 )
 
 // Decision is the outcome of a check.
@@ -71,6 +72,7 @@ func (e *RestraintError) Unwrap() error { return e.Err }
 func (g *Gate) Check(u Unit) (d Decision) {
 	var e env
 	e.u = u
+	e.g = g
 	for i := range g.rules {
 		r := &g.rules[i]
 		switch r.holds(&e) {
@@ -108,34 +110,25 @@ func failClosed(r *rule, err error) Decision {
 // unknown if none is false but one could not be evaluated (e.unknown is
 // the first such, and why tells why); yes otherwise. The conditions are
 // evaluated here rather than in a function per restraint: a check makes no
-// call per restraint but to look up an attribute the first time.
+// call per restraint but to find the gate's attributes in the unit, once.
 func (r *rule) holds(e *env) tri {
 	var unknown *restraint
 	for i := range r.restraints {
 		x := &r.restraints[i]
 		v := unknown3
-		switch x.kind {
-		case condUnitIDs:
-			v = truth(e.u.ID != "" && x.contains(e.u.ID))
-		case condPopulation:
-			switch {
-			case x.buckets == 0:
-				v = no
-			case x.buckets == Buckets:
-				v = yes
-			case e.u.ID != "":
-				v = truth(bucketOf(x.pre.sum(e.u.ID)) < x.buckets)
-			}
-		case condCustom:
-			v = e.custom(x)
-		default:
-			// The attribute: from its slot once looked up (e.attr,
-			// written out so that it costs no call).
+		if x.kind <= condVersion && x.kind != condUnitIDs {
+			// An attribute: from its slot (e.attr, written out so
+			// that it costs no call).
 			var a *Attr
-			if s := uint(x.slot); s < maxSlots && e.found[s] > 0 {
-				a = &e.u.Attrs[e.found[s]-1]
-			} else {
-				a = e.lookup(x)
+			if s := uint(x.slot); s < maxSlots {
+				if !e.resolved {
+					e.resolve()
+				}
+				if j := e.at[s]; j > 0 {
+					a = &e.u.Attrs[j-1]
+				}
+			} else if j := find(e.u.Attrs, &x.key); j >= 0 {
+				a = &e.u.Attrs[j]
 			}
 			switch {
 			case a == nil:
@@ -152,7 +145,7 @@ func (r *rule) holds(e *env) tri {
 				if a.kind == Number && a.n == a.n { // not NaN
 					v = truth(compare(x.op, cmpFloat(a.n, x.num)))
 				}
-			case x.kind == condVersion:
+			default: // condVersion
 				if a.kind != String {
 					break
 				}
@@ -162,6 +155,22 @@ func (r *rule) holds(e *env) tri {
 				if e.verOK {
 					v = truth(compare(x.op, compareVersions(&e.ver, &x.ver)))
 				}
+			}
+		} else {
+			switch x.kind {
+			case condUnitIDs:
+				v = truth(e.u.ID != "" && x.contains(e.u.ID))
+			case condPopulation:
+				switch {
+				case x.buckets == 0:
+					v = no
+				case x.buckets == Buckets:
+					v = yes
+				case e.u.ID != "":
+					v = truth(bucketOf(x.pre.sum(e.u.ID)) < x.buckets)
+				}
+			default: // condCustom
+				v = e.custom(x)
 			}
 		}
 		switch {
@@ -197,12 +206,15 @@ func truth(b bool) tri {
 	return no
 }
 
-// env is one check's unit, with the attributes it has looked up: each
-// attribute a gate reads has a slot (restraint.slot), so that restraints
-// reading the same attribute look it up once.
+// env is one check's unit, with where in it the gate's attributes are:
+// each attribute a gate reads has a slot (restraint.slot, up to maxSlots),
+// and the first restraint reading an attribute finds them all in one pass
+// over the unit's attributes (resolve).
 type env struct {
-	u     Unit
-	found [maxSlots]int8 // 0: not looked up; -1: absent; i+1: u.Attrs[i]
+	u        Unit
+	g        *Gate
+	resolved bool
+	at       [maxSlots]int32 // 0: absent; i+1: u.Attrs[i]
 	// verSlot is the slot of the attribute whose version ver holds,
 	// parsed (verOK) or not, plus one; 0 for none. Gates rarely read more
 	// than one version attribute, and read it in several rules.
@@ -215,22 +227,30 @@ type env struct {
 	customErr error
 }
 
-// lookup finds the attribute r reads, and remembers where in its slot.
-func (e *env) lookup(r *restraint) *Attr {
-	if r.slot >= 0 && e.found[r.slot] < 0 {
-		return nil
-	}
-	i := find(e.u.Attrs, &r.key)
-	if r.slot >= 0 && i < 127 {
-		e.found[r.slot] = int8(i) + 1
-		if i < 0 {
-			e.found[r.slot] = -1
+// resolve finds the gate's attributes in the unit: for each of the unit's
+// attributes, the gate's attributes of its key's length (byLen) are
+// compared with it, by their words; the first attribute of a key counts.
+func (e *env) resolve() {
+	e.resolved = true
+	g := e.g
+	for i := range e.u.Attrs {
+		k := e.u.Attrs[i].Key
+		if len(k) >= len(g.byLen) {
+			continue
+		}
+		m := g.byLen[len(k)]
+		if m == 0 {
+			continue
+		}
+		h, t := words(k)
+		for ; m != 0; m &= m - 1 {
+			s := bits.TrailingZeros16(m)
+			if e.at[s] == 0 && g.keys[s].is(k, h, t) {
+				e.at[s] = int32(i) + 1
+				break
+			}
 		}
 	}
-	if i < 0 {
-		return nil
-	}
-	return &e.u.Attrs[i]
 }
 
 // parseVersion parses the version attribute a that r reads into e.ver:

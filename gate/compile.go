@@ -51,6 +51,11 @@ type Gate struct {
 	pre         prefix
 	rules       []rule
 	attrs       map[string]Kind
+	// keys are the attributes with a slot, by slot; byLen[n] has bit s
+	// set when keys[s] has n bytes (keys of up to maxKeyLen bytes have
+	// slots).
+	keys  []word
+	byLen [maxKeyLen + 1]uint16
 }
 
 type rule struct {
@@ -100,7 +105,7 @@ type restraint struct {
 	kind   condKind
 	negate bool
 	op     Op
-	slot   int      // the attribute's slot in env.found, or -1
+	slot   int     // the attribute's slot in env.at, or -1
 	num    float64 // number: the value; attr_is: 1 for true
 	strs   []word  // attr_in, unit_ids: up to smallSet values
 	attr   string
@@ -114,9 +119,13 @@ type restraint struct {
 	name    string // custom
 }
 
-// maxSlots is how many attributes of a gate a check remembers the lookup
-// of; restraints reading others look them up every time.
-const maxSlots = 16
+// maxSlots is how many attributes of a gate a check finds in the unit in
+// one pass, and maxKeyLen how long their keys can be; restraints reading
+// others look them up every time.
+const (
+	maxSlots  = 16
+	maxKeyLen = 63
+)
 
 // JSON as the compiler writes a Gate (stdlib/gate.thrift).
 type (
@@ -193,6 +202,7 @@ type gateCompiler struct {
 	attrs  map[string]Kind   // how each attribute is read
 	attrAt map[string]string // where it was first read so
 	slots  map[string]int    // each attribute's slot
+	keys   []word            // by slot
 }
 
 func (c *gateCompiler) fail(field, format string, args ...any) {
@@ -244,6 +254,10 @@ func (c *gateCompiler) gate(jg *jsonGate) *Gate {
 		slices.SortStableFunc(r.restraints, func(a, b restraint) int { return int(a.kind) - int(b.kind) })
 		g.rules = append(g.rules, r)
 	}
+	g.keys = c.keys
+	for s, k := range g.keys {
+		g.byLen[len(k.s)] |= 1 << s
+	}
 	return g
 }
 
@@ -267,9 +281,10 @@ func (c *gateCompiler) readAs(field string, r *restraint, k Kind) {
 	r.slot = -1
 	if s, ok := c.slots[attr]; ok {
 		r.slot = s
-	} else if len(c.slots) < maxSlots {
-		r.slot = len(c.slots)
+	} else if len(c.keys) < maxSlots && len(attr) <= maxKeyLen && attr != "" {
+		r.slot = len(c.keys)
 		c.slots[attr] = r.slot
+		c.keys = append(c.keys, r.key)
 	}
 	if attr == "" {
 		c.fail(field+".attr", "must not be empty")
