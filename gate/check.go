@@ -113,72 +113,22 @@ func failClosed(r *rule, err error) Decision {
 // call per restraint but to find the gate's attributes in the unit, once.
 func (r *rule) holds(e *env) tri {
 	var unknown *restraint
-	for i := range r.restraints {
-		x := &r.restraints[i]
-		v := unknown3
-		if x.kind <= condVersion && x.kind != condUnitIDs {
-			// An attribute: from its slot (e.attr, written out so
-			// that it costs no call).
-			var a *Attr
-			if s := uint(x.slot); s < maxSlots {
-				if !e.resolved {
-					e.resolve()
-				}
-				if j := e.at[s]; j > 0 {
-					a = &e.u.Attrs[j-1]
-				}
-			} else if j := find(e.u.Attrs, &x.key); j >= 0 {
-				a = &e.u.Attrs[j]
-			}
-			switch {
-			case a == nil:
-				v = no
-			case x.kind == condAttrIn:
-				if a.kind == String {
-					v = truth(x.contains(a.s))
-				}
-			case x.kind == condAttrIs:
-				if a.kind == Bool {
-					v = truth(a.n == x.num)
-				}
-			case x.kind == condNumber:
-				if a.kind == Number && a.n == a.n { // not NaN
-					v = truth(compare(x.op, cmpFloat(a.n, x.num)))
-				}
-			default: // condVersion
-				if a.kind != String {
-					break
-				}
-				if x.slot < 0 || int(e.verSlot) != x.slot+1 { // not parsed yet
-					e.parseVersion(x, a)
-				}
-				if e.verOK {
-					v = truth(compare(x.op, compareVersions(&e.ver, &x.ver)))
-				}
-			}
+	for _, rf := range r.restraints {
+		var v tri
+		if m := uint(rf.cond); m < maxMemo && e.memo[m] != 0 {
+			v = e.memo[m] - 1
 		} else {
-			switch x.kind {
-			case condUnitIDs:
-				v = truth(e.u.ID != "" && x.contains(e.u.ID))
-			case condPopulation:
-				switch {
-				case x.buckets == 0:
-					v = no
-				case x.buckets == Buckets:
-					v = yes
-				case e.u.ID != "":
-					v = truth(bucketOf(x.pre.sum(e.u.ID)) < x.buckets)
-				}
-			default: // condCustom
-				v = e.custom(x)
+			v = e.eval(&e.g.conds[rf.cond])
+			if m < maxMemo {
+				e.memo[m] = v + 1
 			}
 		}
 		switch {
 		case v == unknown3:
 			if unknown == nil {
-				unknown = x
+				unknown = &e.g.conds[rf.cond]
 			}
-		case (v == yes) == x.negate:
+		case (v == yes) == rf.negate:
 			return no
 		}
 	}
@@ -187,6 +137,72 @@ func (r *rule) holds(e *env) tri {
 		return unknown3
 	}
 	return yes
+}
+
+// eval evaluates the condition x: yes, no, or unknown if it cannot be
+// evaluated. The conditions are evaluated here rather than in a function
+// per condition: a check makes no call per condition but to find the
+// gate's attributes in the unit, once.
+func (e *env) eval(x *restraint) tri {
+	v := unknown3
+	if x.kind <= condVersion && x.kind != condUnitIDs {
+		// An attribute: from its slot (e.attr, written out so that it
+		// costs no call).
+		var a *Attr
+		if s := uint(x.slot); s < maxSlots {
+			if !e.resolved {
+				e.resolve()
+			}
+			if j := e.at[s]; j > 0 {
+				a = &e.u.Attrs[j-1]
+			}
+		} else if j := find(e.u.Attrs, &x.key); j >= 0 {
+			a = &e.u.Attrs[j]
+		}
+		switch {
+		case a == nil:
+			v = no
+		case x.kind == condAttrIn:
+			if a.kind == String {
+				v = truth(x.contains(a.s))
+			}
+		case x.kind == condAttrIs:
+			if a.kind == Bool {
+				v = truth(a.n == x.num)
+			}
+		case x.kind == condNumber:
+			if a.kind == Number && a.n == a.n { // not NaN
+				v = truth(compare(x.op, cmpFloat(a.n, x.num)))
+			}
+		default: // condVersion
+			if a.kind != String {
+				break
+			}
+			if x.slot < 0 || int(e.verSlot) != x.slot+1 { // not parsed yet
+				e.parseVersion(x, a)
+			}
+			if e.verOK {
+				v = truth(compare(x.op, compareVersions(&e.ver, &x.ver)))
+			}
+		}
+		return v
+	}
+	switch x.kind {
+	case condUnitIDs:
+		v = truth(e.u.ID != "" && x.contains(e.u.ID))
+	case condPopulation:
+		switch {
+		case x.buckets == 0:
+			v = no
+		case x.buckets == Buckets:
+			v = yes
+		case e.u.ID != "":
+			v = truth(bucketOf(x.pre.sum(e.u.ID)) < x.buckets)
+		}
+	default: // condCustom
+		v = e.custom(x)
+	}
+	return v
 }
 
 // tri is a truth value that may be unknown: a restraint that could not be
@@ -215,6 +231,9 @@ type env struct {
 	g        *Gate
 	resolved bool
 	at       [maxSlots]int32 // 0: absent; i+1: u.Attrs[i]
+	// memo holds the value of each condition evaluated, plus one; 0 for
+	// one not evaluated yet.
+	memo [maxMemo]tri
 	// verSlot is the slot of the attribute whose version ver holds,
 	// parsed (verOK) or not, plus one; 0 for none. Gates rarely read more
 	// than one version attribute, and read it in several rules.
@@ -226,6 +245,10 @@ type env struct {
 	unknown   *restraint
 	customErr error
 }
+
+// maxMemo is how many of a gate's conditions a check remembers the value
+// of; others are evaluated every time a rule reaches them.
+const maxMemo = 64
 
 // resolve finds the gate's attributes in the unit: for each of the unit's
 // attributes, the gate's attributes of its key's length (byLen) are

@@ -50,6 +50,7 @@ type Gate struct {
 	description string
 	pre         prefix
 	rules       []rule
+	conds       []restraint // the distinct conditions of the rules' restraints
 	attrs       map[string]Kind
 	// keys are the attributes with a slot, by slot; byLen[n] has bit s
 	// set when keys[s] has n bytes (keys of up to maxKeyLen bytes have
@@ -60,8 +61,17 @@ type Gate struct {
 
 type rule struct {
 	name       string
-	restraints []restraint // cheapest first
-	buckets    int         // percent * 100
+	restraints []ref // cheapest first
+	buckets    int   // percent * 100
+}
+
+// ref is a restraint of a rule: a condition of the gate (Gate.conds),
+// possibly negated. Rules that restrain by the same condition share it, and
+// a check evaluates it once (env.memo).
+type ref struct {
+	cond   int
+	kind   condKind
+	negate bool
 }
 
 // condKind is a restraint's condition; the order is the order in which a
@@ -102,14 +112,13 @@ const smallSet = 8
 
 type restraint struct {
 	// What every check reads first, together.
-	kind   condKind
-	negate bool
-	op     Op
-	slot   int     // the attribute's slot in env.at, or -1
-	num    float64 // number: the value; attr_is: 1 for true
-	strs   []word  // attr_in, unit_ids: up to smallSet values
-	attr   string
-	key    word // attr, to look it up by
+	kind condKind
+	op   Op
+	slot int     // the attribute's slot in env.at, or -1
+	num  float64 // number: the value; attr_is: 1 for true
+	strs []word  // attr_in, unit_ids: up to smallSet values
+	attr string
+	key  word // attr, to look it up by
 
 	set     map[string]struct{} // attr_in, unit_ids: more than smallSet
 	ver     version             // version
@@ -188,7 +197,7 @@ func Compile(data []byte, opts Options) (*Gate, error) {
 	if dec.More() {
 		return nil, &CompileError{Msg: "not a Gate of @cfg//gate.thrift: data after the JSON value"}
 	}
-	c := gateCompiler{opts: opts, attrs: map[string]Kind{}, attrAt: map[string]string{}, slots: map[string]int{}}
+	c := gateCompiler{opts: opts, attrs: map[string]Kind{}, attrAt: map[string]string{}, slots: map[string]int{}, conds: map[string]int{}}
 	g := c.gate(&jg)
 	if c.err != nil {
 		return nil, c.err
@@ -203,6 +212,7 @@ type gateCompiler struct {
 	attrAt map[string]string // where it was first read so
 	slots  map[string]int    // each attribute's slot
 	keys   []word            // by slot
+	conds  map[string]int    // the index of each condition in Gate.conds, by its JSON
 }
 
 func (c *gateCompiler) fail(field, format string, args ...any) {
@@ -249,9 +259,11 @@ func (c *gateCompiler) gate(jg *jsonGate) *Gate {
 			c.fail(field+".restraints", "rule %q holds for every unit, so the rules after it (%q first) can never decide", r.name, *jg.Rules[i+1].Name)
 		}
 		for j := range jr.Restraints {
-			r.restraints = append(r.restraints, c.restraint(fmt.Sprintf("%s.restraints[%d]", field, j), &jr.Restraints[j]))
+			jx := &jr.Restraints[j]
+			x := c.restraint(fmt.Sprintf("%s.restraints[%d]", field, j), jx)
+			r.restraints = append(r.restraints, ref{cond: c.cond(g, x, jx.Condition), kind: x.kind, negate: jx.Negate})
 		}
-		slices.SortStableFunc(r.restraints, func(a, b restraint) int { return int(a.kind) - int(b.kind) })
+		slices.SortStableFunc(r.restraints, func(a, b ref) int { return int(a.kind) - int(b.kind) })
 		g.rules = append(g.rules, r)
 	}
 	g.keys = c.keys
@@ -259,6 +271,23 @@ func (c *gateCompiler) gate(jg *jsonGate) *Gate {
 		g.byLen[len(k.s)] |= 1 << s
 	}
 	return g
+}
+
+// cond returns the index in g.conds of the condition x, compiled from jc:
+// the index of the same condition met before, if any (an application's
+// restraint is never taken for the same as another: it may not be a
+// function of the unit alone).
+func (c *gateCompiler) cond(g *Gate, x restraint, jc *jsonCondition) int {
+	var key string
+	if b, err := json.Marshal(jc); err == nil && x.kind != condCustom {
+		key = string(b)
+		if i, ok := c.conds[key]; ok {
+			return i
+		}
+		c.conds[key] = len(g.conds)
+	}
+	g.conds = append(g.conds, x)
+	return len(g.conds) - 1
 }
 
 // percent converts a percentage to buckets: it must be in [0, 100] and a
@@ -309,7 +338,7 @@ func (c *gateCompiler) op(field, name string) Op {
 }
 
 func (c *gateCompiler) restraint(field string, jr *jsonRestraint) restraint {
-	r := restraint{negate: jr.Negate, slot: -1}
+	r := restraint{slot: -1}
 	jc := jr.Condition
 	if jc == nil {
 		c.fail(field+".condition", "missing")
