@@ -265,7 +265,14 @@ func (e *env) resolve() {
 		if m == 0 {
 			continue
 		}
-		h, t := words(k)
+		var h, t uint64
+		if n := len(k); n >= 8 { // words(k), written out
+			h, t = le64(k), le64(k[n-8:])
+		} else if n >= 4 {
+			h, t = uint64(le32(k)), uint64(le32(k[n-4:]))
+		} else {
+			h, t = words(k)
+		}
 		for ; m != 0; m &= m - 1 {
 			s := bits.TrailingZeros16(m)
 			if e.at[s] == 0 && g.keys[s].is(k, h, t) {
@@ -316,7 +323,14 @@ func (r *restraint) contains(s string) bool {
 		_, ok := r.set[s]
 		return ok
 	}
-	h, t := words(s)
+	var h, t uint64
+	if n := len(s); n >= 4 && n < 8 { // words(s), written out for short values
+		h, t = uint64(le32(s)), uint64(le32(s[n-4:]))
+	} else if n > 0 && n < 4 {
+		h = uint64(s[0]) | uint64(s[n/2])<<8 | uint64(s[n-1])<<16
+	} else {
+		h, t = words(s)
+	}
 	for i := range r.strs {
 		if r.strs[i].is(s, h, t) {
 			return true
