@@ -73,13 +73,35 @@ func (g *Gate) Check(u Unit) (d Decision) {
 	var e env
 	e.u = u
 	e.g = g
+rules:
 	for i := range g.rules {
 		r := &g.rules[i]
-		switch r.holds(&e) {
-		case no:
-			continue
-		case unknown3:
-			return failClosed(r, why(&e))
+		// The rule's conjunction: it does not hold if a restraint does
+		// not; it cannot be decided if none is false but one could not be
+		// evaluated (unknown, the first such: why tells why). Each
+		// condition is evaluated once per check (e.memo).
+		var unknown *restraint
+		for _, rf := range r.restraints {
+			var v tri
+			if m := uint(rf.cond); m < maxMemo && e.memo[m] != 0 {
+				v = e.memo[m] - 1
+			} else {
+				v = e.eval(&g.conds[rf.cond])
+				if m < maxMemo {
+					e.memo[m] = v + 1
+				}
+			}
+			switch {
+			case v == unknown3:
+				if unknown == nil {
+					unknown = &g.conds[rf.cond]
+				}
+			case (v == yes) == rf.negate:
+				continue rules
+			}
+		}
+		if unknown != nil {
+			return failClosed(r, why(&e, unknown))
 		}
 		d.Rule, d.RuleName, d.Buckets = i, r.name, r.buckets
 		switch {
@@ -104,39 +126,6 @@ func (g *Gate) Check(u Unit) (d Decision) {
 //go:noinline
 func failClosed(r *rule, err error) Decision {
 	return Decision{Rule: -1, Err: fmt.Errorf("rule %q: %w", r.name, err)}
-}
-
-// holds evaluates the rule's conjunction: no if a restraint does not hold;
-// unknown if none is false but one could not be evaluated (e.unknown is
-// the first such, and why tells why); yes otherwise. The conditions are
-// evaluated here rather than in a function per restraint: a check makes no
-// call per restraint but to find the gate's attributes in the unit, once.
-func (r *rule) holds(e *env) tri {
-	var unknown *restraint
-	for _, rf := range r.restraints {
-		var v tri
-		if m := uint(rf.cond); m < maxMemo && e.memo[m] != 0 {
-			v = e.memo[m] - 1
-		} else {
-			v = e.eval(&e.g.conds[rf.cond])
-			if m < maxMemo {
-				e.memo[m] = v + 1
-			}
-		}
-		switch {
-		case v == unknown3:
-			if unknown == nil {
-				unknown = &e.g.conds[rf.cond]
-			}
-		case (v == yes) == rf.negate:
-			return no
-		}
-	}
-	if unknown != nil {
-		e.unknown = unknown
-		return unknown3
-	}
-	return yes
 }
 
 // eval evaluates the condition x: yes, no, or unknown if it cannot be
@@ -240,9 +229,7 @@ type env struct {
 	verSlot int8
 	verOK   bool
 	ver     version
-	// unknown is the restraint that could not be evaluated, and customErr
-	// the error of the application's restraint that failed.
-	unknown   *restraint
+	// customErr is the error of the application's restraint that failed.
 	customErr error
 }
 
@@ -256,6 +243,7 @@ const maxMemo = 64
 func (e *env) resolve() {
 	e.resolved = true
 	g := e.g
+	left := len(g.keys) // slots not found yet
 	for i := range e.u.Attrs {
 		k := e.u.Attrs[i].Key
 		if len(k) >= len(g.byLen) {
@@ -277,8 +265,12 @@ func (e *env) resolve() {
 			s := bits.TrailingZeros16(m)
 			if e.at[s] == 0 && g.keys[s].is(k, h, t) {
 				e.at[s] = int32(i) + 1
+				left--
 				break
 			}
+		}
+		if left == 0 {
+			return
 		}
 	}
 }
@@ -302,11 +294,10 @@ func (e *env) custom(r *restraint) tri {
 	return truth(ok)
 }
 
-// why returns the error of the restraint that could not be evaluated.
+// why returns the error of the restraint r that could not be evaluated.
 //
 //go:noinline
-func why(e *env) error {
-	r := e.unknown
+func why(e *env, r *restraint) error {
 	switch r.kind {
 	case condPopulation:
 		return ErrNoUnitID
