@@ -6,12 +6,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/cfg-dev/cfg/agent"
 	"github.com/cfg-dev/cfg/agent/agenttest"
 	"github.com/cfg-dev/cfg/client"
+	"github.com/cfg-dev/cfg/compiler"
+	"github.com/cfg-dev/cfg/starter"
 )
 
 func greeter(data string) agenttest.Change {
@@ -82,5 +86,47 @@ func TestAppFollowsItsConfig(t *testing.T) {
 		}
 		clock = clock.Add(time.Second)
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestAppReadsTheStarterConfig checks that the app reads the config
+// app/greeter that cfg init makes (starter), as the README's "Your own
+// repository" serves it.
+func TestAppReadsTheStarterConfig(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "myconfigs")
+	if _, err := starter.Init(context.Background(), dir, compiler.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "materialized_configs", "app", "greeter.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := agenttest.NewRepo()
+	repo.Publish(greeter(string(data)))
+	d := agenttest.NewDaemon(t, repo, 50*time.Millisecond)
+	cache := t.TempDir()
+	a, err := agent.New(agent.Config{Daemons: []string{d.URL}, Host: "app-1", CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	c, err := client.New(client.Options{AgentURL: "http://" + ln.Addr().String(), CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newServer()
+	go s.watch(ctx, c, "app/greeter")
+	if err := s.ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := *s.settings.Load(), (Settings{Greeting: "hello", RatePerSec: 5}); got != want {
+		t.Errorf("settings = %+v, want %+v", got, want)
 	}
 }

@@ -351,3 +351,54 @@ func TestDemosvcFollowsItsConfig(t *testing.T) {
 		t.Errorf("demosvc still running 15s after SIGTERM")
 	}
 }
+
+// TestDemosvcWaitsForItsAgent starts demosvc before its agent, as the
+// demo in examples/README.md does: it listens at once, reads the agent's
+// address from -agent-addr-file once the file is written, and then runs
+// its config.
+func TestDemosvcWaitsForItsAgent(t *testing.T) {
+	bin := buildDemosvc(t)
+	base, err := os.ReadFile("../materialized_configs/demo/service.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	addrFile, agentAddrFile := filepath.Join(dir, "addr"), filepath.Join(dir, "agent.addr")
+	cmd := exec.Command(bin, "-addr-file", addrFile, "-agent-addr-file", agentAddrFile, "-config", "demo/service")
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("demosvc:\n%s", logs.String())
+		}
+	})
+	var svc string
+	eventually(t, "demosvc's address in "+addrFile, func() bool {
+		b, err := os.ReadFile(addrFile)
+		svc = "http://" + strings.TrimSpace(string(b))
+		return err == nil && strings.HasSuffix(string(b), "\n")
+	})
+	if code, body := get(t, svc+"/"); code != http.StatusServiceUnavailable || body != "no config yet\n" {
+		t.Errorf("/ before the agent: %d %q", code, body)
+	}
+
+	// The agent starts, and says where it listens.
+	repo := agenttest.NewRepo()
+	rev := repo.Publish(agenttest.Change{Name: "demo/service", Type: "Demo", Data: base})
+	d := agenttest.NewDaemon(t, repo, 50*time.Millisecond)
+	agentURL, _ := startAgent(t, d.URL)
+	if err := os.WriteFile(agentAddrFile, []byte(strings.TrimPrefix(agentURL, "http://")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the config on /config", func() bool {
+		r := running(t, svc)
+		return r != nil && r.Revision == rev
+	})
+}

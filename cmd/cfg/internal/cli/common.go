@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -23,6 +25,17 @@ import (
 type workspace struct {
 	root string // absolute repository root
 	cwd  string
+}
+
+// addRootFlag gives cmd the --root flag. Only the commands that work on a
+// config repository have it: where it would mean nothing, it is not
+// offered.
+func addRootFlag(cmd *cobra.Command, usage string) {
+	if usage == "" {
+		usage = "config repository root (default: the first directory holding source/ at or above the working directory)"
+	}
+	cmd.Flags().String("root", "", usage)
+	cmd.MarkFlagDirname("root")
 }
 
 func findWorkspace(f *Factory, cmd *cobra.Command) (*workspace, error) {
@@ -70,6 +83,81 @@ func (w *workspace) repoPath(arg string) (string, error) {
 	return filepath.ToSlash(rel), nil
 }
 
+// resolve reads a reference to a config or source file (repo.Resolve).
+// With mustExist, a reference to nothing is a usage error; without, the
+// Ref of a well-formed reference to nothing holds the config name it
+// would have, for commands that name configs gone from the working tree.
+func (w *workspace) resolve(ref string, mustExist bool) (repo.Ref, error) {
+	r, err := w.open()
+	if err != nil {
+		return repo.Ref{}, err
+	}
+	defer r.Close()
+	return resolveIn(w, r.FS(), ref, mustExist)
+}
+
+func resolveIn(w *workspace, fsys fs.FS, ref string, mustExist bool) (repo.Ref, error) {
+	var root, cwd string
+	if w != nil {
+		root, cwd = w.root, w.cwd
+	}
+	res, err := repo.Resolve(fsys, root, cwd, ref)
+	var re *repo.RefError
+	switch {
+	case err == nil:
+		return res, nil
+	case !mustExist && errors.Is(err, fs.ErrNotExist) && res.Name != "":
+		return res, nil
+	case errors.As(err, &re):
+		return repo.Ref{}, usageError(err)
+	case w != nil:
+		return repo.Ref{}, w.fail(err)
+	}
+	return repo.Ref{}, infraError(err)
+}
+
+// configName reads a reference to a config for the commands that ask a
+// daemon or an agent (cfg get, cfg status), which need no repository: in
+// one, it is resolved like every reference (repo.Resolve); outside one,
+// a config name or a // path is taken as it is.
+func configName(f *Factory, ref string) (string, error) {
+	cwd, err := f.Getwd()
+	if err != nil {
+		return "", infraError(err)
+	}
+	var w *workspace
+	var fsys fs.FS
+	if root, err := repo.FindRoot(cwd); err == nil {
+		if r, err := repo.Open(root); err == nil {
+			defer r.Close()
+			w, fsys = &workspace{root: root, cwd: cwd}, r.FS()
+		}
+	}
+	res, err := resolveIn(w, fsys, ref, false)
+	if err != nil {
+		return "", err
+	}
+	if res.Name == "" {
+		return "", usageError(fmt.Errorf("%q is not a config: %s is a %s", ref, res.Path, kindName(repo.Classify(res.Path))))
+	}
+	return res.Name, nil
+}
+
+// kindName names a kind of source file for messages.
+func kindName(k repo.Kind) string {
+	switch k {
+	case repo.Config:
+		return "config"
+	case repo.Module:
+		return "module"
+	case repo.Schema:
+		return "schema"
+	case repo.Validator:
+		return "validator"
+	}
+	return "raw config"
+}
+
 // fail maps an error of reading or writing the repository to an exit code:
 // a repository cfg refuses to work in (a symbolic link where it reads or
 // writes, a file that is neither regular nor a directory, bad settings) is
@@ -97,14 +185,39 @@ func (w *workspace) open() (*repo.Repo, error) {
 	return r, nil
 }
 
-// stat returns the FileInfo of the repository path p, following no link.
-func (w *workspace) stat(p string) (fs.FileInfo, error) {
-	r, err := repo.Open(w.root)
+// sourcesIn reads a reference to a directory of the repository (a path
+// from the working directory, or a // path): the configs and raw configs
+// under it, at any depth. isDir is false when the reference is not a
+// directory (resolve reads it then); a directory holding none is a usage
+// error.
+func (w *workspace) sourcesIn(arg string) (under []string, isDir bool, err error) {
+	var p string
+	if rest, ok := strings.CutPrefix(arg, "//"); ok {
+		p = path.Clean(repo.SourceDir + "/" + rest)
+	} else if p, err = w.repoPath(arg); err != nil {
+		return nil, false, nil
+	}
+	r, err := w.open()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer r.Close()
-	return fs.Stat(r.FS(), p)
+	if fi, err := fs.Stat(r.FS(), p); err != nil || !fi.IsDir() {
+		return nil, false, nil
+	}
+	tree, err := repo.Scan(r.FS())
+	if err != nil {
+		return nil, true, w.fail(err)
+	}
+	for _, s := range tree.Sources() {
+		if p == "." || strings.HasPrefix(s, p+"/") {
+			under = append(under, s)
+		}
+	}
+	if len(under) == 0 {
+		return nil, true, usageError(fmt.Errorf("%s: no configs or raw configs under this directory", arg))
+	}
+	return under, true, nil
 }
 
 func (w *workspace) report(f *Factory, format string, diags diag.List, extra map[string]any) error {
@@ -128,6 +241,15 @@ func checkFormat(format string, allowed ...string) error {
 	return usageError(fmt.Errorf("--format %q: want one of %s", format, strings.Join(allowed, ", ")))
 }
 
+// list returns l, or an empty list for nil: JSON output has [] where a
+// list is expected, never null.
+func list[T any](l []T) []T {
+	if l == nil {
+		return []T{}
+	}
+	return l
+}
+
 // plural formats n with a noun, pluralized with "s".
 func plural(n int, noun string) string {
 	if n == 1 {
@@ -138,19 +260,42 @@ func plural(n int, noun string) string {
 
 // CompileFlags are the flags of every command that compiles.
 type CompileFlags struct {
-	Jobs     int
-	MaxSteps uint64
+	Jobs      int
+	MaxSteps  uint64
+	MaxMemory byteSize
+	Timeout   time.Duration
+	progress  func(done, total int) // shows the progress of the compile, if set
 }
 
 func (c *CompileFlags) add(cmd *cobra.Command) {
 	cmd.Flags().IntVarP(&c.Jobs, "jobs", "j", runtime.NumCPU(), "configs compiled in parallel")
 	cmd.Flags().Uint64Var(&c.MaxSteps, "max-steps", compiler.DefaultMaxSteps, "Starlark execution step limit per program")
+	c.MaxMemory = compiler.DefaultMaxMemory
+	cmd.Flags().Var(&c.MaxMemory, "max-memory", "heap limit of the compile (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB); a config that passes it alone fails")
+	cmd.Flags().DurationVar(&c.Timeout, "timeout", compiler.DefaultTimeout, "wall time limit per config")
 }
 
 // options returns the compiler options the flags ask for, with print()
 // going to the command's stderr.
 func (c *CompileFlags) options(f *Factory) compiler.Options {
-	return compiler.Options{Jobs: c.Jobs, MaxSteps: c.MaxSteps, Stderr: f.IO.Err}
+	return compiler.Options{Jobs: c.Jobs, MaxSteps: c.MaxSteps, MaxMemory: uint64(c.MaxMemory), Timeout: c.Timeout, Stderr: f.IO.Err, Progress: c.progress}
+}
+
+// byteSize is a flag holding a size: 4GiB, 512MiB, 1000000.
+type byteSize uint64
+
+func (b *byteSize) String() string { return compiler.FormatBytes(uint64(*b)) }
+func (b *byteSize) Type() string   { return "size" }
+func (b *byteSize) Set(s string) error {
+	n, err := compiler.ParseBytes(s)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("got %q, want a size above 0", s)
+	}
+	*b = byteSize(n)
+	return nil
 }
 
 // git opens the git repository holding the config repository.

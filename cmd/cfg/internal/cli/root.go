@@ -78,20 +78,36 @@ func infraError(err error) error { return &exitError{code: ExitInfra, err: err} 
 
 func usageError(err error) error { return &exitError{code: ExitUsage, err: err} }
 
+// prefixed puts context (a flag's name) before the message of err, keeping
+// its exit code.
+func prefixed(err error, context string) error {
+	var ee *exitError
+	if errors.As(err, &ee) && ee.err != nil {
+		return &exitError{code: ee.code, err: fmt.Errorf("%s: %w", context, ee.err)}
+	}
+	return fmt.Errorf("%s: %w", context, err)
+}
+
 // NewRootCmd returns the cfg command with its subcommands.
 func NewRootCmd(f *Factory) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "cfg",
-		Short:         "Configuration as code: compile, validate and distribute configs",
+		Use:   "cfg",
+		Short: "Configuration as code: compile, validate and distribute configs",
+		Example: `  cfg init myconfigs && cd myconfigs
+  cfg compile && cfg validate
+  cfg commit -m "app: a warmer greeting"
+  cfg serve --repo . --data-dir /var/lib/cfg --token-file token`,
+		Version:       versionLine(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
-	root.PersistentFlags().String("root", "", "config repository root (default: the first directory holding source/ at or above the working directory)")
+	root.SetVersionTemplate("cfg {{.Version}}\n")
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.Err)
 	root.SetIn(f.IO.In)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	root.AddCommand(
+		newInitCmd(f, nil),
 		newCompileCmd(f, nil),
 		newValidateCmd(f, nil),
 		newDepsCmd(f, false, nil),
@@ -109,28 +125,70 @@ func NewRootCmd(f *Factory) *cobra.Command {
 		newGateCmd(f, nil, nil),
 		newVersionCmd(f, nil),
 	)
+	completeFormats(root)
+	// cobra's own commands, made now so that they have examples too.
+	root.InitDefaultVersionFlag()
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "help":
+			c.Example = "  cfg help compile\n  cfg help canary history"
+		case "completion":
+			c.Example = "  source <(cfg completion bash)\n  cfg completion zsh > \"${fpath[1]}/_cfg\""
+			for _, sh := range c.Commands() {
+				sh.Example = fmt.Sprintf("  cfg completion %s --help", sh.Name())
+				switch sh.Name() {
+				case "bash":
+					sh.Example = "  source <(cfg completion bash)"
+				case "zsh":
+					sh.Example = "  cfg completion zsh > \"${fpath[1]}/_cfg\""
+				case "fish":
+					sh.Example = "  cfg completion fish > ~/.config/fish/completions/cfg.fish"
+				case "powershell":
+					sh.Example = "  cfg completion powershell | Out-String | Invoke-Expression"
+				}
+			}
+		}
+	}
 	return root
 }
 
 // Main runs cfg with the process's arguments and returns the exit code.
 //
-// Unless GOGC is set, the garbage collector runs at a quarter of its default
-// frequency: a compile allocates many short-lived values around a small live
-// heap, and this makes it about a quarter faster.
+// Unless GOGC is set, the garbage collector of every command but the
+// long-running ones (serve, agent) runs at a quarter of its default
+// frequency: a compile allocates many short-lived values around a small
+// live heap, and this makes it about a quarter faster. A daemon keeps Go's
+// default, so that its memory follows its live heap (a soft limit is
+// GOMEMLIMIT's to set).
 func Main() int {
 	if _, ok := os.LookupEnv("GOGC"); !ok {
-		debug.SetGCPercent(400)
+		debug.SetGCPercent(gcPercent(os.Args[1:]))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return Run(ctx, SystemFactory(), os.Args[1:])
 }
 
+// longRunning names the commands that keep the collector's default.
+var longRunning = map[string]bool{"serve": true, "agent": true}
+
+// gcPercent returns the collector's GOGC for a cfg command line: 400, or
+// Go's default 100 for the long-running commands.
+func gcPercent(args []string) int {
+	f := &Factory{IO: &IOStreams{In: os.Stdin, Out: io.Discard, Err: io.Discard}, Getwd: os.Getwd}
+	if cmd, _, err := NewRootCmd(f).Find(args); err == nil && longRunning[cmd.Name()] {
+		return 100
+	}
+	return 400
+}
+
 // Run runs cfg with args and returns the exit code.
 func Run(ctx context.Context, f *Factory, args []string) int {
 	root := NewRootCmd(f)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return ExitOK
 	}
@@ -141,7 +199,10 @@ func Run(ctx context.Context, f *Factory, args []string) int {
 	if ee.err != nil {
 		fmt.Fprintf(f.IO.Err, "cfg: %v\n", ee.err)
 		if ee.code == ExitUsage {
-			fmt.Fprintln(f.IO.Err, "Run 'cfg --help' for usage.")
+			if cmd == nil {
+				cmd = root
+			}
+			fmt.Fprintf(f.IO.Err, "Run '%s --help' for usage.\n", cmd.CommandPath())
 		}
 	}
 	return ee.code
