@@ -746,8 +746,9 @@ func checkCanaryDemo(t *testing.T, b block) {
 	}
 	tmp := t.TempDir()
 	result := filepath.Join(tmp, "runs.json")
-	// What the block leaves running is asked for its record after it.
-	script := b.text + "\ncfg canary history --daemon $DAEMON --format json > " + result + "\n"
+	// What the block leaves running is asked for its record after it, and
+	// stopped when bash exits, even if this test is no longer there to.
+	script := "trap 'kill 0' EXIT\n" + b.text + "\ncfg canary history --daemon $DAEMON --format json > " + result + "\n"
 	// Output goes to a file: the processes the block leaves running hold
 	// it open after bash has exited.
 	logFile, err := os.Create(filepath.Join(tmp, "demo.log"))
