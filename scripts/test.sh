@@ -19,16 +19,28 @@ case "$mode" in
   *) echo "usage: scripts/test.sh [--install|--check]" >&2; exit 2 ;;
 esac
 
-# What tests need beyond Go.
-if ! command -v prometheus >/dev/null; then
+# What tests need beyond Go, each a Debian package, and what is skipped
+# without it.
+missing=()
+notes=()
+need() { missing+=("$1"); notes+=("$2"); }
+command -v prometheus >/dev/null ||
+  need prometheus "prometheus is not on PATH: the tests of the canary's prometheus provider against a real Prometheus server (canary/metrics) will be skipped"
+command -v thrift >/dev/null ||
+  need thrift-compiler "thrift is not on PATH: the compiler's conformance test against the reference Thrift implementation (compiler) will be skipped"
+/usr/bin/python3 -c 'import thrift.protocol.TCompactProtocol' 2>/dev/null ||
+  need python3-thrift "/usr/bin/python3 cannot import thrift: the compiler's conformance test against the reference Thrift implementation (compiler) will be skipped"
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$mode" = --install ]; then
-    echo "== installing prometheus (apt-get)"
+    echo "== installing ${missing[*]} (apt-get)"
     sudo=""
     if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    echo "prometheus is not on PATH: the tests of the canary's prometheus provider against a real Prometheus server (canary/metrics) will be skipped; scripts/test.sh --install installs it with apt-get, as CI does"
+    for note in "${notes[@]}"; do
+      echo "$note; scripts/test.sh --install installs it with apt-get, as CI does"
+    done
   fi
 fi
 if ! command -v git >/dev/null; then

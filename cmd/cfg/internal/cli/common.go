@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -81,20 +82,30 @@ func (w *workspace) repoPath(arg string) (string, error) {
 	return filepath.ToSlash(rel), nil
 }
 
-// resolve reads a reference to a config or source file (repo.Resolve).
-// With mustExist, a reference to nothing is a usage error; without, the
-// Ref of a well-formed reference to nothing holds the config name it
-// would have, for commands that name configs gone from the working tree.
-func (w *workspace) resolve(ref string, mustExist bool) (repo.Ref, error) {
+// What a command takes where it takes a config or source file.
+type refKind int
+
+const (
+	existingFile refKind = iota // a source file that exists
+	fileOrDir                   // or a directory, for the configs under it (cfg compile)
+	anyConfig                   // a config, which may be gone from the working tree (its name)
+)
+
+// resolve reads a reference to a config or source file (repo.Resolve) as
+// a command taking kind does: a reference to nothing, or to a directory
+// where kind is not fileOrDir, is a usage error, except that for
+// anyConfig the Ref of a well-formed reference to nothing holds the config
+// name it would have.
+func (w *workspace) resolve(ref string, kind refKind) (repo.Ref, error) {
 	r, err := w.open()
 	if err != nil {
 		return repo.Ref{}, err
 	}
 	defer r.Close()
-	return resolveIn(w, r.FS(), ref, mustExist)
+	return resolveIn(w, r.FS(), ref, kind)
 }
 
-func resolveIn(w *workspace, fsys fs.FS, ref string, mustExist bool) (repo.Ref, error) {
+func resolveIn(w *workspace, fsys fs.FS, ref string, kind refKind) (repo.Ref, error) {
 	var root, cwd string
 	if w != nil {
 		root, cwd = w.root, w.cwd
@@ -102,9 +113,11 @@ func resolveIn(w *workspace, fsys fs.FS, ref string, mustExist bool) (repo.Ref, 
 	res, err := repo.Resolve(fsys, root, cwd, ref)
 	var re *repo.RefError
 	switch {
+	case err == nil && res.Dir && kind != fileOrDir:
+		return repo.Ref{}, usageError(&repo.RefError{Ref: ref, Problem: "a directory"})
 	case err == nil:
 		return res, nil
-	case !mustExist && errors.Is(err, fs.ErrNotExist) && res.Name != "":
+	case kind == anyConfig && errors.Is(err, fs.ErrNotExist) && res.Name != "":
 		return res, nil
 	case errors.As(err, &re):
 		return repo.Ref{}, usageError(err)
@@ -131,7 +144,7 @@ func configName(f *Factory, ref string) (string, error) {
 			w, fsys = &workspace{root: root, cwd: cwd}, r.FS()
 		}
 	}
-	res, err := resolveIn(w, fsys, ref, false)
+	res, err := resolveIn(w, fsys, ref, anyConfig)
 	if err != nil {
 		return "", err
 	}
@@ -183,6 +196,27 @@ func (w *workspace) open() (*repo.Repo, error) {
 	return r, nil
 }
 
+// sourcesUnder returns the configs and raw configs under the repository
+// directory dir, at any depth.
+func (w *workspace) sourcesUnder(dir string) ([]string, error) {
+	r, err := repo.Open(w.root)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	tree, err := repo.Scan(r.FS())
+	if err != nil {
+		return nil, err
+	}
+	var under []string
+	for _, p := range tree.Sources() {
+		if dir == "." || strings.HasPrefix(p, dir+"/") {
+			under = append(under, p)
+		}
+	}
+	return under, nil
+}
+
 func (w *workspace) report(f *Factory, format string, diags diag.List, extra map[string]any) error {
 	validate.Relativize(diags, w.display)
 	out := f.IO.Err
@@ -223,20 +257,42 @@ func plural(n int, noun string) string {
 
 // CompileFlags are the flags of every command that compiles.
 type CompileFlags struct {
-	Jobs     int
-	MaxSteps uint64
-	progress func(done, total int) // shows the progress of the compile, if set
+	Jobs      int
+	MaxSteps  uint64
+	MaxMemory byteSize
+	Timeout   time.Duration
+	progress  func(done, total int) // shows the progress of the compile, if set
 }
 
 func (c *CompileFlags) add(cmd *cobra.Command) {
 	cmd.Flags().IntVarP(&c.Jobs, "jobs", "j", runtime.NumCPU(), "configs compiled in parallel")
 	cmd.Flags().Uint64Var(&c.MaxSteps, "max-steps", compiler.DefaultMaxSteps, "Starlark execution step limit per program")
+	c.MaxMemory = compiler.DefaultMaxMemory
+	cmd.Flags().Var(&c.MaxMemory, "max-memory", "heap limit of the compile (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB); a config that passes it alone fails")
+	cmd.Flags().DurationVar(&c.Timeout, "timeout", compiler.DefaultTimeout, "wall time limit per config")
 }
 
 // options returns the compiler options the flags ask for, with print()
 // going to the command's stderr.
 func (c *CompileFlags) options(f *Factory) compiler.Options {
-	return compiler.Options{Jobs: c.Jobs, MaxSteps: c.MaxSteps, Stderr: f.IO.Err, Progress: c.progress}
+	return compiler.Options{Jobs: c.Jobs, MaxSteps: c.MaxSteps, MaxMemory: uint64(c.MaxMemory), Timeout: c.Timeout, Stderr: f.IO.Err, Progress: c.progress}
+}
+
+// byteSize is a flag holding a size: 4GiB, 512MiB, 1000000.
+type byteSize uint64
+
+func (b *byteSize) String() string { return compiler.FormatBytes(uint64(*b)) }
+func (b *byteSize) Type() string   { return "size" }
+func (b *byteSize) Set(s string) error {
+	n, err := compiler.ParseBytes(s)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("got %q, want a size above 0", s)
+	}
+	*b = byteSize(n)
+	return nil
 }
 
 // git opens the git repository holding the config repository.
