@@ -89,18 +89,6 @@ func toDouble(v starlark.Value, t *schema.Type) (starlark.Float, *valueError) {
 	return starlark.Float(f), nil
 }
 
-// maxEnumValues bounds how many values of an enum an error lists.
-const maxEnumValues = 10
-
-// enumValues lists the values of e for an error: "one of FAST, SAFE".
-func enumValues(e *schema.Enum) string {
-	names := e.ItemNames()
-	if len(names) > maxEnumValues {
-		return fmt.Sprintf("one of %s and %d more", strings.Join(names[:maxEnumValues], ", "), len(names)-maxEnumValues)
-	}
-	return "one of " + strings.Join(names, ", ")
-}
-
 // checkUTF8 checks that a string value is UTF-8 text: a Thrift string is,
 // and JSON could not carry it otherwise.
 func checkUTF8(s string) *valueError {
@@ -114,6 +102,18 @@ func checkUTF8(s string) *valueError {
 		}
 		i += size
 	}
+}
+
+// maxEnumValues bounds how many values of an enum an error lists.
+const maxEnumValues = 10
+
+// enumValues lists the values of e for an error: "one of FAST, SAFE".
+func enumValues(e *schema.Enum) string {
+	names := e.ItemNames()
+	if len(names) > maxEnumValues {
+		return fmt.Sprintf("one of %s and %d more", strings.Join(names[:maxEnumValues], ", "), len(names)-maxEnumValues)
+	}
+	return "one of " + strings.Join(names, ", ")
 }
 
 func wantMismatch(v starlark.Value, t *schema.Type) *valueError {

@@ -19,29 +19,30 @@ case "$mode" in
   *) echo "usage: scripts/test.sh [--install|--check]" >&2; exit 2 ;;
 esac
 
-# What tests need beyond Go, each a Debian package, and what is skipped
-# without it.
+# What tests need beyond Go: Debian packages, each with the tests that
+# skip without it.
 missing=()
-notes=()
-need() { missing+=("$1"); notes+=("$2"); }
-command -v prometheus >/dev/null ||
-  need prometheus "prometheus is not on PATH: the tests of the canary's prometheus provider against a real Prometheus server (canary/metrics) will be skipped"
-command -v thrift >/dev/null ||
-  need thrift-compiler "thrift is not on PATH: the compiler's conformance test against the reference Thrift implementation (compiler) will be skipped"
-/usr/bin/python3 -c 'import thrift.protocol.TCompactProtocol' 2>/dev/null ||
-  need python3-thrift "/usr/bin/python3 cannot import thrift: the compiler's conformance test against the reference Thrift implementation (compiler) will be skipped"
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$mode" = --install ]; then
-    echo "== installing ${missing[*]} (apt-get)"
-    sudo=""
-    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  else
-    for note in "${notes[@]}"; do
-      echo "$note; scripts/test.sh --install installs it with apt-get, as CI does"
-    done
+need() { # need PACKAGE PRESENT-CHECK... -- WHAT-SKIPS
+  local pkg=$1; shift
+  local check=()
+  while [ "$1" != -- ]; do check+=("$1"); shift; done
+  shift
+  if ! "${check[@]}" >/dev/null 2>&1; then
+    missing+=("$pkg")
+    if [ "$mode" != --install ]; then
+      echo "$pkg is not installed: $*; scripts/test.sh --install installs it with apt-get, as CI does"
+    fi
   fi
+}
+need prometheus command -v prometheus -- the tests of the canary\'s prometheus provider against a real Prometheus server \(canary/metrics\) will be skipped
+need thrift-compiler command -v thrift -- the conformance tests against the reference Thrift compiler \(schema, compiler\) will be skipped
+need python3-thrift /usr/bin/python3 -c 'import thrift.protocol.TCompactProtocol' -- the conformance tests against the reference Thrift library for Python \(compiler\) will be skipped
+if [ "$mode" = --install ] && [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]} (apt-get)"
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 if ! command -v git >/dev/null; then
   echo "git is not on PATH: the tests that run git (to make repositories, or to compare cfg with it) will be skipped"
