@@ -16,8 +16,13 @@ type Ref struct {
 	// the name alone does not tell which file it would be.
 	Path string
 	// Name is the config name of a config or raw config ("feed/cache_job",
-	// "service/banner.txt"); empty for modules, schemas and validators.
+	// "service/banner.txt"); empty for modules, schemas, validators and
+	// directories.
 	Name string
+	// Dir is set when Path is a directory of the repository ("." for the
+	// root), which stands for the configs under it where a command takes
+	// one (cfg compile).
+	Dir bool
 }
 
 // RefForms lists the forms of reference Resolve accepts, for messages.
@@ -54,6 +59,9 @@ func (e *RefError) Unwrap() error { return e.Err }
 //     source/feed/cache_job.cconf), or the path under source/ of any
 //     source file ("service/banner.txt", "lib/create_job.cinc").
 //
+// A directory, in any of these forms, is a Ref with Dir set (the
+// repository's root, ".", only as a path).
+//
 // A path starting with "/", "./" or "../" is only a path. A reference
 // that names nothing is a *RefError listing these forms. When it is well
 // formed but its file does not exist, the RefError wraps fs.ErrNotExist and
@@ -83,6 +91,9 @@ func Resolve(fsys fs.FS, root, cwd, ref string) (Ref, error) {
 		if !strings.HasPrefix(p, SourceDir+"/") {
 			return bad("outside " + SourceDir + "/")
 		}
+		if dir, err := isDir(fsys, p); err != nil || dir {
+			return Ref{Path: p, Dir: dir}, err
+		}
 		found, err := isFile(fsys, p)
 		if err != nil {
 			return Ref{}, err
@@ -101,11 +112,14 @@ func Resolve(fsys fs.FS, root, cwd, ref string) (Ref, error) {
 	rel, err := filepath.Rel(root, abs)
 	inside := root != "" && err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 	p := filepath.ToSlash(rel)
-	if inside && fsys != nil && p != "." {
+	if inside && fsys != nil && p == "." {
+		return Ref{Path: ".", Dir: true}, nil
+	}
+	if inside && fsys != nil {
 		fi, err := fs.Stat(fsys, p)
 		switch {
 		case err == nil && fi.IsDir():
-			return bad("a directory")
+			return Ref{Path: p, Dir: true}, nil
 		case err == nil:
 			return pathRef(fsys, ref, p)
 		case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutside) && !errors.Is(err, fs.ErrInvalid):
@@ -140,6 +154,9 @@ func Resolve(fsys fs.FS, root, cwd, ref string) (Ref, error) {
 			return sourceRef(p), nil
 		}
 	}
+	if dir, err := isDir(fsys, SourceDir+"/"+name); err != nil || dir {
+		return Ref{Path: SourceDir + "/" + name, Dir: dir}, err
+	}
 	return missing(sourceName(SourceDir + "/" + name))
 }
 
@@ -153,6 +170,21 @@ func isFile(fsys fs.FS, p string) (bool, error) {
 	switch {
 	case err == nil:
 		return !fi.IsDir(), nil
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, ErrOutside), errors.Is(err, ErrIgnored), errors.Is(err, fs.ErrInvalid):
+		return false, nil
+	}
+	return false, err
+}
+
+// isDir reports whether the repository path p is a directory.
+func isDir(fsys fs.FS, p string) (bool, error) {
+	if fsys == nil {
+		return false, nil
+	}
+	fi, err := fs.Stat(fsys, p)
+	switch {
+	case err == nil:
+		return fi.IsDir(), nil
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, ErrOutside), errors.Is(err, ErrIgnored), errors.Is(err, fs.ErrInvalid):
 		return false, nil
 	}

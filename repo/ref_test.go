@@ -76,13 +76,19 @@ func TestResolve(t *testing.T) {
 		{"", "//lib/nope.cinc", Ref{}, `"//lib/nope.cinc": no config or source file` + forms, true},
 		{"", "materialized_configs/old/gone.json", Ref{Name: "old/gone"}, `"materialized_configs/old/gone.json": the source of config "old/gone" is gone` + forms, true},
 		{"", "README.md", Ref{Name: "README.md"}, `"README.md": no config or source file` + forms, true},
-		{"", "feed", Ref{Name: "feed"}, `"feed": no config or source file` + forms, true},
+		// Directories.
+		{"", "feed", Ref{Path: "source/feed", Dir: true}, "", false},
+		{"", "//feed", Ref{Path: "source/feed", Dir: true}, "", false},
+		{"", "source/feed", Ref{Path: "source/feed", Dir: true}, "", false},
+		{"", "source", Ref{Path: "source", Dir: true}, "", false},
+		{"", ".", Ref{Path: ".", Dir: true}, "", false},
+		{"source/feed", "..", Ref{Path: "source", Dir: true}, "", false},
+		{"", "nodir", Ref{Name: "nodir"}, `"nodir": no config or source file` + forms, true},
 		// Not a reference to a config or source file.
 		{"", "", Ref{}, `"": empty reference` + forms, false},
 		{"", "/elsewhere/x.cconf", Ref{}, `"/elsewhere/x.cconf": outside the config repository ` + root + forms, false},
 		{"", "../x.cconf", Ref{}, `"../x.cconf": outside the config repository ` + root + forms, false},
 		{"", "//../x.cconf", Ref{}, `"//../x.cconf": outside source/` + forms, false},
-		{"", "source", Ref{}, `"source": a directory` + forms, false},
 		{"", "./README.md", Ref{}, `"./README.md": not under source/ or materialized_configs/` + forms, false},
 		{"", "materialized_configs/.types.json", Ref{}, `"materialized_configs/.types.json": not a materialized config` + forms, false},
 		// A link is never followed: the error says so.

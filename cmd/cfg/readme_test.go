@@ -107,6 +107,7 @@ func TestReadme(t *testing.T) {
 		"load-output":        checkLoadOutput,
 		"go-api":             checkGoAPI,
 		"script":             checkScript,
+		"limits":             checkLimits,
 		"canary-demo":        checkCanaryDemo,
 	}
 	used := map[string]bool{}
@@ -462,6 +463,41 @@ func checkNameRuleError(t *testing.T, b block) {
 	sameOutput(t, "source/team/a,b.cconf", b.text, stderr)
 }
 
+// checkLimits compiles the configs of compile_limits.txtar that pass the
+// memory and the time limit, with limits lower than the defaults the
+// README shows (which take gigabytes and a minute to pass).
+func checkLimits(t *testing.T, b block) {
+	a, err := txtar.ParseFile("testdata/script/compile_limits.txtar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, f := range a.Files {
+		if !strings.HasPrefix(f.Name, "source/") {
+			continue
+		}
+		name := filepath.Join(dir, filepath.FromSlash(f.Name))
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, f.Data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One limit at a time: a loaded machine may take 500ms to pass 32MiB.
+	var got string
+	for _, args := range [][]string{{"--max-memory", "32MiB", "source/grow.cconf"}, {"--timeout", "500ms", "source/square.cconf"}} {
+		_, stderr, code := runCode(t, dir, append([]string{"compile"}, args...)...)
+		if code != 1 {
+			t.Errorf("cfg compile %s: exit %d, want 1", strings.Join(args, " "), code)
+		}
+		got += stderr
+	}
+	// Each line of the block is a diagnostic, whose notes it leaves out.
+	want := strings.NewReplacer("limit of 2GiB", "limit of 32MiB", "limit of 1m0s", "limit of 500ms").Replace(b.text)
+	sameOutput(t, "the limits", strings.Join(strings.Split(strings.TrimSpace(want), "\n"), "\n...\n"), got)
+}
+
 // checkTranscript runs a transcript ("$ command" lines, each followed by
 // an excerpt of its output, stdout and stderr together) with bash in a
 // copy of the repository the marker names.
@@ -746,8 +782,9 @@ func checkCanaryDemo(t *testing.T, b block) {
 	}
 	tmp := t.TempDir()
 	result := filepath.Join(tmp, "runs.json")
-	// What the block leaves running is asked for its record after it.
-	script := b.text + "\ncfg canary history --daemon $DAEMON --format json > " + result + "\n"
+	// What the block leaves running is asked for its record after it, and
+	// stopped when bash exits, even if this test is no longer there to.
+	script := "trap 'kill 0' EXIT\n" + b.text + "\ncfg canary history --daemon $DAEMON --format json > " + result + "\n"
 	// Output goes to a file: the processes the block leaves running hold
 	// it open after bash has exited.
 	logFile, err := os.Create(filepath.Join(tmp, "demo.log"))

@@ -118,7 +118,7 @@ func TestScriptSaysWhatItSkips(t *testing.T) {
 		}
 		return string(out)
 	}
-	want := "prometheus is not on PATH: the tests of the canary's prometheus provider against a real Prometheus server (canary/metrics) will be skipped; scripts/test.sh --install installs it with apt-get, as CI does\n"
+	want := "prometheus is not installed: the tests of the canary's prometheus provider against a real Prometheus server (canary/metrics) will be skipped; scripts/test.sh --install installs it with apt-get, as CI does\n"
 	if got := run(); !strings.Contains(got, want) {
 		t.Errorf("test.sh --check without prometheus:\n%s\nwant it to contain:\n%s", got, want)
 	}

@@ -444,7 +444,7 @@ func shellWords(ws *workspace, paths []string) string {
 // specConfigName resolves --spec like every reference to a config
 // (repo.Resolve).
 func specConfigName(ws *workspace, spec string) (string, error) {
-	ref, err := ws.resolve(spec, true)
+	ref, err := ws.resolve(spec, existingFile)
 	if err != nil {
 		return "", prefixed(err, "--spec")
 	}

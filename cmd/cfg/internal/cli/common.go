@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -83,20 +82,30 @@ func (w *workspace) repoPath(arg string) (string, error) {
 	return filepath.ToSlash(rel), nil
 }
 
-// resolve reads a reference to a config or source file (repo.Resolve).
-// With mustExist, a reference to nothing is a usage error; without, the
-// Ref of a well-formed reference to nothing holds the config name it
-// would have, for commands that name configs gone from the working tree.
-func (w *workspace) resolve(ref string, mustExist bool) (repo.Ref, error) {
+// What a command takes where it takes a config or source file.
+type refKind int
+
+const (
+	existingFile refKind = iota // a source file that exists
+	fileOrDir                   // or a directory, for the configs under it (cfg compile)
+	anyConfig                   // a config, which may be gone from the working tree (its name)
+)
+
+// resolve reads a reference to a config or source file (repo.Resolve) as
+// a command taking kind does: a reference to nothing, or to a directory
+// where kind is not fileOrDir, is a usage error, except that for
+// anyConfig the Ref of a well-formed reference to nothing holds the config
+// name it would have.
+func (w *workspace) resolve(ref string, kind refKind) (repo.Ref, error) {
 	r, err := w.open()
 	if err != nil {
 		return repo.Ref{}, err
 	}
 	defer r.Close()
-	return resolveIn(w, r.FS(), ref, mustExist)
+	return resolveIn(w, r.FS(), ref, kind)
 }
 
-func resolveIn(w *workspace, fsys fs.FS, ref string, mustExist bool) (repo.Ref, error) {
+func resolveIn(w *workspace, fsys fs.FS, ref string, kind refKind) (repo.Ref, error) {
 	var root, cwd string
 	if w != nil {
 		root, cwd = w.root, w.cwd
@@ -104,9 +113,11 @@ func resolveIn(w *workspace, fsys fs.FS, ref string, mustExist bool) (repo.Ref, 
 	res, err := repo.Resolve(fsys, root, cwd, ref)
 	var re *repo.RefError
 	switch {
+	case err == nil && res.Dir && kind != fileOrDir:
+		return repo.Ref{}, usageError(&repo.RefError{Ref: ref, Problem: "a directory"})
 	case err == nil:
 		return res, nil
-	case !mustExist && errors.Is(err, fs.ErrNotExist) && res.Name != "":
+	case kind == anyConfig && errors.Is(err, fs.ErrNotExist) && res.Name != "":
 		return res, nil
 	case errors.As(err, &re):
 		return repo.Ref{}, usageError(err)
@@ -133,7 +144,7 @@ func configName(f *Factory, ref string) (string, error) {
 			w, fsys = &workspace{root: root, cwd: cwd}, r.FS()
 		}
 	}
-	res, err := resolveIn(w, fsys, ref, false)
+	res, err := resolveIn(w, fsys, ref, anyConfig)
 	if err != nil {
 		return "", err
 	}
@@ -185,39 +196,25 @@ func (w *workspace) open() (*repo.Repo, error) {
 	return r, nil
 }
 
-// sourcesIn reads a reference to a directory of the repository (a path
-// from the working directory, or a // path): the configs and raw configs
-// under it, at any depth. isDir is false when the reference is not a
-// directory (resolve reads it then); a directory holding none is a usage
-// error.
-func (w *workspace) sourcesIn(arg string) (under []string, isDir bool, err error) {
-	var p string
-	if rest, ok := strings.CutPrefix(arg, "//"); ok {
-		p = path.Clean(repo.SourceDir + "/" + rest)
-	} else if p, err = w.repoPath(arg); err != nil {
-		return nil, false, nil
-	}
-	r, err := w.open()
+// sourcesUnder returns the configs and raw configs under the repository
+// directory dir, at any depth.
+func (w *workspace) sourcesUnder(dir string) ([]string, error) {
+	r, err := repo.Open(w.root)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	defer r.Close()
-	if fi, err := fs.Stat(r.FS(), p); err != nil || !fi.IsDir() {
-		return nil, false, nil
-	}
 	tree, err := repo.Scan(r.FS())
 	if err != nil {
-		return nil, true, w.fail(err)
+		return nil, err
 	}
-	for _, s := range tree.Sources() {
-		if p == "." || strings.HasPrefix(s, p+"/") {
-			under = append(under, s)
+	var under []string
+	for _, p := range tree.Sources() {
+		if dir == "." || strings.HasPrefix(p, dir+"/") {
+			under = append(under, p)
 		}
 	}
-	if len(under) == 0 {
-		return nil, true, usageError(fmt.Errorf("%s: no configs or raw configs under this directory", arg))
-	}
-	return under, true, nil
+	return under, nil
 }
 
 func (w *workspace) report(f *Factory, format string, diags diag.List, extra map[string]any) error {

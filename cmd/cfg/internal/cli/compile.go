@@ -89,17 +89,22 @@ func runCompile(f *Factory, cmd *cobra.Command, opts *CompileOptions) error {
 	}
 	var targets []string
 	for _, a := range opts.Paths {
-		if under, isDir, err := ws.sourcesIn(a); err != nil {
-			return err
-		} else if isDir {
-			targets = append(targets, under...)
-			continue
-		}
-		ref, err := ws.resolve(a, true)
+		ref, err := ws.resolve(a, fileOrDir)
 		if err != nil {
 			return err
 		}
-		targets = append(targets, ref.Path)
+		if !ref.Dir {
+			targets = append(targets, ref.Path)
+			continue
+		}
+		under, err := ws.sourcesUnder(ref.Path)
+		if err != nil {
+			return ws.fail(err)
+		}
+		if len(under) == 0 {
+			return usageError(fmt.Errorf("%s: no configs or raw configs under this directory", a))
+		}
+		targets = append(targets, under...)
 	}
 	if len(opts.Emit) > 0 {
 		if err := checkEmit(ws, opts.Emit); err != nil {

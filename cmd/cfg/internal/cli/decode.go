@@ -117,7 +117,7 @@ func runDecode(f *Factory, cmd *cobra.Command, opts *DecodeOptions) error {
 		return err
 	}
 	defer r.Close()
-	ref, err := resolveIn(ws, r.FS(), schema, true)
+	ref, err := resolveIn(ws, r.FS(), schema, existingFile)
 	if err != nil {
 		return prefixed(err, "--type")
 	}

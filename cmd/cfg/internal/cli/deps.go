@@ -65,7 +65,7 @@ func runDeps(f *Factory, cmd *cobra.Command, opts *DepsOptions) error {
 	}
 	defer r.Close()
 	fsys := r.FS()
-	ref, err := resolveIn(ws, fsys, opts.Path, true)
+	ref, err := resolveIn(ws, fsys, opts.Path, existingFile)
 	if err != nil {
 		return err
 	}

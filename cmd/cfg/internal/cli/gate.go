@@ -157,7 +157,7 @@ func loadGate(f *Factory, cmd *cobra.Command, opts *GateOptions) (*gate.Gate, []
 	}
 	defer r.Close()
 	// NAME is named as every command names a config (repo.Resolve).
-	ref, err := resolveIn(ws, r.FS(), opts.Name, true)
+	ref, err := resolveIn(ws, r.FS(), opts.Name, existingFile)
 	if err != nil {
 		return nil, nil, prefixed(err, "gate")
 	}

@@ -119,7 +119,7 @@ func runLog(f *Factory, cmd *cobra.Command, opts *LogOptions) error {
 // gone from the working tree is followed by name, in both the outputs a
 // name can have.
 func (w *workspace) materializedPaths(arg string) (name string, paths []string, exists bool, err error) {
-	ref, err := w.resolve(arg, false)
+	ref, err := w.resolve(arg, anyConfig)
 	switch {
 	case err != nil:
 		return "", nil, false, err
