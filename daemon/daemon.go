@@ -157,6 +157,13 @@ type Daemon struct {
 	closeErr  error
 }
 
+// setDefault sets *v to def unless it is positive.
+func setDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
 // New opens the repository and the store in cfg.DataDir, which it checks
 // whole (store.OpenBolt): a damaged store is a store.DamagedError. The
 // tailer starts with the first Serve.
@@ -164,43 +171,21 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("no data directory")
 	}
-	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = DefaultHeartbeat
-	}
-	if cfg.Poll <= 0 {
-		cfg.Poll = DefaultPoll
-	}
-	if cfg.WatchBuffer <= 0 {
-		cfg.WatchBuffer = DefaultWatchBuffer
-	}
-	if cfg.WatchQueueBytes <= 0 {
-		cfg.WatchQueueBytes = DefaultWatchQueueBytes
-	}
-	if cfg.MaxWatches <= 0 {
-		cfg.MaxWatches = DefaultMaxWatches
-	}
-	if cfg.MaxWatchesPerAddress <= 0 {
-		cfg.MaxWatchesPerAddress = DefaultMaxWatchesPerAddress
-	}
-	if cfg.MaxWatchBytes <= 0 {
-		cfg.MaxWatchBytes = DefaultMaxWatchBytes
-	}
-	if cfg.MaxWatchBytesPerAddress <= 0 {
-		cfg.MaxWatchBytesPerAddress = DefaultMaxWatchBytesPerAddress
-	}
+	setDefault(&cfg.Heartbeat, DefaultHeartbeat)
+	setDefault(&cfg.Poll, DefaultPoll)
+	setDefault(&cfg.WatchBuffer, DefaultWatchBuffer)
+	setDefault(&cfg.WatchQueueBytes, DefaultWatchQueueBytes)
+	setDefault(&cfg.MaxWatches, DefaultMaxWatches)
+	setDefault(&cfg.MaxWatchesPerAddress, DefaultMaxWatchesPerAddress)
+	setDefault(&cfg.MaxWatchBytes, DefaultMaxWatchBytes)
+	setDefault(&cfg.MaxWatchBytesPerAddress, DefaultMaxWatchBytesPerAddress)
 	if cfg.MaxWatchBytesPerAddress < MaxBody || cfg.MaxWatchBytes < cfg.MaxWatchBytesPerAddress {
 		return nil, fmt.Errorf("watch parameter bytes: got %d in all and %d per address, want at least %d per address (the largest watch body) and no more per address than in all",
 			cfg.MaxWatchBytes, cfg.MaxWatchBytesPerAddress, MaxBody)
 	}
-	if cfg.ReadTimeout <= 0 {
-		cfg.ReadTimeout = DefaultReadTimeout
-	}
-	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = DefaultWriteTimeout
-	}
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = DefaultIdleTimeout
-	}
+	setDefault(&cfg.ReadTimeout, DefaultReadTimeout)
+	setDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
 	fds, fdsKnown := fdLimit()
 	conns, err := connLimits(cfg.MaxConnections, fds, fdsKnown)
 	if err != nil {

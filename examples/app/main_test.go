@@ -22,10 +22,11 @@ func greeter(data string) agenttest.Change {
 	return agenttest.Change{Name: "app/greeter", Type: "Greeter", Data: []byte(data)}
 }
 
-func TestAppFollowsItsConfig(t *testing.T) {
-	// A daemon and the host's agent.
-	repo := agenttest.NewRepo()
-	repo.Publish(greeter(`{"greeting": "hello", "rate_per_sec": 2}`))
+// startHost starts a daemon serving repo and a host's agent following it,
+// and returns a context that ends with the test and a client of the agent
+// caching in the agent's cache directory.
+func startHost(t *testing.T, repo *agenttest.Repo) (context.Context, *client.Client) {
+	t.Helper()
 	d := agenttest.NewDaemon(t, repo, 50*time.Millisecond)
 	dir := t.TempDir()
 	a, err := agent.New(agent.Config{Daemons: []string{d.URL}, Host: "app-1", CacheDir: dir})
@@ -39,13 +40,21 @@ func TestAppFollowsItsConfig(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done }()
-
-	// The app, on a clock the test moves.
+	t.Cleanup(func() { cancel(); <-done })
 	c, err := client.New(client.Options{AgentURL: "http://" + ln.Addr().String(), CacheDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ctx, c
+}
+
+func TestAppFollowsItsConfig(t *testing.T) {
+	// A daemon and the host's agent.
+	repo := agenttest.NewRepo()
+	repo.Publish(greeter(`{"greeting": "hello", "rate_per_sec": 2}`))
+	ctx, c := startHost(t, repo)
+
+	// The app, on a clock the test moves.
 	s := newServer()
 	clock := time.Unix(1e9, 0)
 	s.now = func() time.Time { return clock }
@@ -103,24 +112,7 @@ func TestAppReadsTheStarterConfig(t *testing.T) {
 	}
 	repo := agenttest.NewRepo()
 	repo.Publish(greeter(string(data)))
-	d := agenttest.NewDaemon(t, repo, 50*time.Millisecond)
-	cache := t.TempDir()
-	a, err := agent.New(agent.Config{Daemons: []string{d.URL}, Host: "app-1", CacheDir: cache})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done }()
-	c, err := client.New(client.Options{AgentURL: "http://" + ln.Addr().String(), CacheDir: cache})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, c := startHost(t, repo)
 	s := newServer()
 	go s.watch(ctx, c, "app/greeter")
 	if err := s.ready(ctx); err != nil {
