@@ -489,7 +489,7 @@ func (ws *watchStream) run(ctx context.Context) error {
 		return err
 	}
 	if ws.from < 0 {
-		cw.beginSnapshot(id)
+		cw.BeginSnapshot(id)
 		snap, err := d.store.Snapshot(ctx, ws.sel, func(c store.ConfigVersion) error { return readConfig(&c) })
 		if err == nil {
 			err = cw.endSnapshot(snap)
@@ -510,7 +510,7 @@ func (ws *watchStream) run(ctx context.Context) error {
 				}
 				open = c.Revision
 				last = max(last, c.Revision)
-				cw.beginUpdate(c.Revision, id, c.Commit)
+				cw.BeginUpdate(c.Revision, id, c.Commit)
 			}
 			return readConfig(&c)
 		})
@@ -521,7 +521,7 @@ func (ws *watchStream) run(ctx context.Context) error {
 			return ended(err)
 		}
 	}
-	if err := cw.heartbeat(last, id); err != nil {
+	if err := cw.Heartbeat(last, id); err != nil {
 		return ended(err)
 	}
 	// The overrides in effect for the host, sent at the start and again
@@ -534,7 +534,7 @@ func (ws *watchStream) run(ctx context.Context) error {
 			return nil
 		}
 		sentOverrides = key
-		return cw.line(encodeLine(wire.Event{Type: wire.Overrides, Revision: last, Store: id, Overrides: list}))
+		return cw.event(wire.Event{Type: wire.Overrides, Revision: last, Store: id, Overrides: list})
 	}
 	if ws.host != "" {
 		if err := sendOverrides(); err != nil {
@@ -550,7 +550,7 @@ func (ws *watchStream) run(ctx context.Context) error {
 		select {
 		case <-beat.C:
 			beat.Reset(d.cfg.Heartbeat)
-			if err := cw.heartbeat(last, id); err != nil {
+			if err := cw.Heartbeat(last, id); err != nil {
 				return ended(err)
 			}
 			continue
@@ -623,7 +623,7 @@ func (d *Daemon) writeUpdate(cw *clientWriter, id string, rev *published, m stor
 			continue
 		}
 		if n == 0 {
-			cw.beginUpdate(rev.Number, id, rev.Commit)
+			cw.BeginUpdate(rev.Number, id, rev.Commit)
 		}
 		n++
 		if err := cw.config(c); err != nil {
