@@ -62,9 +62,8 @@ type Config struct {
 // Agent is the per-host agent. Create it with New and run it with Serve.
 type Agent struct {
 	cfg     Config
-	daemons []string
+	daemons []*wire.Client
 	log     *slog.Logger
-	hc      *http.Client
 
 	retryMin, retryMax time.Duration
 	// The bounds of the subscription: MaxPending, MaxSubscriptionBytes.
@@ -110,13 +109,14 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.CacheDir == "" {
 		return nil, errors.New("agent: no cache directory")
 	}
-	var daemons []string
+	hc := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext, MaxIdleConnsPerHost: 4}}
+	var daemons []*wire.Client
 	for _, d := range cfg.Daemons {
-		u, err := url.Parse(d)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("agent: daemon URL %q: want http://host:port", d)
+		c, err := wire.NewClient(d, cfg.Token, hc)
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
 		}
-		daemons = append(daemons, strings.TrimSuffix(d, "/"))
+		daemons = append(daemons, c)
 	}
 	if cfg.Metrics != "" {
 		if u, err := url.Parse(cfg.Metrics); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -168,7 +168,6 @@ func New(cfg Config) (*Agent, error) {
 		cfg:           cfg,
 		daemons:       daemons,
 		log:           log,
-		hc:            &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext, MaxIdleConnsPerHost: 4}},
 		retryMin:      200 * time.Millisecond,
 		retryMax:      10 * time.Second,
 		maxPending:    MaxPending,

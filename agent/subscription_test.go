@@ -304,9 +304,12 @@ func TestDeletedConfigDropped(t *testing.T) {
 	repo.Publish(agenttest.Change{Name: "feed/job", Deleted: true})
 	waitFor(t, "the deletion", func() bool { return get(t, a.URL+"/v1/configs/feed/job").code == 404 })
 	waitFor(t, "feed/job to be dropped", func() bool { return slices.Equal(subscribed(a), []string{"other"}) })
-	if _, err := os.Stat(filepath.Join(dir, "meta", "feed", "job.json")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("tombstone left: %v", err)
-	}
+	// The agent drops the name, then removes the tombstone from its
+	// cache.
+	waitFor(t, "the tombstone to be removed", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "meta", "feed", "job.json"))
+		return errors.Is(err, os.ErrNotExist)
+	})
 	if _, err := cache.Read(dir, "feed/job"); !errors.Is(err, cache.ErrNotFound) || err.Error() != `config "feed/job": not in the cache` {
 		t.Errorf("cache.Read = %v", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ErrNotFound is the error of an answer 404: no such config, override or
@@ -59,10 +60,17 @@ type ConfigVersion struct {
 	Revision int64
 	Commit   string
 	Type     string
+	// Compiled is set for a compiled (JSON) config: the answer's content
+	// type is application/json.
+	Compiled bool
 	// Store and Latest are the daemon's store and latest revision.
 	Store  string
 	Latest int64
 	Data   []byte
+	// Override and OverrideVersion name the override an agent serves
+	// instead of Revision's data (HeaderOverride), if any.
+	Override        string
+	OverrideVersion int64
 }
 
 // Config reads the current version of a config; ErrNotFound if there is
@@ -78,7 +86,15 @@ func (c *Client) Config(ctx context.Context, name string) (ConfigVersion, error)
 		return ConfigVersion{}, fmt.Errorf("daemon %s: config %q: %w", c.base, name, err)
 	}
 	cv := ConfigVersion{Name: name, Commit: resp.Header.Get(HeaderCommit), Type: resp.Header.Get(HeaderType),
-		Store: resp.Header.Get(HeaderStore), Data: data}
+		Compiled: strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json"),
+		Store:    resp.Header.Get(HeaderStore), Data: data}
+	if o := resp.Header.Get(HeaderOverride); o != "" {
+		id, version, _ := strings.Cut(o, "/")
+		cv.Override = id
+		if cv.OverrideVersion, err = strconv.ParseInt(version, 10, 64); err != nil || id == "" {
+			return ConfigVersion{}, fmt.Errorf("daemon %s: config %q: header %s: got %q, want ID/VERSION", c.base, name, HeaderOverride, o)
+		}
+	}
 	if cv.Revision, err = intHeader(resp, HeaderRevision); err != nil {
 		return ConfigVersion{}, fmt.Errorf("daemon %s: config %q: %w", c.base, name, err)
 	}
@@ -96,26 +112,130 @@ func intHeader(resp *http.Response, h string) (int64, error) {
 	return n, nil
 }
 
-// Watch opens a watch stream (POST /v1/watch); the caller reads its
-// events and closes it.
-func (c *Client) Watch(ctx context.Context, req WatchRequest) (*Watch, error) {
-	resp, err := c.send(ctx, http.MethodPost, "/v1/watch", req)
-	if err != nil {
+// ErrIdle is the error of a watch stream that sent nothing for longer
+// than its WatchOptions.Idle.
+var ErrIdle = errors.New("watch stream silent")
+
+// WatchOptions are how Watch asks for a stream and keeps it.
+type WatchOptions struct {
+	// GET asks with GET and a query string, for a peer that takes only
+	// GET (an agent's local API). Otherwise Watch asks with POST
+	// /v1/watch, the request in the body whatever its length, and again
+	// with GET if the peer answers 405 (an earlier daemon).
+	GET bool
+	// Idle ends the stream when nothing comes from the peer for that
+	// long, from the request on (0: never): the daemon and the agent
+	// send heartbeats, so silence is a peer or a network that hangs.
+	// Next then fails with an error wrapping ErrIdle.
+	Idle time.Duration
+}
+
+// Watch opens a watch stream; the caller reads its events and closes it.
+// An answer other than 200 is a *StatusError, which carries the peer's
+// store and latest revision.
+func (c *Client) Watch(ctx context.Context, req WatchRequest, opts WatchOptions) (*Watch, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	w := &Watch{cancel: cancel, Method: http.MethodPost}
+	if opts.Idle > 0 {
+		w.idle = opts.Idle
+		w.timer = time.AfterFunc(opts.Idle, func() { cancel(fmt.Errorf("daemon %s: %w for %v", c.base, ErrIdle, opts.Idle)) })
+	}
+	fail := func(err error) (*Watch, error) {
+		w.stop()
+		if cause := context.Cause(ctx); errors.Is(cause, ErrIdle) {
+			return nil, cause
+		}
 		return nil, err
 	}
-	return &Watch{Store: resp.Header.Get(HeaderStore), EventReader: NewEventReader(resp.Body), body: resp.Body}, nil
+	var resp *http.Response
+	var err error
+	if !opts.GET {
+		resp, err = c.send(ctx, http.MethodPost, "/v1/watch", req)
+	}
+	if se, ok := errors.AsType[*StatusError](err); opts.GET || ok && se.Code == http.StatusMethodNotAllowed {
+		w.Method = http.MethodGet
+		resp, err = c.send(ctx, http.MethodGet, "/v1/watch?"+watchQuery(req), nil)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	w.Store = resp.Header.Get(HeaderStore)
+	w.Latest = optionalInt(resp, HeaderLatestRevision)
+	w.body = resp.Body
+	w.ctx = ctx
+	w.EventReader = NewEventReader(w)
+	if w.timer != nil {
+		w.timer.Reset(w.idle)
+	}
+	return w, nil
+}
+
+// watchQuery is the query string of GET /v1/watch asking for req.
+func watchQuery(req WatchRequest) string {
+	q := "configs=" + url.QueryEscape(strings.Join(req.Configs, ","))
+	if req.Host != "" {
+		q += "&host=" + url.QueryEscape(req.Host)
+	}
+	if req.From != nil {
+		q += "&from=" + strconv.FormatInt(*req.From, 10)
+	}
+	return q
 }
 
 // Watch is an open watch stream.
 type Watch struct {
-	// Store is the identity of the daemon's store (HeaderStore).
-	Store string
+	// Store is the identity of the peer's store (HeaderStore), Latest its
+	// latest revision when it answered (HeaderLatestRevision; -1 if it
+	// did not say).
+	Store  string
+	Latest int64
+	// Method is the method the stream was asked for with: GET after a
+	// peer answered 405 to POST.
+	Method string
 	*EventReader
-	body io.Closer
+	ctx    context.Context
+	body   io.ReadCloser
+	cancel context.CancelCauseFunc
+	timer  *time.Timer // ends the stream after idle without a byte
+	idle   time.Duration
+}
+
+// Read reads the stream's body, each byte read putting off the idle
+// timeout; once the stream was ended by it, it fails with its cause.
+func (w *Watch) Read(p []byte) (int, error) {
+	n, err := w.body.Read(p)
+	if n > 0 && w.timer != nil {
+		w.timer.Reset(w.idle)
+	}
+	if err != nil && err != io.EOF {
+		if cause := context.Cause(w.ctx); errors.Is(cause, ErrIdle) {
+			err = cause
+		}
+	}
+	return n, err
+}
+
+func (w *Watch) stop() {
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	w.cancel(nil)
 }
 
 // Close ends the stream.
-func (w *Watch) Close() error { return w.body.Close() }
+func (w *Watch) Close() error {
+	w.stop()
+	return w.body.Close()
+}
+
+// optionalInt returns the revision in header h, or -1 if there is none.
+func optionalInt(resp *http.Response, h string) int64 {
+	n, err := strconv.ParseInt(resp.Header.Get(h), 10, 64)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
+}
 
 // Hosts returns the hosts that report to the daemon, sorted by name.
 func (c *Client) Hosts(ctx context.Context) ([]Host, error) {
@@ -192,8 +312,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	return nil
 }
 
-// send sends a request with an optional JSON body, with the token unless
-// it is a GET, and returns a 2xx answer; any other is a *StatusError.
+// send sends a request with an optional JSON body, with the token if it
+// writes (neither a GET nor a watch), and returns a 2xx answer; any
+// other is a *StatusError.
 func (c *Client) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
 	var r io.Reader
 	if body != nil {
@@ -210,7 +331,7 @@ func (c *Client) send(ctx context.Context, method, path string, body any) (*http
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if method != http.MethodGet && c.token != "" {
+	if method != http.MethodGet && path != "/v1/watch" && c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.hc.Do(req)
@@ -219,7 +340,8 @@ func (c *Client) send(ctx context.Context, method, path string, body any) (*http
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
-		return nil, &StatusError{URL: c.base, Method: method, Path: path, Code: resp.StatusCode, Status: resp.Status, Msg: ErrorMessage(resp)}
+		return nil, &StatusError{URL: c.base, Method: method, Path: path, Code: resp.StatusCode, Status: resp.Status, Msg: ErrorMessage(resp),
+			Store: resp.Header.Get(HeaderStore), Latest: optionalInt(resp, HeaderLatestRevision)}
 	}
 	return resp, nil
 }
@@ -231,6 +353,12 @@ type StatusError struct {
 	Status            string // "404 Not Found"
 	// Msg is the message of the answer's Error body (or its text).
 	Msg string
+	// Store and Latest are the peer's store and latest revision, as the
+	// answer says (HeaderStore, HeaderLatestRevision); Latest is -1 if it
+	// does not: a 404 for a config says as of which revision there is
+	// none, a watch refused says which store the peer has.
+	Store  string
+	Latest int64
 }
 
 func (e *StatusError) Error() string {

@@ -4,10 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,7 +87,7 @@ func startDaemon(t *testing.T, files map[string]string) string {
 	for p := range files {
 		names = append(names, strings.TrimPrefix(p, "source/")) // raw configs
 	}
-	w, err := c.Watch(wctx, wire.WatchRequest{Configs: names})
+	w, err := c.Watch(wctx, wire.WatchRequest{Configs: names}, wire.WatchOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +175,7 @@ func TestClientWatchHostsOverridesRuns(t *testing.T) {
 		t.Errorf("overrides: got %+v, %v, want canary-1", os, err)
 	}
 
-	w, err := c.Watch(ctx, wire.WatchRequest{Configs: []string{"a+b/c@d"}, Host: "web-1"})
+	w, err := c.Watch(ctx, wire.WatchRequest{Configs: []string{"a+b/c@d"}, Host: "web-1"}, wire.WatchOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,5 +234,168 @@ func TestClientWatchHostsOverridesRuns(t *testing.T) {
 	}
 	if err := anon.PutRun(ctx, run); err == nil {
 		t.Error("a run put without the token: got no error")
+	}
+}
+
+// TestClientWatchForms asks a real daemon for one watch in every form the
+// client has: POST, resumed from a revision; GET (an agent's local API
+// takes only GET); POST to a daemon that answers it 405 (an earlier
+// daemon), which the client asks again with GET.
+func TestClientWatchForms(t *testing.T) {
+	base := startDaemon(t, map[string]string{"source/a/b": "1"})
+	var posts, gets atomic.Int32
+	target, _ := url.Parse(base)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	earlier := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/watch" {
+			if r.Method == http.MethodPost {
+				posts.Add(1)
+				w.Header().Set("Allow", "GET, HEAD")
+				http.Error(w, `{"error":"no endpoint POST /v1/watch"}`, http.StatusMethodNotAllowed)
+				return
+			}
+			gets.Add(1)
+			if got := r.URL.Query().Get("configs"); got != "a/b,x/y" {
+				t.Errorf("GET /v1/watch: configs %q, want %q", got, "a/b,x/y")
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(earlier.Close)
+	ctx := context.Background()
+	zero := int64(0)
+	for _, tc := range []struct {
+		name       string
+		url        string
+		opts       wire.WatchOptions
+		from       *int64
+		wantMethod string
+		wantFirst  string
+	}{
+		{"POST", base, wire.WatchOptions{}, nil, http.MethodPost, wire.Snapshot},
+		{"POST from 0", base, wire.WatchOptions{}, &zero, http.MethodPost, wire.Update},
+		{"GET", base, wire.WatchOptions{GET: true}, nil, http.MethodGet, wire.Snapshot},
+		{"GET from 0", base, wire.WatchOptions{GET: true}, &zero, http.MethodGet, wire.Update},
+		{"POST to an earlier daemon", earlier.URL, wire.WatchOptions{}, nil, http.MethodGet, wire.Snapshot},
+	} {
+		c, err := wire.NewClient(tc.url, "tok", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := c.Watch(ctx, wire.WatchRequest{Configs: []string{"a/b", "x/y"}, From: tc.from, Host: "web-1"}, tc.opts)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		ev, err := w.Next()
+		w.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if w.Method != tc.wantMethod || w.Store == "" || w.Latest != 1 {
+			t.Errorf("%s: got method %s, store %q, latest %d; want %s, a store, 1", tc.name, w.Method, w.Store, w.Latest, tc.wantMethod)
+		}
+		if ev.Type != tc.wantFirst || ev.Revision != 1 || ev.Store != w.Store || len(ev.Configs) != 1 || string(ev.Configs[0].Data) != "1" {
+			t.Errorf("%s: first event %+v, want a %s of a/b at revision 1", tc.name, ev, tc.wantFirst)
+		}
+	}
+	if posts.Load() != 1 || gets.Load() != 1 {
+		t.Errorf("the earlier daemon got %d POSTs and %d GETs, want 1 and 1", posts.Load(), gets.Load())
+	}
+
+	// A watch from beyond the daemon's latest revision is refused with
+	// the daemon's store and latest revision, which tell an agent that
+	// it holds revisions of another store.
+	c, err := wire.NewClient(base, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	beyond := int64(5)
+	_, err = c.Watch(ctx, wire.WatchRequest{Configs: []string{"a/b"}, From: &beyond}, wire.WatchOptions{})
+	se, ok := errors.AsType[*wire.StatusError](err)
+	if !ok || se.Code != http.StatusBadRequest || se.Latest != 1 || se.Store == "" {
+		t.Errorf("watch from 5: got %v (%+v), want a 400 saying latest revision 1 and the store", err, se)
+	}
+	cv, err := c.Config(ctx, "a/b")
+	if err != nil || se == nil || cv.Store != se.Store {
+		t.Errorf("config: got %+v, %v, want store %v", cv, err, se)
+	}
+	_, err = c.Config(ctx, "no/such")
+	if se, ok := errors.AsType[*wire.StatusError](err); !errors.Is(err, wire.ErrNotFound) || !ok || se.Latest != 1 {
+		t.Errorf("a config that does not exist: got %v, want ErrNotFound as of latest revision 1", err)
+	}
+}
+
+// TestClientWatchIdle: a watch stream whose peer answers and then sends
+// nothing ends after the idle timeout with ErrIdle, as does one whose
+// peer does not even answer; a stream that sends a byte now and then
+// lives on.
+func TestClientWatchIdle(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("configs") == "mute" {
+			select { // no answer at all
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		ew := wire.NewEventWriter(w, 0)
+		ew.WriteHeader("s")
+		if r.URL.Query().Get("configs") == "silent" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		for i := range 30 {
+			if ew.Heartbeat(int64(i), "s") != nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}))
+	t.Cleanup(func() { close(release); srv.Close() })
+	c, err := wire.NewClient(srv.URL, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	opts := wire.WatchOptions{GET: true, Idle: 300 * time.Millisecond}
+	_, err = c.Watch(ctx, wire.WatchRequest{Configs: []string{"mute"}}, opts)
+	if !errors.Is(err, wire.ErrIdle) {
+		t.Errorf("a peer that does not answer: got %v, want ErrIdle", err)
+	}
+	w, err := c.Watch(ctx, wire.WatchRequest{Configs: []string{"silent"}}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.Next()
+	w.Close()
+	if !errors.Is(err, wire.ErrIdle) || !strings.Contains(err.Error(), "watch stream silent for 300ms") {
+		t.Errorf("a silent stream: got %v, want ErrIdle", err)
+	}
+	// Heartbeats every 100 ms (or slower on a loaded machine, but far
+	// below the timeout) keep a stream that lasts longer than the
+	// timeout: it ends when the peer ends it.
+	opts.Idle = 2 * time.Second
+	w, err = c.Watch(ctx, wire.WatchRequest{Configs: []string{"beating"}}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	n := 0
+	for {
+		_, err := w.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d heartbeats: %v", n, err)
+		}
+		n++
+	}
+	if n != 30 {
+		t.Errorf("got %d heartbeats, want 30", n)
 	}
 }
