@@ -141,11 +141,10 @@ func (a *testAgent) waitServes(t *testing.T, name, want string) {
 }
 
 func TestFetchOnFirstRequest(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(job(1), agenttest.Change{Name: "service/banner.txt", Data: []byte("hi")})
 	repo.Publish(other(2))
-	d := agenttest.NewDaemon(t, repo, hb)
-	d.Token = "tok"
+	d := agenttest.NewDaemon(t, repo)
 	dir := t.TempDir()
 	a := startAgent(t, dir, d)
 
@@ -154,7 +153,7 @@ func TestFetchOnFirstRequest(t *testing.T) {
 		t.Fatalf("GET feed/job = %d %q", r.code, r.body)
 	}
 	for h, want := range map[string]string{
-		"Cfg-Revision": "1", "Cfg-Latest-Revision": "2", "Cfg-Commit": agenttest.Commit(1),
+		"Cfg-Revision": "1", "Cfg-Latest-Revision": "2", "Cfg-Commit": repo.Commit(1),
 		"Cfg-Type": "Job", "Content-Type": "application/json",
 	} {
 		if got := r.header.Get(h); got != want {
@@ -176,7 +175,7 @@ func TestFetchOnFirstRequest(t *testing.T) {
 
 	// Written to the cache, data before meta, and to the state.
 	cv, err := cache.Read(dir, "feed/job")
-	if err != nil || string(cv.Data) != "{\"rev\": 1}\n" || cv.Revision != 1 || cv.Type != "Job" || cv.Commit != agenttest.Commit(1) {
+	if err != nil || string(cv.Data) != "{\"rev\": 1}\n" || cv.Revision != 1 || cv.Type != "Job" || cv.Commit != repo.Commit(1) {
 		t.Errorf("cache.Read = %+v, %v", cv, err)
 	}
 	waitFor(t, "state.json to list both configs", func() bool {
@@ -214,9 +213,9 @@ func TestFetchOnFirstRequest(t *testing.T) {
 }
 
 func TestUpdatesWrittenAndServed(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(job(1))
-	d := agenttest.NewDaemon(t, repo, hb)
+	d := agenttest.NewDaemon(t, repo)
 	dir := t.TempDir()
 	a := startAgent(t, dir, d)
 	get(t, a.URL+"/v1/configs/feed/job")
@@ -251,7 +250,7 @@ func TestUpdatesWrittenAndServed(t *testing.T) {
 	wg.Wait()
 	waitFor(t, "state.json at the last revision", func() bool {
 		st, _ := cache.ReadState(dir)
-		return st.Revision == last && st.Commit == agenttest.Commit(last)
+		return st.Revision == last && st.Commit == repo.Commit(last)
 	})
 	// Only the subscribed config is cached.
 	if _, err := cache.Read(dir, "other"); !errors.Is(err, cache.ErrNotFound) {
@@ -279,10 +278,10 @@ func TestUpdatesWrittenAndServed(t *testing.T) {
 }
 
 func TestRestartServesFromCacheWithDaemonDown(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(job(1))
 	repo.Publish(job(2))
-	d := agenttest.NewDaemon(t, repo, hb)
+	d := agenttest.NewDaemon(t, repo)
 	dir := t.TempDir()
 	a := startAgent(t, dir, d)
 	get(t, a.URL+"/v1/configs/feed/job")
@@ -391,10 +390,10 @@ func seq(from, to int64) []int64 {
 }
 
 func TestFailoverResumesWithoutGapsOrDuplicates(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(job(1))
-	d1 := agenttest.NewDaemon(t, repo, hb)
-	d2 := agenttest.NewDaemon(t, repo, hb)
+	d1 := agenttest.NewDaemon(t, repo)
+	d2 := agenttest.NewDaemon(t, repo)
 	a := startAgent(t, t.TempDir(), d1, d2)
 	get(t, a.URL+"/v1/configs/feed/job")
 	events := localWatch(t, a.URL+"/v1/watch?configs=feed/job")
@@ -432,10 +431,10 @@ func TestFailoverResumesWithoutGapsOrDuplicates(t *testing.T) {
 }
 
 func TestHeartbeatTimeoutFailsOver(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(job(1))
-	d1 := agenttest.NewDaemon(t, repo, hb)
-	d2 := agenttest.NewDaemon(t, repo, hb)
+	d1 := agenttest.NewDaemon(t, repo)
+	d2 := agenttest.NewDaemon(t, repo)
 	a := startAgent(t, t.TempDir(), d1, d2)
 	get(t, a.URL+"/v1/configs/feed/job")
 	waitFor(t, "the watch on the first daemon", func() bool { return a.Status().Daemon == d1.URL })
@@ -453,10 +452,10 @@ func TestHeartbeatTimeoutFailsOver(t *testing.T) {
 }
 
 func TestSubscriptionGrows(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(job(1))
 	repo.Publish(other(2))
-	d := agenttest.NewDaemon(t, repo, hb)
+	d := agenttest.NewDaemon(t, repo)
 	a := startAgent(t, t.TempDir(), d)
 	get(t, a.URL+"/v1/configs/feed/job")
 	waitFor(t, "the first watch", func() bool { return len(d.Watches()) == 1 })
@@ -484,10 +483,10 @@ func TestSubscriptionGrows(t *testing.T) {
 }
 
 func TestLocalWatch(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(job(1))
 	repo.Publish(other(2))
-	d := agenttest.NewDaemon(t, repo, hb)
+	d := agenttest.NewDaemon(t, repo)
 	a := startAgent(t, t.TempDir(), d)
 
 	// A watch subscribes to what it names, including configs that do not
@@ -509,7 +508,7 @@ func TestLocalWatch(t *testing.T) {
 		}
 		got[ev.Configs[0].Name] = ev.Configs[0]
 	}
-	if c := got["feed/job"]; c.Revision != 3 || c.Commit != agenttest.Commit(3) || c.Type != "Job" {
+	if c := got["feed/job"]; c.Revision != 3 || c.Commit != repo.Commit(3) || c.Type != "Job" {
 		t.Errorf("feed/job event = %+v", c)
 	}
 	if c := got["later"]; c.Revision != 4 || string(c.Data) != "now" {
@@ -547,9 +546,9 @@ func TestLocalWatch(t *testing.T) {
 }
 
 func TestNoDaemonAtStart(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(job(1))
-	d := agenttest.NewDaemon(t, repo, hb)
+	d := agenttest.NewDaemon(t, repo)
 	d.Stop()
 	a := startAgent(t, t.TempDir(), d)
 	if r := get(t, a.URL+"/v1/configs/feed/job"); r.code != 503 {
@@ -571,9 +570,9 @@ func TestNoDaemonAtStart(t *testing.T) {
 }
 
 func TestHeartbeatsAdvanceApplied(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(job(1))
-	d := agenttest.NewDaemon(t, repo, hb)
+	d := agenttest.NewDaemon(t, repo)
 	dir := t.TempDir()
 	a := startAgent(t, dir, d)
 	get(t, a.URL+"/v1/configs/feed/job")
@@ -593,8 +592,8 @@ func TestHeartbeatsAdvanceApplied(t *testing.T) {
 // cover a config added since does not advance the applied revision, since
 // the added config may have changed in between.
 func TestAppliedWaitsForGrownSubscription(t *testing.T) {
-	repo := agenttest.NewRepo()
-	d := agenttest.NewDaemon(t, repo, hb)
+	repo := agenttest.NewRepo(t, hb)
+	d := agenttest.NewDaemon(t, repo)
 	a, err := New(Config{Daemons: []string{d.URL}, Host: "h", CacheDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)

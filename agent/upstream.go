@@ -32,7 +32,7 @@ func (e *notFound) Error() string {
 func (e *notFound) Unwrap() error { return errNotFound }
 
 var (
-	errResubscribe      = errors.New("subscription changed")
+	errResubscribe = errors.New("subscription changed")
 	// errStoreChanged: the daemon's store is not the one whose revisions
 	// the agent holds, or it lacks revisions the agent holds; the agent
 	// resynchronises from a snapshot.

@@ -181,14 +181,6 @@ func (d *Daemon) handleConfig(w http.ResponseWriter, r *http.Request) {
 	newClientWriter(w, d.cfg.WriteTimeout).write(c.Data)
 }
 
-// revisionInfo is the body of GET /v1/revisions/{n}.
-type revisionInfo struct {
-	Number  int64     `json:"revision"`
-	Commit  string    `json:"commit"`
-	Time    time.Time `json:"time"`
-	Configs []string  `json:"configs"`
-}
-
 func (d *Daemon) handleLatestRevision(w http.ResponseWriter, r *http.Request) {
 	rev, err := d.store.Latest(r.Context())
 	if err != nil {
@@ -223,7 +215,7 @@ func (d *Daemon) handleRevision(w http.ResponseWriter, r *http.Request) {
 
 // writeRevision answers with rev and the names of the configs it changed.
 func (d *Daemon) writeRevision(w http.ResponseWriter, r *http.Request, rev store.Revision) {
-	info := revisionInfo{Number: rev.Number, Commit: rev.Commit, Time: rev.Time, Configs: make([]string, 0, rev.Configs)}
+	info := wire.Revision{Number: rev.Number, Commit: rev.Commit, Time: rev.Time, Configs: make([]string, 0, rev.Configs)}
 	err := d.store.Changed(r.Context(), rev.Number, func(name string) error {
 		info.Configs = append(info.Configs, name)
 		return nil

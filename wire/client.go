@@ -237,6 +237,17 @@ func optionalInt(resp *http.Response, h string) int64 {
 	return n
 }
 
+// Revision returns published revision n, or the latest if n is 0;
+// ErrNotFound if it is not published yet (for the latest: none is).
+func (c *Client) Revision(ctx context.Context, n int64) (Revision, error) {
+	p := "/v1/revisions/latest"
+	if n != 0 {
+		p = "/v1/revisions/" + strconv.FormatInt(n, 10)
+	}
+	var rev Revision
+	return rev, c.do(ctx, http.MethodGet, p, nil, &rev)
+}
+
 // Hosts returns the hosts that report to the daemon, sorted by name.
 func (c *Client) Hosts(ctx context.Context) ([]Host, error) {
 	var hosts []Host

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -318,6 +319,16 @@ func TestClientWatchForms(t *testing.T) {
 	cv, err := c.Config(ctx, "a/b")
 	if err != nil || se == nil || cv.Store != se.Store {
 		t.Errorf("config: got %+v, %v, want store %v", cv, err, se)
+	}
+	rev, err := c.Revision(ctx, 0)
+	if err != nil || rev.Number != 1 || rev.Commit == "" || !slices.Equal(rev.Configs, []string{"a/b"}) {
+		t.Errorf("latest revision: got %+v, %v, want revision 1 changing a/b", rev, err)
+	}
+	if first, err := c.Revision(ctx, 1); err != nil || first.Commit != rev.Commit {
+		t.Errorf("revision 1: got %+v, %v, want commit %s", first, err, rev.Commit)
+	}
+	if _, err := c.Revision(ctx, 2); !errors.Is(err, wire.ErrNotFound) {
+		t.Errorf("revision 2: got %v, want ErrNotFound", err)
 	}
 	_, err = c.Config(ctx, "no/such")
 	if se, ok := errors.AsType[*wire.StatusError](err); !errors.Is(err, wire.ErrNotFound) || !ok || se.Latest != 1 {

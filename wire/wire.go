@@ -66,6 +66,17 @@ type WatchRequest struct {
 	Host string `json:"host,omitempty"`
 }
 
+// Revision is a published revision, as GET /v1/revisions/{n} and GET
+// /v1/revisions/latest answer it.
+type Revision struct {
+	Number int64  `json:"revision"`
+	Commit string `json:"commit"`
+	// Time is when the daemon published the revision.
+	Time time.Time `json:"time"`
+	// Configs are the names of the configs the revision changed.
+	Configs []string `json:"configs"`
+}
+
 // HostReport is the body of POST /v1/hosts/{host}.
 type HostReport struct {
 	Labels  map[string]string `json:"labels"`
