@@ -84,6 +84,10 @@ type Agent struct {
 	missing       map[string]missingName
 	applied       int64
 	appliedCommit string
+	// saved is the applied revision state.json holds: the one the agent
+	// reports, so that a report never runs ahead of what a restarted
+	// agent resumes from.
+	saved int64
 	// store is the identity of the store the held revisions are of (""
 	// while unknown); resync is set while the agent must take a snapshot
 	// of the daemon's store as the whole truth, whatever its revisions.
@@ -176,6 +180,7 @@ func New(cfg Config) (*Agent, error) {
 		subs:          map[string]bool{},
 		missing:       map[string]missingName{},
 		applied:       st.Revision,
+		saved:         st.Revision,
 		appliedCommit: st.Commit,
 		store:         st.Store,
 		overrides:     map[string]heldOverride{},
@@ -601,9 +606,14 @@ func (a *Agent) writeCache(cv cache.ConfigVersion) error {
 	return nil
 }
 
+// writeState writes st to state.json; applyMu is held, so that states are
+// written in the order they were taken.
 func (a *Agent) writeState(st cache.State) error {
 	if err := cache.WriteState(a.cfg.CacheDir, st); err != nil {
 		return &cacheError{err}
 	}
+	a.mu.Lock()
+	a.saved = st.Revision
+	a.mu.Unlock()
 	return nil
 }

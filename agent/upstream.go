@@ -375,7 +375,7 @@ func (a *Agent) reportLoop(ctx context.Context) {
 
 func (a *Agent) report(ctx context.Context) {
 	a.mu.Lock()
-	rep := wire.HostReport{Labels: a.cfg.Labels, Configs: sortedKeys(a.subs), Applied: a.applied, Metrics: a.cfg.Metrics}
+	rep := wire.HostReport{Labels: a.cfg.Labels, Configs: sortedKeys(a.subs), Applied: a.saved, Metrics: a.cfg.Metrics}
 	for _, name := range slices.Sorted(maps.Keys(a.overrides)) {
 		o := a.overrides[name]
 		rep.Overrides = append(rep.Overrides, wire.AppliedOverride{ID: o.ID, Config: name, Version: o.Version})
