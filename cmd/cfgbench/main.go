@@ -31,7 +31,7 @@
 // largest N with the most workers.
 //
 // Both engines run with the garbage collector set as the cfg command sets it
-// (GOGC=400) unless GOGC is set.
+// (internal/gcpolicy) unless GOGC and GOMEMLIMIT are set.
 //
 // It is a development tool; scripts/bench.sh builds and runs it.
 package main
@@ -47,7 +47,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -57,16 +56,15 @@ import (
 
 	"github.com/cfg-dev/cfg/compiler"
 	"github.com/cfg-dev/cfg/internal/baseline"
+	"github.com/cfg-dev/cfg/internal/gcpolicy"
 	"github.com/cfg-dev/cfg/internal/synth"
 	"github.com/cfg-dev/cfg/repo"
 )
 
 func main() {
-	// Run the collector as the cfg command does (see cli.Main), for both
-	// engines alike, unless GOGC says otherwise.
-	if _, ok := os.LookupEnv("GOGC"); !ok {
-		debug.SetGCPercent(400)
-	}
+	// Run the collector as the cfg command does, for both engines alike,
+	// unless GOGC and GOMEMLIMIT say otherwise.
+	gcpolicy.Compile(0)
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "cfgbench:", err)
 		if errors.Is(err, flag.ErrHelp) {

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -113,14 +112,9 @@ func NewRootCmd(f *Factory) *cobra.Command {
 }
 
 // Main runs cfg with the process's arguments and returns the exit code.
-//
-// Unless GOGC is set, the garbage collector runs at a quarter of its default
-// frequency: a compile allocates many short-lived values around a small live
-// heap, and this makes it about a quarter faster.
+// The commands that compile set the garbage collector for it
+// (gcpolicy.Compile); the others run with Go's defaults.
 func Main() int {
-	if _, ok := os.LookupEnv("GOGC"); !ok {
-		debug.SetGCPercent(400)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return Run(ctx, SystemFactory(), os.Args[1:])
