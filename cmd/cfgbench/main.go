@@ -89,6 +89,8 @@ type options struct {
 	prop       []int
 	rounds     int
 	examples   string
+	process    bool
+	cfg        string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -109,8 +111,16 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fl.IntVar(&o.rounds, "rounds", 20, "commits per subscriber count with -propagation")
 	fl.StringVar(&o.examples, "example", "examples/jobs", "the config repository -propagation commits to (copied)")
 	fl.BoolVar(&o.incr, "incremental", false, "also time incremental compiles: a no-op and a change to a module used by about 100 configs")
+	fl.BoolVar(&o.process, "process", false, "measure the cfg command (-cfg) as a child process instead: cold, no-op and incremental compiles and cfg validate; time, CPU and peak RSS (default -n 20000)")
+	fl.StringVar(&o.cfg, "cfg", "cfg", "the cfg binary -process runs")
+	paper := fl.Bool("paper", false, fmt.Sprintf("with -process, also measure %d configs (takes long)", PaperConfigs))
 	if err := fl.Parse(args); err != nil {
 		return nil, err
+	}
+	nSet := false
+	fl.Visit(func(f *flag.Flag) { nSet = nSet || f.Name == "n" })
+	if o.process && !nSet {
+		*sizes = "20000"
 	}
 	if fl.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fl.Args())
@@ -125,6 +135,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if *prop != "" {
 		if o.prop, err = ints(*prop); err != nil {
 			return nil, fmt.Errorf("-propagation: %w", err)
+		}
+	}
+	if *paper {
+		if !o.process {
+			return nil, errors.New("-paper: only with -process")
+		}
+		if !slices.Contains(o.sizes, PaperConfigs) {
+			o.sizes = append(o.sizes, PaperConfigs)
 		}
 	}
 	if o.runs < 1 {
@@ -226,6 +244,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if len(o.prop) > 0 {
 		return propagation(o.prop, o.rounds, o.examples, stdout, stderr)
+	}
+	if o.process {
+		return process(o, stdout, stderr)
 	}
 	dir := o.dir
 	if dir == "" {
