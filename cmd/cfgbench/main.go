@@ -91,6 +91,7 @@ type options struct {
 	examples   string
 	process    bool
 	cfg        string
+	generate   string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -113,6 +114,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fl.BoolVar(&o.incr, "incremental", false, "also time incremental compiles: a no-op and a change to a module used by about 100 configs")
 	fl.BoolVar(&o.process, "process", false, "measure the cfg command (-cfg) as a child process instead: cold, no-op and incremental compiles and cfg validate; time, CPU and peak RSS (default -n 20000)")
 	fl.StringVar(&o.cfg, "cfg", "cfg", "the cfg binary -process runs")
+	fl.StringVar(&o.generate, "generate", "", "only generate a repository of the first -n configs in `dir` and print the module -process edits and its users")
 	paper := fl.Bool("paper", false, fmt.Sprintf("with -process, also measure %d configs (takes long)", PaperConfigs))
 	if err := fl.Parse(args); err != nil {
 		return nil, err
@@ -244,6 +246,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if len(o.prop) > 0 {
 		return propagation(o.prop, o.rounds, o.examples, stdout, stderr)
+	}
+	if o.generate != "" {
+		return generate(o.generate, o, stdout)
 	}
 	if o.process {
 		return process(o, stdout, stderr)

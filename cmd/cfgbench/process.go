@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -87,13 +88,7 @@ func process(o *options, stdout, stderr io.Writer) error {
 	for _, n := range o.sizes {
 		root := filepath.Join(dir, fmt.Sprintf("n%d", n))
 		fmt.Fprintf(stderr, "generating %d configs in %s\n", n, root)
-		if err := os.RemoveAll(root); err != nil {
-			return err
-		}
-		if err := synth.Generate(root, synth.Options{Configs: n, Modules: o.modules, Seed: o.seed}); err != nil {
-			return fmt.Errorf("generating: %w", err)
-		}
-		module, users, err := synth.ModuleWithUsers(root, 100)
+		module, users, err := generateApart(root, n, o)
 		if err != nil {
 			return err
 		}
@@ -150,6 +145,49 @@ func process(o *options, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "to reproduce: scripts/bench.sh -process -n %s -runs %d -keep -dir DIR, then the command in DIR/nN\n",
 		strings.Trim(strings.Join(strings.Fields(fmt.Sprint(o.sizes)), ","), "[]"), o.runs)
 	return nil
+}
+
+// generateApart generates a repository of n configs at root in a child
+// process (cfgbench -generate), and returns the module the incremental
+// compile edits and its number of users. Generating in this process would
+// make its resident set large, and Linux counts a child's peak RSS from
+// the parent's at the moment the child starts: the children whose peak this
+// process measures must start from a small one.
+func generateApart(root string, n int, o *options) (string, int, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", 0, err
+	}
+	cmd := exec.Command(self, "-generate", root, "-n", strconv.Itoa(n), "-modules", strconv.Itoa(o.modules), "-seed", strconv.FormatInt(o.seed, 10))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", 0, fmt.Errorf("generating %d configs: %w\n%s", n, err, lastLines(stderr.String(), 10))
+	}
+	var module string
+	var users int
+	if _, err := fmt.Sscan(stdout.String(), &module, &users); err != nil {
+		return "", 0, fmt.Errorf("generating %d configs: got %q, want a module and its users", n, stdout.String())
+	}
+	return module, users, nil
+}
+
+// generate is cfgbench -generate: it writes a repository of o.sizes[0]
+// configs at root and prints the module with about 100 users and their
+// number.
+func generate(root string, o *options, stdout io.Writer) error {
+	if err := os.RemoveAll(root); err != nil {
+		return err
+	}
+	if err := synth.Generate(root, synth.Options{Configs: o.sizes[0], Modules: o.modules, Seed: o.seed}); err != nil {
+		return fmt.Errorf("generating: %w", err)
+	}
+	module, users, err := synth.ModuleWithUsers(root, 100)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(stdout, module, users)
+	return err
 }
 
 // summary returns the median wall and CPU time and the highest peak RSS.
