@@ -63,7 +63,10 @@ func realDaemon(t *testing.T) (url string, stop func()) {
 
 func request(t *testing.T, method, url string, body any) int {
 	t.Helper()
-	b, _ := json.Marshal(body)
+	var b []byte // no body for nil
+	if body != nil {
+		b, _ = json.Marshal(body)
+	}
 	req, _ := http.NewRequest(method, url, bytes.NewReader(b))
 	req.Header.Set("Authorization", "Bearer tok")
 	resp, err := http.DefaultClient.Do(req)

@@ -63,7 +63,7 @@ func TestDaemonClient(t *testing.T) {
 	if _, _, err := d.Current(ctx, "demo/none"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Current of a config the daemon does not have: %v", err)
 	}
-	o, err := d.PutOverride(ctx, wire.Override{ID: "run-1", Config: "demo/service", Hosts: []string{"web-1"}, Compiled: true, Data: []byte("new"), LeaseSeconds: 30})
+	o, err := d.PutOverride(ctx, wire.Override{ID: "run-1", Config: "demo/service", Hosts: []string{"web-1"}, Compiled: true, Data: []byte(`{"mode":"new"}`), LeaseSeconds: 30})
 	if err != nil || o.Version != 1 || o.Data != nil || !o.Expires.After(time.Now()) {
 		t.Errorf("PutOverride: %+v, %v", o, err)
 	}

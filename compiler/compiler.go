@@ -8,9 +8,11 @@ import (
 	"io/fs"
 	"path"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.starlark.net/resolve"
 	"go.starlark.net/starlark"
@@ -28,8 +30,17 @@ const DefaultMaxSteps = 20_000_000
 
 // Options control a compile.
 type Options struct {
-	Jobs     int                   // configs compiled in parallel; 0 means one per CPU
-	MaxSteps uint64                // step limit per program; 0 means DefaultMaxSteps
+	Jobs     int    // configs compiled in parallel; 0 means one per CPU
+	MaxSteps uint64 // step limit per program; 0 means DefaultMaxSteps
+	// MaxMemory limits the heap of the compile, in bytes; 0 means
+	// DefaultMaxMemory. When the live heap passes it, the configs being
+	// compiled are stopped and compiled again one at a time; a config that
+	// passes it alone fails.
+	MaxMemory uint64
+	// Timeout limits the wall time of each config (its program, the
+	// modules it is first to load and its validators); 0 means
+	// DefaultTimeout.
+	Timeout  time.Duration
 	Stderr   io.Writer             // where print() writes; nil discards
 	Progress func(done, total int) // called after each config, if set
 	Rebuild  bool                  // Build: ignore the compile cache and compile everything
@@ -53,6 +64,7 @@ type Compiler struct {
 	opts    Options
 	schemas *schema.Loader
 	sources *repo.SourceChecker
+	lim     *limits
 
 	parsed     onceMap[*parsedFile]
 	modules    onceMap[starlark.StringDict]
@@ -70,8 +82,15 @@ func New(fsys fs.FS, opts Options) *Compiler {
 	if opts.MaxSteps == 0 {
 		opts.MaxSteps = DefaultMaxSteps
 	}
+	if opts.MaxMemory == 0 {
+		opts.MaxMemory = DefaultMaxMemory
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = DefaultTimeout
+	}
 	fsys = withStdlib(fsys)
-	return &Compiler{fsys: fsys, opts: opts, schemas: schema.NewLoader(fsys), sources: repo.NewSourceChecker(fsys)}
+	return &Compiler{fsys: fsys, opts: opts, schemas: schema.NewLoader(fsys), sources: repo.NewSourceChecker(fsys),
+		lim: newLimits(opts.MaxMemory, opts.Timeout)}
 }
 
 // Output is the result of compiling one config or copying one raw config.
@@ -100,6 +119,7 @@ func (c *Compiler) CompileAll(ctx context.Context, paths []string) []*Output {
 // it) overlaps with compiling the others.
 func (c *Compiler) CompileEach(ctx context.Context, paths []string, fn func(i int, o *Output)) {
 	var done atomic.Int64
+	defer c.lim.watch()()
 	parallel(c.opts.Jobs, len(paths), func(i int) {
 		var o *Output
 		if err := ctx.Err(); err != nil {
@@ -140,8 +160,39 @@ func (c *Compiler) failed(p string, d ...*diag.Diagnostic) *Output {
 
 // Compile compiles one config, or reads one raw config. A source that is
 // not a regular file (a symbolic link), whose name breaks the rule of
-// config names or that collides with another (repo.CheckSource) fails.
+// config names or that collides with another (repo.CheckSource) fails, and
+// so does a config that passes a limit of Options alone.
 func (c *Compiler) Compile(p string) *Output {
+	defer c.lim.watch()()
+	c.lim.exclusive.RLock()
+	o, lim := c.compile(p, false)
+	c.lim.exclusive.RUnlock()
+	if lim != nil && lim.memory {
+		// Stopped while sharing the heap with other configs: compile it
+		// again alone, so that it fails only for its own memory.
+		c.lim.exclusive.Lock()
+		o, _ = c.compile(p, true)
+		c.lim.exclusive.Unlock()
+	}
+	return o
+}
+
+// compile compiles one config as a job of its own, and returns the limit
+// that stopped it, if one did.
+func (c *Compiler) compile(p string, exclusive bool) (*Output, *limitError) {
+	if repo.Classify(p) != repo.Config {
+		return c.compileJob(p, nil), nil
+	}
+	j := c.lim.start(repo.ConfigName(p), exclusive)
+	defer c.lim.finish(j)
+	o := c.compileJob(p, j)
+	if len(o.Diags) == 0 {
+		return o, nil
+	}
+	return o, j.limit()
+}
+
+func (c *Compiler) compileJob(p string, j *job) *Output {
 	if err := c.sources.Check(p); err != nil {
 		return c.failed(p, diag.Errorf(diag.Pos{File: p}, "%v", err))
 	}
@@ -155,7 +206,7 @@ func (c *Compiler) Compile(p string) *Output {
 	if repo.Classify(p) != repo.Config {
 		return c.failed(p, diag.Errorf(diag.Pos{File: p}, "not a config: only .cconf files and raw configs are compiled"))
 	}
-	v, exportPos, diags := c.run(p)
+	v, exportPos, diags := c.run(p, j)
 	if len(diags) == 0 {
 		data, errs := encodeRoot(v)
 		for _, e := range errs {
@@ -168,7 +219,7 @@ func (c *Compiler) Compile(p string) *Output {
 			diags = append(diags, d)
 		}
 		if len(diags) == 0 {
-			diags = c.runValidators(p, v, exportPos)
+			diags = c.runValidators(p, v, exportPos, j)
 		}
 		if len(diags) == 0 {
 			o := &Output{Source: p, Name: repo.ConfigName(p), Path: repo.MaterializedPath(p), Type: v.t.Name, Data: data}
@@ -185,13 +236,19 @@ func (c *Compiler) Compile(p string) *Output {
 			return o
 		}
 	}
-	for _, d := range diags {
+	// A module's diagnostics are shared by every config loading it: each
+	// config reports its own copies.
+	own := make(diag.List, len(diags))
+	for i, d := range diags {
+		cp := *d
+		cp.Notes = slices.Clip(cp.Notes)
 		if d.Pos.File != p {
-			d.Notes = append(d.Notes, diag.Note{Pos: diag.Pos{File: p}, Msg: fmt.Sprintf("while compiling config %q", repo.ConfigName(p))})
+			cp.Notes = append(cp.Notes, diag.Note{Pos: diag.Pos{File: p}, Msg: fmt.Sprintf("while compiling config %q", repo.ConfigName(p))})
 		}
+		own[i] = &cp
 	}
-	diags.Sort()
-	return c.failed(p, diags...)
+	own.Sort()
+	return c.failed(p, own...)
 }
 
 type exportState struct {
@@ -222,7 +279,7 @@ var exportBuiltin = starlark.NewBuiltin("export", func(thread *starlark.Thread, 
 })
 
 // run executes a config program and returns its exported value.
-func (c *Compiler) run(p string) (*Struct, syntax.Position, diag.List) {
+func (c *Compiler) run(p string, j *job) (*Struct, syntax.Position, diag.List) {
 	pf, err := c.parse(p)
 	if err != nil {
 		return nil, syntax.Position{}, c.diagnose(err)
@@ -235,10 +292,13 @@ func (c *Compiler) run(p string) (*Struct, syntax.Position, diag.List) {
 	if err != nil {
 		return nil, syntax.Position{}, c.diagnose(err)
 	}
-	thread := c.newThread(p)
+	thread := c.newThread(p, j)
 	st := &exportState{}
 	thread.SetLocal(exportKey, st)
 	if _, err := prog.Init(thread, predeclared); err != nil {
+		if lim := j.limit(); lim != nil {
+			return nil, syntax.Position{}, diag.List{c.limitDiag(p, err, lim)}
+		}
 		return nil, syntax.Position{}, c.diagnose(err)
 	}
 	if st.value == nil {
@@ -248,14 +308,35 @@ func (c *Compiler) run(p string) (*Struct, syntax.Position, diag.List) {
 	return st.value, st.pos, nil
 }
 
-func (c *Compiler) newThread(name string) *starlark.Thread {
+// newThread returns a thread for a program run on behalf of job j.
+func (c *Compiler) newThread(name string, j *job) *starlark.Thread {
 	t := &starlark.Thread{
 		Name:  name,
 		Load:  c.load,
 		Print: c.print,
 	}
 	t.SetMaxExecutionSteps(c.opts.MaxSteps)
+	if j != nil {
+		j.add(t)
+	}
 	return t
+}
+
+// limitDiag reports a config stopped by a limit, where its program was
+// when it was stopped.
+func (c *Compiler) limitDiag(p string, err error, lim *limitError) *diag.Diagnostic {
+	d := diag.Errorf(diag.Pos{File: p, Line: 1, Col: 1}, "%s", lim.msg)
+	var ee *starlark.EvalError
+	if errors.As(err, &ee) {
+		d = c.evalDiag(ee)
+		d.Msg = lim.msg
+	}
+	// Stopped inside a module it loads: where the module was.
+	var me *moduleError
+	if errors.As(err, &me) && me.limit && len(me.diags) > 0 {
+		d.Notes = append(d.Notes, diag.Note{Pos: me.diags[0].Pos, Msg: "raised here"})
+	}
+	return d
 }
 
 func (c *Compiler) print(thread *starlark.Thread, msg string) {
@@ -269,7 +350,10 @@ func (c *Compiler) print(thread *starlark.Thread, msg string) {
 
 // moduleError carries the diagnostics of a module that failed to load, so
 // that every config loading it reports the module's own positions.
-type moduleError struct{ diags diag.List }
+type moduleError struct {
+	diags diag.List
+	limit bool // stopped by a limit of the config that ran it: not kept
+}
 
 func (e *moduleError) Error() string { return e.diags.Error() }
 
@@ -309,6 +393,20 @@ func (c *Compiler) load(thread *starlark.Thread, module string) (starlark.String
 	if err != nil {
 		return nil, err
 	}
+	j := jobOf(thread)
+	for {
+		g, err := c.loadModule(p, j)
+		if err != nil && isLimit(err) && j.limit() == nil {
+			// Another config, stopped by a limit, was running the
+			// module: run it again for this one.
+			continue
+		}
+		return g, err
+	}
+}
+
+// loadModule loads a schema or executes a module once, on behalf of job j.
+func (c *Compiler) loadModule(p string, j *job) (starlark.StringDict, error) {
 	return c.modules.get(p, func() (starlark.StringDict, error) {
 		if _, err := fs.Stat(c.fsys, p); errors.Is(err, fs.ErrNotExist) {
 			return nil, errors.New("file does not exist")
@@ -325,30 +423,33 @@ func (c *Compiler) load(thread *starlark.Thread, module string) (starlark.String
 			if err != nil {
 				var l diag.List
 				if errors.As(err, &l) {
-					return nil, &moduleError{l}
+					return nil, &moduleError{diags: l}
 				}
 				return nil, err
 			}
 			return schemaGlobals(f), nil
 		}
-		return c.execModule(p, nil)
+		return c.execModule(p, nil, j)
 	})
 }
 
 // execModule executes a .cinc module or a validator file once and returns
 // its frozen globals.
-func (c *Compiler) execModule(p string, predeclared starlark.StringDict) (starlark.StringDict, error) {
+func (c *Compiler) execModule(p string, predeclared starlark.StringDict, j *job) (starlark.StringDict, error) {
 	pf, err := c.parse(p)
 	if err != nil {
-		return nil, &moduleError{c.diagnose(err)}
+		return nil, &moduleError{diags: c.diagnose(err)}
 	}
 	prog, err := starlark.FileProgram(pf.f, predeclared.Has)
 	if err != nil {
-		return nil, &moduleError{c.diagnose(err)}
+		return nil, &moduleError{diags: c.diagnose(err)}
 	}
-	g, err := prog.Init(c.newThread(p), predeclared)
+	g, err := prog.Init(c.newThread(p, j), predeclared)
 	if err != nil {
-		return nil, &moduleError{c.diagnose(err)}
+		if lim := j.limit(); lim != nil {
+			return nil, &moduleError{diag.List{c.limitDiag(p, err, lim)}, true}
+		}
+		return nil, &moduleError{diags: c.diagnose(err)}
 	}
 	g.Freeze()
 	return g, nil
@@ -571,5 +672,14 @@ func (m *onceMap[V]) get(key string, f func() (V, error)) (V, error) {
 	}
 	m.mu.Unlock()
 	e.once.Do(func() { e.v, e.err = f() })
+	if e.err != nil && isLimit(e.err) {
+		// Stopped by a limit of the config that ran it: not a property
+		// of the file, so the next caller computes it again.
+		m.mu.Lock()
+		if m.m[key] == e {
+			delete(m.m, key)
+		}
+		m.mu.Unlock()
+	}
 	return e.v, e.err
 }

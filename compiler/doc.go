@@ -56,8 +56,18 @@
 //
 // Programs see no files, network, clock or randomness; each program (a
 // config, a module, or one config's validator checks) runs under a step
-// limit. print() writes to the compile's stderr. Same inputs, same bytes
-// out, whatever the number of workers.
+// limit (Options.MaxSteps), each config with its modules and validators
+// under a time limit (Options.Timeout, DefaultTimeout), and the compile
+// under a limit on its live heap (Options.MaxMemory, DefaultMaxMemory):
+// when the heap passes it, the configs running are stopped and compiled
+// again one at a time, so that a config fails only for its own memory. A
+// config stopped by a limit fails with a diagnostic naming it and the
+// limit; the others still compile. print() writes to the compile's stderr.
+// Same inputs, same bytes and diagnostics out, whatever the number of
+// workers.
+//
+// Source files hold no NUL byte, and Starlark sources are UTF-8; a string
+// value (of a Thrift string) must be UTF-8 text, and binary holds bytes.
 //
 // # Snapshots
 //
@@ -71,10 +81,13 @@
 // A struct is an object with fields in IDL declaration order; unset fields
 // are omitted and fields with IDL defaults are always present. An enum is
 // its name; i64 is an exact integer; a double is the shortest form that
-// round-trips (NaN and infinities are errors); binary is base64. A set is a
-// sorted array without duplicates: numbers and enums by value, other
-// elements by their encoding. A map is an object whose keys are strings,
-// enum names or decimal integers, sorted the same way; other key types are
-// errors. Output uses two-space indentation, UTF-8 without HTML escaping,
-// and ends with a newline.
+// round-trips (NaN and infinities are errors, -0.0 is 0.0); binary is
+// base64. A set is an array without duplicates and a map an object, in the
+// one canonical order of Thrift values (bool false first; numbers and enums
+// by value; strings and binary bytewise; structs field by field in field ID
+// order; lists, sets and maps element by element), which the Thrift
+// encodings share. Map keys are strings, enum names or decimal integers;
+// other key types are errors. Values nest at most MaxDepth deep, structs
+// and containers counted, in every encoding. Output uses two-space
+// indentation, UTF-8 without HTML escaping, and ends with a newline.
 package compiler

@@ -1,6 +1,8 @@
 package compiler
 
 import (
+	"bytes"
+	"math/rand/v2"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -65,6 +67,53 @@ export(make())`)
 			if d.Pos.File == "" || d.Pos.Line == 0 {
 				t.Fatalf("diagnostic not positioned: %q", d.Error())
 			}
+		}
+	})
+}
+
+// FuzzThriftValue checks that decoding any bytes in either Thrift encoding
+// never panics, and that what decodes is canonical: encoding the value
+// read and decoding that gives the same JSON, and the same bytes again.
+func FuzzThriftValue(f *testing.F) {
+	st := testStruct(f, "Msg")
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 20 {
+		v := randomStruct(rng, st, 0)
+		for i, enc := range thriftEncodings {
+			data, err := EncodeThrift(v, enc)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(data, i == 1)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte, compact bool) {
+		enc := thriftEncodings[0]
+		if compact {
+			enc = thriftEncodings[1]
+		}
+		js, err := decodeThrift(st, data, enc)
+		if err != nil {
+			return
+		}
+		v, err := readThrift(st, data, enc)
+		if err != nil {
+			t.Fatalf("decodes to JSON but not to a value: %v", err)
+		}
+		again, err := EncodeThrift(v, enc)
+		if err != nil {
+			t.Fatalf("decoded value does not encode: %v", err)
+		}
+		js2, err := decodeThrift(st, again, enc)
+		if err != nil || !bytes.Equal(js, js2) {
+			t.Fatalf("re-encoded value decodes to\n%s\n(err %v), want\n%s", js2, err, js)
+		}
+		v2, err := readThrift(st, again, enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if third, err := EncodeThrift(v2, enc); err != nil || !bytes.Equal(third, again) {
+			t.Fatalf("encoding is not canonical: %x then %x", again, third)
 		}
 	})
 }

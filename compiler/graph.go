@@ -11,9 +11,8 @@ import (
 	"time"
 
 	"go.starlark.net/syntax"
-	"go.uber.org/thriftrw/ast"
-	"go.uber.org/thriftrw/idl"
 
+	"github.com/cfg-dev/cfg/diag"
 	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/schema"
 )
@@ -103,15 +102,7 @@ func (c *Compiler) directDeps(p string, src []byte) []string {
 		}
 	case repo.Schema:
 		out = append(out, validatorPath(p))
-		if prog, err := idl.Parse(src); err == nil {
-			for _, h := range prog.Headers {
-				if inc, ok := h.(*ast.Include); ok {
-					if q, err := schema.IncludePath(p, inc.Path); err == nil {
-						out = append(out, q)
-					}
-				}
-			}
-		}
+		out = append(out, schema.Includes(p, src)...)
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
@@ -119,6 +110,9 @@ func (c *Compiler) directDeps(p string, src []byte) []string {
 
 // parseSource parses a Starlark file and collects its load statements.
 func parseSource(p string, src []byte) (*parsedFile, error) {
+	if d := diag.CheckText(p, src); d != nil {
+		return nil, &moduleError{diags: diag.List{d}}
+	}
 	f, err := fileOptions.Parse(p, src, 0)
 	if err != nil {
 		return nil, err

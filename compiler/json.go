@@ -2,9 +2,8 @@ package compiler
 
 import (
 	"bytes"
-	"cmp"
 	"encoding/base64"
-	"slices"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +24,8 @@ type encoder struct {
 	at     origin // construction site of the innermost struct
 	errs   []encodeError
 	indent int
+	depth  int  // of the value being written
+	deep   bool // the depth limit was reported
 }
 
 // pathSeg is one step of the path to a value inside a config: a type name
@@ -92,9 +93,30 @@ func encodeRoot(s *Struct) ([]byte, []encodeError) {
 // encoders keeps encoders, and their grown buffers, between configs.
 var encoders = sync.Pool{New: func() any { return &encoder{buf: make([]byte, 0, 64<<10)} }}
 
+// enter counts one level of nesting, and reports whether the value may be
+// written: values nest at most MaxDepth deep.
+func (e *encoder) enter() bool {
+	if e.depth++; e.depth <= MaxDepth {
+		return true
+	}
+	if !e.deep {
+		e.deep = true
+		e.fail(errorf("%s", depthMsg))
+	}
+	e.buf = append(e.buf, "null"...)
+	return false
+}
+
+// depthMsg is the error of a value nested too deep, in every encoding.
+var depthMsg = fmt.Sprintf("value nested more than %d deep (structs, lists, sets and maps count, the exported struct as 1)", MaxDepth)
+
 func (e *encoder) structValue(s *Struct) {
 	saved := e.at
 	e.at = s.origin
+	defer func() { e.depth--; e.at = saved }()
+	if !e.enter() {
+		return
+	}
 	if s.t.Type == schema.Union {
 		if n := len(s.setFields()); n != 1 {
 			e.fail(errorf("union takes exactly one member, got %d", n))
@@ -129,7 +151,6 @@ func (e *encoder) structValue(s *Struct) {
 		e.newline()
 	}
 	e.buf = append(e.buf, '}')
-	e.at = saved
 }
 
 func (e *encoder) value(t *schema.Type, v starlark.Value) {
@@ -157,6 +178,10 @@ func (e *encoder) value(t *schema.Type, v starlark.Value) {
 		return
 	case schema.String:
 		if s, ok := v.(starlark.String); ok {
+			if err := checkUTF8(string(s)); err != nil {
+				e.fail(err)
+				return
+			}
 			e.buf = jsontext.AppendString(e.buf, string(s))
 			return
 		}
@@ -205,6 +230,10 @@ func (e *encoder) value(t *schema.Type, v starlark.Value) {
 }
 
 func (e *encoder) list(elem *schema.Type, l *starlark.List) {
+	defer func() { e.depth-- }()
+	if !e.enter() {
+		return
+	}
 	if l.Len() == 0 {
 		e.buf = append(e.buf, '[', ']')
 		return
@@ -225,102 +254,63 @@ func (e *encoder) list(elem *schema.Type, l *starlark.List) {
 	e.buf = append(e.buf, ']')
 }
 
-// set writes a set as a sorted array without duplicates: numbers and enums
-// by value, everything else by its encoding.
+// set writes a set as an array in canonical order without duplicates
+// (compareValues).
 func (e *encoder) set(elem *schema.Type, l *starlark.List) {
-	type item struct {
-		v   starlark.Value
-		enc []byte
+	defer func() { e.depth-- }()
+	if !e.enter() {
+		return
 	}
-	items := make([]item, 0, l.Len())
-	e.indent++
-	for i := range l.Len() {
-		start := len(e.buf)
-		e.path = append(e.path, pathSeg{index: i})
-		e.value(elem, l.Index(i))
-		e.path = e.path[:len(e.path)-1]
-		items = append(items, item{l.Index(i), bytes.Clone(e.buf[start:])})
-		e.buf = e.buf[:start]
-	}
-	e.indent--
-	slices.SortStableFunc(items, func(a, b item) int { return compareElems(elem, a.v, b.v, a.enc, b.enc) })
-	items = slices.CompactFunc(items, func(a, b item) bool { return bytes.Equal(a.enc, b.enc) })
-	if len(items) == 0 {
+	elems := sortedSet(elem, l)
+	if len(elems) == 0 {
 		e.buf = append(e.buf, '[', ']')
 		return
 	}
 	e.buf = append(e.buf, '[')
 	e.indent++
-	for i, it := range items {
+	for i, el := range elems {
 		if i > 0 {
 			e.buf = append(e.buf, ',')
 		}
 		e.newline()
-		e.buf = append(e.buf, it.enc...)
+		e.path = append(e.path, pathSeg{index: el.index})
+		e.value(elem, el.v)
+		e.path = e.path[:len(e.path)-1]
 	}
 	e.indent--
 	e.newline()
 	e.buf = append(e.buf, ']')
 }
 
-// compareElems orders set elements and map keys: integers, doubles and enums
-// by numeric value, everything else by encoding.
-func compareElems(t *schema.Type, a, b starlark.Value, aenc, benc []byte) int {
-	switch t.Kind {
-	case schema.I8, schema.I16, schema.I32, schema.I64:
-		x, ok1 := a.(starlark.Int)
-		y, ok2 := b.(starlark.Int)
-		if ok1 && ok2 {
-			c, _ := x.Cmp(y, 1)
-			return c
-		}
-	case schema.Double:
-		x, _ := starlark.AsFloat(a)
-		y, _ := starlark.AsFloat(b)
-		return cmp.Compare(x, y)
-	case schema.EnumKind:
-		x, ok1 := a.(*Enum)
-		y, ok2 := b.(*Enum)
-		if ok1 && ok2 {
-			return cmp.Compare(x.item.Value, y.item.Value)
-		}
-	}
-	return bytes.Compare(aenc, benc)
-}
-
+// mapValue writes a map as an object with keys in canonical order
+// (compareValues).
 func (e *encoder) mapValue(t *schema.Type, d *starlark.Dict) {
-	items := d.Items()
-	if len(items) == 0 {
+	defer func() { e.depth-- }()
+	if !e.enter() {
+		return
+	}
+	if d.Len() == 0 {
 		e.buf = append(e.buf, '{', '}')
 		return
 	}
-	keys := make([]string, len(items))
-	for i, kv := range items {
-		k, ok := mapKey(t.Key, kv[0])
-		if !ok {
-			e.fail(errorf("map key %s cannot be a JSON object key (want string, enum or integer keys)", describe(kv[0])))
+	for _, k := range d.Keys() {
+		if _, ok := mapKey(t.Key, k); !ok {
+			e.fail(errorf("map key %s cannot be a JSON object key (want string, enum or integer keys)", describe(k)))
 			return
 		}
-		keys[i] = k
 	}
-	order := make([]int, len(items))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(i, j int) int {
-		return compareElems(t.Key, items[i][0], items[j][0], []byte(keys[i]), []byte(keys[j]))
-	})
 	e.buf = append(e.buf, '{')
 	e.indent++
-	for n, i := range order {
+	for n, kv := range sortedMap(t.Key, d) {
 		if n > 0 {
 			e.buf = append(e.buf, ',')
 		}
 		e.newline()
-		e.buf = jsontext.AppendString(e.buf, keys[i])
+		k, _ := mapKey(t.Key, kv[0])
+		e.buf = jsontext.AppendString(e.buf, k)
 		e.buf = append(e.buf, ':', ' ')
-		e.path = append(e.path, pathSeg{key: items[i][0]})
-		e.value(t.Elem, items[i][1])
+		e.path = append(e.path, pathSeg{key: kv[0]})
+		e.value(t.Elem, kv[1])
 		e.path = e.path[:len(e.path)-1]
 	}
 	e.indent--

@@ -25,11 +25,6 @@ const (
 	EncodingThriftCompact = repo.EncodingThriftCompact // TCompactProtocol
 )
 
-// maxThriftDepth is how deeply structs may nest in Thrift data: the limit
-// of the readers and writers Thrift generates (Go and C++ alike), so that a
-// value cfg writes is one every consumer can read.
-const maxThriftDepth = thrift.DEFAULT_RECURSION_DEPTH
-
 // newProtocol returns the protocol of an encoding over buf.
 func newProtocol(encoding string, buf *thrift.TMemoryBuffer) (thrift.TProtocol, error) {
 	conf := &thrift.TConfiguration{}
@@ -48,7 +43,7 @@ func newProtocol(encoding string, buf *thrift.TMemoryBuffer) (thrift.TProtocol, 
 // written sorted and without duplicates, and maps with sorted keys, in the
 // order of canonical JSON, so the same value always gives the same bytes.
 // A value that does not match its schema, lacks a required field or nests
-// structs more than 64 deep is an error naming the path of the field.
+// more than MaxDepth deep is an error naming the path of the field.
 func EncodeThrift(v *Struct, encoding string) ([]byte, error) {
 	buf := thrift.NewTMemoryBufferLen(1024)
 	p, err := newProtocol(encoding, buf)
@@ -236,17 +231,6 @@ func protoError(err error) *valueError {
 	return errorf("%v", err)
 }
 
-// fieldsByID returns the fields of t in field ID order, the order Thrift's
-// generated code writes them in.
-func fieldsByID(t *schema.Struct) []*schema.Field {
-	if slices.IsSortedFunc(t.Fields, cmpFieldID) {
-		return t.Fields
-	}
-	return slices.SortedFunc(slices.Values(t.Fields), cmpFieldID)
-}
-
-func cmpFieldID(a, b *schema.Field) int { return int(a.ID) - int(b.ID) }
-
 // A thriftWriter writes values through a Thrift protocol, driven by their
 // schema types.
 type thriftWriter struct {
@@ -256,8 +240,8 @@ type thriftWriter struct {
 }
 
 func (w *thriftWriter) structValue(s *Struct) *valueError {
-	if w.depth++; w.depth > maxThriftDepth {
-		return errorf("structs nested more than %d deep cannot be read by Thrift's generated code", maxThriftDepth)
+	if w.depth++; w.depth > MaxDepth {
+		return errorf("%s", depthMsg)
 	}
 	defer func() { w.depth-- }()
 	if s.t.Type == schema.Union {
@@ -268,7 +252,7 @@ func (w *thriftWriter) structValue(s *Struct) *valueError {
 	if err := w.p.WriteStructBegin(w.ctx, s.t.Name); err != nil {
 		return protoError(err)
 	}
-	for _, f := range fieldsByID(s.t) {
+	for _, f := range s.t.FieldsByID() {
 		v := s.fields[f.Index]
 		if v == nil {
 			if f.Required == schema.Required {
@@ -339,6 +323,9 @@ func (w *thriftWriter) value(t *schema.Type, v starlark.Value) *valueError {
 		if !ok {
 			return wantMismatch(v, t)
 		}
+		if err := checkUTF8(string(s)); err != nil {
+			return err
+		}
 		err = w.p.WriteString(w.ctx, string(s))
 	case schema.Binary:
 		switch x := v.(type) {
@@ -361,6 +348,25 @@ func (w *thriftWriter) value(t *schema.Type, v starlark.Value) *valueError {
 			return wantMismatch(v, t)
 		}
 		return w.structValue(x)
+	case schema.List, schema.Set, schema.Map:
+		if w.depth++; w.depth > MaxDepth {
+			return errorf("%s", depthMsg)
+		}
+		defer func() { w.depth-- }()
+		return w.container(t, v)
+	default:
+		return wantMismatch(v, t)
+	}
+	if err != nil {
+		return protoError(err)
+	}
+	return nil
+}
+
+// container writes a list, set or map.
+func (w *thriftWriter) container(t *schema.Type, v starlark.Value) *valueError {
+	var err error
+	switch t.Kind {
 	case schema.List:
 		l, ok := v.(*starlark.List)
 		if !ok {
@@ -380,7 +386,7 @@ func (w *thriftWriter) value(t *schema.Type, v starlark.Value) *valueError {
 		if !ok {
 			return wantMismatch(v, t)
 		}
-		elems := canonicalSet(t.Elem, l)
+		elems := sortedSet(t.Elem, l)
 		if err := w.p.WriteSetBegin(w.ctx, wireType(t.Elem), len(elems)); err != nil {
 			return protoError(err)
 		}
@@ -395,7 +401,7 @@ func (w *thriftWriter) value(t *schema.Type, v starlark.Value) *valueError {
 		if !ok {
 			return wantMismatch(v, t)
 		}
-		items := canonicalMap(t.Key, d)
+		items := sortedMap(t.Key, d)
 		if err := w.p.WriteMapBegin(w.ctx, wireType(t.Key), wireType(t.Elem), len(items)); err != nil {
 			return protoError(err)
 		}
@@ -416,57 +422,6 @@ func (w *thriftWriter) value(t *schema.Type, v starlark.Value) *valueError {
 		return protoError(err)
 	}
 	return nil
-}
-
-// A setElem is an element of a set and its index in the list holding it.
-type setElem struct {
-	v     starlark.Value
-	index int
-	enc   []byte // canonical JSON
-}
-
-// canonicalSet returns the elements of a set in the order canonical JSON
-// writes them, without duplicates (see encoder.set).
-func canonicalSet(elem *schema.Type, l *starlark.List) []setElem {
-	e := &encoder{}
-	elems := make([]setElem, l.Len())
-	for i := range l.Len() {
-		e.buf = e.buf[:0]
-		e.value(elem, l.Index(i))
-		elems[i] = setElem{l.Index(i), i, bytes.Clone(e.buf)}
-	}
-	slices.SortStableFunc(elems, func(a, b setElem) int { return compareElems(elem, a.v, b.v, a.enc, b.enc) })
-	return slices.CompactFunc(elems, func(a, b setElem) bool { return bytes.Equal(a.enc, b.enc) })
-}
-
-// canonicalMap returns the entries of a map in the order canonical JSON
-// writes them (see encoder.mapValue). Keys JSON cannot hold are ordered by
-// their encoding as values.
-func canonicalMap(key *schema.Type, d *starlark.Dict) []starlark.Tuple {
-	items := d.Items()
-	encs := make([][]byte, len(items))
-	e := &encoder{}
-	for i, kv := range items {
-		if k, ok := mapKey(key, kv[0]); ok {
-			encs[i] = []byte(k)
-			continue
-		}
-		e.buf = e.buf[:0]
-		e.value(key, kv[0])
-		encs[i] = bytes.Clone(e.buf)
-	}
-	order := make([]int, len(items))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(i, j int) int {
-		return compareElems(key, items[i][0], items[j][0], encs[i], encs[j])
-	})
-	sorted := make([]starlark.Tuple, len(items))
-	for n, i := range order {
-		sorted[n] = items[i]
-	}
-	return sorted
 }
 
 // A thriftReader reads values through a Thrift protocol, driven by their
@@ -495,8 +450,8 @@ func (r *thriftReader) field(t *schema.Struct, id int16) *schema.Field {
 }
 
 func (r *thriftReader) structValue(t *schema.Struct) (*Struct, *valueError) {
-	if r.depth++; r.depth > maxThriftDepth {
-		return nil, errorf("structs nested more than %d deep", maxThriftDepth)
+	if r.depth++; r.depth > MaxDepth {
+		return nil, errorf("%s", depthMsg)
 	}
 	defer func() { r.depth-- }()
 	if _, err := r.p.ReadStructBegin(r.ctx); err != nil {
@@ -601,6 +556,9 @@ func (r *thriftReader) value(t *schema.Type) (starlark.Value, *valueError) {
 		if err != nil {
 			return nil, protoError(err)
 		}
+		if err := checkUTF8(s); err != nil {
+			return nil, err
+		}
 		return starlark.String(s), nil
 	case schema.Binary:
 		b, err := p.ReadBinary(ctx)
@@ -624,6 +582,20 @@ func (r *thriftReader) value(t *schema.Type) (starlark.Value, *valueError) {
 			return nil, err
 		}
 		return s, nil
+	case schema.List, schema.Set, schema.Map:
+		if r.depth++; r.depth > MaxDepth {
+			return nil, errorf("%s", depthMsg)
+		}
+		defer func() { r.depth-- }()
+		return r.container(t)
+	}
+	return nil, errorf("cannot read a value of type %s", t)
+}
+
+// container reads a list, set or map.
+func (r *thriftReader) container(t *schema.Type) (starlark.Value, *valueError) {
+	ctx, p := r.ctx, r.p
+	switch t.Kind {
 	case schema.List, schema.Set:
 		read, end, what := p.ReadListBegin, p.ReadListEnd, "list elements"
 		if t.Kind == schema.Set {

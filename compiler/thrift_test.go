@@ -34,7 +34,7 @@ func compileValue(t testing.TB, c *Compiler, p string) ([]byte, *Struct) {
 	}
 	// Output carries encodings, not the value: run the program again (its
 	// modules are cached by c) to get the value itself.
-	v, _, diags := c.run(p)
+	v, _, diags := c.run(p, nil)
 	if len(diags) > 0 {
 		t.Fatalf("%s: %s", p, diags.Error())
 	}
@@ -153,6 +153,7 @@ struct Msg {
 }
 struct Node {
   1: optional Node link
+  2: optional list<Node> kids
 }
 typedef Msg Message
 struct Mixed {
@@ -511,42 +512,65 @@ func TestDecodeThriftUnknownWireType(t *testing.T) {
 	}
 }
 
-// TestDecodeThriftDepth checks that structs may nest as deeply as Thrift's
-// generated code allows, and no deeper, when writing and when reading.
-func TestDecodeThriftDepth(t *testing.T) {
+// TestDepthLimit checks that values may nest MaxDepth deep, structs and
+// containers counted, and no deeper, in canonical JSON and in both Thrift
+// encodings alike, when writing and when reading.
+func TestDepthLimit(t *testing.T) {
 	node := testStruct(t, "Node")
-	chain := func(n int) *Struct {
+	kids := node.Field("kids")
+	// chain returns a value n deep: Node.link.link... or, through lists,
+	// Node.kids[0].kids[0]... (two levels a step).
+	chain := func(n int, lists bool) *Struct {
 		v := newStruct(node, origin{})
-		for range n - 1 {
+		for d := 1; d < n; {
 			outer := newStruct(node, origin{})
-			outer.fields[0] = v
+			if lists && d+2 <= n {
+				outer.fields[kids.Index] = starlark.NewList([]starlark.Value{v})
+				d += 2
+			} else {
+				outer.fields[0] = v
+				d++
+			}
 			v = outer
 		}
 		return v
 	}
+	wantMsg := "value nested more than 64 deep (structs, lists, sets and maps count, the exported struct as 1)"
+	for _, lists := range []bool{false, true} {
+		ok, deep := chain(MaxDepth, lists), chain(MaxDepth+1, lists)
+		if _, errs := encodeRoot(ok); len(errs) > 0 {
+			t.Fatalf("lists %v: JSON of %d levels: %v", lists, MaxDepth, errs[0].err)
+		}
+		_, errs := encodeRoot(deep)
+		if len(errs) != 1 || !strings.HasSuffix(errs[0].err.Error(), ": "+wantMsg) {
+			t.Errorf("lists %v: JSON of %d levels: got %v, want one error %q", lists, MaxDepth+1, errs, wantMsg)
+		}
+		for _, enc := range thriftEncodings {
+			data, err := EncodeThrift(ok, enc)
+			if err != nil {
+				t.Fatalf("%s: lists %v: %d levels: %v", enc, lists, MaxDepth, err)
+			}
+			if _, err := DecodeThrift(testFS(), "source/s.thrift", "Node", data, enc); err != nil {
+				t.Errorf("%s: lists %v: decoding %d levels: %v", enc, lists, MaxDepth, err)
+			}
+			_, err = EncodeThrift(deep, enc)
+			if err == nil || !strings.HasSuffix(err.Error(), ": "+wantMsg) {
+				t.Errorf("%s: lists %v: encoding %d levels: got error %v, want %q", enc, lists, MaxDepth+1, err, wantMsg)
+			}
+		}
+	}
 	for _, enc := range thriftEncodings {
-		data, err := EncodeThrift(chain(maxThriftDepth), enc)
-		if err != nil {
-			t.Fatalf("%s: %d levels: %v", enc, maxThriftDepth, err)
-		}
-		if _, err := DecodeThrift(testFS(), "source/s.thrift", "Node", data, enc); err != nil {
-			t.Errorf("%s: decoding %d levels: %v", enc, maxThriftDepth, err)
-		}
-		_, err = EncodeThrift(chain(maxThriftDepth+1), enc)
-		if want := "Node" + strings.Repeat(".link", maxThriftDepth) + ": structs nested more than 64 deep cannot be read by Thrift's generated code"; err == nil || err.Error() != want {
-			t.Errorf("%s: encoding %d levels: got error %v, want %q", enc, maxThriftDepth+1, err, want)
-		}
 		// Hand-made data nested one level too deep.
 		deep := writeThrift(t, enc, func(ctx context.Context, p thrift.TProtocol) error {
 			var errs []error
-			for range maxThriftDepth + 1 {
+			for range MaxDepth + 1 {
 				errs = append(errs, p.WriteStructBegin(ctx, "Node"), p.WriteFieldBegin(ctx, "link", thrift.STRUCT, 1))
 			}
 			return errors.Join(errs...)
 		})
-		_, err = DecodeThrift(testFS(), "source/s.thrift", "Node", deep, enc)
-		if want := "Node" + strings.Repeat(".link", maxThriftDepth) + ": structs nested more than 64 deep"; err == nil || err.Error() != want {
-			t.Errorf("%s: decoding %d levels: got error %v, want %q", enc, maxThriftDepth+1, err, want)
+		_, err := DecodeThrift(testFS(), "source/s.thrift", "Node", deep, enc)
+		if want := "Node" + strings.Repeat(".link", MaxDepth) + ": " + wantMsg; err == nil || err.Error() != want {
+			t.Errorf("%s: decoding %d levels: got error %v, want %q", enc, MaxDepth+1, err, want)
 		}
 	}
 }

@@ -30,7 +30,7 @@ func validatorPath(schemaPath string) string { return schemaPath + "-cvalidator"
 
 // loadValidators executes the validator file beside the schema at p, once
 // per run. It returns nil when there is none.
-func (c *Compiler) loadValidators(schemaPath string) (*validatorFile, error) {
+func (c *Compiler) loadValidators(schemaPath string, j *job) (*validatorFile, error) {
 	return c.validators.get(schemaPath, func() (*validatorFile, error) {
 		p := validatorPath(schemaPath)
 		if _, err := fs.Stat(c.fsys, p); errors.Is(err, fs.ErrNotExist) {
@@ -38,7 +38,7 @@ func (c *Compiler) loadValidators(schemaPath string) (*validatorFile, error) {
 		} else if err != nil {
 			// A validator that cannot be read (a link) fails every config
 			// of the schema rather than being skipped.
-			return nil, &moduleError{c.diagnose(err)}
+			return nil, &moduleError{diags: c.diagnose(err)}
 		}
 		vf := &validatorFile{checks: map[*schema.Struct][]check{}}
 		add := starlark.NewBuiltin(validatorRegistryName, func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -60,12 +60,12 @@ func (c *Compiler) loadValidators(schemaPath string) (*validatorFile, error) {
 			vf.checks[st.t] = append(vf.checks[st.t], check{callable, thread.CallFrame(1).Pos})
 			return starlark.None, nil
 		})
-		if _, err := c.execModule(p, starlark.StringDict{validatorRegistryName: add}); err != nil {
+		if _, err := c.execModule(p, starlark.StringDict{validatorRegistryName: add}, j); err != nil {
 			var me *moduleError
 			if errors.As(err, &me) {
 				return nil, me
 			}
-			return nil, &moduleError{diag.List{diag.Errorf(diag.Pos{File: p}, "%v", err)}}
+			return nil, &moduleError{diags: diag.List{diag.Errorf(diag.Pos{File: p}, "%v", err)}}
 		}
 		return vf, nil
 	})
@@ -73,10 +73,13 @@ func (c *Compiler) loadValidators(schemaPath string) (*validatorFile, error) {
 
 // runValidators runs every check registered for the type of every struct
 // value inside v, and reports all failures.
-func (c *Compiler) runValidators(p string, v *Struct, exportPos syntax.Position) diag.List {
-	w := &validatorWalk{c: c, config: p, exportPos: exportPos, checks: map[*schema.Struct][]check{}}
+func (c *Compiler) runValidators(p string, v *Struct, exportPos syntax.Position, j *job) diag.List {
+	w := &validatorWalk{c: c, config: p, job: j, exportPos: exportPos, checks: map[*schema.Struct][]check{}}
 	w.path = append(w.path, pathSeg{name: v.t.Name})
 	w.walk(&schema.Type{Kind: schema.StructKind, Struct: v.t}, v)
+	if lim := j.limit(); lim != nil {
+		return diag.List{diag.Errorf(posOf(exportPos), "%s (while running validators)", lim.msg)}
+	}
 	return w.diags
 }
 
@@ -84,6 +87,7 @@ func (c *Compiler) runValidators(p string, v *Struct, exportPos syntax.Position)
 type validatorWalk struct {
 	c         *Compiler
 	config    string
+	job       *job
 	exportPos syntax.Position
 	thread    *starlark.Thread
 	checks    map[*schema.Struct][]check // per type, looked up once per config
@@ -95,7 +99,10 @@ func (w *validatorWalk) checksFor(t *schema.Struct) []check {
 	if cs, ok := w.checks[t]; ok {
 		return cs
 	}
-	vf, err := w.c.loadValidators(t.File)
+	vf, err := w.c.loadValidators(t.File, w.job)
+	for err != nil && isLimit(err) && w.job.limit() == nil {
+		vf, err = w.c.loadValidators(t.File, w.job) // stopped while another config ran it
+	}
 	var cs []check
 	switch {
 	case err != nil:
@@ -110,7 +117,7 @@ func (w *validatorWalk) checksFor(t *schema.Struct) []check {
 func (w *validatorWalk) visit(s *Struct) {
 	for _, chk := range w.checksFor(s.t) {
 		if w.thread == nil {
-			w.thread = w.c.newThread(w.config)
+			w.thread = w.c.newThread(w.config, w.job)
 		}
 		_, err := starlark.Call(w.thread, chk.fn, starlark.Tuple{s}, nil)
 		if err == nil {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
@@ -67,7 +68,8 @@ func describe(v starlark.Value) string {
 	return v.Type()
 }
 
-// toDouble converts a float or an int to a finite double.
+// toDouble converts a float or an int to a finite double. -0.0 becomes
+// 0.0: the two are equal, and canonical form writes each value one way.
 func toDouble(v starlark.Value, t *schema.Type) (starlark.Float, *valueError) {
 	var f float64
 	switch x := v.(type) {
@@ -81,7 +83,25 @@ func toDouble(v starlark.Value, t *schema.Type) (starlark.Float, *valueError) {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return 0, errorf("got %s, want a finite double", starlark.Float(f))
 	}
+	if f == 0 {
+		f = 0 // not -0
+	}
 	return starlark.Float(f), nil
+}
+
+// checkUTF8 checks that a string value is UTF-8 text: a Thrift string is,
+// and JSON could not carry it otherwise.
+func checkUTF8(s string) *valueError {
+	if utf8.ValidString(s) {
+		return nil
+	}
+	for i := 0; ; {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return errorf("got string with invalid UTF-8 (byte 0x%02x at offset %d), want UTF-8 text (binary holds bytes)", s[i], i)
+		}
+		i += size
+	}
 }
 
 func wantMismatch(v starlark.Value, t *schema.Type) *valueError {
@@ -115,6 +135,9 @@ func convert(t *schema.Type, v starlark.Value) (starlark.Value, *valueError) {
 		return f, nil
 	case schema.String:
 		if s, ok := v.(starlark.String); ok {
+			if err := checkUTF8(string(s)); err != nil {
+				return nil, err
+			}
 			return s, nil
 		}
 	case schema.Binary:
@@ -218,6 +241,7 @@ func fromConst(t *schema.Type, c schema.Const, o origin) starlark.Value {
 			f := c.Struct.Field(name)
 			s.fields[f.Index] = fromConst(f.Type, fc, o)
 		}
+		s.setDefaults(nil) // as the struct's constructor would
 		return s
 	}
 	panic(fmt.Sprintf("unexpected constant %T", c))
@@ -323,9 +347,20 @@ func (o origin) place(fallback syntax.Position) (diag.Pos, []diag.Note) {
 }
 
 // setDefaults gives every unset field with an IDL default its default,
-// except those listed in unset.
+// except those listed in unset; a union takes the first member with a
+// default when it has none.
 func (s *Struct) setDefaults(unset []bool) {
 	if s.t.Type == schema.Union {
+		// A union without a member takes the first member with a default.
+		if unset != nil || len(s.setFields()) > 0 {
+			return
+		}
+		for i, f := range s.t.Fields {
+			if f.Default != nil {
+				s.fields[i] = fromConst(f.Type, f.Default, s.origin)
+				return
+			}
+		}
 		return
 	}
 	for i, f := range s.t.Fields {

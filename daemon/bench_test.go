@@ -5,11 +5,14 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/cfg-dev/cfg/store"
 )
 
 // BenchmarkWatchOpen opens a watch of one config, over HTTP on
@@ -55,4 +58,22 @@ func gitRepoWithACommit(tb testing.TB) string {
 		tb.Fatal(err)
 	}
 	return dir
+}
+
+// BenchmarkWatchBody reads and parses the body of a POST /v1/watch of 1
+// MiB of the shortest names (three characters each: about 175,000), the
+// most a client without the token can make the daemon parse at once per
+// MiB of the watch parameter bound (docs/api.md, Limits).
+func BenchmarkWatchBody(b *testing.B) {
+	body := watchBodyOf(MaxBody)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		r := httptest.NewRequest("POST", "/v1/watch", strings.NewReader(body))
+		q, ok := watchParams(httptest.NewRecorder(), r)
+		if !ok {
+			b.Fatal("watchParams refused the body")
+		}
+		store.Select(strings.Split(q.Get("configs"), ",")...).Match()
+	}
 }

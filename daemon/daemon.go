@@ -19,17 +19,38 @@ import (
 
 // Defaults of Config's optional fields.
 const (
-	DefaultHeartbeat   = 5 * time.Second
-	DefaultPoll        = time.Second
-	DefaultWatchBuffer = 256
+	DefaultHeartbeat               = 5 * time.Second
+	DefaultPoll                    = time.Second
+	DefaultWatchBuffer             = 256
+	DefaultWatchQueueBytes         = 16 << 20
+	DefaultMaxConnections          = 10000
+	DefaultMaxWatches              = 8000
+	DefaultMaxWatchesPerAddress    = 100
+	DefaultMaxWatchBytes           = 16 << 20
+	DefaultMaxWatchBytesPerAddress = 4 << 20
+	DefaultReadTimeout             = 30 * time.Second
+	DefaultWriteTimeout            = 10 * time.Second
+	DefaultIdleTimeout             = 60 * time.Second
+)
+
+// Bounds of requests that are not configurable.
+const (
+	// readHeaderTimeout bounds reading a request's headers.
+	readHeaderTimeout = 10 * time.Second
+	// MaxHeaderBytes bounds a request's line and headers together: a
+	// request over it gets 431.
+	MaxHeaderBytes = 64 << 10
+	// RetryAfter is the Retry-After of a watch refused for being over a
+	// limit, in seconds.
+	RetryAfter = 5
 )
 
 // StoreFile is the name of the store in Config.DataDir; its identity is
 // recorded beside it, in StoreFile+store.IdentitySuffix.
 const StoreFile = "cfg.db"
 
-// maxBody is the largest request body the daemon reads.
-const maxBody = 1 << 20
+// MaxBody is the largest request body the daemon reads (413 beyond).
+const MaxBody = 1 << 20
 
 // hostsFlushEvery is how often host reports are written to the store.
 const hostsFlushEvery = 5 * time.Second
@@ -56,6 +77,43 @@ type Config struct {
 	// before the daemon closes it (DefaultWatchBuffer if zero); the
 	// client then resumes with from=.
 	WatchBuffer int
+	// WatchQueueBytes is how much config data may wait to be written on
+	// one watch stream (DefaultWatchQueueBytes if zero): a stream that
+	// has revisions waiting is closed when the next one would take them
+	// above it, as one that falls WatchBuffer revisions behind is.
+	WatchQueueBytes int64
+	// MaxConnections is how many connections the daemon serves at once;
+	// others wait to be accepted. Zero means DefaultMaxConnections, or
+	// the process's file descriptor limit minus ReservedFDs if that is
+	// less; New refuses more than that.
+	MaxConnections int
+	// MaxWatches is how many watch streams the daemon serves at once
+	// (DefaultMaxWatches if zero), and MaxWatchesPerAddress how many of
+	// them one remote address may hold (DefaultMaxWatchesPerAddress if
+	// zero); a watch above either is answered 503 with Retry-After.
+	MaxWatches           int
+	MaxWatchesPerAddress int
+	// MaxWatchBytes bounds the parameters (query and body) of the watch
+	// streams open at once (DefaultMaxWatchBytes if zero), and
+	// MaxWatchBytesPerAddress those of one remote address
+	// (DefaultMaxWatchBytesPerAddress if zero); a stream holds its
+	// parameters, parsed, for as long as it lasts, and a watch above
+	// either is answered 503 with Retry-After before its body is read. A
+	// body counts by its Content-Length, 1 MiB without one. Neither may
+	// be below 1 MiB, the largest body a watch may have.
+	MaxWatchBytes           int64
+	MaxWatchBytesPerAddress int64
+	// ReadTimeout bounds reading a whole request, body included
+	// (DefaultReadTimeout if zero). IdleTimeout is how long a
+	// keep-alive connection may wait for its next request
+	// (DefaultIdleTimeout if zero).
+	ReadTimeout time.Duration
+	IdleTimeout time.Duration
+	// WriteTimeout bounds writing a response (DefaultWriteTimeout if
+	// zero); a watch stream, and a config's data, are written in pieces
+	// of at most 32 KiB, each of which the client must take within
+	// WriteTimeout, or the stream or response ends.
+	WriteTimeout time.Duration
 	// Logger receives the daemon's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -75,6 +133,13 @@ type Daemon struct {
 	runsMu    sync.Mutex
 	metrics   *metrics
 	handler   http.Handler
+	// conns holds a place for every open connection (MaxConnections);
+	// watches caps the watch streams.
+	conns   chan struct{}
+	watches *watchLimits
+	// writing is the config data watch streams are writing (what they
+	// have yet to read is the hub's).
+	writing atomic.Int64
 
 	latest atomic.Int64 // the latest published revision
 	ready  atomic.Bool  // the tailer has published or found the branch head
@@ -84,6 +149,9 @@ type Daemon struct {
 	cancel    context.CancelFunc
 	startOnce sync.Once
 	wg        sync.WaitGroup // the tailer, the host flusher and the lease sweeper
+	streams   sync.WaitGroup // watch streams that took their connection over
+	streamsMu sync.Mutex     // held to add to streams, and to set closing
+	closing   bool           // Close waits for the streams: none may be added
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -107,6 +175,40 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.WatchBuffer <= 0 {
 		cfg.WatchBuffer = DefaultWatchBuffer
 	}
+	if cfg.WatchQueueBytes <= 0 {
+		cfg.WatchQueueBytes = DefaultWatchQueueBytes
+	}
+	if cfg.MaxWatches <= 0 {
+		cfg.MaxWatches = DefaultMaxWatches
+	}
+	if cfg.MaxWatchesPerAddress <= 0 {
+		cfg.MaxWatchesPerAddress = DefaultMaxWatchesPerAddress
+	}
+	if cfg.MaxWatchBytes <= 0 {
+		cfg.MaxWatchBytes = DefaultMaxWatchBytes
+	}
+	if cfg.MaxWatchBytesPerAddress <= 0 {
+		cfg.MaxWatchBytesPerAddress = DefaultMaxWatchBytesPerAddress
+	}
+	if cfg.MaxWatchBytesPerAddress < MaxBody || cfg.MaxWatchBytes < cfg.MaxWatchBytesPerAddress {
+		return nil, fmt.Errorf("watch parameter bytes: got %d in all and %d per address, want at least %d per address (the largest watch body) and no more per address than in all",
+			cfg.MaxWatchBytes, cfg.MaxWatchBytesPerAddress, MaxBody)
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	fds, fdsKnown := fdLimit()
+	conns, err := connLimits(cfg.MaxConnections, fds, fdsKnown)
+	if err != nil {
+		return nil, err
+	}
+	cfg.MaxConnections = conns
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -128,7 +230,8 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &Daemon{cfg: cfg, log: log, store: st, hist: hist, ctx: ctx, cancel: cancel}
+	d := &Daemon{cfg: cfg, log: log, store: st, hist: hist, ctx: ctx, cancel: cancel,
+		conns: make(chan struct{}, cfg.MaxConnections), watches: newWatchLimits(cfg.MaxWatches, cfg.MaxWatchesPerAddress, cfg.MaxWatchBytes, cfg.MaxWatchBytesPerAddress)}
 	fail := func(err error) (*Daemon, error) {
 		cancel()
 		st.Close()
@@ -151,7 +254,7 @@ func New(cfg Config) (*Daemon, error) {
 	d.overrides = newOverrideSet(overrides)
 	d.metrics = newMetrics(d)
 	d.metrics.latest.Set(float64(info.Number))
-	d.hub = newHub(cfg.WatchBuffer, st.Identity())
+	d.hub = newHub(cfg.WatchBuffer, cfg.WatchQueueBytes)
 	d.reason.Store(fmt.Sprintf("the tailer has not read branch %q yet", cfg.Branch))
 	d.handler = d.routes()
 	return d, nil
@@ -164,7 +267,8 @@ func (d *Daemon) Handler() http.Handler { return d.handler }
 // Serve starts the tailer (on the first call) and serves the HTTP API on
 // ln until ctx is done or Close is called; it then ends every watch stream,
 // waits a few seconds for other requests, closes ln and returns nil. The
-// tailer keeps running until Close.
+// tailer keeps running until Close. Connections on every listener Serve is
+// given count against Config.MaxConnections together.
 func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 	if d.ctx.Err() != nil {
 		return errors.New("daemon closed")
@@ -181,12 +285,16 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 	defer stop()
 	srv := &http.Server{
 		Handler:           d.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return base },
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       d.cfg.ReadTimeout,
+		WriteTimeout:      d.cfg.WriteTimeout,
+		IdleTimeout:       d.cfg.IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		BaseContext:       func(net.Listener) context.Context { return context.WithValue(base, serveContextKey{}, base) },
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(newLimitListener(ln, d.conns)) }()
 	select {
 	case err := <-errc:
 		return err
@@ -211,6 +319,10 @@ func (d *Daemon) Close() error {
 		d.cancel()
 		d.wg.Wait()
 		d.hub.close()
+		d.streamsMu.Lock()
+		d.closing = true
+		d.streamsMu.Unlock()
+		d.streams.Wait()
 		err := d.hosts.flush(context.Background(), d.store)
 		d.closeErr = errors.Join(err, d.store.Close())
 	})

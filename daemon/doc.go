@@ -41,10 +41,42 @@
 //
 // Watch streams subscribe to a hub before reading the store, so the
 // snapshot or replay and the live updates join without gaps or
-// duplicates. Publishing hands each revision to every stream's buffered
-// channel without blocking; a stream that falls more than
-// Config.WatchBuffer revisions behind is closed, and its client resumes
-// with from=.
+// duplicates. Publishing adds each revision to the hub's ring, which every
+// stream reads at its own position, and wakes the streams, without
+// blocking; a stream that falls more than Config.WatchBuffer revisions or
+// Config.WatchQueueBytes of config data behind is closed, and its client
+// resumes with from=.
+//
+// A stream takes its connection over from net/http and runs in a
+// goroutine of its own once its request has ended, so that it holds about
+// 10 KiB while it waits: through net/http's ResponseWriter it held 27 KiB
+// (net/http's buffers of its connection and request, and two goroutines),
+// and 5,000 streams took the daemon above 300 MB in the soak (README). It
+// frames its chunks with httputil.NewChunkedWriter and its headers with
+// http.Header.Write, and a small goroutine of its own notices its client
+// leaving (as net/http's read of an idle connection does); Close waits
+// for these streams. It assembles its events config by config in a buffer
+// of 32 KiB (never an event whole, never the data of a config it shares
+// with other streams copied) and writes each piece as one chunk with a
+// write deadline of its own (Config.WriteTimeout), so that a client that
+// takes in nothing is dropped and one that reads slowly but steadily is
+// not. Serve bounds what each connection's socket may hold unsent to 32
+// KiB (TCP_NOTSENT_LOWAT on Linux and macOS): a write then waits until the
+// client has taken in about a piece, not a third of a send buffer of
+// megabytes, and a client that takes in nothing pins that much kernel
+// memory beyond its own receive window. A stream cut in the middle of an
+// event (a failed write or read of the store), or ended by its client
+// leaving or the daemon shutting down, ends without the last chunk of its
+// body, so that its client cannot take half an event for a whole stream.
+// Where a connection cannot be taken over (HTTP/1.0), the stream writes
+// through the ResponseWriter and http.ResponseController the same way.
+//
+// What clients can make the daemon hold is bounded (docs/api.md, Limits):
+// connections (Config.MaxConnections, below the file descriptor limit less
+// ReservedFDs), watch streams in all and per remote address (503 with
+// Retry-After above them), the time to read a request or its headers, the
+// size of its headers and body, idle connections, and the backlog of a
+// stream.
 //
 // Host reports are kept in memory and written to the store every few
 // seconds and on Close, so that GET /v1/hosts survives a restart.

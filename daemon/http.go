@@ -2,11 +2,13 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -56,8 +58,9 @@ func (d *Daemon) routes() http.Handler {
 			d.metrics.requests.WithLabelValues(strconv.Itoa(sw.status()), "other").Inc()
 			return
 		}
+		// Counted also when a watch stream is cut (http.ErrAbortHandler).
+		defer func() { d.metrics.requests.WithLabelValues(strconv.Itoa(sw.status()), r.Pattern).Inc() }()
 		mux.ServeHTTP(sw, r)
-		d.metrics.requests.WithLabelValues(strconv.Itoa(sw.status()), r.Pattern).Inc()
 	})
 }
 
@@ -169,7 +172,9 @@ func (d *Daemon) handleConfig(w http.ResponseWriter, r *http.Request) {
 		h.Set("Content-Type", "application/octet-stream")
 	}
 	h.Set("Content-Length", strconv.Itoa(len(c.Data)))
-	w.Write(c.Data)
+	// A piece at a time, from the copy that every reader of this version
+	// shares (package store).
+	newClientWriter(w, d.cfg.WriteTimeout).write(c.Data)
 }
 
 // revisionInfo is the body of GET /v1/revisions/{n}.
@@ -277,6 +282,28 @@ func (d *Daemon) handleHealthz(w http.ResponseWriter, r *http.Request) {
 // heartbeats, until the client goes away, the daemon shuts down or the
 // stream falls more than WatchBuffer revisions behind.
 func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength > MaxBody {
+		writeError(w, http.StatusRequestEntityTooLarge, "watch request: body over %d bytes", MaxBody)
+		return
+	}
+	// Over the caps, a client is told to come back later; its body is
+	// read only once it holds a place.
+	release, reason, msg := d.watches.acquire(r.RemoteAddr, watchSize(r))
+	if release == nil {
+		d.metrics.rejected.WithLabelValues(reason).Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(RetryAfter))
+		writeError(w, http.StatusServiceUnavailable, "%s", msg)
+		return
+	}
+	// end gives back what the watch holds: when the handler returns, or,
+	// for a stream that took its connection over, when the stream ends.
+	end := release
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			end()
+		}
+	}()
 	q, ok := watchParams(w, r)
 	if !ok {
 		return
@@ -323,9 +350,14 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "daemon shutting down")
 		return
 	}
-	defer d.hub.unsubscribe(sub)
-	ctx := r.Context()
-	latest, err := d.store.Latest(ctx)
+	d.metrics.watchers.Inc()
+	ws := &watchStream{d: d, sub: sub, sel: sel, match: match, host: host, from: from, remote: r.RemoteAddr, url: r.URL.String()}
+	end = func() {
+		d.hub.unsubscribe(sub)
+		release()
+		d.metrics.watchers.Dec()
+	}
+	latest, err := d.store.Latest(r.Context())
 	if err != nil {
 		d.storeError(w, r, err)
 		return
@@ -337,171 +369,265 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "from: revision %d is beyond the latest revision %d", from, latest.Number)
 		return
 	}
+	ws.latest = latest.Number
 
-	d.metrics.watchers.Inc()
-	defer d.metrics.watchers.Dec()
-	rc := http.NewResponseController(w)
-	writeTimeout := max(10*time.Second, 2*d.cfg.Heartbeat)
-	send := func(line []byte, counted bool) error {
-		rc.SetWriteDeadline(time.Now().Add(writeTimeout))
-		if _, err := w.Write(line); err != nil {
-			return err
-		}
-		if counted {
-			d.metrics.eventsSent.Inc()
-		}
-		return rc.Flush()
-	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return // the headers of a stream, and no stream
+	}
+	ws.cw = newClientWriter(w, d.cfg.WriteTimeout)
+	ws.cw.sent = d.metrics.eventsSent.Inc
+	taken, err := ws.cw.takeOver(r)
+	if err != nil {
+		ws.cw.close(false)
+		ws.writeFailed(err)
+		return
+	}
+	if !taken {
+		// Written through the ResponseWriter, the stream ends with the
+		// request. net/http reads the connection to notice the client
+		// leaving, which ends the request's context: that read has no
+		// deadline (ReadTimeout would end the stream).
+		defer ws.cw.end()
+		ws.cw.rc.SetReadDeadline(time.Time{})
+		w.WriteHeader(http.StatusOK)
+		if err := ws.cw.flush(); err != nil {
+			ws.writeFailed(err)
+			return
+		}
+		if err := ws.run(r.Context()); err != nil {
+			// Cut in the middle of an event (a write failed, the store
+			// failed a read, the daemon is shutting down): the
+			// connection is closed without the end of the chunked body,
+			// so that the client cannot take the stream for whole.
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
+	// A stream that took its connection over runs in a goroutine of its
+	// own, and the request's ends, letting go of what net/http held for
+	// it: the stream ends with the daemon's serving, or when its client
+	// goes away.
+	d.streamsMu.Lock()
+	defer d.streamsMu.Unlock()
+	if d.closing {
+		ws.cw.close(true)
+		return
+	}
+	handedOff = true
+	d.streams.Add(1)
+	ctx, cancel := context.WithCancel(serveContext(r.Context(), d.ctx))
+	go ws.cw.watchClient(cancel)
+	go func() {
+		defer d.streams.Done()
+		defer end()
+		defer cancel()
+		err := ws.run(ctx)
+		// Cut in the middle of an event, the stream ends without the end
+		// of its chunked body.
+		ws.cw.close(err == nil)
+		ws.cw.end()
+	}()
+}
+
+// watchStream is a watch stream once the request is checked and the
+// stream subscribed.
+type watchStream struct {
+	d      *Daemon
+	cw     *clientWriter
+	sub    *subscription
+	sel    store.Selection
+	match  store.Match
+	host   string
+	from   int64 // -1 for a snapshot
+	latest int64 // the latest revision when the stream was opened
+	remote string
+	url    string
+}
+
+// run writes the snapshot or the replay, then live updates and
+// heartbeats, until ctx is done, the stream is dropped or a write or a
+// read of the store fails. It returns nil if the stream ended between
+// events (ctx done, the stream dropped or the hub closed), or else the
+// error that cut it.
+func (ws *watchStream) run(ctx context.Context) error {
+	d, cw, sub, id := ws.d, ws.cw, ws.sub, ws.d.store.Identity()
+	// The stream ends with ctx, even in the middle of a write.
+	stop := context.AfterFunc(ctx, func() {
+		d.hub.unsubscribe(sub)
+		cw.abort()
+	})
+	defer stop()
 
 	// last is the revision up to which the stream has told the client
 	// everything it watches.
-	last := latest.Number
-	id := d.store.Identity()
-	if from < 0 {
-		configs := []wire.Config{}
-		snap, err := d.store.Snapshot(ctx, sel, func(c store.ConfigVersion) error {
-			configs = append(configs, eventConfig(c))
-			return nil
-		})
+	last := ws.latest
+	// readConfig writes a config read from the store, its data counted
+	// as being written while it is.
+	readConfig := func(c *store.ConfigVersion) error {
+		n := int64(len(c.Data))
+		d.writing.Add(n)
+		err := cw.config(c)
+		d.writing.Add(-n)
+		return err
+	}
+	// ended reports why a stream ends on an error, the client's or the
+	// store's, and returns it.
+	ended := func(err error) error {
+		if cw.err != nil {
+			ws.writeFailed(cw.err)
+			return cw.err
+		}
+		if ctx.Err() == nil && !errors.Is(err, store.ErrClosed) {
+			d.log.Error("reading the store for a watch stream", "err", err, "url", ws.url, "remote", ws.remote)
+		}
+		return err
+	}
+	if ws.from < 0 {
+		cw.beginSnapshot(id)
+		snap, err := d.store.Snapshot(ctx, ws.sel, func(c store.ConfigVersion) error { return readConfig(&c) })
+		if err == nil {
+			err = cw.endSnapshot(snap)
+		}
 		if err != nil {
-			d.streamError(r, err)
-			return
+			return ended(err)
 		}
 		last = snap.Number
-		if err := send(encodeLine(wire.Event{Type: wire.Snapshot, Revision: last, Store: id, Commit: snap.Commit, Configs: configs}), true); err != nil {
-			return
-		}
 	} else {
 		// The changes come in revision order: one update per revision.
-		var ev *wire.Event
-		var sendErr error // the client's, not the store's
-		flush := func() error {
-			if ev == nil {
-				return nil
-			}
-			line := encodeLine(ev)
-			ev = nil
-			sendErr = send(line, true)
-			return sendErr
-		}
-		err := d.store.Since(ctx, from, sel, func(c store.ConfigVersion) error {
-			if ev != nil && ev.Revision != c.Revision {
-				if err := flush(); err != nil {
-					return err
+		var open int64 // the revision of the update being written
+		err := d.store.Since(ctx, ws.from, ws.sel, func(c store.ConfigVersion) error {
+			if c.Revision != open {
+				if open != 0 {
+					if err := cw.endUpdate(); err != nil {
+						return err
+					}
 				}
-			}
-			if ev == nil {
-				ev = &wire.Event{Type: wire.Update, Revision: c.Revision, Store: id, Commit: c.Commit}
+				open = c.Revision
 				last = max(last, c.Revision)
+				cw.beginUpdate(c.Revision, id, c.Commit)
 			}
-			ev.Configs = append(ev.Configs, eventConfig(c))
-			return nil
+			return readConfig(&c)
 		})
-		if err == nil {
-			err = flush()
+		if err == nil && open != 0 {
+			err = cw.endUpdate()
 		}
 		if err != nil {
-			if sendErr == nil {
-				d.streamError(r, err)
-			}
-			return
+			return ended(err)
 		}
 	}
-	if err := send(encodeLine(wire.Event{Type: wire.Heartbeat, Revision: last, Store: id}), false); err != nil {
-		return
+	if err := cw.heartbeat(last, id); err != nil {
+		return ended(err)
 	}
 	// The overrides in effect for the host, sent at the start and again
 	// whenever they change.
 	var sentOverrides []byte
 	sendOverrides := func() error {
-		list := d.overrides.forHost(host, match)
+		list := d.overrides.forHost(ws.host, ws.match)
 		key := encodeLine(list)
 		if sentOverrides != nil && bytes.Equal(key, sentOverrides) {
 			return nil
 		}
 		sentOverrides = key
-		return send(encodeLine(wire.Event{Type: wire.Overrides, Revision: last, Store: id, Overrides: list}), true)
+		return cw.line(encodeLine(wire.Event{Type: wire.Overrides, Revision: last, Store: id, Overrides: list}))
 	}
-	if host != "" {
+	if ws.host != "" {
 		if err := sendOverrides(); err != nil {
-			return
+			return ended(err)
 		}
 	}
 
-	beat := time.NewTicker(d.cfg.Heartbeat)
+	// Heartbeats every Heartbeat, from a random point of the first
+	// interval: streams opened together do not beat together.
+	beat := time.NewTimer(rand.N(d.cfg.Heartbeat) + 1)
 	defer beat.Stop()
 	for {
 		select {
-		case <-ctx.Done():
-			return
-		case b, ok := <-sub.ch:
+		case <-beat.C:
+			beat.Reset(d.cfg.Heartbeat)
+			if err := cw.heartbeat(last, id); err != nil {
+				return ended(err)
+			}
+			continue
+		case <-sub.wake:
+		}
+		for more := true; more; {
+			var b *broadcast
+			var ok bool
+			b, more, ok = d.hub.take(sub)
 			if !ok {
 				if d.hub.wasDropped(sub) {
-					d.log.Info("closing a watch stream that fell behind", "remote", r.RemoteAddr, "revision", last)
+					d.log.Info("closing a watch stream that fell behind", "remote", ws.remote, "revision", last)
 				}
-				return
+				return nil
 			}
-			if b.rev == nil {
-				if host != "" {
-					if err := sendOverrides(); err != nil {
-						return
-					}
+			var err error
+			switch {
+			case b == nil:
+			case b.rev == nil:
+				if ws.host != "" {
+					err = sendOverrides()
 				}
-				continue
-			}
-			if b.rev.Number <= last {
-				continue // already in the snapshot or the replay
-			}
-			if b.rev.Number != last+1 {
+			case b.rev.Number <= last:
+				// Already in the snapshot or the replay.
+			case b.rev.Number != last+1:
 				d.log.Error("watch stream out of order", "got", b.rev.Number, "want", last+1)
-				return // the client resumes from last
+				return nil // the client resumes from last
+			default:
+				last = b.rev.Number
+				d.writing.Add(b.size())
+				err = d.writeUpdate(cw, id, b.rev, ws.match)
+				d.writing.Add(-b.size())
 			}
-			last = b.rev.Number
-			var line []byte
-			if configs := filterConfigs(b.rev.configs, match); len(configs) == len(b.rev.configs) {
-				line = b.fullLine()
-			} else if configs != nil {
-				line = encodeLine(updateEvent(id, b.rev.Revision, configs))
-			}
-			if line != nil {
-				if err := send(line, true); err != nil {
-					return
-				}
-			}
-		case <-beat.C:
-			if err := send(encodeLine(wire.Event{Type: wire.Heartbeat, Revision: last, Store: id}), false); err != nil {
-				return
+			if err != nil {
+				return ended(err)
 			}
 		}
 	}
 }
 
-// filterConfigs returns configs itself if m selects all of them, a copy
-// holding those m selects, or nil if it selects none.
-func filterConfigs(configs []store.ConfigVersion, m store.Match) []store.ConfigVersion {
-	if m == nil {
-		return configs
+// writeFailed counts and logs a watch stream whose client took in nothing
+// for the write timeout; other write errors are the client going away.
+func (ws *watchStream) writeFailed(err error) {
+	if ws.cw.timedOut(err) {
+		ws.d.metrics.dropped.WithLabelValues(dropWriteTimeout).Inc()
+		ws.d.log.Info("closing a watch stream whose client takes in nothing", "remote", ws.remote, "timeout", ws.d.cfg.WriteTimeout)
 	}
-	var out []store.ConfigVersion
-	for _, c := range configs {
-		if m(c.Name) {
-			out = append(out, c)
-		}
-	}
-	if len(out) == len(configs) {
-		return configs
-	}
-	return out
 }
 
-// streamError logs why a watch stream ends on a store error, unless the
-// client or the daemon ended it; the client resumes with from=.
-func (d *Daemon) streamError(r *http.Request, err error) {
-	if r.Context().Err() != nil || errors.Is(err, store.ErrClosed) {
-		return
+// serveContextKey is the key of the context Serve serves with, in the
+// contexts of its requests.
+type serveContextKey struct{}
+
+// serveContext returns the context Serve serves reqCtx's request with, or
+// else def.
+func serveContext(reqCtx, def context.Context) context.Context {
+	if ctx, ok := reqCtx.Value(serveContextKey{}).(context.Context); ok {
+		return ctx
 	}
-	d.log.Error("reading the store for a watch stream", "err", err, "url", r.URL.String(), "remote", r.RemoteAddr)
+	return def
+}
+
+// writeUpdate writes the update event of rev with the configs m selects,
+// if it selects any.
+func (d *Daemon) writeUpdate(cw *clientWriter, id string, rev *published, m store.Match) error {
+	n := 0
+	for i := range rev.configs {
+		c := &rev.configs[i]
+		if m != nil && !m(c.Name) {
+			continue
+		}
+		if n == 0 {
+			cw.beginUpdate(rev.Number, id, rev.Commit)
+		}
+		n++
+		if err := cw.config(c); err != nil {
+			return err
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	return cw.endUpdate()
 }

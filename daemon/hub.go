@@ -5,80 +5,159 @@ import (
 	"sync"
 
 	"github.com/cfg-dev/cfg/store"
-	"github.com/cfg-dev/cfg/wire"
 )
 
-// hub fans published revisions out to watch streams: one broadcast per
-// revision, a buffered channel per stream. Publishing never blocks: a
-// stream whose buffer is full is dropped (its channel closed), and its
-// client resumes with from=.
+// hub fans published revisions out to watch streams. It keeps the
+// broadcasts some stream has yet to read in a ring that every stream reads
+// at its own position, and wakes the streams when one is added; a stream
+// costs the hub its position and a channel of one, whatever it has to
+// read, and a broadcast is let go once every stream has read it.
+// Publishing never blocks: a stream that would have more than buffer
+// broadcasts, or more than maxBytes of config data, to read is dropped,
+// and its client resumes with from=. The broadcasts are shared: streams
+// write the same published revision, each encoding the configs it watches
+// as it writes them.
 type hub struct {
-	buffer int
-	store  string // the store's identity, in every event
+	buffer   int   // broadcasts a stream may have to read
+	maxBytes int64 // config data a stream may have to read
+
+	sendMu sync.Mutex      // serializes sends
+	wake   []*subscription // the streams a send wakes, under sendMu
 
 	mu     sync.Mutex
+	ring   []*broadcast // broadcast seq is at ring[seq%len(ring)] until read by all
+	seq    uint64       // the seq of the next broadcast
+	total  int64        // bytes of config data of every broadcast so far
 	subs   map[*subscription]struct{}
 	closed bool
 }
 
 // subscription is one watch stream's place in the hub.
 type subscription struct {
-	ch      chan *broadcast // closed when the stream is dropped or the hub closes
-	dropped bool            // set, under hub.mu, when the stream fell behind
+	wake    chan struct{} // has a value when there may be something to read
+	pos     uint64        // the seq of the next broadcast to read, under hub.mu
+	dropped bool          // set, under hub.mu, when the stream fell behind
+	ended   bool          // set, under hub.mu, when the stream must end
 }
 
 // published is a revision the tailer published, with its configs.
 type published struct {
 	store.Revision
 	configs []store.ConfigVersion
+	size    int64 // bytes of the configs' data
 }
 
-// broadcast is a published revision, with its update event encoded once
-// for every stream that watches all of its configs; a broadcast without a
-// revision says that the overrides changed. Both go through one channel
-// so that a stream sees them in the order they happened.
+// broadcast is a published revision; a broadcast without a revision says
+// that the overrides changed. Both go through the ring so that a stream
+// sees them in the order they happened.
 type broadcast struct {
-	rev   *published
-	store string
-	once  sync.Once
-	line  []byte
+	rev     *published
+	total   int64 // hub.total once this broadcast was added
+	pending int   // subscriptions that have yet to read it, under hub.mu
 }
 
-// fullLine returns the update event holding all of the revision's configs.
-func (b *broadcast) fullLine() []byte {
-	b.once.Do(func() { b.line = encodeLine(updateEvent(b.store, b.rev.Revision, b.rev.configs)) })
-	return b.line
+// size returns the bytes of config data b brings.
+func (b *broadcast) size() int64 {
+	if b.rev == nil {
+		return 0
+	}
+	return b.rev.size
 }
 
-func newHub(buffer int, store string) *hub {
-	return &hub{buffer: buffer, store: store, subs: map[*subscription]struct{}{}}
+// newHub returns a hub whose streams may have buffer broadcasts and
+// maxBytes of config data to read.
+func newHub(buffer int, maxBytes int64) *hub {
+	return &hub{buffer: buffer, maxBytes: maxBytes, ring: make([]*broadcast, buffer), subs: map[*subscription]struct{}{}}
 }
 
-// subscribe returns a new subscription, or nil once the hub is closed.
+// subscribe returns a new subscription, which gets every broadcast from
+// now on, or nil once the hub is closed.
 func (h *hub) subscribe() *subscription {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil
 	}
-	s := &subscription{ch: make(chan *broadcast, h.buffer)}
+	s := &subscription{wake: make(chan struct{}, 1), pos: h.seq}
 	h.subs[s] = struct{}{}
 	return s
 }
 
-// unsubscribe removes s, if it is still there.
+// unsubscribe removes s, and wakes its stream, which ends.
 func (h *hub) unsubscribe(s *subscription) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if _, ok := h.subs[s]; ok {
-		delete(h.subs, s)
-		close(s.ch)
+	h.end(s)
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
 }
 
-// publish sends r to every subscription and returns how many it dropped.
+// end ends s: it reads nothing more. h.mu is held.
+func (h *hub) end(s *subscription) {
+	if s.ended {
+		return
+	}
+	for ; s.pos < h.seq; s.pos++ {
+		h.read(s.pos)
+	}
+	s.ended = true
+	delete(h.subs, s)
+}
+
+// read counts one more subscription that read broadcast seq, letting it go
+// once all have. h.mu is held.
+func (h *hub) read(seq uint64) {
+	i := seq % uint64(len(h.ring))
+	b := h.ring[i]
+	if b.pending--; b.pending == 0 {
+		h.ring[i] = nil
+	}
+}
+
+// take returns the next broadcast for s, or nil if there is none yet, and
+// whether more follow; ok is false once s must end: unsubscribed, dropped
+// for falling behind, or the hub closed.
+func (h *hub) take(s *subscription) (b *broadcast, more, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.ended {
+		return nil, false, false
+	}
+	if s.pos == h.seq {
+		return nil, false, true
+	}
+	b = h.ring[s.pos%uint64(len(h.ring))]
+	h.read(s.pos)
+	s.pos++
+	return b, s.pos < h.seq, true
+}
+
+// queued returns the bytes of config data the streams have yet to read.
+func (h *hub) queued() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var n int64
+	for s := range h.subs {
+		n += h.unread(s)
+	}
+	return n
+}
+
+// unread returns the bytes of config data s has yet to read. h.mu is
+// held.
+func (h *hub) unread(s *subscription) int64 {
+	if s.pos == h.seq {
+		return 0
+	}
+	b := h.ring[s.pos%uint64(len(h.ring))]
+	return h.total - (b.total - b.size())
+}
+
+// publish adds r for every subscription and returns how many it dropped.
 func (h *hub) publish(r *published) (dropped int) {
-	return h.send(&broadcast{rev: r, store: h.store})
+	return h.send(&broadcast{rev: r})
 }
 
 // overridesChanged tells every subscription that the overrides changed.
@@ -87,18 +166,35 @@ func (h *hub) overridesChanged() {
 }
 
 func (h *hub) send(b *broadcast) (dropped int) {
+	h.sendMu.Lock()
+	defer h.sendMu.Unlock()
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	wake := h.wake[:0]
 	for s := range h.subs {
-		select {
-		case s.ch <- b:
-		default:
+		// With b, s would have h.seq+1-s.pos broadcasts to read.
+		if n := h.seq + 1 - s.pos; n > uint64(h.buffer) || n > 1 && h.unread(s)+b.size() > h.maxBytes {
+			h.end(s)
 			s.dropped = true
-			delete(h.subs, s)
-			close(s.ch)
 			dropped++
 		}
+		wake = append(wake, s)
 	}
+	h.total += b.size()
+	b.total = h.total
+	if b.pending = len(h.subs); b.pending > 0 {
+		h.ring[h.seq%uint64(len(h.ring))] = b
+	}
+	h.seq++
+	h.mu.Unlock()
+	// Woken after the lock is let go, the streams do not queue for it.
+	for _, s := range wake {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+	clear(wake)
+	h.wake = wake
 	return dropped
 }
 
@@ -115,29 +211,12 @@ func (h *hub) close() {
 	defer h.mu.Unlock()
 	h.closed = true
 	for s := range h.subs {
-		delete(h.subs, s)
-		close(s.ch)
+		h.end(s)
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
 	}
-}
-
-// eventConfigs renders configs for watch events (docs/api.md).
-func eventConfigs(cs []store.ConfigVersion) []wire.Config {
-	out := make([]wire.Config, len(cs))
-	for i, c := range cs {
-		out[i] = eventConfig(c)
-	}
-	return out
-}
-
-// eventConfig renders a config for watch events.
-func eventConfig(c store.ConfigVersion) wire.Config {
-	return wire.Config{Name: c.Name, Revision: c.Revision, Commit: c.Commit, Type: c.Type, Compiled: &c.Compiled, Deleted: c.Deleted, Data: c.Data}
-}
-
-// updateEvent is the update event of revision r of the store identified
-// by id, holding configs.
-func updateEvent(id string, r store.Revision, configs []store.ConfigVersion) wire.Event {
-	return wire.Event{Type: wire.Update, Revision: r.Number, Store: id, Commit: r.Commit, Configs: eventConfigs(configs)}
 }
 
 // encodeLine encodes v as one line of NDJSON.

@@ -5,6 +5,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
+// Reasons a watch stream is dropped, as cfg_watchers_dropped_total labels
+// them.
+const (
+	dropBehind       = "behind"
+	dropWriteTimeout = "write_timeout"
+)
+
 // metrics are the daemon's Prometheus metrics (docs/api.md), in a registry
 // of its own so that several daemons can live in one process.
 type metrics struct {
@@ -14,7 +21,8 @@ type metrics struct {
 	tailerErrors prometheus.Counter
 	watchers     prometheus.Gauge
 	eventsSent   prometheus.Counter
-	dropped      prometheus.Counter
+	dropped      *prometheus.CounterVec
+	rejected     *prometheus.CounterVec
 	requests     *prometheus.CounterVec
 	// leasesExpired counts overrides removed because their lease ran out.
 	leasesExpired prometheus.Counter
@@ -38,9 +46,12 @@ func newMetrics(d *Daemon) *metrics {
 		eventsSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cfg_watch_events_sent_total", Help: "Snapshot and update events sent on watch streams.",
 		}),
-		dropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "cfg_watchers_dropped_total", Help: "Watch streams closed because they fell behind.",
-		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cfg_watchers_dropped_total", Help: "Watch streams the daemon closed: because they fell behind (reason behind), or because their client took in nothing for the write timeout (reason write_timeout).",
+		}, []string{"reason"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cfg_watchers_rejected_total", Help: "Watch requests answered 503 because the daemon serves the most streams it may (reason streams), the client's address holds the most it may (reason address), or their parameters would take the daemon's or the address's watch parameter bytes above their bound (reason bytes).",
+		}, []string{"reason"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cfg_http_requests_total", Help: "HTTP requests by status code and route.",
 		}, []string{"code", "route"}),
@@ -57,7 +68,23 @@ func newMetrics(d *Daemon) *metrics {
 	damaged := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "cfg_store_damaged_reads_total", Help: "Store reads refused because what they read was damaged (a value failing its checksum, a page the file lacks).",
 	}, func() float64 { return float64(d.store.DamagedReads()) })
-	m.reg.MustRegister(m.latest, m.published, m.tailerErrors, m.watchers, m.eventsSent, m.dropped, m.requests, hosts, overrides, m.leasesExpired, damaged,
+	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cfg_watch_queued_bytes", Help: "Config data watch streams have yet to write: of the revisions waiting on each stream, and of the configs they are writing (streams writing one version share its bytes, so memory holds less).",
+	}, func() float64 { return float64(d.hub.queued() + d.writing.Load()) })
+	conns := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cfg_http_connections", Help: "Open client connections.",
+	}, func() float64 { return float64(len(d.conns)) })
+	connsMax := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cfg_http_connections_max", Help: "The most client connections the daemon serves at once; others wait to be accepted.",
+	}, func() float64 { return float64(cap(d.conns)) })
+	for _, reason := range []string{dropBehind, dropWriteTimeout} {
+		m.dropped.WithLabelValues(reason)
+	}
+	for _, reason := range []string{rejectedStreams, rejectedAddress, rejectedBytes} {
+		m.rejected.WithLabelValues(reason)
+	}
+	m.reg.MustRegister(m.latest, m.published, m.tailerErrors, m.watchers, m.eventsSent, m.dropped, m.rejected, queued, conns, connsMax,
+		m.requests, hosts, overrides, m.leasesExpired, damaged,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -21,46 +21,7 @@ func TestMetrics(t *testing.T) {
 	d.do("POST", "/v1/hosts/web-1", `{"applied":2}`, map[string]string{"Authorization": "Bearer " + token})
 	d.do("GET", "/v1/configs/nope", "", nil)
 
-	resp, err := http.Get(d.url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("/metrics is not Prometheus text: %v", err)
-	}
-	value := func(name string, labels ...string) float64 {
-		t.Helper()
-		f, ok := families[name]
-		if !ok {
-			t.Errorf("no metric %s", name)
-			return -1
-		}
-	metrics:
-		for _, m := range f.GetMetric() {
-			for i := 0; i < len(labels); i += 2 {
-				found := false
-				for _, l := range m.GetLabel() {
-					if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue metrics
-				}
-			}
-			switch {
-			case m.Gauge != nil:
-				return m.GetGauge().GetValue()
-			case m.Counter != nil:
-				return m.GetCounter().GetValue()
-			}
-		}
-		t.Errorf("no metric %s%v", name, labels)
-		return -1
-	}
+	value := d.metric
 	checks := []struct {
 		name   string
 		labels []string
@@ -80,7 +41,49 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
 	}
-	if _, ok := families["go_goroutines"]; !ok {
-		t.Error("no Go runtime metrics")
+	if got := value("go_goroutines"); got <= 0 {
+		t.Errorf("go_goroutines = %v, want Go runtime metrics", got)
 	}
+}
+
+// metric returns the value of the daemon's metric name with the given
+// label pairs, failing the test if there is none.
+func (d *testDaemon) metric(name string, labels ...string) float64 {
+	d.t.Helper()
+	resp, err := http.Get(d.url + "/metrics")
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		d.t.Fatalf("/metrics is not Prometheus text: %v", err)
+	}
+	f, ok := families[name]
+	if !ok {
+		d.t.Fatalf("no metric %s", name)
+	}
+metrics:
+	for _, m := range f.GetMetric() {
+		for i := 0; i < len(labels); i += 2 {
+			found := false
+			for _, l := range m.GetLabel() {
+				if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
+					found = true
+				}
+			}
+			if !found {
+				continue metrics
+			}
+		}
+		switch {
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue()
+		case m.Counter != nil:
+			return m.GetCounter().GetValue()
+		}
+	}
+	d.t.Fatalf("no metric %s%v", name, labels)
+	return -1
 }

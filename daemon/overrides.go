@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/store"
@@ -107,7 +109,8 @@ func checkID(id string) error {
 // decodeOne decodes one JSON object from r into v, and nothing after it.
 func decodeOne(r io.Reader, what string, v any) error {
 	dec := json.NewDecoder(r)
-	if err := dec.Decode(v); err != nil {
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
 		return fmt.Errorf("decoding %s: %w", what, err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
@@ -116,15 +119,91 @@ func decodeOne(r io.Reader, what string, v any) error {
 		}
 		return fmt.Errorf("decoding %s: %w", what, err)
 	}
+	if kind := jsonKind(raw); kind != jsonObject {
+		return fmt.Errorf("decoding %s: got %s, want a JSON object", what, kind)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("decoding %s: %w", what, err)
+	}
+	return nil
+}
+
+const jsonObject = "an object"
+
+// jsonKind names the kind of the valid JSON value v.
+func jsonKind(v []byte) string {
+	v = bytes.TrimLeft(v, " \t\r\n")
+	if len(v) == 0 {
+		return "nothing"
+	}
+	switch v[0] {
+	case '{':
+		return jsonObject
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
+}
+
+// checkOverrideData checks the data of override o against the kind of the
+// config it replaces: a compiled config takes a JSON object, as the
+// compiler writes one; a raw config takes any bytes. It returns the status
+// to answer with when it fails (a store error has none).
+func (d *Daemon) checkOverrideData(ctx context.Context, o wire.Override) (int, error) {
+	c, err := d.store.Get(ctx, o.Config)
+	if errors.Is(err, store.ErrNotFound) {
+		return http.StatusNotFound, fmt.Errorf("unknown config %q: an override replaces a published config", o.Config)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if o.Compiled != c.Compiled {
+		kind := "raw"
+		if c.Compiled {
+			kind = "compiled (JSON)"
+		}
+		return http.StatusBadRequest, fmt.Errorf("compiled: got %v, want %v: config %q is %s", o.Compiled, c.Compiled, o.Config, kind)
+	}
+	if !o.Compiled {
+		return 0, nil
+	}
+	if err := checkCompiledData(o.Data); err != nil {
+		return http.StatusBadRequest, fmt.Errorf("data of compiled config %q: %w", o.Config, err)
+	}
+	return 0, nil
+}
+
+// checkCompiledData checks that data is a compiled config: one JSON
+// object, in UTF-8.
+func checkCompiledData(data []byte) error {
+	if !utf8.Valid(data) {
+		return errors.New("not UTF-8")
+	}
+	var raw json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+			return fmt.Errorf("invalid JSON: %v at byte %d", se, se.Offset)
+		}
+		return fmt.Errorf("invalid JSON: %v", err)
+	}
+	if kind := jsonKind(raw); kind != jsonObject {
+		return fmt.Errorf("got %s, want a JSON object", kind)
+	}
 	return nil
 }
 
 // readBody decodes a request body into v, answering the request with the
 // error if it fails.
 func readBody(w http.ResponseWriter, r *http.Request, what string, v any) bool {
-	err := decodeOne(http.MaxBytesReader(w, r.Body, maxBody), what, v)
+	err := decodeOne(http.MaxBytesReader(w, r.Body, MaxBody), what, v)
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-		writeError(w, http.StatusRequestEntityTooLarge, "%s: body over %d bytes", what, maxBody)
+		writeError(w, http.StatusRequestEntityTooLarge, "%s: body over %d bytes", what, MaxBody)
 		return false
 	}
 	if err != nil {
@@ -172,6 +251,14 @@ func (d *Daemon) handlePutOverride(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := checkLease(o.LeaseSeconds); err != nil {
 		writeError(w, http.StatusBadRequest, "override %s: %v", id, err)
+		return
+	}
+	if code, err := d.checkOverrideData(r.Context(), o); err != nil {
+		if code == 0 {
+			d.storeError(w, r, err)
+			return
+		}
+		writeError(w, code, "override %s: %v", id, err)
 		return
 	}
 	o.ID = id

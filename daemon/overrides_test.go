@@ -49,21 +49,21 @@ func TestOverrides(t *testing.T) {
 	plain := d.watch("configs=a")
 	plain.expect("snapshot 1 a@1=a1")
 
-	if code, body := d.putOverride("run-1", "a", []string{"web-1", "web-3"}, "A", 30); code != 200 {
+	if code, body := d.putOverride("run-1", "a", []string{"web-1", "web-3"}, `{"v":"A"}`, 30); code != 200 {
 		t.Fatalf("PUT override: %d %s", code, body)
 	}
-	w1.expect("overrides 1 a=run-1@1:A")
-	if code, body := d.putOverride("run-1", "a", []string{"web-1", "web-2"}, "A2", 30); code != 200 || !strings.Contains(body, `"version":2`) {
+	w1.expect(`overrides 1 a=run-1@1:{"v":"A"}`)
+	if code, body := d.putOverride("run-1", "a", []string{"web-1", "web-2"}, `{"v":"A2"}`, 30); code != 200 || !strings.Contains(body, `"version":2`) {
 		t.Fatalf("PUT override again: %d %s", code, body)
 	}
-	w1.expect("overrides 1 a=run-1@2:A2")
-	w2.expect("overrides 1 a=run-1@2:A2")
+	w1.expect(`overrides 1 a=run-1@2:{"v":"A2"}`)
+	w2.expect(`overrides 1 a=run-1@2:{"v":"A2"}`)
 
 	// A second override of b for web-1 is fine; one of a is not.
-	if code, body := d.putOverride("run-2", "b", []string{"web-1"}, "B", 30); code != 200 {
+	if code, body := d.putOverride("run-2", "b", []string{"web-1"}, `{"v":"B"}`, 30); code != 200 {
 		t.Fatalf("PUT override of b: %d %s", code, body)
 	}
-	w1.expect("overrides 1 a=run-1@2:A2 b=run-2@1:B")
+	w1.expect(`overrides 1 a=run-1@2:{"v":"A2"} b=run-2@1:{"v":"B"}`)
 	for _, tc := range []struct {
 		id, config string
 		hosts      []string
@@ -72,13 +72,13 @@ func TestOverrides(t *testing.T) {
 		code       int
 		msg        string
 	}{
-		{"run-3", "a", []string{"web-9", "web-2"}, "X", 30, 409, "host web-2 already has override run-1 of config \"a\""},
-		{"run-1", "b", []string{"web-1"}, "X", 30, 409, "override run-1 is for config \"a\", not \"b\""},
-		{"bad id", "a", []string{"web-1"}, "X", 30, 400, "invalid id"},
-		{"run-4", "a", nil, "X", 30, 400, "no hosts"},
-		{"run-4", "../a", []string{"web-1"}, "X", 30, 400, "config"},
-		{"run-4", "a", []string{"web 1"}, "X", 30, 400, "invalid host name"},
-		{"run-4", "a", []string{"web-1"}, "X", 0, 400, "lease_seconds: got 0, want 1 to 3600"},
+		{"run-3", "a", []string{"web-9", "web-2"}, `{"v":"X"}`, 30, 409, "host web-2 already has override run-1 of config \"a\""},
+		{"run-1", "b", []string{"web-1"}, `{"v":"X"}`, 30, 409, "override run-1 is for config \"a\", not \"b\""},
+		{"bad id", "a", []string{"web-1"}, `{"v":"X"}`, 30, 400, "invalid id"},
+		{"run-4", "a", nil, `{"v":"X"}`, 30, 400, "no hosts"},
+		{"run-4", "../a", []string{"web-1"}, `{"v":"X"}`, 30, 400, "config"},
+		{"run-4", "a", []string{"web 1"}, `{"v":"X"}`, 30, 400, "invalid host name"},
+		{"run-4", "a", []string{"web-1"}, `{"v":"X"}`, 0, 400, "lease_seconds: got 0, want 1 to 3600"},
 	} {
 		code, body := d.putOverride(tc.id, tc.config, tc.hosts, tc.data, tc.lease)
 		if code != tc.code || !strings.Contains(errorMessage(body), tc.msg) {
@@ -92,7 +92,7 @@ func TestOverrides(t *testing.T) {
 	// Renewing pushes the expiry out; deleting removes the override.
 	_, body, _ := d.do("GET", "/v1/overrides/run-1", "", nil)
 	var before wire.Override
-	if err := json.Unmarshal([]byte(body), &before); err != nil || string(before.Data) != "A2" {
+	if err := json.Unmarshal([]byte(body), &before); err != nil || string(before.Data) != `{"v":"A2"}` {
 		t.Fatalf("GET override: %s: %v", body, err)
 	}
 	time.Sleep(10 * time.Millisecond)
@@ -103,13 +103,13 @@ func TestOverrides(t *testing.T) {
 	}
 	// The renewal goes to the override's hosts again (their agents count
 	// the lease from it), and only to them.
-	w1.expect("overrides 1 a=run-1@2:A2 b=run-2@1:B")
-	w2.expect("overrides 1 a=run-1@2:A2")
+	w1.expect(`overrides 1 a=run-1@2:{"v":"A2"} b=run-2@1:{"v":"B"}`)
+	w2.expect(`overrides 1 a=run-1@2:{"v":"A2"}`)
 	plain.quiet(100 * time.Millisecond)
 	if code, _, _ := d.do("DELETE", "/v1/overrides/run-1", "", auth); code != 204 {
 		t.Errorf("DELETE override: %d", code)
 	}
-	w1.expect("overrides 1 b=run-2@1:B")
+	w1.expect(`overrides 1 b=run-2@1:{"v":"B"}`)
 	w2.expect("overrides 1")
 	for _, req := range [][2]string{{"DELETE", "/v1/overrides/run-1"}, {"POST", "/v1/overrides/run-1/renew"}} {
 		if code, body, _ := d.do(req[0], req[1], "", auth); code != 404 {
@@ -138,10 +138,10 @@ func TestOverrideLeaseExpires(t *testing.T) {
 	if code, body, _ := d.do("PUT", "/v1/canaries/run-1", run, auth); code != 204 {
 		t.Fatalf("PUT run: %d %s", code, body)
 	}
-	if code, body := d.putOverride("run-1", "a", []string{"web-1"}, "A", 1); code != 200 {
+	if code, body := d.putOverride("run-1", "a", []string{"web-1"}, `{"v":"A"}`, 1); code != 200 {
 		t.Fatalf("PUT override: %d %s", code, body)
 	}
-	w.expect("overrides 1 a=run-1@1:A")
+	w.expect(`overrides 1 a=run-1@1:{"v":"A"}`)
 	w.expect("overrides 1") // the lease ran out
 	if since := time.Since(started); since < time.Second {
 		t.Errorf("the override went after %v, before its 1 s lease", since)
@@ -160,14 +160,14 @@ func TestOverridesSurviveRestart(t *testing.T) {
 	r.commit("materialized_configs/a.json", "a1")
 	data := t.TempDir()
 	d := startDaemon(t, r.dir, data)
-	if code, body := d.putOverride("run-1", "a", []string{"web-1"}, "A", 60); code != 200 {
+	if code, body := d.putOverride("run-1", "a", []string{"web-1"}, `{"v":"A"}`, 60); code != 200 {
 		t.Fatalf("PUT override: %d %s", code, body)
 	}
 	d.stop()
 	d = startDaemon(t, r.dir, data)
 	w := d.watch("configs=a&host=web-1")
-	w.expect("snapshot 1 a@1=a1", "overrides 1 a=run-1@1:A")
-	if code, body := d.putOverride("run-1", "a", []string{"web-1"}, "B", 60); code != 200 || !strings.Contains(body, `"version":2`) {
+	w.expect("snapshot 1 a@1=a1", `overrides 1 a=run-1@1:{"v":"A"}`)
+	if code, body := d.putOverride("run-1", "a", []string{"web-1"}, `{"v":"B"}`, 60); code != 200 || !strings.Contains(body, `"version":2`) {
 		t.Errorf("PUT after a restart: %d %s, want version 2", code, body)
 	}
 }
@@ -216,5 +216,81 @@ func TestRuns(t *testing.T) {
 		if code, resp, _ := d.do("PUT", "/v1/canaries/run-3", tc.body, auth); code != 400 || !strings.Contains(errorMessage(resp), tc.msg) {
 			t.Errorf("PUT run %s: %d %s, want 400 with %q", tc.body, code, resp, tc.msg)
 		}
+	}
+}
+
+// TestOverrideDataChecked attacks the check of override data against the
+// kind of config it replaces: a compiled config takes one JSON object, a
+// raw config any bytes, and an override must say which it is (before, any
+// bytes were taken for a compiled config, and agents served them as JSON).
+func TestOverrideDataChecked(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"a":1}`, "materialized_configs/banner.txt", "hello")
+	d := startDaemon(t, r.dir, t.TempDir())
+	put := func(config string, compiled bool, data string) (int, string) {
+		body, _ := json.Marshal(wire.Override{Config: config, Hosts: []string{"web-1"}, Compiled: compiled, Data: []byte(data), LeaseSeconds: 30})
+		code, resp, _ := d.do("PUT", "/v1/overrides/run-1", string(body), auth)
+		return code, errorMessage(resp)
+	}
+	for _, tc := range []struct {
+		config   string
+		compiled bool
+		data     string
+		code     int
+		msg      string
+	}{
+		{"a", true, "not json", 400, `override run-1: data of compiled config "a": invalid JSON: invalid character 'o' in literal null (expecting 'u') at byte 2`},
+		{"a", true, `{"a":`, 400, `override run-1: data of compiled config "a": invalid JSON: unexpected end of JSON input at byte 5`},
+		{"a", true, `{"a":1} {}`, 400, `override run-1: data of compiled config "a": invalid JSON: invalid character '{' after top-level value at byte 9`},
+		{"a", true, "null", 400, `override run-1: data of compiled config "a": got null, want a JSON object`},
+		{"a", true, `[{"a":1}]`, 400, `override run-1: data of compiled config "a": got an array, want a JSON object`},
+		{"a", true, `"{}"`, 400, `override run-1: data of compiled config "a": got a string, want a JSON object`},
+		{"a", true, "{\"a\":\"\xff\"}", 400, `override run-1: data of compiled config "a": not UTF-8`},
+		{"a", false, `{"a":2}`, 400, `override run-1: compiled: got false, want true: config "a" is compiled (JSON)`},
+		{"banner.txt", true, `{"a":2}`, 400, `override run-1: compiled: got true, want false: config "banner.txt" is raw`},
+		{"nope", true, `{"a":2}`, 404, `override run-1: unknown config "nope": an override replaces a published config`},
+		{"banner.txt", false, "any \xff bytes", 200, ""},
+		{"a", true, "{\n  \"a\": 2\n}\n", 200, ""},
+	} {
+		code, msg := put(tc.config, tc.compiled, tc.data)
+		if tc.code == 200 {
+			if code != 200 {
+				t.Errorf("override of %s, compiled %v, data %q: %d %s, want 200", tc.config, tc.compiled, tc.data, code, msg)
+			}
+			d.do("DELETE", "/v1/overrides/run-1", "", auth)
+			continue
+		}
+		if code != tc.code || msg != tc.msg {
+			t.Errorf("override of %s, compiled %v, data %q: %d %s\nwant %d %s", tc.config, tc.compiled, tc.data, code, msg, tc.code, tc.msg)
+		}
+	}
+}
+
+// TestBodiesMustBeObjects attacks the decoding of request bodies: null,
+// and JSON values other than objects, are refused (before, a null host
+// report was taken as an empty one: 204).
+func TestBodiesMustBeObjects(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"a":1}`)
+	d := startDaemon(t, r.dir, t.TempDir())
+	if code, body := d.putOverride("run-1", "a", []string{"web-1"}, `{"a":2}`, 30); code != 200 {
+		t.Fatalf("PUT override: %d %s", code, body)
+	}
+	for _, tc := range []struct{ method, path, body, msg string }{
+		{"POST", "/v1/hosts/web-1", "null", "decoding host report: got null, want a JSON object"},
+		{"POST", "/v1/hosts/web-1", "[]", "decoding host report: got an array, want a JSON object"},
+		{"POST", "/v1/hosts/web-1", "7", "decoding host report: got a number, want a JSON object"},
+		{"PUT", "/v1/overrides/run-2", "null", "decoding override: got null, want a JSON object"},
+		{"POST", "/v1/overrides/run-1/renew", "null", "decoding lease: got null, want a JSON object"},
+		{"PUT", "/v1/canaries/run-1", `"running"`, "decoding run: got a string, want a JSON object"},
+	} {
+		code, body, _ := d.do(tc.method, tc.path, tc.body, auth)
+		if code != 400 || errorMessage(body) != tc.msg {
+			t.Errorf("%s %s %s: %d %s, want 400 %s", tc.method, tc.path, tc.body, code, body, tc.msg)
+		}
+	}
+	_, body, _ := d.do("GET", "/v1/hosts", "", nil)
+	if body != "[]\n" {
+		t.Errorf("hosts after refused reports: %s, want none", body)
 	}
 }

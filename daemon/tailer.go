@@ -251,7 +251,9 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, files []gi
 		return false, fmt.Errorf("publishing commit %.12s: %w", commit, err)
 	}
 	for i := range r.configs {
-		r.configs[i].Revision, r.configs[i].Commit = n, commit
+		c := &r.configs[i]
+		c.Revision, c.Commit = n, commit
+		r.size += int64(len(c.Data))
 	}
 	r.Configs = len(r.configs)
 	// The metrics first: whoever sees the new latest revision sees them.
@@ -259,7 +261,7 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, files []gi
 	d.metrics.published.Inc()
 	d.latest.Store(n)
 	if dropped := d.hub.publish(r); dropped > 0 {
-		d.metrics.dropped.Add(float64(dropped))
+		d.metrics.dropped.WithLabelValues(dropBehind).Add(float64(dropped))
 		d.log.Info("dropped watchers that fell behind", "count", dropped)
 	}
 	d.log.Info("published", "revision", n, "commit", commit, "configs", len(r.configs))

@@ -12,7 +12,7 @@ import (
 
 // watchParams returns the parameters of a watch request: the query of
 // GET /v1/watch, or the body of POST /v1/watch (a wire.WatchRequest, at
-// most maxBody bytes) as the same values. If the body is bad it answers
+// most MaxBody bytes) as the same values. If the body is bad it answers
 // the request and returns false.
 func watchParams(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
 	if r.Method != http.MethodPost {

@@ -8,10 +8,12 @@
 package diag
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // Pos is a position in a file of the config repository. File is a path
@@ -115,4 +117,40 @@ func (l List) Err() error {
 		return nil
 	}
 	return l
+}
+
+// CheckNUL reports the first NUL byte of a source file, which no source
+// file may hold (Starlark's scanner would take it for the end of the
+// file), at its position: columns count UTF-8 characters from 1.
+func CheckNUL(file string, src []byte) *Diagnostic {
+	if i := bytes.IndexByte(src, 0); i >= 0 {
+		return Errorf(byteAt(file, src, i), "got a NUL byte, want text (source files hold no NUL bytes)")
+	}
+	return nil
+}
+
+// CheckText reports a NUL byte (see CheckNUL) or the first byte that is not
+// UTF-8 in a Starlark source file, which is UTF-8 text: a string literal
+// holding such a byte would otherwise silently hold U+FFFD instead.
+func CheckText(file string, src []byte) *Diagnostic {
+	if d := CheckNUL(file, src); d != nil {
+		return d
+	}
+	if utf8.Valid(src) {
+		return nil
+	}
+	for i := 0; ; {
+		r, size := utf8.DecodeRune(src[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return Errorf(byteAt(file, src, i), "got byte 0x%02x, want UTF-8 text", src[i])
+		}
+		i += size
+	}
+}
+
+// byteAt returns the position of src[i].
+func byteAt(file string, src []byte, i int) Pos {
+	start := bytes.LastIndexByte(src[:i], '\n') + 1
+	line := bytes.Count(src[:start], []byte{'\n'}) + 1
+	return Pos{File: file, Line: line, Col: utf8.RuneCount(src[start:i]) + 1}
 }

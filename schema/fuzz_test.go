@@ -10,10 +10,12 @@ import (
 	"github.com/cfg-dev/cfg/diag"
 )
 
-// FuzzLoad checks that loading any IDL never panics and that every error is
-// a positioned diagnostic.
+// FuzzLoad checks that parsing and linking any IDL never panics and that
+// every error is a diagnostic positioned at a line of a file.
 func FuzzLoad(f *testing.F) {
 	seeds, _ := filepath.Glob("testdata/*.thrift")
+	more, _ := filepath.Glob("../compiler/testdata/conformance/*/*.thrift")
+	seeds = append(seeds, more...)
 	for _, s := range seeds {
 		data, err := os.ReadFile(s)
 		if err != nil {
@@ -37,8 +39,8 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("error is not a diagnostic list: %v", err)
 		}
 		for _, d := range l {
-			if d.Pos.File == "" {
-				t.Fatalf("diagnostic without a file: %v", d)
+			if d.Pos.File == "" || d.Pos.Line == 0 {
+				t.Fatalf("diagnostic not positioned: %v", d)
 			}
 		}
 	})

@@ -1,11 +1,20 @@
 // Package schema loads Thrift IDL files from a config repository and exposes
 // them as a typed model with source positions.
 //
-// Files are parsed and linked with go.uber.org/thriftrw (packages idl and
-// compile); includes are resolved relative to the including file. All reads go
-// through an io/fs.FS rooted at the repository, so the same code reads a work
-// tree or a git tree. A Loader converts each file once and shares the result:
-// two references to the same struct type are the same *Struct.
+// Files are parsed and linked by a parser of this package (parse.go, a
+// recursive descent over the grammar of Apache Thrift 0.17's compiler) and
+// a linker (link.go) that reads what that compiler reads with the same
+// meaning: field IDs (a field without one, or with one of 0 or less, gets
+// -1, -2, ... in declaration order), enum values (which must fit an i32),
+// defaults and constants (read with the declarations before them). What it
+// refuses is refused with a position, and so are NUL bytes, integer
+// constants out of the range of their type, string constants that are not
+// UTF-8 and names that are keywords of Python, the language of the
+// reference library. Includes are resolved relative to the including file.
+// All reads go through an io/fs.FS rooted at the repository, so the same
+// code reads a work tree or a git tree. A Loader converts each file once
+// and shares the result: two references to the same struct type are the
+// same *Struct.
 package schema
 
 import (
@@ -97,7 +106,12 @@ type Struct struct {
 	Fields []*Field // in declaration order
 
 	byName map[string]*Field
+	byID   []*Field // Fields in field ID order
 }
+
+// FieldsByID returns the fields in field ID order, the order Thrift's
+// generated code writes them in.
+func (s *Struct) FieldsByID() []*Field { return s.byID }
 
 // Field returns the field called name, or nil.
 func (s *Struct) Field(name string) *Field { return s.byName[name] }

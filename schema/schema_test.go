@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -87,12 +88,21 @@ func TestLoadErrors(t *testing.T) {
 	tests := []struct {
 		name, src, want string
 	}{
-		{"syntax", "struct X {\n  1: required i32 a\n  2 i32 b\n}\n", "source/x.thrift:3:5: syntax error: unexpected I32, expecting ':'"},
-		{"unknown type", "struct X {\n  1: required Foo a\n}\n", `source/x.thrift:2:15: X: could not resolve reference "Foo": unknown identifier "Foo"`},
-		{"bad default", "struct X {\n  1: required i32 a = \"s\"\n}\n", `source/x.thrift:1:1: X: cannot cast s to "i32"`},
+		{"syntax", "struct X {\n  1: required i32 a\n  2 i32 b\n}\n", `source/x.thrift:3:5: got "i32", want ":" after the field ID`},
+		{"unknown type", "struct X {\n  1: required Foo a\n}\n", `source/x.thrift:2:15: unknown type "Foo"`},
+		{"bad default", "struct X {\n  1: required i32 a = \"s\"\n}\n", `source/x.thrift:2:23: X.a: default: got string "s", want i32`},
 		{"missing include", "include \"nope.thrift\"\nstruct X {}\n", `source/x.thrift:1:1: cannot read schema "source/nope.thrift": file does not exist`},
 		{"duplicate", "struct X {}\nstruct X {}\n", "source/x.thrift"},
-		{"reserved word", "struct X {\n  1: optional i32 next\n}\n", `source/x.thrift:3: "next" is a reserved keyword`},
+		{"keyword", "struct X {\n  1: optional i32 list\n}\n", `source/x.thrift:2:19: got keyword "list", want the name of the field`},
+		{"enum range", "enum E {\n  A = 2147483648\n}\n", `source/x.thrift:2:3: E.A: got 2147483648, want a value in the range of i32 (-2147483648..2147483647)`},
+		{"enum overflow", "enum E {\n  A = 2147483647,\n  B\n}\n", `source/x.thrift:3:3: E.B: the value after 2147483647 overflows i32`},
+		{"duplicate field ID", "struct X {\n  1: i32 a\n  1: i32 b\n}\n", `source/x.thrift:3:3: X.b: field ID 1 is already used by "a"`},
+		{"constant out of range", "const i8 X = 300\n", `source/x.thrift:1:14: const X: got 300, want i8 (range -128..127)`},
+		{"default out of range", "struct X {\n  1: optional i16 a = 40000\n}\n", `source/x.thrift:2:23: X.a: default: got 40000, want i16 (range -32768..32767)`},
+		{"field ID too large", "struct X {\n  32768: optional i16 a\n}\n", `source/x.thrift:2:3: X.a: got field ID 32768, want at most 32767`},
+		{"infinite double", "const double D = 1e400\n", `source/x.thrift:1:18: const D: got 1e400, want a finite double`},
+		{"include cycle", "include \"x.thrift\"\n", `source/x.thrift:1:1: include cycle: source/x.thrift -> source/x.thrift`},
+		{"string constant not UTF-8", "const string S = \"caf\xe9\"\n", `source/x.thrift:1:18: const S: got string with invalid UTF-8, want UTF-8 text (binary holds bytes)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -104,5 +114,22 @@ func TestLoadErrors(t *testing.T) {
 				t.Errorf("error:\n%s\nwant prefix:\n%s", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestFieldIDs checks the field IDs Thrift's compiler gives fields without
+// one, or with one of 0 or less: -1, -2, ... in declaration order.
+func TestFieldIDs(t *testing.T) {
+	src := "struct X {\n  string a\n  2: i32 b\n  0: i32 c\n  -7: i32 d\n  i32 e\n}\n"
+	f, err := NewLoader(fstest.MapFS{"source/x.thrift": {Data: []byte(src)}}).Load("source/x.thrift")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, fld := range f.Structs["X"].Fields {
+		got = append(got, fmt.Sprintf("%s=%d", fld.Name, fld.ID))
+	}
+	if want := "a=-1 b=2 c=-2 d=-3 e=-4"; strings.Join(got, " ") != want {
+		t.Errorf("got %s, want %s", strings.Join(got, " "), want)
 	}
 }

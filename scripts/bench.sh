@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# bench.sh builds cmd/cfgbench and cfg and prints the table comparing the
-# cfg compiler with the untyped baseline on synthetic repositories, or, with
-# -process, the time, CPU time and peak RSS of the cfg command itself.
+# bench.sh builds cmd/cfgbench and cmd/cfg and runs cfgbench: by default the
+# table comparing the cfg compiler with the untyped baseline on synthetic
+# repositories; with -process, the time, CPU time and peak RSS of the cfg
+# command compiling and validating; with -soak, the soak benchmark of the
+# distribution daemon.
 #
 #   scripts/bench.sh                      # N=1000,10000, 5 runs, -j 1 and all CPUs
 #   scripts/bench.sh -n 1000 -runs 3      # flags are passed to cfgbench
 #   scripts/bench.sh -cpuprofile cpu.out  # then: go tool pprof cpu.out
 #   scripts/bench.sh -process -runs 3     # cfg compile and validate, N=20000
 #   scripts/bench.sh -process -paper      # and N=100000 (takes long)
+#   scripts/bench.sh -soak                # 5,000 watch streams against cfg serve
 #
 # Repositories are generated under $TMPDIR (set TMPDIR=/dev/shm to take the
 # disk out of the measurement). Progress goes to stderr, the table to stdout.
+# The cfg built here comes first in PATH, so that -soak runs it.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -18,4 +22,4 @@ bin="$(mktemp -d)"
 trap 'rm -rf "$bin"' EXIT
 go build -o "$bin/cfgbench" ./cmd/cfgbench
 go build -o "$bin/cfg" ./cmd/cfg
-"$bin/cfgbench" -cfg "$bin/cfg" "$@"
+PATH="$bin:$PATH" "$bin/cfgbench" "$@"

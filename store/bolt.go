@@ -57,10 +57,15 @@ const IdentitySuffix = ".identity"
 // by the last.
 var stageBytes = 16 << 20
 
-// readBatch is the most entries one read transaction of Snapshot or Since
-// reads; they hand the entries to their caller between transactions, so
-// that a slow caller does not hold a transaction open.
-const readBatch = 256
+// readBatch is the most entries, and readBatchBytes about the most config
+// data, that one read transaction of Snapshot or Since reads; they hand
+// the entries to their caller between transactions, so that a slow caller
+// does not hold a transaction open, and let go of each entry as they hand
+// it over, so that a slow caller holds at most one batch.
+const (
+	readBatch      = 256
+	readBatchBytes = 1 << 20
+)
 
 // Bolt is a Store in one bbolt file, with its identity recorded beside it
 // (IdentitySuffix). Each write transaction is synced to disk before it
@@ -75,6 +80,7 @@ type Bolt struct {
 	mu       sync.RWMutex // held for reading by every call, for writing by Close
 	closed   bool
 	damaged  atomic.Int64
+	shared   *sharedData // the data of entries being read
 }
 
 var _ Store = (*Bolt)(nil)
@@ -140,7 +146,7 @@ func OpenBolt(path string) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
-	s := &Bolt{path: path, db: db}
+	s := &Bolt{path: path, db: db, shared: newSharedData()}
 	// Every page and every value, before bbolt reads any.
 	if err := check(path, true); err != nil {
 		db.Close()
@@ -236,7 +242,7 @@ func check(path string, full bool) error {
 		}
 		switch string(bucket) {
 		case string(bucketHistory):
-			_, damaged = parseEntry(key, value, false)
+			_, damaged = parseEntry(key, value, nil)
 		case string(bucketRevs):
 			_, damaged = decodeRecord(key, value)
 		default:
@@ -596,6 +602,12 @@ func current(c *bolt.Cursor, name string, at int64) (k, v []byte) {
 	return k, v
 }
 
+// decodeEntry decodes the history value v of key, with a copy of its data
+// shared with every other reader of the entry (sharedData).
+func (s *Bolt) decodeEntry(key, v []byte) (ConfigVersion, error) {
+	return parseEntry(key, v, s.shared.copy)
+}
+
 // Get implements Store.
 func (s *Bolt) Get(ctx context.Context, name string) (ConfigVersion, error) {
 	done, err := s.begin(ctx)
@@ -611,7 +623,7 @@ func (s *Bolt) Get(ctx context.Context, name string) (ConfigVersion, error) {
 		}
 		k, v := current(tx.Bucket(bucketHistory).Cursor(), name, at)
 		if k != nil {
-			if c, err = decodeEntry(k, v); err != nil {
+			if c, err = s.decodeEntry(k, v); err != nil {
 				return err
 			}
 		}
@@ -647,6 +659,7 @@ func (s *Bolt) Snapshot(ctx context.Context, sel Selection, fn func(ConfigVersio
 			return Revision{}, err
 		}
 		var batch []ConfigVersion
+		size := 0 // bytes of data in batch
 		more := false
 		err := s.view(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketHistory).Cursor()
@@ -655,23 +668,28 @@ func (s *Bolt) Snapshot(ctx context.Context, sel Selection, fn func(ConfigVersio
 				if k == nil {
 					return nil
 				}
-				cv, err := decodeEntry(k, v)
+				cv, err := s.decodeEntry(k, v)
 				if err == nil && !cv.Deleted {
 					batch = append(batch, cv)
+					size += len(cv.Data)
 				}
 				return err
 			}
 			if !sel.IsAll() {
-				n := min(len(names), readBatch)
-				for _, name := range names[:n] {
-					if err := add(name); err != nil {
+				n := 0
+				for n < len(names) && n < readBatch && size < readBatchBytes {
+					if err := add(names[n]); err != nil {
 						return err
 					}
+					n++
 				}
 				names, more = names[n:], len(names) > n
 				return nil
 			}
 			for range readBatch {
+				if size >= readBatchBytes {
+					break
+				}
 				k, _ := c.Seek(after)
 				if k == nil {
 					return nil
@@ -693,7 +711,9 @@ func (s *Bolt) Snapshot(ctx context.Context, sel Selection, fn func(ConfigVersio
 		if err != nil {
 			return Revision{}, err
 		}
-		for _, cv := range batch {
+		for i := range batch {
+			cv := batch[i]
+			batch[i] = ConfigVersion{} // what fn was given is fn's to keep or drop
 			if err := fn(cv); err != nil {
 				return Revision{}, err
 			}
@@ -753,6 +773,7 @@ func (s *Bolt) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 			return err
 		}
 		var batch []ConfigVersion
+		size := 0 // bytes of data in batch
 		more := false
 		err := s.view(func(tx *bolt.Tx) error {
 			history := tx.Bucket(bucketHistory)
@@ -762,16 +783,18 @@ func (s *Bolt) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 				if v == nil {
 					return fmt.Errorf("%w: config %q at revision %d: entry missing", ErrDamaged, ch.name, ch.rev)
 				}
-				cv, err := decodeEntry(k, v)
+				cv, err := s.decodeEntry(k, v)
 				batch = append(batch, cv)
+				size += len(cv.Data)
 				return err
 			}
 			if !sel.IsAll() {
-				n := min(len(todo), readBatch)
-				for _, ch := range todo[:n] {
-					if err := read(ch); err != nil {
+				n := 0
+				for n < len(todo) && n < readBatch && size < readBatchBytes {
+					if err := read(todo[n]); err != nil {
 						return err
 					}
+					n++
 				}
 				todo, more = todo[n:], len(todo) > n
 				return nil
@@ -779,6 +802,9 @@ func (s *Bolt) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 			c := tx.Bucket(bucketChanges).Cursor()
 			k, v := c.Seek(after)
 			for range readBatch {
+				if size >= readBatchBytes {
+					break
+				}
 				if k == nil {
 					return nil
 				}
@@ -804,7 +830,9 @@ func (s *Bolt) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 		if err != nil {
 			return err
 		}
-		for _, cv := range batch {
+		for i := range batch {
+			cv := batch[i]
+			batch[i] = ConfigVersion{} // what fn was given is fn's to keep or drop
 			if err := fn(cv); err != nil {
 				return err
 			}

@@ -231,6 +231,45 @@ func TestManyBatches(t *testing.T) {
 	}
 }
 
+// TestBatchesByBytes reads configs whose data add up to several read
+// batches' worth of bytes: every one comes, in order, whole.
+func TestBatchesByBytes(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "cfg.db"))
+	big := func(i int) string { return strings.Repeat(fmt.Sprint(i), readBatchBytes/3) }
+	var first []ConfigVersion
+	for i := range 7 {
+		first = append(first, cv(fmt.Sprintf("c%d", i), big(i)))
+	}
+	mustAppend(t, s, newRev(1, first...), newRev(2, cv("c1", big(8)), cv("c5", big(9))))
+	var want []string
+	for i := range 7 {
+		data := big(i)
+		switch i {
+		case 1:
+			data = big(8)
+		case 5:
+			data = big(9)
+		}
+		rev := 1
+		if i == 1 || i == 5 {
+			rev = 2
+		}
+		want = append(want, fmt.Sprintf("c%d@%d=%s", i, rev, data))
+	}
+	if n, got := snapshot(t, s, All()); n != 2 || !cmp.Equal(got, want) {
+		t.Errorf("Snapshot(*) = revision %d, %d configs; want 2, %d", n, len(got), len(want))
+	}
+	if _, got := snapshot(t, s, Select("c6", "c1", "c0", "c5")); !cmp.Equal(got, []string{want[0], want[1], want[5], want[6]}) {
+		t.Errorf("Snapshot(c0, c1, c5, c6): %d configs", len(got))
+	}
+	if got := since(t, s, 0, All()); len(got) != 9 || got[8] != fmt.Sprintf("2 c5 %q deleted=false", big(9)) {
+		t.Errorf("Since(0, *): %d changes", len(got))
+	}
+	if got := since(t, s, 0, Select("c5", "c1")); len(got) != 4 || got[0] != fmt.Sprintf("1 c1 %q deleted=false", big(1)) {
+		t.Errorf("Since(0, c1, c5): %d changes", len(got))
+	}
+}
+
 func TestAppendRejects(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t, filepath.Join(t.TempDir(), "cfg.db"))

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -122,13 +121,9 @@ func encodeEntry(key []byte, c *ConfigVersion) []byte {
 	return seal(buf, 0, key)
 }
 
-// decodeEntry decodes the history value v of key; the data is copied out
-// of v.
-func decodeEntry(key, v []byte) (ConfigVersion, error) { return parseEntry(key, v, true) }
-
-// parseEntry decodes the history value v of key, copying the data out of
-// v if copyData is set (and leaving it out otherwise).
-func parseEntry(key, v []byte, copyData bool) (ConfigVersion, error) {
+// parseEntry decodes the history value v of key, with the data that
+// copyData makes of v's (or without data, if copyData is nil).
+func parseEntry(key, v []byte, copyData func(key, p []byte) []byte) (ConfigVersion, error) {
 	name, rev, ok := parseHistoryKey(key)
 	if !ok {
 		return ConfigVersion{}, fmt.Errorf("%w: history key %q", ErrDamaged, key)
@@ -151,11 +146,8 @@ func parseEntry(key, v []byte, copyData bool) (ConfigVersion, error) {
 	if c.Type, p, err = readString(p); err != nil {
 		return bad(err)
 	}
-	if !c.Deleted && copyData {
-		c.Data = bytes.Clone(p)
-		if c.Data == nil {
-			c.Data = []byte{}
-		}
+	if !c.Deleted && copyData != nil {
+		c.Data = copyData(key, p)
 	}
 	return c, nil
 }

@@ -53,6 +53,13 @@
 // checked on every read: a value that fails it is an ErrDamaged error,
 // counted by DamagedReads, and never returned as data.
 //
+// Reads return copies of the data, which the caller owns and must not
+// change: the data of an entry of 4 KiB or more is copied once and that
+// copy returned to every read of the entry for as long as any caller holds
+// it (entries never change once visible), so that a hundred readers of a
+// 5 MB config hold 5 MB between them. Each read still checks the value in
+// the file.
+//
 // The latest revision is the last key under revs/. A revision is visible
 // once its record is: every read first finds the latest revision and
 // reads nothing after it. So a config's current version is its newest
@@ -63,7 +70,12 @@
 // same revision, since entries never change once visible; Since with
 // named configs reads each one's history after a revision, and with every
 // config reads changes/ after it and the entries it names. Nothing holds
-// the list of every config, and nothing reads a revision whole.
+// the list of every config, and nothing reads a revision whole. Snapshot
+// and Since read in batches of at most 256 entries or about 1 MiB of data,
+// each in its own read transaction, and call back between transactions,
+// letting go of each entry as they hand it over: a caller that takes its
+// time (a watch stream writing to a slow client) holds no transaction
+// open and keeps at most one batch alive.
 //
 // Append writes a revision without building it whole: entry by entry,
 // in one write transaction, or, when its data adds up to more than 16

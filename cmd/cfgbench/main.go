@@ -17,6 +17,8 @@
 //	cfgbench [-n 1000,10000] [-runs 5] [-j 1,NCPU] [-seed 1] [-modules M]
 //	         [-dir DIR] [-keep] [-verify=false] [-nowrite] [-incremental]
 //	         [-cpuprofile FILE]
+//	cfgbench -soak [-cfg cfg] [-watchers 5000] [-stuck 100] [-slow 200]
+//	         [-size 5242880] [-commits 200] [-max-rss-mb 300] [-max-p99 100ms]
 //
 // -incremental adds a second table: for each N, with the most workers, the
 // median of a cold compile, a no-op compile and a compile after an edit to
@@ -32,6 +34,20 @@
 //
 // Both engines run with the garbage collector set as the cfg command sets it
 // (internal/gcpolicy) unless GOGC and GOMEMLIMIT are set.
+//
+// -soak runs the soak benchmark of the distribution daemon instead: cfg
+// serve (-cfg names the command) in a process of its own, on a repository
+// holding a big config (-size, 5 MB) and a small one; -watchers watch
+// streams (5,000), -stuck of them (100) never reading, from a snapshot of
+// every config, and opened again each time the daemon drops them; -slow
+// connections (200) sending a body a byte a second; then -commits commits
+// (200) of the small config, each followed until every reading watcher has
+// it. It prints the daemon's peak RSS, goroutines, open file descriptors
+// and the quantiles of propagation, from the moment the tailed branch moves
+// to each watcher's receipt, and fails unless every reading watcher got
+// every revision in order, the peak RSS stays under -max-rss-mb (300) and
+// p99 under -max-p99 (100 ms). scripts/bench.sh -soak runs it with the cfg
+// it builds.
 //
 // It is a development tool; scripts/bench.sh builds and runs it.
 package main
@@ -62,9 +78,16 @@ import (
 )
 
 func main() {
+	if n, err := strconv.Atoi(os.Getenv(floorEnv)); err == nil {
+		if err := floorWriter(n); err != nil {
+			fmt.Fprintln(os.Stderr, "cfgbench: the floor's writer:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	// Run the collector as the cfg command does, for both engines alike,
 	// unless GOGC and GOMEMLIMIT say otherwise.
-	gcpolicy.Compile(0)
+	gcpolicy.Compile(compiler.DefaultMaxMemory)
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "cfgbench:", err)
 		if errors.Is(err, flag.ErrHelp) {
@@ -90,8 +113,9 @@ type options struct {
 	rounds     int
 	examples   string
 	process    bool
-	cfg        string
 	generate   string
+	soak       bool
+	soakOpts   soakOptions
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -113,9 +137,17 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fl.StringVar(&o.examples, "example", "examples/jobs", "the config repository -propagation commits to (copied)")
 	fl.BoolVar(&o.incr, "incremental", false, "also time incremental compiles: a no-op and a change to a module used by about 100 configs")
 	fl.BoolVar(&o.process, "process", false, "measure the cfg command (-cfg) as a child process instead: cold, no-op and incremental compiles and cfg validate; time, CPU and peak RSS (default -n 20000)")
-	fl.StringVar(&o.cfg, "cfg", "cfg", "the cfg binary -process runs")
 	fl.StringVar(&o.generate, "generate", "", "only generate a repository of the first -n configs in `dir` and print the module -process edits and its users")
 	paper := fl.Bool("paper", false, fmt.Sprintf("with -process, also measure %d configs (takes long)", PaperConfigs))
+	fl.BoolVar(&o.soak, "soak", false, "run the soak benchmark of the daemon instead (cfg serve in a process of its own)")
+	fl.StringVar(&o.soakOpts.cfg, "cfg", "cfg", "the cfg command that -soak runs the daemon with and -process measures")
+	fl.IntVar(&o.soakOpts.watchers, "watchers", 5000, "watch streams with -soak")
+	fl.IntVar(&o.soakOpts.stuck, "stuck", 100, "of the watch streams, how many never read, with -soak")
+	fl.IntVar(&o.soakOpts.slow, "slow", 200, "connections sending a body a byte a second, with -soak")
+	fl.IntVar(&o.soakOpts.size, "size", 5<<20, "bytes of the big config, with -soak")
+	fl.IntVar(&o.soakOpts.commits, "commits", 200, "commits with -soak")
+	maxRSS := fl.Int("max-rss-mb", 300, "with -soak, fail unless the daemon's peak RSS stays under this many MB")
+	fl.DurationVar(&o.soakOpts.maxP99, "max-p99", 100*time.Millisecond, "with -soak, fail unless p99 propagation stays under this")
 	if err := fl.Parse(args); err != nil {
 		return nil, err
 	}
@@ -149,6 +181,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.runs < 1 {
 		return nil, fmt.Errorf("-runs: got %d, want at least 1", o.runs)
+	}
+	o.soakOpts.maxRSS = int64(*maxRSS) * 1e6
+	if so := o.soakOpts; so.watchers < 1 || so.stuck < 0 || so.stuck >= so.watchers || so.slow < 0 || so.size < 16 || so.commits < 1 {
+		return nil, fmt.Errorf("-soak: got %d watchers, %d never reading, %d slow, %d bytes, %d commits; want at least one reading watcher, a config of 16 bytes or more and one commit",
+			so.watchers, so.stuck, so.slow, so.size, so.commits)
 	}
 	return o, nil
 }
@@ -243,6 +280,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if o.soak {
+		return soak(o.soakOpts, stdout, stderr)
 	}
 	if len(o.prop) > 0 {
 		return propagation(o.prop, o.rounds, o.examples, stdout, stderr)

@@ -69,8 +69,11 @@ type processRow struct {
 // the module used by about 100 configs, and cfg validate, each runs times,
 // and prints the median wall and CPU time and the highest peak RSS of each.
 func process(o *options, stdout, stderr io.Writer) error {
-	cfg, err := filepath.Abs(o.cfg)
+	cfg, err := exec.LookPath(o.soakOpts.cfg)
 	if err != nil {
+		return err
+	}
+	if cfg, err = filepath.Abs(cfg); err != nil {
 		return err
 	}
 	dir := o.dir

@@ -37,6 +37,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"compile", "/elsewhere/x.cconf"}, ExitUsage, "outside the config repository"},
 		{[]string{"compile", "source/nope.cinc"}, ExitUsage, "source/nope.cinc: no such file"},
 		{[]string{"--root", "/nonexistent", "validate"}, ExitUsage, "--root /nonexistent: not a config repository (no source/ directory)"},
+		{[]string{"serve", "--data-dir", "d", "--max-watches-per-address", "-1"}, ExitUsage, "--max-watches-per-address: got -1, want 0 (the default) or more"},
+		{[]string{"serve", "--data-dir", "d", "--max-watch-bytes", "1000"}, ExitUsage, "--max-watch-bytes: got 1000, want 0 (the default) or at least 1048576, the largest watch body"},
+		{[]string{"serve", "--data-dir", "d", "--max-watch-bytes", "2097152", "--max-watch-bytes-per-address", "4194304"}, ExitUsage, "--max-watch-bytes-per-address: got 4194304, want at most --max-watch-bytes, 2097152"},
 	}
 	for _, tt := range tests {
 		f, _, errb := testFactory(root, false)
@@ -86,5 +89,26 @@ func TestProgress(t *testing.T) {
 	off.done()
 	if b.Len() != 0 {
 		t.Errorf("disabled progress wrote %q", b.String())
+	}
+}
+
+// TestGCPercent checks that the daemons run the collector at Go's default
+// and every other command at GOGC=400.
+func TestGCPercent(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"serve", "--data-dir", "d"}, 100},
+		{[]string{"--root", "r", "serve"}, 100},
+		{[]string{"agent", "--host", "h"}, 100},
+		{[]string{"compile"}, 400},
+		{[]string{"--root", "serve", "validate"}, 400},
+		{[]string{}, 400},
+		{[]string{"nope"}, 400},
+	} {
+		if got := gcPercent(tt.args); got != tt.want {
+			t.Errorf("gcPercent(%q) = %d, want %d", tt.args, got, tt.want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -108,6 +109,27 @@ func (w *workspace) stat(p string) (fs.FileInfo, error) {
 	return fs.Stat(r.FS(), p)
 }
 
+// sourcesUnder returns the configs and raw configs under the repository
+// directory dir, at any depth.
+func (w *workspace) sourcesUnder(dir string) ([]string, error) {
+	r, err := repo.Open(w.root)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	tree, err := repo.Scan(r.FS())
+	if err != nil {
+		return nil, err
+	}
+	var under []string
+	for _, p := range tree.Sources() {
+		if dir == "." || strings.HasPrefix(p, dir+"/") {
+			under = append(under, p)
+		}
+	}
+	return under, nil
+}
+
 func (w *workspace) report(f *Factory, format string, diags diag.List, extra map[string]any) error {
 	validate.Relativize(diags, w.display)
 	out := f.IO.Err
@@ -139,21 +161,43 @@ func plural(n int, noun string) string {
 
 // CompileFlags are the flags of every command that compiles.
 type CompileFlags struct {
-	Jobs     int
-	MaxSteps uint64
+	Jobs      int
+	MaxSteps  uint64
+	MaxMemory byteSize
+	Timeout   time.Duration
 }
 
 func (c *CompileFlags) add(cmd *cobra.Command) {
 	cmd.Flags().IntVarP(&c.Jobs, "jobs", "j", runtime.NumCPU(), "configs compiled in parallel")
 	cmd.Flags().Uint64Var(&c.MaxSteps, "max-steps", compiler.DefaultMaxSteps, "Starlark execution step limit per program")
+	c.MaxMemory = compiler.DefaultMaxMemory
+	cmd.Flags().Var(&c.MaxMemory, "max-memory", "heap limit of the compile (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB); a config that passes it alone fails")
+	cmd.Flags().DurationVar(&c.Timeout, "timeout", compiler.DefaultTimeout, "wall time limit per config")
 }
 
 // options returns the compiler options the flags ask for, with print()
 // going to the command's stderr, and sets the garbage collector for a
 // compile (gcpolicy.Compile): every command that compiles asks for them.
 func (c *CompileFlags) options(f *Factory) compiler.Options {
-	gcpolicy.Compile(0)
-	return compiler.Options{Jobs: c.Jobs, MaxSteps: c.MaxSteps, Stderr: f.IO.Err}
+	gcpolicy.Compile(uint64(c.MaxMemory))
+	return compiler.Options{Jobs: c.Jobs, MaxSteps: c.MaxSteps, MaxMemory: uint64(c.MaxMemory), Timeout: c.Timeout, Stderr: f.IO.Err}
+}
+
+// byteSize is a flag holding a size: 4GiB, 512MiB, 1000000.
+type byteSize uint64
+
+func (b *byteSize) String() string { return compiler.FormatBytes(uint64(*b)) }
+func (b *byteSize) Type() string   { return "size" }
+func (b *byteSize) Set(s string) error {
+	n, err := compiler.ParseBytes(s)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("got %q, want a size above 0", s)
+	}
+	*b = byteSize(n)
+	return nil
 }
 
 // git opens the git repository holding the config repository.

@@ -88,12 +88,24 @@ func runCompile(f *Factory, cmd *cobra.Command, opts *CompileOptions) error {
 		if err != nil {
 			return usageError(err)
 		}
-		if _, err := ws.stat(p); errors.Is(err, fs.ErrNotExist) {
+		fi, err := ws.stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
 			return usageError(fmt.Errorf("%s: no such file", a))
 		} else if err != nil {
 			return ws.fail(err)
 		}
-		targets = append(targets, p)
+		if !fi.IsDir() {
+			targets = append(targets, p)
+			continue
+		}
+		under, err := ws.sourcesUnder(p)
+		if err != nil {
+			return ws.fail(err)
+		}
+		if len(under) == 0 {
+			return usageError(fmt.Errorf("%s: no configs or raw configs under this directory", a))
+		}
+		targets = append(targets, under...)
 	}
 	if len(opts.Emit) > 0 {
 		if err := checkEmit(ws, opts.Emit); err != nil {

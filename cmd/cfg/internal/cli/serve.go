@@ -24,6 +24,14 @@ type ServeOptions struct {
 	AddrFile  string
 	Poll      time.Duration
 	Heartbeat time.Duration
+	// MaxConnections, MaxWatches, MaxWatchesPerAddress, MaxWatchBytes
+	// and MaxWatchBytesPerAddress bound what clients may hold
+	// (daemon.Config); zero means the daemon's default.
+	MaxConnections          int
+	MaxWatches              int
+	MaxWatchesPerAddress    int
+	MaxWatchBytes           int64
+	MaxWatchBytesPerAddress int64
 }
 
 func newServeCmd(f *Factory, runF func(*ServeOptions) error) *cobra.Command {
@@ -42,7 +50,23 @@ damaged, missing while its identity is recorded, or another store's, is
 refused (exit 3) with what to do. A store written by an earlier cfg is
 migrated.
 
-Write endpoints need a token: the first line of --token-file, or CFG_TOKEN.`,
+Write endpoints need a token: the first line of --token-file, or CFG_TOKEN.
+
+What clients can make the daemon hold is bounded. It serves at most
+--max-connections connections at once (default 10000, or the file
+descriptor limit less 128 kept for the store and the repository, if that is
+less); others wait to be accepted. It serves at most --max-watches watch
+streams, and --max-watches-per-address from one address; the parameters
+(query or body) of the open watch streams take at most --max-watch-bytes,
+and --max-watch-bytes-per-address from one address (a stream holds them
+parsed while it lasts). It answers 503 with Retry-After above any of them,
+before reading a watch's body. A request must be read within 30 s and its
+headers within 10 s (at most 64 KiB of them); a keep-alive connection is
+closed after 60 s without a request; a client that takes in none of a piece
+(at most 32 KiB) of a response or a watch stream for 10 s is dropped.
+
+The garbage collector runs at Go's default (GOGC=100), not at the compile
+commands' GOGC=400; set GOMEMLIMIT to give the daemon a soft memory limit.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {
@@ -59,12 +83,36 @@ Write endpoints need a token: the first line of --token-file, or CFG_TOKEN.`,
 	cmd.Flags().StringVar(&opts.AddrFile, "addr-file", "", "write the address actually listened on to this file (useful with port 0)")
 	cmd.Flags().DurationVar(&opts.Poll, "poll", time.Second, "how often to poll the branch besides file notifications")
 	cmd.Flags().DurationVar(&opts.Heartbeat, "heartbeat", daemon.DefaultHeartbeat, "heartbeat interval of watch streams")
+	cmd.Flags().IntVar(&opts.MaxConnections, "max-connections", 0, "connections served at once (default 10000, or the file descriptor limit less 128 if less)")
+	cmd.Flags().IntVar(&opts.MaxWatches, "max-watches", daemon.DefaultMaxWatches, "watch streams served at once")
+	cmd.Flags().IntVar(&opts.MaxWatchesPerAddress, "max-watches-per-address", daemon.DefaultMaxWatchesPerAddress, "watch streams one remote address may hold")
+	cmd.Flags().Int64Var(&opts.MaxWatchBytes, "max-watch-bytes", daemon.DefaultMaxWatchBytes, "bytes of parameters (query or body) the open watch streams may hold, at least 1 MiB")
+	cmd.Flags().Int64Var(&opts.MaxWatchBytesPerAddress, "max-watch-bytes-per-address", daemon.DefaultMaxWatchBytesPerAddress, "bytes of watch parameters one remote address may hold, at least 1 MiB")
 	return cmd
 }
 
 func runServe(f *Factory, cmd *cobra.Command, opts *ServeOptions) error {
 	if opts.DataDir == "" {
 		return usageError(errors.New("--data-dir is required"))
+	}
+	for _, f := range []struct {
+		name string
+		n    int
+	}{{"--max-connections", opts.MaxConnections}, {"--max-watches", opts.MaxWatches}, {"--max-watches-per-address", opts.MaxWatchesPerAddress}} {
+		if f.n < 0 {
+			return usageError(fmt.Errorf("%s: got %d, want 0 (the default) or more", f.name, f.n))
+		}
+	}
+	for _, f := range []struct {
+		name string
+		n    int64
+	}{{"--max-watch-bytes", opts.MaxWatchBytes}, {"--max-watch-bytes-per-address", opts.MaxWatchBytesPerAddress}} {
+		if f.n != 0 && f.n < daemon.MaxBody {
+			return usageError(fmt.Errorf("%s: got %d, want 0 (the default) or at least %d, the largest watch body", f.name, f.n, daemon.MaxBody))
+		}
+	}
+	if opts.MaxWatchBytesPerAddress > opts.MaxWatchBytes && opts.MaxWatchBytes != 0 {
+		return usageError(fmt.Errorf("--max-watch-bytes-per-address: got %d, want at most --max-watch-bytes, %d", opts.MaxWatchBytesPerAddress, opts.MaxWatchBytes))
 	}
 	token, err := readToken(opts.TokenFile)
 	if err != nil {
@@ -78,6 +126,13 @@ func runServe(f *Factory, cmd *cobra.Command, opts *ServeOptions) error {
 		Poll:      opts.Poll,
 		Heartbeat: opts.Heartbeat,
 		Logger:    slog.New(slog.NewTextHandler(f.IO.Err, nil)),
+
+		MaxConnections:       opts.MaxConnections,
+		MaxWatches:           opts.MaxWatches,
+		MaxWatchesPerAddress: opts.MaxWatchesPerAddress,
+
+		MaxWatchBytes:           opts.MaxWatchBytes,
+		MaxWatchBytesPerAddress: opts.MaxWatchBytesPerAddress,
 	})
 	if err != nil {
 		return infraError(err)

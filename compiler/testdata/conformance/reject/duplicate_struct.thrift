@@ -1,0 +1,3 @@
+// error: source/duplicate_struct.thrift:3:1: "S" is already declared at line 2
+struct S {}
+struct S {}

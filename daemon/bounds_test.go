@@ -1,0 +1,562 @@
+//go:build unix
+
+package daemon
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cfg-dev/cfg/wire"
+)
+
+// bigConfig is a compiled config of about size bytes.
+func bigConfig(size int) string {
+	return `{"blob":"` + strings.Repeat("x", size-12) + `"}` + "\n"
+}
+
+// dialFrom opens a TCP connection to the daemon from the local address ip
+// (any of 127.0.0.0/8 reaches the daemon on Linux). The connection's
+// receive buffer is small: a client that does not read stops the daemon's
+// writes after a few kilobytes, rather than after the megabytes that the
+// kernel's buffers could take on their own.
+func (d *testDaemon) dialFrom(ip string) net.Conn {
+	d.t.Helper()
+	dialer := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Control: func(_, _ string, c syscall.RawConn) error {
+		var err error
+		c.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return err
+	}}
+	c, err := dialer.Dial("tcp", strings.TrimPrefix(d.url, "http://"))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// sendRequest opens a connection from ip and sends a GET of path on it,
+// without reading anything.
+func (d *testDaemon) sendRequest(ip, path string) net.Conn {
+	d.t.Helper()
+	c := d.dialFrom(ip)
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: cfg\r\n\r\n", path); err != nil {
+		d.t.Fatal(err)
+	}
+	return c
+}
+
+// statusLine reads the status line of a response on c, and nothing more:
+// once it arrives, the daemon has started writing the body.
+func statusLine(t *testing.T, c net.Conn) string {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var line []byte
+	b := make([]byte, 1)
+	for !strings.HasSuffix(string(line), "\r\n") {
+		if _, err := c.Read(b); err != nil {
+			t.Fatalf("reading a status line: %v (got %q)", err, line)
+		}
+		line = append(line, b[0])
+	}
+	c.SetReadDeadline(time.Time{})
+	return strings.TrimSpace(string(line))
+}
+
+// TestNonReadingClientsMemory attacks the bound on what clients that
+// never read can make the daemon hold: 100 watches of every config, then
+// 100 GETs of a 5 MB config, none of them reading its body, hold one copy
+// of the config between them, and at most a stream's cost and the two
+// buffers of an event being written each (the daemon once held a copy, an encoding and more per
+// client: 1.4 GB for the watches).
+func TestNonReadingClientsMemory(t *testing.T) {
+	const size, n = 5 << 20, 100
+	r := newTestRepo(t)
+	r.commit("materialized_configs/big.json", bigConfig(size), "materialized_configs/small.json", `{"n":1}`)
+	// No client is dropped for its write timeout while the test runs.
+	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond, WriteTimeout: 10 * time.Minute})
+	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
+	if code, body, _ := d.do("GET", "/v1/configs/small", "", nil); code != 200 {
+		t.Fatalf("GET small: %d %s", code, body)
+	}
+	// What the daemon and this test hold before the clients come.
+	base := memInUse()
+
+	for _, path := range []string{"/v1/watch?configs=*", "/v1/configs/big"} {
+		var conns []net.Conn
+		for range n {
+			conns = append(conns, d.sendRequest("127.0.0.1", path))
+		}
+		for _, c := range conns {
+			if got := statusLine(t, c); got != "HTTP/1.1 200 OK" {
+				t.Fatalf("GET %s: %s", path, got)
+			}
+		}
+		if strings.HasPrefix(path, "/v1/watch") {
+			// Every stream is writing the big config, and none can finish
+			// (each encodes it until its connection is full: slow under
+			// the race detector).
+			for deadline := time.Now().Add(2 * time.Minute); d.metric("cfg_watch_queued_bytes") < n*size; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%v bytes of config data being written, want %d: not every stream is writing the big config", d.metric("cfg_watch_queued_bytes"), n*size)
+				}
+			}
+		}
+		grown := memInUse() - base
+		t.Logf("GET %s from %d clients that do not read: the heap and stacks grew by %.1f MB", path, n, float64(grown)/1e6)
+		if limit := int64(size + n*writingStreamBytes); grown > limit && !raceEnabled {
+			t.Errorf("GET %s from %d clients that do not read: the heap and stacks grew by %.1f MB, want at most %.1f MB (a copy of the config, and %d KiB a client)",
+				path, n, float64(grown)/1e6, float64(limit)/1e6, writingStreamBytes>>10)
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+		d.waitFor("no watch stream open", func() bool { return d.metric("cfg_watchers") == 0 })
+	}
+}
+
+// TestNonReadingWatcherDropped attacks the write deadline: a watch whose
+// client stops reading is closed after WriteTimeout and counted, and what
+// it held is let go.
+func TestNonReadingWatcherDropped(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/big.json", bigConfig(5<<20))
+	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
+	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
+	c := d.sendRequest("127.0.0.1", "/v1/watch?configs=*")
+	if got := statusLine(t, c); got != "HTTP/1.1 200 OK" {
+		t.Fatalf("watch: %s", got)
+	}
+	d.waitFor("the stream dropped for its write timeout", func() bool {
+		return d.metric("cfg_watchers_dropped_total", "reason", "write_timeout") == 1
+	})
+	d.waitFor("no watch stream open", func() bool { return d.metric("cfg_watchers") == 0 })
+	if got := d.metric("cfg_watch_queued_bytes"); got != 0 {
+		t.Errorf("cfg_watch_queued_bytes = %v after the stream ended, want 0", got)
+	}
+	// The client, reading at last, gets what was sent and then the end.
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	n, err := io.Copy(io.Discard, c)
+	if err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset") {
+		t.Errorf("reading the dropped stream: %v, want its end", err)
+	}
+	// What the daemon queued for the client is its receive window and
+	// about a piece (it was the socket's send buffer, megabytes).
+	if n > 128<<10 {
+		t.Errorf("a client that never read got %d KiB once dropped, want at most 128 KiB: the daemon queued that much in its socket", n>>10)
+	}
+}
+
+// slowReader reads at most n bytes from r every tick.
+type slowReader struct {
+	r    io.Reader
+	n    int
+	tick *time.Ticker
+}
+
+func (s *slowReader) Read(p []byte) (int, error) {
+	<-s.tick.C
+	return s.r.Read(p[:min(len(p), s.n)])
+}
+
+// TestSlowReaderKept attacks the write deadline from the other side: it
+// bounds each piece the daemon writes, not the response, so a client that
+// reads a 1 MB snapshot steadily but slowly (at most 800 KB/s, so 1.7 s
+// or more) gets it whole, although the write timeout is 300 ms.
+func TestSlowReaderKept(t *testing.T) {
+	const size = 1 << 20
+	r := newTestRepo(t)
+	big := bigConfig(size)
+	r.commit("materialized_configs/big.json", big)
+	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond, WriteTimeout: 300 * time.Millisecond})
+	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
+	c := d.sendRequest("127.0.0.1", "/v1/watch?configs=big")
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	br := bufio.NewReaderSize(&slowReader{r: c, n: 8 << 10, tick: tick}, 64<<10)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	line, err := bufio.NewReaderSize(resp.Body, 64<<10).ReadBytes('\n')
+	if err != nil {
+		t.Fatalf("reading the snapshot slowly for %v: %v (got %d bytes)", time.Since(start).Round(time.Millisecond), err, len(line))
+	}
+	var ev wire.Event
+	if err := json.Unmarshal(line, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if len(ev.Configs) != 1 || string(ev.Configs[0].Data) != big {
+		t.Errorf("the snapshot read slowly: %d configs, want big whole", len(ev.Configs))
+	}
+	t.Logf("the snapshot took %v to read", time.Since(start).Round(time.Millisecond))
+	if got := d.metric("cfg_watchers_dropped_total", "reason", "write_timeout"); got != 0 {
+		t.Errorf("streams dropped for their write timeout: %v, want 0", got)
+	}
+}
+
+// TestWatchCaps attacks the caps on watch streams: past the most one
+// address may hold, and past the most in all, a watch gets 503 with
+// Retry-After, and a place given back is taken again.
+func TestWatchCaps(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"a":1}`)
+	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond, Heartbeat: 100 * time.Millisecond,
+		MaxWatches: 3, MaxWatchesPerAddress: 2})
+	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
+	watch := func(ip string) (net.Conn, *http.Response) {
+		t.Helper()
+		c := d.sendRequest(ip, "/v1/watch?configs=a")
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, resp
+	}
+	// refused checks that resp is a 503 with Retry-After and message msg.
+	refused := func(what string, resp *http.Response, msg string) {
+		t.Helper()
+		if resp.StatusCode != 503 {
+			t.Errorf("%s: %s, want 503", what, resp.Status)
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.Header.Get("Retry-After") != "5" || string(body) != `{"error":"`+msg+`"}`+"\n" {
+			t.Errorf("%s: Retry-After %q, %s; want 5, %s", what, resp.Header.Get("Retry-After"), body, msg)
+		}
+	}
+	a1, resp := watch("127.0.0.1")
+	if resp.StatusCode != 200 {
+		t.Fatalf("first watch from 127.0.0.1: %s", resp.Status)
+	}
+	if _, resp := watch("127.0.0.1"); resp.StatusCode != 200 {
+		t.Fatalf("second watch from 127.0.0.1: %s", resp.Status)
+	}
+	_, resp = watch("127.0.0.1")
+	refused("a third watch from 127.0.0.1", resp, "too many watch streams from 127.0.0.1: 2 open, the most one address may hold; retry later")
+	if _, resp := watch("127.0.0.2"); resp.StatusCode != 200 {
+		t.Fatalf("watch from 127.0.0.2: %s", resp.Status)
+	}
+	_, resp = watch("127.0.0.3")
+	refused("a fourth watch", resp, "too many watch streams: 3 open, the most the daemon serves; retry later")
+	if got := d.metric("cfg_watchers_rejected_total", "reason", "address"); got != 1 {
+		t.Errorf("rejected for the address: %v, want 1", got)
+	}
+	if got := d.metric("cfg_watchers_rejected_total", "reason", "streams"); got != 1 {
+		t.Errorf("rejected for the streams: %v, want 1", got)
+	}
+	// A stream that ends gives its place back.
+	a1.Close()
+	d.waitFor("a place for 127.0.0.3", func() bool {
+		c, resp := watch("127.0.0.3")
+		c.Close()
+		return resp.StatusCode == 200
+	})
+}
+
+// watchBodyOf returns the body of a POST /v1/watch of config a and
+// made-up names of three characters, the most names a byte of body can
+// bring, size bytes long.
+func watchBodyOf(size int) string {
+	var b strings.Builder
+	b.WriteString(`{"configs":["a"`)
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	for i := 0; b.Len() < size-8; i++ {
+		fmt.Fprintf(&b, `,"%c%c%c"`, alphabet[i%36], alphabet[i/36%36], alphabet[i/36/36%36])
+	}
+	b.WriteString("]}")
+	for b.Len() < size {
+		b.WriteString(" ")
+	}
+	return b.String()
+}
+
+// TestWatchParameterBytes attacks the bound on the watch parameters the
+// daemon holds: POST /v1/watch bodies of 900 KB each are taken while those
+// of the open streams fit in 2 MiB from one address and 3 MiB in all, and
+// get 503 with Retry-After beyond, before their body is read; a place given
+// back is taken again. The streams' parsed names cost at most 8 times
+// their bytes (before, any client could make the daemon hold 1 MiB of
+// body, parsed, per stream: 8 GB for 8,000).
+func TestWatchParameterBytes(t *testing.T) {
+	const size = 900 << 10
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"a":1}`)
+	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond, Heartbeat: time.Hour,
+		MaxWatchBytes: 3 << 20, MaxWatchBytesPerAddress: 2 << 20})
+	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
+	body := watchBodyOf(size)
+	// watch sends the headers of a watch with body, and the body only if
+	// withBody: a refused watch is answered before its body is read.
+	watch := func(ip string, withBody bool) (net.Conn, *http.Response) {
+		t.Helper()
+		c := d.dialFrom(ip)
+		fmt.Fprintf(c, "POST /v1/watch HTTP/1.1\r\nHost: cfg\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
+		if withBody {
+			go c.Write([]byte(body))
+		}
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, resp
+	}
+	refused := func(what string, resp *http.Response, msg string) {
+		t.Helper()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "5" || string(body) != `{"error":"`+msg+`"}`+"\n" {
+			t.Errorf("%s: %s, Retry-After %q, %s; want 503, 5, %s", what, resp.Status, resp.Header.Get("Retry-After"), body, msg)
+		}
+	}
+	base := memInUse()
+	a1, resp := watch("127.0.0.1", true)
+	if resp.StatusCode != 200 {
+		t.Fatalf("first watch from 127.0.0.1: %s", resp.Status)
+	}
+	if _, resp := watch("127.0.0.1", true); resp.StatusCode != 200 {
+		t.Fatalf("second watch from 127.0.0.1: %s", resp.Status)
+	}
+	_, resp = watch("127.0.0.1", false)
+	refused("a third watch from 127.0.0.1", resp, fmt.Sprintf("watch parameters of %d bytes: the watch streams from 127.0.0.1 hold %d of the 2097152 bytes of parameters one address may; retry later", len(body), 2*len(body)))
+	if _, resp := watch("127.0.0.2", true); resp.StatusCode != 200 {
+		t.Fatalf("watch from 127.0.0.2: %s", resp.Status)
+	}
+	grown := memInUse() - base
+	t.Logf("3 watch streams of %d KB of parameters: %.1f MB", size>>10, float64(grown)/1e6)
+	if grown > 3*8*size && !raceEnabled {
+		t.Errorf("3 watch streams of %d KB of parameters hold %.1f MB, want at most 8 times their parameters, %.1f MB", size>>10, float64(grown)/1e6, float64(3*8*size)/1e6)
+	}
+	_, resp = watch("127.0.0.3", false)
+	refused("a watch from 127.0.0.3", resp, fmt.Sprintf("watch parameters of %d bytes: the open watch streams hold %d of the 3145728 bytes of parameters the daemon takes; retry later", len(body), 3*len(body)))
+	if got := d.metric("cfg_watchers_rejected_total", "reason", "bytes"); got != 2 {
+		t.Errorf("rejected for their bytes: %v, want 2", got)
+	}
+	a1.Close()
+	d.waitFor("a place for 127.0.0.3", func() bool {
+		c, resp := watch("127.0.0.3", true)
+		c.Close()
+		return resp.StatusCode == 200
+	})
+}
+
+// TestSlowBodies attacks the read timeout: connections that send a body
+// one byte at a time (host reports, and watches, which need no token) are
+// answered and closed once ReadTimeout has passed, however long their body
+// would take, while the daemon keeps serving (before, they were held for
+// as long as they kept sending).
+func TestSlowBodies(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"a":1}`)
+	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond, ReadTimeout: time.Second})
+	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
+	const n = 50
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	closed := make(chan string, n)
+	for i := range n {
+		c := d.dialFrom("127.0.0.1")
+		if i%2 == 0 {
+			fmt.Fprintf(c, "POST /v1/hosts/web-%d HTTP/1.1\r\nHost: cfg\r\nAuthorization: Bearer %s\r\nContent-Length: 1000\r\n\r\n", i, token)
+		} else { // no token needed
+			fmt.Fprintf(c, "POST /v1/watch HTTP/1.1\r\nHost: cfg\r\nContent-Length: 1000\r\n\r\n")
+		}
+		wg.Add(2)
+		go func() { // a byte every 100 ms: 100 s for the body
+			defer wg.Done()
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					if _, err := c.Write([]byte(" ")); err != nil {
+						return
+					}
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			c.SetReadDeadline(time.Now().Add(60 * time.Second))
+			b, err := io.ReadAll(c)
+			if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				b = append(b, err.Error()...)
+			}
+			closed <- string(b)
+		}()
+	}
+	for range n {
+		got := <-closed
+		if !strings.HasPrefix(got, "HTTP/1.1 400 Bad Request\r\n") || !strings.Contains(got, "i/o timeout") {
+			t.Errorf("a slow body got %q, want a 400 for its read timeout and the end of the connection", got)
+		}
+	}
+	if code, _, _ := d.do("GET", "/v1/configs/a", "", nil); code != 200 {
+		t.Errorf("GET a after the slow bodies: %d", code)
+	}
+	// The slow watches gave their places back.
+	w := d.watchBody(`{"configs":["a"]}`)
+	w.expect(`snapshot 1 a@1={"a":1}`)
+	close(stop)
+	wg.Wait()
+}
+
+// TestIdleConnectionsClosed attacks the idle timeout: a keep-alive
+// connection that sends no second request is closed after IdleTimeout
+// (before, it was kept until the client left).
+func TestIdleConnectionsClosed(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"a":1}`)
+	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond, IdleTimeout: 200 * time.Millisecond})
+	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
+	c := d.sendRequest("127.0.0.1", "/v1/configs/a")
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 || string(body) != `{"a":1}` || resp.Close {
+		t.Fatalf("GET a: %s %s (close %v), want 200 on a kept-alive connection", resp.Status, body, resp.Close)
+	}
+	// Nothing more is sent: the daemon closes the connection.
+	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("an idle connection: read %d bytes, %v; want EOF", n, err)
+	}
+}
+
+// TestHeaderBytes attacks the bound on request headers: a request whose
+// headers are over MaxHeaderBytes gets 431 without being read whole.
+func TestHeaderBytes(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"a":1}`)
+	d := startDaemon(t, r.dir, t.TempDir())
+	c := d.dialFrom("127.0.0.1")
+	go fmt.Fprintf(c, "GET /v1/configs/a HTTP/1.1\r\nHost: cfg\r\nX-Filler: %s\r\n\r\n", strings.Repeat("x", 2*MaxHeaderBytes))
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if got := statusLine(t, c); got != "HTTP/1.1 431 Request Header Fields Too Large" {
+		t.Errorf("a request with %d bytes of headers: %s, want 431", 2*MaxHeaderBytes, got)
+	}
+	if code, _, _ := d.do("GET", "/v1/configs/a", "", nil); code != 200 {
+		t.Errorf("GET a: %d", code)
+	}
+}
+
+// TestHeadWatch checks that a HEAD of a watch answers its headers and
+// ends, rather than holding a stream that writes nothing.
+func TestHeadWatch(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"a":1}`)
+	d := startDaemon(t, r.dir, t.TempDir())
+	code, body, h := d.do("HEAD", "/v1/watch?configs=a", "", nil)
+	if code != 200 || body != "" || h.Get("Content-Type") != "application/x-ndjson" {
+		t.Errorf("HEAD /v1/watch: %d %q %q", code, body, h.Get("Content-Type"))
+	}
+	d.waitFor("no watch stream open", func() bool { return d.metric("cfg_watchers") == 0 })
+}
+
+// memInUse returns the bytes of live heap objects and of goroutine
+// stacks, after two collections (the second empties sync.Pools).
+func memInUse() int64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc + ms.StackInuse)
+}
+
+// streamBytes is the most a watch stream waiting for the next revision may
+// cost the daemon (docs/api.md, Limits: about 10 KiB), and
+// writingStreamBytes the most one blocked in the middle of an event may
+// (its two buffers, and the stack of its goroutine).
+const (
+	streamBytes        = 16 << 10
+	writingStreamBytes = 2*pieceSize + 48<<10
+)
+
+// TestWatchStreamMemory attacks the memory a waiting watch stream costs
+// the daemon: 500 streams, each its own connection, that have their
+// snapshot and wait for the next revision hold at most streamBytes each,
+// heap and goroutine stacks together.
+func TestWatchStreamMemory(t *testing.T) {
+	const n = 500
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"a":1}`)
+	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond, Heartbeat: time.Hour,
+		MaxWatchesPerAddress: n})
+	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
+	// open opens a stream and reads its snapshot and first heartbeat.
+	open := func() net.Conn {
+		c := d.sendRequest("127.0.0.1", "/v1/watch?configs=a")
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(resp.Body)
+		for i := 0; i < 2; i++ {
+			if !sc.Scan() {
+				t.Fatalf("watch: %s, %v", resp.Status, sc.Err())
+			}
+		}
+		c.SetReadDeadline(time.Time{})
+		return c
+	}
+	open().Close() // what the first stream sets up once for all
+	d.waitFor("no watch stream open", func() bool { return d.metric("cfg_watchers") == 0 })
+	base := memInUse()
+	for range n {
+		open()
+	}
+	grown := memInUse() - base
+	t.Logf("%d waiting watch streams: %.1f KiB each", n, float64(grown)/n/1024)
+	if grown > n*streamBytes && !raceEnabled {
+		t.Errorf("%d waiting watch streams hold %.1f KiB each, want at most %d KiB", n, float64(grown)/n/1024, streamBytes>>10)
+	}
+}
+
+// TestWatchHTTP10 checks the streams whose connection is not taken over
+// (HTTP/1.0): they are written through net/http's ResponseWriter, with
+// the same events.
+func TestWatchHTTP10(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"a":1}`)
+	d := startDaemon(t, r.dir, t.TempDir())
+	c := d.dialFrom("127.0.0.1")
+	fmt.Fprintf(c, "GET /v1/watch?configs=a HTTP/1.0\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || resp.ProtoMinor != 0 || len(resp.TransferEncoding) != 0 {
+		t.Fatalf("an HTTP/1.0 watch: %s %s %q, want HTTP/1.0 200 without chunks", resp.Proto, resp.Status, resp.TransferEncoding)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for _, want := range []string{`{"type":"snapshot"`, `{"type":"heartbeat"`} {
+		if !sc.Scan() || !strings.HasPrefix(sc.Text(), want) {
+			t.Fatalf("an HTTP/1.0 watch: got %.100q, %v; want %s...", sc.Text(), sc.Err(), want)
+		}
+	}
+	r.commit("materialized_configs/a.json", `{"a":2}`)
+	for sc.Scan() && strings.HasPrefix(sc.Text(), `{"type":"heartbeat"`) {
+	}
+	if !strings.HasPrefix(sc.Text(), `{"type":"update","revision":2,`) {
+		t.Errorf("an HTTP/1.0 watch after a commit: got %.100q, %v; want the update of revision 2", sc.Text(), sc.Err())
+	}
+}
