@@ -104,6 +104,18 @@ func checkUTF8(s string) *valueError {
 	}
 }
 
+// maxEnumValues bounds how many values of an enum an error lists.
+const maxEnumValues = 10
+
+// enumValues lists the values of e for an error: "one of FAST, SAFE".
+func enumValues(e *schema.Enum) string {
+	names := e.ItemNames()
+	if len(names) > maxEnumValues {
+		return fmt.Sprintf("one of %s and %d more", strings.Join(names[:maxEnumValues], ", "), len(names)-maxEnumValues)
+	}
+	return "one of " + strings.Join(names, ", ")
+}
+
 func wantMismatch(v starlark.Value, t *schema.Type) *valueError {
 	return errorf("got %s, want %s", describe(v), t)
 }
@@ -151,6 +163,7 @@ func convert(t *schema.Type, v starlark.Value) (starlark.Value, *valueError) {
 		if e, ok := v.(*Enum); ok && e.item.Enum == t.Enum {
 			return e, nil
 		}
+		return nil, errorf("got %s, want %s (%s)", describe(v), t, enumValues(t.Enum))
 	case schema.StructKind:
 		if s, ok := v.(*Struct); ok && s.t == t.Struct {
 			return s, nil

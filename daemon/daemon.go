@@ -65,7 +65,8 @@ type Config struct {
 	Branch string
 	// DataDir holds the store (StoreFile); it is made if missing.
 	DataDir string
-	// Token authorizes writes (POST, PUT, DELETE); it must not be empty.
+	// Token authorizes writes (POST, PUT, DELETE). Without one the daemon
+	// is read-only: it answers every write with 403 (ReadOnlyMessage).
 	Token string
 	// Heartbeat is the interval of heartbeat events on watch streams
 	// (DefaultHeartbeat if zero).
@@ -156,53 +157,35 @@ type Daemon struct {
 	closeErr  error
 }
 
+// setDefault sets *v to def unless it is positive.
+func setDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
 // New opens the repository and the store in cfg.DataDir, which it checks
 // whole (store.OpenBolt): a damaged store is a store.DamagedError. The
 // tailer starts with the first Serve.
 func New(cfg Config) (*Daemon, error) {
-	if cfg.Token == "" {
-		return nil, errors.New("no token: the daemon needs one to authorize writes")
-	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("no data directory")
 	}
-	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = DefaultHeartbeat
-	}
-	if cfg.Poll <= 0 {
-		cfg.Poll = DefaultPoll
-	}
-	if cfg.WatchBuffer <= 0 {
-		cfg.WatchBuffer = DefaultWatchBuffer
-	}
-	if cfg.WatchQueueBytes <= 0 {
-		cfg.WatchQueueBytes = DefaultWatchQueueBytes
-	}
-	if cfg.MaxWatches <= 0 {
-		cfg.MaxWatches = DefaultMaxWatches
-	}
-	if cfg.MaxWatchesPerAddress <= 0 {
-		cfg.MaxWatchesPerAddress = DefaultMaxWatchesPerAddress
-	}
-	if cfg.MaxWatchBytes <= 0 {
-		cfg.MaxWatchBytes = DefaultMaxWatchBytes
-	}
-	if cfg.MaxWatchBytesPerAddress <= 0 {
-		cfg.MaxWatchBytesPerAddress = DefaultMaxWatchBytesPerAddress
-	}
+	setDefault(&cfg.Heartbeat, DefaultHeartbeat)
+	setDefault(&cfg.Poll, DefaultPoll)
+	setDefault(&cfg.WatchBuffer, DefaultWatchBuffer)
+	setDefault(&cfg.WatchQueueBytes, DefaultWatchQueueBytes)
+	setDefault(&cfg.MaxWatches, DefaultMaxWatches)
+	setDefault(&cfg.MaxWatchesPerAddress, DefaultMaxWatchesPerAddress)
+	setDefault(&cfg.MaxWatchBytes, DefaultMaxWatchBytes)
+	setDefault(&cfg.MaxWatchBytesPerAddress, DefaultMaxWatchBytesPerAddress)
 	if cfg.MaxWatchBytesPerAddress < MaxBody || cfg.MaxWatchBytes < cfg.MaxWatchBytesPerAddress {
 		return nil, fmt.Errorf("watch parameter bytes: got %d in all and %d per address, want at least %d per address (the largest watch body) and no more per address than in all",
 			cfg.MaxWatchBytes, cfg.MaxWatchBytesPerAddress, MaxBody)
 	}
-	if cfg.ReadTimeout <= 0 {
-		cfg.ReadTimeout = DefaultReadTimeout
-	}
-	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = DefaultWriteTimeout
-	}
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = DefaultIdleTimeout
-	}
+	setDefault(&cfg.ReadTimeout, DefaultReadTimeout)
+	setDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
 	fds, fdsKnown := fdLimit()
 	conns, err := connLimits(cfg.MaxConnections, fds, fdsKnown)
 	if err != nil {
@@ -257,6 +240,9 @@ func New(cfg Config) (*Daemon, error) {
 	d.hub = newHub(cfg.WatchBuffer, cfg.WatchQueueBytes)
 	d.reason.Store(fmt.Sprintf("the tailer has not read branch %q yet", cfg.Branch))
 	d.handler = d.routes()
+	if cfg.Token == "" {
+		log.Warn("read-only: started without a token; writes (host reports, canary overrides and runs) are refused with 403 until cfg serve is started with --token-file FILE or CFG_TOKEN")
+	}
 	return d, nil
 }
 

@@ -560,7 +560,6 @@ func TestNewErrors(t *testing.T) {
 		cfg     Config
 		wantErr string
 	}{
-		{Config{RepoPath: r.dir, DataDir: t.TempDir()}, "no token: the daemon needs one to authorize writes"},
 		{Config{RepoPath: r.dir, Token: token}, "no data directory"},
 	}
 	for _, tt := range tests {

@@ -127,8 +127,12 @@ func (d *Daemon) storeError(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, http.StatusInternalServerError, "reading the store: %v", err)
 }
 
-// authorized lets requests with the daemon's token through to h.
+// authorized lets requests with the daemon's token through to h; a
+// daemon without a token refuses them all (readOnly).
 func (d *Daemon) authorized(h http.Handler) http.Handler {
+	if d.cfg.Token == "" {
+		return http.HandlerFunc(readOnly)
+	}
 	want := []byte("Bearer " + d.cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := r.Header.Get("Authorization")

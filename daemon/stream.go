@@ -13,8 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
+	"github.com/cfg-dev/cfg/internal/jsontext"
 	"github.com/cfg-dev/cfg/store"
 )
 
@@ -350,7 +350,7 @@ func (cw *clientWriter) config(c *store.ConfigVersion) error {
 	}
 	cw.n++
 	h = append(h, `{"name":`...)
-	h = appendString(h, c.Name)
+	h = jsontext.AppendStringHTML(h, c.Name)
 	h = append(h, `,"revision":`...)
 	h = strconv.AppendInt(h, c.Revision, 10)
 	h = appendField(h, "commit", c.Commit)
@@ -405,61 +405,5 @@ func appendField(b []byte, key, value string) []byte {
 	b = append(b, ',', '"')
 	b = append(b, key...)
 	b = append(b, '"', ':')
-	return appendString(b, value)
-}
-
-const hex = "0123456789abcdef"
-
-// appendString appends s as a JSON string, as encoding/json writes it:
-// control characters, quotes and backslashes escaped, invalid UTF-8 as
-// U+FFFD; '<', '>', '&', U+2028 and U+2029 are escaped too.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	return jsontext.AppendStringHTML(b, value)
 }

@@ -45,7 +45,9 @@ var BenchUnit = Unit{ID: "user-12345", Attrs: []Attr{
 }}
 
 // BenchmarkCheck checks gates of 1, 3 and 10 rules of 3 restraints each,
-// in their worst case (BenchGate).
+// every restraint reached (BenchGate); the rules share their set and number
+// conditions, and all but the last their version condition, which a check
+// evaluates once (BenchmarkCheckDistinct has none shared).
 func BenchmarkCheck(b *testing.B) {
 	for _, n := range []int{1, 3, 10} {
 		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
@@ -61,6 +63,40 @@ func BenchmarkCheck(b *testing.B) {
 			stop()
 		})
 	}
+}
+
+// benchGateDistinct returns the JSON of a gate like BenchGate(3) whose
+// restraints are nine distinct conditions (each rule's set, number and
+// version differ), so that a check evaluates all nine: no rule shares a
+// condition with another.
+func benchGateDistinct() string {
+	var rules []string
+	for i := range 3 {
+		v, percent := fmt.Sprintf("9.0.%d", i), 100
+		if i == 2 {
+			v, percent = "2.3.0", 10
+		}
+		rules = append(rules, fmt.Sprintf(`{"name": "rule %d", "restraints": [
+		  {"condition": {"attr_in": {"attr": "country", "values": ["US", "CA", "X%d"]}}},
+		  {"condition": {"number": {"attr": "friends", "op": "GE", "value": %d}}},
+		  {"condition": {"version": {"attr": "app_version", "op": "GE", "value": %q}}}], "percent": %d}`, i, i, 100-i, v, percent))
+	}
+	return `{"salt": "feed/new_ranker", "rules": [` + strings.Join(rules, ",") + `]}`
+}
+
+// BenchmarkCheckDistinct checks a gate of 3 rules of 3 restraints, nine
+// distinct conditions, all evaluated (benchGateDistinct).
+func BenchmarkCheckDistinct(b *testing.B) {
+	g := mustCompile(b, benchGateDistinct(), Options{})
+	if d := g.Check(BenchUnit); d.Rule != 2 || d.Err != nil || !d.Sampled || len(g.conds) != 9 {
+		b.Fatalf("decision %+v of %d conditions", d, len(g.conds))
+	}
+	b.ReportAllocs()
+	stop := cputime.Start(b)
+	for b.Loop() {
+		g.Check(BenchUnit)
+	}
+	stop()
 }
 
 // BenchmarkCheckSmall checks a gate of 3 rules and 3 restraints in all

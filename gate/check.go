@@ -3,6 +3,7 @@ package gate
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 )
 
 // Decision is the outcome of a check.
@@ -71,13 +72,36 @@ func (e *RestraintError) Unwrap() error { return e.Err }
 func (g *Gate) Check(u Unit) (d Decision) {
 	var e env
 	e.u = u
+	e.g = g
+rules:
 	for i := range g.rules {
 		r := &g.rules[i]
-		switch r.holds(&e) {
-		case no:
-			continue
-		case unknown3:
-			return failClosed(r, why(&e))
+		// The rule's conjunction: it does not hold if a restraint does
+		// not; it cannot be decided if none is false but one could not be
+		// evaluated (unknown, the first such: why tells why). Each
+		// condition is evaluated once per check (e.memo).
+		var unknown *restraint
+		for _, rf := range r.restraints {
+			var v tri
+			if m := uint(rf.cond); m < maxMemo && e.memo[m] != 0 {
+				v = e.memo[m] - 1
+			} else {
+				v = e.eval(&g.conds[rf.cond])
+				if m < maxMemo {
+					e.memo[m] = v + 1
+				}
+			}
+			switch {
+			case v == unknown3:
+				if unknown == nil {
+					unknown = &g.conds[rf.cond]
+				}
+			case (v == yes) == rf.negate:
+				continue rules
+			}
+		}
+		if unknown != nil {
+			return failClosed(r, why(&e, unknown))
 		}
 		d.Rule, d.RuleName, d.Buckets = i, r.name, r.buckets
 		switch {
@@ -104,80 +128,70 @@ func failClosed(r *rule, err error) Decision {
 	return Decision{Rule: -1, Err: fmt.Errorf("rule %q: %w", r.name, err)}
 }
 
-// holds evaluates the rule's conjunction: no if a restraint does not hold;
-// unknown if none is false but one could not be evaluated (e.unknown is
-// the first such, and why tells why); yes otherwise. The conditions are
-// evaluated here rather than in a function per restraint: a check makes no
-// call per restraint but to look up an attribute the first time.
-func (r *rule) holds(e *env) tri {
-	var unknown *restraint
-	for i := range r.restraints {
-		x := &r.restraints[i]
-		v := unknown3
-		switch x.kind {
-		case condUnitIDs:
-			v = truth(e.u.ID != "" && x.contains(e.u.ID))
-		case condPopulation:
-			switch {
-			case x.buckets == 0:
-				v = no
-			case x.buckets == Buckets:
-				v = yes
-			case e.u.ID != "":
-				v = truth(bucketOf(x.pre.sum(e.u.ID)) < x.buckets)
+// eval evaluates the condition x: yes, no, or unknown if it cannot be
+// evaluated. The conditions are evaluated here rather than in a function
+// per condition: a check makes no call per condition but to find the
+// gate's attributes in the unit, once.
+func (e *env) eval(x *restraint) tri {
+	v := unknown3
+	if x.kind <= condVersion && x.kind != condUnitIDs {
+		// An attribute: from its slot (e.attr, written out so that it
+		// costs no call).
+		var a *Attr
+		if s := uint(x.slot); s < maxSlots {
+			if !e.resolved {
+				e.resolve()
 			}
-		case condCustom:
-			v = e.custom(x)
-		default:
-			// The attribute: from its slot once looked up (e.attr,
-			// written out so that it costs no call).
-			var a *Attr
-			if s := uint(x.slot); s < maxSlots && e.found[s] > 0 {
-				a = &e.u.Attrs[e.found[s]-1]
-			} else {
-				a = e.lookup(x)
+			if j := e.at[s]; j > 0 {
+				a = &e.u.Attrs[j-1]
 			}
-			switch {
-			case a == nil:
-				v = no
-			case x.kind == condAttrIn:
-				if a.kind == String {
-					v = truth(x.contains(a.s))
-				}
-			case x.kind == condAttrIs:
-				if a.kind == Bool {
-					v = truth(a.n == x.num)
-				}
-			case x.kind == condNumber:
-				if a.kind == Number && a.n == a.n { // not NaN
-					v = truth(compare(x.op, cmpFloat(a.n, x.num)))
-				}
-			case x.kind == condVersion:
-				if a.kind != String {
-					break
-				}
-				if x.slot < 0 || int(e.verSlot) != x.slot+1 { // not parsed yet
-					e.parseVersion(x, a)
-				}
-				if e.verOK {
-					v = truth(compare(x.op, compareVersions(&e.ver, &x.ver)))
-				}
-			}
+		} else if j := find(e.u.Attrs, &x.key); j >= 0 {
+			a = &e.u.Attrs[j]
 		}
 		switch {
-		case v == unknown3:
-			if unknown == nil {
-				unknown = x
+		case a == nil:
+			v = no
+		case x.kind == condAttrIn:
+			if a.kind == String {
+				v = truth(x.contains(a.s))
 			}
-		case (v == yes) == x.negate:
-			return no
+		case x.kind == condAttrIs:
+			if a.kind == Bool {
+				v = truth(a.n == x.num)
+			}
+		case x.kind == condNumber:
+			if a.kind == Number && a.n == a.n { // not NaN
+				v = truth(compare(x.op, cmpFloat(a.n, x.num)))
+			}
+		default: // condVersion
+			if a.kind != String {
+				break
+			}
+			if x.slot < 0 || int(e.verSlot) != x.slot+1 { // not parsed yet
+				e.parseVersion(x, a)
+			}
+			if e.verOK {
+				v = truth(compare(x.op, compareVersions(&e.ver, &x.ver)))
+			}
 		}
+		return v
 	}
-	if unknown != nil {
-		e.unknown = unknown
-		return unknown3
+	switch x.kind {
+	case condUnitIDs:
+		v = truth(e.u.ID != "" && x.contains(e.u.ID))
+	case condPopulation:
+		switch {
+		case x.buckets == 0:
+			v = no
+		case x.buckets == Buckets:
+			v = yes
+		case e.u.ID != "":
+			v = truth(bucketOf(x.pre.sum(e.u.ID)) < x.buckets)
+		}
+	default: // condCustom
+		v = e.custom(x)
 	}
-	return yes
+	return v
 }
 
 // tri is a truth value that may be unknown: a restraint that could not be
@@ -197,40 +211,68 @@ func truth(b bool) tri {
 	return no
 }
 
-// env is one check's unit, with the attributes it has looked up: each
-// attribute a gate reads has a slot (restraint.slot), so that restraints
-// reading the same attribute look it up once.
+// env is one check's unit, with where in it the gate's attributes are:
+// each attribute a gate reads has a slot (restraint.slot, up to maxSlots),
+// and the first restraint reading an attribute finds them all in one pass
+// over the unit's attributes (resolve).
 type env struct {
-	u     Unit
-	found [maxSlots]int8 // 0: not looked up; -1: absent; i+1: u.Attrs[i]
+	u        Unit
+	g        *Gate
+	resolved bool
+	at       [maxSlots]int32 // 0: absent; i+1: u.Attrs[i]
+	// memo holds the value of each condition evaluated, plus one; 0 for
+	// one not evaluated yet.
+	memo [maxMemo]tri
 	// verSlot is the slot of the attribute whose version ver holds,
 	// parsed (verOK) or not, plus one; 0 for none. Gates rarely read more
 	// than one version attribute, and read it in several rules.
 	verSlot int8
 	verOK   bool
 	ver     version
-	// unknown is the restraint that could not be evaluated, and customErr
-	// the error of the application's restraint that failed.
-	unknown   *restraint
+	// customErr is the error of the application's restraint that failed.
 	customErr error
 }
 
-// lookup finds the attribute r reads, and remembers where in its slot.
-func (e *env) lookup(r *restraint) *Attr {
-	if r.slot >= 0 && e.found[r.slot] < 0 {
-		return nil
-	}
-	i := e.u.find(r.attr)
-	if r.slot >= 0 && i < 127 {
-		e.found[r.slot] = int8(i) + 1
-		if i < 0 {
-			e.found[r.slot] = -1
+// maxMemo is how many of a gate's conditions a check remembers the value
+// of; others are evaluated every time a rule reaches them.
+const maxMemo = 64
+
+// resolve finds the gate's attributes in the unit: for each of the unit's
+// attributes, the gate's attributes of its key's length (byLen) are
+// compared with it, by their words; the first attribute of a key counts.
+func (e *env) resolve() {
+	e.resolved = true
+	g := e.g
+	left := len(g.keys) // slots not found yet
+	for i := range e.u.Attrs {
+		k := e.u.Attrs[i].Key
+		if len(k) >= len(g.byLen) {
+			continue
+		}
+		m := g.byLen[len(k)]
+		if m == 0 {
+			continue
+		}
+		var h, t uint64
+		if n := len(k); n >= 8 { // words(k), written out
+			h, t = le64(k), le64(k[n-8:])
+		} else if n >= 4 {
+			h, t = uint64(le32(k)), uint64(le32(k[n-4:]))
+		} else {
+			h, t = words(k)
+		}
+		for ; m != 0; m &= m - 1 {
+			s := bits.TrailingZeros16(m)
+			if e.at[s] == 0 && g.keys[s].is(k, h, t) {
+				e.at[s] = int32(i) + 1
+				left--
+				break
+			}
+		}
+		if left == 0 {
+			return
 		}
 	}
-	if i < 0 {
-		return nil
-	}
-	return &e.u.Attrs[i]
 }
 
 // parseVersion parses the version attribute a that r reads into e.ver:
@@ -252,11 +294,10 @@ func (e *env) custom(r *restraint) tri {
 	return truth(ok)
 }
 
-// why returns the error of the restraint that could not be evaluated.
+// why returns the error of the restraint r that could not be evaluated.
 //
 //go:noinline
-func why(e *env) error {
-	r := e.unknown
+func why(e *env, r *restraint) error {
 	switch r.kind {
 	case condPopulation:
 		return ErrNoUnitID
@@ -273,8 +314,16 @@ func (r *restraint) contains(s string) bool {
 		_, ok := r.set[s]
 		return ok
 	}
-	for _, x := range r.strs {
-		if len(x) == len(s) && (len(s) == 0 || x[0] == s[0]) && x == s {
+	var h, t uint64
+	if n := len(s); n >= 4 && n < 8 { // words(s), written out for short values
+		h, t = uint64(le32(s)), uint64(le32(s[n-4:]))
+	} else if n > 0 && n < 4 {
+		h = uint64(s[0]) | uint64(s[n/2])<<8 | uint64(s[n-1])<<16
+	} else {
+		h, t = words(s)
+	}
+	for i := range r.strs {
+		if r.strs[i].is(s, h, t) {
 			return true
 		}
 	}

@@ -50,13 +50,28 @@ type Gate struct {
 	description string
 	pre         prefix
 	rules       []rule
+	conds       []restraint // the distinct conditions of the rules' restraints
 	attrs       map[string]Kind
+	// keys are the attributes with a slot, by slot; byLen[n] has bit s
+	// set when keys[s] has n bytes (keys of up to maxKeyLen bytes have
+	// slots).
+	keys  []word
+	byLen [maxKeyLen + 1]uint16
 }
 
 type rule struct {
 	name       string
-	restraints []restraint // cheapest first
-	buckets    int         // percent * 100
+	restraints []ref // cheapest first
+	buckets    int   // percent * 100
+}
+
+// ref is a restraint of a rule: a condition of the gate (Gate.conds),
+// possibly negated. Rules that restrain by the same condition share it, and
+// a check evaluates it once (env.memo).
+type ref struct {
+	cond   int
+	kind   condKind
+	negate bool
 }
 
 // condKind is a restraint's condition; the order is the order in which a
@@ -97,13 +112,13 @@ const smallSet = 8
 
 type restraint struct {
 	// What every check reads first, together.
-	kind   condKind
-	negate bool
-	op     Op
-	slot   int      // the attribute's slot in env.found, or -1
-	num    float64  // number: the value; attr_is: 1 for true
-	strs   []string // attr_in, unit_ids: up to smallSet values
-	attr   string
+	kind condKind
+	op   Op
+	slot int     // the attribute's slot in env.at, or -1
+	num  float64 // number: the value; attr_is: 1 for true
+	strs []word  // attr_in, unit_ids: up to smallSet values
+	attr string
+	key  word // attr, to look it up by
 
 	set     map[string]struct{} // attr_in, unit_ids: more than smallSet
 	ver     version             // version
@@ -113,9 +128,13 @@ type restraint struct {
 	name    string // custom
 }
 
-// maxSlots is how many attributes of a gate a check remembers the lookup
-// of; restraints reading others look them up every time.
-const maxSlots = 16
+// maxSlots is how many attributes of a gate a check finds in the unit in
+// one pass, and maxKeyLen how long their keys can be; restraints reading
+// others look them up every time.
+const (
+	maxSlots  = 16
+	maxKeyLen = 63
+)
 
 // JSON as the compiler writes a Gate (stdlib/gate.thrift).
 type (
@@ -178,7 +197,7 @@ func Compile(data []byte, opts Options) (*Gate, error) {
 	if dec.More() {
 		return nil, &CompileError{Msg: "not a Gate of @cfg//gate.thrift: data after the JSON value"}
 	}
-	c := gateCompiler{opts: opts, attrs: map[string]Kind{}, attrAt: map[string]string{}, slots: map[string]int{}}
+	c := gateCompiler{opts: opts, attrs: map[string]Kind{}, attrAt: map[string]string{}, slots: map[string]int{}, conds: map[string]int{}}
 	g := c.gate(&jg)
 	if c.err != nil {
 		return nil, c.err
@@ -192,6 +211,8 @@ type gateCompiler struct {
 	attrs  map[string]Kind   // how each attribute is read
 	attrAt map[string]string // where it was first read so
 	slots  map[string]int    // each attribute's slot
+	keys   []word            // by slot
+	conds  map[string]int    // the index of each condition in Gate.conds, by its JSON
 }
 
 func (c *gateCompiler) fail(field, format string, args ...any) {
@@ -238,12 +259,35 @@ func (c *gateCompiler) gate(jg *jsonGate) *Gate {
 			c.fail(field+".restraints", "rule %q holds for every unit, so the rules after it (%q first) can never decide", r.name, *jg.Rules[i+1].Name)
 		}
 		for j := range jr.Restraints {
-			r.restraints = append(r.restraints, c.restraint(fmt.Sprintf("%s.restraints[%d]", field, j), &jr.Restraints[j]))
+			jx := &jr.Restraints[j]
+			x := c.restraint(fmt.Sprintf("%s.restraints[%d]", field, j), jx)
+			r.restraints = append(r.restraints, ref{cond: c.cond(g, x, jx.Condition), kind: x.kind, negate: jx.Negate})
 		}
-		slices.SortStableFunc(r.restraints, func(a, b restraint) int { return int(a.kind) - int(b.kind) })
+		slices.SortStableFunc(r.restraints, func(a, b ref) int { return int(a.kind) - int(b.kind) })
 		g.rules = append(g.rules, r)
 	}
+	g.keys = c.keys
+	for s, k := range g.keys {
+		g.byLen[len(k.s)] |= 1 << s
+	}
 	return g
+}
+
+// cond returns the index in g.conds of the condition x, compiled from jc:
+// the index of the same condition met before, if any (an application's
+// restraint is never taken for the same as another: it may not be a
+// function of the unit alone).
+func (c *gateCompiler) cond(g *Gate, x restraint, jc *jsonCondition) int {
+	var key string
+	if b, err := json.Marshal(jc); err == nil && x.kind != condCustom {
+		key = string(b)
+		if i, ok := c.conds[key]; ok {
+			return i
+		}
+		c.conds[key] = len(g.conds)
+	}
+	g.conds = append(g.conds, x)
+	return len(g.conds) - 1
 }
 
 // percent converts a percentage to buckets: it must be in [0, 100] and a
@@ -262,12 +306,14 @@ func (c *gateCompiler) percent(field string, p float64) int {
 
 func (c *gateCompiler) readAs(field string, r *restraint, k Kind) {
 	attr := r.attr
+	r.key = newWord(attr)
 	r.slot = -1
 	if s, ok := c.slots[attr]; ok {
 		r.slot = s
-	} else if len(c.slots) < maxSlots {
-		r.slot = len(c.slots)
+	} else if len(c.keys) < maxSlots && len(attr) <= maxKeyLen && attr != "" {
+		r.slot = len(c.keys)
 		c.slots[attr] = r.slot
+		c.keys = append(c.keys, r.key)
 	}
 	if attr == "" {
 		c.fail(field+".attr", "must not be empty")
@@ -292,7 +338,7 @@ func (c *gateCompiler) op(field, name string) Op {
 }
 
 func (c *gateCompiler) restraint(field string, jr *jsonRestraint) restraint {
-	r := restraint{negate: jr.Negate, slot: -1}
+	r := restraint{slot: -1}
 	jc := jr.Condition
 	if jc == nil {
 		c.fail(field+".condition", "missing")
@@ -402,7 +448,9 @@ func (c *gateCompiler) strings(field string, values []string, r *restraint) {
 		return
 	}
 	if len(values) <= smallSet {
-		r.strs = slices.Clone(values)
+		for _, v := range values {
+			r.strs = append(r.strs, newWord(v))
+		}
 	} else {
 		r.set = make(map[string]struct{}, len(values))
 		for _, v := range values {

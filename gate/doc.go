@@ -34,7 +34,13 @@
 //
 // A rule evaluates its restraints cheapest first (boolean, set and number
 // tests, then unit IDs, versions, populations, and the application's
-// restraints last) and stops at the first that does not hold. A restraint
+// restraints last) and stops at the first that does not hold. A condition
+// that several rules restrain by (the same unit IDs, attribute test,
+// comparison or population, negated or not) is evaluated once per check,
+// and each rule applies its own negation to it; an application's restraint
+// is called by every rule that reaches it. A check finds the attributes the
+// gate reads in one pass over the unit's, the first time a restraint reads
+// one, and parses a version attribute once. A restraint
 // that cannot be evaluated (an attribute of the wrong type, a version that
 // does not parse, sampling without a unit ID, an application's restraint
 // that fails or panics) makes its rule unknown, unless another of the

@@ -24,22 +24,25 @@ func parseVersion(s string) (version, bool) {
 // in place, so that a check copies no version.
 func (v *version) parse(s string) bool {
 	*v = version{}
+	i := 0
 	if len(s) > 0 && s[0] == 'v' {
-		s = s[1:]
+		i = 1
 	}
 	var ok bool
-	if v.major, s, ok = number(s); !ok || len(s) == 0 || s[0] != '.' {
+	if v.major, i, ok = number(s, i); !ok || i >= len(s) || s[i] != '.' {
 		return false
 	}
-	if v.minor, s, ok = number(s[1:]); !ok || len(s) == 0 || s[0] != '.' {
+	if v.minor, i, ok = number(s, i+1); !ok || i >= len(s) || s[i] != '.' {
 		return false
 	}
-	if v.patch, s, ok = number(s[1:]); !ok {
+	if v.patch, i, ok = number(s, i+1); !ok {
 		return false
 	}
-	if len(s) == 0 {
-		return true
-	}
+	return i == len(s) || v.suffix(s[i:])
+}
+
+// suffix reads -PRERELEASE and +BUILD after the numbers, into v.pre.
+func (v *version) suffix(s string) bool {
 	if s[0] == '-' {
 		pre := s[1:]
 		s = ""
@@ -57,20 +60,22 @@ func (v *version) parse(s string) bool {
 	return true
 }
 
-// number reads a decimal number without leading zeros at the start of s.
-func number(s string) (uint64, string, bool) {
-	i := 0
+// number reads a decimal number without leading zeros at s[i:], and
+// returns it and the index after it.
+func number(s string, i int) (uint64, int, bool) {
+	start := i
 	var n uint64
-	for ; i < len(s) && s[i]-'0' <= 9; i++ {
-		if i == 19 { // more digits than fit
-			return 0, s, false
+	for ; i < len(s); i++ {
+		d := s[i] - '0'
+		if d > 9 {
+			break
 		}
-		n = n*10 + uint64(s[i]-'0')
+		n = n*10 + uint64(d)
 	}
-	if i == 0 || (i > 1 && s[0] == '0') {
-		return 0, s, false
+	if d := i - start; d == 0 || d > 19 || d > 1 && s[start] == '0' { // none, more than fit, a leading zero
+		return 0, i, false
 	}
-	return n, s[i:], true
+	return n, i, true
 }
 
 // identifiers checks a dot-separated list of identifiers; numeric ones may

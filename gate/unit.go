@@ -18,21 +18,25 @@ type Unit struct {
 
 // Attr looks up the attribute key.
 func (u Unit) Attr(key string) (Attr, bool) {
-	if i := u.find(key); i >= 0 {
+	if key == "" {
+		return Attr{}, false
+	}
+	w := newWord(key)
+	if i := find(u.Attrs, &w); i >= 0 {
 		return u.Attrs[i], true
 	}
 	return Attr{}, false
 }
 
-// find returns the index of the attribute key, or -1. Most keys differ from
-// the one sought in length or first byte, which it compares first.
-func (u *Unit) find(key string) int {
-	if key == "" {
-		return -1
-	}
-	for i := range u.Attrs {
-		if k := u.Attrs[i].Key; len(k) == len(key) && k[0] == key[0] && k == key {
-			return i
+// find returns the index of the first attribute keyed key, or -1. Most keys
+// differ from the one sought in length, which it compares first, and then
+// it compares their words (words.go).
+func find(attrs []Attr, key *word) int {
+	for i := range attrs {
+		if k := attrs[i].Key; len(k) == len(key.s) {
+			if h, t := words(k); key.is(k, h, t) {
+				return i
+			}
 		}
 	}
 	return -1

@@ -172,7 +172,24 @@ func (r *Repo) readFile(p string) ([]byte, error) {
 }
 
 // open opens the regular file or directory at p without following a link.
-func (r *Repo) open(p string) (*os.File, fs.FileInfo, error) {
+// A file replaced between the check and the open (an editor saving by
+// rename) is checked and opened again, a few times.
+func (r *Repo) open(p string) (f *os.File, fi fs.FileInfo, err error) {
+	for range maxReplaced {
+		f, fi, err = r.openOnce(p)
+		var pe *fs.PathError
+		if !errors.As(err, &pe) || pe.Err != errChanged {
+			break
+		}
+	}
+	return f, fi, err
+}
+
+// maxReplaced is how many times open tries a file that is replaced while
+// it opens it.
+const maxReplaced = 5
+
+func (r *Repo) openOnce(p string) (*os.File, fs.FileInfo, error) {
 	dir, base := splitPath(p)
 	d, release, err := r.dirs.acquire(dir)
 	if err != nil {

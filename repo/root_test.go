@@ -271,3 +271,52 @@ func TestSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestRepoReadsFileReplacedByRename reads a file while another goroutine
+// replaces it by renaming new versions over it, as editors save: every
+// read gets one whole version, never an error. A file swapped for a link
+// while it is read is still refused (TestRepoReadsNoLink).
+func TestRepoReadsFileReplacedByRename(t *testing.T) {
+	root := t.TempDir()
+	src := filepath.Join(root, "source")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(src, "f.txt")
+	versions := []string{"version one", "version two, longer"}
+	if err := os.WriteFile(p, []byte(versions[0]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := openRepo(t, root)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			tmp := filepath.Join(src, fmt.Sprintf(".f.txt.%d", i))
+			if err := os.WriteFile(tmp, []byte(versions[i%2]), 0o644); err != nil {
+				t.Error(err)
+				return
+			}
+			if err := os.Rename(tmp, p); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for range 2000 {
+		data, err := fs.ReadFile(r.FS(), "source/f.txt")
+		if err != nil || !slices.Contains(versions, string(data)) {
+			t.Errorf("read %q, %v; want one whole version", data, err)
+			break
+		}
+	}
+	close(done)
+	wg.Wait()
+}

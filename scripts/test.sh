@@ -1,8 +1,58 @@
 #!/usr/bin/env bash
 # test.sh runs the whole test suite: static checks, every test, and the race
-# detector on the packages that run work concurrently. CI runs exactly this.
+# detector on the packages that run work concurrently. CI runs exactly this,
+# as scripts/test.sh --install.
+#
+# A few tests need more than Go and skip without it: they are named at the
+# start, with what to install, and every test that was skipped is listed at
+# the end with its reason.
+#
+#   scripts/test.sh            run everything
+#   scripts/test.sh --install  first install what the tests need (apt-get)
+#   scripts/test.sh --check    only say what the tests need and lack
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+mode=${1:-}
+case "$mode" in
+  ""|--install|--check) ;;
+  *) echo "usage: scripts/test.sh [--install|--check]" >&2; exit 2 ;;
+esac
+
+# What tests need beyond Go: Debian packages, each with the tests that
+# skip without it.
+missing=()
+need() { # need PACKAGE PRESENT-CHECK... -- WHAT-SKIPS
+  local pkg=$1; shift
+  local check=()
+  while [ "$1" != -- ]; do check+=("$1"); shift; done
+  shift
+  if ! "${check[@]}" >/dev/null 2>&1; then
+    missing+=("$pkg")
+    if [ "$mode" != --install ]; then
+      echo "$pkg is not installed: $*; scripts/test.sh --install installs it with apt-get, as CI does"
+    fi
+  fi
+}
+need prometheus command -v prometheus -- the tests of the canary\'s prometheus provider against a real Prometheus server \(canary/metrics\) will be skipped
+need thrift-compiler command -v thrift -- the conformance tests against the reference Thrift compiler \(schema, compiler\) will be skipped
+need python3-thrift /usr/bin/python3 -c 'import thrift.protocol.TCompactProtocol' -- the conformance tests against the reference Thrift library for Python \(compiler\) will be skipped
+if [ "$mode" = --install ] && [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]} (apt-get)"
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v git >/dev/null; then
+  echo "git is not on PATH: the tests that run git (to make repositories, or to compare cfg with it) will be skipped"
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "not root: the tests that fill a small tmpfs (a full disk under the daemon's store and the agent's cache) will be skipped"
+fi
+if [ "$mode" = --check ]; then
+  exit 0
+fi
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
@@ -13,7 +63,14 @@ echo "== go vet"
 go vet ./...
 echo "== staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+# Tests run through testreport: go test's usual output, then every test
+# that was skipped, and why. The end-to-end tests of cmd/cfg run for several
+# minutes (more under the race detector on a loaded machine), so a package
+# gets 30 minutes rather than go test's default 10.
+report=$(mktemp -d)
+trap 'rm -rf "$report"' EXIT
+go build -o "$report/testreport" ./internal/testreport
 echo "== go test"
-go test -count=1 ./...
+go test -count=1 -timeout 30m -json ./... | "$report/testreport"
 echo "== go test -race (concurrent packages)"
-go test -count=1 -race ./repo ./compiler ./schema ./validate ./gitrepo ./store ./daemon ./agent/... ./client ./canary/... ./gate/... ./cmd/cfg/... ./internal/baseline
+go test -count=1 -timeout 30m -race -json ./repo ./compiler ./schema ./validate ./gitrepo ./store ./daemon ./agent/... ./client ./canary/... ./gate/... ./cmd/cfg/... ./internal/baseline | "$report/testreport"

@@ -1,8 +1,15 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -24,7 +31,79 @@ func TestScript(t *testing.T) {
 		UpdateScripts:       os.Getenv("UPDATE_SCRIPTS") != "",
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("NO_COLOR", "1")
+			// Free ports for the daemon and the agent of a script
+			// that runs them (scripts use no fixed port).
+			for _, name := range []string{"DAEMON_PORT", "AGENT_PORT"} {
+				port, err := freePortNumber()
+				if err != nil {
+					return err
+				}
+				env.Setenv(name, strconv.Itoa(port))
+			}
 			return nil
 		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"waithttp": waitHTTP,
+			"http":     httpCmd,
+		},
 	})
+}
+
+// freePortNumber returns a port that was free a moment ago.
+func freePortNumber() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitHTTP is the script command "waithttp URL [TEXT]": it waits until a
+// GET of URL answers 200 (with TEXT in the body, if given), for at most a
+// minute.
+func waitHTTP(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: waithttp URL [TEXT]")
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := http.Get(args[0])
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			switch {
+			case resp.StatusCode != http.StatusOK:
+				err = fmt.Errorf("%s", resp.Status)
+			case len(args) == 2 && !strings.Contains(string(body), args[1]):
+				err = fmt.Errorf("body %q does not hold %q", body, args[1])
+			default:
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("waithttp %s: %v", args[0], err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// httpCmd is the script command "http METHOD URL [BODY]": it makes the
+// request and writes the status code and the body to stdout.
+func httpCmd(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 || len(args) > 3 {
+		ts.Fatalf("usage: http METHOD URL [BODY]")
+	}
+	body := ""
+	if len(args) == 3 {
+		body = args[2]
+	}
+	req, err := http.NewRequest(args[0], args[1], strings.NewReader(body))
+	ts.Check(err)
+	resp, err := http.DefaultClient.Do(req)
+	ts.Check(err)
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	ts.Check(err)
+	fmt.Fprintf(ts.Stdout(), "%d\n%s", resp.StatusCode, data)
 }

@@ -2,7 +2,8 @@
 // config app/greeter ({"greeting": "hello", "rate_per_sec": 5}) through
 // the host's agent with the client library, serves GET /hello?name=NAME
 // with the greeting, at most rate_per_sec requests per second, and picks
-// up a new config without a restart.
+// up a new config without a restart. cfg init makes a config repository
+// holding app/greeter (README, "Your own repository").
 //
 //	go run ./examples/app -agent http://127.0.0.1:7481 -cache-dir /var/cache/cfg
 package main

@@ -296,7 +296,7 @@ func TestProviderFromCache(t *testing.T) {
 // reports the provider in error) and its evaluations; the others work.
 func TestProviderInitFails(t *testing.T) {
 	d := newDist(t)
-	of, _, err := start(t, d, provider.Options{Gates: []string{"feed/new_ranker", "feed/missing"}, Configs: []string{"feed/settings"}, InitTimeout: 500 * time.Millisecond})
+	of, _, err := start(t, d, provider.Options{Gates: []string{"feed/new_ranker", "feed/missing"}, Configs: []string{"feed/settings"}, InitTimeout: 2 * time.Second})
 	if err == nil || !strings.Contains(err.Error(), `gate "feed/missing": context deadline exceeded`) {
 		t.Errorf("SetProviderAndWait = %v", err)
 	}

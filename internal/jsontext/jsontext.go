@@ -1,6 +1,7 @@
-// Package jsontext writes JSON scalars the way encoding/json does with HTML
-// escaping off: strings with the same escapes, and numbers in the shortest
-// form that round-trips. Canonical JSON writers build on it.
+// Package jsontext writes JSON scalars the way encoding/json does: strings
+// with the same escapes (with HTML escaping off, or on as encoding/json's
+// default), and numbers in the shortest form that round-trips. Canonical
+// JSON writers and the daemon's event writer build on it.
 package jsontext
 
 import (
@@ -31,15 +32,31 @@ func AppendFloat(b []byte, f float64) []byte {
 
 const hex = "0123456789abcdef"
 
+// plain and html tell, for each ASCII byte, whether a JSON string holds it
+// as it is: without HTML escaping, and with it ('<', '>' and '&' escaped).
+var plain, html = func() (plain, html [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		plain[c] = c != '"' && c != '\\'
+		html[c] = plain[c] && c != '<' && c != '>' && c != '&'
+	}
+	return plain, html
+}()
+
 // AppendString writes s as a JSON string without HTML escaping. Invalid
 // UTF-8 becomes U+FFFD; U+2028 and U+2029 are escaped as encoding/json does.
-func AppendString(b []byte, s string) []byte {
+func AppendString(b []byte, s string) []byte { return appendString(b, s, &plain) }
+
+// AppendStringHTML writes s as a JSON string as encoding/json does by
+// default: as AppendString, with '<', '>' and '&' escaped too.
+func AppendStringHTML(b []byte, s string) []byte { return appendString(b, s, &html) }
+
+func appendString(b []byte, s string, safe *[utf8.RuneSelf]bool) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
+			if safe[c] {
 				i++
 				continue
 			}

@@ -10,9 +10,15 @@ import (
 // encodingJSON is the reference: encoding/json without HTML escaping.
 func encodingJSON(t *testing.T, v any) string {
 	t.Helper()
+	return encodingJSONHTML(t, v, false)
+}
+
+// encodingJSONHTML is encoding/json with HTML escaping on or off.
+func encodingJSONHTML(t *testing.T, v any, escapeHTML bool) string {
+	t.Helper()
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
+	enc.SetEscapeHTML(escapeHTML)
 	if err := enc.Encode(v); err != nil {
 		t.Fatal(err)
 	}
@@ -36,6 +42,10 @@ func TestAppendString(t *testing.T) {
 		if want := encodingJSON(t, s); got != want {
 			t.Errorf("AppendString(%q) = %s, want %s", s, got, want)
 		}
+		got = string(AppendStringHTML(nil, s))
+		if want := encodingJSONHTML(t, s, true); got != want {
+			t.Errorf("AppendStringHTML(%q) = %s, want %s", s, got, want)
+		}
 	}
 }
 
@@ -45,6 +55,10 @@ func FuzzAppendString(f *testing.F) {
 		got := string(AppendString(nil, s))
 		if want := encodingJSON(t, s); got != want {
 			t.Errorf("AppendString(%q) = %s, want %s", s, got, want)
+		}
+		got = string(AppendStringHTML(nil, s))
+		if want := encodingJSONHTML(t, s, true); got != want {
+			t.Errorf("AppendStringHTML(%q) = %s, want %s", s, got, want)
 		}
 	})
 }

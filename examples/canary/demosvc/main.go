@@ -16,6 +16,11 @@
 // Until the first config arrives, / and /config answer 503 "no config yet".
 //
 //	go run ./examples/canary/demosvc -listen 127.0.0.1:9101 -agent http://127.0.0.1:7481 -cache-dir /var/cache/cfg
+//
+// With -agent-addr-file the service starts before its agent: it listens at
+// once (-addr-file says where) and reads its agent's address from the file
+// cfg agent --addr-file writes, so that the agent can be given the
+// service's metrics URL and both can listen on ports the system picks.
 package main
 
 import (
@@ -24,6 +29,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log"
 	"math/rand/v2"
 	"net"
@@ -31,6 +37,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -69,6 +76,7 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to serve on")
 	addrFile := flag.String("addr-file", "", "write the address actually listened on to this file")
 	agentURL := flag.String("agent", "http://127.0.0.1:7481", "the cfg agent's URL")
+	agentAddrFile := flag.String("agent-addr-file", "", "instead of -agent, read the agent's address from this file (cfg agent --addr-file), waiting until it is written")
 	cacheDir := flag.String("cache-dir", "", "the cfg agent's cache directory, read when the agent is down")
 	name := flag.String("config", "demo/service", "the config to read")
 	flag.Parse()
@@ -78,10 +86,6 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c, err := client.New(client.Options{AgentURL: *agentURL, CacheDir: *cacheDir})
-	if err != nil {
-		log.Fatal(err)
-	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		log.Fatal(err)
@@ -92,7 +96,22 @@ func main() {
 		}
 	}
 	s := newServer()
-	go s.watch(ctx, c, *name)
+	go func() {
+		url := *agentURL
+		if *agentAddrFile != "" {
+			addr, err := waitAddr(ctx, *agentAddrFile)
+			if err != nil {
+				log.Printf("the agent's address: %v", err)
+				return
+			}
+			url = "http://" + addr
+		}
+		c, err := client.New(client.Options{AgentURL: url, CacheDir: *cacheDir})
+		if err != nil {
+			log.Fatal(err)
+		}
+		s.watch(ctx, c, *name)
+	}()
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	drained := make(chan struct{})
 	go func() {
@@ -109,6 +128,26 @@ func main() {
 	}
 	<-drained
 	log.Printf("stopped")
+}
+
+// waitAddr returns the address in file, waiting until the file holds one
+// or ctx is done.
+func waitAddr(ctx context.Context, file string) (string, error) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		data, err := os.ReadFile(file)
+		if addr := strings.TrimSpace(string(data)); err == nil && addr != "" {
+			return addr, nil
+		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("waiting for %s: %w", file, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 // writeFileAtomic writes data to a temporary file beside name and renames

@@ -240,26 +240,7 @@ func TestDemosvcFollowsItsConfig(t *testing.T) {
 	dir := t.TempDir()
 	addrFile := filepath.Join(dir, "addr")
 	cmd := exec.Command(bin, "-addr-file", addrFile, "-agent", agentURL, "-cache-dir", cacheDir, "-config", "demo/service")
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("demosvc:\n%s", logs.String())
-		}
-	})
-	var svc string
-	eventually(t, "demosvc's address in "+addrFile, func() bool {
-		b, err := os.ReadFile(addrFile)
-		svc = "http://" + strings.TrimSpace(string(b))
-		return err == nil && strings.HasSuffix(string(b), "\n")
-	})
+	svc, exited := startDemosvc(t, cmd, addrFile)
 
 	// No config yet: it serves, but not /.
 	if code, body := get(t, svc+"/"); code != http.StatusServiceUnavailable || body != "no config yet\n" {
@@ -350,4 +331,65 @@ func TestDemosvcFollowsItsConfig(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Errorf("demosvc still running 15s after SIGTERM")
 	}
+}
+
+// TestDemosvcWaitsForItsAgent starts demosvc before its agent, as the
+// demo in examples/README.md does: it listens at once, reads the agent's
+// address from -agent-addr-file once the file is written, and then runs
+// its config.
+func TestDemosvcWaitsForItsAgent(t *testing.T) {
+	bin := buildDemosvc(t)
+	base, err := os.ReadFile("../materialized_configs/demo/service.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	addrFile, agentAddrFile := filepath.Join(dir, "addr"), filepath.Join(dir, "agent.addr")
+	cmd := exec.Command(bin, "-addr-file", addrFile, "-agent-addr-file", agentAddrFile, "-config", "demo/service")
+	svc, _ := startDemosvc(t, cmd, addrFile)
+	if code, body := get(t, svc+"/"); code != http.StatusServiceUnavailable || body != "no config yet\n" {
+		t.Errorf("/ before the agent: %d %q", code, body)
+	}
+
+	// The agent starts, and says where it listens.
+	repo := agenttest.NewRepo()
+	rev := repo.Publish(agenttest.Change{Name: "demo/service", Type: "Demo", Data: base})
+	d := agenttest.NewDaemon(t, repo, 50*time.Millisecond)
+	agentURL, _ := startAgent(t, d.URL)
+	if err := os.WriteFile(agentAddrFile, []byte(strings.TrimPrefix(agentURL, "http://")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the config on /config", func() bool {
+		r := running(t, svc)
+		return r != nil && r.Revision == rev
+	})
+}
+
+// startDemosvc starts cmd, a demosvc writing its address to addrFile, stops
+// it when the test ends (showing its output if the test failed), and
+// returns its URL once it listens, and where its exit is sent (a test that
+// takes it puts it back for the cleanup).
+func startDemosvc(t *testing.T, cmd *exec.Cmd, addrFile string) (string, chan error) {
+	t.Helper()
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("demosvc:\n%s", logs.String())
+		}
+	})
+	var svc string
+	eventually(t, "demosvc's address in "+addrFile, func() bool {
+		b, err := os.ReadFile(addrFile)
+		svc = "http://" + strings.TrimSpace(string(b))
+		return err == nil && strings.HasSuffix(string(b), "\n")
+	})
+	return svc, exited
 }

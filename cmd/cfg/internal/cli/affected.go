@@ -31,6 +31,8 @@ changed module, schema or validator (see cfg rdeps). Changes are those of
 the working tree against HEAD (uncommitted changes, untracked files
 included), or with --since REV those committed in REV..HEAD. Deleted
 configs are listed as deleted.`,
+		Example: `  cfg affected
+  cfg affected --since HEAD~3 --format json`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usageError(fmt.Errorf("affected takes no arguments"))
@@ -49,6 +51,7 @@ configs are listed as deleted.`,
 	}
 	cmd.Flags().StringVar(&opts.Since, "since", "", "list the configs affected by the commits in REV..HEAD")
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
+	addRootFlag(cmd, "")
 	return cmd
 }
 
@@ -118,6 +121,17 @@ func runAffected(f *Factory, cmd *cobra.Command, opts *AffectedOptions) error {
 			fmt.Fprintf(f.IO.Out, "%s (deleted)\n", c.Name)
 		} else {
 			fmt.Fprintln(f.IO.Out, c.Name)
+		}
+	}
+	if len(out) == 0 {
+		what, where := "uncommitted change", ""
+		if opts.Since != "" {
+			what, where = "change", " in "+opts.Since+"..HEAD"
+		}
+		if len(changed) == 0 {
+			fmt.Fprintf(f.IO.Err, "no config affected: no %s under %s/%s\n", what, repo.SourceDir, where)
+		} else {
+			fmt.Fprintf(f.IO.Err, "no config affected by the %s under %s/%s\n", plural(len(changed), what), repo.SourceDir, where)
 		}
 	}
 	return nil

@@ -36,6 +36,8 @@ follows their updates, serves them on --listen (see docs/api.md, "The
 agent's local API"), and reports what it applied. It fails over between the
 daemons given, and serves its cache when none answers, also right after a
 restart.`,
+		Example: `  cfg agent --daemon http://127.0.0.1:7480 --host web-1 --cache-dir /var/cache/cfg --token-file token
+  cfg agent --daemon http://cfg-1:7480,http://cfg-2:7480 --label cluster=c1 --cache-dir /var/cache/cfg --token-file token`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {

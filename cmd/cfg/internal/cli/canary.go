@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -118,6 +117,7 @@ history.`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.Spec, "spec", "", "the canary spec: a config name or its .cconf file (required)")
+	cmd.RegisterFlagCompletionFunc("spec", completeSpecs(f))
 	cmd.Flags().StringVar(&opts.Repo, "repo", "", "the config repository (default: --root, or found from the working directory)")
 	cmd.Flags().Uint64Var(&opts.Seed, "seed", 0, "seed of the choice of canary and control hosts (default: random)")
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "report format: text or json")
@@ -128,6 +128,7 @@ history.`,
 	cmd.Flags().BoolVar(&opts.AllowReverted, "allow-reverted", false, "canary a candidate that an earlier run landed and reverted")
 	opts.CompileFlags.add(cmd)
 	cmd.AddCommand(newCanaryHistoryCmd(f))
+	addRootFlag(cmd, "")
 	return cmd
 }
 
@@ -285,7 +286,10 @@ func readCandidate(f *Factory, cmd *cobra.Command, ws *workspace, g *gitrepo.Rep
 	if err != nil {
 		return nil, infraError(err)
 	}
-	specName := specConfigName(ws, opts.Spec)
+	specName, err := specConfigName(ws, opts.Spec)
+	if err != nil {
+		return nil, err
+	}
 	if types[specName] != canary.SpecType {
 		if types[specName] == "" {
 			return nil, usageError(fmt.Errorf("--spec %s: no compiled config %q in %s", opts.Spec, specName, ws.display(repo.MaterializedDir)))
@@ -437,20 +441,17 @@ func shellWords(ws *workspace, paths []string) string {
 	return strings.Join(words, " ")
 }
 
-// specConfigName turns --spec into a config name: a .cconf file's name
-// relative to source/, or the argument itself.
-func specConfigName(ws *workspace, spec string) string {
-	if !strings.HasSuffix(spec, ".cconf") {
-		return spec
+// specConfigName resolves --spec like every reference to a config
+// (repo.Resolve).
+func specConfigName(ws *workspace, spec string) (string, error) {
+	ref, err := ws.resolve(spec, existingFile)
+	if err != nil {
+		return "", prefixed(err, "--spec")
 	}
-	abs := spec
-	if !filepath.IsAbs(abs) {
-		abs = filepath.Join(ws.cwd, spec)
+	if ref.Name == "" || repo.Classify(ref.Path) != repo.Config {
+		return "", usageError(fmt.Errorf("--spec %s: %s is a %s, not a config", spec, ws.display(ref.Path), kindName(repo.Classify(ref.Path))))
 	}
-	if rel, err := filepath.Rel(ws.root, abs); err == nil {
-		return repo.ConfigName(filepath.ToSlash(rel))
-	}
-	return spec
+	return ref.Name, nil
 }
 
 func newCanaryHistoryCmd(f *Factory) *cobra.Command {
@@ -469,6 +470,9 @@ control hosts, every evaluation's canary and control values of each check and
 its verdict, the hosts left out of evaluations and why, and the commit it
 landed or the reason it rolled back; with --format json, the run and its
 report.`,
+		Example: `  cfg canary history
+  cfg canary history canary-20261122T050102-1a2b
+  cfg canary history --format json`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usageError(fmt.Errorf("history takes at most one RUN, got %d arguments", len(args)))
@@ -487,7 +491,7 @@ report.`,
 			if err != nil {
 				return infraError(err)
 			}
-			var out any = runs
+			var out any = list(runs)
 			if len(args) == 1 {
 				i := slices.IndexFunc(runs, func(r wire.Run) bool { return r.ID == args[0] })
 				if i < 0 {

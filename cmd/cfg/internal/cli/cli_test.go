@@ -35,7 +35,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"validate", "--format", "xml"}, ExitUsage, `--format "xml": want one of text, json, github`},
 		{[]string{"nosuchcommand"}, ExitUsage, "unknown command"},
 		{[]string{"compile", "/elsewhere/x.cconf"}, ExitUsage, "outside the config repository"},
-		{[]string{"compile", "source/nope.cinc"}, ExitUsage, "source/nope.cinc: no such file"},
+		{[]string{"compile", "source/nope.cinc"}, ExitUsage, `"source/nope.cinc": no config or source file; want a config name (feed/cache_job), a path under source/ (lib/create_job.cinc), a // path (//lib/create_job.cinc) or a path from the working directory (source/lib/create_job.cinc)`},
 		{[]string{"--root", "/nonexistent", "validate"}, ExitUsage, "--root /nonexistent: not a config repository (no source/ directory)"},
 		{[]string{"serve", "--data-dir", "d", "--max-watches-per-address", "-1"}, ExitUsage, "--max-watches-per-address: got -1, want 0 (the default) or more"},
 		{[]string{"serve", "--data-dir", "d", "--max-watch-bytes", "1000"}, ExitUsage, "--max-watch-bytes: got 1000, want 0 (the default) or at least 1048576, the largest watch body"},

@@ -95,6 +95,7 @@ with them.`,
 	cmd.Flags().BoolVar(&opts.AllowDetached, "allow-detached", false, "commit on a detached HEAD (the commit is then on no branch)")
 	cmd.Flags().DurationVar(&opts.LockTimeout, "lock-timeout", gitrepo.DefaultLockWait, "how long to wait for another cfg commit in the repository to finish")
 	opts.CompileFlags.add(cmd)
+	addRootFlag(cmd, "")
 	return cmd
 }
 

@@ -27,6 +27,17 @@ type workspace struct {
 	cwd  string
 }
 
+// addRootFlag gives cmd the --root flag. Only the commands that work on a
+// config repository have it: where it would mean nothing, it is not
+// offered.
+func addRootFlag(cmd *cobra.Command, usage string) {
+	if usage == "" {
+		usage = "config repository root (default: the first directory holding source/ at or above the working directory)"
+	}
+	cmd.Flags().String("root", "", usage)
+	cmd.MarkFlagDirname("root")
+}
+
 func findWorkspace(f *Factory, cmd *cobra.Command) (*workspace, error) {
 	cwd, err := f.Getwd()
 	if err != nil {
@@ -72,6 +83,93 @@ func (w *workspace) repoPath(arg string) (string, error) {
 	return filepath.ToSlash(rel), nil
 }
 
+// What a command takes where it takes a config or source file.
+type refKind int
+
+const (
+	existingFile refKind = iota // a source file that exists
+	fileOrDir                   // or a directory, for the configs under it (cfg compile)
+	anyConfig                   // a config, which may be gone from the working tree (its name)
+)
+
+// resolve reads a reference to a config or source file (repo.Resolve) as
+// a command taking kind does: a reference to nothing, or to a directory
+// where kind is not fileOrDir, is a usage error, except that for
+// anyConfig the Ref of a well-formed reference to nothing holds the config
+// name it would have.
+func (w *workspace) resolve(ref string, kind refKind) (repo.Ref, error) {
+	r, err := w.open()
+	if err != nil {
+		return repo.Ref{}, err
+	}
+	defer r.Close()
+	return resolveIn(w, r.FS(), ref, kind)
+}
+
+func resolveIn(w *workspace, fsys fs.FS, ref string, kind refKind) (repo.Ref, error) {
+	var root, cwd string
+	if w != nil {
+		root, cwd = w.root, w.cwd
+	}
+	res, err := repo.Resolve(fsys, root, cwd, ref)
+	var re *repo.RefError
+	switch {
+	case err == nil && res.Dir && kind != fileOrDir:
+		return repo.Ref{}, usageError(&repo.RefError{Ref: ref, Problem: "a directory"})
+	case err == nil:
+		return res, nil
+	case kind == anyConfig && errors.Is(err, fs.ErrNotExist) && res.Name != "":
+		return res, nil
+	case errors.As(err, &re):
+		return repo.Ref{}, usageError(err)
+	case w != nil:
+		return repo.Ref{}, w.fail(err)
+	}
+	return repo.Ref{}, infraError(err)
+}
+
+// configName reads a reference to a config for the commands that ask a
+// daemon or an agent (cfg get, cfg status), which need no repository: in
+// one, it is resolved like every reference (repo.Resolve); outside one,
+// a config name or a // path is taken as it is.
+func configName(f *Factory, ref string) (string, error) {
+	cwd, err := f.Getwd()
+	if err != nil {
+		return "", infraError(err)
+	}
+	var w *workspace
+	var fsys fs.FS
+	if root, err := repo.FindRoot(cwd); err == nil {
+		if r, err := repo.Open(root); err == nil {
+			defer r.Close()
+			w, fsys = &workspace{root: root, cwd: cwd}, r.FS()
+		}
+	}
+	res, err := resolveIn(w, fsys, ref, anyConfig)
+	if err != nil {
+		return "", err
+	}
+	if res.Name == "" {
+		return "", usageError(fmt.Errorf("%q is not a config: %s is a %s", ref, res.Path, kindName(repo.Classify(res.Path))))
+	}
+	return res.Name, nil
+}
+
+// kindName names a kind of source file for messages.
+func kindName(k repo.Kind) string {
+	switch k {
+	case repo.Config:
+		return "config"
+	case repo.Module:
+		return "module"
+	case repo.Schema:
+		return "schema"
+	case repo.Validator:
+		return "validator"
+	}
+	return "raw config"
+}
+
 // fail maps an error of reading or writing the repository to an exit code:
 // a repository cfg refuses to work in (a symbolic link where it reads or
 // writes, a file that is neither regular nor a directory, bad settings) is
@@ -97,16 +195,6 @@ func (w *workspace) open() (*repo.Repo, error) {
 		return nil, w.fail(err)
 	}
 	return r, nil
-}
-
-// stat returns the FileInfo of the repository path p, following no link.
-func (w *workspace) stat(p string) (fs.FileInfo, error) {
-	r, err := repo.Open(w.root)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	return fs.Stat(r.FS(), p)
 }
 
 // sourcesUnder returns the configs and raw configs under the repository
@@ -151,6 +239,15 @@ func checkFormat(format string, allowed ...string) error {
 	return usageError(fmt.Errorf("--format %q: want one of %s", format, strings.Join(allowed, ", ")))
 }
 
+// list returns l, or an empty list for nil: JSON output has [] where a
+// list is expected, never null.
+func list[T any](l []T) []T {
+	if l == nil {
+		return []T{}
+	}
+	return l
+}
+
 // plural formats n with a noun, pluralized with "s".
 func plural(n int, noun string) string {
 	if n == 1 {
@@ -165,6 +262,7 @@ type CompileFlags struct {
 	MaxSteps  uint64
 	MaxMemory byteSize
 	Timeout   time.Duration
+	progress  func(done, total int) // shows the progress of the compile, if set
 }
 
 func (c *CompileFlags) add(cmd *cobra.Command) {
@@ -180,7 +278,7 @@ func (c *CompileFlags) add(cmd *cobra.Command) {
 // compile (gcpolicy.Compile): every command that compiles asks for them.
 func (c *CompileFlags) options(f *Factory) compiler.Options {
 	gcpolicy.Compile(uint64(c.MaxMemory))
-	return compiler.Options{Jobs: c.Jobs, MaxSteps: c.MaxSteps, MaxMemory: uint64(c.MaxMemory), Timeout: c.Timeout, Stderr: f.IO.Err}
+	return compiler.Options{Jobs: c.Jobs, MaxSteps: c.MaxSteps, MaxMemory: uint64(c.MaxMemory), Timeout: c.Timeout, Stderr: f.IO.Err, Progress: c.progress}
 }
 
 // byteSize is a flag holding a size: 4GiB, 512MiB, 1000000.

@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,6 +51,11 @@ repository publishes, listed in cfg.json at its root:
 --emit checks that list: a compile with --emit naming other encodings than
 cfg.json fails and writes nothing. Files in an encoding the repository does
 not publish are never deleted (cfg validate reports them).`,
+		Example: `  cfg compile
+  cfg compile feed/cache_job
+  cfg compile //lib/create_job.cinc
+  cfg compile --root examples/jobs --rebuild -j 4`,
+		ValidArgsFunction: completeRefs(f, refSources),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Paths = args
 			if err := checkFormat(opts.Format, validate.FormatText, validate.FormatJSON); err != nil {
@@ -73,7 +76,9 @@ not publish are never deleted (cfg validate reports them).`,
 	cmd.Flags().BoolVarP(&opts.Quiet, "quiet", "q", false, "print only problems")
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
 	cmd.Flags().StringSliceVar(&opts.Emit, "emit", nil, "fail unless the repository publishes exactly these encodings (cfg.json): json (always), thrift-binary, thrift-compact")
+	cmd.RegisterFlagCompletionFunc("emit", cobra.FixedCompletions(repo.Encodings, cobra.ShellCompDirectiveNoFileComp))
 	cmd.Flags().BoolVar(&opts.Rebuild, "rebuild", false, "ignore the compile cache in .cfg/ and compile everything")
+	addRootFlag(cmd, "")
 	return cmd
 }
 
@@ -84,21 +89,15 @@ func runCompile(f *Factory, cmd *cobra.Command, opts *CompileOptions) error {
 	}
 	var targets []string
 	for _, a := range opts.Paths {
-		p, err := ws.repoPath(a)
+		ref, err := ws.resolve(a, fileOrDir)
 		if err != nil {
-			return usageError(err)
+			return err
 		}
-		fi, err := ws.stat(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			return usageError(fmt.Errorf("%s: no such file", a))
-		} else if err != nil {
-			return ws.fail(err)
-		}
-		if !fi.IsDir() {
-			targets = append(targets, p)
+		if !ref.Dir {
+			targets = append(targets, ref.Path)
 			continue
 		}
-		under, err := ws.sourcesUnder(p)
+		under, err := ws.sourcesUnder(ref.Path)
 		if err != nil {
 			return ws.fail(err)
 		}
@@ -125,7 +124,7 @@ func runCompile(f *Factory, cmd *cobra.Command, opts *CompileOptions) error {
 	summary := fmt.Sprintf("%d compiled, %d up to date, %d failed, %d written, %d removed in %s",
 		res.Compiled, res.UpToDate, res.Failed, len(res.Written), len(res.Removed), res.Elapsed.Round(time.Millisecond))
 	if err := ws.report(f, opts.Format, diags, map[string]any{
-		"compiled": res.Compiled, "up_to_date": res.UpToDate, "failed": res.Failed, "written": res.Written, "removed": res.Removed,
+		"compiled": res.Compiled, "up_to_date": res.UpToDate, "failed": res.Failed, "written": list(res.Written), "removed": list(res.Removed),
 		"seconds": res.Elapsed.Seconds(),
 	}); err != nil {
 		return err
@@ -170,8 +169,12 @@ func quoteList(l []string) string {
 	return strings.Join(q, ", ")
 }
 
-// progress shows a "compiling N/M" line on a terminal once a compile has
-// run for a second, refreshed at most ten times a second.
+// progressAfter is how long a command runs before it shows a progress
+// line on a terminal.
+var progressAfter = time.Second
+
+// progress shows a "compiling N/M" line on a terminal once a command has
+// run for progressAfter, refreshed at most ten times a second.
 type progress struct {
 	w       io.Writer
 	enabled bool
@@ -186,21 +189,22 @@ func newProgress(w io.Writer, enabled bool) *progress {
 }
 
 func (p *progress) update(done, total int) {
-	if !p.enabled {
-		return
-	}
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if now.Sub(p.start) < time.Second || now.Sub(p.last) < 100*time.Millisecond {
+	if !p.enabled || now.Sub(p.start) < progressAfter || now.Sub(p.last) < 100*time.Millisecond {
 		return
 	}
 	p.last, p.shown = now, true
 	fmt.Fprintf(p.w, "\rcompiling %d/%d configs", done, total)
 }
 
+// done clears the progress line, if one is shown.
 func (p *progress) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.shown {
 		fmt.Fprint(p.w, "\r\x1b[K")
+		p.shown, p.enabled = false, false
 	}
 }

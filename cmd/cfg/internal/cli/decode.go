@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 
@@ -35,13 +34,20 @@ the materialized_configs/NAME.thrift-binary that cfg compile writes when the
 repository publishes that encoding),
 and prints it as canonical JSON: what cfg compile writes for the config.
 
-SCHEMA is the .thrift file declaring TYPE, as load() spells it
-(//schemas/job.thrift) or relative to source/ (schemas/job.thrift). TYPE may
+SCHEMA is the .thrift file declaring TYPE, named as every command names a
+source file: as load() spells it (//schemas/job.thrift), its path under
+source/ (schemas/job.thrift) or its path from the working directory. TYPE may
 name a struct of an included file (common.Endpoint). The encoding is
 thrift-binary or thrift-compact, by default from FILE's extension. Fields
 the schema does not declare are skipped; data that does not match the
 schema is an error naming the field.`,
 		Example: `  cfg decode --type //schemas/job.thrift:Job materialized_configs/feed/cache_job.thrift-binary`,
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			return []string{compiler.EncodingThriftBinary, compiler.EncodingThriftCompact}, cobra.ShellCompDirectiveFilterFileExt
+		},
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageError(fmt.Errorf("decode takes one FILE, got %d arguments", len(args)))
@@ -68,23 +74,22 @@ schema is an error naming the field.`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.Type, "type", "", "the struct type of the data, SCHEMA:TYPE (//schemas/job.thrift:Job)")
+	cmd.RegisterFlagCompletionFunc("type", completeRefs(f, refSchemas))
 	cmd.Flags().StringVar(&opts.Encoding, "encoding", "", "thrift-binary or thrift-compact (default: from FILE's extension)")
+	cmd.RegisterFlagCompletionFunc("encoding", cobra.FixedCompletions([]string{compiler.EncodingThriftBinary, compiler.EncodingThriftCompact}, cobra.ShellCompDirectiveNoFileComp))
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "format of problems: text or json")
+	addRootFlag(cmd, "")
 	return cmd
 }
 
-// parseType splits SCHEMA:TYPE into the repository path of the schema and
-// the type name.
-func parseType(arg string) (schemaPath, name string, err error) {
+// parseType splits SCHEMA:TYPE into the schema's reference and the type
+// name.
+func parseType(arg string) (schema, name string, err error) {
 	i := strings.LastIndex(arg, ":")
 	if i < 0 || i == len(arg)-1 || !strings.HasSuffix(arg[:i], ".thrift") {
 		return "", "", fmt.Errorf("--type %q: want SCHEMA:TYPE, such as //schemas/job.thrift:Job", arg)
 	}
-	p := path.Join(repo.SourceDir, strings.TrimPrefix(arg[:i], "//"))
-	if !strings.HasPrefix(p, repo.SourceDir+"/") {
-		return "", "", fmt.Errorf("--type %q: the schema is outside %s/", arg, repo.SourceDir)
-	}
-	return p, arg[i+1:], nil
+	return arg[:i], arg[i+1:], nil
 }
 
 // encodingOf tells the encoding of a file by its extension.
@@ -103,7 +108,7 @@ func runDecode(f *Factory, cmd *cobra.Command, opts *DecodeOptions) error {
 	if err != nil {
 		return err
 	}
-	schemaPath, name, err := parseType(opts.Type)
+	schema, name, err := parseType(opts.Type)
 	if err != nil {
 		return usageError(err)
 	}
@@ -112,10 +117,13 @@ func runDecode(f *Factory, cmd *cobra.Command, opts *DecodeOptions) error {
 		return err
 	}
 	defer r.Close()
-	if _, err := fs.Stat(r.FS(), schemaPath); errors.Is(err, fs.ErrNotExist) {
-		return usageError(fmt.Errorf("--type %s: no such file %s", opts.Type, ws.display(schemaPath)))
-	} else if err != nil {
-		return ws.fail(err)
+	ref, err := resolveIn(ws, r.FS(), schema, existingFile)
+	if err != nil {
+		return prefixed(err, "--type")
+	}
+	schemaPath := ref.Path
+	if repo.Classify(schemaPath) != repo.Schema {
+		return usageError(fmt.Errorf("--type %s: %s is a %s, not a schema", opts.Type, ws.display(schemaPath), kindName(repo.Classify(schemaPath))))
 	}
 	enc := opts.Encoding
 	if enc == "" {

@@ -2,9 +2,7 @@ package cli
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 
 	"github.com/spf13/cobra"
 
@@ -28,7 +26,10 @@ func newDepsCmd(f *Factory, reverse bool, runF func(*DepsOptions) error) *cobra.
 		Long: `Deps lists what a source file depends on, read statically without running
 anything: what it loads, transitively, the schemas those include, and the
 validator beside every schema reached (its checks run on the schema's values).`,
-		Args: exactArgs(1),
+		Example: `  cfg deps feed/cache_job
+  cfg deps //lib/create_job.cinc --format json`,
+		ValidArgsFunction: oneArg(completeRefs(f, refSources)),
+		Args:              exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Path = args[0]
 			if err := checkFormat(opts.Format, validate.FormatText, validate.FormatJSON); err != nil {
@@ -45,8 +46,11 @@ validator beside every schema reached (its checks run on the schema's values).`,
 		cmd.Short = "List the files and configs that depend on a source file, transitively"
 		cmd.Long = `Rdeps lists the source files that depend on a file, transitively, and the
 configs among them: the configs a change to the file recompiles.`
+		cmd.Example = `  cfg rdeps lib/create_job.cinc
+  cfg rdeps //schemas/job.thrift --format json`
 	}
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
+	addRootFlag(cmd, "")
 	return cmd
 }
 
@@ -55,21 +59,17 @@ func runDeps(f *Factory, cmd *cobra.Command, opts *DepsOptions) error {
 	if err != nil {
 		return err
 	}
-	p, err := ws.repoPath(opts.Path)
-	if err != nil {
-		return usageError(err)
-	}
 	r, err := ws.open()
 	if err != nil {
 		return err
 	}
 	defer r.Close()
 	fsys := r.FS()
-	if _, err := fs.Stat(fsys, p); errors.Is(err, fs.ErrNotExist) {
-		return usageError(fmt.Errorf("%s: no such file", opts.Path))
-	} else if err != nil {
-		return ws.fail(err)
+	ref, err := resolveIn(ws, fsys, opts.Path, existingFile)
+	if err != nil {
+		return err
 	}
+	p := ref.Path
 	tree, err := repo.Scan(fsys)
 	if err != nil {
 		return ws.fail(err)
@@ -82,27 +82,29 @@ func runDeps(f *Factory, cmd *cobra.Command, opts *DepsOptions) error {
 	if opts.Reverse {
 		files = g.RDeps(p)
 	}
-	out := struct {
-		Path    string   `json:"path"`
-		Files   []string `json:"files"`
-		Configs []string `json:"configs,omitempty"`
-	}{Path: ws.display(p), Files: []string{}}
+	shown, configs := []string{}, []string{}
 	for _, d := range files {
-		out.Files = append(out.Files, ws.display(d))
-		if opts.Reverse && repo.Classify(d) == repo.Config {
-			out.Configs = append(out.Configs, repo.ConfigName(d))
+		shown = append(shown, ws.display(d))
+		if repo.Classify(d) == repo.Config {
+			configs = append(configs, repo.ConfigName(d))
 		}
 	}
 	if opts.Format == validate.FormatJSON {
+		// The configs among the files: rdeps only (a file depends on
+		// no config).
+		out := map[string]any{"path": ws.display(p), "files": shown}
+		if opts.Reverse {
+			out["configs"] = configs
+		}
 		enc := json.NewEncoder(f.IO.Out)
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
 	for i, d := range files {
 		if opts.Reverse && repo.Classify(d) == repo.Config {
-			fmt.Fprintf(f.IO.Out, "%s (config %s)\n", out.Files[i], repo.ConfigName(d))
+			fmt.Fprintf(f.IO.Out, "%s (config %s)\n", shown[i], repo.ConfigName(d))
 		} else {
-			fmt.Fprintln(f.IO.Out, out.Files[i])
+			fmt.Fprintln(f.IO.Out, shown[i])
 		}
 	}
 	return nil

@@ -41,6 +41,9 @@ Values are compared, not text: a config whose value is the same is not
 listed. Raw configs are compared line by line. REV is any git revision
 (HEAD~1, a branch, a tag, a commit hash). A config that fails to compile is
 reported instead, and diff exits 1.`,
+		Example: `  cfg diff
+  cfg diff HEAD~1 --format json`,
+		ValidArgsFunction: cobra.NoFileCompletions,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usageError(fmt.Errorf("diff takes at most one revision, got %d arguments", len(args)))
@@ -62,6 +65,7 @@ reported instead, and diff exits 1.`,
 	}
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
 	opts.CompileFlags.add(cmd)
+	addRootFlag(cmd, "")
 	return cmd
 }
 

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
 	"slices"
 	"strconv"
@@ -44,6 +43,8 @@ read them: a number for number comparisons, true or false for boolean
 restraints, a string otherwise. A restraint an application registers in Go
 is evaluated as --restraint NAME=true or NAME=false says; one not given
 does not hold (a note on stderr says so).`,
+		Example: `  cfg gate check feed/new_ranker --unit u-1234 --attr country=US
+  cfg gate sample feed/new_ranker --units 100000 --attr country=US`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
@@ -61,6 +62,7 @@ func (o *GateOptions) add(cmd *cobra.Command) {
 	cmd.Flags().StringArrayVar(&o.Restraints, "restraint", nil, "the value of an application's restraint, NAME=true|false (repeatable)")
 	cmd.Flags().StringVar(&o.Format, "format", validate.FormatText, "output format: text or json")
 	o.CompileFlags.add(cmd)
+	addRootFlag(cmd, "")
 }
 
 func gateArgs(opts *GateOptions, what string) cobra.PositionalArgs {
@@ -69,9 +71,6 @@ func gateArgs(opts *GateOptions, what string) cobra.PositionalArgs {
 			return usageError(fmt.Errorf("gate %s takes one gate NAME, got %d arguments", what, len(args)))
 		}
 		opts.Name = args[0]
-		if err := repo.CheckName(opts.Name); err != nil {
-			return usageError(err)
-		}
 		return checkFormat(opts.Format, validate.FormatText, validate.FormatJSON)
 	}
 }
@@ -157,12 +156,16 @@ func loadGate(f *Factory, cmd *cobra.Command, opts *GateOptions) (*gate.Gate, []
 		return nil, nil, err
 	}
 	defer r.Close()
-	src := repo.SourceDir + "/" + opts.Name + ".cconf"
-	if _, err := fs.Stat(r.FS(), src); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, usageError(fmt.Errorf("gate %q: no such config (%s)", opts.Name, ws.display(src)))
-	} else if err != nil {
-		return nil, nil, ws.fail(err)
+	// NAME is named as every command names a config (repo.Resolve).
+	ref, err := resolveIn(ws, r.FS(), opts.Name, existingFile)
+	if err != nil {
+		return nil, nil, prefixed(err, "gate")
 	}
+	if repo.Classify(ref.Path) != repo.Config {
+		return nil, nil, usageError(fmt.Errorf("gate %s: %s is a %s, not a config", opts.Name, ws.display(ref.Path), kindName(repo.Classify(ref.Path))))
+	}
+	src := ref.Path
+	opts.Name = ref.Name
 	out := compiler.New(r.FS(), opts.options(f)).Compile(src)
 	if len(out.Diags) > 0 {
 		if err := ws.report(f, validate.FormatText, out.Diags, nil); err != nil {

@@ -37,9 +37,17 @@ agent's disk cache (--cache-dir) when the agent does not answer; with
 directly. Data in the cache that fails its checksum is never printed: a
 damaged entry is an error (exit 3) naming the damaged file. -v prints the
 revision, commit and origin to stderr.`,
-		Args: exactArgs(1),
+		Example: `  cfg get feed/cache_job
+  cfg get --daemon http://127.0.0.1:7480 -v feed/cache_job
+  cfg get --agent '' --cache-dir /var/cache/cfg feed/cache_job`,
+		ValidArgsFunction: oneArg(completeRefs(f, refConfigs)),
+		Args:              exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Name = args[0]
+			name, err := configName(f, args[0])
+			if err != nil {
+				return err
+			}
+			opts.Name = name
 			if runF != nil {
 				return runF(opts)
 			}

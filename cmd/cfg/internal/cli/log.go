@@ -3,7 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -30,12 +29,14 @@ commits that added, changed or deleted its materialized file, newest first,
 with hash, author, date and message. A commit that changed only sources
 without changing the output (a refactoring) is not listed.
 
-NAME is a config name (feed/cache_job), a raw config name
-(service/banner.txt), or the path of a config's source or materialized file
+NAME names a config or raw config as every command does: its name
+(feed/cache_job, service/banner.txt), a // path (//feed/cache_job.cconf),
+or the path of its source or materialized file from the working directory
 (source/feed/cache_job.cconf). A config that no longer exists can be named
 too, if git has its history.`,
 		Example: `  cfg log feed/cache_job
   cfg log -n 1 --format json feed/cache_job`,
+		ValidArgsFunction: oneArg(completeRefs(f, refConfigs)),
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageError(fmt.Errorf("log takes one config NAME, got %d arguments", len(args)))
@@ -58,6 +59,7 @@ too, if git has its history.`,
 	}
 	cmd.Flags().IntVarP(&opts.Limit, "max-count", "n", 0, "list at most N commits (0: all)")
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text or json")
+	addRootFlag(cmd, "")
 	return cmd
 }
 
@@ -66,7 +68,10 @@ func runLog(f *Factory, cmd *cobra.Command, opts *LogOptions) error {
 	if err != nil {
 		return err
 	}
-	name, paths, exists := ws.materializedPaths(opts.Name)
+	name, paths, exists, err := ws.materializedPaths(opts.Name)
+	if err != nil {
+		return err
+	}
 	g, err := ws.git()
 	if err != nil {
 		return err
@@ -108,39 +113,20 @@ func runLog(f *Factory, cmd *cobra.Command, opts *LogOptions) error {
 	return nil
 }
 
-// materializedPaths resolves the argument of cfg log: a config or raw config
-// name, or the path of a source or materialized file. It returns the name,
-// the materialized paths to follow (relative to the root), and whether the
-// config exists in the working tree.
-func (w *workspace) materializedPaths(arg string) (name string, paths []string, exists bool) {
-	isFile := func(p string) bool {
-		fi, err := w.stat(p)
-		return err == nil && !fi.IsDir()
-	}
-	// A path to an existing source or materialized file.
-	if p, err := w.repoPath(arg); err == nil && isFile(p) {
-		if strings.HasPrefix(p, repo.SourceDir+"/") {
-			switch repo.Classify(p) {
-			case repo.Config, repo.Raw:
-				return repo.ConfigName(p), []string{repo.MaterializedPath(p)}, true
-			}
-		}
-		if rel, ok := strings.CutPrefix(p, repo.MaterializedDir+"/"); ok {
-			if base, ok := strings.CutSuffix(rel, ".json"); ok && isFile(repo.SourceDir+"/"+base+".cconf") {
-				rel = base
-			}
-			return rel, []string{p}, true
-		}
-	}
-	name = strings.Trim(filepath.ToSlash(arg), "/")
-	config := repo.SourceDir + "/" + name + ".cconf"
-	raw := repo.SourceDir + "/" + name
+// materializedPaths resolves the argument of cfg log (repo.Resolve): it
+// returns the config name, the materialized paths to follow (relative to
+// the root), and whether the config exists in the working tree. A config
+// gone from the working tree is followed by name, in both the outputs a
+// name can have.
+func (w *workspace) materializedPaths(arg string) (name string, paths []string, exists bool, err error) {
+	ref, err := w.resolve(arg, anyConfig)
 	switch {
-	case isFile(config):
-		return name, []string{repo.MaterializedPath(config)}, true
-	case isFile(raw) && repo.Classify(raw) == repo.Raw:
-		return name, []string{repo.MaterializedPath(raw)}, true
+	case err != nil:
+		return "", nil, false, err
+	case ref.Path == "":
+		return ref.Name, []string{repo.MaterializedDir + "/" + ref.Name + ".json", repo.MaterializedDir + "/" + ref.Name}, false, nil
+	case ref.Name == "":
+		return "", nil, false, usageError(fmt.Errorf("%s is a %s, not a config: cfg log follows the output of a config or raw config (see cfg rdeps %[1]s for the configs that use it)", arg, kindName(repo.Classify(ref.Path))))
 	}
-	// Gone from the working tree: follow both outputs a name can have.
-	return name, []string{repo.MaterializedPath(config), repo.MaterializedPath(raw)}, false
+	return ref.Name, []string{repo.MaterializedPath(ref.Path)}, true, nil
 }

@@ -80,20 +80,36 @@ func infraError(err error) error { return &exitError{code: ExitInfra, err: err} 
 
 func usageError(err error) error { return &exitError{code: ExitUsage, err: err} }
 
+// prefixed puts context (a flag's name) before the message of err, keeping
+// its exit code.
+func prefixed(err error, context string) error {
+	var ee *exitError
+	if errors.As(err, &ee) && ee.err != nil {
+		return &exitError{code: ee.code, err: fmt.Errorf("%s: %w", context, ee.err)}
+	}
+	return fmt.Errorf("%s: %w", context, err)
+}
+
 // NewRootCmd returns the cfg command with its subcommands.
 func NewRootCmd(f *Factory) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "cfg",
-		Short:         "Configuration as code: compile, validate and distribute configs",
+		Use:   "cfg",
+		Short: "Configuration as code: compile, validate and distribute configs",
+		Example: `  cfg init myconfigs && cd myconfigs
+  cfg compile && cfg validate
+  cfg commit -m "app: a warmer greeting"
+  cfg serve --repo . --data-dir /var/lib/cfg --token-file token`,
+		Version:       versionLine(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
-	root.PersistentFlags().String("root", "", "config repository root (default: the first directory holding source/ at or above the working directory)")
+	root.SetVersionTemplate("cfg {{.Version}}\n")
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.Err)
 	root.SetIn(f.IO.In)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	root.AddCommand(
+		newInitCmd(f, nil),
 		newCompileCmd(f, nil),
 		newValidateCmd(f, nil),
 		newDepsCmd(f, false, nil),
@@ -111,6 +127,32 @@ func NewRootCmd(f *Factory) *cobra.Command {
 		newGateCmd(f, nil, nil),
 		newVersionCmd(f, nil),
 	)
+	completeFormats(root)
+	// cobra's own commands, made now so that they have examples too.
+	root.InitDefaultVersionFlag()
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "help":
+			c.Example = "  cfg help compile\n  cfg help canary history"
+		case "completion":
+			c.Example = "  source <(cfg completion bash)\n  cfg completion zsh > \"${fpath[1]}/_cfg\""
+			for _, sh := range c.Commands() {
+				sh.Example = fmt.Sprintf("  cfg completion %s --help", sh.Name())
+				switch sh.Name() {
+				case "bash":
+					sh.Example = "  source <(cfg completion bash)"
+				case "zsh":
+					sh.Example = "  cfg completion zsh > \"${fpath[1]}/_cfg\""
+				case "fish":
+					sh.Example = "  cfg completion fish > ~/.config/fish/completions/cfg.fish"
+				case "powershell":
+					sh.Example = "  cfg completion powershell | Out-String | Invoke-Expression"
+				}
+			}
+		}
+	}
 	return root
 }
 
@@ -148,7 +190,7 @@ func gcPercent(args []string) int {
 func Run(ctx context.Context, f *Factory, args []string) int {
 	root := NewRootCmd(f)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return ExitOK
 	}
@@ -159,7 +201,10 @@ func Run(ctx context.Context, f *Factory, args []string) int {
 	if ee.err != nil {
 		fmt.Fprintf(f.IO.Err, "cfg: %v\n", ee.err)
 		if ee.code == ExitUsage {
-			fmt.Fprintln(f.IO.Err, "Run 'cfg --help' for usage.")
+			if cmd == nil {
+				cmd = root
+			}
+			fmt.Fprintf(f.IO.Err, "Run '%s --help' for usage.\n", cmd.CommandPath())
 		}
 	}
 	return ee.code

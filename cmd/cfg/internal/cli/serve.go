@@ -39,10 +39,18 @@ func newServeCmd(f *Factory, runF func(*ServeOptions) error) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the distribution daemon",
+		Example: `  cfg serve --repo . --data-dir /var/lib/cfg --token-file token
+  cfg serve --repo . --data-dir /var/lib/cfg --listen 127.0.0.1:0 --addr-file daemon.addr`,
 		Long: `Serve runs the distribution daemon: it tails a branch of a git repository,
 publishes every commit that changes materialized configs as one revision in
 a durable store under --data-dir, and serves the HTTP API of docs/api.md
 (configs, watch streams, hosts, /metrics, /healthz) until interrupted.
+
+Started without a token (neither --token-file nor CFG_TOKEN), the daemon is
+read-only, and says so in its log: it serves configs and watch streams, and
+answers every write (agents' host reports, canary overrides and runs) with
+403 naming --token-file. Agents still get their configs from it; cfg status
+then lists no hosts and cfg canary cannot run.
 
 The store is --data-dir/cfg.db, its identity recorded beside it in
 cfg.db.identity. At every start the whole store is checked; a store that is
@@ -79,7 +87,7 @@ commands' GOGC=400; set GOMEMLIMIT to give the daemon a soft memory limit.`,
 	cmd.Flags().StringVar(&opts.Branch, "branch", "", "the branch to tail (default: the branch HEAD points to)")
 	cmd.Flags().StringVar(&opts.DataDir, "data-dir", "", "where the daemon keeps its store (required)")
 	cmd.Flags().StringVar(&opts.Listen, "listen", "127.0.0.1:7480", "address to serve the API on")
-	cmd.Flags().StringVar(&opts.TokenFile, "token-file", "", "file whose first line is the token write requests need (default: $CFG_TOKEN)")
+	cmd.Flags().StringVar(&opts.TokenFile, "token-file", "", "file whose first line is the token write requests need (default: $CFG_TOKEN; with neither, the daemon is read-only)")
 	cmd.Flags().StringVar(&opts.AddrFile, "addr-file", "", "write the address actually listened on to this file (useful with port 0)")
 	cmd.Flags().DurationVar(&opts.Poll, "poll", time.Second, "how often to poll the branch besides file notifications")
 	cmd.Flags().DurationVar(&opts.Heartbeat, "heartbeat", daemon.DefaultHeartbeat, "heartbeat interval of watch streams")
@@ -115,6 +123,10 @@ func runServe(f *Factory, cmd *cobra.Command, opts *ServeOptions) error {
 		return usageError(fmt.Errorf("--max-watch-bytes-per-address: got %d, want at most --max-watch-bytes, %d", opts.MaxWatchBytesPerAddress, opts.MaxWatchBytes))
 	}
 	token, err := readToken(opts.TokenFile)
+	if errors.Is(err, errNoToken) {
+		// A read-only daemon (daemon.Config.Token).
+		token, err = "", nil
+	}
 	if err != nil {
 		return err
 	}
@@ -149,13 +161,16 @@ func runServe(f *Factory, cmd *cobra.Command, opts *ServeOptions) error {
 	return nil
 }
 
+// errNoToken is the error of readToken when there is no token to read.
+var errNoToken = errors.New("no token: give --token-file or set CFG_TOKEN")
+
 // readToken reads the token from the first line of file, or from CFG_TOKEN.
 func readToken(file string) (string, error) {
 	if file == "" {
 		if t := os.Getenv("CFG_TOKEN"); t != "" {
 			return t, nil
 		}
-		return "", usageError(errors.New("no token: give --token-file or set CFG_TOKEN"))
+		return "", usageError(errNoToken)
 	}
 	data, err := os.ReadFile(file)
 	if err != nil {

@@ -35,6 +35,10 @@ revision each has applied, and the canary overrides each serves
 (CONFIG=OVERRIDE/VERSION, or - for none; only NAME's, if given). A host is
 behind when a config it holds (or NAME, if given) was last changed by a
 revision later than the one it applied.`,
+		Example: `  cfg status
+  cfg status --daemon http://cfg-1:7480 feed/cache_job
+  cfg status --format json`,
+		ValidArgsFunction: oneArg(completeRefs(f, refConfigs)),
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usageError(fmt.Errorf("status takes at most one config NAME"))
@@ -43,7 +47,11 @@ revision later than the one it applied.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
-				opts.Name = args[0]
+				name, err := configName(f, args[0])
+				if err != nil {
+					return err
+				}
+				opts.Name = name
 			}
 			if err := checkFormat(opts.Format, validate.FormatText, validate.FormatJSON); err != nil {
 				return err
@@ -94,6 +102,10 @@ func runStatus(f *Factory, cmd *cobra.Command, opts *StatusOptions) error {
 			names = []string{opts.Name}
 		}
 		hs := hostStatus{Host: h}
+		hs.Configs = list(hs.Configs)
+		if hs.Labels == nil {
+			hs.Labels = map[string]string{}
+		}
 		for _, n := range names {
 			r, err := revisionOf(n)
 			if err != nil {

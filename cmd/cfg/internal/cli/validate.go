@@ -26,6 +26,9 @@ func newValidateCmd(f *Factory, runF func(*ValidateOptions) error) *cobra.Comman
 the results with materialized_configs/: a materialized file that is missing,
 stale, hand-edited or orphaned is reported, and so is a raw config whose
 materialized copy differs. It exits 1 on any problem and writes nothing.`,
+		Example: `  cfg validate
+  cfg validate --root examples/jobs
+  cfg validate --format github`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usageError(fmt.Errorf("validate takes no arguments"))
@@ -45,10 +48,15 @@ materialized copy differs. It exits 1 on any problem and writes nothing.`,
 	opts.CompileFlags.add(cmd)
 	cmd.Flags().StringVar(&opts.Format, "format", validate.FormatText, "output format: text, json or github")
 	cmd.Flags().BoolVarP(&opts.Quiet, "quiet", "q", false, "print only problems")
+	addRootFlag(cmd, "")
 	return cmd
 }
 
 func runValidate(f *Factory, cmd *cobra.Command, opts *ValidateOptions) error {
+	text := opts.Format == validate.FormatText
+	prog := newProgress(f.IO.Err, f.IO.ErrIsTTY && text && !opts.Quiet)
+	defer prog.done()
+	opts.progress = prog.update
 	ws, err := findWorkspace(f, cmd)
 	if err != nil {
 		return err
@@ -62,14 +70,19 @@ func runValidate(f *Factory, cmd *cobra.Command, opts *ValidateOptions) error {
 	if err != nil {
 		return ws.fail(err)
 	}
+	prog.done()
 	if err := ws.report(f, opts.Format, rep.Diags, map[string]any{"checked": rep.Checked}); err != nil {
 		return err
 	}
+	if text && !opts.Quiet {
+		problems := "no problems"
+		if len(rep.Diags) > 0 {
+			problems = plural(len(rep.Diags), "problem")
+		}
+		fmt.Fprintf(f.IO.Err, "%s checked, %s\n", plural(rep.Checked, "config"), problems)
+	}
 	if len(rep.Diags) > 0 {
 		return inputFailed
-	}
-	if opts.Format == validate.FormatText && !opts.Quiet {
-		fmt.Fprintf(f.IO.Err, "%s checked, no problems\n", plural(rep.Checked, "config"))
 	}
 	return nil
 }

@@ -35,21 +35,27 @@ func Version() string {
 	return v
 }
 
+// versionLine is what cfg version and cfg --version print after "cfg ":
+// the version and the Go release that built cfg.
+func versionLine() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.GoVersion != "" {
+		return Version() + " " + bi.GoVersion
+	}
+	return Version()
+}
+
 func newVersionCmd(f *Factory, runF func() error) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print cfg's version",
-		Args:  cobra.NoArgs,
+		Short: "Print cfg's version (the module's, or the commit it was built from)",
+		Example: `  cfg version
+  cfg --version`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {
 				return runF()
 			}
-			bi, _ := debug.ReadBuildInfo()
-			goVersion := ""
-			if bi != nil {
-				goVersion = " " + bi.GoVersion
-			}
-			fmt.Fprintf(f.IO.Out, "cfg %s%s\n", Version(), goVersion)
+			fmt.Fprintf(f.IO.Out, "cfg %s\n", versionLine())
 			return nil
 		},
 	}

@@ -1,0 +1,131 @@
+package cli
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// TestEveryCommandHasExamples checks that every command's help has an
+// Examples section, that each example names a command that exists with
+// flags it takes, and that every --format completes.
+func TestEveryCommandHasExamples(t *testing.T) {
+	f, _, _ := testFactory(t.TempDir(), false)
+	root := NewRootCmd(f)
+	var visit func(c *cobra.Command)
+	n := 0
+	visit = func(c *cobra.Command) {
+		if c.Hidden {
+			return
+		}
+		n++
+		if strings.TrimSpace(c.Example) == "" {
+			t.Errorf("%s: no Example", c.CommandPath())
+		}
+		for _, line := range strings.Split(c.Example, "\n") {
+			// Each command of the line: words up to a shell operator.
+			for _, part := range strings.FieldsFunc(line, func(r rune) bool {
+				return r == '&' || r == '|' || r == ';' || r == '>' || r == '<' || r == '(' || r == ')'
+			}) {
+				words := shellSplit(part)
+				if len(words) == 0 || words[0] != "cfg" {
+					continue
+				}
+				cmd, rest, err := root.Find(words[1:])
+				if err != nil {
+					t.Errorf("%s: example %q: %v", c.CommandPath(), line, err)
+					continue
+				}
+				if err := cmd.ParseFlags(rest); err != nil {
+					t.Errorf("%s: example %q: %v", c.CommandPath(), line, err)
+				}
+				cmd.Flags().VisitAll(func(fl *pflag.Flag) { fl.Changed = false })
+			}
+		}
+		if c.Flags().Lookup("format") != nil {
+			// --format completes to the formats its usage lists.
+			fn, ok := c.GetFlagCompletionFunc("format")
+			if !ok {
+				t.Errorf("%s: --format does not complete", c.CommandPath())
+			} else if got, _ := fn(c, nil, ""); len(got) < 2 || got[0] != "text" || got[1] != "json" {
+				t.Errorf("%s: --format completes to %q, want text, json, ...", c.CommandPath(), got)
+			}
+		}
+		for _, sub := range c.Commands() {
+			visit(sub)
+		}
+	}
+	visit(root)
+	if n < 20 {
+		t.Errorf("visited %d commands, want every command", n)
+	}
+}
+
+// shellSplit splits s into words as a shell would for these examples:
+// at spaces, with single and double quotes.
+func shellSplit(s string) []string {
+	var words []string
+	var w strings.Builder
+	in, quote := false, rune(0)
+	for _, r := range s {
+		switch {
+		case quote != 0 && r == quote:
+			quote = 0
+		case quote != 0:
+			w.WriteRune(r)
+		case r == '\'' || r == '"':
+			quote, in = r, true
+		case r == ' ' || r == '\t':
+			if in {
+				words = append(words, w.String())
+				w.Reset()
+				in = false
+			}
+		default:
+			w.WriteRune(r)
+			in = true
+		}
+	}
+	if in {
+		words = append(words, w.String())
+	}
+	return words
+}
+
+// TestValidateProgress checks that cfg validate shows progress on a
+// terminal, as cfg compile does, and only there.
+func TestValidateProgress(t *testing.T) {
+	root := t.TempDir()
+	if err := os.CopyFS(filepath.Join(root, "source"), os.DirFS("../../../../examples/jobs/source")); err != nil {
+		t.Fatal(err)
+	}
+	defer func(d time.Duration) { progressAfter = d }(progressAfter)
+	progressAfter = 0
+	for _, tty := range []bool{true, false} {
+		f, _, _ := testFactory(root, tty)
+		Run(context.Background(), f, []string{"compile", "-j", "1"})
+		f, _, errb := testFactory(root, tty)
+		if code := Run(context.Background(), f, []string{"validate", "-j", "1"}); code != ExitOK {
+			t.Fatalf("validate: exit %d: %s", code, errb)
+		}
+		// The first update is shown; the second too if it comes 100 ms
+		// later (on a loaded machine).
+		want := []string{"2 configs checked, no problems\n"}
+		if tty {
+			want = []string{
+				"\rcompiling 1/2 configs\r\x1b[K2 configs checked, no problems\n",
+				"\rcompiling 1/2 configs\rcompiling 2/2 configs\r\x1b[K2 configs checked, no problems\n",
+			}
+		}
+		if !slices.Contains(want, errb.String()) {
+			t.Errorf("validate, terminal %v: stderr %q, want one of %q", tty, errb, want)
+		}
+	}
+}
