@@ -42,12 +42,12 @@ func testConfig(dir string, daemons ...*agenttest.Daemon) Config {
 		urls = append(urls, d.URL)
 	}
 	return Config{
-		Daemons:          urls,
-		Host:             "web-1",
-		Labels:           map[string]string{"cluster": "c1"},
-		CacheDir:         dir,
-		Token:            "tok",
-		ReportEvery:      time.Hour,
+		Daemons:     urls,
+		Host:        "web-1",
+		Labels:      map[string]string{"cluster": "c1"},
+		CacheDir:    dir,
+		Token:       "tok",
+		ReportEvery: time.Hour,
 		// 20 heartbeats: shorter timeouts ended streams whose beats were
 		// late under -race on a loaded machine.
 		HeartbeatTimeout: 20 * hb,
