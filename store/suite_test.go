@@ -14,3 +14,10 @@ func TestBoltConformance(t *testing.T) {
 		return func() (store.Store, error) { return store.OpenBolt(path) }
 	})
 }
+
+func TestEtcdConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Open {
+		cli, prefix := store.EtcdForTest(t)
+		return func() (store.Store, error) { return store.OpenEtcd(t.Context(), cli, prefix) }
+	})
+}
