@@ -70,6 +70,8 @@ type Etcd struct {
 	closed  bool
 	damaged atomic.Int64
 	shared  *sharedData
+
+	followReads atomic.Int64 // the reads of missed revisions by Follow
 }
 
 var _ Store = (*Etcd)(nil)
@@ -159,8 +161,8 @@ func (s *Etcd) Identity() string { return s.identity }
 // DamagedReads implements Store.
 func (s *Etcd) DamagedReads() int64 { return s.damaged.Load() }
 
-// Close implements Store. It waits for calls in progress, and leaves the
-// client open.
+// Close implements Store. It waits for calls in progress (Follow and Lead
+// among them: end their contexts first), and leaves the client open.
 func (s *Etcd) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -368,3 +368,147 @@ func TestEtcdOverrideLease(t *testing.T) {
 		t.Errorf("the lease of a deleted override: %+v, %v; want revoked", ttl, err)
 	}
 }
+
+// follower runs Follow from after and sends what it is given to the
+// returned channel; the test's end stops it.
+func follower(t *testing.T, follow func(ctx context.Context, fn func(Revision) error) error) (<-chan int64, <-chan error) {
+	got, done := make(chan int64, 100), make(chan error, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() { done <- follow(ctx, func(r Revision) error { got <- r.Number; return nil }) }()
+	t.Cleanup(cancel)
+	return got, done
+}
+
+// expect waits for revisions first..last from got, in order, failing if
+// Follow returns (done).
+func expect(t *testing.T, got <-chan int64, done <-chan error, first, last int64) {
+	t.Helper()
+	for n := first; n <= last; n++ {
+		select {
+		case r := <-got:
+			if r != n {
+				t.Fatalf("followed revision %d, want %d", r, n)
+			}
+		case err := <-done:
+			t.Fatalf("waiting for revision %d: Follow returned %v", n, err)
+		}
+	}
+}
+
+// TestEtcdFollow follows the revisions of a store as they are appended
+// through another one, from a compacted etcd revision too: every
+// revision comes once, in order, and a compacted watch costs one read of
+// the store.
+func TestEtcdFollow(t *testing.T) {
+	cli, prefix := EtcdForTest(t)
+	w, s := openEtcdTest(t, cli, prefix), openEtcdTest(t, cli, prefix)
+	appendN := func(from, to int64) {
+		for n := from; n <= to; n++ {
+			mustAppend(t, w, rev{Revision{Number: n, Commit: fmt.Sprint(n)}, []ConfigVersion{cv("a", fmt.Sprint(n))}})
+		}
+	}
+	appendN(1, 3)
+	got, done := follower(t, func(ctx context.Context, fn func(Revision) error) error { return s.Follow(ctx, 1, fn) })
+	expect(t, got, done, 2, 3)
+	appendN(4, 6)
+	expect(t, got, done, 4, 6)
+
+	// A watch from an etcd revision that was compacted away.
+	resp, err := cli.Get(t.Context(), "any")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(t.Context(), resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	reads := s.followReads.Load()
+	got, done = follower(t, func(ctx context.Context, fn func(Revision) error) error { return s.follow(ctx, 2, 1, fn) })
+	expect(t, got, done, 3, 6)
+	appendN(7, 8)
+	expect(t, got, done, 7, 8)
+	if n := s.followReads.Load() - reads; n != 1 {
+		t.Errorf("a watch from a compacted revision read the store %d times, want once", n)
+	}
+	select {
+	case r := <-got:
+		t.Errorf("followed revision %d twice", r)
+	default:
+	}
+}
+
+// TestEtcdFollowError checks that Follow returns the error of its
+// callback.
+func TestEtcdFollowError(t *testing.T) {
+	cli, prefix := EtcdForTest(t)
+	s := openEtcdTest(t, cli, prefix)
+	mustAppend(t, s, rev{Revision{Number: 1, Commit: "1"}, []ConfigVersion{cv("a", "1")}})
+	stop := errors.New("stop")
+	if err := s.Follow(t.Context(), 0, func(Revision) error { return stop }); err != stop {
+		t.Errorf("Follow with fn failing: %v, want stop", err)
+	}
+}
+
+// TestEtcdLead elects a publisher among two members, each with its own
+// client: one leads at a time; when the leader's process dies (its client
+// stops renewing the lease, nothing is revoked) the other takes over once
+// the lease runs out; a leader that ends resigns.
+func TestEtcdLead(t *testing.T) {
+	_, prefix := EtcdForTest(t)
+	clients := make([]*clientv3.Client, 2)
+	stores := make([]*Etcd, 2)
+	for i := range clients {
+		c, err := cluster.Client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		clients[i], stores[i] = c, openEtcdTest(t, c, prefix)
+	}
+	var leading, most atomic.Int32
+	started := make(chan string, 2)
+	finish := make(chan struct{})
+	lead := func(name string) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			n := leading.Add(1)
+			defer leading.Add(-1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			started <- name
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-finish:
+				return nil
+			}
+		}
+	}
+	results := make(chan error, 2)
+	go func() { results <- stores[0].Lead(t.Context(), "a", 2, lead("a")) }()
+	if name := <-started; name != "a" {
+		t.Fatalf("%s leads, want a", name)
+	}
+	go func() { results <- stores[1].Lead(t.Context(), "b", 2, lead("b")) }()
+	if l, err := stores[1].Leader(t.Context()); err != nil || l != "a" {
+		t.Errorf("Leader() = %q, %v; want a", l, err)
+	}
+	clients[0].Close() // the leader's process dies
+	if err := <-results; !errors.Is(err, ErrLeadershipLost) {
+		t.Errorf("the dead leader's Lead: %v, want ErrLeadershipLost", err)
+	}
+	if name := <-started; name != "b" {
+		t.Fatalf("%s leads, want b", name)
+	}
+	if l, err := stores[1].Leader(t.Context()); err != nil || l != "b" {
+		t.Errorf("Leader() = %q, %v; want b", l, err)
+	}
+	close(finish)
+	if err := <-results; err != nil {
+		t.Errorf("Lead of b: %v", err)
+	}
+	if l, err := stores[1].Leader(t.Context()); err != nil || l != "" {
+		t.Errorf("Leader() after b resigned = %q, %v; want none", l, err)
+	}
+	if most.Load() != 1 {
+		t.Errorf("%d members led at once", most.Load())
+	}
+}
