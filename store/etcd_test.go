@@ -512,3 +512,76 @@ func TestEtcdLead(t *testing.T) {
 		t.Errorf("%d members led at once", most.Load())
 	}
 }
+
+// benchStores runs bench against a bolt store and an etcd store on the
+// tests' 3-member cluster (on this machine, without fsync).
+func benchStores(b *testing.B, bench func(b *testing.B, s Store)) {
+	b.Run("bolt", func(b *testing.B) {
+		s, err := OpenBolt(b.TempDir() + "/cfg.db")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		bench(b, s)
+	})
+	b.Run("etcd", func(b *testing.B) {
+		cli, prefix := EtcdForTest(b)
+		s, err := OpenEtcd(b.Context(), cli, prefix)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		bench(b, s)
+	})
+}
+
+// BenchmarkAppend appends revisions of one config of 1 KiB.
+func BenchmarkAppend(b *testing.B) {
+	benchStores(b, func(b *testing.B, s Store) {
+		data := bytes.Repeat([]byte("x"), 1024)
+		n := int64(0)
+		for b.Loop() {
+			n++
+			if err := s.Append(b.Context(), Revision{Number: n, Commit: "c"}, Entries([]ConfigVersion{{Name: "a", Data: data}})); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkOpenWatch reads what opening a watch of one config reads (the
+// latest revision and a snapshot of the config) in a store of 3,000
+// configs of paper-like sizes.
+func BenchmarkOpenWatch(b *testing.B) {
+	benchStores(b, func(b *testing.B, s Store) {
+		cs := benchConfigs(3000)
+		if err := s.Append(b.Context(), Revision{Number: 1, Commit: "c"}, Entries(cs)); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if _, err := s.Latest(b.Context()); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.Snapshot(b.Context(), Select(cs[7].Name), func(ConfigVersion) error { return nil }); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkSnapshotAll reads a snapshot of every config of a store of
+// 3,000 configs of paper-like sizes (about 35 MB).
+func BenchmarkSnapshotAll(b *testing.B) {
+	benchStores(b, func(b *testing.B, s Store) {
+		cs := benchConfigs(3000)
+		if err := s.Append(b.Context(), Revision{Number: 1, Commit: "c"}, Entries(cs)); err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(totalBytes(cs))
+		for b.Loop() {
+			if _, err := s.Snapshot(b.Context(), All(), func(ConfigVersion) error { return nil }); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

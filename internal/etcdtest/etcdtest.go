@@ -16,6 +16,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
 )
 
 // Cluster is a running etcd cluster.
@@ -54,7 +55,9 @@ func Start(dir string, n int) (*Cluster, error) {
 		cfg.AdvertiseClientUrls = []url.URL{client(i)}
 		cfg.InitialCluster = strings.Join(initial, ",")
 		cfg.InitialClusterToken = "cfg-test"
-		cfg.LogLevel = "error"
+		// Members log their own shutdown as errors: the tests' failures
+		// say what went wrong.
+		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 		cfg.UnsafeNoFsync = true
 		e, err := embed.StartEtcd(cfg)
 		if err != nil {
