@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -584,4 +585,78 @@ func BenchmarkSnapshotAll(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestEtcdMemberFailures appends and follows revisions on a cluster of
+// its own while its members fail: with the leader stopped, appends go on;
+// with two of three stopped, they fail (within their context's time) and
+// leave nothing; once a quorum is back, they go on, and the follower gets
+// every revision once, in order.
+func TestEtcdMemberFailures(t *testing.T) {
+	c, err := etcdtest.Start(t.TempDir(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close) // after the follower ends: members wait for watches
+	cli, err := c.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	s := openEtcdTest(t, cli, "/cfg/")
+	got, done := follower(t, func(ctx context.Context, fn func(Revision) error) error { return s.Follow(ctx, 0, fn) })
+	appendRev := func(ctx context.Context, n int64) error {
+		return s.Append(ctx, Revision{Number: n, Commit: fmt.Sprint(n)}, Entries([]ConfigVersion{cv("a", fmt.Sprint(n))}))
+	}
+	if err := appendRev(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, got, done, 1, 1)
+
+	leader := c.Leader()
+	if leader < 0 {
+		t.Fatal("no leader")
+	}
+	c.Stop(leader)
+	for n := int64(2); n <= 3; n++ {
+		if err := appendRev(t.Context(), n); err != nil {
+			t.Fatalf("with the leader stopped: %v", err)
+		}
+	}
+	expect(t, got, done, 2, 3)
+
+	other := (leader + 1) % 3
+	c.Stop(other)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	err = appendRev(ctx, 4)
+	cancel()
+	if err == nil {
+		t.Fatal("Append without a quorum succeeded")
+	}
+	if err := c.Restart(other); err != nil {
+		t.Fatal(err)
+	}
+	for n := int64(4); n <= 5; n++ {
+		if err := appendRev(t.Context(), n); err != nil {
+			t.Fatalf("with a quorum back: %v", err)
+		}
+	}
+	expect(t, got, done, 4, 5)
+	if err := c.Restart(leader); err != nil {
+		t.Fatal(err)
+	}
+	if err := appendRev(t.Context(), 6); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, got, done, 6, 6)
+	select {
+	case r := <-got:
+		t.Errorf("followed revision %d again", r)
+	default:
+	}
+	var revs []int64
+	err = s.Since(t.Context(), 0, All(), func(c ConfigVersion) error { revs = append(revs, c.Revision); return nil })
+	if err != nil || !slices.Equal(revs, []int64{1, 2, 3, 4, 5, 6}) {
+		t.Errorf("revisions after the failures: %v, %v; want 1 to 6", revs, err)
+	}
 }

@@ -22,8 +22,9 @@ import (
 // Cluster is a running etcd cluster.
 type Cluster struct {
 	dir       string
-	Members   []*embed.Etcd
-	Endpoints []string // the members' client URLs
+	configs   []func() *embed.Config
+	Members   []*embed.Etcd // nil while stopped
+	Endpoints []string      // the members' client URLs
 }
 
 // Start starts a cluster of n members with their data under dir and waits
@@ -46,39 +47,87 @@ func Start(dir string, n int) (*Cluster, error) {
 		c.Endpoints = append(c.Endpoints, cu.String())
 	}
 	for i := range n {
-		cfg := embed.NewConfig()
-		cfg.Name = fmt.Sprintf("m%d", i)
-		cfg.Dir = filepath.Join(dir, cfg.Name)
-		cfg.ListenPeerUrls = []url.URL{peer(i)}
-		cfg.AdvertisePeerUrls = []url.URL{peer(i)}
-		cfg.ListenClientUrls = []url.URL{client(i)}
-		cfg.AdvertiseClientUrls = []url.URL{client(i)}
-		cfg.InitialCluster = strings.Join(initial, ",")
-		cfg.InitialClusterToken = "cfg-test"
-		// Members log their own shutdown as errors: the tests' failures
-		// say what went wrong.
-		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-		cfg.UnsafeNoFsync = true
-		e, err := embed.StartEtcd(cfg)
-		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("starting etcd member %s: %w", cfg.Name, err)
-		}
-		c.Members = append(c.Members, e)
+		c.configs = append(c.configs, func() *embed.Config {
+			cfg := embed.NewConfig()
+			cfg.Name = fmt.Sprintf("m%d", i)
+			cfg.Dir = filepath.Join(dir, cfg.Name)
+			cfg.ListenPeerUrls = []url.URL{peer(i)}
+			cfg.AdvertisePeerUrls = []url.URL{peer(i)}
+			cfg.ListenClientUrls = []url.URL{client(i)}
+			cfg.AdvertiseClientUrls = []url.URL{client(i)}
+			cfg.InitialCluster = strings.Join(initial, ",")
+			cfg.InitialClusterToken = "cfg-test"
+			// Members log their own shutdown as errors: the tests'
+			// failures say what went wrong.
+			cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+			cfg.UnsafeNoFsync = true
+			return cfg
+		})
+		c.Members = append(c.Members, nil)
 	}
+	for i := range n {
+		if err := c.start(i); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	if err := c.wait(c.Members); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// start starts member i.
+func (c *Cluster) start(i int) error {
+	cfg := c.configs[i]()
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return fmt.Errorf("starting etcd member %s: %w", cfg.Name, err)
+	}
+	c.Members[i] = e
+	return nil
+}
+
+// wait waits until every member of members is ready, for at most a
+// minute.
+func (c *Cluster) wait(members []*embed.Etcd) error {
 	timeout := time.After(time.Minute)
-	for _, e := range c.Members {
+	for _, e := range members {
 		select {
 		case <-e.Server.ReadyNotify():
 		case err := <-e.Err():
-			c.Close()
-			return nil, fmt.Errorf("etcd member %s: %w", e.Config().Name, err)
+			return fmt.Errorf("etcd member %s: %w", e.Config().Name, err)
 		case <-timeout:
-			c.Close()
-			return nil, errors.New("etcd cluster not ready after a minute")
+			return errors.New("etcd cluster not ready after a minute")
 		}
 	}
-	return c, nil
+	return nil
+}
+
+// Stop stops member i, as if its process ended.
+func (c *Cluster) Stop(i int) {
+	c.Members[i].Close()
+	c.Members[i] = nil
+}
+
+// Restart starts member i again, with the data it had, and waits until
+// it is ready: until the cluster has a quorum with it.
+func (c *Cluster) Restart(i int) error {
+	if err := c.start(i); err != nil {
+		return err
+	}
+	return c.wait(c.Members[i : i+1])
+}
+
+// Leader returns the index of the member that leads, or -1.
+func (c *Cluster) Leader() int {
+	for i, e := range c.Members {
+		if e != nil && e.Server.Leader() == e.Server.MemberID() {
+			return i
+		}
+	}
+	return -1
 }
 
 // Client returns a new client of every member; the caller closes it.
@@ -90,7 +139,9 @@ func (c *Cluster) Client() (*clientv3.Client, error) {
 func (c *Cluster) Close() {
 	var wg sync.WaitGroup
 	for _, e := range c.Members {
-		wg.Go(e.Close)
+		if e != nil {
+			wg.Go(e.Close)
+		}
 	}
 	wg.Wait()
 	os.RemoveAll(c.dir)
