@@ -89,9 +89,9 @@
 // MiB, in several, whose entries readers do not see until the last one
 // adds the record. An Append that fails or is cut short leaves entries
 // after the latest revision, which the next Append removes (found through
-// changes/). A clustered backend does the same with one condition: its
-// last transaction puts revs/REV only if revs/REV-1 exists and revs/REV
-// does not, which keeps revisions dense whatever crashes or competes.
+// changes/). The etcd store does the same, with conditions on every
+// transaction that keep revisions dense and whole whatever crashes or
+// competes (below).
 //
 // # Checks
 //
