@@ -73,35 +73,50 @@ func (g *Gate) Check(u Unit) (d Decision) {
 	var e env
 	e.u = u
 	e.g = g
+	// What the check knows of the first maxMemo conditions, one bit each:
+	// evaluated (known), held (val), could not be evaluated (unk). Each is
+	// evaluated once per check.
+	var known, val, unk uint64
 rules:
 	for i := range g.rules {
 		r := &g.rules[i]
 		// The rule's conjunction: it does not hold if a restraint does
-		// not; it cannot be decided if none is false but one could not be
-		// evaluated (unknown, the first such: why tells why). Each
-		// condition is evaluated once per check (e.memo).
-		var unknown *restraint
-		for _, rf := range r.restraints {
-			var v tri
-			if m := uint(rf.cond); m < maxMemo && e.memo[m] != 0 {
-				v = e.memo[m] - 1
-			} else {
-				v = e.eval(&g.conds[rf.cond])
-				if m < maxMemo {
-					e.memo[m] = v + 1
-				}
+		// not (a condition it needs the other way, or both ways); it
+		// cannot be decided if none is false but one could not be
+		// evaluated. Its conditions known already first, then the others,
+		// cheapest first.
+		if (val^r.want|r.both)&r.need&known&^unk != 0 {
+			continue
+		}
+		for todo := r.need &^ known; todo != 0; todo &= todo - 1 {
+			c := bits.TrailingZeros64(todo)
+			bit := uint64(1) << c
+			known |= bit
+			switch e.eval(&g.conds[c]) {
+			case yes:
+				val |= bit
+			case unknown3:
+				unk |= bit
+				continue
 			}
-			switch {
+			if (val^r.want|r.both)&bit != 0 {
+				continue rules
+			}
+		}
+		var unknown *restraint // the first of extra that could not be evaluated
+		for j := range r.extra {
+			rf := &r.extra[j]
+			switch v := e.eval(rf.x); {
 			case v == unknown3:
 				if unknown == nil {
-					unknown = &g.conds[rf.cond]
+					unknown = rf.x
 				}
 			case (v == yes) == rf.negate:
 				continue rules
 			}
 		}
-		if unknown != nil {
-			return failClosed(r, why(&e, unknown))
+		if unk&r.need != 0 || unknown != nil {
+			return failClosed(r, why(&e, firstUnknown(r, unk, unknown)))
 		}
 		d.Rule, d.RuleName, d.Buckets = i, r.name, r.buckets
 		switch {
@@ -118,6 +133,18 @@ rules:
 	}
 	d.Rule = -1
 	return d
+}
+
+// firstUnknown returns the first of r's restraints, in order, that could
+// not be evaluated: one whose bit is in unk, or extra, the first such of
+// r.extra.
+func firstUnknown(r *rule, unk uint64, extra *restraint) *restraint {
+	for _, rf := range r.restraints {
+		if unk&rf.bit != 0 || rf.x == extra {
+			return rf.x
+		}
+	}
+	return extra
 }
 
 // failClosed is the decision of a check that could not decide at rule r.
@@ -220,9 +247,6 @@ type env struct {
 	g        *Gate
 	resolved bool
 	at       [maxSlots]int32 // 0: absent; i+1: u.Attrs[i]
-	// memo holds the value of each condition evaluated, plus one; 0 for
-	// one not evaluated yet.
-	memo [maxMemo]tri
 	// verSlot is the slot of the attribute whose version ver holds,
 	// parsed (verOK) or not, plus one; 0 for none. Gates rarely read more
 	// than one version attribute, and read it in several rules.
@@ -234,42 +258,46 @@ type env struct {
 }
 
 // maxMemo is how many of a gate's conditions a check remembers the value
-// of; others are evaluated every time a rule reaches them.
+// of (one bit each); others are evaluated every time a rule reaches them.
 const maxMemo = 64
 
 // resolve finds the gate's attributes in the unit: for each of the unit's
-// attributes, the gate's attributes of its key's length (byLen) are
-// compared with it, by their words; the first attribute of a key counts.
+// attributes, the gate's attributes of its key's length (byLen) that are
+// not found yet are compared with it, by their words; the first attribute
+// of a key counts.
 func (e *env) resolve() {
 	e.resolved = true
 	g := e.g
-	left := len(g.keys) // slots not found yet
-	for i := range e.u.Attrs {
-		k := e.u.Attrs[i].Key
-		if len(k) >= len(g.byLen) {
+	attrs := e.u.Attrs
+	all := uint16(1)<<g.nkeys - 1
+	var found uint16
+	for i := range attrs {
+		k := attrs[i].Key
+		n := len(k)
+		if n > maxKeyLen {
 			continue
 		}
-		m := g.byLen[len(k)]
+		m := g.byLen[n] &^ found
 		if m == 0 {
 			continue
 		}
 		var h, t uint64
-		if n := len(k); n >= 8 { // words(k), written out
+		if n >= 8 { // words(k), written out
 			h, t = le64(k), le64(k[n-8:])
 		} else if n >= 4 {
 			h, t = uint64(le32(k)), uint64(le32(k[n-4:]))
-		} else {
-			h, t = words(k)
+		} else { // n > 0: no key of a gate is empty
+			h = uint64(k[0]) | uint64(k[n/2])<<8 | uint64(k[n-1])<<16
 		}
 		for ; m != 0; m &= m - 1 {
-			s := bits.TrailingZeros16(m)
-			if e.at[s] == 0 && g.keys[s].is(k, h, t) {
+			s := bits.TrailingZeros16(m) & (maxSlots - 1)
+			if w := &g.keys[s]; h == w.head && t == w.tail && (n <= 16 || k == w.s) {
 				e.at[s] = int32(i) + 1
-				left--
+				found |= 1 << s
 				break
 			}
 		}
-		if left == 0 {
+		if found == all {
 			return
 		}
 	}

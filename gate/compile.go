@@ -52,10 +52,11 @@ type Gate struct {
 	rules       []rule
 	conds       []restraint // the distinct conditions of the rules' restraints
 	attrs       map[string]Kind
-	// keys are the attributes with a slot, by slot; byLen[n] has bit s
-	// set when keys[s] has n bytes (keys of up to maxKeyLen bytes have
-	// slots).
-	keys  []word
+	// keys are the attributes with a slot, by slot (slots 0 to nkeys-1);
+	// byLen[n] has bit s set when keys[s] has n bytes (keys of up to
+	// maxKeyLen bytes have slots).
+	keys  [maxSlots]word
+	nkeys int
 	byLen [maxKeyLen + 1]uint16
 }
 
@@ -63,12 +64,24 @@ type rule struct {
 	name       string
 	restraints []ref // cheapest first
 	buckets    int   // percent * 100
+	// The rule's conditions below maxMemo, one bit each (bit c for
+	// Gate.conds[c]): need has those it restrains by, want those of them
+	// it restrains by unnegated, both those it restrains by both ways. A
+	// check evaluates them in the order of their bits, which is the order
+	// of their cost (Gate.conds is sorted so), and remembers their values.
+	need, want, both uint64
+	// extra are its restraints by conditions from maxMemo on, in order:
+	// evaluated after the others (they cost as much or more), every time
+	// the rule is reached.
+	extra []ref
 }
 
 // ref is a restraint of a rule: a condition of the gate (Gate.conds),
 // possibly negated. Rules that restrain by the same condition share it, and
-// a check evaluates it once (env.memo).
+// a check evaluates it once.
 type ref struct {
+	x      *restraint // &Gate.conds[cond]
+	bit    uint64     // 1 << cond, 0 for conditions from maxMemo on
 	cond   int
 	kind   condKind
 	negate bool
@@ -266,11 +279,52 @@ func (c *gateCompiler) gate(jg *jsonGate) *Gate {
 		slices.SortStableFunc(r.restraints, func(a, b ref) int { return int(a.kind) - int(b.kind) })
 		g.rules = append(g.rules, r)
 	}
-	g.keys = c.keys
-	for s, k := range g.keys {
+	g.nkeys = copy(g.keys[:], c.keys)
+	for s, k := range c.keys {
 		g.byLen[len(k.s)] |= 1 << s
 	}
+	g.numberConds()
 	return g
+}
+
+// numberConds sorts the gate's conditions by cost (stably: an application's
+// restraints stay in the order the gate names them) and sets each rule's
+// bits and extra restraints. So a rule evaluating its conditions in the
+// order of their numbers evaluates them cheapest first, and its
+// application's restraints last, in its order.
+func (g *Gate) numberConds() {
+	order := make([]int, len(g.conds)) // old numbers, by new number
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return int(g.conds[a].kind) - int(g.conds[b].kind) })
+	conds := make([]restraint, len(g.conds))
+	number := make([]int, len(g.conds)) // new numbers, by old number
+	for i, old := range order {
+		conds[i] = g.conds[old]
+		number[old] = i
+	}
+	g.conds = conds
+	for i := range g.rules {
+		r := &g.rules[i]
+		var pos, neg uint64
+		for j := range r.restraints {
+			rf := &r.restraints[j]
+			rf.cond = number[rf.cond]
+			rf.x = &g.conds[rf.cond]
+			if rf.cond >= maxMemo {
+				r.extra = append(r.extra, *rf)
+				continue
+			}
+			rf.bit = 1 << rf.cond
+			if rf.negate {
+				neg |= rf.bit
+			} else {
+				pos |= rf.bit
+			}
+		}
+		r.need, r.want, r.both = pos|neg, pos, pos&neg
+	}
 }
 
 // cond returns the index in g.conds of the condition x, compiled from jc:

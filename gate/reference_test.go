@@ -163,7 +163,8 @@ func referenceCheck(t testing.TB, data string, opts Options, u Unit) string {
 
 // TestCheckMatchesReference: Check decides as referenceCheck, on random
 // gates (rules of up to four restraints drawn from a small pool, so that
-// rules share conditions, with either negation) and random units (present,
+// rules share conditions, with either negation; some of up to 60 rules and
+// more conditions than a check remembers) and random units (present,
 // absent, mistyped and repeated attributes, versions that do not parse,
 // missing IDs), as well as on the benchmarks' gates.
 func TestCheckMatchesReference(t *testing.T) {
@@ -205,12 +206,25 @@ func TestCheckMatchesReference(t *testing.T) {
 	ids := []string{"", "alice", "bob", "user-1", "user-12345", "user-99"}
 	rng := rand.New(rand.NewPCG(1, 2))
 	gates := []string{BenchGate(1), BenchGate(3), BenchGate(10), benchGateDistinct(), benchGateSmall(), checkGate}
-	for range 300 {
+	// condition draws one from the pool, or, one time in many, a number
+	// or version comparison of its own, so that large gates have more
+	// conditions than a check remembers (maxMemo).
+	condition := func(many bool) string {
+		if !many || rng.IntN(2) == 0 {
+			return conditions[rng.IntN(len(conditions))]
+		}
+		if rng.IntN(2) == 0 {
+			return fmt.Sprintf(`{"number": {"attr": "friends", "op": "GE", "value": %d}}`, rng.IntN(6000))
+		}
+		return fmt.Sprintf(`{"version": {"attr": "app_version", "op": "LT", "value": "%d.%d.0"}}`, rng.IntN(11), rng.IntN(5))
+	}
+	for n := range 400 {
+		many := n%4 == 0
 		var rules []string
-		for i := range 1 + rng.IntN(6) {
+		for i := range 1 + rng.IntN(map[bool]int{false: 6, true: 60}[many]) {
 			var rs []string
 			for range rng.IntN(5) {
-				rs = append(rs, fmt.Sprintf(`{"condition": %s, "negate": %v}`, conditions[rng.IntN(len(conditions))], rng.IntN(3) == 0))
+				rs = append(rs, fmt.Sprintf(`{"condition": %s, "negate": %v}`, condition(many), rng.IntN(3) == 0))
 			}
 			if len(rs) == 0 {
 				rs = append(rs, fmt.Sprintf(`{"condition": %s}`, conditions[0]))
