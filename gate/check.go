@@ -188,7 +188,7 @@ func (e *env) eval(x *restraint) tri {
 			}
 		case x.kind == condNumber:
 			if a.kind == Number && a.n == a.n { // not NaN
-				v = truth(compare(x.op, cmpFloat(a.n, x.num)))
+				v = x.holds(cmpFloat(a.n, x.num))
 			}
 		default: // condVersion
 			if a.kind != String {
@@ -198,7 +198,7 @@ func (e *env) eval(x *restraint) tri {
 				e.parseVersion(x, a)
 			}
 			if e.verOK {
-				v = truth(compare(x.op, compareVersions(&e.ver, &x.ver)))
+				v = x.holds(compareVersions(&e.ver, &x.ver))
 			}
 		}
 		return v
@@ -386,6 +386,10 @@ func compare(op Op, c int) bool {
 	}
 	return false
 }
+
+// holds applies the restraint's comparison to the result c (-1, 0 or 1) of
+// comparing attribute and value: yes or no.
+func (r *restraint) holds(c int) tri { return tri(r.outcomes>>uint(c+1)) & 1 }
 
 // callCustom runs an application's restraint, turning an error or a panic
 // into a *RestraintError.

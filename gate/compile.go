@@ -127,11 +127,14 @@ type restraint struct {
 	// What every check reads first, together.
 	kind condKind
 	op   Op
-	slot int     // the attribute's slot in env.at, or -1
-	num  float64 // number: the value; attr_is: 1 for true
-	strs []word  // attr_in, unit_ids: up to smallSet values
-	attr string
-	key  word // attr, to look it up by
+	// outcomes has bit c+1 set when op holds for the result c (-1, 0, 1)
+	// of comparing attribute and value (number, version).
+	outcomes uint8
+	slot     int     // the attribute's slot in env.at, or -1
+	num      float64 // number: the value; attr_is: 1 for true
+	strs     []word  // attr_in, unit_ids: up to smallSet values
+	attr     string
+	key      word // attr, to look it up by
 
 	set     map[string]struct{} // attr_in, unit_ids: more than smallSet
 	ver     version             // version
@@ -383,12 +386,18 @@ func (c *gateCompiler) readAs(field string, r *restraint, k Kind) {
 	}
 }
 
-func (c *gateCompiler) op(field, name string) Op {
+// op sets r's comparison to the one named name.
+func (c *gateCompiler) op(field, name string, r *restraint) {
 	op, ok := opNames[name]
 	if !ok {
 		c.fail(field, "got %q, want one of LT, LE, EQ, NE, GE, GT", name)
 	}
-	return op
+	r.op = op
+	for cmp := -1; cmp <= 1; cmp++ {
+		if compare(op, cmp) {
+			r.outcomes |= 1 << (cmp + 1)
+		}
+	}
 }
 
 func (c *gateCompiler) restraint(field string, jr *jsonRestraint) restraint {
@@ -430,7 +439,7 @@ func (c *gateCompiler) restraint(field string, jr *jsonRestraint) restraint {
 	case jc.Number != nil:
 		r.kind, r.attr = condNumber, jc.Number.Attr
 		c.readAs(field+".number", &r, Number)
-		r.op = c.op(field+".number.op", jc.Number.Op)
+		c.op(field+".number.op", jc.Number.Op, &r)
 		if jc.Number.Value == nil {
 			c.fail(field+".number.value", "missing")
 		} else {
@@ -439,7 +448,7 @@ func (c *gateCompiler) restraint(field string, jr *jsonRestraint) restraint {
 	case jc.Version != nil:
 		r.kind, r.attr = condVersion, jc.Version.Attr
 		c.readAs(field+".version", &r, String)
-		r.op = c.op(field+".version.op", jc.Version.Op)
+		c.op(field+".version.op", jc.Version.Op, &r)
 		v, ok := parseVersion(jc.Version.Value)
 		if !ok {
 			c.fail(field+".version.value", "got %q, want a semantic version (MAJOR.MINOR.PATCH, optionally -PRERELEASE and +BUILD)", jc.Version.Value)
