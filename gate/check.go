@@ -158,67 +158,67 @@ func failClosed(r *rule, err error) Decision {
 // eval evaluates the condition x: yes, no, or unknown if it cannot be
 // evaluated. The conditions are evaluated here rather than in a function
 // per condition: a check makes no call per condition but to find the
-// gate's attributes in the unit, once.
+// gate's attributes in the unit, once, and to parse a version.
 func (e *env) eval(x *restraint) tri {
-	v := unknown3
-	if x.kind <= condVersion && x.kind != condUnitIDs {
-		// An attribute: from its slot (e.attr, written out so that it
-		// costs no call).
-		var a *Attr
-		if s := uint(x.slot); s < maxSlots {
-			if !e.resolved {
-				e.resolve()
-			}
-			if j := e.at[s]; j > 0 {
-				a = &e.u.Attrs[j-1]
-			}
-		} else if j := find(e.u.Attrs, &x.key); j >= 0 {
+	if x.kind > condVersion {
+		return e.evalUnit(x)
+	}
+	// An attribute: from its slot.
+	var a *Attr
+	if s := uint(x.slot); s < maxSlots {
+		if !e.resolved {
+			e.resolve()
+		}
+		if j := uint(e.at[s]) - 1; j < uint(len(e.u.Attrs)) { // 0, absent, wraps around
 			a = &e.u.Attrs[j]
 		}
-		switch {
-		case a == nil:
-			v = no
-		case x.kind == condAttrIn:
-			if a.kind == String {
-				v = truth(x.contains(a.s))
-			}
-		case x.kind == condAttrIs:
-			if a.kind == Bool {
-				v = truth(a.n == x.num)
-			}
-		case x.kind == condNumber:
-			if a.kind == Number && a.n == a.n { // not NaN
-				v = x.holds(cmpFloat(a.n, x.num))
-			}
-		default: // condVersion
-			if a.kind != String {
-				break
-			}
-			if x.slot < 0 || int(e.verSlot) != x.slot+1 { // not parsed yet
-				e.parseVersion(x, a)
-			}
-			if e.verOK {
-				v = x.holds(compareVersions(&e.ver, &x.ver))
-			}
-		}
-		return v
+	} else if j := find(e.u.Attrs, &x.key); j >= 0 {
+		a = &e.u.Attrs[j]
+	}
+	switch {
+	case a == nil:
+		return no
+	case a.kind != x.attrKind:
+		return unknown3
 	}
 	switch x.kind {
+	case condAttrIn:
+		return truth(x.contains(a.s))
+	case condAttrIs:
+		return truth(a.n == x.num)
+	case condNumber:
+		if a.n != a.n { // NaN
+			return unknown3
+		}
+		return x.holds(cmpFloat(a.n, x.num))
+	}
+	// condVersion
+	if x.slot < 0 || int(e.verSlot) != x.slot+1 { // not parsed yet
+		e.parseVersion(x, a)
+	}
+	if !e.verOK {
+		return unknown3
+	}
+	return x.holds(compareVersions(&e.ver, &x.ver))
+}
+
+// evalUnit evaluates the condition x that reads no attribute (eval).
+func (e *env) evalUnit(x *restraint) tri {
+	switch x.kind {
 	case condUnitIDs:
-		v = truth(e.u.ID != "" && x.contains(e.u.ID))
+		return truth(e.u.ID != "" && x.contains(e.u.ID))
 	case condPopulation:
 		switch {
 		case x.buckets == 0:
-			v = no
+			return no
 		case x.buckets == Buckets:
-			v = yes
+			return yes
 		case e.u.ID != "":
-			v = truth(bucketOf(x.pre.sum(e.u.ID)) < x.buckets)
+			return truth(bucketOf(x.pre.sum(e.u.ID)) < x.buckets)
 		}
-	default: // condCustom
-		v = e.custom(x)
+		return unknown3
 	}
-	return v
+	return e.custom(x)
 }
 
 // tri is a truth value that may be unknown: a restraint that could not be
@@ -246,7 +246,7 @@ type env struct {
 	u        Unit
 	g        *Gate
 	resolved bool
-	at       [maxSlots]int32 // 0: absent; i+1: u.Attrs[i]
+	at       [maxSlots]uint32 // 0: absent; i+1: u.Attrs[i]
 	// verSlot is the slot of the attribute whose version ver holds,
 	// parsed (verOK) or not, plus one; 0 for none. Gates rarely read more
 	// than one version attribute, and read it in several rules.
@@ -292,7 +292,7 @@ func (e *env) resolve() {
 		for ; m != 0; m &= m - 1 {
 			s := bits.TrailingZeros16(m) & (maxSlots - 1)
 			if w := &g.keys[s]; h == w.head && t == w.tail && (n <= 16 || k == w.s) {
-				e.at[s] = int32(i) + 1
+				e.at[s] = uint32(i) + 1
 				found |= 1 << s
 				break
 			}

@@ -87,19 +87,26 @@ type ref struct {
 	negate bool
 }
 
-// condKind is a restraint's condition; the order is the order in which a
-// rule evaluates its restraints, cheapest first.
+// condKind is a restraint's condition: first those that read an
+// attribute (up to condVersion).
 type condKind uint8
 
 const (
 	condAttrIs condKind = iota
 	condAttrIn
 	condNumber
-	condUnitIDs
 	condVersion
+	condUnitIDs
 	condPopulation
 	condCustom
 )
+
+// cost orders the kinds of conditions as a rule evaluates them, cheapest
+// first: boolean, set and number tests, unit IDs, versions, populations,
+// the application's restraints.
+func (k condKind) cost() int {
+	return [...]int{condAttrIs: 0, condAttrIn: 1, condNumber: 2, condUnitIDs: 3, condVersion: 4, condPopulation: 5, condCustom: 6}[k]
+}
 
 // Op compares an attribute with a value (Op in gate.thrift).
 type Op uint8
@@ -130,6 +137,7 @@ type restraint struct {
 	// outcomes has bit c+1 set when op holds for the result c (-1, 0, 1)
 	// of comparing attribute and value (number, version).
 	outcomes uint8
+	attrKind Kind    // the kind of value its attribute must have
 	slot     int     // the attribute's slot in env.at, or -1
 	num      float64 // number: the value; attr_is: 1 for true
 	strs     []word  // attr_in, unit_ids: up to smallSet values
@@ -279,7 +287,7 @@ func (c *gateCompiler) gate(jg *jsonGate) *Gate {
 			x := c.restraint(fmt.Sprintf("%s.restraints[%d]", field, j), jx)
 			r.restraints = append(r.restraints, ref{cond: c.cond(g, x, jx.Condition), kind: x.kind, negate: jx.Negate})
 		}
-		slices.SortStableFunc(r.restraints, func(a, b ref) int { return int(a.kind) - int(b.kind) })
+		slices.SortStableFunc(r.restraints, func(a, b ref) int { return a.kind.cost() - b.kind.cost() })
 		g.rules = append(g.rules, r)
 	}
 	g.nkeys = copy(g.keys[:], c.keys)
@@ -300,7 +308,7 @@ func (g *Gate) numberConds() {
 	for i := range order {
 		order[i] = i
 	}
-	slices.SortStableFunc(order, func(a, b int) int { return int(g.conds[a].kind) - int(g.conds[b].kind) })
+	slices.SortStableFunc(order, func(a, b int) int { return g.conds[a].kind.cost() - g.conds[b].kind.cost() })
 	conds := make([]restraint, len(g.conds))
 	number := make([]int, len(g.conds)) // new numbers, by old number
 	for i, old := range order {
@@ -363,6 +371,7 @@ func (c *gateCompiler) percent(field string, p float64) int {
 
 func (c *gateCompiler) readAs(field string, r *restraint, k Kind) {
 	attr := r.attr
+	r.attrKind = k
 	r.key = newWord(attr)
 	r.slot = -1
 	if s, ok := c.slots[attr]; ok {
