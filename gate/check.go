@@ -75,8 +75,15 @@ func (g *Gate) Check(u Unit) (d Decision) {
 	e.g = g
 	// What the check knows of the first maxMemo conditions, one bit each:
 	// evaluated (known), held (val), could not be evaluated (unk). Each is
-	// evaluated once per check.
-	var known, val, unk uint64
+	// evaluated once per check: those on attributes with a slot first, in
+	// one pass over the unit's attributes (scan; a condition on an
+	// attribute the unit does not have does not hold), the others when a
+	// rule reaches them.
+	var val, unk uint64
+	if g.nkeys > 0 {
+		val, unk = e.scan()
+	}
+	known := g.scanned
 rules:
 	for i := range g.rules {
 		r := &g.rules[i]
@@ -155,30 +162,33 @@ func failClosed(r *rule, err error) Decision {
 	return Decision{Rule: -1, Err: fmt.Errorf("rule %q: %w", r.name, err)}
 }
 
-// eval evaluates the condition x: yes, no, or unknown if it cannot be
-// evaluated. The conditions are evaluated here rather than in a function
-// per condition: a check makes no call per condition but to find the
-// gate's attributes in the unit, once, and to parse a version.
+// eval evaluates the condition x, which scan has not: yes, no, or unknown
+// if it cannot be evaluated.
 func (e *env) eval(x *restraint) tri {
 	if x.kind > condVersion {
 		return e.evalUnit(x)
 	}
-	// An attribute: from its slot.
+	// An attribute: from its slot (found by scan), or looked up.
 	var a *Attr
 	if s := uint(x.slot); s < maxSlots {
-		if !e.resolved {
-			e.resolve()
+		if i := uint(e.at[s]) - 1; i < uint(len(e.u.Attrs)) { // 0, absent, wraps around
+			a = &e.u.Attrs[i]
 		}
-		if j := uint(e.at[s]) - 1; j < uint(len(e.u.Attrs)) { // 0, absent, wraps around
-			a = &e.u.Attrs[j]
-		}
-	} else if j := find(e.u.Attrs, &x.key); j >= 0 {
-		a = &e.u.Attrs[j]
+	} else if i := find(e.u.Attrs, &x.key); i >= 0 {
+		a = &e.u.Attrs[i]
 	}
-	switch {
-	case a == nil:
+	if a == nil {
 		return no
-	case a.kind != x.attrKind:
+	}
+	return e.evalAttr(x, a)
+}
+
+// evalAttr evaluates the condition x on its attribute a: yes, no, or
+// unknown if a is of another kind or not a version where x compares
+// versions. A version attribute is parsed once per check (into e.ver)
+// when it has a slot.
+func (e *env) evalAttr(x *restraint, a *Attr) tri {
+	if a.kind != x.attrKind {
 		return unknown3
 	}
 	switch x.kind {
@@ -243,10 +253,9 @@ func truth(b bool) tri {
 // and the first restraint reading an attribute finds them all in one pass
 // over the unit's attributes (resolve).
 type env struct {
-	u        Unit
-	g        *Gate
-	resolved bool
-	at       [maxSlots]uint32 // 0: absent; i+1: u.Attrs[i]
+	u  Unit
+	g  *Gate
+	at [maxSlots]uint32 // 0: absent; i+1: u.Attrs[i]
 	// verSlot is the slot of the attribute whose version ver holds,
 	// parsed (verOK) or not, plus one; 0 for none. Gates rarely read more
 	// than one version attribute, and read it in several rules.
@@ -261,12 +270,13 @@ type env struct {
 // of (one bit each); others are evaluated every time a rule reaches them.
 const maxMemo = 64
 
-// resolve finds the gate's attributes in the unit: for each of the unit's
-// attributes, the gate's attributes of its key's length (byLen) that are
-// not found yet are compared with it, by their words; the first attribute
-// of a key counts.
-func (e *env) resolve() {
-	e.resolved = true
+// scan finds the gate's attributes in the unit and evaluates the
+// conditions on them (Gate.slotConds): for each of the unit's attributes,
+// the gate's attributes of its key's length (byLen) that are not found yet
+// are compared with it, by their words; the first attribute of a key
+// counts. It returns the conditions that held and those that could not be
+// evaluated, one bit each.
+func (e *env) scan() (val, unk uint64) {
 	g := e.g
 	attrs := e.u.Attrs
 	all := uint16(1)<<g.nkeys - 1
@@ -298,9 +308,21 @@ func (e *env) resolve() {
 			}
 		}
 		if found == all {
-			return
+			break
 		}
 	}
+	for c := g.scanned; c != 0; c &= c - 1 {
+		x := &g.conds[bits.TrailingZeros64(c)]
+		if i := uint(e.at[x.slot&(maxSlots-1)]) - 1; i < uint(len(attrs)) { // 0, absent, wraps around
+			switch e.evalAttr(x, &attrs[i]) {
+			case yes:
+				val |= c & -c
+			case unknown3:
+				unk |= c & -c
+			}
+		}
+	}
+	return val, unk
 }
 
 // parseVersion parses the version attribute a that r reads into e.ver:

@@ -58,6 +58,11 @@ type Gate struct {
 	keys  [maxSlots]word
 	nkeys int
 	byLen [maxKeyLen + 1]uint16
+	// slotConds[s] are the conditions below maxMemo on the attribute of
+	// slot s, one bit each, which a check evaluates when it finds the
+	// attribute in the unit (env.scan); scanned is all of them.
+	slotConds [maxSlots]uint64
+	scanned   uint64
 }
 
 type rule struct {
@@ -316,6 +321,12 @@ func (g *Gate) numberConds() {
 		number[old] = i
 	}
 	g.conds = conds
+	for c := range min(len(conds), maxMemo) {
+		if x := &conds[c]; x.kind <= condVersion && x.slot >= 0 {
+			g.slotConds[x.slot] |= 1 << c
+			g.scanned |= 1 << c
+		}
+	}
 	for i := range g.rules {
 		r := &g.rules[i]
 		var pos, neg uint64
