@@ -62,8 +62,10 @@ func (e *RestraintError) Unwrap() error { return e.Err }
 
 // Check decides whether the gate passes for u. The first rule whose
 // restraints all hold decides: the unit passes with the rule's percentage
-// (by its bucket, Bucket). A rule's restraints are evaluated cheapest
-// first, and a rule stops at the first that does not hold. A restraint that
+// (by its bucket, Bucket). The conditions on the unit's attributes are
+// evaluated first, in one pass over them; a rule evaluates its other
+// restraints cheapest first, the application's last, and stops at the
+// first that does not hold. A restraint that
 // cannot be evaluated (an attribute of the wrong type, an application's
 // restraint failing) fails the check closed, with the reason in Err,
 // unless another restraint of its rule does not hold (the rule then does
@@ -250,8 +252,8 @@ func truth(b bool) tri {
 
 // env is one check's unit, with where in it the gate's attributes are:
 // each attribute a gate reads has a slot (restraint.slot, up to maxSlots),
-// and the first restraint reading an attribute finds them all in one pass
-// over the unit's attributes (resolve).
+// and a check finds them all in one pass over the unit's attributes
+// (scan).
 type env struct {
 	u  Unit
 	g  *Gate
