@@ -367,12 +367,12 @@ func (r *restraint) contains(s string) bool {
 		return ok
 	}
 	var h, t uint64
-	if n := len(s); n >= 4 && n < 8 { // words(s), written out for short values
+	if n := len(s); n >= 8 { // words(s), written out
+		h, t = le64(s), le64(s[n-8:])
+	} else if n >= 4 {
 		h, t = uint64(le32(s)), uint64(le32(s[n-4:]))
-	} else if n > 0 && n < 4 {
+	} else if n > 0 {
 		h = uint64(s[0]) | uint64(s[n/2])<<8 | uint64(s[n-1])<<16
-	} else {
-		h, t = words(s)
 	}
 	for i := range r.strs {
 		if r.strs[i].is(s, h, t) {

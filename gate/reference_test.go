@@ -3,6 +3,7 @@ package gate
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -162,7 +163,8 @@ func referenceCheck(t testing.TB, jg *jsonGate, opts Options, u Unit) string {
 // rules share conditions, with either negation; some of up to 60 rules and
 // more conditions than a check remembers) and random units (present,
 // absent, mistyped and repeated attributes, versions that do not parse,
-// missing IDs), as well as on the benchmarks' gates.
+// missing IDs), as well as on the benchmarks' gates; and it calls the
+// application's restraints as often.
 func TestCheckMatchesReference(t *testing.T) {
 	conditions := []string{
 		`{"attr_in": {"attr": "country", "values": ["US", "CA", "MX"]}}`,
@@ -180,6 +182,7 @@ func TestCheckMatchesReference(t *testing.T) {
 		`{"population": {"salt": "beta", "percent": 50}}`,
 		`{"population": {"salt": "all", "percent": 100}}`,
 		`{"custom": {"name": "internal_network", "params": {"cidr": "10.0.0.0/8"}}}`,
+		`{"custom": {"name": "counted"}}`,
 	}
 	values := map[string][]Attr{
 		"country":                      {StringAttr("country", "US"), StringAttr("country", "FR"), StringAttr("country", "DE"), NumberAttr("country", 1)},
@@ -191,6 +194,13 @@ func TestCheckMatchesReference(t *testing.T) {
 		"app_version":                  {StringAttr("app_version", "2.4.1"), StringAttr("app_version", "2.3.0-beta"), StringAttr("app_version", "9.0.0-rc.1"), StringAttr("app_version", "v10.0.0"), StringAttr("app_version", "2.x"), BoolAttr("app_version", true)},
 		"os":                           {StringAttr("os", "1.0.0"), StringAttr("os", "1.0.0+b")},
 		"ip":                           {StringAttr("ip", "10.1.2.3"), StringAttr("ip", "192.0.2.1"), StringAttr("ip", "not an address")},
+	}
+	// counted is an application's restraint that counts its calls: Check
+	// calls the application's restraints exactly when the reference does.
+	calls := 0
+	opts := Options{Restraints: maps.Clone(testRestraints.Restraints)}
+	opts.Restraints["counted"] = func(map[string]string) (Restraint, error) {
+		return func(u Unit) (bool, error) { calls++; return len(u.ID)%2 == 0, nil }, nil
 	}
 	keys := slices.Sorted(func(yield func(string) bool) {
 		for k := range values {
@@ -230,7 +240,7 @@ func TestCheckMatchesReference(t *testing.T) {
 		gates = append(gates, `{"salt": "s", "rules": [`+strings.Join(rules, ",")+`]}`)
 	}
 	for _, src := range gates {
-		g, err := Compile([]byte(src), testRestraints)
+		g, err := Compile([]byte(src), opts)
 		if err != nil {
 			// Random rules may read one attribute as two types.
 			continue
@@ -256,8 +266,12 @@ func TestCheckMatchesReference(t *testing.T) {
 			units = append(units, u)
 		}
 		for _, u := range units {
-			if got, want := decision(g.Check(u)), referenceCheck(t, &jg, testRestraints, u); got != want {
-				t.Fatalf("gate %s\nunit %+v\n got %s\nwant %s", src, u, got, want)
+			calls = 0
+			got := decision(g.Check(u))
+			gotCalls := calls
+			calls = 0
+			if want := referenceCheck(t, &jg, opts, u); got != want || gotCalls != calls {
+				t.Fatalf("gate %s\nunit %+v\n got %s after %d calls of \"counted\"\nwant %s after %d", src, u, got, gotCalls, want, calls)
 			}
 		}
 	}
