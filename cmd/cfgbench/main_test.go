@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -34,6 +37,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"-j", "0"}, `-j: bad number "0"`},
 		{[]string{"-runs", "0"}, "-runs: got 0, want at least 1"},
 		{[]string{"extra"}, `unexpected arguments ["extra"]`},
+		{[]string{"-paper"}, "-paper: only with -process"},
 	}
 	for _, tt := range tests {
 		_, err := parseFlags(tt.args, new(bytes.Buffer))
@@ -48,5 +52,38 @@ func TestFirstDiff(t *testing.T) {
 	want := `line 2: typed "  \"a\": 1", baseline "  \"a\": 1.0"`
 	if got != want {
 		t.Errorf("got %s, want %s", got, want)
+	}
+}
+
+// TestMain lets the test binary stand for cfgbench when -process runs
+// cfgbench -generate (os.Executable) in a child process.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "-generate" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestProcess runs the process benchmark on a tiny repository with a cfg
+// built from this tree: a row per step, each with the CPU time and peak RSS
+// the child's rusage reports, and the command that reproduces it.
+func TestProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds cfg")
+	}
+	cfg := filepath.Join(t.TempDir(), "cfg")
+	if out, err := exec.Command("go", "build", "-o", cfg, "../cfg").CombinedOutput(); err != nil {
+		t.Fatalf("building cfg: %v\n%s", err, out)
+	}
+	var stdout, stderr bytes.Buffer
+	if err := run([]string{"-process", "-cfg", cfg, "-n", "40", "-runs", "1", "-dir", t.TempDir()}, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	for _, step := range []string{`cold compile +[0-9.]+ +[0-9.]+ +[1-9][0-9]* MB +100% +rm -rf \.cfg materialized_configs && cfg compile -q`,
+		`no-op compile .* MB .* cfg compile -q`, `module edit \([0-9]+ users\) .* MB .* source/lib/.*\.cinc && cfg compile -q`, `validate .* MB .* cfg validate -q`} {
+		if !regexp.MustCompile(`(?m)^40 +` + step + `$`).MatchString(stdout.String()) {
+			t.Errorf("no row matching %q in\n%s", step, stdout.String())
+		}
 	}
 }
