@@ -85,6 +85,9 @@ func main() {
 		}
 		return
 	}
+	if etcdMain() {
+		return
+	}
 	// Run the collector as the cfg command does (see cli.Main), for both
 	// engines alike, unless GOGC says otherwise.
 	if _, ok := os.LookupEnv("GOGC"); !ok {
@@ -116,6 +119,8 @@ type options struct {
 	examples   string
 	soak       bool
 	soakOpts   soakOptions
+	serve      bool
+	serveOpts  serveOptions
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -143,6 +148,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fl.IntVar(&o.soakOpts.slow, "slow", 200, "connections sending a body a byte a second, with -soak")
 	fl.IntVar(&o.soakOpts.size, "size", 5<<20, "bytes of the big config, with -soak")
 	fl.IntVar(&o.soakOpts.commits, "commits", 200, "commits with -soak")
+	fl.BoolVar(&o.serve, "serve", false, "compare cfg serve with an embedded etcd instead: RSS with watch streams, propagation to watchers (-n default 1000,20000)")
+	memory := fl.String("streams", "1000,5000", "with -serve, comma-separated numbers of watch streams to measure RSS with")
+	latency := fl.String("fanout", "1,100,1000", "with -serve, comma-separated numbers of watchers to measure propagation to")
+	fl.IntVar(&o.serveOpts.rounds, "changes", 100, "with -serve, changes per system, watcher count and run")
 	maxRSS := fl.Int("max-rss-mb", 300, "with -soak, fail unless the daemon's peak RSS stays under this many MB")
 	fl.DurationVar(&o.soakOpts.maxP99, "max-p99", 100*time.Millisecond, "with -soak, fail unless p99 propagation stays under this")
 	if err := fl.Parse(args); err != nil {
@@ -167,6 +176,27 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-runs: got %d, want at least 1", o.runs)
 	}
 	o.soakOpts.maxRSS = int64(*maxRSS) * 1e6
+	if o.serve {
+		so := &o.serveOpts
+		so.cfg, so.runs, so.seed, so.dir = o.soakOpts.cfg, o.runs, o.seed, o.dir
+		so.command = "scripts/bench.sh " + strings.Join(args, " ")
+		so.sizes = []int{1000, 20000}
+		fl.Visit(func(f *flag.Flag) {
+			if f.Name == "n" {
+				so.sizes = o.sizes
+			}
+		})
+		if so.memory, err = ints(*memory); err != nil {
+			return nil, fmt.Errorf("-streams: %w", err)
+		}
+		slices.Sort(so.memory)
+		if so.latency, err = ints(*latency); err != nil {
+			return nil, fmt.Errorf("-fanout: %w", err)
+		}
+		if so.rounds < 1 {
+			return nil, fmt.Errorf("-changes: got %d, want at least 1", so.rounds)
+		}
+	}
 	if so := o.soakOpts; so.watchers < 1 || so.stuck < 0 || so.stuck >= so.watchers || so.slow < 0 || so.size < 16 || so.commits < 1 {
 		return nil, fmt.Errorf("-soak: got %d watchers, %d never reading, %d slow, %d bytes, %d commits; want at least one reading watcher, a config of 16 bytes or more and one commit",
 			so.watchers, so.stuck, so.slow, so.size, so.commits)
@@ -267,6 +297,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if o.soak {
 		return soak(o.soakOpts, stdout, stderr)
+	}
+	if o.serve {
+		return serveBench(o.serveOpts, stdout, stderr)
 	}
 	if len(o.prop) > 0 {
 		return propagation(o.prop, o.rounds, o.examples, stdout, stderr)
