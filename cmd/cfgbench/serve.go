@@ -65,9 +65,9 @@ func hotData(r int) []byte {
 
 // serveRow is what one run measured of one system on one repository.
 type serveRow struct {
-	idle, peak int64            // RSS after the first publish (or load), and its peak then
-	rss        map[int]int64    // RSS with n watch streams open
-	peakAll    int64            // peak RSS over the run
+	idle, peak int64                 // RSS after the first publish (or load), and its peak then
+	rss        map[int]int64         // RSS with n watch streams open
+	peakAll    int64                 // peak RSS over the run
 	p50, p99   map[int]time.Duration // propagation to every watcher, by watchers
 }
 
@@ -107,7 +107,7 @@ func serveBench(o serveOptions, stdout, stderr io.Writer) error {
 		for run := range o.runs {
 			loads = append(loads, loadAvg())
 			fmt.Fprintf(stderr, "serve: %d configs, run %d/%d, load average %s\n", n, run+1, o.runs, loads[len(loads)-1])
-			c, e, err := serveRun(o, root, filepath.Join(dir, "run"), names, run, stderr)
+			c, e, err := serveRun(o, root, dir, names, run, stderr)
 			if err != nil {
 				return fmt.Errorf("%d configs, run %d: %w", n, run+1, err)
 			}
@@ -254,11 +254,9 @@ func gitCmd(dir string, args ...string) (string, error) {
 // started afresh, their RSS measured idle and with watch streams, then
 // the propagation of changes to watchers of the hot config measured,
 // alternating cfg and etcd change by change.
-func serveRun(o serveOptions, root, work string, names []string, run int, stderr io.Writer) (c, e serveRow, err error) {
-	if err := os.RemoveAll(work); err != nil {
-		return c, e, err
-	}
-	if err := os.MkdirAll(work, 0o755); err != nil {
+func serveRun(o serveOptions, root, dir string, names []string, run int, stderr io.Writer) (c, e serveRow, err error) {
+	work, err := os.MkdirTemp(dir, "run-")
+	if err != nil {
 		return c, e, err
 	}
 	defer os.RemoveAll(work)
@@ -297,8 +295,12 @@ func serveRun(o serveOptions, root, work string, names []string, run int, stderr
 	// RSS with watch streams, each of one config (the i-th), from a
 	// snapshot; cfg and etcd in turn, the first alternating run by run.
 	systems := []func() error{
-		func() error { return memoryWith(o.memory, cfgPid, c.rss, cfgWatchers(d.addr, names), stderr, "cfg serve") },
-		func() error { return memoryWith(o.memory, etcdPid, e.rss, etcdWatchers(et.addr, names), stderr, "etcd") },
+		func() error {
+			return memoryWith(o.memory, cfgPid, c.rss, cfgWatchers(d.addr, names), stderr, "cfg serve")
+		},
+		func() error {
+			return memoryWith(o.memory, etcdPid, e.rss, etcdWatchers(et.addr, names), stderr, "etcd")
+		},
 	}
 	if run%2 == 1 {
 		slices.Reverse(systems)
