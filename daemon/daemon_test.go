@@ -677,3 +677,31 @@ func TestRawJSONConfig(t *testing.T) {
 	r.commit("materialized_configs/.types.json", "", "materialized_configs/old.json", `{}`)
 	all.expect("update 5 old@5={}")
 }
+
+// TestTypesFollowTheRecord checks that every revision gives a compiled
+// config the type the record of its own commit holds, whether the commit
+// changed the record or not: the tailer reads the record again only when
+// its file changed.
+func TestTypesFollowTheRecord(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/.types.json", `{"a": "A"}`, "materialized_configs/a.json", `1`)
+	d := startDaemon(t, r.dir, t.TempDir())
+	all := d.watch("configs=a&from=0")
+	all.expect("update 1 a@1=1")
+	steps := []struct {
+		files    []string
+		event    string
+		wantType string
+	}{
+		{[]string{"materialized_configs/a.json", `2`}, "update 2 a@2=2", "A"},
+		{[]string{"materialized_configs/.types.json", `{"a": "B"}`, "materialized_configs/a.json", `3`}, "update 3 a@3=3", "B"},
+		{[]string{"materialized_configs/a.json", `4`}, "update 4 a@4=4", "B"},
+	}
+	for _, s := range steps {
+		r.commit(s.files...)
+		all.expect(s.event)
+		if _, _, h := d.do("GET", "/v1/configs/a", "", nil); h.Get("Cfg-Type") != s.wantType {
+			t.Errorf("after %s: Cfg-Type %q, want %q", s.event, h.Get("Cfg-Type"), s.wantType)
+		}
+	}
+}

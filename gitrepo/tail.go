@@ -152,15 +152,32 @@ func (h *History) CommitInfo(rev string) (Commit, error) {
 // root) in commit rev, sorted by path. Only regular and executable files
 // count; files whose name starts with a dot are left out.
 func (h *History) Files(rev, dir string) ([]File, error) {
-	c, err := h.r.commit(rev)
+	var out []File
+	err := h.WalkFiles(rev, dir, func(f File) error {
+		out = append(out, f)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
+	slices.SortFunc(out, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
+	return out, nil
+}
+
+// WalkFiles calls fn with each file Files returns, one at a time and in
+// the order of the commit's trees rather than by path, reading each
+// file's data just before: a caller that lets go of each file holds one
+// at a time, whatever the commit holds. It stops at the first error fn
+// returns and returns it.
+func (h *History) WalkFiles(rev, dir string, fn func(File) error) error {
+	c, err := h.r.commit(rev)
+	if err != nil {
+		return err
+	}
 	t, err := h.dirTree(c, dir)
 	if err != nil || t == nil {
-		return nil, err
+		return err
 	}
-	var out []File
 	// The tree is walked by hand: go-git's TreeWalker fails on names it
 	// would not write to a file system (a newline, say), and one such name
 	// committed with git must not stop the daemon; whoever reads the files
@@ -184,16 +201,14 @@ func (h *History) Files(rev, dir string) ([]File, error) {
 				if err != nil {
 					return fmt.Errorf("reading %s in %.12s: %w", path.Join(dir, name), c.Hash, err)
 				}
-				out = append(out, File{Path: path.Join(dir, name), Kind: Added, Data: data, Executable: e.Mode == filemode.Executable})
+				if err := fn(File{Path: path.Join(dir, name), Kind: Added, Data: data, Executable: e.Mode == filemode.Executable}); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	}
-	if err := walk(t, ""); err != nil {
-		return nil, err
-	}
-	slices.SortFunc(out, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
-	return out, nil
+	return walk(t, "")
 }
 
 // CommitChanges returns the files under dir (relative to the config
