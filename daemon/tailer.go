@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -188,37 +189,39 @@ func (d *Daemon) publishUpTo(ctx context.Context, head string) error {
 // state at head.
 func (d *Daemon) resync(ctx context.Context, latest store.Revision, head string) error {
 	d.log.Warn("branch rewritten: publishing the differences with its head", "branch", d.cfg.Branch, "published", latest.Commit, "head", head)
-	files, err := d.hist.Files(head, repo.MaterializedDir)
-	if err != nil {
-		return err
-	}
 	// What the store holds, by a hash of the data rather than the data.
 	type held struct {
 		compiled bool
 		sum      [sha256.Size]byte
 	}
 	current := map[string]held{}
-	_, err = d.store.Snapshot(ctx, store.All(), func(c store.ConfigVersion) error {
+	_, err := d.store.Snapshot(ctx, store.All(), func(c store.ConfigVersion) error {
 		current[c.Name] = held{c.Compiled, sha256.Sum256(c.Data)}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	// The head's files, read one at a time: only those that differ are
+	// kept.
 	var changes []gitrepo.File
 	atHead := map[string]bool{}
 	types := d.types(head)
-	for _, f := range files {
+	err = d.hist.WalkFiles(head, repo.MaterializedDir, func(f gitrepo.File) error {
 		name, compiled, ok := d.configName(ctx, f, types)
 		if !ok {
-			continue
+			return nil
 		}
 		atHead[name] = true
-		if c, ok := current[name]; ok && c.compiled == compiled && c.sum == sha256.Sum256(f.Data) {
-			continue
+		if c, ok := current[name]; !ok || c.compiled != compiled || c.sum != sha256.Sum256(f.Data) {
+			changes = append(changes, f)
 		}
-		changes = append(changes, f)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
+	slices.SortFunc(changes, func(a, b gitrepo.File) int { return strings.Compare(a.Path, b.Path) })
 	for _, name := range slices.Sorted(maps.Keys(current)) {
 		if !atHead[name] {
 			p := repo.MaterializedDir + "/" + name
