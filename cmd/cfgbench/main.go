@@ -19,6 +19,8 @@
 //	         [-cpuprofile FILE]
 //	cfgbench -soak [-cfg cfg] [-watchers 5000] [-stuck 100] [-slow 200]
 //	         [-size 5242880] [-commits 200] [-max-rss-mb 300] [-max-p99 100ms]
+//	cfgbench -serve [-cfg cfg] [-n 1000,20000] [-runs 5] [-streams 1000,5000]
+//	         [-fanout 1,100,1000] [-changes 100] [-dir DIR]
 //
 // -incremental adds a second table: for each N, with the most workers, the
 // median of a cold compile, a no-op compile and a compile after an edit to
@@ -48,6 +50,25 @@
 // every revision in order, the peak RSS stays under -max-rss-mb (300) and
 // p99 under -max-p99 (100 ms). scripts/bench.sh -soak runs it with the cfg
 // it builds.
+//
+// -serve compares the distribution daemon with an embedded etcd v3.7.3
+// (go.etcd.io/etcd/server/v3/embed) holding the same configs, each in a
+// process of its own (etcd in cfgbench itself, started again as a child),
+// on synthetic repositories of -n configs (1,000 and 20,000 unless -n is
+// given; generated, compiled and committed with git once, and kept in
+// -dir if given). Each run starts both afresh: cfg serve publishes the
+// repository as its first revision, and etcd gets every config under
+// /configs/NAME in transactions of up to 8 MB. It records each one's RSS
+// once settled (no lower for 2 s), then with -streams watch streams, each
+// of one config and its own connection (etcd: a client each, a get and a
+// watch from the revision after it). Then, for each -fanout number of
+// watchers of one raw config of 1 KB, it makes -changes changes with each
+// system, alternating: cfg's from the moment the tailed branch moves (as
+// git update-ref moves it; the commit is made before, not timed), etcd's
+// from the put, each until every watcher has it. It prints one table: the
+// medians over -runs runs of the RSS and of each run's p50 and p99, with
+// the load average at the start of each run and the command that
+// reproduces it. scripts/bench.sh -serve runs it with the cfg it builds.
 //
 // It is a development tool; scripts/bench.sh builds and runs it.
 package main
