@@ -166,8 +166,9 @@ type run struct {
 	baseline [][]float64 // per bake check, the fleet's values before the change
 
 	mu       sync.Mutex
-	leased   bool  // the override exists and its lease is kept
-	leaseErr error // why the lease was lost
+	leased   bool      // the override exists and its lease is kept
+	renewed  time.Time // when the daemon last confirmed the lease
+	leaseErr error     // why the lease was lost
 	lost     context.CancelCauseFunc
 }
 
@@ -422,7 +423,7 @@ func (r *run) push(ctx context.Context, hosts []string) error {
 		return err
 	}
 	r.mu.Lock()
-	r.leased = true
+	r.leased, r.renewed = true, r.now()
 	r.mu.Unlock()
 	if r.firstPut.IsZero() {
 		r.firstPut = r.now()
@@ -454,45 +455,69 @@ func (r *run) leaseLost() error {
 // holds it, until ctx is done; losing the lease cancels the phases with
 // the reason. It runs from the start of the run to its end, so that the
 // lease is kept through every phase boundary and through landing.
+//
+// A renewal has a third of the lease to answer (a request's time, on the
+// real clock); one that fails or does not answer in time is tried again
+// soon, on a new request, until the lease must have run out since the
+// daemon last confirmed it. So a stuck connection or a slow daemon costs
+// a retry, not the lease.
 func (r *run) keepLease(ctx context.Context) {
-	every := max(r.o.Spec.Lease()/3, 100*time.Millisecond)
+	lease := r.o.Spec.Lease()
+	every := max(lease/3, 100*time.Millisecond)
+	retry := max(every/4, 100*time.Millisecond)
 	t := r.clock.NewTimer(every)
 	defer t.Stop()
-	failures := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.Chan():
 		}
+		next := every
 		r.mu.Lock()
 		held := r.leased
 		r.mu.Unlock()
 		if held {
-			err := r.o.Daemon.RenewOverride(ctx, r.o.ID)
-			r.mu.Lock()
-			switch {
-			case err == nil:
-				failures = 0
-			case ctx.Err() != nil || !r.leased:
-				// Stopped, or removed on purpose meanwhile.
-			case errors.Is(err, ErrNotFound):
-				r.leased, r.leaseErr = false, fmt.Errorf("the override's lease ran out on the daemon: %w", err)
-			default:
-				// A daemon that does not answer may still hold the lease;
-				// give up when it must have run out.
-				if failures++; failures >= 3 {
-					r.leased, r.leaseErr = false, fmt.Errorf("could not renew the override's lease: %w", err)
-				}
+			attempt, cancel := context.WithTimeout(ctx, every)
+			err := r.o.Daemon.RenewOverride(attempt, r.o.ID)
+			if errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("the daemon did not answer in %s", every)
 			}
-			lostErr := r.leaseErr
-			r.mu.Unlock()
-			if lostErr != nil {
-				r.lost(lostErr)
+			cancel()
+			if r.renewalDone(ctx, err, lease) {
+				next = retry
 			}
 		}
-		t.Reset(every)
+		t.Reset(next)
 	}
+}
+
+// renewalDone records how a renewal of the lease ended, losing the lease
+// when the daemon says it ran out or has not confirmed it for as long as
+// it lasts; it reports whether to try again soon.
+func (r *run) renewalDone(ctx context.Context, err error, lease time.Duration) (again bool) {
+	now := r.now()
+	r.mu.Lock()
+	switch {
+	case err == nil:
+		r.renewed = now
+	case ctx.Err() != nil || !r.leased:
+		// Stopped, or removed on purpose meanwhile.
+	case errors.Is(err, ErrNotFound):
+		r.leased, r.leaseErr = false, fmt.Errorf("the override's lease ran out on the daemon: %w", err)
+	case now.Sub(r.renewed) >= lease:
+		// A daemon that does not answer may still hold the lease until
+		// then, but not after.
+		r.leased, r.leaseErr = false, fmt.Errorf("could not renew the override's lease in %s: %w", lease, err)
+	default:
+		again = true
+	}
+	lostErr := r.leaseErr
+	r.mu.Unlock()
+	if lostErr != nil {
+		r.lost(lostErr)
+	}
+	return again
 }
 
 // stage is what observe judges: a phase, or the bake.

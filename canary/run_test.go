@@ -183,14 +183,19 @@ func TestRunServesContinuously(t *testing.T) {
 		name    string
 		health  health
 		outcome Outcome
+		stuck   func(n int) bool
 	}{
-		{"good change lands", never, Landed},
-		{"bad change rolls back", bad(func(v hostView) bool { return v.running > 9*time.Second }), RolledBack},
+		{"good change lands", never, Landed, nil},
+		{"bad change rolls back", bad(func(v hostView) bool { return v.running > 9*time.Second }), RolledBack, nil},
+		// A renewal that never answers is given up after a third of the
+		// lease and tried again in time.
+		{"every other renewal stuck", never, Landed, func(n int) bool { return n%2 == 1 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := newSim(t, 6)
 			f.publishLag = 5 * time.Second
+			f.renewStuck = tc.stuck
 			spec := simSpec(1, 3,
 				phase("two", Targets{Count: ptr(2)}, 9, absCheck("c", "errors", 0.5, 2, "WAIT")),
 				phase("half", Targets{Percent: ptr(50.0)}, 9, absCheck("c", "errors", 0.5, 2, "WAIT")))
@@ -479,15 +484,28 @@ func TestRunBakeWithoutBaseline(t *testing.T) {
 	}
 }
 
-// A run that loses its lease fails, and what it pushed is removed.
+// A run that loses its lease fails, and what it pushed is removed: when
+// the daemon says the lease ran out, and when it does not answer for as
+// long as the lease.
 func TestRunLeaseLost(t *testing.T) {
-	f := newSim(t, 4)
-	f.renewLost = true
-	rep, err := f.run(context.Background(), simSpec(1, 3, phase("two", Targets{Count: ptr(2)}, 30, absCheck("c", "errors", 0.5, 0, "WAIT"))), never)
-	if err == nil || !strings.HasPrefix(err.Error(), "the override's lease ran out on the daemon: not found") || rep.Outcome != Failed {
-		t.Errorf("%v; outcome %q (%s)", err, rep.Outcome, rep.Reason)
+	for _, tc := range []struct {
+		name string
+		set  func(f *simFleet)
+		want string
+	}{
+		{"lease ran out", func(f *simFleet) { f.renewLost = true }, "the override's lease ran out on the daemon: not found"},
+		{"daemon silent", func(f *simFleet) { f.renewStuck = func(n int) bool { return n > 2 } }, "could not renew the override's lease in 3s: the daemon did not answer in 1s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newSim(t, 4)
+			tc.set(f)
+			rep, err := f.run(context.Background(), simSpec(1, 3, phase("two", Targets{Count: ptr(2)}, 30, absCheck("c", "errors", 0.5, 0, "WAIT"))), never)
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) || rep.Outcome != Failed {
+				t.Errorf("%v; outcome %q (%s), want failed: %s", err, rep.Outcome, rep.Reason, tc.want)
+			}
+			f.checkServing(t, rep)
+		})
 	}
-	f.checkServing(t, rep)
 }
 
 // The report's evaluations are bounded: the oldest of the longest phases

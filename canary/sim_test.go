@@ -110,6 +110,10 @@ type simFleet struct {
 	queue     []delivery
 	deleted   time.Time // when an override was last deleted
 	renewLost bool      // renewals answer 404
+	// renewStuck says which renewals (counted from 1) never answer: they
+	// wait until their deadline, on the simulated clock.
+	renewStuck func(n int) bool
+	renewals   int
 	// From hostsDown for hostsDownFor, GET /v1/hosts fails.
 	hostsDown    time.Time
 	hostsDownFor time.Duration
@@ -279,7 +283,27 @@ func (f *simFleet) PutOverride(_ context.Context, o wire.Override) (wire.Overrid
 	return o, nil
 }
 
-func (f *simFleet) RenewOverride(_ context.Context, id string) error {
+func (f *simFleet) RenewOverride(ctx context.Context, id string) error {
+	f.mu.Lock()
+	f.renewals++
+	stuck := f.renewStuck != nil && f.renewStuck(f.renewals)
+	f.mu.Unlock()
+	if stuck {
+		// The daemon does not answer: the request waits until the
+		// caller gives up, in simulated time.
+		deadline, ok := ctx.Deadline()
+		if !ok {
+			f.t.Error("a renewal without a deadline")
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		select {
+		case <-f.clock.After(time.Until(deadline)):
+			return fmt.Errorf("renewing %q: %w", id, context.DeadlineExceeded)
+		case <-ctx.Done():
+			return fmt.Errorf("renewing %q: %w", id, ctx.Err())
+		}
+	}
 	now := f.lock()
 	defer f.mu.Unlock()
 	o, ok := f.overrides[id]

@@ -280,12 +280,12 @@ var exportBuiltin = starlark.NewBuiltin("export", func(thread *starlark.Thread, 
 
 // run executes a config program and returns its exported value.
 func (c *Compiler) run(p string, j *job) (*Struct, syntax.Position, diag.List) {
-	if d := c.checkCycles(p); d != nil {
-		return nil, syntax.Position{}, diag.List{d}
-	}
 	pf, err := c.parse(p)
 	if err != nil {
 		return nil, syntax.Position{}, c.diagnose(err)
+	}
+	if d := c.checkCycles(p, pf); d != nil {
+		return nil, syntax.Position{}, diag.List{d}
 	}
 	predeclared := starlark.StringDict{"export": exportBuiltin}
 	prog, err := starlark.FileProgram(pf.f, predeclared.Has)
@@ -469,19 +469,28 @@ type loadRef struct {
 
 var fileOptions = &syntax.FileOptions{Set: true}
 
+// parse parses a Starlark file. Modules and validator files are parsed
+// once and kept for the run; a config is parsed anew at each call and its
+// tree is not kept, so that a compile holds the trees of the configs being
+// compiled, not those of the whole repository.
 func (c *Compiler) parse(p string) (*parsedFile, error) {
-	return c.parsed.get(p, func() (*parsedFile, error) {
+	read := func() (*parsedFile, error) {
 		src, err := fs.ReadFile(c.fsys, p)
 		if err != nil {
 			return nil, err
 		}
 		return parseSource(p, src)
-	})
+	}
+	if repo.Classify(p) == repo.Config {
+		return read()
+	}
+	return c.parsed.get(p, read)
 }
 
-// checkCycles reports a load cycle reachable from p, read statically from
-// load statements, so that no program runs into one.
-func (c *Compiler) checkCycles(p string) *diag.Diagnostic {
+// checkCycles reports a load cycle reachable from p, parsed as pf, read
+// statically from load statements, so that no program runs into one.
+func (c *Compiler) checkCycles(p string, pf *parsedFile) *diag.Diagnostic {
+	root := pf
 	var stack []string
 	onStack := map[string]bool{}
 	var visit func(p string) *diag.Diagnostic
@@ -489,9 +498,12 @@ func (c *Compiler) checkCycles(p string) *diag.Diagnostic {
 		if _, ok := c.acyclic.Load(p); ok {
 			return nil
 		}
-		pf, err := c.parse(p)
-		if err != nil {
-			return nil // reported when the file is loaded
+		pf := root
+		if len(stack) > 0 {
+			var err error
+			if pf, err = c.parse(p); err != nil {
+				return nil // reported when the file is loaded
+			}
 		}
 		stack = append(stack, p)
 		onStack[p] = true
@@ -517,7 +529,9 @@ func (c *Compiler) checkCycles(p string) *diag.Diagnostic {
 		}
 		stack = stack[:len(stack)-1]
 		onStack[p] = false
-		c.acyclic.Store(p, struct{}{})
+		if len(stack) > 0 { // a module; a config is visited once
+			c.acyclic.Store(p, struct{}{})
+		}
 		return nil
 	}
 	return visit(p)

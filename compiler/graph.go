@@ -86,7 +86,12 @@ func (c *Compiler) directDeps(p string, src []byte) []string {
 	var out []string
 	switch repo.Classify(p) {
 	case repo.Config, repo.Module, repo.Validator:
-		pf, err := c.parsed.get(p, func() (*parsedFile, error) { return parseSource(p, src) })
+		parse := func() (*parsedFile, error) { return parseSource(p, src) }
+		pf, err := parse()
+		if repo.Classify(p) != repo.Config {
+			// Kept for the compile; a config's tree is not (see parse).
+			pf, err = c.parsed.get(p, parse)
+		}
 		if err != nil {
 			return nil
 		}

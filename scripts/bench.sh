@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # bench.sh builds cmd/cfgbench and cmd/cfg and runs cfgbench: by default the
 # table comparing the cfg compiler with the untyped baseline on synthetic
-# repositories; with -soak, the soak benchmark of the distribution daemon;
-# with -serve, the daemon against an embedded etcd holding the same configs.
+# repositories; with -process, the time, CPU time and peak RSS of the cfg
+# command compiling and validating; with -soak, the soak benchmark of the
+# distribution daemon; with -serve, the daemon against an embedded etcd
+# holding the same configs.
 #
 #   scripts/bench.sh                      # N=1000,10000, 5 runs, -j 1 and all CPUs
 #   scripts/bench.sh -n 1000 -runs 3      # flags are passed to cfgbench
 #   scripts/bench.sh -cpuprofile cpu.out  # then: go tool pprof cpu.out
+#   scripts/bench.sh -process -runs 3     # cfg compile and validate, N=20000
+#   scripts/bench.sh -process -paper      # and N=100000 (takes long)
 #   scripts/bench.sh -soak                # 5,000 watch streams against cfg serve
 #   scripts/bench.sh -serve -runs 3       # cfg serve against etcd: RSS and propagation
 #

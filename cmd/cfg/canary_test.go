@@ -389,6 +389,18 @@ func gitShow(t *testing.T, repo, commit, path string) string {
 // a spec whose phases last three leases: every host serves the candidate
 // without a gap from when it first gets it until the rollback or the
 // landing, and the landing commit holds exactly the bytes canaried.
+// skipUnderRace skips a canary process test under the race detector. Their
+// length is set by the phases' wall-clock time, which the race detector
+// does not shorten; the code they run (the canary's controller, the daemon,
+// the agent) runs under the race detector in those packages' tests and in
+// TestCanaryDemo, here, which takes the whole path from push to landing.
+func skipUnderRace(t *testing.T) {
+	t.Helper()
+	if raceEnabled {
+		t.Skip("a wall-clock canary process test; TestCanaryDemo covers the path under the race detector")
+	}
+}
+
 func TestCanaryDemo(t *testing.T) {
 	f := startFleet(t)
 	before := f.running(t)
@@ -500,6 +512,7 @@ func TestCanaryDemo(t *testing.T) {
 // back; one whose failure shows only once it has landed is reverted by
 // the bake, and is not canaried again unless asked.
 func TestCanaryLateFailure(t *testing.T) {
+	skipUnderRace(t)
 	f := startFleet(t)
 	head := headCommit(t, f.repo)
 	old := gitShow(t, f.repo, head, "materialized_configs/demo/service.json")
@@ -617,6 +630,7 @@ func TestCanaryLateFailure(t *testing.T) {
 // serves the committed config again, and cfg canary says the branch moved
 // and exits 1.
 func TestCanaryBranchMoved(t *testing.T) {
+	skipUnderRace(t)
 	f := startFleet(t)
 	before := f.running(t)
 	head := headCommit(t, f.repo)
@@ -653,6 +667,7 @@ func TestCanaryBranchMoved(t *testing.T) {
 // Killing cfg canary mid-phase leaves the override to its lease: the
 // daemon drops it and the hosts revert.
 func TestCanaryKilled(t *testing.T) {
+	skipUnderRace(t)
 	f := startFleet(t)
 	before := f.running(t)
 	f.apply(t, "good")

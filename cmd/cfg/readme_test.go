@@ -23,6 +23,8 @@ import (
 
 	"github.com/rogpeppe/go-internal/txtar"
 	"github.com/spf13/cobra"
+	"mvdan.cc/sh/v3/expand"
+	"mvdan.cc/sh/v3/syntax"
 
 	"github.com/cfg-dev/cfg/cmd/cfg/internal/cli"
 	"github.com/cfg-dev/cfg/repo"
@@ -346,7 +348,6 @@ func checkGoAPI(t *testing.T, b block) {
 // it).
 func checkScript(t *testing.T, b block) {
 	root := cli.NewRootCmd(&cli.Factory{IO: &cli.IOStreams{}, Getwd: os.Getwd})
-	text := strings.ReplaceAll(b.text, "\\\n", " ")
 	exists := func(p string) bool {
 		for _, dir := range []string{moduleRoot, filepath.Join(moduleRoot, b.args[0])} {
 			if _, err := os.Stat(filepath.Join(dir, p)); err == nil {
@@ -356,26 +357,21 @@ func checkScript(t *testing.T, b block) {
 		return false
 	}
 	cfgs := 0
-	for _, line := range strings.Split(text, "\n") {
-		for _, part := range regexp.MustCompile(`&&|;|\||&`).Split(stripComment(line), -1) {
-			words := strings.Fields(part)
-			for len(words) > 0 && (words[0] == "do" || words[0] == "then") {
-				words = words[1:]
+	for _, words := range shellCommands(t, b.text) {
+		line := strings.Join(words, " ")
+		switch {
+		case len(words) == 0:
+		case words[0] == "cfg":
+			cfgs++
+			checkCfgCommand(t, root, words[1:])
+		case words[0] == "go" && len(words) > 1 && words[1] == "build":
+			if pkg := words[len(words)-1]; !exists(pkg) {
+				t.Errorf("%q: no package %s", line, pkg)
 			}
-			switch {
-			case len(words) == 0:
-			case words[0] == "cfg":
-				cfgs++
-				checkCfgCommand(t, root, words[1:])
-			case words[0] == "go" && len(words) > 1 && words[1] == "build":
-				if pkg := words[len(words)-1]; !exists(pkg) {
-					t.Errorf("%q: no package %s", line, pkg)
-				}
-			case words[0] == "cp":
-				for _, src := range words[1 : len(words)-1] {
-					if !strings.HasPrefix(src, "-") && !exists(src) {
-						t.Errorf("%q: no file %s", line, src)
-					}
+		case words[0] == "cp":
+			for _, src := range words[1 : len(words)-1] {
+				if !strings.HasPrefix(src, "-") && !exists(src) {
+					t.Errorf("%q: no file %s", line, src)
 				}
 			}
 		}
@@ -523,30 +519,12 @@ func runTranscript(t *testing.T, dir, text string) {
 	for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
 		if c, ok := strings.CutPrefix(l, "$ "); ok {
 			flush()
-			cmd, want = stripComment(c), ""
+			cmd, want = c, ""
 			continue
 		}
 		want += l + "\n"
 	}
 	flush()
-}
-
-// stripComment removes a shell comment (" # ...") from a line outside
-// quotes.
-func stripComment(line string) string {
-	var quote rune
-	for i, r := range line {
-		switch {
-		case quote != 0 && r == quote:
-			quote = 0
-		case quote != 0:
-		case r == '\'' || r == '"':
-			quote = r
-		case r == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t'):
-			return strings.TrimRight(line[:i], " \t")
-		}
-	}
-	return strings.TrimRight(line, " \t")
 }
 
 // checkGitWorkflow runs the git workflow's transcript in a git repository
@@ -579,9 +557,8 @@ func checkGitWorkflow(t *testing.T, b block) {
 // file that exists (in the directory the marker names).
 func checkCommands(t *testing.T, b block) {
 	root := cli.NewRootCmd(&cli.Factory{IO: &cli.IOStreams{}, Getwd: os.Getwd})
-	text := strings.ReplaceAll(b.text, "\\\n", " ")
-	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
-		words := strings.Fields(stripComment(line))
+	for _, words := range shellCommands(t, b.text) {
+		line := strings.Join(words, " ")
 		switch words[0] {
 		case "cfg":
 			checkCfgCommand(t, root, words[1:])
@@ -674,13 +651,9 @@ var walkthroughPorts = strings.NewReplacer("7480", "$DAEMON_PORT", "7481", "$AGE
 func checkWalkthrough(t *testing.T, blocks []block, outputs map[string]string) {
 	var readme [][]string
 	for _, b := range blocks {
-		for _, line := range strings.Split(strings.TrimSpace(b.text), "\n") {
-			line = strings.TrimSuffix(strings.TrimSpace(stripComment(line)), " &")
-			for _, cmd := range strings.Split(line, " && ") {
-				if slices.Contains(setupOnly, cmd) {
-					continue
-				}
-				readme = append(readme, shellWords(walkthroughPorts.Replace(cmd)))
+		for _, words := range shellCommands(t, walkthroughPorts.Replace(b.text)) {
+			if !slices.Contains(setupOnly, strings.Join(words, " ")) {
+				readme = append(readme, words)
 			}
 		}
 	}
@@ -696,9 +669,9 @@ func checkWalkthrough(t *testing.T, blocks []block, outputs map[string]string) {
 			if sh, ok := strings.CutPrefix(c, "sh -c "); ok {
 				c = strings.Trim(sh, "'")
 			}
-			script = append(script, shellWords(c))
+			script = append(script, shellCommands(t, c)...)
 		} else if strings.HasPrefix(line, "cd ") {
-			script = append(script, shellWords(line))
+			script = append(script, shellCommands(t, line)...)
 		}
 	}
 	if !slices.EqualFunc(readme, script, slices.Equal[[]string]) {
@@ -729,35 +702,44 @@ func show(cmds [][]string) string {
 	return b.String()
 }
 
-// shellWords splits a command line into words as the shell does for these
-// commands: at spaces, with single and double quotes; > is a word.
-func shellWords(s string) []string {
-	var words []string
-	var w strings.Builder
-	in, quote := false, rune(0)
-	for _, r := range s {
-		switch {
-		case quote != 0 && r == quote:
-			quote = 0
-		case quote != 0:
-			w.WriteRune(r)
-		case r == '\'' || r == '"':
-			quote, in = r, true
-		case r == ' ' || r == '\t':
-			if in {
-				words = append(words, w.String())
-				w.Reset()
-				in = false
-			}
-		default:
-			w.WriteRune(r)
-			in = true
+// shellCommands parses a shell script and returns its simple commands in
+// order, each as its words with its redirections ("> file") at the end,
+// quotes removed and variables left as they are written.
+func shellCommands(t testing.TB, script string) [][]string {
+	t.Helper()
+	f, err := syntax.NewParser().Parse(strings.NewReader(script), "")
+	if err != nil {
+		t.Fatalf("parsing %q: %v", script, err)
+	}
+	cfg := &expand.Config{Env: expand.FuncEnviron(func(name string) string { return "$" + name })}
+	literal := func(w *syntax.Word) string {
+		s, err := expand.Literal(cfg, w)
+		if err != nil {
+			t.Fatalf("expanding a word of %q: %v", script, err)
 		}
+		return s
 	}
-	if in {
-		words = append(words, w.String())
-	}
-	return words
+	var cmds [][]string
+	syntax.Walk(f, func(n syntax.Node) bool {
+		st, ok := n.(*syntax.Stmt)
+		if !ok {
+			return true
+		}
+		call, ok := st.Cmd.(*syntax.CallExpr)
+		if !ok {
+			return true
+		}
+		var words []string
+		for _, w := range call.Args {
+			words = append(words, literal(w))
+		}
+		for _, r := range st.Redirs {
+			words = append(words, r.Op.String(), literal(r.Word))
+		}
+		cmds = append(cmds, words)
+		return false
+	})
+	return cmds
 }
 
 // The canary demo of examples/README.md, run as it is.

@@ -35,7 +35,7 @@
 // largest N with the most workers.
 //
 // Both engines run with the garbage collector set as the cfg command sets it
-// (GOGC=400) unless GOGC is set.
+// (internal/gcpolicy) unless GOGC and GOMEMLIMIT are set.
 //
 // -soak runs the soak benchmark of the distribution daemon instead: cfg
 // serve (-cfg names the command) in a process of its own, on a repository
@@ -84,7 +84,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -94,6 +93,7 @@ import (
 
 	"github.com/cfg-dev/cfg/compiler"
 	"github.com/cfg-dev/cfg/internal/baseline"
+	"github.com/cfg-dev/cfg/internal/gcpolicy"
 	"github.com/cfg-dev/cfg/internal/synth"
 	"github.com/cfg-dev/cfg/repo"
 )
@@ -109,11 +109,9 @@ func main() {
 	if etcdMain() {
 		return
 	}
-	// Run the collector as the cfg command does (see cli.Main), for both
-	// engines alike, unless GOGC says otherwise.
-	if _, ok := os.LookupEnv("GOGC"); !ok {
-		debug.SetGCPercent(400)
-	}
+	// Run the collector as the cfg command does, for both engines alike,
+	// unless GOGC and GOMEMLIMIT say otherwise.
+	gcpolicy.Compile(compiler.DefaultMaxMemory)
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "cfgbench:", err)
 		if errors.Is(err, flag.ErrHelp) {
@@ -138,6 +136,8 @@ type options struct {
 	prop       []int
 	rounds     int
 	examples   string
+	process    bool
+	generate   string
 	soak       bool
 	soakOpts   soakOptions
 	serve      bool
@@ -162,8 +162,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fl.IntVar(&o.rounds, "rounds", 20, "commits per subscriber count with -propagation")
 	fl.StringVar(&o.examples, "example", "examples/jobs", "the config repository -propagation commits to (copied)")
 	fl.BoolVar(&o.incr, "incremental", false, "also time incremental compiles: a no-op and a change to a module used by about 100 configs")
+	fl.BoolVar(&o.process, "process", false, "measure the cfg command (-cfg) as a child process instead: cold, no-op and incremental compiles and cfg validate; time, CPU and peak RSS (default -n 20000)")
+	fl.StringVar(&o.generate, "generate", "", "only generate a repository of the first -n configs in `dir` and print the module -process edits and its users")
+	paper := fl.Bool("paper", false, fmt.Sprintf("with -process, also measure %d configs (takes long)", PaperConfigs))
 	fl.BoolVar(&o.soak, "soak", false, "run the soak benchmark of the daemon instead (cfg serve in a process of its own)")
-	fl.StringVar(&o.soakOpts.cfg, "cfg", "cfg", "the cfg command that -soak runs the daemon with")
+	fl.StringVar(&o.soakOpts.cfg, "cfg", "cfg", "the cfg command that -soak runs the daemon with and -process measures")
 	fl.IntVar(&o.soakOpts.watchers, "watchers", 5000, "watch streams with -soak")
 	fl.IntVar(&o.soakOpts.stuck, "stuck", 100, "of the watch streams, how many never read, with -soak")
 	fl.IntVar(&o.soakOpts.slow, "slow", 200, "connections sending a body a byte a second, with -soak")
@@ -178,6 +181,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if err := fl.Parse(args); err != nil {
 		return nil, err
 	}
+	nSet := false
+	fl.Visit(func(f *flag.Flag) { nSet = nSet || f.Name == "n" })
+	if o.process && !nSet {
+		*sizes = "20000"
+	}
 	if fl.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fl.Args())
 	}
@@ -191,6 +199,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if *prop != "" {
 		if o.prop, err = ints(*prop); err != nil {
 			return nil, fmt.Errorf("-propagation: %w", err)
+		}
+	}
+	if *paper {
+		if !o.process {
+			return nil, errors.New("-paper: only with -process")
+		}
+		if !slices.Contains(o.sizes, PaperConfigs) {
+			o.sizes = append(o.sizes, PaperConfigs)
 		}
 	}
 	if o.runs < 1 {
@@ -324,6 +340,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if len(o.prop) > 0 {
 		return propagation(o.prop, o.rounds, o.examples, stdout, stderr)
+	}
+	if o.generate != "" {
+		return generate(o.generate, o, stdout)
+	}
+	if o.process {
+		return process(o, stdout, stderr)
 	}
 	dir := o.dir
 	if dir == "" {

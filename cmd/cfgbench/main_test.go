@@ -11,9 +11,14 @@ import (
 	"testing"
 )
 
-// TestMain lets the test binary be the etcd server of -serve, which
-// starts the running executable again as one.
+// TestMain lets the test binary stand for cfgbench when a benchmark starts
+// the running executable again: as cfgbench -generate (-process) and as
+// the etcd server (-serve).
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "-generate" {
+		main()
+		os.Exit(0)
+	}
 	if etcdMain() {
 		return
 	}
@@ -50,6 +55,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"-serve", "-streams", "1000,0"}, `-streams: bad number "0"`},
 		{[]string{"-serve", "-fanout", "x"}, `-fanout: bad number "x"`},
 		{[]string{"-serve", "-changes", "0"}, "-changes: got 0, want at least 1"},
+		{[]string{"-paper"}, "-paper: only with -process"},
 	}
 	for _, tt := range tests {
 		_, err := parseFlags(tt.args, new(bytes.Buffer))
@@ -116,5 +122,28 @@ func TestServe(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "command: scripts/bench.sh -serve -cfg ") {
 		t.Errorf("no command in\n%s", stdout.String())
+	}
+}
+
+// TestProcess runs the process benchmark on a tiny repository with a cfg
+// built from this tree: a row per step, each with the CPU time and peak RSS
+// the child's rusage reports, and the command that reproduces it.
+func TestProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds cfg")
+	}
+	cfg := filepath.Join(t.TempDir(), "cfg")
+	if out, err := exec.Command("go", "build", "-o", cfg, "../cfg").CombinedOutput(); err != nil {
+		t.Fatalf("building cfg: %v\n%s", err, out)
+	}
+	var stdout, stderr bytes.Buffer
+	if err := run([]string{"-process", "-cfg", cfg, "-n", "40", "-runs", "1", "-dir", t.TempDir()}, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	for _, step := range []string{`cold compile +[0-9.]+ +[0-9.]+ +[1-9][0-9]* MB +100% +rm -rf \.cfg materialized_configs && cfg compile -q`,
+		`no-op compile .* MB .* cfg compile -q`, `module edit \([0-9]+ users\) .* MB .* source/lib/.*\.cinc && cfg compile -q`, `validate .* MB .* cfg validate -q`} {
+		if !regexp.MustCompile(`(?m)^40 +` + step + `$`).MatchString(stdout.String()) {
+			t.Errorf("no row matching %q in\n%s", step, stdout.String())
+		}
 	}
 }

@@ -134,10 +134,10 @@ func serveBench(o serveOptions, stdout, stderr io.Writer) error {
 			rows := results[serveKey{n, system}]
 			name := map[string]string{"cfg": "cfg serve", "etcd": "etcd 3.7.3"}[system]
 			line := fmt.Sprintf("%d\t%.0f\t%s\t%.0f\t%.0f\t", n, float64(sizes[n])/1e6, name,
-				mb(medianOf(rows, func(r serveRow) int64 { return r.idle })),
-				mb(medianOf(rows, func(r serveRow) int64 { return r.peakAll })))
+				megabytes(medianOf(rows, func(r serveRow) int64 { return r.idle })),
+				megabytes(medianOf(rows, func(r serveRow) int64 { return r.peakAll })))
 			for _, w := range o.memory {
-				line += fmt.Sprintf("%.0f\t", mb(medianOf(rows, func(r serveRow) int64 { return r.rss[w] })))
+				line += fmt.Sprintf("%.0f\t", megabytes(medianOf(rows, func(r serveRow) int64 { return r.rss[w] })))
 			}
 			for _, w := range o.latency {
 				p50 := medianOf(rows, func(r serveRow) int64 { return int64(r.p50[w]) })
@@ -150,7 +150,8 @@ func serveBench(o serveOptions, stdout, stderr io.Writer) error {
 	return tw.Flush()
 }
 
-func mb(b int64) float64 { return float64(b) / 1e6 }
+// megabytes returns b in MB.
+func megabytes(b int64) float64 { return float64(b) / 1e6 }
 
 // thousands writes n with a comma between thousands.
 func thousands(n int) string {
@@ -274,7 +275,7 @@ func serveRun(o serveOptions, root, dir string, names []string, run int, stderr 
 	if c.idle, c.peak, err = settledRSS(cfgPid); err != nil {
 		return c, e, err
 	}
-	fmt.Fprintf(stderr, "serve: cfg serve published; RSS %.0f MB, peak %.0f MB\n", mb(c.idle), mb(c.peak))
+	fmt.Fprintf(stderr, "serve: cfg serve published; RSS %.0f MB, peak %.0f MB\n", megabytes(c.idle), megabytes(c.peak))
 
 	// etcd, loaded with the same configs.
 	et, err := startEtcd(filepath.Join(work, "etcd-data"), filepath.Join(work, "etcd.log"))
@@ -290,7 +291,7 @@ func serveRun(o serveOptions, root, dir string, names []string, run int, stderr 
 	if e.idle, e.peak, err = settledRSS(etcdPid); err != nil {
 		return c, e, err
 	}
-	fmt.Fprintf(stderr, "serve: etcd loaded; RSS %.0f MB, peak %.0f MB\n", mb(e.idle), mb(e.peak))
+	fmt.Fprintf(stderr, "serve: etcd loaded; RSS %.0f MB, peak %.0f MB\n", megabytes(e.idle), megabytes(e.peak))
 
 	// RSS with watch streams, each of one config (the i-th), from a
 	// snapshot; cfg and etcd in turn, the first alternating run by run.
@@ -435,7 +436,7 @@ func memoryWith(counts []int, pid int, rss map[int]int64, open watchers, stderr 
 		default:
 		}
 		rss[n] = r
-		fmt.Fprintf(stderr, "serve: %s with %d watch streams: RSS %.0f MB\n", system, n, mb(r))
+		fmt.Fprintf(stderr, "serve: %s with %d watch streams: RSS %.0f MB\n", system, n, megabytes(r))
 	}
 	return nil
 }

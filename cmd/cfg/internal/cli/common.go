@@ -15,6 +15,7 @@ import (
 	"github.com/cfg-dev/cfg/compiler"
 	"github.com/cfg-dev/cfg/diag"
 	"github.com/cfg-dev/cfg/gitrepo"
+	"github.com/cfg-dev/cfg/internal/gcpolicy"
 	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/validate"
 )
@@ -273,8 +274,10 @@ func (c *CompileFlags) add(cmd *cobra.Command) {
 }
 
 // options returns the compiler options the flags ask for, with print()
-// going to the command's stderr.
+// going to the command's stderr, and sets the garbage collector for a
+// compile (gcpolicy.Compile): every command that compiles asks for them.
 func (c *CompileFlags) options(f *Factory) compiler.Options {
+	gcpolicy.Compile(uint64(c.MaxMemory))
 	return compiler.Options{Jobs: c.Jobs, MaxSteps: c.MaxSteps, MaxMemory: uint64(c.MaxMemory), Timeout: c.Timeout, Stderr: f.IO.Err, Progress: c.progress}
 }
 

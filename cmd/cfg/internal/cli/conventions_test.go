@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"mvdan.cc/sh/v3/shell"
 )
 
 // TestEveryCommandHasExamples checks that every command's help has an
@@ -34,7 +35,7 @@ func TestEveryCommandHasExamples(t *testing.T) {
 			for _, part := range strings.FieldsFunc(line, func(r rune) bool {
 				return r == '&' || r == '|' || r == ';' || r == '>' || r == '<' || r == '(' || r == ')'
 			}) {
-				words := shellSplit(part)
+				words := shellSplit(t, part)
 				if len(words) == 0 || words[0] != "cfg" {
 					continue
 				}
@@ -68,33 +69,13 @@ func TestEveryCommandHasExamples(t *testing.T) {
 	}
 }
 
-// shellSplit splits s into words as a shell would for these examples:
-// at spaces, with single and double quotes.
-func shellSplit(s string) []string {
-	var words []string
-	var w strings.Builder
-	in, quote := false, rune(0)
-	for _, r := range s {
-		switch {
-		case quote != 0 && r == quote:
-			quote = 0
-		case quote != 0:
-			w.WriteRune(r)
-		case r == '\'' || r == '"':
-			quote, in = r, true
-		case r == ' ' || r == '\t':
-			if in {
-				words = append(words, w.String())
-				w.Reset()
-				in = false
-			}
-		default:
-			w.WriteRune(r)
-			in = true
-		}
-	}
-	if in {
-		words = append(words, w.String())
+// shellSplit splits a command into its words as the shell does, leaving
+// variables as they are written.
+func shellSplit(t testing.TB, s string) []string {
+	t.Helper()
+	words, err := shell.Fields(s, func(name string) string { return "$" + name })
+	if err != nil {
+		t.Fatalf("splitting %q into words: %v", s, err)
 	}
 	return words
 }

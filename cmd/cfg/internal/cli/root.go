@@ -15,6 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/cfg-dev/cfg/internal/gcpolicy"
 )
 
 // Exit codes (DESIGN §5).
@@ -181,7 +183,7 @@ func gcPercent(args []string) int {
 	if cmd, _, err := NewRootCmd(f).Find(args); err == nil && longRunning[cmd.Name()] {
 		return 100
 	}
-	return 400
+	return gcpolicy.Percent
 }
 
 // Run runs cfg with args and returns the exit code.
