@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -30,6 +31,10 @@ var ErrNotAncestor = errors.New("not on the first-parent history")
 type History struct {
 	r      *Repo
 	gitDir string
+	// The files of objects/pack when Refresh last read the packs, if it
+	// could list them.
+	packs     []string
+	packsRead bool
 }
 
 // OpenHistory opens the repository holding the config repository at root:
@@ -76,8 +81,22 @@ func (h *History) Repo() *Repo {
 func (h *History) GitDir() string { return h.gitDir }
 
 // Refresh makes the next reads see objects added to the repository by other
-// processes since it was opened (go-git indexes pack files once).
-func (h *History) Refresh() { h.r.refresh() }
+// processes since it was opened (go-git indexes pack files once). It reads
+// the packs' indexes again only when the set of pack files changed (a fetch
+// or a gc wrote one): reading them costs as much as the repository holds,
+// and loose objects, which a commit writes, are found without it.
+func (h *History) Refresh() {
+	packs, err := os.ReadDir(filepath.Join(h.r.commonDir, "objects", "pack"))
+	var names []string
+	for _, e := range packs {
+		names = append(names, e.Name())
+	}
+	if err == nil && h.packsRead && slices.Equal(names, h.packs) {
+		return
+	}
+	h.packs, h.packsRead = names, err == nil // unknown: look again next time
+	h.r.refresh()
+}
 
 // HeadBranch returns the short name of the branch HEAD points to ("main").
 func (h *History) HeadBranch() (string, error) {
