@@ -261,11 +261,24 @@ func serveRun(o serveOptions, root, dir string, names []string, run int, stderr 
 		return c, e, err
 	}
 	defer os.RemoveAll(work)
+	defer func() {
+		if err != nil { // the end of each process's log says why
+			for _, log := range []string{"daemon.log", "etcd.log"} {
+				if b, rerr := os.ReadFile(filepath.Join(work, log)); rerr == nil {
+					fmt.Fprintf(stderr, "serve: the end of %s:\n%s\n", log, b[max(0, len(b)-4096):])
+				}
+			}
+		}
+	}()
 	c = serveRow{rss: map[int]int64{}, p50: map[int]time.Duration{}, p99: map[int]time.Duration{}}
 	e = serveRow{rss: map[int]int64{}, p50: map[int]time.Duration{}, p99: map[int]time.Duration{}}
 
 	// cfg serve, from an empty store: the first publish is the whole
-	// repository.
+	// repository at the work branch's head (a run cut short may have
+	// committed without moving the tailed branch).
+	if _, err := gitCmd(root, "branch", "-f", soakBranch, "HEAD"); err != nil {
+		return c, e, err
+	}
 	d, err := startDaemon(o.cfg, root, filepath.Join(work, "cfg-data"), filepath.Join(work, "daemon.log"))
 	if err != nil {
 		return c, e, err
