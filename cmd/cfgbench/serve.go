@@ -21,8 +21,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -276,8 +274,12 @@ func serveRun(o serveOptions, root, dir string, names []string, run int, stderr 
 	// cfg serve, from an empty store: the first publish is the whole
 	// repository at the work branch's head (a run cut short may have
 	// committed without moving the tailed branch).
-	if _, err := gitCmd(root, "branch", "-f", soakBranch, "HEAD"); err != nil {
-		return c, e, err
+	// Without git's automatic gc, which would pack objects and refs in the
+	// background while changes are timed.
+	for _, args := range [][]string{{"config", "gc.auto", "0"}, {"branch", "-f", soakBranch, "HEAD"}} {
+		if _, err := gitCmd(root, args...); err != nil {
+			return c, e, err
+		}
 	}
 	d, err := startDaemon(o.cfg, root, filepath.Join(work, "cfg-data"), filepath.Join(work, "daemon.log"))
 	if err != nil {
@@ -327,10 +329,6 @@ func serveRun(o serveOptions, root, dir string, names []string, run int, stderr 
 
 	// Propagation to n watchers of the hot config.
 	cfgRev, etcdRev := int64(1), etcdRev
-	raw, err := git.PlainOpen(root)
-	if err != nil {
-		return c, e, err
-	}
 	cli, err := etcdClient(et.addr)
 	if err != nil {
 		return c, e, err
@@ -358,7 +356,7 @@ func serveRun(o serveOptions, root, dir string, names []string, run int, stderr 
 			steps := []func() error{
 				func() error {
 					cfgRev++
-					d, err := cfgRound(root, raw, &cfgCur, cfgRev, n, run*1e6+n*1e3+r+1, errc)
+					d, err := cfgRound(root, &cfgCur, cfgRev, n, run*1e6+n*1e3+r+1, errc)
 					cfgAll = append(cfgAll, d)
 					return err
 				},
@@ -698,7 +696,7 @@ func (r *round) wait(errc <-chan error) (time.Duration, error) {
 // cfgRound commits a change of the hot config on the work branch (not
 // timed), then moves the tailed branch to it, as git update-ref would,
 // and waits until n watchers have revision rev.
-func cfgRound(root string, raw *git.Repository, cur *atomic.Pointer[round], rev int64, n, seq int, errc <-chan error) (time.Duration, error) {
+func cfgRound(root string, cur *atomic.Pointer[round], rev int64, n, seq int, errc <-chan error) (time.Duration, error) {
 	if err := os.WriteFile(filepath.Join(root, hotFile), hotData(seq), 0o644); err != nil {
 		return 0, err
 	}
@@ -712,10 +710,38 @@ func cfgRound(root string, raw *git.Repository, cur *atomic.Pointer[round], rev 
 	r := newRound(rev, n)
 	r.start = time.Now()
 	cur.Store(r)
-	if err := raw.Storer.SetReference(plumbing.NewHashReference(plumbing.NewBranchReferenceName(soakBranch), plumbing.NewHash(head))); err != nil {
+	if err := moveBranch(root, soakBranch, head); err != nil {
 		return 0, err
 	}
 	return r.wait(errc)
+}
+
+// moveBranch moves branch to commit as git update-ref does: it writes the
+// ref to its lock file, which it creates only if no git command holds it,
+// and renames that over the ref, so that a reader never sees it half
+// written and git's own commands (pack-refs) never lose the change.
+func moveBranch(root, branch, commit string) error {
+	ref := filepath.Join(root, ".git", "refs", "heads", filepath.FromSlash(branch))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		f, err := os.OpenFile(ref+".lock", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, fs.ErrExist) && time.Now().Before(deadline) {
+			continue // a git command holds the ref
+		}
+		if err != nil {
+			return err
+		}
+		_, err = f.WriteString(commit + "\n")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(ref+".lock", ref)
+		}
+		if err != nil {
+			os.Remove(ref + ".lock")
+		}
+		return err
+	}
 }
 
 // etcdRound puts a change of the hot config and waits until n watchers
