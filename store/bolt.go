@@ -730,6 +730,13 @@ type change struct {
 	name string
 }
 
+// sortChanges sorts changes by revision and then name.
+func sortChanges(todo []change) {
+	slices.SortFunc(todo, func(a, b change) int {
+		return cmp.Or(cmp.Compare(a.rev, b.rev), strings.Compare(a.name, b.name))
+	})
+}
+
 // Since implements Store. With every config it reads the changes index
 // from the revision after from on; with named configs, each one's history
 // from there. Either way it stops at the latest revision when it starts.
@@ -759,9 +766,7 @@ func (s *Bolt) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 				todo = append(todo, change{rev, name})
 			}
 		}
-		slices.SortFunc(todo, func(a, b change) int {
-			return cmp.Or(cmp.Compare(a.rev, b.rev), strings.Compare(a.name, b.name))
-		})
+		sortChanges(todo)
 		return nil
 	})
 	if err != nil {

@@ -9,11 +9,18 @@
 //   - OpenBolt: the embedded Store, one bbolt file in the daemon's data
 //     directory, with its identity recorded beside it; CheckBolt, the
 //     check of such a file that OpenBolt runs at every start;
+//   - OpenEtcd: the clustered Store, the same layout under a key prefix of
+//     an etcd cluster, which several daemons share; its Follow (the
+//     revisions as they are published, through one etcd watch) and Lead
+//     (the election of the one daemon that publishes);
 //   - ConfigVersion, Revision and Host: what is stored;
 //   - Selection (All, Select) and Match: which configs a Snapshot or Since
 //     reads; Entries, the configs of an Append from a slice;
-//   - ErrNotFound, ErrOutOfOrder, ErrClosed and ErrDamaged, for errors.Is,
-//     and DamagedError, OpenBolt's refusal of a store.
+//   - ErrNotFound, ErrOutOfOrder, ErrClosed, ErrDamaged and
+//     ErrLeadershipLost, for errors.Is, and DamagedError, OpenBolt's
+//     refusal of a store.
+//
+// The package storetest is the conformance suite every Store passes.
 //
 // Revisions are numbered 1, 2, 3, … with no gaps: Append accepts only the
 // number after the latest. A revision holds the configs one commit changed
@@ -82,9 +89,9 @@
 // MiB, in several, whose entries readers do not see until the last one
 // adds the record. An Append that fails or is cut short leaves entries
 // after the latest revision, which the next Append removes (found through
-// changes/). A clustered backend does the same with one condition: its
-// last transaction puts revs/REV only if revs/REV-1 exists and revs/REV
-// does not, which keeps revisions dense whatever crashes or competes.
+// changes/). The etcd store does the same, with conditions on every
+// transaction that keep revisions dense and whole whatever crashes or
+// competes (below).
 //
 // # Checks
 //
@@ -99,6 +106,57 @@
 // measure). Every read and write after that runs with the runtime's
 // panic-on-fault set, so that damage done to the file while it is open is
 // an ErrDamaged error too, never a signal.
+//
+// # etcd
+//
+// OpenEtcd keeps the layout above under a key prefix (PREFIX, say
+// "/cfg/"): the key of bucket/KEY is PREFIX + "bucket/" + KEY, and every
+// value is sealed under KEY alone, as in the bolt file, so that the values
+// of both stores are the same bytes. Besides, under PREFIX:
+//
+//	meta/append             the claim of the Append in progress: its revision and a random id
+//	chunks/NAME 0x00 REV I  chunk I (4 bytes big endian) of an entry kept in chunks
+//	publisher/LEASE         the candidates of the publisher election (concurrency.Election)
+//
+// etcd refuses a request of more than --max-request-bytes (1.5 MiB by
+// default) and a transaction of more than --max-txn-ops operations (128);
+// the store keeps below both: a write transaction holds at most 120
+// operations and about 1 MiB, a read transaction at most 32 entries. A
+// history entry of more than 256 KiB is kept in chunks of 256 KiB: its
+// history value then holds the format 2, the number of chunks and the
+// entry's size, each chunk is sealed under its own key, and the entry
+// they make up is sealed as any other, so a chunk lost, moved or changed
+// is an ErrDamaged error.
+//
+// An Append takes at least three transactions. The first claims the
+// revision: it succeeds only if revs/REV-1 exists and revs/REV does not,
+// and records the Append's own claim in meta/append, ending any other
+// Append's. The Append then removes what earlier Appends of REV left
+// (changes/REV... and the entries and chunks they name), writes its
+// entries (each config's change before its entry, so that whatever was
+// written is found through changes/), and adds revs/REV in a last
+// transaction, which also removes the claim. Each of these transactions
+// succeeds only if meta/append still holds the Append's claim, and the
+// last only if revs/REV does not exist: of two publishers racing for a
+// revision, at most one makes it visible, it holds only its own
+// configs, and the other gets ErrOutOfOrder. Revisions are never removed:
+// etcd's compaction (--auto-compaction-retention) drops the old versions
+// of keys, not the revisions of this layout.
+//
+// Snapshot of every config reads the keys of history/ (without values), a
+// page of 256 at a time, and skips from each name to the next; Since of
+// every config reads changes/ a page at a time. Reads are linearizable.
+//
+// Follow gives the revisions as they are published through one watch of
+// revs/; a watch that cannot go on (the etcd revision it resumes from was
+// compacted, the member lost its leader) is replaced by one range read of
+// the revisions missed and a new watch from the etcd revision of that
+// read. Lead elects the publisher with concurrency.Election under an etcd
+// lease. Overrides live under an etcd lease that ends a minute after their
+// Expires, so that overrides no daemon is left to expire go too; a
+// PutOverride moves the override to a new lease and revokes the old one.
+// A store's identity lives in meta/identity only: a cluster whose prefix
+// was emptied gets a new store, with a new identity, which agents notice.
 //
 // Files of the first layout (each revision one JSON value under
 // "revisions", without identity) are migrated by OpenBolt, in place: the

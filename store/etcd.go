@@ -1,0 +1,890 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/cfg-dev/cfg/wire"
+)
+
+// Limits of the etcd store's requests. etcd refuses a request of more
+// than --max-request-bytes (1.5 MiB by default) or a transaction of more
+// than --max-txn-ops operations (128 by default); the store keeps well
+// below both.
+var (
+	// etcdTxnBytes is about the most keys and values one write
+	// transaction holds: more is written in several.
+	etcdTxnBytes = 1 << 20
+	// etcdChunkBytes is the most bytes a history value holds; an entry
+	// bigger than that is kept in chunks of that size.
+	etcdChunkBytes = 256 << 10
+	// etcdOverrideGrace is how long the lease of an override outlives its
+	// Expires (see PutOverride).
+	etcdOverrideGrace = time.Minute
+)
+
+const (
+	// etcdTxnOps is the most operations of one transaction.
+	etcdTxnOps = 120
+	// etcdReadOps is the most entries one read transaction reads: with
+	// values of at most etcdChunkBytes, a read returns at most 8 MiB.
+	etcdReadOps = 32
+	// etcdKeyPage is the most keys one read of an index returns.
+	etcdKeyPage = 256
+)
+
+// entryChunked is the format of a history value that stands for an entry
+// kept in chunks: the number of chunks and the entry's size follow.
+const entryChunked = 2
+
+// bucket names of the etcd layout besides those of the bolt file, and the
+// key under meta/ of the claim of an Append in progress.
+var (
+	bucketChunks = []byte("chunks")
+	keyAppend    = []byte("append")
+)
+
+// Etcd is a Store in an etcd cluster, under a key prefix, with the layout
+// of the package documentation. Several processes may open the same
+// store: every one reads it, and Appends from several are safe (each
+// revision is appended once, by one of them), though one publisher at a
+// time is what the layout is made for.
+type Etcd struct {
+	cli      *clientv3.Client
+	prefix   string
+	identity string
+
+	mu      sync.RWMutex // held for reading by every call, for writing by Close
+	closed  bool
+	damaged atomic.Int64
+	shared  *sharedData
+
+	followReads atomic.Int64 // the reads of missed revisions by Follow
+}
+
+var _ Store = (*Etcd)(nil)
+
+// OpenEtcd opens the store under prefix in the etcd cluster cli talks to,
+// creating it, with a new identity, if the prefix holds none. Closing the
+// store leaves cli open: it is the caller's.
+func OpenEtcd(ctx context.Context, cli *clientv3.Client, prefix string) (*Etcd, error) {
+	s := &Etcd{cli: cli, prefix: prefix, shared: newSharedData()}
+	idKey, layoutKey := s.key(bucketMeta, keyIdentity), s.key(bucketMeta, keyLayout)
+	identity := newIdentity()
+	resp, err := cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(idKey), "=", 0)).
+		Then(clientv3.OpPut(idKey, string(sealed(keyIdentity, []byte(identity)))),
+			clientv3.OpPut(layoutKey, string(sealed(keyLayout, []byte(layout))))).
+		Else(clientv3.OpGet(idKey), clientv3.OpGet(layoutKey)).
+		Commit()
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s in etcd: %w", prefix, err)
+	}
+	refuse := func(format string, args ...any) (*Etcd, error) {
+		return nil, fmt.Errorf("opening store %s in etcd: %w: %s", prefix, ErrDamaged, fmt.Sprintf(format, args...))
+	}
+	if !resp.Succeeded {
+		got := map[string]string{}
+		for i, k := range [][]byte{keyIdentity, keyLayout} {
+			kvs := resp.Responses[i].GetResponseRange().Kvs
+			if len(kvs) == 0 {
+				return refuse("no meta/%s", k)
+			}
+			p, err := unseal(k, kvs[0].Value)
+			if err != nil {
+				return refuse("meta/%s: %v", k, err)
+			}
+			got[string(k)] = string(p)
+		}
+		if l := got[string(keyLayout)]; l != layout {
+			return nil, fmt.Errorf("opening store %s in etcd: layout %q, want %q: written by a newer cfg", prefix, l, layout)
+		}
+		identity = got[string(keyIdentity)]
+	}
+	if len(identity) != 32 {
+		return refuse("identity %q, want 32 hex digits", identity)
+	}
+	s.identity = identity
+	return s, nil
+}
+
+// key returns the etcd key of key in bucket.
+func (s *Etcd) key(bucket, key []byte) string {
+	return s.prefix + string(bucket) + "/" + string(key)
+}
+
+// bucketStart and bucketEnd bound the keys of a bucket.
+func (s *Etcd) bucketStart(bucket []byte) string { return s.prefix + string(bucket) + "/" }
+func (s *Etcd) bucketEnd(bucket []byte) string   { return s.prefix + string(bucket) + "0" } // '0' follows '/'
+
+// inner returns the key within bucket of the etcd key k.
+func (s *Etcd) inner(bucket []byte, k []byte) []byte {
+	return k[len(s.prefix)+len(bucket)+1:]
+}
+
+// begin guards a call against Close; callers defer the function it returns.
+func (s *Etcd) begin(ctx context.Context) (func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return nil, ErrClosed
+	}
+	return s.mu.RUnlock, nil
+}
+
+// damage counts err if it says that something read was damaged.
+func (s *Etcd) damage(err error) error {
+	if isDamaged(err) {
+		s.damaged.Add(1)
+	}
+	return err
+}
+
+// Identity implements Store.
+func (s *Etcd) Identity() string { return s.identity }
+
+// DamagedReads implements Store.
+func (s *Etcd) DamagedReads() int64 { return s.damaged.Load() }
+
+// Close implements Store. It waits for calls in progress (Follow and Lead
+// among them: end their contexts first), and leaves the client open.
+func (s *Etcd) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return nil
+}
+
+// txn runs a transaction of ops under the conditions cmps.
+func (s *Etcd) txn(ctx context.Context, cmps []clientv3.Cmp, ops ...clientv3.Op) (*clientv3.TxnResponse, error) {
+	return s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+}
+
+// latestOp reads the latest revision's record.
+func (s *Etcd) latestOp() clientv3.Op {
+	return clientv3.OpGet(s.bucketStart(bucketRevs), clientv3.WithRange(s.bucketEnd(bucketRevs)),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1))
+}
+
+// decodeLatest decodes what latestOp read.
+func (s *Etcd) decodeLatest(kvs []*mvccpb.KeyValue) (Revision, error) {
+	if len(kvs) == 0 {
+		return Revision{}, nil
+	}
+	return decodeRecord(s.inner(bucketRevs, kvs[0].Key), kvs[0].Value)
+}
+
+func (s *Etcd) latest(ctx context.Context) (Revision, error) {
+	resp, err := s.cli.Do(ctx, s.latestOp())
+	if err != nil {
+		return Revision{}, err
+	}
+	r, err := s.decodeLatest(resp.Get().Kvs)
+	return r, s.damage(err)
+}
+
+// Append implements Store. An Append first claims the revision: one
+// transaction, which succeeds only if the revision before r exists and r
+// does not, records a claim of its own (meta/append) and thereby ends any
+// other Append's claim. It then removes what earlier Appends of r left
+// (found through changes/), writes the configs' entries in transactions
+// of at most about a MiB, and makes them visible by a last one that adds
+// the record. Every one of these transactions succeeds only while the
+// claim is still its own, and the last only if r does not exist yet: of
+// Appends of one revision that race, at most one makes it visible, and
+// nothing another wrote is ever part of it. An Append of one small
+// revision is three transactions: claim, entries and record together.
+func (s *Etcd) Append(ctx context.Context, r Revision, configs iter.Seq2[ConfigVersion, error]) error {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return s.append(ctx, r, configs)
+}
+
+func (s *Etcd) append(ctx context.Context, r Revision, configs iter.Seq2[ConfigVersion, error]) error {
+	revsKey := s.key(bucketRevs, revKey(r.Number))
+	claimKey := s.key(bucketMeta, keyAppend)
+	claim := string(sealed(keyAppend, append(revKey(r.Number), newIdentity()...)))
+	outOfOrder := func(latest int64) error {
+		return fmt.Errorf("appending revision %d: %w: latest is %d", r.Number, ErrOutOfOrder, latest)
+	}
+	if r.Number < 1 {
+		l, err := s.latest(ctx)
+		if err != nil {
+			return fmt.Errorf("appending revision %d: %w", r.Number, err)
+		}
+		return outOfOrder(l.Number)
+	}
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(revsKey), "=", 0)}
+	if r.Number > 1 {
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.key(bucketRevs, revKey(r.Number-1))), ">", 0))
+	}
+	resp, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(claimKey, claim)).Else(s.latestOp()).Commit()
+	if err != nil {
+		return fmt.Errorf("appending revision %d: %w", r.Number, err)
+	}
+	if !resp.Succeeded {
+		l, err := s.decodeLatest(resp.Responses[0].GetResponseRange().Kvs)
+		if err != nil {
+			return fmt.Errorf("appending revision %d: %w", r.Number, s.damage(err))
+		}
+		return outOfOrder(l.Number)
+	}
+	owned := clientv3.Compare(clientv3.Value(claimKey), "=", claim)
+	// lost explains a transaction that failed its conditions.
+	lost := func() error {
+		l, err := s.latest(ctx)
+		if err != nil {
+			return fmt.Errorf("appending revision %d: %w", r.Number, err)
+		}
+		if l.Number >= r.Number {
+			return outOfOrder(l.Number)
+		}
+		return fmt.Errorf("appending revision %d: %w: another writer is appending it", r.Number, ErrOutOfOrder)
+	}
+	if err := s.dropStaged(ctx, r.Number, owned); err != nil {
+		if errors.Is(err, errLost) {
+			return lost()
+		}
+		return fmt.Errorf("appending revision %d: %w", r.Number, err)
+	}
+
+	var ops []clientv3.Op
+	size := 0
+	flush := func() error {
+		resp, err := s.txn(ctx, []clientv3.Cmp{owned}, ops...)
+		if err != nil {
+			return fmt.Errorf("appending revision %d: %w", r.Number, err)
+		}
+		if !resp.Succeeded {
+			return lost()
+		}
+		ops, size = ops[:0], 0
+		return nil
+	}
+	add := func(k []byte, bucket []byte, v []byte) error {
+		if len(ops) > 0 && (len(ops) >= etcdTxnOps || size+len(k)+len(v) > etcdTxnBytes) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		ops = append(ops, clientv3.OpPut(s.key(bucket, k), string(v)))
+		size += len(k) + len(v)
+		return nil
+	}
+	seen := map[string]bool{}
+	count := 0
+	for c, err := range configs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err != nil {
+			return fmt.Errorf("appending revision %d: %w", r.Number, err)
+		}
+		c.Revision, c.Commit = r.Number, r.Commit
+		if err := checkConfig(r.Number, &c); err != nil {
+			return err
+		}
+		if seen[c.Name] {
+			return fmt.Errorf("appending revision %d: config %q twice", r.Number, c.Name)
+		}
+		seen[c.Name] = true
+		hk := historyKey(c.Name, r.Number)
+		ck := changeKey(r.Number, c.Name)
+		v := encodeEntry(hk, &c)
+		// The change first: whatever of the entry is written, the next
+		// Append finds it through the change, and removes it.
+		if err := add(ck, bucketChanges, sealed(ck, nil)); err != nil {
+			return err
+		}
+		if len(v) <= etcdChunkBytes {
+			if err := add(hk, bucketHistory, v); err != nil {
+				return err
+			}
+		} else {
+			n := (len(v) + etcdChunkBytes - 1) / etcdChunkBytes
+			p := []byte{entryChunked}
+			p = binary.AppendUvarint(p, uint64(n))
+			p = binary.AppendUvarint(p, uint64(len(v)))
+			if err := add(hk, bucketHistory, sealed(hk, p)); err != nil {
+				return err
+			}
+			for i := range n {
+				chunk := v[i*etcdChunkBytes : min(len(v), (i+1)*etcdChunkBytes)]
+				k := chunkKey(hk, i)
+				if err := add(k, bucketChunks, sealed(k, chunk)); err != nil {
+					return err
+				}
+			}
+		}
+		count++
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if count == 0 {
+		return fmt.Errorf("appending revision %d: no configs", r.Number)
+	}
+	if len(ops) > etcdTxnOps-2 {
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+	r.Configs = count
+	k := revKey(r.Number)
+	ops = append(ops, clientv3.OpPut(revsKey, string(encodeRecord(k, r))), clientv3.OpDelete(claimKey))
+	resp, err = s.txn(ctx, []clientv3.Cmp{owned, clientv3.Compare(clientv3.CreateRevision(revsKey), "=", 0)}, ops...)
+	if err != nil {
+		return fmt.Errorf("appending revision %d: %w", r.Number, err)
+	}
+	if !resp.Succeeded {
+		return lost()
+	}
+	return nil
+}
+
+// errLost: an Append's claim was taken by another.
+var errLost = errors.New("claim lost")
+
+// dropStaged removes the entries of revisions from rev on: what Appends
+// that did not finish wrote. Every removal holds only while owned does.
+func (s *Etcd) dropStaged(ctx context.Context, rev int64, owned clientv3.Cmp) error {
+	from := s.key(bucketChanges, revKey(rev))
+	for {
+		resp, err := s.cli.Get(ctx, from, clientv3.WithRange(s.bucketEnd(bucketChanges)), clientv3.WithKeysOnly(), clientv3.WithLimit(etcdTxnOps/3))
+		if err != nil {
+			return err
+		}
+		if len(resp.Kvs) == 0 {
+			return nil
+		}
+		var ops []clientv3.Op
+		for _, kv := range resp.Kvs {
+			ck := s.inner(bucketChanges, kv.Key)
+			rev, name, ok := parseChangeKey(ck)
+			if !ok {
+				return s.damage(fmt.Errorf("%w: change key %q", ErrDamaged, ck))
+			}
+			hk := historyKey(name, rev)
+			ops = append(ops, clientv3.OpDelete(string(kv.Key)), clientv3.OpDelete(s.key(bucketHistory, hk)),
+				clientv3.OpDelete(s.key(bucketChunks, hk), clientv3.WithPrefix()))
+		}
+		tr, err := s.txn(ctx, []clientv3.Cmp{owned}, ops...)
+		if err != nil {
+			return err
+		}
+		if !tr.Succeeded {
+			return errLost
+		}
+	}
+}
+
+// chunkKey is the key of chunk i of the entry of history key hk.
+func chunkKey(hk []byte, i int) []byte {
+	return binary.BigEndian.AppendUint32(bytes.Clone(hk), uint32(i))
+}
+
+// decodeEntry decodes the history value v of key, reading its chunks if
+// it is kept in chunks.
+func (s *Etcd) decodeEntry(ctx context.Context, key, v []byte) (ConfigVersion, error) {
+	p, err := unseal(key, v)
+	if err == nil && len(p) > 0 && p[0] == entryChunked {
+		v, err = s.readChunks(ctx, key, p[1:])
+		if err != nil {
+			name, rev, _ := parseHistoryKey(key)
+			return ConfigVersion{}, s.damage(fmt.Errorf("config %q at revision %d: %w", name, rev, err))
+		}
+	}
+	c, err := parseEntry(key, v, s.shared.copy)
+	return c, s.damage(err)
+}
+
+// readChunks reads the entry of history key hk whose chunks p describes.
+func (s *Etcd) readChunks(ctx context.Context, hk, p []byte) ([]byte, error) {
+	n, k := binary.Uvarint(p)
+	if k <= 0 {
+		return nil, errTruncated
+	}
+	size, m := binary.Uvarint(p[k:])
+	// A chunk is one value, which etcd holds to its request limit.
+	if m <= 0 || k+m != len(p) || n == 0 || n > 1<<20 || size > n*(2<<20) {
+		return nil, errTruncated
+	}
+	buf := make([]byte, 0, size)
+	end := s.key(bucketChunks, chunkKey(hk, int(n)))
+	for i := 0; i < int(n); {
+		resp, err := s.cli.Get(ctx, s.key(bucketChunks, chunkKey(hk, i)), clientv3.WithRange(end), clientv3.WithLimit(8))
+		if err != nil {
+			return nil, err
+		}
+		if len(resp.Kvs) == 0 {
+			return nil, fmt.Errorf("%w: chunk %d of %d missing", ErrDamaged, i, n)
+		}
+		for _, kv := range resp.Kvs {
+			ck := s.inner(bucketChunks, kv.Key)
+			if !bytes.Equal(ck, chunkKey(hk, i)) {
+				return nil, fmt.Errorf("%w: chunk %d of %d missing", ErrDamaged, i, n)
+			}
+			q, err := unseal(ck, kv.Value)
+			if err != nil {
+				return nil, fmt.Errorf("chunk %d: %w", i, err)
+			}
+			if uint64(len(buf)+len(q)) > size {
+				return nil, fmt.Errorf("%w: chunks longer than the entry", ErrDamaged)
+			}
+			buf = append(buf, q...)
+			i++
+		}
+	}
+	if uint64(len(buf)) != size {
+		return nil, fmt.Errorf("%w: chunks shorter than the entry", ErrDamaged)
+	}
+	return buf, nil
+}
+
+// Latest implements Store.
+func (s *Etcd) Latest(ctx context.Context) (Revision, error) {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return Revision{}, err
+	}
+	defer done()
+	return s.latest(ctx)
+}
+
+// Revision implements Store.
+func (s *Etcd) Revision(ctx context.Context, n int64) (Revision, error) {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return Revision{}, err
+	}
+	defer done()
+	k := revKey(n)
+	resp, err := s.cli.Get(ctx, s.key(bucketRevs, k))
+	if err != nil {
+		return Revision{}, err
+	}
+	if len(resp.Kvs) == 0 {
+		return Revision{}, fmt.Errorf("revision %d: %w", n, ErrNotFound)
+	}
+	r, err := decodeRecord(k, resp.Kvs[0].Value)
+	return r, s.damage(err)
+}
+
+// Changed implements Store.
+func (s *Etcd) Changed(ctx context.Context, n int64, fn func(string) error) error {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	prefix := s.key(bucketChanges, revKey(n))
+	resp, err := s.txn(ctx, nil, clientv3.OpGet(s.key(bucketRevs, revKey(n)), clientv3.WithCountOnly()),
+		clientv3.OpGet(prefix, clientv3.WithPrefix()))
+	if err != nil {
+		return err
+	}
+	if resp.Responses[0].GetResponseRange().Count == 0 {
+		return fmt.Errorf("revision %d: %w", n, ErrNotFound)
+	}
+	var names []string
+	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
+		k := s.inner(bucketChanges, kv.Key)
+		if _, err := unseal(k, kv.Value); err != nil {
+			return s.damage(fmt.Errorf("revision %d: change %q: %w", n, k[8:], err))
+		}
+		names = append(names, string(k[8:]))
+	}
+	for _, name := range names {
+		if err := fn(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// currentOp reads the newest entry of name not after revision at.
+func (s *Etcd) currentOp(name string, at int64) clientv3.Op {
+	return clientv3.OpGet(s.key(bucketHistory, historyPrefix(name)), clientv3.WithRange(s.key(bucketHistory, historyKey(name, at+1))),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1))
+}
+
+// Get implements Store.
+func (s *Etcd) Get(ctx context.Context, name string) (ConfigVersion, error) {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return ConfigVersion{}, err
+	}
+	defer done()
+	at, err := s.latest(ctx)
+	if err != nil {
+		return ConfigVersion{}, err
+	}
+	var c ConfigVersion
+	found := false
+	if at.Number > 0 {
+		resp, err := s.cli.Do(ctx, s.currentOp(name, at.Number))
+		if err != nil {
+			return ConfigVersion{}, err
+		}
+		if kvs := resp.Get().Kvs; len(kvs) > 0 {
+			if c, err = s.decodeEntry(ctx, s.inner(bucketHistory, kvs[0].Key), kvs[0].Value); err != nil {
+				return ConfigVersion{}, err
+			}
+			found = !c.Deleted
+		}
+	}
+	if !found {
+		return ConfigVersion{}, fmt.Errorf("config %q: %w", name, ErrNotFound)
+	}
+	return c, nil
+}
+
+// read runs the read operations ops, etcdReadOps to a transaction, and
+// calls fn with the entry each read, in order, between transactions;
+// with want, op i must read the entry of change want[i].
+func (s *Etcd) read(ctx context.Context, ops []clientv3.Op, want []change, fn func(ConfigVersion) error) error {
+	for done := 0; done < len(ops); {
+		n := min(len(ops)-done, etcdReadOps)
+		resp, err := s.txn(ctx, nil, ops[done:done+n]...)
+		if err != nil {
+			return err
+		}
+		batch := make([]ConfigVersion, 0, n)
+		for i, r := range resp.Responses {
+			kvs := r.GetResponseRange().Kvs
+			if len(kvs) == 0 && want != nil {
+				ch := want[done+i]
+				return s.damage(fmt.Errorf("%w: config %q at revision %d: entry missing", ErrDamaged, ch.name, ch.rev))
+			}
+			if len(kvs) == 0 {
+				continue
+			}
+			c, err := s.decodeEntry(ctx, s.inner(bucketHistory, kvs[0].Key), kvs[0].Value)
+			if err != nil {
+				return err
+			}
+			batch = append(batch, c)
+		}
+		done += n
+		for i := range batch {
+			c := batch[i]
+			batch[i] = ConfigVersion{} // what fn was given is fn's to keep or drop
+			if err := fn(c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Snapshot implements Store. With named configs it reads each one's
+// newest entry not after the latest revision; with every config, it
+// first reads the names from the keys of history/, a page at a time,
+// skipping each name's other entries.
+func (s *Etcd) Snapshot(ctx context.Context, sel Selection, fn func(ConfigVersion) error) (Revision, error) {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return Revision{}, err
+	}
+	defer done()
+	at, err := s.latest(ctx)
+	if err != nil || at.Number == 0 {
+		return at, err
+	}
+	current := func(c ConfigVersion) error {
+		if c.Deleted {
+			return nil
+		}
+		return fn(c)
+	}
+	if !sel.IsAll() {
+		names := sel.Names()
+		for len(names) > 0 {
+			n := min(len(names), etcdKeyPage)
+			ops := make([]clientv3.Op, n)
+			for i, name := range names[:n] {
+				ops[i] = s.currentOp(name, at.Number)
+			}
+			if err := s.read(ctx, ops, nil, current); err != nil {
+				return Revision{}, err
+			}
+			names = names[n:]
+		}
+		return at, nil
+	}
+	from, end := s.bucketStart(bucketHistory), s.bucketEnd(bucketHistory)
+	for {
+		resp, err := s.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(etcdKeyPage))
+		if err != nil {
+			return Revision{}, err
+		}
+		var ops []clientv3.Op
+		last := ""
+		for _, kv := range resp.Kvs {
+			k := s.inner(bucketHistory, kv.Key)
+			name, _, ok := parseHistoryKey(k)
+			if !ok {
+				return Revision{}, s.damage(fmt.Errorf("%w: history key %q", ErrDamaged, k))
+			}
+			if name != last || len(ops) == 0 {
+				ops = append(ops, s.currentOp(name, at.Number))
+				last = name
+			}
+		}
+		if err := s.read(ctx, ops, nil, current); err != nil {
+			return Revision{}, err
+		}
+		if !resp.More {
+			return at, nil
+		}
+		// The next name's entries start after every entry of this
+		// one: NAME, then a byte above the zero byte.
+		from = s.key(bucketHistory, append([]byte(last), 1))
+	}
+}
+
+// Since implements Store. With every config it reads the changes index
+// from the revision after from on, a page at a time; with named configs,
+// the keys of each one's history from there. Either way it stops at the
+// latest revision when it starts.
+func (s *Etcd) Since(ctx context.Context, from int64, sel Selection, fn func(ConfigVersion) error) error {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	at, err := s.latest(ctx)
+	if err != nil {
+		return err
+	}
+	to := at.Number
+	if from >= to {
+		return nil
+	}
+	get := func(ch change) clientv3.Op { return clientv3.OpGet(s.key(bucketHistory, historyKey(ch.name, ch.rev))) }
+	if !sel.IsAll() {
+		var todo []change
+		names := sel.Names()
+		for len(names) > 0 {
+			n := min(len(names), etcdReadOps)
+			ops := make([]clientv3.Op, n)
+			for i, name := range names[:n] {
+				ops[i] = clientv3.OpGet(s.key(bucketHistory, historyKey(name, from+1)), clientv3.WithRange(s.key(bucketHistory, historyKey(name, to+1))), clientv3.WithKeysOnly())
+			}
+			resp, err := s.txn(ctx, nil, ops...)
+			if err != nil {
+				return err
+			}
+			for _, r := range resp.Responses {
+				for _, kv := range r.GetResponseRange().Kvs {
+					k := s.inner(bucketHistory, kv.Key)
+					name, rev, ok := parseHistoryKey(k)
+					if !ok {
+						return s.damage(fmt.Errorf("%w: history key %q", ErrDamaged, k))
+					}
+					todo = append(todo, change{rev, name})
+				}
+			}
+			names = names[n:]
+		}
+		sortChanges(todo)
+		ops := make([]clientv3.Op, len(todo))
+		for i, ch := range todo {
+			ops[i] = get(ch)
+		}
+		return s.read(ctx, ops, todo, fn)
+	}
+	start, end := s.key(bucketChanges, revKey(from+1)), s.key(bucketChanges, revKey(to+1))
+	for {
+		resp, err := s.cli.Get(ctx, start, clientv3.WithRange(end), clientv3.WithLimit(etcdKeyPage))
+		if err != nil {
+			return err
+		}
+		todo := make([]change, 0, len(resp.Kvs))
+		ops := make([]clientv3.Op, 0, len(resp.Kvs))
+		for _, kv := range resp.Kvs {
+			k := s.inner(bucketChanges, kv.Key)
+			rev, name, ok := parseChangeKey(k)
+			if !ok {
+				return s.damage(fmt.Errorf("%w: change key %q", ErrDamaged, k))
+			}
+			if _, err := unseal(k, kv.Value); err != nil {
+				return s.damage(fmt.Errorf("revision %d: change %q: %w", rev, name, err))
+			}
+			todo = append(todo, change{rev, name})
+			ops = append(ops, get(change{rev, name}))
+		}
+		if err := s.read(ctx, ops, todo, fn); err != nil {
+			return err
+		}
+		if !resp.More {
+			return nil
+		}
+		start = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// PutHosts implements Store.
+func (s *Etcd) PutHosts(ctx context.Context, hosts []Host) error {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	var ops []clientv3.Op
+	size := 0
+	for i, h := range hosts {
+		data, err := json.Marshal(h)
+		if err != nil {
+			return err
+		}
+		k := []byte(h.Name)
+		ops = append(ops, clientv3.OpPut(s.key(bucketHosts, k), string(sealed(k, data))))
+		size += len(k) + len(data)
+		if len(ops) == etcdTxnOps || size > etcdTxnBytes || i == len(hosts)-1 {
+			if _, err := s.txn(ctx, nil, ops...); err != nil {
+				return fmt.Errorf("storing hosts: %w", err)
+			}
+			ops, size = ops[:0], 0
+		}
+	}
+	return nil
+}
+
+// Hosts implements Store.
+func (s *Etcd) Hosts(ctx context.Context) ([]Host, error) {
+	return etcdRecords[Host](s, ctx, bucketHosts, "host")
+}
+
+// PutOverride implements Store. The override's key lives under an etcd
+// lease that ends etcdOverrideGrace after o.Expires, and a renewal (a
+// later PutOverride of the same ID) moves it to a new lease and revokes
+// the old one: the daemon removes expired overrides itself, and the lease
+// removes those that no daemon is left to remove.
+func (s *Etcd) PutOverride(ctx context.Context, o wire.Override) error {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	data, err := json.Marshal(o)
+	if err != nil {
+		return err
+	}
+	ttl := int64((time.Until(o.Expires) + etcdOverrideGrace + time.Second - 1) / time.Second)
+	lease, err := s.cli.Grant(ctx, max(ttl, 1))
+	if err != nil {
+		return fmt.Errorf("storing override %q: %w", o.ID, err)
+	}
+	k := []byte(o.ID)
+	resp, err := s.cli.Put(ctx, s.key(bucketOverrides, k), string(sealed(k, data)), clientv3.WithLease(lease.ID), clientv3.WithPrevKV())
+	if err != nil {
+		s.revoke(ctx, lease.ID)
+		return fmt.Errorf("storing override %q: %w", o.ID, err)
+	}
+	if resp.PrevKv != nil && resp.PrevKv.Lease != 0 {
+		s.revoke(ctx, clientv3.LeaseID(resp.PrevKv.Lease))
+	}
+	return nil
+}
+
+// revoke revokes a lease no key needs any more. It may be gone already;
+// if revoking fails, the lease runs out by itself.
+func (s *Etcd) revoke(ctx context.Context, id clientv3.LeaseID) {
+	if _, err := s.cli.Revoke(ctx, id); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return
+	}
+}
+
+// DeleteOverride implements Store.
+func (s *Etcd) DeleteOverride(ctx context.Context, id string) error {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	resp, err := s.cli.Delete(ctx, s.key(bucketOverrides, []byte(id)), clientv3.WithPrevKV())
+	if err != nil {
+		return fmt.Errorf("removing override %q: %w", id, err)
+	}
+	for _, kv := range resp.PrevKvs {
+		if kv.Lease != 0 {
+			s.revoke(ctx, clientv3.LeaseID(kv.Lease))
+		}
+	}
+	return nil
+}
+
+// Overrides implements Store.
+func (s *Etcd) Overrides(ctx context.Context) ([]wire.Override, error) {
+	return etcdRecords[wire.Override](s, ctx, bucketOverrides, "override")
+}
+
+// PutRun implements Store.
+func (s *Etcd) PutRun(ctx context.Context, r wire.Run) error {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	k := []byte(r.ID)
+	if _, err := s.cli.Put(ctx, s.key(bucketRuns, k), string(sealed(k, data))); err != nil {
+		return fmt.Errorf("storing run %q: %w", r.ID, err)
+	}
+	return nil
+}
+
+// Runs implements Store.
+func (s *Etcd) Runs(ctx context.Context) ([]wire.Run, error) {
+	return etcdRecords[wire.Run](s, ctx, bucketRuns, "run")
+}
+
+// etcdRecords returns every record of bucket, in key order; what names a
+// record in errors.
+func etcdRecords[T any](s *Etcd, ctx context.Context, bucket []byte, what string) ([]T, error) {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	resp, err := s.cli.Get(ctx, s.bucketStart(bucket), clientv3.WithRange(s.bucketEnd(bucket)))
+	if err != nil {
+		return nil, err
+	}
+	var out []T
+	for _, kv := range resp.Kvs {
+		k := s.inner(bucket, kv.Key)
+		p, err := unseal(k, kv.Value)
+		if err != nil {
+			return nil, s.damage(fmt.Errorf("%s %q: %w", what, k, err))
+		}
+		var r T
+		if err := json.Unmarshal(p, &r); err != nil {
+			return nil, fmt.Errorf("decoding %s %q: %w", what, k, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}

@@ -1,0 +1,195 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+)
+
+// followRetry bounds the wait between two attempts of Follow to read or
+// watch the store after a failure (no leader, no member reachable).
+const followRetry = 5 * time.Second
+
+// Follow calls fn with every revision published after the revision after,
+// in order, each once, as they are published, until ctx ends or fn
+// returns an error, which Follow returns. It is how a daemon that does
+// not publish learns of revisions: one etcd watch of revs/, whatever the
+// number of the daemon's own watchers.
+//
+// When the watch cannot go on (etcd compacted the revisions it was to
+// resume from, the member lost its leader, the connection broke), Follow
+// reads the revisions it missed from the store, in one range read of
+// revs/, and watches again from the etcd revision of that read: a watch
+// that fell behind a compaction costs one read, not a loop of errors.
+// Failures to read are retried, at most followRetry apart.
+func (s *Etcd) Follow(ctx context.Context, after int64, fn func(Revision) error) error {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return s.follow(ctx, after, 0, fn)
+}
+
+// follow is Follow, watching from etcd revision watchFrom first if it is
+// not 0, rather than reading the store first.
+func (s *Etcd) follow(ctx context.Context, after, watchFrom int64, fn func(Revision) error) error {
+	ctx = clientv3.WithRequireLeader(ctx)
+	last := after
+	deliver := func(k, v []byte) error {
+		r, err := decodeRecord(s.inner(bucketRevs, k), v)
+		if err != nil {
+			return s.damage(err)
+		}
+		if r.Number <= last {
+			return nil
+		}
+		if r.Number != last+1 {
+			return errGap
+		}
+		last = r.Number
+		return fn(r)
+	}
+	wait := 50 * time.Millisecond
+	retry := func() error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, followRetry)
+		return nil
+	}
+	for {
+		if watchFrom == 0 {
+			// Read what the watch would have brought.
+			s.followReads.Add(1)
+			resp, err := s.cli.Get(ctx, s.key(bucketRevs, revKey(last+1)), clientv3.WithRange(s.bucketEnd(bucketRevs)))
+			if err != nil {
+				if err := retry(); err != nil {
+					return err
+				}
+				continue
+			}
+			for _, kv := range resp.Kvs {
+				err := deliver(kv.Key, kv.Value)
+				if errors.Is(err, errGap) {
+					err = s.damage(fmt.Errorf("%w: revision %d missing", ErrDamaged, last+1))
+				}
+				if err != nil {
+					return err
+				}
+			}
+			watchFrom = resp.Header.Revision + 1
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		ch := s.cli.Watch(wctx, s.bucketStart(bucketRevs), clientv3.WithRange(s.bucketEnd(bucketRevs)), clientv3.WithRev(watchFrom), clientv3.WithFilterDelete())
+		err := func() error {
+			for resp := range ch {
+				if resp.Err() != nil {
+					return nil // read the store, then watch again
+				}
+				for _, ev := range resp.Events {
+					err := deliver(ev.Kv.Key, ev.Kv.Value)
+					if errors.Is(err, errGap) {
+						return nil
+					}
+					if err != nil {
+						return err
+					}
+				}
+				wait = 50 * time.Millisecond
+			}
+			return ctx.Err()
+		}()
+		cancel()
+		if err != nil {
+			return err
+		}
+		watchFrom = 0
+		if err := retry(); err != nil {
+			return err
+		}
+	}
+}
+
+// errGap: a watch brought a revision after one it did not bring.
+var errGap = errors.New("revisions missed")
+
+// ErrLeadershipLost: Lead's member stopped being the publisher before its
+// work was done.
+var ErrLeadershipLost = errors.New("publisher leadership lost")
+
+// Lead campaigns, as member, to be the one publisher of the store: it
+// waits until elected (or ctx ends), then runs lead with a context that
+// ends when ctx does or when the leadership is lost, and resigns once
+// lead returns. The leadership lives under an etcd lease of ttl seconds,
+// renewed while the process lives: when it dies, another member is
+// elected within ttl seconds. Lead returns lead's error, or an error
+// wrapping ErrLeadershipLost if the leadership ended first, or why the
+// member was not elected.
+//
+// The election makes one publisher the rule, not a condition of safety:
+// Append keeps revisions dense and whole even when a publisher that lost
+// its leadership (paused past its lease) still appends.
+func (s *Etcd) Lead(ctx context.Context, member string, ttl int, lead func(ctx context.Context) error) error {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	session, err := concurrency.NewSession(s.cli, concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("campaigning to publish: %w", err)
+	}
+	defer session.Close()
+	e := concurrency.NewElection(session, s.prefix+"publisher/")
+	if err := e.Campaign(ctx, member); err != nil {
+		return fmt.Errorf("campaigning to publish: %w", err)
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	lost := make(chan struct{})
+	go func() {
+		select {
+		case <-session.Done():
+			close(lost)
+			cancel()
+		case <-lctx.Done():
+		}
+	}()
+	err = lead(lctx)
+	cancel()
+	select {
+	case <-lost:
+		if err == nil || errors.Is(err, context.Canceled) {
+			return fmt.Errorf("publishing as %q: %w", member, ErrLeadershipLost)
+		}
+		return fmt.Errorf("publishing as %q: %w (%w)", member, ErrLeadershipLost, err)
+	default:
+	}
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(ttl)*time.Second)
+	defer rcancel()
+	e.Resign(rctx)
+	return err
+}
+
+// Leader returns the member that leads (Lead), or "" if none does.
+func (s *Etcd) Leader(ctx context.Context) (string, error) {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer done()
+	resp, err := s.cli.Get(ctx, s.prefix+"publisher/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(1))
+	if err != nil {
+		return "", err
+	}
+	if len(resp.Kvs) == 0 {
+		return "", nil
+	}
+	return string(resp.Kvs[0].Value), nil
+}
