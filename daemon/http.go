@@ -573,7 +573,7 @@ func (ws *watchStream) run(ctx context.Context) error {
 			default:
 				last = b.rev.Number
 				d.writing.Add(b.size())
-				err = d.writeUpdate(cw, id, b.rev, ws.match)
+				err = d.writeUpdate(ctx, cw, id, b.rev, ws.sel, ws.match)
 				d.writing.Add(-b.size())
 			}
 			if err != nil {
@@ -605,9 +605,12 @@ func serveContext(reqCtx, def context.Context) context.Context {
 	return def
 }
 
-// writeUpdate writes the update event of rev with the configs m selects,
-// if it selects any.
-func (d *Daemon) writeUpdate(cw *clientWriter, id string, rev *published, m store.Match) error {
+// writeUpdate writes the update event of rev with the configs sel (as m)
+// selects, if it selects any.
+func (d *Daemon) writeUpdate(ctx context.Context, cw *clientWriter, id string, rev *published, sel store.Selection, m store.Match) error {
+	if rev.stored {
+		return d.writeStored(ctx, cw, id, rev, sel)
+	}
 	n := 0
 	for i := range rev.configs {
 		c := &rev.configs[i]
