@@ -267,10 +267,12 @@ func (d *testDaemon) watch(query string) *watcher {
 	return w
 }
 
-// next returns the next event that is not a heartbeat.
+// next returns the next event that is not a heartbeat. It waits up to a
+// minute: under the race detector on a loaded machine, a revision of
+// several megabytes took more than 10 s from commit to event.
 func (w *watcher) next() watchEvent {
 	w.t.Helper()
-	timeout := time.After(10 * time.Second)
+	timeout := time.After(time.Minute)
 	for {
 		select {
 		case e, ok := <-w.events:
