@@ -570,21 +570,37 @@ func BenchmarkOpenWatch(b *testing.B) {
 	})
 }
 
-// BenchmarkSnapshotAll reads a snapshot of every config of a store of
-// 3,000 configs of paper-like sizes (about 35 MB).
-func BenchmarkSnapshotAll(b *testing.B) {
-	benchStores(b, func(b *testing.B, s Store) {
-		cs := benchConfigs(3000)
-		if err := s.Append(b.Context(), Revision{Number: 1, Commit: "c"}, Entries(cs)); err != nil {
-			b.Fatal(err)
-		}
-		b.SetBytes(totalBytes(cs))
-		for b.Loop() {
-			if _, err := s.Snapshot(b.Context(), All(), func(ConfigVersion) error { return nil }); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+// BenchmarkReadAll reads every config of a store of 3,000 configs of
+// paper-like sizes (about 35 MB) and of 20,000 (about 226 MB), each
+// appended as one revision: a snapshot of every config, and every change
+// since revision 0 (what a watch of every config from the start reads).
+func BenchmarkReadAll(b *testing.B) {
+	for _, n := range []int{3000, 20000} {
+		b.Run(fmt.Sprintf("configs=%d", n), func(b *testing.B) {
+			cs := benchConfigs(n)
+			benchStores(b, func(b *testing.B, s Store) {
+				if err := s.Append(b.Context(), Revision{Number: 1, Commit: "c"}, Entries(cs)); err != nil {
+					b.Fatal(err)
+				}
+				b.Run("snapshot", func(b *testing.B) {
+					b.SetBytes(totalBytes(cs))
+					for b.Loop() {
+						if _, err := s.Snapshot(b.Context(), All(), func(ConfigVersion) error { return nil }); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+				b.Run("since", func(b *testing.B) {
+					b.SetBytes(totalBytes(cs))
+					for b.Loop() {
+						if err := s.Since(b.Context(), 0, All(), func(ConfigVersion) error { return nil }); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			})
+		})
+	}
 }
 
 // TestEtcdMemberFailures appends and follows revisions on a cluster of
