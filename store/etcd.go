@@ -33,6 +33,8 @@ var (
 	// etcdOverrideGrace is how long the lease of an override outlives its
 	// Expires (see PutOverride).
 	etcdOverrideGrace = time.Minute
+	// etcdKeyPage is the most keys one read of an index returns.
+	etcdKeyPage int64 = 1024
 )
 
 const (
@@ -41,8 +43,10 @@ const (
 	// etcdReadOps is the most entries one read transaction reads: with
 	// values of at most etcdChunkBytes, a read returns at most 8 MiB.
 	etcdReadOps = 32
-	// etcdKeyPage is the most keys one read of an index returns.
-	etcdKeyPage = 256
+	// etcdReadDepth is the most read transactions of one Snapshot or
+	// Since in flight at once: the next ones are sent while the caller
+	// is handed the entries of the first.
+	etcdReadDepth = 4
 )
 
 // entryChunked is the format of a history value that stands for an entry
@@ -72,6 +76,7 @@ type Etcd struct {
 	shared  *sharedData
 
 	followReads atomic.Int64 // the reads of missed revisions by Follow
+	rangeMisses atomic.Int64 // range reads of entries that found other keys among them
 }
 
 var _ Store = (*Etcd)(nil)
@@ -557,48 +562,13 @@ func (s *Etcd) Get(ctx context.Context, name string) (ConfigVersion, error) {
 	return c, nil
 }
 
-// read runs the read operations ops, etcdReadOps to a transaction, and
-// calls fn with the entry each read, in order, between transactions;
-// with want, op i must read the entry of change want[i].
-func (s *Etcd) read(ctx context.Context, ops []clientv3.Op, want []change, fn func(ConfigVersion) error) error {
-	for done := 0; done < len(ops); {
-		n := min(len(ops)-done, etcdReadOps)
-		resp, err := s.txn(ctx, nil, ops[done:done+n]...)
-		if err != nil {
-			return err
-		}
-		batch := make([]ConfigVersion, 0, n)
-		for i, r := range resp.Responses {
-			kvs := r.GetResponseRange().Kvs
-			if len(kvs) == 0 && want != nil {
-				ch := want[done+i]
-				return s.damage(fmt.Errorf("%w: config %q at revision %d: entry missing", ErrDamaged, ch.name, ch.rev))
-			}
-			if len(kvs) == 0 {
-				continue
-			}
-			c, err := s.decodeEntry(ctx, s.inner(bucketHistory, kvs[0].Key), kvs[0].Value)
-			if err != nil {
-				return err
-			}
-			batch = append(batch, c)
-		}
-		done += n
-		for i := range batch {
-			c := batch[i]
-			batch[i] = ConfigVersion{} // what fn was given is fn's to keep or drop
-			if err := fn(c); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 // Snapshot implements Store. With named configs it reads each one's
 // newest entry not after the latest revision; with every config, it
-// first reads the names from the keys of history/, a page at a time,
-// skipping each name's other entries.
+// lists the keys of history/, a page at a time, and reads the newest
+// entry of each name not after the latest revision by exact key, the
+// entries whose keys follow one another in one range read. A name whose
+// keys go on past the end of a page is read by its newest entry instead,
+// and the next page starts after its keys.
 func (s *Etcd) Snapshot(ctx context.Context, sel Selection, fn func(ConfigVersion) error) (Revision, error) {
 	done, err := s.begin(ctx)
 	if err != nil {
@@ -609,62 +579,95 @@ func (s *Etcd) Snapshot(ctx context.Context, sel Selection, fn func(ConfigVersio
 	if err != nil || at.Number == 0 {
 		return at, err
 	}
-	current := func(c ConfigVersion) error {
+	p := s.newPipeline(ctx, func(c ConfigVersion) error {
 		if c.Deleted {
 			return nil
 		}
 		return fn(c)
-	}
+	})
+	defer p.stop()
 	if !sel.IsAll() {
-		names := sel.Names()
-		for len(names) > 0 {
-			n := min(len(names), etcdKeyPage)
-			ops := make([]clientv3.Op, n)
-			for i, name := range names[:n] {
-				ops[i] = s.currentOp(name, at.Number)
-			}
-			if err := s.read(ctx, ops, nil, current); err != nil {
+		for _, name := range sel.Names() {
+			if err := p.current(s.currentOp(name, at.Number)); err != nil {
 				return Revision{}, err
 			}
-			names = names[n:]
 		}
-		return at, nil
+		return at, p.finish()
 	}
-	from, end := s.bucketStart(bucketHistory), s.bucketEnd(bucketHistory)
+	// The name whose keys are being listed, its newest key not after at
+	// (if any yet), and whether it has keys before or after that one:
+	// entries follow one another when neither they nor what lies
+	// between them has other keys.
+	var (
+		name      string
+		best      []byte
+		before    bool
+		after     bool
+		broken    = true // the last entry read has keys after it
+		emit      func() error
+		from, end = s.bucketStart(bucketHistory), s.bucketEnd(bucketHistory)
+		started   bool
+	)
+	emit = func() error {
+		if !started {
+			return nil
+		}
+		if best == nil {
+			broken = true
+			return nil
+		}
+		err := p.want(string(best), name, !broken && !before)
+		broken = after
+		return err
+	}
 	for {
 		resp, err := s.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(etcdKeyPage))
 		if err != nil {
 			return Revision{}, err
 		}
-		var ops []clientv3.Op
-		last := ""
 		for _, kv := range resp.Kvs {
 			k := s.inner(bucketHistory, kv.Key)
-			name, _, ok := parseHistoryKey(k)
+			n, rev, ok := parseHistoryKey(k)
 			if !ok {
 				return Revision{}, s.damage(fmt.Errorf("%w: history key %q", ErrDamaged, k))
 			}
-			if name != last || len(ops) == 0 {
-				ops = append(ops, s.currentOp(name, at.Number))
-				last = name
+			if !started || n != name {
+				if err := emit(); err != nil {
+					return Revision{}, err
+				}
+				name, best, before, after, started = n, nil, false, false, true
+			}
+			switch {
+			case rev > at.Number:
+				after = true
+			case best != nil:
+				before = true // best is not the name's first key
+				best = kv.Key
+			default:
+				best = kv.Key
 			}
 		}
-		if err := s.read(ctx, ops, nil, current); err != nil {
+		if !resp.More {
+			if err := emit(); err != nil {
+				return Revision{}, err
+			}
+			return at, p.finish()
+		}
+		// The page may end within name's keys: its newest entry is read
+		// by itself, and the next page starts after every key of it
+		// (NAME, then a byte above the zero byte).
+		if err := p.current(s.currentOp(name, at.Number)); err != nil {
 			return Revision{}, err
 		}
-		if !resp.More {
-			return at, nil
-		}
-		// The next name's entries start after every entry of this
-		// one: NAME, then a byte above the zero byte.
-		from = s.key(bucketHistory, append([]byte(last), 1))
+		started, broken = false, true
+		from = s.key(bucketHistory, append([]byte(name), 1))
 	}
 }
 
 // Since implements Store. With every config it reads the changes index
 // from the revision after from on, a page at a time; with named configs,
 // the keys of each one's history from there. Either way it stops at the
-// latest revision when it starts.
+// latest revision when it starts, and reads each entry by its exact key.
 func (s *Etcd) Since(ctx context.Context, from int64, sel Selection, fn func(ConfigVersion) error) error {
 	done, err := s.begin(ctx)
 	if err != nil {
@@ -679,7 +682,8 @@ func (s *Etcd) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 	if from >= to {
 		return nil
 	}
-	get := func(ch change) clientv3.Op { return clientv3.OpGet(s.key(bucketHistory, historyKey(ch.name, ch.rev))) }
+	p := s.newPipeline(ctx, fn)
+	defer p.stop()
 	if !sel.IsAll() {
 		var todo []change
 		names := sel.Names()
@@ -706,11 +710,12 @@ func (s *Etcd) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 			names = names[n:]
 		}
 		sortChanges(todo)
-		ops := make([]clientv3.Op, len(todo))
-		for i, ch := range todo {
-			ops[i] = get(ch)
+		for _, ch := range todo {
+			if err := p.want(s.key(bucketHistory, historyKey(ch.name, ch.rev)), ch.name, false); err != nil {
+				return err
+			}
 		}
-		return s.read(ctx, ops, todo, fn)
+		return p.finish()
 	}
 	start, end := s.key(bucketChanges, revKey(from+1)), s.key(bucketChanges, revKey(to+1))
 	for {
@@ -718,8 +723,6 @@ func (s *Etcd) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 		if err != nil {
 			return err
 		}
-		todo := make([]change, 0, len(resp.Kvs))
-		ops := make([]clientv3.Op, 0, len(resp.Kvs))
 		for _, kv := range resp.Kvs {
 			k := s.inner(bucketChanges, kv.Key)
 			rev, name, ok := parseChangeKey(k)
@@ -729,14 +732,12 @@ func (s *Etcd) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 			if _, err := unseal(k, kv.Value); err != nil {
 				return s.damage(fmt.Errorf("revision %d: change %q: %w", rev, name, err))
 			}
-			todo = append(todo, change{rev, name})
-			ops = append(ops, get(change{rev, name}))
-		}
-		if err := s.read(ctx, ops, todo, fn); err != nil {
-			return err
+			if err := p.want(s.key(bucketHistory, historyKey(name, rev)), name, false); err != nil {
+				return err
+			}
 		}
 		if !resp.More {
-			return nil
+			return p.finish()
 		}
 		start = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}

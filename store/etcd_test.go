@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -674,5 +675,115 @@ func TestEtcdMemberFailures(t *testing.T) {
 	err = s.Since(t.Context(), 0, All(), func(c ConfigVersion) error { revs = append(revs, c.Revision); return nil })
 	if err != nil || !slices.Equal(revs, []int64{1, 2, 3, 4, 5, 6}) {
 		t.Errorf("revisions after the failures: %v, %v; want 1 to 6", revs, err)
+	}
+}
+
+// TestEtcdReadRuns reads snapshots and changes of a store whose configs
+// have several entries, some deleted, with the entries of an Append cut
+// short among them, in pages of a few keys: what the etcd store reads
+// (entries one after another by range reads, names that go on past a
+// page by their newest entry) is what the bolt store reads of the same
+// revisions.
+func TestEtcdReadRuns(t *testing.T) {
+	defer func(n int64) { etcdKeyPage = n }(etcdKeyPage)
+	etcdKeyPage = 7
+	cli, prefix := EtcdForTest(t)
+	s := openEtcdTest(t, cli, prefix)
+	b, err := OpenBolt(filepath.Join(t.TempDir(), "cfg.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var revs []rev
+	var first []ConfigVersion
+	for i := range 60 {
+		first = append(first, cv(fmt.Sprintf("c%03d", i), fmt.Sprint("one", i)))
+	}
+	revs = append(revs, rev{Revision{Number: 1, Commit: "c1"}, first})
+	for n := int64(2); n <= 6; n++ {
+		var cs []ConfigVersion
+		for i := range 60 {
+			switch {
+			case i%int(n+1) == 0:
+				cs = append(cs, cv(fmt.Sprintf("c%03d", i), fmt.Sprint("rev", n, "-", i)))
+			case n == 4 && i%11 == 1:
+				cs = append(cs, ConfigVersion{Name: fmt.Sprintf("c%03d", i), Deleted: true})
+			}
+		}
+		revs = append(revs, rev{Revision{Number: n, Commit: fmt.Sprint("c", n)}, cs})
+	}
+	mustAppend(t, s, revs...)
+	mustAppend(t, b, revs...)
+	// An Append of revision 7 cut short leaves entries after the latest
+	// revision among the others.
+	ctx, cancel := context.WithCancel(t.Context())
+	err = s.Append(ctx, Revision{Number: 7, Commit: "c-dead"}, func(yield func(ConfigVersion, error) bool) {
+		for i := 0; i < 60; i += 4 {
+			if !yield(cv(fmt.Sprintf("c%03d", i), "dead"), nil) {
+				return
+			}
+		}
+		cancel()
+		yield(cv("last", "x"), nil)
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Append cut short: %v", err)
+	}
+	read := func(st Store, snapshot bool, from int64, sel Selection) []string {
+		var got []string
+		fn := func(c ConfigVersion) error {
+			got = append(got, fmt.Sprintf("%s@%d deleted=%v %s", c.Name, c.Revision, c.Deleted, c.Data))
+			return nil
+		}
+		if snapshot {
+			if _, err := st.Snapshot(t.Context(), sel, fn); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := st.Since(t.Context(), from, sel, fn); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	sels := []Selection{All(), Select("c000", "c001", "c012", "c013", "c059", "nope")}
+	for _, sel := range sels {
+		if want, got := read(b, true, 0, sel), read(s, true, 0, sel); !slices.Equal(got, want) {
+			t.Errorf("Snapshot(%v):\n got %q\nwant %q", sel.Names(), got, want)
+		}
+		for from := range int64(7) {
+			if want, got := read(b, false, from, sel), read(s, false, from, sel); !slices.Equal(got, want) {
+				t.Errorf("Since(%d, %v):\n got %q\nwant %q", from, sel.Names(), got, want)
+			}
+		}
+	}
+	if n := s.rangeMisses.Load(); n != 0 {
+		t.Errorf("%d range reads found keys among the entries they read; want none", n)
+	}
+}
+
+// TestEtcdReadRunAmong reads a range of entries among which another key
+// was added after they were listed: the entries the range's limit then
+// leaves out are read by themselves, and the other key is skipped.
+func TestEtcdReadRunAmong(t *testing.T) {
+	cli, prefix := EtcdForTest(t)
+	s := openEtcdTest(t, cli, prefix)
+	mustAppend(t, s, rev{Revision{Number: 1, Commit: "c1"}, []ConfigVersion{cv("a", "a1"), cv("b", "b1"), cv("c", "c1"), cv("d", "d1")}})
+	key := func(name string) string { return s.key(bucketHistory, historyKey(name, 1)) }
+	got, err := s.readBatch(t.Context(), []fetch{{want: []wanted{{key("a"), "a"}, {key("c"), "c"}, {key("d"), "d"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range got {
+		names = append(names, c.Name+"="+string(c.Data))
+	}
+	if want := []string{"a=a1", "c=c1", "d=d1"}; !slices.Equal(names, want) {
+		t.Errorf("read %q, want %q", names, want)
+	}
+	if n := s.rangeMisses.Load(); n != 1 {
+		t.Errorf("%d range reads found keys among the entries they read; want 1", n)
+	}
+	_, err = s.readBatch(t.Context(), []fetch{{want: []wanted{{key("a"), "a"}, {key("x"), "x"}, {key("d"), "d"}}}})
+	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), `config "x" at revision 1: entry missing`) {
+		t.Errorf("reading an entry that is not there: %v; want ErrDamaged naming it", err)
 	}
 }
