@@ -849,18 +849,64 @@ func (s *Bolt) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 }
 
 // PutHosts implements Store.
-func (s *Bolt) PutHosts(ctx context.Context, hosts []Host) error {
-	return putRecords(s, ctx, bucketHosts, hosts, func(h Host) string { return h.Name })
+// The records hold when they expire; expired ones stay in the file until
+// the host is recorded again, and Hosts leaves them out.
+func (s *Bolt) PutHosts(ctx context.Context, hosts []Host, ttl time.Duration) error {
+	if err := checkTTL(ttl); err != nil {
+		return err
+	}
+	expires := time.Now().Add(ttl)
+	rs := make([]hostRecord, len(hosts))
+	for i, h := range hosts {
+		rs[i] = hostRecord{h, expires}
+	}
+	return putRecords(s, ctx, bucketHosts, rs, func(r hostRecord) string { return r.Name })
 }
 
 // Hosts implements Store.
 func (s *Bolt) Hosts(ctx context.Context) ([]Host, error) {
-	return records[Host](s, ctx, bucketHosts, "host")
+	rs, err := records[hostRecord](s, ctx, bucketHosts, "host")
+	if err != nil {
+		return nil, err
+	}
+	return liveHosts(rs, time.Now()), nil
 }
 
 // PutOverride implements Store.
 func (s *Bolt) PutOverride(ctx context.Context, o wire.Override) error {
 	return putRecords(s, ctx, bucketOverrides, []wire.Override{o}, func(o wire.Override) string { return o.ID })
+}
+
+// RenewOverride implements Store: it updates the override's record, whose
+// data is in the same value.
+func (s *Bolt) RenewOverride(ctx context.Context, id string, expires time.Time) error {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketOverrides)
+		k := []byte(id)
+		v := b.Get(k)
+		if v == nil {
+			return fmt.Errorf("override %q: %w", id, ErrNotFound)
+		}
+		p, err := unseal(k, v)
+		if err != nil {
+			return fmt.Errorf("override %q: %w", id, err)
+		}
+		var o wire.Override
+		if err := json.Unmarshal(p, &o); err != nil {
+			return fmt.Errorf("decoding override %q: %w", id, err)
+		}
+		o.Expires = expires
+		data, err := json.Marshal(o)
+		if err != nil {
+			return err
+		}
+		return b.Put(k, sealed(k, data))
+	})
 }
 
 // DeleteOverride implements Store.

@@ -313,7 +313,7 @@ func TestReopen(t *testing.T) {
 	mustAppend(t, s, newRev(1, cv("a", "1")), newRev(2, cv("b", "2")))
 	hosts := []Host{{Name: "web-1", Labels: map[string]string{"cluster": "c1"}, Configs: []string{"a"}, Applied: 2, LastSeen: t0,
 		Metrics: "http://web-1:9100/metrics", Overrides: []wire.AppliedOverride{{ID: "run-1", Config: "a", Version: 2}}}}
-	if err := s.PutHosts(ctx, hosts); err != nil {
+	if err := s.PutHosts(ctx, hosts, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	overrides := []wire.Override{

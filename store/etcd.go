@@ -46,7 +46,7 @@ const (
 	// etcdReadDepth is the most read transactions of one Snapshot or
 	// Since in flight at once: the next ones are sent while the caller
 	// is handed the entries of the first.
-	etcdReadDepth = 4
+	etcdReadDepth = 2
 )
 
 // entryChunked is the format of a history value that stands for an entry
@@ -743,22 +743,35 @@ func (s *Etcd) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 	}
 }
 
-// PutHosts implements Store.
-func (s *Etcd) PutHosts(ctx context.Context, hosts []Host) error {
+// PutHosts implements Store. The records live under one etcd lease of
+// ttl (in whole seconds, rounded up), which etcd ends, removing them; each
+// record also holds when it expires, which Hosts checks.
+func (s *Etcd) PutHosts(ctx context.Context, hosts []Host, ttl time.Duration) error {
+	if err := checkTTL(ttl); err != nil {
+		return err
+	}
 	done, err := s.begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
+	if len(hosts) == 0 {
+		return nil
+	}
+	lease, err := s.cli.Grant(ctx, int64((ttl+time.Second-1)/time.Second))
+	if err != nil {
+		return fmt.Errorf("storing hosts: %w", err)
+	}
+	expires := time.Now().Add(ttl)
 	var ops []clientv3.Op
 	size := 0
 	for i, h := range hosts {
-		data, err := json.Marshal(h)
+		data, err := json.Marshal(hostRecord{h, expires})
 		if err != nil {
 			return err
 		}
 		k := []byte(h.Name)
-		ops = append(ops, clientv3.OpPut(s.key(bucketHosts, k), string(sealed(k, data))))
+		ops = append(ops, clientv3.OpPut(s.key(bucketHosts, k), string(sealed(k, data)), clientv3.WithLease(lease.ID)))
 		size += len(k) + len(data)
 		if len(ops) == etcdTxnOps || size > etcdTxnBytes || i == len(hosts)-1 {
 			if _, err := s.txn(ctx, nil, ops...); err != nil {
@@ -772,7 +785,11 @@ func (s *Etcd) PutHosts(ctx context.Context, hosts []Host) error {
 
 // Hosts implements Store.
 func (s *Etcd) Hosts(ctx context.Context) ([]Host, error) {
-	return etcdRecords[Host](s, ctx, bucketHosts, "host")
+	rs, err := etcdRecords[hostRecord](s, ctx, bucketHosts, "host")
+	if err != nil {
+		return nil, err
+	}
+	return liveHosts(rs, time.Now()), nil
 }
 
 // PutOverride implements Store. The override's key lives under an etcd
@@ -790,8 +807,7 @@ func (s *Etcd) PutOverride(ctx context.Context, o wire.Override) error {
 	if err != nil {
 		return err
 	}
-	ttl := int64((time.Until(o.Expires) + etcdOverrideGrace + time.Second - 1) / time.Second)
-	lease, err := s.cli.Grant(ctx, max(ttl, 1))
+	lease, err := s.cli.Grant(ctx, overrideTTL(o.Expires))
 	if err != nil {
 		return fmt.Errorf("storing override %q: %w", o.ID, err)
 	}
@@ -805,6 +821,71 @@ func (s *Etcd) PutOverride(ctx context.Context, o wire.Override) error {
 		s.revoke(ctx, clientv3.LeaseID(resp.PrevKv.Lease))
 	}
 	return nil
+}
+
+// overrideTTL is the TTL of the lease of an override that expires at
+// expires: etcdOverrideGrace later, in whole seconds, rounded up.
+func overrideTTL(expires time.Time) int64 {
+	return max(int64((time.Until(expires)+etcdOverrideGrace+time.Second-1)/time.Second), 1)
+}
+
+// RenewOverride implements Store. A renewal that keeps the override's
+// lease as long as before (the same lease seconds) is one keep-alive of
+// its lease; another gives the key a new lease with a put that keeps its
+// value (etcd's ignore_value), and revokes the old lease. Either way the
+// override's data is read (to find its lease) but not written again.
+func (s *Etcd) RenewOverride(ctx context.Context, id string, expires time.Time) error {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	key := s.key(bucketOverrides, []byte(id))
+	notFound := fmt.Errorf("override %q: %w", id, ErrNotFound)
+	for {
+		// A read of the key only (WithKeysOnly) does not give its lease.
+		resp, err := s.cli.Get(ctx, key)
+		if err != nil {
+			return fmt.Errorf("renewing override %q: %w", id, err)
+		}
+		if len(resp.Kvs) == 0 {
+			return notFound
+		}
+		kv := resp.Kvs[0]
+		ttl := overrideTTL(expires)
+		if kv.Lease != 0 {
+			ka, err := s.cli.KeepAliveOnce(ctx, clientv3.LeaseID(kv.Lease))
+			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+				return notFound // the lease ran out: the key went with it
+			}
+			if err != nil {
+				return fmt.Errorf("renewing override %q: %w", id, err)
+			}
+			// The lease's TTL was rounded up to the second when
+			// granted: one second more is the same lease seconds.
+			if ka.TTL == ttl || ka.TTL == ttl+1 {
+				return nil
+			}
+		}
+		lease, err := s.cli.Grant(ctx, ttl)
+		if err != nil {
+			return fmt.Errorf("renewing override %q: %w", id, err)
+		}
+		tr, err := s.txn(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)},
+			clientv3.OpPut(key, "", clientv3.WithIgnoreValue(), clientv3.WithLease(lease.ID)))
+		if err != nil {
+			s.revoke(ctx, lease.ID)
+			return fmt.Errorf("renewing override %q: %w", id, err)
+		}
+		if !tr.Succeeded {
+			s.revoke(ctx, lease.ID) // the override changed meanwhile: again
+			continue
+		}
+		if kv.Lease != 0 {
+			s.revoke(ctx, clientv3.LeaseID(kv.Lease))
+		}
+		return nil
+	}
 }
 
 // revoke revokes a lease no key needs any more. It may be gone already;
@@ -834,9 +915,44 @@ func (s *Etcd) DeleteOverride(ctx context.Context, id string) error {
 	return nil
 }
 
-// Overrides implements Store.
+// Overrides implements Store. The Expires of an override is its lease's
+// end less etcdOverrideGrace, to the second, as RenewOverride moves the
+// end without writing the override again.
 func (s *Etcd) Overrides(ctx context.Context) ([]wire.Override, error) {
-	return etcdRecords[wire.Override](s, ctx, bucketOverrides, "override")
+	done, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	resp, err := s.cli.Get(ctx, s.bucketStart(bucketOverrides), clientv3.WithRange(s.bucketEnd(bucketOverrides)))
+	if err != nil {
+		return nil, err
+	}
+	var out []wire.Override
+	for _, kv := range resp.Kvs {
+		k := s.inner(bucketOverrides, kv.Key)
+		p, err := unseal(k, kv.Value)
+		if err != nil {
+			return nil, s.damage(fmt.Errorf("override %q: %w", k, err))
+		}
+		var o wire.Override
+		if err := json.Unmarshal(p, &o); err != nil {
+			return nil, fmt.Errorf("decoding override %q: %w", k, err)
+		}
+		if kv.Lease != 0 {
+			ttl, err := s.cli.TimeToLive(ctx, clientv3.LeaseID(kv.Lease))
+			if err != nil {
+				return nil, fmt.Errorf("reading the lease of override %q: %w", k, err)
+			}
+			if ttl.TTL < 0 {
+				continue // ran out since it was read
+			}
+			// TTL is what is left of the lease, to the second below.
+			o.Expires = time.Now().Add(time.Duration(ttl.TTL)*time.Second - etcdOverrideGrace).UTC()
+		}
+		out = append(out, o)
+	}
+	return out, nil
 }
 
 // PutRun implements Store.

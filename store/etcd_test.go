@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/cfg-dev/cfg/internal/etcdtest"
@@ -785,5 +786,56 @@ func TestEtcdReadRunAmong(t *testing.T) {
 	_, err = s.readBatch(t.Context(), []fetch{{want: []wanted{{key("a"), "a"}, {key("x"), "x"}, {key("d"), "d"}}}})
 	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), `config "x" at revision 1: entry missing`) {
 		t.Errorf("reading an entry that is not there: %v; want ErrDamaged naming it", err)
+	}
+}
+
+// TestEtcdOverrideRenew renews an override for the same lease seconds
+// past the end of the lease it was put with: each renewal is a keep-alive
+// of that lease, the key is never written again, and the override stays.
+// A renewal for other lease seconds moves the key to a new lease with its
+// value as it was, and revokes the old one.
+func TestEtcdOverrideRenew(t *testing.T) {
+	defer func(d time.Duration) { etcdOverrideGrace = d }(etcdOverrideGrace)
+	etcdOverrideGrace = time.Second
+	cli, prefix := EtcdForTest(t)
+	s := openEtcdTest(t, cli, prefix)
+	read := func() *mvccpb.KeyValue {
+		t.Helper()
+		resp, err := cli.Get(t.Context(), s.key(bucketOverrides, []byte("run-1")))
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("reading the override: %v, %d keys", err, len(resp.Kvs))
+		}
+		return resp.Kvs[0]
+	}
+	const lease = 4 * time.Second
+	o := wire.Override{ID: "run-1", Config: "a", Hosts: []string{"web-1"}, Version: 1, Data: []byte("x"), LeaseSeconds: 4, Expires: time.Now().Add(lease)}
+	if err := s.PutOverride(t.Context(), o); err != nil {
+		t.Fatal(err)
+	}
+	put := read()
+	end := time.Now().Add(lease + etcdOverrideGrace + 2*time.Second) // past the first lease
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for time.Now().Before(end) {
+		<-tick.C
+		if err := s.RenewOverride(t.Context(), o.ID, time.Now().Add(lease)); err != nil {
+			t.Fatal(err)
+		}
+		if kv := read(); kv.ModRevision != put.ModRevision || kv.Lease != put.Lease {
+			t.Fatalf("after a renewal for the same lease: key written again (mod revision %d, lease %x; put %d, %x)", kv.ModRevision, kv.Lease, put.ModRevision, put.Lease)
+		}
+	}
+	if err := s.RenewOverride(t.Context(), o.ID, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	kv := read()
+	if kv.Lease == put.Lease || !bytes.Equal(kv.Value, put.Value) {
+		t.Errorf("after a renewal for an hour: lease %x (was %x), value %q (was %q); want a new lease, the same value", kv.Lease, put.Lease, kv.Value, put.Value)
+	}
+	if ttl, err := cli.TimeToLive(t.Context(), clientv3.LeaseID(put.Lease)); err != nil || ttl.TTL != -1 {
+		t.Errorf("the lease before the renewal: %+v, %v; want revoked", ttl, err)
+	}
+	if ttl, err := cli.TimeToLive(t.Context(), clientv3.LeaseID(kv.Lease)); err != nil || ttl.GrantedTTL < 3600 || ttl.GrantedTTL > 3602 {
+		t.Errorf("the new lease: %+v, %v; want an hour and the grace", ttl, err)
 	}
 }

@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/cfg-dev/cfg/store"
 	"github.com/cfg-dev/cfg/wire"
@@ -41,6 +43,8 @@ func Run(t *testing.T, newStore func(t *testing.T) Open) {
 		{"Reopen", testReopen},
 		{"CallbackErrors", testCallbackErrors},
 		{"ConcurrentReaders", testConcurrentReaders},
+		{"HostsExpire", testHostsExpire},
+		{"RenewOverride", testRenewOverride},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
@@ -532,11 +536,11 @@ func testReopen(t *testing.T, open Open) {
 		{Name: "web-1", Labels: map[string]string{"cluster": "c1"}, Configs: []string{"a"}, Applied: 2, LastSeen: t0,
 			Metrics: "http://web-1:9100/metrics", Overrides: []wire.AppliedOverride{{ID: "run-1", Config: "a", Version: 2}}},
 	}
-	if err := s.PutHosts(ctx, hosts); err != nil {
+	if err := s.PutHosts(ctx, hosts, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	hosts[0].Applied = 2
-	if err := s.PutHosts(ctx, hosts[:1]); err != nil {
+	if err := s.PutHosts(ctx, hosts[:1], time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	hosts[0], hosts[1] = hosts[1], hosts[0]
@@ -609,7 +613,7 @@ func testReopen(t *testing.T, open Open) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(overrides, gotOverrides); diff != "" {
+	if diff := cmp.Diff(overrides, gotOverrides, approxExpires); diff != "" {
 		t.Errorf("Overrides after reopening (-want +got):\n%s", diff)
 	}
 	gotRuns, err := s.Runs(ctx)
@@ -702,4 +706,98 @@ func testConcurrentReaders(t *testing.T, open Open) {
 		mustAppend(t, s, newRev(i, cv("a", fmt.Sprint(i)), cv("b", fmt.Sprint(i))))
 	}
 	wg.Wait()
+}
+
+// approxExpires compares the Expires of overrides to the second: a store
+// may keep an override's expiry as the end of a lease of whole seconds.
+var approxExpires = cmpopts.EquateApproxTime(2 * time.Second)
+
+// testHostsExpire checks that a host record is listed until its ttl runs
+// out and not after, that recording a host again starts its ttl again,
+// and that a ttl of nothing is refused.
+func testHostsExpire(t *testing.T, open Open) {
+	ctx := context.Background()
+	s := openStore(t, open)
+	if err := s.PutHosts(ctx, []store.Host{{Name: "web-1"}}, 0); err == nil {
+		t.Error("PutHosts with a ttl of 0 succeeded")
+	}
+	if err := s.PutHosts(ctx, []store.Host{{Name: "web-1", Applied: 1}, {Name: "web-2", Applied: 1}}, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutHosts(ctx, []store.Host{{Name: "web-3", Applied: 1}}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	names := func() []string {
+		hosts, err := s.Hosts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, h := range hosts {
+			out = append(out, h.Name)
+		}
+		return out
+	}
+	if diff := cmp.Diff([]string{"web-1", "web-2", "web-3"}, names()); diff != "" {
+		t.Errorf("Hosts (-want +got):\n%s", diff)
+	}
+	// web-2, reported again before its ttl runs out, stays.
+	if err := s.PutHosts(ctx, []store.Host{{Name: "web-2", Applied: 2}}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for slices.Contains(names(), "web-1") {
+		if time.Now().After(deadline) {
+			t.Fatal("web-1 still listed a minute after its ttl of 2s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	hosts, err := s.Hosts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]store.Host{{Name: "web-2", Applied: 2}, {Name: "web-3", Applied: 1}}, hosts); diff != "" {
+		t.Errorf("Hosts after web-1's ttl ran out (-want +got):\n%s", diff)
+	}
+}
+
+// testRenewOverride checks that a renewal moves an override's expiry and
+// keeps the rest of it, that renewing a missing override is ErrNotFound,
+// and that a renewed override outlives the lease it was put with.
+func testRenewOverride(t *testing.T, open Open) {
+	ctx := context.Background()
+	s := openStore(t, open)
+	o := wire.Override{ID: "run-1", Config: "a", Hosts: []string{"web-1"}, Version: 2, Compiled: true,
+		Data: []byte(`{"x":1}`), LeaseSeconds: 30, Expires: time.Now().UTC().Add(30 * time.Second)}
+	if err := s.PutOverride(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, want ...wire.Override) {
+		t.Helper()
+		got, err := s.Overrides(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got, approxExpires, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("Overrides %s (-want +got):\n%s", what, diff)
+		}
+	}
+	// The same lease seconds again, and then others.
+	for _, d := range []time.Duration{30 * time.Second, time.Hour, 10 * time.Second} {
+		o.Expires = time.Now().UTC().Add(d)
+		if err := s.RenewOverride(ctx, o.ID, o.Expires); err != nil {
+			t.Fatal(err)
+		}
+		check(fmt.Sprintf("after a renewal for %v", d), o)
+	}
+	if err := s.RenewOverride(ctx, "never-there", time.Now().Add(time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("renewing a missing override: %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteOverride(ctx, o.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RenewOverride(ctx, o.ID, time.Now().Add(time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("renewing a deleted override: %v, want ErrNotFound", err)
+	}
+	check("after deleting it")
 }
