@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -502,12 +503,15 @@ func (s *Etcd) Changed(ctx context.Context, n int64, fn func(string) error) erro
 	defer done()
 	prefix := s.key(bucketChanges, revKey(n))
 	resp, err := s.txn(ctx, nil, clientv3.OpGet(s.key(bucketRevs, revKey(n)), clientv3.WithCountOnly()),
-		clientv3.OpGet(prefix, clientv3.WithPrefix()))
+		clientv3.OpGet(prefix, clientv3.WithPrefix()), s.floorOp())
 	if err != nil {
 		return err
 	}
 	if resp.Responses[0].GetResponseRange().Count == 0 {
 		return fmt.Errorf("revision %d: %w", n, ErrNotFound)
+	}
+	if err := s.checkFloor(resp.Responses[2], n-1); err != nil {
+		return err
 	}
 	var names []string
 	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
@@ -579,7 +583,7 @@ func (s *Etcd) Snapshot(ctx context.Context, sel Selection, fn func(ConfigVersio
 	if err != nil || at.Number == 0 {
 		return at, err
 	}
-	p := s.newPipeline(ctx, func(c ConfigVersion) error {
+	p := s.newPipeline(ctx, at.Number, func(c ConfigVersion) error {
 		if c.Deleted {
 			return nil
 		}
@@ -621,7 +625,7 @@ func (s *Etcd) Snapshot(ctx context.Context, sel Selection, fn func(ConfigVersio
 		return err
 	}
 	for {
-		resp, err := s.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(etcdKeyPage))
+		resp, err := s.page(ctx, at.Number, clientv3.OpGet(from, clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(etcdKeyPage)))
 		if err != nil {
 			return Revision{}, err
 		}
@@ -682,7 +686,7 @@ func (s *Etcd) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 	if from >= to {
 		return nil
 	}
-	p := s.newPipeline(ctx, fn)
+	p := s.newPipeline(ctx, from, fn)
 	defer p.stop()
 	if !sel.IsAll() {
 		var todo []change
@@ -693,11 +697,14 @@ func (s *Etcd) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 			for i, name := range names[:n] {
 				ops[i] = clientv3.OpGet(s.key(bucketHistory, historyKey(name, from+1)), clientv3.WithRange(s.key(bucketHistory, historyKey(name, to+1))), clientv3.WithKeysOnly())
 			}
-			resp, err := s.txn(ctx, nil, ops...)
+			resp, err := s.txn(ctx, nil, append(ops, s.floorOp())...)
 			if err != nil {
 				return err
 			}
-			for _, r := range resp.Responses {
+			if err := s.checkFloor(resp.Responses[n], from); err != nil {
+				return err
+			}
+			for _, r := range resp.Responses[:n] {
 				for _, kv := range r.GetResponseRange().Kvs {
 					k := s.inner(bucketHistory, kv.Key)
 					name, rev, ok := parseHistoryKey(k)
@@ -719,7 +726,7 @@ func (s *Etcd) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 	}
 	start, end := s.key(bucketChanges, revKey(from+1)), s.key(bucketChanges, revKey(to+1))
 	for {
-		resp, err := s.cli.Get(ctx, start, clientv3.WithRange(end), clientv3.WithLimit(etcdKeyPage))
+		resp, err := s.page(ctx, from, clientv3.OpGet(start, clientv3.WithRange(end), clientv3.WithLimit(etcdKeyPage)))
 		if err != nil {
 			return err
 		}
@@ -738,6 +745,146 @@ func (s *Etcd) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 		}
 		if !resp.More {
 			return p.finish()
+		}
+		start = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// floorOp reads meta/compacted, the revision the history starts after.
+func (s *Etcd) floorOp() clientv3.Op { return clientv3.OpGet(s.key(bucketMeta, keyCompacted)) }
+
+// checkFloor fails with ErrCompacted if the changes after revision from
+// were compacted, according to what floorOp read.
+func (s *Etcd) checkFloor(r *etcdserverpb.ResponseOp, from int64) error {
+	kvs := r.GetResponseRange().Kvs
+	if len(kvs) == 0 {
+		return nil
+	}
+	floor, err := decodeFloor(kvs[0].Value)
+	if err != nil {
+		return s.damage(err)
+	}
+	return compactedError(from, floor)
+}
+
+// page runs op, a read of a page of an index, with a read of the floor:
+// ErrCompacted if the changes after revision from were compacted.
+func (s *Etcd) page(ctx context.Context, from int64, op clientv3.Op) (*etcdserverpb.RangeResponse, error) {
+	resp, err := s.txn(ctx, nil, op, s.floorOp())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkFloor(resp.Responses[1], from); err != nil {
+		return nil, err
+	}
+	return resp.Responses[0].GetResponseRange(), nil
+}
+
+// Compact implements Store. It records the new floor first, in a
+// transaction of its own, so that every read that could miss what is then
+// removed sees it (every read of Snapshot, Since and Changed reads the
+// floor in the same transaction); then it goes through the changes of the
+// compacted revisions, a page at a time. The removed keys' space is
+// etcd's to reclaim, with its own compaction and defragmentation.
+func (s *Etcd) Compact(ctx context.Context, keep int64) (int64, error) {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	if keep < 1 {
+		return 0, fmt.Errorf("compacting: keep %d revisions, want at least 1", keep)
+	}
+	floorKey := s.key(bucketMeta, keyCompacted)
+	var floor int64
+	for {
+		resp, err := s.txn(ctx, nil, s.latestOp(), clientv3.OpGet(floorKey))
+		if err != nil {
+			return 0, fmt.Errorf("compacting: %w", err)
+		}
+		latest, err := s.decodeLatest(resp.Responses[0].GetResponseRange().Kvs)
+		if err != nil {
+			return 0, s.damage(err)
+		}
+		var old, mod int64
+		if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
+			if old, err = decodeFloor(kvs[0].Value); err != nil {
+				return 0, s.damage(err)
+			}
+			mod = kvs[0].ModRevision
+		}
+		floor = max(old, latest.Number-keep)
+		if floor == old {
+			return floor, nil
+		}
+		tr, err := s.txn(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(floorKey), "=", mod)},
+			clientv3.OpPut(floorKey, string(sealed(keyCompacted, revKey(floor)))))
+		if err != nil {
+			return 0, fmt.Errorf("compacting: %w", err)
+		}
+		if tr.Succeeded {
+			break
+		}
+	}
+	// What compactions cut short left is found from the start.
+	start, end := s.key(bucketChanges, revKey(1)), s.key(bucketChanges, revKey(floor+1))
+	for {
+		resp, err := s.cli.Get(ctx, start, clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(etcdTxnOps/4))
+		if err != nil {
+			return floor, fmt.Errorf("compacting: %w", err)
+		}
+		if len(resp.Kvs) == 0 {
+			return floor, nil
+		}
+		var reads []clientv3.Op
+		var hks [][]byte
+		for _, kv := range resp.Kvs {
+			ck := s.inner(bucketChanges, kv.Key)
+			rev, name, ok := parseChangeKey(ck)
+			if !ok {
+				return floor, s.damage(fmt.Errorf("%w: change key %q", ErrDamaged, ck))
+			}
+			hk := historyKey(name, rev)
+			hks = append(hks, hk)
+			reads = append(reads,
+				clientv3.OpGet(s.key(bucketHistory, historyKey(name, rev+1)), clientv3.WithRange(s.key(bucketHistory, historyKey(name, floor+1))), clientv3.WithKeysOnly(), clientv3.WithLimit(1)),
+				clientv3.OpGet(s.key(bucketHistory, hk)))
+		}
+		rr, err := s.txn(ctx, nil, reads...)
+		if err != nil {
+			return floor, fmt.Errorf("compacting: %w", err)
+		}
+		var ops []clientv3.Op
+		for i, kv := range resp.Kvs {
+			ops = append(ops, clientv3.OpDelete(string(kv.Key)))
+			later, entry := rr.Responses[2*i].GetResponseRange().Kvs, rr.Responses[2*i+1].GetResponseRange().Kvs
+			if len(entry) == 0 {
+				continue // gone already
+			}
+			// Superseded by a later entry not after floor, the entry
+			// goes; otherwise it is the current one as of floor, and
+			// every earlier entry of its config goes, and it too if it
+			// is a deletion.
+			hk := hks[i]
+			drop := func(from, to []byte) {
+				ops = append(ops, clientv3.OpDelete(s.key(bucketHistory, from), clientv3.WithRange(s.key(bucketHistory, to))),
+					clientv3.OpDelete(s.key(bucketChunks, from), clientv3.WithRange(s.key(bucketChunks, to))))
+			}
+			name, rev, _ := parseHistoryKey(hk)
+			next := historyKey(name, rev+1) // the end of hk and its chunks
+			switch deleted, err := entryDeleted(hk, entry[0].Value); {
+			case len(later) > 0:
+				drop(hk, next)
+			case err != nil:
+				return floor, s.damage(fmt.Errorf("compacting: %w", err))
+			case deleted:
+				drop(historyPrefix(name), next)
+			default:
+				drop(historyPrefix(name), hk)
+			}
+		}
+		if _, err := s.txn(ctx, nil, ops...); err != nil {
+			return floor, fmt.Errorf("compacting: %w", err)
 		}
 		start = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}

@@ -769,7 +769,7 @@ func TestEtcdReadRunAmong(t *testing.T) {
 	s := openEtcdTest(t, cli, prefix)
 	mustAppend(t, s, rev{Revision{Number: 1, Commit: "c1"}, []ConfigVersion{cv("a", "a1"), cv("b", "b1"), cv("c", "c1"), cv("d", "d1")}})
 	key := func(name string) string { return s.key(bucketHistory, historyKey(name, 1)) }
-	got, err := s.readBatch(t.Context(), []fetch{{want: []wanted{{key("a"), "a"}, {key("c"), "c"}, {key("d"), "d"}}}})
+	got, err := s.readBatch(t.Context(), 0, []fetch{{want: []wanted{{key("a"), "a"}, {key("c"), "c"}, {key("d"), "d"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -783,7 +783,7 @@ func TestEtcdReadRunAmong(t *testing.T) {
 	if n := s.rangeMisses.Load(); n != 1 {
 		t.Errorf("%d range reads found keys among the entries they read; want 1", n)
 	}
-	_, err = s.readBatch(t.Context(), []fetch{{want: []wanted{{key("a"), "a"}, {key("x"), "x"}, {key("d"), "d"}}}})
+	_, err = s.readBatch(t.Context(), 0, []fetch{{want: []wanted{{key("a"), "a"}, {key("x"), "x"}, {key("d"), "d"}}}})
 	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), `config "x" at revision 1: entry missing`) {
 		t.Errorf("reading an entry that is not there: %v; want ErrDamaged naming it", err)
 	}
@@ -837,5 +837,43 @@ func TestEtcdOverrideRenew(t *testing.T) {
 	}
 	if ttl, err := cli.TimeToLive(t.Context(), clientv3.LeaseID(kv.Lease)); err != nil || ttl.GrantedTTL < 3600 || ttl.GrantedTTL > 3602 {
 		t.Errorf("the new lease: %+v, %v; want an hour and the grace", ttl, err)
+	}
+}
+
+// TestEtcdCompactKeys compacts a store with an entry kept in chunks: the
+// entries a later one superseded go with their chunks, a deleted config
+// goes whole, and the current entries and their chunks stay.
+func TestEtcdCompactKeys(t *testing.T) {
+	cli, prefix := EtcdForTest(t)
+	s := openEtcdTest(t, cli, prefix)
+	big := func(b byte) ConfigVersion {
+		return ConfigVersion{Name: "big", Data: bytes.Repeat([]byte{b}, 2*etcdChunkBytes)} // 3 chunks with its header
+	}
+	mustAppend(t, s,
+		rev{Revision{Number: 1, Commit: "c1"}, []ConfigVersion{big('1'), cv("x", "x1"), cv("y", "y1")}},
+		rev{Revision{Number: 2, Commit: "c2"}, []ConfigVersion{big('2'), {Name: "x", Deleted: true}}},
+		rev{Revision{Number: 3, Commit: "c3"}, []ConfigVersion{cv("y", "y3")}})
+	count := func(bucket []byte) int64 {
+		resp, err := cli.Get(t.Context(), s.bucketStart(bucket), clientv3.WithRange(s.bucketEnd(bucket)), clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Count
+	}
+	if h, c, k := count(bucketHistory), count(bucketChanges), count(bucketChunks); h != 6 || c != 6 || k != 6 {
+		t.Fatalf("before compacting: %d history, %d changes, %d chunk keys; want 6, 6, 6", h, c, k)
+	}
+	if floor, err := s.Compact(t.Context(), 1); err != nil || floor != 2 {
+		t.Fatalf("Compact(1) = %d, %v; want 2", floor, err)
+	}
+	// big@2 and its chunks, y@1 (current as of 2), y@3 and its change.
+	if h, c, k := count(bucketHistory), count(bucketChanges), count(bucketChunks); h != 3 || c != 1 || k != 3 {
+		t.Errorf("after compacting: %d history, %d changes, %d chunk keys; want 3, 1, 3", h, c, k)
+	}
+	if c, err := s.Get(t.Context(), "big"); err != nil || !bytes.Equal(c.Data, big('2').Data) {
+		t.Errorf("Get(big) after compacting: %d bytes, %v", len(c.Data), err)
+	}
+	if s.DamagedReads() != 0 {
+		t.Errorf("DamagedReads() = %d", s.DamagedReads())
 	}
 }

@@ -24,6 +24,7 @@ type pipeline struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	fn     func(ConfigVersion) error
+	from   int64 // every read fails with ErrCompacted if the changes after it were compacted
 
 	batch   []fetch
 	entries int                // in batch
@@ -48,9 +49,9 @@ type fetchResult struct {
 	err     error
 }
 
-func (s *Etcd) newPipeline(ctx context.Context, fn func(ConfigVersion) error) *pipeline {
+func (s *Etcd) newPipeline(ctx context.Context, from int64, fn func(ConfigVersion) error) *pipeline {
 	ctx, cancel := context.WithCancel(ctx)
-	return &pipeline{s: s, ctx: ctx, cancel: cancel, fn: fn}
+	return &pipeline{s: s, ctx: ctx, cancel: cancel, fn: fn, from: from}
 }
 
 // want reads the entry of etcd key key, the history entry of config name,
@@ -99,7 +100,7 @@ func (p *pipeline) send() error {
 	ch := make(chan fetchResult, 1)
 	p.flight = append(p.flight, ch)
 	go func() {
-		entries, err := p.s.readBatch(p.ctx, batch)
+		entries, err := p.s.readBatch(p.ctx, p.from, batch)
 		ch <- fetchResult{entries, err}
 	}()
 	return nil
@@ -145,8 +146,11 @@ func (p *pipeline) stop() {
 }
 
 // readBatch reads the entries of batch in one transaction, and those of a
-// range read that found other keys among them in a second one.
-func (s *Etcd) readBatch(ctx context.Context, batch []fetch) ([]ConfigVersion, error) {
+// range read that found other keys among them in a second one; each reads
+// the floor too, and fails with ErrCompacted if the changes after from
+// were compacted (so that an entry a compaction removed is never taken
+// for a damaged store, nor silently left out).
+func (s *Etcd) readBatch(ctx context.Context, from int64, batch []fetch) ([]ConfigVersion, error) {
 	ops := make([]clientv3.Op, len(batch))
 	for i, f := range batch {
 		switch {
@@ -159,8 +163,11 @@ func (s *Etcd) readBatch(ctx context.Context, batch []fetch) ([]ConfigVersion, e
 			ops[i] = clientv3.OpGet(f.want[0].key, clientv3.WithRange(last+"\x00"), clientv3.WithLimit(int64(len(f.want))))
 		}
 	}
-	resp, err := s.txn(ctx, nil, ops...)
+	resp, err := s.txn(ctx, nil, append(ops, s.floorOp())...)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.checkFloor(resp.Responses[len(ops)], from); err != nil {
 		return nil, err
 	}
 	var out []ConfigVersion
@@ -201,8 +208,11 @@ func (s *Etcd) readBatch(ctx context.Context, batch []fetch) ([]ConfigVersion, e
 		for i, w := range rest {
 			ops[i] = clientv3.OpGet(w.key)
 		}
-		resp, err := s.txn(ctx, nil, ops...)
+		resp, err := s.txn(ctx, nil, append(ops, s.floorOp())...)
 		if err != nil {
+			return nil, err
+		}
+		if err := s.checkFloor(resp.Responses[len(ops)], from); err != nil {
 			return nil, err
 		}
 		for i, w := range rest {

@@ -24,7 +24,14 @@ var (
 	// it fails a structural check or its checksum. Nothing damaged is
 	// ever returned as data.
 	ErrDamaged = errors.New("store damaged")
+	// ErrCompacted: the revisions asked for were compacted (Compact): a
+	// client behind them starts again from a snapshot.
+	ErrCompacted = errors.New("revisions compacted")
 )
+
+// compactBatch is the most changes one write transaction of a Compact
+// goes through.
+const compactBatch = 100
 
 // ConfigVersion is one config as a revision set it: its data, or its
 // deletion.
@@ -157,6 +164,15 @@ type Store interface {
 	// and returns it. Revisions appended while Since runs may or may not
 	// be included, but a revision is included whole or not at all.
 	Since(ctx context.Context, from int64, sel Selection, fn func(ConfigVersion) error) error
+	// Compact drops the history older than the keep latest revisions
+	// (keep at least 1): the revisions up to Latest-keep (the floor) lose
+	// their changes, so that Changed of them and Since from before the
+	// floor fail with ErrCompacted, and their entries that a later one
+	// up to the floor superseded, or that are deletions. Every config's
+	// current entry stays, and Latest, Revision, Get and Snapshot are as
+	// before. Compact returns the floor; it never lowers it. A Compact
+	// cut short is finished by the next one.
+	Compact(ctx context.Context, keep int64) (floor int64, err error)
 	// PutHosts records hosts, replacing earlier records of the same
 	// names; each record expires ttl after it is put (ttl must be
 	// positive), and Hosts omits it from then on.
