@@ -1062,16 +1062,19 @@ func (s *Bolt) Compact(ctx context.Context, keep int64) (int64, error) {
 			var drop, dropHistory [][]byte
 			c := changes.Cursor()
 			k, _ := c.Seek(after)
+			more = true
 			for range compactBatch {
 				if k == nil {
-					return nil
+					more = false
+					break
 				}
 				rev, name, ok := parseChangeKey(k)
 				if !ok {
 					return fmt.Errorf("%w: change key %q", ErrDamaged, k)
 				}
 				if rev > floor {
-					return nil
+					more = false
+					break
 				}
 				ks, err := compacted(history.Cursor(), historyKey(name, rev), name, floor)
 				if err != nil {
@@ -1082,7 +1085,6 @@ func (s *Bolt) Compact(ctx context.Context, keep int64) (int64, error) {
 				after = append(bytes.Clone(k), 0)
 				k, _ = c.Next()
 			}
-			more = true
 			for _, k := range drop {
 				if err := changes.Delete(k); err != nil {
 					return err
