@@ -118,7 +118,9 @@
 // # Hosts and overrides
 //
 // PutHosts records hosts with a ttl: each record holds when it expires,
-// and Hosts leaves out the expired ones. The bolt store keeps an expired
+// and Hosts leaves out the expired ones (a record without one, stored
+// before records expired, stays until the host is recorded again). The
+// bolt store keeps an expired
 // record in its file until the host is recorded again (one record per
 // host ever recorded); the etcd store puts each PutHosts's records under
 // one etcd lease of the ttl, and etcd removes them when it ends.

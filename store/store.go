@@ -216,11 +216,14 @@ func checkTTL(ttl time.Duration) error {
 	return nil
 }
 
-// liveHosts returns the hosts of rs that have not expired at now.
+// liveHosts returns the hosts of rs that have not expired at now. A
+// record without an expiry, stored before records had one (or migrated
+// from the first layout), does not expire until the host is recorded
+// again.
 func liveHosts(rs []hostRecord, now time.Time) []Host {
 	out := make([]Host, 0, len(rs))
 	for _, r := range rs {
-		if r.Expires.After(now) {
+		if r.Expires.IsZero() || r.Expires.After(now) {
 			out = append(out, r.Host)
 		}
 	}
