@@ -62,8 +62,10 @@ func (e *RestraintError) Unwrap() error { return e.Err }
 
 // Check decides whether the gate passes for u. The first rule whose
 // restraints all hold decides: the unit passes with the rule's percentage
-// (by its bucket, Bucket). A rule's restraints are evaluated cheapest
-// first, and a rule stops at the first that does not hold. A restraint that
+// (by its bucket, Bucket). The conditions on the unit's attributes are
+// evaluated first, in one pass over them; a rule evaluates its other
+// restraints cheapest first, the application's last, and stops at the
+// first that does not hold. A restraint that
 // cannot be evaluated (an attribute of the wrong type, an application's
 // restraint failing) fails the check closed, with the reason in Err,
 // unless another restraint of its rule does not hold (the rule then does
@@ -73,35 +75,57 @@ func (g *Gate) Check(u Unit) (d Decision) {
 	var e env
 	e.u = u
 	e.g = g
+	// What the check knows of the first maxMemo conditions, one bit each:
+	// evaluated (known), held (val), could not be evaluated (unk). Each is
+	// evaluated once per check: those on attributes with a slot first, in
+	// one pass over the unit's attributes (scan; a condition on an
+	// attribute the unit does not have does not hold), the others when a
+	// rule reaches them.
+	var val, unk uint64
+	if g.nkeys > 0 {
+		val, unk = e.scan()
+	}
+	known := g.scanned
 rules:
 	for i := range g.rules {
 		r := &g.rules[i]
 		// The rule's conjunction: it does not hold if a restraint does
-		// not; it cannot be decided if none is false but one could not be
-		// evaluated (unknown, the first such: why tells why). Each
-		// condition is evaluated once per check (e.memo).
-		var unknown *restraint
-		for _, rf := range r.restraints {
-			var v tri
-			if m := uint(rf.cond); m < maxMemo && e.memo[m] != 0 {
-				v = e.memo[m] - 1
-			} else {
-				v = e.eval(&g.conds[rf.cond])
-				if m < maxMemo {
-					e.memo[m] = v + 1
-				}
+		// not (a condition it needs the other way, or both ways); it
+		// cannot be decided if none is false but one could not be
+		// evaluated. Its conditions known already first, then the others,
+		// cheapest first.
+		if (val^r.want|r.both)&r.need&known&^unk != 0 {
+			continue
+		}
+		for todo := r.need &^ known; todo != 0; todo &= todo - 1 {
+			c := bits.TrailingZeros64(todo)
+			bit := uint64(1) << c
+			known |= bit
+			switch e.eval(&g.conds[c]) {
+			case yes:
+				val |= bit
+			case unknown3:
+				unk |= bit
+				continue
 			}
-			switch {
+			if (val^r.want|r.both)&bit != 0 {
+				continue rules
+			}
+		}
+		var unknown *restraint // the first of extra that could not be evaluated
+		for j := range r.extra {
+			rf := &r.extra[j]
+			switch v := e.eval(rf.x); {
 			case v == unknown3:
 				if unknown == nil {
-					unknown = &g.conds[rf.cond]
+					unknown = rf.x
 				}
 			case (v == yes) == rf.negate:
 				continue rules
 			}
 		}
-		if unknown != nil {
-			return failClosed(r, why(&e, unknown))
+		if unk&r.need != 0 || unknown != nil {
+			return failClosed(r, why(&e, firstUnknown(r, unk, unknown)))
 		}
 		d.Rule, d.RuleName, d.Buckets = i, r.name, r.buckets
 		switch {
@@ -120,6 +144,18 @@ rules:
 	return d
 }
 
+// firstUnknown returns the first of r's restraints, in order, that could
+// not be evaluated: one whose bit is in unk, or extra, the first such of
+// r.extra.
+func firstUnknown(r *rule, unk uint64, extra *restraint) *restraint {
+	for _, rf := range r.restraints {
+		if unk&rf.bit != 0 || rf.x == extra {
+			return rf.x
+		}
+	}
+	return extra
+}
+
 // failClosed is the decision of a check that could not decide at rule r.
 // It is kept out of Check, whose frame stays small.
 //
@@ -128,70 +164,73 @@ func failClosed(r *rule, err error) Decision {
 	return Decision{Rule: -1, Err: fmt.Errorf("rule %q: %w", r.name, err)}
 }
 
-// eval evaluates the condition x: yes, no, or unknown if it cannot be
-// evaluated. The conditions are evaluated here rather than in a function
-// per condition: a check makes no call per condition but to find the
-// gate's attributes in the unit, once.
+// eval evaluates the condition x, which scan has not: yes, no, or unknown
+// if it cannot be evaluated.
 func (e *env) eval(x *restraint) tri {
-	v := unknown3
-	if x.kind <= condVersion && x.kind != condUnitIDs {
-		// An attribute: from its slot (e.attr, written out so that it
-		// costs no call).
-		var a *Attr
-		if s := uint(x.slot); s < maxSlots {
-			if !e.resolved {
-				e.resolve()
-			}
-			if j := e.at[s]; j > 0 {
-				a = &e.u.Attrs[j-1]
-			}
-		} else if j := find(e.u.Attrs, &x.key); j >= 0 {
-			a = &e.u.Attrs[j]
+	if x.kind > condVersion {
+		return e.evalUnit(x)
+	}
+	// An attribute: from its slot (found by scan), or looked up.
+	var a *Attr
+	if s := uint(x.slot); s < maxSlots {
+		if i := uint(e.at[s]) - 1; i < uint(len(e.u.Attrs)) { // 0, absent, wraps around
+			a = &e.u.Attrs[i]
 		}
-		switch {
-		case a == nil:
-			v = no
-		case x.kind == condAttrIn:
-			if a.kind == String {
-				v = truth(x.contains(a.s))
-			}
-		case x.kind == condAttrIs:
-			if a.kind == Bool {
-				v = truth(a.n == x.num)
-			}
-		case x.kind == condNumber:
-			if a.kind == Number && a.n == a.n { // not NaN
-				v = truth(compare(x.op, cmpFloat(a.n, x.num)))
-			}
-		default: // condVersion
-			if a.kind != String {
-				break
-			}
-			if x.slot < 0 || int(e.verSlot) != x.slot+1 { // not parsed yet
-				e.parseVersion(x, a)
-			}
-			if e.verOK {
-				v = truth(compare(x.op, compareVersions(&e.ver, &x.ver)))
-			}
-		}
-		return v
+	} else if i := find(e.u.Attrs, &x.key); i >= 0 {
+		a = &e.u.Attrs[i]
+	}
+	if a == nil {
+		return no
+	}
+	return e.evalAttr(x, a)
+}
+
+// evalAttr evaluates the condition x on its attribute a: yes, no, or
+// unknown if a is of another kind or not a version where x compares
+// versions. A version attribute is parsed once per check (into e.ver)
+// when it has a slot.
+func (e *env) evalAttr(x *restraint, a *Attr) tri {
+	if a.kind != x.attrKind {
+		return unknown3
 	}
 	switch x.kind {
+	case condAttrIn:
+		return truth(x.contains(a.s))
+	case condAttrIs:
+		return truth(a.n == x.num)
+	case condNumber:
+		if a.n != a.n { // NaN
+			return unknown3
+		}
+		return x.holds(cmpFloat(a.n, x.num))
+	}
+	// condVersion
+	if x.slot < 0 || int(e.verSlot) != x.slot+1 { // not parsed yet
+		e.parseVersion(x, a)
+	}
+	if !e.verOK {
+		return unknown3
+	}
+	return x.holds(compareVersions(&e.ver, &x.ver))
+}
+
+// evalUnit evaluates the condition x that reads no attribute (eval).
+func (e *env) evalUnit(x *restraint) tri {
+	switch x.kind {
 	case condUnitIDs:
-		v = truth(e.u.ID != "" && x.contains(e.u.ID))
+		return truth(e.u.ID != "" && x.contains(e.u.ID))
 	case condPopulation:
 		switch {
 		case x.buckets == 0:
-			v = no
+			return no
 		case x.buckets == Buckets:
-			v = yes
+			return yes
 		case e.u.ID != "":
-			v = truth(bucketOf(x.pre.sum(e.u.ID)) < x.buckets)
+			return truth(bucketOf(x.pre.sum(e.u.ID)) < x.buckets)
 		}
-	default: // condCustom
-		v = e.custom(x)
+		return unknown3
 	}
-	return v
+	return e.custom(x)
 }
 
 // tri is a truth value that may be unknown: a restraint that could not be
@@ -213,16 +252,12 @@ func truth(b bool) tri {
 
 // env is one check's unit, with where in it the gate's attributes are:
 // each attribute a gate reads has a slot (restraint.slot, up to maxSlots),
-// and the first restraint reading an attribute finds them all in one pass
-// over the unit's attributes (resolve).
+// and a check finds them all in one pass over the unit's attributes
+// (scan).
 type env struct {
-	u        Unit
-	g        *Gate
-	resolved bool
-	at       [maxSlots]int32 // 0: absent; i+1: u.Attrs[i]
-	// memo holds the value of each condition evaluated, plus one; 0 for
-	// one not evaluated yet.
-	memo [maxMemo]tri
+	u  Unit
+	g  *Gate
+	at [maxSlots]uint32 // 0: absent; i+1: u.Attrs[i]
 	// verSlot is the slot of the attribute whose version ver holds,
 	// parsed (verOK) or not, plus one; 0 for none. Gates rarely read more
 	// than one version attribute, and read it in several rules.
@@ -234,45 +269,62 @@ type env struct {
 }
 
 // maxMemo is how many of a gate's conditions a check remembers the value
-// of; others are evaluated every time a rule reaches them.
+// of (one bit each); others are evaluated every time a rule reaches them.
 const maxMemo = 64
 
-// resolve finds the gate's attributes in the unit: for each of the unit's
-// attributes, the gate's attributes of its key's length (byLen) are
-// compared with it, by their words; the first attribute of a key counts.
-func (e *env) resolve() {
-	e.resolved = true
+// scan finds the gate's attributes in the unit and evaluates the
+// conditions on them (Gate.slotConds): for each of the unit's attributes,
+// the gate's attributes of its key's length (byLen) that are not found yet
+// are compared with it, by their words; the first attribute of a key
+// counts. It returns the conditions that held and those that could not be
+// evaluated, one bit each.
+func (e *env) scan() (val, unk uint64) {
 	g := e.g
-	left := len(g.keys) // slots not found yet
-	for i := range e.u.Attrs {
-		k := e.u.Attrs[i].Key
-		if len(k) >= len(g.byLen) {
+	attrs := e.u.Attrs
+	all := uint16(1)<<g.nkeys - 1
+	var found uint16
+	for i := range attrs {
+		k := attrs[i].Key
+		n := len(k)
+		if n > maxKeyLen {
 			continue
 		}
-		m := g.byLen[len(k)]
+		m := g.byLen[n] &^ found
 		if m == 0 {
 			continue
 		}
 		var h, t uint64
-		if n := len(k); n >= 8 { // words(k), written out
+		if n >= 8 { // words(k), written out
 			h, t = le64(k), le64(k[n-8:])
 		} else if n >= 4 {
 			h, t = uint64(le32(k)), uint64(le32(k[n-4:]))
-		} else {
-			h, t = words(k)
+		} else { // n > 0: no key of a gate is empty
+			h = uint64(k[0]) | uint64(k[n/2])<<8 | uint64(k[n-1])<<16
 		}
 		for ; m != 0; m &= m - 1 {
-			s := bits.TrailingZeros16(m)
-			if e.at[s] == 0 && g.keys[s].is(k, h, t) {
-				e.at[s] = int32(i) + 1
-				left--
+			s := bits.TrailingZeros16(m) & (maxSlots - 1)
+			if w := &g.keys[s]; h == w.head && t == w.tail && (n <= 16 || k == w.s) {
+				e.at[s] = uint32(i) + 1
+				found |= 1 << s
 				break
 			}
 		}
-		if left == 0 {
-			return
+		if found == all {
+			break
 		}
 	}
+	for c := g.scanned; c != 0; c &= c - 1 {
+		x := &g.conds[bits.TrailingZeros64(c)]
+		if i := uint(e.at[x.slot&(maxSlots-1)]) - 1; i < uint(len(attrs)) { // 0, absent, wraps around
+			switch e.evalAttr(x, &attrs[i]) {
+			case yes:
+				val |= c & -c
+			case unknown3:
+				unk |= c & -c
+			}
+		}
+	}
+	return val, unk
 }
 
 // parseVersion parses the version attribute a that r reads into e.ver:
@@ -315,12 +367,12 @@ func (r *restraint) contains(s string) bool {
 		return ok
 	}
 	var h, t uint64
-	if n := len(s); n >= 4 && n < 8 { // words(s), written out for short values
+	if n := len(s); n >= 8 { // words(s), written out
+		h, t = le64(s), le64(s[n-8:])
+	} else if n >= 4 {
 		h, t = uint64(le32(s)), uint64(le32(s[n-4:]))
-	} else if n > 0 && n < 4 {
+	} else if n > 0 {
 		h = uint64(s[0]) | uint64(s[n/2])<<8 | uint64(s[n-1])<<16
-	} else {
-		h, t = words(s)
 	}
 	for i := range r.strs {
 		if r.strs[i].is(s, h, t) {
@@ -358,6 +410,10 @@ func compare(op Op, c int) bool {
 	}
 	return false
 }
+
+// holds applies the restraint's comparison to the result c (-1, 0 or 1) of
+// comparing attribute and value: yes or no.
+func (r *restraint) holds(c int) tri { return tri(r.outcomes>>uint(c+1)) & 1 }
 
 // callCustom runs an application's restraint, turning an error or a panic
 // into a *RestraintError.

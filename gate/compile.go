@@ -52,41 +52,66 @@ type Gate struct {
 	rules       []rule
 	conds       []restraint // the distinct conditions of the rules' restraints
 	attrs       map[string]Kind
-	// keys are the attributes with a slot, by slot; byLen[n] has bit s
-	// set when keys[s] has n bytes (keys of up to maxKeyLen bytes have
-	// slots).
-	keys  []word
+	// keys are the attributes with a slot, by slot (slots 0 to nkeys-1);
+	// byLen[n] has bit s set when keys[s] has n bytes (keys of up to
+	// maxKeyLen bytes have slots).
+	keys  [maxSlots]word
+	nkeys int
 	byLen [maxKeyLen + 1]uint16
+	// slotConds[s] are the conditions below maxMemo on the attribute of
+	// slot s, one bit each, which a check evaluates when it finds the
+	// attribute in the unit (env.scan); scanned is all of them.
+	slotConds [maxSlots]uint64
+	scanned   uint64
 }
 
 type rule struct {
 	name       string
 	restraints []ref // cheapest first
 	buckets    int   // percent * 100
+	// The rule's conditions below maxMemo, one bit each (bit c for
+	// Gate.conds[c]): need has those it restrains by, want those of them
+	// it restrains by unnegated, both those it restrains by both ways. A
+	// check evaluates them in the order of their bits, which is the order
+	// of their cost (Gate.conds is sorted so), and remembers their values.
+	need, want, both uint64
+	// extra are its restraints by conditions from maxMemo on, in order:
+	// evaluated after the others (they cost as much or more), every time
+	// the rule is reached.
+	extra []ref
 }
 
 // ref is a restraint of a rule: a condition of the gate (Gate.conds),
 // possibly negated. Rules that restrain by the same condition share it, and
-// a check evaluates it once (env.memo).
+// a check evaluates it once.
 type ref struct {
+	x      *restraint // &Gate.conds[cond]
+	bit    uint64     // 1 << cond, 0 for conditions from maxMemo on
 	cond   int
 	kind   condKind
 	negate bool
 }
 
-// condKind is a restraint's condition; the order is the order in which a
-// rule evaluates its restraints, cheapest first.
+// condKind is a restraint's condition: first those that read an
+// attribute (up to condVersion).
 type condKind uint8
 
 const (
 	condAttrIs condKind = iota
 	condAttrIn
 	condNumber
-	condUnitIDs
 	condVersion
+	condUnitIDs
 	condPopulation
 	condCustom
 )
+
+// cost orders the kinds of conditions as a rule evaluates them, cheapest
+// first: boolean, set and number tests, unit IDs, versions, populations,
+// the application's restraints.
+func (k condKind) cost() int {
+	return [...]int{condAttrIs: 0, condAttrIn: 1, condNumber: 2, condUnitIDs: 3, condVersion: 4, condPopulation: 5, condCustom: 6}[k]
+}
 
 // Op compares an attribute with a value (Op in gate.thrift).
 type Op uint8
@@ -114,11 +139,15 @@ type restraint struct {
 	// What every check reads first, together.
 	kind condKind
 	op   Op
-	slot int     // the attribute's slot in env.at, or -1
-	num  float64 // number: the value; attr_is: 1 for true
-	strs []word  // attr_in, unit_ids: up to smallSet values
-	attr string
-	key  word // attr, to look it up by
+	// outcomes has bit c+1 set when op holds for the result c (-1, 0, 1)
+	// of comparing attribute and value (number, version).
+	outcomes uint8
+	attrKind Kind    // the kind of value its attribute must have
+	slot     int     // the attribute's slot in env.at, or -1
+	num      float64 // number: the value; attr_is: 1 for true
+	strs     []word  // attr_in, unit_ids: up to smallSet values
+	attr     string
+	key      word // attr, to look it up by
 
 	set     map[string]struct{} // attr_in, unit_ids: more than smallSet
 	ver     version             // version
@@ -263,14 +292,61 @@ func (c *gateCompiler) gate(jg *jsonGate) *Gate {
 			x := c.restraint(fmt.Sprintf("%s.restraints[%d]", field, j), jx)
 			r.restraints = append(r.restraints, ref{cond: c.cond(g, x, jx.Condition), kind: x.kind, negate: jx.Negate})
 		}
-		slices.SortStableFunc(r.restraints, func(a, b ref) int { return int(a.kind) - int(b.kind) })
+		slices.SortStableFunc(r.restraints, func(a, b ref) int { return a.kind.cost() - b.kind.cost() })
 		g.rules = append(g.rules, r)
 	}
-	g.keys = c.keys
-	for s, k := range g.keys {
+	g.nkeys = copy(g.keys[:], c.keys)
+	for s, k := range c.keys {
 		g.byLen[len(k.s)] |= 1 << s
 	}
+	g.numberConds()
 	return g
+}
+
+// numberConds sorts the gate's conditions by cost (stably: an application's
+// restraints stay in the order the gate names them) and sets each rule's
+// bits and extra restraints. So a rule evaluating its conditions in the
+// order of their numbers evaluates them cheapest first, and its
+// application's restraints last, in its order.
+func (g *Gate) numberConds() {
+	order := make([]int, len(g.conds)) // old numbers, by new number
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return g.conds[a].kind.cost() - g.conds[b].kind.cost() })
+	conds := make([]restraint, len(g.conds))
+	number := make([]int, len(g.conds)) // new numbers, by old number
+	for i, old := range order {
+		conds[i] = g.conds[old]
+		number[old] = i
+	}
+	g.conds = conds
+	for c := range min(len(conds), maxMemo) {
+		if x := &conds[c]; x.kind <= condVersion && x.slot >= 0 {
+			g.slotConds[x.slot] |= 1 << c
+			g.scanned |= 1 << c
+		}
+	}
+	for i := range g.rules {
+		r := &g.rules[i]
+		var pos, neg uint64
+		for j := range r.restraints {
+			rf := &r.restraints[j]
+			rf.cond = number[rf.cond]
+			rf.x = &g.conds[rf.cond]
+			if rf.cond >= maxMemo {
+				r.extra = append(r.extra, *rf)
+				continue
+			}
+			rf.bit = 1 << rf.cond
+			if rf.negate {
+				neg |= rf.bit
+			} else {
+				pos |= rf.bit
+			}
+		}
+		r.need, r.want, r.both = pos|neg, pos, pos&neg
+	}
 }
 
 // cond returns the index in g.conds of the condition x, compiled from jc:
@@ -306,6 +382,7 @@ func (c *gateCompiler) percent(field string, p float64) int {
 
 func (c *gateCompiler) readAs(field string, r *restraint, k Kind) {
 	attr := r.attr
+	r.attrKind = k
 	r.key = newWord(attr)
 	r.slot = -1
 	if s, ok := c.slots[attr]; ok {
@@ -329,12 +406,18 @@ func (c *gateCompiler) readAs(field string, r *restraint, k Kind) {
 	}
 }
 
-func (c *gateCompiler) op(field, name string) Op {
+// op sets r's comparison to the one named name.
+func (c *gateCompiler) op(field, name string, r *restraint) {
 	op, ok := opNames[name]
 	if !ok {
 		c.fail(field, "got %q, want one of LT, LE, EQ, NE, GE, GT", name)
 	}
-	return op
+	r.op = op
+	for cmp := -1; cmp <= 1; cmp++ {
+		if compare(op, cmp) {
+			r.outcomes |= 1 << (cmp + 1)
+		}
+	}
 }
 
 func (c *gateCompiler) restraint(field string, jr *jsonRestraint) restraint {
@@ -376,7 +459,7 @@ func (c *gateCompiler) restraint(field string, jr *jsonRestraint) restraint {
 	case jc.Number != nil:
 		r.kind, r.attr = condNumber, jc.Number.Attr
 		c.readAs(field+".number", &r, Number)
-		r.op = c.op(field+".number.op", jc.Number.Op)
+		c.op(field+".number.op", jc.Number.Op, &r)
 		if jc.Number.Value == nil {
 			c.fail(field+".number.value", "missing")
 		} else {
@@ -385,7 +468,7 @@ func (c *gateCompiler) restraint(field string, jr *jsonRestraint) restraint {
 	case jc.Version != nil:
 		r.kind, r.attr = condVersion, jc.Version.Attr
 		c.readAs(field+".version", &r, String)
-		r.op = c.op(field+".version.op", jc.Version.Op)
+		c.op(field+".version.op", jc.Version.Op, &r)
 		v, ok := parseVersion(jc.Version.Value)
 		if !ok {
 			c.fail(field+".version.value", "got %q, want a semantic version (MAJOR.MINOR.PATCH, optionally -PRERELEASE and +BUILD)", jc.Version.Value)

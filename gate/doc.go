@@ -32,15 +32,21 @@
 // restraints the application registers by name. A restraint on an
 // attribute the unit does not have does not hold.
 //
-// A rule evaluates its restraints cheapest first (boolean, set and number
-// tests, then unit IDs, versions, populations, and the application's
-// restraints last) and stops at the first that does not hold. A condition
-// that several rules restrain by (the same unit IDs, attribute test,
-// comparison or population, negated or not) is evaluated once per check,
-// and each rule applies its own negation to it; an application's restraint
-// is called by every rule that reaches it. A check finds the attributes the
-// gate reads in one pass over the unit's, the first time a restraint reads
-// one, and parses a version attribute once. A restraint
+// A check first finds the attributes the gate reads in one pass over the
+// unit's, and evaluates there every condition on them (attribute tests and
+// comparisons), parsing a version attribute once; then each rule, in
+// order, evaluates its other restraints cheapest first (unit IDs, then
+// populations, and the application's restraints last) and stops at the
+// first that does not hold. A rule that a condition evaluated already rules
+// out is passed over without evaluating any other. A condition that several
+// rules restrain by (the same unit IDs, attribute test, comparison or
+// population, negated or not) is evaluated once per check, and each rule
+// applies its own negation to it; an application's restraint is called by
+// every rule that reaches it, and only when none of the rule's built-in
+// restraints is false. (Gates reading more than 16 attributes, attributes
+// of keys longer than 63 bytes, or more than 64 distinct conditions are
+// evaluated alike, the attributes and conditions beyond those looked up and
+// evaluated each time a rule reaches them.) A restraint
 // that cannot be evaluated (an attribute of the wrong type, a version that
 // does not parse, sampling without a unit ID, an application's restraint
 // that fails or panics) makes its rule unknown, unless another of the

@@ -9,7 +9,8 @@ const Buckets = 10000
 // Hash returns the 32-bit MurmurHash3 (x86_32, seed 0) of the UTF-8 bytes of
 // salt followed by those of id, the hash that sampling uses.
 func Hash(salt, id string) uint32 {
-	return newPrefix(salt).sum(id)
+	p := newPrefix(salt)
+	return p.sum(id)
 }
 
 // Bucket returns the sampling bucket of the unit id in the population of
@@ -81,7 +82,11 @@ func (p prefix) finish() uint32 {
 	if p.nc > 0 {
 		h ^= mixK(p.carry)
 	}
-	h ^= uint32(p.n)
+	return fmix(h ^ uint32(p.n))
+}
+
+// fmix is MurmurHash3's finalization.
+func fmix(h uint32) uint32 {
 	h ^= h >> 16
 	h *= 0x85ebca6b
 	h ^= h >> 13
@@ -90,8 +95,36 @@ func (p prefix) finish() uint32 {
 	return h
 }
 
-// sum returns the hash of the prefix followed by id.
-func (p prefix) sum(id string) uint32 { return p.write(id).finish() }
+// sum returns the hash of the prefix followed by id: p.write(id).finish(),
+// written out for a check (the bytes carried completed into a block, the
+// id's blocks, its last bytes).
+func (p *prefix) sum(id string) uint32 {
+	h, k, i := p.h, p.carry, 0
+	if p.nc > 0 {
+		if len(id) < 4-p.nc {
+			return p.write(id).finish()
+		}
+		for nc := p.nc; nc < 4; nc++ {
+			k |= uint32(id[i]) << (8 * nc)
+			i++
+		}
+		h, k = mixH(h, k), 0
+	}
+	for ; len(id)-i >= 4; i += 4 {
+		h = mixH(h, le32(id[i:]))
+	}
+	switch len(id) - i {
+	case 3:
+		k |= uint32(id[i+2]) << 16
+		fallthrough
+	case 2:
+		k |= uint32(id[i+1]) << 8
+		fallthrough
+	case 1:
+		h ^= mixK(k | uint32(id[i]))
+	}
+	return fmix(h ^ uint32(p.n+len(id)))
+}
 
 // murmur3 returns MurmurHash3 x86_32 of data with seed, for tests against
 // the published vectors, which use several seeds.

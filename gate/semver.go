@@ -23,21 +23,23 @@ func parseVersion(s string) (version, bool) {
 // parse sets v to the version s, and reports whether s is one; it writes
 // in place, so that a check copies no version.
 func (v *version) parse(s string) bool {
-	*v = version{}
 	i := 0
 	if len(s) > 0 && s[0] == 'v' {
 		i = 1
 	}
-	var ok bool
-	if v.major, i, ok = number(s, i); !ok || i >= len(s) || s[i] != '.' {
+	major, i, ok := number(s, i)
+	if !ok || i >= len(s) || s[i] != '.' {
 		return false
 	}
-	if v.minor, i, ok = number(s, i+1); !ok || i >= len(s) || s[i] != '.' {
+	minor, i, ok := number(s, i+1)
+	if !ok || i >= len(s) || s[i] != '.' {
 		return false
 	}
-	if v.patch, i, ok = number(s, i+1); !ok {
+	patch, i, ok := number(s, i+1)
+	if !ok {
 		return false
 	}
+	v.major, v.minor, v.patch, v.pre = major, minor, patch, ""
 	return i == len(s) || v.suffix(s[i:])
 }
 
@@ -66,11 +68,11 @@ func number(s string, i int) (uint64, int, bool) {
 	start := i
 	var n uint64
 	for ; i < len(s); i++ {
-		d := s[i] - '0'
+		d := uint64(s[i]) - '0'
 		if d > 9 {
 			break
 		}
-		n = n*10 + uint64(d)
+		n = n*10 + d
 	}
 	if d := i - start; d == 0 || d > 19 || d > 1 && s[start] == '0' { // none, more than fit, a leading zero
 		return 0, i, false

@@ -1,6 +1,10 @@
 package gate
 
-import "testing"
+import (
+	"regexp"
+	"strconv"
+	"testing"
+)
 
 func TestParseVersion(t *testing.T) {
 	for _, tc := range []struct {
@@ -87,20 +91,35 @@ func TestVersionPrecedence(t *testing.T) {
 	}
 }
 
+// semverRE is the regular expression semver.org gives for a version, with
+// the optional leading "v".
+var semverRE = regexp.MustCompile(`^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)` +
+	`(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?` +
+	`(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$`)
+
+// FuzzParseVersion checks parseVersion against semver.org's regular
+// expression: a version parses exactly when it matches and its numbers
+// have at most 19 digits, into the numbers and pre-release it matches.
 func FuzzParseVersion(f *testing.F) {
-	for _, s := range []string{"1.2.3", "v1.0.0-alpha.1+b.2", "1.0.0-0.3.7", "01.2.3", "1.2"} {
+	for _, s := range []string{"1.2.3", "v1.0.0-alpha.1+b.2", "1.0.0-0.3.7", "01.2.3", "1.2", "0.0.0", "1.0.01", "1999999999999999999.0.0", "19999999999999999990.0.0"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		v, ok := parseVersion(s)
-		if !ok {
-			return
+		m := semverRE.FindStringSubmatch(s)
+		want := version{}
+		wantOK := m != nil && len(m[1]) <= 19 && len(m[2]) <= 19 && len(m[3]) <= 19
+		if wantOK {
+			want.major, _ = strconv.ParseUint(m[1], 10, 64)
+			want.minor, _ = strconv.ParseUint(m[2], 10, 64)
+			want.patch, _ = strconv.ParseUint(m[3], 10, 64)
+			want.pre = m[4]
 		}
-		if compareVersions(&v, &v) != 0 {
+		if ok != wantOK || ok && v != want {
+			t.Fatalf("parseVersion(%q) = %+v, %v; want %+v, %v", s, v, ok, want, wantOK)
+		}
+		if ok && compareVersions(&v, &v) != 0 {
 			t.Errorf("%q: not equal to itself", s)
-		}
-		if !identifiers(v.pre, false) && v.pre != "" {
-			t.Errorf("%q: pre-release %q accepted", s, v.pre)
 		}
 	})
 }
