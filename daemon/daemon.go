@@ -55,6 +55,10 @@ const MaxBody = 1 << 20
 // hostsFlushEvery is how often host reports are written to the store.
 const hostsFlushEvery = 5 * time.Second
 
+// hostReportTTL is how long the store keeps a host's last report: a host
+// that has not reported for that long is not loaded at the next start.
+const hostReportTTL = 24 * time.Hour
+
 // Config configures a Daemon.
 type Config struct {
 	// RepoPath is the config repository: a directory in a git work tree

@@ -131,7 +131,7 @@ func (r *hostRegistry) flush(ctx context.Context, st store.Store) error {
 	if len(hosts) == 0 {
 		return nil
 	}
-	if err := st.PutHosts(ctx, hosts); err != nil {
+	if err := st.PutHosts(ctx, hosts, hostReportTTL); err != nil {
 		r.mu.Lock()
 		for _, h := range hosts {
 			r.dirty[h.Name] = true

@@ -320,6 +320,7 @@ func (d *Daemon) handleRenewOverride(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no override %q (its lease may have run out)", id)
 		return
 	}
+	leaseSeconds := o.LeaseSeconds
 	if body.LeaseSeconds != 0 {
 		if err := checkLease(body.LeaseSeconds); err != nil {
 			s.mu.Unlock()
@@ -329,7 +330,12 @@ func (d *Daemon) handleRenewOverride(w http.ResponseWriter, r *http.Request) {
 		o.LeaseSeconds = body.LeaseSeconds
 	}
 	o.Expires = time.Now().UTC().Add(time.Duration(o.LeaseSeconds) * time.Second)
-	err := d.store.PutOverride(r.Context(), o)
+	var err error
+	if o.LeaseSeconds == leaseSeconds {
+		err = d.store.RenewOverride(r.Context(), id, o.Expires) // the data is not written again
+	} else {
+		err = d.store.PutOverride(r.Context(), o)
+	}
 	if err == nil {
 		s.byID[id] = o
 	}

@@ -40,6 +40,8 @@ var (
 
 	keyIdentity = []byte("identity")
 	keyLayout   = []byte("layout")
+	// keyCompacted: the revision the history starts after, once compacted.
+	keyCompacted = []byte("compacted")
 )
 
 // layout is the version of the layout this package writes, kept under
@@ -567,6 +569,9 @@ func (s *Bolt) Changed(ctx context.Context, n int64, fn func(string) error) erro
 		if tx.Bucket(bucketRevs).Get(revKey(n)) == nil {
 			return fmt.Errorf("revision %d: %w", n, ErrNotFound)
 		}
+		if err := checkCompacted(tx, n-1); err != nil {
+			return err
+		}
 		prefix := revKey(n)
 		c := tx.Bucket(bucketChanges).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
@@ -662,6 +667,9 @@ func (s *Bolt) Snapshot(ctx context.Context, sel Selection, fn func(ConfigVersio
 		size := 0 // bytes of data in batch
 		more := false
 		err := s.view(func(tx *bolt.Tx) error {
+			if err := checkCompacted(tx, at.Number); err != nil {
+				return err
+			}
 			c := tx.Bucket(bucketHistory).Cursor()
 			add := func(name string) error {
 				k, v := current(c, name, at.Number)
@@ -749,6 +757,9 @@ func (s *Bolt) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 	var to int64
 	var todo []change // with named configs: every change to read, in order
 	err = s.view(func(tx *bolt.Tx) error {
+		if err := checkCompacted(tx, from); err != nil {
+			return err
+		}
 		if to, err = latestNumber(tx); err != nil || sel.IsAll() {
 			return err
 		}
@@ -781,6 +792,9 @@ func (s *Bolt) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 		size := 0 // bytes of data in batch
 		more := false
 		err := s.view(func(tx *bolt.Tx) error {
+			if err := checkCompacted(tx, from); err != nil {
+				return err
+			}
 			history := tx.Bucket(bucketHistory)
 			read := func(ch change) error {
 				k := historyKey(ch.name, ch.rev)
@@ -849,18 +863,64 @@ func (s *Bolt) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 }
 
 // PutHosts implements Store.
-func (s *Bolt) PutHosts(ctx context.Context, hosts []Host) error {
-	return putRecords(s, ctx, bucketHosts, hosts, func(h Host) string { return h.Name })
+// The records hold when they expire; expired ones stay in the file until
+// the host is recorded again, and Hosts leaves them out.
+func (s *Bolt) PutHosts(ctx context.Context, hosts []Host, ttl time.Duration) error {
+	if err := checkTTL(ttl); err != nil {
+		return err
+	}
+	expires := time.Now().Add(ttl)
+	rs := make([]hostRecord, len(hosts))
+	for i, h := range hosts {
+		rs[i] = hostRecord{h, expires}
+	}
+	return putRecords(s, ctx, bucketHosts, rs, func(r hostRecord) string { return r.Name })
 }
 
 // Hosts implements Store.
 func (s *Bolt) Hosts(ctx context.Context) ([]Host, error) {
-	return records[Host](s, ctx, bucketHosts, "host")
+	rs, err := records[hostRecord](s, ctx, bucketHosts, "host")
+	if err != nil {
+		return nil, err
+	}
+	return liveHosts(rs, time.Now()), nil
 }
 
 // PutOverride implements Store.
 func (s *Bolt) PutOverride(ctx context.Context, o wire.Override) error {
 	return putRecords(s, ctx, bucketOverrides, []wire.Override{o}, func(o wire.Override) string { return o.ID })
+}
+
+// RenewOverride implements Store: it updates the override's record, whose
+// data is in the same value.
+func (s *Bolt) RenewOverride(ctx context.Context, id string, expires time.Time) error {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketOverrides)
+		k := []byte(id)
+		v := b.Get(k)
+		if v == nil {
+			return fmt.Errorf("override %q: %w", id, ErrNotFound)
+		}
+		p, err := unseal(k, v)
+		if err != nil {
+			return fmt.Errorf("override %q: %w", id, err)
+		}
+		var o wire.Override
+		if err := json.Unmarshal(p, &o); err != nil {
+			return fmt.Errorf("decoding override %q: %w", id, err)
+		}
+		o.Expires = expires
+		data, err := json.Marshal(o)
+		if err != nil {
+			return err
+		}
+		return b.Put(k, sealed(k, data))
+	})
 }
 
 // DeleteOverride implements Store.
@@ -935,6 +995,148 @@ func records[T any](s *Bolt, ctx context.Context, bucket []byte, what string) ([
 			return nil
 		})
 	})
+	return out, err
+}
+
+// compactedFloor returns the revision the history starts after (0 if it
+// was never compacted).
+func compactedFloor(tx *bolt.Tx) (int64, error) {
+	v := tx.Bucket(bucketMeta).Get(keyCompacted)
+	if v == nil {
+		return 0, nil
+	}
+	return decodeFloor(v)
+}
+
+// checkCompacted fails with ErrCompacted if the changes after revision
+// from were compacted.
+func checkCompacted(tx *bolt.Tx, from int64) error {
+	floor, err := compactedFloor(tx)
+	if err != nil {
+		return err
+	}
+	return compactedError(from, floor)
+}
+
+// Compact implements Store. It records the new floor first, in a
+// transaction of its own, so that every read that could miss what is then
+// removed sees it; then it goes through the changes of the compacted
+// revisions, compactBatch of them to a write transaction.
+func (s *Bolt) Compact(ctx context.Context, keep int64) (int64, error) {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	if keep < 1 {
+		return 0, fmt.Errorf("compacting: keep %d revisions, want at least 1", keep)
+	}
+	var old, floor int64
+	err = s.update(func(tx *bolt.Tx) error {
+		latest, err := latestNumber(tx)
+		if err != nil {
+			return err
+		}
+		if old, err = compactedFloor(tx); err != nil {
+			return err
+		}
+		floor = max(old, latest-keep)
+		if floor == old {
+			return nil
+		}
+		return tx.Bucket(bucketMeta).Put(keyCompacted, sealed(keyCompacted, revKey(floor)))
+	})
+	if err != nil || floor == old {
+		return floor, err
+	}
+	// What compactions cut short left is found from the start.
+	after := revKey(1)
+	for {
+		if err := ctx.Err(); err != nil {
+			return floor, err
+		}
+		more := false
+		err := s.update(func(tx *bolt.Tx) error {
+			history := tx.Bucket(bucketHistory)
+			changes := tx.Bucket(bucketChanges)
+			var drop, dropHistory [][]byte
+			c := changes.Cursor()
+			k, _ := c.Seek(after)
+			more = true
+			for range compactBatch {
+				if k == nil {
+					more = false
+					break
+				}
+				rev, name, ok := parseChangeKey(k)
+				if !ok {
+					return fmt.Errorf("%w: change key %q", ErrDamaged, k)
+				}
+				if rev > floor {
+					more = false
+					break
+				}
+				ks, err := compacted(history.Cursor(), historyKey(name, rev), name, floor)
+				if err != nil {
+					return err
+				}
+				dropHistory = append(dropHistory, ks...)
+				drop = append(drop, bytes.Clone(k))
+				after = append(bytes.Clone(k), 0)
+				k, _ = c.Next()
+			}
+			for _, k := range drop {
+				if err := changes.Delete(k); err != nil {
+					return err
+				}
+			}
+			for _, k := range dropHistory {
+				if err := history.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return floor, s.damage(err)
+		}
+		if !more {
+			return floor, nil
+		}
+	}
+}
+
+// damage counts err if it says that something read was damaged.
+func (s *Bolt) damage(err error) error {
+	if isDamaged(err) {
+		s.damaged.Add(1)
+	}
+	return err
+}
+
+// compacted returns the history keys a Compact to floor removes for the
+// change of name at the revision of hk (not after floor): hk itself if a
+// later entry not after floor supersedes it; otherwise (hk is the current
+// entry as of floor) every earlier entry of name, and hk too if it is a
+// deletion.
+func compacted(c *bolt.Cursor, hk []byte, name string, floor int64) ([][]byte, error) {
+	k, v := c.Seek(hk)
+	if !bytes.Equal(k, hk) {
+		return nil, nil // gone already
+	}
+	if k, _ := c.Next(); k != nil && bytes.HasPrefix(k, historyPrefix(name)) {
+		if _, rev, ok := parseHistoryKey(k); ok && rev <= floor {
+			return [][]byte{hk}, nil
+		}
+	}
+	var out [][]byte
+	for k, _ := c.Seek(historyPrefix(name)); k != nil && bytes.Compare(k, hk) < 0; k, _ = c.Next() {
+		out = append(out, bytes.Clone(k))
+	}
+	deleted, err := entryDeleted(hk, v)
+	if deleted {
+		out = append(out, hk)
+	}
 	return out, err
 }
 

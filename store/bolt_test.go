@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -313,7 +314,7 @@ func TestReopen(t *testing.T) {
 	mustAppend(t, s, newRev(1, cv("a", "1")), newRev(2, cv("b", "2")))
 	hosts := []Host{{Name: "web-1", Labels: map[string]string{"cluster": "c1"}, Configs: []string{"a"}, Applied: 2, LastSeen: t0,
 		Metrics: "http://web-1:9100/metrics", Overrides: []wire.AppliedOverride{{ID: "run-1", Config: "a", Version: 2}}}}
-	if err := s.PutHosts(ctx, hosts); err != nil {
+	if err := s.PutHosts(ctx, hosts, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	overrides := []wire.Override{
@@ -556,5 +557,43 @@ func TestReadsCostWhatTheyReturn(t *testing.T) {
 	t.Logf("Latest and a one-config Snapshot: %.0f allocations with 3 configs, %.0f with 3,000", small, big)
 	if big > small+4 {
 		t.Errorf("Latest and a one-config Snapshot: %.0f allocations with 3,000 configs, %.0f with 3", big, small)
+	}
+}
+
+// TestBoltCompactKeys compacts a bolt store: the entries a later one
+// superseded go, a deleted config goes whole, the changes of the
+// compacted revisions go, and the current entries stay.
+func TestBoltCompactKeys(t *testing.T) {
+	s, err := OpenBolt(filepath.Join(t.TempDir(), "cfg.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mustAppend(t, s, newRev(1, cv("a", "a1"), cv("x", "x1"), cv("y", "y1")),
+		newRev(2, cv("a", "a2"), ConfigVersion{Name: "x", Deleted: true}),
+		newRev(3, cv("y", "y3")))
+	keys := func(bucket []byte) (out []string) {
+		s.db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucket).ForEach(func(k, _ []byte) error {
+				if string(bucket) == string(bucketHistory) {
+					name, rev, _ := parseHistoryKey(k)
+					out = append(out, fmt.Sprintf("%s@%d", name, rev))
+				} else {
+					rev, name, _ := parseChangeKey(k)
+					out = append(out, fmt.Sprintf("%d %s", rev, name))
+				}
+				return nil
+			})
+		})
+		return out
+	}
+	if floor, err := s.Compact(context.Background(), 1); err != nil || floor != 2 {
+		t.Fatalf("Compact(1) = %d, %v; want 2", floor, err)
+	}
+	if got, want := keys(bucketHistory), []string{"a@2", "y@1", "y@3"}; !slices.Equal(got, want) {
+		t.Errorf("history after compacting: %q, want %q", got, want)
+	}
+	if got, want := keys(bucketChanges), []string{"3 y"}; !slices.Equal(got, want) {
+		t.Errorf("changes after compacting: %q, want %q", got, want)
 	}
 }

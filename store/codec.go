@@ -207,3 +207,41 @@ func readString(p []byte) (string, []byte, error) {
 
 // isDamaged reports whether err says that something read was damaged.
 func isDamaged(err error) bool { return errors.Is(err, ErrDamaged) }
+
+// entryDeleted reports whether the history value v of key is a deletion
+// (v may stand for an entry kept in chunks, in the etcd store).
+func entryDeleted(key, v []byte) (bool, error) {
+	p, err := unseal(key, v)
+	if err != nil {
+		return false, err
+	}
+	if len(p) > 0 && p[0] == entryChunked {
+		return false, nil // a deletion has no data to keep in chunks
+	}
+	if len(p) < 2 {
+		return false, errTruncated
+	}
+	return p[1]&flagDeleted != 0, nil
+}
+
+// decodeFloor decodes the sealed value of meta/compacted.
+func decodeFloor(v []byte) (int64, error) {
+	p, err := unseal(keyCompacted, v)
+	if err != nil {
+		return 0, fmt.Errorf("meta/compacted: %w", err)
+	}
+	n, ok := parseRevKey(p)
+	if !ok {
+		return 0, fmt.Errorf("%w: meta/compacted %q", ErrDamaged, p)
+	}
+	return n, nil
+}
+
+// compactedError is ErrCompacted if the changes after revision from were
+// compacted (from is before floor).
+func compactedError(from, floor int64) error {
+	if from < floor {
+		return fmt.Errorf("revisions after %d: %w: history starts after revision %d", from, ErrCompacted, floor)
+	}
+	return nil
+}

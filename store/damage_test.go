@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	bolt "go.etcd.io/bbolt"
@@ -34,7 +35,7 @@ func buildStore(t *testing.T, dir string) string {
 	}
 	ctx := context.Background()
 	mustAppend(t, s, newRev(1, cv("a", marker), cv("b", "b1"), cv("c/d", "cd1")), newRev(2, cv("b", "b2")))
-	if err := s.PutHosts(ctx, []Host{{Name: "web-1", Configs: []string{"a"}, Applied: 2}}); err != nil {
+	if err := s.PutHosts(ctx, []Host{{Name: "web-1", Configs: []string{"a"}, Applied: 2}}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.PutOverride(ctx, wire.Override{ID: "run-1", Config: "a", Hosts: []string{"web-1"}, Version: 1, Data: []byte("x"), LeaseSeconds: 5}); err != nil {

@@ -4,7 +4,8 @@
 // It offers:
 //
 //   - Store: the interface the daemon uses: Identity, Append, Latest,
-//     Revision, Changed, Get, Snapshot, Since, hosts, overrides, runs,
+//     Revision, Changed, Get, Snapshot, Since, Compact, hosts (whose
+//     records expire), overrides (renewed by RenewOverride), runs,
 //     DamagedReads and Close;
 //   - OpenBolt: the embedded Store, one bbolt file in the daemon's data
 //     directory, with its identity recorded beside it; CheckBolt, the
@@ -16,8 +17,8 @@
 //   - ConfigVersion, Revision and Host: what is stored;
 //   - Selection (All, Select) and Match: which configs a Snapshot or Since
 //     reads; Entries, the configs of an Append from a slice;
-//   - ErrNotFound, ErrOutOfOrder, ErrClosed, ErrDamaged and
-//     ErrLeadershipLost, for errors.Is, and DamagedError, OpenBolt's
+//   - ErrNotFound, ErrOutOfOrder, ErrClosed, ErrDamaged, ErrCompacted
+//     and ErrLeadershipLost, for errors.Is, and DamagedError, OpenBolt's
 //     refusal of a store.
 //
 // The package storetest is the conformance suite every Store passes.
@@ -49,10 +50,11 @@
 //
 //	meta/identity           the store's identity
 //	meta/layout             "2": the version of this layout
+//	meta/compacted          the revision the history starts after, once compacted (Compact)
 //	revs/REV                the revision's record: commit, time published, number of configs
 //	history/NAME 0x00 REV   the config as revision REV set it: flags (compiled, deleted), commit, type, data
 //	changes/REV NAME        empty: revision REV changed config NAME
-//	hosts/HOST              JSON of Host
+//	hosts/HOST              JSON of Host, with "expires": when the record expires
 //	overrides/ID            JSON of wire.Override
 //	runs/ID                 JSON of wire.Run
 //
@@ -92,6 +94,39 @@
 // changes/). The etcd store does the same, with conditions on every
 // transaction that keep revisions dense and whole whatever crashes or
 // competes (below).
+//
+// # Compaction
+//
+// Compact(keep) drops the history older than the keep latest revisions.
+// The floor, Latest-keep, is recorded first, in meta/compacted, in a
+// transaction of its own; then Compact goes through the changes of the
+// revisions up to the floor (changes/), a batch at a time, removing each
+// change and, of its entry, the entry itself if a later one not after the
+// floor supersedes it, or else (the entry is current as of the floor)
+// every earlier entry of the config, and the entry too if it is a
+// deletion. So every config's current entry stays, and a config deleted
+// before the floor goes whole. The records of revs/ stay: Revision of a
+// compacted revision still answers. Every read of Snapshot, Since and
+// Changed reads the floor in the transaction it reads entries or an index
+// in, and fails with ErrCompacted if it could miss what the compaction
+// removes: Since from before the floor, Changed of a revision up to it, a
+// Snapshot whose revision the floor passed while it ran. A compacted
+// entry is therefore never taken for damage, nor silently left out. The
+// floor never goes down, and a Compact cut short is finished by the next
+// one, which starts from the first change left.
+//
+// # Hosts and overrides
+//
+// PutHosts records hosts with a ttl: each record holds when it expires,
+// and Hosts leaves out the expired ones (a record without one, stored
+// before records expired, stays until the host is recorded again). The
+// bolt store keeps an expired
+// record in its file until the host is recorded again (one record per
+// host ever recorded); the etcd store puts each PutHosts's records under
+// one etcd lease of the ttl, and etcd removes them when it ends.
+// RenewOverride sets an override's Expires without writing its data
+// again: the bolt store rewrites the record in place; the etcd store
+// keeps the lease (below).
 //
 // # Checks
 //
@@ -139,13 +174,28 @@
 // succeeds only if meta/append still holds the Append's claim, and the
 // last only if revs/REV does not exist: of two publishers racing for a
 // revision, at most one makes it visible, it holds only its own
-// configs, and the other gets ErrOutOfOrder. Revisions are never removed:
-// etcd's compaction (--auto-compaction-retention) drops the old versions
-// of keys, not the revisions of this layout.
+// configs, and the other gets ErrOutOfOrder. Revisions are removed only by
+// Compact (above): etcd's compaction (--auto-compaction-retention) drops
+// the old versions of keys, not the revisions of this layout, and
+// reclaims the space of what Compact removed.
 //
-// Snapshot of every config reads the keys of history/ (without values), a
-// page of 256 at a time, and skips from each name to the next; Since of
-// every config reads changes/ a page at a time. Reads are linearizable.
+// Snapshot of every config lists the keys of history/ (without values), a
+// page of 1,024 at a time, and picks each name's newest key not after the
+// latest revision; the entries whose keys follow one another (no other
+// key between them: the usual case, a config with one entry) are read by
+// one range read, limited to their number, the others by their exact key,
+// and a name whose keys go on past the end of a page by its newest entry,
+// the next page starting after its keys. Since of every config reads
+// changes/ a page of 1,024 at a time, and each entry by its exact key.
+// Both read the entries in transactions of at most 32, and keep up to two
+// such transactions in flight, the next one sent while the caller is
+// handed the entries of the one before: besides the entries kept in
+// chunks among them, a Snapshot or Since holds at most 2 × 32 values of
+// at most 256 KiB (16 MiB), typically a few hundred KiB. A range read that finds other keys among
+// those it wants (the entries of an Append in progress, added after the
+// listing) skips them and reads the wanted keys its limit left out by
+// their exact keys. Reads are linearizable, and every value read is
+// checked as in the bolt file.
 //
 // Follow gives the revisions as they are published through one watch of
 // revs/; a watch that cannot go on (the etcd revision it resumes from was
@@ -155,6 +205,13 @@
 // lease. Overrides live under an etcd lease that ends a minute after their
 // Expires, so that overrides no daemon is left to expire go too; a
 // PutOverride moves the override to a new lease and revokes the old one.
+// RenewOverride reads the key to find its lease, and renews it with one
+// keep-alive when the renewal is for as long as the lease was granted
+// (the same lease seconds, the usual case); otherwise it moves the key to
+// a new lease with a put that keeps its value (ignore_value) and revokes
+// the old lease. Either way the data is not written again, and the
+// Expires that Overrides returns is the lease's end less the grace, to
+// the second.
 // A store's identity lives in meta/identity only: a cluster whose prefix
 // was emptied gets a new store, with a new identity, which agents notice.
 //

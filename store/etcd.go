@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -33,6 +34,8 @@ var (
 	// etcdOverrideGrace is how long the lease of an override outlives its
 	// Expires (see PutOverride).
 	etcdOverrideGrace = time.Minute
+	// etcdKeyPage is the most keys one read of an index returns.
+	etcdKeyPage int64 = 1024
 )
 
 const (
@@ -41,8 +44,10 @@ const (
 	// etcdReadOps is the most entries one read transaction reads: with
 	// values of at most etcdChunkBytes, a read returns at most 8 MiB.
 	etcdReadOps = 32
-	// etcdKeyPage is the most keys one read of an index returns.
-	etcdKeyPage = 256
+	// etcdReadDepth is the most read transactions of one Snapshot or
+	// Since in flight at once: the next ones are sent while the caller
+	// is handed the entries of the first.
+	etcdReadDepth = 2
 )
 
 // entryChunked is the format of a history value that stands for an entry
@@ -72,6 +77,7 @@ type Etcd struct {
 	shared  *sharedData
 
 	followReads atomic.Int64 // the reads of missed revisions by Follow
+	rangeMisses atomic.Int64 // range reads of entries that found other keys among them
 }
 
 var _ Store = (*Etcd)(nil)
@@ -497,12 +503,15 @@ func (s *Etcd) Changed(ctx context.Context, n int64, fn func(string) error) erro
 	defer done()
 	prefix := s.key(bucketChanges, revKey(n))
 	resp, err := s.txn(ctx, nil, clientv3.OpGet(s.key(bucketRevs, revKey(n)), clientv3.WithCountOnly()),
-		clientv3.OpGet(prefix, clientv3.WithPrefix()))
+		clientv3.OpGet(prefix, clientv3.WithPrefix()), s.floorOp())
 	if err != nil {
 		return err
 	}
 	if resp.Responses[0].GetResponseRange().Count == 0 {
 		return fmt.Errorf("revision %d: %w", n, ErrNotFound)
+	}
+	if err := s.checkFloor(resp.Responses[2], n-1); err != nil {
+		return err
 	}
 	var names []string
 	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
@@ -557,48 +566,13 @@ func (s *Etcd) Get(ctx context.Context, name string) (ConfigVersion, error) {
 	return c, nil
 }
 
-// read runs the read operations ops, etcdReadOps to a transaction, and
-// calls fn with the entry each read, in order, between transactions;
-// with want, op i must read the entry of change want[i].
-func (s *Etcd) read(ctx context.Context, ops []clientv3.Op, want []change, fn func(ConfigVersion) error) error {
-	for done := 0; done < len(ops); {
-		n := min(len(ops)-done, etcdReadOps)
-		resp, err := s.txn(ctx, nil, ops[done:done+n]...)
-		if err != nil {
-			return err
-		}
-		batch := make([]ConfigVersion, 0, n)
-		for i, r := range resp.Responses {
-			kvs := r.GetResponseRange().Kvs
-			if len(kvs) == 0 && want != nil {
-				ch := want[done+i]
-				return s.damage(fmt.Errorf("%w: config %q at revision %d: entry missing", ErrDamaged, ch.name, ch.rev))
-			}
-			if len(kvs) == 0 {
-				continue
-			}
-			c, err := s.decodeEntry(ctx, s.inner(bucketHistory, kvs[0].Key), kvs[0].Value)
-			if err != nil {
-				return err
-			}
-			batch = append(batch, c)
-		}
-		done += n
-		for i := range batch {
-			c := batch[i]
-			batch[i] = ConfigVersion{} // what fn was given is fn's to keep or drop
-			if err := fn(c); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 // Snapshot implements Store. With named configs it reads each one's
 // newest entry not after the latest revision; with every config, it
-// first reads the names from the keys of history/, a page at a time,
-// skipping each name's other entries.
+// lists the keys of history/, a page at a time, and reads the newest
+// entry of each name not after the latest revision by exact key, the
+// entries whose keys follow one another in one range read. A name whose
+// keys go on past the end of a page is read by its newest entry instead,
+// and the next page starts after its keys.
 func (s *Etcd) Snapshot(ctx context.Context, sel Selection, fn func(ConfigVersion) error) (Revision, error) {
 	done, err := s.begin(ctx)
 	if err != nil {
@@ -609,62 +583,95 @@ func (s *Etcd) Snapshot(ctx context.Context, sel Selection, fn func(ConfigVersio
 	if err != nil || at.Number == 0 {
 		return at, err
 	}
-	current := func(c ConfigVersion) error {
+	p := s.newPipeline(ctx, at.Number, func(c ConfigVersion) error {
 		if c.Deleted {
 			return nil
 		}
 		return fn(c)
-	}
+	})
+	defer p.stop()
 	if !sel.IsAll() {
-		names := sel.Names()
-		for len(names) > 0 {
-			n := min(len(names), etcdKeyPage)
-			ops := make([]clientv3.Op, n)
-			for i, name := range names[:n] {
-				ops[i] = s.currentOp(name, at.Number)
-			}
-			if err := s.read(ctx, ops, nil, current); err != nil {
+		for _, name := range sel.Names() {
+			if err := p.current(s.currentOp(name, at.Number)); err != nil {
 				return Revision{}, err
 			}
-			names = names[n:]
 		}
-		return at, nil
+		return at, p.finish()
 	}
-	from, end := s.bucketStart(bucketHistory), s.bucketEnd(bucketHistory)
+	// The name whose keys are being listed, its newest key not after at
+	// (if any yet), and whether it has keys before or after that one:
+	// entries follow one another when neither they nor what lies
+	// between them has other keys.
+	var (
+		name      string
+		best      []byte
+		before    bool
+		after     bool
+		broken    = true // the last entry read has keys after it
+		emit      func() error
+		from, end = s.bucketStart(bucketHistory), s.bucketEnd(bucketHistory)
+		started   bool
+	)
+	emit = func() error {
+		if !started {
+			return nil
+		}
+		if best == nil {
+			broken = true
+			return nil
+		}
+		err := p.want(string(best), name, !broken && !before)
+		broken = after
+		return err
+	}
 	for {
-		resp, err := s.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(etcdKeyPage))
+		resp, err := s.page(ctx, at.Number, clientv3.OpGet(from, clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(etcdKeyPage)))
 		if err != nil {
 			return Revision{}, err
 		}
-		var ops []clientv3.Op
-		last := ""
 		for _, kv := range resp.Kvs {
 			k := s.inner(bucketHistory, kv.Key)
-			name, _, ok := parseHistoryKey(k)
+			n, rev, ok := parseHistoryKey(k)
 			if !ok {
 				return Revision{}, s.damage(fmt.Errorf("%w: history key %q", ErrDamaged, k))
 			}
-			if name != last || len(ops) == 0 {
-				ops = append(ops, s.currentOp(name, at.Number))
-				last = name
+			if !started || n != name {
+				if err := emit(); err != nil {
+					return Revision{}, err
+				}
+				name, best, before, after, started = n, nil, false, false, true
+			}
+			switch {
+			case rev > at.Number:
+				after = true
+			case best != nil:
+				before = true // best is not the name's first key
+				best = kv.Key
+			default:
+				best = kv.Key
 			}
 		}
-		if err := s.read(ctx, ops, nil, current); err != nil {
+		if !resp.More {
+			if err := emit(); err != nil {
+				return Revision{}, err
+			}
+			return at, p.finish()
+		}
+		// The page may end within name's keys: its newest entry is read
+		// by itself, and the next page starts after every key of it
+		// (NAME, then a byte above the zero byte).
+		if err := p.current(s.currentOp(name, at.Number)); err != nil {
 			return Revision{}, err
 		}
-		if !resp.More {
-			return at, nil
-		}
-		// The next name's entries start after every entry of this
-		// one: NAME, then a byte above the zero byte.
-		from = s.key(bucketHistory, append([]byte(last), 1))
+		started, broken = false, true
+		from = s.key(bucketHistory, append([]byte(name), 1))
 	}
 }
 
 // Since implements Store. With every config it reads the changes index
 // from the revision after from on, a page at a time; with named configs,
 // the keys of each one's history from there. Either way it stops at the
-// latest revision when it starts.
+// latest revision when it starts, and reads each entry by its exact key.
 func (s *Etcd) Since(ctx context.Context, from int64, sel Selection, fn func(ConfigVersion) error) error {
 	done, err := s.begin(ctx)
 	if err != nil {
@@ -679,7 +686,8 @@ func (s *Etcd) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 	if from >= to {
 		return nil
 	}
-	get := func(ch change) clientv3.Op { return clientv3.OpGet(s.key(bucketHistory, historyKey(ch.name, ch.rev))) }
+	p := s.newPipeline(ctx, from, fn)
+	defer p.stop()
 	if !sel.IsAll() {
 		var todo []change
 		names := sel.Names()
@@ -689,11 +697,14 @@ func (s *Etcd) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 			for i, name := range names[:n] {
 				ops[i] = clientv3.OpGet(s.key(bucketHistory, historyKey(name, from+1)), clientv3.WithRange(s.key(bucketHistory, historyKey(name, to+1))), clientv3.WithKeysOnly())
 			}
-			resp, err := s.txn(ctx, nil, ops...)
+			resp, err := s.txn(ctx, nil, append(ops, s.floorOp())...)
 			if err != nil {
 				return err
 			}
-			for _, r := range resp.Responses {
+			if err := s.checkFloor(resp.Responses[n], from); err != nil {
+				return err
+			}
+			for _, r := range resp.Responses[:n] {
 				for _, kv := range r.GetResponseRange().Kvs {
 					k := s.inner(bucketHistory, kv.Key)
 					name, rev, ok := parseHistoryKey(k)
@@ -706,20 +717,19 @@ func (s *Etcd) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 			names = names[n:]
 		}
 		sortChanges(todo)
-		ops := make([]clientv3.Op, len(todo))
-		for i, ch := range todo {
-			ops[i] = get(ch)
+		for _, ch := range todo {
+			if err := p.want(s.key(bucketHistory, historyKey(ch.name, ch.rev)), ch.name, false); err != nil {
+				return err
+			}
 		}
-		return s.read(ctx, ops, todo, fn)
+		return p.finish()
 	}
 	start, end := s.key(bucketChanges, revKey(from+1)), s.key(bucketChanges, revKey(to+1))
 	for {
-		resp, err := s.cli.Get(ctx, start, clientv3.WithRange(end), clientv3.WithLimit(etcdKeyPage))
+		resp, err := s.page(ctx, from, clientv3.OpGet(start, clientv3.WithRange(end), clientv3.WithLimit(etcdKeyPage)))
 		if err != nil {
 			return err
 		}
-		todo := make([]change, 0, len(resp.Kvs))
-		ops := make([]clientv3.Op, 0, len(resp.Kvs))
 		for _, kv := range resp.Kvs {
 			k := s.inner(bucketChanges, kv.Key)
 			rev, name, ok := parseChangeKey(k)
@@ -729,35 +739,186 @@ func (s *Etcd) Since(ctx context.Context, from int64, sel Selection, fn func(Con
 			if _, err := unseal(k, kv.Value); err != nil {
 				return s.damage(fmt.Errorf("revision %d: change %q: %w", rev, name, err))
 			}
-			todo = append(todo, change{rev, name})
-			ops = append(ops, get(change{rev, name}))
-		}
-		if err := s.read(ctx, ops, todo, fn); err != nil {
-			return err
+			if err := p.want(s.key(bucketHistory, historyKey(name, rev)), name, false); err != nil {
+				return err
+			}
 		}
 		if !resp.More {
-			return nil
+			return p.finish()
 		}
 		start = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
 }
 
-// PutHosts implements Store.
-func (s *Etcd) PutHosts(ctx context.Context, hosts []Host) error {
+// floorOp reads meta/compacted, the revision the history starts after.
+func (s *Etcd) floorOp() clientv3.Op { return clientv3.OpGet(s.key(bucketMeta, keyCompacted)) }
+
+// checkFloor fails with ErrCompacted if the changes after revision from
+// were compacted, according to what floorOp read.
+func (s *Etcd) checkFloor(r *etcdserverpb.ResponseOp, from int64) error {
+	kvs := r.GetResponseRange().Kvs
+	if len(kvs) == 0 {
+		return nil
+	}
+	floor, err := decodeFloor(kvs[0].Value)
+	if err != nil {
+		return s.damage(err)
+	}
+	return compactedError(from, floor)
+}
+
+// page runs op, a read of a page of an index, with a read of the floor:
+// ErrCompacted if the changes after revision from were compacted.
+func (s *Etcd) page(ctx context.Context, from int64, op clientv3.Op) (*etcdserverpb.RangeResponse, error) {
+	resp, err := s.txn(ctx, nil, op, s.floorOp())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkFloor(resp.Responses[1], from); err != nil {
+		return nil, err
+	}
+	return resp.Responses[0].GetResponseRange(), nil
+}
+
+// Compact implements Store. It records the new floor first, in a
+// transaction of its own, so that every read that could miss what is then
+// removed sees it (every read of Snapshot, Since and Changed reads the
+// floor in the same transaction); then it goes through the changes of the
+// compacted revisions, a page at a time. The removed keys' space is
+// etcd's to reclaim, with its own compaction and defragmentation.
+func (s *Etcd) Compact(ctx context.Context, keep int64) (int64, error) {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	if keep < 1 {
+		return 0, fmt.Errorf("compacting: keep %d revisions, want at least 1", keep)
+	}
+	floorKey := s.key(bucketMeta, keyCompacted)
+	var floor int64
+	for {
+		resp, err := s.txn(ctx, nil, s.latestOp(), clientv3.OpGet(floorKey))
+		if err != nil {
+			return 0, fmt.Errorf("compacting: %w", err)
+		}
+		latest, err := s.decodeLatest(resp.Responses[0].GetResponseRange().Kvs)
+		if err != nil {
+			return 0, s.damage(err)
+		}
+		var old, mod int64
+		if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
+			if old, err = decodeFloor(kvs[0].Value); err != nil {
+				return 0, s.damage(err)
+			}
+			mod = kvs[0].ModRevision
+		}
+		floor = max(old, latest.Number-keep)
+		if floor == old {
+			return floor, nil
+		}
+		tr, err := s.txn(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(floorKey), "=", mod)},
+			clientv3.OpPut(floorKey, string(sealed(keyCompacted, revKey(floor)))))
+		if err != nil {
+			return 0, fmt.Errorf("compacting: %w", err)
+		}
+		if tr.Succeeded {
+			break
+		}
+	}
+	// What compactions cut short left is found from the start.
+	start, end := s.key(bucketChanges, revKey(1)), s.key(bucketChanges, revKey(floor+1))
+	for {
+		resp, err := s.cli.Get(ctx, start, clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(etcdTxnOps/4))
+		if err != nil {
+			return floor, fmt.Errorf("compacting: %w", err)
+		}
+		if len(resp.Kvs) == 0 {
+			return floor, nil
+		}
+		var reads []clientv3.Op
+		var hks [][]byte
+		for _, kv := range resp.Kvs {
+			ck := s.inner(bucketChanges, kv.Key)
+			rev, name, ok := parseChangeKey(ck)
+			if !ok {
+				return floor, s.damage(fmt.Errorf("%w: change key %q", ErrDamaged, ck))
+			}
+			hk := historyKey(name, rev)
+			hks = append(hks, hk)
+			reads = append(reads,
+				clientv3.OpGet(s.key(bucketHistory, historyKey(name, rev+1)), clientv3.WithRange(s.key(bucketHistory, historyKey(name, floor+1))), clientv3.WithKeysOnly(), clientv3.WithLimit(1)),
+				clientv3.OpGet(s.key(bucketHistory, hk)))
+		}
+		rr, err := s.txn(ctx, nil, reads...)
+		if err != nil {
+			return floor, fmt.Errorf("compacting: %w", err)
+		}
+		var ops []clientv3.Op
+		for i, kv := range resp.Kvs {
+			ops = append(ops, clientv3.OpDelete(string(kv.Key)))
+			later, entry := rr.Responses[2*i].GetResponseRange().Kvs, rr.Responses[2*i+1].GetResponseRange().Kvs
+			if len(entry) == 0 {
+				continue // gone already
+			}
+			// Superseded by a later entry not after floor, the entry
+			// goes; otherwise it is the current one as of floor, and
+			// every earlier entry of its config goes, and it too if it
+			// is a deletion.
+			hk := hks[i]
+			drop := func(from, to []byte) {
+				ops = append(ops, clientv3.OpDelete(s.key(bucketHistory, from), clientv3.WithRange(s.key(bucketHistory, to))),
+					clientv3.OpDelete(s.key(bucketChunks, from), clientv3.WithRange(s.key(bucketChunks, to))))
+			}
+			name, rev, _ := parseHistoryKey(hk)
+			next := historyKey(name, rev+1) // the end of hk and its chunks
+			switch deleted, err := entryDeleted(hk, entry[0].Value); {
+			case len(later) > 0:
+				drop(hk, next)
+			case err != nil:
+				return floor, s.damage(fmt.Errorf("compacting: %w", err))
+			case deleted:
+				drop(historyPrefix(name), next)
+			default:
+				drop(historyPrefix(name), hk)
+			}
+		}
+		if _, err := s.txn(ctx, nil, ops...); err != nil {
+			return floor, fmt.Errorf("compacting: %w", err)
+		}
+		start = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// PutHosts implements Store. The records live under one etcd lease of
+// ttl (in whole seconds, rounded up), which etcd ends, removing them; each
+// record also holds when it expires, which Hosts checks.
+func (s *Etcd) PutHosts(ctx context.Context, hosts []Host, ttl time.Duration) error {
+	if err := checkTTL(ttl); err != nil {
+		return err
+	}
 	done, err := s.begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
+	if len(hosts) == 0 {
+		return nil
+	}
+	lease, err := s.cli.Grant(ctx, int64((ttl+time.Second-1)/time.Second))
+	if err != nil {
+		return fmt.Errorf("storing hosts: %w", err)
+	}
+	expires := time.Now().Add(ttl)
 	var ops []clientv3.Op
 	size := 0
 	for i, h := range hosts {
-		data, err := json.Marshal(h)
+		data, err := json.Marshal(hostRecord{h, expires})
 		if err != nil {
 			return err
 		}
 		k := []byte(h.Name)
-		ops = append(ops, clientv3.OpPut(s.key(bucketHosts, k), string(sealed(k, data))))
+		ops = append(ops, clientv3.OpPut(s.key(bucketHosts, k), string(sealed(k, data)), clientv3.WithLease(lease.ID)))
 		size += len(k) + len(data)
 		if len(ops) == etcdTxnOps || size > etcdTxnBytes || i == len(hosts)-1 {
 			if _, err := s.txn(ctx, nil, ops...); err != nil {
@@ -771,7 +932,11 @@ func (s *Etcd) PutHosts(ctx context.Context, hosts []Host) error {
 
 // Hosts implements Store.
 func (s *Etcd) Hosts(ctx context.Context) ([]Host, error) {
-	return etcdRecords[Host](s, ctx, bucketHosts, "host")
+	rs, err := etcdRecords[hostRecord](s, ctx, bucketHosts, "host")
+	if err != nil {
+		return nil, err
+	}
+	return liveHosts(rs, time.Now()), nil
 }
 
 // PutOverride implements Store. The override's key lives under an etcd
@@ -789,8 +954,7 @@ func (s *Etcd) PutOverride(ctx context.Context, o wire.Override) error {
 	if err != nil {
 		return err
 	}
-	ttl := int64((time.Until(o.Expires) + etcdOverrideGrace + time.Second - 1) / time.Second)
-	lease, err := s.cli.Grant(ctx, max(ttl, 1))
+	lease, err := s.cli.Grant(ctx, overrideTTL(o.Expires))
 	if err != nil {
 		return fmt.Errorf("storing override %q: %w", o.ID, err)
 	}
@@ -804,6 +968,71 @@ func (s *Etcd) PutOverride(ctx context.Context, o wire.Override) error {
 		s.revoke(ctx, clientv3.LeaseID(resp.PrevKv.Lease))
 	}
 	return nil
+}
+
+// overrideTTL is the TTL of the lease of an override that expires at
+// expires: etcdOverrideGrace later, in whole seconds, rounded up.
+func overrideTTL(expires time.Time) int64 {
+	return max(int64((time.Until(expires)+etcdOverrideGrace+time.Second-1)/time.Second), 1)
+}
+
+// RenewOverride implements Store. A renewal that keeps the override's
+// lease as long as before (the same lease seconds) is one keep-alive of
+// its lease; another gives the key a new lease with a put that keeps its
+// value (etcd's ignore_value), and revokes the old lease. Either way the
+// override's data is read (to find its lease) but not written again.
+func (s *Etcd) RenewOverride(ctx context.Context, id string, expires time.Time) error {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	key := s.key(bucketOverrides, []byte(id))
+	notFound := fmt.Errorf("override %q: %w", id, ErrNotFound)
+	for {
+		// A read of the key only (WithKeysOnly) does not give its lease.
+		resp, err := s.cli.Get(ctx, key)
+		if err != nil {
+			return fmt.Errorf("renewing override %q: %w", id, err)
+		}
+		if len(resp.Kvs) == 0 {
+			return notFound
+		}
+		kv := resp.Kvs[0]
+		ttl := overrideTTL(expires)
+		if kv.Lease != 0 {
+			ka, err := s.cli.KeepAliveOnce(ctx, clientv3.LeaseID(kv.Lease))
+			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+				return notFound // the lease ran out: the key went with it
+			}
+			if err != nil {
+				return fmt.Errorf("renewing override %q: %w", id, err)
+			}
+			// The lease's TTL was rounded up to the second when
+			// granted: one second more is the same lease seconds.
+			if ka.TTL == ttl || ka.TTL == ttl+1 {
+				return nil
+			}
+		}
+		lease, err := s.cli.Grant(ctx, ttl)
+		if err != nil {
+			return fmt.Errorf("renewing override %q: %w", id, err)
+		}
+		tr, err := s.txn(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)},
+			clientv3.OpPut(key, "", clientv3.WithIgnoreValue(), clientv3.WithLease(lease.ID)))
+		if err != nil {
+			s.revoke(ctx, lease.ID)
+			return fmt.Errorf("renewing override %q: %w", id, err)
+		}
+		if !tr.Succeeded {
+			s.revoke(ctx, lease.ID) // the override changed meanwhile: again
+			continue
+		}
+		if kv.Lease != 0 {
+			s.revoke(ctx, clientv3.LeaseID(kv.Lease))
+		}
+		return nil
+	}
 }
 
 // revoke revokes a lease no key needs any more. It may be gone already;
@@ -833,9 +1062,44 @@ func (s *Etcd) DeleteOverride(ctx context.Context, id string) error {
 	return nil
 }
 
-// Overrides implements Store.
+// Overrides implements Store. The Expires of an override is its lease's
+// end less etcdOverrideGrace, to the second, as RenewOverride moves the
+// end without writing the override again.
 func (s *Etcd) Overrides(ctx context.Context) ([]wire.Override, error) {
-	return etcdRecords[wire.Override](s, ctx, bucketOverrides, "override")
+	done, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	resp, err := s.cli.Get(ctx, s.bucketStart(bucketOverrides), clientv3.WithRange(s.bucketEnd(bucketOverrides)))
+	if err != nil {
+		return nil, err
+	}
+	var out []wire.Override
+	for _, kv := range resp.Kvs {
+		k := s.inner(bucketOverrides, kv.Key)
+		p, err := unseal(k, kv.Value)
+		if err != nil {
+			return nil, s.damage(fmt.Errorf("override %q: %w", k, err))
+		}
+		var o wire.Override
+		if err := json.Unmarshal(p, &o); err != nil {
+			return nil, fmt.Errorf("decoding override %q: %w", k, err)
+		}
+		if kv.Lease != 0 {
+			ttl, err := s.cli.TimeToLive(ctx, clientv3.LeaseID(kv.Lease))
+			if err != nil {
+				return nil, fmt.Errorf("reading the lease of override %q: %w", k, err)
+			}
+			if ttl.TTL < 0 {
+				continue // ran out since it was read
+			}
+			// TTL is what is left of the lease, to the second below.
+			o.Expires = time.Now().Add(time.Duration(ttl.TTL)*time.Second - etcdOverrideGrace).UTC()
+		}
+		out = append(out, o)
+	}
+	return out, nil
 }
 
 // PutRun implements Store.

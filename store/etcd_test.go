@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/cfg-dev/cfg/internal/etcdtest"
@@ -570,21 +572,37 @@ func BenchmarkOpenWatch(b *testing.B) {
 	})
 }
 
-// BenchmarkSnapshotAll reads a snapshot of every config of a store of
-// 3,000 configs of paper-like sizes (about 35 MB).
-func BenchmarkSnapshotAll(b *testing.B) {
-	benchStores(b, func(b *testing.B, s Store) {
-		cs := benchConfigs(3000)
-		if err := s.Append(b.Context(), Revision{Number: 1, Commit: "c"}, Entries(cs)); err != nil {
-			b.Fatal(err)
-		}
-		b.SetBytes(totalBytes(cs))
-		for b.Loop() {
-			if _, err := s.Snapshot(b.Context(), All(), func(ConfigVersion) error { return nil }); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+// BenchmarkReadAll reads every config of a store of 3,000 configs of
+// paper-like sizes (about 35 MB) and of 20,000 (about 226 MB), each
+// appended as one revision: a snapshot of every config, and every change
+// since revision 0 (what a watch of every config from the start reads).
+func BenchmarkReadAll(b *testing.B) {
+	for _, n := range []int{3000, 20000} {
+		b.Run(fmt.Sprintf("configs=%d", n), func(b *testing.B) {
+			cs := benchConfigs(n)
+			benchStores(b, func(b *testing.B, s Store) {
+				if err := s.Append(b.Context(), Revision{Number: 1, Commit: "c"}, Entries(cs)); err != nil {
+					b.Fatal(err)
+				}
+				b.Run("snapshot", func(b *testing.B) {
+					b.SetBytes(totalBytes(cs))
+					for b.Loop() {
+						if _, err := s.Snapshot(b.Context(), All(), func(ConfigVersion) error { return nil }); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+				b.Run("since", func(b *testing.B) {
+					b.SetBytes(totalBytes(cs))
+					for b.Loop() {
+						if err := s.Since(b.Context(), 0, All(), func(ConfigVersion) error { return nil }); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			})
+		})
+	}
 }
 
 // TestEtcdMemberFailures appends and follows revisions on a cluster of
@@ -658,5 +676,204 @@ func TestEtcdMemberFailures(t *testing.T) {
 	err = s.Since(t.Context(), 0, All(), func(c ConfigVersion) error { revs = append(revs, c.Revision); return nil })
 	if err != nil || !slices.Equal(revs, []int64{1, 2, 3, 4, 5, 6}) {
 		t.Errorf("revisions after the failures: %v, %v; want 1 to 6", revs, err)
+	}
+}
+
+// TestEtcdReadRuns reads snapshots and changes of a store whose configs
+// have several entries, some deleted, with the entries of an Append cut
+// short among them, in pages of a few keys: what the etcd store reads
+// (entries one after another by range reads, names that go on past a
+// page by their newest entry) is what the bolt store reads of the same
+// revisions.
+func TestEtcdReadRuns(t *testing.T) {
+	defer func(n int64) { etcdKeyPage = n }(etcdKeyPage)
+	etcdKeyPage = 7
+	cli, prefix := EtcdForTest(t)
+	s := openEtcdTest(t, cli, prefix)
+	b, err := OpenBolt(filepath.Join(t.TempDir(), "cfg.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var revs []rev
+	var first []ConfigVersion
+	for i := range 60 {
+		first = append(first, cv(fmt.Sprintf("c%03d", i), fmt.Sprint("one", i)))
+	}
+	revs = append(revs, rev{Revision{Number: 1, Commit: "c1"}, first})
+	for n := int64(2); n <= 6; n++ {
+		var cs []ConfigVersion
+		for i := range 60 {
+			switch {
+			case i%int(n+1) == 0:
+				cs = append(cs, cv(fmt.Sprintf("c%03d", i), fmt.Sprint("rev", n, "-", i)))
+			case n == 4 && i%11 == 1:
+				cs = append(cs, ConfigVersion{Name: fmt.Sprintf("c%03d", i), Deleted: true})
+			}
+		}
+		revs = append(revs, rev{Revision{Number: n, Commit: fmt.Sprint("c", n)}, cs})
+	}
+	mustAppend(t, s, revs...)
+	mustAppend(t, b, revs...)
+	// An Append of revision 7 cut short leaves entries after the latest
+	// revision among the others.
+	ctx, cancel := context.WithCancel(t.Context())
+	err = s.Append(ctx, Revision{Number: 7, Commit: "c-dead"}, func(yield func(ConfigVersion, error) bool) {
+		for i := 0; i < 60; i += 4 {
+			if !yield(cv(fmt.Sprintf("c%03d", i), "dead"), nil) {
+				return
+			}
+		}
+		cancel()
+		yield(cv("last", "x"), nil)
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Append cut short: %v", err)
+	}
+	read := func(st Store, snapshot bool, from int64, sel Selection) []string {
+		var got []string
+		fn := func(c ConfigVersion) error {
+			got = append(got, fmt.Sprintf("%s@%d deleted=%v %s", c.Name, c.Revision, c.Deleted, c.Data))
+			return nil
+		}
+		if snapshot {
+			if _, err := st.Snapshot(t.Context(), sel, fn); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := st.Since(t.Context(), from, sel, fn); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	sels := []Selection{All(), Select("c000", "c001", "c012", "c013", "c059", "nope")}
+	for _, sel := range sels {
+		if want, got := read(b, true, 0, sel), read(s, true, 0, sel); !slices.Equal(got, want) {
+			t.Errorf("Snapshot(%v):\n got %q\nwant %q", sel.Names(), got, want)
+		}
+		for from := range int64(7) {
+			if want, got := read(b, false, from, sel), read(s, false, from, sel); !slices.Equal(got, want) {
+				t.Errorf("Since(%d, %v):\n got %q\nwant %q", from, sel.Names(), got, want)
+			}
+		}
+	}
+	if n := s.rangeMisses.Load(); n != 0 {
+		t.Errorf("%d range reads found keys among the entries they read; want none", n)
+	}
+}
+
+// TestEtcdReadRunAmong reads a range of entries among which another key
+// was added after they were listed: the entries the range's limit then
+// leaves out are read by themselves, and the other key is skipped.
+func TestEtcdReadRunAmong(t *testing.T) {
+	cli, prefix := EtcdForTest(t)
+	s := openEtcdTest(t, cli, prefix)
+	mustAppend(t, s, rev{Revision{Number: 1, Commit: "c1"}, []ConfigVersion{cv("a", "a1"), cv("b", "b1"), cv("c", "c1"), cv("d", "d1")}})
+	key := func(name string) string { return s.key(bucketHistory, historyKey(name, 1)) }
+	got, err := s.readBatch(t.Context(), 0, []fetch{{want: []wanted{{key("a"), "a"}, {key("c"), "c"}, {key("d"), "d"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range got {
+		names = append(names, c.Name+"="+string(c.Data))
+	}
+	if want := []string{"a=a1", "c=c1", "d=d1"}; !slices.Equal(names, want) {
+		t.Errorf("read %q, want %q", names, want)
+	}
+	if n := s.rangeMisses.Load(); n != 1 {
+		t.Errorf("%d range reads found keys among the entries they read; want 1", n)
+	}
+	_, err = s.readBatch(t.Context(), 0, []fetch{{want: []wanted{{key("a"), "a"}, {key("x"), "x"}, {key("d"), "d"}}}})
+	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), `config "x" at revision 1: entry missing`) {
+		t.Errorf("reading an entry that is not there: %v; want ErrDamaged naming it", err)
+	}
+}
+
+// TestEtcdOverrideRenew renews an override for the same lease seconds
+// past the end of the lease it was put with: each renewal is a keep-alive
+// of that lease, the key is never written again, and the override stays.
+// A renewal for other lease seconds moves the key to a new lease with its
+// value as it was, and revokes the old one.
+func TestEtcdOverrideRenew(t *testing.T) {
+	defer func(d time.Duration) { etcdOverrideGrace = d }(etcdOverrideGrace)
+	etcdOverrideGrace = time.Second
+	cli, prefix := EtcdForTest(t)
+	s := openEtcdTest(t, cli, prefix)
+	read := func() *mvccpb.KeyValue {
+		t.Helper()
+		resp, err := cli.Get(t.Context(), s.key(bucketOverrides, []byte("run-1")))
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("reading the override: %v, %d keys", err, len(resp.Kvs))
+		}
+		return resp.Kvs[0]
+	}
+	const lease = 4 * time.Second
+	o := wire.Override{ID: "run-1", Config: "a", Hosts: []string{"web-1"}, Version: 1, Data: []byte("x"), LeaseSeconds: 4, Expires: time.Now().Add(lease)}
+	if err := s.PutOverride(t.Context(), o); err != nil {
+		t.Fatal(err)
+	}
+	put := read()
+	end := time.Now().Add(lease + etcdOverrideGrace + 2*time.Second) // past the first lease
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for time.Now().Before(end) {
+		<-tick.C
+		if err := s.RenewOverride(t.Context(), o.ID, time.Now().Add(lease)); err != nil {
+			t.Fatal(err)
+		}
+		if kv := read(); kv.ModRevision != put.ModRevision || kv.Lease != put.Lease {
+			t.Fatalf("after a renewal for the same lease: key written again (mod revision %d, lease %x; put %d, %x)", kv.ModRevision, kv.Lease, put.ModRevision, put.Lease)
+		}
+	}
+	if err := s.RenewOverride(t.Context(), o.ID, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	kv := read()
+	if kv.Lease == put.Lease || !bytes.Equal(kv.Value, put.Value) {
+		t.Errorf("after a renewal for an hour: lease %x (was %x), value %q (was %q); want a new lease, the same value", kv.Lease, put.Lease, kv.Value, put.Value)
+	}
+	if ttl, err := cli.TimeToLive(t.Context(), clientv3.LeaseID(put.Lease)); err != nil || ttl.TTL != -1 {
+		t.Errorf("the lease before the renewal: %+v, %v; want revoked", ttl, err)
+	}
+	if ttl, err := cli.TimeToLive(t.Context(), clientv3.LeaseID(kv.Lease)); err != nil || ttl.GrantedTTL < 3600 || ttl.GrantedTTL > 3602 {
+		t.Errorf("the new lease: %+v, %v; want an hour and the grace", ttl, err)
+	}
+}
+
+// TestEtcdCompactKeys compacts a store with an entry kept in chunks: the
+// entries a later one superseded go with their chunks, a deleted config
+// goes whole, and the current entries and their chunks stay.
+func TestEtcdCompactKeys(t *testing.T) {
+	cli, prefix := EtcdForTest(t)
+	s := openEtcdTest(t, cli, prefix)
+	big := func(b byte) ConfigVersion {
+		return ConfigVersion{Name: "big", Data: bytes.Repeat([]byte{b}, 2*etcdChunkBytes)} // 3 chunks with its header
+	}
+	mustAppend(t, s,
+		rev{Revision{Number: 1, Commit: "c1"}, []ConfigVersion{big('1'), cv("x", "x1"), cv("y", "y1")}},
+		rev{Revision{Number: 2, Commit: "c2"}, []ConfigVersion{big('2'), {Name: "x", Deleted: true}}},
+		rev{Revision{Number: 3, Commit: "c3"}, []ConfigVersion{cv("y", "y3")}})
+	count := func(bucket []byte) int64 {
+		resp, err := cli.Get(t.Context(), s.bucketStart(bucket), clientv3.WithRange(s.bucketEnd(bucket)), clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Count
+	}
+	if h, c, k := count(bucketHistory), count(bucketChanges), count(bucketChunks); h != 6 || c != 6 || k != 6 {
+		t.Fatalf("before compacting: %d history, %d changes, %d chunk keys; want 6, 6, 6", h, c, k)
+	}
+	if floor, err := s.Compact(t.Context(), 1); err != nil || floor != 2 {
+		t.Fatalf("Compact(1) = %d, %v; want 2", floor, err)
+	}
+	// big@2 and its chunks, y@1 (current as of 2), y@3 and its change.
+	if h, c, k := count(bucketHistory), count(bucketChanges), count(bucketChunks); h != 3 || c != 1 || k != 3 {
+		t.Errorf("after compacting: %d history, %d changes, %d chunk keys; want 3, 1, 3", h, c, k)
+	}
+	if c, err := s.Get(t.Context(), "big"); err != nil || !bytes.Equal(c.Data, big('2').Data) {
+		t.Errorf("Get(big) after compacting: %d bytes, %v", len(c.Data), err)
+	}
+	if s.DamagedReads() != 0 {
+		t.Errorf("DamagedReads() = %d", s.DamagedReads())
 	}
 }

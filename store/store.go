@@ -24,7 +24,14 @@ var (
 	// it fails a structural check or its checksum. Nothing damaged is
 	// ever returned as data.
 	ErrDamaged = errors.New("store damaged")
+	// ErrCompacted: the revisions asked for were compacted (Compact): a
+	// client behind them starts again from a snapshot.
+	ErrCompacted = errors.New("revisions compacted")
 )
+
+// compactBatch is the most changes one write transaction of a Compact
+// goes through.
+const compactBatch = 100
 
 // ConfigVersion is one config as a revision set it: its data, or its
 // deletion.
@@ -157,12 +164,27 @@ type Store interface {
 	// and returns it. Revisions appended while Since runs may or may not
 	// be included, but a revision is included whole or not at all.
 	Since(ctx context.Context, from int64, sel Selection, fn func(ConfigVersion) error) error
-	// PutHosts records hosts, replacing earlier records of the same names.
-	PutHosts(ctx context.Context, hosts []Host) error
-	// Hosts returns every recorded host, sorted by name.
+	// Compact drops the history older than the keep latest revisions
+	// (keep at least 1): the revisions up to Latest-keep (the floor) lose
+	// their changes, so that Changed of them and Since from before the
+	// floor fail with ErrCompacted, and their entries that a later one
+	// up to the floor superseded, or that are deletions. Every config's
+	// current entry stays, and Latest, Revision, Get and Snapshot are as
+	// before. Compact returns the floor; it never lowers it. A Compact
+	// cut short is finished by the next one.
+	Compact(ctx context.Context, keep int64) (floor int64, err error)
+	// PutHosts records hosts, replacing earlier records of the same
+	// names; each record expires ttl after it is put (ttl must be
+	// positive), and Hosts omits it from then on.
+	PutHosts(ctx context.Context, hosts []Host, ttl time.Duration) error
+	// Hosts returns every recorded host that has not expired, sorted by
+	// name.
 	Hosts(ctx context.Context) ([]Host, error)
 	// PutOverride records o, replacing the override with its ID.
 	PutOverride(ctx context.Context, o wire.Override) error
+	// RenewOverride sets the Expires of the override id to expires
+	// without writing its data again; ErrNotFound if there is none.
+	RenewOverride(ctx context.Context, id string, expires time.Time) error
 	// DeleteOverride removes the override id; removing one that is not
 	// there is not an error.
 	DeleteOverride(ctx context.Context, id string) error
@@ -177,6 +199,35 @@ type Store interface {
 	DamagedReads() int64
 	// Close closes the store; later calls fail with ErrClosed.
 	Close() error
+}
+
+// hostRecord is the stored record of a Host: the host, and when the
+// record expires.
+type hostRecord struct {
+	Host
+	Expires time.Time `json:"expires"`
+}
+
+// checkTTL validates the ttl of a PutHosts.
+func checkTTL(ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("storing hosts: ttl %v, want more than 0", ttl)
+	}
+	return nil
+}
+
+// liveHosts returns the hosts of rs that have not expired at now. A
+// record without an expiry, stored before records had one (or migrated
+// from the first layout), does not expire until the host is recorded
+// again.
+func liveHosts(rs []hostRecord, now time.Time) []Host {
+	out := make([]Host, 0, len(rs))
+	for _, r := range rs {
+		if r.Expires.IsZero() || r.Expires.After(now) {
+			out = append(out, r.Host)
+		}
+	}
+	return out
 }
 
 // checkConfig validates c as a config of revision n.

@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/cfg-dev/cfg/store"
 	"github.com/cfg-dev/cfg/wire"
@@ -41,6 +43,10 @@ func Run(t *testing.T, newStore func(t *testing.T) Open) {
 		{"Reopen", testReopen},
 		{"CallbackErrors", testCallbackErrors},
 		{"ConcurrentReaders", testConcurrentReaders},
+		{"HostsExpire", testHostsExpire},
+		{"RenewOverride", testRenewOverride},
+		{"Compact", testCompact},
+		{"CompactWhileReading", testCompactWhileReading},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
@@ -532,11 +538,11 @@ func testReopen(t *testing.T, open Open) {
 		{Name: "web-1", Labels: map[string]string{"cluster": "c1"}, Configs: []string{"a"}, Applied: 2, LastSeen: t0,
 			Metrics: "http://web-1:9100/metrics", Overrides: []wire.AppliedOverride{{ID: "run-1", Config: "a", Version: 2}}},
 	}
-	if err := s.PutHosts(ctx, hosts); err != nil {
+	if err := s.PutHosts(ctx, hosts, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	hosts[0].Applied = 2
-	if err := s.PutHosts(ctx, hosts[:1]); err != nil {
+	if err := s.PutHosts(ctx, hosts[:1], time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	hosts[0], hosts[1] = hosts[1], hosts[0]
@@ -609,7 +615,7 @@ func testReopen(t *testing.T, open Open) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(overrides, gotOverrides); diff != "" {
+	if diff := cmp.Diff(overrides, gotOverrides, approxExpires); diff != "" {
 		t.Errorf("Overrides after reopening (-want +got):\n%s", diff)
 	}
 	gotRuns, err := s.Runs(ctx)
@@ -702,4 +708,304 @@ func testConcurrentReaders(t *testing.T, open Open) {
 		mustAppend(t, s, newRev(i, cv("a", fmt.Sprint(i)), cv("b", fmt.Sprint(i))))
 	}
 	wg.Wait()
+}
+
+// approxExpires compares the Expires of overrides to the second: a store
+// may keep an override's expiry as the end of a lease of whole seconds.
+var approxExpires = cmpopts.EquateApproxTime(2 * time.Second)
+
+// testHostsExpire checks that a host record is listed until its ttl runs
+// out and not after, that recording a host again starts its ttl again,
+// and that a ttl of nothing is refused.
+func testHostsExpire(t *testing.T, open Open) {
+	ctx := context.Background()
+	s := openStore(t, open)
+	if err := s.PutHosts(ctx, []store.Host{{Name: "web-1"}}, 0); err == nil {
+		t.Error("PutHosts with a ttl of 0 succeeded")
+	}
+	if err := s.PutHosts(ctx, []store.Host{{Name: "web-1", Applied: 1}, {Name: "web-2", Applied: 1}}, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutHosts(ctx, []store.Host{{Name: "web-3", Applied: 1}}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	names := func() []string {
+		hosts, err := s.Hosts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, h := range hosts {
+			out = append(out, h.Name)
+		}
+		return out
+	}
+	if diff := cmp.Diff([]string{"web-1", "web-2", "web-3"}, names()); diff != "" {
+		t.Errorf("Hosts (-want +got):\n%s", diff)
+	}
+	// web-2, reported again before its ttl runs out, stays.
+	if err := s.PutHosts(ctx, []store.Host{{Name: "web-2", Applied: 2}}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for slices.Contains(names(), "web-1") {
+		if time.Now().After(deadline) {
+			t.Fatal("web-1 still listed a minute after its ttl of 2s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	hosts, err := s.Hosts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]store.Host{{Name: "web-2", Applied: 2}, {Name: "web-3", Applied: 1}}, hosts); diff != "" {
+		t.Errorf("Hosts after web-1's ttl ran out (-want +got):\n%s", diff)
+	}
+}
+
+// testRenewOverride checks that a renewal moves an override's expiry and
+// keeps the rest of it, that renewing a missing override is ErrNotFound,
+// and that a renewed override outlives the lease it was put with.
+func testRenewOverride(t *testing.T, open Open) {
+	ctx := context.Background()
+	s := openStore(t, open)
+	o := wire.Override{ID: "run-1", Config: "a", Hosts: []string{"web-1"}, Version: 2, Compiled: true,
+		Data: []byte(`{"x":1}`), LeaseSeconds: 30, Expires: time.Now().UTC().Add(30 * time.Second)}
+	if err := s.PutOverride(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, want ...wire.Override) {
+		t.Helper()
+		got, err := s.Overrides(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got, approxExpires, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("Overrides %s (-want +got):\n%s", what, diff)
+		}
+	}
+	// The same lease seconds again, and then others.
+	for _, d := range []time.Duration{30 * time.Second, time.Hour, 10 * time.Second} {
+		o.Expires = time.Now().UTC().Add(d)
+		if err := s.RenewOverride(ctx, o.ID, o.Expires); err != nil {
+			t.Fatal(err)
+		}
+		check(fmt.Sprintf("after a renewal for %v", d), o)
+	}
+	if err := s.RenewOverride(ctx, "never-there", time.Now().Add(time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("renewing a missing override: %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteOverride(ctx, o.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RenewOverride(ctx, o.ID, time.Now().Add(time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("renewing a deleted override: %v, want ErrNotFound", err)
+	}
+	check("after deleting it")
+}
+
+// testCompact checks that Compact keeps every config's current entry and
+// the revisions after the floor, that Since from before the floor and
+// Changed of a compacted revision fail with ErrCompacted, that the floor
+// never goes down and survives reopening, and that appends go on.
+func testCompact(t *testing.T, open Open) {
+	ctx := context.Background()
+	s, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Compact(ctx, 0); err == nil {
+		t.Error("Compact keeping 0 revisions succeeded")
+	}
+	if floor, err := s.Compact(ctx, 1); err != nil || floor != 0 {
+		t.Errorf("Compact of an empty store = %d, %v; want 0", floor, err)
+	}
+	mustAppend(t, s,
+		newRev(1, cv("a", "a1"), cv("b", "b1"), cv("c", "c1"), cv("d", "d1")),
+		newRev(2, cv("a", "a2"), cv("b", "")),
+		newRev(3, cv("c", "c3"), cv("f", "f3")),
+		newRev(4, cv("a", "a4"), cv("f", "")),
+		newRev(5, cv("e", "e5")))
+	_, before := snapshot(t, s, store.All())
+	if floor, err := s.Compact(ctx, 2); err != nil || floor != 3 {
+		t.Fatalf("Compact(2) at revision 5 = %d, %v; want 3", floor, err)
+	}
+	check := func(what string) {
+		t.Helper()
+		if n, got := snapshot(t, s, store.All()); n != 5 || !slices.Equal(got, before) {
+			t.Errorf("%s: snapshot at %d = %q, want at 5 %q", what, n, got, before)
+		}
+		if _, got := snapshot(t, s, store.Select("a", "b", "c", "f")); !slices.Equal(got, []string{"a@4=a4", "c@3=c3"}) {
+			t.Errorf("%s: snapshot of a, b, c, f = %q", what, got)
+		}
+		if c, err := s.Get(ctx, "d"); err != nil || string(c.Data) != "d1" || c.Revision != 1 {
+			t.Errorf("%s: Get(d) = %+v, %v; want d1 of revision 1", what, c, err)
+		}
+		if _, err := s.Get(ctx, "b"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s: Get of the deleted b: %v, want ErrNotFound", what, err)
+		}
+		want := []string{`4 a "a4" deleted=false`, `4 f "" deleted=true`, `5 e "e5" deleted=false`}
+		if diff := cmp.Diff(want, since(t, s, 3, store.All())); diff != "" {
+			t.Errorf("%s: Since(3) (-want +got):\n%s", what, diff)
+		}
+		if diff := cmp.Diff(want[:1], since(t, s, 3, store.Select("a", "b"))); diff != "" {
+			t.Errorf("%s: Since(3, a, b) (-want +got):\n%s", what, diff)
+		}
+		for _, from := range []int64{0, 2} {
+			for _, sel := range []store.Selection{store.All(), store.Select("a")} {
+				err := s.Since(ctx, from, sel, func(store.ConfigVersion) error { return nil })
+				if !errors.Is(err, store.ErrCompacted) {
+					t.Errorf("%s: Since(%d, %v): %v, want ErrCompacted", what, from, sel.Names(), err)
+				}
+			}
+		}
+		if err := s.Changed(ctx, 3, func(string) error { return nil }); !errors.Is(err, store.ErrCompacted) {
+			t.Errorf("%s: Changed(3): %v, want ErrCompacted", what, err)
+		}
+		if got := changed(t, s, 4); !slices.Equal(got, []string{"a", "f"}) {
+			t.Errorf("%s: Changed(4) = %q", what, got)
+		}
+		if r, err := s.Revision(ctx, 1); err != nil || r.Commit != "c1" {
+			t.Errorf("%s: Revision(1) = %+v, %v", what, r, err)
+		}
+	}
+	check("after Compact(2)")
+	if floor, err := s.Compact(ctx, 5); err != nil || floor != 3 {
+		t.Errorf("Compact(5) after Compact(2) = %d, %v; want the floor kept at 3", floor, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, open)
+	check("after reopening")
+	mustAppend(t, s, newRev(6, cv("c", "c6")))
+	if floor, err := s.Compact(ctx, 1); err != nil || floor != 5 {
+		t.Fatalf("Compact(1) at revision 6 = %d, %v; want 5", floor, err)
+	}
+	if _, got := snapshot(t, s, store.All()); !slices.Equal(got, []string{"a@4=a4", "c@6=c6", "d@1=d1", "e@5=e5"}) {
+		t.Errorf("snapshot after Compact(1) = %q", got)
+	}
+	if diff := cmp.Diff([]string{`6 c "c6" deleted=false`}, since(t, s, 5, store.All())); diff != "" {
+		t.Errorf("Since(5) after Compact(1) (-want +got):\n%s", diff)
+	}
+	if s.DamagedReads() != 0 {
+		t.Errorf("DamagedReads() = %d, want 0", s.DamagedReads())
+	}
+}
+
+// testCompactWhileReading appends revisions and compacts to the last one
+// while readers take snapshots and read changes: each read is whole and
+// right as of its revision, or fails with ErrCompacted; none finds the
+// store damaged or leaves anything out.
+func testCompactWhileReading(t *testing.T, open Open) {
+	ctx := context.Background()
+	s := openStore(t, open)
+	const configs = 20
+	var first []store.ConfigVersion
+	for i := range configs {
+		first = append(first, cv(fmt.Sprintf("k%02d", i), "1"))
+	}
+	mustAppend(t, s, newRev(1, first...))
+	// Revision n > 1 sets config n%configs to n.
+	wantAt := func(r int64) []string {
+		var out []string
+		for i := range configs {
+			v := int64(1)
+			for n := int64(2); n <= r; n++ {
+				if n%configs == int64(i) {
+					v = n
+				}
+			}
+			out = append(out, fmt.Sprintf("k%02d@%d=%d", i, v, v))
+		}
+		return out
+	}
+	const last = 60
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	errs := make(chan error, 100)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(stop)
+		for n := int64(2); n <= last; n++ {
+			c := cv(fmt.Sprintf("k%02d", n%configs), fmt.Sprint(n))
+			if err := s.Append(ctx, newRev(n, c).Revision, store.Entries([]store.ConfigVersion{c})); err != nil {
+				errs <- err
+				return
+			}
+			if _, err := s.Compact(ctx, 1); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var got []string
+				r, err := s.Snapshot(ctx, store.All(), func(c store.ConfigVersion) error {
+					got = append(got, fmt.Sprintf("%s@%d=%s", c.Name, c.Revision, c.Data))
+					return nil
+				})
+				if errors.Is(err, store.ErrCompacted) {
+					continue
+				}
+				if err != nil {
+					errs <- fmt.Errorf("snapshot: %w", err)
+					return
+				}
+				if want := wantAt(r.Number); !slices.Equal(got, want) {
+					errs <- fmt.Errorf("snapshot at %d = %q, want %q", r.Number, got, want)
+					return
+				}
+				latest, err := s.Latest(ctx)
+				if err != nil {
+					errs <- err
+					return
+				}
+				from := max(latest.Number-1, 0)
+				var revs []int64
+				err = s.Since(ctx, from, store.All(), func(c store.ConfigVersion) error {
+					if c.Revision > 1 && c.Name != fmt.Sprintf("k%02d", c.Revision%configs) || string(c.Data) != fmt.Sprint(c.Revision) {
+						return fmt.Errorf("since %d: %s=%s at revision %d", from, c.Name, c.Data, c.Revision)
+					}
+					revs = append(revs, c.Revision)
+					return nil
+				})
+				if errors.Is(err, store.ErrCompacted) {
+					continue
+				}
+				if err != nil {
+					errs <- fmt.Errorf("since: %w", err)
+					return
+				}
+				revs = slices.Compact(revs)
+				for i, r := range revs {
+					if r != from+1+int64(i) {
+						errs <- fmt.Errorf("since %d: revisions %v, want dense from %d", from, revs, from+1)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if s.DamagedReads() != 0 {
+		t.Errorf("DamagedReads() = %d, want 0", s.DamagedReads())
+	}
+	if n, got := snapshot(t, s, store.All()); n != last || !slices.Equal(got, wantAt(last)) {
+		t.Errorf("snapshot at the end, at %d = %q, want at %d %q", n, got, last, wantAt(last))
+	}
 }
