@@ -1,0 +1,186 @@
+package gate
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// Attribute keys are interned: every key a compiled gate finds in one pass
+// (one with a slot) gets a small integer, the same in every gate and for
+// the life of the process, so that a prepared unit (Prepared) can say
+// where each of them is in the unit once, and a check of any gate read it
+// from there. The registry only grows, up to maxKeys keys; keys beyond
+// that have no number, and checks look them up in the unit as Check does.
+// Its readers take no lock: they load the current table, which a writer
+// (Compile) replaces whole.
+
+// maxKeys bounds the attribute keys interned: at most maxKeys keys of at
+// most maxKeyLen bytes.
+const maxKeys = 1024
+
+// noKey is the number of a key that has none (the registry is full).
+const noKey = ^uint32(0)
+
+// keyTable is the registry at one time: immutable once published.
+type keyTable struct {
+	ids map[string]uint32 // 0 to len(ids)-1
+	// lens has bit n set when a key of n bytes is interned: most of a
+	// unit's attributes that no gate reads are passed over on it.
+	lens uint64
+}
+
+var registry struct {
+	mu  sync.Mutex // serializes writers
+	cur atomic.Pointer[keyTable]
+}
+
+func init() { registry.cur.Store(&keyTable{ids: map[string]uint32{}}) }
+
+// intern returns the number of key (of 1 to maxKeyLen bytes), numbering it
+// if it has none, or noKey if the registry is full.
+func intern(key string) uint32 {
+	if id, ok := registry.cur.Load().ids[key]; ok {
+		return id
+	}
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	t := registry.cur.Load()
+	if id, ok := t.ids[key]; ok {
+		return id
+	}
+	if len(t.ids) >= maxKeys {
+		return noKey
+	}
+	next := &keyTable{ids: make(map[string]uint32, len(t.ids)+1), lens: t.lens | 1<<len(key)}
+	for k, id := range t.ids {
+		next.ids[k] = id
+	}
+	id := uint32(len(t.ids))
+	// The key must not keep the gate's JSON alive.
+	next.ids[string([]byte(key))] = id
+	registry.cur.Store(next)
+	return id
+}
+
+// Prepared is a unit prepared for checking many gates: where each
+// attribute that compiled gates read is in the unit (by the key's
+// interned number), and its value parsed as a version when it is a
+// string. A check of a prepared unit (Gate.CheckPrepared, Live.CheckPrepared)
+// reads them from there instead of finding and parsing them again, and
+// decides exactly as Check of the unit. A gate compiled after the unit was
+// prepared, reading keys no gate read before, is checked alike: those
+// attributes are looked up as Check does.
+//
+// Prepare a unit once per request, or keep a Prepared per goroutine and
+// Reset it for each unit: once its buffers have grown to the unit's size,
+// Reset allocates nothing. Checks only read a Prepared: several goroutines
+// may check one at the same time, but not while it is being Reset. It
+// keeps the unit's attributes (not a copy): do not change them while it is
+// in use. The zero Prepared is the unit with no ID and no attributes.
+type Prepared struct {
+	u Unit
+	// at[id] is, for the key numbered id, the index of its first
+	// attribute in u.Attrs plus one, or 0; it covers the keys numbered
+	// when the unit was prepared.
+	at []uint32
+	// vers[i] is u.Attrs[i] parsed as a version, for the string
+	// attributes at holds.
+	vers []parsedVersion
+}
+
+// parsedVersion is an attribute parsed as a version, or not parsed
+// (state 0).
+type parsedVersion struct {
+	v     version
+	state uint8 // 0: not parsed; verParsed; verBad
+}
+
+const (
+	verParsed = 1 + iota
+	verBad
+)
+
+// Prepare prepares u for checking gates (Prepared).
+func Prepare(u Unit) *Prepared {
+	p := new(Prepared)
+	p.Reset(u)
+	return p
+}
+
+// Reset prepares u in p, reusing p's buffers.
+func (p *Prepared) Reset(u Unit) {
+	t := registry.cur.Load()
+	p.u = u
+	n := len(t.ids)
+	if cap(p.at) < n {
+		p.at = make([]uint32, n, n+n/2)
+	} else {
+		p.at = p.at[:n]
+		clear(p.at)
+	}
+	if cap(p.vers) < len(u.Attrs) {
+		p.vers = make([]parsedVersion, len(u.Attrs))
+	} else {
+		p.vers = p.vers[:len(u.Attrs)]
+	}
+	for i := range u.Attrs {
+		a := &u.Attrs[i]
+		p.vers[i].state = 0
+		if len(a.Key) > maxKeyLen || t.lens&(1<<len(a.Key)) == 0 {
+			continue
+		}
+		id, ok := t.ids[a.Key]
+		if !ok || p.at[id] != 0 {
+			continue
+		}
+		p.at[id] = uint32(i) + 1
+		if a.kind == String {
+			pv := &p.vers[i]
+			pv.state = verBad
+			if pv.v.parse(a.s) {
+				pv.state = verParsed
+			}
+		}
+	}
+}
+
+// Unit returns the unit prepared.
+func (p *Prepared) Unit() Unit { return p.u }
+
+// CheckPrepared decides whether the gate passes for the prepared unit:
+// the same decision as Check(p.Unit()), with the attributes found and
+// versions parsed when the unit was prepared.
+func (g *Gate) CheckPrepared(p *Prepared) Decision {
+	var e env
+	e.u = p.u
+	e.g = g
+	e.p = p
+	var val, unk uint64
+	if g.nkeys > 0 {
+		attrs := p.u.Attrs
+		for s := 0; s < g.nkeys; s++ {
+			if id := g.ids[s]; id < uint32(len(p.at)) {
+				e.at[s] = p.at[id]
+			} else if i := find(attrs, &g.keys[s]); i >= 0 { // numbered after the unit was prepared, or not at all
+				e.at[s] = uint32(i) + 1
+			}
+		}
+		val, unk = e.evalScanned()
+	}
+	return e.decide(val, unk)
+}
+
+// CheckPrepared decides the gate for the prepared unit with the version in
+// effect (Gate.CheckPrepared), as Check does for the unit.
+func (l *Live) CheckPrepared(p *Prepared) Decision {
+	s := l.cur.Load()
+	if s == nil {
+		return Decision{Rule: -1, Err: l.notLoaded}
+	}
+	if s.gate == nil {
+		return Decision{Rule: -1, Err: s.err, Version: s.latest}
+	}
+	d := s.gate.CheckPrepared(p)
+	d.Version = s.version
+	return d
+}
