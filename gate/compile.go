@@ -235,7 +235,7 @@ func Compile(data []byte, opts Options) (*Gate, error) {
 	}
 	// Only gates that compile number their keys.
 	for s := range g.nkeys {
-		g.ids[s] = intern(g.keys[s].s)
+		g.ids[s] = registry.intern(g.keys[s].s)
 	}
 	return g, nil
 }

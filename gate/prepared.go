@@ -29,26 +29,35 @@ type keyTable struct {
 	lens uint64
 }
 
-var registry struct {
+// keyRegistry numbers attribute keys, up to max of them.
+type keyRegistry struct {
 	mu  sync.Mutex // serializes writers
 	cur atomic.Pointer[keyTable]
+	max int
 }
 
-func init() { registry.cur.Store(&keyTable{ids: map[string]uint32{}}) }
+// registry is the process's.
+var registry = newKeyRegistry(maxKeys)
+
+func newKeyRegistry(max int) *keyRegistry {
+	r := &keyRegistry{max: max}
+	r.cur.Store(&keyTable{ids: map[string]uint32{}})
+	return r
+}
 
 // intern returns the number of key (of 1 to maxKeyLen bytes), numbering it
 // if it has none, or noKey if the registry is full.
-func intern(key string) uint32 {
-	if id, ok := registry.cur.Load().ids[key]; ok {
+func (r *keyRegistry) intern(key string) uint32 {
+	if id, ok := r.cur.Load().ids[key]; ok {
 		return id
 	}
-	registry.mu.Lock()
-	defer registry.mu.Unlock()
-	t := registry.cur.Load()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := r.cur.Load()
 	if id, ok := t.ids[key]; ok {
 		return id
 	}
-	if len(t.ids) >= maxKeys {
+	if len(t.ids) >= r.max {
 		return noKey
 	}
 	next := &keyTable{ids: make(map[string]uint32, len(t.ids)+1), lens: t.lens | 1<<len(key)}
@@ -58,7 +67,7 @@ func intern(key string) uint32 {
 	id := uint32(len(t.ids))
 	// The key must not keep the gate's JSON alive.
 	next.ids[string([]byte(key))] = id
-	registry.cur.Store(next)
+	r.cur.Store(next)
 	return id
 }
 
@@ -108,8 +117,10 @@ func Prepare(u Unit) *Prepared {
 }
 
 // Reset prepares u in p, reusing p's buffers.
-func (p *Prepared) Reset(u Unit) {
-	t := registry.cur.Load()
+func (p *Prepared) Reset(u Unit) { p.reset(registry, u) }
+
+func (p *Prepared) reset(r *keyRegistry, u Unit) {
+	t := r.cur.Load()
 	p.u = u
 	n := len(t.ids)
 	if cap(p.at) < n {
