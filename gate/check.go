@@ -71,28 +71,24 @@ func (e *RestraintError) Unwrap() error { return e.Err }
 // unless another restraint of its rule does not hold (the rule then does
 // not hold whatever it would have said). Check never panics and, for units
 // whose checks succeed, allocates nothing.
-func (g *Gate) Check(u Unit) Decision {
+func (g *Gate) Check(u Unit) Decision { return g.check(u, nil) }
+
+// check decides the gate for u, prepared in p if p is not nil.
+func (g *Gate) check(u Unit, p *Prepared) (d Decision) {
 	var e env
 	e.u = u
 	e.g = g
-	var val, unk uint64
-	if g.nkeys > 0 {
-		e.scan()
-		val, unk = e.evalScanned()
-	}
-	return e.decide(val, unk)
-}
-
-// decide decides the gate e.g for e.u, knowing the values of the
-// conditions on attributes with a slot (val, unk: Gate.scanned).
-func (e *env) decide(val, unk uint64) (d Decision) {
+	e.p = p
 	// What the check knows of the first maxMemo conditions, one bit each:
 	// evaluated (known), held (val), could not be evaluated (unk). Each is
 	// evaluated once per check: those on attributes with a slot first, in
 	// one pass over the unit's attributes (scan; a condition on an
 	// attribute the unit does not have does not hold), the others when a
 	// rule reaches them.
-	g := e.g
+	var val, unk uint64
+	if g.nkeys > 0 {
+		val, unk = e.scan()
+	}
 	known := g.scanned
 rules:
 	for i := range g.rules {
@@ -133,7 +129,7 @@ rules:
 			}
 		}
 		if unk&r.need != 0 || unknown != nil {
-			return failClosed(r, why(e, firstUnknown(r, unk, unknown)))
+			return failClosed(r, why(&e, firstUnknown(r, unk, unknown)))
 		}
 		d.Rule, d.RuleName, d.Buckets = i, r.name, r.buckets
 		switch {
@@ -190,15 +186,14 @@ func (e *env) eval(x *restraint) tri {
 	if i < 0 {
 		return no
 	}
-	return e.evalAttr(x, i)
+	return e.evalAttr(x, &e.u.Attrs[i])
 }
 
-// evalAttr evaluates the condition x on its attribute a, e.u.Attrs[i]:
-// yes, no, or unknown if a is of another kind or not a version where x
-// compares versions. A version attribute is parsed once per check (into
-// e.ver) when it has a slot, unless the unit was prepared with it parsed.
-func (e *env) evalAttr(x *restraint, i int) tri {
-	a := &e.u.Attrs[i]
+// evalAttr evaluates the condition x on its attribute a: yes, no, or
+// unknown if a is of another kind or not a version where x compares
+// versions. A version attribute is parsed once per check (into e.ver)
+// when it has a slot, unless the unit was prepared with it parsed.
+func (e *env) evalAttr(x *restraint, a *Attr) tri {
 	if a.kind != x.attrKind {
 		return unknown3
 	}
@@ -214,12 +209,15 @@ func (e *env) evalAttr(x *restraint, i int) tri {
 		return x.holds(cmpFloat(a.n, x.num))
 	}
 	// condVersion
-	if p := e.p; p != nil && uint(i) < uint(len(p.vers)) && p.vers[i].state != 0 {
-		pv := &p.vers[i]
-		if pv.state != verParsed {
-			return unknown3
+	if p := e.p; p != nil && x.slot >= 0 {
+		// a is e.u.Attrs[i], found in its slot.
+		if i := uint(e.at[x.slot&(maxSlots-1)]) - 1; i < uint(len(p.vers)) && p.vers[i].state != 0 {
+			pv := &p.vers[i]
+			if pv.state != verParsed {
+				return unknown3
+			}
+			return x.holds(compareVersions(&pv.v, &x.ver))
 		}
-		return x.holds(compareVersions(&pv.v, &x.ver))
 	}
 	if x.slot < 0 || int(e.verSlot) != x.slot+1 { // not parsed yet
 		e.parseVersion(x, a)
@@ -289,11 +287,37 @@ type env struct {
 // of (one bit each); others are evaluated every time a rule reaches them.
 const maxMemo = 64
 
-// scan finds the gate's attributes in the unit (into e.at): for each of
+// scan finds the gate's attributes in the unit (into e.at), or in the
+// prepared unit (fromPrepared), and evaluates the conditions on them
+// (Gate.slotConds). It returns the conditions that held and those that
+// could not be evaluated, one bit each.
+func (e *env) scan() (val, unk uint64) {
+	g := e.g
+	attrs := e.u.Attrs
+	if e.p != nil {
+		e.fromPrepared()
+	} else {
+		e.find()
+	}
+	for c := g.scanned; c != 0; c &= c - 1 {
+		x := &g.conds[bits.TrailingZeros64(c)]
+		if i := uint(e.at[x.slot&(maxSlots-1)]) - 1; i < uint(len(attrs)) { // 0, absent, wraps around
+			switch e.evalAttr(x, &attrs[i]) {
+			case yes:
+				val |= c & -c
+			case unknown3:
+				unk |= c & -c
+			}
+		}
+	}
+	return val, unk
+}
+
+// find finds the gate's attributes in the unit (into e.at): for each of
 // the unit's attributes, the gate's attributes of its key's length (byLen)
 // that are not found yet are compared with it, by their words; the first
 // attribute of a key counts.
-func (e *env) scan() {
+func (e *env) find() {
 	g := e.g
 	attrs := e.u.Attrs
 	all := uint16(1)<<g.nkeys - 1
@@ -328,26 +352,6 @@ func (e *env) scan() {
 			break
 		}
 	}
-}
-
-// evalScanned evaluates the conditions on the attributes with a slot
-// (Gate.scanned), found in e.at. It returns the conditions that held and
-// those that could not be evaluated, one bit each.
-func (e *env) evalScanned() (val, unk uint64) {
-	g := e.g
-	n := uint(len(e.u.Attrs))
-	for c := g.scanned; c != 0; c &= c - 1 {
-		x := &g.conds[bits.TrailingZeros64(c)]
-		if i := uint(e.at[x.slot&(maxSlots-1)]) - 1; i < n { // 0, absent, wraps around
-			switch e.evalAttr(x, int(i)) {
-			case yes:
-				val |= c & -c
-			case unknown3:
-				unk |= c & -c
-			}
-		}
-	}
-	return val, unk
 }
 
 // parseVersion parses the version attribute a that r reads into e.ver:

@@ -161,24 +161,20 @@ func (p *Prepared) Unit() Unit { return p.u }
 // CheckPrepared decides whether the gate passes for the prepared unit:
 // the same decision as Check(p.Unit()), with the attributes found and
 // versions parsed when the unit was prepared.
-func (g *Gate) CheckPrepared(p *Prepared) Decision {
-	var e env
-	e.u = p.u
-	e.g = g
-	e.p = p
-	var val, unk uint64
-	if g.nkeys > 0 {
-		attrs := p.u.Attrs
-		for s := 0; s < g.nkeys; s++ {
-			if id := g.ids[s]; id < uint32(len(p.at)) {
-				e.at[s] = p.at[id]
-			} else if i := find(attrs, &g.keys[s]); i >= 0 { // numbered after the unit was prepared, or not at all
-				e.at[s] = uint32(i) + 1
-			}
+func (g *Gate) CheckPrepared(p *Prepared) Decision { return g.check(p.u, p) }
+
+// fromPrepared finds the gate's attributes in the prepared unit (into
+// e.at), by their keys' numbers; those numbered after the unit was
+// prepared, or not at all, it looks up.
+func (e *env) fromPrepared() {
+	g, p := e.g, e.p
+	for s := 0; s < g.nkeys && s < maxSlots; s++ {
+		if id := g.ids[s]; id < uint32(len(p.at)) {
+			e.at[s] = p.at[id]
+		} else if i := find(e.u.Attrs, &g.keys[s]); i >= 0 {
+			e.at[s] = uint32(i) + 1
 		}
-		val, unk = e.evalScanned()
 	}
-	return e.decide(val, unk)
 }
 
 // CheckPrepared decides the gate for the prepared unit with the version in
