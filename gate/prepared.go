@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"math/bits"
 	"sync"
 	"sync/atomic"
 )
@@ -27,6 +28,57 @@ type keyTable struct {
 	// lens has bit n set when a key of n bytes is interned: most of a
 	// unit's attributes that no gate reads are passed over on it.
 	lens uint64
+	// slots is ids as an open-addressed table of a power of two entries,
+	// at least twice as many as keys, by the hash of a key's words
+	// (slotOf), probed linearly: a key is looked up by its words, as a
+	// check compares keys, without hashing it whole.
+	slots []keySlot
+}
+
+type keySlot struct {
+	w  word
+	id uint32 // the key's number plus one; 0: empty
+}
+
+// slotOf returns where in slots, of mask+1 entries, probing for the key of
+// words h and t and length n starts.
+func slotOf(h, t uint64, n int, mask uint64) uint64 {
+	x := (h ^ bits.RotateLeft64(t, 29) ^ uint64(n)) * 0x9e3779b97f4a7c15
+	return (x >> 32) & mask
+}
+
+// lookup returns the number of the key k (of 1 to maxKeyLen bytes), whose
+// words are h and t.
+func (t *keyTable) lookup(k string, h, tl uint64) (uint32, bool) {
+	mask := uint64(len(t.slots) - 1)
+	for i := slotOf(h, tl, len(k), mask); ; i = (i + 1) & mask {
+		e := &t.slots[i]
+		if e.id == 0 {
+			return 0, false
+		}
+		if e.w.is(k, h, tl) {
+			return e.id - 1, true
+		}
+	}
+}
+
+func newKeyTable(ids map[string]uint32) *keyTable {
+	n := 8
+	for n < 2*len(ids) {
+		n *= 2
+	}
+	t := &keyTable{ids: ids, slots: make([]keySlot, n)}
+	mask := uint64(n - 1)
+	for k, id := range ids {
+		t.lens |= 1 << len(k)
+		w := newWord(k)
+		i := slotOf(w.head, w.tail, len(k), mask)
+		for t.slots[i].id != 0 {
+			i = (i + 1) & mask
+		}
+		t.slots[i] = keySlot{w: w, id: id + 1}
+	}
+	return t
 }
 
 // keyRegistry numbers attribute keys, up to max of them.
@@ -41,7 +93,7 @@ var registry = newKeyRegistry(maxKeys)
 
 func newKeyRegistry(max int) *keyRegistry {
 	r := &keyRegistry{max: max}
-	r.cur.Store(&keyTable{ids: map[string]uint32{}})
+	r.cur.Store(newKeyTable(map[string]uint32{}))
 	return r
 }
 
@@ -60,14 +112,14 @@ func (r *keyRegistry) intern(key string) uint32 {
 	if len(t.ids) >= r.max {
 		return noKey
 	}
-	next := &keyTable{ids: make(map[string]uint32, len(t.ids)+1), lens: t.lens | 1<<len(key)}
+	ids := make(map[string]uint32, len(t.ids)+1)
 	for k, id := range t.ids {
-		next.ids[k] = id
+		ids[k] = id
 	}
 	id := uint32(len(t.ids))
 	// The key must not keep the gate's JSON alive.
-	next.ids[string([]byte(key))] = id
-	r.cur.Store(next)
+	ids[string([]byte(key))] = id
+	r.cur.Store(newKeyTable(ids))
 	return id
 }
 
@@ -137,10 +189,20 @@ func (p *Prepared) reset(r *keyRegistry, u Unit) {
 	for i := range u.Attrs {
 		a := &u.Attrs[i]
 		p.vers[i].state = 0
-		if len(a.Key) > maxKeyLen || t.lens&(1<<len(a.Key)) == 0 {
+		k := a.Key
+		n := len(k)
+		if n > maxKeyLen || t.lens&(1<<n) == 0 { // no key is empty
 			continue
 		}
-		id, ok := t.ids[a.Key]
+		var h, tl uint64
+		if n >= 8 { // words(k), written out
+			h, tl = le64(k), le64(k[n-8:])
+		} else if n >= 4 {
+			h, tl = uint64(le32(k)), uint64(le32(k[n-4:]))
+		} else {
+			h = uint64(k[0]) | uint64(k[n/2])<<8 | uint64(k[n-1])<<16
+		}
+		id, ok := t.lookup(k, h, tl)
 		if !ok || p.at[id] != 0 {
 			continue
 		}
