@@ -222,8 +222,17 @@ func (p *Prepared) Unit() Unit { return p.u }
 
 // CheckPrepared decides whether the gate passes for the prepared unit:
 // the same decision as Check(p.Unit()), with the attributes found and
-// versions parsed when the unit was prepared.
-func (g *Gate) CheckPrepared(p *Prepared) Decision { return g.check(p.u, p) }
+// versions parsed when the unit was prepared. A nil p is the zero
+// Prepared.
+func (g *Gate) CheckPrepared(p *Prepared) Decision {
+	if p == nil {
+		p = &zeroPrepared
+	}
+	return g.check(p.u, p)
+}
+
+// zeroPrepared is the zero Prepared, which checks only read.
+var zeroPrepared Prepared
 
 // fromPrepared finds the gate's attributes in the prepared unit (into
 // e.at), by their keys' numbers; those numbered after the unit was

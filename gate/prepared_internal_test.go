@@ -58,4 +58,10 @@ func TestCheckPreparedUnnumbered(t *testing.T) {
 			t.Errorf("unit %+v: %s, want %s", u, got, want)
 		}
 	}
+	// The zero Prepared, and nil, are the unit with no ID and no attributes.
+	for _, p := range []*Prepared{new(Prepared), nil} {
+		if got, want := decision(g.CheckPrepared(p)), decision(g.Check(Unit{})); got != want {
+			t.Errorf("%v: %s, want %s", p, got, want)
+		}
+	}
 }
