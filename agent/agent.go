@@ -62,9 +62,8 @@ type Config struct {
 // Agent is the per-host agent. Create it with New and run it with Serve.
 type Agent struct {
 	cfg     Config
-	daemons []string
+	daemons []*wire.Client
 	log     *slog.Logger
-	hc      *http.Client
 
 	retryMin, retryMax time.Duration
 	// The bounds of the subscription: MaxPending, MaxSubscriptionBytes.
@@ -85,6 +84,10 @@ type Agent struct {
 	missing       map[string]missingName
 	applied       int64
 	appliedCommit string
+	// saved is the applied revision state.json holds: the one the agent
+	// reports, so that a report never runs ahead of what a restarted
+	// agent resumes from.
+	saved int64
 	// store is the identity of the store the held revisions are of (""
 	// while unknown); resync is set while the agent must take a snapshot
 	// of the daemon's store as the whole truth, whatever its revisions.
@@ -110,13 +113,14 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.CacheDir == "" {
 		return nil, errors.New("agent: no cache directory")
 	}
-	var daemons []string
+	hc := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext, MaxIdleConnsPerHost: 4}}
+	var daemons []*wire.Client
 	for _, d := range cfg.Daemons {
-		u, err := url.Parse(d)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("agent: daemon URL %q: want http://host:port", d)
+		c, err := wire.NewClient(d, cfg.Token, hc)
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
 		}
-		daemons = append(daemons, strings.TrimSuffix(d, "/"))
+		daemons = append(daemons, c)
 	}
 	if cfg.Metrics != "" {
 		if u, err := url.Parse(cfg.Metrics); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -168,7 +172,6 @@ func New(cfg Config) (*Agent, error) {
 		cfg:           cfg,
 		daemons:       daemons,
 		log:           log,
-		hc:            &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext, MaxIdleConnsPerHost: 4}},
 		retryMin:      200 * time.Millisecond,
 		retryMax:      10 * time.Second,
 		maxPending:    MaxPending,
@@ -177,6 +180,7 @@ func New(cfg Config) (*Agent, error) {
 		subs:          map[string]bool{},
 		missing:       map[string]missingName{},
 		applied:       st.Revision,
+		saved:         st.Revision,
 		appliedCommit: st.Commit,
 		store:         st.Store,
 		overrides:     map[string]heldOverride{},
@@ -602,9 +606,14 @@ func (a *Agent) writeCache(cv cache.ConfigVersion) error {
 	return nil
 }
 
+// writeState writes st to state.json; applyMu is held, so that states are
+// written in the order they were taken.
 func (a *Agent) writeState(st cache.State) error {
 	if err := cache.WriteState(a.cfg.CacheDir, st); err != nil {
 		return &cacheError{err}
 	}
+	a.mu.Lock()
+	a.saved = st.Revision
+	a.mu.Unlock()
 	return nil
 }

@@ -42,13 +42,15 @@ func testConfig(dir string, daemons ...*agenttest.Daemon) Config {
 		urls = append(urls, d.URL)
 	}
 	return Config{
-		Daemons:          urls,
-		Host:             "web-1",
-		Labels:           map[string]string{"cluster": "c1"},
-		CacheDir:         dir,
-		Token:            "tok",
-		ReportEvery:      time.Hour,
-		HeartbeatTimeout: 6 * hb,
+		Daemons:     urls,
+		Host:        "web-1",
+		Labels:      map[string]string{"cluster": "c1"},
+		CacheDir:    dir,
+		Token:       "tok",
+		ReportEvery: time.Hour,
+		// 20 heartbeats: shorter timeouts ended streams whose beats were
+		// late under -race on a loaded machine.
+		HeartbeatTimeout: 20 * hb,
 		Heartbeat:        hb,
 		FetchTimeout:     time.Second,
 	}
@@ -106,9 +108,17 @@ func get(t *testing.T, url string) response {
 	return response{resp.StatusCode, string(b), resp.Header}
 }
 
+// waitLimit bounds how long a test waits for a condition before it fails.
+// It only bounds a failing test: some conditions take hundreds of round
+// trips (TestRestartWithABloatedState: 256 GETs of names that do not
+// exist, and a watch restarted after each batch dropped), which took up to
+// 18 s under -race with the machine's two cores shared with three other
+// runs of the test.
+const waitLimit = time.Minute
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(waitLimit)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -141,11 +151,10 @@ func (a *testAgent) waitServes(t *testing.T, name, want string) {
 }
 
 func TestFetchOnFirstRequest(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(job(1), agenttest.Change{Name: "service/banner.txt", Data: []byte("hi")})
 	repo.Publish(other(2))
-	d := agenttest.NewDaemon(t, repo, hb)
-	d.Token = "tok"
+	d := agenttest.NewDaemon(t, repo)
 	dir := t.TempDir()
 	a := startAgent(t, dir, d)
 
@@ -154,7 +163,7 @@ func TestFetchOnFirstRequest(t *testing.T) {
 		t.Fatalf("GET feed/job = %d %q", r.code, r.body)
 	}
 	for h, want := range map[string]string{
-		"Cfg-Revision": "1", "Cfg-Latest-Revision": "2", "Cfg-Commit": agenttest.Commit(1),
+		"Cfg-Revision": "1", "Cfg-Latest-Revision": "2", "Cfg-Commit": repo.Commit(1),
 		"Cfg-Type": "Job", "Content-Type": "application/json",
 	} {
 		if got := r.header.Get(h); got != want {
@@ -176,7 +185,7 @@ func TestFetchOnFirstRequest(t *testing.T) {
 
 	// Written to the cache, data before meta, and to the state.
 	cv, err := cache.Read(dir, "feed/job")
-	if err != nil || string(cv.Data) != "{\"rev\": 1}\n" || cv.Revision != 1 || cv.Type != "Job" || cv.Commit != agenttest.Commit(1) {
+	if err != nil || string(cv.Data) != "{\"rev\": 1}\n" || cv.Revision != 1 || cv.Type != "Job" || cv.Commit != repo.Commit(1) {
 		t.Errorf("cache.Read = %+v, %v", cv, err)
 	}
 	waitFor(t, "state.json to list both configs", func() bool {
@@ -214,9 +223,9 @@ func TestFetchOnFirstRequest(t *testing.T) {
 }
 
 func TestUpdatesWrittenAndServed(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(job(1))
-	d := agenttest.NewDaemon(t, repo, hb)
+	d := agenttest.NewDaemon(t, repo)
 	dir := t.TempDir()
 	a := startAgent(t, dir, d)
 	get(t, a.URL+"/v1/configs/feed/job")
@@ -251,7 +260,7 @@ func TestUpdatesWrittenAndServed(t *testing.T) {
 	wg.Wait()
 	waitFor(t, "state.json at the last revision", func() bool {
 		st, _ := cache.ReadState(dir)
-		return st.Revision == last && st.Commit == agenttest.Commit(last)
+		return st.Revision == last && st.Commit == repo.Commit(last)
 	})
 	// Only the subscribed config is cached.
 	if _, err := cache.Read(dir, "other"); !errors.Is(err, cache.ErrNotFound) {
@@ -279,10 +288,10 @@ func TestUpdatesWrittenAndServed(t *testing.T) {
 }
 
 func TestRestartServesFromCacheWithDaemonDown(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(job(1))
 	repo.Publish(job(2))
-	d := agenttest.NewDaemon(t, repo, hb)
+	d := agenttest.NewDaemon(t, repo)
 	dir := t.TempDir()
 	a := startAgent(t, dir, d)
 	get(t, a.URL+"/v1/configs/feed/job")
@@ -391,10 +400,10 @@ func seq(from, to int64) []int64 {
 }
 
 func TestFailoverResumesWithoutGapsOrDuplicates(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(job(1))
-	d1 := agenttest.NewDaemon(t, repo, hb)
-	d2 := agenttest.NewDaemon(t, repo, hb)
+	d1 := agenttest.NewDaemon(t, repo)
+	d2 := agenttest.NewDaemon(t, repo)
 	a := startAgent(t, t.TempDir(), d1, d2)
 	get(t, a.URL+"/v1/configs/feed/job")
 	events := localWatch(t, a.URL+"/v1/watch?configs=feed/job")
@@ -404,9 +413,18 @@ func TestFailoverResumesWithoutGapsOrDuplicates(t *testing.T) {
 	for i := 2; i <= 5; i++ {
 		repo.Publish(job(i))
 	}
-	waitFor(t, "revision 5 applied", func() bool { return a.applied() == 5 })
+	waitFor(t, "revision 5 applied", func() bool { return a.applied() == 5 && a.Status().Daemon != "" })
 
-	d1.Stop()
+	// The daemon the agent watches dies (on a loaded machine, a stream
+	// silent for the heartbeat timeout may have failed over before: the
+	// agent may be on either). Every watch from now on is from 5 or
+	// later, and the first on the other daemon from 5.
+	n1, n2 := len(d1.Watches()), len(d2.Watches())
+	first, second, n := d1, d2, n2
+	if a.Status().Daemon == d2.URL {
+		first, second, n = d2, d1, n1
+	}
+	first.Stop()
 	for i := 6; i <= 10; i++ {
 		repo.Publish(job(i))
 		time.Sleep(time.Millisecond)
@@ -414,14 +432,14 @@ func TestFailoverResumesWithoutGapsOrDuplicates(t *testing.T) {
 	if got := collect(t, events, "feed/job", 10); !slices.Equal(got, seq(2, 10)) {
 		t.Errorf("revisions seen = %v, want 2..10 once each", got)
 	}
-	ws := d2.Watches()
+	ws := second.Watches()[n:]
 	if len(ws) == 0 || ws[0].From != 5 {
-		t.Errorf("watches on the second daemon = %+v, want the first from 5", ws)
+		t.Errorf("watches on the other daemon = %+v, want the first from 5", ws)
 	}
 
-	// And back: the second daemon dies, the first returns.
-	d1.Start(t)
-	d2.Stop()
+	// And back: the other daemon dies, the first returns.
+	first.Start(t)
+	second.Stop()
 	for i := 11; i <= 15; i++ {
 		repo.Publish(job(i))
 	}
@@ -432,31 +450,34 @@ func TestFailoverResumesWithoutGapsOrDuplicates(t *testing.T) {
 }
 
 func TestHeartbeatTimeoutFailsOver(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(job(1))
-	d1 := agenttest.NewDaemon(t, repo, hb)
-	d2 := agenttest.NewDaemon(t, repo, hb)
+	d1 := agenttest.NewDaemon(t, repo)
+	d2 := agenttest.NewDaemon(t, repo)
 	a := startAgent(t, t.TempDir(), d1, d2)
 	get(t, a.URL+"/v1/configs/feed/job")
-	waitFor(t, "the watch on the first daemon", func() bool { return a.Status().Daemon == d1.URL })
+	waitFor(t, "a watch", func() bool { return a.Status().Daemon != "" })
+	n1, n2 := len(d1.Watches()), len(d2.Watches())
+	watched, other, n := d1, d2, n2
+	if a.Status().Daemon == d2.URL {
+		watched, other, n = d2, d1, n1
+	}
 
-	// The first daemon hangs: its connection stays open, silent.
-	d1.SetStalled(true)
+	// The daemon watched hangs: its connection stays open, silent.
+	watched.SetStalled(true)
 	repo.Publish(job(2))
 	a.waitServes(t, "feed/job", "{\"rev\": 2}\n")
-	if got := a.Status().Daemon; got != d2.URL {
-		t.Errorf("watching %q, want the second daemon", got)
-	}
-	if ws := d2.Watches(); len(ws) != 1 || ws[0].From != 1 {
-		t.Errorf("watches on the second daemon = %+v, want one from 1", ws)
+	waitFor(t, "the watch on the other daemon", func() bool { return a.Status().Daemon == other.URL })
+	if ws := other.Watches()[n:]; len(ws) == 0 || ws[0].From != 1 {
+		t.Errorf("watches on the other daemon = %+v, want the first from 1", ws)
 	}
 }
 
 func TestSubscriptionGrows(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(job(1))
 	repo.Publish(other(2))
-	d := agenttest.NewDaemon(t, repo, hb)
+	d := agenttest.NewDaemon(t, repo)
 	a := startAgent(t, t.TempDir(), d)
 	get(t, a.URL+"/v1/configs/feed/job")
 	waitFor(t, "the first watch", func() bool { return len(d.Watches()) == 1 })
@@ -484,10 +505,10 @@ func TestSubscriptionGrows(t *testing.T) {
 }
 
 func TestLocalWatch(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(job(1))
 	repo.Publish(other(2))
-	d := agenttest.NewDaemon(t, repo, hb)
+	d := agenttest.NewDaemon(t, repo)
 	a := startAgent(t, t.TempDir(), d)
 
 	// A watch subscribes to what it names, including configs that do not
@@ -509,7 +530,7 @@ func TestLocalWatch(t *testing.T) {
 		}
 		got[ev.Configs[0].Name] = ev.Configs[0]
 	}
-	if c := got["feed/job"]; c.Revision != 3 || c.Commit != agenttest.Commit(3) || c.Type != "Job" {
+	if c := got["feed/job"]; c.Revision != 3 || c.Commit != repo.Commit(3) || c.Type != "Job" {
 		t.Errorf("feed/job event = %+v", c)
 	}
 	if c := got["later"]; c.Revision != 4 || string(c.Data) != "now" {
@@ -547,9 +568,9 @@ func TestLocalWatch(t *testing.T) {
 }
 
 func TestNoDaemonAtStart(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(job(1))
-	d := agenttest.NewDaemon(t, repo, hb)
+	d := agenttest.NewDaemon(t, repo)
 	d.Stop()
 	a := startAgent(t, t.TempDir(), d)
 	if r := get(t, a.URL+"/v1/configs/feed/job"); r.code != 503 {
@@ -571,9 +592,9 @@ func TestNoDaemonAtStart(t *testing.T) {
 }
 
 func TestHeartbeatsAdvanceApplied(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(job(1))
-	d := agenttest.NewDaemon(t, repo, hb)
+	d := agenttest.NewDaemon(t, repo)
 	dir := t.TempDir()
 	a := startAgent(t, dir, d)
 	get(t, a.URL+"/v1/configs/feed/job")
@@ -593,8 +614,8 @@ func TestHeartbeatsAdvanceApplied(t *testing.T) {
 // cover a config added since does not advance the applied revision, since
 // the added config may have changed in between.
 func TestAppliedWaitsForGrownSubscription(t *testing.T) {
-	repo := agenttest.NewRepo()
-	d := agenttest.NewDaemon(t, repo, hb)
+	repo := agenttest.NewRepo(t, hb)
+	d := agenttest.NewDaemon(t, repo)
 	a, err := New(Config{Daemons: []string{d.URL}, Host: "h", CacheDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)

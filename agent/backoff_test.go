@@ -52,9 +52,9 @@ func TestBackoffOnCacheErrors(t *testing.T) {
 			if tc.name == "full disk" {
 				mountTmpfs(t, dir)
 			}
-			repo := agenttest.NewRepo()
+			repo := agenttest.NewRepo(t, hb)
 			repo.Publish(job(1))
-			d := agenttest.NewDaemon(t, repo, hb)
+			d := agenttest.NewDaemon(t, repo)
 			logs := &syncBuffer{}
 			cfg := testConfig(dir, d)
 			cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))

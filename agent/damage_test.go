@@ -46,9 +46,9 @@ func TestStartWithDamagedCache(t *testing.T) {
 			`level=WARN msg="damaged cache state; resynchronising from a snapshot" file=DIR/state.json err="cache damaged: DIR/state.json: invalid character 'ÿ' looking for beginning of value"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			repo := agenttest.NewRepo()
+			repo := agenttest.NewRepo(t, hb)
 			repo.Publish(job(1), other(1))
-			d := agenttest.NewDaemon(t, repo, hb)
+			d := agenttest.NewDaemon(t, repo)
 			dir := t.TempDir()
 			a := startAgent(t, dir, d)
 			a.waitServes(t, "feed/job", "{\"rev\": 1}\n")

@@ -58,7 +58,8 @@
 // so replays after a failover or a fetch ahead of the stream neither
 // duplicate nor regress anything.
 //
-// Subpackages: cache (the on-disk layout, shared with the client library),
-// wire (the JSON bodies of the API) and agenttest (an in-memory daemon for
-// tests).
+// The agent talks to its daemons through wire.Client (package wire owns
+// the API in Go). Subpackages: cache (the on-disk layout, shared with the
+// client library) and agenttest (the real daemon, over a git repository
+// and a store in temporary directories, for tests).
 package agent

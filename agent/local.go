@@ -242,19 +242,14 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 		a.mu.Unlock()
 	}()
 
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.Header().Set(wire.HeaderStore, store)
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	enc := json.NewEncoder(w)
-	send := func(ev wire.Event) bool {
-		rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		return enc.Encode(ev) == nil && rc.Flush() == nil
+	events := wire.NewEventWriter(w, 30*time.Second)
+	if events.WriteHeader(store) != nil {
+		return
 	}
+	send := func(ev wire.Event) bool { return events.Write(ev) == nil }
 	if first != nil && !send(*first) {
 		return
 	}
-	rc.Flush()
 	tick := time.NewTicker(a.cfg.Heartbeat)
 	defer tick.Stop()
 	for {

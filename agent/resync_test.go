@@ -262,7 +262,7 @@ func TestResyncWithOlderStore(t *testing.T) {
 // waitForLog waits for line in an agent's log.
 func waitForLog(t *testing.T, logs *syncBuffer, line string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(waitLimit)
 	for !strings.Contains(logs.String(), line) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the agent's log lacks\n%s\nlog:\n%s", line, logs)

@@ -195,9 +195,9 @@ func TestRestartWithABloatedState(t *testing.T) {
 // TestWatchWithGetFromAnEarlierDaemon: a daemon that does not take POST
 // /v1/watch (405) is watched with GET and a query string.
 func TestWatchWithGetFromAnEarlierDaemon(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(job(1))
-	d := agenttest.NewDaemon(t, repo, hb)
+	d := agenttest.NewDaemon(t, repo)
 	target, _ := url.Parse(d.URL)
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	var posts atomic.Int32
@@ -236,9 +236,9 @@ func TestWatchWithGetFromAnEarlierDaemon(t *testing.T) {
 // the watch request stays one the daemon reads; beyond, a request for
 // another config is 503 and changes nothing.
 func TestSubscriptionBytesBound(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(job(1), other(1))
-	d := agenttest.NewDaemon(t, repo, hb)
+	d := agenttest.NewDaemon(t, repo)
 	dir := t.TempDir()
 	limit := nameCost("feed/job") + 4
 	a := serveAgent(t, testConfig(dir, d), func(a *Agent) { a.maxSubBytes = limit })
@@ -265,9 +265,9 @@ func TestSubscriptionBytesBound(t *testing.T) {
 // TestNamesTheDaemonRefuses: a name the daemon would refuse is refused
 // by the agent, so that it never reaches the subscription.
 func TestNamesTheDaemonRefuses(t *testing.T) {
-	r := agenttest.NewRepo()
+	r := agenttest.NewRepo(t, hb)
 	r.Publish(job(1))
-	d := agenttest.NewDaemon(t, r, hb)
+	d := agenttest.NewDaemon(t, r)
 	a := startAgent(t, t.TempDir(), d)
 	long := strings.Repeat("x", repo.MaxNameLen+1)
 	tooLong := `{"error":"config name \"` + long[:40] + `\"...: longer than 1024 bytes"}`
@@ -292,9 +292,9 @@ func TestNamesTheDaemonRefuses(t *testing.T) {
 // dropped from the subscription after the grace, with its tombstone; a
 // request for it later fetches it again.
 func TestDeletedConfigDropped(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(job(1), other(1))
-	d := agenttest.NewDaemon(t, repo, hb)
+	d := agenttest.NewDaemon(t, repo)
 	dir := t.TempDir()
 	cfg := testConfig(dir, d)
 	cfg.MissingGrace = 100 * time.Millisecond
@@ -304,9 +304,12 @@ func TestDeletedConfigDropped(t *testing.T) {
 	repo.Publish(agenttest.Change{Name: "feed/job", Deleted: true})
 	waitFor(t, "the deletion", func() bool { return get(t, a.URL+"/v1/configs/feed/job").code == 404 })
 	waitFor(t, "feed/job to be dropped", func() bool { return slices.Equal(subscribed(a), []string{"other"}) })
-	if _, err := os.Stat(filepath.Join(dir, "meta", "feed", "job.json")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("tombstone left: %v", err)
-	}
+	// The agent drops the name, then removes the tombstone from its
+	// cache.
+	waitFor(t, "the tombstone to be removed", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "meta", "feed", "job.json"))
+		return errors.Is(err, os.ErrNotExist)
+	})
 	if _, err := cache.Read(dir, "feed/job"); !errors.Is(err, cache.ErrNotFound) || err.Error() != `config "feed/job": not in the cache` {
 		t.Errorf("cache.Read = %v", err)
 	}

@@ -1,19 +1,14 @@
 package agent
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -37,8 +32,7 @@ func (e *notFound) Error() string {
 func (e *notFound) Unwrap() error { return errNotFound }
 
 var (
-	errResubscribe      = errors.New("subscription changed")
-	errHeartbeatTimeout = errors.New("heartbeat timeout")
+	errResubscribe = errors.New("subscription changed")
 	// errStoreChanged: the daemon's store is not the one whose revisions
 	// the agent holds, or it lacks revisions the agent holds; the agent
 	// resynchronises from a snapshot.
@@ -47,19 +41,6 @@ var (
 	// published a revision yet.
 	errNothingPublished = errors.New("resynchronising: the daemon's store has no revision yet")
 )
-
-// httpError reads a daemon's error response.
-func httpError(resp *http.Response) error {
-	return fmt.Errorf("%s: %s", resp.Status, wire.ErrorMessage(resp))
-}
-
-func configURL(base, name string) string {
-	segs := strings.Split(name, "/")
-	for i, s := range segs {
-		segs[i] = url.PathEscape(s)
-	}
-	return base + "/v1/configs/" + strings.Join(segs, "/")
-}
 
 // fetched is a config read from a daemon with GET: the config, the
 // daemon's latest revision and its store.
@@ -70,43 +51,21 @@ type fetched struct {
 }
 
 // fetchFrom reads a config from one daemon.
-func (a *Agent) fetchFrom(ctx context.Context, base, name string) (fetched, error) {
+func (a *Agent) fetchFrom(ctx context.Context, d *wire.Client, name string) (fetched, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.FetchTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, configURL(base, name), nil)
+	c, err := d.Config(ctx, name)
+	if se, ok := errors.AsType[*wire.StatusError](err); ok && se.Code == http.StatusNotFound {
+		return fetched{}, &notFound{d.URL(), name, max(se.Latest, 0)}
+	}
 	if err != nil {
 		return fetched{}, err
 	}
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return fetched{}, err
+	if c.Revision <= 0 {
+		return fetched{}, fmt.Errorf("daemon %s: config %q: header %s: got %d, want a revision", d.URL(), name, wire.HeaderRevision, c.Revision)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		latest, _ := strconv.ParseInt(resp.Header.Get(wire.HeaderLatestRevision), 10, 64)
-		return fetched{}, &notFound{base, name, latest}
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fetched{}, fmt.Errorf("%s: %w", base, httpError(resp))
-	}
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fetched{}, fmt.Errorf("%s: reading config %q: %w", base, name, err)
-	}
-	rev, err1 := strconv.ParseInt(resp.Header.Get(wire.HeaderRevision), 10, 64)
-	latest, err2 := strconv.ParseInt(resp.Header.Get(wire.HeaderLatestRevision), 10, 64)
-	if err1 != nil || err2 != nil || rev <= 0 {
-		return fetched{}, fmt.Errorf("%s: config %q: bad %s or %s header", base, name, wire.HeaderRevision, wire.HeaderLatestRevision)
-	}
-	cv := cache.ConfigVersion{
-		Name:     name,
-		Revision: rev,
-		Commit:   resp.Header.Get(wire.HeaderCommit),
-		Type:     resp.Header.Get(wire.HeaderType),
-		Compiled: strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json"),
-		Data:     data,
-	}
-	return fetched{cv, max(latest, rev), resp.Header.Get(wire.HeaderStore)}, nil
+	cv := cache.ConfigVersion{Name: name, Revision: c.Revision, Commit: c.Commit, Type: c.Type, Compiled: c.Compiled, Data: c.Data}
+	return fetched{cv, max(c.Latest, c.Revision), c.Store}, nil
 }
 
 type flight struct {
@@ -148,8 +107,8 @@ func (a *Agent) fetchAny(ctx context.Context, name string) (cache.ConfigVersion,
 	a.mu.Unlock()
 	var errs []error
 	for i := range a.daemons {
-		base := a.daemons[(start+i)%len(a.daemons)]
-		f, err := a.fetchFrom(ctx, base, name)
+		d := a.daemons[(start+i)%len(a.daemons)]
+		f, err := a.fetchFrom(ctx, d, name)
 		if errors.Is(err, errNotFound) {
 			return cache.ConfigVersion{}, err
 		}
@@ -181,7 +140,8 @@ func (a *Agent) subscribe(ctx context.Context) {
 		if a.resync {
 			from = 0 // a snapshot
 		}
-		base := a.daemons[a.daemon]
+		d := a.daemons[a.daemon]
+		base := d.URL()
 		a.mu.Unlock()
 		if len(names) == 0 {
 			select {
@@ -191,7 +151,7 @@ func (a *Agent) subscribe(ctx context.Context) {
 			continue
 		}
 
-		progress, err := a.stream(ctx, base, names, gen, from)
+		progress, err := a.stream(ctx, d, names, gen, from)
 		a.mu.Lock()
 		a.connected = ""
 		a.mu.Unlock()
@@ -219,7 +179,7 @@ func (a *Agent) subscribe(ctx context.Context) {
 		} else {
 			a.mu.Lock()
 			a.daemon = (a.daemon + 1) % len(a.daemons)
-			next := a.daemons[a.daemon]
+			next := a.daemons[a.daemon].URL()
 			a.mu.Unlock()
 			if failures%len(a.daemons) != 0 {
 				a.log.Warn("watch failed; failing over", "daemon", base, "next", next, "err", err)
@@ -236,19 +196,16 @@ func (a *Agent) subscribe(ctx context.Context) {
 	}
 }
 
-// stream reads one watch stream from base for names, the subscription at
+// stream reads one watch stream from d for names, the subscription at
 // generation gen, from revision from (a snapshot if from is 0) and
 // applies its events until it fails, the subscription changes
 // (errResubscribe) or ctx is done. It reports whether it applied any
-// event.
-func (a *Agent) stream(ctx context.Context, base string, names []string, gen uint64, from int64) (progress bool, err error) {
+// event. A stream silent for HeartbeatTimeout, from the request on, ends
+// (wire.ErrIdle).
+func (a *Agent) stream(ctx context.Context, d *wire.Client, names []string, gen uint64, from int64) (progress bool, err error) {
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-
-	// Any byte from the daemon resets the timer; silence for
-	// HeartbeatTimeout ends the stream.
-	timer := time.AfterFunc(a.cfg.HeartbeatTimeout, func() { cancel(errHeartbeatTimeout) })
-	defer timer.Stop()
+	base := d.URL()
 
 	// Watch the subscription for changes.
 	go func() {
@@ -273,19 +230,30 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, gen uin
 		}
 	}()
 
-	resp, err := a.openWatch(sctx, base, names, from)
+	// The subscription goes in the body of POST /v1/watch, whatever its
+	// length; a daemon that does not take POST (405: an earlier daemon)
+	// is asked with GET and a query string.
+	wr := wire.WatchRequest{Configs: names, Host: a.cfg.Host}
+	if from > 0 {
+		wr.From = &from
+	}
+	w, err := d.Watch(sctx, wr, wire.WatchOptions{Idle: a.cfg.HeartbeatTimeout})
+	if se, ok := errors.AsType[*wire.StatusError](err); ok {
+		if err := a.checkStore(se.Store, se.Latest, from, false); err != nil {
+			return false, err
+		}
+	}
 	if err != nil {
 		return false, causeOr(sctx, err)
 	}
-	defer resp.Body.Close()
-	store := resp.Header.Get(wire.HeaderStore)
-	if err := a.checkStore(resp, store, from); err != nil {
+	defer w.Close()
+	if w.Method == http.MethodGet {
+		a.log.Info("the daemon does not take POST /v1/watch; watching with GET", "daemon", base)
+	}
+	store := w.Store
+	if err := a.checkStore(store, w.Latest, from, true); err != nil {
 		return false, err
 	}
-	if resp.StatusCode != http.StatusOK {
-		return false, httpError(resp)
-	}
-	timer.Reset(a.cfg.HeartbeatTimeout)
 	a.mu.Lock()
 	a.connected = base
 	var unknown []string
@@ -307,7 +275,7 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, gen uin
 	if len(unknown) > 0 {
 		wg.Go(func() {
 			for _, n := range unknown {
-				f, err := a.fetchFrom(sctx, base, n)
+				f, err := a.fetchFrom(sctx, d, n)
 				if err == nil {
 					_, err = a.applyFetched(f.cv, f.latest, f.store)
 				}
@@ -324,12 +292,14 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, gen uin
 		})
 	}
 
-	dec := json.NewDecoder(&activityReader{r: resp.Body, timer: timer, d: a.cfg.HeartbeatTimeout})
 	for {
-		var ev wire.Event
-		if err := dec.Decode(&ev); err != nil {
+		ev, err := w.Next()
+		if err != nil {
 			if err == io.EOF {
 				err = errors.New("daemon closed the watch")
+			}
+			if errors.Is(err, wire.ErrIdle) {
+				return progress, err
 			}
 			return progress, causeOr(sctx, err)
 		}
@@ -356,49 +326,14 @@ func (a *Agent) stream(ctx context.Context, base string, names []string, gen uin
 	}
 }
 
-// openWatch asks base for a watch stream of names from revision from (a
-// snapshot if from is 0), with the subscription in the body of POST
-// /v1/watch, whatever its length. A daemon that does not take POST
-// (405: an earlier daemon) is asked with GET and a query string.
-func (a *Agent) openWatch(ctx context.Context, base string, names []string, from int64) (*http.Response, error) {
-	wr := wire.WatchRequest{Configs: names, Host: a.cfg.Host}
-	if from > 0 {
-		wr.From = &from
-	}
-	body, err := json.Marshal(wr)
-	if err != nil {
-		return nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/watch", bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.hc.Do(req)
-	if err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
-		return resp, err
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	a.log.Info("the daemon does not take POST /v1/watch; watching with GET", "daemon", base)
-	u := base + "/v1/watch?configs=" + url.QueryEscape(strings.Join(names, ",")) + "&host=" + url.QueryEscape(a.cfg.Host)
-	if from > 0 {
-		u += "&from=" + strconv.FormatInt(from, 10)
-	}
-	if req, err = http.NewRequestWithContext(ctx, http.MethodGet, u, nil); err != nil {
-		return nil, err
-	}
-	return a.hc.Do(req)
-}
-
-// checkStore returns errStoreChanged if the response to a watch from
+// checkStore returns errStoreChanged if the answer to a watch from
 // revision from says that its daemon's store is not the one whose
 // revisions the agent holds (Cfg-Store), or refuses the watch because its
-// latest revision is below from (Cfg-Latest-Revision): a store made
-// again, or restored from an older copy. Waiting for such a daemon to
-// reach from would serve stale configs for as long as it takes, maybe
-// forever.
-func (a *Agent) checkStore(resp *http.Response, store string, from int64) error {
+// latest revision is below from (Cfg-Latest-Revision; -1 if it does not
+// say): a store made again, or restored from an older copy. Waiting for
+// such a daemon to reach from would serve stale configs for as long as it
+// takes, maybe forever.
+func (a *Agent) checkStore(store string, latest, from int64, accepted bool) error {
 	if from == 0 {
 		return nil // a snapshot: nothing held to compare
 	}
@@ -408,7 +343,7 @@ func (a *Agent) checkStore(resp *http.Response, store string, from int64) error 
 	if store != "" && held != "" && store != held {
 		return fmt.Errorf("%w: the daemon serves store %s, the agent holds revisions of store %s", errStoreChanged, store, held)
 	}
-	if latest, err := strconv.ParseInt(resp.Header.Get(wire.HeaderLatestRevision), 10, 64); err == nil && latest < from && resp.StatusCode != http.StatusOK {
+	if latest >= 0 && latest < from && !accepted {
 		return fmt.Errorf("%w: the daemon's latest revision is %d, the agent holds revision %d", errStoreChanged, latest, from)
 	}
 	return nil
@@ -420,21 +355,6 @@ func causeOr(ctx context.Context, err error) error {
 		return c
 	}
 	return err
-}
-
-// activityReader resets timer to d whenever it reads a byte.
-type activityReader struct {
-	r     io.Reader
-	timer *time.Timer
-	d     time.Duration
-}
-
-func (r *activityReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if n > 0 {
-		r.timer.Reset(r.d)
-	}
-	return n, err
 }
 
 // reportLoop reports to the daemons at start, every ReportEvery and
@@ -455,18 +375,19 @@ func (a *Agent) reportLoop(ctx context.Context) {
 
 func (a *Agent) report(ctx context.Context) {
 	a.mu.Lock()
-	rep := wire.HostReport{Labels: a.cfg.Labels, Configs: sortedKeys(a.subs), Applied: a.applied, Metrics: a.cfg.Metrics}
+	rep := wire.HostReport{Labels: a.cfg.Labels, Configs: sortedKeys(a.subs), Applied: a.saved, Metrics: a.cfg.Metrics}
 	for _, name := range slices.Sorted(maps.Keys(a.overrides)) {
 		o := a.overrides[name]
 		rep.Overrides = append(rep.Overrides, wire.AppliedOverride{ID: o.ID, Config: name, Version: o.Version})
 	}
-	body, _ := json.Marshal(rep)
 	start := a.daemon
 	a.mu.Unlock()
 	var errs []error
 	for i := range a.daemons {
-		base := a.daemons[(start+i)%len(a.daemons)]
-		err := a.post(ctx, base+"/v1/hosts/"+url.PathEscape(a.cfg.Host), body)
+		d := a.daemons[(start+i)%len(a.daemons)]
+		rctx, cancel := context.WithTimeout(ctx, a.cfg.FetchTimeout)
+		err := d.ReportHost(rctx, a.cfg.Host, rep)
+		cancel()
 		if err == nil {
 			return
 		}
@@ -475,27 +396,4 @@ func (a *Agent) report(ctx context.Context) {
 	if ctx.Err() == nil {
 		a.log.Debug("report failed", "err", errors.Join(errs...))
 	}
-}
-
-func (a *Agent) post(ctx context.Context, u string, body []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, a.cfg.FetchTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if a.cfg.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+a.cfg.Token)
-	}
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s: %w", u, httpError(resp))
-	}
-	io.Copy(io.Discard, resp.Body)
-	return nil
 }

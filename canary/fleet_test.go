@@ -3,9 +3,11 @@ package canary
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,6 +62,13 @@ func TestDaemonClient(t *testing.T) {
 	if err != nil || rev != 1 || c != commit.String() {
 		t.Fatalf("Current: %d %s %v, want revision 1 of %s", rev, c, err, commit)
 	}
+	// A name reaches the daemon whole, escaped: one that is not a config
+	// name is refused under that name, never read as another config.
+	for _, name := range []string{"demo/service?x", "demo/service#x", "demo%2Fservice"} {
+		if _, _, err := d.Current(ctx, name); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("config name %q", name)) {
+			t.Errorf("Current(%q): got %v, want the daemon to refuse the name", name, err)
+		}
+	}
 	if _, _, err := d.Current(ctx, "demo/none"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Current of a config the daemon does not have: %v", err)
 	}
@@ -79,7 +88,7 @@ func TestDaemonClient(t *testing.T) {
 	if err := d.RenewOverride(ctx, "run-1"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("RenewOverride after the delete: %v, want ErrNotFound", err)
 	}
-	if _, err := (&Daemon{URL: d.URL, Token: "wrong", HTTP: d.HTTP}).PutOverride(ctx, wire.Override{ID: "run-2", Config: "demo/service", Hosts: []string{"web-1"}, Data: []byte("x"), LeaseSeconds: 5}); err == nil {
+	if _, err := mustDaemon(t, d.URL(), "wrong").PutOverride(ctx, wire.Override{ID: "run-2", Config: "demo/service", Hosts: []string{"web-1"}, Data: []byte("x"), LeaseSeconds: 5}); err == nil {
 		t.Error("PutOverride with a wrong token succeeded")
 	}
 	for _, r := range []wire.Run{
@@ -98,4 +107,13 @@ func TestDaemonClient(t *testing.T) {
 	if hosts, err := d.Hosts(ctx); err != nil || len(hosts) != 0 {
 		t.Errorf("Hosts: %+v, %v", hosts, err)
 	}
+}
+
+func mustDaemon(t *testing.T, base, token string) *Daemon {
+	t.Helper()
+	d, err := NewDaemon(base, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

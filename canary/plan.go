@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cfg-dev/cfg/store"
+	"github.com/cfg-dev/cfg/wire"
 )
 
 // MaxHostAge is how recently a host must have reported to take part in a
@@ -27,8 +27,8 @@ type PhasePlan struct {
 // Eligible returns the hosts that can take part in a canary of config:
 // subscribed to it, heard from within MaxHostAge of now, and, when
 // needMetrics, reporting a metrics URL.
-func Eligible(hosts []store.Host, config string, now time.Time, needMetrics bool) []store.Host {
-	var out []store.Host
+func Eligible(hosts []wire.Host, config string, now time.Time, needMetrics bool) []wire.Host {
+	var out []wire.Host
 	for _, h := range hosts {
 		if slices.Contains(h.Configs, config) && now.Sub(h.LastSeen) <= MaxHostAge && (!needMetrics || h.Metrics != "") {
 			out = append(out, h)
@@ -45,8 +45,8 @@ func Eligible(hosts []store.Host, config string, now time.Time, needMetrics bool
 // hosts whose labels match, in that order. Control hosts are the next
 // hosts of the order that have not been canaries in this or an earlier
 // phase, as many as the phase has canaries (or as many as remain).
-func Plan(spec Spec, hosts []store.Host, seed uint64) ([]PhasePlan, error) {
-	byName := map[string]store.Host{}
+func Plan(spec Spec, hosts []wire.Host, seed uint64) ([]PhasePlan, error) {
+	byName := map[string]wire.Host{}
 	for _, h := range hosts {
 		byName[h.Name] = h
 	}

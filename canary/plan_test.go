@@ -9,17 +9,17 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/cfg-dev/cfg/store"
+	"github.com/cfg-dev/cfg/wire"
 )
 
-func hostsN(n int) []store.Host {
-	var hs []store.Host
+func hostsN(n int) []wire.Host {
+	var hs []wire.Host
 	for i := range n {
 		zone := "a"
 		if i%2 == 1 {
 			zone = "b"
 		}
-		hs = append(hs, store.Host{Name: fmt.Sprintf("web-%d", i+1), Labels: map[string]string{"zone": zone}, Configs: []string{"demo/service"}})
+		hs = append(hs, wire.Host{Name: fmt.Sprintf("web-%d", i+1), Labels: map[string]string{"zone": zone}, Configs: []string{"demo/service"}})
 	}
 	return hs
 }
@@ -126,13 +126,13 @@ func TestPlanErrors(t *testing.T) {
 
 func TestEligible(t *testing.T) {
 	now := time.Date(2026, 11, 22, 5, 0, 0, 0, time.UTC)
-	hosts := []store.Host{
+	hosts := []wire.Host{
 		{Name: "ok", Configs: []string{"demo/service"}, LastSeen: now.Add(-10 * time.Second), Metrics: "http://ok/metrics"},
 		{Name: "stale", Configs: []string{"demo/service"}, LastSeen: now.Add(-MaxHostAge - time.Second), Metrics: "http://stale/metrics"},
 		{Name: "other", Configs: []string{"demo/other"}, LastSeen: now, Metrics: "http://other/metrics"},
 		{Name: "no-metrics", Configs: []string{"demo/service"}, LastSeen: now},
 	}
-	names := func(hs []store.Host) []string {
+	names := func(hs []wire.Host) []string {
 		var out []string
 		for _, h := range hs {
 			out = append(out, h.Name)

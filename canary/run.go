@@ -18,7 +18,6 @@ import (
 
 	"github.com/cfg-dev/cfg/canary/judge"
 	"github.com/cfg-dev/cfg/canary/metrics"
-	"github.com/cfg-dev/cfg/store"
 	"github.com/cfg-dev/cfg/wire"
 )
 
@@ -87,7 +86,7 @@ func (c Candidate) Hash() string {
 // API is the part of a distribution daemon's API (docs/api.md) that a
 // canary uses; *Daemon implements it over HTTP.
 type API interface {
-	Hosts(ctx context.Context) ([]store.Host, error)
+	Hosts(ctx context.Context) ([]wire.Host, error)
 	Current(ctx context.Context, name string) (revision int64, commit string, err error)
 	PutOverride(ctx context.Context, o wire.Override) (wire.Override, error)
 	RenewOverride(ctx context.Context, id string) error
@@ -159,9 +158,9 @@ type run struct {
 	clock    clockwork.Clock
 	rep      *Report
 	provider metrics.Provider
-	hosts    map[string]store.Host // the eligible hosts at the start
-	pushed   []string              // every host the override ever named
-	versions []int64               // every version of the override the run set
+	hosts    map[string]wire.Host // the eligible hosts at the start
+	pushed   []string             // every host the override ever named
+	versions []int64              // every version of the override the run set
 	firstPut time.Time
 	baseline [][]float64 // per bake check, the fleet's values before the change
 
@@ -260,7 +259,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, &PlanError{err}
 	}
-	r.hosts = map[string]store.Host{}
+	r.hosts = map[string]wire.Host{}
 	for _, h := range eligible {
 		r.hosts[h.Name] = h
 	}
@@ -537,7 +536,7 @@ type stage struct {
 	shortIsError bool
 	// canaryOK and controlOK say why a host's report leaves it out of an
 	// evaluation, or "".
-	canaryOK, controlOK func(h store.Host, reported bool, now time.Time) string
+	canaryOK, controlOK func(h wire.Host, reported bool, now time.Time) string
 	running             string // what the canary side runs, for messages
 }
 
@@ -558,7 +557,7 @@ func (r *run) members(ctx context.Context, st *stage) (membership, error) {
 		}
 		return m, err
 	}
-	byName := map[string]store.Host{}
+	byName := map[string]wire.Host{}
 	for _, h := range hosts {
 		byName[h.Name] = h
 	}
@@ -583,7 +582,7 @@ func (r *run) members(ctx context.Context, st *stage) (membership, error) {
 }
 
 // fresh says why a host's report cannot be used, or "".
-func fresh(h store.Host, reported bool, now time.Time) string {
+func fresh(h wire.Host, reported bool, now time.Time) string {
 	switch {
 	case !reported:
 		return "does not report to the daemon"
@@ -596,7 +595,7 @@ func fresh(h store.Host, reported bool, now time.Time) string {
 // runsCandidate says why h does not run the candidate, or "": its report
 // must name a version of the override that the run set (every version
 // holds the candidate).
-func (r *run) runsCandidate(h store.Host, reported bool, now time.Time) string {
+func (r *run) runsCandidate(h wire.Host, reported bool, now time.Time) string {
 	if why := fresh(h, reported, now); why != "" {
 		return why
 	}
@@ -613,7 +612,7 @@ func (r *run) runsCandidate(h store.Host, reported bool, now time.Time) string {
 }
 
 // runsCommitted says why h does not run the committed config, or "".
-func (r *run) runsCommitted(h store.Host, reported bool, now time.Time) string {
+func (r *run) runsCommitted(h wire.Host, reported bool, now time.Time) string {
 	if why := fresh(h, reported, now); why != "" {
 		return why
 	}
@@ -626,7 +625,7 @@ func (r *run) runsCommitted(h store.Host, reported bool, now time.Time) string {
 }
 
 // runsLanded says why h does not run the landed revision, or "".
-func (r *run) runsLanded(h store.Host, reported bool, now time.Time) string {
+func (r *run) runsLanded(h wire.Host, reported bool, now time.Time) string {
 	if why := r.runsCommitted(h, reported, now); why != "" {
 		return why
 	}
@@ -922,14 +921,14 @@ func (r *run) bake(ctx context.Context) (string, error) {
 
 // awaitHosts waits until every host in names satisfies ok, as the hosts
 // report to the daemon, for at most ApplyTimeout.
-func (r *run) awaitHosts(ctx context.Context, names []string, what string, ok func(store.Host) bool) error {
+func (r *run) awaitHosts(ctx context.Context, names []string, what string, ok func(wire.Host) bool) error {
 	deadline := r.now().Add(r.o.ApplyTimeout)
 	for {
 		hosts, err := r.o.Daemon.Hosts(ctx)
 		var pending []string
 		if err == nil {
 			for _, name := range names {
-				i := slices.IndexFunc(hosts, func(h store.Host) bool { return h.Name == name })
+				i := slices.IndexFunc(hosts, func(h wire.Host) bool { return h.Name == name })
 				if i < 0 || !ok(hosts[i]) {
 					pending = append(pending, name)
 				}
@@ -969,7 +968,7 @@ func (r *run) awaitPublished(ctx context.Context, commit string) (int64, error) 
 }
 
 // reverted reports whether h serves none of the run's overrides.
-func (r *run) reverted(h store.Host) bool {
+func (r *run) reverted(h wire.Host) bool {
 	return !slices.ContainsFunc(h.Overrides, func(o wire.AppliedOverride) bool { return o.ID == r.o.ID })
 }
 
@@ -1006,7 +1005,7 @@ func (r *run) land(ctx context.Context, commit string) error {
 	r.rep.Revision = rev
 	// Remove the override only once the canary hosts hold the landed
 	// revision, so that they never go back to the old config.
-	err = r.awaitHosts(ctx, r.pushed, fmt.Sprintf("apply revision %d", rev), func(h store.Host) bool { return h.Applied >= rev })
+	err = r.awaitHosts(ctx, r.pushed, fmt.Sprintf("apply revision %d", rev), func(h wire.Host) bool { return h.Applied >= rev })
 	if lostErr := r.leaseLost(); lostErr != nil {
 		err = errors.Join(err, fmt.Errorf("while landing: %w", lostErr))
 	}
@@ -1033,7 +1032,7 @@ func (r *run) revert(ctx context.Context) error {
 	}
 	r.rep.RevertRevision = rev
 	fleet := slices.Sorted(maps.Keys(r.hosts))
-	if err := r.awaitHosts(ctx, fleet, fmt.Sprintf("apply revision %d", rev), func(h store.Host) bool { return h.Applied >= rev }); err != nil {
+	if err := r.awaitHosts(ctx, fleet, fmt.Sprintf("apply revision %d", rev), func(h wire.Host) bool { return h.Applied >= rev }); err != nil {
 		return fmt.Errorf("reverting: %w", err)
 	}
 	r.progress("reverted as commit %s: revision %d published and applied by %s", commit, rev, strings.Join(fleet, ","))

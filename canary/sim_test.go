@@ -14,7 +14,6 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/cfg-dev/cfg/canary/metrics"
-	"github.com/cfg-dev/cfg/store"
 	"github.com/cfg-dev/cfg/wire"
 )
 
@@ -240,15 +239,15 @@ func (f *simFleet) lock() time.Time {
 	return now
 }
 
-func (f *simFleet) Hosts(context.Context) ([]store.Host, error) {
+func (f *simFleet) Hosts(context.Context) ([]wire.Host, error) {
 	now := f.lock()
 	defer f.mu.Unlock()
 	if !f.hostsDown.IsZero() && !now.Before(f.hostsDown) && now.Before(f.hostsDown.Add(f.hostsDownFor)) {
 		return nil, errors.New("daemon http://sim: connection refused")
 	}
-	var out []store.Host
+	var out []wire.Host
 	for _, h := range f.hosts {
-		sh := store.Host{Name: h.name, Labels: h.labels, Configs: []string{f.config}, Applied: h.applied, LastSeen: now,
+		sh := wire.Host{Name: h.name, Labels: h.labels, Configs: []string{f.config}, Applied: h.applied, LastSeen: now,
 			Metrics: h.metrics}
 		if h.ov != nil {
 			sh.Overrides = []wire.AppliedOverride{{ID: h.ov.ID, Config: h.ov.Config, Version: h.ov.Version}}

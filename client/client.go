@@ -5,12 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/cfg-dev/cfg/agent/cache"
@@ -75,8 +71,8 @@ var ErrNotFound = errors.New("config not found")
 type Client struct {
 	opts        Options
 	log         *slog.Logger
-	hc          *http.Client // for Get
-	wc          *http.Client // for Watch: no overall timeout
+	agent       *wire.Client // for Get; nil without an agent URL
+	watcher     *wire.Client // for Watch: no overall timeout
 	idleTimeout time.Duration
 }
 
@@ -85,35 +81,30 @@ func New(opts Options) (*Client, error) {
 	if opts.AgentURL == "" && opts.CacheDir == "" {
 		return nil, errors.New("client: neither an agent URL nor a cache directory")
 	}
-	if opts.AgentURL != "" {
-		u, err := url.Parse(opts.AgentURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("client: agent URL %q: want http://host:port", opts.AgentURL)
-		}
-		opts.AgentURL = strings.TrimSuffix(opts.AgentURL, "/")
-	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = time.Second
 	}
-	hc := opts.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second}
-	}
-	wc := *hc
-	wc.Timeout = 0
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Client{opts: opts, log: log, hc: hc, wc: &wc, idleTimeout: 15 * time.Second}, nil
-}
-
-func (c *Client) configURL(name string) string {
-	segs := strings.Split(name, "/")
-	for i, s := range segs {
-		segs[i] = url.PathEscape(s)
+	c := &Client{opts: opts, log: log, idleTimeout: 15 * time.Second}
+	if opts.AgentURL != "" {
+		hc := opts.HTTPClient
+		if hc == nil {
+			hc = &http.Client{Timeout: 10 * time.Second}
+		}
+		wc := *hc
+		wc.Timeout = 0
+		var err error
+		if c.agent, err = wire.NewClient(opts.AgentURL, "", hc); err != nil {
+			return nil, fmt.Errorf("client: agent URL %q: want http://host:port", opts.AgentURL)
+		}
+		if c.watcher, err = wire.NewClient(opts.AgentURL, "", &wc); err != nil {
+			return nil, err
+		}
 	}
-	return c.opts.AgentURL + "/v1/configs/" + strings.Join(segs, "/")
+	return c, nil
 }
 
 // unreachable wraps a failure to talk to the agent at all.
@@ -131,7 +122,7 @@ func (c *Client) Get(ctx context.Context, name string) (Config, error) {
 	if err := repo.CheckName(name); err != nil {
 		return Config{}, err
 	}
-	if c.opts.AgentURL == "" {
+	if c.agent == nil {
 		return c.readCache(name, nil)
 	}
 	cfg, err := c.getAgent(ctx, name)
@@ -143,44 +134,18 @@ func (c *Client) Get(ctx context.Context, name string) (Config, error) {
 }
 
 func (c *Client) getAgent(ctx context.Context, name string) (Config, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.configURL(name), nil)
-	if err != nil {
-		return Config{}, err
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return Config{}, unreachable{err}
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		err := agentError(resp)
-		if resp.StatusCode == http.StatusNotFound {
-			return Config{}, fmt.Errorf("config %q: %w: %v", name, ErrNotFound, err)
+	cv, err := c.agent.Config(ctx, name)
+	if se, ok := errors.AsType[*wire.StatusError](err); ok {
+		if se.Code == http.StatusNotFound {
+			return Config{}, fmt.Errorf("config %q: %w: agent: %s", name, ErrNotFound, se.Msg)
 		}
-		return Config{}, fmt.Errorf("config %q: %w", name, err)
+		return Config{}, fmt.Errorf("config %q: agent: %s", name, se.Msg)
 	}
-	data, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return Config{}, unreachable{err}
 	}
-	rev, _ := strconv.ParseInt(resp.Header.Get(wire.HeaderRevision), 10, 64)
-	cfg := Config{
-		Name:     name,
-		Revision: rev,
-		Commit:   resp.Header.Get(wire.HeaderCommit),
-		Type:     resp.Header.Get(wire.HeaderType),
-		Data:     data,
-	}
-	if o := resp.Header.Get(wire.HeaderOverride); o != "" {
-		id, version, _ := strings.Cut(o, "/")
-		cfg.Override = id
-		cfg.OverrideVersion, _ = strconv.ParseInt(version, 10, 64)
-	}
-	return cfg, nil
-}
-
-func agentError(resp *http.Response) error {
-	return fmt.Errorf("agent: %s", wire.ErrorMessage(resp))
+	return Config{Name: name, Revision: cv.Revision, Commit: cv.Commit, Type: cv.Type, Data: cv.Data,
+		Override: cv.Override, OverrideVersion: cv.OverrideVersion}, nil
 }
 
 // readCache reads the config from the agent's cache; agentErr is why the
@@ -264,7 +229,7 @@ func (c *Client) Watch(ctx context.Context, name string, fn func(Config)) error 
 	var cacheErr string // the last error reading the cache
 	for {
 		connected := false
-		if c.opts.AgentURL != "" {
+		if c.watcher != nil {
 			connected, _ = c.watchAgent(ctx, name, deliver)
 		}
 		if ctx.Err() != nil {
@@ -303,31 +268,17 @@ func (c *Client) Watch(ctx context.Context, name string, fn func(Config)) error 
 }
 
 // watchAgent follows one local watch stream, from a snapshot, until it
-// fails; it reports whether the agent accepted the watch.
+// fails; it reports whether the agent accepted the watch. A stream silent
+// for idleTimeout (the agent sends heartbeats) ends.
 func (c *Client) watchAgent(ctx context.Context, name string, deliver func(Config, string, bool)) (bool, error) {
-	sctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	timer := time.AfterFunc(c.idleTimeout, func() { cancel(errors.New("agent silent")) })
-	defer timer.Stop()
-
-	u := c.opts.AgentURL + "/v1/watch?configs=" + url.QueryEscape(name)
-	req, err := http.NewRequestWithContext(sctx, http.MethodGet, u, nil)
+	w, err := c.watcher.Watch(ctx, wire.WatchRequest{Configs: []string{name}}, wire.WatchOptions{GET: true, Idle: c.idleTimeout})
 	if err != nil {
 		return false, err
 	}
-	resp, err := c.wc.Do(req)
-	if err != nil {
-		return false, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return false, agentError(resp)
-	}
-	dec := json.NewDecoder(resp.Body)
+	defer w.Close()
 	for {
-		timer.Reset(c.idleTimeout)
-		var ev wire.Event
-		if err := dec.Decode(&ev); err != nil {
+		ev, err := w.Next()
+		if err != nil {
 			return true, err
 		}
 		for _, wc := range ev.Configs {

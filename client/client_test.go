@@ -70,16 +70,16 @@ func newClient(t *testing.T, opts Options) *Client {
 }
 
 func TestGet(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(greeter(1))
-	d := agenttest.NewDaemon(t, repo, hb)
+	d := agenttest.NewDaemon(t, repo)
 	dir := t.TempDir()
 	url, _ := startAgent(t, "127.0.0.1:0", dir, d)
 	c := newClient(t, Options{AgentURL: url, CacheDir: dir})
 	ctx := context.Background()
 
 	cfg, err := c.Get(ctx, "app/greeter")
-	want := Config{Name: "app/greeter", Revision: 1, Commit: agenttest.Commit(1), Type: "Greeter", Data: []byte(`{"greeting": "hello 1"}`)}
+	want := Config{Name: "app/greeter", Revision: 1, Commit: repo.Commit(1), Type: "Greeter", Data: []byte(`{"greeting": "hello 1"}`)}
 	if err != nil || !equal(cfg, want) {
 		t.Errorf("Get = %+v, %v; want %+v", cfg, err, want)
 	}
@@ -190,9 +190,9 @@ func next(t *testing.T, ch <-chan Config) Config {
 }
 
 func TestWatchSeesChangesInOrder(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(greeter(1))
-	d := agenttest.NewDaemon(t, repo, hb)
+	d := agenttest.NewDaemon(t, repo)
 	dir := t.TempDir()
 	url, _ := startAgent(t, "127.0.0.1:0", dir, d)
 	ch := watch(t, newClient(t, Options{AgentURL: url, CacheDir: dir}), "app/greeter")
@@ -201,7 +201,7 @@ func TestWatchSeesChangesInOrder(t *testing.T) {
 	}
 	for i := 2; i <= 20; i++ {
 		repo.Publish(greeter(i))
-		repo.Publish(agenttest.Change{Name: "unrelated", Data: []byte("x")})
+		repo.Publish(agenttest.Change{Name: "unrelated", Data: fmt.Appendf(nil, "x%d", i)})
 	}
 	var got []int64
 	for len(got) < 19 {
@@ -224,9 +224,9 @@ func TestWatchSeesChangesInOrder(t *testing.T) {
 }
 
 func TestWatchAcrossAgentOutage(t *testing.T) {
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, hb)
 	repo.Publish(greeter(1))
-	d := agenttest.NewDaemon(t, repo, hb)
+	d := agenttest.NewDaemon(t, repo)
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	c := newClient(t, Options{AgentURL: "http://" + addr, CacheDir: dir})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/cfg-dev/cfg/agent"
@@ -13,20 +14,23 @@ import (
 )
 
 // setup starts what runs outside the application in production: a daemon
-// (here the in-memory agenttest one) with one config, and the host's
-// agent. It returns the agent's URL, its cache directory, the repository
+// (here agenttest's, over a repository in a temporary directory) with one
+// config, and the host's agent. It returns the agent's URL, its cache directory, the repository
 // to publish changes to, and a function that stops the agent.
 func setup() (agentURL, cacheDir string, repo *agenttest.Repo, stopAgent, cleanup func()) {
-	repo = agenttest.NewRepo()
+	tmp, err := os.MkdirTemp("", "cfg-client-example")
+	if err != nil {
+		panic(err)
+	}
+	if repo, err = agenttest.OpenRepo(tmp, time.Second); err != nil {
+		panic(err)
+	}
 	repo.Publish(agenttest.Change{Name: "app/greeter", Type: "Greeter", Data: []byte(`{"greeting": "hello", "rate": 5}`)})
-	d, err := agenttest.Listen(repo, time.Second)
+	d, err := agenttest.Listen(repo)
 	if err != nil {
 		panic(err)
 	}
-	cacheDir, err = os.MkdirTemp("", "cfg-client-example")
-	if err != nil {
-		panic(err)
-	}
+	cacheDir = filepath.Join(tmp, "cache")
 	a, err := agent.New(agent.Config{Daemons: []string{d.URL}, Host: "example", CacheDir: cacheDir})
 	if err != nil {
 		panic(err)
@@ -45,7 +49,7 @@ func setup() (agentURL, cacheDir string, repo *agenttest.Repo, stopAgent, cleanu
 			cancel = nil
 		}
 	}
-	cleanup = func() { stopAgent(); d.Stop(); os.RemoveAll(cacheDir) }
+	cleanup = func() { stopAgent(); d.Stop(); repo.Close(); os.RemoveAll(tmp) }
 	return "http://" + ln.Addr().String(), cacheDir, repo, stopAgent, cleanup
 }
 

@@ -142,6 +142,9 @@ type Daemon struct {
 	// have yet to read is the hub's).
 	writing atomic.Int64
 
+	// typesSeen is the record of types the tailer read last.
+	typesSeen typesCache
+
 	latest atomic.Int64 // the latest published revision
 	ready  atomic.Bool  // the tailer has published or found the branch head
 	reason atomic.Value // string: why the daemon is not ready

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -676,4 +677,85 @@ func TestRawJSONConfig(t *testing.T) {
 	// Without the record, a ".json" file is a compiled config.
 	r.commit("materialized_configs/.types.json", "", "materialized_configs/old.json", `{}`)
 	all.expect("update 5 old@5={}")
+}
+
+// TestTypesFollowTheRecord checks that every revision gives a compiled
+// config the type the record of its own commit holds, whether the commit
+// changed the record or not: the tailer reads the record again only when
+// its file changed.
+func TestTypesFollowTheRecord(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/.types.json", `{"a": "A"}`, "materialized_configs/a.json", `1`)
+	d := startDaemon(t, r.dir, t.TempDir())
+	all := d.watch("configs=a&from=0")
+	all.expect("update 1 a@1=1")
+	steps := []struct {
+		files    []string
+		event    string
+		wantType string
+	}{
+		{[]string{"materialized_configs/a.json", `2`}, "update 2 a@2=2", "A"},
+		{[]string{"materialized_configs/.types.json", `{"a": "B"}`, "materialized_configs/a.json", `3`}, "update 3 a@3=3", "B"},
+		{[]string{"materialized_configs/a.json", `4`}, "update 4 a@4=4", "B"},
+	}
+	for _, s := range steps {
+		r.commit(s.files...)
+		all.expect(s.event)
+		if _, _, h := d.do("GET", "/v1/configs/a", "", nil); h.Get("Cfg-Type") != s.wantType {
+			t.Errorf("after %s: Cfg-Type %q, want %q", s.event, h.Get("Cfg-Type"), s.wantType)
+		}
+	}
+}
+
+// TestBigRevisionFromTheStore checks the revisions whose configs the hub
+// does not hold (more than hubBytes of data): every stream still gets
+// exactly the configs it watches, read from the store, and the revisions
+// after them as before.
+func TestBigRevisionFromTheStore(t *testing.T) {
+	const n, size = 5, 1 << 20
+	if n*size <= hubBytes {
+		t.Fatalf("%d configs of %d bytes do not make a revision the hub leaves in the store", n, size)
+	}
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `"a1"`)
+	d := startDaemon(t, r.dir, t.TempDir())
+	all := d.watch("configs=*")
+	all.expect(`snapshot 1 a@1="a1"`)
+	one := d.watch("configs=big2,nope")
+	one.expect("snapshot 1")
+	small := d.watch("configs=a")
+	small.expect(`snapshot 1 a@1="a1"`)
+
+	var files []string
+	want := map[string]string{"a": `"a2"`}
+	for i := range n {
+		name := fmt.Sprintf("big%d", i)
+		data := `"` + strings.Repeat(string(rune('a'+i)), size) + `"`
+		files = append(files, "materialized_configs/"+name+".json", data)
+		want[name] = data
+	}
+	r.commit(append(files, "materialized_configs/a.json", `"a2"`)...)
+	check := func(w *watcher, names ...string) {
+		t.Helper()
+		e := w.next()
+		var got []string
+		for _, c := range e.Configs {
+			got = append(got, c.Name)
+			if c.Revision != 2 || string(c.Data) != want[c.Name] {
+				t.Errorf("%s: revision %d, %d bytes of data; want revision 2 and %d bytes", c.Name, c.Revision, len(c.Data), len(want[c.Name]))
+			}
+		}
+		if e.Type != "update" || e.Revision != 2 || !slices.Equal(got, names) {
+			t.Errorf("got %s %d of %q, want update 2 of %q", e.Type, e.Revision, got, names)
+		}
+	}
+	check(all, "a", "big0", "big1", "big2", "big3", "big4")
+	check(one, "big2")
+	check(small, "a")
+
+	r.commit("materialized_configs/big2.json", `"small"`)
+	all.expect(`update 3 big2@3="small"`)
+	one.expect(`update 3 big2@3="small"`)
+	r.commit("materialized_configs/a.json", `"a3"`)
+	small.expect(`update 4 a@4="a3"`)
 }

@@ -47,6 +47,16 @@
 // Config.WatchQueueBytes of config data behind is closed, and its client
 // resumes with from=.
 //
+// The daemon never holds a revision whole. The first revision is read
+// from git a file at a time and written to the store as it is read; a
+// revision whose configs hold more than 4 MiB of data goes through the
+// hub without them, and each stream reads the configs it watches from the
+// store, a batch at a time, as it writes them. Smaller revisions (a commit
+// that changes a few configs) go through the hub with their data, written
+// to every stream from memory. Publishing a revision costs what the commit
+// changed: the tailer compares only the git trees whose hashes differ, and
+// reads the compile's record of types again only when its file changed.
+//
 // A stream takes its connection over from net/http and runs in a
 // goroutine of its own once its request has ended, so that it holds about
 // 10 KiB while it waits: through net/http's ResponseWriter it held 27 KiB

@@ -62,6 +62,12 @@ func checkHostReport(rep wire.HostReport) error {
 	return nil
 }
 
+// wireHost is h as GET /v1/hosts lists it.
+func wireHost(h store.Host) wire.Host {
+	return wire.Host{Name: h.Name, Labels: h.Labels, Configs: h.Configs, Applied: h.Applied, LastSeen: h.LastSeen,
+		Metrics: h.Metrics, Overrides: h.Overrides}
+}
+
 // checkHostName reports whether h may name a host.
 func checkHostName(h string) error {
 	if h == "" || len(h) > 253 {

@@ -181,14 +181,6 @@ func (d *Daemon) handleConfig(w http.ResponseWriter, r *http.Request) {
 	newClientWriter(w, d.cfg.WriteTimeout).write(c.Data)
 }
 
-// revisionInfo is the body of GET /v1/revisions/{n}.
-type revisionInfo struct {
-	Number  int64     `json:"revision"`
-	Commit  string    `json:"commit"`
-	Time    time.Time `json:"time"`
-	Configs []string  `json:"configs"`
-}
-
 func (d *Daemon) handleLatestRevision(w http.ResponseWriter, r *http.Request) {
 	rev, err := d.store.Latest(r.Context())
 	if err != nil {
@@ -223,7 +215,7 @@ func (d *Daemon) handleRevision(w http.ResponseWriter, r *http.Request) {
 
 // writeRevision answers with rev and the names of the configs it changed.
 func (d *Daemon) writeRevision(w http.ResponseWriter, r *http.Request, rev store.Revision) {
-	info := revisionInfo{Number: rev.Number, Commit: rev.Commit, Time: rev.Time, Configs: make([]string, 0, rev.Configs)}
+	info := wire.Revision{Number: rev.Number, Commit: rev.Commit, Time: rev.Time, Configs: make([]string, 0, rev.Configs)}
 	err := d.store.Changed(r.Context(), rev.Number, func(name string) error {
 		info.Configs = append(info.Configs, name)
 		return nil
@@ -261,9 +253,9 @@ func (d *Daemon) handleHostReport(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Daemon) handleHosts(w http.ResponseWriter, r *http.Request) {
-	hosts := d.hosts.list()
-	if hosts == nil {
-		hosts = []store.Host{}
+	hosts := []wire.Host{}
+	for _, h := range d.hosts.list() {
+		hosts = append(hosts, wireHost(h))
 	}
 	writeJSON(w, hosts)
 }
@@ -489,7 +481,7 @@ func (ws *watchStream) run(ctx context.Context) error {
 		return err
 	}
 	if ws.from < 0 {
-		cw.beginSnapshot(id)
+		cw.BeginSnapshot(id)
 		snap, err := d.store.Snapshot(ctx, ws.sel, func(c store.ConfigVersion) error { return readConfig(&c) })
 		if err == nil {
 			err = cw.endSnapshot(snap)
@@ -510,7 +502,7 @@ func (ws *watchStream) run(ctx context.Context) error {
 				}
 				open = c.Revision
 				last = max(last, c.Revision)
-				cw.beginUpdate(c.Revision, id, c.Commit)
+				cw.BeginUpdate(c.Revision, id, c.Commit)
 			}
 			return readConfig(&c)
 		})
@@ -521,7 +513,7 @@ func (ws *watchStream) run(ctx context.Context) error {
 			return ended(err)
 		}
 	}
-	if err := cw.heartbeat(last, id); err != nil {
+	if err := cw.Heartbeat(last, id); err != nil {
 		return ended(err)
 	}
 	// The overrides in effect for the host, sent at the start and again
@@ -534,7 +526,7 @@ func (ws *watchStream) run(ctx context.Context) error {
 			return nil
 		}
 		sentOverrides = key
-		return cw.line(encodeLine(wire.Event{Type: wire.Overrides, Revision: last, Store: id, Overrides: list}))
+		return cw.event(wire.Event{Type: wire.Overrides, Revision: last, Store: id, Overrides: list})
 	}
 	if ws.host != "" {
 		if err := sendOverrides(); err != nil {
@@ -550,7 +542,7 @@ func (ws *watchStream) run(ctx context.Context) error {
 		select {
 		case <-beat.C:
 			beat.Reset(d.cfg.Heartbeat)
-			if err := cw.heartbeat(last, id); err != nil {
+			if err := cw.Heartbeat(last, id); err != nil {
 				return ended(err)
 			}
 			continue
@@ -581,7 +573,7 @@ func (ws *watchStream) run(ctx context.Context) error {
 			default:
 				last = b.rev.Number
 				d.writing.Add(b.size())
-				err = d.writeUpdate(cw, id, b.rev, ws.match)
+				err = d.writeUpdate(ctx, cw, id, b.rev, ws.sel, ws.match)
 				d.writing.Add(-b.size())
 			}
 			if err != nil {
@@ -613,9 +605,12 @@ func serveContext(reqCtx, def context.Context) context.Context {
 	return def
 }
 
-// writeUpdate writes the update event of rev with the configs m selects,
-// if it selects any.
-func (d *Daemon) writeUpdate(cw *clientWriter, id string, rev *published, m store.Match) error {
+// writeUpdate writes the update event of rev with the configs sel (as m)
+// selects, if it selects any.
+func (d *Daemon) writeUpdate(ctx context.Context, cw *clientWriter, id string, rev *published, sel store.Selection, m store.Match) error {
+	if rev.stored {
+		return d.writeStored(ctx, cw, id, rev, sel)
+	}
 	n := 0
 	for i := range rev.configs {
 		c := &rev.configs[i]
@@ -623,7 +618,7 @@ func (d *Daemon) writeUpdate(cw *clientWriter, id string, rev *published, m stor
 			continue
 		}
 		if n == 0 {
-			cw.beginUpdate(rev.Number, id, rev.Commit)
+			cw.BeginUpdate(rev.Number, id, rev.Commit)
 		}
 		n++
 		if err := cw.config(c); err != nil {

@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 
 	"github.com/cfg-dev/cfg/store"
@@ -40,11 +42,46 @@ type subscription struct {
 	ended   bool          // set, under hub.mu, when the stream must end
 }
 
-// published is a revision the tailer published, with its configs.
+// published is a revision the tailer published, with its configs, or,
+// for a revision whose configs' data is more than hubBytes (the first,
+// which holds every config), without them: each stream reads the configs
+// it watches from the store as it writes them (writeStored), so that the
+// daemon never holds a revision whole.
 type published struct {
 	store.Revision
 	configs []store.ConfigVersion
-	size    int64 // bytes of the configs' data
+	stored  bool  // the configs are left in the store
+	size    int64 // bytes of the configs' data held
+}
+
+// errPast stops a read of the store past the revision it is for.
+var errPast = errors.New("past the revision")
+
+// writeStored writes the update event of rev, whose configs the hub does
+// not hold, with the configs sel selects, read from the store a batch at a
+// time as they are written.
+func (d *Daemon) writeStored(ctx context.Context, cw *clientWriter, id string, rev *published, sel store.Selection) error {
+	n := 0
+	err := d.store.Since(ctx, rev.Number-1, sel, func(c store.ConfigVersion) error {
+		if c.Revision != rev.Number {
+			return errPast
+		}
+		if n == 0 {
+			cw.beginUpdate(rev.Number, id, rev.Commit)
+		}
+		n++
+		size := int64(len(c.Data))
+		d.writing.Add(size)
+		defer d.writing.Add(-size)
+		return cw.config(&c)
+	})
+	if err != nil && !errors.Is(err, errPast) {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	return cw.endUpdate()
 }
 
 // broadcast is a published revision; a broadcast without a revision says

@@ -24,20 +24,20 @@ func writeEvents(t *testing.T, configs []store.ConfigVersion) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	cw := newClientWriter(rec, time.Second)
-	cw.beginUpdate(7, "5f0c", "c7")
+	cw.BeginUpdate(7, "5f0c", "c7")
 	for i := range configs {
 		cw.config(&configs[i])
 	}
 	cw.endUpdate()
-	cw.beginSnapshot("5f0c")
+	cw.BeginSnapshot("5f0c")
 	for i := range configs {
 		cw.config(&configs[i])
 	}
 	cw.endSnapshot(store.Revision{Number: 7, Commit: "c7"})
-	if err := cw.heartbeat(7, "5f0c"); err != nil {
+	if err := cw.Heartbeat(7, "5f0c"); err != nil {
 		t.Fatal(err)
 	}
-	if cw.bufs != nil {
+	if cw.Holding() {
 		t.Error("the event buffer is held after the event")
 	}
 	return rec.Body.String()
@@ -93,7 +93,7 @@ func FuzzEventEncoding(f *testing.F) {
 		c := store.ConfigVersion{Name: name, Revision: 2, Commit: "c2", Type: typ, Compiled: compiled, Data: data}
 		rec := httptest.NewRecorder()
 		cw := newClientWriter(rec, time.Second)
-		cw.beginUpdate(2, "s", "c2")
+		cw.BeginUpdate(2, "s", "c2")
 		cw.config(&c)
 		cw.endUpdate()
 		want := encodeLine(wire.Event{Type: wire.Update, Revision: 2, Store: "s", Commit: "c2", Configs: []wire.Config{eventConfig(c)}})

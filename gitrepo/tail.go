@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -30,6 +31,10 @@ var ErrNotAncestor = errors.New("not on the first-parent history")
 type History struct {
 	r      *Repo
 	gitDir string
+	// The files of objects/pack when Refresh last read the packs, if it
+	// could list them.
+	packs     []string
+	packsRead bool
 }
 
 // OpenHistory opens the repository holding the config repository at root:
@@ -76,8 +81,22 @@ func (h *History) Repo() *Repo {
 func (h *History) GitDir() string { return h.gitDir }
 
 // Refresh makes the next reads see objects added to the repository by other
-// processes since it was opened (go-git indexes pack files once).
-func (h *History) Refresh() { h.r.refresh() }
+// processes since it was opened (go-git indexes pack files once). It reads
+// the packs' indexes again only when the set of pack files changed (a fetch
+// or a gc wrote one): reading them costs as much as the repository holds,
+// and loose objects, which a commit writes, are found without it.
+func (h *History) Refresh() {
+	packs, err := os.ReadDir(filepath.Join(h.r.commonDir, "objects", "pack"))
+	var names []string
+	for _, e := range packs {
+		names = append(names, e.Name())
+	}
+	if err == nil && h.packsRead && slices.Equal(names, h.packs) {
+		return
+	}
+	h.packs, h.packsRead = names, err == nil // unknown: look again next time
+	h.r.refresh()
+}
 
 // HeadBranch returns the short name of the branch HEAD points to ("main").
 func (h *History) HeadBranch() (string, error) {
@@ -152,15 +171,32 @@ func (h *History) CommitInfo(rev string) (Commit, error) {
 // root) in commit rev, sorted by path. Only regular and executable files
 // count; files whose name starts with a dot are left out.
 func (h *History) Files(rev, dir string) ([]File, error) {
-	c, err := h.r.commit(rev)
+	var out []File
+	err := h.WalkFiles(rev, dir, func(f File) error {
+		out = append(out, f)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
+	slices.SortFunc(out, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
+	return out, nil
+}
+
+// WalkFiles calls fn with each file Files returns, one at a time and in
+// the order of the commit's trees rather than by path, reading each
+// file's data just before: a caller that lets go of each file holds one
+// at a time, whatever the commit holds. It stops at the first error fn
+// returns and returns it.
+func (h *History) WalkFiles(rev, dir string, fn func(File) error) error {
+	c, err := h.r.commit(rev)
+	if err != nil {
+		return err
+	}
 	t, err := h.dirTree(c, dir)
 	if err != nil || t == nil {
-		return nil, err
+		return err
 	}
-	var out []File
 	// The tree is walked by hand: go-git's TreeWalker fails on names it
 	// would not write to a file system (a newline, say), and one such name
 	// committed with git must not stop the daemon; whoever reads the files
@@ -184,16 +220,14 @@ func (h *History) Files(rev, dir string) ([]File, error) {
 				if err != nil {
 					return fmt.Errorf("reading %s in %.12s: %w", path.Join(dir, name), c.Hash, err)
 				}
-				out = append(out, File{Path: path.Join(dir, name), Kind: Added, Data: data, Executable: e.Mode == filemode.Executable})
+				if err := fn(File{Path: path.Join(dir, name), Kind: Added, Data: data, Executable: e.Mode == filemode.Executable}); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	}
-	if err := walk(t, ""); err != nil {
-		return nil, err
-	}
-	slices.SortFunc(out, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
-	return out, nil
+	return walk(t, "")
 }
 
 // CommitChanges returns the files under dir (relative to the config
@@ -221,31 +255,67 @@ func (h *History) CommitChanges(rev, dir string) ([]File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if from == nil && to == nil {
-		return nil, nil
-	}
-	if from == nil {
-		from = &object.Tree{}
-	}
-	if to == nil {
-		to = &object.Tree{}
-	}
-	changes, err := object.DiffTree(from, to)
-	if err != nil {
+	var out []File
+	if err := h.diffTrees(from, to, dir, &out); err != nil {
 		return nil, fmt.Errorf("comparing %s in %.12s with its first parent: %w", dir, c.Hash, err)
 	}
-	var out []File
-	for _, ch := range changes {
-		was := ch.From.Name != "" && isFile(ch.From.TreeEntry.Mode)
-		is := ch.To.Name != "" && isFile(ch.To.TreeEntry.Mode)
-		name := ch.To.Name
-		if name == "" {
-			name = ch.From.Name
-		}
-		if hidden(name) {
+	slices.SortFunc(out, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
+	return out, nil
+}
+
+// diffTrees appends to out the files that differ between trees from and
+// to (either may be nil: no files), whose path is dir, with the data of
+// those that to holds. It reads only the subtrees whose hashes differ, so
+// that a commit costs what it changed, not what the repository holds.
+// Files and directories whose names start with a dot are left out.
+func (h *History) diffTrees(from, to *object.Tree, dir string, out *[]File) error {
+	type pair struct{ from, to *object.TreeEntry }
+	entries := map[string]*pair{}
+	var names []string
+	for i, t := range []*object.Tree{from, to} {
+		if t == nil {
 			continue
 		}
-		f := File{Path: path.Join(dir, name), Executable: is && ch.To.TreeEntry.Mode == filemode.Executable}
+		for j := range t.Entries {
+			e := &t.Entries[j]
+			p := entries[e.Name]
+			if p == nil {
+				p = &pair{}
+				entries[e.Name] = p
+				names = append(names, e.Name)
+			}
+			if i == 0 {
+				p.from = e
+			} else {
+				p.to = e
+			}
+		}
+	}
+	for _, name := range names {
+		p := entries[name]
+		if hidden(name) || p.from != nil && p.to != nil && p.from.Hash == p.to.Hash && p.from.Mode == p.to.Mode {
+			continue
+		}
+		full := path.Join(dir, name)
+		// A directory on either side: compare its contents.
+		var sub [2]*object.Tree
+		for i, e := range []*object.TreeEntry{p.from, p.to} {
+			if e != nil && e.Mode == filemode.Dir {
+				t, err := object.GetTree(h.r.git.Storer, e.Hash)
+				if err != nil {
+					return fmt.Errorf("reading tree %s: %w", full, err)
+				}
+				sub[i] = t
+			}
+		}
+		if sub[0] != nil || sub[1] != nil {
+			if err := h.diffTrees(sub[0], sub[1], full, out); err != nil {
+				return err
+			}
+		}
+		was := p.from != nil && isFile(p.from.Mode)
+		is := p.to != nil && isFile(p.to.Mode)
+		f := File{Path: full, Executable: is && p.to.Mode == filemode.Executable}
 		switch {
 		case was && is:
 			f.Kind = Modified
@@ -257,14 +327,14 @@ func (h *History) CommitChanges(rev, dir string) ([]File, error) {
 			continue
 		}
 		if is {
-			if f.Data, err = blobData(h.r, ch.To.TreeEntry.Hash); err != nil {
-				return nil, fmt.Errorf("reading %s in %.12s: %w", f.Path, c.Hash, err)
+			var err error
+			if f.Data, err = blobData(h.r, p.to.Hash); err != nil {
+				return fmt.Errorf("reading %s: %w", full, err)
 			}
 		}
-		out = append(out, f)
+		*out = append(*out, f)
 	}
-	slices.SortFunc(out, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
-	return out, nil
+	return nil
 }
 
 // dirTree returns the tree of dir (relative to the config repository root)
@@ -314,6 +384,28 @@ func (h *History) ReadFile(rev, p string) ([]byte, error) {
 	}
 	s, err := f.Contents()
 	return []byte(s), err
+}
+
+// FileHash returns the git object hash of the file at p (relative to the
+// config repository root) in commit rev: two commits whose files have the
+// same hash hold the same data. A missing file wraps fs.ErrNotExist.
+func (h *History) FileHash(rev, p string) (string, error) {
+	c, err := h.r.commit(rev)
+	if err != nil {
+		return "", err
+	}
+	t, err := h.dirTree(c, "")
+	if err != nil {
+		return "", err
+	}
+	b, err := treeBlob(t, p)
+	if err != nil {
+		return "", err
+	}
+	if !b.exists() {
+		return "", fmt.Errorf("%s at %.12s: %w", p, rev, fs.ErrNotExist)
+	}
+	return b.hash.String(), nil
 }
 
 // hidden reports whether a path has a component starting with a dot.

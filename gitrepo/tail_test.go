@@ -161,3 +161,49 @@ func TestHistoryBare(t *testing.T) {
 		t.Errorf("Files (-want +got):\n%s", diff)
 	}
 }
+
+// TestCommitChangesCost guards what reading a commit's changes costs, as
+// the daemon reads them (Refresh, then CommitChanges): a commit that
+// changes one file allocates as much when the directories beside it hold
+// 1,980 files, packed, as when they hold 9. Comparing every directory of
+// the two trees, or reading the packs' indexes again, would cost in
+// proportion to all of them.
+func TestCommitChangesCost(t *testing.T) {
+	allocs := func(beside int) float64 {
+		r := newTestRepo(t)
+		var pairs []string
+		for f := range 10 {
+			pairs = append(pairs, fmt.Sprintf("cfg/materialized_configs/d7/s/f%d.json", f), fmt.Sprintf(`{"f":%d}`, f))
+		}
+		for d := range 10 {
+			for f := range beside {
+				if d != 7 {
+					pairs = append(pairs, fmt.Sprintf("cfg/materialized_configs/d%d/f%d.json", d, f), fmt.Sprintf(`{"f":%d}`, f))
+				}
+			}
+		}
+		r.write(pairs...)
+		r.commitAll("all")
+		r.gitOK("gc", "-q")
+		g, err := git.PlainOpen(r.top) // go-git indexes packs once
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.git = g
+		r.write("cfg/materialized_configs/d7/s/f0.json", `{"f":"changed"}`)
+		c := r.commitAll("one")
+		h := openHistory(t, r.root)
+		return testing.AllocsPerRun(20, func() {
+			h.Refresh()
+			fs, err := h.CommitChanges(c.String(), "materialized_configs")
+			if err != nil || len(fs) != 1 || fs[0].Path != "materialized_configs/d7/s/f0.json" {
+				t.Fatalf("CommitChanges: %v, %v", files(fs), err)
+			}
+		})
+	}
+	small, big := allocs(1), allocs(220)
+	t.Logf("the changes of a commit of one file: %.0f allocations with 9 files beside it, %.0f with 1,980", small, big)
+	if big > small+10 {
+		t.Errorf("the changes of a commit of one file: %.0f allocations with 1,980 files in the directories beside it, %.0f with 9: it reads more than what changed", big, small)
+	}
+}

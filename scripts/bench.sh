@@ -3,7 +3,8 @@
 # table comparing the cfg compiler with the untyped baseline on synthetic
 # repositories; with -process, the time, CPU time and peak RSS of the cfg
 # command compiling and validating; with -soak, the soak benchmark of the
-# distribution daemon.
+# distribution daemon; with -serve, the daemon against an embedded etcd
+# holding the same configs.
 #
 #   scripts/bench.sh                      # N=1000,10000, 5 runs, -j 1 and all CPUs
 #   scripts/bench.sh -n 1000 -runs 3      # flags are passed to cfgbench
@@ -11,10 +12,11 @@
 #   scripts/bench.sh -process -runs 3     # cfg compile and validate, N=20000
 #   scripts/bench.sh -process -paper      # and N=100000 (takes long)
 #   scripts/bench.sh -soak                # 5,000 watch streams against cfg serve
+#   scripts/bench.sh -serve -runs 3       # cfg serve against etcd: RSS and propagation
 #
 # Repositories are generated under $TMPDIR (set TMPDIR=/dev/shm to take the
 # disk out of the measurement). Progress goes to stderr, the table to stdout.
-# The cfg built here comes first in PATH, so that -soak runs it.
+# The cfg built here comes first in PATH, so that -soak and -serve run it.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

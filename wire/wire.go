@@ -1,6 +1,8 @@
-// Package wire holds the JSON bodies and headers of the distribution API
-// (docs/api.md), as the daemon, the agent and the client library write and
-// read them.
+// Package wire owns the distribution API (docs/api.md) in Go: its JSON
+// bodies and headers (Event, Config, Override, Run, Host, ...), as the
+// daemon, the agent and the client library write and read them; the watch
+// stream's EventReader and EventWriter; and Client, the typed client of
+// the daemon's API, with config names escaped once (ConfigPath).
 package wire
 
 import (
@@ -62,6 +64,17 @@ type WatchRequest struct {
 	From *int64 `json:"from,omitempty"`
 	// Host is the watching agent's host name, for its overrides.
 	Host string `json:"host,omitempty"`
+}
+
+// Revision is a published revision, as GET /v1/revisions/{n} and GET
+// /v1/revisions/latest answer it.
+type Revision struct {
+	Number int64  `json:"revision"`
+	Commit string `json:"commit"`
+	// Time is when the daemon published the revision.
+	Time time.Time `json:"time"`
+	// Configs are the names of the configs the revision changed.
+	Configs []string `json:"configs"`
 }
 
 // HostReport is the body of POST /v1/hosts/{host}.
@@ -179,3 +192,17 @@ const (
 	RunReverted   = "reverted" // landed, then reverted when its bake failed
 	RunFailed     = "failed"   // ended by an error
 )
+
+// Host is what an agent last reported about itself, as GET /v1/hosts
+// lists it.
+type Host struct {
+	Name     string            `json:"host"`
+	Labels   map[string]string `json:"labels"`
+	Configs  []string          `json:"configs"`
+	Applied  int64             `json:"applied"`
+	LastSeen time.Time         `json:"last_seen"`
+	// Metrics is where the host's application metrics are scraped.
+	Metrics string `json:"metrics,omitempty"`
+	// Overrides are the overrides the host's agent serves.
+	Overrides []AppliedOverride `json:"overrides,omitempty"`
+}

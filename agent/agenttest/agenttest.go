@@ -1,18 +1,27 @@
-// Package agenttest is an in-memory distribution daemon for tests of the
-// agent, the client library and applications: a real HTTP server on
-// 127.0.0.1 implementing the endpoints of docs/api.md that agents use
-// (GET /v1/configs/{name}, the NDJSON watch, GET or POST, with snapshot,
-// update and heartbeat events, POST /v1/hosts/{host}, GET /healthz), over a Repo of
-// revisions that several daemons may share, with knobs to stop, restart
-// and stall a daemon.
+// Package agenttest runs the distribution daemon for tests of the agent,
+// the client library and applications: a Repo is a git repository in a
+// temporary directory, published by a real daemon (package daemon, over a
+// bbolt store of its own) on 127.0.0.1, and each Daemon is a front to it
+// on an address of its own, an HTTP reverse proxy that records the
+// requests agents make and can be stopped, started again on the same
+// address, and stalled. The fronts of one Repo share its daemon and its
+// store, as daemons an agent fails over between should.
 package agenttest
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
-	"path"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,84 +29,272 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/cfg-dev/cfg/daemon"
+	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/wire"
 )
 
+// Token is the write token of a Repo's daemon: agents report with it.
+const Token = "tok"
+
 // Change is one config changed by a published revision.
 type Change struct {
-	Name    string
-	Type    string // Thrift type; empty for a raw config
+	Name string
+	// Type is the Thrift type of a compiled config, committed as
+	// materialized_configs/NAME.json; empty for a raw config, committed
+	// as materialized_configs/NAME.
+	Type    string
 	Data    []byte
 	Deleted bool
 }
 
-// Repo is a sequence of published revisions, safe for concurrent use.
+// Repo is a config repository and the daemon that publishes it: each
+// Publish is one commit, and one revision. It is safe for concurrent use.
 type Repo struct {
+	tb   testing.TB // nil outside tests: errors panic
+	dir  string     // the git work tree
+	data string     // the daemon's data directory
+
 	mu      sync.Mutex
-	revs    []revision // revs[i] is revision i+1
-	changed chan struct{}
+	git     *git.Repository
+	when    time.Time
+	types   map[string]string // the compiled configs' types
+	paths   map[string]string // each config's committed path
+	content map[string]string // each config's data
+	commits []string          // commits[i] is revision i+1's
+
+	// The daemon.
+	d         *daemon.Daemon
+	api       *wire.Client // the daemon's own listener
+	proxy     *httputil.ReverseProxy
+	transport *http.Transport
+	stop      context.CancelFunc
+	served    chan struct{}
 }
 
-type revision struct {
-	commit  string
-	configs []wire.Config
+// NewRepo returns an empty repository (latest revision 0) in a temporary
+// directory of tb, and starts its daemon, which sends a heartbeat on
+// every watch stream every heartbeat; the daemon stops when tb's test
+// ends.
+func NewRepo(tb testing.TB, heartbeat time.Duration) *Repo {
+	tb.Helper()
+	r, err := OpenRepo(tb.TempDir(), heartbeat)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r.tb = tb
+	tb.Cleanup(r.Close)
+	return r
 }
 
-// NewRepo returns an empty Repo (latest revision 0).
-func NewRepo() *Repo { return &Repo{changed: make(chan struct{})} }
+// OpenRepo makes an empty repository, and the daemon's store, in dir, and
+// starts its daemon, which sends a heartbeat on every watch stream every
+// heartbeat; for use outside tests (examples): call Close when done.
+func OpenRepo(dir string, heartbeat time.Duration) (*Repo, error) {
+	r := &Repo{dir: filepath.Join(dir, "repo"), data: filepath.Join(dir, "data"), when: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		types: map[string]string{}, paths: map[string]string{}, content: map[string]string{}}
+	g, err := git.PlainInit(r.dir, false)
+	if err != nil {
+		return nil, fmt.Errorf("repository: %w", err)
+	}
+	r.git = g
+	if err := r.serve(heartbeat); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
 
-// Commit returns the commit the Repo gives revision rev.
-func Commit(rev int64) string { return fmt.Sprintf("%040x", rev*0x9e3779b1) }
+// fail reports err: a fatal error of the test, or a panic outside tests.
+func (r *Repo) fail(err error) {
+	if r.tb != nil {
+		r.tb.Helper()
+		r.tb.Fatal(err)
+	}
+	panic(err)
+}
 
-// Publish adds a revision holding changes and returns its number.
+// Publish commits changes and returns the revision they make, once the
+// daemon has published it. Changes that change no
+// config (the data a config has, the deletion of one that does not exist)
+// make no commit, as the daemon makes no revision of a commit that
+// changes no config: Publish then returns the latest revision.
 func (r *Repo) Publish(changes ...Change) int64 {
+	if r.tb != nil {
+		r.tb.Helper()
+	}
+	rev, err := r.commit(changes)
+	if err == nil {
+		err = r.waitPublished(rev)
+	}
+	if err != nil {
+		r.fail(err)
+	}
+	return rev
+}
+
+func (r *Repo) commit(changes []Change) (int64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rev := int64(len(r.revs) + 1)
-	var cs []wire.Config
+	changed := false
 	for _, c := range changes {
-		wc := wire.Config{Name: c.Name, Revision: rev, Commit: Commit(rev), Type: c.Type, Deleted: c.Deleted}
-		if !c.Deleted {
-			wc.Data = slices.Clone(c.Data)
-			if wc.Data == nil {
-				wc.Data = []byte{}
-			}
-			wc.Type = c.Type
+		if err := repo.CheckName(c.Name); err != nil {
+			return 0, err
 		}
-		cs = append(cs, wc)
+		old, ok := r.paths[c.Name]
+		if c.Deleted && !ok || !c.Deleted && ok && r.types[c.Name] == c.Type && r.content[c.Name] == string(c.Data) {
+			continue
+		}
+		changed = true
+		if ok {
+			if err := os.Remove(filepath.Join(r.dir, old)); err != nil {
+				return 0, err
+			}
+			delete(r.paths, c.Name)
+			delete(r.types, c.Name)
+			delete(r.content, c.Name)
+		}
+		if c.Deleted {
+			continue
+		}
+		p := repo.MaterializedDir + "/" + c.Name
+		if c.Type != "" {
+			p += ".json"
+			r.types[c.Name] = c.Type
+		}
+		full := filepath.Join(r.dir, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return 0, err
+		}
+		if err := os.WriteFile(full, c.Data, 0o644); err != nil {
+			return 0, err
+		}
+		r.paths[c.Name] = p
+		r.content[c.Name] = string(c.Data)
 	}
-	r.revs = append(r.revs, revision{commit: Commit(rev), configs: cs})
-	close(r.changed)
-	r.changed = make(chan struct{})
-	return rev
+	if !changed {
+		return int64(len(r.commits)), nil
+	}
+	types := filepath.Join(r.dir, filepath.FromSlash(repo.TypesFile))
+	if err := os.MkdirAll(filepath.Dir(types), 0o755); err != nil {
+		return 0, err
+	}
+	if err := os.WriteFile(types, repo.EncodeTypes(r.types), 0o644); err != nil {
+		return 0, err
+	}
+	wt, err := r.git.Worktree()
+	if err != nil {
+		return 0, err
+	}
+	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
+		return 0, fmt.Errorf("git add: %w", err)
+	}
+	r.when = r.when.Add(time.Minute)
+	h, err := wt.Commit(fmt.Sprintf("revision %d", len(r.commits)+1), &git.CommitOptions{
+		Author: &object.Signature{Name: "agenttest", Email: "agenttest@example.com", When: r.when}})
+	if err != nil {
+		return 0, fmt.Errorf("git commit: %w", err)
+	}
+	r.commits = append(r.commits, h.String())
+	return int64(len(r.commits)), nil
+}
+
+// waitPublished waits until the daemon has published revision rev.
+func (r *Repo) waitPublished(rev int64) error {
+	r.mu.Lock()
+	api := r.api
+	r.mu.Unlock()
+	if api == nil || rev == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		got, err := api.Revision(ctx, 0)
+		if err == nil && got.Number >= rev {
+			return nil
+		}
+		if err != nil && !errors.Is(err, wire.ErrNotFound) {
+			return fmt.Errorf("waiting for the daemon to publish revision %d: %w", rev, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the daemon to publish revision %d: %w", rev, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// Commit returns the git commit of revision rev.
+func (r *Repo) Commit(rev int64) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if rev < 1 || rev > int64(len(r.commits)) {
+		return ""
+	}
+	return r.commits[rev-1]
 }
 
 // Latest returns the latest revision.
 func (r *Repo) Latest() int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return int64(len(r.revs))
+	return int64(len(r.commits))
 }
 
-// current returns the config as of the latest revision.
-func (r *Repo) current(name string) (wire.Config, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.currentLocked(name)
-}
-
-func (r *Repo) currentLocked(name string) (wire.Config, bool) {
-	for i := len(r.revs) - 1; i >= 0; i-- {
-		for _, c := range r.revs[i].configs {
-			if c.Name == name {
-				return c, !c.Deleted
-			}
-		}
+// serve starts the daemon, before the first commit: the daemon publishes
+// each commit it tails as a revision, but a history it has not seen as
+// one revision.
+func (r *Repo) serve(heartbeat time.Duration) error {
+	d, err := daemon.New(daemon.Config{RepoPath: r.dir, DataDir: r.data, Token: Token, Heartbeat: heartbeat, Poll: 20 * time.Millisecond})
+	if err != nil {
+		return err
 	}
-	return wire.Config{}, false
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		d.Close()
+		return err
+	}
+	base := "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	r.served = make(chan struct{})
+	go func() {
+		defer close(r.served)
+		d.Serve(ctx, ln)
+	}()
+	r.transport = &http.Transport{MaxIdleConnsPerHost: 16}
+	r.api, err = wire.NewClient(base, "", &http.Client{Transport: r.transport})
+	if err != nil {
+		cancel()
+		d.Close()
+		return err
+	}
+	u, _ := url.Parse(base)
+	r.proxy = httputil.NewSingleHostReverseProxy(u)
+	r.proxy.Transport = r.transport
+	r.proxy.ErrorLog = log.New(io.Discard, "", 0)
+	r.d, r.stop = d, cancel
+	return nil
 }
 
-// Report is one POST /v1/hosts/{host} a daemon received.
+// Close stops the daemon.
+func (r *Repo) Close() {
+	r.mu.Lock()
+	d := r.d
+	r.d, r.api = nil, nil
+	r.mu.Unlock()
+	if d == nil {
+		return
+	}
+	r.stop()
+	<-r.served
+	d.Close()
+	r.transport.CloseIdleConnections()
+}
+
+// Report is one POST /v1/hosts/{host} a daemon accepted.
 type Report struct {
 	Host          string
 	Authorization string
@@ -111,29 +308,26 @@ type WatchRequest struct {
 	At      time.Time // when the daemon received it
 }
 
-// Daemon is one test daemon serving a Repo.
+// Daemon is a front of a Repo's daemon on an address of its own.
 type Daemon struct {
 	Repo *Repo
 	// URL is the daemon's base URL; it stays the same across Stop and Start.
 	URL string
-	// Token is the token POST requests must bear; empty accepts any.
-	Token string
 
-	mu        sync.Mutex
-	addr      string
-	srv       *http.Server
-	heartbeat time.Duration
-	stalled   bool
-	watches   []WatchRequest
-	reports   []Report
-	gets      []string
+	mu      sync.Mutex
+	addr    string
+	srv     *http.Server
+	stalled chan struct{} // closed when the daemon speaks again; nil if it does
+	watches []WatchRequest
+	reports []Report
+	gets    []string
 }
 
-// NewDaemon starts a daemon for repo on 127.0.0.1 that sends a heartbeat
-// every heartbeat. It stops when tb's test ends.
-func NewDaemon(tb testing.TB, repo *Repo, heartbeat time.Duration) *Daemon {
+// NewDaemon starts a front of repo's daemon on 127.0.0.1. It stops when
+// tb's test ends.
+func NewDaemon(tb testing.TB, repo *Repo) *Daemon {
 	tb.Helper()
-	d, err := Listen(repo, heartbeat)
+	d, err := Listen(repo)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -141,35 +335,28 @@ func NewDaemon(tb testing.TB, repo *Repo, heartbeat time.Duration) *Daemon {
 	return d
 }
 
-// Listen starts a daemon for repo on 127.0.0.1 that sends a heartbeat
-// every heartbeat, for use outside tests (examples); call Stop when done.
-func Listen(repo *Repo, heartbeat time.Duration) (*Daemon, error) {
-	d := &Daemon{Repo: repo, heartbeat: heartbeat}
+// Listen starts a front of repo's daemon on 127.0.0.1, for use outside
+// tests (examples): call Stop when done.
+func Listen(repo *Repo) (*Daemon, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	d.addr = ln.Addr().String()
+	d := &Daemon{Repo: repo, addr: ln.Addr().String()}
 	d.URL = "http://" + d.addr
 	d.serve(ln)
 	return d, nil
 }
 
 func (d *Daemon) serve(ln net.Listener) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/configs/{name...}", d.getConfig)
-	mux.HandleFunc("GET /v1/watch", d.watch)
-	mux.HandleFunc("POST /v1/watch", d.watch)
-	mux.HandleFunc("POST /v1/hosts/{host}", d.postHost)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	srv := &http.Server{Handler: mux}
+	srv := &http.Server{Handler: d, ErrorLog: log.New(io.Discard, "", 0)}
 	d.mu.Lock()
 	d.srv = srv
 	d.mu.Unlock()
 	go srv.Serve(ln)
 }
 
-// Stop closes the daemon's listener and every connection: clients get
+// Stop closes the front's listener and every connection: clients get
 // connection errors until Start.
 func (d *Daemon) Stop() {
 	d.mu.Lock()
@@ -181,7 +368,7 @@ func (d *Daemon) Stop() {
 	}
 }
 
-// Start starts a stopped daemon again on the same address.
+// Start starts a stopped front again on the same address.
 func (d *Daemon) Start(tb testing.TB) {
 	tb.Helper()
 	var ln net.Listener
@@ -198,18 +385,37 @@ func (d *Daemon) Start(tb testing.TB) {
 	d.serve(ln)
 }
 
-// SetStalled makes the daemon's watch streams fall silent (no updates, no
-// heartbeats) while their connections stay open, or speak again.
+// SetStalled makes the front's watch streams fall silent (nothing of the
+// daemon's updates and heartbeats reaches their clients) while their
+// connections stay open, or speak again: a network that hangs. The
+// daemon ends a stream stalled longer than its write timeout (10 s), as it
+// ends any whose client takes in nothing.
 func (d *Daemon) SetStalled(stalled bool) {
 	d.mu.Lock()
-	d.stalled = stalled
-	d.mu.Unlock()
+	defer d.mu.Unlock()
+	switch {
+	case stalled && d.stalled == nil:
+		d.stalled = make(chan struct{})
+	case !stalled && d.stalled != nil:
+		close(d.stalled)
+		d.stalled = nil
+	}
 }
 
-func (d *Daemon) isStalled() bool {
+// waitSpeaking waits until the front is not stalled, or ctx is done.
+func (d *Daemon) waitSpeaking(ctx context.Context) error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.stalled
+	stalled := d.stalled
+	d.mu.Unlock()
+	if stalled == nil {
+		return nil
+	}
+	select {
+	case <-stalled:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Watches returns the watch requests received so far.
@@ -219,7 +425,7 @@ func (d *Daemon) Watches() []WatchRequest {
 	return slices.Clone(d.watches)
 }
 
-// Reports returns the host reports received so far.
+// Reports returns the host reports the daemon accepted so far.
 func (d *Daemon) Reports() []Report {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -233,197 +439,110 @@ func (d *Daemon) Gets() []string {
 	return slices.Clone(d.gets)
 }
 
-func writeError(w http.ResponseWriter, code int, format string, args ...any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(wire.Error{Error: fmt.Sprintf(format, args...)})
+// ServeHTTP records the request and hands it to the daemon.
+func (d *Daemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	proxy := d.Repo.proxy
+	switch {
+	case r.URL.Path == "/v1/watch":
+		wr, err := d.readWatch(r)
+		if err == nil {
+			d.mu.Lock()
+			d.watches = append(d.watches, wr)
+			d.mu.Unlock()
+		}
+		proxy.ServeHTTP(&stallWriter{ResponseWriter: w, d: d, ctx: r.Context()}, r)
+	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/configs/"):
+		d.mu.Lock()
+		d.gets = append(d.gets, strings.TrimPrefix(r.URL.Path, "/v1/configs/"))
+		d.mu.Unlock()
+		proxy.ServeHTTP(w, r)
+	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/hosts/"):
+		body := readBody(r)
+		sw := &statusWriter{ResponseWriter: w}
+		proxy.ServeHTTP(sw, r)
+		var rep wire.HostReport
+		if sw.code/100 == 2 && json.Unmarshal(body, &rep) == nil {
+			d.mu.Lock()
+			d.reports = append(d.reports, Report{Host: strings.TrimPrefix(r.URL.Path, "/v1/hosts/"), Authorization: r.Header.Get("Authorization"), HostReport: rep})
+			d.mu.Unlock()
+		}
+	default:
+		proxy.ServeHTTP(w, r)
+	}
 }
 
-func (d *Daemon) getConfig(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	d.mu.Lock()
-	d.gets = append(d.gets, name)
-	d.mu.Unlock()
-	latest := d.Repo.Latest()
-	c, ok := d.Repo.current(name)
-	h := w.Header()
-	h.Set(wire.HeaderLatestRevision, strconv.FormatInt(latest, 10))
-	if !ok {
-		writeError(w, http.StatusNotFound, "unknown config %q", name)
-		return
-	}
-	h.Set(wire.HeaderRevision, strconv.FormatInt(c.Revision, 10))
-	h.Set(wire.HeaderCommit, Commit(c.Revision))
-	h.Set(wire.HeaderType, c.Type)
-	if c.Type != "" || !strings.Contains(path.Base(c.Name), ".") {
-		h.Set("Content-Type", "application/json")
-	} else {
-		h.Set("Content-Type", "application/octet-stream")
-	}
-	w.Write(c.Data)
+// readBody reads r's body (up to the daemon's bound and one byte more)
+// and puts it back for the daemon to read.
+func readBody(r *http.Request) []byte {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, daemon.MaxBody+1))
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return body
 }
 
-func (d *Daemon) postHost(w http.ResponseWriter, r *http.Request) {
-	auth := r.Header.Get("Authorization")
-	if d.Token != "" && auth != "Bearer "+d.Token {
-		writeError(w, http.StatusUnauthorized, "missing or wrong token")
-		return
-	}
-	var rep wire.HostReport
-	if err := json.NewDecoder(r.Body).Decode(&rep); err != nil {
-		writeError(w, http.StatusBadRequest, "malformed report: %v", err)
-		return
-	}
-	d.mu.Lock()
-	d.reports = append(d.reports, Report{Host: r.PathValue("host"), Authorization: auth, HostReport: rep})
-	d.mu.Unlock()
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// watchParams reads the parameters of a watch: the query of a GET, the
-// JSON body of a POST.
-func watchParams(r *http.Request) (wire.WatchRequest, error) {
+// readWatch reads the parameters of a watch: the query of a GET, the JSON
+// body of a POST.
+func (d *Daemon) readWatch(r *http.Request) (WatchRequest, error) {
+	wr := WatchRequest{From: -1, At: time.Now()}
 	if r.Method == http.MethodPost {
 		var req wire.WatchRequest
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			return req, fmt.Errorf("decoding watch request: %v", err)
+		if err := json.Unmarshal(readBody(r), &req); err != nil {
+			return wr, err
 		}
-		return req, nil
+		wr.Configs = req.Configs
+		if req.From != nil {
+			wr.From = *req.From
+		}
+		return wr, nil
 	}
 	q := r.URL.Query()
-	req := wire.WatchRequest{Host: q.Get("host")}
 	if s := q.Get("configs"); s != "" {
-		req.Configs = strings.Split(s, ",")
+		wr.Configs = strings.Split(s, ",")
 	}
-	if s := q.Get("from"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
+	if q.Has("from") {
+		n, err := strconv.ParseInt(q.Get("from"), 10, 64)
 		if err != nil {
-			return req, fmt.Errorf("bad from %q", s)
+			return wr, err
 		}
-		req.From = &n
+		wr.From = n
 	}
-	return req, nil
+	return wr, nil
 }
 
-func (d *Daemon) watch(w http.ResponseWriter, r *http.Request) {
-	req, err := watchParams(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "%v", err)
-		return
-	}
-	if len(req.Configs) == 0 {
-		writeError(w, http.StatusBadRequest, "missing configs")
-		return
-	}
-	names := req.Configs
-	set := map[string]bool{}
-	for _, n := range names {
-		set[n] = true
-	}
-	want := func(name string) bool { return set["*"] || set[name] }
-	from := int64(-1)
-	if req.From != nil {
-		if *req.From < 0 || *req.From > d.Repo.Latest() {
-			writeError(w, http.StatusBadRequest, "bad from %d", *req.From)
-			return
-		}
-		from = *req.From
-	}
-	d.mu.Lock()
-	d.watches = append(d.watches, WatchRequest{Configs: names, From: from, At: time.Now()})
-	heartbeat := d.heartbeat
-	d.mu.Unlock()
+// statusWriter records the status of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
 
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	enc := json.NewEncoder(w)
-	flush := func() { http.NewResponseController(w).Flush() }
-	send := func(ev wire.Event) error {
-		if err := enc.Encode(ev); err != nil {
-			return err
-		}
-		flush()
-		return nil
-	}
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
 
-	repo := d.Repo
-	pos := from
-	if from < 0 {
-		repo.mu.Lock()
-		pos = int64(len(repo.revs))
-		ev := wire.Event{Type: wire.Snapshot, Revision: pos, Configs: []wire.Config{}}
-		if pos > 0 {
-			ev.Commit = repo.revs[pos-1].commit
-		}
-		seen := map[string]bool{}
-		for i := len(repo.revs) - 1; i >= 0; i-- {
-			for _, c := range repo.revs[i].configs {
-				if !seen[c.Name] && want(c.Name) {
-					seen[c.Name] = true
-					if !c.Deleted {
-						ev.Configs = append(ev.Configs, c)
-					}
-				}
-			}
-		}
-		repo.mu.Unlock()
-		if send(ev) != nil {
-			return
-		}
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
 	}
-	caughtUp := false
+	return w.ResponseWriter.Write(p)
+}
 
-	tick := time.NewTicker(heartbeat)
-	defer tick.Stop()
-	for {
-		if d.isStalled() {
-			select {
-			case <-r.Context().Done():
-				return
-			case <-time.After(5 * time.Millisecond):
-				continue
-			}
-		}
-		repo.mu.Lock()
-		var pending []wire.Event
-		for ; pos < int64(len(repo.revs)); pos++ {
-			rv := repo.revs[pos]
-			ev := wire.Event{Type: wire.Update, Revision: pos + 1, Commit: rv.commit}
-			for _, c := range rv.configs {
-				if want(c.Name) {
-					ev.Configs = append(ev.Configs, c)
-				}
-			}
-			if len(ev.Configs) > 0 {
-				pending = append(pending, ev)
-			}
-		}
-		changed := repo.changed
-		repo.mu.Unlock()
-		for _, ev := range pending {
-			if send(ev) != nil {
-				return
-			}
-		}
-		if !caughtUp {
-			// As the real daemon does: a heartbeat once the snapshot
-			// or the replay is sent.
-			caughtUp = true
-			if send(wire.Event{Type: wire.Heartbeat, Revision: pos}) != nil {
-				return
-			}
-		}
-		select {
-		case <-r.Context().Done():
-			return
-		case <-changed:
-		case <-tick.C:
-			if d.isStalled() {
-				continue
-			}
-			if send(wire.Event{Type: wire.Heartbeat, Revision: pos}) != nil {
-				return
-			}
-		}
+// stallWriter holds a watch stream's writes while its front is stalled.
+type stallWriter struct {
+	http.ResponseWriter
+	d   *Daemon
+	ctx context.Context
+}
+
+func (w *stallWriter) Write(p []byte) (int, error) {
+	if err := w.d.waitSpeaking(w.ctx); err != nil {
+		return 0, err
 	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *stallWriter) FlushError() error {
+	if err := w.d.waitSpeaking(w.ctx); err != nil {
+		return err
+	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
 }

@@ -21,7 +21,6 @@ import (
 
 	"github.com/cfg-dev/cfg/canary"
 	"github.com/cfg-dev/cfg/canary/judge"
-	"github.com/cfg-dev/cfg/store"
 	"github.com/cfg-dev/cfg/wire"
 )
 
@@ -172,15 +171,15 @@ func startExample(t *testing.T, example string, n int, config, spec string, serv
 }
 
 // hosts returns the hosts reporting the fleet's config.
-func (f *fleet) hosts(t *testing.T) []store.Host {
+func (f *fleet) hosts(t *testing.T) []wire.Host {
 	t.Helper()
 	body, _, err := httpGet(f.daemon + "/v1/hosts")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var hosts []store.Host
+	var hosts []wire.Host
 	json.Unmarshal([]byte(body), &hosts)
-	return slices.DeleteFunc(hosts, func(h store.Host) bool { return !slices.Contains(h.Configs, f.config) })
+	return slices.DeleteFunc(hosts, func(h wire.Host) bool { return !slices.Contains(h.Configs, f.config) })
 }
 
 // running returns what each demo service runs: revision and timeout_ms.

@@ -19,6 +19,8 @@
 //	         [-cpuprofile FILE]
 //	cfgbench -soak [-cfg cfg] [-watchers 5000] [-stuck 100] [-slow 200]
 //	         [-size 5242880] [-commits 200] [-max-rss-mb 300] [-max-p99 100ms]
+//	cfgbench -serve [-cfg cfg] [-n 1000,20000] [-runs 5] [-streams 1000,5000]
+//	         [-fanout 1,100,1000] [-changes 100] [-dir DIR]
 //
 // -incremental adds a second table: for each N, with the most workers, the
 // median of a cold compile, a no-op compile and a compile after an edit to
@@ -48,6 +50,25 @@
 // every revision in order, the peak RSS stays under -max-rss-mb (300) and
 // p99 under -max-p99 (100 ms). scripts/bench.sh -soak runs it with the cfg
 // it builds.
+//
+// -serve compares the distribution daemon with an embedded etcd v3.7.3
+// (go.etcd.io/etcd/server/v3/embed) holding the same configs, each in a
+// process of its own (etcd in cfgbench itself, started again as a child),
+// on synthetic repositories of -n configs (1,000 and 20,000 unless -n is
+// given; generated, compiled and committed with git once, and kept in
+// -dir if given). Each run starts both afresh: cfg serve publishes the
+// repository as its first revision, and etcd gets every config under
+// /configs/NAME in transactions of up to 8 MB. It records each one's RSS
+// once settled (no lower for 2 s), then with -streams watch streams, each
+// of one config and its own connection (etcd: a client each, a get and a
+// watch from the revision after it). Then, for each -fanout number of
+// watchers of one raw config of 1 KB, it makes -changes changes with each
+// system, alternating: cfg's from the moment the tailed branch moves (as
+// git update-ref moves it; the commit is made before, not timed), etcd's
+// from the put, each until every watcher has it. It prints one table: the
+// medians over -runs runs of the RSS and of each run's p50 and p99, with
+// the load average at the start of each run and the command that
+// reproduces it. scripts/bench.sh -serve runs it with the cfg it builds.
 //
 // It is a development tool; scripts/bench.sh builds and runs it.
 package main
@@ -85,6 +106,9 @@ func main() {
 		}
 		return
 	}
+	if etcdMain() {
+		return
+	}
 	// Run the collector as the cfg command does, for both engines alike,
 	// unless GOGC and GOMEMLIMIT say otherwise.
 	gcpolicy.Compile(compiler.DefaultMaxMemory)
@@ -116,6 +140,8 @@ type options struct {
 	generate   string
 	soak       bool
 	soakOpts   soakOptions
+	serve      bool
+	serveOpts  serveOptions
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -146,6 +172,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fl.IntVar(&o.soakOpts.slow, "slow", 200, "connections sending a body a byte a second, with -soak")
 	fl.IntVar(&o.soakOpts.size, "size", 5<<20, "bytes of the big config, with -soak")
 	fl.IntVar(&o.soakOpts.commits, "commits", 200, "commits with -soak")
+	fl.BoolVar(&o.serve, "serve", false, "compare cfg serve with an embedded etcd instead: RSS with watch streams, propagation to watchers (-n default 1000,20000)")
+	memory := fl.String("streams", "1000,5000", "with -serve, comma-separated numbers of watch streams to measure RSS with")
+	latency := fl.String("fanout", "1,100,1000", "with -serve, comma-separated numbers of watchers to measure propagation to")
+	fl.IntVar(&o.serveOpts.rounds, "changes", 100, "with -serve, changes per system, watcher count and run")
 	maxRSS := fl.Int("max-rss-mb", 300, "with -soak, fail unless the daemon's peak RSS stays under this many MB")
 	fl.DurationVar(&o.soakOpts.maxP99, "max-p99", 100*time.Millisecond, "with -soak, fail unless p99 propagation stays under this")
 	if err := fl.Parse(args); err != nil {
@@ -183,6 +213,27 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-runs: got %d, want at least 1", o.runs)
 	}
 	o.soakOpts.maxRSS = int64(*maxRSS) * 1e6
+	if o.serve {
+		so := &o.serveOpts
+		so.cfg, so.runs, so.seed, so.dir = o.soakOpts.cfg, o.runs, o.seed, o.dir
+		so.command = "scripts/bench.sh " + strings.Join(args, " ")
+		so.sizes = []int{1000, 20000}
+		fl.Visit(func(f *flag.Flag) {
+			if f.Name == "n" {
+				so.sizes = o.sizes
+			}
+		})
+		if so.memory, err = ints(*memory); err != nil {
+			return nil, fmt.Errorf("-streams: %w", err)
+		}
+		slices.Sort(so.memory)
+		if so.latency, err = ints(*latency); err != nil {
+			return nil, fmt.Errorf("-fanout: %w", err)
+		}
+		if so.rounds < 1 {
+			return nil, fmt.Errorf("-changes: got %d, want at least 1", so.rounds)
+		}
+	}
 	if so := o.soakOpts; so.watchers < 1 || so.stuck < 0 || so.stuck >= so.watchers || so.slow < 0 || so.size < 16 || so.commits < 1 {
 		return nil, fmt.Errorf("-soak: got %d watchers, %d never reading, %d slow, %d bytes, %d commits; want at least one reading watcher, a config of 16 bytes or more and one commit",
 			so.watchers, so.stuck, so.slow, so.size, so.commits)
@@ -283,6 +334,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if o.soak {
 		return soak(o.soakOpts, stdout, stderr)
+	}
+	if o.serve {
+		return serveBench(o.serveOpts, stdout, stderr)
 	}
 	if len(o.prop) > 0 {
 		return propagation(o.prop, o.rounds, o.examples, stdout, stderr)

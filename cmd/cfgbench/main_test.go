@@ -6,9 +6,24 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
+
+// TestMain lets the test binary stand for cfgbench when a benchmark starts
+// the running executable again: as cfgbench -generate (-process) and as
+// the etcd server (-serve).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "-generate" {
+		main()
+		os.Exit(0)
+	}
+	if etcdMain() {
+		return
+	}
+	os.Exit(m.Run())
+}
 
 // TestRun runs the whole benchmark on a tiny repository: the compiler and the
 // baseline must write the same bytes, and the table has a row per engine.
@@ -37,6 +52,9 @@ func TestFlags(t *testing.T) {
 		{[]string{"-j", "0"}, `-j: bad number "0"`},
 		{[]string{"-runs", "0"}, "-runs: got 0, want at least 1"},
 		{[]string{"extra"}, `unexpected arguments ["extra"]`},
+		{[]string{"-serve", "-streams", "1000,0"}, `-streams: bad number "0"`},
+		{[]string{"-serve", "-fanout", "x"}, `-fanout: bad number "x"`},
+		{[]string{"-serve", "-changes", "0"}, "-changes: got 0, want at least 1"},
 		{[]string{"-paper"}, "-paper: only with -process"},
 	}
 	for _, tt := range tests {
@@ -44,6 +62,27 @@ func TestFlags(t *testing.T) {
 		if err == nil || err.Error() != tt.wantErr {
 			t.Errorf("parseFlags(%q): got %v, want %q", tt.args, err, tt.wantErr)
 		}
+	}
+}
+
+// TestServeFlags checks what -serve measures by default, and that -n
+// replaces its sizes.
+func TestServeFlags(t *testing.T) {
+	o, err := parseFlags([]string{"-serve", "-runs", "3"}, new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	so := o.serveOpts
+	if !slices.Equal(so.sizes, []int{1000, 20000}) || !slices.Equal(so.memory, []int{1000, 5000}) || !slices.Equal(so.latency, []int{1, 100, 1000}) ||
+		so.rounds != 100 || so.runs != 3 || so.command != "scripts/bench.sh -serve -runs 3" {
+		t.Errorf("-serve -runs 3: got %+v", so)
+	}
+	o, err = parseFlags([]string{"-serve", "-n", "50", "-streams", "20,10"}, new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(o.serveOpts.sizes, []int{50}) || !slices.Equal(o.serveOpts.memory, []int{10, 20}) {
+		t.Errorf("-serve -n 50 -streams 20,10: sizes %v, streams %v", o.serveOpts.sizes, o.serveOpts.memory)
 	}
 }
 
@@ -55,14 +94,35 @@ func TestFirstDiff(t *testing.T) {
 	}
 }
 
-// TestMain lets the test binary stand for cfgbench when -process runs
-// cfgbench -generate (os.Executable) in a child process.
-func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "-generate" {
-		main()
-		os.Exit(0)
+// TestServe runs the daemon's benchmark against etcd on a tiny
+// repository, with the cfg of this tree: every row of the table is there,
+// with numbers.
+func TestServe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds cfg and starts etcd")
 	}
-	os.Exit(m.Run())
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("needs git")
+	}
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(bin, "cfg"), "github.com/cfg-dev/cfg/cmd/cfg")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building cfg: %v\n%s", err, out)
+	}
+	var stdout, stderr bytes.Buffer
+	err := run([]string{"-serve", "-cfg", filepath.Join(bin, "cfg"), "-n", "30", "-runs", "1", "-streams", "5,10", "-fanout", "1,3", "-changes", "3", "-dir", t.TempDir()}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	for _, system := range []string{"cfg serve", "etcd 3.7.3"} {
+		row := regexp.MustCompile(`(?m)^ *30 +\d+ +` + system + `( +\d+){4}( +[\d.]+ / [\d.]+){2}$`)
+		if !row.MatchString(stdout.String()) {
+			t.Errorf("no row for %s in\n%s", system, stdout.String())
+		}
+	}
+	if !strings.Contains(stdout.String(), "command: scripts/bench.sh -serve -cfg ") {
+		t.Errorf("no command in\n%s", stdout.String())
+	}
 }
 
 // TestProcess runs the process benchmark on a tiny repository with a cfg

@@ -27,7 +27,7 @@ func greeter(data string) agenttest.Change {
 // caching in the agent's cache directory.
 func startHost(t *testing.T, repo *agenttest.Repo) (context.Context, *client.Client) {
 	t.Helper()
-	d := agenttest.NewDaemon(t, repo, 50*time.Millisecond)
+	d := agenttest.NewDaemon(t, repo)
 	dir := t.TempDir()
 	a, err := agent.New(agent.Config{Daemons: []string{d.URL}, Host: "app-1", CacheDir: dir})
 	if err != nil {
@@ -50,7 +50,7 @@ func startHost(t *testing.T, repo *agenttest.Repo) (context.Context, *client.Cli
 
 func TestAppFollowsItsConfig(t *testing.T) {
 	// A daemon and the host's agent.
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, 50*time.Millisecond)
 	repo.Publish(greeter(`{"greeting": "hello", "rate_per_sec": 2}`))
 	ctx, c := startHost(t, repo)
 
@@ -110,7 +110,7 @@ func TestAppReadsTheStarterConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, 50*time.Millisecond)
 	repo.Publish(greeter(string(data)))
 	ctx, c := startHost(t, repo)
 	s := newServer()

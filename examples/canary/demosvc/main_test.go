@@ -234,8 +234,8 @@ func TestDemosvcFollowsItsConfig(t *testing.T) {
 	}
 
 	// A daemon with no config yet, the host's agent, and demosvc.
-	repo := agenttest.NewRepo()
-	d := agenttest.NewDaemon(t, repo, 50*time.Millisecond)
+	repo := agenttest.NewRepo(t, 50*time.Millisecond)
+	d := agenttest.NewDaemon(t, repo)
 	agentURL, cacheDir := startAgent(t, d.URL)
 	dir := t.TempDir()
 	addrFile := filepath.Join(dir, "addr")
@@ -271,8 +271,8 @@ func TestDemosvcFollowsItsConfig(t *testing.T) {
 			r = running(t, svc)
 			return r != nil && r.Revision == rev
 		})
-		if want := decodeDemo(t, data); r.Config != want || r.Commit != agenttest.Commit(rev) || r.Override != "" {
-			t.Errorf("/config: %+v, want revision %d, commit %s, config %+v", r, rev, agenttest.Commit(rev), want)
+		if want := decodeDemo(t, data); r.Config != want || r.Commit != repo.Commit(rev) || r.Override != "" {
+			t.Errorf("/config: %+v, want revision %d, commit %s, config %+v", r, rev, repo.Commit(rev), want)
 		}
 		return r.Config
 	}
@@ -352,9 +352,9 @@ func TestDemosvcWaitsForItsAgent(t *testing.T) {
 	}
 
 	// The agent starts, and says where it listens.
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, 50*time.Millisecond)
 	rev := repo.Publish(agenttest.Change{Name: "demo/service", Type: "Demo", Data: base})
-	d := agenttest.NewDaemon(t, repo, 50*time.Millisecond)
+	d := agenttest.NewDaemon(t, repo)
 	agentURL, _ := startAgent(t, d.URL)
 	if err := os.WriteFile(agentAddrFile, []byte(strings.TrimPrefix(agentURL, "http://")+"\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -85,12 +85,12 @@ func TestRamp10(t *testing.T) {
 // repository.
 func feedsvc(t *testing.T) (string, *server, *agenttest.Repo) {
 	t.Helper()
-	repo := agenttest.NewRepo()
+	repo := agenttest.NewRepo(t, 50*time.Millisecond)
 	repo.Publish(
 		agenttest.Change{Name: gateName, Type: gate.Type, Data: committed(t, gateName)},
 		agenttest.Change{Name: settingsName, Type: "Feed", Data: committed(t, settingsName)},
 	)
-	d := agenttest.NewDaemon(t, repo, 50*time.Millisecond)
+	d := agenttest.NewDaemon(t, repo)
 	cacheDir := t.TempDir()
 	a, err := agent.New(agent.Config{Daemons: []string{d.URL}, Host: "feed-1", CacheDir: cacheDir, Heartbeat: 50 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond})
 	if err != nil {

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -99,27 +96,19 @@ func runGet(f *Factory, cmd *cobra.Command, opts *GetOptions) error {
 
 // getFromDaemon reads a config with the daemon's GET /v1/configs/{name}.
 func getFromDaemon(ctx context.Context, base, name string) (client.Config, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/v1/configs/"+(&url.URL{Path: name}).EscapedPath(), nil)
+	d, err := wire.NewClient(base, "", nil)
 	if err != nil {
-		return client.Config{}, err
+		return client.Config{}, fmt.Errorf("--daemon: %w", err)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return client.Config{}, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg := wire.ErrorMessage(resp)
-		if resp.StatusCode == http.StatusNotFound {
-			return client.Config{}, fmt.Errorf("%w: %s", client.ErrNotFound, msg)
+	cv, err := d.Config(ctx, name)
+	if se, ok := errors.AsType[*wire.StatusError](err); ok {
+		if se.Code == http.StatusNotFound {
+			return client.Config{}, fmt.Errorf("%w: %s", client.ErrNotFound, se.Msg)
 		}
-		return client.Config{}, fmt.Errorf("daemon: %s: %s", resp.Status, msg)
+		return client.Config{}, fmt.Errorf("daemon: %s: %s", se.Status, se.Msg)
 	}
-	data, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return client.Config{}, err
 	}
-	var rev int64
-	fmt.Sscan(resp.Header.Get(wire.HeaderRevision), &rev)
-	return client.Config{Name: name, Revision: rev, Commit: resp.Header.Get(wire.HeaderCommit), Type: resp.Header.Get(wire.HeaderType), Data: data}, nil
+	return client.Config{Name: name, Revision: cv.Revision, Commit: cv.Commit, Type: cv.Type, Data: cv.Data}, nil
 }

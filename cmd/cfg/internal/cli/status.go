@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -14,8 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cfg-dev/cfg/client"
-	"github.com/cfg-dev/cfg/store"
 	"github.com/cfg-dev/cfg/validate"
+	"github.com/cfg-dev/cfg/wire"
 )
 
 // StatusOptions are the inputs of cfg status.
@@ -68,15 +67,19 @@ revision later than the one it applied.`,
 }
 
 type hostStatus struct {
-	store.Host
+	wire.Host
 	Behind bool `json:"behind"`
 }
 
 func runStatus(f *Factory, cmd *cobra.Command, opts *StatusOptions) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 	defer cancel()
-	var hosts []store.Host
-	if err := getJSON(ctx, opts.Daemon+"/v1/hosts", &hosts); err != nil {
+	d, err := wire.NewClient(opts.Daemon, "", nil)
+	if err != nil {
+		return usageError(fmt.Errorf("--daemon: %w", err))
+	}
+	hosts, err := d.Hosts(ctx)
+	if err != nil {
 		return infraError(err)
 	}
 	// The revision that last changed each config, asked once per config.
@@ -148,20 +151,4 @@ func runStatus(f *Factory, cmd *cobra.Command, opts *StatusOptions) error {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", h.Name, h.Applied, state, strings.Join(labels, ","), h.LastSeen.Format(time.RFC3339), shown)
 	}
 	return tw.Flush()
-}
-
-func getJSON(ctx context.Context, url string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
 }
