@@ -67,7 +67,7 @@ func (d *Daemon) writeStored(ctx context.Context, cw *clientWriter, id string, r
 			return errPast
 		}
 		if n == 0 {
-			cw.beginUpdate(rev.Number, id, rev.Commit)
+			cw.BeginUpdate(rev.Number, id, rev.Commit)
 		}
 		n++
 		size := int64(len(c.Data))
