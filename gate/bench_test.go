@@ -126,3 +126,57 @@ func BenchmarkHash(b *testing.B) {
 	}
 	stop()
 }
+
+// BenchmarkCheckPrepared checks prepared units (CheckPrepared) against the
+// gate of 3 rules and 3 restraints (small, benchGateSmall) and those of 3
+// and 10 rules of 3 restraints (BenchGate), reporting the time per check:
+// with the unit prepared once (per=all), and with a Prepared reset for the
+// unit every 10 checks and before every check (per=10, per=1: Reset
+// included, shared by the checks).
+func BenchmarkCheckPrepared(b *testing.B) {
+	for _, gc := range []struct {
+		name, src string
+		rule      int
+	}{{"small", benchGateSmall(), 2}, {"rules=3", BenchGate(3), 2}, {"rules=10", BenchGate(10), 9}} {
+		g := mustCompile(b, gc.src, Options{})
+		for _, per := range []int{0, 10, 1} {
+			name := fmt.Sprintf("%s/per=%d", gc.name, per)
+			if per == 0 {
+				name = gc.name + "/per=all"
+			}
+			b.Run(name, func(b *testing.B) {
+				p := Prepare(BenchUnit)
+				if d := g.CheckPrepared(p); d.Rule != gc.rule || d.Err != nil || !d.Sampled {
+					b.Fatalf("decision %+v", d)
+				}
+				b.ReportAllocs()
+				stop := cputime.Start(b)
+				i := 0
+				for b.Loop() {
+					if per > 0 {
+						if i == 0 {
+							p.Reset(BenchUnit)
+							i = per
+						}
+						i--
+					}
+					g.CheckPrepared(p)
+				}
+				stop()
+			})
+		}
+	}
+}
+
+// BenchmarkPrepare resets a Prepared for BenchUnit: the work done once per
+// unit, whatever the number of gates checked.
+func BenchmarkPrepare(b *testing.B) {
+	mustCompile(b, BenchGate(1), Options{})
+	p := Prepare(BenchUnit)
+	b.ReportAllocs()
+	stop := cputime.Start(b)
+	for b.Loop() {
+		p.Reset(BenchUnit)
+	}
+	stop()
+}

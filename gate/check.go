@@ -71,10 +71,14 @@ func (e *RestraintError) Unwrap() error { return e.Err }
 // unless another restraint of its rule does not hold (the rule then does
 // not hold whatever it would have said). Check never panics and, for units
 // whose checks succeed, allocates nothing.
-func (g *Gate) Check(u Unit) (d Decision) {
+func (g *Gate) Check(u Unit) Decision { return g.check(u, nil) }
+
+// check decides the gate for u, prepared in p if p is not nil.
+func (g *Gate) check(u Unit, p *Prepared) (d Decision) {
 	var e env
 	e.u = u
 	e.g = g
+	e.p = p
 	// What the check knows of the first maxMemo conditions, one bit each:
 	// evaluated (known), held (val), could not be evaluated (unk). Each is
 	// evaluated once per check: those on attributes with a slot first, in
@@ -132,11 +136,11 @@ rules:
 		case r.buckets == 0:
 		case r.buckets == Buckets:
 			d.Pass = true
-		case u.ID == "":
+		case e.u.ID == "":
 			return failClosed(r, ErrNoUnitID)
 		default:
 			d.Sampled = true
-			d.Pass = bucketOf(g.pre.sum(u.ID)) < r.buckets
+			d.Pass = bucketOf(g.pre.sum(e.u.ID)) < r.buckets
 		}
 		return d
 	}
@@ -171,24 +175,24 @@ func (e *env) eval(x *restraint) tri {
 		return e.evalUnit(x)
 	}
 	// An attribute: from its slot (found by scan), or looked up.
-	var a *Attr
+	i := -1
 	if s := uint(x.slot); s < maxSlots {
-		if i := uint(e.at[s]) - 1; i < uint(len(e.u.Attrs)) { // 0, absent, wraps around
-			a = &e.u.Attrs[i]
+		if j := uint(e.at[s]) - 1; j < uint(len(e.u.Attrs)) { // 0, absent, wraps around
+			i = int(j)
 		}
-	} else if i := find(e.u.Attrs, &x.key); i >= 0 {
-		a = &e.u.Attrs[i]
+	} else {
+		i = find(e.u.Attrs, &x.key)
 	}
-	if a == nil {
+	if i < 0 {
 		return no
 	}
-	return e.evalAttr(x, a)
+	return e.evalAttr(x, &e.u.Attrs[i])
 }
 
 // evalAttr evaluates the condition x on its attribute a: yes, no, or
 // unknown if a is of another kind or not a version where x compares
 // versions. A version attribute is parsed once per check (into e.ver)
-// when it has a slot.
+// when it has a slot, unless the unit was prepared with it parsed.
 func (e *env) evalAttr(x *restraint, a *Attr) tri {
 	if a.kind != x.attrKind {
 		return unknown3
@@ -205,6 +209,16 @@ func (e *env) evalAttr(x *restraint, a *Attr) tri {
 		return x.holds(cmpFloat(a.n, x.num))
 	}
 	// condVersion
+	if p := e.p; p != nil && x.slot >= 0 {
+		// a is e.u.Attrs[i], found in its slot.
+		if i := uint(e.at[x.slot&(maxSlots-1)]) - 1; i < uint(len(p.vers)) && p.vers[i].state != 0 {
+			pv := &p.vers[i]
+			if pv.state != verParsed {
+				return unknown3
+			}
+			return x.holds(compareVersions(&pv.v, &x.ver))
+		}
+	}
 	if x.slot < 0 || int(e.verSlot) != x.slot+1 { // not parsed yet
 		e.parseVersion(x, a)
 	}
@@ -257,6 +271,7 @@ func truth(b bool) tri {
 type env struct {
 	u  Unit
 	g  *Gate
+	p  *Prepared        // when checking a prepared unit
 	at [maxSlots]uint32 // 0: absent; i+1: u.Attrs[i]
 	// verSlot is the slot of the attribute whose version ver holds,
 	// parsed (verOK) or not, plus one; 0 for none. Gates rarely read more
@@ -272,13 +287,37 @@ type env struct {
 // of (one bit each); others are evaluated every time a rule reaches them.
 const maxMemo = 64
 
-// scan finds the gate's attributes in the unit and evaluates the
-// conditions on them (Gate.slotConds): for each of the unit's attributes,
-// the gate's attributes of its key's length (byLen) that are not found yet
-// are compared with it, by their words; the first attribute of a key
-// counts. It returns the conditions that held and those that could not be
-// evaluated, one bit each.
+// scan finds the gate's attributes in the unit (into e.at), or in the
+// prepared unit (fromPrepared), and evaluates the conditions on them
+// (Gate.slotConds). It returns the conditions that held and those that
+// could not be evaluated, one bit each.
 func (e *env) scan() (val, unk uint64) {
+	g := e.g
+	attrs := e.u.Attrs
+	if e.p != nil {
+		e.fromPrepared()
+	} else {
+		e.find()
+	}
+	for c := g.scanned; c != 0; c &= c - 1 {
+		x := &g.conds[bits.TrailingZeros64(c)]
+		if i := uint(e.at[x.slot&(maxSlots-1)]) - 1; i < uint(len(attrs)) { // 0, absent, wraps around
+			switch e.evalAttr(x, &attrs[i]) {
+			case yes:
+				val |= c & -c
+			case unknown3:
+				unk |= c & -c
+			}
+		}
+	}
+	return val, unk
+}
+
+// find finds the gate's attributes in the unit (into e.at): for each of
+// the unit's attributes, the gate's attributes of its key's length (byLen)
+// that are not found yet are compared with it, by their words; the first
+// attribute of a key counts.
+func (e *env) find() {
 	g := e.g
 	attrs := e.u.Attrs
 	all := uint16(1)<<g.nkeys - 1
@@ -313,18 +352,6 @@ func (e *env) scan() (val, unk uint64) {
 			break
 		}
 	}
-	for c := g.scanned; c != 0; c &= c - 1 {
-		x := &g.conds[bits.TrailingZeros64(c)]
-		if i := uint(e.at[x.slot&(maxSlots-1)]) - 1; i < uint(len(attrs)) { // 0, absent, wraps around
-			switch e.evalAttr(x, &attrs[i]) {
-			case yes:
-				val |= c & -c
-			case unknown3:
-				unk |= c & -c
-			}
-		}
-	}
-	return val, unk
 }
 
 // parseVersion parses the version attribute a that r reads into e.ver:

@@ -57,6 +57,8 @@ type Gate struct {
 	// maxKeyLen bytes have slots).
 	keys  [maxSlots]word
 	nkeys int
+	// ids are the keys' interned numbers (prepared.go), by slot.
+	ids   [maxSlots]uint32
 	byLen [maxKeyLen + 1]uint16
 	// slotConds[s] are the conditions below maxMemo on the attribute of
 	// slot s, one bit each, which a check evaluates when it finds the
@@ -230,6 +232,10 @@ func Compile(data []byte, opts Options) (*Gate, error) {
 	g := c.gate(&jg)
 	if c.err != nil {
 		return nil, c.err
+	}
+	// Only gates that compile number their keys.
+	for s := range g.nkeys {
+		g.ids[s] = registry.intern(g.keys[s].s)
 	}
 	return g, nil
 }

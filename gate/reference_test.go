@@ -158,13 +158,16 @@ func referenceCheck(t testing.TB, jg *jsonGate, opts Options, u Unit) string {
 	return "fail no rule"
 }
 
-// TestCheckMatchesReference: Check decides as referenceCheck, on random
+// TestCheckMatchesReference: Check and CheckPrepared decide as
+// referenceCheck, on random
 // gates (rules of up to four restraints drawn from a small pool, so that
 // rules share conditions, with either negation; some of up to 60 rules and
 // more conditions than a check remembers) and random units (present,
 // absent, mistyped and repeated attributes, versions that do not parse,
-// missing IDs), as well as on the benchmarks' gates; and it calls the
-// application's restraints as often.
+// missing IDs), as well as on the benchmarks' gates; and they call the
+// application's restraints as often. CheckPrepared is given units
+// prepared before the gate was compiled (with a key no gate read before,
+// in every tenth random gate), after, and a Prepared reset for each.
 func TestCheckMatchesReference(t *testing.T) {
 	conditions := []string{
 		`{"attr_in": {"attr": "country", "values": ["US", "CA", "MX"]}}`,
@@ -224,6 +227,10 @@ func TestCheckMatchesReference(t *testing.T) {
 		}
 		return fmt.Sprintf(`{"version": {"attr": "app_version", "op": "LT", "value": "%d.%d.0"}}`, rng.IntN(11), rng.IntN(5))
 	}
+	// Every tenth random gate also reads a version attribute of a key no
+	// gate read before (fresh), which units prepared before the gate was
+	// compiled have not numbered.
+	fresh := map[int]string{}
 	for n := range 2000 {
 		many := n%4 == 0
 		var rules []string
@@ -237,18 +244,16 @@ func TestCheckMatchesReference(t *testing.T) {
 			}
 			rules = append(rules, fmt.Sprintf(`{"name": "r%d", "restraints": [%s], "percent": %v}`, i, strings.Join(rs, ", "), []float64{0, 10, 50, 100}[rng.IntN(4)]))
 		}
+		if n%10 == 0 {
+			key := fmt.Sprintf("reference-fresh-%d", n)
+			fresh[len(gates)] = key
+			i := rng.IntN(len(rules) + 1)
+			rules = slices.Insert(rules, i, fmt.Sprintf(`{"name": "fresh", "restraints": [{"condition": {"version": {"attr": %q, "op": "GE", "value": "1.0.0"}}, "negate": %v}], "percent": 100}`, key, rng.IntN(2) == 0))
+		}
 		gates = append(gates, `{"salt": "s", "rules": [`+strings.Join(rules, ",")+`]}`)
 	}
-	for _, src := range gates {
-		g, err := Compile([]byte(src), opts)
-		if err != nil {
-			// Random rules may read one attribute as two types.
-			continue
-		}
-		var jg jsonGate
-		if err := json.Unmarshal([]byte(src), &jg); err != nil {
-			t.Fatal(err)
-		}
+	reused := new(Prepared)
+	for gi, src := range gates {
 		units := []Unit{BenchUnit}
 		for range 40 {
 			u := Unit{ID: ids[rng.IntN(len(ids))]}
@@ -258,6 +263,9 @@ func TestCheckMatchesReference(t *testing.T) {
 					u.Attrs = append(u.Attrs, vs[rng.IntN(len(vs))])
 				}
 			}
+			if k := fresh[gi]; k != "" && rng.IntN(4) > 0 {
+				u.Attrs = append(u.Attrs, StringAttr(k, []string{"2.0.0", "0.9.0", "1.x"}[rng.IntN(3)]))
+			}
 			rng.Shuffle(len(u.Attrs), func(i, j int) { u.Attrs[i], u.Attrs[j] = u.Attrs[j], u.Attrs[i] })
 			if rng.IntN(4) == 0 { // a key given twice: the first counts
 				vs := values[keys[rng.IntN(len(keys))]]
@@ -265,13 +273,44 @@ func TestCheckMatchesReference(t *testing.T) {
 			}
 			units = append(units, u)
 		}
+		// Units prepared before the gate is compiled: its fresh key has
+		// no number yet for them.
+		var before []*Prepared
 		for _, u := range units {
+			before = append(before, Prepare(u))
+		}
+		g, err := Compile([]byte(src), opts)
+		if err != nil {
+			// Random rules may read one attribute as two types.
+			continue
+		}
+		if k := fresh[gi]; k != "" {
+			if id, ok := registry.cur.Load().ids[k]; !ok || id < uint32(len(before[0].at)) {
+				t.Fatalf("fresh key %q numbered %d, %v; units prepared before knew %d keys", k, id, ok, len(before[0].at))
+			}
+		}
+		var jg jsonGate
+		if err := json.Unmarshal([]byte(src), &jg); err != nil {
+			t.Fatal(err)
+		}
+		for ui, u := range units {
 			calls = 0
-			got := decision(g.Check(u))
-			gotCalls := calls
-			calls = 0
-			if want := referenceCheck(t, &jg, opts, u); got != want || gotCalls != calls {
-				t.Fatalf("gate %s\nunit %+v\n got %s after %d calls of \"counted\"\nwant %s after %d", src, u, got, gotCalls, want, calls)
+			want := referenceCheck(t, &jg, opts, u)
+			wantCalls := calls
+			reused.Reset(u)
+			for _, c := range []struct {
+				how   string
+				check func() Decision
+			}{
+				{"Check", func() Decision { return g.Check(u) }},
+				{"CheckPrepared, prepared before the gate was compiled", func() Decision { return g.CheckPrepared(before[ui]) }},
+				{"CheckPrepared, prepared after", func() Decision { return g.CheckPrepared(Prepare(u)) }},
+				{"CheckPrepared, a Prepared reset", func() Decision { return g.CheckPrepared(reused) }},
+			} {
+				calls = 0
+				if got := decision(c.check()); got != want || calls != wantCalls {
+					t.Fatalf("%s:\ngate %s\nunit %+v\n got %s after %d calls of \"counted\"\nwant %s after %d", c.how, src, u, got, calls, want, wantCalls)
+				}
 			}
 		}
 	}

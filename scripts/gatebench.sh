@@ -41,16 +41,26 @@ awk '
     what["BenchmarkCheck/rules=10"] = "Check: 10 rules of 3 restraints, all 30 reached, 4 conditions"
     what["BenchmarkCheckDistinct"] = "Check: 3 rules of 3 restraints, 9 distinct conditions, all evaluated"
     what["BenchmarkCheckSmall"] = "Check: 3 rules of 1 restraint, all evaluated"
+    what["BenchmarkCheckPrepared/small/per=all"] = "CheckPrepared: 3 rules of 1 restraint, the unit prepared once"
+    what["BenchmarkCheckPrepared/small/per=10"] = "CheckPrepared: 3 rules of 1 restraint, Reset every 10 checks"
+    what["BenchmarkCheckPrepared/small/per=1"] = "CheckPrepared: 3 rules of 1 restraint, Reset before each check"
+    what["BenchmarkCheckPrepared/rules=3/per=all"] = "CheckPrepared: 3 rules of 3 restraints, the unit prepared once"
+    what["BenchmarkCheckPrepared/rules=3/per=10"] = "CheckPrepared: 3 rules of 3 restraints, Reset every 10 checks"
+    what["BenchmarkCheckPrepared/rules=3/per=1"] = "CheckPrepared: 3 rules of 3 restraints, Reset before each check"
+    what["BenchmarkCheckPrepared/rules=10/per=all"] = "CheckPrepared: 10 rules of 3 restraints, the unit prepared once"
+    what["BenchmarkCheckPrepared/rules=10/per=10"] = "CheckPrepared: 10 rules of 3 restraints, Reset every 10 checks"
+    what["BenchmarkCheckPrepared/rules=10/per=1"] = "CheckPrepared: 10 rules of 3 restraints, Reset before each check"
+    what["BenchmarkPrepare"] = "Prepared.Reset of the unit of five attributes alone"
     what["BenchmarkHash"] = "the hash and bucket alone (the floor)"
     what["BenchmarkOpenFeature"] = "3 rules of 3 restraints through the OpenFeature client, cfg provider"
     what["BenchmarkInMemoryProvider"] = "a boolean through the OpenFeature client, go-sdk in-memory provider"
   }
   END {
-    printf "| %-27s | %-69s | %10s | %10s | %14s | %13s | %9s |\n", "benchmark", "what", "fastest ns", "median ns", "fastest CPU ns", "median CPU ns", "allocs/op"
-    printf "|-----------------------------|-----------------------------------------------------------------------|------------|------------|----------------|---------------|-----------|\n"
+    printf "| %-38s | %-69s | %10s | %10s | %14s | %13s | %9s |\n", "benchmark", "what", "fastest ns", "median ns", "fastest CPU ns", "median CPU ns", "allocs/op"
+    printf "|----------------------------------------|-----------------------------------------------------------------------|------------|------------|----------------|---------------|-----------|\n"
     for (i = 1; i <= k; i++) {
       name = order[i]
-      printf "| %-27s | %-69s | %10.1f | %10.1f | %14.1f | %13.1f | %9s |\n", substr(name, 10), what[name], fastest(ns, name), median(ns, name), fastest(cpu, name), median(cpu, name), allocs[name]
+      printf "| %-38s | %-69s | %10.1f | %10.1f | %14.1f | %13.1f | %9s |\n", substr(name, 10), what[name], fastest(ns, name), median(ns, name), fastest(cpu, name), median(cpu, name), allocs[name]
     }
     printf "\nfastest and median of %d runs\n", n[order[1]]
   }'
