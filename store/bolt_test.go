@@ -13,8 +13,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/cfg-dev/cfg/wire"
 )
 
 func openTest(t *testing.T, path string) *Bolt {
@@ -83,79 +81,15 @@ func snapshot(t *testing.T, s Store, sel Selection) (int64, []string) {
 	return r.Number, out
 }
 
-func TestReopen(t *testing.T) {
-	ctx := context.Background()
+// A bolt store is one process's: opening it again while it is open fails.
+// What a reopened store keeps is the conformance suite's (storetest).
+func TestOpenInUse(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cfg.db")
-	s, err := OpenBolt(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustAppend(t, s, newRev(1, cv("a", "1")), newRev(2, cv("b", "2")))
-	hosts := []Host{{Name: "web-1", Labels: map[string]string{"cluster": "c1"}, Configs: []string{"a"}, Applied: 2, LastSeen: t0,
-		Metrics: "http://web-1:9100/metrics", Overrides: []wire.AppliedOverride{{ID: "run-1", Config: "a", Version: 2}}}}
-	if err := s.PutHosts(ctx, hosts, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	overrides := []wire.Override{
-		{ID: "run-1", Config: "a", Hosts: []string{"web-1"}, Version: 2, Compiled: true, Data: []byte(`{"x":1}`), LeaseSeconds: 30, Expires: t0},
-		{ID: "run-2", Config: "b", Hosts: []string{"web-2"}, Version: 1, Data: []byte("raw"), LeaseSeconds: 5, Expires: t0},
-		{ID: "run-3", Config: "b", Hosts: []string{"web-3"}, Version: 1, Data: []byte("gone"), LeaseSeconds: 5, Expires: t0},
-	}
-	for _, o := range overrides {
-		if err := s.PutOverride(ctx, o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.DeleteOverride(ctx, "run-3"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.DeleteOverride(ctx, "never-there"); err != nil {
-		t.Errorf("deleting a missing override: %v", err)
-	}
-	overrides = overrides[:2]
-	runs := []wire.Run{{ID: "run-1", Config: "a", Spec: "canary/a", Status: wire.RunRunning, Started: t0, Base: 2}}
-	if err := s.PutRun(ctx, runs[0]); err != nil {
-		t.Fatal(err)
-	}
+	s := openTest(t, path)
+	mustAppend(t, s, newRev(1, cv("a", "1")))
 	if _, err := OpenBolt(path); err == nil || err.Error() != "opening store "+path+": in use by another process" {
 		t.Errorf("opening an open store: %v", err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Latest(ctx); !errors.Is(err, ErrClosed) {
-		t.Errorf("Latest after Close: %v, want ErrClosed", err)
-	}
-
-	s = openTest(t, path)
-	if info, err := s.Latest(ctx); err != nil || info.Number != 2 || info.Commit != "c2" {
-		t.Errorf("Latest after reopening = %+v, %v", info, err)
-	}
-	if diff := cmp.Diff([]string{`1 a "1" deleted=false`, `2 b "2" deleted=false`}, since(t, s, 0, All())); diff != "" {
-		t.Errorf("Since after reopening (-want +got):\n%s", diff)
-	}
-	got, err := s.Hosts(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(hosts, got); diff != "" {
-		t.Errorf("Hosts after reopening (-want +got):\n%s", diff)
-	}
-	gotOverrides, err := s.Overrides(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(overrides, gotOverrides); diff != "" {
-		t.Errorf("Overrides after reopening (-want +got):\n%s", diff)
-	}
-	gotRuns, err := s.Runs(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(runs, gotRuns); diff != "" {
-		t.Errorf("Runs after reopening (-want +got):\n%s", diff)
-	}
-	mustAppend(t, s, newRev(3, cv("a", "3")))
 }
 
 // TestStagedAppend appends revisions bigger than one write transaction
