@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -500,26 +498,11 @@ func cfgWatch(ctx context.Context, ip, addr, path string, ready chan<- error, ar
 			ready <- fmt.Errorf("%s: %w", path, err)
 		}
 	}()
-	c, err := dial(ctx, ip, addr)
+	body, closeStream, err := openStream(ctx, ip, addr, path)
 	if err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
-	defer c.Close()
-	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: cfg\r\n\r\n", path); err != nil {
-		return err
-	}
-	br := bufio.NewReaderSize(c, 8192)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("%s: %s", resp.Status, b)
-	}
-	body := &chunkedLines{br: br}
+	defer closeStream()
 	for {
 		line, err := body.next()
 		if err != nil {

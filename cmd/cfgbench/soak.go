@@ -493,29 +493,11 @@ func (w *reader) run(ctx context.Context, ip, addr, path string, open *sync.Wait
 			open.Done()
 		}
 	}()
-	c, err := dial(ctx, ip, addr)
+	body, closeStream, err := openStream(ctx, ip, addr, path)
 	if err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
-	defer c.Close()
-	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: cfg\r\n\r\n", path); err != nil {
-		return err
-	}
-	br := bufio.NewReaderSize(c, 8192)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK || len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("%s: %s %q %s; want 200 and a chunked body", path, resp.Status, resp.TransferEncoding, b)
-	}
-	// The body's lines, read from the chunks as they come (as net/http's
-	// own reader would, at less cost: 4,900 of these share the CPU with
-	// the daemon).
-	body := &chunkedLines{br: br}
+	defer closeStream()
 	for {
 		line, err := body.next()
 		if err != nil {
@@ -596,6 +578,36 @@ func (c *chunkedLines) next() ([]byte, error) {
 			return c.line, nil
 		}
 	}
+}
+
+// openStream opens the watch stream of cfg serve at path on a connection
+// from ip, closed when ctx is done or by the function it returns, and
+// returns the body's lines, read from the chunks as they come (as
+// net/http's own reader would, at less cost: thousands of these share the
+// CPU with the daemon).
+func openStream(ctx context.Context, ip, addr, path string) (*chunkedLines, func(), error) {
+	c, err := dial(ctx, ip, addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	closeStream := func() { stop(); c.Close() }
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: cfg\r\n\r\n", path); err != nil {
+		closeStream()
+		return nil, nil, err
+	}
+	br := bufio.NewReaderSize(c, 8192)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		closeStream()
+		return nil, nil, err
+	}
+	if resp.StatusCode != http.StatusOK || len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		closeStream()
+		return nil, nil, fmt.Errorf("%s: %s %q %s; want 200 and a chunked body", path, resp.Status, resp.TransferEncoding, b)
+	}
+	return &chunkedLines{br: br}, closeStream, nil
 }
 
 // slowBody sends a host report a byte a second on a connection from ip,
