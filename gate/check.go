@@ -191,8 +191,7 @@ func (e *env) eval(x *restraint) tri {
 
 // evalAttr evaluates the condition x on its attribute a: yes, no, or
 // unknown if a is of another kind or not a version where x compares
-// versions. A version attribute is parsed once per check (into e.ver)
-// when it has a slot, unless the unit was prepared with it parsed.
+// versions (evalVersion). scan writes it out.
 func (e *env) evalAttr(x *restraint, a *Attr) tri {
 	if a.kind != x.attrKind {
 		return unknown3
@@ -203,29 +202,54 @@ func (e *env) evalAttr(x *restraint, a *Attr) tri {
 	case condAttrIs:
 		return truth(a.n == x.num)
 	case condNumber:
-		if a.n != a.n { // NaN
+		return x.compareNumber(a.n)
+	}
+	return e.evalVersion(x, a)
+}
+
+// compareNumber compares the number n with x's value: yes, no, or unknown
+// if n is NaN.
+func (x *restraint) compareNumber(n float64) tri {
+	if n != n {
+		return unknown3
+	}
+	return x.holds(cmpFloat(n, x.num))
+}
+
+// evalVersion compares the string attribute a with x's version: yes, no,
+// or unknown if a is not a version. An attribute with a slot is parsed once
+// per check (slotVersion); one without is parsed each time.
+func (e *env) evalVersion(x *restraint, a *Attr) tri {
+	if x.slot < 0 {
+		var v version
+		if !v.parse(a.s) {
 			return unknown3
 		}
-		return x.holds(cmpFloat(a.n, x.num))
+		return x.holds(compareVersions(&v, &x.ver))
 	}
-	// condVersion
-	if p := e.p; p != nil && x.slot >= 0 {
-		// a is e.u.Attrs[i], found in its slot.
-		if i := uint(e.at[x.slot&(maxSlots-1)]) - 1; i < uint(len(p.vers)) && p.vers[i].state != 0 {
-			pv := &p.vers[i]
-			if pv.state != verParsed {
-				return unknown3
-			}
-			return x.holds(compareVersions(&pv.v, &x.ver))
-		}
-	}
-	if x.slot < 0 || int(e.verSlot) != x.slot+1 { // not parsed yet
-		e.parseVersion(x, a)
+	if int(e.verSlot) != x.slot+1 {
+		e.slotVersion(x, a)
 	}
 	if !e.verOK {
 		return unknown3
 	}
 	return x.holds(compareVersions(&e.ver, &x.ver))
+}
+
+// slotVersion reads the attribute a, of x's slot, as a version into e.ver
+// (e.verOK: it is one) for the slot (e.verSlot): as the unit was prepared,
+// or parsed.
+func (e *env) slotVersion(x *restraint, a *Attr) {
+	e.verSlot = int8(x.slot + 1)
+	if p := e.p; p != nil {
+		// a is e.u.Attrs[i], found in its slot.
+		if i := uint(e.at[x.slot&(maxSlots-1)]) - 1; i < uint(len(p.vers)) && p.vers[i].state != 0 {
+			pv := &p.vers[i]
+			e.ver, e.verOK = pv.v, pv.state == verParsed
+			return
+		}
+	}
+	e.verOK = e.ver.parse(a.s)
 }
 
 // evalUnit evaluates the condition x that reads no attribute (eval).
@@ -301,13 +325,47 @@ func (e *env) scan() (val, unk uint64) {
 	}
 	for c := g.scanned; c != 0; c &= c - 1 {
 		x := &g.conds[bits.TrailingZeros64(c)]
-		if i := uint(e.at[x.slot&(maxSlots-1)]) - 1; i < uint(len(attrs)) { // 0, absent, wraps around
-			switch e.evalAttr(x, &attrs[i]) {
-			case yes:
-				val |= c & -c
-			case unknown3:
-				unk |= c & -c
+		i := uint(e.at[x.slot&(maxSlots-1)]) - 1 // 0, absent, wraps around
+		if i >= uint(len(attrs)) {
+			continue
+		}
+		// evalAttr, written out but for versions: a call would cost
+		// more than most conditions.
+		a := &attrs[i]
+		var v tri
+		switch {
+		case a.kind != x.attrKind:
+			v = unknown3
+		case x.kind == condAttrIn:
+			v = truth(x.contains(a.s))
+		case x.kind == condAttrIs:
+			v = truth(a.n == x.num)
+		case x.kind == condNumber:
+			v = x.compareNumber(a.n)
+		case int(e.verSlot) != x.slot+1:
+			v = e.evalVersion(x, a)
+		case !e.verOK:
+			v = unknown3
+		default:
+			// A version read already: evalVersion, written out for
+			// versions that differ from x's in their numbers.
+			w, y := &e.ver, &x.ver
+			switch {
+			case w.major != y.major:
+				v = x.holds(cmpUint(w.major, y.major))
+			case w.minor != y.minor:
+				v = x.holds(cmpUint(w.minor, y.minor))
+			case w.patch != y.patch:
+				v = x.holds(cmpUint(w.patch, y.patch))
+			default:
+				v = x.holds(compareVersions(w, y))
 			}
+		}
+		switch v {
+		case yes:
+			val |= c & -c
+		case unknown3:
+			unk |= c & -c
 		}
 	}
 	return val, unk
@@ -342,7 +400,7 @@ func (e *env) find() {
 		}
 		for ; m != 0; m &= m - 1 {
 			s := bits.TrailingZeros16(m) & (maxSlots - 1)
-			if w := &g.keys[s]; h == w.head && t == w.tail && (n <= 16 || k == w.s) {
+			if g.keys[s].is(k, h, t) {
 				e.at[s] = uint32(i) + 1
 				found |= 1 << s
 				break
@@ -351,15 +409,6 @@ func (e *env) find() {
 		if found == all {
 			break
 		}
-	}
-}
-
-// parseVersion parses the version attribute a that r reads into e.ver:
-// once per check when r has a slot.
-func (e *env) parseVersion(r *restraint, a *Attr) {
-	e.verOK = e.ver.parse(a.s)
-	if r.slot >= 0 {
-		e.verSlot = int8(r.slot + 1)
 	}
 }
 
