@@ -323,21 +323,48 @@ func (e *env) scan() (val, unk uint64) {
 	} else {
 		e.find()
 	}
+	// The version attribute read first, read before the loop, which then
+	// calls nothing for most conditions: a call makes a loop keep its
+	// state on the stack around it.
+	if c := g.verCond; c >= 0 {
+		x := &g.conds[c]
+		if i := uint(e.at[x.slot&(maxSlots-1)]) - 1; i < uint(len(attrs)) && attrs[i].kind == String {
+			e.slotVersion(x, &attrs[i])
+		}
+	}
 	for c := g.scanned; c != 0; c &= c - 1 {
 		x := &g.conds[bits.TrailingZeros64(c)]
 		i := uint(e.at[x.slot&(maxSlots-1)]) - 1 // 0, absent, wraps around
 		if i >= uint(len(attrs)) {
 			continue
 		}
-		// evalAttr, written out but for versions: a call would cost
-		// more than most conditions.
+		// evalAttr, written out.
 		a := &attrs[i]
 		var v tri
 		switch {
 		case a.kind != x.attrKind:
 			v = unknown3
 		case x.kind == condAttrIn:
-			v = truth(x.contains(a.s))
+			if x.set != nil {
+				v = truth(x.contains(a.s))
+				break
+			}
+			// x.contains(a.s), written out for small sets.
+			s := a.s
+			var h, t uint64
+			if n := len(s); n >= 8 { // words(s), written out
+				h, t = le64(s), le64(s[n-8:])
+			} else if n >= 4 {
+				h, t = uint64(le32(s)), uint64(le32(s[n-4:]))
+			} else if n > 0 {
+				h = uint64(s[0]) | uint64(s[n/2])<<8 | uint64(s[n-1])<<16
+			}
+			for j := range x.strs {
+				if x.strs[j].is(s, h, t) {
+					v = yes
+					break
+				}
+			}
 		case x.kind == condAttrIs:
 			v = truth(a.n == x.num)
 		case x.kind == condNumber:
@@ -400,7 +427,7 @@ func (e *env) find() {
 		}
 		for ; m != 0; m &= m - 1 {
 			s := bits.TrailingZeros16(m) & (maxSlots - 1)
-			if g.keys[s].is(k, h, t) {
+			if w := &g.keys[s]; h == w.head && t == w.tail && (n <= 16 || sameMiddle(k, w.s)) { // w.is(k, h, t): k has w's length
 				e.at[s] = uint32(i) + 1
 				found |= 1 << s
 				break

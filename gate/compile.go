@@ -65,6 +65,8 @@ type Gate struct {
 	// attribute in the unit (env.scan); scanned is all of them.
 	slotConds [maxSlots]uint64
 	scanned   uint64
+	// verCond is the first of them that compares versions, or -1.
+	verCond int
 }
 
 type rule struct {
@@ -327,10 +329,14 @@ func (g *Gate) numberConds() {
 		number[old] = i
 	}
 	g.conds = conds
+	g.verCond = -1
 	for c := range min(len(conds), maxMemo) {
 		if x := &conds[c]; x.kind <= condVersion && x.slot >= 0 {
 			g.slotConds[x.slot] |= 1 << c
 			g.scanned |= 1 << c
+			if x.kind == condVersion && g.verCond < 0 {
+				g.verCond = c
+			}
 		}
 	}
 	for i := range g.rules {
