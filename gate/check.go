@@ -332,6 +332,7 @@ func (e *env) scan() (val, unk uint64) {
 			e.slotVersion(x, &attrs[i])
 		}
 	}
+	var slow uint64
 	for c := g.scanned; c != 0; c &= c - 1 {
 		x := &g.conds[bits.TrailingZeros64(c)]
 		i := uint(e.at[x.slot&(maxSlots-1)]) - 1 // 0, absent, wraps around
@@ -346,8 +347,8 @@ func (e *env) scan() (val, unk uint64) {
 			v = unknown3
 		case x.kind == condAttrIn:
 			if x.set != nil {
-				v = truth(x.contains(a.s))
-				break
+				slow |= c & -c
+				continue
 			}
 			// x.contains(a.s), written out for small sets.
 			s := a.s
@@ -370,7 +371,8 @@ func (e *env) scan() (val, unk uint64) {
 		case x.kind == condNumber:
 			v = x.compareNumber(a.n)
 		case int(e.verSlot) != x.slot+1:
-			v = e.evalVersion(x, a)
+			slow |= c & -c
+			continue
 		case !e.verOK:
 			v = unknown3
 		default:
@@ -385,7 +387,8 @@ func (e *env) scan() (val, unk uint64) {
 			case w.patch != y.patch:
 				v = x.holds(cmpUint(w.patch, y.patch))
 			default:
-				v = x.holds(compareVersions(w, y))
+				slow |= c & -c
+				continue
 			}
 		}
 		switch v {
@@ -393,6 +396,17 @@ func (e *env) scan() (val, unk uint64) {
 			val |= c & -c
 		case unknown3:
 			unk |= c & -c
+		}
+	}
+	// The conditions that need a call: large sets, versions of another
+	// attribute than the one read first, versions of the same numbers.
+	for ; slow != 0; slow &= slow - 1 {
+		x := &g.conds[bits.TrailingZeros64(slow)]
+		switch e.evalAttr(x, &attrs[e.at[x.slot&(maxSlots-1)]-1]) {
+		case yes:
+			val |= slow & -slow
+		case unknown3:
+			unk |= slow & -slow
 		}
 	}
 	return val, unk
