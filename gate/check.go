@@ -90,17 +90,25 @@ func (g *Gate) check(u Unit, p *Prepared) (d Decision) {
 		val, unk = e.scan()
 	}
 	known := g.scanned
+	rules := g.rules
 rules:
-	for i := range g.rules {
-		r := &g.rules[i]
+	for i := 0; i < len(rules); i++ {
 		// The rule's conjunction: it does not hold if a restraint does
 		// not (a condition it needs the other way, or both ways); it
 		// cannot be decided if none is false but one could not be
-		// evaluated. Its conditions known already first, then the others,
-		// cheapest first.
-		if (val^r.want|r.both)&r.need&known&^unk != 0 {
-			continue
+		// evaluated. Its conditions known already first (the rules they
+		// rule out passed over in a loop that calls nothing), then the
+		// others, cheapest first.
+		for kv := known &^ unk; ; {
+			r := &rules[i]
+			if (val^r.want|r.both)&r.need&kv == 0 {
+				break
+			}
+			if i++; i >= len(rules) {
+				break rules
+			}
 		}
+		r := &rules[i]
 		for todo := r.need &^ known; todo != 0; todo &= todo - 1 {
 			c := bits.TrailingZeros64(todo)
 			bit := uint64(1) << c
