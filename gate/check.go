@@ -321,7 +321,7 @@ const maxMemo = 64
 
 // scan finds the gate's attributes in the unit (into e.at), or in the
 // prepared unit (fromPrepared), and evaluates the conditions on them
-// (Gate.slotConds). It returns the conditions that held and those that
+// (Gate.attrConds). It returns the conditions that held and those that
 // could not be evaluated, one bit each.
 func (e *env) scan() (val, unk uint64) {
 	g := e.g
@@ -332,8 +332,9 @@ func (e *env) scan() (val, unk uint64) {
 		e.find()
 	}
 	// The version attribute read first, read before the loop, which then
-	// calls nothing for most conditions: a call makes a loop keep its
-	// state on the stack around it.
+	// calls nothing for most conditions (a call makes a loop keep its
+	// state on the stack around it): the others are evaluated after it
+	// (slow).
 	if c := g.verCond; c >= 0 {
 		x := &g.conds[c]
 		if i := uint(e.at[x.slot&(maxSlots-1)]) - 1; i < uint(len(attrs)) && attrs[i].kind == String {
@@ -341,69 +342,76 @@ func (e *env) scan() (val, unk uint64) {
 		}
 	}
 	var slow uint64
-	for c := g.scanned; c != 0; c &= c - 1 {
-		x := &g.conds[bits.TrailingZeros64(c)]
-		i := uint(e.at[x.slot&(maxSlots-1)]) - 1 // 0, absent, wraps around
+	for k := range g.attrConds {
+		ac := &g.attrConds[k]
+		i := uint(e.at[ac.slot&(maxSlots-1)]) - 1 // 0, absent, wraps around
 		if i >= uint(len(attrs)) {
 			continue
 		}
 		// evalAttr, written out.
 		a := &attrs[i]
-		var v tri
-		switch {
-		case a.kind != x.attrKind:
-			v = unknown3
-		case x.kind == condAttrIn:
+		if a.kind != ac.attrKind {
+			unk |= ac.bit
+			continue
+		}
+		var t bool
+		switch ac.kind {
+		case condAttrIn:
+			x := ac.x
 			if x.set != nil {
-				slow |= c & -c
+				slow |= ac.bit
 				continue
 			}
 			// x.contains(a.s), written out for small sets.
 			s := a.s
-			var h, t uint64
+			var h, w uint64
 			if n := len(s); n >= 8 { // words(s), written out
-				h, t = le64(s), le64(s[n-8:])
+				h, w = le64(s), le64(s[n-8:])
 			} else if n >= 4 {
-				h, t = uint64(le32(s)), uint64(le32(s[n-4:]))
+				h, w = uint64(le32(s)), uint64(le32(s[n-4:]))
 			} else if n > 0 {
 				h = uint64(s[0]) | uint64(s[n/2])<<8 | uint64(s[n-1])<<16
 			}
 			for j := range x.strs {
-				if x.strs[j].is(s, h, t) {
-					v = yes
+				if x.strs[j].is(s, h, w) {
+					t = true
 					break
 				}
 			}
-		case x.kind == condAttrIs:
-			v = truth(a.n == x.num)
-		case x.kind == condNumber:
-			v = x.compareNumber(a.n)
-		case int(e.verSlot) != x.slot+1:
-			slow |= c & -c
-			continue
-		case !e.verOK:
-			v = unknown3
-		default:
-			// A version read already: evalVersion, written out for
-			// versions that differ from x's in their numbers.
-			w, y := &e.ver, &x.ver
-			switch {
-			case w.major != y.major:
-				v = x.holds(cmpUint(w.major, y.major))
-			case w.minor != y.minor:
-				v = x.holds(cmpUint(w.minor, y.minor))
-			case w.patch != y.patch:
-				v = x.holds(cmpUint(w.patch, y.patch))
-			default:
-				slow |= c & -c
+		case condAttrIs:
+			t = a.n == ac.num
+		case condNumber:
+			if a.n != a.n { // NaN
+				unk |= ac.bit
 				continue
 			}
+			t = ac.outcomes>>(uint(cmpFloat(a.n, ac.num)+1)&7)&1 != 0
+		default: // condVersion: evalVersion, written out
+			if int(e.verSlot) != int(ac.slot)+1 {
+				slow |= ac.bit
+				continue
+			}
+			if !e.verOK {
+				unk |= ac.bit
+				continue
+			}
+			v, y := &e.ver, &ac.x.ver
+			c := 0
+			switch {
+			case v.major != y.major:
+				c = cmpUint(v.major, y.major)
+			case v.minor != y.minor:
+				c = cmpUint(v.minor, y.minor)
+			case v.patch != y.patch:
+				c = cmpUint(v.patch, y.patch)
+			default: // pre-releases
+				slow |= ac.bit
+				continue
+			}
+			t = ac.outcomes>>(uint(c+1)&7)&1 != 0
 		}
-		switch v {
-		case yes:
-			val |= c & -c
-		case unknown3:
-			unk |= c & -c
+		if t {
+			val |= ac.bit
 		}
 	}
 	// The conditions that need a call: large sets, versions of another
@@ -538,7 +546,7 @@ func compare(op Op, c int) bool {
 
 // holds applies the restraint's comparison to the result c (-1, 0 or 1) of
 // comparing attribute and value: yes or no.
-func (r *restraint) holds(c int) tri { return tri(r.outcomes>>uint(c+1)) & 1 }
+func (r *restraint) holds(c int) tri { return tri(r.outcomes>>(uint(c+1)&7)) & 1 }
 
 // callCustom runs an application's restraint, turning an error or a panic
 // into a *RestraintError.
