@@ -85,6 +85,13 @@ func (g *Gate) check(u Unit, p *Prepared) (d Decision) {
 	// one pass over the unit's attributes (scan; a condition on an
 	// attribute the unit does not have does not hold), the others when a
 	// rule reaches them.
+	// The unit's bucket, for a gate whose rules sample: computed first,
+	// while nothing depends on it, so that the processor overlaps it with
+	// the rest of the check.
+	var bucket int
+	if g.samples && u.ID != "" {
+		bucket = bucketOf(g.pre.sum(u.ID))
+	}
 	var val, unk uint64
 	if g.nkeys > 0 {
 		val, unk = e.scan()
@@ -148,7 +155,7 @@ rules:
 			return failClosed(r, ErrNoUnitID)
 		default:
 			d.Sampled = true
-			d.Pass = bucketOf(g.pre.sum(e.u.ID)) < r.buckets
+			d.Pass = bucket < r.buckets
 		}
 		return d
 	}

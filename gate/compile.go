@@ -66,6 +66,8 @@ type Gate struct {
 	// each.
 	attrConds []attrCond
 	scanned   uint64
+	// samples says a rule samples (its percentage is neither 0 nor 100).
+	samples bool
 	// verCond is the first of them that compares versions, or -1.
 	verCond int
 }
@@ -315,6 +317,7 @@ func (c *gateCompiler) gate(jg *jsonGate) *Gate {
 		}
 		slices.SortStableFunc(r.restraints, func(a, b ref) int { return a.kind.cost() - b.kind.cost() })
 		g.rules = append(g.rules, r)
+		g.samples = g.samples || r.buckets != 0 && r.buckets != Buckets
 	}
 	g.nkeys = copy(g.keys[:], c.keys)
 	for s, k := range c.keys {
