@@ -97,30 +97,31 @@ func fmix(h uint32) uint32 {
 
 // sum returns the hash of the prefix followed by id: p.write(id).finish(),
 // written out for a check (the bytes carried completed into a block, the
-// id's blocks, its last bytes); IDs of fewer than 4 bytes after a salt
-// whose length is not a multiple of 4 are hashed by write.
+// id's blocks, its last bytes).
 func (p *prefix) sum(id string) uint32 {
-	h, k, s := p.h, p.carry, id
-	if nc := p.nc; nc > 0 {
-		if len(id) < 4 {
+	h, k, i := p.h, p.carry, 0
+	if p.nc > 0 {
+		if len(id) < 4-p.nc {
 			return p.write(id).finish()
 		}
-		// The id's first 4-nc bytes complete the block: its first 4,
-		// shifted past the carried bytes (the others shifted out).
-		h, k, s = mixH(h, k|le32(id)<<(8*uint(nc)&31)), 0, id[(4-nc)&3:]
+		for nc := p.nc; nc < 4; nc++ {
+			k |= uint32(id[i]) << (8 * nc)
+			i++
+		}
+		h, k = mixH(h, k), 0
 	}
-	for ; len(s) >= 4; s = s[4:] {
-		h = mixH(h, le32(s))
+	for ; len(id)-i >= 4; i += 4 {
+		h = mixH(h, le32(id[i:]))
 	}
-	switch len(s) {
+	switch len(id) - i {
 	case 3:
-		k |= uint32(s[2]) << 16
+		k |= uint32(id[i+2]) << 16
 		fallthrough
 	case 2:
-		k |= uint32(s[1]) << 8
+		k |= uint32(id[i+1]) << 8
 		fallthrough
 	case 1:
-		h ^= mixK(k | uint32(s[0]))
+		h ^= mixK(k | uint32(id[i]))
 	}
 	return fmix(h ^ uint32(p.n+len(id)))
 }
