@@ -79,12 +79,6 @@ func (g *Gate) check(u Unit, p *Prepared) (d Decision) {
 	e.u = u
 	e.g = g
 	e.p = p
-	// What the check knows of the first maxMemo conditions, one bit each:
-	// evaluated (known), held (val), could not be evaluated (unk). Each is
-	// evaluated once per check: those on attributes with a slot first, in
-	// one pass over the unit's attributes (scan; a condition on an
-	// attribute the unit does not have does not hold), the others when a
-	// rule reaches them.
 	// The unit's bucket, for a gate whose rules sample: computed first,
 	// while nothing depends on it, so that the processor overlaps it with
 	// the rest of the check.
@@ -92,6 +86,12 @@ func (g *Gate) check(u Unit, p *Prepared) (d Decision) {
 	if g.samples && u.ID != "" {
 		bucket = bucketOf(g.pre.sum(u.ID))
 	}
+	// What the check knows of the first maxMemo conditions, one bit each:
+	// evaluated (known), held (val), could not be evaluated (unk). Each is
+	// evaluated once per check: those on attributes with a slot first, in
+	// one pass over the unit's attributes (scan; a condition on an
+	// attribute the unit does not have does not hold), the others when a
+	// rule reaches them.
 	var val, unk uint64
 	if g.nkeys > 0 {
 		val, unk = e.scan()
@@ -338,9 +338,9 @@ func (e *env) scan() (val, unk uint64) {
 	} else {
 		e.find()
 	}
-	// The version attribute read first, read before the loop, which then
-	// calls nothing for most conditions (a call makes a loop keep its
-	// state on the stack around it): the others are evaluated after it
+	// The version attribute compared first is read before the loop, which
+	// then calls nothing (a call makes a loop keep its state on the stack
+	// around it): the conditions that need one are evaluated after it
 	// (slow).
 	if c := g.verCond; c >= 0 {
 		x := &g.conds[c]
