@@ -128,7 +128,8 @@ func (d *Daemon) follow(ctx context.Context) {
 // once for every stream; a revision whose configs' data is more than
 // hubBytes goes without them (each stream reads what it watches).
 func (d *Daemon) loadPublished(ctx context.Context, r store.Revision) (*published, error) {
-	if p := d.cluster.handoff.Swap(nil); p != nil && p.Number == r.Number && p.Commit == r.Commit {
+	if p := d.cluster.handoff.Load(); p != nil && p.Number == r.Number && p.Commit == r.Commit {
+		d.cluster.handoff.CompareAndSwap(p, nil)
 		return p, nil
 	}
 	p := &published{Revision: r}

@@ -1,17 +1,22 @@
 package daemon
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/cfg-dev/cfg/internal/etcdtest"
 	"github.com/cfg-dev/cfg/store"
+	"github.com/cfg-dev/cfg/wire"
 )
 
 // The cluster tests share one 3-member etcd cluster, started by the first
@@ -52,7 +57,7 @@ func testEtcd(t *testing.T) (*etcdtest.Cluster, string) {
 // as a daemon's process would; both are closed when the test ends.
 func openShared(t *testing.T, c *etcdtest.Cluster, prefix string) *store.Etcd {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 10 * time.Second})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,4 +153,139 @@ func TestClusterPublishes(t *testing.T) {
 			t.Errorf("%s: latest revision %d, want 3", d.cfg.Member, got)
 		}
 	}
+}
+
+// TestClusterOverrides attacks the guarantee that an override set through
+// one daemon reaches the hosts connected to any other: set, renewed (a
+// keep-alive of its lease), deleted, and gone for every daemon when its
+// lease runs out.
+func TestClusterOverrides(t *testing.T) {
+	c, prefix := testEtcd(t)
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1")
+	ds := startCluster(t, c, prefix, r.dir, 2, nil)
+	a, b := ds[0], ds[1]
+	waitLong(t, "revision 1 on b", func() bool { return b.latest() == 1 })
+	w := b.watch("configs=a&host=web-1")
+	w.expect("snapshot 1 a@1=a1", "overrides 1")
+
+	if code, body := a.putOverride("run-1", "a", []string{"web-1"}, `{"v":"A"}`, 30); code != 200 {
+		t.Fatalf("PUT override on a: %d %s", code, body)
+	}
+	w.expect(`overrides 1 a=run-1@1:{"v":"A"}`)
+	// A second change through a sees the first: a new version.
+	if code, body := a.putOverride("run-1", "a", []string{"web-1"}, `{"v":"A2"}`, 30); code != 200 || !strings.Contains(body, `"version":2`) {
+		t.Fatalf("PUT override on a again: %d %s", code, body)
+	}
+	w.expect(`overrides 1 a=run-1@2:{"v":"A2"}`)
+	// A renewal through a goes to the hosts of b again, with its expiry.
+	code, body, _ := a.do("POST", "/v1/overrides/run-1/renew", "", auth)
+	var renewed wire.Override
+	if err := json.Unmarshal([]byte(body), &renewed); code != 200 || err != nil {
+		t.Fatalf("renew on a: %d %s", code, body)
+	}
+	w.expect(`overrides 1 a=run-1@2:{"v":"A2"}`)
+	_, body, _ = b.do("GET", "/v1/overrides/run-1", "", nil)
+	var onB wire.Override
+	if err := json.Unmarshal([]byte(body), &onB); err != nil || !onB.Expires.Equal(renewed.Expires) {
+		t.Errorf("override on b after the renewal: %s, want expiry %v", body, renewed.Expires)
+	}
+	// A conflicting override through b is refused as on one daemon.
+	if code, body := b.putOverride("run-2", "a", []string{"web-1"}, `{"v":"X"}`, 30); code != 409 {
+		t.Errorf("conflicting PUT on b: %d %s, want 409", code, body)
+	}
+	if code, _, _ := a.do("DELETE", "/v1/overrides/run-1", "", auth); code != 204 {
+		t.Fatalf("DELETE on a: %d", code)
+	}
+	w.expect("overrides 1")
+
+	// A run whose override's lease runs out is abandoned, on every
+	// daemon, and the hosts of b revert.
+	run := `{"config":"a","status":"running","started":"2026-01-02T03:04:05Z"}`
+	if code, body, _ := b.do("PUT", "/v1/canaries/run-3", run, auth); code != 204 {
+		t.Fatalf("PUT run on b: %d %s", code, body)
+	}
+	if code, body := a.putOverride("run-3", "a", []string{"web-1"}, `{"v":"B"}`, 1); code != 200 {
+		t.Fatalf("PUT override on a: %d %s", code, body)
+	}
+	w.expect(`overrides 1 a=run-3@1:{"v":"B"}`)
+	w.expect("overrides 1")
+	for _, d := range ds {
+		waitLong(t, "the run abandoned on "+d.cfg.Member, func() bool {
+			runs := d.runs()
+			return len(runs) == 1 && runs[0].Status == wire.RunAbandoned
+		})
+		if code, body, _ := d.do("GET", "/v1/overrides", "", nil); code != 200 || body != "[]\n" {
+			t.Errorf("overrides on %s after the lease ran out: %d %s", d.cfg.Member, code, body)
+		}
+	}
+	w.quiet(300 * time.Millisecond)
+}
+
+// TestClusterHosts attacks the guarantee that the hosts reported to any
+// daemon are listed by every daemon (cfg status and cfg canary read them
+// through any).
+func TestClusterHosts(t *testing.T) {
+	c, prefix := testEtcd(t)
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1")
+	ds := startCluster(t, c, prefix, r.dir, 2, nil)
+	a, b := ds[0], ds[1]
+	if code, body, _ := b.do("POST", "/v1/hosts/web-1", `{"labels":{"tier":"canary"},"configs":["a"],"applied":1}`, auth); code != 204 {
+		t.Fatalf("report to b: %d %s", code, body)
+	}
+	if code, body, _ := a.do("POST", "/v1/hosts/web-2", `{"configs":["a"],"applied":1}`, auth); code != 204 {
+		t.Fatalf("report to a: %d %s", code, body)
+	}
+	// b writes its reports to the store within hostsFlushEvery.
+	waitLong(t, "a to list both hosts", func() bool {
+		_, body, _ := a.do("GET", "/v1/hosts", "", nil)
+		var hosts []wire.Host
+		if err := json.Unmarshal([]byte(body), &hosts); err != nil {
+			t.Fatalf("GET /v1/hosts: %s", body)
+		}
+		return len(hosts) == 2 && hosts[0].Name == "web-1" && hosts[0].Labels["tier"] == "canary" && hosts[1].Name == "web-2"
+	})
+}
+
+// TestCompactedFrom attacks the guarantee that a watcher asking for
+// revisions whose history the publisher compacted (--keep-revisions) gets
+// a snapshot, the whole truth, rather than an error it would retry
+// forever, on the daemon's own store and on a shared one.
+func TestCompactedFrom(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		t.Run(map[bool]string{false: "bolt", true: "etcd"}[shared], func(t *testing.T) {
+			r := newTestRepo(t)
+			r.commit("materialized_configs/a.json", "a1", "materialized_configs/b.json", "b1")
+			var d *testDaemon
+			if shared {
+				c, prefix := testEtcd(t)
+				d = startCluster(t, c, prefix, r.dir, 1, func(cfg *Config) { cfg.KeepRevisions = 2 })[0]
+			} else {
+				d = serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, KeepRevisions: 2})
+			}
+			waitLong(t, "revision 1", func() bool { return d.latest() == 1 })
+			r.commit("materialized_configs/a.json", "a2")
+			waitLong(t, "revision 2", func() bool { return d.latest() == 2 })
+			r.commit("materialized_configs/b.json", "")
+			waitLong(t, "revision 3", func() bool { return d.latest() == 3 })
+			r.commit("materialized_configs/a.json", "a4")
+			waitLong(t, "revision 4", func() bool { return d.latest() == 4 })
+			// Revisions 1 and 2 are compacted (the floor is 4-2): from 1,
+			// the history is gone.
+			waitLong(t, "the compaction", func() bool { return d.compacted(2) })
+			w := d.watch("configs=a,b&from=1")
+			w.expect("snapshot 4 a@4=a4")
+			r.commit("materialized_configs/a.json", "a5")
+			w.expect("update 5 a@5=a5")
+			// From the floor, the history is there.
+			d.watch("configs=a,b&from=3").expect("update 4 a@4=a4", "update 5 a@5=a5")
+		})
+	}
+}
+
+// compacted reports whether the changes of revision n were compacted.
+func (d *testDaemon) compacted(n int64) bool {
+	err := d.store.Changed(d.t.Context(), n, func(string) error { return nil })
+	return errors.Is(err, store.ErrCompacted)
 }

@@ -32,10 +32,12 @@ const sweepEvery = 200 * time.Millisecond
 type overrideSet struct {
 	mu   sync.Mutex
 	byID map[string]wire.Override
+	// replaced is closed, and made again, whenever replace changes byID.
+	replaced chan struct{}
 }
 
 func newOverrideSet(os []wire.Override) *overrideSet {
-	s := &overrideSet{byID: map[string]wire.Override{}}
+	s := &overrideSet{byID: map[string]wire.Override{}, replaced: make(chan struct{})}
 	for _, o := range os {
 		s.byID[o.ID] = o
 	}
@@ -297,7 +299,11 @@ func (d *Daemon) handlePutOverride(w http.ResponseWriter, r *http.Request) {
 		d.storeError(w, r, err)
 		return
 	}
-	d.hub.overridesChanged()
+	if d.cluster == nil {
+		d.hub.overridesChanged()
+	} else {
+		s.await(r.Context(), func(m map[string]wire.Override) bool { return m[id].Version >= o.Version })
+	}
 	d.log.Info("override set", "id", id, "config", o.Config, "hosts", len(o.Hosts), "version", o.Version, "expires", o.Expires)
 	o.Data = nil
 	writeJSON(w, o)
@@ -352,7 +358,11 @@ func (d *Daemon) handleRenewOverride(w http.ResponseWriter, r *http.Request) {
 	}
 	// The new expiry makes the override differ from what the streams
 	// last sent, so each of its hosts' streams sends it again.
-	d.hub.overridesChanged()
+	if d.cluster == nil {
+		d.hub.overridesChanged()
+	} else {
+		s.await(r.Context(), func(m map[string]wire.Override) bool { return !m[id].Expires.Before(o.Expires) })
+	}
 	o.Data = nil
 	writeJSON(w, o)
 }
@@ -392,6 +402,8 @@ func (d *Daemon) removeOverride(ctx context.Context, id string, expired *time.Ti
 	}
 	if d.cluster == nil {
 		d.hub.overridesChanged()
+	} else {
+		s.await(ctx, func(m map[string]wire.Override) bool { _, ok := m[id]; return !ok })
 	}
 	return true, nil
 }
@@ -500,7 +512,38 @@ func (s *overrideSet) replace(list []wire.Override, now time.Time) (expired []st
 	}
 	changed = changed || len(next) != len(s.byID)
 	s.byID = next
+	close(s.replaced)
+	s.replaced = make(chan struct{})
 	return expired, changed
+}
+
+// overridesApplied bounds how long a change of the overrides through a
+// daemon of a cluster waits for the daemon to follow it: well within the
+// write timeout of its response.
+const overridesApplied = 5 * time.Second
+
+// await waits until cond holds of the overrides in effect, for at most
+// overridesApplied or until ctx is done: a daemon of a cluster takes its
+// own changes from the store, and answers a change once it serves it, so
+// that the next change through it (a new version, a conflict) sees it.
+func (s *overrideSet) await(ctx context.Context, cond func(map[string]wire.Override) bool) {
+	timeout := time.NewTimer(overridesApplied)
+	defer timeout.Stop()
+	for {
+		s.mu.Lock()
+		ok, replaced := cond(s.byID), s.replaced
+		s.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-replaced:
+		case <-ctx.Done():
+			return
+		case <-timeout.C:
+			return
+		}
+	}
 }
 
 // followOverrides makes the overrides of the shared store the overrides
