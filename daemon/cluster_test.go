@@ -289,3 +289,36 @@ func (d *testDaemon) compacted(n int64) bool {
 	err := d.store.Changed(d.t.Context(), n, func(string) error { return nil })
 	return errors.Is(err, store.ErrCompacted)
 }
+
+// TestClusterMemberStopped attacks the guarantee that publishing goes on
+// when one etcd member of three stops: the etcd leader, the worst case.
+func TestClusterMemberStopped(t *testing.T) {
+	c, err := etcdtest.Start(t.TempDir(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1")
+	ds := startCluster(t, c, "/cfg/", r.dir, 2, nil)
+	var ws []*watcher
+	for _, d := range ds {
+		waitLong(t, "revision 1 on "+d.cfg.Member, func() bool { return d.latest() == 1 })
+		w := d.watch("configs=a")
+		w.expect("snapshot 1 a@1=a1")
+		ws = append(ws, w)
+	}
+	leader := c.Leader()
+	if leader < 0 {
+		t.Fatal("no etcd leader")
+	}
+	c.Stop(leader)
+	r.commit("materialized_configs/a.json", "a2")
+	for _, w := range ws {
+		w.expect("update 2 a@2=a2")
+	}
+	r.commit("materialized_configs/a.json", "a3")
+	for _, w := range ws {
+		w.expect("update 3 a@3=a3")
+	}
+}
