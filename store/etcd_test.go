@@ -930,7 +930,9 @@ func TestEtcdFollowOverrides(t *testing.T) {
 	if err := other.PutOverride(t.Context(), o); err != nil {
 		t.Fatal(err)
 	}
-	next("version 2", func(os []wire.Override) bool { return len(os) == 1 && os[0].Version == 2 && os[0].Expires.Equal(expires) })
+	next("version 2", func(os []wire.Override) bool {
+		return len(os) == 1 && os[0].Version == 2 && os[0].Expires.Equal(expires)
+	})
 	if err := other.DeleteOverride(t.Context(), o.ID); err != nil {
 		t.Fatal(err)
 	}
