@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -323,4 +325,72 @@ func TestClusterMemberStopped(t *testing.T) {
 	for _, w := range ws {
 		w.expect("update 3 a@3=a3")
 	}
+}
+
+// TestClusterStaleClone attacks the guarantee that a daemon elected while
+// its clone of the repository is behind what was published waits for it,
+// rather than taking the difference for a rewritten branch and publishing
+// the configs of its older head.
+func TestClusterStaleClone(t *testing.T) {
+	c, prefix := testEtcd(t)
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1")
+	clone := t.TempDir()
+	g, err := git.PlainClone(clone, false, &git.CloneOptions{URL: r.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := startCluster(t, c, prefix, r.dir, 1, nil)[0]
+	w := first.watch("configs=a")
+	w.expect("snapshot 1 a@1=a1")
+	c2 := r.commit("materialized_configs/a.json", "a2")
+	w.expect("update 2 a@2=a2")
+
+	// The daemon of the clone, which has only the first commit, is
+	// elected once the first one is closed.
+	second := serve(t, Config{RepoPath: clone, Store: openShared(t, c, prefix), Member: "stale", Token: token,
+		Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, ElectionTTL: 2 * time.Second})
+	sw := second.watch("configs=a&from=2")
+	first.stop()
+	unhealthy := func(what, reason string) {
+		t.Helper()
+		waitLong(t, what, func() bool {
+			code, body, _ := second.do("GET", "/healthz", "", nil)
+			return code == 503 && strings.Contains(body, reason)
+		})
+		if got := second.latest(); got != 2 {
+			t.Fatalf("latest revision with a stale clone: %d, want 2", got)
+		}
+	}
+	unhealthy("the daemon to wait for the published commit", "is not in the repository")
+	// Fetched, the clone has the commit, but its branch is behind it.
+	if err := g.Fetch(&git.FetchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	unhealthy("the daemon to wait for its branch", "behind the published commit")
+	// Once the branch has the published commit and one more, the
+	// daemon publishes that one.
+	head, err := g.Head()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Storer.SetReference(plumbing.NewHashReference(head.Name(), plumbing.NewHash(c2))); err != nil {
+		t.Fatal(err)
+	}
+	waitLong(t, "the daemon of the clone to be ready", func() bool {
+		code, _, _ := second.do("GET", "/healthz", "", nil)
+		return code == 200
+	})
+	r.commit("materialized_configs/a.json", "a3")
+	if err := g.Fetch(&git.FetchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	remote, err := g.Reference(plumbing.NewRemoteReferenceName("origin", head.Name().Short()), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Storer.SetReference(plumbing.NewHashReference(head.Name(), remote.Hash())); err != nil {
+		t.Fatal(err)
+	}
+	sw.expect("update 3 a@3=a3")
 }
