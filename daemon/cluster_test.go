@@ -39,7 +39,7 @@ func closeTestEtcd() {
 }
 
 // testEtcd returns the shared cluster and a prefix of the test's own.
-func testEtcd(t *testing.T) (*etcdtest.Cluster, string) {
+func testEtcd(t testing.TB) (*etcdtest.Cluster, string) {
 	t.Helper()
 	etcdOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "cfg-daemon-etcd-")
