@@ -61,7 +61,7 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 	}
 
 	tlsOpts := EtcdOptions{Endpoints: []string{client.String()}, Prefix: "/cfg/", CACert: filepath.Join(dir, "ca.pem"),
-		Cert: filepath.Join(dir, "client.pem"), Key: filepath.Join(dir, "client-key.pem"), DialTimeout: 5 * time.Second, ElectionTTL: time.Second}
+		Cert: filepath.Join(dir, "client.pem"), Key: filepath.Join(dir, "client-key.pem"), DialTimeout: time.Minute, ElectionTTL: time.Second}
 	// Authentication on, with a root user.
 	tlsCfg, err := (transport.TLSInfo{CertFile: tlsOpts.Cert, KeyFile: tlsOpts.Key, TrustedCAFile: tlsOpts.CACert}).ClientConfig()
 	if err != nil {
