@@ -401,6 +401,7 @@ func skipUnderRace(t *testing.T) {
 }
 
 func TestCanaryDemo(t *testing.T) {
+	t.Parallel()
 	f := startFleet(t)
 	before := f.running(t)
 	head := headCommit(t, f.repo)
@@ -512,6 +513,7 @@ func TestCanaryDemo(t *testing.T) {
 // the bake, and is not canaried again unless asked.
 func TestCanaryLateFailure(t *testing.T) {
 	skipUnderRace(t)
+	t.Parallel()
 	f := startFleet(t)
 	head := headCommit(t, f.repo)
 	old := gitShow(t, f.repo, head, "materialized_configs/demo/service.json")
@@ -630,6 +632,7 @@ func TestCanaryLateFailure(t *testing.T) {
 // and exits 1.
 func TestCanaryBranchMoved(t *testing.T) {
 	skipUnderRace(t)
+	t.Parallel()
 	f := startFleet(t)
 	before := f.running(t)
 	head := headCommit(t, f.repo)
@@ -667,6 +670,7 @@ func TestCanaryBranchMoved(t *testing.T) {
 // daemon drops it and the hosts revert.
 func TestCanaryKilled(t *testing.T) {
 	skipUnderRace(t)
+	t.Parallel()
 	f := startFleet(t)
 	before := f.running(t)
 	f.apply(t, "good")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -17,9 +18,34 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(parallelM{m}, map[string]func(){
 		"cfg": func() { os.Exit(cli.Main()) },
 	})
+}
+
+// processTestsParallel is how many tests of this package run at once
+// unless -test.parallel says otherwise. The end-to-end tests run fleets of
+// processes and spend most of their time waiting on the wall clock (a
+// canary's phases and leases, an agent's heartbeats), not on the CPU, so
+// they run side by side rather than GOMAXPROCS at a time.
+const processTestsParallel = 16
+
+// parallelM runs the tests with -test.parallel at processTestsParallel if
+// it was not given. testscript.Main calls Run only when the binary runs as
+// the test, not as cfg.
+type parallelM struct{ m *testing.M }
+
+func (p parallelM) Run() int {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		if err := flag.Set("test.parallel", strconv.Itoa(processTestsParallel)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+	}
+	return p.m.Run()
 }
 
 // TestScript runs the end-to-end scripts in testdata/script: each is a
