@@ -76,12 +76,6 @@ func writeFileAtomic(dir, p, data string) error {
 	return os.Rename(tmp, name)
 }
 
-// raceIterations is how many times a process test that repeats one
-// scenario to make collisions likely repeats it under the race detector.
-// Each repetition runs the same code in a new process, under the race
-// detector several times slower; the plain run makes the collisions.
-const raceIterations = 10
-
 var (
 	committedLine = regexp.MustCompile(`(?m)^committed ([0-9a-f]{40}): `)
 	branchMoved   = regexp.MustCompile(`(?m)^cfg: nothing committed: the branch moved; run cfg commit again \(main at [0-9a-f]{12} now, not at [0-9a-f]{12}\)$`)
@@ -153,9 +147,7 @@ func checkBranch(t *testing.T, dir, root string, reported []string) int {
 // outside the config repository in a loop, up to 100 times: every commit
 // either reports is on the branch, the branch keeps its root, and every
 // commit passes cfg validate. A cfg commit whose branch git moved exits 1,
-// commits nothing, and is run again. Under the race detector, which looks
-// for data races inside each process and not between them, each committer
-// makes raceIterations commits: the same paths, run fewer times.
+// commits nothing, and is run again.
 func TestCommitConcurrentProcesses(t *testing.T) {
 	t.Parallel()
 	dir := configRepo(t)
@@ -163,11 +155,7 @@ func TestCommitConcurrentProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const committers = 2
-	iterations := 100
-	if raceEnabled {
-		iterations = raceIterations
-	}
+	const committers, iterations = 2, 100
 	var mu sync.Mutex
 	var reported []string
 	moved := 0
@@ -263,10 +251,9 @@ func TestCommitConcurrentProcesses(t *testing.T) {
 	}
 }
 
-// TestCommitKilled kills cfg commit at random moments, 30 times
-// (raceIterations under the race detector): a later cfg commit finds
-// nothing in its way (it recovers the commit lock and any lock file of
-// git's the killed one left), and the branch stays whole.
+// TestCommitKilled kills cfg commit at random moments, 30 times: a later
+// cfg commit finds nothing in its way (it recovers the commit lock and any
+// lock file of git's the killed one left), and the branch stays whole.
 func TestCommitKilled(t *testing.T) {
 	t.Parallel()
 	dir := configRepo(t)
@@ -274,13 +261,9 @@ func TestCommitKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rounds := 30
-	if raceEnabled {
-		rounds = raceIterations
-	}
 	var reported []string
 	recovered := 0
-	for i := range rounds {
+	for i := range 30 {
 		if err := writeFileAtomic(dir, "source/team/k.cconf", jobConfig("k", 1024+i)); err != nil {
 			t.Fatal(err)
 		}
