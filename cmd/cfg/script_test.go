@@ -18,7 +18,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testscript.Main(parallelM{m}, map[string]func(){
+	testscript.Main(testMain{m}, map[string]func(){
 		"cfg": func() { os.Exit(cli.Main()) },
 	})
 }
@@ -30,12 +30,22 @@ func TestMain(m *testing.M) {
 // they run side by side rather than GOMAXPROCS at a time.
 const processTestsParallel = 16
 
-// parallelM runs the tests with -test.parallel at processTestsParallel if
-// it was not given. testscript.Main calls Run only when the binary runs as
-// the test, not as cfg.
-type parallelM struct{ m *testing.M }
+// raceExitSleep is how long a cfg process built with the race detector
+// waits when it exits, for goroutines still running to race (GORACE's
+// atexit_sleep_ms, 1000 by default). cfg's commands end their goroutines
+// before they exit, and any goroutine still runnable runs within it; the
+// default second, in each of the thousands of cfg processes the tests run,
+// is most of the package's time under the race detector.
+const raceExitSleep = "atexit_sleep_ms=100"
 
-func (p parallelM) Run() int {
+// testMain runs the tests (testscript.Main calls Run only when the binary
+// runs as the test, not as cfg): with -test.parallel at
+// processTestsParallel if it was not given, and under the race detector
+// with the cfg processes that the tests start waiting raceExitSleep when
+// they exit, unless GORACE says otherwise.
+type testMain struct{ m *testing.M }
+
+func (tm testMain) Run() int {
 	flag.Parse()
 	set := false
 	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
@@ -45,7 +55,10 @@ func (p parallelM) Run() int {
 			return 2
 		}
 	}
-	return p.m.Run()
+	if gorace := os.Getenv("GORACE"); raceEnabled && !strings.Contains(gorace, "atexit_sleep_ms") {
+		os.Setenv("GORACE", strings.TrimSpace(gorace+" "+raceExitSleep))
+	}
+	return tm.m.Run()
 }
 
 // TestScript runs the end-to-end scripts in testdata/script: each is a
@@ -57,6 +70,9 @@ func TestScript(t *testing.T) {
 		UpdateScripts:       os.Getenv("UPDATE_SCRIPTS") != "",
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("NO_COLOR", "1")
+			if gorace := os.Getenv("GORACE"); gorace != "" {
+				env.Setenv("GORACE", gorace) // see testMain
+			}
 			// Free ports for the daemon and the agent of a script
 			// that runs them (scripts use no fixed port).
 			for _, name := range []string{"DAEMON_PORT", "AGENT_PORT"} {
