@@ -134,7 +134,10 @@ func TestReadme(t *testing.T) {
 			case "walkthrough-output":
 				outputs[b.args[0]] = b.text
 			default:
-				t.Run(fmt.Sprintf("%s:%d", b.file, b.line), func(t *testing.T) { check(t, b) })
+				t.Run(fmt.Sprintf("%s:%d", b.file, b.line), func(t *testing.T) {
+					t.Parallel() // each check has its own directories and processes
+					check(t, b)
+				})
 			}
 		}
 	}

@@ -64,6 +64,7 @@ func (tm testMain) Run() int {
 // TestScript runs the end-to-end scripts in testdata/script: each is a
 // small config repository and the cfg commands run against it.
 func TestScript(t *testing.T) {
+	t.Parallel()
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
