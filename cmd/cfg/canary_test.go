@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -63,15 +62,14 @@ func startBin(t *testing.T, bin string, args ...string) *proc {
 	return startCmd(t, exec.Command(bin, args...))
 }
 
-// freePort returns a port that was free a moment ago.
+// freePort returns a port that was free a moment ago (see freePortNumber).
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freePortNumber()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // runCode runs cfg to completion and returns its output and exit code.
