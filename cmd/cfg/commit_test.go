@@ -25,12 +25,11 @@ import (
 // These tests run cfg commit as separate processes (this test binary,
 // installed on PATH as cfg by TestMain), beside command-line git.
 
-// cfgCommand returns cfg with args, to run in dir with an author, in the
-// background (see backgroundEnv).
+// cfgCommand returns cfg with args, to run in dir with an author.
 func cfgCommand(dir string, args ...string) *exec.Cmd {
 	cmd := exec.Command("cfg", args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CFG_AUTHOR_NAME=e2e", "CFG_AUTHOR_EMAIL=e2e@example.com", "GIT_CONFIG_NOSYSTEM=1", backgroundEnv+"=1")
+	cmd.Env = append(os.Environ(), "CFG_AUTHOR_NAME=e2e", "CFG_AUTHOR_EMAIL=e2e@example.com", "GIT_CONFIG_NOSYSTEM=1")
 	return cmd
 }
 

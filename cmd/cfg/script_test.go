@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,38 +21,8 @@ import (
 
 func TestMain(m *testing.M) {
 	testscript.Main(testMain{m}, map[string]func(){
-		"cfg": func() {
-			if os.Getenv(backgroundEnv) != "" {
-				lowerPriority()
-			}
-			os.Exit(cli.Main())
-		},
+		"cfg": func() { os.Exit(cli.Main()) },
 	})
-}
-
-// backgroundEnv, set in a cfg process's environment, makes it lower its
-// scheduling priority (nice 10) as it starts. The tests that run many
-// short cfg commands back to back (the scripts, the commit tests) set it:
-// they use the CPU for as long as they get it, while the canary tests'
-// fleets use little of it but must get it when they wake, or their
-// services' latency, which the canaries judge, is the machine's.
-const backgroundEnv = "CFG_TEST_BACKGROUND"
-
-// lowerPriority sets nice 10 on every thread of this process; on Linux a
-// priority is a thread's, and threads made later inherit it from the
-// thread that makes them. It does nothing where there is no /proc.
-func lowerPriority() {
-	for range 2 { // again, for a thread made meanwhile
-		tasks, err := os.ReadDir("/proc/self/task")
-		if err != nil {
-			return
-		}
-		for _, task := range tasks {
-			if tid, err := strconv.Atoi(task.Name()); err == nil {
-				syscall.Setpriority(syscall.PRIO_PROCESS, tid, 10)
-			}
-		}
-	}
 }
 
 // processTestsParallel is how many tests of this package run at once
@@ -104,7 +73,6 @@ func TestScript(t *testing.T) {
 		UpdateScripts:       os.Getenv("UPDATE_SCRIPTS") != "",
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("NO_COLOR", "1")
-			env.Setenv(backgroundEnv, "1")
 			if gorace := os.Getenv("GORACE"); gorace != "" {
 				env.Setenv("GORACE", gorace) // see testMain
 			}
