@@ -174,6 +174,9 @@ type Daemon struct {
 	typesSeen typesCache
 
 	latest atomic.Int64 // the latest published revision
+	// named is the highest revision the daemon has named as the latest
+	// to a client (nameLatest).
+	named  atomic.Int64
 	ready  atomic.Bool  // the tailer has published or found the branch head
 	reason atomic.Value // string: why the daemon is not ready
 
@@ -396,6 +399,25 @@ func every(ctx context.Context, interval time.Duration, fn func()) {
 			return
 		case <-t.C:
 			fn()
+		}
+	}
+}
+
+// nameLatest returns the revision to name as the latest to a client that
+// was shown revision n (0 if none): the highest of n, the latest revision
+// the daemon announced and every revision it named before. A revision is
+// in the store a moment before the daemon announces it, and a client may
+// read it in that moment (the latest revision, a config it changed); a
+// client told a revision is the latest is never told a lower one after.
+func (d *Daemon) nameLatest(n int64) int64 {
+	n = max(n, d.latest.Load())
+	for {
+		named := d.named.Load()
+		if named >= n {
+			return named
+		}
+		if d.named.CompareAndSwap(named, n) {
+			return n
 		}
 	}
 }

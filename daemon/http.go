@@ -47,7 +47,7 @@ func (d *Daemon) routes() http.Handler {
 		// latest of them.
 		h := w.Header()
 		h.Set(wire.HeaderStore, id)
-		h.Set(wire.HeaderLatestRevision, strconv.FormatInt(d.latest.Load(), 10))
+		h.Set(wire.HeaderLatestRevision, strconv.FormatInt(d.nameLatest(0), 10))
 		sw := &statusWriter{ResponseWriter: w}
 		if _, pattern := mux.Handler(r); pattern == "" {
 			// No route: let the mux pick 404 or 405 (and Allow), and
@@ -167,7 +167,7 @@ func (d *Daemon) handleConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	h.Set(wire.HeaderRevision, strconv.FormatInt(c.Revision, 10))
-	h.Set(wire.HeaderLatestRevision, strconv.FormatInt(max(d.latest.Load(), c.Revision), 10))
+	h.Set(wire.HeaderLatestRevision, strconv.FormatInt(d.nameLatest(c.Revision), 10))
 	h.Set(wire.HeaderCommit, c.Commit)
 	h.Set(wire.HeaderType, c.Type)
 	if c.Compiled {
@@ -187,6 +187,7 @@ func (d *Daemon) handleLatestRevision(w http.ResponseWriter, r *http.Request) {
 		d.storeError(w, r, err)
 		return
 	}
+	w.Header().Set(wire.HeaderLatestRevision, strconv.FormatInt(d.nameLatest(rev.Number), 10))
 	if rev.Number == 0 {
 		writeError(w, http.StatusNotFound, "no revision published yet")
 		return
@@ -203,7 +204,7 @@ func (d *Daemon) handleRevision(w http.ResponseWriter, r *http.Request) {
 	}
 	rev, err := d.store.Revision(r.Context(), n)
 	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "no revision %d: the latest is %d", n, d.latest.Load())
+		writeError(w, http.StatusNotFound, "no revision %d: the latest is %d", n, d.nameLatest(0))
 		return
 	}
 	if err != nil {
@@ -386,7 +387,7 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 	}
 	// The latest revision this answer is about, which from is compared
 	// with (the tailer may not have counted it yet).
-	w.Header().Set(wire.HeaderLatestRevision, strconv.FormatInt(latest.Number, 10))
+	w.Header().Set(wire.HeaderLatestRevision, strconv.FormatInt(d.nameLatest(latest.Number), 10))
 	if from > latest.Number {
 		writeError(w, http.StatusBadRequest, "from: revision %d is beyond the latest revision %d", from, latest.Number)
 		return
