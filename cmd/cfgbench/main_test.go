@@ -56,6 +56,9 @@ func TestFlags(t *testing.T) {
 		{[]string{"-serve", "-fanout", "x"}, `-fanout: bad number "x"`},
 		{[]string{"-serve", "-changes", "0"}, "-changes: got 0, want at least 1"},
 		{[]string{"-paper"}, "-paper: only with -process"},
+		{[]string{"-cluster", "-fanout", "1000,x"}, `-fanout: bad number "x"`},
+		{[]string{"-cluster", "-changes", "0"}, "-changes: got 0, want at least 1"},
+		{[]string{"-cluster", "-serve"}, "-cluster: not with -serve"},
 	}
 	for _, tt := range tests {
 		_, err := parseFlags(tt.args, new(bytes.Buffer))
@@ -145,5 +148,26 @@ func TestProcess(t *testing.T) {
 		if !regexp.MustCompile(`(?m)^40 +` + step + `$`).MatchString(stdout.String()) {
 			t.Errorf("no row matching %q in\n%s", step, stdout.String())
 		}
+	}
+}
+
+// TestClusterFlags checks what -cluster measures by default, and that -n
+// and -fanout replace it.
+func TestClusterFlags(t *testing.T) {
+	o, err := parseFlags([]string{"-cluster", "-runs", "2"}, new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	co := o.clusterOpt
+	if !o.cluster || co.configs != 1000 || !slices.Equal(co.watchers, []int{1000, 3000}) || co.rounds != 100 || co.runs != 2 ||
+		co.cfg != "cfg" || co.command != "scripts/bench.sh -cluster -runs 2" {
+		t.Errorf("-cluster -runs 2: got %+v", co)
+	}
+	o, err = parseFlags([]string{"-cluster", "-n", "50", "-fanout", "30,9", "-changes", "7"}, new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if co := o.clusterOpt; co.configs != 50 || !slices.Equal(co.watchers, []int{30, 9}) || co.rounds != 7 {
+		t.Errorf("-cluster -n 50 -fanout 30,9 -changes 7: got %+v", co)
 	}
 }
