@@ -167,7 +167,7 @@ func (c *clusterFleet) startDaemon(t *testing.T, i int) {
 	addrFile := filepath.Join(c.work, fmt.Sprintf("d%d.addr", i))
 	os.Remove(addrFile)
 	c.daemons[i] = start(t, c.work, "serve", "--repo", c.repo, "--etcd", strings.Join(c.etcd.Endpoints, ","), "--etcd-prefix", "/cfg-e2e/",
-		"--member", fmt.Sprintf("d%d", i), "--election-ttl", "2s",
+		"--etcd-election-ttl", "2s",
 		"--listen", listen, "--addr-file", addrFile, "--poll", "100ms", "--heartbeat", "500ms")
 	c.urls[i] = addr(t, addrFile)
 	eventually(t, 20*time.Second, fmt.Sprintf("daemon %d to serve", i), func() bool {
