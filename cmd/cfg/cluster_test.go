@@ -221,21 +221,22 @@ func (c *clusterFleet) up() []int {
 }
 
 // publisher returns the daemon that publishes, as every running daemon
-// names it, waiting for them to agree on one.
+// names it on /healthz (by host and port), waiting for them to agree on
+// one.
 func (c *clusterFleet) publisher(t *testing.T) int {
 	t.Helper()
+	named := regexp.MustCompile(`^ok: (?:publishing as|following the store, published by) \S*:(\d+)\n$`)
 	p := -1
 	eventually(t, 20*time.Second, "the daemons to agree on a publisher", func() bool {
 		p = -1
 		for _, i := range c.up() {
 			body, _, err := httpGet(c.urls[i] + "/healthz")
-			m := regexp.MustCompile(`"publisher":"d(\d)"`).FindStringSubmatch(body)
+			m := named.FindStringSubmatch(body)
 			if err != nil || m == nil {
 				return false
 			}
-			var got int
-			fmt.Sscan(m[1], &got)
-			if p >= 0 && got != p || c.daemons[got] == nil {
+			got := slices.IndexFunc(c.urls, func(u string) bool { return strings.HasSuffix(u, ":"+m[1]) })
+			if got < 0 || p >= 0 && got != p || c.daemons[got] == nil {
 				return false
 			}
 			p = got
