@@ -34,22 +34,33 @@ var (
 // etcdMember returns the etcd member program, building it once.
 func etcdMember(t *testing.T) string {
 	t.Helper()
-	etcdOnce.Do(func() {
-		var dir string
-		if dir, etcdErr = os.MkdirTemp("", "cfg-etcd"); etcdErr == nil {
-			etcdBin, etcdErr = etcdproc.Build(dir)
-		}
-	})
+	etcdOnce.Do(buildEtcdMember)
 	if etcdErr != nil {
 		t.Fatal(etcdErr)
 	}
 	return etcdBin
 }
 
-// clusterSpec is the demo's canary spec with shorter phases and bake, so
-// that a run lasts half as long: the first phase is long enough for the
-// bad change's breach to fail it (a scrape, then a 4 s breach).
-const clusterSpec = `load("@cfg//canary.thrift", "Bake", "CanarySpec", "Provider", "Targets")
+func buildEtcdMember() {
+	var dir string
+	if dir, etcdErr = os.MkdirTemp("", "cfg-etcd"); etcdErr == nil {
+		etcdBin, etcdErr = etcdproc.Build(dir)
+	}
+}
+
+// The canary specs of the cluster's demo: the demo's checks, phases and
+// bake made short, so that the runs take a third of the demo's time.
+// demo/canary, which the bad change is canaried with, keeps a first phase
+// long enough for that change's breach to fail it (a scrape, then a 4 s
+// breach); demo/quick, which the good change lands with, has two phases
+// and a bake of a few seconds.
+var clusterSpecs = map[string]string{
+	"demo/canary": clusterSpec("phase(\"two hosts\", Targets(count = 2), duration_seconds = 12)", 4),
+	"demo/quick":  clusterSpec("phase(\"two hosts\", Targets(count = 2), duration_seconds = 5), phase(\"half\", Targets(percent = 50), duration_seconds = 4)", 4),
+}
+
+func clusterSpec(phases string, bake int) string {
+	return fmt.Sprintf(`load("@cfg//canary.thrift", "Bake", "CanarySpec", "Provider", "Targets")
 load("//lib/checks.cinc", "error_ratio", "phase")
 
 export(CanarySpec(
@@ -57,18 +68,19 @@ export(CanarySpec(
     provider = Provider.SCRAPE,
     scrape_interval_seconds = 2,
     lease_seconds = 4,
-    phases = [
-        phase("two hosts", Targets(count = 2), duration_seconds = 12),
-        phase("half", Targets(percent = 50), duration_seconds = 6),
-    ],
-    bake = Bake(duration_seconds = 6, checks = [error_ratio()]),
+    phases = [%s],
+    bake = Bake(duration_seconds = %d, checks = [error_ratio()]),
 ))
-`
+`, phases, bake)
+}
 
 // clusterFleet is the canary demo on a cluster. Its fleet's daemon is
 // the first daemon, through which the canary runs.
 type clusterFleet struct {
 	*fleet
+	// top is the test that owns the processes: a daemon started again
+	// in a subtest outlives it.
+	top       *testing.T
 	etcd      *etcdproc.Cluster
 	urls      []string // the daemons' base URLs
 	daemons   []*proc  // nil while killed
@@ -83,18 +95,23 @@ func startClusterFleet(t *testing.T) *clusterFleet {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
+	began := time.Now()
+	go etcdOnce.Do(buildEtcdMember) // while the examples build
 	demosvc := exampleBinary(t, "canary/demosvc")
 	load := exampleBinary(t, "canary/load")
 	member := etcdMember(t)
-	c := &clusterFleet{fleet: &fleet{repo: t.TempDir(), work: t.TempDir(), config: "demo/service", spec: "demo/canary"}}
+	t.Logf("built the programs in %.1f s", time.Since(began).Seconds())
+	c := &clusterFleet{fleet: &fleet{repo: t.TempDir(), work: t.TempDir(), config: "demo/service", spec: "demo/canary"}, top: t}
 	f := c.fleet
 	for _, dir := range []string{"source", "changes"} {
 		if err := os.CopyFS(filepath.Join(f.repo, dir), os.DirFS(filepath.Join("../../examples/canary", dir))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(f.repo, "source/demo/canary.cconf"), []byte(clusterSpec), 0o644); err != nil {
-		t.Fatal(err)
+	for name, spec := range clusterSpecs {
+		if err := os.WriteFile(filepath.Join(f.repo, "source", name+".cconf"), []byte(spec), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if out, err := exec.Command("git", "-C", f.repo, "init", "-q", "-b", "main").CombinedOutput(); err != nil {
 		t.Skipf("git init: %v %s", err, out)
@@ -166,7 +183,7 @@ func (c *clusterFleet) startDaemon(t *testing.T, i int) {
 	}
 	addrFile := filepath.Join(c.work, fmt.Sprintf("d%d.addr", i))
 	os.Remove(addrFile)
-	c.daemons[i] = start(t, c.work, "serve", "--repo", c.repo, "--etcd", strings.Join(c.etcd.Endpoints, ","), "--etcd-prefix", "/cfg-e2e/",
+	c.daemons[i] = start(c.top, c.work, "serve", "--repo", c.repo, "--etcd", strings.Join(c.etcd.Endpoints, ","), "--etcd-prefix", "/cfg-e2e/",
 		"--etcd-election-ttl", "2s",
 		"--listen", listen, "--addr-file", addrFile, "--poll", "100ms", "--heartbeat", "500ms")
 	c.urls[i] = addr(t, addrFile)
@@ -335,7 +352,9 @@ func (c *clusterFleet) connected(i int) int {
 // TestCluster runs the scenarios of a cluster in turn, on one cluster.
 func TestCluster(t *testing.T) {
 	skipUnderRace(t)
+	began := time.Now()
 	c := startClusterFleet(t)
+	t.Logf("the cluster started in %.1f s", time.Since(began).Seconds())
 	head := c.latest(0)
 
 	ok := t.Run("commit reaches every agent", func(t *testing.T) {
@@ -370,7 +389,9 @@ func TestCluster(t *testing.T) {
 		}
 		// The bad change is rolled back.
 		c.apply(t, "bad")
+		began := time.Now()
 		rep, stderr, code := c.canary(t, "--seed", "1")
+		t.Logf("bad change: %s in %.1f s (%s)", rep.Outcome, time.Since(began).Seconds(), rep.Reason)
 		if code != 1 || rep.Outcome != canary.RolledBack {
 			t.Fatalf("bad change: exit %d, outcome %q (%s), want 1 and rolled_back\n%s", code, rep.Outcome, rep.Reason, stderr)
 		}
@@ -397,8 +418,14 @@ func TestCluster(t *testing.T) {
 		// The good change lands and reaches every host.
 		c.apply(t, "good")
 		p := c.poll()
+		c.spec = "demo/quick"
+		began = time.Now()
 		rep, stderr, code = c.canary(t, "--seed", "1")
 		seen := p.finish()
+		t.Logf("good change: %s in %.1f s", rep.Outcome, time.Since(began).Seconds())
+		for _, ph := range rep.Phases {
+			t.Logf("phase %s: %s to %s", ph.Name, ph.Started.Format("15:04:05.0"), ph.Ended.Format("15:04:05.0"))
+		}
 		if code != 0 || rep.Outcome != canary.Landed {
 			t.Fatalf("good change: exit %d, outcome %q (%s), want 0 and landed\n%s", code, rep.Outcome, rep.Reason, stderr)
 		}
@@ -497,12 +524,30 @@ func TestCluster(t *testing.T) {
 		g := c.commit(t)
 		// The commit cannot be published: every daemon says so, and
 		// every agent serves what it had.
-		for _, i := range c.up() {
-			eventually(t, 30*time.Second, fmt.Sprintf("daemon %d to report the store unavailable", i), func() bool {
-				_, code, _ := httpGet(c.urls[i] + "/healthz")
-				return code == http.StatusServiceUnavailable
-			})
-		}
+		// A daemon reads the election for at most 2 s; the daemons are
+		// asked at once.
+		slow := &http.Client{Timeout: 10 * time.Second}
+		eventually(t, 30*time.Second, "every daemon to report the store unavailable", func() bool {
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			unavailable := 0
+			for _, i := range c.up() {
+				wg.Go(func() {
+					resp, err := slow.Get(c.urls[i] + "/healthz")
+					if err != nil {
+						return
+					}
+					resp.Body.Close()
+					mu.Lock()
+					defer mu.Unlock()
+					if resp.StatusCode == http.StatusServiceUnavailable {
+						unavailable++
+					}
+				})
+			}
+			wg.Wait()
+			return unavailable == len(c.up())
+		})
 		for i := range c.agents {
 			if got := c.greeting(i); got != old {
 				t.Errorf("web-%d serves %q without a quorum, want %q", i+1, got, old)
@@ -539,6 +584,7 @@ func TestCluster(t *testing.T) {
 				moved = append(moved, i)
 			}
 		}
+		t.Logf("agents %v stream from daemon %d, which is killed", moved, victim)
 		c.kill(victim)
 		g := c.commit(t)
 		head++
