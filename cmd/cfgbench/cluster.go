@@ -230,15 +230,26 @@ func clusterRun(o clusterOptions, member, root, dir string, run int, stderr io.W
 			}
 		}
 	}()
-	for _, args := range [][]string{{"config", "gc.auto", "0"}, {"branch", "-f", boltBranch, "HEAD"}, {"branch", "-f", clusterBranch, "HEAD"}} {
-		if _, err := gitCmd(root, args...); err != nil {
+	// Each system tails a clone of its own, whose work branch only its
+	// changes are committed on: a daemon publishes a revision for every
+	// commit the branch moves over.
+	boltRepo, clusterRepo := filepath.Join(work, "bolt-repo"), filepath.Join(work, "cluster-repo")
+	for _, r := range []struct{ dir, branch string }{{boltRepo, boltBranch}, {clusterRepo, clusterBranch}} {
+		if _, err := gitCmd(root, "clone", "-q", "--local", ".", r.dir); err != nil {
 			return nil, err
+		}
+		// Without git's automatic gc, which would pack objects and refs
+		// in the background while changes are timed.
+		for _, args := range [][]string{{"config", "gc.auto", "0"}, {"branch", "-f", r.branch, "HEAD"}} {
+			if _, err := gitCmd(r.dir, args...); err != nil {
+				return nil, err
+			}
 		}
 	}
 
 	logs = append(logs, filepath.Join(work, "bolt.log"))
 	bolt, err := startServe(o.cfg, filepath.Join(work, "bolt.log"), filepath.Join(work, "bolt.addr"),
-		"--repo", root, "--branch", boltBranch, "--data-dir", filepath.Join(work, "bolt"))
+		"--repo", boltRepo, "--branch", boltBranch, "--data-dir", filepath.Join(work, "bolt"))
 	if err != nil {
 		return nil, err
 	}
@@ -257,7 +268,7 @@ func clusterRun(o clusterOptions, member, root, dir string, run int, stderr io.W
 		log := filepath.Join(work, fmt.Sprintf("daemon%d.log", i+1))
 		logs = append(logs, log)
 		d, err := startServe(o.cfg, log, filepath.Join(work, fmt.Sprintf("daemon%d.addr", i+1)),
-			"--repo", root, "--branch", clusterBranch, "--etcd", strings.Join(ec.Endpoints, ","), "--etcd-prefix", "/cfg/")
+			"--repo", clusterRepo, "--branch", clusterBranch, "--etcd", strings.Join(ec.Endpoints, ","), "--etcd-prefix", "/cfg/")
 		if err != nil {
 			return nil, err
 		}
@@ -288,6 +299,7 @@ func clusterRun(o clusterOptions, member, root, dir string, run int, stderr io.W
 	}
 
 	rows = map[clusterKey]clusterRow{}
+	seq := run * 1e7
 	for _, w := range o.watchers {
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
@@ -379,7 +391,7 @@ func clusterRun(o clusterOptions, member, root, dir string, run int, stderr io.W
 				for i, pid := range pids[0] {
 					cpu[0][i] = cpuTime(pid)
 				}
-				d, err := cfgRound(root, boltBranch, &cur[0], boltRev, w, seq, errc)
+				d, err := cfgRound(boltRepo, boltBranch, &cur[0], boltRev, w, seq, errc)
 				spent(0)
 				lat[0] = append(lat[0], d)
 				return err
@@ -389,7 +401,7 @@ func clusterRun(o clusterOptions, member, root, dir string, run int, stderr io.W
 				for i, pid := range pids[1] {
 					cpu[1][i] = cpuTime(pid)
 				}
-				d, err := cfgRound(root, clusterBranch, &cur[1], clusterRev, w, seq, errc)
+				d, err := cfgRound(clusterRepo, clusterBranch, &cur[1], clusterRev, w, seq, errc)
 				spent(1)
 				lat[1] = append(lat[1], d)
 				return err
@@ -411,8 +423,8 @@ func clusterRun(o clusterOptions, member, root, dir string, run int, stderr io.W
 			},
 		}
 		for r := range o.rounds {
-			seq := run*1e6 + w*1e2 + r + 1
 			for k := range steps {
+				seq++ // every change writes other bytes
 				if err := steps[(r+k)%len(steps)](seq); err != nil {
 					stop()
 					return nil, fmt.Errorf("%d watchers, change %d: %w", w, r+1, err)
