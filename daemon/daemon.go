@@ -180,7 +180,7 @@ type Daemon struct {
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
 	startOnce sync.Once
-	wg        sync.WaitGroup // the tailer, the host flusher and the lease sweeper
+	wg        sync.WaitGroup // the tailer (or the follower and the campaign), the host flusher and the lease sweeper
 	streams   sync.WaitGroup // watch streams that took their connection over
 	streamsMu sync.Mutex     // held to add to streams, and to set closing
 	closing   bool           // Close waits for the streams: none may be added

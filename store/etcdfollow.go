@@ -122,6 +122,11 @@ func (s *Etcd) follow(ctx context.Context, after, watchFrom int64, fn func(Revis
 // errGap: a watch brought a revision after one it did not bring.
 var errGap = errors.New("revisions missed")
 
+// leadRelease bounds the wait of Lead, once its member is done, to give
+// the leadership up (resign, revoke its lease): a member cut off from
+// etcd gives up waiting, and its lease ends by itself.
+const leadRelease = 5 * time.Second
+
 // ErrLeadershipLost: Lead's member stopped being the publisher before its
 // work was done.
 var ErrLeadershipLost = errors.New("publisher leadership lost")
@@ -144,11 +149,27 @@ func (s *Etcd) Lead(ctx context.Context, member string, ttl int, lead func(ctx c
 		return err
 	}
 	defer done()
-	session, err := concurrency.NewSession(s.cli, concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
-	if err != nil {
+	// The session outlives ctx, so that a member that stops (ctx ends)
+	// revokes its lease, and the next member is elected at once rather
+	// than a ttl later, and so that ctx ending is not taken for a lost
+	// leadership; until it is made, ctx ending ends the wait for it.
+	sctx, scancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer scancel()
+	stop := context.AfterFunc(ctx, scancel)
+	session, err := concurrency.NewSession(s.cli, concurrency.WithTTL(ttl), concurrency.WithContext(sctx))
+	if !stop() || err != nil {
+		if err == nil {
+			err = ctx.Err()
+			session.Close()
+		}
 		return fmt.Errorf("campaigning to publish: %w", err)
 	}
-	defer session.Close()
+	defer func() {
+		// Revoking the lease waits at most leadRelease for etcd.
+		t := time.AfterFunc(leadRelease, scancel)
+		session.Close()
+		t.Stop()
+	}()
 	e := concurrency.NewElection(session, s.prefix+"publisher/")
 	if err := e.Campaign(ctx, member); err != nil {
 		return fmt.Errorf("campaigning to publish: %w", err)
@@ -173,7 +194,7 @@ func (s *Etcd) Lead(ctx context.Context, member string, ttl int, lead func(ctx c
 		return fmt.Errorf("publishing as %q: %w (%w)", member, ErrLeadershipLost, err)
 	default:
 	}
-	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(ttl)*time.Second)
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), leadRelease)
 	defer rcancel()
 	e.Resign(rctx)
 	return err
