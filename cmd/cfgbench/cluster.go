@@ -159,7 +159,7 @@ func clusterBench(o clusterOptions, stdout, stderr io.Writer) error {
 
 	fmt.Fprintf(stdout, "\nper process, while the watchers were open and the %d changes propagated (medians of the runs):\n", o.rounds)
 	tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "watchers\tsystem\tprocess\tits watchers\tRSS MB\tCPU ms a change\tMB written\tCPU s per MB written\t")
+	fmt.Fprintln(tw, "watchers\tsystem\tprocess\tits watchers\tRSS MB\tCPU ms a change\tMB written\tCPU ms per MB written\t")
 	for _, w := range o.watchers {
 		for _, sys := range clusterSystems {
 			rows := results[clusterKey{w, sys}]
@@ -179,7 +179,7 @@ func clusterBench(o clusterOptions, stdout, stderr io.Writer) error {
 				written := field(func(p procCost) int64 { return p.bytes })
 				perMB := "-"
 				if written > 0 {
-					perMB = fmt.Sprintf("%.2f", cpu.Seconds()/megabytes(written))
+					perMB = fmt.Sprintf("%.1f", ms(cpu)/megabytes(written))
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f\t%.1f\t%.1f\t%s\t\n", thousands(w), sys, p.name, thousands(p.watchers),
 					megabytes(rss), ms(cpu)/float64(o.rounds), megabytes(written), perMB)
