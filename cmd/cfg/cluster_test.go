@@ -568,17 +568,25 @@ func TestCluster(t *testing.T) {
 		c.waitLatest(t, head)
 	})
 	ok = ok && t.Run("an agent's daemon killed", func(t *testing.T) {
+		// The daemon most agents stream from, one that does not publish
+		// if any agent streams from one.
 		p := c.publisher(t)
-		victim := -1
-		var moved []int
+		count := make([]int, clusterDaemons)
 		for i := range c.agents {
-			if d := c.connected(i); d >= 0 && d != p {
+			if d := c.connected(i); d >= 0 {
+				count[d]++
+			}
+		}
+		victim := -1
+		for d, n := range count {
+			if n > 0 && (victim < 0 || victim == p || d != p && n > count[victim]) {
 				victim = d
 			}
 		}
 		if victim < 0 {
-			t.Fatalf("no agent streams from a daemon that does not publish")
+			t.Fatal("no agent streams from a daemon")
 		}
+		var moved []int
 		for i := range c.agents {
 			if c.connected(i) == victim {
 				moved = append(moved, i)
