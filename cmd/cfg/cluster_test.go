@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -592,10 +593,24 @@ func TestCluster(t *testing.T) {
 				moved = append(moved, i)
 			}
 		}
-		t.Logf("agents %v stream from daemon %d, which is killed", moved, victim)
+		// The daemon stops (SIGSTOP) while two commits are published, so
+		// that its agents are behind when it is killed: they must fetch
+		// what they missed from the daemon they fail over to.
+		t.Logf("agents %v stream from daemon %d, which is stopped, then killed", moved, victim)
+		if err := c.daemons[victim].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		var g string
+		for range 2 {
+			g = c.commit(t)
+			head++
+		}
+		for _, i := range c.up() {
+			if i != victim {
+				eventually(t, 30*time.Second, fmt.Sprintf("daemon %d to serve revision %d", i, head), func() bool { return c.latest(i) == head })
+			}
+		}
 		c.kill(victim)
-		g := c.commit(t)
-		head++
 		c.waitAgents(t, g)
 		for _, i := range moved {
 			if d := c.connected(i); d == victim || d < 0 {
