@@ -341,6 +341,7 @@ func TestClusterStaleClone(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := startCluster(t, c, prefix, r.dir, 1, nil)[0]
+	waitLong(t, "revision 1", func() bool { return first.latest() == 1 })
 	w := first.watch("configs=a")
 	w.expect("snapshot 1 a@1=a1")
 	c2 := r.commit("materialized_configs/a.json", "a2")

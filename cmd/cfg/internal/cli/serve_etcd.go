@@ -149,16 +149,23 @@ func (o *EtcdOptions) open(ctx context.Context) (*store.Etcd, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("--etcd: %w", err)
 	}
+	failed := func(err error) error {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("--etcd %s: no member answered within %v (--etcd-dial-timeout): check the URLs, and --etcd-cacert, --etcd-cert and --etcd-key: %w",
+				strings.Join(o.Endpoints, ","), o.DialTimeout, err)
+		}
+		return fmt.Errorf("--etcd %s: %w", strings.Join(o.Endpoints, ","), err)
+	}
 	cli, err := clientv3.New(*cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--etcd %s: %w", strings.Join(o.Endpoints, ","), err)
+		return nil, nil, failed(err)
 	}
 	octx, cancel := context.WithTimeout(ctx, o.DialTimeout)
 	defer cancel()
 	st, err := store.OpenEtcd(octx, cli, o.Prefix)
 	if err != nil {
 		cli.Close()
-		return nil, nil, fmt.Errorf("--etcd %s: %w", strings.Join(o.Endpoints, ","), err)
+		return nil, nil, failed(err)
 	}
 	return st, func() { st.Close(); cli.Close() }, nil
 }
