@@ -4,7 +4,9 @@
 # repositories; with -process, the time, CPU time and peak RSS of the cfg
 # command compiling and validating; with -soak, the soak benchmark of the
 # distribution daemon; with -serve, the daemon against an embedded etcd
-# holding the same configs.
+# holding the same configs; with -cluster, the fan-out of three daemons over
+# a three-member etcd cluster against one daemon over bbolt and etcd's own
+# watches (it builds etcd's server from internal/etcdmember).
 #
 #   scripts/bench.sh                      # N=1000,10000, 5 runs, -j 1 and all CPUs
 #   scripts/bench.sh -n 1000 -runs 3      # flags are passed to cfgbench
@@ -13,10 +15,12 @@
 #   scripts/bench.sh -process -paper      # and N=100000 (takes long)
 #   scripts/bench.sh -soak                # 5,000 watch streams against cfg serve
 #   scripts/bench.sh -serve -runs 3       # cfg serve against etcd: RSS and propagation
+#   scripts/bench.sh -cluster -runs 3     # 3 daemons over etcd: 1,000 and 3,000 watchers
 #
 # Repositories are generated under $TMPDIR (set TMPDIR=/dev/shm to take the
 # disk out of the measurement). Progress goes to stderr, the table to stdout.
-# The cfg built here comes first in PATH, so that -soak and -serve run it.
+# The cfg built here comes first in PATH, so that -soak, -serve and -cluster
+# run it.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -181,17 +182,19 @@ func agentMemory(t *testing.T, agentURL string) int {
 	return memoryOf(t, body)
 }
 
-// watcher records the revisions of the cache job's updates that an agent's
-// local watch stream delivers, reconnecting with from= after a failure.
+// watcher records the revisions of a config's updates (the cache job's
+// unless config is set) that an agent's local watch stream delivers,
+// reconnecting with from= after a failure.
 type watcher struct {
-	mu   sync.Mutex
-	revs []int64
+	config string
+	mu     sync.Mutex
+	revs   []int64
 }
 
 func (w *watcher) run(ctx context.Context, url string) {
 	from := int64(-1)
 	for ctx.Err() == nil {
-		q := url + "/v1/watch?configs=feed/cache_job"
+		q := url + "/v1/watch?configs=" + cmp.Or(w.config, "feed/cache_job")
 		if from >= 0 {
 			q += fmt.Sprintf("&from=%d", from)
 		}

@@ -21,6 +21,8 @@
 //	         [-size 5242880] [-commits 200] [-max-rss-mb 300] [-max-p99 100ms]
 //	cfgbench -serve [-cfg cfg] [-n 1000,20000] [-runs 5] [-streams 1000,5000]
 //	         [-fanout 1,100,1000] [-changes 100] [-dir DIR]
+//	cfgbench -cluster [-cfg cfg] [-n 1000] [-runs 5] [-fanout 1000,3000]
+//	         [-changes 100] [-dir DIR]
 //
 // -incremental adds a second table: for each N, with the most workers, the
 // median of a cold compile, a no-op compile and a compile after an edit to
@@ -69,6 +71,24 @@
 // medians over -runs runs of the RSS and of each run's p50 and p99, with
 // the load average at the start of each run and the command that
 // reproduces it. scripts/bench.sh -serve runs it with the cfg it builds.
+//
+// -cluster measures the fan-out of a cluster: one cfg serve over bbolt
+// (--data-dir), three cfg serve daemons over a three-member etcd cluster
+// (--etcd; the members are processes of etcd v3.7.3's server, built from
+// internal/etcdmember, with fsync on), and etcd's own watches of one key
+// on that cluster, in the same run. On a repository of -n configs (the
+// first size; 1,000 unless given) it starts them all afresh each run,
+// then, for each -fanout number of watchers of one raw config of 1 KB
+// (1,000 and 3,000 unless given), spread evenly over the daemons (etcd's
+// watchers over the members, each a client of its own), it makes
+// -changes changes with each system, the systems' order rotating change
+// by change: cfg's timed from the moment the tailed branch moves, etcd's
+// from the put, each until every watcher has it. It prints the medians
+// over -runs runs of each system's p50 and p99 with their ratios to the
+// single daemon's and to etcd's, and for each process its watchers, its
+// RSS with them open, its CPU time a change and per MB of updates
+// written to watchers. scripts/bench.sh -cluster runs it with the cfg it
+// builds.
 //
 // It is a development tool; scripts/bench.sh builds and runs it.
 package main
@@ -142,6 +162,8 @@ type options struct {
 	soakOpts   soakOptions
 	serve      bool
 	serveOpts  serveOptions
+	cluster    bool
+	clusterOpt clusterOptions
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -174,8 +196,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fl.IntVar(&o.soakOpts.commits, "commits", 200, "commits with -soak")
 	fl.BoolVar(&o.serve, "serve", false, "compare cfg serve with an embedded etcd instead: RSS with watch streams, propagation to watchers (-n default 1000,20000)")
 	memory := fl.String("streams", "1000,5000", "with -serve, comma-separated numbers of watch streams to measure RSS with")
-	latency := fl.String("fanout", "1,100,1000", "with -serve, comma-separated numbers of watchers to measure propagation to")
-	fl.IntVar(&o.serveOpts.rounds, "changes", 100, "with -serve, changes per system, watcher count and run")
+	latency := fl.String("fanout", "1,100,1000", "with -serve (-cluster: default 1000,3000), comma-separated numbers of watchers to measure propagation to")
+	fl.IntVar(&o.serveOpts.rounds, "changes", 100, "with -serve and -cluster, changes per system, watcher count and run")
+	fl.BoolVar(&o.cluster, "cluster", false, "measure the fan-out of 3 cfg serve over a 3-member etcd cluster against 1 cfg serve over bbolt and etcd's own watches instead (-n default 1000)")
 	maxRSS := fl.Int("max-rss-mb", 300, "with -soak, fail unless the daemon's peak RSS stays under this many MB")
 	fl.DurationVar(&o.soakOpts.maxP99, "max-p99", 100*time.Millisecond, "with -soak, fail unless p99 propagation stays under this")
 	if err := fl.Parse(args); err != nil {
@@ -232,6 +255,29 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 		if so.rounds < 1 {
 			return nil, fmt.Errorf("-changes: got %d, want at least 1", so.rounds)
+		}
+	}
+	if o.cluster {
+		if o.serve {
+			return nil, errors.New("-cluster: not with -serve")
+		}
+		co := &o.clusterOpt
+		co.cfg, co.runs, co.seed, co.dir, co.rounds = o.soakOpts.cfg, o.runs, o.seed, o.dir, o.serveOpts.rounds
+		co.command = "scripts/bench.sh " + strings.Join(args, " ")
+		co.configs, co.watchers = 1000, []int{1000, 3000}
+		fl.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "n":
+				co.configs = o.sizes[0]
+			case "fanout":
+				co.watchers, err = ints(*latency)
+			}
+		})
+		if err != nil {
+			return nil, fmt.Errorf("-fanout: %w", err)
+		}
+		if co.rounds < 1 {
+			return nil, fmt.Errorf("-changes: got %d, want at least 1", co.rounds)
 		}
 	}
 	if so := o.soakOpts; so.watchers < 1 || so.stuck < 0 || so.stuck >= so.watchers || so.slow < 0 || so.size < 16 || so.commits < 1 {
@@ -337,6 +383,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if o.serve {
 		return serveBench(o.serveOpts, stdout, stderr)
+	}
+	if o.cluster {
+		return clusterBench(o.clusterOpt, stdout, stderr)
 	}
 	if len(o.prop) > 0 {
 		return propagation(o.prop, o.rounds, o.examples, stdout, stderr)

@@ -56,6 +56,9 @@ func TestFlags(t *testing.T) {
 		{[]string{"-serve", "-fanout", "x"}, `-fanout: bad number "x"`},
 		{[]string{"-serve", "-changes", "0"}, "-changes: got 0, want at least 1"},
 		{[]string{"-paper"}, "-paper: only with -process"},
+		{[]string{"-cluster", "-fanout", "1000,x"}, `-fanout: bad number "x"`},
+		{[]string{"-cluster", "-changes", "0"}, "-changes: got 0, want at least 1"},
+		{[]string{"-cluster", "-serve"}, "-cluster: not with -serve"},
 	}
 	for _, tt := range tests {
 		_, err := parseFlags(tt.args, new(bytes.Buffer))
@@ -145,5 +148,65 @@ func TestProcess(t *testing.T) {
 		if !regexp.MustCompile(`(?m)^40 +` + step + `$`).MatchString(stdout.String()) {
 			t.Errorf("no row matching %q in\n%s", step, stdout.String())
 		}
+	}
+}
+
+// TestClusterFlags checks what -cluster measures by default, and that -n
+// and -fanout replace it.
+func TestClusterFlags(t *testing.T) {
+	o, err := parseFlags([]string{"-cluster", "-runs", "2"}, new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	co := o.clusterOpt
+	if !o.cluster || co.configs != 1000 || !slices.Equal(co.watchers, []int{1000, 3000}) || co.rounds != 100 || co.runs != 2 ||
+		co.cfg != "cfg" || co.command != "scripts/bench.sh -cluster -runs 2" {
+		t.Errorf("-cluster -runs 2: got %+v", co)
+	}
+	o, err = parseFlags([]string{"-cluster", "-n", "50", "-fanout", "30,9", "-changes", "7"}, new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if co := o.clusterOpt; co.configs != 50 || !slices.Equal(co.watchers, []int{30, 9}) || co.rounds != 7 {
+		t.Errorf("-cluster -n 50 -fanout 30,9 -changes 7: got %+v", co)
+	}
+}
+
+// TestCluster runs the cluster's fan-out benchmark on a tiny repository,
+// with the cfg of this tree: a row of each system and of each of its
+// processes, with numbers.
+func TestCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds cfg and etcd and starts a cluster")
+	}
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("needs git")
+	}
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(bin, "cfg"), "github.com/cfg-dev/cfg/cmd/cfg")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building cfg: %v\n%s", err, out)
+	}
+	var stdout, stderr bytes.Buffer
+	err := run([]string{"-cluster", "-cfg", filepath.Join(bin, "cfg"), "-n", "30", "-runs", "1", "-fanout", "7", "-changes", "3", "-dir", t.TempDir()}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	for _, row := range []string{
+		`7 +cfg serve, bbolt( +[\d.]+){2} +1\.00 +1\.00( +[\d.]+){2}`,
+		`7 +3 cfg serve, etcd( +[\d.]+){6}`,
+		`7 +etcd watch( +[\d.]+){4} +1\.00 +1\.00`,
+		`7 +cfg serve, bbolt +daemon +7( +[\d.]+){4}`,
+		`7 +3 cfg serve, etcd +daemon 1 \(publisher\) +3( +[\d.]+){4}`,
+		`7 +3 cfg serve, etcd +daemon 3 +2( +[\d.]+){4}`,
+		`7 +3 cfg serve, etcd +etcd member m2 +0( +[\d.]+){3} +-`,
+		`7 +etcd watch +etcd member m0 +3( +[\d.]+){3} +-`,
+	} {
+		if !regexp.MustCompile(`(?m)^ *` + row + ` *$`).MatchString(stdout.String()) {
+			t.Errorf("no row matching %q in\n%s", row, stdout.String())
+		}
+	}
+	if !strings.Contains(stdout.String(), "command: scripts/bench.sh -cluster -cfg ") {
+		t.Errorf("no command in\n%s", stdout.String())
 	}
 }

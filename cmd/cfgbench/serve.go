@@ -354,7 +354,7 @@ func serveRun(o serveOptions, root, dir string, names []string, run int, stderr 
 			steps := []func() error{
 				func() error {
 					cfgRev++
-					d, err := cfgRound(root, &cfgCur, cfgRev, n, run*1e6+n*1e3+r+1, errc)
+					d, err := cfgRound(root, soakBranch, &cfgCur, cfgRev, n, run*1e6+n*1e3+r+1, errc)
 					cfgAll = append(cfgAll, d)
 					return err
 				},
@@ -638,7 +638,8 @@ func loadEtcd(addr, root string, names []string) (int64, error) {
 }
 
 // round is one change being propagated: want is the revision that brings
-// it, and the round is done once n watchers have it.
+// it (0: whatever revision a watcher is told of first, for a key that
+// changes once a round), and the round is done once n watchers have it.
 type round struct {
 	want  int64
 	n     int32
@@ -654,7 +655,7 @@ func newRound(want int64, n int) *round {
 
 // arrive counts a watcher told of revision rev at at.
 func (r *round) arrive(rev int64, at time.Time) {
-	if r == nil || rev != r.want {
+	if r == nil || r.want != 0 && rev != r.want {
 		return
 	}
 	storeMax(&r.last, int64(at.Sub(r.start)))
@@ -679,7 +680,7 @@ func (r *round) wait(errc <-chan error) (time.Duration, error) {
 // cfgRound commits a change of the hot config on the work branch (not
 // timed), then moves the tailed branch to it, as git update-ref would,
 // and waits until n watchers have revision rev.
-func cfgRound(root string, cur *atomic.Pointer[round], rev int64, n, seq int, errc <-chan error) (time.Duration, error) {
+func cfgRound(root, branch string, cur *atomic.Pointer[round], rev int64, n, seq int, errc <-chan error) (time.Duration, error) {
 	if err := os.WriteFile(filepath.Join(root, hotFile), hotData(seq), 0o644); err != nil {
 		return 0, err
 	}
@@ -693,7 +694,7 @@ func cfgRound(root string, cur *atomic.Pointer[round], rev int64, n, seq int, er
 	r := newRound(rev, n)
 	r.start = time.Now()
 	cur.Store(r)
-	if err := moveBranch(root, soakBranch, head); err != nil {
+	if err := moveBranch(root, branch, head); err != nil {
 		return 0, err
 	}
 	return r.wait(errc)

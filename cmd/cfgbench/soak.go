@@ -307,13 +307,18 @@ type soakDaemon struct {
 const soakToken = "bench"
 
 func startDaemon(cfg, repoDir, dataDir, logFile string) (*soakDaemon, error) {
+	return startServe(cfg, logFile, dataDir+".addr", "--repo", repoDir, "--branch", soakBranch, "--data-dir", dataDir)
+}
+
+// startServe starts cfg serve with args (the repository's and the
+// store's flags) on a port of its own, whose address it writes to
+// addrFile, logging to logFile, and waits until it serves a revision.
+func startServe(cfg, logFile, addrFile string, args ...string) (*soakDaemon, error) {
 	log, err := os.Create(logFile)
 	if err != nil {
 		return nil, err
 	}
-	addrFile := dataDir + ".addr"
-	cmd := exec.Command(cfg, "serve", "--repo", repoDir, "--branch", soakBranch, "--data-dir", dataDir,
-		"--listen", "127.0.0.1:0", "--addr-file", addrFile)
+	cmd := exec.Command(cfg, append(append([]string{"serve"}, args...), "--listen", "127.0.0.1:0", "--addr-file", addrFile)...)
 	cmd.Env = append(os.Environ(), "CFG_TOKEN="+soakToken)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
