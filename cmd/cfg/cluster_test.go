@@ -353,6 +353,7 @@ func (c *clusterFleet) connected(i int) int {
 // TestCluster runs the scenarios of a cluster in turn, on one cluster.
 func TestCluster(t *testing.T) {
 	skipUnderRace(t)
+	t.Parallel()
 	began := time.Now()
 	c := startClusterFleet(t)
 	t.Logf("the cluster started in %.1f s", time.Since(began).Seconds())

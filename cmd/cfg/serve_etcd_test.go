@@ -19,6 +19,7 @@ func TestServeEtcd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
+	t.Parallel()
 	c, err := etcdtest.Start(t.TempDir(), 3)
 	if err != nil {
 		t.Fatal(err)
