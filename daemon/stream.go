@@ -255,6 +255,24 @@ func (cw *clientWriter) event(ev wire.Event) error { return cw.counted(cw.Encode
 
 // config adds c to the event being written.
 func (cw *clientWriter) config(c *store.ConfigVersion) error {
-	return cw.Config(&wire.Config{Name: c.Name, Revision: c.Revision, Commit: c.Commit, Type: c.Type,
-		Compiled: &c.Compiled, Deleted: c.Deleted, Data: c.Data})
+	return cw.Config(wireConfig(c))
+}
+
+// wireConfig returns c as an event holds it.
+func wireConfig(c *store.ConfigVersion) *wire.Config {
+	return &wire.Config{Name: c.Name, Revision: c.Revision, Commit: c.Commit, Type: c.Type,
+		Compiled: &c.Compiled, Deleted: c.Deleted, Data: c.Data}
+}
+
+// line writes an event encoded whole (one line, with its newline), in
+// pieces of at most pieceSize, each with its deadline, as the encoder
+// would have written it.
+func (cw *clientWriter) line(b []byte) error {
+	for {
+		n := min(len(b), pieceSize)
+		if err := cw.writePiece(b[:n], n == len(b)); err != nil || n == len(b) {
+			return err
+		}
+		b = b[n:]
+	}
 }
