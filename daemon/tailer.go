@@ -344,9 +344,11 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, configs it
 			}
 		}
 	}
+	storing := time.Now()
 	if err := d.store.Append(ctx, r.Revision, kept); err != nil {
 		return false, fmt.Errorf("publishing commit %.12s: %w", commit, err)
 	}
+	stored := time.Now()
 	r.stored = held < 0
 	r.size = max(held, 0)
 	// The metrics first: whoever sees the new latest revision sees them.
@@ -357,9 +359,13 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, configs it
 		d.metrics.dropped.WithLabelValues(dropBehind).Add(float64(dropped))
 		d.log.Info("dropped watchers that fell behind", "count", dropped)
 	}
-	d.log.Info("published", "revision", n, "commit", commit, "configs", r.Configs)
+	d.log.Info("published", "revision", n, "commit", commit, "configs", r.Configs,
+		"store_ms", ms(stored.Sub(storing)), "broadcast_ms", ms(time.Since(stored)))
 	return true, nil
 }
+
+// ms returns d in milliseconds, as logs give durations.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // configName names the config that the materialized file f holds, as
 // repo.MaterializedConfig does with the commit's record of types; a deleted
