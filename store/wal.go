@@ -29,8 +29,8 @@ var walBytes = 4 << 20
 // written to the bolt file: an Append above it waits.
 const walPending = 16 << 20
 
-// wal is the log of a bolt store: the records of revisions committed and
-// not yet known to be in the bolt file, each
+// wal is the log of a bolt store: the records of revisions committed, from
+// the start of the file, each
 //
 //	length (4 bytes little endian) | payload | CRC-32C of the store's identity, the length and the payload (4 bytes little endian)
 //
@@ -39,13 +39,20 @@ const walPending = 16 << 20
 // and its history entry (the sealed value of history/NAME 0x00 REV), each
 // a uvarint length and bytes. A record that is cut short or fails its
 // checksum ends the log: it was not committed.
+//
+// Once the bolt file holds every revision of the log, the next record is
+// written at the start of the file again, over the old ones: the file is
+// neither truncated nor, once as big as the records it held, extended,
+// so that syncing a record syncs its data only, not the file's size.
+// Records of the old ones that follow it are of revisions the bolt file
+// holds, which a start skips.
 type wal struct {
 	f        *os.File
 	identity []byte
 
 	mu      sync.Mutex
 	cond    *sync.Cond // signalled when pending shrinks or applying ends
-	size    int64      // bytes of records in the file
+	size    int64      // where the next record goes
 	pending []walRecord
 	bytes   int64 // config data of pending
 	busy    bool  // the applier goroutine runs
@@ -187,11 +194,9 @@ func (s *Bolt) commitLogged(ctx context.Context, r Revision, configs []ConfigVer
 	if _, err := w.f.WriteAt(rec, w.size); err != nil {
 		return fmt.Errorf("appending revision %d: writing the store's log: %w", r.Number, err)
 	}
-	if err := w.f.Sync(); err != nil {
+	if err := syncData(w.f); err != nil {
 		// What was written may or may not be on disk: the next record
-		// goes after it, and the log is not read past a record that
-		// fails.
-		w.size += int64(len(rec))
+		// goes over it.
 		return fmt.Errorf("appending revision %d: syncing the store's log: %w", r.Number, err)
 	}
 	w.size += int64(len(rec))
@@ -205,7 +210,7 @@ func (s *Bolt) commitLogged(ctx context.Context, r Revision, configs []ConfigVer
 }
 
 // applyLogged writes the logged revisions to the bolt file, in order,
-// until none is left, and then empties the log. It stops at an error,
+// until none is left; the next record then goes at the start of the log. It stops at an error,
 // which later calls get (settle) until a write works.
 func (s *Bolt) applyLogged() {
 	w := s.wal
@@ -227,22 +232,10 @@ func (s *Bolt) applyLogged() {
 		w.cond.Broadcast()
 	}
 	if len(w.pending) == 0 {
-		w.truncate()
+		w.size = 0
 	}
 	w.busy = false
 	w.cond.Broadcast()
-}
-
-// truncate empties the log, once the bolt file holds every revision in
-// it. w.mu is held. A truncation lost in a crash leaves records of
-// revisions the file holds, which the next start skips.
-func (w *wal) truncate() {
-	if w.size == 0 {
-		return
-	}
-	if err := w.f.Truncate(0); err == nil {
-		w.size = 0
-	}
 }
 
 // settle waits until the bolt file holds every logged revision, writing
@@ -275,7 +268,7 @@ func (s *Bolt) settle() error {
 }
 
 // replay writes the revisions of the log that the bolt file lacks, in
-// order, and empties the log; it runs at start, before any other call.
+// order; it runs at start, before any other call.
 func (s *Bolt) replay() error {
 	recs, err := s.wal.records()
 	if err != nil {
@@ -299,12 +292,7 @@ func (s *Bolt) replay() error {
 			return fmt.Errorf("writing revision %d from the store's log: %w", r.rev.Number, err)
 		}
 	}
-	s.wal.mu.Lock()
-	defer s.wal.mu.Unlock()
-	s.wal.size = 1 // whatever is there goes
-	s.wal.truncate()
-	if s.wal.size != 0 {
-		return errors.New("emptying the store's log")
-	}
-	return s.wal.f.Sync()
+	// The next record goes at the start.
+	s.wal.size = 0
+	return nil
 }
