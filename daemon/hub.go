@@ -18,8 +18,8 @@ import (
 // Publishing never blocks: a stream that would have more than buffer
 // broadcasts, or more than maxBytes of config data, to read is dropped,
 // and its client resumes with from=. The broadcasts are shared: streams
-// write the same published revision, each encoding the configs it watches
-// as it writes them.
+// write the same published revision, and the streams that watch the same
+// of its configs the same bytes, encoded once (published.event).
 type hub struct {
 	buffer   int   // broadcasts a stream may have to read
 	maxBytes int64 // config data a stream may have to read

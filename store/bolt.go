@@ -75,7 +75,7 @@ const (
 // its record in the log is synced to disk (one fdatasync), a bigger one
 // once the write transactions that hold it are; every write transaction
 // of the bolt file is synced before it ends. A crash (kill -9) in the
-// middle of an Append leaves nothing of it visible.
+// middle of an Append leaves its revision whole or not at all.
 type Bolt struct {
 	path     string
 	db       *bolt.DB
