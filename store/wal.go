@@ -104,9 +104,8 @@ func (w *wal) records() ([]walRecord, error) {
 	return out, nil
 }
 
-// encodeWALRecord returns the framed record of revision r with configs,
-// which are checked.
-func (w *wal) encode(r Revision, configs []ConfigVersion) ([]byte, error) {
+// encode returns the framed record of revision r with configs.
+func (w *wal) encode(r Revision, configs []ConfigVersion) []byte {
 	buf := make([]byte, 4, 4096)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(r.Number))
 	k := revKey(r.Number)
@@ -118,7 +117,7 @@ func (w *wal) encode(r Revision, configs []ConfigVersion) ([]byte, error) {
 		buf = appendBytes(buf, encodeEntry(hk, c))
 	}
 	binary.LittleEndian.PutUint32(buf, uint32(len(buf)-4))
-	return binary.LittleEndian.AppendUint32(buf, checksum(w.identity, buf)), nil
+	return binary.LittleEndian.AppendUint32(buf, checksum(w.identity, buf))
 }
 
 func appendBytes(buf, b []byte) []byte {
@@ -171,7 +170,7 @@ func decodeWALRecord(p []byte) (walRecord, error) {
 	return r, nil
 }
 
-// commit writes the record of r with configs to the log and syncs it, and
+// commitLogged writes the record of r with configs to the log and syncs it, and
 // hands the revision to the applier. It waits while the revisions waiting
 // to be written to the bolt file hold walPending of config data or more.
 func (s *Bolt) commitLogged(ctx context.Context, r Revision, configs []ConfigVersion, size int64) error {
@@ -187,10 +186,7 @@ func (s *Bolt) commitLogged(ctx context.Context, r Revision, configs []ConfigVer
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	rec, err := w.encode(r, configs)
-	if err != nil {
-		return err
-	}
+	rec := w.encode(r, configs)
 	if _, err := w.f.WriteAt(rec, w.size); err != nil {
 		return fmt.Errorf("appending revision %d: writing the store's log: %w", r.Number, err)
 	}

@@ -163,10 +163,7 @@ func TestLoggedRevisionSurvivesKill(t *testing.T) {
 
 	// The record of revision 2 again (in the file already: skipped), then
 	// the record of revision 3 cut short.
-	r3, err := (&wal{identity: []byte(s.identity)}).encode(newRev(3, cv("a", "a3")).Revision, []ConfigVersion{{Name: "a", Revision: 3, Commit: "c3", Data: []byte("a3")}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r3 := (&wal{identity: []byte(s.identity)}).encode(newRev(3, cv("a", "a3")).Revision, []ConfigVersion{{Name: "a", Revision: 3, Commit: "c3", Data: []byte("a3")}})
 	if err := os.WriteFile(path+WALSuffix, append(logged, r3[:len(r3)-1]...), 0o600); err != nil {
 		t.Fatal(err)
 	}
