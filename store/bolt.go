@@ -641,12 +641,22 @@ func dropStaged(tx *bolt.Tx, latest int64) error {
 }
 
 // Latest implements Store.
+//
+// A revision committed to the log and not yet in the file is answered
+// from memory: Latest does not wait for the file, so that publishing the
+// next revision does not wait for the last one to be written there.
 func (s *Bolt) Latest(ctx context.Context) (Revision, error) {
-	done, err := s.beginRead(ctx)
+	done, err := s.begin(ctx)
 	if err != nil {
 		return Revision{}, err
 	}
 	defer done()
+	if r, ok := s.wal.latest(); ok {
+		return r, nil
+	}
+	if err := s.settle(); err != nil {
+		return Revision{}, err
+	}
 	var r Revision
 	err = s.view(func(tx *bolt.Tx) error {
 		r, err = latest(tx)

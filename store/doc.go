@@ -107,9 +107,11 @@
 // CRC-32C of the store's identity, the length and the rest, written and
 // synced with one fdatasync. Append returns then; the revision is written
 // to the bolt file in the background, in the same write transaction as
-// above, and every call that reads revisions (Latest, Revision, Changed,
-// Get, Snapshot, Since, Compact) first waits until the file holds every
-// revision of the log, so reads never lag behind Append. A revision above
+// above. Latest answers with the latest revision of the log while the
+// file lacks it, and every other call that reads revisions (Revision,
+// Changed, Get, Snapshot, Since, Compact) first waits until the file holds
+// every revision of the log, so reads never lag behind Append, and the
+// next Append need not wait for the file. A revision above
 // 4 MiB is written to the file directly, after the logged ones. Logged
 // revisions wait in memory until they are in the file, at most 16 MiB of
 // config data: an Append above it waits.

@@ -234,6 +234,17 @@ func (s *Bolt) applyLogged() {
 	w.cond.Broadcast()
 }
 
+// latest returns the latest revision of the log not yet in the bolt file,
+// if there is one and writing the file has not failed.
+func (w *wal) latest() (Revision, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.pending) == 0 || w.err != nil {
+		return Revision{}, false
+	}
+	return w.pending[len(w.pending)-1].rev, true
+}
+
 // settle waits until the bolt file holds every logged revision, writing
 // them itself if the applier stopped at an error; it returns the error
 // that keeps them from it.

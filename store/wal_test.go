@@ -53,9 +53,27 @@ func TestLoggedAppendNeedsNoBoltWrite(t *testing.T) {
 	if err := s.Append(ctx, r.Revision, Entries(r.configs)); !errors.Is(err, ErrOutOfOrder) {
 		t.Errorf("appending revision 2 again: %v, want ErrOutOfOrder", err)
 	}
+	// Latest answers from the log, without waiting for the file.
+	latest := make(chan Revision, 1)
+	go func() {
+		info, err := s.Latest(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		latest <- info
+	}()
+	select {
+	case info := <-latest:
+		if info.Number != 2 || info.Configs != 1 || info.Commit != "c2" {
+			t.Errorf("Latest while revision 2 is in the log only: %+v", info)
+		}
+	case <-time.After(time.Minute):
+		tx.Rollback()
+		t.Fatal("Latest waited for the bolt file")
+	}
 	tx.Rollback()
-	if info, err := s.Latest(ctx); err != nil || info.Number != 2 || info.Configs != 1 {
-		t.Errorf("Latest after a logged Append: %+v, %v", info, err)
+	if info, err := s.Revision(ctx, 2); err != nil || info.Number != 2 || info.Configs != 1 {
+		t.Errorf("Revision(2) after a logged Append: %+v, %v", info, err)
 	}
 	if _, got := snapshot(t, s, All()); !cmp.Equal(got, []string{"a@2=a2", "b@1=b1"}) {
 		t.Errorf("Snapshot after a logged Append: %q", got)
