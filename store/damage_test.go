@@ -177,7 +177,8 @@ func TestDamagedFiles(t *testing.T) {
 // in the middle of writing it, and the file is as it was one transaction
 // earlier. A revision written to the file directly (bigger than the log
 // takes) is then gone, as its Append never returned; one committed to the
-// log is written to the file again from it.
+// log, which the log still holds after such a crash, is written to the
+// file again from it.
 func TestNewestMetaDamaged(t *testing.T) {
 	for _, logged := range []bool{false, true} {
 		t.Run(fmt.Sprintf("logged=%v", logged), func(t *testing.T) {
@@ -188,6 +189,22 @@ func TestNewestMetaDamaged(t *testing.T) {
 			path := buildStore(t, t.TempDir())
 			m := metaOf(t, path)
 			overwrite(t, path, int64(m.txid%2)*int64(m.pageSize)+16, bytes.Repeat([]byte{0xff}, 64))
+			if logged {
+				// The log as the crash left it: holding revision 3.
+				id, err := os.ReadFile(path + IdentitySuffix)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r := newRev(3, cv("c/d", ""), cv("e", "e3"))
+				r.Configs = 2
+				for i := range r.configs {
+					r.configs[i].Revision, r.configs[i].Commit = 3, r.Commit
+				}
+				w := &wal{identity: bytes.TrimSpace(id)}
+				if err := os.WriteFile(path+WALSuffix, w.encode(r.Revision, r.configs), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
 			s := openTest(t, path)
 			want := int64(2)
 			if logged {

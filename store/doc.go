@@ -116,15 +116,22 @@
 // revisions wait in memory until they are in the file, at most 16 MiB of
 // config data: an Append above it waits.
 //
-// Once the file holds every revision of the log, the next record is
-// written at the start of the log, over the old ones: the log is neither
-// truncated nor, once as big as the records it held at once, extended, so
-// that a record's fdatasync flushes its bytes and no file size. At every
+// Once the file holds every revision of the log, the length of the log's
+// first record is overwritten with zero (not synced), and the next record
+// is written at the start of the log, over the old ones: the log is
+// neither truncated nor, once as big as the records it held at once,
+// extended, so that a record's fdatasync flushes its bytes and no file
+// size. A store closed, or a daemon stopped, therefore leaves a log that
+// holds no record. At every
 // start OpenBolt reads the log from its start up to the first record cut
 // short or failing its checksum (a crash while writing it: that Append
 // did not return), skips the revisions the file holds (old records after
-// the last written), and writes the next ones to the file, in order; a
-// record of a revision past the next one is damage. A crash at any point
+// the last written), and writes the next ones to the file, in order. A
+// record of a revision past the next one ends the log too: the file was
+// restored from an older copy of the store, which never had the
+// revisions between (a record that continues the file is of the same
+// history, as revisions are numbered densely in a store, and is written
+// to it). A crash at any point
 // therefore leaves every revision whose Append returned, and one whose
 // Append did not return whole or not at all. A log left beside a new
 // store (the file and its identity record moved aside) is not read: its

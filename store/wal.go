@@ -228,7 +228,7 @@ func (s *Bolt) applyLogged() {
 		w.cond.Broadcast()
 	}
 	if len(w.pending) == 0 {
-		w.size = 0
+		w.clear()
 	}
 	w.busy = false
 	w.cond.Broadcast()
@@ -291,15 +291,42 @@ func (s *Bolt) replay() error {
 		}
 		switch {
 		case r.rev.Number <= latest:
-			continue // written before the log was emptied
+			continue // in the file already
 		case r.rev.Number > latest+1:
-			return fmt.Errorf("%w: the log holds revision %d, the store's latest is %d", ErrDamaged, r.rev.Number, latest)
+			// The log does not continue the file: a file restored from
+			// an older copy of the store. Revisions are numbered densely
+			// in a store, so a record that continues it would be of the
+			// same history; this one is of revisions the copy never had.
+			return s.resetLog()
 		}
 		if err := s.writeRevision(context.Background(), r.rev, Entries(r.configs)); err != nil {
 			return fmt.Errorf("writing revision %d from the store's log: %w", r.rev.Number, err)
 		}
 	}
-	// The next record goes at the start.
-	s.wal.size = 0
+	return s.resetLog()
+}
+
+// resetLog empties the log (clear).
+func (s *Bolt) resetLog() error {
+	s.wal.mu.Lock()
+	defer s.wal.mu.Unlock()
+	s.wal.size = 1 // whatever the file holds
+	return s.wal.clear()
+}
+
+// clear empties the log once the bolt file holds every revision in it:
+// the next record goes at its start, and the length of the first record
+// is overwritten with zero, so that a start reads no record (a file
+// restored from a copy then opens as the copy was). The zero is not
+// synced: a crash that loses it leaves records of revisions the file
+// holds, which a start skips. w.mu is held.
+func (w *wal) clear() error {
+	if w.size == 0 {
+		return nil
+	}
+	if _, err := w.f.WriteAt(make([]byte, 4), 0); err != nil {
+		return fmt.Errorf("emptying the store's log: %w", err)
+	}
+	w.size = 0
 	return nil
 }

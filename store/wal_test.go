@@ -201,3 +201,33 @@ func TestLoggedRevisionSurvivesKill(t *testing.T) {
 		t.Errorf("Snapshot after revision 3 went over the log: %q", got)
 	}
 }
+
+// TestLogAheadOfRestoredFile restores the bolt file from an older copy of
+// the store after the store was closed: the log holds no record, and the
+// store opens as the copy was, and appends after it.
+func TestLogAheadOfRestoredFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cfg.db")
+	s := openTest(t, path)
+	mustAppend(t, s, newRev(1, cv("a", "a1")))
+	s.Close()
+	saved, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, path)
+	mustAppend(t, s, newRev(2, cv("a", "a2")), newRev(3, cv("a", "a3")))
+	s.Close()
+	if err := os.WriteFile(path, saved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, path)
+	if _, got := snapshot(t, s, All()); !cmp.Equal(got, []string{"a@1=a1"}) {
+		t.Errorf("Snapshot of the restored file: %q", got)
+	}
+	mustAppend(t, s, newRev(2, cv("a", "other")))
+	s.Close()
+	s = openTest(t, path)
+	if _, got := snapshot(t, s, All()); !cmp.Equal(got, []string{"a@2=other"}) {
+		t.Errorf("Snapshot after appending to the restored file: %q", got)
+	}
+}
