@@ -115,7 +115,8 @@ func (e *DamagedError) Unwrap() error { return ErrDamaged }
 // (CheckBolt), a store whose file is missing while its identity is
 // recorded, and a store whose identity is not the one recorded. A store of
 // the first layout is migrated, in place and atomically, and gets an
-// identity.
+// identity. The revisions of the log (WALSuffix) that the file lacks are
+// then written to it.
 func OpenBolt(path string) (*Bolt, error) {
 	idFile := path + IdentitySuffix
 	recorded, err := readIdentityFile(idFile)
