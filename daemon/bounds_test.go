@@ -132,7 +132,9 @@ func TestNonReadingClientsMemory(t *testing.T) {
 func TestNonReadingWatcherDropped(t *testing.T) {
 	r := newTestRepo(t)
 	r.commit("materialized_configs/big.json", bigConfig(5<<20))
-	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
+	// The write timeout also bounds the test's own requests (/healthz,
+	// /metrics): 2 s leaves them time on a loaded machine.
+	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond, WriteTimeout: 2 * time.Second})
 	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
 	c := d.sendRequest("127.0.0.1", "/v1/watch?configs=*")
 	if got := statusLine(t, c); got != "HTTP/1.1 200 OK" {

@@ -67,8 +67,30 @@ type Config struct {
 	// Branch is the branch to tail; empty means the branch HEAD names
 	// when the daemon starts.
 	Branch string
-	// DataDir holds the store (StoreFile); it is made if missing.
+	// DataDir holds the store (StoreFile); it is made if missing. It is
+	// unused when Store is set.
 	DataDir string
+	// Store, if set, is the store the daemon serves, in place of the one
+	// in DataDir. The daemon does not close it: whoever opened it closes
+	// it, after Close. A SharedStore (store.Etcd) makes the daemon one of
+	// a cluster: every daemon sharing the store serves reads and watch
+	// streams, following what is published; the one elected tails the
+	// branch and publishes.
+	Store store.Store
+	// Member names the daemon in the election of the publisher of a
+	// shared store, and in /healthz and /metrics (default HOST:PID).
+	Member string
+	// ElectionTTL is the lease of the publisher's election on a shared
+	// store, rounded up to whole seconds (DefaultElectionTTL if zero):
+	// when the publisher's process dies, another daemon publishes within
+	// it.
+	ElectionTTL time.Duration
+	// KeepRevisions, if positive, is how many of the latest revisions
+	// keep their history: the publisher compacts the store (store.Store
+	// Compact) after every revision it publishes. Zero keeps every
+	// revision's history. A watch from a compacted revision gets a
+	// snapshot.
+	KeepRevisions int64
 	// Token authorizes writes (POST, PUT, DELETE). Without one the daemon
 	// is read-only: it answers every write with 403 (ReadOnlyMessage).
 	Token string
@@ -131,7 +153,9 @@ type Daemon struct {
 	store store.Store
 	hist  *gitrepo.History
 	hub   *hub
-	hosts *hostRegistry
+	// cluster is set over a shared store.
+	cluster *cluster
+	hosts   *hostRegistry
 	// overrides are the overrides in effect; runsMu serializes changes
 	// to the recorded canary runs.
 	overrides *overrideSet
@@ -156,7 +180,7 @@ type Daemon struct {
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
 	startOnce sync.Once
-	wg        sync.WaitGroup // the tailer, the host flusher and the lease sweeper
+	wg        sync.WaitGroup // the tailer (or the follower and the campaign), the host flusher and the lease sweeper
 	streams   sync.WaitGroup // watch streams that took their connection over
 	streamsMu sync.Mutex     // held to add to streams, and to set closing
 	closing   bool           // Close waits for the streams: none may be added
@@ -172,12 +196,19 @@ func setDefault[T int | int64 | time.Duration](v *T, def T) {
 }
 
 // New opens the repository and the store in cfg.DataDir, which it checks
-// whole (store.OpenBolt): a damaged store is a store.DamagedError. The
-// tailer starts with the first Serve.
+// whole (store.OpenBolt): a damaged store is a store.DamagedError; or it
+// takes cfg.Store. The tailer starts with the first Serve.
 func New(cfg Config) (*Daemon, error) {
-	if cfg.DataDir == "" {
+	if cfg.DataDir == "" && cfg.Store == nil {
 		return nil, errors.New("no data directory")
 	}
+	if cfg.KeepRevisions < 0 {
+		return nil, fmt.Errorf("revisions to keep: got %d, want 0 (all) or more", cfg.KeepRevisions)
+	}
+	if cfg.Member == "" {
+		cfg.Member = defaultMember()
+	}
+	setDefault(&cfg.ElectionTTL, DefaultElectionTTL)
 	setDefault(&cfg.Heartbeat, DefaultHeartbeat)
 	setDefault(&cfg.Poll, DefaultPoll)
 	setDefault(&cfg.WatchBuffer, DefaultWatchBuffer)
@@ -212,19 +243,24 @@ func New(cfg Config) (*Daemon, error) {
 			return nil, fmt.Errorf("%s: %w", cfg.RepoPath, err)
 		}
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, err
-	}
-	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, StoreFile))
-	if err != nil {
-		return nil, err
+	st := cfg.Store
+	if st == nil {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, err
+		}
+		if st, err = store.OpenBolt(filepath.Join(cfg.DataDir, StoreFile)); err != nil {
+			return nil, err
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Daemon{cfg: cfg, log: log, store: st, hist: hist, ctx: ctx, cancel: cancel,
 		conns: make(chan struct{}, cfg.MaxConnections), watches: newWatchLimits(cfg.MaxWatches, cfg.MaxWatchesPerAddress, cfg.MaxWatchBytes, cfg.MaxWatchBytesPerAddress)}
+	if shared, ok := st.(SharedStore); ok {
+		d.cluster = &cluster{store: shared}
+	}
 	fail := func(err error) (*Daemon, error) {
 		cancel()
-		st.Close()
+		d.closeStore()
 		return nil, err
 	}
 	info, err := st.Latest(ctx)
@@ -232,9 +268,13 @@ func New(cfg Config) (*Daemon, error) {
 		return fail(err)
 	}
 	d.latest.Store(info.Number)
-	hosts, err := st.Hosts(ctx)
-	if err != nil {
-		return fail(err)
+	// A daemon of a cluster reads the hosts that reported to the others
+	// from the store when asked (hostList).
+	var hosts []store.Host
+	if d.cluster == nil {
+		if hosts, err = st.Hosts(ctx); err != nil {
+			return fail(err)
+		}
 	}
 	d.hosts = newHostRegistry(hosts)
 	overrides, err := st.Overrides(ctx)
@@ -267,10 +307,16 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 		return errors.New("daemon closed")
 	}
 	d.startOnce.Do(func() {
-		d.wg.Add(3)
-		go func() { defer d.wg.Done(); d.tail(d.ctx) }()
-		go func() { defer d.wg.Done(); d.flushHosts(d.ctx) }()
-		go func() { defer d.wg.Done(); d.sweepOverrides(d.ctx) }()
+		if d.cluster != nil {
+			// Every daemon follows the store; the elected one publishes.
+			d.wg.Go(func() { d.follow(d.ctx) })
+			d.wg.Go(func() { d.followOverrides(d.ctx) })
+			d.wg.Go(func() { d.lead(d.ctx) })
+		} else {
+			d.wg.Go(func() { d.tail(d.ctx) })
+		}
+		d.wg.Go(func() { d.flushHosts(d.ctx) })
+		d.wg.Go(func() { d.sweepOverrides(d.ctx) })
 	})
 	base, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -306,7 +352,8 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // Close stops the tailer, ends every watch stream, writes the hosts'
-// reports to the store and closes it. Serve calls in progress return.
+// reports to the store and closes it, unless it is Config.Store (its
+// opener closes it). Serve calls in progress return.
 func (d *Daemon) Close() error {
 	d.closeOnce.Do(func() {
 		d.cancel()
@@ -317,9 +364,17 @@ func (d *Daemon) Close() error {
 		d.streamsMu.Unlock()
 		d.streams.Wait()
 		err := d.hosts.flush(context.Background(), d.store)
-		d.closeErr = errors.Join(err, d.store.Close())
+		d.closeErr = errors.Join(err, d.closeStore())
 	})
 	return d.closeErr
+}
+
+// closeStore closes the store if the daemon opened it.
+func (d *Daemon) closeStore() error {
+	if d.cfg.Store != nil {
+		return nil
+	}
+	return d.store.Close()
 }
 
 // flushHosts writes the hosts' reports to the store every hostsFlushEvery.

@@ -103,7 +103,10 @@ type testDaemon struct {
 // often, and waits until it is healthy.
 func startDaemon(t *testing.T, repoDir, dataDir string) *testDaemon {
 	t.Helper()
-	d := serve(t, Config{RepoPath: repoDir, DataDir: dataDir, Token: token, Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond})
+	// A write timeout of a minute: under the race detector on a loaded
+	// machine, the readers of a stream of megabytes may not take a piece
+	// in 10 s (the tests of the write timeout set theirs).
+	d := serve(t, Config{RepoPath: repoDir, DataDir: dataDir, Token: token, Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, WriteTimeout: time.Minute})
 	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
 	return d
 }
@@ -163,9 +166,11 @@ func (d *testDaemon) do(method, path, body string, header map[string]string) (in
 	return resp.StatusCode, string(b), resp.Header
 }
 
+// waitFor waits up to a minute for cond: a first publish of megabytes
+// under the race detector on a loaded machine took more than 10 s.
 func (d *testDaemon) waitFor(what string, cond func() bool) {
 	d.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
 			d.t.Fatalf("timed out waiting for %s", what)

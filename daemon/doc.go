@@ -6,7 +6,9 @@
 // It offers:
 //
 //   - Config and New: a daemon for a repository (a work tree or a bare
-//     mirror), a branch and a data directory holding the store;
+//     mirror), a branch and a data directory holding the store, or a
+//     store opened elsewhere (Config.Store), possibly shared with other
+//     daemons (SharedStore, below);
 //   - Daemon.Serve: the tailer (started by the first call) and the HTTP
 //     API on a listener, until a context is done;
 //   - Daemon.Handler: the HTTP API alone, to mount elsewhere;
@@ -90,4 +92,23 @@
 //
 // Host reports are kept in memory and written to the store every few
 // seconds and on Close, so that GET /v1/hosts survives a restart.
+//
+// # Clusters
+//
+// Config.Store hands the daemon a store opened elsewhere, which it does
+// not close. A SharedStore (store.Etcd, cfg serve --etcd) makes it one
+// of several daemons sharing the store. Each follows the revisions
+// published (SharedStore.Follow: one etcd watch) and feeds its hub from
+// them, the revisions it publishes itself included: one way to the watch
+// streams, with the configs of each revision read once per daemon (the
+// publisher hands its own over without reading them). Each campaigns to
+// publish (SharedStore.Lead); the one elected tails the branch from the
+// store's latest commit, and campaigns again when it loses the
+// leadership. With a store of its own, the tailer feeds the hub
+// directly, as it publishes. Overrides are followed from the store too
+// (SharedStore.FollowOverrides), a change through the daemon answered
+// once it serves it; expiry removes an override from what each daemon
+// serves, and the store's lease removes it from the store. GET /v1/hosts
+// merges the hosts the store holds, reported to any daemon, with the
+// daemon's own reports not saved yet.
 package daemon

@@ -141,3 +141,29 @@ func (r *hostRegistry) flush(ctx context.Context, st store.Store) error {
 	}
 	return nil
 }
+
+// hostList returns the hosts' last reports, sorted by name: those made to
+// this daemon and, on a shared store, those the store holds, made to any
+// daemon of the cluster (the later of two reports of a host wins).
+func (d *Daemon) hostList(ctx context.Context) ([]store.Host, error) {
+	local := d.hosts.list()
+	if d.cluster == nil {
+		return local, nil
+	}
+	stored, err := d.store.Hosts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byName := make(map[string]store.Host, len(stored)+len(local))
+	for _, h := range stored {
+		byName[h.Name] = h
+	}
+	for _, h := range local {
+		if s, ok := byName[h.Name]; !ok || h.LastSeen.After(s.LastSeen) {
+			byName[h.Name] = h
+		}
+	}
+	out := slices.Collect(maps.Values(byName))
+	slices.SortFunc(out, func(a, b store.Host) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}

@@ -253,15 +253,41 @@ func (d *Daemon) handleHostReport(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Daemon) handleHosts(w http.ResponseWriter, r *http.Request) {
+	list, err := d.hostList(r.Context())
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
 	hosts := []wire.Host{}
-	for _, h := range d.hosts.list() {
+	for _, h := range list {
 		hosts = append(hosts, wireHost(h))
 	}
 	writeJSON(w, hosts)
 }
 
 func (d *Daemon) handleHealthz(w http.ResponseWriter, r *http.Request) {
-	if !d.ready.Load() {
+	status := "ok\n"
+	if c := d.cluster; c != nil {
+		// Reading who publishes checks that the store answers.
+		if !c.following.Load() {
+			writeError(w, http.StatusServiceUnavailable, "%s", c.reason.Load())
+			return
+		}
+		leader, err := d.leader(r.Context())
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "reading the publisher's election: %v", err)
+			return
+		}
+		switch {
+		case c.leading.Load():
+			status = fmt.Sprintf("ok: publishing as %s\n", d.cfg.Member)
+		case leader == "":
+			status = "ok: following the store; no daemon publishes now\n"
+		default:
+			status = fmt.Sprintf("ok: following the store, published by %s\n", leader)
+		}
+	}
+	if d.publishing() && !d.ready.Load() {
 		writeError(w, http.StatusServiceUnavailable, "%s", d.reason.Load())
 		return
 	}
@@ -270,7 +296,7 @@ func (d *Daemon) handleHealthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	io.WriteString(w, "ok\n")
+	io.WriteString(w, status)
 }
 
 // handleWatch streams the events of docs/api.md: a snapshot (without
@@ -481,15 +507,9 @@ func (ws *watchStream) run(ctx context.Context) error {
 		return err
 	}
 	if ws.from < 0 {
-		cw.BeginSnapshot(id)
-		snap, err := d.store.Snapshot(ctx, ws.sel, func(c store.ConfigVersion) error { return readConfig(&c) })
-		if err == nil {
-			err = cw.endSnapshot(snap)
-		}
-		if err != nil {
+		if err := ws.snapshot(ctx, readConfig, &last); err != nil {
 			return ended(err)
 		}
-		last = snap.Number
 	} else {
 		// The changes come in revision order: one update per revision.
 		var open int64 // the revision of the update being written
@@ -508,6 +528,12 @@ func (ws *watchStream) run(ctx context.Context) error {
 		})
 		if err == nil && open != 0 {
 			err = cw.endUpdate()
+		}
+		if errors.Is(err, store.ErrCompacted) && open == 0 {
+			// The history after from is compacted: the client gets the
+			// snapshot it would get resynchronising, the whole truth
+			// (docs/api.md), rather than an error to retry forever.
+			err = ws.snapshot(ctx, readConfig, &last)
 		}
 		if err != nil {
 			return ended(err)
@@ -581,6 +607,20 @@ func (ws *watchStream) run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// snapshot writes the snapshot event of the configs the stream watches,
+// read with readConfig, and sets *last to its revision.
+func (ws *watchStream) snapshot(ctx context.Context, readConfig func(*store.ConfigVersion) error, last *int64) error {
+	ws.cw.BeginSnapshot(ws.d.store.Identity())
+	snap, err := ws.d.store.Snapshot(ctx, ws.sel, func(c store.ConfigVersion) error { return readConfig(&c) })
+	if err == nil {
+		err = ws.cw.endSnapshot(snap)
+	}
+	if err == nil {
+		*last = snap.Number
+	}
+	return err
 }
 
 // writeFailed counts and logs a watch stream whose client took in nothing

@@ -31,7 +31,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	closeTestEtcd()
+	os.Exit(code)
 }
 
 // childDaemon serves a daemon for repo, in a process of its own with the

@@ -83,6 +83,14 @@ func newMetrics(d *Daemon) *metrics {
 	connsMax := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cfg_http_connections_max", Help: "The most client connections the daemon serves at once; others wait to be accepted.",
 	}, func() float64 { return float64(cap(d.conns)) })
+	publishing := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cfg_publishing", Help: "1 while this daemon publishes: always with a store of its own, while elected with a shared one.",
+	}, func() float64 {
+		if d.publishing() {
+			return 1
+		}
+		return 0
+	})
 	for _, reason := range []string{dropBehind, dropWriteTimeout} {
 		m.dropped.WithLabelValues(reason)
 	}
@@ -90,7 +98,24 @@ func newMetrics(d *Daemon) *metrics {
 		m.rejected.WithLabelValues(reason)
 	}
 	m.reg.MustRegister(m.latest, m.published, m.tailerErrors, m.watchers, m.eventsSent, m.updatesEncoded, m.dropped, m.rejected, queued, conns, connsMax,
-		m.requests, hosts, overrides, m.leasesExpired, damaged,
+		m.requests, hosts, overrides, m.leasesExpired, damaged, publishing, publisherCollector{d},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// publisherCollector collects cfg_publisher{member}: 1 for the daemon
+// that publishes, as this daemon last read it (none while no daemon is
+// elected, or when the read fails).
+type publisherCollector struct{ d *Daemon }
+
+var publisherDesc = prometheus.NewDesc("cfg_publisher", "1 for the member (Config.Member) of the daemon that publishes, as read at the scrape; none while no daemon is elected.", []string{"member"}, nil)
+
+func (c publisherCollector) Describe(ch chan<- *prometheus.Desc) { ch <- publisherDesc }
+
+func (c publisherCollector) Collect(ch chan<- prometheus.Metric) {
+	leader, err := c.d.leader(c.d.ctx)
+	if err != nil || leader == "" {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(publisherDesc, prometheus.GaugeValue, 1, leader)
 }

@@ -32,10 +32,12 @@ const sweepEvery = 200 * time.Millisecond
 type overrideSet struct {
 	mu   sync.Mutex
 	byID map[string]wire.Override
+	// replaced is closed, and made again, whenever replace changes byID.
+	replaced chan struct{}
 }
 
 func newOverrideSet(os []wire.Override) *overrideSet {
-	s := &overrideSet{byID: map[string]wire.Override{}}
+	s := &overrideSet{byID: map[string]wire.Override{}, replaced: make(chan struct{})}
 	for _, o := range os {
 		s.byID[o.ID] = o
 	}
@@ -287,7 +289,9 @@ func (d *Daemon) handlePutOverride(w http.ResponseWriter, r *http.Request) {
 	o.Version = old.Version + 1
 	o.Expires = time.Now().UTC().Add(time.Duration(o.LeaseSeconds) * time.Second)
 	err := d.store.PutOverride(r.Context(), o)
-	if err == nil {
+	if err == nil && d.cluster == nil {
+		// A daemon of a cluster takes the store's overrides as they come
+		// (followOverrides), its own changes among them, in order.
 		s.byID[id] = o
 	}
 	s.mu.Unlock()
@@ -295,7 +299,11 @@ func (d *Daemon) handlePutOverride(w http.ResponseWriter, r *http.Request) {
 		d.storeError(w, r, err)
 		return
 	}
-	d.hub.overridesChanged()
+	if d.cluster == nil {
+		d.hub.overridesChanged()
+	} else {
+		s.await(r.Context(), func(m map[string]wire.Override) bool { return m[id].Version >= o.Version })
+	}
 	d.log.Info("override set", "id", id, "config", o.Config, "hosts", len(o.Hosts), "version", o.Version, "expires", o.Expires)
 	o.Data = nil
 	writeJSON(w, o)
@@ -336,17 +344,25 @@ func (d *Daemon) handleRenewOverride(w http.ResponseWriter, r *http.Request) {
 	} else {
 		err = d.store.PutOverride(r.Context(), o)
 	}
-	if err == nil {
+	if err == nil && d.cluster == nil {
 		s.byID[id] = o
 	}
 	s.mu.Unlock()
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no override %q (its lease may have run out)", id)
+		return
+	}
 	if err != nil {
 		d.storeError(w, r, err)
 		return
 	}
 	// The new expiry makes the override differ from what the streams
 	// last sent, so each of its hosts' streams sends it again.
-	d.hub.overridesChanged()
+	if d.cluster == nil {
+		d.hub.overridesChanged()
+	} else {
+		s.await(r.Context(), func(m map[string]wire.Override) bool { return !m[id].Expires.Before(o.Expires) })
+	}
 	o.Data = nil
 	writeJSON(w, o)
 }
@@ -377,14 +393,18 @@ func (d *Daemon) removeOverride(ctx context.Context, id string, expired *time.Ti
 		return false, nil
 	}
 	err := d.store.DeleteOverride(ctx, id)
-	if err == nil {
+	if err == nil && d.cluster == nil {
 		delete(s.byID, id)
 	}
 	s.mu.Unlock()
 	if err != nil {
 		return false, err
 	}
-	d.hub.overridesChanged()
+	if d.cluster == nil {
+		d.hub.overridesChanged()
+	} else {
+		s.await(ctx, func(m map[string]wire.Override) bool { _, ok := m[id]; return !ok })
+	}
 	return true, nil
 }
 
@@ -411,9 +431,21 @@ func (d *Daemon) handleOverride(w http.ResponseWriter, r *http.Request) {
 // sweepOverrides removes the overrides whose lease ran out, until ctx is
 // done; a run whose override expired while it was running is marked
 // abandoned.
+//
+// A daemon of a cluster removes them from what it serves only: the
+// store's lease removes them from the store (store.Etcd.PutOverride), and
+// a daemon whose copy of an override's expiry is behind a renewal does
+// not remove the renewed override for every daemon.
 func (d *Daemon) sweepOverrides(ctx context.Context) {
 	every(ctx, sweepEvery, func() {
 		now := time.Now().UTC()
+		if d.cluster != nil {
+			if ids := d.overrides.drop(now); len(ids) > 0 {
+				d.hub.overridesChanged()
+				d.expired(ctx, ids, now)
+			}
+			return
+		}
 		for _, id := range d.overrides.expired(now) {
 			removed, err := d.removeOverride(ctx, id, &now)
 			if err != nil {
@@ -425,13 +457,122 @@ func (d *Daemon) sweepOverrides(ctx context.Context) {
 			if !removed {
 				continue // renewed meanwhile
 			}
-			d.log.Warn("override lease ran out; hosts revert", "id", id)
-			d.metrics.leasesExpired.Inc()
-			if err := d.abandonRun(ctx, id, now); err != nil && ctx.Err() == nil {
-				d.log.Warn("marking a run abandoned", "id", id, "err", err)
-			}
+			d.expired(ctx, []string{id}, now)
 		}
 	})
+}
+
+// expired logs and counts the overrides ids whose lease ran out, and
+// marks their runs abandoned.
+func (d *Daemon) expired(ctx context.Context, ids []string, now time.Time) {
+	for _, id := range ids {
+		d.log.Warn("override lease ran out; hosts revert", "id", id)
+		d.metrics.leasesExpired.Inc()
+		if err := d.abandonRun(ctx, id, now); err != nil && ctx.Err() == nil {
+			d.log.Warn("marking a run abandoned", "id", id, "err", err)
+		}
+	}
+}
+
+// drop removes the overrides whose lease ran out by now, and returns
+// their IDs.
+func (s *overrideSet) drop(now time.Time) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []string
+	for id, o := range s.byID {
+		if !o.Expires.After(now) {
+			delete(s.byID, id)
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// replace makes the overrides of list whose lease has not run out by now
+// the overrides in effect. It returns the IDs of those it removed
+// because their lease ran out, and whether anything changed.
+func (s *overrideSet) replace(list []wire.Override, now time.Time) (expired []string, changed bool) {
+	next := make(map[string]wire.Override, len(list))
+	for _, o := range list {
+		if o.Expires.After(now) {
+			next[o.ID] = o
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, o := range s.byID {
+		n, ok := next[id]
+		if !ok && !o.Expires.After(now) {
+			expired = append(expired, id)
+		}
+		if !ok || n.Version != o.Version || !n.Expires.Equal(o.Expires) {
+			changed = true
+		}
+	}
+	changed = changed || len(next) != len(s.byID)
+	s.byID = next
+	close(s.replaced)
+	s.replaced = make(chan struct{})
+	return expired, changed
+}
+
+// overridesApplied bounds how long a change of the overrides through a
+// daemon of a cluster waits for the daemon to follow it: well within the
+// write timeout of its response.
+const overridesApplied = 5 * time.Second
+
+// await waits until cond holds of the overrides in effect, for at most
+// overridesApplied or until ctx is done: a daemon of a cluster takes its
+// own changes from the store, and answers a change once it serves it, so
+// that the next change through it (a new version, a conflict) sees it.
+func (s *overrideSet) await(ctx context.Context, cond func(map[string]wire.Override) bool) {
+	timeout := time.NewTimer(overridesApplied)
+	defer timeout.Stop()
+	for {
+		s.mu.Lock()
+		ok, replaced := cond(s.byID), s.replaced
+		s.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-replaced:
+		case <-ctx.Done():
+			return
+		case <-timeout.C:
+			return
+		}
+	}
+}
+
+// followOverrides makes the overrides of the shared store the overrides
+// in effect, as they change, whichever daemon changed them, until ctx is
+// done.
+func (d *Daemon) followOverrides(ctx context.Context) {
+	wait := 50 * time.Millisecond
+	for {
+		err := d.cluster.store.FollowOverrides(ctx, func(list []wire.Override) error {
+			now := time.Now().UTC()
+			expired, changed := d.overrides.replace(list, now)
+			if changed {
+				d.hub.overridesChanged()
+			}
+			d.expired(ctx, expired, now)
+			wait = 50 * time.Millisecond
+			return nil
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		d.log.Error("following the overrides", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, retryShared)
+	}
 }
 
 // abandonRun marks run id abandoned if it is still running.

@@ -122,6 +122,7 @@ func (d *Daemon) check(ctx context.Context, seen string) (string, error) {
 	if err := d.publishUpTo(ctx, head); err != nil {
 		return "", err
 	}
+	d.compact(ctx)
 	d.ready.Store(true)
 	return head, nil
 }
@@ -155,6 +156,17 @@ func (d *Daemon) publishUpTo(ctx context.Context, head string) error {
 	}
 	if latest.Commit == head {
 		return nil
+	}
+	if d.cluster != nil {
+		// Another daemon may have published from a repository ahead of
+		// this one's: wait for this one to catch up rather than take
+		// its branch for rewritten.
+		if _, err := d.hist.CommitInfo(latest.Commit); err != nil {
+			return fmt.Errorf("the published commit %.12s is not in the repository (%v): waiting for the repository to have it", latest.Commit, err)
+		}
+		if _, err := d.hist.FirstParentsSince(head, latest.Commit); err == nil {
+			return fmt.Errorf("branch %q is at %.12s, behind the published commit %.12s: waiting for the repository to catch up", d.cfg.Branch, head, latest.Commit)
+		}
 	}
 	commits, err := d.hist.FirstParentsSince(latest.Commit, head)
 	if errors.Is(err, gitrepo.ErrNotAncestor) {
@@ -351,13 +363,13 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, configs it
 	stored := time.Now()
 	r.stored = held < 0
 	r.size = max(held, 0)
-	// The metrics first: whoever sees the new latest revision sees them.
-	d.metrics.latest.Set(float64(n))
 	d.metrics.published.Inc()
-	d.latest.Store(n)
-	if dropped := d.hub.publish(r); dropped > 0 {
-		d.metrics.dropped.WithLabelValues(dropBehind).Add(float64(dropped))
-		d.log.Info("dropped watchers that fell behind", "count", dropped)
+	if d.cluster == nil {
+		d.announce(r)
+	} else {
+		// The follower announces it, as it does the revisions of the
+		// other daemons, without reading it again.
+		d.cluster.handoff.Store(r)
 	}
 	d.log.Info("published", "revision", n, "commit", commit, "configs", r.Configs,
 		"store_ms", ms(stored.Sub(storing)), "broadcast_ms", ms(time.Since(stored)))
@@ -366,6 +378,22 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, configs it
 
 // ms returns d in milliseconds, as logs give durations.
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// compact drops the history of the revisions before the
+// Config.KeepRevisions latest, if it is set.
+func (d *Daemon) compact(ctx context.Context) {
+	if d.cfg.KeepRevisions <= 0 {
+		return
+	}
+	floor, err := d.store.Compact(ctx, d.cfg.KeepRevisions)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Warn("compacting the store", "keep", d.cfg.KeepRevisions, "err", err)
+		}
+		return
+	}
+	d.log.Debug("compacted the store", "floor", floor)
+}
 
 // configName names the config that the materialized file f holds, as
 // repo.MaterializedConfig does with the commit's record of types; a deleted

@@ -79,6 +79,13 @@ func (g *Gate) check(u Unit, p *Prepared) (d Decision) {
 	e.u = u
 	e.g = g
 	e.p = p
+	// The unit's bucket, for a gate whose rules sample: computed first,
+	// while nothing depends on it, so that the processor overlaps it with
+	// the rest of the check.
+	var bucket int
+	if g.samples && u.ID != "" {
+		bucket = bucketOf(g.pre.sum(u.ID))
+	}
 	// What the check knows of the first maxMemo conditions, one bit each:
 	// evaluated (known), held (val), could not be evaluated (unk). Each is
 	// evaluated once per check: those on attributes with a slot first, in
@@ -90,17 +97,25 @@ func (g *Gate) check(u Unit, p *Prepared) (d Decision) {
 		val, unk = e.scan()
 	}
 	known := g.scanned
+	rules := g.rules
 rules:
-	for i := range g.rules {
-		r := &g.rules[i]
+	for i := 0; i < len(rules); i++ {
 		// The rule's conjunction: it does not hold if a restraint does
 		// not (a condition it needs the other way, or both ways); it
 		// cannot be decided if none is false but one could not be
-		// evaluated. Its conditions known already first, then the others,
-		// cheapest first.
-		if (val^r.want|r.both)&r.need&known&^unk != 0 {
-			continue
+		// evaluated. Its conditions known already first (the rules they
+		// rule out passed over in a loop that calls nothing), then the
+		// others, cheapest first.
+		for kv := known &^ unk; ; {
+			r := &rules[i]
+			if (val^r.want|r.both)&r.need&kv == 0 {
+				break
+			}
+			if i++; i >= len(rules) {
+				break rules
+			}
 		}
+		r := &rules[i]
 		for todo := r.need &^ known; todo != 0; todo &= todo - 1 {
 			c := bits.TrailingZeros64(todo)
 			bit := uint64(1) << c
@@ -140,7 +155,7 @@ rules:
 			return failClosed(r, ErrNoUnitID)
 		default:
 			d.Sampled = true
-			d.Pass = bucketOf(g.pre.sum(e.u.ID)) < r.buckets
+			d.Pass = bucket < r.buckets
 		}
 		return d
 	}
@@ -191,8 +206,7 @@ func (e *env) eval(x *restraint) tri {
 
 // evalAttr evaluates the condition x on its attribute a: yes, no, or
 // unknown if a is of another kind or not a version where x compares
-// versions. A version attribute is parsed once per check (into e.ver)
-// when it has a slot, unless the unit was prepared with it parsed.
+// versions (evalVersion). scan writes it out.
 func (e *env) evalAttr(x *restraint, a *Attr) tri {
 	if a.kind != x.attrKind {
 		return unknown3
@@ -203,29 +217,54 @@ func (e *env) evalAttr(x *restraint, a *Attr) tri {
 	case condAttrIs:
 		return truth(a.n == x.num)
 	case condNumber:
-		if a.n != a.n { // NaN
+		return x.compareNumber(a.n)
+	}
+	return e.evalVersion(x, a)
+}
+
+// compareNumber compares the number n with x's value: yes, no, or unknown
+// if n is NaN.
+func (x *restraint) compareNumber(n float64) tri {
+	if n != n {
+		return unknown3
+	}
+	return x.holds(cmpFloat(n, x.num))
+}
+
+// evalVersion compares the string attribute a with x's version: yes, no,
+// or unknown if a is not a version. An attribute with a slot is parsed once
+// per check (slotVersion); one without is parsed each time.
+func (e *env) evalVersion(x *restraint, a *Attr) tri {
+	if x.slot < 0 {
+		var v version
+		if !v.parse(a.s) {
 			return unknown3
 		}
-		return x.holds(cmpFloat(a.n, x.num))
+		return x.holds(compareVersions(&v, &x.ver))
 	}
-	// condVersion
-	if p := e.p; p != nil && x.slot >= 0 {
-		// a is e.u.Attrs[i], found in its slot.
-		if i := uint(e.at[x.slot&(maxSlots-1)]) - 1; i < uint(len(p.vers)) && p.vers[i].state != 0 {
-			pv := &p.vers[i]
-			if pv.state != verParsed {
-				return unknown3
-			}
-			return x.holds(compareVersions(&pv.v, &x.ver))
-		}
-	}
-	if x.slot < 0 || int(e.verSlot) != x.slot+1 { // not parsed yet
-		e.parseVersion(x, a)
+	if int(e.verSlot) != x.slot+1 {
+		e.slotVersion(x, a)
 	}
 	if !e.verOK {
 		return unknown3
 	}
 	return x.holds(compareVersions(&e.ver, &x.ver))
+}
+
+// slotVersion reads the attribute a, of x's slot, as a version into e.ver
+// (e.verOK: it is one) for the slot (e.verSlot): as the unit was prepared,
+// or parsed.
+func (e *env) slotVersion(x *restraint, a *Attr) {
+	e.verSlot = int8(x.slot + 1)
+	if p := e.p; p != nil {
+		// a is e.u.Attrs[i], found in its slot.
+		if i := uint(e.at[x.slot&(maxSlots-1)]) - 1; i < uint(len(p.vers)) && p.vers[i].state != 0 {
+			pv := &p.vers[i]
+			e.ver, e.verOK = pv.v, pv.state == verParsed
+			return
+		}
+	}
+	e.verOK = e.ver.parse(a.s)
 }
 
 // evalUnit evaluates the condition x that reads no attribute (eval).
@@ -289,7 +328,7 @@ const maxMemo = 64
 
 // scan finds the gate's attributes in the unit (into e.at), or in the
 // prepared unit (fromPrepared), and evaluates the conditions on them
-// (Gate.slotConds). It returns the conditions that held and those that
+// (Gate.attrConds). It returns the conditions that held and those that
 // could not be evaluated, one bit each.
 func (e *env) scan() (val, unk uint64) {
 	g := e.g
@@ -299,15 +338,98 @@ func (e *env) scan() (val, unk uint64) {
 	} else {
 		e.find()
 	}
-	for c := g.scanned; c != 0; c &= c - 1 {
-		x := &g.conds[bits.TrailingZeros64(c)]
-		if i := uint(e.at[x.slot&(maxSlots-1)]) - 1; i < uint(len(attrs)) { // 0, absent, wraps around
-			switch e.evalAttr(x, &attrs[i]) {
-			case yes:
-				val |= c & -c
-			case unknown3:
-				unk |= c & -c
+	// The version attribute compared first is read before the loop, which
+	// then calls nothing (a call makes a loop keep its state on the stack
+	// around it): the conditions that need one are evaluated after it
+	// (slow).
+	if c := g.verCond; c >= 0 {
+		x := &g.conds[c]
+		if i := uint(e.at[x.slot&(maxSlots-1)]) - 1; i < uint(len(attrs)) && attrs[i].kind == String {
+			e.slotVersion(x, &attrs[i])
+		}
+	}
+	var slow uint64
+	for k := range g.attrConds {
+		ac := &g.attrConds[k]
+		i := uint(e.at[ac.slot&(maxSlots-1)]) - 1 // 0, absent, wraps around
+		if i >= uint(len(attrs)) {
+			continue
+		}
+		// evalAttr, written out.
+		a := &attrs[i]
+		if a.kind != ac.attrKind {
+			unk |= ac.bit
+			continue
+		}
+		var t bool
+		switch ac.kind {
+		case condAttrIn:
+			x := ac.x
+			if x.set != nil {
+				slow |= ac.bit
+				continue
 			}
+			// x.contains(a.s), written out for small sets.
+			s := a.s
+			var h, w uint64
+			if n := len(s); n >= 8 { // words(s), written out
+				h, w = le64(s), le64(s[n-8:])
+			} else if n >= 4 {
+				h, w = uint64(le32(s)), uint64(le32(s[n-4:]))
+			} else if n > 0 {
+				h = uint64(s[0]) | uint64(s[n/2])<<8 | uint64(s[n-1])<<16
+			}
+			for j := range x.strs {
+				if x.strs[j].is(s, h, w) {
+					t = true
+					break
+				}
+			}
+		case condAttrIs:
+			t = a.n == ac.num
+		case condNumber:
+			if a.n != a.n { // NaN
+				unk |= ac.bit
+				continue
+			}
+			t = ac.outcomes>>(uint(cmpFloat(a.n, ac.num)+1)&7)&1 != 0
+		default: // condVersion: evalVersion, written out
+			if int(e.verSlot) != int(ac.slot)+1 {
+				slow |= ac.bit
+				continue
+			}
+			if !e.verOK {
+				unk |= ac.bit
+				continue
+			}
+			v, y := &e.ver, &ac.x.ver
+			c := 0
+			switch {
+			case v.major != y.major:
+				c = cmpUint(v.major, y.major)
+			case v.minor != y.minor:
+				c = cmpUint(v.minor, y.minor)
+			case v.patch != y.patch:
+				c = cmpUint(v.patch, y.patch)
+			default: // pre-releases
+				slow |= ac.bit
+				continue
+			}
+			t = ac.outcomes>>(uint(c+1)&7)&1 != 0
+		}
+		if t {
+			val |= ac.bit
+		}
+	}
+	// The conditions that need a call: large sets, versions of another
+	// attribute than the one read first, versions of the same numbers.
+	for ; slow != 0; slow &= slow - 1 {
+		x := &g.conds[bits.TrailingZeros64(slow)]
+		switch e.evalAttr(x, &attrs[e.at[x.slot&(maxSlots-1)]-1]) {
+		case yes:
+			val |= slow & -slow
+		case unknown3:
+			unk |= slow & -slow
 		}
 	}
 	return val, unk
@@ -342,7 +464,7 @@ func (e *env) find() {
 		}
 		for ; m != 0; m &= m - 1 {
 			s := bits.TrailingZeros16(m) & (maxSlots - 1)
-			if w := &g.keys[s]; h == w.head && t == w.tail && (n <= 16 || k == w.s) {
+			if w := &g.keys[s]; h == w.head && t == w.tail && (n <= 16 || sameMiddle(k, w.s)) { // w.is(k, h, t): k has w's length
 				e.at[s] = uint32(i) + 1
 				found |= 1 << s
 				break
@@ -351,15 +473,6 @@ func (e *env) find() {
 		if found == all {
 			break
 		}
-	}
-}
-
-// parseVersion parses the version attribute a that r reads into e.ver:
-// once per check when r has a slot.
-func (e *env) parseVersion(r *restraint, a *Attr) {
-	e.verOK = e.ver.parse(a.s)
-	if r.slot >= 0 {
-		e.verSlot = int8(r.slot + 1)
 	}
 }
 
@@ -440,7 +553,7 @@ func compare(op Op, c int) bool {
 
 // holds applies the restraint's comparison to the result c (-1, 0 or 1) of
 // comparing attribute and value: yes or no.
-func (r *restraint) holds(c int) tri { return tri(r.outcomes>>uint(c+1)) & 1 }
+func (r *restraint) holds(c int) tri { return tri(r.outcomes>>(uint(c+1)&7)) & 1 }
 
 // callCustom runs an application's restraint, turning an error or a panic
 // into a *RestraintError.

@@ -60,11 +60,16 @@ type Gate struct {
 	// ids are the keys' interned numbers (prepared.go), by slot.
 	ids   [maxSlots]uint32
 	byLen [maxKeyLen + 1]uint16
-	// slotConds[s] are the conditions below maxMemo on the attribute of
-	// slot s, one bit each, which a check evaluates when it finds the
-	// attribute in the unit (env.scan); scanned is all of them.
-	slotConds [maxSlots]uint64
+	// attrConds are the conditions below maxMemo on attributes with a
+	// slot, in order, which a check evaluates once it has found the
+	// attributes in the unit (env.scan); scanned is all of them, one bit
+	// each.
+	attrConds []attrCond
 	scanned   uint64
+	// samples says a rule samples (its percentage is neither 0 nor 100).
+	samples bool
+	// verCond is the first of them that compares versions, or -1.
+	verCond int
 }
 
 type rule struct {
@@ -81,6 +86,18 @@ type rule struct {
 	// evaluated after the others (they cost as much or more), every time
 	// the rule is reached.
 	extra []ref
+}
+
+// attrCond is a condition on an attribute with a slot (Gate.conds[c], x),
+// with what a check reads of it first, together.
+type attrCond struct {
+	bit      uint64 // 1 << c
+	kind     condKind
+	attrKind Kind
+	slot     uint8
+	outcomes uint8
+	num      float64
+	x        *restraint
 }
 
 // ref is a restraint of a rule: a condition of the gate (Gate.conds),
@@ -300,6 +317,7 @@ func (c *gateCompiler) gate(jg *jsonGate) *Gate {
 		}
 		slices.SortStableFunc(r.restraints, func(a, b ref) int { return a.kind.cost() - b.kind.cost() })
 		g.rules = append(g.rules, r)
+		g.samples = g.samples || r.buckets != 0 && r.buckets != Buckets
 	}
 	g.nkeys = copy(g.keys[:], c.keys)
 	for s, k := range c.keys {
@@ -327,10 +345,14 @@ func (g *Gate) numberConds() {
 		number[old] = i
 	}
 	g.conds = conds
+	g.verCond = -1
 	for c := range min(len(conds), maxMemo) {
 		if x := &conds[c]; x.kind <= condVersion && x.slot >= 0 {
-			g.slotConds[x.slot] |= 1 << c
+			g.attrConds = append(g.attrConds, attrCond{bit: 1 << c, kind: x.kind, attrKind: x.attrKind, slot: uint8(x.slot), outcomes: x.outcomes, num: x.num, x: x})
 			g.scanned |= 1 << c
+			if x.kind == condVersion && g.verCond < 0 {
+				g.verCond = c
+			}
 		}
 	}
 	for i := range g.rules {

@@ -35,9 +35,12 @@
 // restraints the application registers by name. A restraint on an
 // attribute the unit does not have does not hold.
 //
-// A check first finds the attributes the gate reads in one pass over the
-// unit's, and evaluates there every condition on them (attribute tests and
-// comparisons), parsing a version attribute once; then each rule, in
+// A check of a gate that has a sampling rule first hashes the unit's ID,
+// before anything depends on it, so that the processor works on the hash
+// while it goes on with the check. A check then finds the attributes the
+// gate reads in one pass over the unit's, and evaluates every condition on
+// them (attribute tests and comparisons), parsing a version attribute once;
+// then each rule, in
 // order, evaluates its other restraints cheapest first (unit IDs, then
 // populations, and the application's restraints last) and stops at the
 // first that does not hold. A rule that a condition evaluated already rules
@@ -83,9 +86,9 @@
 // read by checks: goroutines may check one concurrently, but not while it
 // is Reset, and the unit's attributes must not change while it is in use.
 //
-// Preparing a unit costs about as much as two thirds of a check: it pays
-// from about three checks of a unit on (README.md has the numbers). A
-// single check is cheapest with Check.
+// Preparing a unit costs about as much as half a check: it pays from
+// about two checks of a unit on (README.md has the numbers). A single
+// check is cheapest with Check.
 //
 // # Sampling
 //

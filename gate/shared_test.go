@@ -96,3 +96,42 @@ func TestCheckManyAttributesAndConditions(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckVersionsWithAndWithoutSlot: a version attribute without a slot
+// (the gate reads more than maxSlots attributes), compared after a version
+// attribute with one was parsed, does not take that one's place in a
+// condition beyond maxMemo on it.
+func TestCheckVersionsWithAndWithoutSlot(t *testing.T) {
+	// Rule "numbers": 62 conditions on the attributes n0 to n14 (slots 0
+	// to 14), none held; "old": app (slot 15) below 0.0.1, the condition
+	// numbered 62, not held; "new": v (no slot) at least 1.0.0 (63) and
+	// app at least 5.0.0 (64, beyond maxMemo).
+	var nums []string
+	for i := range 62 {
+		nums = append(nums, fmt.Sprintf(`{"condition": {"number": {"attr": "n%d", "op": "EQ", "value": %d}}}`, i%15, i))
+	}
+	g := mustCompile(t, `{"salt": "s", "rules": [
+	  {"name": "numbers", "restraints": [`+strings.Join(nums, ",")+`], "percent": 100},
+	  {"name": "old", "restraints": [{"condition": {"version": {"attr": "app", "op": "LT", "value": "0.0.1"}}}], "percent": 100},
+	  {"name": "new", "restraints": [
+	    {"condition": {"version": {"attr": "v", "op": "GE", "value": "1.0.0"}}},
+	    {"condition": {"version": {"attr": "app", "op": "GE", "value": "5.0.0"}}}], "percent": 100}]}`, Options{})
+	if len(g.conds) != 65 || g.conds[64].attr != "app" || g.conds[63].slot >= 0 {
+		t.Fatalf("conditions: %d, the last on %q, the one before with slot %d", len(g.conds), g.conds[len(g.conds)-1].attr, g.conds[63].slot)
+	}
+	for _, tc := range []struct {
+		app, v, want string
+	}{
+		{"1.0.0", "9.0.0", `fail no rule`},
+		{"6.0.0", "9.0.0", `pass rule 2 "new"`},
+		{"6.0.0", "0.9.0", `fail no rule`},
+	} {
+		u := Unit{ID: "x", Attrs: []Attr{StringAttr("app", tc.app), StringAttr("v", tc.v)}}
+		if got := decision(g.Check(u)); got != tc.want {
+			t.Errorf("app %s, v %s: %s, want %s", tc.app, tc.v, got, tc.want)
+		}
+		if got := decision(g.CheckPrepared(Prepare(u))); got != tc.want {
+			t.Errorf("prepared, app %s, v %s: %s, want %s", tc.app, tc.v, got, tc.want)
+		}
+	}
+}

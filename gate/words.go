@@ -34,7 +34,20 @@ func words(s string) (head, tail uint64) {
 
 // is reports whether s, whose words are head and tail, is w.
 func (w *word) is(s string, head, tail uint64) bool {
-	return len(s) == len(w.s) && head == w.head && tail == w.tail && (len(s) <= 16 || s == w.s)
+	return len(s) == len(w.s) && head == w.head && tail == w.tail && (len(s) <= 16 || sameMiddle(s, w.s))
+}
+
+// sameMiddle reports whether a and b, of the same length, have the same
+// bytes between their words. It is a loop rather than a == b, whose call
+// (runtime.memequal) would make every caller keep its registers on the
+// stack around it, long strings or not.
+func sameMiddle(a, b string) bool {
+	for i := 8; i < len(a)-8 && i < len(b); i++ {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func le64(s string) uint64 {

@@ -13,8 +13,9 @@
 //     that OpenBolt runs at every start;
 //   - OpenEtcd: the clustered Store, the same layout under a key prefix of
 //     an etcd cluster, which several daemons share; its Follow (the
-//     revisions as they are published, through one etcd watch) and Lead
-//     (the election of the one daemon that publishes);
+//     revisions as they are published, through one etcd watch),
+//     FollowOverrides (the overrides as they change) and Lead (the
+//     election of the one daemon that publishes);
 //   - ConfigVersion, Revision and Host: what is stored;
 //   - Selection (All, Select) and Match: which configs a Snapshot or Since
 //     reads; Entries, the configs of an Append from a slice;
@@ -194,6 +195,7 @@
 //	meta/append             the claim of the Append in progress: its revision and a random id
 //	chunks/NAME 0x00 REV I  chunk I (4 bytes big endian) of an entry kept in chunks
 //	publisher/LEASE         the candidates of the publisher election (concurrency.Election)
+//	overrides-renewed/ID    when override ID expires, as its last renewal set it, under its lease
 //
 // etcd refuses a request of more than --max-request-bytes (1.5 MiB by
 // default) and a transaction of more than --max-txn-ops operations (128);
@@ -251,9 +253,12 @@
 // keep-alive when the renewal is for as long as the lease was granted
 // (the same lease seconds, the usual case); otherwise it moves the key to
 // a new lease with a put that keeps its value (ignore_value) and revokes
-// the old lease. Either way the data is not written again, and the
-// Expires that Overrides returns is the lease's end less the grace, to
-// the second.
+// the old lease. Either way the data is not written again: the renewal
+// records the new Expires in overrides-renewed/ID, under the override's
+// lease, which Overrides reads with the overrides (the bucket's name
+// sorts just before "overrides/": one range read, and one watch for
+// FollowOverrides, which reads the overrides again after each batch of
+// changes, so that a renewal on one daemon reaches the others).
 // A store's identity lives in meta/identity only: a cluster whose prefix
 // was emptied gets a new store, with a new identity, which agents notice.
 //

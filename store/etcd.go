@@ -1011,7 +1011,7 @@ func (s *Etcd) RenewOverride(ctx context.Context, id string, expires time.Time) 
 			// The lease's TTL was rounded up to the second when
 			// granted: one second more is the same lease seconds.
 			if ka.TTL == ttl || ka.TTL == ttl+1 {
-				return nil
+				return s.renewed(ctx, id, clientv3.LeaseID(kv.Lease), expires)
 			}
 		}
 		lease, err := s.cli.Grant(ctx, ttl)
@@ -1031,8 +1031,19 @@ func (s *Etcd) RenewOverride(ctx context.Context, id string, expires time.Time) 
 		if kv.Lease != 0 {
 			s.revoke(ctx, clientv3.LeaseID(kv.Lease))
 		}
-		return nil
+		return s.renewed(ctx, id, lease.ID, expires)
 	}
+}
+
+// renewed records that override id was renewed until expires, under its
+// lease, for FollowOverrides: a keep-alive changes no key.
+func (s *Etcd) renewed(ctx context.Context, id string, lease clientv3.LeaseID, expires time.Time) error {
+	k := []byte(id)
+	v := sealed(k, []byte(expires.UTC().Format(time.RFC3339Nano)))
+	if _, err := s.cli.Put(ctx, s.key(bucketRenewed, k), string(v), clientv3.WithLease(lease)); err != nil {
+		return fmt.Errorf("renewing override %q: %w", id, err)
+	}
+	return nil
 }
 
 // revoke revokes a lease no key needs any more. It may be gone already;
@@ -1054,6 +1065,7 @@ func (s *Etcd) DeleteOverride(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("removing override %q: %w", id, err)
 	}
+	// Revoking the lease removes the record of the renewals too.
 	for _, kv := range resp.PrevKvs {
 		if kv.Lease != 0 {
 			s.revoke(ctx, clientv3.LeaseID(kv.Lease))
@@ -1062,34 +1074,70 @@ func (s *Etcd) DeleteOverride(ctx context.Context, id string) error {
 	return nil
 }
 
-// Overrides implements Store. The Expires of an override is its lease's
-// end less etcdOverrideGrace, to the second, as RenewOverride moves the
-// end without writing the override again.
+// Overrides implements Store. The Expires of a renewed override is that
+// of its last renewal, which RenewOverride records beside it without
+// writing the override again.
 func (s *Etcd) Overrides(ctx context.Context) ([]wire.Override, error) {
 	done, err := s.begin(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	resp, err := s.cli.Get(ctx, s.bucketStart(bucketOverrides), clientv3.WithRange(s.bucketEnd(bucketOverrides)))
+	list, _, err := s.overrides(ctx)
+	return list, err
+}
+
+// overrides returns every override, and the etcd revision they were read
+// at. One range read gets the overrides and the records of their
+// renewals (bucketRenewed sorts just before overrides/): an override's
+// Expires is that of its last renewal, if one was recorded after the
+// override was put. An override renewed without a record (by an earlier
+// cfg) whose Expires is past gets its lease's end less the grace, to the
+// second.
+func (s *Etcd) overrides(ctx context.Context) ([]wire.Override, int64, error) {
+	resp, err := s.cli.Get(ctx, s.prefix+string(bucketOverrides)+"-", clientv3.WithRange(s.bucketEnd(bucketOverrides)))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	type renewal struct {
+		expires time.Time
+		rev     int64
+	}
+	renewals := map[string]renewal{}
+	renewedStart := s.bucketStart(bucketRenewed)
 	var out []wire.Override
 	for _, kv := range resp.Kvs {
+		if bytes.HasPrefix(kv.Key, []byte(renewedStart)) {
+			k := s.inner(bucketRenewed, kv.Key)
+			p, err := unseal(k, kv.Value)
+			if err != nil {
+				return nil, 0, s.damage(fmt.Errorf("renewal of override %q: %w", k, err))
+			}
+			t, err := time.Parse(time.RFC3339Nano, string(p))
+			if err != nil {
+				return nil, 0, fmt.Errorf("decoding the renewal of override %q: %w", k, err)
+			}
+			renewals[string(k)] = renewal{t, kv.ModRevision}
+			continue
+		}
+		if !bytes.HasPrefix(kv.Key, []byte(s.bucketStart(bucketOverrides))) {
+			continue
+		}
 		k := s.inner(bucketOverrides, kv.Key)
 		p, err := unseal(k, kv.Value)
 		if err != nil {
-			return nil, s.damage(fmt.Errorf("override %q: %w", k, err))
+			return nil, 0, s.damage(fmt.Errorf("override %q: %w", k, err))
 		}
 		var o wire.Override
 		if err := json.Unmarshal(p, &o); err != nil {
-			return nil, fmt.Errorf("decoding override %q: %w", k, err)
+			return nil, 0, fmt.Errorf("decoding override %q: %w", k, err)
 		}
-		if kv.Lease != 0 {
+		if r, ok := renewals[string(k)]; ok && r.rev > kv.ModRevision {
+			o.Expires = r.expires.UTC()
+		} else if kv.Lease != 0 && !o.Expires.After(time.Now()) {
 			ttl, err := s.cli.TimeToLive(ctx, clientv3.LeaseID(kv.Lease))
 			if err != nil {
-				return nil, fmt.Errorf("reading the lease of override %q: %w", k, err)
+				return nil, 0, fmt.Errorf("reading the lease of override %q: %w", k, err)
 			}
 			if ttl.TTL < 0 {
 				continue // ran out since it was read
@@ -1099,7 +1147,7 @@ func (s *Etcd) Overrides(ctx context.Context) ([]wire.Override, error) {
 		}
 		out = append(out, o)
 	}
-	return out, nil
+	return out, resp.Header.Revision, nil
 }
 
 // PutRun implements Store.

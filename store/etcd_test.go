@@ -881,3 +881,71 @@ func TestEtcdCompactKeys(t *testing.T) {
 		t.Errorf("DamagedReads() = %d", s.DamagedReads())
 	}
 }
+
+// TestEtcdFollowOverrides follows the overrides of a store while another
+// client of the store sets, renews (one keep-alive, which changes no key
+// of the override) and removes one: each change is delivered, a renewal
+// with its exact new expiry.
+func TestEtcdFollowOverrides(t *testing.T) {
+	cli, prefix := EtcdForTest(t)
+	s := openEtcdTest(t, cli, prefix)
+	other := openEtcdTest(t, cli, prefix)
+	got := make(chan []wire.Override, 100)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- s.FollowOverrides(ctx, func(os []wire.Override) error {
+			got <- os
+			return nil
+		})
+	}()
+	// next waits for a delivery that satisfies ok.
+	next := func(what string, ok func([]wire.Override) bool) []wire.Override {
+		t.Helper()
+		timeout := time.After(time.Minute)
+		for {
+			select {
+			case os := <-got:
+				if ok(os) {
+					return os
+				}
+			case <-timeout:
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	next("the first delivery", func(os []wire.Override) bool { return len(os) == 0 })
+	expires := time.Now().Add(time.Minute).UTC().Round(0)
+	o := wire.Override{ID: "run-1", Config: "a", Hosts: []string{"web-1"}, Version: 1, Data: []byte("x"), LeaseSeconds: 60, Expires: expires}
+	if err := other.PutOverride(t.Context(), o); err != nil {
+		t.Fatal(err)
+	}
+	next("the override", func(os []wire.Override) bool { return len(os) == 1 && os[0].Expires.Equal(expires) })
+	renewed := expires.Add(1500 * time.Millisecond)
+	if err := other.RenewOverride(t.Context(), o.ID, renewed); err != nil {
+		t.Fatal(err)
+	}
+	next("the renewal", func(os []wire.Override) bool { return len(os) == 1 && os[0].Expires.Equal(renewed) })
+	if os, err := other.Overrides(t.Context()); err != nil || len(os) != 1 || !os[0].Expires.Equal(renewed) {
+		t.Errorf("Overrides after the renewal: %v, %v; want expiry %v", os, err, renewed)
+	}
+	// A later put wins over the renewal before it.
+	o.Version, o.Expires = 2, expires
+	if err := other.PutOverride(t.Context(), o); err != nil {
+		t.Fatal(err)
+	}
+	next("version 2", func(os []wire.Override) bool {
+		return len(os) == 1 && os[0].Version == 2 && os[0].Expires.Equal(expires)
+	})
+	if err := other.DeleteOverride(t.Context(), o.ID); err != nil {
+		t.Fatal(err)
+	}
+	next("the removal", func(os []wire.Override) bool { return len(os) == 0 })
+	if resp, err := cli.Get(t.Context(), s.bucketStart(bucketRenewed), clientv3.WithPrefix()); err != nil || len(resp.Kvs) != 0 {
+		t.Errorf("records of renewals after the removal: %v, %v", resp, err)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("FollowOverrides: %v, want context.Canceled", err)
+	}
+}

@@ -8,6 +8,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/cfg-dev/cfg/wire"
 )
 
 // followRetry bounds the wait between two attempts of Follow to read or
@@ -120,6 +122,11 @@ func (s *Etcd) follow(ctx context.Context, after, watchFrom int64, fn func(Revis
 // errGap: a watch brought a revision after one it did not bring.
 var errGap = errors.New("revisions missed")
 
+// leadRelease bounds the wait of Lead, once its member is done, to give
+// the leadership up (resign, revoke its lease): a member cut off from
+// etcd gives up waiting, and its lease ends by itself.
+const leadRelease = 5 * time.Second
+
 // ErrLeadershipLost: Lead's member stopped being the publisher before its
 // work was done.
 var ErrLeadershipLost = errors.New("publisher leadership lost")
@@ -142,11 +149,27 @@ func (s *Etcd) Lead(ctx context.Context, member string, ttl int, lead func(ctx c
 		return err
 	}
 	defer done()
-	session, err := concurrency.NewSession(s.cli, concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
-	if err != nil {
+	// The session outlives ctx, so that a member that stops (ctx ends)
+	// revokes its lease, and the next member is elected at once rather
+	// than a ttl later, and so that ctx ending is not taken for a lost
+	// leadership; until it is made, ctx ending ends the wait for it.
+	sctx, scancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer scancel()
+	stop := context.AfterFunc(ctx, scancel)
+	session, err := concurrency.NewSession(s.cli, concurrency.WithTTL(ttl), concurrency.WithContext(sctx))
+	if !stop() || err != nil {
+		if err == nil {
+			err = ctx.Err()
+			session.Close()
+		}
 		return fmt.Errorf("campaigning to publish: %w", err)
 	}
-	defer session.Close()
+	defer func() {
+		// Revoking the lease waits at most leadRelease for etcd.
+		t := time.AfterFunc(leadRelease, scancel)
+		session.Close()
+		t.Stop()
+	}()
 	e := concurrency.NewElection(session, s.prefix+"publisher/")
 	if err := e.Campaign(ctx, member); err != nil {
 		return fmt.Errorf("campaigning to publish: %w", err)
@@ -171,7 +194,7 @@ func (s *Etcd) Lead(ctx context.Context, member string, ttl int, lead func(ctx c
 		return fmt.Errorf("publishing as %q: %w (%w)", member, ErrLeadershipLost, err)
 	default:
 	}
-	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(ttl)*time.Second)
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), leadRelease)
 	defer rcancel()
 	e.Resign(rctx)
 	return err
@@ -192,4 +215,90 @@ func (s *Etcd) Leader(ctx context.Context) (string, error) {
 		return "", nil
 	}
 	return string(resp.Kvs[0].Value), nil
+}
+
+// bucketRenewed holds a key for each renewed override (RenewOverride),
+// under the override's lease, so that a renewal that only keeps the lease
+// alive is seen by FollowOverrides. Its name sorts just before
+// "overrides/": one watch of the keys from "overrides-" to "overrides0"
+// sees both buckets.
+var bucketRenewed = []byte("overrides-renewed")
+
+// FollowOverrides calls fn with every override, as Overrides returns
+// them, at once and then whenever one is set, renewed, removed or its
+// lease ends, until ctx ends or fn returns an error, which
+// FollowOverrides returns. It is how a daemon learns of the overrides set
+// through the others: one etcd watch of overrides/ and of the renewals;
+// the overrides are read again after each batch of events (they are few:
+// one per canary in progress). When the watch cannot go on, they are read
+// again and watched from that read; failures are retried, at most
+// followRetry apart.
+func (s *Etcd) FollowOverrides(ctx context.Context, fn func([]wire.Override) error) error {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	ctx = clientv3.WithRequireLeader(ctx)
+	// From "overrides-": overrides-renewed/ then overrides/.
+	start, end := s.prefix+string(bucketOverrides)+"-", s.bucketEnd(bucketOverrides)
+	wait := 50 * time.Millisecond
+	retry := func() error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, followRetry)
+		return nil
+	}
+	for {
+		list, rev, err := s.overrides(ctx)
+		if err != nil {
+			if errors.Is(err, ErrDamaged) {
+				return err
+			}
+			if err := retry(); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := fn(list); err != nil {
+			return err
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		ch := s.cli.Watch(wctx, start, clientv3.WithRange(end), clientv3.WithRev(rev+1))
+		err = func() error {
+			for resp := range ch {
+				if resp.Err() != nil {
+					return nil // read again, then watch again
+				}
+				// Events that came meanwhile are covered by one read.
+				for len(ch) > 0 {
+					if r := <-ch; r.Err() != nil {
+						return nil
+					}
+				}
+				list, _, err := s.overrides(ctx)
+				if err != nil {
+					if errors.Is(err, ErrDamaged) {
+						return err
+					}
+					return nil
+				}
+				if err := fn(list); err != nil {
+					return err
+				}
+				wait = 50 * time.Millisecond
+			}
+			return ctx.Err()
+		}()
+		cancel()
+		if err != nil {
+			return err
+		}
+		if err := retry(); err != nil {
+			return err
+		}
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -63,15 +62,14 @@ func startBin(t *testing.T, bin string, args ...string) *proc {
 	return startCmd(t, exec.Command(bin, args...))
 }
 
-// freePort returns a port that was free a moment ago.
+// freePort returns a port that was free a moment ago (see freePortNumber).
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freePortNumber()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // runCode runs cfg to completion and returns its output and exit code.
@@ -401,6 +399,7 @@ func skipUnderRace(t *testing.T) {
 }
 
 func TestCanaryDemo(t *testing.T) {
+	t.Parallel()
 	f := startFleet(t)
 	before := f.running(t)
 	head := headCommit(t, f.repo)
@@ -512,6 +511,7 @@ func TestCanaryDemo(t *testing.T) {
 // the bake, and is not canaried again unless asked.
 func TestCanaryLateFailure(t *testing.T) {
 	skipUnderRace(t)
+	t.Parallel()
 	f := startFleet(t)
 	head := headCommit(t, f.repo)
 	old := gitShow(t, f.repo, head, "materialized_configs/demo/service.json")
@@ -630,6 +630,7 @@ func TestCanaryLateFailure(t *testing.T) {
 // and exits 1.
 func TestCanaryBranchMoved(t *testing.T) {
 	skipUnderRace(t)
+	t.Parallel()
 	f := startFleet(t)
 	before := f.running(t)
 	head := headCommit(t, f.repo)
@@ -667,6 +668,7 @@ func TestCanaryBranchMoved(t *testing.T) {
 // daemon drops it and the hosts revert.
 func TestCanaryKilled(t *testing.T) {
 	skipUnderRace(t)
+	t.Parallel()
 	f := startFleet(t)
 	before := f.running(t)
 	f.apply(t, "good")

@@ -149,6 +149,7 @@ func checkBranch(t *testing.T, dir, root string, reported []string) int {
 // commit passes cfg validate. A cfg commit whose branch git moved exits 1,
 // commits nothing, and is run again.
 func TestCommitConcurrentProcesses(t *testing.T) {
+	t.Parallel()
 	dir := configRepo(t)
 	root, err := gitOut(dir, "rev-parse", "HEAD")
 	if err != nil {
@@ -254,6 +255,7 @@ func TestCommitConcurrentProcesses(t *testing.T) {
 // cfg commit finds nothing in its way (it recovers the commit lock and any
 // lock file of git's the killed one left), and the branch stays whole.
 func TestCommitKilled(t *testing.T) {
+	t.Parallel()
 	dir := configRepo(t)
 	root, err := gitOut(dir, "rev-parse", "HEAD")
 	if err != nil {

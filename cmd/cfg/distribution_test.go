@@ -240,6 +240,7 @@ func (w *watcher) seen() []int64 {
 // restarted while the daemon is down serves its cache; a daemon restart
 // republishes nothing and watchers resume without gaps or duplicates.
 func TestDistribution(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
@@ -361,6 +362,7 @@ func TestDistribution(t *testing.T) {
 // TestFailover: two daemons tail the same repository; an agent that loses
 // the first fails over to the second and misses no update.
 func TestFailover(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
@@ -399,6 +401,7 @@ func TestFailover(t *testing.T) {
 // commit: a revision is visible whole or not at all, and the sequence is
 // dense.
 func TestKillDuringPublish(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts processes")
 	}

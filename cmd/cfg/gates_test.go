@@ -120,6 +120,7 @@ func firstUser(ok func(bucket int) bool) string {
 // afterwards loads it from its host's agent cache.
 func TestGatesDemo(t *testing.T) {
 	skipUnderRace(t)
+	t.Parallel()
 	f := startGatesFleet(t)
 	in1 := firstUser(func(b int) bool { return b < 100 })                // in at 1 %
 	in10 := firstUser(func(b int) bool { return b >= 100 && b < 1000 })  // in at 10 %, not at 1 %

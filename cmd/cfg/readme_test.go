@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +25,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/txtar"
 	"github.com/spf13/cobra"
+	"go.etcd.io/etcd/server/v3/embed"
 	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/syntax"
 
@@ -91,6 +94,7 @@ func readBlocks(t *testing.T, file string) []block {
 
 // TestReadme checks every block of README.md and examples/README.md.
 func TestReadme(t *testing.T) {
+	t.Parallel() // it runs the canary demo, which waits on its phases
 	checks := map[string]func(t *testing.T, b block){
 		"build-and-check":    checkBuildAndCheck,
 		"test-command":       checkTestCommand,
@@ -133,7 +137,10 @@ func TestReadme(t *testing.T) {
 			case "walkthrough-output":
 				outputs[b.args[0]] = b.text
 			default:
-				t.Run(fmt.Sprintf("%s:%d", b.file, b.line), func(t *testing.T) { check(t, b) })
+				t.Run(fmt.Sprintf("%s:%d", b.file, b.line), func(t *testing.T) {
+					t.Parallel() // each check has its own directories and processes
+					check(t, b)
+				})
 			}
 		}
 	}
@@ -503,7 +510,9 @@ func checkTranscript(t *testing.T, b block) {
 	runTranscript(t, dir, b.text)
 }
 
-func runTranscript(t *testing.T, dir, text string) {
+// runTranscript runs the transcript text in dir, with env added to this
+// process's environment.
+func runTranscript(t *testing.T, dir, text string, env ...string) {
 	t.Helper()
 	cmd, want := "", ""
 	flush := func() {
@@ -512,7 +521,7 @@ func runTranscript(t *testing.T, dir, text string) {
 		}
 		c := exec.Command("bash", "-c", cmd)
 		c.Dir = dir
-		c.Env = append(os.Environ(), "NO_COLOR=1")
+		c.Env = append(append(os.Environ(), "NO_COLOR=1"), env...)
 		out, _ := c.CombinedOutput()
 		sameOutput(t, cmd, want, string(out))
 	}
@@ -536,8 +545,6 @@ func checkGitWorkflow(t *testing.T, b block) {
 	}
 	dir := t.TempDir()
 	copyDir(t, filepath.Join(moduleRoot, "examples/jobs"), dir)
-	t.Setenv("CFG_AUTHOR_NAME", "Ann")
-	t.Setenv("CFG_AUTHOR_EMAIL", "ann@example.com")
 	if out, err := exec.Command("git", "-C", dir, "init", "-q").CombinedOutput(); err != nil {
 		t.Fatalf("git init: %v\n%s", err, out)
 	}
@@ -545,7 +552,7 @@ func checkGitWorkflow(t *testing.T, b block) {
 		t.Fatalf("cfg commit: %s", stderr)
 	}
 	editFile(t, filepath.Join(dir, "source/feed/cache_job.cconf"), "memory_mb = 32768", "memory_mb = 49152")
-	runTranscript(t, dir, b.text)
+	runTranscript(t, dir, b.text, "CFG_AUTHOR_NAME=Ann", "CFG_AUTHOR_EMAIL=ann@example.com")
 	stdout, _, _ := runCode(t, dir, "log", "-n", "1", "feed/cache_job")
 	if !strings.Contains(stdout, "    feed: more memory for the cache\n") {
 		t.Errorf("cfg log after the transcript's commit:\n%s", stdout)
@@ -565,6 +572,14 @@ func checkCommands(t *testing.T, b block) {
 		case "cp":
 			if _, err := os.Stat(filepath.Join(moduleRoot, b.args[0], words[1])); err != nil {
 				t.Errorf("%q: %v", line, err)
+			}
+		case "etcd":
+			// etcd's own flags, as its server parses them.
+			set := flag.NewFlagSet("etcd", flag.ContinueOnError)
+			set.SetOutput(io.Discard)
+			embed.NewConfig().AddFlags(set)
+			if err := set.Parse(words[1:]); err != nil || set.NArg() > 0 {
+				t.Errorf("%q: %v, args %q", line, err, set.Args())
 			}
 		default:
 			t.Errorf("%q: a command this check does not know", line)

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,20 +20,62 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(testMain{m}, map[string]func(){
 		"cfg": func() { os.Exit(cli.Main()) },
 	})
+}
+
+// processTestsParallel is how many tests of this package run at once
+// unless -test.parallel says otherwise. The end-to-end tests run fleets of
+// processes and spend most of their time waiting on the wall clock (a
+// canary's phases and leases, an agent's heartbeats), not on the CPU, so
+// they run side by side rather than GOMAXPROCS at a time.
+const processTestsParallel = 16
+
+// raceExitSleep is how long a cfg process built with the race detector
+// waits when it exits, for goroutines still running to race (GORACE's
+// atexit_sleep_ms, 1000 by default). cfg's commands end their goroutines
+// before they exit, and any goroutine still runnable runs within it; the
+// default second, in each of the thousands of cfg processes the tests run,
+// is most of the package's time under the race detector.
+const raceExitSleep = "atexit_sleep_ms=100"
+
+// testMain runs the tests (testscript.Main calls Run only when the binary
+// runs as the test, not as cfg): with -test.parallel at
+// processTestsParallel if it was not given, and under the race detector
+// with the cfg processes that the tests start waiting raceExitSleep when
+// they exit, unless GORACE says otherwise.
+type testMain struct{ m *testing.M }
+
+func (tm testMain) Run() int {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		if err := flag.Set("test.parallel", strconv.Itoa(processTestsParallel)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+	}
+	if gorace := os.Getenv("GORACE"); raceEnabled && !strings.Contains(gorace, "atexit_sleep_ms") {
+		os.Setenv("GORACE", strings.TrimSpace(gorace+" "+raceExitSleep))
+	}
+	return tm.m.Run()
 }
 
 // TestScript runs the end-to-end scripts in testdata/script: each is a
 // small config repository and the cfg commands run against it.
 func TestScript(t *testing.T) {
+	t.Parallel()
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
 		UpdateScripts:       os.Getenv("UPDATE_SCRIPTS") != "",
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("NO_COLOR", "1")
+			if gorace := os.Getenv("GORACE"); gorace != "" {
+				env.Setenv("GORACE", gorace) // see testMain
+			}
 			// Free ports for the daemon and the agent of a script
 			// that runs them (scripts use no fixed port).
 			for _, name := range []string{"DAEMON_PORT", "AGENT_PORT"} {
@@ -49,14 +94,56 @@ func TestScript(t *testing.T) {
 	})
 }
 
-// freePortNumber returns a port that was free a moment ago.
+// freePortNumber returns a port that was free a moment ago, for a process
+// that must be told its port before it starts. The port is below the
+// system's ephemeral range, from which every listener on port 0 (the
+// daemons and agents the tests start, other tests' servers) gets its port:
+// none of them can take it before the process binds it. No port is
+// returned twice.
 func freePortNumber() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	low := ephemeralLow()
+	for range 1000 {
+		port := minPort + rand.N(low-minPort)
+		if portsGiven[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // in use
+		}
+		ln.Close()
+		portsGiven[port] = true
+		return port, nil
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("no free port in [%d, %d) after 1000 tries", minPort, low)
+}
+
+// minPort is the lowest port freePortNumber returns.
+const minPort = 10000
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// ephemeralLow returns the first port of the system's ephemeral range:
+// Linux's ip_local_port_range, or IANA's 49152 where that cannot be read.
+func ephemeralLow() int {
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 49152
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) != 2 {
+		return 49152
+	}
+	low, err := strconv.Atoi(fields[0])
+	if err != nil || low <= minPort+1000 {
+		return 49152
+	}
+	return low
 }
 
 // waitHTTP is the script command "waithttp URL [TEXT]": it waits until a

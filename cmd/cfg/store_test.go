@@ -19,6 +19,7 @@ import (
 // serve on it: it exits 3 with a clear error, never dies by a signal and
 // never makes the store again as revision 1.
 func TestDamagedStore(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts processes")
 	}

@@ -40,6 +40,19 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"serve", "--data-dir", "d", "--max-watches-per-address", "-1"}, ExitUsage, "--max-watches-per-address: got -1, want 0 (the default) or more"},
 		{[]string{"serve", "--data-dir", "d", "--max-watch-bytes", "1000"}, ExitUsage, "--max-watch-bytes: got 1000, want 0 (the default) or at least 1048576, the largest watch body"},
 		{[]string{"serve", "--data-dir", "d", "--max-watch-bytes", "2097152", "--max-watch-bytes-per-address", "4194304"}, ExitUsage, "--max-watch-bytes-per-address: got 4194304, want at most --max-watch-bytes, 2097152"},
+		{[]string{"serve"}, ExitUsage, "no store: want --data-dir DIR, or --etcd URL[,URL...] for a store shared with other daemons"},
+		{[]string{"serve", "--data-dir", "d", "--etcd", "http://127.0.0.1:2379"}, ExitUsage, "--data-dir and --etcd: want one of them, not both"},
+		{[]string{"serve", "--data-dir", "d", "--keep-revisions", "-1"}, ExitUsage, "--keep-revisions: got -1, want 0 (keep all) or more"},
+		{[]string{"serve", "--data-dir", "d", "--etcd-prefix", "/x/"}, ExitUsage, "--etcd-prefix without --etcd"},
+		{[]string{"serve", "--data-dir", "d", "--etcd-cacert", "ca.pem"}, ExitUsage, "--etcd-cacert without --etcd"},
+		{[]string{"serve", "--etcd", "127.0.0.1:2379"}, ExitUsage, `--etcd: got "127.0.0.1:2379", want client URLs such as http://127.0.0.1:2379`},
+		{[]string{"serve", "--etcd", "ftp://h:1"}, ExitUsage, `--etcd: got "ftp://h:1", want client URLs such as http://127.0.0.1:2379`},
+		{[]string{"serve", "--etcd", "http://h:1", "--etcd-prefix", "cfg"}, ExitUsage, `--etcd-prefix: got "cfg", want a prefix ending in /`},
+		{[]string{"serve", "--etcd", "http://h:1", "--etcd-cert", "c.pem"}, ExitUsage, "--etcd-cert and --etcd-key: want both or neither"},
+		{[]string{"serve", "--etcd", "http://h:1", "--etcd-password-file", "p"}, ExitUsage, "--etcd-password-file without --etcd-user"},
+		{[]string{"serve", "--etcd", "http://h:1", "--etcd-dial-timeout", "0s"}, ExitUsage, "--etcd-dial-timeout: got 0s, want more than 0"},
+		{[]string{"serve", "--etcd", "http://h:1", "--etcd-election-ttl", "500ms"}, ExitUsage, "--etcd-election-ttl: got 500ms, want at least 1s"},
+		{[]string{"serve", "--etcd", "http://h:1", "--etcd-user", "cfg", "--etcd-password-file", "nope"}, ExitUsage, "--etcd-password-file: open nope: no such file or directory"},
 	}
 	for _, tt := range tests {
 		f, _, errb := testFactory(root, false)

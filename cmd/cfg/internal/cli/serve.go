@@ -32,6 +32,12 @@ type ServeOptions struct {
 	MaxWatchesPerAddress    int
 	MaxWatchBytes           int64
 	MaxWatchBytesPerAddress int64
+	// Etcd, if set, serves the store in an etcd cluster shared with other
+	// daemons instead of one in DataDir.
+	Etcd EtcdOptions
+	// KeepRevisions is how many latest revisions keep their history (0:
+	// all).
+	KeepRevisions int64
 }
 
 func newServeCmd(f *Factory, runF func(*ServeOptions) error) *cobra.Command {
@@ -40,7 +46,8 @@ func newServeCmd(f *Factory, runF func(*ServeOptions) error) *cobra.Command {
 		Use:   "serve",
 		Short: "Run the distribution daemon",
 		Example: `  cfg serve --repo . --data-dir /var/lib/cfg --token-file token
-  cfg serve --repo . --data-dir /var/lib/cfg --listen 127.0.0.1:0 --addr-file daemon.addr`,
+  cfg serve --repo . --data-dir /var/lib/cfg --listen 127.0.0.1:0 --addr-file daemon.addr
+  cfg serve --repo . --etcd http://etcd1:2379,http://etcd2:2379,http://etcd3:2379 --token-file token`,
 		Long: `Serve runs the distribution daemon: it tails a branch of a git repository,
 publishes every commit that changes materialized configs as one revision in
 a durable store under --data-dir, and serves the HTTP API of docs/api.md
@@ -59,6 +66,26 @@ refused (exit 3) with what to do. A store written by an earlier cfg is
 migrated.
 
 Write endpoints need a token: the first line of --token-file, or CFG_TOKEN.
+
+With --etcd instead of --data-dir, the store lives in an etcd cluster (its
+client URLs, comma-separated), under the key prefix --etcd-prefix (default
+/cfg/), and several daemons share it: every one serves configs and watch
+streams, following what is published with one etcd watch; one of them,
+elected through etcd, tails the branch and publishes, and when it stops
+another takes over within --etcd-election-ttl (default 10s), resuming
+from the last published commit. Every daemon needs the repository (a clone
+of it); a daemon whose clone lacks the published commit waits for it
+rather than publish. Overrides, host reports and canary runs are in etcd
+too: an override set through one daemon reaches the hosts of every other,
+and cfg status and cfg canary work through any daemon. TLS and
+authentication take etcdctl's flags, prefixed: --etcd-cacert,
+--etcd-cert, --etcd-key, --etcd-user, and the password in
+CFG_ETCD_PASSWORD or the first line of --etcd-password-file. /healthz says
+whether the daemon publishes and which daemon does.
+
+--keep-revisions N makes the publisher drop the history of the revisions
+before the N latest after it publishes (default 0: keep all): a watch from
+a revision older than that gets a snapshot instead.
 
 What clients can make the daemon hold is bounded. It serves at most
 --max-connections connections at once (default 10000, or the file
@@ -85,7 +112,7 @@ commands' GOGC=400; set GOMEMLIMIT to give the daemon a soft memory limit.`,
 	}
 	cmd.Flags().StringVar(&opts.Repo, "repo", ".", "the git repository (work tree or bare) to tail")
 	cmd.Flags().StringVar(&opts.Branch, "branch", "", "the branch to tail (default: the branch HEAD points to)")
-	cmd.Flags().StringVar(&opts.DataDir, "data-dir", "", "where the daemon keeps its store (required)")
+	cmd.Flags().StringVar(&opts.DataDir, "data-dir", "", "where the daemon keeps its store (this or --etcd is required)")
 	cmd.Flags().StringVar(&opts.Listen, "listen", "127.0.0.1:7480", "address to serve the API on")
 	cmd.Flags().StringVar(&opts.TokenFile, "token-file", "", "file whose first line is the token write requests need (default: $CFG_TOKEN; with neither, the daemon is read-only)")
 	cmd.Flags().StringVar(&opts.AddrFile, "addr-file", "", "write the address actually listened on to this file (useful with port 0)")
@@ -96,12 +123,22 @@ commands' GOGC=400; set GOMEMLIMIT to give the daemon a soft memory limit.`,
 	cmd.Flags().IntVar(&opts.MaxWatchesPerAddress, "max-watches-per-address", daemon.DefaultMaxWatchesPerAddress, "watch streams one remote address may hold")
 	cmd.Flags().Int64Var(&opts.MaxWatchBytes, "max-watch-bytes", daemon.DefaultMaxWatchBytes, "bytes of parameters (query or body) the open watch streams may hold, at least 1 MiB")
 	cmd.Flags().Int64Var(&opts.MaxWatchBytesPerAddress, "max-watch-bytes-per-address", daemon.DefaultMaxWatchBytesPerAddress, "bytes of watch parameters one remote address may hold, at least 1 MiB")
+	cmd.Flags().Int64Var(&opts.KeepRevisions, "keep-revisions", 0, "keep the history of the N latest revisions only, compacting after publishing (0: keep all)")
+	opts.Etcd.addFlags(cmd)
 	return cmd
 }
 
 func runServe(f *Factory, cmd *cobra.Command, opts *ServeOptions) error {
-	if opts.DataDir == "" {
-		return usageError(errors.New("--data-dir is required"))
+	switch {
+	case opts.DataDir == "" && len(opts.Etcd.Endpoints) == 0:
+		return usageError(errors.New("no store: want --data-dir DIR, or --etcd URL[,URL...] for a store shared with other daemons"))
+	case opts.DataDir != "" && len(opts.Etcd.Endpoints) > 0:
+		return usageError(errors.New("--data-dir and --etcd: want one of them, not both"))
+	case opts.KeepRevisions < 0:
+		return usageError(fmt.Errorf("--keep-revisions: got %d, want 0 (keep all) or more", opts.KeepRevisions))
+	}
+	if err := opts.Etcd.check(); err != nil {
+		return err
 	}
 	for _, f := range []struct {
 		name string
@@ -130,14 +167,16 @@ func runServe(f *Factory, cmd *cobra.Command, opts *ServeOptions) error {
 	if err != nil {
 		return err
 	}
-	d, err := daemon.New(daemon.Config{
-		RepoPath:  opts.Repo,
-		Branch:    opts.Branch,
-		DataDir:   opts.DataDir,
-		Token:     token,
-		Poll:      opts.Poll,
-		Heartbeat: opts.Heartbeat,
-		Logger:    slog.New(slog.NewTextHandler(f.IO.Err, nil)),
+	cfg := daemon.Config{
+		RepoPath:      opts.Repo,
+		Branch:        opts.Branch,
+		DataDir:       opts.DataDir,
+		Token:         token,
+		Poll:          opts.Poll,
+		Heartbeat:     opts.Heartbeat,
+		Logger:        slog.New(slog.NewTextHandler(f.IO.Err, nil)),
+		KeepRevisions: opts.KeepRevisions,
+		ElectionTTL:   opts.Etcd.ElectionTTL,
 
 		MaxConnections:       opts.MaxConnections,
 		MaxWatches:           opts.MaxWatches,
@@ -145,13 +184,29 @@ func runServe(f *Factory, cmd *cobra.Command, opts *ServeOptions) error {
 
 		MaxWatchBytes:           opts.MaxWatchBytes,
 		MaxWatchBytesPerAddress: opts.MaxWatchBytesPerAddress,
-	})
+	}
+	if len(opts.Etcd.Endpoints) > 0 {
+		st, closeStore, err := opts.Etcd.open(cmd.Context())
+		if err != nil {
+			return infraError(err)
+		}
+		defer closeStore()
+		cfg.Store = st
+	}
+	// Listening first names the daemon by the address it serves on; the
+	// address file is written once the daemon is made.
+	ln, err := listen(opts.Listen, "")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	cfg.Member = memberName(ln.Addr())
+	d, err := daemon.New(cfg)
 	if err != nil {
 		return infraError(err)
 	}
 	defer d.Close()
-	ln, err := listen(opts.Listen, opts.AddrFile)
-	if err != nil {
+	if err := writeAddrFile(ln, opts.AddrFile); err != nil {
 		return err
 	}
 	fmt.Fprintf(f.IO.Err, "cfg serve: listening on http://%s\n", ln.Addr())
@@ -184,24 +239,33 @@ func readToken(file string) (string, error) {
 }
 
 // listen opens the listener and, with addrFile, writes its address there
-// (atomically, so a reader never sees half of it).
+// (writeAddrFile).
 func listen(addr, addrFile string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, infraError(err)
 	}
-	if addrFile != "" {
-		tmp := addrFile + ".tmp"
-		if err := os.WriteFile(tmp, []byte(ln.Addr().String()+"\n"), 0o644); err != nil {
-			ln.Close()
-			return nil, infraError(err)
-		}
-		if err := os.Rename(tmp, addrFile); err != nil {
-			ln.Close()
-			return nil, infraError(err)
-		}
+	if err := writeAddrFile(ln, addrFile); err != nil {
+		ln.Close()
+		return nil, err
 	}
 	return ln, nil
+}
+
+// writeAddrFile writes the address of ln to addrFile, if it is set,
+// atomically, so that a reader never sees half of it.
+func writeAddrFile(ln net.Listener, addrFile string) error {
+	if addrFile == "" {
+		return nil
+	}
+	tmp := addrFile + ".tmp"
+	if err := os.WriteFile(tmp, []byte(ln.Addr().String()+"\n"), 0o644); err != nil {
+		return infraError(err)
+	}
+	if err := os.Rename(tmp, addrFile); err != nil {
+		return infraError(err)
+	}
+	return nil
 }
 
 // noArgs rejects positional arguments with a usage error.

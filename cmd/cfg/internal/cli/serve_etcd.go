@@ -1,0 +1,190 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/cfg-dev/cfg/daemon"
+	"github.com/cfg-dev/cfg/store"
+)
+
+// etcdPasswordEnv holds the password of --etcd-user when
+// --etcd-password-file is not given.
+const etcdPasswordEnv = "CFG_ETCD_PASSWORD"
+
+// EtcdOptions are the flags of cfg serve for a store in etcd. TLS and
+// authentication are named as etcdctl names them, prefixed with etcd-.
+type EtcdOptions struct {
+	Endpoints    []string
+	Prefix       string
+	CACert       string
+	Cert         string
+	Key          string
+	User         string
+	PasswordFile string
+	DialTimeout  time.Duration
+	ElectionTTL  time.Duration
+
+	password string // read by check
+}
+
+func (o *EtcdOptions) addFlags(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringSliceVar(&o.Endpoints, "etcd", nil, "keep the store in the etcd cluster at these client URLs (comma-separated), shared with other daemons, instead of --data-dir")
+	fl.StringVar(&o.Prefix, "etcd-prefix", "/cfg/", "the key prefix of the store in etcd")
+	fl.StringVar(&o.CACert, "etcd-cacert", "", "verify etcd's certificates with this CA bundle")
+	fl.StringVar(&o.Cert, "etcd-cert", "", "the client certificate for etcd (with --etcd-key)")
+	fl.StringVar(&o.Key, "etcd-key", "", "the key of --etcd-cert")
+	fl.StringVar(&o.User, "etcd-user", "", "authenticate to etcd as this user, with the password in $"+etcdPasswordEnv+" or --etcd-password-file")
+	fl.StringVar(&o.PasswordFile, "etcd-password-file", "", "file whose first line is the password of --etcd-user")
+	fl.DurationVar(&o.DialTimeout, "etcd-dial-timeout", 5*time.Second, "how long to wait for etcd at start")
+	fl.DurationVar(&o.ElectionTTL, "etcd-election-ttl", daemon.DefaultElectionTTL, "the lease of the publisher's election: another daemon publishes within it once the publisher dies (whole seconds)")
+}
+
+// check checks the flags, with usage errors naming them.
+func (o *EtcdOptions) check() error {
+	if len(o.Endpoints) == 0 {
+		for _, name := range []string{"etcd-prefix", "etcd-cacert", "etcd-cert", "etcd-key", "etcd-user", "etcd-password-file"} {
+			if o.set(name) {
+				return usageError(fmt.Errorf("--%s without --etcd", name))
+			}
+		}
+		return nil
+	}
+	for _, ep := range o.Endpoints {
+		u, err := url.Parse(ep)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return usageError(fmt.Errorf("--etcd: got %q, want client URLs such as http://127.0.0.1:2379", ep))
+		}
+	}
+	if o.Prefix == "" || !strings.HasSuffix(o.Prefix, "/") {
+		return usageError(fmt.Errorf("--etcd-prefix: got %q, want a prefix ending in /", o.Prefix))
+	}
+	if (o.Cert == "") != (o.Key == "") {
+		return usageError(errors.New("--etcd-cert and --etcd-key: want both or neither"))
+	}
+	if o.PasswordFile != "" && o.User == "" {
+		return usageError(errors.New("--etcd-password-file without --etcd-user"))
+	}
+	if o.DialTimeout <= 0 {
+		return usageError(fmt.Errorf("--etcd-dial-timeout: got %v, want more than 0", o.DialTimeout))
+	}
+	if o.ElectionTTL < time.Second {
+		return usageError(fmt.Errorf("--etcd-election-ttl: got %v, want at least 1s", o.ElectionTTL))
+	}
+	var err error
+	o.password, err = o.readPassword()
+	return err
+}
+
+// set reports whether the flag name was given; the options are only
+// those of the flags, so a flag is set when its value differs from its
+// default.
+func (o *EtcdOptions) set(name string) bool {
+	switch name {
+	case "etcd-prefix":
+		return o.Prefix != "/cfg/"
+	case "etcd-cacert":
+		return o.CACert != ""
+	case "etcd-cert":
+		return o.Cert != ""
+	case "etcd-key":
+		return o.Key != ""
+	case "etcd-user":
+		return o.User != ""
+	case "etcd-password-file":
+		return o.PasswordFile != ""
+	}
+	return false
+}
+
+// readPassword returns the password of --etcd-user: the first line of
+// --etcd-password-file, or CFG_ETCD_PASSWORD.
+func (o *EtcdOptions) readPassword() (string, error) {
+	if o.User == "" {
+		return "", nil
+	}
+	if o.PasswordFile == "" {
+		p := os.Getenv(etcdPasswordEnv)
+		if p == "" {
+			return "", usageError(fmt.Errorf("--etcd-user %s: no password: want $%s or --etcd-password-file", o.User, etcdPasswordEnv))
+		}
+		return p, nil
+	}
+	data, err := os.ReadFile(o.PasswordFile)
+	if err != nil {
+		return "", usageError(fmt.Errorf("--etcd-password-file: %w", err))
+	}
+	p, _, _ := strings.Cut(string(data), "\n")
+	if p = strings.TrimRight(p, "\r"); p == "" {
+		return "", usageError(fmt.Errorf("--etcd-password-file %s: empty", o.PasswordFile))
+	}
+	return p, nil
+}
+
+// open connects to etcd, as etcdctl does with the same flags
+// (clientv3.NewClientConfig), and opens the store under the prefix; check
+// comes first. The returned function closes the store and the client.
+func (o *EtcdOptions) open(ctx context.Context) (*store.Etcd, func(), error) {
+	cfg, err := clientv3.NewClientConfig(&clientv3.ConfigSpec{
+		Endpoints:   o.Endpoints,
+		DialTimeout: o.DialTimeout,
+		// Keep-alives notice a member gone silent (a machine lost) as
+		// etcdctl's defaults do.
+		KeepAliveTime:    30 * time.Second,
+		KeepAliveTimeout: 10 * time.Second,
+		Secure:           &clientv3.SecureConfig{Cacert: o.CACert, Cert: o.Cert, Key: o.Key},
+		Auth:             &clientv3.AuthConfig{Username: o.User, Password: o.password},
+	}, zap.NewNop())
+	if err != nil {
+		return nil, nil, fmt.Errorf("--etcd: %w", err)
+	}
+	failed := func(err error) error {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("--etcd %s: no member answered within %v (--etcd-dial-timeout): check the URLs, and --etcd-cacert, --etcd-cert and --etcd-key: %w",
+				strings.Join(o.Endpoints, ","), o.DialTimeout, err)
+		}
+		return fmt.Errorf("--etcd %s: %w", strings.Join(o.Endpoints, ","), err)
+	}
+	cli, err := clientv3.New(*cfg)
+	if err != nil {
+		return nil, nil, failed(err)
+	}
+	octx, cancel := context.WithTimeout(ctx, o.DialTimeout)
+	defer cancel()
+	st, err := store.OpenEtcd(octx, cli, o.Prefix)
+	if err != nil {
+		cli.Close()
+		return nil, nil, failed(err)
+	}
+	return st, func() { st.Close(); cli.Close() }, nil
+}
+
+// memberName names the daemon serving on addr in the publisher's
+// election: its host name and the port it serves on (the address itself
+// when it is not a wildcard), so that an operator can tell which daemon
+// publishes.
+func memberName(addr net.Addr) string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return fmt.Sprintf("%s:%d", host, os.Getpid())
+	}
+	if !ta.IP.IsUnspecified() && !ta.IP.IsLoopback() {
+		return ta.String()
+	}
+	return net.JoinHostPort(host, fmt.Sprint(ta.Port))
+}

@@ -1,0 +1,202 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/cfg-dev/cfg/store"
+	"github.com/cfg-dev/cfg/wire"
+)
+
+// SharedStore is a store that several daemons share (store.Etcd): each of
+// them follows the revisions published (Follow) and the overrides set
+// (FollowOverrides), and the one elected (Lead) tails the branch and
+// publishes.
+type SharedStore interface {
+	store.Store
+	// Follow calls fn with every revision published after after, in
+	// order, each once, until ctx ends or fn fails.
+	Follow(ctx context.Context, after int64, fn func(store.Revision) error) error
+	// FollowOverrides calls fn with every override, at once and whenever
+	// one is set, renewed or removed, until ctx ends or fn fails.
+	FollowOverrides(ctx context.Context, fn func([]wire.Override) error) error
+	// Lead campaigns as member to publish, and runs lead while elected,
+	// its leadership under a lease of ttl seconds.
+	Lead(ctx context.Context, member string, ttl int, lead func(ctx context.Context) error) error
+	// Leader names the member that publishes, or "" if none does.
+	Leader(ctx context.Context) (string, error)
+}
+
+var _ SharedStore = (*store.Etcd)(nil)
+
+// DefaultElectionTTL is the lease of the publisher's election on a
+// shared store: when the publishing daemon's process dies, another one
+// publishes within it.
+const DefaultElectionTTL = 10 * time.Second
+
+// retryShared bounds the wait between two attempts to follow or lead a
+// shared store after a failure.
+const retryShared = 5 * time.Second
+
+// leaderTimeout bounds the read of the publisher's name for /healthz and
+// /metrics.
+const leaderTimeout = 2 * time.Second
+
+// defaultMember names the daemon in the publisher's election: its host
+// and process id.
+func defaultMember() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return fmt.Sprintf("%s:%d", host, os.Getpid())
+}
+
+// cluster is the state of a daemon over a shared store.
+type cluster struct {
+	store SharedStore
+	// leading is set while the daemon is the elected publisher.
+	leading atomic.Bool
+	// handoff is the revision the daemon last published, with its
+	// configs, for the follower to take rather than read it again.
+	handoff atomic.Pointer[published]
+	// following is set once the follower follows the store, and cleared
+	// while it fails (reason says why).
+	following atomic.Bool
+	reason    atomic.Value // string
+}
+
+// publishing reports whether the daemon publishes: always with a store
+// of its own, while elected with a shared one.
+func (d *Daemon) publishing() bool {
+	return d.cluster == nil || d.cluster.leading.Load()
+}
+
+// announce makes r the latest revision: counted, and sent to the watch
+// streams.
+func (d *Daemon) announce(r *published) {
+	// The metrics first: whoever sees the new latest revision sees them.
+	d.metrics.latest.Set(float64(r.Number))
+	d.latest.Store(r.Number)
+	if dropped := d.hub.publish(r); dropped > 0 {
+		d.metrics.dropped.WithLabelValues(dropBehind).Add(float64(dropped))
+		d.log.Info("dropped watchers that fell behind", "count", dropped)
+	}
+}
+
+// follow feeds the hub with the revisions published in the shared store,
+// by whichever daemon, until ctx is done: every daemon of a cluster,
+// the publisher included, learns of revisions this way only.
+func (d *Daemon) follow(ctx context.Context) {
+	c := d.cluster
+	after := d.latest.Load()
+	wait := 50 * time.Millisecond
+	c.following.Store(true)
+	for {
+		err := c.store.Follow(ctx, after, func(r store.Revision) error {
+			p, err := d.loadPublished(ctx, r)
+			if err != nil {
+				return err
+			}
+			d.announce(p)
+			after = r.Number
+			wait = 50 * time.Millisecond
+			c.following.Store(true)
+			return nil
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		c.reason.Store(fmt.Sprintf("following the store: %v", err))
+		c.following.Store(false)
+		d.log.Error("following the store", "after", after, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, retryShared)
+	}
+}
+
+// loadPublished returns revision r for the hub: the one this daemon just
+// published, if it is r, or else r with its configs read from the store,
+// once for every stream; a revision whose configs' data is more than
+// hubBytes goes without them (each stream reads what it watches).
+func (d *Daemon) loadPublished(ctx context.Context, r store.Revision) (*published, error) {
+	if p := d.cluster.handoff.Load(); p != nil && p.Number == r.Number && p.Commit == r.Commit {
+		d.cluster.handoff.CompareAndSwap(p, nil)
+		return p, nil
+	}
+	p := &published{Revision: r}
+	errBig := errors.New("over hubBytes")
+	err := d.store.Since(ctx, r.Number-1, store.All(), func(c store.ConfigVersion) error {
+		if c.Revision != r.Number {
+			return errPast
+		}
+		if p.size += int64(len(c.Data)); p.size > hubBytes {
+			return errBig
+		}
+		p.configs = append(p.configs, c)
+		return nil
+	})
+	switch {
+	case err == nil, errors.Is(err, errPast):
+	case errors.Is(err, errBig), errors.Is(err, store.ErrCompacted):
+		// A stream reads the configs itself, or, once they are
+		// compacted, starts again from a snapshot.
+		p.configs, p.size, p.stored = nil, 0, true
+	default:
+		return nil, fmt.Errorf("reading revision %d: %w", r.Number, err)
+	}
+	return p, nil
+}
+
+// lead campaigns to publish, tails the branch while elected, and
+// campaigns again when the leadership is lost, until ctx is done.
+func (d *Daemon) lead(ctx context.Context) {
+	c := d.cluster
+	ttl := int((d.cfg.ElectionTTL + time.Second - 1) / time.Second)
+	wait := 50 * time.Millisecond
+	for {
+		err := c.store.Lead(ctx, d.cfg.Member, ttl, func(lctx context.Context) error {
+			d.log.Info("publishing: elected", "member", d.cfg.Member)
+			wait = 50 * time.Millisecond
+			d.reason.Store(fmt.Sprintf("the tailer has not read branch %q yet", d.cfg.Branch))
+			d.ready.Store(false)
+			c.leading.Store(true)
+			defer c.leading.Store(false)
+			d.tail(lctx)
+			return lctx.Err()
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, store.ErrLeadershipLost) {
+			d.log.Warn("publishing: leadership lost; campaigning again", "member", d.cfg.Member, "err", err)
+		} else {
+			d.log.Error("campaigning to publish", "member", d.cfg.Member, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, retryShared)
+	}
+}
+
+// leader names the daemon that publishes: this one with a store of its
+// own, the elected member with a shared one ("" if none is).
+func (d *Daemon) leader(ctx context.Context) (string, error) {
+	if d.cluster == nil {
+		return d.cfg.Member, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, leaderTimeout)
+	defer cancel()
+	return d.cluster.store.Leader(ctx)
+}

@@ -1,0 +1,397 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/cfg-dev/cfg/internal/etcdtest"
+	"github.com/cfg-dev/cfg/store"
+	"github.com/cfg-dev/cfg/wire"
+)
+
+// The cluster tests share one 3-member etcd cluster, started by the first
+// that needs it; each test keeps its store under a prefix of its own.
+// Tests that stop members start a cluster of their own.
+var (
+	etcdOnce     sync.Once
+	etcdCluster  *etcdtest.Cluster
+	etcdErr      error
+	etcdPrefixes atomic.Int64
+)
+
+// closeTestEtcd stops the shared cluster, if a test started it.
+func closeTestEtcd() {
+	if etcdCluster != nil {
+		etcdCluster.Close()
+	}
+}
+
+// testEtcd returns the shared cluster and a prefix of the test's own.
+func testEtcd(t testing.TB) (*etcdtest.Cluster, string) {
+	t.Helper()
+	etcdOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cfg-daemon-etcd-")
+		if err != nil {
+			etcdErr = err
+			return
+		}
+		etcdCluster, etcdErr = etcdtest.Start(dir, 3)
+	})
+	if etcdErr != nil {
+		t.Fatal(etcdErr)
+	}
+	return etcdCluster, fmt.Sprintf("/cfg-daemon-test/%d/", etcdPrefixes.Add(1))
+}
+
+// openShared opens the store under prefix in c with a client of its own,
+// as a daemon's process would; both are closed when the test ends.
+func openShared(t *testing.T, c *etcdtest.Cluster, prefix string) *store.Etcd {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	st, err := store.OpenEtcd(t.Context(), cli, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// startCluster serves n daemons of repoDir over the store under prefix
+// in c, each with its own client, and waits until one of them publishes.
+func startCluster(t *testing.T, c *etcdtest.Cluster, prefix, repoDir string, n int, tune func(*Config)) []*testDaemon {
+	t.Helper()
+	var ds []*testDaemon
+	for i := range n {
+		cfg := Config{RepoPath: repoDir, Store: openShared(t, c, prefix), Member: fmt.Sprintf("daemon-%d", i), Token: token,
+			Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, ElectionTTL: 2 * time.Second}
+		if tune != nil {
+			tune(&cfg)
+		}
+		ds = append(ds, serve(t, cfg))
+	}
+	waitLong(t, "a publisher", func() bool { return publisherOf(ds) != nil })
+	return ds
+}
+
+// publisherOf returns the daemon of ds that publishes, or nil.
+func publisherOf(ds []*testDaemon) *testDaemon {
+	for _, d := range ds {
+		if d.cluster.leading.Load() {
+			return d
+		}
+	}
+	return nil
+}
+
+// waitLong waits for cond for up to a minute: an election, or a member
+// stopped, takes seconds on a loaded machine.
+func waitLong(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestClusterPublishes attacks the guarantee of one publisher and many
+// servers: a commit reaches the watchers of every daemon with the same
+// dense revisions, and when the publisher's daemon is closed another one
+// publishes the next commit, from the last published one, at once: the
+// election's lease (an hour here) does not hold it up.
+func TestClusterPublishes(t *testing.T) {
+	c, prefix := testEtcd(t)
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"v":1}`)
+	ds := startCluster(t, c, prefix, r.dir, 3, func(cfg *Config) { cfg.ElectionTTL = time.Hour })
+	for _, d := range ds {
+		waitLong(t, "revision 1 on "+d.cfg.Member, func() bool { return d.latest() == 1 })
+	}
+	var ws []*watcher
+	for _, d := range ds {
+		w := d.watch("configs=*")
+		w.expect("snapshot 1 a@1={\"v\":1}")
+		ws = append(ws, w)
+	}
+	r.commit("materialized_configs/a.json", `{"v":2}`)
+	for _, w := range ws {
+		w.expect("update 2 a@2={\"v\":2}")
+	}
+
+	pub := publisherOf(ds)
+	pub.stop()
+	var rest []*testDaemon
+	var restW []*watcher
+	for i, d := range ds {
+		if d != pub {
+			rest = append(rest, d)
+			restW = append(restW, ws[i])
+		}
+	}
+	waitLong(t, "another publisher", func() bool { return publisherOf(rest) != nil })
+	r.commit("materialized_configs/b.txt", "hello")
+	for _, w := range restW {
+		w.expect("update 3 b.txt@3=hello")
+	}
+	for _, d := range rest {
+		if got := d.latest(); got != 3 {
+			t.Errorf("%s: latest revision %d, want 3", d.cfg.Member, got)
+		}
+	}
+}
+
+// TestClusterOverrides attacks the guarantee that an override set through
+// one daemon reaches the hosts connected to any other: set, renewed (a
+// keep-alive of its lease), deleted, and gone for every daemon when its
+// lease runs out.
+func TestClusterOverrides(t *testing.T) {
+	c, prefix := testEtcd(t)
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1")
+	ds := startCluster(t, c, prefix, r.dir, 2, nil)
+	a, b := ds[0], ds[1]
+	waitLong(t, "revision 1 on b", func() bool { return b.latest() == 1 })
+	w := b.watch("configs=a&host=web-1")
+	w.expect("snapshot 1 a@1=a1", "overrides 1")
+
+	if code, body := a.putOverride("run-1", "a", []string{"web-1"}, `{"v":"A"}`, 30); code != 200 {
+		t.Fatalf("PUT override on a: %d %s", code, body)
+	}
+	w.expect(`overrides 1 a=run-1@1:{"v":"A"}`)
+	// A second change through a sees the first: a new version.
+	if code, body := a.putOverride("run-1", "a", []string{"web-1"}, `{"v":"A2"}`, 30); code != 200 || !strings.Contains(body, `"version":2`) {
+		t.Fatalf("PUT override on a again: %d %s", code, body)
+	}
+	w.expect(`overrides 1 a=run-1@2:{"v":"A2"}`)
+	// A renewal through a goes to the hosts of b again, with its expiry.
+	code, body, _ := a.do("POST", "/v1/overrides/run-1/renew", "", auth)
+	var renewed wire.Override
+	if err := json.Unmarshal([]byte(body), &renewed); code != 200 || err != nil {
+		t.Fatalf("renew on a: %d %s", code, body)
+	}
+	w.expect(`overrides 1 a=run-1@2:{"v":"A2"}`)
+	_, body, _ = b.do("GET", "/v1/overrides/run-1", "", nil)
+	var onB wire.Override
+	if err := json.Unmarshal([]byte(body), &onB); err != nil || !onB.Expires.Equal(renewed.Expires) {
+		t.Errorf("override on b after the renewal: %s, want expiry %v", body, renewed.Expires)
+	}
+	// A conflicting override through b is refused as on one daemon.
+	if code, body := b.putOverride("run-2", "a", []string{"web-1"}, `{"v":"X"}`, 30); code != 409 {
+		t.Errorf("conflicting PUT on b: %d %s, want 409", code, body)
+	}
+	if code, _, _ := a.do("DELETE", "/v1/overrides/run-1", "", auth); code != 204 {
+		t.Fatalf("DELETE on a: %d", code)
+	}
+	w.expect("overrides 1")
+
+	// A run whose override's lease runs out is abandoned, on every
+	// daemon, and the hosts of b revert.
+	run := `{"config":"a","status":"running","started":"2026-01-02T03:04:05Z"}`
+	if code, body, _ := b.do("PUT", "/v1/canaries/run-3", run, auth); code != 204 {
+		t.Fatalf("PUT run on b: %d %s", code, body)
+	}
+	if code, body := a.putOverride("run-3", "a", []string{"web-1"}, `{"v":"B"}`, 1); code != 200 {
+		t.Fatalf("PUT override on a: %d %s", code, body)
+	}
+	w.expect(`overrides 1 a=run-3@1:{"v":"B"}`)
+	w.expect("overrides 1")
+	for _, d := range ds {
+		waitLong(t, "the run abandoned on "+d.cfg.Member, func() bool {
+			runs := d.runs()
+			return len(runs) == 1 && runs[0].Status == wire.RunAbandoned
+		})
+		waitLong(t, "no override on "+d.cfg.Member, func() bool {
+			code, body, _ := d.do("GET", "/v1/overrides", "", nil)
+			return code == 200 && body == "[]\n"
+		})
+	}
+	w.quiet(300 * time.Millisecond)
+}
+
+// TestClusterHosts attacks the guarantee that the hosts reported to any
+// daemon are listed by every daemon (cfg status and cfg canary read them
+// through any).
+func TestClusterHosts(t *testing.T) {
+	c, prefix := testEtcd(t)
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1")
+	ds := startCluster(t, c, prefix, r.dir, 2, nil)
+	a, b := ds[0], ds[1]
+	if code, body, _ := b.do("POST", "/v1/hosts/web-1", `{"labels":{"tier":"canary"},"configs":["a"],"applied":1}`, auth); code != 204 {
+		t.Fatalf("report to b: %d %s", code, body)
+	}
+	if code, body, _ := a.do("POST", "/v1/hosts/web-2", `{"configs":["a"],"applied":1}`, auth); code != 204 {
+		t.Fatalf("report to a: %d %s", code, body)
+	}
+	// b writes its reports to the store within hostsFlushEvery.
+	waitLong(t, "a to list both hosts", func() bool {
+		_, body, _ := a.do("GET", "/v1/hosts", "", nil)
+		var hosts []wire.Host
+		if err := json.Unmarshal([]byte(body), &hosts); err != nil {
+			t.Fatalf("GET /v1/hosts: %s", body)
+		}
+		return len(hosts) == 2 && hosts[0].Name == "web-1" && hosts[0].Labels["tier"] == "canary" && hosts[1].Name == "web-2"
+	})
+}
+
+// TestCompactedFrom attacks the guarantee that a watcher asking for
+// revisions whose history the publisher compacted (--keep-revisions) gets
+// a snapshot, the whole truth, rather than an error it would retry
+// forever, on the daemon's own store and on a shared one.
+func TestCompactedFrom(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		t.Run(map[bool]string{false: "bolt", true: "etcd"}[shared], func(t *testing.T) {
+			r := newTestRepo(t)
+			r.commit("materialized_configs/a.json", "a1", "materialized_configs/b.json", "b1")
+			var d *testDaemon
+			if shared {
+				c, prefix := testEtcd(t)
+				d = startCluster(t, c, prefix, r.dir, 1, func(cfg *Config) { cfg.KeepRevisions = 2 })[0]
+			} else {
+				d = serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, KeepRevisions: 2})
+			}
+			waitLong(t, "revision 1", func() bool { return d.latest() == 1 })
+			r.commit("materialized_configs/a.json", "a2")
+			waitLong(t, "revision 2", func() bool { return d.latest() == 2 })
+			r.commit("materialized_configs/b.json", "")
+			waitLong(t, "revision 3", func() bool { return d.latest() == 3 })
+			r.commit("materialized_configs/a.json", "a4")
+			waitLong(t, "revision 4", func() bool { return d.latest() == 4 })
+			// Revisions 1 and 2 are compacted (the floor is 4-2): from 1,
+			// the history is gone.
+			waitLong(t, "the compaction", func() bool { return d.compacted(2) })
+			w := d.watch("configs=a,b&from=1")
+			w.expect("snapshot 4 a@4=a4")
+			r.commit("materialized_configs/a.json", "a5")
+			w.expect("update 5 a@5=a5")
+			// From the floor, the history is there.
+			d.watch("configs=a,b&from=3").expect("update 4 a@4=a4", "update 5 a@5=a5")
+		})
+	}
+}
+
+// compacted reports whether the changes of revision n were compacted.
+func (d *testDaemon) compacted(n int64) bool {
+	err := d.store.Changed(d.t.Context(), n, func(string) error { return nil })
+	return errors.Is(err, store.ErrCompacted)
+}
+
+// TestClusterMemberStopped attacks the guarantee that publishing goes on
+// when one etcd member of three stops: the etcd leader, the worst case.
+func TestClusterMemberStopped(t *testing.T) {
+	c, err := etcdtest.Start(t.TempDir(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1")
+	ds := startCluster(t, c, "/cfg/", r.dir, 2, nil)
+	var ws []*watcher
+	for _, d := range ds {
+		waitLong(t, "revision 1 on "+d.cfg.Member, func() bool { return d.latest() == 1 })
+		w := d.watch("configs=a")
+		w.expect("snapshot 1 a@1=a1")
+		ws = append(ws, w)
+	}
+	leader := c.Leader()
+	if leader < 0 {
+		t.Fatal("no etcd leader")
+	}
+	c.Stop(leader)
+	r.commit("materialized_configs/a.json", "a2")
+	for _, w := range ws {
+		w.expect("update 2 a@2=a2")
+	}
+	r.commit("materialized_configs/a.json", "a3")
+	for _, w := range ws {
+		w.expect("update 3 a@3=a3")
+	}
+}
+
+// TestClusterStaleClone attacks the guarantee that a daemon elected while
+// its clone of the repository is behind what was published waits for it,
+// rather than taking the difference for a rewritten branch and publishing
+// the configs of its older head.
+func TestClusterStaleClone(t *testing.T) {
+	c, prefix := testEtcd(t)
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1")
+	clone := t.TempDir()
+	g, err := git.PlainClone(clone, false, &git.CloneOptions{URL: r.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := startCluster(t, c, prefix, r.dir, 1, nil)[0]
+	waitLong(t, "revision 1", func() bool { return first.latest() == 1 })
+	w := first.watch("configs=a")
+	w.expect("snapshot 1 a@1=a1")
+	c2 := r.commit("materialized_configs/a.json", "a2")
+	w.expect("update 2 a@2=a2")
+
+	// The daemon of the clone, which has only the first commit, is
+	// elected once the first one is closed.
+	second := serve(t, Config{RepoPath: clone, Store: openShared(t, c, prefix), Member: "stale", Token: token,
+		Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, ElectionTTL: 2 * time.Second})
+	sw := second.watch("configs=a&from=2")
+	first.stop()
+	unhealthy := func(what, reason string) {
+		t.Helper()
+		waitLong(t, what, func() bool {
+			code, body, _ := second.do("GET", "/healthz", "", nil)
+			return code == 503 && strings.Contains(body, reason)
+		})
+		if got := second.latest(); got != 2 {
+			t.Fatalf("latest revision with a stale clone: %d, want 2", got)
+		}
+	}
+	unhealthy("the daemon to wait for the published commit", "is not in the repository")
+	// Fetched, the clone has the commit, but its branch is behind it.
+	if err := g.Fetch(&git.FetchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	unhealthy("the daemon to wait for its branch", "behind the published commit")
+	// Once the branch has the published commit and one more, the
+	// daemon publishes that one.
+	head, err := g.Head()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Storer.SetReference(plumbing.NewHashReference(head.Name(), plumbing.NewHash(c2))); err != nil {
+		t.Fatal(err)
+	}
+	waitLong(t, "the daemon of the clone to be ready", func() bool {
+		code, _, _ := second.do("GET", "/healthz", "", nil)
+		return code == 200
+	})
+	r.commit("materialized_configs/a.json", "a3")
+	if err := g.Fetch(&git.FetchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	remote, err := g.Reference(plumbing.NewRemoteReferenceName("origin", head.Name().Short()), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Storer.SetReference(plumbing.NewHashReference(head.Name(), remote.Hash())); err != nil {
+		t.Fatal(err)
+	}
+	sw.expect("update 3 a@3=a3")
+}
