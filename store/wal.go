@@ -170,8 +170,8 @@ func decodeWALRecord(p []byte) (walRecord, error) {
 	return r, nil
 }
 
-// commitLogged writes the record of r with configs to the log and syncs it, and
-// hands the revision to the applier. It waits while the revisions waiting
+// commitLogged writes the record of r with configs to the log, syncs it
+// and hands the revision to the applier. It waits while the revisions waiting
 // to be written to the bolt file hold walPending of config data or more.
 func (s *Bolt) commitLogged(ctx context.Context, r Revision, configs []ConfigVersion, size int64) error {
 	w := s.wal
@@ -206,8 +206,9 @@ func (s *Bolt) commitLogged(ctx context.Context, r Revision, configs []ConfigVer
 }
 
 // applyLogged writes the logged revisions to the bolt file, in order,
-// until none is left; the next record then goes at the start of the log. It stops at an error,
-// which later calls get (settle) until a write works.
+// until none is left; the next record then goes at the start of the log.
+// It stops at an error, which later calls get (settle) until a write
+// works.
 func (s *Bolt) applyLogged() {
 	w := s.wal
 	w.mu.Lock()
