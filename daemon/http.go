@@ -645,29 +645,3 @@ func serveContext(reqCtx, def context.Context) context.Context {
 	}
 	return def
 }
-
-// writeUpdate writes the update event of rev with the configs sel (as m)
-// selects, if it selects any.
-func (d *Daemon) writeUpdate(ctx context.Context, cw *clientWriter, id string, rev *published, sel store.Selection, m store.Match) error {
-	if rev.stored {
-		return d.writeStored(ctx, cw, id, rev, sel)
-	}
-	n := 0
-	for i := range rev.configs {
-		c := &rev.configs[i]
-		if m != nil && !m(c.Name) {
-			continue
-		}
-		if n == 0 {
-			cw.BeginUpdate(rev.Number, id, rev.Commit)
-		}
-		n++
-		if err := cw.config(c); err != nil {
-			return err
-		}
-	}
-	if n == 0 {
-		return nil
-	}
-	return cw.endUpdate()
-}

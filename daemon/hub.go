@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/cfg-dev/cfg/store"
+	"github.com/cfg-dev/cfg/wire"
 )
 
 // hub fans published revisions out to watch streams. It keeps the
@@ -17,8 +18,8 @@ import (
 // Publishing never blocks: a stream that would have more than buffer
 // broadcasts, or more than maxBytes of config data, to read is dropped,
 // and its client resumes with from=. The broadcasts are shared: streams
-// write the same published revision, each encoding the configs it watches
-// as it writes them.
+// write the same published revision, and the streams that watch the same
+// of its configs the same bytes, encoded once (published.event).
 type hub struct {
 	buffer   int   // broadcasts a stream may have to read
 	maxBytes int64 // config data a stream may have to read
@@ -52,6 +53,101 @@ type published struct {
 	configs []store.ConfigVersion
 	stored  bool  // the configs are left in the store
 	size    int64 // bytes of the configs' data held
+
+	// The update events of the revision, encoded once each for every
+	// stream that watches the same of its configs (sharedEvent).
+	mu     sync.Mutex
+	events map[string]*sharedEvent // by the configs picked: a bitset of their indices
+	kept   int64                   // bytes of the events kept
+}
+
+// sharedEvent is the update event of a published revision with some of its
+// configs, one line, encoded by the first stream that writes it and
+// written by every stream that watches the same configs.
+type sharedEvent struct {
+	once sync.Once
+	line []byte
+}
+
+// sharedBound returns the most bytes of update events r keeps encoded:
+// twice its configs' data (base64 takes 4/3 of it), and 64 KiB for the
+// rest of the events. Beyond it, each stream encodes its own.
+func (r *published) sharedBound() int64 { return 2*r.size + 64<<10 }
+
+// event returns the update event of r with the configs picked names (a
+// bitset of their indices in r.configs), encoding it with encode on first
+// use, or nil if r keeps no more events.
+func (r *published) event(picked []byte, encode func() []byte) *sharedEvent {
+	r.mu.Lock()
+	ev := r.events[string(picked)]
+	if ev == nil {
+		if r.kept >= r.sharedBound() {
+			r.mu.Unlock()
+			return nil
+		}
+		if r.events == nil {
+			r.events = map[string]*sharedEvent{}
+		}
+		ev = &sharedEvent{}
+		r.events[string(picked)] = ev
+	}
+	r.mu.Unlock()
+	ev.once.Do(func() {
+		ev.line = encode()
+		r.mu.Lock()
+		r.kept += int64(len(ev.line))
+		r.mu.Unlock()
+	})
+	return ev
+}
+
+// writeUpdate writes the update event of rev with the configs sel (as m)
+// selects, if it selects any: the event that every stream watching the
+// same of rev's configs writes, encoded once (published.event), or, once
+// rev keeps no more events, encoded as it is written.
+func (d *Daemon) writeUpdate(ctx context.Context, cw *clientWriter, id string, rev *published, sel store.Selection, m store.Match) error {
+	if rev.stored {
+		return d.writeStored(ctx, cw, id, rev, sel)
+	}
+	var small [64]byte
+	picked, any := small[:0], false
+	for i := range rev.configs {
+		if i%8 == 0 {
+			picked = append(picked, 0)
+		}
+		if m == nil || m(rev.configs[i].Name) {
+			picked[i/8] |= 1 << (i % 8)
+			any = true
+		}
+	}
+	if !any {
+		return nil
+	}
+	write := func(enc *wire.EventEncoder) error {
+		enc.BeginUpdate(rev.Number, id, rev.Commit)
+		for i := range rev.configs {
+			if picked[i/8]&(1<<(i%8)) != 0 {
+				if err := enc.Config(wireConfig(&rev.configs[i])); err != nil {
+					return err
+				}
+			}
+		}
+		return enc.EndUpdate()
+	}
+	ev := rev.event(picked, func() []byte {
+		d.metrics.updatesEncoded.Inc()
+		var line []byte
+		write(wire.NewEventEncoder(func(p []byte, _ bool) error {
+			line = append(line, p...)
+			return nil
+		}))
+		return line
+	})
+	if ev == nil {
+		d.metrics.updatesEncoded.Inc()
+		return cw.counted(write(cw.EventEncoder))
+	}
+	return cw.counted(cw.line(ev.line))
 }
 
 // errPast stops a read of the store past the revision it is for.
@@ -67,6 +163,7 @@ func (d *Daemon) writeStored(ctx context.Context, cw *clientWriter, id string, r
 			return errPast
 		}
 		if n == 0 {
+			d.metrics.updatesEncoded.Inc()
 			cw.BeginUpdate(rev.Number, id, rev.Commit)
 		}
 		n++

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cfg-dev/cfg/store"
 )
@@ -150,4 +151,69 @@ func FuzzDecodeHostReport(f *testing.F) {
 			t.Errorf("round trip: %s then %s", b, b2)
 		}
 	})
+}
+
+// TestUpdateEncodedOnce checks that a published revision's update event is
+// encoded once for every stream that watches the same of its configs,
+// whatever the number of streams, and that each stream gets the event its
+// own selection picks.
+func TestUpdateEncodedOnce(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1", "materialized_configs/b.json", "b1", "materialized_configs/c.json", "c1")
+	d := startDaemon(t, r.dir, t.TempDir())
+	var onlyA, all, aAndC, onlyC []*watcher
+	for range 12 {
+		onlyA = append(onlyA, d.watch("configs=a"))
+		all = append(all, d.watch("configs=*&from=1"))
+		aAndC = append(aAndC, d.watch("configs=a,c,nope"))
+		onlyC = append(onlyC, d.watch("configs=c"))
+	}
+	for i := range onlyA {
+		onlyA[i].expect("snapshot 1 a@1=a1")
+		aAndC[i].expect("snapshot 1 a@1=a1 c@1=c1")
+		onlyC[i].expect("snapshot 1 c@1=c1")
+	}
+	before := d.metric("cfg_watch_updates_encoded_total")
+
+	r.commit("materialized_configs/a.json", "a2", "materialized_configs/b.json", "b2")
+	for i := range onlyA {
+		onlyA[i].expect("update 2 a@2=a2")
+		all[i].expect("update 2 a@2=a2 b@2=b2")
+		aAndC[i].expect("update 2 a@2=a2")
+	}
+	// Two selections of the revision's configs: {a} (the streams of a,
+	// and of a and c) and {a, b} (every config); the streams of c get
+	// nothing.
+	if got := d.metric("cfg_watch_updates_encoded_total") - before; got != 2 {
+		t.Errorf("update events encoded for 48 streams: %v, want 2", got)
+	}
+	for _, w := range onlyC {
+		w.quiet(10 * time.Millisecond)
+	}
+}
+
+// TestSharedEventsBounded checks that a published revision keeps at most
+// its bound of encoded update events (and the one that crossed it), and
+// that a selection already encoded is shared past the bound.
+func TestSharedEventsBounded(t *testing.T) {
+	r := &published{size: 1000}
+	bound := r.sharedBound()
+	line := bytes.Repeat([]byte("x"), 10<<10)
+	kept := 0
+	for i := 0; ; i++ {
+		ev := r.event([]byte{byte(i), byte(i >> 8)}, func() []byte { return line })
+		if ev == nil {
+			break
+		}
+		kept++
+		if i > 1000 {
+			t.Fatal("no bound on the events kept")
+		}
+	}
+	if r.kept > bound+int64(len(line)) || r.kept < bound {
+		t.Errorf("kept %d bytes in %d events, want %d to %d", r.kept, kept, bound, bound+int64(len(line)))
+	}
+	if ev := r.event([]byte{0, 0}, func() []byte { t.Error("encoded twice"); return nil }); ev == nil || len(ev.line) != len(line) {
+		t.Error("an event encoded before the bound is not shared after it")
+	}
 }

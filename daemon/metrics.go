@@ -21,9 +21,12 @@ type metrics struct {
 	tailerErrors prometheus.Counter
 	watchers     prometheus.Gauge
 	eventsSent   prometheus.Counter
-	dropped      *prometheus.CounterVec
-	rejected     *prometheus.CounterVec
-	requests     *prometheus.CounterVec
+	// updatesEncoded counts update events of published revisions
+	// encoded: streams that watch the same configs share one.
+	updatesEncoded prometheus.Counter
+	dropped        *prometheus.CounterVec
+	rejected       *prometheus.CounterVec
+	requests       *prometheus.CounterVec
 	// leasesExpired counts overrides removed because their lease ran out.
 	leasesExpired prometheus.Counter
 }
@@ -45,6 +48,9 @@ func newMetrics(d *Daemon) *metrics {
 		}),
 		eventsSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cfg_watch_events_sent_total", Help: "Snapshot and update events sent on watch streams.",
+		}),
+		updatesEncoded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cfg_watch_updates_encoded_total", Help: "Update events of published revisions encoded for watch streams: the streams that watch the same configs of a revision share one encoding.",
 		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cfg_watchers_dropped_total", Help: "Watch streams the daemon closed: because they fell behind (reason behind), or because their client took in nothing for the write timeout (reason write_timeout).",
@@ -91,7 +97,7 @@ func newMetrics(d *Daemon) *metrics {
 	for _, reason := range []string{rejectedStreams, rejectedAddress, rejectedBytes} {
 		m.rejected.WithLabelValues(reason)
 	}
-	m.reg.MustRegister(m.latest, m.published, m.tailerErrors, m.watchers, m.eventsSent, m.dropped, m.rejected, queued, conns, connsMax,
+	m.reg.MustRegister(m.latest, m.published, m.tailerErrors, m.watchers, m.eventsSent, m.updatesEncoded, m.dropped, m.rejected, queued, conns, connsMax,
 		m.requests, hosts, overrides, m.leasesExpired, damaged, publishing, publisherCollector{d},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -22,8 +22,8 @@ import (
 const pieceSize = wire.PieceSize
 
 // frames are the buffers in which a stream on a connection it took over
-// frames a piece as one HTTP/1.1 chunk (httputil.NewChunkedWriter: its
-// size, the piece, CRLF) and writes it with one write; a stream holds one
+// frames a piece as one HTTP/1.1 chunk (writeChunk: its size, the piece,
+// CRLF) and writes it with one write; a stream holds one
 // only while it writes a piece.
 var frames = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, pieceSize+16) }}
 
@@ -39,7 +39,7 @@ var frames = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, pieceSi
 // A watch stream takes its connection over from net/http (takeOver) and
 // runs in a goroutine of its own once its request has ended: net/http's
 // buffers of the connection and its request (about 20 KiB) are let go,
-// and the stream frames its chunks with httputil.NewChunkedWriter and its
+// and the stream frames its chunks with writeChunk and its
 // headers with http.Header.Write. Where the connection cannot be taken
 // over (not HTTP/1.1, a ResponseWriter that does not allow it), the
 // stream writes through the ResponseWriter and http.ResponseController.
@@ -215,7 +215,7 @@ func (cw *clientWriter) writePiece(p []byte, last bool) error {
 		} else {
 			f := frames.Get().(*bufio.Writer)
 			f.Reset(cw.conn)
-			httputil.NewChunkedWriter(f).Write(p)
+			writeChunk(f, p)
 			cw.err = f.Flush()
 			putFrame(f)
 		}
@@ -226,6 +226,23 @@ func (cw *clientWriter) writePiece(p []byte, last bool) error {
 		}
 	}
 	return cw.err
+}
+
+// writeChunk frames p as one HTTP/1.1 chunk in f, as
+// httputil.NewChunkedWriter does (its size in hex, CRLF, p, CRLF), without
+// allocating.
+func writeChunk(f *bufio.Writer, p []byte) {
+	const hex = "0123456789abcdef"
+	shift := 0
+	for len(p)>>shift >= 16 {
+		shift += 4
+	}
+	for ; shift >= 0; shift -= 4 {
+		f.WriteByte(hex[len(p)>>shift&15])
+	}
+	f.WriteString("\r\n")
+	f.Write(p)
+	f.WriteString("\r\n")
 }
 
 // putFrame gives a frame back, holding nothing.
@@ -255,6 +272,24 @@ func (cw *clientWriter) event(ev wire.Event) error { return cw.counted(cw.Encode
 
 // config adds c to the event being written.
 func (cw *clientWriter) config(c *store.ConfigVersion) error {
-	return cw.Config(&wire.Config{Name: c.Name, Revision: c.Revision, Commit: c.Commit, Type: c.Type,
-		Compiled: &c.Compiled, Deleted: c.Deleted, Data: c.Data})
+	return cw.Config(wireConfig(c))
+}
+
+// wireConfig returns c as an event holds it.
+func wireConfig(c *store.ConfigVersion) *wire.Config {
+	return &wire.Config{Name: c.Name, Revision: c.Revision, Commit: c.Commit, Type: c.Type,
+		Compiled: &c.Compiled, Deleted: c.Deleted, Data: c.Data}
+}
+
+// line writes an event encoded whole (one line, with its newline), in
+// pieces of at most pieceSize, each with its deadline, as the encoder
+// would have written it.
+func (cw *clientWriter) line(b []byte) error {
+	for {
+		n := min(len(b), pieceSize)
+		if err := cw.writePiece(b[:n], n == len(b)); err != nil || n == len(b) {
+			return err
+		}
+		b = b[n:]
+	}
 }

@@ -3,6 +3,8 @@ package daemon
 import (
 	"bytes"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -101,4 +103,46 @@ func FuzzEventEncoding(f *testing.F) {
 			t.Errorf("got\n%q\nwant\n%q", rec.Body.String(), want)
 		}
 	})
+}
+
+// TestSharedUpdateWriteAllocs checks that writing an update event that
+// was encoded for every stream watching the same configs allocates
+// nothing per stream on a connection taken over: the chunk is framed in a
+// pooled buffer and handed to the connection with one write.
+func TestSharedUpdateWriteAllocs(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	go io.Copy(io.Discard, client)
+	cw := newClientWriter(nil, time.Minute)
+	cw.conn = conn
+	r := &published{Revision: store.Revision{Number: 2, Commit: "c2"}, configs: []store.ConfigVersion{
+		{Name: "small", Revision: 2, Commit: "c2", Compiled: true, Data: []byte(`{"n": 1}`)}}, size: 8}
+	ev := r.event([]byte{1}, func() []byte {
+		var line []byte
+		enc := wire.NewEventEncoder(func(p []byte, _ bool) error { line = append(line, p...); return nil })
+		enc.BeginUpdate(2, "5f0c", "c2")
+		enc.Config(wireConfig(&r.configs[0]))
+		enc.EndUpdate()
+		return line
+	})
+	if allocs := testing.AllocsPerRun(200, func() {
+		if err := cw.line(ev.line); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs != 0 {
+		t.Errorf("writing a shared update: %v allocations, want 0", allocs)
+	}
 }

@@ -356,9 +356,11 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, configs it
 			}
 		}
 	}
+	storing := time.Now()
 	if err := d.store.Append(ctx, r.Revision, kept); err != nil {
 		return false, fmt.Errorf("publishing commit %.12s: %w", commit, err)
 	}
+	stored := time.Now()
 	r.stored = held < 0
 	r.size = max(held, 0)
 	d.metrics.published.Inc()
@@ -369,9 +371,13 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, configs it
 		// other daemons, without reading it again.
 		d.cluster.handoff.Store(r)
 	}
-	d.log.Info("published", "revision", n, "commit", commit, "configs", r.Configs)
+	d.log.Info("published", "revision", n, "commit", commit, "configs", r.Configs,
+		"store_ms", ms(stored.Sub(storing)), "broadcast_ms", ms(time.Since(stored)))
 	return true, nil
 }
+
+// ms returns d in milliseconds, as logs give durations.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // compact drops the history of the revisions before the
 // Config.KeepRevisions latest, if it is set.

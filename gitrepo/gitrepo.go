@@ -128,6 +128,14 @@ func (r *Repo) commit(rev string) (*object.Commit, error) {
 		}
 		return c, err
 	}
+	// A full hash names its commit (git prefers an object to a ref of the
+	// same name): read it at once, rather than looking for refs so named
+	// and reading the commit twice, as ResolveRevision does.
+	if isFullHash(rev) {
+		if c, err := r.git.CommitObject(plumbing.NewHash(rev)); err == nil {
+			return c, nil
+		}
+	}
 	h, err := r.git.ResolveRevision(plumbing.Revision(rev))
 	if err != nil {
 		if errors.Is(err, plumbing.ErrReferenceNotFound) || errors.Is(err, plumbing.ErrObjectNotFound) {
@@ -140,6 +148,19 @@ func (r *Repo) commit(rev string) (*object.Commit, error) {
 		return nil, fmt.Errorf("reading commit %s: %w", h, err)
 	}
 	return c, nil
+}
+
+// isFullHash reports whether s is a full hash: 40 lowercase hex digits.
+func isFullHash(s string) bool {
+	if len(s) != 40 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // head returns the HEAD commit, or nil when the branch has no commits yet.

@@ -70,15 +70,19 @@ const (
 )
 
 // Bolt is a Store in one bbolt file, with its identity recorded beside it
-// (IdentitySuffix). Each write transaction is synced to disk before it
-// returns: a revision is durable once Append returns, and a crash (kill
-// -9) in the middle of one leaves nothing of it visible.
+// (IdentitySuffix) and a log of revisions (WALSuffix). A revision is
+// durable once Append returns: one of at most walBytes of config data once
+// its record in the log is synced to disk (one fdatasync), a bigger one
+// once the write transactions that hold it are; every write transaction
+// of the bolt file is synced before it ends. A crash (kill -9) in the
+// middle of an Append leaves its revision whole or not at all.
 type Bolt struct {
 	path     string
 	db       *bolt.DB
 	identity string
 
 	appendMu sync.Mutex   // serializes Appends
+	wal      *wal         // where Append commits revisions of at most walBytes
 	mu       sync.RWMutex // held for reading by every call, for writing by Close
 	closed   bool
 	damaged  atomic.Int64
@@ -111,7 +115,8 @@ func (e *DamagedError) Unwrap() error { return ErrDamaged }
 // (CheckBolt), a store whose file is missing while its identity is
 // recorded, and a store whose identity is not the one recorded. A store of
 // the first layout is migrated, in place and atomically, and gets an
-// identity.
+// identity. The revisions of the log (WALSuffix) that the file lacks are
+// then written to it.
 func OpenBolt(path string) (*Bolt, error) {
 	idFile := path + IdentitySuffix
 	recorded, err := readIdentityFile(idFile)
@@ -157,6 +162,19 @@ func OpenBolt(path string) (*Bolt, error) {
 	if err := s.start(recorded, idFile); err != nil {
 		db.Close()
 		return nil, err
+	}
+	// The revisions committed to the log that the file lacks.
+	if s.wal, err = openWAL(path, s.identity); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.replay(); err != nil {
+		s.wal.f.Close()
+		db.Close()
+		if isDamaged(err) {
+			return refuse("%v", err)
+		}
+		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
 	return s, nil
 }
@@ -391,6 +409,20 @@ func (s *Bolt) begin(ctx context.Context) (func(), error) {
 	return s.mu.RUnlock, nil
 }
 
+// beginRead is begin for a call that reads revisions: it waits until the
+// bolt file holds every revision committed to the log.
+func (s *Bolt) beginRead(ctx context.Context) (func(), error) {
+	done, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.settle(); err != nil {
+		done()
+		return nil, err
+	}
+	return done, nil
+}
+
 // Identity implements Store.
 func (s *Bolt) Identity() string { return s.identity }
 
@@ -425,6 +457,10 @@ func latest(tx *bolt.Tx) (Revision, error) {
 // see (every read stops at the latest revision), and the last one adds the
 // revision's record, which makes them visible. Entries that an Append
 // which failed or was cut short left behind are removed by the next.
+//
+// A revision of at most walBytes of config data is committed to the log
+// instead, with one fdatasync, and written to the bolt file in the
+// background; every call that reads revisions waits until it is there.
 func (s *Bolt) Append(ctx context.Context, r Revision, configs iter.Seq2[ConfigVersion, error]) error {
 	done, err := s.begin(ctx)
 	if err != nil {
@@ -433,10 +469,93 @@ func (s *Bolt) Append(ctx context.Context, r Revision, configs iter.Seq2[ConfigV
 	defer done()
 	s.appendMu.Lock()
 	defer s.appendMu.Unlock()
-	return s.append(ctx, r, configs)
+	next, stop := iter.Pull2(configs)
+	defer stop()
+	// The configs, held while they come to no more than walBytes.
+	var held []ConfigVersion
+	var size int64
+	for size <= int64(walBytes) {
+		c, err, ok := next()
+		if !ok {
+			return s.appendLogged(ctx, r, held, size)
+		}
+		if err != nil {
+			return fmt.Errorf("appending revision %d: %w", r.Number, err)
+		}
+		held = append(held, c)
+		size += int64(len(c.Data))
+	}
+	// A big revision: after the logged ones, in write transactions of
+	// its own.
+	if err := s.settle(); err != nil {
+		return err
+	}
+	return s.writeRevision(ctx, r, func(yield func(ConfigVersion, error) bool) {
+		for _, c := range held {
+			if !yield(c, nil) {
+				return
+			}
+		}
+		held = nil
+		for {
+			c, err, ok := next()
+			if !ok || !yield(c, err) {
+				return
+			}
+		}
+	})
 }
 
-func (s *Bolt) append(ctx context.Context, r Revision, configs iter.Seq2[ConfigVersion, error]) error {
+// appendLogged checks revision r of configs, as writeRevision would, and
+// commits it to the log.
+func (s *Bolt) appendLogged(ctx context.Context, r Revision, configs []ConfigVersion, size int64) error {
+	latest, err := s.latestAppended()
+	if err != nil {
+		return err
+	}
+	if r.Number != latest+1 {
+		return fmt.Errorf("appending revision %d: %w: latest is %d", r.Number, ErrOutOfOrder, latest)
+	}
+	if len(configs) == 0 {
+		return fmt.Errorf("appending revision %d: no configs", r.Number)
+	}
+	seen := make(map[string]bool, len(configs))
+	for i := range configs {
+		c := &configs[i]
+		c.Revision, c.Commit = r.Number, r.Commit
+		if err := checkConfig(r.Number, c); err != nil {
+			return err
+		}
+		if seen[c.Name] {
+			return fmt.Errorf("appending revision %d: config %q twice", r.Number, c.Name)
+		}
+		seen[c.Name] = true
+	}
+	r.Configs = len(configs)
+	return s.commitLogged(ctx, r, configs, size)
+}
+
+// latestAppended returns the number of the latest revision appended: in
+// the log, or else in the file. s.appendMu is held.
+func (s *Bolt) latestAppended() (int64, error) {
+	w := s.wal
+	w.mu.Lock()
+	if n := len(w.pending); n > 0 {
+		defer w.mu.Unlock()
+		return w.pending[n-1].rev.Number, nil
+	}
+	w.mu.Unlock()
+	// Nothing is pending, and nothing can be until this Append commits.
+	var n int64
+	err := s.view(func(tx *bolt.Tx) (err error) {
+		n, err = latestNumber(tx)
+		return err
+	})
+	return n, err
+}
+
+// writeRevision writes revision r to the bolt file.
+func (s *Bolt) writeRevision(ctx context.Context, r Revision, configs iter.Seq2[ConfigVersion, error]) error {
 	next, stop := iter.Pull2(configs)
 	defer stop()
 	count := 0
@@ -523,12 +642,22 @@ func dropStaged(tx *bolt.Tx, latest int64) error {
 }
 
 // Latest implements Store.
+//
+// A revision committed to the log and not yet in the file is answered
+// from memory: Latest does not wait for the file, so that publishing the
+// next revision does not wait for the last one to be written there.
 func (s *Bolt) Latest(ctx context.Context) (Revision, error) {
 	done, err := s.begin(ctx)
 	if err != nil {
 		return Revision{}, err
 	}
 	defer done()
+	if r, ok := s.wal.latest(); ok {
+		return r, nil
+	}
+	if err := s.settle(); err != nil {
+		return Revision{}, err
+	}
 	var r Revision
 	err = s.view(func(tx *bolt.Tx) error {
 		r, err = latest(tx)
@@ -539,7 +668,7 @@ func (s *Bolt) Latest(ctx context.Context) (Revision, error) {
 
 // Revision implements Store.
 func (s *Bolt) Revision(ctx context.Context, n int64) (Revision, error) {
-	done, err := s.begin(ctx)
+	done, err := s.beginRead(ctx)
 	if err != nil {
 		return Revision{}, err
 	}
@@ -559,7 +688,7 @@ func (s *Bolt) Revision(ctx context.Context, n int64) (Revision, error) {
 
 // Changed implements Store.
 func (s *Bolt) Changed(ctx context.Context, n int64, fn func(string) error) error {
-	done, err := s.begin(ctx)
+	done, err := s.beginRead(ctx)
 	if err != nil {
 		return err
 	}
@@ -615,7 +744,7 @@ func (s *Bolt) decodeEntry(key, v []byte) (ConfigVersion, error) {
 
 // Get implements Store.
 func (s *Bolt) Get(ctx context.Context, name string) (ConfigVersion, error) {
-	done, err := s.begin(ctx)
+	done, err := s.beginRead(ctx)
 	if err != nil {
 		return ConfigVersion{}, err
 	}
@@ -644,7 +773,7 @@ func (s *Bolt) Get(ctx context.Context, name string) (ConfigVersion, error) {
 // transaction; later ones read the entries as of it, which Appends do not
 // change, so a snapshot read in batches is still one point in time.
 func (s *Bolt) Snapshot(ctx context.Context, sel Selection, fn func(ConfigVersion) error) (Revision, error) {
-	done, err := s.begin(ctx)
+	done, err := s.beginRead(ctx)
 	if err != nil {
 		return Revision{}, err
 	}
@@ -749,7 +878,7 @@ func sortChanges(todo []change) {
 // from the revision after from on; with named configs, each one's history
 // from there. Either way it stops at the latest revision when it starts.
 func (s *Bolt) Since(ctx context.Context, from int64, sel Selection, fn func(ConfigVersion) error) error {
-	done, err := s.begin(ctx)
+	done, err := s.beginRead(ctx)
 	if err != nil {
 		return err
 	}
@@ -1023,7 +1152,7 @@ func checkCompacted(tx *bolt.Tx, from int64) error {
 // removed sees it; then it goes through the changes of the compacted
 // revisions, compactBatch of them to a write transaction.
 func (s *Bolt) Compact(ctx context.Context, keep int64) (int64, error) {
-	done, err := s.begin(ctx)
+	done, err := s.beginRead(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -1148,5 +1277,9 @@ func (s *Bolt) Close() error {
 		return nil
 	}
 	s.closed = true
-	return s.db.Close()
+	// Every logged revision into the file, so that the next start
+	// need not replay any; it would if this failed.
+	err := s.settle()
+	s.wal.f.Close()
+	return errors.Join(err, s.db.Close())
 }

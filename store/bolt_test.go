@@ -96,8 +96,9 @@ func TestOpenInUse(t *testing.T) {
 // holds: one cut short by an error, which leaves nothing visible, and
 // then the same number again, which does not see what the first left.
 func TestStagedAppend(t *testing.T) {
-	defer func(n int) { stageBytes = n }(stageBytes)
+	defer func(n, m int) { stageBytes, walBytes = n, m }(stageBytes, walBytes)
 	stageBytes = 100
+	walBytes = 10 // not through the log
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "cfg.db")
 	s := openTest(t, path)

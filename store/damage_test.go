@@ -172,18 +172,53 @@ func TestDamagedFiles(t *testing.T) {
 	}
 }
 
-// TestNewestMetaDamaged overwrites the meta page of the last transaction:
-// bbolt then uses the other one, as after a crash in the middle of writing
-// it, and the store opens as it was one transaction earlier.
+// TestNewestMetaDamaged overwrites the meta page of the last transaction,
+// which wrote revision 3: bbolt then uses the other one, as after a crash
+// in the middle of writing it, and the file is as it was one transaction
+// earlier. A revision written to the file directly (bigger than the log
+// takes) is then gone, as its Append never returned; one committed to the
+// log, which the log still holds after such a crash, is written to the
+// file again from it.
 func TestNewestMetaDamaged(t *testing.T) {
-	path := buildStore(t, t.TempDir())
-	m := metaOf(t, path)
-	overwrite(t, path, int64(m.txid%2)*int64(m.pageSize)+16, bytes.Repeat([]byte{0xff}, 64))
-	s := openTest(t, path)
-	if info, err := s.Latest(context.Background()); err != nil || info.Number != 2 {
-		t.Errorf("Latest = %+v, %v; want revision 2, the one before the damaged transaction", info, err)
+	for _, logged := range []bool{false, true} {
+		t.Run(fmt.Sprintf("logged=%v", logged), func(t *testing.T) {
+			if !logged {
+				defer func(n int) { walBytes = n }(walBytes)
+				walBytes = -1
+			}
+			path := buildStore(t, t.TempDir())
+			m := metaOf(t, path)
+			overwrite(t, path, int64(m.txid%2)*int64(m.pageSize)+16, bytes.Repeat([]byte{0xff}, 64))
+			if logged {
+				// The log as the crash left it: holding revision 3.
+				id, err := os.ReadFile(path + IdentitySuffix)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r := newRev(3, cv("c/d", ""), cv("e", "e3"))
+				r.Configs = 2
+				for i := range r.configs {
+					r.configs[i].Revision, r.configs[i].Commit = 3, r.Commit
+				}
+				w := &wal{identity: bytes.TrimSpace(id)}
+				if err := os.WriteFile(path+WALSuffix, w.encode(r.Revision, r.configs), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s := openTest(t, path)
+			want := int64(2)
+			if logged {
+				want = 3
+			}
+			if info, err := s.Latest(context.Background()); err != nil || info.Number != want {
+				t.Errorf("Latest = %+v, %v; want revision %d", info, err, want)
+			}
+			if _, got := snapshot(t, s, Select("c/d", "e")); logged && !cmp.Equal(got, []string{"e@3=e3"}) || !logged && !cmp.Equal(got, []string{"c/d@1=cd1"}) {
+				t.Errorf("Snapshot of c/d and e: %q", got)
+			}
+			mustAppend(t, s, newRev(want+1, cv("e", "again")))
+		})
 	}
-	mustAppend(t, s, newRev(3, cv("e", "again")))
 }
 
 // TestRandomDamage overwrites 64 bytes with random ones in every page the

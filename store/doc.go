@@ -8,8 +8,9 @@
 //     records expire), overrides (renewed by RenewOverride), runs,
 //     DamagedReads and Close;
 //   - OpenBolt: the embedded Store, one bbolt file in the daemon's data
-//     directory, with its identity recorded beside it; CheckBolt, the
-//     check of such a file that OpenBolt runs at every start;
+//     directory, with its identity recorded beside it and a log of the
+//     revisions it commits (below); CheckBolt, the check of such a file
+//     that OpenBolt runs at every start;
 //   - OpenEtcd: the clustered Store, the same layout under a key prefix of
 //     an etcd cluster, which several daemons share; its Follow (the
 //     revisions as they are published, through one etcd watch),
@@ -95,6 +96,47 @@
 // changes/). The etcd store does the same, with conditions on every
 // transaction that keep revisions dense and whole whatever crashes or
 // competes (below).
+//
+// # The log
+//
+// A bbolt transaction is durable after two fdatasyncs (its pages, then its
+// meta page). So that a revision is durable after one, the bolt store
+// commits a revision of at most 4 MiB of config data (a commit that
+// changed a few configs: every revision but the first, as a rule) to a
+// log, PATH.wal: one record holding the revision's number, its revs/ value
+// and each config's name and history/ value, framed by its length and a
+// CRC-32C of the store's identity, the length and the rest, written and
+// synced with one fdatasync. Append returns then; the revision is written
+// to the bolt file in the background, in the same write transaction as
+// above. Latest answers with the latest revision of the log while the
+// file lacks it, and every other call that reads revisions (Revision,
+// Changed, Get, Snapshot, Since, Compact) first waits until the file holds
+// every revision of the log, so reads never lag behind Append, and the
+// next Append need not wait for the file. A revision above
+// 4 MiB is written to the file directly, after the logged ones. Logged
+// revisions wait in memory until they are in the file, at most 16 MiB of
+// config data: an Append above it waits.
+//
+// Once the file holds every revision of the log, the length of the log's
+// first record is overwritten with zero (not synced), and the next record
+// is written at the start of the log, over the old ones: the log is
+// neither truncated nor, once as big as the records it held at once,
+// extended, so that a record's fdatasync flushes its bytes and no file
+// size. A store closed, or a daemon stopped, therefore leaves a log that
+// holds no record. At every
+// start OpenBolt reads the log from its start up to the first record cut
+// short or failing its checksum (a crash while writing it: that Append
+// did not return), skips the revisions the file holds (old records after
+// the last written), and writes the next ones to the file, in order. A
+// record of a revision past the next one ends the log too: the file was
+// restored from an older copy of the store, which never had the
+// revisions between (a record that continues the file is of the same
+// history, as revisions are numbered densely in a store, and is written
+// to it). A crash at any point
+// therefore leaves every revision whose Append returned, and one whose
+// Append did not return whole or not at all. A log left beside a new
+// store (the file and its identity record moved aside) is not read: its
+// checksums are of another identity.
 //
 // # Compaction
 //

@@ -32,6 +32,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if path := os.Getenv(loggedChildEnv); path != "" {
+		loggedChild(path)
+		return
+	}
 	code := m.Run()
 	if clusterCli != nil {
 		clusterCli.Close()

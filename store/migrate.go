@@ -86,7 +86,7 @@ func (s *Bolt) migrate() (string, error) {
 		for i, c := range old.Configs {
 			cs[i] = ConfigVersion{Name: c.Name, Type: c.Type, Compiled: c.Compiled, Deleted: c.Deleted, Data: c.Data}
 		}
-		if err := s.append(context.Background(), Revision{Number: n, Commit: old.Commit, Time: old.Time}, Entries(cs)); err != nil {
+		if err := s.writeRevision(context.Background(), Revision{Number: n, Commit: old.Commit, Time: old.Time}, Entries(cs)); err != nil {
 			return "", err
 		}
 	}
