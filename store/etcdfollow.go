@@ -56,16 +56,8 @@ func (s *Etcd) follow(ctx context.Context, after, watchFrom int64, fn func(Revis
 		last = r.Number
 		return fn(r)
 	}
-	wait := 50 * time.Millisecond
-	retry := func() error {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, followRetry)
-		return nil
-	}
+	var b backoff
+	retry := func() error { return b.sleep(ctx) }
 	for {
 		if watchFrom == 0 {
 			// Read what the watch would have brought.
@@ -104,7 +96,7 @@ func (s *Etcd) follow(ctx context.Context, after, watchFrom int64, fn func(Revis
 						return err
 					}
 				}
-				wait = 50 * time.Millisecond
+				b.reset()
 			}
 			return ctx.Err()
 		}()
@@ -118,6 +110,28 @@ func (s *Etcd) follow(ctx context.Context, after, watchFrom int64, fn func(Revis
 		}
 	}
 }
+
+// backoff is the wait between two attempts of a follower to read or watch
+// the store after a failure: 50 ms, doubled after each failure up to
+// followRetry, and 50 ms again once an attempt got somewhere (reset).
+type backoff struct{ wait time.Duration }
+
+// sleep waits the backoff's time, or until ctx ends (its error).
+func (b *backoff) sleep(ctx context.Context) error {
+	if b.wait == 0 {
+		b.reset()
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(b.wait):
+	}
+	b.wait = min(2*b.wait, followRetry)
+	return nil
+}
+
+// reset makes the next wait the shortest.
+func (b *backoff) reset() { b.wait = 50 * time.Millisecond }
 
 // errGap: a watch brought a revision after one it did not bring.
 var errGap = errors.New("revisions missed")
@@ -242,16 +256,8 @@ func (s *Etcd) FollowOverrides(ctx context.Context, fn func([]wire.Override) err
 	ctx = clientv3.WithRequireLeader(ctx)
 	// From "overrides-": overrides-renewed/ then overrides/.
 	start, end := s.prefix+string(bucketOverrides)+"-", s.bucketEnd(bucketOverrides)
-	wait := 50 * time.Millisecond
-	retry := func() error {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, followRetry)
-		return nil
-	}
+	var b backoff
+	retry := func() error { return b.sleep(ctx) }
 	for {
 		list, rev, err := s.overrides(ctx)
 		if err != nil {
@@ -289,7 +295,7 @@ func (s *Etcd) FollowOverrides(ctx context.Context, fn func([]wire.Override) err
 				if err := fn(list); err != nil {
 					return err
 				}
-				wait = 50 * time.Millisecond
+				b.reset()
 			}
 			return ctx.Err()
 		}()

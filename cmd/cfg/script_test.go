@@ -4,19 +4,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/cfg-dev/cfg/cmd/cfg/internal/cli"
+	"github.com/cfg-dev/cfg/internal/freeport"
 )
 
 func TestMain(m *testing.M) {
@@ -95,55 +93,13 @@ func TestScript(t *testing.T) {
 }
 
 // freePortNumber returns a port that was free a moment ago, for a process
-// that must be told its port before it starts. The port is below the
-// system's ephemeral range, from which every listener on port 0 (the
-// daemons and agents the tests start, other tests' servers) gets its port:
-// none of them can take it before the process binds it. No port is
-// returned twice.
+// that must be told its port before it starts (freeport.Ports).
 func freePortNumber() (int, error) {
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	low := ephemeralLow()
-	for range 1000 {
-		port := minPort + rand.N(low-minPort)
-		if portsGiven[port] {
-			continue
-		}
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue // in use
-		}
-		ln.Close()
-		portsGiven[port] = true
-		return port, nil
-	}
-	return 0, fmt.Errorf("no free port in [%d, %d) after 1000 tries", minPort, low)
-}
-
-// minPort is the lowest port freePortNumber returns.
-const minPort = 10000
-
-var (
-	portsMu    sync.Mutex
-	portsGiven = map[int]bool{}
-)
-
-// ephemeralLow returns the first port of the system's ephemeral range:
-// Linux's ip_local_port_range, or IANA's 49152 where that cannot be read.
-func ephemeralLow() int {
-	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	ports, err := freeport.Ports(1)
 	if err != nil {
-		return 49152
+		return 0, err
 	}
-	fields := strings.Fields(string(data))
-	if len(fields) != 2 {
-		return 49152
-	}
-	low, err := strconv.Atoi(fields[0])
-	if err != nil || low <= minPort+1000 {
-		return 49152
-	}
-	return low
+	return ports[0], nil
 }
 
 // waitHTTP is the script command "waithttp URL [TEXT]": it waits until a

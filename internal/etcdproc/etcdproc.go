@@ -8,7 +8,6 @@ package etcdproc
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/cfg-dev/cfg/internal/freeport"
 )
 
 // Build builds the member program into dir and returns its path. It runs
@@ -69,7 +70,7 @@ func Start(o Options) (*Cluster, error) {
 	if o.Members == 0 {
 		o.Members = 3
 	}
-	ports, err := freePorts(2 * o.Members)
+	ports, err := freeport.Ports(2 * o.Members)
 	if err != nil {
 		return nil, err
 	}
@@ -312,18 +313,4 @@ func (c *Cluster) Close() {
 		wg.Go(func() { c.Kill(i) })
 	}
 	wg.Wait()
-}
-
-// freePorts returns n ports that were free on 127.0.0.1 a moment ago.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

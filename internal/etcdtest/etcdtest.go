@@ -6,7 +6,6 @@ package etcdtest
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,6 +16,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"github.com/cfg-dev/cfg/internal/freeport"
 )
 
 // Cluster is a running etcd cluster.
@@ -32,7 +33,7 @@ type Cluster struct {
 // writes to disk: the tests stop members, they do not crash machines, and
 // a machine shared with other test runs has little disk time to spare.
 func Start(dir string, n int) (*Cluster, error) {
-	ports, err := freePorts(2 * n)
+	ports, err := freeport.Ports(2 * n)
 	if err != nil {
 		return nil, err
 	}
@@ -145,18 +146,4 @@ func (c *Cluster) Close() {
 	}
 	wg.Wait()
 	os.RemoveAll(c.dir)
-}
-
-// freePorts returns n ports that were free on 127.0.0.1 a moment ago.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
