@@ -45,6 +45,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"serve", "--data-dir", "d", "--keep-revisions", "-1"}, ExitUsage, "--keep-revisions: got -1, want 0 (keep all) or more"},
 		{[]string{"serve", "--data-dir", "d", "--etcd-prefix", "/x/"}, ExitUsage, "--etcd-prefix without --etcd"},
 		{[]string{"serve", "--data-dir", "d", "--etcd-cacert", "ca.pem"}, ExitUsage, "--etcd-cacert without --etcd"},
+		{[]string{"serve", "--data-dir", "d", "--etcd-prefix", "/cfg/"}, ExitUsage, "--etcd-prefix without --etcd"},
+		{[]string{"serve", "--data-dir", "d", "--etcd-election-ttl", "3s"}, ExitUsage, "--etcd-election-ttl without --etcd"},
 		{[]string{"serve", "--etcd", "127.0.0.1:2379"}, ExitUsage, `--etcd: got "127.0.0.1:2379", want client URLs such as http://127.0.0.1:2379`},
 		{[]string{"serve", "--etcd", "ftp://h:1"}, ExitUsage, `--etcd: got "ftp://h:1", want client URLs such as http://127.0.0.1:2379`},
 		{[]string{"serve", "--etcd", "http://h:1", "--etcd-prefix", "cfg"}, ExitUsage, `--etcd-prefix: got "cfg", want a prefix ending in /`},

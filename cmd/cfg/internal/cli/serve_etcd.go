@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -35,11 +36,13 @@ type EtcdOptions struct {
 	DialTimeout  time.Duration
 	ElectionTTL  time.Duration
 
-	password string // read by check
+	password string         // read by check
+	flags    *pflag.FlagSet // the command's, to tell the flags given
 }
 
 func (o *EtcdOptions) addFlags(cmd *cobra.Command) {
 	fl := cmd.Flags()
+	o.flags = fl
 	fl.StringSliceVar(&o.Endpoints, "etcd", nil, "keep the store in the etcd cluster at these client URLs (comma-separated), shared with other daemons, instead of --data-dir")
 	fl.StringVar(&o.Prefix, "etcd-prefix", "/cfg/", "the key prefix of the store in etcd")
 	fl.StringVar(&o.CACert, "etcd-cacert", "", "verify etcd's certificates with this CA bundle")
@@ -54,8 +57,8 @@ func (o *EtcdOptions) addFlags(cmd *cobra.Command) {
 // check checks the flags, with usage errors naming them.
 func (o *EtcdOptions) check() error {
 	if len(o.Endpoints) == 0 {
-		for _, name := range []string{"etcd-prefix", "etcd-cacert", "etcd-cert", "etcd-key", "etcd-user", "etcd-password-file"} {
-			if o.set(name) {
+		for _, name := range []string{"etcd-prefix", "etcd-cacert", "etcd-cert", "etcd-key", "etcd-user", "etcd-password-file", "etcd-dial-timeout", "etcd-election-ttl"} {
+			if o.flags != nil && o.flags.Changed(name) {
 				return usageError(fmt.Errorf("--%s without --etcd", name))
 			}
 		}
@@ -85,27 +88,6 @@ func (o *EtcdOptions) check() error {
 	var err error
 	o.password, err = o.readPassword()
 	return err
-}
-
-// set reports whether the flag name was given; the options are only
-// those of the flags, so a flag is set when its value differs from its
-// default.
-func (o *EtcdOptions) set(name string) bool {
-	switch name {
-	case "etcd-prefix":
-		return o.Prefix != "/cfg/"
-	case "etcd-cacert":
-		return o.CACert != ""
-	case "etcd-cert":
-		return o.Cert != ""
-	case "etcd-key":
-		return o.Key != ""
-	case "etcd-user":
-		return o.User != ""
-	case "etcd-password-file":
-		return o.PasswordFile != ""
-	}
-	return false
 }
 
 // readPassword returns the password of --etcd-user: the first line of
