@@ -380,47 +380,39 @@ func clusterRun(o clusterOptions, member, root, dir string, run int, stderr io.W
 				cpu[s] = append(cpu[s], cpuTime(pid))
 			}
 		}
-		spent := func(s int) {
-			for i, pid := range pids[s] {
-				procs[s][i].cpu += cpuTime(pid) - cpu[s][i]
+		// measure times change, system s's way, and counts the CPU its
+		// processes spend meanwhile.
+		measure := func(s int, change func(seq int) (time.Duration, error)) func(seq int) error {
+			return func(seq int) error {
+				for i, pid := range pids[s] {
+					cpu[s][i] = cpuTime(pid)
+				}
+				d, err := change(seq)
+				for i, pid := range pids[s] {
+					procs[s][i].cpu += cpuTime(pid) - cpu[s][i]
+				}
+				lat[s] = append(lat[s], d)
+				return err
 			}
 		}
 		steps := []func(seq int) error{
-			func(seq int) error {
+			measure(0, func(seq int) (time.Duration, error) {
 				boltRev++
-				for i, pid := range pids[0] {
-					cpu[0][i] = cpuTime(pid)
-				}
-				d, err := cfgRound(boltRepo, boltBranch, &cur[0], boltRev, w, seq, errc)
-				spent(0)
-				lat[0] = append(lat[0], d)
-				return err
-			},
-			func(seq int) error {
+				return cfgRound(boltRepo, boltBranch, &cur[0], boltRev, w, seq, errc)
+			}),
+			measure(1, func(seq int) (time.Duration, error) {
 				clusterRev++
-				for i, pid := range pids[1] {
-					cpu[1][i] = cpuTime(pid)
-				}
-				d, err := cfgRound(clusterRepo, clusterBranch, &cur[1], clusterRev, w, seq, errc)
-				spent(1)
-				lat[1] = append(lat[1], d)
-				return err
-			},
-			func(seq int) error {
-				for i, pid := range pids[2] {
-					cpu[2][i] = cpuTime(pid)
-				}
+				return cfgRound(clusterRepo, clusterBranch, &cur[1], clusterRev, w, seq, errc)
+			}),
+			measure(2, func(seq int) (time.Duration, error) {
 				r := newRound(0, w) // the put's revision, whatever else the cluster keeps
 				r.start = time.Now()
 				cur[2].Store(r)
 				if _, err := cli.Put(context.Background(), hotKey, string(hotData(seq))); err != nil {
-					return err
+					return 0, err
 				}
-				d, err := r.wait(errc)
-				spent(2)
-				lat[2] = append(lat[2], d)
-				return err
-			},
+				return r.wait(errc)
+			}),
 		}
 		for r := range o.rounds {
 			for k := range steps {
