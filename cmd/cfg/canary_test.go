@@ -110,9 +110,15 @@ const fleetSize = 6
 func startFleet(t *testing.T) *fleet {
 	t.Helper()
 	demosvc := exampleBinary(t, "canary/demosvc")
-	return startExample(t, "canary", fleetSize, "demo/service", "demo/canary", func(listen, agent, cache string) *exec.Cmd {
+	return startExample(t, "canary", fleetSize, "demo/service", "demo/canary", demoService(demosvc))
+}
+
+// demoService returns the command of the canary demo's service (the
+// program demosvc) on a host, for startHosts.
+func demoService(demosvc string) func(listen, agent, cache string) *exec.Cmd {
+	return func(listen, agent, cache string) *exec.Cmd {
 		return exec.Command(demosvc, "-listen", listen, "-agent", agent, "-cache-dir", cache, "-config", "demo/service")
-	})
+	}
 }
 
 // startExample runs examples/EXAMPLE (its source/ and changes/, committed
@@ -126,17 +132,7 @@ func startExample(t *testing.T, example string, n int, config, spec string, serv
 		t.Skip("starts processes")
 	}
 	load := exampleBinary(t, "canary/load")
-	f := &fleet{repo: t.TempDir(), work: t.TempDir(), config: config, spec: spec}
-	for _, dir := range []string{"source", "changes"} {
-		if err := os.CopyFS(filepath.Join(f.repo, dir), os.DirFS(filepath.Join("../../examples", example, dir))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if out, err := exec.Command("git", "-C", f.repo, "init", "-q", "-b", "main").CombinedOutput(); err != nil {
-		t.Skipf("git init: %v %s", err, out)
-	}
-	run(t, f.repo, "commit", "-m", "initial")
-
+	f := newExampleRepo(t, example, config, spec, nil)
 	f.upstream = append(f.upstream, start(t, f.work, "serve", "--repo", f.repo, "--data-dir", filepath.Join(f.work, "daemon"),
 		"--listen", "127.0.0.1:0", "--addr-file", filepath.Join(f.work, "daemon.addr"), "--poll", "100ms", "--heartbeat", "1s"))
 	f.daemon = addr(t, filepath.Join(f.work, "daemon.addr"))
@@ -144,13 +140,47 @@ func startExample(t *testing.T, example string, n int, config, spec string, serv
 		_, code, _ := httpGet(f.daemon + "/healthz")
 		return code == http.StatusOK
 	})
+	f.startHosts(t, n, load, service, func(int) []string { return []string{f.daemon} }, "5s")
+	eventually(t, 10*time.Second, "every host to report", func() bool { return len(f.hosts(t)) == n })
+	return f
+}
+
+// newExampleRepo returns a fleet, with nothing running yet, whose
+// repository holds examples/EXAMPLE's source/ and changes/ and the extra
+// source files (name without .cconf: content), committed with cfg.
+func newExampleRepo(t *testing.T, example, config, spec string, extra map[string]string) *fleet {
+	t.Helper()
+	f := &fleet{repo: t.TempDir(), work: t.TempDir(), config: config, spec: spec}
+	for _, dir := range []string{"source", "changes"} {
+		if err := os.CopyFS(filepath.Join(f.repo, dir), os.DirFS(filepath.Join("../../examples", example, dir))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, src := range extra {
+		if err := os.WriteFile(filepath.Join(f.repo, "source", name+".cconf"), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("git", "-C", f.repo, "init", "-q", "-b", "main").CombinedOutput(); err != nil {
+		t.Skipf("git init: %v %s", err, out)
+	}
+	run(t, f.repo, "commit", "-m", "initial")
+	return f
+}
+
+// startHosts starts n hosts web-1..web-n: on each an agent (labelled
+// zone=z0 or z1) of the daemons daemons(i) lists, in order, and the
+// service that service returns; it waits until every service answers and
+// puts them all under load's 25 requests per second.
+func (f *fleet) startHosts(t *testing.T, n int, load string, service func(listen, agent, cache string) *exec.Cmd, daemons func(i int) []string, heartbeatTimeout string) {
+	t.Helper()
 	for i := range n {
 		host := fmt.Sprintf("web-%d", i+1)
 		svc := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		cache := filepath.Join(f.work, host)
-		f.upstream = append(f.upstream, start(t, f.work, "agent", "--daemon", f.daemon, "--host", host, "--label", fmt.Sprintf("zone=z%d", i%2),
+		f.upstream = append(f.upstream, start(t, f.work, "agent", "--daemon", strings.Join(daemons(i), ","), "--host", host, "--label", fmt.Sprintf("zone=z%d", i%2),
 			"--cache-dir", cache, "--listen", "127.0.0.1:0", "--addr-file", filepath.Join(f.work, host+".addr"),
-			"--metrics", "http://"+svc+"/metrics", "--report-every", "1s", "--heartbeat-timeout", "5s"))
+			"--metrics", "http://"+svc+"/metrics", "--report-every", "1s", "--heartbeat-timeout", heartbeatTimeout))
 		agentURL := addr(t, filepath.Join(f.work, host+".addr"))
 		startCmd(t, service(svc, agentURL, cache))
 		f.services = append(f.services, "http://"+svc)
@@ -164,8 +194,6 @@ func startExample(t *testing.T, example string, n int, config, spec string, serv
 		})
 	}
 	startBin(t, load, "-targets", strings.Join(f.services, ","), "-rps", "25")
-	eventually(t, 10*time.Second, "every host to report", func() bool { return len(f.hosts(t)) == n })
-	return f
 }
 
 // hosts returns the hosts reporting the fleet's config.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -81,12 +80,11 @@ type clusterFleet struct {
 	*fleet
 	// top is the test that owns the processes: a daemon started again
 	// in a subtest outlives it.
-	top       *testing.T
-	etcd      *etcdproc.Cluster
-	urls      []string // the daemons' base URLs
-	daemons   []*proc  // nil while killed
-	agentArgs [][]string
-	commits   int // commits made by commit
+	top     *testing.T
+	etcd    *etcdproc.Cluster
+	urls    []string // the daemons' base URLs
+	daemons []*proc  // nil while killed
+	commits int      // commits made by commit
 }
 
 const clusterDaemons = 3
@@ -102,22 +100,8 @@ func startClusterFleet(t *testing.T) *clusterFleet {
 	load := exampleBinary(t, "canary/load")
 	member := etcdMember(t)
 	t.Logf("built the programs in %.1f s", time.Since(began).Seconds())
-	c := &clusterFleet{fleet: &fleet{repo: t.TempDir(), work: t.TempDir(), config: "demo/service", spec: "demo/canary"}, top: t}
+	c := &clusterFleet{fleet: newExampleRepo(t, "canary", "demo/service", "demo/canary", clusterSpecs), top: t}
 	f := c.fleet
-	for _, dir := range []string{"source", "changes"} {
-		if err := os.CopyFS(filepath.Join(f.repo, dir), os.DirFS(filepath.Join("../../examples/canary", dir))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for name, spec := range clusterSpecs {
-		if err := os.WriteFile(filepath.Join(f.repo, "source", name+".cconf"), []byte(spec), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if out, err := exec.Command("git", "-C", f.repo, "init", "-q", "-b", "main").CombinedOutput(); err != nil {
-		t.Skipf("git init: %v %s", err, out)
-	}
-	run(t, f.repo, "commit", "-m", "initial")
 
 	ec, err := etcdproc.Start(etcdproc.Options{Bin: member, Dir: filepath.Join(f.work, "etcd"), NoFsync: true})
 	if err != nil {
@@ -140,32 +124,14 @@ func startClusterFleet(t *testing.T) *clusterFleet {
 	}
 	f.daemon = c.urls[0]
 
-	for i := range fleetSize {
-		host := fmt.Sprintf("web-%d", i+1)
-		svc := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		cache := filepath.Join(f.work, host)
+	// Each host lists every daemon, its own first.
+	f.startHosts(t, fleetSize, load, demoService(demosvc), func(i int) []string {
 		var list []string
 		for k := range clusterDaemons {
 			list = append(list, c.urls[(i+k)%clusterDaemons])
 		}
-		args := []string{"agent", "--daemon", strings.Join(list, ","), "--host", host, "--label", fmt.Sprintf("zone=z%d", i%2),
-			"--cache-dir", cache, "--listen", "127.0.0.1:0", "--addr-file", filepath.Join(f.work, host+".addr"),
-			"--metrics", "http://" + svc + "/metrics", "--report-every", "1s", "--heartbeat-timeout", "3s"}
-		c.agentArgs = append(c.agentArgs, args)
-		f.upstream = append(f.upstream, start(t, f.work, args...))
-		agentURL := addr(t, filepath.Join(f.work, host+".addr"))
-		startCmd(t, exec.Command(demosvc, "-listen", svc, "-agent", agentURL, "-cache-dir", cache, "-config", "demo/service"))
-		f.services = append(f.services, "http://"+svc)
-		f.agents = append(f.agents, agentURL)
-		f.caches = append(f.caches, cache)
-	}
-	for i, s := range f.services {
-		eventually(t, 30*time.Second, fmt.Sprintf("web-%d to serve", i+1), func() bool {
-			_, code, _ := httpGet(s + "/")
-			return code == http.StatusOK
-		})
-	}
-	startBin(t, load, "-targets", strings.Join(f.services, ","), "-rps", "25")
+		return list
+	}, "3s")
 	// Every host reports through its own daemon; each daemon lists them
 	// all.
 	for _, u := range c.urls {
