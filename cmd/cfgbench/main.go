@@ -157,6 +157,8 @@ type options struct {
 	rounds     int
 	examples   string
 	process    bool
+	fanout     []int // with -process: watchers of the daemon's fan-outs
+	changes    int   // with -process: changes a fan-out
 	generate   string
 	soak       bool
 	soakOpts   soakOptions
@@ -184,7 +186,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fl.IntVar(&o.rounds, "rounds", 20, "commits per subscriber count with -propagation")
 	fl.StringVar(&o.examples, "example", "examples/jobs", "the config repository -propagation commits to (copied)")
 	fl.BoolVar(&o.incr, "incremental", false, "also time incremental compiles: a no-op and a change to a module used by about 100 configs")
-	fl.BoolVar(&o.process, "process", false, "measure the cfg command (-cfg) as a child process instead: cold, no-op and incremental compiles and cfg validate; time, CPU and peak RSS (default -n 20000)")
+	fl.BoolVar(&o.process, "process", false, "measure the cfg command (-cfg) as a child process instead: cold, no-op and incremental compiles, cfg validate, cfg serve's first publish and fan-out to watchers; time, CPU and peak RSS (default -n 20000)")
 	fl.StringVar(&o.generate, "generate", "", "only generate a repository of the first -n configs in `dir` and print the module -process edits and its users")
 	paper := fl.Bool("paper", false, fmt.Sprintf("with -process, also measure %d configs (takes long)", PaperConfigs))
 	fl.BoolVar(&o.soak, "soak", false, "run the soak benchmark of the daemon instead (cfg serve in a process of its own)")
@@ -196,8 +198,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fl.IntVar(&o.soakOpts.commits, "commits", 200, "commits with -soak")
 	fl.BoolVar(&o.serve, "serve", false, "compare cfg serve with an embedded etcd instead: RSS with watch streams, propagation to watchers (-n default 1000,20000)")
 	memory := fl.String("streams", "1000,5000", "with -serve, comma-separated numbers of watch streams to measure RSS with")
-	latency := fl.String("fanout", "1,100,1000", "with -serve (-cluster: default 1000,3000), comma-separated numbers of watchers to measure propagation to")
-	fl.IntVar(&o.serveOpts.rounds, "changes", 100, "with -serve and -cluster, changes per system, watcher count and run")
+	latency := fl.String("fanout", "1,100,1000", "with -serve (-cluster: default 1000,3000; -process: 1000), comma-separated numbers of watchers to measure propagation to")
+	fl.IntVar(&o.serveOpts.rounds, "changes", 100, "with -serve, -cluster and -process (default 20), changes per system, watcher count and run")
 	fl.BoolVar(&o.cluster, "cluster", false, "measure the fan-out of 3 cfg serve over a 3-member etcd cluster against 1 cfg serve over bbolt and etcd's own watches instead (-n default 1000)")
 	maxRSS := fl.Int("max-rss-mb", 300, "with -soak, fail unless the daemon's peak RSS stays under this many MB")
 	fl.DurationVar(&o.soakOpts.maxP99, "max-p99", 100*time.Millisecond, "with -soak, fail unless p99 propagation stays under this")
@@ -234,6 +236,23 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.runs < 1 {
 		return nil, fmt.Errorf("-runs: got %d, want at least 1", o.runs)
+	}
+	if o.process {
+		o.fanout, o.changes = []int{1000}, 20
+		fl.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "fanout":
+				o.fanout, err = ints(*latency)
+			case "changes":
+				o.changes = o.serveOpts.rounds
+			}
+		})
+		if err != nil {
+			return nil, fmt.Errorf("-fanout: %w", err)
+		}
+		if o.changes < 1 {
+			return nil, fmt.Errorf("-changes: got %d, want at least 1", o.changes)
+		}
 	}
 	o.soakOpts.maxRSS = int64(*maxRSS) * 1e6
 	if o.serve {
