@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cfg-dev/cfg/internal/backoff"
 	"github.com/cfg-dev/cfg/store"
 	"github.com/cfg-dev/cfg/wire"
 )
@@ -38,9 +39,13 @@ var _ SharedStore = (*store.Etcd)(nil)
 // publishes within it.
 const DefaultElectionTTL = 10 * time.Second
 
-// retryShared bounds the wait between two attempts to follow or lead a
-// shared store after a failure.
-const retryShared = 5 * time.Second
+// After a failure to follow or lead a shared store, the daemon waits
+// retryFirst before it tries again, a wait doubled after each failure up
+// to retryShared, and retryFirst again once an attempt got somewhere.
+const (
+	retryFirst  = 50 * time.Millisecond
+	retryShared = 5 * time.Second
+)
 
 // leaderTimeout bounds the read of the publisher's name for /healthz and
 // /metrics.
@@ -94,7 +99,7 @@ func (d *Daemon) announce(r *published) {
 func (d *Daemon) follow(ctx context.Context) {
 	c := d.cluster
 	after := d.latest.Load()
-	wait := 50 * time.Millisecond
+	b := backoff.New(retryFirst, retryShared)
 	c.following.Store(true)
 	for {
 		err := c.store.Follow(ctx, after, func(r store.Revision) error {
@@ -104,7 +109,7 @@ func (d *Daemon) follow(ctx context.Context) {
 			}
 			d.announce(p)
 			after = r.Number
-			wait = 50 * time.Millisecond
+			b.Reset()
 			c.following.Store(true)
 			return nil
 		})
@@ -114,12 +119,9 @@ func (d *Daemon) follow(ctx context.Context) {
 		c.reason.Store(fmt.Sprintf("following the store: %v", err))
 		c.following.Store(false)
 		d.log.Error("following the store", "after", after, "err", err)
-		select {
-		case <-ctx.Done():
+		if b.Sleep(ctx) != nil {
 			return
-		case <-time.After(wait):
 		}
-		wait = min(2*wait, retryShared)
 	}
 }
 
@@ -161,11 +163,11 @@ func (d *Daemon) loadPublished(ctx context.Context, r store.Revision) (*publishe
 func (d *Daemon) lead(ctx context.Context) {
 	c := d.cluster
 	ttl := int((d.cfg.ElectionTTL + time.Second - 1) / time.Second)
-	wait := 50 * time.Millisecond
+	b := backoff.New(retryFirst, retryShared)
 	for {
 		err := c.store.Lead(ctx, d.cfg.Member, ttl, func(lctx context.Context) error {
 			d.log.Info("publishing: elected", "member", d.cfg.Member)
-			wait = 50 * time.Millisecond
+			b.Reset()
 			d.reason.Store(fmt.Sprintf("the tailer has not read branch %q yet", d.cfg.Branch))
 			d.ready.Store(false)
 			c.leading.Store(true)
@@ -181,12 +183,9 @@ func (d *Daemon) lead(ctx context.Context) {
 		} else {
 			d.log.Error("campaigning to publish", "member", d.cfg.Member, "err", err)
 		}
-		select {
-		case <-ctx.Done():
+		if b.Sleep(ctx) != nil {
 			return
-		case <-time.After(wait):
 		}
-		wait = min(2*wait, retryShared)
 	}
 }
 

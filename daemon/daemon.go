@@ -287,7 +287,7 @@ func New(cfg Config) (*Daemon, error) {
 	d.overrides = newOverrideSet(overrides)
 	d.metrics = newMetrics(d)
 	d.metrics.latest.Set(float64(info.Number))
-	d.hub = newHub(cfg.WatchBuffer, cfg.WatchQueueBytes)
+	d.hub = newHub(cfg.WatchBuffer, cfg.WatchQueueBytes, cfg.Heartbeat)
 	d.reason.Store(fmt.Sprintf("the tailer has not read branch %q yet", cfg.Branch))
 	d.handler = d.routes()
 	if cfg.Token == "" {

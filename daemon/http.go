@@ -561,20 +561,14 @@ func (ws *watchStream) run(ctx context.Context) error {
 		}
 	}
 
-	// Heartbeats every Heartbeat, from a random point of the first
-	// interval: streams opened together do not beat together.
-	beat := time.NewTimer(rand.N(d.cfg.Heartbeat) + 1)
-	defer beat.Stop()
+	// Heartbeats: the hub wakes the stream once it has written nothing
+	// for Heartbeat; the first time at a random point of the first
+	// interval, so that streams opened together do not beat together.
+	hb := d.cfg.Heartbeat
+	sub.wrote(time.Now().Add(rand.N(hb) + 1 - hb))
+	told := cw.at // the last write the hub was told of
 	for {
-		select {
-		case <-beat.C:
-			beat.Reset(d.cfg.Heartbeat)
-			if err := cw.Heartbeat(last, id); err != nil {
-				return ended(err)
-			}
-			continue
-		case <-sub.wake:
-		}
+		<-sub.wake
 		for more := true; more; {
 			var b *broadcast
 			var ok bool
@@ -606,6 +600,15 @@ func (ws *watchStream) run(ctx context.Context) error {
 			if err != nil {
 				return ended(err)
 			}
+		}
+		if cw.at == told && d.hub.beatDue(sub, time.Now()) {
+			if err := cw.Heartbeat(last, id); err != nil {
+				return ended(err)
+			}
+		}
+		if cw.at != told {
+			told = cw.at
+			sub.wrote(told)
 		}
 	}
 }

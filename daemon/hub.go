@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/cfg-dev/cfg/store"
 	"github.com/cfg-dev/cfg/wire"
@@ -20,9 +22,17 @@ import (
 // and its client resumes with from=. The broadcasts are shared: streams
 // write the same published revision, and the streams that watch the same
 // of its configs the same bytes, encoded once (published.event).
+//
+// The hub also wakes the streams whose heartbeat is due (beats): a stream
+// waits on its one channel for whatever it has to write next, and holds no
+// timer of its own.
 type hub struct {
-	buffer   int   // broadcasts a stream may have to read
-	maxBytes int64 // config data a stream may have to read
+	buffer   int           // broadcasts a stream may have to read
+	maxBytes int64         // config data a stream may have to read
+	beat     time.Duration // the heartbeat interval; 0 for none
+
+	beatOnce sync.Once
+	done     chan struct{} // closed when the hub closes
 
 	sendMu sync.Mutex      // serializes sends
 	wake   []*subscription // the streams a send wakes, under sendMu
@@ -37,7 +47,8 @@ type hub struct {
 
 // subscription is one watch stream's place in the hub.
 type subscription struct {
-	wake    chan struct{} // has a value when there may be something to read
+	wake    chan struct{} // has a value when there may be something to read or a heartbeat due
+	last    atomic.Int64  // when the stream last wrote (or is taken to have), in Unix nanoseconds
 	pos     uint64        // the seq of the next broadcast to read, under hub.mu
 	dropped bool          // set, under hub.mu, when the stream fell behind
 	ended   bool          // set, under hub.mu, when the stream must end
@@ -199,22 +210,76 @@ func (b *broadcast) size() int64 {
 }
 
 // newHub returns a hub whose streams may have buffer broadcasts and
-// maxBytes of config data to read.
-func newHub(buffer int, maxBytes int64) *hub {
-	return &hub{buffer: buffer, maxBytes: maxBytes, ring: make([]*broadcast, buffer), subs: map[*subscription]struct{}{}}
+// maxBytes of config data to read, and that wakes a stream for a heartbeat
+// once it has written nothing for beat (never if beat is 0).
+func newHub(buffer int, maxBytes int64, beat time.Duration) *hub {
+	return &hub{buffer: buffer, maxBytes: maxBytes, beat: beat, done: make(chan struct{}),
+		ring: make([]*broadcast, buffer), subs: map[*subscription]struct{}{}}
 }
 
 // subscribe returns a new subscription, which gets every broadcast from
 // now on, or nil once the hub is closed.
 func (h *hub) subscribe() *subscription {
+	if h.beat > 0 {
+		h.beatOnce.Do(func() { go h.beats() })
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil
 	}
 	s := &subscription{wake: make(chan struct{}, 1), pos: h.seq}
+	s.wrote(time.Now())
 	h.subs[s] = struct{}{}
 	return s
+}
+
+// wrote tells the hub that s's stream wrote at t: its next heartbeat is
+// due an interval later.
+func (s *subscription) wrote(t time.Time) {
+	s.last.Store(t.UnixNano())
+}
+
+// beatDue reports whether s's stream has a heartbeat to write at now:
+// whether it has written nothing for the hub's interval.
+func (h *hub) beatDue(s *subscription, now time.Time) bool {
+	return h.beat > 0 && now.UnixNano()-s.last.Load() >= int64(h.beat)
+}
+
+// beats wakes, every eighth of the heartbeat interval until the hub
+// closes, the streams whose heartbeat is due: a stream beats an interval,
+// and at most an eighth more, after it last wrote.
+func (h *hub) beats() {
+	tick := time.NewTicker(max(h.beat/8, time.Millisecond))
+	defer tick.Stop()
+	var due []*subscription
+	for {
+		select {
+		case <-h.done:
+			return
+		case now := <-tick.C:
+			h.mu.Lock()
+			for s := range h.subs {
+				if h.beatDue(s, now) {
+					due = append(due, s)
+				}
+			}
+			h.mu.Unlock()
+			for _, s := range due {
+				wakeUp(s)
+			}
+			clear(due)
+			due = due[:0]
+		}
+	}
+}
+
+// wakeUp wakes s's stream, unless it is to wake already.
+func wakeUp(s *subscription) {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 // unsubscribe removes s, and wakes its stream, which ends.
@@ -222,10 +287,7 @@ func (h *hub) unsubscribe(s *subscription) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.end(s)
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	wakeUp(s)
 }
 
 // end ends s: it reads nothing more. h.mu is held.
@@ -322,10 +384,7 @@ func (h *hub) send(b *broadcast) (dropped int) {
 	h.mu.Unlock()
 	// Woken after the lock is let go, the streams do not queue for it.
 	for _, s := range wake {
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
+		wakeUp(s)
 	}
 	clear(wake)
 	h.wake = wake
@@ -343,13 +402,14 @@ func (h *hub) wasDropped(s *subscription) bool {
 func (h *hub) close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
 	h.closed = true
+	close(h.done)
 	for s := range h.subs {
 		h.end(s)
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
+		wakeUp(s)
 	}
 }
 

@@ -32,7 +32,7 @@ func rev(n, size int64) *published {
 }
 
 func TestHubDropsSlowSubscribers(t *testing.T) {
-	h := newHub(2, 1<<20)
+	h := newHub(2, 1<<20, 0)
 	fast, slow := h.subscribe(), h.subscribe()
 	for n := int64(1); n <= 3; n++ {
 		want := 0
@@ -75,7 +75,7 @@ func TestHubDropsSlowSubscribers(t *testing.T) {
 // the bound still goes to a stream with nothing to read, and that what is
 // queued is counted until it is taken.
 func TestHubDropsByBytes(t *testing.T) {
-	h := newHub(100, 10)
+	h := newHub(100, 10, 0)
 	s, other := h.subscribe(), h.subscribe()
 	if dropped := h.publish(rev(1, 25)); dropped != 0 {
 		t.Fatalf("a revision above the bound, with nothing to read: dropped %d", dropped)
@@ -215,5 +215,34 @@ func TestSharedEventsBounded(t *testing.T) {
 	}
 	if ev := r.event([]byte{0, 0}, func() []byte { t.Error("encoded twice"); return nil }); ev == nil || len(ev.line) != len(line) {
 		t.Error("an event encoded before the bound is not shared after it")
+	}
+}
+
+// TestHubWakesForHeartbeats checks that the hub wakes a stream that has
+// written nothing for the heartbeat interval, again and again, and never
+// one that wrote within it.
+func TestHubWakesForHeartbeats(t *testing.T) {
+	h := newHub(2, 1<<20, 20*time.Millisecond)
+	defer h.close()
+	idle, busy := h.subscribe(), h.subscribe()
+	busy.wrote(time.Now().Add(time.Hour)) // writing all along
+	for range 3 {
+		select {
+		case <-idle.wake:
+		case <-time.After(time.Minute):
+			t.Fatal("an idle stream was not woken for its heartbeat")
+		}
+		if !h.beatDue(idle, time.Now()) {
+			t.Error("woken with no heartbeat due")
+		}
+		idle.wrote(time.Now()) // its heartbeat
+	}
+	select {
+	case <-busy.wake:
+		t.Error("a stream that wrote within the interval was woken for a heartbeat")
+	default:
+	}
+	if h.beatDue(busy, time.Now()) {
+		t.Error("a heartbeat is due for a stream that wrote within the interval")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cfg-dev/cfg/internal/backoff"
 	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/store"
 	"github.com/cfg-dev/cfg/wire"
@@ -550,7 +551,7 @@ func (s *overrideSet) await(ctx context.Context, cond func(map[string]wire.Overr
 // in effect, as they change, whichever daemon changed them, until ctx is
 // done.
 func (d *Daemon) followOverrides(ctx context.Context) {
-	wait := 50 * time.Millisecond
+	b := backoff.New(retryFirst, retryShared)
 	for {
 		err := d.cluster.store.FollowOverrides(ctx, func(list []wire.Override) error {
 			now := time.Now().UTC()
@@ -559,19 +560,16 @@ func (d *Daemon) followOverrides(ctx context.Context) {
 				d.hub.overridesChanged()
 			}
 			d.expired(ctx, expired, now)
-			wait = 50 * time.Millisecond
+			b.Reset()
 			return nil
 		})
 		if ctx.Err() != nil {
 			return
 		}
 		d.log.Error("following the overrides", "err", err)
-		select {
-		case <-ctx.Done():
+		if b.Sleep(ctx) != nil {
 			return
-		case <-time.After(wait):
 		}
-		wait = min(2*wait, retryShared)
 	}
 }
 

@@ -49,7 +49,8 @@ type clientWriter struct {
 	rc      *http.ResponseController
 	conn    net.Conn // the connection once taken over, or nil
 	timeout time.Duration
-	until   time.Time // the deadline of the last write
+	until   time.Time // the write deadline of the connection
+	at      time.Time // when the last write started
 	err     error     // the first write error: every later write fails with it
 	sent    func()    // counts each event but heartbeats, once written
 
@@ -139,10 +140,17 @@ func (cw *clientWriter) setDeadline(t time.Time) {
 }
 
 // deadline sets the write deadline of the connection for the next write:
-// the timeout from now, or now once the response is aborted.
+// the timeout from now, or now once the response is aborted. A deadline
+// less than a sixteenth of the timeout older than that is left as it is:
+// a stream that writes often moves it once in many writes (moving it costs
+// as much as a small write), and a write still fails once its client has
+// taken in nothing for at most the timeout, at least 15/16 of it.
 func (cw *clientWriter) deadline() {
-	cw.until = time.Now().Add(cw.timeout)
-	cw.setDeadline(cw.until)
+	cw.at = time.Now()
+	if until := cw.at.Add(cw.timeout); until.Sub(cw.until) >= cw.timeout/16 {
+		cw.until = until
+		cw.setDeadline(until)
+	}
 	if cw.aborted.Load() {
 		// abort may have set its deadline before this one.
 		cw.setDeadline(time.Now())

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,78 +24,6 @@ export(ramp(
     where = [attr_in("country", ["US", "CA"])],
 ))
 `, salt, percent)
-}
-
-const gatePath = "source/feed/new_ranker.cconf"
-const gateJSON = "materialized_configs/feed/new_ranker.json"
-
-func units(n int) []gate.Unit {
-	us := make([]gate.Unit, n)
-	for i := range us {
-		us[i] = gate.Unit{ID: fmt.Sprintf("user-%d", i), Attrs: []gate.Attr{gate.StringAttr("country", []string{"US", "FR"}[i%5/4])}}
-	}
-	return us
-}
-
-// updates follows name through d's agent and sends every Status it
-// reports on the channel.
-func follow(t *testing.T, d *disttest.Dist, opts gate.FollowOptions) (*gate.Live, <-chan gate.Status) {
-	t.Helper()
-	ch := make(chan gate.Status, 100)
-	opts.OnUpdate = func(s gate.Status) { ch <- s }
-	l, err := gate.Follow(context.Background(), d.Client(), "feed/new_ranker", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(l.Stop)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := l.Wait(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return l, ch
-}
-
-// until waits for a Status for which ok holds.
-func until(t *testing.T, ch <-chan gate.Status, ok func(gate.Status) bool) gate.Status {
-	t.Helper()
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case s := <-ch:
-			if ok(s) {
-				return s
-			}
-		case <-timeout:
-			t.Fatal("timed out waiting for an update")
-		}
-	}
-}
-
-// compiled compiles the gate as committed now.
-func compiled(t *testing.T, d *disttest.Dist) *gate.Gate {
-	t.Helper()
-	g, err := gate.Compile(d.Read(gateJSON), gate.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return g
-}
-
-// sameDecisions checks that l decides like g for every unit.
-func sameDecisions(t *testing.T, l *gate.Live, g *gate.Gate, us []gate.Unit) {
-	t.Helper()
-	passed := 0
-	for _, u := range us {
-		got, want := l.Check(u), g.Check(u)
-		if got.Pass != want.Pass || got.Rule != want.Rule || got.Err != nil {
-			t.Fatalf("unit %s: %+v, want %+v", u.ID, got, want)
-		}
-		if got.Pass {
-			passed++
-		}
-	}
-	t.Logf("%d of %d units pass", passed, len(us))
 }
 
 // TestFollowCommitsAndOverrides: a gate compiled by the real compiler,
@@ -152,73 +78,12 @@ func TestFollowCommitsAndOverrides(t *testing.T) {
 // rules of one version with the salt of another), and each reader sees
 // versions in order. Run it with -race -count=20.
 func TestFollowSwapsAtomically(t *testing.T) {
-	d := disttest.New(t, map[string]string{gatePath: rampSource("salt-1", 10)})
-	l, ch := follow(t, d, gate.FollowOptions{})
-	us := units(200)
-	versions := map[int64]*gate.Gate{1: compiled(t, d)}
-	var mu sync.Mutex // guards versions
-	const last = 6
-
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	for r := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var seen int64
-			for i := 0; ; i++ {
-				u := us[(i+r*50)%len(us)]
-				dec := l.Check(u)
-				if dec.Err != nil || dec.Version == nil {
-					errs <- fmt.Errorf("reader %d: %+v", r, dec)
-					return
-				}
-				rev := dec.Version.Revision
-				if rev < seen {
-					errs <- fmt.Errorf("reader %d: revision %d after %d", r, rev, seen)
-					return
-				}
-				seen = rev
-				mu.Lock()
-				g := versions[rev]
-				mu.Unlock()
-				if g == nil {
-					errs <- fmt.Errorf("reader %d: a decision of revision %d, which was not committed yet", r, rev)
-					return
-				}
-				if want := g.Check(u); dec.Pass != want.Pass || dec.Rule != want.Rule {
-					errs <- fmt.Errorf("reader %d: unit %s at revision %d: pass %v (rule %d), revision %d decides %v (rule %d)",
-						r, u.ID, rev, dec.Pass, dec.Rule, rev, want.Pass, want.Rule)
-					return
-				}
-				if rev == last {
-					return
-				}
-				if i%64 == 0 {
-					runtime.Gosched() // leave the distribution some of the 2 cores
-				}
-			}
-		}()
-	}
-	for rev := int64(2); rev <= last; rev++ {
-		d.Write(gatePath, rampSource(fmt.Sprintf("salt-%d", rev), float64(rev*15)))
-		// Record the version before committing: a reader may see it as
-		// soon as the commit lands.
-		g, err := gate.Compile(d.Compiled("feed/new_ranker"), gate.Options{})
-		if err != nil {
-			t.Fatal(err)
+	s := newSwapping(t, func(rev int64) string { return rampSource(fmt.Sprintf("salt-%d", rev), float64(rev*15)) })
+	s.swap(t, 6, units(200), func() turn {
+		return func(u gate.Unit, verify func(gate.Unit, gate.Decision) error) error {
+			return verify(u, s.l.Check(u))
 		}
-		mu.Lock()
-		versions[rev] = g
-		mu.Unlock()
-		d.Commit(fmt.Sprintf("revision %d", rev))
-		until(t, ch, func(s gate.Status) bool { return s.Version.Revision == rev })
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	})
 }
 
 // TestFollowFromCache: with the agent and the daemon down, a followed gate
@@ -239,14 +104,8 @@ func TestFollowFromCache(t *testing.T) {
 	sameDecisions(t, l, v2, us)
 
 	// A new application: nothing upstream answers.
-	restarted, err := gate.Follow(context.Background(), d.Client(), "feed/new_ranker", gate.FollowOptions{})
+	restarted, err := followWait(t, d, gate.FollowOptions{})
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer restarted.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := restarted.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
 	sameDecisions(t, restarted, v2, us)
@@ -275,14 +134,8 @@ export(ramp(salt = "feed/new_ranker", percent = 100, early = [custom("internal_n
 	}
 	sameDecisions(t, l, v1, units(500))
 
-	fresh, err := gate.Follow(context.Background(), d.Client(), "feed/new_ranker", gate.FollowOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fresh.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := fresh.Wait(ctx); err == nil || err.Error() != want {
+	fresh, err := followWait(t, d, gate.FollowOptions{})
+	if err == nil || err.Error() != want {
 		t.Errorf("Wait = %v, want %s", err, want)
 	}
 	if dec := fresh.Check(gate.Unit{ID: "alice"}); dec.Pass || dec.Err == nil || dec.Err.Error() != want {

@@ -2,7 +2,8 @@
 # bench.sh builds cmd/cfgbench and cmd/cfg and runs cfgbench: by default the
 # table comparing the cfg compiler with the untyped baseline on synthetic
 # repositories; with -process, the time, CPU time and peak RSS of the cfg
-# command compiling and validating; with -soak, the soak benchmark of the
+# command compiling, validating and serving (first publish, fan-out to
+# 1,000 watchers); with -soak, the soak benchmark of the
 # distribution daemon; with -serve, the daemon against an embedded etcd
 # holding the same configs; with -cluster, the fan-out of three daemons over
 # a three-member etcd cluster against one daemon over bbolt and etcd's own
@@ -11,7 +12,7 @@
 #   scripts/bench.sh                      # N=1000,10000, 5 runs, -j 1 and all CPUs
 #   scripts/bench.sh -n 1000 -runs 3      # flags are passed to cfgbench
 #   scripts/bench.sh -cpuprofile cpu.out  # then: go tool pprof cpu.out
-#   scripts/bench.sh -process -runs 3     # cfg compile and validate, N=20000
+#   scripts/bench.sh -process -runs 3     # cfg compile, validate and serve, N=20000
 #   scripts/bench.sh -process -paper      # and N=100000 (takes long)
 #   scripts/bench.sh -soak                # 5,000 watch streams against cfg serve
 #   scripts/bench.sh -serve -runs 3       # cfg serve against etcd: RSS and propagation
@@ -19,8 +20,8 @@
 #
 # Repositories are generated under $TMPDIR (set TMPDIR=/dev/shm to take the
 # disk out of the measurement). Progress goes to stderr, the table to stdout.
-# The cfg built here comes first in PATH, so that -soak, -serve and -cluster
-# run it.
+# The cfg built here comes first in PATH, so that -process, -soak, -serve
+# and -cluster run it.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

@@ -9,12 +9,18 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
+	"github.com/cfg-dev/cfg/internal/backoff"
 	"github.com/cfg-dev/cfg/wire"
 )
 
-// followRetry bounds the wait between two attempts of Follow to read or
-// watch the store after a failure (no leader, no member reachable).
-const followRetry = 5 * time.Second
+// After a failure to read or watch the store (no leader, no member
+// reachable), Follow and FollowOverrides wait followFirst before they try
+// again, a wait doubled after each failure up to followRetry, and
+// followFirst again once an attempt got somewhere.
+const (
+	followFirst = 50 * time.Millisecond
+	followRetry = 5 * time.Second
+)
 
 // Follow calls fn with every revision published after the revision after,
 // in order, each once, as they are published, until ctx ends or fn
@@ -56,15 +62,14 @@ func (s *Etcd) follow(ctx context.Context, after, watchFrom int64, fn func(Revis
 		last = r.Number
 		return fn(r)
 	}
-	var b backoff
-	retry := func() error { return b.sleep(ctx) }
+	b := backoff.New(followFirst, followRetry)
 	for {
 		if watchFrom == 0 {
 			// Read what the watch would have brought.
 			s.followReads.Add(1)
 			resp, err := s.cli.Get(ctx, s.key(bucketRevs, revKey(last+1)), clientv3.WithRange(s.bucketEnd(bucketRevs)))
 			if err != nil {
-				if err := retry(); err != nil {
+				if err := b.Sleep(ctx); err != nil {
 					return err
 				}
 				continue
@@ -96,7 +101,7 @@ func (s *Etcd) follow(ctx context.Context, after, watchFrom int64, fn func(Revis
 						return err
 					}
 				}
-				b.reset()
+				b.Reset()
 			}
 			return ctx.Err()
 		}()
@@ -105,33 +110,11 @@ func (s *Etcd) follow(ctx context.Context, after, watchFrom int64, fn func(Revis
 			return err
 		}
 		watchFrom = 0
-		if err := retry(); err != nil {
+		if err := b.Sleep(ctx); err != nil {
 			return err
 		}
 	}
 }
-
-// backoff is the wait between two attempts of a follower to read or watch
-// the store after a failure: 50 ms, doubled after each failure up to
-// followRetry, and 50 ms again once an attempt got somewhere (reset).
-type backoff struct{ wait time.Duration }
-
-// sleep waits the backoff's time, or until ctx ends (its error).
-func (b *backoff) sleep(ctx context.Context) error {
-	if b.wait == 0 {
-		b.reset()
-	}
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(b.wait):
-	}
-	b.wait = min(2*b.wait, followRetry)
-	return nil
-}
-
-// reset makes the next wait the shortest.
-func (b *backoff) reset() { b.wait = 50 * time.Millisecond }
 
 // errGap: a watch brought a revision after one it did not bring.
 var errGap = errors.New("revisions missed")
@@ -256,15 +239,14 @@ func (s *Etcd) FollowOverrides(ctx context.Context, fn func([]wire.Override) err
 	ctx = clientv3.WithRequireLeader(ctx)
 	// From "overrides-": overrides-renewed/ then overrides/.
 	start, end := s.prefix+string(bucketOverrides)+"-", s.bucketEnd(bucketOverrides)
-	var b backoff
-	retry := func() error { return b.sleep(ctx) }
+	b := backoff.New(followFirst, followRetry)
 	for {
 		list, rev, err := s.overrides(ctx)
 		if err != nil {
 			if errors.Is(err, ErrDamaged) {
 				return err
 			}
-			if err := retry(); err != nil {
+			if err := b.Sleep(ctx); err != nil {
 				return err
 			}
 			continue
@@ -295,7 +277,7 @@ func (s *Etcd) FollowOverrides(ctx context.Context, fn func([]wire.Override) err
 				if err := fn(list); err != nil {
 					return err
 				}
-				b.reset()
+				b.Reset()
 			}
 			return ctx.Err()
 		}()
@@ -303,7 +285,7 @@ func (s *Etcd) FollowOverrides(ctx context.Context, fn func([]wire.Override) err
 		if err != nil {
 			return err
 		}
-		if err := retry(); err != nil {
+		if err := b.Sleep(ctx); err != nil {
 			return err
 		}
 	}

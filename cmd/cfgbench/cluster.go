@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -223,11 +224,7 @@ func clusterRun(o clusterOptions, member, root, dir string, run int, stderr io.W
 	var logs []string
 	defer func() {
 		if err != nil { // the end of each process's log says why
-			for _, log := range logs {
-				if b, rerr := os.ReadFile(log); rerr == nil {
-					fmt.Fprintf(stderr, "cluster: the end of %s:\n%s\n", filepath.Base(log), b[max(0, len(b)-4096):])
-				}
-			}
+			printLogEnds(stderr, "cluster", logs...)
 		}
 	}()
 	// Each system tails a clone of its own, whose work branch only its
@@ -238,17 +235,13 @@ func clusterRun(o clusterOptions, member, root, dir string, run int, stderr io.W
 		if _, err := gitCmd(root, "clone", "-q", "--local", ".", r.dir); err != nil {
 			return nil, err
 		}
-		// Without git's automatic gc, which would pack objects and refs
-		// in the background while changes are timed.
-		for _, args := range [][]string{{"config", "gc.auto", "0"}, {"branch", "-f", r.branch, "HEAD"}} {
-			if _, err := gitCmd(r.dir, args...); err != nil {
-				return nil, err
-			}
+		if err := tailable(r.dir, r.branch); err != nil {
+			return nil, err
 		}
 	}
 
 	logs = append(logs, filepath.Join(work, "bolt.log"))
-	bolt, err := startServe(o.cfg, filepath.Join(work, "bolt.log"), filepath.Join(work, "bolt.addr"),
+	bolt, err := startServe(o.cfg, filepath.Join(work, "bolt.log"), filepath.Join(work, "bolt.addr"), time.Minute,
 		"--repo", boltRepo, "--branch", boltBranch, "--data-dir", filepath.Join(work, "bolt"))
 	if err != nil {
 		return nil, err
@@ -267,7 +260,7 @@ func clusterRun(o clusterOptions, member, root, dir string, run int, stderr io.W
 	for i := range clusterMembers {
 		log := filepath.Join(work, fmt.Sprintf("daemon%d.log", i+1))
 		logs = append(logs, log)
-		d, err := startServe(o.cfg, log, filepath.Join(work, fmt.Sprintf("daemon%d.addr", i+1)),
+		d, err := startServe(o.cfg, log, filepath.Join(work, fmt.Sprintf("daemon%d.addr", i+1)), time.Minute,
 			"--repo", clusterRepo, "--branch", clusterBranch, "--etcd", strings.Join(ec.Endpoints, ","), "--etcd-prefix", "/cfg/")
 		if err != nil {
 			return nil, err
@@ -276,11 +269,11 @@ func clusterRun(o clusterOptions, member, root, dir string, run int, stderr io.W
 		daemons = append(daemons, d)
 	}
 	// The first daemon started publishes: it was alone when it campaigned.
-	boltRev, err := latestRevision(bolt)
+	boltRev, _, err := latestRevision(bolt)
 	if err != nil {
 		return nil, err
 	}
-	clusterRev, err := latestRevision(daemons[0])
+	clusterRev, _, err := latestRevision(daemons[0])
 	if err != nil {
 		return nil, err
 	}
@@ -483,27 +476,32 @@ func probe(ctx context.Context, wg *sync.WaitGroup, addr string, written *atomic
 	return nil
 }
 
-// latestRevision returns the daemon's latest revision.
-func latestRevision(d *soakDaemon) (int64, error) {
+// latestRevision returns the daemon's latest revision and its commit.
+func latestRevision(d *soakDaemon) (int64, string, error) {
 	resp, err := d.http.Get(d.url + "/v1/revisions/latest")
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return 0, "", fmt.Errorf("%s/v1/revisions/latest: %s %s", d.url, resp.Status, b)
+	}
 	var latest struct {
-		Revision int64 `json:"revision"`
+		Revision int64  `json:"revision"`
+		Commit   string `json:"commit"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&latest); err != nil {
-		return 0, fmt.Errorf("%s/v1/revisions/latest: %w", d.url, err)
+		return 0, "", fmt.Errorf("%s/v1/revisions/latest: %w", d.url, err)
 	}
-	return latest.Revision, nil
+	return latest.Revision, latest.Commit, nil
 }
 
 // waitRevision waits until the daemon serves revision rev, for at most a
 // minute.
 func waitRevision(d *soakDaemon, rev int64) error {
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
-		got, err := latestRevision(d)
+		got, _, err := latestRevision(d)
 		if err == nil && got >= rev {
 			return nil
 		}

@@ -56,6 +56,8 @@ func TestFlags(t *testing.T) {
 		{[]string{"-serve", "-fanout", "x"}, `-fanout: bad number "x"`},
 		{[]string{"-serve", "-changes", "0"}, "-changes: got 0, want at least 1"},
 		{[]string{"-paper"}, "-paper: only with -process"},
+		{[]string{"-process", "-fanout", "1000,x"}, `-fanout: bad number "x"`},
+		{[]string{"-process", "-changes", "0"}, "-changes: got 0, want at least 1"},
 		{[]string{"-cluster", "-fanout", "1000,x"}, `-fanout: bad number "x"`},
 		{[]string{"-cluster", "-changes", "0"}, "-changes: got 0, want at least 1"},
 		{[]string{"-cluster", "-serve"}, "-cluster: not with -serve"},
@@ -130,24 +132,55 @@ func TestServe(t *testing.T) {
 
 // TestProcess runs the process benchmark on a tiny repository with a cfg
 // built from this tree: a row per step, each with the CPU time and peak RSS
-// the child's rusage reports, and the command that reproduces it.
+// the child's rusage (for the daemon, /proc) reports, and the command that
+// reproduces it; the daemon's rows from two runs, each starting it afresh
+// on the repository its compiles made, committed.
 func TestProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds cfg")
+	}
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("needs git")
 	}
 	cfg := filepath.Join(t.TempDir(), "cfg")
 	if out, err := exec.Command("go", "build", "-o", cfg, "../cfg").CombinedOutput(); err != nil {
 		t.Fatalf("building cfg: %v\n%s", err, out)
 	}
 	var stdout, stderr bytes.Buffer
-	if err := run([]string{"-process", "-cfg", cfg, "-n", "40", "-runs", "1", "-dir", t.TempDir()}, &stdout, &stderr); err != nil {
+	err := run([]string{"-process", "-cfg", cfg, "-n", "40", "-runs", "2", "-fanout", "3,7", "-changes", "2", "-dir", t.TempDir()}, &stdout, &stderr)
+	if err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
 	}
 	for _, step := range []string{`cold compile +[0-9.]+ +[0-9.]+ +[1-9][0-9]* MB +100% +rm -rf \.cfg materialized_configs && cfg compile -q`,
-		`no-op compile .* MB .* cfg compile -q`, `module edit \([0-9]+ users\) .* MB .* source/lib/.*\.cinc && cfg compile -q`, `validate .* MB .* cfg validate -q`} {
+		`no-op compile .* MB .* cfg compile -q`, `module edit \([0-9]+ users\) .* MB .* source/lib/.*\.cinc && cfg compile -q`, `validate .* MB .* cfg validate -q`,
+		`first publish +[0-9.]+ +[0-9.]+ +[1-9][0-9]* MB +[0-9]+% +cfg serve --repo \. --branch live --data-dir DATA, until GET /healthz answers 200`,
+		`3 watchers, 2 changes \(p50 / p99 ms\) +[0-9.]+ / [0-9.]+ +[0-9.]+ +[1-9][0-9]* MB +- +3 × GET /v1/watch\?configs=bench/hot\.json, then 2 × .*`,
+		`7 watchers, 2 changes \(p50 / p99 ms\) +[0-9.]+ / [0-9.]+ +[0-9.]+ +[1-9][0-9]* MB +- +7 × GET .*`} {
 		if !regexp.MustCompile(`(?m)^40 +` + step + `$`).MatchString(stdout.String()) {
 			t.Errorf("no row matching %q in\n%s", step, stdout.String())
 		}
+	}
+	if want := "to reproduce: scripts/bench.sh -process -n 40 -runs 2 -fanout 3,7 -changes 2 -keep -dir DIR"; !strings.Contains(stdout.String(), want) {
+		t.Errorf("no %q in\n%s", want, stdout.String())
+	}
+}
+
+// TestProcessFlags checks what -process measures by default, and that -n,
+// -paper, -fanout and -changes change it.
+func TestProcessFlags(t *testing.T) {
+	o, err := parseFlags([]string{"-process"}, new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(o.sizes, []int{20000}) || !slices.Equal(o.fanout, []int{1000}) || o.changes != 20 {
+		t.Errorf("-process: sizes %v, fan-out %v, %d changes; want [20000], [1000], 20", o.sizes, o.fanout, o.changes)
+	}
+	o, err = parseFlags([]string{"-process", "-paper", "-n", "50", "-fanout", "30,9", "-changes", "7"}, new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(o.sizes, []int{50, PaperConfigs}) || !slices.Equal(o.fanout, []int{30, 9}) || o.changes != 7 {
+		t.Errorf("-process -paper -n 50 -fanout 30,9 -changes 7: sizes %v, fan-out %v, %d changes", o.sizes, o.fanout, o.changes)
 	}
 }
 

@@ -203,16 +203,8 @@ func serveRepo(root string, n int, seed int64, stderr io.Writer) ([]string, int6
 		if res.Failed > 0 {
 			return nil, 0, fmt.Errorf("%d configs failed:\n%s", res.Failed, firstDiags(res, 5))
 		}
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, hotFile)), 0o755); err != nil {
+		if err := commitConfigs(root); err != nil {
 			return nil, 0, err
-		}
-		if err := os.WriteFile(filepath.Join(root, hotFile), hotData(0), 0o644); err != nil {
-			return nil, 0, err
-		}
-		for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "-A"}, {"commit", "-q", "-m", "configs"}, {"branch", "-f", soakBranch}} {
-			if _, err := gitCmd(root, args...); err != nil {
-				return nil, 0, err
-			}
 		}
 		if err := os.WriteFile(ready, nil, 0o644); err != nil {
 			return nil, 0, err
@@ -237,6 +229,88 @@ func serveRepo(root string, n int, seed int64, stderr io.Writer) ([]string, int6
 	return names, size, err
 }
 
+// commitConfigs writes the hot config, as of round 0, beside the compiled
+// configs of the repository at root, makes the repository a git
+// repository with all of it committed on branch main (cfg's caches, .cfg/,
+// are ignored by their own .gitignore), and puts branch soakBranch at that
+// commit.
+func commitConfigs(root string) error {
+	if err := os.MkdirAll(filepath.Dir(filepath.Join(root, hotFile)), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(root, hotFile), hotData(0), 0o644); err != nil {
+		return err
+	}
+	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "-A"}, {"commit", "-q", "-m", "configs"}, {"branch", "-f", soakBranch}} {
+		if _, err := gitCmd(root, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tailable readies the git repository at dir for a daemon to tail branch
+// from an empty store: the branch at the work branch's head (a run cut
+// short may have committed without moving it), and no automatic gc, which
+// would pack objects and refs in the background while changes are timed.
+func tailable(dir, branch string) error {
+	for _, args := range [][]string{{"config", "gc.auto", "0"}, {"branch", "-f", branch, "HEAD"}} {
+		if _, err := gitCmd(dir, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// firstPublishTimeout bounds the wait for a daemon's first publish of a
+// synthetic repository: 100,000 configs take minutes on a loaded machine.
+const firstPublishTimeout = 30 * time.Minute
+
+// firstPublish readies the committed repository at root (tailable), starts
+// cfg serve on its branch soakBranch with an empty store in work/cfg-data,
+// logging to work/daemon.log, and waits until it has published that
+// branch's head as revision 1. It returns the daemon and what the first
+// publish cost: the time from the start until /healthz answered 200
+// (polled every 20 ms), and the daemon's CPU time and peak RSS then.
+func firstPublish(cfg, root, work string) (*soakDaemon, usage, error) {
+	if err := tailable(root, soakBranch); err != nil {
+		return nil, usage{}, err
+	}
+	head, err := gitCmd(root, "rev-parse", soakBranch)
+	if err != nil {
+		return nil, usage{}, err
+	}
+	start := time.Now()
+	d, err := startDaemon(cfg, root, filepath.Join(work, "cfg-data"), filepath.Join(work, "daemon.log"), firstPublishTimeout)
+	if err != nil {
+		return nil, usage{}, err
+	}
+	u := usage{wall: time.Since(start), cpu: cpuTime(d.cmd.Process.Pid)}
+	if u.maxRSS, err = d.peakRSS(); err != nil {
+		d.stop()
+		return nil, usage{}, err
+	}
+	rev, commit, err := latestRevision(d)
+	if err == nil && (rev != 1 || commit != head) {
+		err = fmt.Errorf("the first publish: got revision %d of commit %s, want revision 1 of %s", rev, commit, head)
+	}
+	if err != nil {
+		d.stop()
+		return nil, usage{}, err
+	}
+	return d, u, nil
+}
+
+// printLogEnds writes the end of each log to stderr, saying why a process
+// failed.
+func printLogEnds(stderr io.Writer, bench string, logs ...string) {
+	for _, log := range logs {
+		if b, err := os.ReadFile(log); err == nil {
+			fmt.Fprintf(stderr, "%s: the end of %s:\n%s\n", bench, filepath.Base(log), b[max(0, len(b)-4096):])
+		}
+	}
+}
+
 // gitCmd runs git in dir and returns its output.
 func gitCmd(dir string, args ...string) (string, error) {
 	cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=bench", "-c", "user.email=bench@example.com"}, args...)...)
@@ -259,27 +333,15 @@ func serveRun(o serveOptions, root, dir string, names []string, run int, stderr 
 	defer os.RemoveAll(work)
 	defer func() {
 		if err != nil { // the end of each process's log says why
-			for _, log := range []string{"daemon.log", "etcd.log"} {
-				if b, rerr := os.ReadFile(filepath.Join(work, log)); rerr == nil {
-					fmt.Fprintf(stderr, "serve: the end of %s:\n%s\n", log, b[max(0, len(b)-4096):])
-				}
-			}
+			printLogEnds(stderr, "serve", filepath.Join(work, "daemon.log"), filepath.Join(work, "etcd.log"))
 		}
 	}()
 	c = serveRow{rss: map[int]int64{}, p50: map[int]time.Duration{}, p99: map[int]time.Duration{}}
 	e = serveRow{rss: map[int]int64{}, p50: map[int]time.Duration{}, p99: map[int]time.Duration{}}
 
 	// cfg serve, from an empty store: the first publish is the whole
-	// repository at the work branch's head (a run cut short may have
-	// committed without moving the tailed branch).
-	// Without git's automatic gc, which would pack objects and refs in the
-	// background while changes are timed.
-	for _, args := range [][]string{{"config", "gc.auto", "0"}, {"branch", "-f", soakBranch, "HEAD"}} {
-		if _, err := gitCmd(root, args...); err != nil {
-			return c, e, err
-		}
-	}
-	d, err := startDaemon(o.cfg, root, filepath.Join(work, "cfg-data"), filepath.Join(work, "daemon.log"))
+	// repository at the work branch's head.
+	d, _, err := firstPublish(o.cfg, root, work)
 	if err != nil {
 		return c, e, err
 	}
@@ -334,12 +396,12 @@ func serveRun(o serveOptions, root, dir string, names []string, run int, stderr 
 	defer cli.Close()
 	for _, n := range o.latency {
 		ctx, cancel := context.WithCancel(context.Background())
-		var cfgCur, etcdCur atomic.Pointer[round]
-		cw := cfgWatchers(d.addr, []string{hotName})
+		var etcdCur atomic.Pointer[round]
 		ew := etcdWatchers(et.addr, []string{hotName})
 		var wg sync.WaitGroup
-		errc := make(chan error, 2*n)
-		if err := cw(ctx, n, &wg, errc, func(rev int64, at time.Time) { cfgCur.Load().arrive(rev, at) }); err != nil {
+		errc := make(chan error, n)
+		cf, err := openFanout(ctx, &wg, d.addr, root, cfgRev, n)
+		if err != nil {
 			cancel()
 			wg.Wait()
 			return c, e, err
@@ -353,8 +415,7 @@ func serveRun(o serveOptions, root, dir string, names []string, run int, stderr 
 		for r := range o.rounds {
 			steps := []func() error{
 				func() error {
-					cfgRev++
-					d, err := cfgRound(root, soakBranch, &cfgCur, cfgRev, n, run*1e6+n*1e3+r+1, errc)
+					d, err := cf.change(run*1e6 + n*1e3 + r + 1)
 					cfgAll = append(cfgAll, d)
 					return err
 				},
@@ -378,6 +439,7 @@ func serveRun(o serveOptions, root, dir string, names []string, run int, stderr 
 		}
 		cancel()
 		wg.Wait()
+		cfgRev = cf.rev
 		c.p50[n], c.p99[n] = quantile(cfgAll, 0.5), quantile(cfgAll, 0.99)
 		e.p50[n], e.p99[n] = quantile(etcdAll, 0.5), quantile(etcdAll, 0.99)
 		fmt.Fprintf(stderr, "serve: %d watchers: cfg p50 %.1f p99 %.1f ms, etcd p50 %.1f p99 %.1f ms (load %s)\n",
@@ -675,6 +737,34 @@ func (r *round) wait(errc <-chan error) (time.Duration, error) {
 	case <-time.After(60 * time.Second):
 		return 0, fmt.Errorf("revision %d: %d of %d watchers had it after 60 s", r.want, r.got.Load(), r.n)
 	}
+}
+
+// A fanout is watchers of the hot config on a cfg serve tailing branch
+// soakBranch of the repository at root, and the changes timed until every
+// one of them has them.
+type fanout struct {
+	root string
+	n    int
+	rev  int64 // the revision the daemon published last
+	cur  atomic.Pointer[round]
+	errc chan error // the watchers' errors
+}
+
+// openFanout opens n watch streams of the hot config on the daemon at
+// addr, tailing root, whose latest revision is rev, until ctx is done,
+// counted by wg, and returns once each has read its snapshot.
+func openFanout(ctx context.Context, wg *sync.WaitGroup, addr, root string, rev int64, n int) (*fanout, error) {
+	f := &fanout{root: root, n: n, rev: rev, errc: make(chan error, n)}
+	err := cfgWatchers(addr, []string{hotName})(ctx, n, wg, f.errc, func(rev int64, at time.Time) { f.cur.Load().arrive(rev, at) })
+	return f, err
+}
+
+// change commits the hot config's data of round seq, moves the tailed
+// branch to it and returns the time until every watcher had the revision
+// it brings.
+func (f *fanout) change(seq int) (time.Duration, error) {
+	f.rev++
+	return cfgRound(f.root, soakBranch, &f.cur, f.rev, f.n, seq, f.errc)
 }
 
 // cfgRound commits a change of the hot config on the work branch (not

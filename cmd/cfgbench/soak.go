@@ -67,7 +67,7 @@ func soak(o soakOptions, stdout, stderr io.Writer) error {
 	if err := soakRepo(root, o.size); err != nil {
 		return err
 	}
-	d, err := startDaemon(o.cfg, root, filepath.Join(dir, "data"), filepath.Join(dir, "daemon.log"))
+	d, err := startDaemon(o.cfg, root, filepath.Join(dir, "data"), filepath.Join(dir, "daemon.log"), time.Minute)
 	if err != nil {
 		return err
 	}
@@ -306,14 +306,17 @@ type soakDaemon struct {
 
 const soakToken = "bench"
 
-func startDaemon(cfg, repoDir, dataDir, logFile string) (*soakDaemon, error) {
-	return startServe(cfg, logFile, dataDir+".addr", "--repo", repoDir, "--branch", soakBranch, "--data-dir", dataDir)
+// startDaemon starts cfg serve on branch soakBranch of the repository at
+// repoDir with its store in dataDir (startServe).
+func startDaemon(cfg, repoDir, dataDir, logFile string, timeout time.Duration) (*soakDaemon, error) {
+	return startServe(cfg, logFile, dataDir+".addr", timeout, "--repo", repoDir, "--branch", soakBranch, "--data-dir", dataDir)
 }
 
 // startServe starts cfg serve with args (the repository's and the
 // store's flags) on a port of its own, whose address it writes to
-// addrFile, logging to logFile, and waits until it serves a revision.
-func startServe(cfg, logFile, addrFile string, args ...string) (*soakDaemon, error) {
+// addrFile, logging to logFile, and waits until it serves a revision, for
+// at most timeout.
+func startServe(cfg, logFile, addrFile string, timeout time.Duration, args ...string) (*soakDaemon, error) {
 	log, err := os.Create(logFile)
 	if err != nil {
 		return nil, err
@@ -328,7 +331,7 @@ func startServe(cfg, logFile, addrFile string, args ...string) (*soakDaemon, err
 	d := &soakDaemon{cmd: cmd, exited: make(chan struct{}), http: &http.Client{Timeout: 10 * time.Second}}
 	var waitErr error
 	go func() { waitErr = cmd.Wait(); log.Close(); close(d.exited) }()
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(timeout); ; time.Sleep(20 * time.Millisecond) {
 		select {
 		case <-d.exited:
 			b, _ := os.ReadFile(logFile)
@@ -348,7 +351,7 @@ func startServe(cfg, logFile, addrFile string, args ...string) (*soakDaemon, err
 		}
 		if time.Now().After(deadline) {
 			d.stop()
-			return nil, errors.New("the daemon did not publish the first revision in 60 s")
+			return nil, fmt.Errorf("the daemon did not publish the first revision in %v", timeout)
 		}
 	}
 }
@@ -408,6 +411,12 @@ func (d *soakDaemon) sample(ctx context.Context, st *soakStats) {
 // peakRSS returns the daemon's peak resident set size.
 func (d *soakDaemon) peakRSS() (int64, error) {
 	return procStatus(d.cmd.Process.Pid, "VmHWM")
+}
+
+// resetPeakRSS sets the peak RSS (VmHWM) of process pid to its current
+// RSS (Linux 4.0 and later), so that VmHWM is then the peak since.
+func resetPeakRSS(pid int) error {
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
 }
 
 // procStatus reads a size in kB from /proc/PID/status, in bytes.
