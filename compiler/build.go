@@ -1,6 +1,7 @@
 package compiler
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -17,7 +18,7 @@ import (
 
 // Result summarizes a Build.
 type Result struct {
-	Outputs  []*Output // one per config or raw config compiled (not those up to date)
+	Outputs  []*Output // one per config or raw config compiled (not those up to date); without Data, which is in the files
 	Compiled int       // outputs that succeeded
 	Failed   int       // outputs with diagnostics
 	UpToDate int       // configs skipped because nothing they depend on changed
@@ -177,7 +178,7 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 	var mu sync.Mutex
 	var writeErr error
 	produced := map[string][]byte{} // with a snapshot: the outputs, by path
-	c.CompileEach(ctx, paths, func(i int, o *Output) {
+	c.CompileEachLent(ctx, paths, func(i int, o *Output) {
 		res.Outputs[i] = o
 		if len(o.Diags) > 0 {
 			mu.Lock()
@@ -209,7 +210,7 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 		}
 		written[i] = wrote
 		if snap != nil {
-			produced[o.Path] = o.Data
+			produced[o.Path] = bytes.Clone(o.Data) // lent
 			for _, enc := range opts.Emit {
 				if b, ok := encoded[enc]; ok {
 					produced[repo.EncodedPath(o.Path, enc)] = b
@@ -219,7 +220,6 @@ func Build(ctx context.Context, root string, opts Options, targets ...string) (*
 		st.Key, st.Type = keyOf[o.Source], o.Type
 		next.Outputs[o.Source] = st
 		res.Bytes += int64(len(o.Data))
-		o.Data = nil // written; do not hold every output in memory
 	})
 	if writeErr != nil {
 		return res, writeErr

@@ -1,6 +1,7 @@
 package compiler
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -104,6 +105,28 @@ type Output struct {
 	// Encoded holds the config in each encoding of Options.Emit, by
 	// encoding; the materialized path of each is repo.EncodedPath.
 	Encoded map[string][]byte
+
+	enc *encoder // whose buffer Data is, while the output is lent
+}
+
+// own gives the output its own copy of Data, and the buffer it was
+// encoded in back to the compiler.
+func (o *Output) own() {
+	if o.enc != nil {
+		o.Data = bytes.Clone(o.Data)
+		o.enc.put()
+		o.enc = nil
+	}
+}
+
+// release ends the loan of the output's Data (CompileEachLent): the buffer
+// it was encoded in goes back to the compiler, and Data is nil.
+func (o *Output) release() {
+	if o.enc != nil {
+		o.enc.put()
+		o.enc = nil
+	}
+	o.Data = nil
 }
 
 // CompileAll compiles the given source paths (configs and raw configs) with
@@ -118,6 +141,20 @@ func (c *Compiler) CompileAll(ctx context.Context, paths []string) []*Output {
 // the worker with each result, so that work on an output (such as writing
 // it) overlaps with compiling the others.
 func (c *Compiler) CompileEach(ctx context.Context, paths []string, fn func(i int, o *Output)) {
+	c.each(ctx, paths, false, fn)
+}
+
+// CompileEachLent is CompileEach for a caller that uses each output's Data
+// only while fn runs, to write it or to compare it with a file: Data is lent
+// to fn. Once fn returns, Data is nil and its memory is reused for the next
+// config; a caller that keeps the bytes copies them (the rest of the Output
+// is the caller's). It saves CompileEach's copy of every output.
+func (c *Compiler) CompileEachLent(ctx context.Context, paths []string, fn func(i int, o *Output)) {
+	c.each(ctx, paths, true, fn)
+}
+
+// each is CompileEach, or CompileEachLent if lend.
+func (c *Compiler) each(ctx context.Context, paths []string, lend bool, fn func(i int, o *Output)) {
 	var done atomic.Int64
 	defer c.lim.watch()()
 	parallel(c.opts.Jobs, len(paths), func(i int) {
@@ -125,9 +162,15 @@ func (c *Compiler) CompileEach(ctx context.Context, paths []string, fn func(i in
 		if err := ctx.Err(); err != nil {
 			o = c.failed(paths[i], diag.Errorf(diag.Pos{File: paths[i]}, "not compiled: %v", err))
 		} else {
-			o = c.Compile(paths[i])
+			o = c.compileLent(paths[i])
+		}
+		if !lend {
+			o.own()
 		}
 		fn(i, o)
+		if lend {
+			o.release()
+		}
 		if n := done.Add(1); c.opts.Progress != nil {
 			c.opts.Progress(int(n), len(paths))
 		}
@@ -163,6 +206,14 @@ func (c *Compiler) failed(p string, d ...*diag.Diagnostic) *Output {
 // config names or that collides with another (repo.CheckSource) fails, and
 // so does a config that passes a limit of Options alone.
 func (c *Compiler) Compile(p string) *Output {
+	o := c.compileLent(p)
+	o.own()
+	return o
+}
+
+// compileLent is Compile, with the output's Data lent (see
+// CompileEachLent) when it is a compiled config.
+func (c *Compiler) compileLent(p string) *Output {
 	defer c.lim.watch()()
 	c.lim.exclusive.RLock()
 	o, lim := c.compile(p, false)
@@ -208,7 +259,8 @@ func (c *Compiler) compileJob(p string, j *job) *Output {
 	}
 	v, exportPos, diags := c.run(p, j)
 	if len(diags) == 0 {
-		data, errs := encodeRoot(v)
+		enc := getEncoder()
+		data, errs := enc.encodeRoot(v)
 		for _, e := range errs {
 			pos, notes := e.at.place(exportPos)
 			d := diag.Errorf(pos, "%s", e.err.Error())
@@ -222,19 +274,21 @@ func (c *Compiler) compileJob(p string, j *job) *Output {
 			diags = c.runValidators(p, v, exportPos, j)
 		}
 		if len(diags) == 0 {
-			o := &Output{Source: p, Name: repo.ConfigName(p), Path: repo.MaterializedPath(p), Type: v.t.Name, Data: data}
-			for _, enc := range c.opts.Emit {
-				b, err := EncodeThrift(v, enc)
+			o := &Output{Source: p, Name: repo.ConfigName(p), Path: repo.MaterializedPath(p), Type: v.t.Name, Data: data, enc: enc}
+			for _, encoding := range c.opts.Emit {
+				b, err := EncodeThrift(v, encoding)
 				if err != nil {
-					return c.failed(p, diag.Errorf(posOf(exportPos), "encoding %s: %v", enc, err))
+					o.release()
+					return c.failed(p, diag.Errorf(posOf(exportPos), "encoding %s: %v", encoding, err))
 				}
 				if o.Encoded == nil {
 					o.Encoded = map[string][]byte{}
 				}
-				o.Encoded[enc] = b
+				o.Encoded[encoding] = b
 			}
 			return o
 		}
+		enc.put()
 	}
 	// A module's diagnostics are shared by every config loading it: each
 	// config reports its own copies.

@@ -79,19 +79,31 @@ func (e *encoder) newline() {
 
 // encodeRoot encodes the exported value with a trailing newline.
 func encodeRoot(s *Struct) ([]byte, []encodeError) {
-	e := encoders.Get().(*encoder)
-	defer func() {
-		*e = encoder{buf: e.buf[:0], path: e.path[:0]}
-		encoders.Put(e)
-	}()
+	e := getEncoder()
+	defer e.put()
+	data, errs := e.encodeRoot(s)
+	return bytes.Clone(data), errs
+}
+
+// encodeRoot encodes the exported value with a trailing newline into the
+// encoder's buffer, which it returns: it is valid until e.put.
+func (e *encoder) encodeRoot(s *Struct) ([]byte, []encodeError) {
 	e.path = append(e.path, pathSeg{name: s.t.Name})
 	e.structValue(s)
 	e.buf = append(e.buf, '\n')
-	return bytes.Clone(e.buf), e.errs
+	return e.buf, e.errs
 }
 
 // encoders keeps encoders, and their grown buffers, between configs.
 var encoders = sync.Pool{New: func() any { return &encoder{buf: make([]byte, 0, 64<<10)} }}
+
+func getEncoder() *encoder { return encoders.Get().(*encoder) }
+
+// put gives the encoder, and its buffer, to the next config.
+func (e *encoder) put() {
+	*e = encoder{buf: e.buf[:0], path: e.path[:0]}
+	encoders.Put(e)
+}
 
 // enter counts one level of nesting, and reports whether the value may be
 // written: values nest at most MaxDepth deep.

@@ -150,12 +150,12 @@ func convert(t *schema.Type, v starlark.Value) (starlark.Value, *valueError) {
 			if err := checkUTF8(string(s)); err != nil {
 				return nil, err
 			}
-			return s, nil
+			return v, nil // not s: boxing it again would allocate
 		}
 	case schema.Binary:
 		switch x := v.(type) {
 		case starlark.Bytes:
-			return x, nil
+			return v, nil
 		case starlark.String:
 			return starlark.Bytes(x), nil
 		}
@@ -172,31 +172,30 @@ func convert(t *schema.Type, v starlark.Value) (starlark.Value, *valueError) {
 			return nil, errorf("got dict, want %s (build it with %s(...))", t, t.Struct.Name)
 		}
 	case schema.List, schema.Set:
-		var it starlark.Iterable
+		var elems starlark.Indexable
 		switch x := v.(type) {
 		case *starlark.List, starlark.Tuple:
-			it = x.(starlark.Iterable)
+			elems = v.(starlark.Indexable)
 		case *starlark.Set:
 			if t.Kind == schema.Set {
-				it = x
+				// A set has no index: its elements, in order, do.
+				elems = starlark.Tuple(slices.Collect(x.Elements()))
 			}
 		}
-		if it == nil {
+		if elems == nil {
 			break
 		}
-		n := starlark.Len(v)
-		elems := make([]starlark.Value, 0, n)
-		iter := it.Iterate()
-		defer iter.Done()
-		var x starlark.Value
-		for i := 0; iter.Next(&x); i++ {
-			c, err := convert(t.Elem, x)
+		// Converting an element runs no Starlark code, so the
+		// container cannot change meanwhile.
+		out := make([]starlark.Value, elems.Len())
+		for i := range out {
+			c, err := convert(t.Elem, elems.Index(i))
 			if err != nil {
 				return nil, err.at(fmt.Sprintf("[%d]", i))
 			}
-			elems = append(elems, c)
+			out[i] = c
 		}
-		return starlark.NewList(elems), nil
+		return starlark.NewList(out), nil
 	case schema.Map:
 		d, ok := v.(*starlark.Dict)
 		if !ok {

@@ -23,6 +23,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
 	"strings"
 	"sync"
@@ -76,7 +77,9 @@ func Run(ctx context.Context, fsys, head fs.FS, opts compiler.Options) (*Report,
 	types := map[string]string{}
 	failed := false
 	var mu sync.Mutex
-	compiler.New(fsys, opts).CompileEach(ctx, sources, func(_ int, o *compiler.Output) {
+	// Each output is compared with its file while it is lent: no copy of
+	// it is made.
+	compiler.New(fsys, opts).CompileEachLent(ctx, sources, func(_ int, o *compiler.Output) {
 		var diags diag.List
 		if len(o.Diags) > 0 {
 			diags = o.Diags
@@ -146,6 +149,9 @@ func typesDrift(fsys fs.FS, types map[string]string) *diag.Diagnostic {
 // what its source compiles to.
 func encodingDrift(fsys fs.FS, o *compiler.Output, enc string, want []byte) *diag.Diagnostic {
 	p := repo.EncodedPath(o.Path, enc)
+	if same(fsys, p, want) {
+		return nil
+	}
 	got, err := fs.ReadFile(fsys, p)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -160,6 +166,9 @@ func encodingDrift(fsys fs.FS, o *compiler.Output, enc string, want []byte) *dia
 
 // drift compares one compiled output with its materialized file.
 func drift(fsys fs.FS, o *compiler.Output, head *headTree) *diag.Diagnostic {
+	if same(fsys, o.Path, o.Data) {
+		return nil
+	}
 	got, err := fs.ReadFile(fsys, o.Path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return diag.Errorf(diag.Pos{File: o.Path}, "missing: %s has not been compiled (run cfg compile)", o.Source)
@@ -178,6 +187,40 @@ func drift(fsys fs.FS, o *compiler.Output, head *headTree) *diag.Diagnostic {
 		return diag.Errorf(pos, "hand-edited: changed since the last commit while %s still compiles to the committed content (change the source and run cfg compile)", o.Source)
 	}
 	return diag.Errorf(pos, "stale: differs from what %s compiles to (run cfg compile)", o.Source)
+}
+
+// chunkSize is how much of a materialized file same reads at once.
+const chunkSize = 32 << 10
+
+// chunks holds the buffers same reads into, one per comparison running.
+var chunks = sync.Pool{New: func() any { return new([chunkSize]byte) }}
+
+// same reports whether the file at p holds exactly want, byte for byte. It
+// reads the file in chunks, comparing each as it comes, and keeps none: the
+// common case, a file that is what its source compiles to, costs no copy
+// of it. A file that differs or cannot be read (missing, a link, a
+// directory) is false; the caller reads it whole to tell why.
+func same(fsys fs.FS, p string, want []byte) bool {
+	f, err := fsys.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	buf := chunks.Get().(*[chunkSize]byte)
+	defer chunks.Put(buf)
+	for {
+		n, err := f.Read(buf[:])
+		if n > len(want) || !bytes.Equal(buf[:n], want[:n]) {
+			return false
+		}
+		want = want[n:]
+		switch {
+		case err == io.EOF:
+			return len(want) == 0
+		case err != nil:
+			return false
+		}
+	}
 }
 
 // canonical reports whether data is JSON in the layout cfg writes.

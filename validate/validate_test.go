@@ -3,6 +3,7 @@ package validate
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -204,4 +205,78 @@ func TestRunOnFS(t *testing.T) {
 	if diff := cmp.Diff(want, messages(rep.Diags)); diff != "" {
 		t.Errorf("diagnostics (-want +got):\n%s", diff)
 	}
+}
+
+// TestDriftLargeFile changes one byte anywhere in materialized files
+// several times the size of the chunks they are compared in (at the start,
+// on both sides of chunk boundaries, at the end), cuts one byte off and adds
+// one: validate reports each, at the line of the change, in JSON and in a
+// Thrift encoding alike.
+func TestDriftLargeFile(t *testing.T) {
+	root := t.TempDir()
+	writeFiles(t, root, map[string]string{
+		repo.SettingsFile: `{"encodings": ["json", "thrift-binary"]}`,
+		"source/s.thrift": "struct S {\n  1: required list<string> names\n  2: required i32 v\n}\n",
+		"source/big.cconf": "load(\"//s.thrift\", \"S\")\n" +
+			"export(S(names = [\"name%d\" % (100000 + i) for i in range(10000)], v = 7))\n",
+	})
+	if _, err := compiler.Build(context.Background(), root, compiler.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := run(t, root); len(got) != 0 {
+		t.Fatalf("compiled repository has drift:\n%s", strings.Join(got, "\n"))
+	}
+	for _, name := range []string{"big.json", "big.thrift-binary"} {
+		p := filepath.Join(root, "materialized_configs", name)
+		compiled, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(compiled) < 3*chunkSize {
+			t.Fatalf("%s: %d bytes, want at least three chunks (%d)", name, len(compiled), 3*chunkSize)
+		}
+		edits := map[string][]byte{
+			"one byte less":                  compiled[:len(compiled)-1],
+			"one byte more":                  append(bytes.Clone(compiled), '\n'),
+			"one byte less at a chunk's end": append(bytes.Clone(compiled[:chunkSize-1]), compiled[chunkSize:]...),
+		}
+		for _, off := range []int{0, chunkSize - 1, chunkSize, chunkSize + 1, 2 * chunkSize, len(compiled) - 2, len(compiled) - 1} {
+			b := bytes.Clone(compiled)
+			b[off] ^= 1
+			edits[fmt.Sprintf("byte %d of %d changed", off, len(compiled))] = b
+		}
+		for what, data := range edits {
+			if err := os.WriteFile(p, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got := run(t, root)
+			if len(got) != 1 || !strings.HasPrefix(got[0], "materialized_configs/"+name+":") ||
+				!strings.Contains(got[0], ": stale: ") && !strings.Contains(got[0], ": hand-edited: ") {
+				t.Errorf("%s, %s: got %q, want it stale or hand-edited", name, what, got)
+				continue
+			}
+			if name == "big.json" {
+				line := 1 + bytes.Count(compiled[:firstDiff(compiled, data)], []byte("\n"))
+				if prefix := fmt.Sprintf("materialized_configs/big.json:%d: ", line); !strings.HasPrefix(got[0], prefix) {
+					t.Errorf("%s, %s: got %q, want it at line %d", name, what, got[0], line)
+				}
+			}
+		}
+		if err := os.WriteFile(p, compiled, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := run(t, root); len(got) != 0 {
+		t.Fatalf("repository as compiled again has drift:\n%s", strings.Join(got, "\n"))
+	}
+}
+
+// firstDiff returns the offset of the first byte where a and b differ, or
+// the length of the shorter.
+func firstDiff(a, b []byte) int {
+	i := 0
+	for i < len(a) && i < len(b) && a[i] == b[i] {
+		i++
+	}
+	return i
 }
