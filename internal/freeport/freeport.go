@@ -25,7 +25,9 @@ var (
 // below the system's ephemeral range, from which every listener on port 0
 // gets its port, so that no such listener (a daemon or agent started on
 // port 0, another test's server) can take one before the process told it
-// binds it; and no port is returned twice by one process.
+// binds it; and no port is returned twice by one process. They come from
+// a part of that range that the process ID picks (pick) while it has free
+// ports, so that processes asking at the same time rarely meet.
 func Ports(n int) ([]int, error) {
 	mu.Lock()
 	defer mu.Unlock()
@@ -35,7 +37,7 @@ func Ports(n int) ([]int, error) {
 		if tries == 1000*n {
 			return nil, fmt.Errorf("no %d free ports in [%d, %d) after %d tries", n, Min, low, tries)
 		}
-		port := Min + rand.N(low-Min)
+		port := pick(low, tries < 100*n)
 		if given[port] {
 			continue
 		}
@@ -48,6 +50,24 @@ func Ports(n int) ([]int, error) {
 		ports = append(ports, port)
 	}
 	return ports, nil
+}
+
+// slices is the number of parts of the range below the ephemeral one that
+// processes take their ports from by their process ID: processes that ask
+// for ports at the same time (test binaries of several packages, each
+// starting etcd members) rarely meet in one, so a port that one of them
+// checked, or that its killed member left free until it restarts, is not
+// taken by another meanwhile.
+const slices = 64
+
+// pick returns a random port below low: from this process's part of the
+// range if own, or else from all of it.
+func pick(low int, own bool) int {
+	size := (low - Min) / slices
+	if !own || size < 16 {
+		return Min + rand.N(low-Min)
+	}
+	return Min + os.Getpid()%slices*size + rand.N(size)
 }
 
 // ephemeralLow returns the first port of the system's ephemeral range:

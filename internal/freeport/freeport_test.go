@@ -3,6 +3,7 @@ package freeport
 import (
 	"fmt"
 	"net"
+	"os"
 	"testing"
 )
 
@@ -29,6 +30,22 @@ func TestPortsFreeAndDistinct(t *testing.T) {
 				continue
 			}
 			ln.Close()
+		}
+	}
+}
+
+// TestPortsFromOwnPart: a process takes its ports from the part of the
+// range its process ID picks, which other processes rarely share.
+func TestPortsFromOwnPart(t *testing.T) {
+	ports, err := Ports(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := (ephemeralLow() - Min) / slices
+	first := Min + os.Getpid()%slices*size
+	for _, p := range ports {
+		if p < first || p >= first+size {
+			t.Errorf("port %d outside this process's part [%d, %d)", p, first, first+size)
 		}
 	}
 }
