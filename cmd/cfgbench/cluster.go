@@ -399,7 +399,6 @@ func clusterRun(o clusterOptions, member, root, dir string, run int, stderr io.W
 			}),
 			measure(2, func(seq int) (time.Duration, error) {
 				r := newRound(0, w) // the put's revision, whatever else the cluster keeps
-				r.start = time.Now()
 				cur[2].Store(r)
 				if _, err := cli.Put(context.Background(), hotKey, string(hotData(seq))); err != nil {
 					return 0, err

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -711,8 +712,16 @@ type round struct {
 	done  chan struct{}
 }
 
+// newRound starts the timed window of a change that n watchers must see
+// as revision want (any revision if 0). It first writes what the page
+// cache holds to disk (sync): every system's change starts from a disk
+// with nothing of the benchmark's own to write, whatever it did before the
+// window (the git commit of a cfg change rewrites the index, megabytes in
+// a large repository), so that the first fdatasync in the window does not
+// wait for it.
 func newRound(want int64, n int) *round {
-	return &round{want: want, n: int32(n), done: make(chan struct{})}
+	syscall.Sync()
+	return &round{want: want, n: int32(n), start: time.Now(), done: make(chan struct{})}
 }
 
 // arrive counts a watcher told of revision rev at at.
@@ -782,7 +791,6 @@ func cfgRound(root, branch string, cur *atomic.Pointer[round], rev int64, n, seq
 		return 0, err
 	}
 	r := newRound(rev, n)
-	r.start = time.Now()
 	cur.Store(r)
 	if err := moveBranch(root, branch, head); err != nil {
 		return 0, err
@@ -823,7 +831,6 @@ func moveBranch(root, branch, commit string) error {
 func etcdRound(cli *clientv3.Client, cur *atomic.Pointer[round], rev int64, n, seq int, errc <-chan error) (time.Duration, error) {
 	data := string(hotData(seq))
 	r := newRound(rev, n)
-	r.start = time.Now()
 	cur.Store(r)
 	resp, err := cli.Put(context.Background(), hotKey, data)
 	if err != nil {
