@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -22,7 +24,44 @@ func TestMain(m *testing.M) {
 	if etcdMain() {
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// built is the cfg of this tree, built once for the tests that run it.
+var built struct {
+	once sync.Once
+	dir  string
+	cfg  string
+	err  error
+}
+
+// cfgOfTree returns the cfg of this tree, built on first use, or skips t
+// in -short mode (why: what the test does besides) and without git.
+func cfgOfTree(t *testing.T, why string) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip(why)
+	}
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("needs git")
+	}
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "cfgbench-test-"); built.err != nil {
+			return
+		}
+		built.cfg = filepath.Join(built.dir, "cfg")
+		if out, err := exec.Command("go", "build", "-o", built.cfg, "github.com/cfg-dev/cfg/cmd/cfg").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("building cfg: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.cfg
 }
 
 // TestRun runs the whole benchmark on a tiny repository: the compiler and the
@@ -103,19 +142,9 @@ func TestFirstDiff(t *testing.T) {
 // repository, with the cfg of this tree: every row of the table is there,
 // with numbers.
 func TestServe(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds cfg and starts etcd")
-	}
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("needs git")
-	}
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", filepath.Join(bin, "cfg"), "github.com/cfg-dev/cfg/cmd/cfg")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building cfg: %v\n%s", err, out)
-	}
+	cfg := cfgOfTree(t, "builds cfg and starts etcd")
 	var stdout, stderr bytes.Buffer
-	err := run([]string{"-serve", "-cfg", filepath.Join(bin, "cfg"), "-n", "30", "-runs", "1", "-streams", "5,10", "-fanout", "1,3", "-changes", "3", "-dir", t.TempDir()}, &stdout, &stderr)
+	err := run([]string{"-serve", "-cfg", cfg, "-n", "30", "-runs", "1", "-streams", "5,10", "-fanout", "1,3", "-changes", "3", "-dir", t.TempDir()}, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
 	}
@@ -136,16 +165,7 @@ func TestServe(t *testing.T) {
 // reproduces it; the daemon's rows from two runs, each starting it afresh
 // on the repository its compiles made, committed.
 func TestProcess(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds cfg")
-	}
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("needs git")
-	}
-	cfg := filepath.Join(t.TempDir(), "cfg")
-	if out, err := exec.Command("go", "build", "-o", cfg, "../cfg").CombinedOutput(); err != nil {
-		t.Fatalf("building cfg: %v\n%s", err, out)
-	}
+	cfg := cfgOfTree(t, "builds cfg")
 	var stdout, stderr bytes.Buffer
 	err := run([]string{"-process", "-cfg", cfg, "-n", "40", "-runs", "2", "-fanout", "3,7", "-changes", "2", "-dir", t.TempDir()}, &stdout, &stderr)
 	if err != nil {
@@ -209,19 +229,9 @@ func TestClusterFlags(t *testing.T) {
 // with the cfg of this tree: a row of each system and of each of its
 // processes, with numbers.
 func TestCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds cfg and etcd and starts a cluster")
-	}
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("needs git")
-	}
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", filepath.Join(bin, "cfg"), "github.com/cfg-dev/cfg/cmd/cfg")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building cfg: %v\n%s", err, out)
-	}
+	cfg := cfgOfTree(t, "builds cfg and etcd and starts a cluster")
 	var stdout, stderr bytes.Buffer
-	err := run([]string{"-cluster", "-cfg", filepath.Join(bin, "cfg"), "-n", "30", "-runs", "1", "-fanout", "7", "-changes", "3", "-dir", t.TempDir()}, &stdout, &stderr)
+	err := run([]string{"-cluster", "-cfg", cfg, "-n", "30", "-runs", "1", "-fanout", "7", "-changes", "3", "-dir", t.TempDir()}, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
 	}
