@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -562,10 +561,8 @@ func (ws *watchStream) run(ctx context.Context) error {
 	}
 
 	// Heartbeats: the hub wakes the stream once it has written nothing
-	// for Heartbeat; the first time at a random point of the first
-	// interval, so that streams opened together do not beat together.
-	hb := d.cfg.Heartbeat
-	sub.wrote(time.Now().Add(rand.N(hb) + 1 - hb))
+	// for the heartbeat interval.
+	d.hub.firstBeat(sub)
 	told := cw.at // the last write the hub was told of
 	for {
 		<-sub.wake

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -238,6 +239,15 @@ func (h *hub) subscribe() *subscription {
 // due an interval later.
 func (s *subscription) wrote(t time.Time) {
 	s.last.Store(t.UnixNano())
+}
+
+// firstBeat makes the heartbeat of s that follows the one opening its
+// stream due at a random point of the first interval, so that streams
+// opened together do not beat together.
+func (h *hub) firstBeat(s *subscription) {
+	if h.beat > 0 {
+		s.wrote(time.Now().Add(rand.N(h.beat) + 1 - h.beat))
+	}
 }
 
 // beatDue reports whether s's stream has a heartbeat to write at now:
