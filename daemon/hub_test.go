@@ -246,3 +246,31 @@ func TestHubWakesForHeartbeats(t *testing.T) {
 		t.Error("a heartbeat is due for a stream that wrote within the interval")
 	}
 }
+
+// TestIdleStreamBeats attacks the promise that a client hears from a live
+// stream at least every heartbeat interval (and an eighth): a stream that
+// has nothing else to send gets heartbeat after heartbeat, each with the
+// latest revision.
+func TestIdleStreamBeats(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1")
+	d := startDaemon(t, r.dir, t.TempDir())
+	d.waitFor("revision 1", func() bool { return d.latest() == 1 })
+	w := d.watch("configs=a")
+	for beats := 0; beats < 4; {
+		select {
+		case e, ok := <-w.events:
+			if !ok {
+				t.Fatalf("the stream ended after %d heartbeats", beats)
+			}
+			if e.Type == "heartbeat" {
+				if e.Revision != 1 {
+					t.Errorf("heartbeat of revision %d, want 1", e.Revision)
+				}
+				beats++
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("%d heartbeats in a minute from an idle stream, want 4 (one each 200 ms)", beats)
+		}
+	}
+}
