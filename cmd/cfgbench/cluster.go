@@ -398,7 +398,7 @@ func clusterRun(o clusterOptions, member, root, dir string, run int, stderr io.W
 				return cfgRound(clusterRepo, clusterBranch, &cur[1], clusterRev, w, seq, errc)
 			}),
 			measure(2, func(seq int) (time.Duration, error) {
-				r := newRound(0, w) // the put's revision, whatever else the cluster keeps
+				r := startRound(0, w) // the put's revision, whatever else the cluster keeps
 				cur[2].Store(r)
 				if _, err := cli.Put(context.Background(), hotKey, string(hotData(seq))); err != nil {
 					return 0, err

@@ -712,14 +712,14 @@ type round struct {
 	done  chan struct{}
 }
 
-// newRound starts the timed window of a change that n watchers must see
+// startRound starts the timed window of a change that n watchers must see
 // as revision want (any revision if 0). It first writes what the page
 // cache holds to disk (sync): every system's change starts from a disk
 // with nothing of the benchmark's own to write, whatever it did before the
 // window (the git commit of a cfg change rewrites the index, megabytes in
 // a large repository), so that the first fdatasync in the window does not
 // wait for it.
-func newRound(want int64, n int) *round {
+func startRound(want int64, n int) *round {
 	syscall.Sync()
 	return &round{want: want, n: int32(n), start: time.Now(), done: make(chan struct{})}
 }
@@ -790,7 +790,7 @@ func cfgRound(root, branch string, cur *atomic.Pointer[round], rev int64, n, seq
 	if err != nil {
 		return 0, err
 	}
-	r := newRound(rev, n)
+	r := startRound(rev, n)
 	cur.Store(r)
 	if err := moveBranch(root, branch, head); err != nil {
 		return 0, err
@@ -830,7 +830,7 @@ func moveBranch(root, branch, commit string) error {
 // have revision rev.
 func etcdRound(cli *clientv3.Client, cur *atomic.Pointer[round], rev int64, n, seq int, errc <-chan error) (time.Duration, error) {
 	data := string(hotData(seq))
-	r := newRound(rev, n)
+	r := startRound(rev, n)
 	cur.Store(r)
 	resp, err := cli.Put(context.Background(), hotKey, data)
 	if err != nil {
