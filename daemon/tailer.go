@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"io/fs"
 	"iter"
+	"log/slog"
 	"maps"
-	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -24,10 +25,8 @@ import (
 // tail publishes the tailed branch until ctx is done: at once, whenever a
 // file system notification says a ref may have moved, and every Poll.
 func (d *Daemon) tail(ctx context.Context) {
-	wake := make(chan struct{}, 1)
-	if w := d.watchRefs(wake); w != nil {
-		defer w.Close()
-	}
+	refs := d.watchRefs()
+	defer refs.close()
 	poll := time.NewTicker(d.cfg.Poll)
 	defer poll.Stop()
 	var seen, lastErr string
@@ -51,32 +50,39 @@ func (d *Daemon) tail(ctx context.Context) {
 				lastErr = err.Error()
 			}
 		}
-		select {
-		case <-ctx.Done():
+		if !refs.wait(ctx, poll.C) {
 			return
-		case <-wake:
-		case <-poll.C:
 		}
 	}
 }
 
-// watchRefs asks for a signal on wake whenever the files where git keeps
-// the branch head change: the git directory (packed-refs, HEAD) and the
-// directory of the branch's ref file. It returns nil if notifications are
-// unavailable; polling still works.
-func (d *Daemon) watchRefs(wake chan<- struct{}) *fsnotify.Watcher {
+// refWatch is the file system notifications of the files where git keeps
+// a branch head: packed-refs in the git directory and the branch's ref
+// file in its directory. The tailer reads them itself, rather than
+// through a goroutine of its own, so that a branch moving wakes it after
+// one hand-off, not two.
+type refWatch struct {
+	w           *fsnotify.Watcher // nil: polling only
+	ref, packed string            // the files whose notifications count
+	log         *slog.Logger
+}
+
+// watchRefs watches the git directory and the directory of the branch's
+// ref file. Notifications are unavailable if it cannot watch either;
+// polling still works.
+func (d *Daemon) watchRefs() *refWatch {
 	gitDir := d.hist.GitDir()
 	if gitDir == "" {
-		return nil
+		return &refWatch{}
 	}
+	rw := &refWatch{ref: filepath.Join(gitDir, "refs", "heads", filepath.FromSlash(d.cfg.Branch)), packed: filepath.Join(gitDir, "packed-refs"), log: d.log}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		d.log.Warn("watching refs: polling only", "err", err)
-		return nil
+		return &refWatch{}
 	}
-	dirs := []string{gitDir, filepath.Join(gitDir, "refs", "heads", filepath.FromSlash(path.Dir(d.cfg.Branch)))}
 	added := 0
-	for _, dir := range dirs {
+	for _, dir := range []string{gitDir, filepath.Dir(rw.ref)} {
 		if err := w.Add(dir); err != nil {
 			d.log.Debug("watching refs", "dir", dir, "err", err)
 			continue
@@ -85,28 +91,53 @@ func (d *Daemon) watchRefs(wake chan<- struct{}) *fsnotify.Watcher {
 	}
 	if added == 0 {
 		w.Close()
-		return nil
+		return &refWatch{}
 	}
-	go func() {
-		for {
-			select {
-			case _, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				select {
-				case wake <- struct{}{}:
-				default:
-				}
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				d.log.Debug("watching refs", "err", err)
+	rw.w = w
+	return rw
+}
+
+// wait waits until a notification says the branch head may have moved (a
+// change of its ref file or of packed-refs; those of git's lock files, its
+// index and the rest of the git directory are passed over), or one may
+// have been lost (the kernel's queue overflowed), or tick ticks. It
+// returns false once ctx is done.
+func (rw *refWatch) wait(ctx context.Context, tick <-chan time.Time) bool {
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	if rw.w != nil {
+		events, errs = rw.w.Events, rw.w.Errors
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick:
+			return true
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
 			}
+			if ev.Name == rw.ref || ev.Name == rw.packed {
+				return true
+			}
+		case err, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			rw.log.Debug("watching refs", "err", err)
+			return true
 		}
-	}()
-	return w
+	}
+}
+
+// close stops watching.
+func (rw *refWatch) close() {
+	if rw.w != nil {
+		rw.w.Close()
+	}
 }
 
 // check publishes the branch head if it is not seen, and returns it.
@@ -118,7 +149,6 @@ func (d *Daemon) check(ctx context.Context, seen string) (string, error) {
 	if head == seen {
 		return head, nil
 	}
-	d.hist.Refresh()
 	if err := d.publishUpTo(ctx, head); err != nil {
 		return "", err
 	}
@@ -366,6 +396,7 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, configs it
 	d.metrics.published.Inc()
 	if d.cluster == nil {
 		d.announce(r)
+		runtime.Gosched()
 	} else {
 		// The follower announces it, as it does the revisions of the
 		// other daemons, without reading it again.

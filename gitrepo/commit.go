@@ -365,7 +365,7 @@ func (r *Repo) CommitFiles(files []File, opts CommitOptions) (*CommitResult, err
 	committed := map[string]blob{} // by git path; the zero blob: deleted
 	for p, f := range byPath {
 		gp := r.GitPath(p)
-		old, err := treeBlob(base, gp)
+		old, err := treeBlob(base, gp, r.git.TreeObject)
 		if err != nil {
 			return nil, err
 		}

@@ -256,7 +256,7 @@ func (r *Repo) FilesAt(rev string, paths []string) ([]File, error) {
 		if !fs.ValidPath(p) || p == "." {
 			return nil, fmt.Errorf("path %q: not a file path inside the config repository", p)
 		}
-		b, err := treeBlob(t, r.GitPath(p))
+		b, err := treeBlob(t, r.GitPath(p), r.git.TreeObject)
 		if err != nil {
 			return nil, err
 		}
@@ -375,7 +375,7 @@ func (r *Repo) workingChanges(base *object.Commit, extra []string) ([]Change, er
 		if !ok {
 			continue
 		}
-		old, err := treeBlob(baseTree, gp)
+		old, err := treeBlob(baseTree, gp, r.git.TreeObject)
 		if err != nil {
 			return nil, err
 		}
@@ -446,8 +446,9 @@ type blob struct {
 
 func (b blob) exists() bool { return b.mode != filemode.Empty }
 
-// treeBlob returns the blob at git path gp in t (nil: an empty tree).
-func treeBlob(t *object.Tree, gp string) (blob, error) {
+// treeBlob returns the blob at git path gp in t (nil: an empty tree),
+// reading its subtrees with tree.
+func treeBlob(t *object.Tree, gp string, tree func(plumbing.Hash) (*object.Tree, error)) (blob, error) {
 	parts := strings.Split(gp, "/")
 	for i, name := range parts {
 		if t == nil {
@@ -471,7 +472,7 @@ func treeBlob(t *object.Tree, gp string) (blob, error) {
 		case e.Mode != filemode.Dir:
 			return blob{}, nil // a file where gp needs a directory
 		}
-		sub, err := t.Tree(name)
+		sub, err := tree(e.Hash)
 		if err != nil {
 			return blob{}, fmt.Errorf("reading %s: %w", gp, err)
 		}

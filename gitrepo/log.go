@@ -54,7 +54,7 @@ func (r *Repo) Log(paths []string, limit int) ([]Commit, error) {
 		}
 		out := make([]blob, len(gps))
 		for i, gp := range gps {
-			if out[i], err = treeBlob(t, gp); err != nil {
+			if out[i], err = treeBlob(t, gp, r.git.TreeObject); err != nil {
 				return nil, err
 			}
 		}

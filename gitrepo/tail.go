@@ -30,8 +30,9 @@ var ErrNotAncestor = errors.New("not on the first-parent history")
 // for concurrent use.
 type History struct {
 	r      *Repo
+	objs   *objects
 	gitDir string
-	// The files of objects/pack when Refresh last read the packs, if it
+	// The files of objects/pack when refreshPacks last read the packs, if it
 	// could list them.
 	packs     []string
 	packsRead bool
@@ -51,18 +52,24 @@ func OpenHistory(root string) (*History, error) {
 	g, err := git.PlainOpen(abs)
 	if err == nil {
 		if cfg, err := g.Config(); err == nil && cfg.Core.IsBare {
-			return &History{r: &Repo{git: g, top: abs, gitDir: abs, commonDir: abs}, gitDir: abs}, nil
+			return newHistory(&Repo{git: g, top: abs, gitDir: abs, commonDir: abs}, abs), nil
 		}
 	}
 	r, err := Open(root)
 	if err != nil {
 		return nil, err
 	}
-	h := &History{r: r}
+	gitDir := ""
 	if s, ok := r.git.Storer.(*filesystem.Storage); ok {
-		h.gitDir = s.Filesystem().Root()
+		gitDir = s.Filesystem().Root()
 	}
-	return h, nil
+	return newHistory(r, gitDir), nil
+}
+
+func newHistory(r *Repo, gitDir string) *History {
+	h := &History{r: r, gitDir: gitDir}
+	h.objs = newObjects(filepath.Join(r.commonDir, "objects"), r.git.Storer, h.refreshPacks)
+	return h
 }
 
 // Repo returns the repository, for the Repo methods that read commits
@@ -80,22 +87,25 @@ func (h *History) Repo() *Repo {
 // packed-refs.
 func (h *History) GitDir() string { return h.gitDir }
 
-// Refresh makes the next reads see objects added to the repository by other
-// processes since it was opened (go-git indexes pack files once). It reads
-// the packs' indexes again only when the set of pack files changed (a fetch
-// or a gc wrote one): reading them costs as much as the repository holds,
-// and loose objects, which a commit writes, are found without it.
-func (h *History) Refresh() {
+// refreshPacks makes go-git see the pack files written since it last
+// looked (a fetch or a gc wrote one; go-git indexes packs once), and
+// reports whether it had to: it reads the packs' indexes again only when
+// the set of pack files changed, as reading them costs as much as the
+// repository holds. objects calls it when go-git does not find an object,
+// so that reading the loose objects of a commit, which are found without
+// it, costs nothing more.
+func (h *History) refreshPacks() bool {
 	packs, err := os.ReadDir(filepath.Join(h.r.commonDir, "objects", "pack"))
 	var names []string
 	for _, e := range packs {
 		names = append(names, e.Name())
 	}
 	if err == nil && h.packsRead && slices.Equal(names, h.packs) {
-		return
+		return false
 	}
 	h.packs, h.packsRead = names, err == nil // unknown: look again next time
 	h.r.refresh()
+	return true
 }
 
 // HeadBranch returns the short name of the branch HEAD points to ("main").
@@ -114,6 +124,9 @@ func (h *History) HeadBranch() (string, error) {
 // short name: "main", "release/2"). A branch that does not exist (or has no
 // commits yet) is an error wrapping ErrNoCommits.
 func (h *History) BranchHead(branch string) (string, error) {
+	if hash, ok := h.looseRef(branch); ok {
+		return hash, nil
+	}
 	ref, err := h.r.git.Reference(plumbing.NewBranchReferenceName(branch), true)
 	if errors.Is(err, plumbing.ErrReferenceNotFound) {
 		return "", fmt.Errorf("branch %q: %w", branch, ErrNoCommits)
@@ -124,24 +137,65 @@ func (h *History) BranchHead(branch string) (string, error) {
 	return ref.Hash().String(), nil
 }
 
+// looseRef reads the head of branch from its file under refs/heads, as
+// git writes it (the hash and a newline); ok is false when there is no
+// such file or it holds anything else (a symbolic ref), which go-git then
+// reads, with packed-refs.
+func (h *History) looseRef(branch string) (hash string, ok bool) {
+	if !filepath.IsLocal(filepath.FromSlash(branch)) || strings.Contains(branch, "..") {
+		return "", false
+	}
+	data, err := readFile(filepath.Join(h.r.commonDir, "refs", "heads", filepath.FromSlash(branch)))
+	if err != nil {
+		return "", false
+	}
+	hash = strings.TrimSuffix(string(data), "\n")
+	return hash, isFullHash(hash)
+}
+
+// commit returns the commit rev names: a full hash is read with objs,
+// anything else (and a hash of no commit, for its error) resolved by
+// go-git.
+func (h *History) commit(rev string) (*object.Commit, error) {
+	if isFullHash(rev) {
+		c, err := h.objs.commit(plumbing.NewHash(rev))
+		if !errors.Is(err, plumbing.ErrObjectNotFound) {
+			return c, err
+		}
+	}
+	return h.r.commit(rev)
+}
+
+// parent returns the first parent of c, nil for a root commit.
+func (h *History) parent(c *object.Commit) (*object.Commit, error) {
+	if len(c.ParentHashes) == 0 {
+		return nil, nil
+	}
+	p, err := h.objs.commit(c.ParentHashes[0])
+	if err != nil {
+		return nil, fmt.Errorf("reading first parent of %s: %w", c.Hash, err)
+	}
+	return p, nil
+}
+
 // FirstParentsSince returns the commits on the first-parent history of to
 // that come after from, oldest first: what a branch at from gained when it
 // moved to to. It is empty when from and to are the same commit, and an
 // error wrapping ErrNotAncestor when from is not on that history.
 func (h *History) FirstParentsSince(from, to string) ([]string, error) {
 	fromHash := plumbing.NewHash(from)
-	c, err := h.r.commit(to)
+	c, err := h.commit(to)
 	if err != nil {
 		return nil, err
 	}
 	var out []string
 	for c.Hash != fromHash {
 		out = append(out, c.Hash.String())
-		if c.NumParents() == 0 {
-			return nil, fmt.Errorf("commit %.12s: %w of %.12s", from, ErrNotAncestor, to)
+		if c, err = h.parent(c); err != nil {
+			return nil, err
 		}
-		if c, err = c.Parent(0); err != nil {
-			return nil, fmt.Errorf("reading first parent of %s: %w", out[len(out)-1], err)
+		if c == nil {
+			return nil, fmt.Errorf("commit %.12s: %w of %.12s", from, ErrNotAncestor, to)
 		}
 	}
 	slices.Reverse(out)
@@ -160,7 +214,7 @@ type File struct {
 
 // CommitInfo returns the commit rev names.
 func (h *History) CommitInfo(rev string) (Commit, error) {
-	c, err := h.r.commit(rev)
+	c, err := h.commit(rev)
 	if err != nil {
 		return Commit{}, err
 	}
@@ -189,7 +243,7 @@ func (h *History) Files(rev, dir string) ([]File, error) {
 // at a time, whatever the commit holds. It stops at the first error fn
 // returns and returns it.
 func (h *History) WalkFiles(rev, dir string, fn func(File) error) error {
-	c, err := h.r.commit(rev)
+	c, err := h.commit(rev)
 	if err != nil {
 		return err
 	}
@@ -208,7 +262,7 @@ func (h *History) WalkFiles(rev, dir string, fn func(File) error) error {
 			switch {
 			case hidden(e.Name):
 			case e.Mode == filemode.Dir:
-				sub, err := h.r.git.TreeObject(e.Hash)
+				sub, err := h.objs.tree(e.Hash)
 				if err != nil {
 					return fmt.Errorf("listing %s in %.12s: %w", path.Join(dir, name), c.Hash, err)
 				}
@@ -216,7 +270,7 @@ func (h *History) WalkFiles(rev, dir string, fn func(File) error) error {
 					return err
 				}
 			case isFile(e.Mode):
-				data, err := blobData(h.r, e.Hash)
+				data, err := h.objs.blob(e.Hash)
 				if err != nil {
 					return fmt.Errorf("reading %s in %.12s: %w", path.Join(dir, name), c.Hash, err)
 				}
@@ -237,15 +291,13 @@ func (h *History) WalkFiles(rev, dir string, fn func(File) error) error {
 // regular file counts as added or deleted; files whose name starts with a
 // dot are left out.
 func (h *History) CommitChanges(rev, dir string) ([]File, error) {
-	c, err := h.r.commit(rev)
+	c, err := h.commit(rev)
 	if err != nil {
 		return nil, err
 	}
-	var parent *object.Commit
-	if c.NumParents() > 0 {
-		if parent, err = c.Parent(0); err != nil {
-			return nil, fmt.Errorf("reading first parent of %s: %w", c.Hash, err)
-		}
+	parent, err := h.parent(c)
+	if err != nil {
+		return nil, err
 	}
 	from, err := h.dirTree(parent, dir)
 	if err != nil {
@@ -301,7 +353,7 @@ func (h *History) diffTrees(from, to *object.Tree, dir string, out *[]File) erro
 		var sub [2]*object.Tree
 		for i, e := range []*object.TreeEntry{p.from, p.to} {
 			if e != nil && e.Mode == filemode.Dir {
-				t, err := object.GetTree(h.r.git.Storer, e.Hash)
+				t, err := h.objs.tree(e.Hash)
 				if err != nil {
 					return fmt.Errorf("reading tree %s: %w", full, err)
 				}
@@ -328,7 +380,7 @@ func (h *History) diffTrees(from, to *object.Tree, dir string, out *[]File) erro
 		}
 		if is {
 			var err error
-			if f.Data, err = blobData(h.r, p.to.Hash); err != nil {
+			if f.Data, err = h.objs.blob(p.to.Hash); err != nil {
 				return fmt.Errorf("reading %s: %w", full, err)
 			}
 		}
@@ -340,21 +392,26 @@ func (h *History) diffTrees(from, to *object.Tree, dir string, out *[]File) erro
 // dirTree returns the tree of dir (relative to the config repository root)
 // in commit c, or nil when c is nil or has no such directory.
 func (h *History) dirTree(c *object.Commit, dir string) (*object.Tree, error) {
-	t, err := h.r.subtree(c)
-	if err != nil || t == nil {
-		return nil, err
-	}
-	if dir == "" || dir == "." {
-		return t, nil
-	}
-	sub, err := t.Tree(dir)
-	if errors.Is(err, object.ErrDirectoryNotFound) {
+	if c == nil {
 		return nil, nil
 	}
+	t, err := h.objs.tree(c.TreeHash)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s in %s: %w", dir, c.Hash, err)
+		return nil, fmt.Errorf("reading tree of %s: %w", c.Hash, err)
 	}
-	return sub, nil
+	for _, name := range strings.Split(path.Join(h.r.prefix, dir), "/") {
+		if name == "" || name == "." {
+			continue
+		}
+		i := slices.IndexFunc(t.Entries, func(e object.TreeEntry) bool { return e.Name == name })
+		if i < 0 || t.Entries[i].Mode != filemode.Dir {
+			return nil, nil
+		}
+		if t, err = h.objs.tree(t.Entries[i].Hash); err != nil {
+			return nil, fmt.Errorf("reading %s in %s: %w", path.Join(h.r.prefix, dir), c.Hash, err)
+		}
+	}
+	return t, nil
 }
 
 func isFile(m filemode.FileMode) bool {
@@ -364,48 +421,43 @@ func isFile(m filemode.FileMode) bool {
 // ReadFile returns the file at p (relative to the config repository root) in
 // commit rev; a missing file wraps fs.ErrNotExist.
 func (h *History) ReadFile(rev, p string) ([]byte, error) {
-	c, err := h.r.commit(rev)
+	b, err := h.file(rev, p)
 	if err != nil {
 		return nil, err
 	}
-	t, err := h.dirTree(c, "")
-	if err != nil {
-		return nil, err
-	}
-	if t == nil {
-		return nil, fmt.Errorf("%s at %.12s: %w", p, rev, fs.ErrNotExist)
-	}
-	f, err := t.File(p)
-	if errors.Is(err, object.ErrFileNotFound) {
-		return nil, fmt.Errorf("%s at %.12s: %w", p, rev, fs.ErrNotExist)
-	}
-	if err != nil {
-		return nil, err
-	}
-	s, err := f.Contents()
-	return []byte(s), err
+	return h.objs.blob(b.hash)
 }
 
 // FileHash returns the git object hash of the file at p (relative to the
 // config repository root) in commit rev: two commits whose files have the
 // same hash hold the same data. A missing file wraps fs.ErrNotExist.
 func (h *History) FileHash(rev, p string) (string, error) {
-	c, err := h.r.commit(rev)
+	b, err := h.file(rev, p)
 	if err != nil {
 		return "", err
+	}
+	return b.hash.String(), nil
+}
+
+// file returns the blob of the file at p (relative to the config
+// repository root) in commit rev; a missing file wraps fs.ErrNotExist.
+func (h *History) file(rev, p string) (blob, error) {
+	c, err := h.commit(rev)
+	if err != nil {
+		return blob{}, err
 	}
 	t, err := h.dirTree(c, "")
 	if err != nil {
-		return "", err
+		return blob{}, err
 	}
-	b, err := treeBlob(t, p)
+	b, err := treeBlob(t, p, h.objs.tree)
 	if err != nil {
-		return "", err
+		return blob{}, err
 	}
 	if !b.exists() {
-		return "", fmt.Errorf("%s at %.12s: %w", p, rev, fs.ErrNotExist)
+		return blob{}, fmt.Errorf("%s at %.12s: %w", p, rev, fs.ErrNotExist)
 	}
-	return b.hash.String(), nil
+	return b, nil
 }
 
 // hidden reports whether a path has a component starting with a dot.

@@ -163,7 +163,7 @@ func TestHistoryBare(t *testing.T) {
 }
 
 // TestCommitChangesCost guards what reading a commit's changes costs, as
-// the daemon reads them (Refresh, then CommitChanges): a commit that
+// the daemon reads them: a commit that
 // changes one file allocates as much when the directories beside it hold
 // 1,980 files, packed, as when they hold 9. Comparing every directory of
 // the two trees, or reading the packs' indexes again, would cost in
@@ -194,7 +194,6 @@ func TestCommitChangesCost(t *testing.T) {
 		c := r.commitAll("one")
 		h := openHistory(t, r.root)
 		return testing.AllocsPerRun(20, func() {
-			h.Refresh()
 			fs, err := h.CommitChanges(c.String(), "materialized_configs")
 			if err != nil || len(fs) != 1 || fs[0].Path != "materialized_configs/d7/s/f0.json" {
 				t.Fatalf("CommitChanges: %v, %v", files(fs), err)
