@@ -778,7 +778,9 @@ func (f *fanout) change(seq int) (time.Duration, error) {
 
 // cfgRound commits a change of the hot config on the work branch (not
 // timed), then moves the tailed branch to it, as git update-ref would,
-// and waits until n watchers have revision rev.
+// and waits until n watchers have revision rev. The timed window starts
+// as the branch moves: at the rename of the ref's lock file, which is
+// written before, as the commit is.
 func cfgRound(root, branch string, cur *atomic.Pointer[round], rev int64, n, seq int, errc <-chan error) (time.Duration, error) {
 	if err := os.WriteFile(filepath.Join(root, hotFile), hotData(seq), 0o644); err != nil {
 		return 0, err
@@ -790,9 +792,12 @@ func cfgRound(root, branch string, cur *atomic.Pointer[round], rev int64, n, seq
 	if err != nil {
 		return 0, err
 	}
-	r := startRound(rev, n)
-	cur.Store(r)
-	if err := moveBranch(root, branch, head); err != nil {
+	var r *round
+	err = moveBranch(root, branch, head, func() {
+		r = startRound(rev, n)
+		cur.Store(r)
+	})
+	if err != nil {
 		return 0, err
 	}
 	return r.wait(errc)
@@ -801,8 +806,9 @@ func cfgRound(root, branch string, cur *atomic.Pointer[round], rev int64, n, seq
 // moveBranch moves branch to commit as git update-ref does: it writes the
 // ref to its lock file, which it creates only if no git command holds it,
 // and renames that over the ref, so that a reader never sees it half
-// written and git's own commands (pack-refs) never lose the change.
-func moveBranch(root, branch, commit string) error {
+// written and git's own commands (pack-refs) never lose the change. It
+// calls moving just before the rename.
+func moveBranch(root, branch, commit string, moving func()) error {
 	ref := filepath.Join(root, ".git", "refs", "heads", filepath.FromSlash(branch))
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		f, err := os.OpenFile(ref+".lock", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
@@ -817,6 +823,7 @@ func moveBranch(root, branch, commit string) error {
 			err = cerr
 		}
 		if err == nil {
+			moving()
 			err = os.Rename(ref+".lock", ref)
 		}
 		if err != nil {
