@@ -766,3 +766,46 @@ func TestBigRevisionFromTheStore(t *testing.T) {
 	r.commit("materialized_configs/a.json", `"a3"`)
 	small.expect(`update 4 a@4="a3"`)
 }
+
+// TestDamagedObject: a commit whose loose object's file holds another
+// object is not published: /healthz fails naming the object, nothing of
+// the commit is served, and once the file is mended the commit is
+// published with the right data.
+func TestDamagedObject(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"v":1}`)
+	r.commit("materialized_configs/a.json", `{"v":2}`, "materialized_configs/b.json", `{"v":3}`)
+	loose := func(data string) (string, string) {
+		h := plumbing.ComputeHash(plumbing.BlobObject, []byte(data)).String()
+		return h, filepath.Join(r.dir, ".git", "objects", h[:2], h[2:])
+	}
+	hash, file := loose(`{"v":2}`)
+	_, other := loose(`{"v":3}`)
+	good, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong, err := os.ReadFile(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(file, 0o644)
+	if err := os.WriteFile(file, wrong, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 20 * time.Millisecond})
+	d.waitFor("a 503 naming the damaged object", func() bool {
+		code, body, _ := d.do("GET", "/healthz", "", nil)
+		return code == 503 && strings.Contains(body, hash)
+	})
+	if got := d.latest(); got != 0 {
+		t.Fatalf("latest revision %d with the head's object damaged, want none", got)
+	}
+	if err := os.WriteFile(file, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
+	if code, body, _ := d.do("GET", "/v1/configs/a", "", nil); code != 200 || body != `{"v":2}` {
+		t.Errorf("GET a: %d %s, want 200 {\"v\":2}", code, body)
+	}
+}
