@@ -66,6 +66,20 @@ func (o *objects) blob(h plumbing.Hash) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return contents(obj)
+}
+
+// blobData returns the data of blob h as go-git reads it.
+func blobData(r *Repo, h plumbing.Hash) ([]byte, error) {
+	obj, err := r.git.Storer.EncodedObject(plumbing.BlobObject, h)
+	if err != nil {
+		return nil, err
+	}
+	return contents(obj)
+}
+
+// contents reads obj's content whole.
+func contents(obj plumbing.EncodedObject) ([]byte, error) {
 	r, err := obj.Reader()
 	if err != nil {
 		return nil, err

@@ -3,7 +3,6 @@ package gitrepo
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -470,15 +469,3 @@ func hidden(p string) bool {
 	return false
 }
 
-func blobData(r *Repo, h plumbing.Hash) ([]byte, error) {
-	b, err := r.git.BlobObject(h)
-	if err != nil {
-		return nil, err
-	}
-	rd, err := b.Reader()
-	if err != nil {
-		return nil, err
-	}
-	defer rd.Close()
-	return io.ReadAll(rd)
-}
