@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -91,6 +92,9 @@ func (d *Daemon) announce(r *published) {
 		d.metrics.dropped.WithLabelValues(dropBehind).Add(float64(dropped))
 		d.log.Info("dropped watchers that fell behind", "count", dropped)
 	}
+	// The streams it woke run now, on this thread, rather than once
+	// another thread wakes to take them.
+	runtime.Gosched()
 }
 
 // follow feeds the hub with the revisions published in the shared store,

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"maps"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -396,7 +395,6 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, configs it
 	d.metrics.published.Inc()
 	if d.cluster == nil {
 		d.announce(r)
-		runtime.Gosched()
 	} else {
 		// The follower announces it, as it does the revisions of the
 		// other daemons, without reading it again.
