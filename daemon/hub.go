@@ -135,31 +135,42 @@ func (d *Daemon) writeUpdate(ctx context.Context, cw *clientWriter, id string, r
 	if !any {
 		return nil
 	}
-	write := func(enc *wire.EventEncoder) error {
-		enc.BeginUpdate(rev.Number, id, rev.Commit)
-		for i := range rev.configs {
-			if picked[i/8]&(1<<(i%8)) != 0 {
-				if err := enc.Config(wireConfig(&rev.configs[i])); err != nil {
-					return err
-				}
-			}
-		}
-		return enc.EndUpdate()
-	}
-	ev := rev.event(picked, func() []byte {
-		d.metrics.updatesEncoded.Inc()
-		var line []byte
-		write(wire.NewEventEncoder(func(p []byte, _ bool) error {
-			line = append(line, p...)
-			return nil
-		}))
-		return line
-	})
+	ev := d.sharedUpdate(rev, id, picked)
 	if ev == nil {
 		d.metrics.updatesEncoded.Inc()
-		return cw.counted(write(cw.EventEncoder))
+		return cw.counted(writeEvent(cw.EventEncoder, rev, id, picked))
 	}
 	return cw.counted(cw.line(ev.line))
+}
+
+// sharedUpdate returns the update event of rev with the configs picked (a
+// bitset of their indices in rev.configs), of the store id, encoded once
+// for every stream that writes it, or nil once rev keeps no more events
+// (published.event).
+func (d *Daemon) sharedUpdate(rev *published, id string, picked []byte) *sharedEvent {
+	return rev.event(picked, func() []byte {
+		d.metrics.updatesEncoded.Inc()
+		var line []byte
+		writeEvent(wire.NewEventEncoder(func(p []byte, _ bool) error {
+			line = append(line, p...)
+			return nil
+		}), rev, id, picked)
+		return line
+	})
+}
+
+// writeEvent writes the update event of rev with the configs picked, of
+// the store id, to enc.
+func writeEvent(enc *wire.EventEncoder, rev *published, id string, picked []byte) error {
+	enc.BeginUpdate(rev.Number, id, rev.Commit)
+	for i := range rev.configs {
+		if picked[i/8]&(1<<(i%8)) != 0 {
+			if err := enc.Config(wireConfig(&rev.configs[i])); err != nil {
+				return err
+			}
+		}
+	}
+	return enc.EndUpdate()
 }
 
 // errPast stops a read of the store past the revision it is for.

@@ -192,6 +192,25 @@ func TestUpdateEncodedOnce(t *testing.T) {
 	}
 }
 
+// TestOneConfigEncodedWhileStored: the update event of a revision of one
+// config, which every stream watching that config writes, is encoded while
+// the store commits the revision, streams or not.
+func TestOneConfigEncodedWhileStored(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1", "materialized_configs/b.json", "b1")
+	d := startDaemon(t, r.dir, t.TempDir())
+	before := d.metric("cfg_watch_updates_encoded_total")
+	r.commit("materialized_configs/a.json", "a2")
+	d.waitFor("the update of a encoded", func() bool { return d.metric("cfg_watch_updates_encoded_total") == before+1 })
+	w := d.watch("configs=a&from=1")
+	w.expect("update 2 a@2=a2")
+	r.commit("materialized_configs/a.json", "a3", "materialized_configs/b.json", "b3")
+	w.expect("update 3 a@3=a3")
+	if got := d.metric("cfg_watch_updates_encoded_total") - before; got != 2 {
+		t.Errorf("update events encoded: %v, want 2 (revision 2's once, before any stream; revision 3's for the stream of a)", got)
+	}
+}
+
 // TestSharedEventsBounded checks that a published revision keeps at most
 // its bound of encoded update events (and the one that crossed it), and
 // that a selection already encoded is shared past the bound.
