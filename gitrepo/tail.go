@@ -468,4 +468,3 @@ func hidden(p string) bool {
 	}
 	return false
 }
-
