@@ -172,10 +172,6 @@ type Daemon struct {
 
 	// typesSeen is the record of types the tailer read last.
 	typesSeen typesCache
-	// appended is the latest revision of the store, once the tailer
-	// read or appended it, when no other daemon appends to the store
-	// (no cluster); the tailer alone uses it.
-	appended *store.Revision
 
 	latest atomic.Int64 // the latest published revision
 	// named is the highest revision the daemon has named as the latest

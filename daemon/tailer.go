@@ -161,7 +161,7 @@ func (d *Daemon) check(ctx context.Context, seen string) (string, error) {
 // files. An empty store gets a first revision holding every materialized
 // file at head.
 func (d *Daemon) publishUpTo(ctx context.Context, head string) error {
-	latest, err := d.latestAppended(ctx)
+	latest, err := d.store.Latest(ctx)
 	if err != nil {
 		return err
 	}
@@ -223,20 +223,6 @@ func (d *Daemon) publishUpTo(ctx context.Context, head string) error {
 		}
 	}
 	return nil
-}
-
-// latestAppended returns the store's latest revision: the one the tailer
-// appended or read last if no other daemon appends to the store, and
-// otherwise (or if it knows none) the store's answer.
-func (d *Daemon) latestAppended(ctx context.Context) (store.Revision, error) {
-	if d.appended != nil {
-		return *d.appended, nil
-	}
-	latest, err := d.store.Latest(ctx)
-	if err == nil && d.cluster == nil {
-		d.appended = &latest
-	}
-	return latest, err
 }
 
 // resync publishes, when the branch was rewritten and no longer holds the
@@ -407,15 +393,10 @@ func (d *Daemon) publish(ctx context.Context, n int64, commit string, configs it
 		}
 	}
 	storing := time.Now()
-	d.appended = nil // read again if the append fails: it may not have
 	if err := d.store.Append(ctx, r.Revision, kept); err != nil {
 		return false, fmt.Errorf("publishing commit %.12s: %w", commit, err)
 	}
 	stored := time.Now()
-	if d.cluster == nil {
-		appended := r.Revision
-		d.appended = &appended
-	}
 	d.metrics.published.Inc()
 	if d.cluster == nil {
 		d.announce(r)
