@@ -809,3 +809,31 @@ func TestDamagedObject(t *testing.T) {
 		t.Errorf("GET a: %d %s, want 200 {\"v\":2}", code, body)
 	}
 }
+
+// TestNotifyLinkedWorkTree checks that a daemon tailing a linked work tree
+// (git worktree add), whose branch heads live in the main repository's git
+// directory, notices a commit through file system notifications alone.
+func TestNotifyLinkedWorkTree(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git not installed")
+	}
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1")
+	linked := filepath.Join(t.TempDir(), "live")
+	git := func(dir string, args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@example.com"}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	git(r.dir, "worktree", "add", "-q", "-b", "live", linked)
+	td := serve(t, Config{RepoPath: linked, DataDir: t.TempDir(), Token: token, Poll: time.Hour})
+	td.waitFor("revision 1", func() bool { return td.latest() == 1 })
+	w := td.watch("configs=a&from=1")
+	if err := os.WriteFile(filepath.Join(linked, "materialized_configs", "a.json"), []byte("a2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	git(linked, "commit", "-q", "-am", "a2")
+	w.expect("update 2 a@2=a2")
+}

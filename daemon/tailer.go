@@ -56,8 +56,8 @@ func (d *Daemon) tail(ctx context.Context) {
 }
 
 // refWatch is the file system notifications of the files where git keeps
-// a branch head: packed-refs in the git directory and the branch's ref
-// file in its directory. The tailer reads them itself, rather than
+// a branch head (gitrepo.History.BranchFiles): its ref file and
+// packed-refs, each watched in its directory. The tailer reads them itself, rather than
 // through a goroutine of its own, so that a branch moving wakes it after
 // one hand-off, not two.
 type refWatch struct {
@@ -66,22 +66,23 @@ type refWatch struct {
 	log         *slog.Logger
 }
 
-// watchRefs watches the git directory and the directory of the branch's
-// ref file. Notifications are unavailable if it cannot watch either;
+// watchRefs watches the directories of the files where git keeps the
+// branch's head. Notifications are unavailable if it cannot watch either;
 // polling still works.
 func (d *Daemon) watchRefs() *refWatch {
-	gitDir := d.hist.GitDir()
-	if gitDir == "" {
-		return &refWatch{}
-	}
-	rw := &refWatch{ref: filepath.Join(gitDir, "refs", "heads", filepath.FromSlash(d.cfg.Branch)), packed: filepath.Join(gitDir, "packed-refs"), log: d.log}
+	rw := &refWatch{log: d.log}
+	rw.ref, rw.packed = d.hist.BranchFiles(d.cfg.Branch)
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		d.log.Warn("watching refs: polling only", "err", err)
 		return &refWatch{}
 	}
+	dirs := []string{filepath.Dir(rw.packed)}
+	if rw.ref != "" {
+		dirs = append(dirs, filepath.Dir(rw.ref))
+	}
 	added := 0
-	for _, dir := range []string{gitDir, filepath.Dir(rw.ref)} {
+	for _, dir := range dirs {
 		if err := w.Add(dir); err != nil {
 			d.log.Debug("watching refs", "dir", dir, "err", err)
 			continue

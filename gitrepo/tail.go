@@ -14,7 +14,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
-	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
 // ErrNotAncestor: a commit is not on the first-parent history of another
@@ -28,9 +27,8 @@ var ErrNotAncestor = errors.New("not on the first-parent history")
 // config repository root is the top of their tree. A History is not safe
 // for concurrent use.
 type History struct {
-	r      *Repo
-	objs   *objects
-	gitDir string
+	r    *Repo
+	objs *objects
 	// The files of objects/pack when refreshPacks last read the packs, if it
 	// could list them.
 	packs     []string
@@ -51,22 +49,18 @@ func OpenHistory(root string) (*History, error) {
 	g, err := git.PlainOpen(abs)
 	if err == nil {
 		if cfg, err := g.Config(); err == nil && cfg.Core.IsBare {
-			return newHistory(&Repo{git: g, top: abs, gitDir: abs, commonDir: abs}, abs), nil
+			return newHistory(&Repo{git: g, top: abs, gitDir: abs, commonDir: abs}), nil
 		}
 	}
 	r, err := Open(root)
 	if err != nil {
 		return nil, err
 	}
-	gitDir := ""
-	if s, ok := r.git.Storer.(*filesystem.Storage); ok {
-		gitDir = s.Filesystem().Root()
-	}
-	return newHistory(r, gitDir), nil
+	return newHistory(r), nil
 }
 
-func newHistory(r *Repo, gitDir string) *History {
-	h := &History{r: r, gitDir: gitDir}
+func newHistory(r *Repo) *History {
+	h := &History{r: r}
 	h.objs = newObjects(filepath.Join(r.commonDir, "objects"), r.git.Storer, h.refreshPacks)
 	return h
 }
@@ -80,11 +74,17 @@ func (h *History) Repo() *Repo {
 	return h.r
 }
 
-// GitDir returns the directory holding the repository's git data (the .git
-// directory of a work tree, or the bare repository), or "" if unknown.
-// Branch heads are files under its refs/heads/ and lines of its
-// packed-refs.
-func (h *History) GitDir() string { return h.gitDir }
+// BranchFiles returns the files where git keeps the head of branch, in
+// the repository's common git directory (the main repository's, for a
+// linked work tree): its ref file, "" for a name that would leave
+// refs/heads, and packed-refs. BranchHead reads them.
+func (h *History) BranchFiles(branch string) (ref, packed string) {
+	packed = filepath.Join(h.r.commonDir, "packed-refs")
+	if filepath.IsLocal(filepath.FromSlash(branch)) && !strings.Contains(branch, "..") {
+		ref = filepath.Join(h.r.commonDir, "refs", "heads", filepath.FromSlash(branch))
+	}
+	return ref, packed
+}
 
 // refreshPacks makes go-git see the pack files written since it last
 // looked (a fetch or a gc wrote one; go-git indexes packs once), and
@@ -141,10 +141,11 @@ func (h *History) BranchHead(branch string) (string, error) {
 // such file or it holds anything else (a symbolic ref), which go-git then
 // reads, with packed-refs.
 func (h *History) looseRef(branch string) (hash string, ok bool) {
-	if !filepath.IsLocal(filepath.FromSlash(branch)) || strings.Contains(branch, "..") {
+	ref, _ := h.BranchFiles(branch)
+	if ref == "" {
 		return "", false
 	}
-	data, err := readFile(filepath.Join(h.r.commonDir, "refs", "heads", filepath.FromSlash(branch)))
+	data, err := readFile(ref)
 	if err != nil {
 		return "", false
 	}

@@ -3,6 +3,7 @@ package gitrepo
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"testing"
 
 	"github.com/go-git/go-git/v5"
@@ -66,8 +67,9 @@ func TestHistory(t *testing.T) {
 	c3 := r.commitAll("three")
 
 	h := openHistory(t, r.root)
-	if h.Repo() == nil || h.GitDir() == "" {
-		t.Errorf("Repo() = %v, GitDir() = %q for a work tree", h.Repo(), h.GitDir())
+	gitDir := filepath.Join(r.top, ".git")
+	if ref, packed := h.BranchFiles("release/2"); h.Repo() == nil || ref != filepath.Join(gitDir, "refs", "heads", "release", "2") || packed != filepath.Join(gitDir, "packed-refs") {
+		t.Errorf("Repo() = %v, BranchFiles(release/2) = %q, %q for a work tree at %s", h.Repo(), ref, packed, r.top)
 	}
 	branch, err := h.HeadBranch()
 	if err != nil {
@@ -141,8 +143,8 @@ func TestHistoryBare(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := openHistory(t, bare)
-	if h.Repo() != nil || h.GitDir() != bare {
-		t.Errorf("Repo() = %v, GitDir() = %q for a bare repository %s", h.Repo(), h.GitDir(), bare)
+	if ref, packed := h.BranchFiles("main"); h.Repo() != nil || ref != filepath.Join(bare, "refs", "heads", "main") || packed != filepath.Join(bare, "packed-refs") {
+		t.Errorf("Repo() = %v, BranchFiles(main) = %q, %q for a bare repository %s", h.Repo(), ref, packed, bare)
 	}
 	branch, err := h.HeadBranch()
 	if err != nil {
