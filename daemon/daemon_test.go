@@ -837,3 +837,40 @@ func TestNotifyLinkedWorkTree(t *testing.T) {
 	git(linked, "commit", "-q", "-am", "a2")
 	w.expect("update 2 a@2=a2")
 }
+
+// TestNotifyPackedRefs checks that the tailer notices a branch moved in
+// packed-refs alone (as git pack-refs leaves heads, and as a rewrite of
+// that file moves them) through file system notifications.
+func TestNotifyPackedRefs(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git not installed")
+	}
+	r := newTestRepo(t)
+	c1 := r.commit("materialized_configs/a.json", "a1")
+	c2 := r.commit("materialized_configs/a.json", "a2")
+	r.reset(c1)
+	if out, err := exec.Command("git", "-C", r.dir, "pack-refs", "--all").CombinedOutput(); err != nil {
+		t.Fatalf("git pack-refs: %v\n%s", err, out)
+	}
+	td := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: time.Hour})
+	td.waitFor("revision 1", func() bool { return td.latest() == 1 })
+	w := td.watch("configs=a&from=1")
+	// Moved as git moves a packed head: the file written whole to its
+	// lock file, renamed over it.
+	packed := filepath.Join(r.dir, ".git", "packed-refs")
+	data, err := os.ReadFile(packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := strings.Replace(string(data), c1+" refs/heads/master", c2+" refs/heads/master", 1)
+	if moved == string(data) {
+		t.Fatalf("packed-refs holds no master at %s:\n%s", c1, data)
+	}
+	if err := os.WriteFile(packed+".lock", []byte(moved), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(packed+".lock", packed); err != nil {
+		t.Fatal(err)
+	}
+	w.expect("update 2 a@2=a2")
+}
