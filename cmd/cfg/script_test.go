@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/cfg-dev/cfg/cmd/cfg/internal/cli"
 	"github.com/cfg-dev/cfg/internal/freeport"
@@ -19,8 +20,26 @@ import (
 
 func TestMain(m *testing.M) {
 	testscript.Main(testMain{m}, map[string]func(){
-		"cfg": func() { os.Exit(cli.Main()) },
+		"cfg":        func() { os.Exit(cli.Main()) },
+		"etcd-flags": etcdFlagsMain,
 	})
+}
+
+// etcdFlagsMain parses its arguments as etcd's server parses its flags,
+// and fails if they do not parse. It runs as a process of its own: etcd's
+// flag set writes package variables that an etcd server running in the
+// tests reads.
+func etcdFlagsMain() {
+	set := flag.NewFlagSet("etcd", flag.ContinueOnError)
+	set.Usage = func() {} // the error alone
+	embed.NewConfig().AddFlags(set)
+	if err := set.Parse(os.Args[1:]); err != nil {
+		os.Exit(2)
+	}
+	if set.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "arguments that are not flags: %q\n", set.Args())
+		os.Exit(2)
+	}
 }
 
 // processTestsParallel is how many tests of this package run at once
