@@ -25,6 +25,7 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 
+	"github.com/cfg-dev/cfg/daemon"
 	"github.com/cfg-dev/cfg/gitrepo"
 )
 
@@ -89,10 +90,13 @@ func soak(o soakOptions, stdout, stderr io.Writer) error {
 	bg.Go(func() { d.sample(ctx, st) })
 
 	// Slow bodies: 200 connections, each sending a host report a byte a
-	// second, opened again when the daemon closes one.
+	// second, opened again when the daemon closes one; slowCut is done
+	// once the daemon has closed each at least once.
 	var slowClosed atomic.Int64
+	var slowCut sync.WaitGroup
+	slowCut.Add(o.slow)
 	for i := range o.slow {
-		bg.Go(func() { slowBody(ctx, d.addr, fmt.Sprintf("127.0.3.%d", 1+i%250), i, &slowClosed) })
+		bg.Go(func() { slowBody(ctx, d.addr, fmt.Sprintf("127.0.3.%d", 1+i%250), i, &slowClosed, slowCut.Done) })
 	}
 
 	// Reading watchers: half watch the small config (from a snapshot),
@@ -182,6 +186,12 @@ func soak(o soakOptions, stdout, stderr io.Writer) error {
 	}
 	elapsed := time.Since(start)
 	daemonCPU, benchCPU = cpuTime(d.cmd.Process.Pid)-daemonCPU, cpuTime(os.Getpid())-benchCPU
+	// However quickly the commits went, the soak ends once the daemon
+	// has cut every slow body (its read timeout, 30 s by default).
+	if err := waitGroup(&slowCut, errc, slowCutWait, "the daemon to close every slow-body connection"); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "soak: the daemon closed every slow-body connection\n")
 	cancel()
 	bg.Wait()
 
@@ -624,10 +634,16 @@ func openStream(ctx context.Context, ip, addr, path string) (*chunkedLines, func
 	return &chunkedLines{br: br}, closeStream, nil
 }
 
+// slowCutWait is how long the soak waits, after its commits, for the
+// daemon to have closed every slow-body connection: twice the daemon's
+// read timeout.
+const slowCutWait = 2 * daemon.DefaultReadTimeout
+
 // slowBody sends a host report a byte a second on a connection from ip,
 // and again on a new connection whenever the daemon closes one, until ctx
-// is done.
-func slowBody(ctx context.Context, addr, ip string, i int, closed *atomic.Int64) {
+// is done. It calls cut once, the first time the daemon closes one.
+func slowBody(ctx context.Context, addr, ip string, i int, closed *atomic.Int64, cut func()) {
+	cutOnce := sync.OnceFunc(cut)
 	for ctx.Err() == nil {
 		c, err := dial(ctx, ip, addr)
 		if err != nil {
@@ -647,6 +663,7 @@ func slowBody(ctx context.Context, addr, ip string, i int, closed *atomic.Int64)
 				break send
 			case <-ended:
 				closed.Add(1)
+				cutOnce()
 				break send
 			case <-tick.C:
 				if _, err := c.Write([]byte(" ")); err != nil {
