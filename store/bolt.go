@@ -82,6 +82,7 @@ type Bolt struct {
 	identity string
 
 	appendMu sync.Mutex   // serializes Appends
+	appended int64        // the latest revision an Append committed, 0 if unknown; under appendMu
 	wal      *wal         // where Append commits revisions of at most walBytes
 	mu       sync.RWMutex // held for reading by every call, for writing by Close
 	closed   bool
@@ -490,7 +491,8 @@ func (s *Bolt) Append(ctx context.Context, r Revision, configs iter.Seq2[ConfigV
 	if err := s.settle(); err != nil {
 		return err
 	}
-	return s.writeRevision(ctx, r, func(yield func(ConfigVersion, error) bool) {
+	s.appended = 0 // the file says, whether or not this one is written
+	err = s.writeRevision(ctx, r, func(yield func(ConfigVersion, error) bool) {
 		for _, c := range held {
 			if !yield(c, nil) {
 				return
@@ -504,6 +506,10 @@ func (s *Bolt) Append(ctx context.Context, r Revision, configs iter.Seq2[ConfigV
 			}
 		}
 	})
+	if err == nil {
+		s.appended = r.Number
+	}
+	return err
 }
 
 // appendLogged checks revision r of configs, as writeRevision would, and
@@ -532,11 +538,20 @@ func (s *Bolt) appendLogged(ctx context.Context, r Revision, configs []ConfigVer
 		seen[c.Name] = true
 	}
 	r.Configs = len(configs)
-	return s.commitLogged(ctx, r, configs, size)
+	if err := s.commitLogged(ctx, r, configs, size); err != nil {
+		s.appended = 0 // the file says
+		return err
+	}
+	s.appended = r.Number
+	return nil
 }
 
 // latestAppended returns the number of the latest revision appended: in
-// the log, or else in the file. s.appendMu is held.
+// the log, or else as the last Append left it, or else in the file (after
+// a start, or an Append that failed as it committed). Only Append adds
+// revisions, and this process alone has the file open, so that the number
+// the last Append committed stays the latest, and publishing a revision
+// reads nothing from the file. s.appendMu is held.
 func (s *Bolt) latestAppended() (int64, error) {
 	w := s.wal
 	w.mu.Lock()
@@ -545,6 +560,9 @@ func (s *Bolt) latestAppended() (int64, error) {
 		return w.pending[n-1].rev.Number, nil
 	}
 	w.mu.Unlock()
+	if s.appended > 0 {
+		return s.appended, nil
+	}
 	// Nothing is pending, and nothing can be until this Append commits.
 	var n int64
 	err := s.view(func(tx *bolt.Tx) (err error) {

@@ -231,3 +231,77 @@ func TestLogAheadOfRestoredFile(t *testing.T) {
 		t.Errorf("Snapshot after appending to the restored file: %q", got)
 	}
 }
+
+// TestAppendOrderAcrossPaths checks that Append takes revision latest+1
+// and nothing else, whichever way the latest one was committed (through
+// the log, written to the file in the background or not yet, or a big
+// one written to the file directly), after an Append that failed, and
+// after the store is opened again.
+func TestAppendOrderAcrossPaths(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cfg.db")
+	s, err := OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s.Close() }()
+	add := func(n int64) error {
+		r := newRev(n, cv("a", fmt.Sprintf("a%d", n)))
+		return s.Append(ctx, r.Revision, Entries(r.configs))
+	}
+	// want checks that only revision n goes next, and appends it.
+	want := func(what string, n int64) {
+		t.Helper()
+		for _, other := range []int64{n - 1, n + 1} {
+			if err := add(other); !errors.Is(err, ErrOutOfOrder) {
+				t.Errorf("%s: appending revision %d: %v, want ErrOutOfOrder", what, other, err)
+			}
+		}
+		if err := add(n); err != nil {
+			t.Fatalf("%s: appending revision %d: %v", what, n, err)
+		}
+	}
+	want("an empty store", 1)
+	want("revision 1 in the log", 2)
+	if _, err := s.Revision(ctx, 2); err != nil { // waits for the file
+		t.Fatal(err)
+	}
+	want("revision 2 in the file", 3)
+
+	big := func() {
+		defer func(n int) { walBytes = n }(walBytes)
+		walBytes = 1 // not through the log
+		want("revision 3 appended through the log", 4)
+	}
+	big()
+	want("revision 4 written to the file directly", 5)
+
+	// An Append whose configs fail, and one cut short by its context.
+	failing := func(yield func(ConfigVersion, error) bool) {
+		yield(ConfigVersion{}, errors.New("unreadable"))
+	}
+	if err := s.Append(ctx, newRev(6).Revision, failing); err == nil {
+		t.Error("an Append whose configs fail succeeded")
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.Append(cancelled, newRev(6).Revision, Entries([]ConfigVersion{cv("a", "a6")})); err == nil {
+		t.Error("an Append with its context done succeeded")
+	}
+	want("after failed Appends", 6)
+
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = OpenBolt(path); err != nil {
+		t.Fatal(err)
+	}
+	want("the store opened again", 7)
+	var wantSince []string
+	for n := 1; n <= 7; n++ {
+		wantSince = append(wantSince, fmt.Sprintf("%d a \"a%d\" deleted=false", n, n))
+	}
+	if got := since(t, s, 0, All()); !cmp.Equal(got, wantSince) {
+		t.Errorf("Since(0) = %q, want %q", got, wantSince)
+	}
+}
