@@ -38,11 +38,16 @@ type hub struct {
 	sendMu sync.Mutex      // serializes sends
 	wake   []*subscription // the streams a send wakes, under sendMu
 
-	mu     sync.Mutex
-	ring   []*broadcast // broadcast seq is at ring[seq%len(ring)] until read by all
-	seq    uint64       // the seq of the next broadcast
-	total  int64        // bytes of config data of every broadcast so far
-	subs   map[*subscription]struct{}
+	mu    sync.Mutex
+	ring  []*broadcast // broadcast seq is at ring[seq%len(ring)] until read by all
+	seq   uint64       // the seq of the next broadcast
+	total int64        // bytes of config data of every broadcast so far
+
+	// subs are the open subscriptions, in no order (s.index is s's
+	// place): a publish and a heartbeat tick go through them, at a cost
+	// of the subscriptions open, not of the most there ever were (a Go map
+	// keeps its size once grown). It is shrunk once a quarter full.
+	subs   []*subscription
 	closed bool
 }
 
@@ -53,6 +58,7 @@ type subscription struct {
 	pos     uint64        // the seq of the next broadcast to read, under hub.mu
 	dropped bool          // set, under hub.mu, when the stream fell behind
 	ended   bool          // set, under hub.mu, when the stream must end
+	index   int           // its place in hub.subs until it ends, under hub.mu
 }
 
 // published is a revision the tailer published, with its configs, or,
@@ -226,7 +232,7 @@ func (b *broadcast) size() int64 {
 // once it has written nothing for beat (never if beat is 0).
 func newHub(buffer int, maxBytes int64, beat time.Duration) *hub {
 	return &hub{buffer: buffer, maxBytes: maxBytes, beat: beat, done: make(chan struct{}),
-		ring: make([]*broadcast, buffer), subs: map[*subscription]struct{}{}}
+		ring: make([]*broadcast, buffer)}
 }
 
 // subscribe returns a new subscription, which gets every broadcast from
@@ -240,9 +246,9 @@ func (h *hub) subscribe() *subscription {
 	if h.closed {
 		return nil
 	}
-	s := &subscription{wake: make(chan struct{}, 1), pos: h.seq}
+	s := &subscription{wake: make(chan struct{}, 1), pos: h.seq, index: len(h.subs)}
 	s.wrote(time.Now())
-	h.subs[s] = struct{}{}
+	h.subs = append(h.subs, s)
 	return s
 }
 
@@ -280,7 +286,7 @@ func (h *hub) beats() {
 			return
 		case now := <-tick.C:
 			h.mu.Lock()
-			for s := range h.subs {
+			for _, s := range h.subs {
 				if h.beatDue(s, now) {
 					due = append(due, s)
 				}
@@ -320,8 +326,18 @@ func (h *hub) end(s *subscription) {
 		h.read(s.pos)
 	}
 	s.ended = true
-	delete(h.subs, s)
+	last := len(h.subs) - 1
+	h.subs[s.index] = h.subs[last]
+	h.subs[s.index].index = s.index
+	h.subs[last] = nil
+	h.subs = h.subs[:last]
+	if c := cap(h.subs); c > minSubsCap && last < c/4 {
+		h.subs = append(make([]*subscription, 0, 2*last), h.subs...)
+	}
 }
+
+// minSubsCap is the capacity of hub.subs below which it is not shrunk.
+const minSubsCap = 64
 
 // read counts one more subscription that read broadcast seq, letting it go
 // once all have. h.mu is held.
@@ -356,7 +372,7 @@ func (h *hub) queued() int64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var n int64
-	for s := range h.subs {
+	for _, s := range h.subs {
 		n += h.unread(s)
 	}
 	return n
@@ -387,7 +403,10 @@ func (h *hub) send(b *broadcast) (dropped int) {
 	defer h.sendMu.Unlock()
 	h.mu.Lock()
 	wake := h.wake[:0]
-	for s := range h.subs {
+	// From the end: ending s moves the last subscription, seen already,
+	// to its place.
+	for i := len(h.subs) - 1; i >= 0; i-- {
+		s := h.subs[i]
 		// With b, s would have h.seq+1-s.pos broadcasts to read.
 		if n := h.seq + 1 - s.pos; n > uint64(h.buffer) || n > 1 && h.unread(s)+b.size() > h.maxBytes {
 			h.end(s)
@@ -428,7 +447,8 @@ func (h *hub) close() {
 	}
 	h.closed = true
 	close(h.done)
-	for s := range h.subs {
+	for len(h.subs) > 0 {
+		s := h.subs[len(h.subs)-1]
 		h.end(s)
 		wakeUp(s)
 	}

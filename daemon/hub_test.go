@@ -3,6 +3,8 @@ package daemon
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -291,5 +293,69 @@ func TestIdleStreamBeats(t *testing.T) {
 		case <-time.After(time.Minute):
 			t.Fatalf("%d heartbeats in a minute from an idle stream, want 4 (one each 200 ms)", beats)
 		}
+	}
+}
+
+// TestHubForgetsEndedSubscriptions checks that a hub holds, and goes
+// through at each broadcast, the subscriptions open, not the most there
+// ever were: after 10,000 subscriptions of which all but three ended (in
+// any order, by unsubscribing or by falling behind), it holds room for
+// few, and the three still get every broadcast.
+func TestHubForgetsEndedSubscriptions(t *testing.T) {
+	h := newHub(4, 1<<20, 0)
+	subs := make([]*subscription, 10000)
+	for i := range subs {
+		subs[i] = h.subscribe()
+	}
+	open := map[*subscription]bool{subs[0]: true, subs[5000]: true, subs[9999]: true}
+	behind := subs[1] // never reads: dropped at the fifth broadcast
+	for _, i := range rand.Perm(len(subs)) {
+		if s := subs[i]; !open[s] && s != behind {
+			h.unsubscribe(s)
+		}
+	}
+	for n := int64(1); n <= 5; n++ {
+		h.publish(rev(n, 1))
+		for s := range open {
+			if got, ok := takeAll(t, h, s); !ok || len(got) != 1 || got[0] != n {
+				t.Fatalf("an open subscription took %v, %v; want revision %d", got, ok, n)
+			}
+		}
+	}
+	if _, _, ok := h.take(behind); ok || !h.wasDropped(behind) {
+		t.Error("the subscription that fell behind is not dropped")
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.subs) != len(open) || cap(h.subs) > minSubsCap {
+		t.Errorf("the hub holds %d subscriptions with room for %d; want %d, room for at most %d", len(h.subs), cap(h.subs), len(open), minSubsCap)
+	}
+	for i, s := range h.subs {
+		if !open[s] || s.index != i {
+			t.Errorf("hub.subs[%d] is a subscription that ended or says it is at %d", i, s.index)
+		}
+	}
+}
+
+// BenchmarkHubPublish times a broadcast to one open subscription after
+// peak subscriptions opened and all but it ended.
+func BenchmarkHubPublish(b *testing.B) {
+	for _, peak := range []int{1, 5000, 100000} {
+		b.Run(fmt.Sprintf("peak=%d", peak), func(b *testing.B) {
+			h := newHub(4, 1<<20, 0)
+			s := h.subscribe()
+			var others []*subscription
+			for range peak - 1 {
+				others = append(others, h.subscribe())
+			}
+			for _, o := range others {
+				h.unsubscribe(o)
+			}
+			r := rev(1, 1)
+			for b.Loop() {
+				h.publish(r)
+				h.take(s)
+			}
+		})
 	}
 }
