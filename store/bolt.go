@@ -82,7 +82,7 @@ type Bolt struct {
 	identity string
 
 	appendMu sync.Mutex   // serializes Appends
-	appended int64        // the latest revision an Append committed, 0 if unknown; under appendMu
+	appended int64        // the revision the last Append committed, 0 if none since the start; under appendMu
 	wal      *wal         // where Append commits revisions of at most walBytes
 	mu       sync.RWMutex // held for reading by every call, for writing by Close
 	closed   bool
@@ -491,7 +491,6 @@ func (s *Bolt) Append(ctx context.Context, r Revision, configs iter.Seq2[ConfigV
 	if err := s.settle(); err != nil {
 		return err
 	}
-	s.appended = 0 // the file says, whether or not this one is written
 	err = s.writeRevision(ctx, r, func(yield func(ConfigVersion, error) bool) {
 		for _, c := range held {
 			if !yield(c, nil) {
@@ -539,7 +538,6 @@ func (s *Bolt) appendLogged(ctx context.Context, r Revision, configs []ConfigVer
 	}
 	r.Configs = len(configs)
 	if err := s.commitLogged(ctx, r, configs, size); err != nil {
-		s.appended = 0 // the file says
 		return err
 	}
 	s.appended = r.Number
@@ -547,11 +545,11 @@ func (s *Bolt) appendLogged(ctx context.Context, r Revision, configs []ConfigVer
 }
 
 // latestAppended returns the number of the latest revision appended: in
-// the log, or else as the last Append left it, or else in the file (after
-// a start, or an Append that failed as it committed). Only Append adds
-// revisions, and this process alone has the file open, so that the number
-// the last Append committed stays the latest, and publishing a revision
-// reads nothing from the file. s.appendMu is held.
+// the log, or else the one the last Append committed, or else, before
+// any since the start, in the file. Only Append adds revisions (an Append
+// that fails commits none), and this process alone has the file open, so
+// that publishing a revision reads nothing from the file. s.appendMu is
+// held.
 func (s *Bolt) latestAppended() (int64, error) {
 	w := s.wal
 	w.mu.Lock()
