@@ -91,6 +91,21 @@ func (r *testRepo) reset(commit string) {
 	}
 }
 
+// gitCommand runs the git command line in dir, as user T, failing t if it
+// fails; it skips t if git is not installed. For what go-git does not do
+// (or refuses): worktree add, pack-refs, committing names go-git rejects.
+func gitCommand(t *testing.T, dir string, args ...string) {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git not installed")
+	}
+	cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=T", "-c", "user.email=t@example.com"}, args...)...)
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("git %s: %v\n%s", args, err, out)
+	}
+}
+
 // testDaemon is a daemon serving on 127.0.0.1.
 type testDaemon struct {
 	*Daemon
@@ -612,9 +627,6 @@ func TestNotify(t *testing.T) {
 // (repo.CheckName), committed with git (go-git refuses such paths), are
 // left out and everything else is published.
 func TestBadNames(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("needs git")
-	}
 	r := newTestRepo(t)
 	gitCommit := func(pairs ...string) {
 		t.Helper()
@@ -627,14 +639,8 @@ func TestBadNames(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		for _, args := range [][]string{{"add", "-A"}, {"-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-q", "-m", "x"}} {
-			cmd := exec.Command("git", args...)
-			cmd.Dir = r.dir
-			cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("git %s: %v\n%s", args, err, out)
-			}
-		}
+		gitCommand(t, r.dir, "add", "-A")
+		gitCommand(t, r.dir, "commit", "-q", "-m", "x")
 	}
 	gitCommit(
 		"materialized_configs/new\nline.json", "n1",
@@ -814,27 +820,17 @@ func TestDamagedObject(t *testing.T) {
 // (git worktree add), whose branch heads live in the main repository's git
 // directory, notices a commit through file system notifications alone.
 func TestNotifyLinkedWorkTree(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git not installed")
-	}
 	r := newTestRepo(t)
 	r.commit("materialized_configs/a.json", "a1")
 	linked := filepath.Join(t.TempDir(), "live")
-	git := func(dir string, args ...string) {
-		t.Helper()
-		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@example.com"}, args...)...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
-	git(r.dir, "worktree", "add", "-q", "-b", "live", linked)
+	gitCommand(t, r.dir, "worktree", "add", "-q", "-b", "live", linked)
 	td := serve(t, Config{RepoPath: linked, DataDir: t.TempDir(), Token: token, Poll: time.Hour})
 	td.waitFor("revision 1", func() bool { return td.latest() == 1 })
 	w := td.watch("configs=a&from=1")
 	if err := os.WriteFile(filepath.Join(linked, "materialized_configs", "a.json"), []byte("a2"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	git(linked, "commit", "-q", "-am", "a2")
+	gitCommand(t, linked, "commit", "-q", "-am", "a2")
 	w.expect("update 2 a@2=a2")
 }
 
@@ -842,16 +838,11 @@ func TestNotifyLinkedWorkTree(t *testing.T) {
 // packed-refs alone (as git pack-refs leaves heads, and as a rewrite of
 // that file moves them) through file system notifications.
 func TestNotifyPackedRefs(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git not installed")
-	}
 	r := newTestRepo(t)
 	c1 := r.commit("materialized_configs/a.json", "a1")
 	c2 := r.commit("materialized_configs/a.json", "a2")
 	r.reset(c1)
-	if out, err := exec.Command("git", "-C", r.dir, "pack-refs", "--all").CombinedOutput(); err != nil {
-		t.Fatalf("git pack-refs: %v\n%s", err, out)
-	}
+	gitCommand(t, r.dir, "pack-refs", "--all")
 	td := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: time.Hour})
 	td.waitFor("revision 1", func() bool { return td.latest() == 1 })
 	w := td.watch("configs=a&from=1")
