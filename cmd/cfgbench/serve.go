@@ -139,7 +139,7 @@ func serveBench(o serveOptions, stdout, stderr io.Writer) error {
 			for _, w := range o.latency {
 				p50 := medianOf(rows, func(r serveRow) int64 { return int64(r.p50[w]) })
 				p99 := medianOf(rows, func(r serveRow) int64 { return int64(r.p99[w]) })
-				line += fmt.Sprintf("%.1f / %.1f\t", ms(time.Duration(p50)), ms(time.Duration(p99)))
+				line += fmt.Sprintf("%.2f / %.2f\t", ms(time.Duration(p50)), ms(time.Duration(p99)))
 			}
 			fmt.Fprintln(tw, line)
 		}
@@ -443,7 +443,7 @@ func serveRun(o serveOptions, root, dir string, names []string, run int, stderr 
 		cfgRev = cf.rev
 		c.p50[n], c.p99[n] = quantile(cfgAll, 0.5), quantile(cfgAll, 0.99)
 		e.p50[n], e.p99[n] = quantile(etcdAll, 0.5), quantile(etcdAll, 0.99)
-		fmt.Fprintf(stderr, "serve: %d watchers: cfg p50 %.1f p99 %.1f ms, etcd p50 %.1f p99 %.1f ms (load %s)\n",
+		fmt.Fprintf(stderr, "serve: %d watchers: cfg p50 %.2f p99 %.2f ms, etcd p50 %.2f p99 %.2f ms (load %s)\n",
 			n, ms(c.p50[n]), ms(c.p99[n]), ms(e.p50[n]), ms(e.p99[n]), loadAvg())
 	}
 	if c.peakAll, err = procStatus(cfgPid, "VmHWM"); err != nil {
