@@ -82,7 +82,7 @@ type Bolt struct {
 	identity string
 
 	appendMu sync.Mutex   // serializes Appends
-	appended int64        // the revision the last Append committed, 0 if none since the start; under appendMu
+	latest   int64        // the number of the latest revision, set by replay and then by each Append; under appendMu
 	wal      *wal         // where Append commits revisions of at most walBytes
 	mu       sync.RWMutex // held for reading by every call, for writing by Close
 	closed   bool
@@ -506,7 +506,7 @@ func (s *Bolt) Append(ctx context.Context, r Revision, configs iter.Seq2[ConfigV
 		}
 	})
 	if err == nil {
-		s.appended = r.Number
+		s.latest = r.Number
 	}
 	return err
 }
@@ -514,12 +514,8 @@ func (s *Bolt) Append(ctx context.Context, r Revision, configs iter.Seq2[ConfigV
 // appendLogged checks revision r of configs, as writeRevision would, and
 // commits it to the log.
 func (s *Bolt) appendLogged(ctx context.Context, r Revision, configs []ConfigVersion, size int64) error {
-	latest, err := s.latestAppended()
-	if err != nil {
-		return err
-	}
-	if r.Number != latest+1 {
-		return fmt.Errorf("appending revision %d: %w: latest is %d", r.Number, ErrOutOfOrder, latest)
+	if r.Number != s.latest+1 {
+		return fmt.Errorf("appending revision %d: %w: latest is %d", r.Number, ErrOutOfOrder, s.latest)
 	}
 	if len(configs) == 0 {
 		return fmt.Errorf("appending revision %d: no configs", r.Number)
@@ -540,34 +536,8 @@ func (s *Bolt) appendLogged(ctx context.Context, r Revision, configs []ConfigVer
 	if err := s.commitLogged(ctx, r, configs, size); err != nil {
 		return err
 	}
-	s.appended = r.Number
+	s.latest = r.Number
 	return nil
-}
-
-// latestAppended returns the number of the latest revision appended: in
-// the log, or else the one the last Append committed, or else, before
-// any since the start, in the file. Only Append adds revisions (an Append
-// that fails commits none), and this process alone has the file open, so
-// that publishing a revision reads nothing from the file. s.appendMu is
-// held.
-func (s *Bolt) latestAppended() (int64, error) {
-	w := s.wal
-	w.mu.Lock()
-	if n := len(w.pending); n > 0 {
-		defer w.mu.Unlock()
-		return w.pending[n-1].rev.Number, nil
-	}
-	w.mu.Unlock()
-	if s.appended > 0 {
-		return s.appended, nil
-	}
-	// Nothing is pending, and nothing can be until this Append commits.
-	var n int64
-	err := s.view(func(tx *bolt.Tx) (err error) {
-		n, err = latestNumber(tx)
-		return err
-	})
-	return n, err
 }
 
 // writeRevision writes revision r to the bolt file.

@@ -276,24 +276,26 @@ func (s *Bolt) settle() error {
 }
 
 // replay writes the revisions of the log that the bolt file lacks, in
-// order; it runs at start, before any other call.
+// order, and sets s.latest; it runs at start, before any other call. From
+// then on only Append adds revisions (one that fails commits none), and
+// this process alone has the file open: Append numbers revisions from
+// s.latest without reading the file.
 func (s *Bolt) replay() error {
 	recs, err := s.wal.records()
 	if err != nil {
 		return err
 	}
+	if err := s.view(func(tx *bolt.Tx) (err error) {
+		s.latest, err = latestNumber(tx)
+		return err
+	}); err != nil {
+		return err
+	}
 	for _, r := range recs {
-		var latest int64
-		if err := s.view(func(tx *bolt.Tx) error {
-			latest, err = latestNumber(tx)
-			return err
-		}); err != nil {
-			return err
-		}
 		switch {
-		case r.rev.Number <= latest:
+		case r.rev.Number <= s.latest:
 			continue // in the file already
-		case r.rev.Number > latest+1:
+		case r.rev.Number > s.latest+1:
 			// The log does not continue the file: a file restored from
 			// an older copy of the store. Revisions are numbered densely
 			// in a store, so a record that continues it would be of the
@@ -303,6 +305,7 @@ func (s *Bolt) replay() error {
 		if err := s.writeRevision(context.Background(), r.rev, Entries(r.configs)); err != nil {
 			return fmt.Errorf("writing revision %d from the store's log: %w", r.rev.Number, err)
 		}
+		s.latest = r.rev.Number
 	}
 	return s.resetLog()
 }
