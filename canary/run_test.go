@@ -681,3 +681,38 @@ func TestRunRollbackVerified(t *testing.T) {
 		}
 	})
 }
+
+// A bake that fails when the revert cannot be committed (the branch
+// moved after the landing) fails the run with the reason: the change
+// stays landed and every host goes on running it.
+func TestRunRevertRefused(t *testing.T) {
+	f := newSim(t, 6)
+	overload := bad(func(v hostView) bool { return v.share > 0.6 })
+	check := relCheck("error ratio", "errors", 2, 0.02, 2)
+	spec := simSpec(1, 6, phase("two", Targets{Count: ptr(2)}, 3, check), phase("half", Targets{Percent: ptr(50.0)}, 3, check))
+	spec.Bake = &Bake{DurationSeconds: 10, Checks: []Check{check}}
+	refused := errors.New("nothing committed: the branch moved after commit c2 landed: revert it with git revert c2")
+	rep, err := f.run(context.Background(), spec, overload, func(o *Options) {
+		o.Revert = func(context.Context) (string, error) { return "", refused }
+	})
+	want := `bake: check "error ratio" failed: canary 1 > control 0 × 2 + 0.02 for 2s (limit 2s); reverting: ` + refused.Error()
+	if err == nil || !errors.Is(err, refused) || rep.Outcome != Failed || rep.Reason != want {
+		t.Fatalf("outcome %q (%s), error %v; want failed (%s)", rep.Outcome, rep.Reason, err, want)
+	}
+	if rep.Commit == "" || rep.RevertCommit != "" || rep.Bake.Verdict != Fail {
+		t.Errorf("commit %q, revert commit %q, bake %q; want the landing commit, no revert, a failed bake", rep.Commit, rep.RevertCommit, rep.Bake.Verdict)
+	}
+	f.clock.Advance(time.Second)
+	f.lock()
+	for _, h := range f.hosts {
+		if h.ov != nil || h.data != "new" || h.applied != rep.Revision {
+			t.Errorf("%s serves %+v (data %q, revision %d), want the landed revision %d", h.name, h.ov, h.data, h.applied, rep.Revision)
+		}
+	}
+	f.mu.Unlock()
+	f.checkContinuous(t, rep)
+	runs, _ := f.Runs(context.Background())
+	if len(runs) != 1 || runs[0].Status != wire.RunFailed || runs[0].Commit != rep.Commit {
+		t.Errorf("recorded runs %+v; want one failed with commit %s", runs, rep.Commit)
+	}
+}
