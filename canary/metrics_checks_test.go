@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -290,5 +291,43 @@ func TestParseSpecMetrics(t *testing.T) {
 				t.Errorf("query (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestOnlySamplesAfterApplyCount: a candidate that fixes checkout's
+// failures. The second phase's canaries include a control of the first,
+// scraped then while it ran the committed config, failing 1 % of its
+// requests; the check's window reaches back into the first phase. Only
+// the scrapes made after the canaries applied the candidate count, so
+// every evaluation sees no failure on the canaries and the change lands.
+func TestOnlySamplesAfterApplyCount(t *testing.T) {
+	t.Parallel()
+	f := newEndpointFleet(t, 6, candidate{failures: map[string]float64{"checkout": 0}})
+	checkout := absCheck("checkout errors", `http_requests_failed_total{endpoint="checkout"}`, 0.001, 0, "WAIT")
+	checkout.DivideBy, checkout.WindowSeconds = `http_requests_total{endpoint="checkout"}`, 30
+	spec := simSpec(1, 60, phase("one", Targets{Count: ptr(1)}, 8, checkout), phase("three", Targets{Count: ptr(3)}, 8, checkout))
+	plan, err := Plan(spec, hostsN(6), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(plan[1].Canary, plan[0].Control[0]) {
+		t.Fatalf("the plan %+v does not make the first phase's control a canary of the second", plan)
+	}
+	rep, err := runScraped(f, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Outcome != Landed {
+		t.Fatalf("outcome %q (%s), want landed", rep.Outcome, rep.Reason)
+	}
+	for _, p := range rep.Phases {
+		if len(p.Evaluations) == 0 {
+			t.Errorf("phase %q: no evaluation", p.Name)
+		}
+		for _, ev := range p.Evaluations {
+			if c := ev.Checks[0]; c.Canary == nil || *c.Canary != 0 {
+				t.Errorf("phase %q at %vs: checkout's error ratio on the canaries %v, want 0", p.Name, ev.Seconds, reported(c.Canary))
+			}
+		}
 	}
 }

@@ -565,3 +565,154 @@ func TestRunReportsUnavailable(t *testing.T) {
 		})
 	}
 }
+
+// Ctrl-C during the bake stops it and leaves the change landed: nothing
+// is reverted, even though the bake would have failed had it gone on,
+// and every host runs the landed revision without an override.
+func TestRunInterruptedDuringBake(t *testing.T) {
+	f := newSim(t, 6)
+	// Bad only once the whole fleet runs the candidate: the phases pass,
+	// and the bake fails 4 s after it starts unless it is stopped.
+	overload := bad(func(v hostView) bool { return v.share > 0.6 })
+	check := relCheck("error ratio", "errors", 2, 0.02, 4)
+	spec := simSpec(1, 6, phase("two", Targets{Count: ptr(2)}, 4, check), phase("half", Targets{Percent: ptr(50.0)}, 4, check))
+	spec.Bake = &Bake{DurationSeconds: 20, Checks: []Check{check}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reverts := 0
+	rep, err := f.run(ctx, spec, overload, func(o *Options) {
+		revert := o.Revert
+		o.Revert = func(ctx context.Context) (string, error) { reverts++; return revert(ctx) }
+		progress := o.Progress
+		o.Progress = func(line string) {
+			progress(line)
+			if strings.HasPrefix(line, "bake 2s/") {
+				cancel()
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "interrupted during the bake; the change stays landed"; rep.Outcome != Landed || rep.Reason != want || rep.Commit == "" {
+		t.Fatalf("outcome %q (%s), commit %q; want %q (%s) with the landing commit", rep.Outcome, rep.Reason, rep.Commit, Landed, want)
+	}
+	if reverts != 0 || rep.RevertCommit != "" {
+		t.Errorf("%d reverts, revert commit %q after an interrupted bake", reverts, rep.RevertCommit)
+	}
+	if rep.Bake == nil || rep.Bake.Verdict != "" || len(rep.Bake.Evaluations) != 2 {
+		t.Errorf("bake %+v; want it stopped without a verdict after its 2 s evaluation", rep.Bake)
+	}
+	for _, p := range rep.Phases {
+		if p.Verdict != Pass {
+			t.Errorf("phase %q: %q, want pass", p.Name, p.Verdict)
+		}
+	}
+	f.checkServing(t, rep)
+	f.checkContinuous(t, rep)
+	runs, _ := f.Runs(context.Background())
+	if len(runs) != 1 || runs[0].Status != wire.RunLanded || runs[0].Commit != rep.Commit || runs[0].RevertCommit != "" {
+		t.Errorf("recorded runs %+v; want one landed with commit %s", runs, rep.Commit)
+	}
+}
+
+// A rollback is verified: Run returns only once every host it pushed the
+// candidate to reports serving the committed config again, however long
+// the hosts take to hear of the removal. A canary host that goes on
+// serving the candidate (cut off from the daemon, under a long lease)
+// makes the run end with an error that names it.
+func TestRunRollbackVerified(t *testing.T) {
+	spec := simSpec(1, 60, phase("two", Targets{Count: ptr(2)}, 20, absCheck("c", "errors", 0.5, 2, "WAIT")))
+	plan, err := Plan(spec, hostsN(4), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	canary := plan[0].Canary
+
+	// overridden returns the hosts that serve an override now, on the
+	// simulated clock as Run left it.
+	overridden := func(f *simFleet) []string {
+		f.lock()
+		defer f.mu.Unlock()
+		var out []string
+		for _, h := range f.hosts {
+			if h.ov != nil {
+				out = append(out, h.name)
+			}
+		}
+		return out
+	}
+
+	t.Run("slow hosts", func(t *testing.T) {
+		t.Parallel()
+		f := newSim(t, 4)
+		f.delay = 3 * time.Second
+		rep, err := f.run(context.Background(), spec, always)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Outcome != RolledBack || !strings.HasPrefix(rep.Reason, `phase "two": check "c" failed`) {
+			t.Fatalf("outcome %q (%s), want rolled_back by the check", rep.Outcome, rep.Reason)
+		}
+		if got := overridden(f); len(got) > 0 {
+			t.Errorf("%v still serve the candidate when Run returns", got)
+		}
+		if f.deleted.IsZero() || f.clock.Now().Before(f.deleted.Add(f.delay)) {
+			t.Errorf("Run returned %v after removing the override; the hosts hear of it %v later",
+				f.clock.Now().Sub(f.deleted), f.delay)
+		}
+		f.checkContinuous(t, rep)
+	})
+
+	t.Run("a host that does not revert", func(t *testing.T) {
+		t.Parallel()
+		f := newSim(t, 4)
+		f.host(canary[0]).cutOff = simStart.Add(time.Second)
+		rep, err := f.run(context.Background(), spec, always, func(o *Options) { o.ApplyTimeout = 5 * time.Second })
+		want := fmt.Sprintf("rolling back: %s did not revert within 5s", canary[0])
+		if err == nil || err.Error() != want {
+			t.Fatalf("error %v, want %s", err, want)
+		}
+		if rep.Outcome != RolledBack || !strings.HasPrefix(rep.Reason, `phase "two": check "c" failed`) {
+			t.Errorf("outcome %q (%s), want rolled_back by the check", rep.Outcome, rep.Reason)
+		}
+		if got := overridden(f); !slices.Equal(got, canary[:1]) {
+			t.Errorf("%v serve the candidate when Run returns, want %v", got, canary[:1])
+		}
+	})
+}
+
+// A bake that fails when the revert cannot be committed (the branch
+// moved after the landing) fails the run with the reason: the change
+// stays landed and every host goes on running it.
+func TestRunRevertRefused(t *testing.T) {
+	f := newSim(t, 6)
+	overload := bad(func(v hostView) bool { return v.share > 0.6 })
+	check := relCheck("error ratio", "errors", 2, 0.02, 2)
+	spec := simSpec(1, 6, phase("two", Targets{Count: ptr(2)}, 3, check), phase("half", Targets{Percent: ptr(50.0)}, 3, check))
+	spec.Bake = &Bake{DurationSeconds: 10, Checks: []Check{check}}
+	refused := errors.New("nothing committed: the branch moved after commit c2 landed: revert it with git revert c2")
+	rep, err := f.run(context.Background(), spec, overload, func(o *Options) {
+		o.Revert = func(context.Context) (string, error) { return "", refused }
+	})
+	want := `bake: check "error ratio" failed: canary 1 > control 0 × 2 + 0.02 for 2s (limit 2s); reverting: ` + refused.Error()
+	if err == nil || !errors.Is(err, refused) || rep.Outcome != Failed || rep.Reason != want {
+		t.Fatalf("outcome %q (%s), error %v; want failed (%s)", rep.Outcome, rep.Reason, err, want)
+	}
+	if rep.Commit == "" || rep.RevertCommit != "" || rep.Bake.Verdict != Fail {
+		t.Errorf("commit %q, revert commit %q, bake %q; want the landing commit, no revert, a failed bake", rep.Commit, rep.RevertCommit, rep.Bake.Verdict)
+	}
+	f.clock.Advance(time.Second)
+	f.lock()
+	for _, h := range f.hosts {
+		if h.ov != nil || h.data != "new" || h.applied != rep.Revision {
+			t.Errorf("%s serves %+v (data %q, revision %d), want the landed revision %d", h.name, h.ov, h.data, h.applied, rep.Revision)
+		}
+	}
+	f.mu.Unlock()
+	f.checkContinuous(t, rep)
+	runs, _ := f.Runs(context.Background())
+	if len(runs) != 1 || runs[0].Status != wire.RunFailed || runs[0].Commit != rep.Commit {
+		t.Errorf("recorded runs %+v; want one failed with commit %s", runs, rep.Commit)
+	}
+}

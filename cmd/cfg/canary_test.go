@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -745,6 +746,44 @@ func TestCanaryKilled(t *testing.T) {
 		json.Unmarshal([]byte(out), &runs)
 		return len(runs) == 1 && runs[0].Status == wire.RunAbandoned
 	})
+}
+
+// SIGTERM, like Ctrl-C, rolls back: cfg canary removes the override,
+// exits only once every canary host reports serving the committed config
+// again, and exits 1 with the run recorded as rolled back, not left to
+// its lease.
+func TestCanaryTerminated(t *testing.T) {
+	skipUnderRace(t)
+	t.Parallel()
+	f := startFleet(t)
+	before := f.running(t)
+	head := headCommit(t, f.repo)
+	f.apply(t, "good")
+	c := f.startCanary(t, "--seed", "1")
+	eventually(t, 60*time.Second, "the canary hosts to apply the candidate", func() bool { return len(f.overridden(t)) == 2 })
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	rep, stderr, code := c.wait(t)
+	if got := f.overridden(t); len(got) > 0 {
+		t.Errorf("%v still report the override when cfg canary has exited", got)
+	}
+	if code != 1 || rep.Outcome != canary.RolledBack || rep.Reason != "interrupted" || rep.Commit != "" {
+		t.Fatalf("exit %d, outcome %q (%s), commit %q; want 1, rolled_back (interrupted) and no commit\n%s", code, rep.Outcome, rep.Reason, rep.Commit, stderr)
+	}
+	if got := headCommit(t, f.repo); got != head {
+		t.Errorf("HEAD moved to %s", got)
+	}
+	if want := "the candidate is still in the working tree; to discard it: git checkout HEAD -- materialized_configs/demo/service.json source/demo/service.cconf\n"; !strings.HasSuffix(stderr, want) {
+		t.Errorf("stderr does not end with %q:\n%s", want, stderr)
+	}
+	eventually(t, 10*time.Second, "every service to run the old config", func() bool { return slices.Equal(f.running(t), before) })
+	out, _, _ := runCode(t, f.repo, "canary", "history", "--daemon", f.daemon, "--format", "json")
+	var runs []wire.Run
+	json.Unmarshal([]byte(out), &runs)
+	if len(runs) != 1 || runs[0].Status != wire.RunRolledBack || runs[0].Commit != "" {
+		t.Errorf("canary history: %s", out)
+	}
 }
 
 // readTree returns every file under dir, by slash-separated path.
