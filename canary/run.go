@@ -696,7 +696,7 @@ func (r *run) observe(ctx context.Context, st *stage) (string, error) {
 		return "", err
 	}
 	end := start.Add(st.duration)
-	var shortSince time.Time
+	var shortSince, unreadSince time.Time
 	extending := false
 	for k := 1; ; k++ {
 		// Checks are judged on the evaluation schedule (at), so that a
@@ -743,22 +743,55 @@ func (r *run) observe(ctx context.Context, st *stage) (string, error) {
 		}
 
 		canary, control := r.metricHosts(m.canary), r.metricHosts(m.control)
-		evs := make([]judge.Evaluation, len(st.checks))
+		type read struct {
+			canary, control []float64
+			err             error
+		}
+		reads := make([]read, len(st.checks))
+		var unread error
 		for i, c := range st.checks {
 			q := c.query()
 			cv, err1 := r.provider.Values(ctx, q, canary, now)
-			var kv []float64
+			if errors.Is(err1, metrics.ErrUnavailable) {
+				unread = err1
+				break
+			}
+			rd := read{canary: values(cv)}
 			var err2 error
 			if st.baseline != nil {
-				kv = st.baseline[i]
+				rd.control = st.baseline[i]
 			} else {
 				var samples []metrics.Sample
 				samples, err2 = r.provider.Values(ctx, q, control, now)
-				kv = values(samples)
+				if errors.Is(err2, metrics.ErrUnavailable) {
+					unread = err2
+					break
+				}
+				rd.control = values(samples)
 			}
-			evs[i] = trackers[i].Observe(at, values(cv), kv)
-			if err := errors.Join(err1, err2); err != nil {
-				evs[i].Reason = strings.TrimSpace(evs[i].Reason + " (" + err.Error() + ")")
+			rd.err = errors.Join(err1, err2)
+			reads[i] = rd
+		}
+		if unread != nil {
+			// The metrics could not be read (their server is down, say):
+			// no judgment, as without the reports, for at most patience.
+			// That is not a lack of data about the candidate.
+			st.rep.addEvaluation(ev)
+			if unreadSince.IsZero() {
+				unreadSince = now
+			}
+			if now.Sub(unreadSince) > patience {
+				return "", fmt.Errorf("%s: reading the metrics: %w", st.name, unread)
+			}
+			r.progress("%s %v/%v: not judged: reading the metrics: %v", st.name, at.Sub(start), st.duration, unread)
+			continue
+		}
+		unreadSince = time.Time{}
+		evs := make([]judge.Evaluation, len(st.checks))
+		for i, rd := range reads {
+			evs[i] = trackers[i].Observe(at, rd.canary, rd.control)
+			if rd.err != nil {
+				evs[i].Reason = strings.TrimSpace(evs[i].Reason + " (" + rd.err.Error() + ")")
 			}
 		}
 		var breaching []string

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cfg-dev/cfg/canary/judge"
+	"github.com/cfg-dev/cfg/canary/metrics"
 	"github.com/cfg-dev/cfg/wire"
 )
 
@@ -549,6 +550,60 @@ func TestRunReportsUnavailable(t *testing.T) {
 			f := newSim(t, 4)
 			f.hostsDown, f.hostsDownFor = simStart.Add(5*time.Second), tc.down
 			rep, err := f.run(context.Background(), spec, never)
+			if rep.Outcome != tc.outcome || rep.Reason != tc.reason || (err != nil) != (tc.outcome == Failed) {
+				t.Errorf("outcome %q (%s), %v; want %q (%s)", rep.Outcome, rep.Reason, err, tc.outcome, tc.reason)
+			}
+			notJudged := 0
+			for _, ev := range rep.Phases[0].Evaluations {
+				if len(ev.Checks) == 0 {
+					notJudged++
+				}
+			}
+			if notJudged < 4 {
+				t.Errorf("%d evaluations not judged, want one per second of the outage", notJudged)
+			}
+			f.checkServing(t, rep)
+		})
+	}
+}
+
+// unreadable is a provider whose metrics cannot be read from down for
+// downFor, as when the prometheus provider's server is down.
+type unreadable struct {
+	metrics.Provider
+	down    time.Time
+	downFor time.Duration
+}
+
+func (p unreadable) Values(ctx context.Context, q metrics.Query, hosts []metrics.Host, now time.Time) ([]metrics.Sample, error) {
+	if !now.Before(p.down) && now.Before(p.down.Add(p.downFor)) {
+		return nil, fmt.Errorf("prometheus http://sim: query %s: %w", q.Metric, metrics.ErrUnavailable)
+	}
+	return p.Provider.Values(ctx, q, hosts, now)
+}
+
+// TestRunMetricsUnavailable: metrics that cannot be read (their server
+// is down) are not a lack of data about the candidate, even for a check
+// that fails at once without data. The evaluations are not judged; a
+// short outage is waited out, and a long one fails the run (an error:
+// exit 3), rolled back.
+func TestRunMetricsUnavailable(t *testing.T) {
+	spec := simSpec(1, 5, phase("two", Targets{Count: ptr(2)}, 20, absCheck("c", "errors", 0.5, 0, "FAIL")))
+	for _, tc := range []struct {
+		name    string
+		down    time.Duration
+		outcome Outcome
+		reason  string
+	}{
+		{"short outage", 5 * time.Second, Landed, ""},
+		{"long outage", time.Minute, Failed, `phase "two": reading the metrics: prometheus http://sim: query errors: metrics unavailable`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newSim(t, 4)
+			rep, err := f.run(context.Background(), spec, never, func(o *Options) {
+				o.Provider = unreadable{o.Provider, simStart.Add(5 * time.Second), tc.down}
+			})
 			if rep.Outcome != tc.outcome || rep.Reason != tc.reason || (err != nil) != (tc.outcome == Failed) {
 				t.Errorf("outcome %q (%s), %v; want %q (%s)", rep.Outcome, rep.Reason, err, tc.outcome, tc.reason)
 			}

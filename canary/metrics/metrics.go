@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -62,13 +63,27 @@ type Sample struct {
 	Value  float64
 }
 
+// ErrUnavailable is what a provider's error is when it could not read its
+// source of metrics at all (the prometheus provider's server failing a
+// query), rather than the metrics of some hosts: nothing is known then of
+// the canaries or of the control, which is not a lack of data about a
+// change.
+var ErrUnavailable = errors.New("metrics unavailable")
+
+// unavailable is an error that is ErrUnavailable, with its own message.
+type unavailable struct{ error }
+
+func (e unavailable) Unwrap() []error { return []error{e.error, ErrUnavailable} }
+
 // Provider reads metrics.
 type Provider interface {
 	// Collect is called once per interval with every host of both sides:
 	// the scrape provider scrapes them, the prometheus provider does
 	// nothing.
 	Collect(ctx context.Context, hosts []Host) error
-	// Values returns the samples of q for hosts at time now.
+	// Values returns the samples of q for hosts at time now. An error
+	// that is ErrUnavailable says that nothing could be read, of any
+	// host; any other error, that some hosts' values are missing.
 	Values(ctx context.Context, q Query, hosts []Host, now time.Time) ([]Sample, error)
 	// Reset forgets what was collected; it is called at the start of each
 	// phase, so that nothing from before the phase's change counts in it.

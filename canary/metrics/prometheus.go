@@ -56,6 +56,9 @@ func (p *Prometheus) Reset() {}
 
 // Values implements Provider. It expands q.Metric ($hosts and $window,
 // see the package documentation) and runs it as an instant query at now.
+// A query the server fails, except as a bad query (it cannot be reached,
+// it times out, it answers with an error of its own or nothing it
+// understands), is ErrUnavailable.
 // Each series of a vector result is one sample, named by its label set,
 // and a scalar result is one sample named "scalar"; NaN values are left
 // out. Samples are sorted by series. With no hosts, there is no sample
@@ -81,7 +84,11 @@ func (p *Prometheus) Values(ctx context.Context, q Query, hosts []Host, now time
 	defer cancel()
 	v, _, _, err := p.api.Query(ctx, query, now)
 	if err != nil {
-		return nil, fmt.Errorf("prometheus %s: query %s: %w", p.url, query, err)
+		err = fmt.Errorf("prometheus %s: query %s: %w", p.url, query, err)
+		if apiErr := (*v1.Error)(nil); errors.As(err, &apiErr) && apiErr.Type == v1.ErrBadData {
+			return nil, err // the query is wrong, not the server
+		}
+		return nil, unavailable{err}
 	}
 	var out []Sample
 	switch v := v.(type) {

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -57,8 +58,8 @@ func TestPrometheusErrorsWithoutServer(t *testing.T) {
 	hosts := []Host{{Name: "web-1"}}
 	q := Query{Metric: `demo_value{instance=~"$hosts"}`, Window: 5 * time.Second}
 	_, err = p.Values(ctx, q, hosts, time.Now())
-	if err == nil || !strings.Contains(err.Error(), "http://"+addr) || !strings.Contains(err.Error(), `demo_value{instance=~"web-1"}`) {
-		t.Errorf("server down: %v, want an error naming the server and the query", err)
+	if err == nil || !strings.Contains(err.Error(), "http://"+addr) || !strings.Contains(err.Error(), `demo_value{instance=~"web-1"}`) || !errors.Is(err, ErrUnavailable) {
+		t.Errorf("server down: %v, want an ErrUnavailable naming the server and the query", err)
 	}
 	if got, err := p.Values(ctx, q, nil, time.Now()); got != nil || err != nil {
 		t.Errorf("no hosts: %v, %v; want nothing", got, err)
@@ -216,17 +217,22 @@ func TestPrometheus(t *testing.T) {
 	for _, tc := range []struct {
 		q    Query
 		want []string
+		bad  bool // the query is wrong: the server is not unavailable
 	}{
-		{Query{Metric: `sum(demo_value{instance=~"$hosts"}`}, []string{`query sum(demo_value{instance=~"web-1"}`, "bad_data", "parse error"}},
-		{Query{Metric: `demo_value{instance=~"$hosts"}[$window]`, Window: 5 * time.Second}, []string{`query demo_value{instance=~"web-1"}[5s]`, "the result is a matrix"}},
-		// client_golang's API client rejects string results itself.
-		{Query{Metric: `"web"`}, []string{`query "web"`, `"string"`}},
+		{Query{Metric: `sum(demo_value{instance=~"$hosts"}`}, []string{`query sum(demo_value{instance=~"web-1"}`, "bad_data", "parse error"}, true},
+		{Query{Metric: `demo_value{instance=~"$hosts"}[$window]`, Window: 5 * time.Second}, []string{`query demo_value{instance=~"web-1"}[5s]`, "the result is a matrix"}, true},
+		// client_golang's API client rejects string results itself, as
+		// it rejects any answer it cannot decode.
+		{Query{Metric: `"web"`}, []string{`query "web"`, `"string"`}, false},
 	} {
 		_, err := p.Values(ctx, tc.q, []Host{{Name: "web-1"}}, now)
 		for _, w := range tc.want {
 			if err == nil || !strings.Contains(err.Error(), w) {
 				t.Errorf("Values(%s) = %v, want an error containing %q", tc.q.Metric, err, w)
 			}
+		}
+		if tc.bad && errors.Is(err, ErrUnavailable) {
+			t.Errorf("Values(%s) = %v: the query is wrong, the server is not unavailable", tc.q.Metric, err)
 		}
 	}
 }
@@ -389,4 +395,49 @@ func byInstance(t *testing.T, samples []Sample) []Sample {
 		return nil
 	}
 	return out
+}
+
+// TestPrometheusServerFailing checks that a server answering with an
+// error of its own, or too slowly, makes a query ErrUnavailable: the
+// metrics cannot be read, which says nothing about the hosts.
+func TestPrometheusServerFailing(t *testing.T) {
+	t.Parallel()
+	hosts := []Host{{Name: "web-1"}}
+	q := Query{Metric: `demo_value{instance=~"$hosts"}`}
+	for _, tc := range []struct {
+		name string
+		// handle answers a query; release is closed as the test ends.
+		handle func(w http.ResponseWriter, r *http.Request, release <-chan struct{})
+		want   string
+	}{
+		{"unavailable", func(w http.ResponseWriter, r *http.Request, _ <-chan struct{}) {
+			http.Error(w, "overloaded", http.StatusServiceUnavailable)
+		}, "server error: 503"},
+		{"its own error", func(w http.ResponseWriter, r *http.Request, _ <-chan struct{}) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			fmt.Fprint(w, `{"status":"error","errorType":"execution","error":"query processing would load too many samples into memory"}`)
+		}, "execution: query processing would load too many samples"},
+		{"too slow", func(w http.ResponseWriter, r *http.Request, release <-chan struct{}) {
+			<-release
+		}, "context deadline exceeded"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			release := make(chan struct{})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { tc.handle(w, r, release) }))
+			defer srv.Close()
+			defer close(release) // before the server waits for its handlers
+			p, err := NewPrometheus(srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_, err = p.Values(ctx, q, hosts, time.Now())
+			if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), srv.URL) {
+				t.Errorf("Values = %v, want an ErrUnavailable naming the server and containing %q", err, tc.want)
+			}
+		})
+	}
 }
