@@ -29,23 +29,7 @@ func TestBackoffOnCacheErrors(t *testing.T) {
 		breakCache func(t *testing.T, dir string) func()
 	}{
 		{"full disk", fillDisk},
-		{"data directory replaced by a file", func(t *testing.T, dir string) func() {
-			p := filepath.Join(dir, "data", "feed")
-			if err := os.Rename(p, p+".moved"); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(p, nil, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			return func() {
-				if err := os.Remove(p); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.Rename(p+".moved", p); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}},
+		{"data directory replaced by a file", replaceDataDir},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -85,6 +69,74 @@ func TestBackoffOnCacheErrors(t *testing.T) {
 			waitFor(t, "revision 2 applied", func() bool { return a.applied() == 2 })
 		})
 	}
+}
+
+// replaceDataDir makes the cache in dir unwritable for feed/job by
+// replacing its data directory with a file, and returns a function that
+// puts the directory back.
+func replaceDataDir(t *testing.T, dir string) func() {
+	p := filepath.Join(dir, "data", "feed")
+	if err := os.Rename(p, p+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(p+".moved", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestCacheErrorsKeepTheDaemon: a failure to write the cache is the
+// agent's own, not its daemon's: with two daemons that both answer, the
+// agent retries the daemon it watches, after a wait, and never fails over
+// to the other while its cache cannot be written.
+func TestCacheErrorsKeepTheDaemon(t *testing.T) {
+	dir := t.TempDir()
+	repo := agenttest.NewRepo(t, hb)
+	repo.Publish(job(1))
+	d1 := agenttest.NewDaemon(t, repo)
+	d2 := agenttest.NewDaemon(t, repo)
+	logs := &syncBuffer{}
+	cfg := testConfig(dir, d1, d2)
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	const retryMin, retryMax = 20 * time.Millisecond, 200 * time.Millisecond
+	a := serveAgent(t, cfg, func(a *Agent) { a.retryMin, a.retryMax = retryMin, retryMax })
+	a.waitServes(t, "feed/job", "{\"rev\": 1}\n")
+	waitFor(t, "the watch", func() bool { return a.Status().Daemon != "" })
+	// On a loaded machine a stream silent for the heartbeat timeout may
+	// have failed over already: the agent may watch either daemon.
+	watched, other := d1, d2
+	if a.Status().Daemon == d2.URL {
+		watched, other = d2, d1
+	}
+	nw, no := len(watched.Watches()), len(other.Watches())
+
+	mend := replaceDataDir(t, dir)
+	repo.Publish(job(2))
+	// Each watch fails when it applies revision 2; the agent waits and
+	// watches the same daemon again.
+	const n = 6
+	waitFor(t, "the agent to try again", func() bool { return len(watched.Watches()) >= nw+n })
+	if ws := other.Watches()[no:]; len(ws) != 0 {
+		t.Fatalf("the agent watched the other daemon %d times while its cache could not be written: %+v", len(ws), ws)
+	}
+	for _, w := range watched.Watches()[nw : nw+n] {
+		if w.From != 1 {
+			t.Errorf("watch while the cache could not be written: %+v, want from 1", w)
+		}
+	}
+	waitForLog(t, logs, `level=WARN msg="writing the cache failed; retrying" daemon=`+watched.URL)
+	a.waitServes(t, "feed/job", "{\"rev\": 1}\n")
+
+	mend()
+	a.waitServes(t, "feed/job", "{\"rev\": 2}\n")
+	waitFor(t, "revision 2 applied", func() bool { return a.applied() == 2 })
 }
 
 // mountTmpfs mounts a 1 MiB tmpfs on dir for the test, or skips it if
@@ -169,5 +221,74 @@ func TestBackoffWhenStreamsEndAtOnce(t *testing.T) {
 			t.Errorf("watch %d came %v after the one before, want at least %v (half of %v)", i+1, gap, wait/2, wait)
 		}
 		wait = min(2*wait, retryMax)
+	}
+}
+
+// TestFailoverAtOnceThenWait: when a watch fails, the agent tries each
+// other daemon at once, and waits only once it has tried them all: with
+// two daemons that accept every watch and end it before any event, the
+// watches alternate between them, the second daemon's sooner after the
+// first's than the shortest wait the agent takes, the first's again no
+// sooner than that.
+func TestFailoverAtOnceThenWait(t *testing.T) {
+	type watch struct {
+		daemon int
+		at     time.Time
+	}
+	var mu sync.Mutex
+	var watches []watch
+	var urls []string
+	for i := range 2 {
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v1/watch" {
+				mu.Lock()
+				watches = append(watches, watch{i, time.Now()})
+				mu.Unlock()
+				w.Header().Set("Content-Type", "application/x-ndjson")
+				w.WriteHeader(http.StatusOK)
+				return
+			}
+			http.NotFound(w, r)
+		})}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+		urls = append(urls, "http://"+ln.Addr().String())
+	}
+
+	dir := t.TempDir()
+	if err := cache.Write(dir, cache.ConfigVersion{Name: "feed/job", Revision: 1, Data: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(dir)
+	cfg.Daemons = urls
+	// Every wait is between retry/2 and retry: a watch sooner than
+	// retry/2 after the one before came without a wait.
+	const retry = 2 * time.Second
+	a := serveAgent(t, cfg, func(a *Agent) { a.retryMin, a.retryMax = retry, retry })
+	const n = 6
+	waitFor(t, "the agent to try again", func() bool { mu.Lock(); defer mu.Unlock(); return len(watches) >= n })
+	mu.Lock()
+	defer mu.Unlock()
+	for i, w := range watches[:n] {
+		if w.daemon != i%2 {
+			t.Errorf("watch %d went to daemon %d, want %d", i+1, w.daemon, i%2)
+		}
+		if i == 0 {
+			continue
+		}
+		gap := w.at.Sub(watches[i-1].at)
+		if i%2 == 1 && gap >= retry/2 {
+			t.Errorf("watch %d, on the second daemon, came %v after the one on the first, want at once (under %v)", i+1, gap, retry/2)
+		}
+		if i%2 == 0 && gap < retry/2 {
+			t.Errorf("watch %d, on the first daemon again, came %v after the one before, want a wait of at least %v", i+1, gap, retry/2)
+		}
+	}
+	if got := get(t, a.URL+"/v1/configs/feed/job"); got.code != 200 || got.body != "{}" {
+		t.Errorf("GET while no daemon streams = %d %q, want the cached config", got.code, got.body)
 	}
 }

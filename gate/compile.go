@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/cfg-dev/cfg/diag"
 )
@@ -517,6 +518,10 @@ func (c *gateCompiler) restraint(field string, jr *jsonRestraint) restraint {
 		}
 	case jc.Custom != nil:
 		r.kind, r.name = condCustom, jc.Custom.Name
+		if msg := checkRestraintName(r.name); msg != "" {
+			c.fail(field+".custom.name", "%s", msg)
+			return r
+		}
 		newR, ok := c.opts.Restraints[r.name]
 		if !ok {
 			known := slices.Sorted(maps.Keys(c.opts.Restraints))
@@ -540,6 +545,23 @@ func (c *gateCompiler) restraint(field string, jr *jsonRestraint) restraint {
 		r.custom = fn
 	}
 	return r
+}
+
+// checkRestraintName checks the name of an application's restraint as the
+// schema's validator does: letters, digits, _, - and . only. It returns
+// what is wrong with it, or "".
+func checkRestraintName(name string) string {
+	if name == "" {
+		return "must not be empty"
+	}
+	for i := 0; i < len(name); i++ {
+		b := name[i]
+		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '_' || b == '-' || b == '.') {
+			_, n := utf8.DecodeRuneInString(name[i:])
+			return fmt.Sprintf("name %q: character %q not allowed (want letters, digits and _ - .)", name, name[i:i+n])
+		}
+	}
+	return ""
 }
 
 // newRestraint calls an application's constructor, turning a panic into

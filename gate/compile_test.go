@@ -90,6 +90,25 @@ func TestCompileErrors(t *testing.T) {
 	if want := `rules[0].restraints[0].condition.custom.name: restraint "x" is not registered by this application (registered: none)`; err == nil || err.Error() != want {
 		t.Errorf("without restraints: %v, want %s", err, want)
 	}
+	// A name the schema's validator refuses is refused here too, even
+	// when the application registers it.
+	holds := func(map[string]string) (Restraint, error) { return func(Unit) (bool, error) { return true, nil }, nil }
+	for name, want := range map[string]string{
+		"in network": `rules[0].restraints[0].condition.custom.name: name "in network": character " " not allowed (want letters, digits and _ - .)`,
+		"net/in":     `rules[0].restraints[0].condition.custom.name: name "net/in": character "/" not allowed (want letters, digits and _ - .)`,
+		"réseau":     `rules[0].restraints[0].condition.custom.name: name "réseau": character "é" not allowed (want letters, digits and _ - .)`,
+		"":           `rules[0].restraints[0].condition.custom.name: must not be empty`,
+	} {
+		src := rule(fmt.Sprintf(`{"condition": {"custom": {"name": %q}}}`, name))
+		_, err := Compile([]byte(src), Options{Restraints: map[string]NewRestraint{name: holds}})
+		var ce *CompileError
+		if err == nil || err.Error() != want || !errors.As(err, &ce) {
+			t.Errorf("Compile(%s) with %q registered:\n got %v\nwant %s", src, name, err, want)
+		}
+	}
+	if _, err := Compile([]byte(rule(`{"condition": {"custom": {"name": "net-v4_in.office2"}}}`)), Options{Restraints: map[string]NewRestraint{"net-v4_in.office2": holds}}); err != nil {
+		t.Errorf("a name of letters, digits and _ - .: %v", err)
+	}
 }
 
 func TestCompileDescribes(t *testing.T) {

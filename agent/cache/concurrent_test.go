@@ -18,8 +18,12 @@ const writerEnv = "CFG_CACHE_TEST_WRITER"
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(writerEnv); dir != "" {
+		first, err := strconv.ParseInt(os.Getenv(writerEnv+"_FIRST"), 10, 64)
+		if err != nil {
+			first = 2
+		}
 		last, _ := strconv.ParseInt(os.Getenv(writerEnv+"_LAST"), 10, 64)
-		if err := writeVersions(dir, 2, last); err != nil {
+		if err := writeVersions(dir, first, last); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
