@@ -266,10 +266,11 @@ func TestFailoverAtOnceThenWait(t *testing.T) {
 	cfg := testConfig(dir)
 	cfg.Daemons = urls
 	// Every wait is between retry/2 and retry: a watch sooner than
-	// retry/2 after the one before came without a wait.
-	const retry = 2 * time.Second
+	// retry/2 after the one before came without a wait (retry/2 is long
+	// enough that a loaded machine does not take it to fail over).
+	const retry = 4 * time.Second
 	a := serveAgent(t, cfg, func(a *Agent) { a.retryMin, a.retryMax = retry, retry })
-	const n = 6
+	const n = 4
 	waitFor(t, "the agent to try again", func() bool { mu.Lock(); defer mu.Unlock(); return len(watches) >= n })
 	mu.Lock()
 	defer mu.Unlock()
