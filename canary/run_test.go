@@ -2,6 +2,7 @@ package canary
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -769,5 +770,40 @@ func TestRunRevertRefused(t *testing.T) {
 	runs, _ := f.Runs(context.Background())
 	if len(runs) != 1 || runs[0].Status != wire.RunFailed || runs[0].Commit != rep.Commit {
 		t.Errorf("recorded runs %+v; want one failed with commit %s", runs, rep.Commit)
+	}
+}
+
+// The daemon's record of a run keeps at most maxReportBytes of report: a
+// run with more evaluations than that holds is recorded with the oldest
+// evaluations of its longest phase left out and counted, its last ones
+// and its outcome kept.
+func TestRunRecordFits(t *testing.T) {
+	t.Parallel()
+	f := newSim(t, 4)
+	const seconds = 3000 // an evaluation a second: 1.2 MB of report
+	spec := simSpec(1, 60, phase("long", Targets{Count: ptr(2)}, seconds, relCheck("error ratio", "errors", 2, 0.02, 2), absCheck("errors", "errors", 0.5, 2, "WAIT")))
+	rep, err := f.run(context.Background(), spec, never)
+	if err != nil || rep.Outcome != Landed {
+		t.Fatalf("outcome %q (%s), %v; want landed", rep.Outcome, rep.Reason, err)
+	}
+	runs, err := f.Runs(context.Background())
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("recorded runs %+v, %v", runs, err)
+	}
+	if n := len(runs[0].Report); n > maxReportBytes {
+		t.Errorf("the recorded report takes %d bytes, more than %d", n, maxReportBytes)
+	}
+	var recorded Report
+	if err := json.Unmarshal(runs[0].Report, &recorded); err != nil {
+		t.Fatal(err)
+	}
+	p := recorded.Phases[0]
+	n := len(p.Evaluations)
+	if p.EvaluationsOmitted == 0 || n+p.EvaluationsOmitted != seconds || p.Evaluations[n-1].Seconds != seconds {
+		t.Errorf("recorded: %d evaluations, %d left out, the last at %vs; want %d in all, the last at %ds",
+			n, p.EvaluationsOmitted, p.Evaluations[n-1].Seconds, seconds, seconds)
+	}
+	if recorded.Outcome != Landed || recorded.Commit != rep.Commit || p.Verdict != Pass {
+		t.Errorf("recorded outcome %q, commit %q, verdict %q; want landed with %s, pass", recorded.Outcome, recorded.Commit, p.Verdict, rep.Commit)
 	}
 }
