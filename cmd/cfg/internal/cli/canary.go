@@ -306,11 +306,20 @@ func readCandidate(f *Factory, cmd *cobra.Command, ws *workspace, g *gitrepo.Rep
 		return nil, inputFailed
 	}
 
+	// A deleted file is named by the types of the commit that holds it.
+	baseTypes, err := committedTypes(g, base, changes)
+	if err != nil {
+		return nil, err
+	}
 	var candidate *gitrepo.File
 	var compiled bool
 	var changedOthers []string
 	for i, c := range changes {
-		name, isCompiled, ok := repo.MaterializedConfig(c.Path, types)
+		t := types
+		if c.Kind == gitrepo.Deleted {
+			t = baseTypes
+		}
+		name, isCompiled, ok := repo.MaterializedConfig(c.Path, t)
 		switch {
 		case !ok:
 		case name == spec.Config:
@@ -332,6 +341,26 @@ func readCandidate(f *Factory, cmd *cobra.Command, ws *workspace, g *gitrepo.Rep
 	}
 	return &canaryCandidate{base: base, spec: spec, specName: specName, changes: changes,
 		candidate: canary.Candidate{Type: types[spec.Config], Compiled: compiled, Data: candidate.Data}}, nil
+}
+
+// committedTypes returns the types of the configs that base holds, if
+// changes delete a file (nil otherwise, or if base records none).
+func committedTypes(g *gitrepo.Repo, base gitrepo.Head, changes []gitrepo.File) (map[string]string, error) {
+	if base.Commit == "" || !slices.ContainsFunc(changes, func(c gitrepo.File) bool { return c.Kind == gitrepo.Deleted }) {
+		return nil, nil
+	}
+	data, err := g.ReadFile(base.Commit, repo.TypesFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, infraError(err)
+	}
+	types, err := repo.DecodeTypes(data)
+	if err != nil {
+		return nil, infraError(fmt.Errorf("commit %.12s: %w", base.Commit, err))
+	}
+	return types, nil
 }
 
 // canaryCommits lands a canaried change and reverts it, neither reading
