@@ -736,6 +736,77 @@ func TestLockKilledAnywhere(t *testing.T) {
 	}
 }
 
+// TestLockRecoveryKeepsOthersLockFiles kills a holder of the commit lock
+// after it recorded the lock file it was about to create, and before it
+// created it; then a git command creates that lock file. The next holder
+// recovers the commit lock without removing git's lock file (it is not the
+// one the killed holder recorded), and a commit fails naming it, committing
+// nothing.
+func TestLockRecoveryKeepsOthersLockFiles(t *testing.T) {
+	needGit(t)
+	r := newTestRepo(t)
+	r.write("cfg/source/a", "1")
+	root := r.commitAll("initial")
+	before := gitDirFiles(t, r.top)
+	helper := exec.Command(os.Args[0], "-test.run=^TestLockHelper$")
+	helper.Env = append(os.Environ(), "GITREPO_LOCK_HELPER="+r.root, "GITREPO_LOCK_HELPER_STEP=recorded")
+	stdout, _ := helper.StdoutPipe()
+	helper.Stderr = os.Stderr
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer helper.Process.Kill()
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "at recorded\n" {
+		t.Fatalf("helper: %q, %v", line, err)
+	}
+	helper.Process.Signal(syscall.SIGKILL)
+	helper.Wait()
+
+	// A git command takes index.lock, as git does.
+	indexLock := filepath.Join(r.top, ".git", "index.lock")
+	f, err := os.OpenFile(indexLock, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("git's\n")
+	f.Close()
+
+	g := r.open()
+	l, err := g.Lock(context.Background(), time.Minute, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := l.Stale(); s == nil || s.Holder.PID != helper.Process.Pid || len(s.Removed) != 0 || len(s.Left) != 0 {
+		t.Errorf("Stale() = %+v, want the helper, nothing removed or left", s)
+	}
+	if data, err := os.ReadFile(indexLock); err != nil || string(data) != "git's\n" {
+		t.Fatalf("git's index.lock after the recovery: %q, %v", data, err)
+	}
+	_, err = commitFiles(g, "x", "source/a", "2")
+	var gl *GitLockedError
+	if !errors.As(err, &gl) || gl.Path != indexLock {
+		t.Errorf("CommitFiles with git's index.lock = %v, want a GitLockedError naming %s", err, indexLock)
+	}
+	l.Unlock()
+	if got := r.firstParents(); !slices.Equal(got, []plumbing.Hash{root}) {
+		t.Errorf("history %v, want only %s", got, root)
+	}
+	if data, err := os.ReadFile(indexLock); err != nil || string(data) != "git's\n" {
+		t.Errorf("git's index.lock after the commit: %q, %v", data, err)
+	}
+
+	// Once git is done, nothing else is left and commits work.
+	if err := os.Remove(indexLock); err != nil {
+		t.Fatal(err)
+	}
+	if after := gitDirFiles(t, r.top); !slices.Equal(before, after) {
+		t.Errorf("files in .git/ before %q, after %q", before, after)
+	}
+	if _, err := commitFiles(g, "x", "source/a", "2"); err != nil {
+		t.Error(err)
+	}
+}
+
 // TestCommitHelper is the process TestCommitKilledAtEachStep kills: it
 // commits source/a and materialized_configs/a as "2", and stops at the step
 // of CommitFiles it is given, says so, and waits to be killed.
