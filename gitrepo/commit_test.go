@@ -1157,6 +1157,40 @@ func TestCommitFilesRacyEntries(t *testing.T) {
 	}
 }
 
+// TestCommitFilesSplitIndex commits in a repository whose index git has
+// split (git update-index --split-index), which go-git cannot read: the
+// commit fails, committing nothing, and the index is left as git wrote it.
+func TestCommitFilesSplitIndex(t *testing.T) {
+	needGit(t)
+	r := newTestRepo(t)
+	r.write("cfg/source/a", "1", "notes.txt", "1")
+	root := r.commitAll("initial")
+	r.write("notes.txt", "2")
+	r.gitOK("add", "notes.txt")
+	r.gitOK("update-index", "--split-index")
+	indexFile := filepath.Join(r.top, ".git", "index")
+	indexBefore, err := os.ReadFile(indexFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.write("cfg/source/a", "2")
+	if _, err := commitFiles(r.open(), "x", "source/a", "2"); err == nil || !strings.Contains(err.Error(), "reading the git index") {
+		t.Errorf("CommitFiles with a split index = %v, want an error reading the index", err)
+	}
+	if got := r.firstParents(); !slices.Equal(got, []plumbing.Hash{root}) {
+		t.Errorf("history %v, want only %s", got, root)
+	}
+	if after, _ := os.ReadFile(indexFile); !bytes.Equal(after, indexBefore) {
+		t.Errorf("the index changed")
+	}
+	if got, want := r.gitOK("status", "--porcelain", "--untracked-files=no"), " M cfg/source/a\nM  notes.txt\n"; got != want {
+		t.Errorf("git status:\n%s\nwant:\n%s", got, want)
+	}
+	if _, err := os.Stat(indexFile + ".lock"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("index.lock left behind: %v", err)
+	}
+}
+
 // TestCommitFilesLinkedWorkTree commits in a work tree added with git
 // worktree add: HEAD and the index are the work tree's own, the branch and
 // the commit lock are the repository's.
