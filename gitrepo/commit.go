@@ -260,6 +260,12 @@ func (f File) blob() blob {
 	return blob{hash: plumbing.ComputeHash(plumbing.BlobObject, f.Data), mode: mode}
 }
 
+// testHookCommit, when set by a test, runs at each step of CommitFiles
+// once its lock files exist: "locked" once it holds index.lock and the
+// branch's .lock, "index written" once the new index is in place, "reflog
+// written" once the reflogs record the commit (the branch not yet moved).
+var testHookCommit func(step string)
+
 // CommitFiles makes one commit of exactly the given files on opts.Parent:
 // a file whose Kind is Deleted is removed, any other is added or replaced
 // with its Data, as a regular file, an executable one, or a symbolic link;
@@ -330,6 +336,9 @@ func (r *Repo) CommitFiles(files []File, opts CommitOptions) (*CommitResult, err
 		return nil, err
 	}
 	defer refLock.rollback()
+	if testHookCommit != nil {
+		testHookCommit("locked")
+	}
 	cur, err := r.readRef(refName)
 	if err != nil {
 		return nil, err
@@ -466,6 +475,9 @@ func (r *Repo) CommitFiles(files []File, opts CommitOptions) (*CommitResult, err
 	if err := indexLock.commit(buf.Bytes()); err != nil {
 		return nil, err
 	}
+	if testHookCommit != nil {
+		testHookCommit("index written")
+	}
 	// Move the branch as git does: the reflog first, then the ref file
 	// replaced by its lock file.
 	subject, _, _ := strings.Cut(msg, "\n")
@@ -475,6 +487,9 @@ func (r *Repo) CommitFiles(files []File, opts CommitOptions) (*CommitResult, err
 	}
 	if err := r.appendReflogs(head, cur.hash, hash, c.Committer, action+subject); err != nil {
 		return nil, fmt.Errorf("%w (nothing committed; the index holds the files)", err)
+	}
+	if testHookCommit != nil {
+		testHookCommit("reflog written")
 	}
 	if err := refLock.commit([]byte(hash.String() + "\n")); err != nil {
 		return nil, fmt.Errorf("%w (nothing committed; the index holds the files)", err)

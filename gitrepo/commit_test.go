@@ -736,6 +736,200 @@ func TestLockKilledAnywhere(t *testing.T) {
 	}
 }
 
+// TestLockRecoveryKeepsOthersLockFiles kills a holder of the commit lock
+// after it recorded the lock file it was about to create, and before it
+// created it; then a git command creates that lock file. The next holder
+// recovers the commit lock without removing git's lock file (it is not the
+// one the killed holder recorded), and a commit fails naming it, committing
+// nothing.
+func TestLockRecoveryKeepsOthersLockFiles(t *testing.T) {
+	needGit(t)
+	r := newTestRepo(t)
+	r.write("cfg/source/a", "1")
+	root := r.commitAll("initial")
+	before := gitDirFiles(t, r.top)
+	helper := exec.Command(os.Args[0], "-test.run=^TestLockHelper$")
+	helper.Env = append(os.Environ(), "GITREPO_LOCK_HELPER="+r.root, "GITREPO_LOCK_HELPER_STEP=recorded")
+	stdout, _ := helper.StdoutPipe()
+	helper.Stderr = os.Stderr
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer helper.Process.Kill()
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "at recorded\n" {
+		t.Fatalf("helper: %q, %v", line, err)
+	}
+	helper.Process.Signal(syscall.SIGKILL)
+	helper.Wait()
+
+	// A git command takes index.lock, as git does.
+	indexLock := filepath.Join(r.top, ".git", "index.lock")
+	f, err := os.OpenFile(indexLock, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("git's\n")
+	f.Close()
+
+	g := r.open()
+	l, err := g.Lock(context.Background(), time.Minute, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := l.Stale(); s == nil || s.Holder.PID != helper.Process.Pid || len(s.Removed) != 0 || len(s.Left) != 0 {
+		t.Errorf("Stale() = %+v, want the helper, nothing removed or left", s)
+	}
+	if data, err := os.ReadFile(indexLock); err != nil || string(data) != "git's\n" {
+		t.Fatalf("git's index.lock after the recovery: %q, %v", data, err)
+	}
+	_, err = commitFiles(g, "x", "source/a", "2")
+	var gl *GitLockedError
+	if !errors.As(err, &gl) || gl.Path != indexLock {
+		t.Errorf("CommitFiles with git's index.lock = %v, want a GitLockedError naming %s", err, indexLock)
+	}
+	l.Unlock()
+	if got := r.firstParents(); !slices.Equal(got, []plumbing.Hash{root}) {
+		t.Errorf("history %v, want only %s", got, root)
+	}
+	if data, err := os.ReadFile(indexLock); err != nil || string(data) != "git's\n" {
+		t.Errorf("git's index.lock after the commit: %q, %v", data, err)
+	}
+
+	// Once git is done, nothing else is left and commits work.
+	if err := os.Remove(indexLock); err != nil {
+		t.Fatal(err)
+	}
+	if after := gitDirFiles(t, r.top); !slices.Equal(before, after) {
+		t.Errorf("files in .git/ before %q, after %q", before, after)
+	}
+	if _, err := commitFiles(g, "x", "source/a", "2"); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestCommitHelper is the process TestCommitKilledAtEachStep kills: it
+// commits source/a and materialized_configs/a as "2", and stops at the step
+// of CommitFiles it is given, says so, and waits to be killed.
+func TestCommitHelper(t *testing.T) {
+	root := os.Getenv("GITREPO_COMMIT_HELPER")
+	if root == "" {
+		t.Skip("the process TestCommitKilledAtEachStep starts")
+	}
+	step := os.Getenv("GITREPO_COMMIT_HELPER_STEP")
+	testHookCommit = func(s string) {
+		if s == step {
+			fmt.Println("at " + s)
+			select {}
+		}
+	}
+	g, err := Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := commitFiles(g, "killed", "source/a", "2", "materialized_configs/a", "2")
+	fmt.Printf("not stopped at %s: %+v, %v\n", step, res, err)
+}
+
+// TestCommitKilledAtEachStep kills a committing process (SIGKILL) at each
+// step of CommitFiles after it created git's lock files: with both lock
+// files held, after the index was written, and after the reflogs were
+// written. Each time the branch has not moved, the index holds either what
+// it held or the committed files staged, and the next commit recovers the
+// lock files the killed process left, commits the files, and leaves the
+// repository as git expects it.
+func TestCommitKilledAtEachStep(t *testing.T) {
+	needGit(t)
+	for _, step := range []string{"locked", "index written", "reflog written"} {
+		t.Run(step, func(t *testing.T) {
+			r := newTestRepo(t)
+			r.write("cfg/source/a", "1", "cfg/materialized_configs/a", "1")
+			root := r.commitAll("initial")
+			// The work tree holds what is being committed.
+			r.write("cfg/source/a", "2", "cfg/materialized_configs/a", "2")
+			before := gitDirFiles(t, r.top)
+			indexFile := filepath.Join(r.top, ".git", "index")
+			indexBefore, err := os.ReadFile(indexFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			helper := exec.Command(os.Args[0], "-test.run=^TestCommitHelper$")
+			helper.Env = append(os.Environ(), "GITREPO_COMMIT_HELPER="+r.root, "GITREPO_COMMIT_HELPER_STEP="+step)
+			stdout, _ := helper.StdoutPipe()
+			helper.Stderr = os.Stderr
+			if err := helper.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer helper.Process.Kill()
+			if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "at "+step+"\n" {
+				t.Fatalf("helper: %q, %v", line, err)
+			}
+			helper.Process.Signal(syscall.SIGKILL)
+			helper.Wait()
+
+			// The branch has not moved, whatever the step.
+			if got := strings.TrimSpace(r.gitOK("rev-parse", "master")); got != root.String() {
+				t.Fatalf("master at %s after the kill, want %s", got, root)
+			}
+			refLock := filepath.Join(r.top, ".git", "refs", "heads", "master.lock")
+			indexLock := indexFile + ".lock"
+			wantRemoved := []string{refLock}
+			if step == "locked" {
+				// Nothing written: the index is as it was.
+				if after, _ := os.ReadFile(indexFile); !bytes.Equal(after, indexBefore) {
+					t.Errorf("the index changed")
+				}
+				if got, want := r.gitOK("status", "--porcelain", "--untracked-files=no"), " M cfg/materialized_configs/a\n M cfg/source/a\n"; got != want {
+					t.Errorf("git status after the kill:\n%s\nwant:\n%s", got, want)
+				}
+				wantRemoved = []string{indexLock, refLock}
+			} else {
+				// The index holds the committed files, staged on the old
+				// commit.
+				if got, want := r.gitOK("status", "--porcelain", "--untracked-files=no"), "M  cfg/materialized_configs/a\nM  cfg/source/a\n"; got != want {
+					t.Errorf("git status after the kill:\n%s\nwant:\n%s", got, want)
+				}
+			}
+			for _, p := range wantRemoved {
+				if _, err := os.Stat(p); err != nil {
+					t.Errorf("the killed process's lock file: %v", err)
+				}
+			}
+
+			// The next commit recovers the lock files and commits.
+			g := r.open()
+			l, err := g.Lock(context.Background(), time.Minute, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := l.Stale(); s == nil || s.Holder.PID != helper.Process.Pid || !slices.Equal(s.Removed, wantRemoved) || len(s.Left) != 0 {
+				t.Errorf("Stale() = %+v, want the helper, with %q removed", s, wantRemoved)
+			}
+			h, err := g.Commit([]string{"source/a", "materialized_configs/a"}, CommitOptions{Message: "again", Author: &Signature{Name: "Ann", Email: "ann@example.com"}})
+			l.Unlock()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := r.firstParents(), []plumbing.Hash{plumbing.NewHash(h), root}; !slices.Equal(got, want) {
+				t.Errorf("history %v, want %v", got, want)
+			}
+			if diff := cmp.Diff(map[string]string{"cfg/source/a": "2", "cfg/materialized_configs/a": "2"}, r.headFiles()); diff != "" {
+				t.Errorf("committed files (-want +got):\n%s", diff)
+			}
+			if st := r.gitOK("status", "--porcelain", "--untracked-files=no"); st != "" {
+				t.Errorf("git status after the next commit:\n%s", st)
+			}
+			if after := gitDirFiles(t, r.top); !slices.Equal(before, after) {
+				t.Errorf("files in .git/ before %q, after %q", before, after)
+			}
+			if _, err := gitIn(r.top, "commit", "-q", "--allow-empty", "-m", "git again"); err != nil {
+				t.Error(err)
+			}
+			r.fsck()
+		})
+	}
+}
+
 // gitDirFiles lists the files at the top of the git directory of the work
 // tree top, but the commit lock.
 func gitDirFiles(t *testing.T, top string) []string {
@@ -960,6 +1154,40 @@ func TestCommitFilesRacyEntries(t *testing.T) {
 	r.write("cfg/source/a", "b")
 	if got := r.gitOK("diff", "--name-only"); got != "notes.txt\n" {
 		t.Errorf("git diff after the commit: %q, want notes.txt modified", got)
+	}
+}
+
+// TestCommitFilesSplitIndex commits in a repository whose index git has
+// split (git update-index --split-index), which go-git cannot read: the
+// commit fails, committing nothing, and the index is left as git wrote it.
+func TestCommitFilesSplitIndex(t *testing.T) {
+	needGit(t)
+	r := newTestRepo(t)
+	r.write("cfg/source/a", "1", "notes.txt", "1")
+	root := r.commitAll("initial")
+	r.write("notes.txt", "2")
+	r.gitOK("add", "notes.txt")
+	r.gitOK("update-index", "--split-index")
+	indexFile := filepath.Join(r.top, ".git", "index")
+	indexBefore, err := os.ReadFile(indexFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.write("cfg/source/a", "2")
+	if _, err := commitFiles(r.open(), "x", "source/a", "2"); err == nil || !strings.Contains(err.Error(), "reading the git index") {
+		t.Errorf("CommitFiles with a split index = %v, want an error reading the index", err)
+	}
+	if got := r.firstParents(); !slices.Equal(got, []plumbing.Hash{root}) {
+		t.Errorf("history %v, want only %s", got, root)
+	}
+	if after, _ := os.ReadFile(indexFile); !bytes.Equal(after, indexBefore) {
+		t.Errorf("the index changed")
+	}
+	if got, want := r.gitOK("status", "--porcelain", "--untracked-files=no"), " M cfg/source/a\nM  notes.txt\n"; got != want {
+		t.Errorf("git status:\n%s\nwant:\n%s", got, want)
+	}
+	if _, err := os.Stat(indexFile + ".lock"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("index.lock left behind: %v", err)
 	}
 }
 

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -296,4 +299,99 @@ func TestCommitKilled(t *testing.T) {
 	}
 	t.Logf("%d commits reported; %d stale locks recovered", len(reported), recovered)
 	checkBranch(t, dir, root, reported)
+}
+
+// TestCommitWaitsForLock runs cfg commit while another process (this test)
+// holds the repository's commit lock. With --lock-timeout it says whom it
+// waits for, and when the wait runs out it exits 3 and commits nothing.
+// Without, it waits while the holder commits, and then commits on the
+// holder's commit: the branch it started from is the one it finds once it
+// holds the lock.
+func TestCommitWaitsForLock(t *testing.T) {
+	t.Parallel()
+	dir := configRepo(t)
+	root, err := gitOut(dir, "rev-parse", "HEAD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gitrepo.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk, err := g.Lock(context.Background(), 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lk.Unlock()
+	data, err := os.ReadFile(filepath.Join(dir, ".git", gitrepo.LockFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var holder gitrepo.Holder
+	if err := json.Unmarshal(data, &holder); err != nil || holder.PID != os.Getpid() {
+		t.Fatalf("the commit lock describes %+v, %v, want this process", holder, err)
+	}
+	waiting := "waiting for another cfg commit (" + holder.String() + ") to finish\n"
+	if err := writeFileAtomic(dir, "source/team/w.cconf", jobConfig("w", 2048)); err != nil {
+		t.Fatal(err)
+	}
+
+	// The wait runs out.
+	code, stdout, stderr, err := runExit(dir, "commit", "-m", "timed out", "--lock-timeout", "100ms")
+	want := waiting + "cfg: another cfg commit (" + holder.String() + ") holds the repository's commit lock; waited 100ms\n"
+	if err != nil || code != 3 || stdout != "" || stderr != want {
+		t.Errorf("cfg commit while the lock is held: exit %d, %v, stdout %q, stderr:\n%s\nwant exit 3, stderr:\n%s", code, err, stdout, stderr, want)
+	}
+	if head, err := gitOut(dir, "rev-parse", "HEAD"); err != nil || head != root {
+		t.Errorf("HEAD at %s, %v, want %s", head, err, root)
+	}
+	if staged, err := gitOut(dir, "diff", "--cached", "--name-only"); err != nil || staged != "" {
+		t.Errorf("staged after a commit that timed out: %q, %v", staged, err)
+	}
+
+	// It waits, and the holder commits meanwhile.
+	cmd := cfgCommand(dir, "commit", "-m", "after waiting")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	errPipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	errs := bufio.NewReader(errPipe)
+	if line, err := errs.ReadString('\n'); err != nil || line != waiting {
+		t.Fatalf("cfg commit's first line: %q, %v, want %q", line, err, waiting)
+	}
+	base, err := g.Head()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("meanwhile\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	meanwhile, err := g.CommitFiles([]gitrepo.File{{Path: "notes.txt", Data: []byte("meanwhile\n")}}, gitrepo.CommitOptions{Message: "meanwhile", Author: &gitrepo.Signature{Name: "Holder", Email: "holder@example.com"}, Parent: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk.Unlock()
+	rest, _ := io.ReadAll(errs)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("cfg commit after waiting: %v\n%s", err, rest)
+	}
+	m := committedLine.FindStringSubmatch(out.String())
+	if m == nil || len(rest) != 0 {
+		t.Fatalf("cfg commit after waiting: stdout %q, stderr %q", out.String(), rest)
+	}
+	if parent, err := gitOut(dir, "rev-parse", m[1]+"^"); err != nil || parent != meanwhile.Hash {
+		t.Errorf("the commit's parent is %s, %v, want the holder's commit %s", parent, err, meanwhile.Hash)
+	}
+	if files, err := gitOut(dir, "show", "--name-only", "--format=", m[1]); err != nil || files != "materialized_configs/.types.json\nmaterialized_configs/team/w.json\nsource/team/w.cconf" {
+		t.Errorf("files of the commit: %q, %v", files, err)
+	}
+	if n := checkBranch(t, dir, root, []string{meanwhile.Hash, m[1]}); n != 3 {
+		t.Errorf("%d commits on the branch, want 3", n)
+	}
 }
