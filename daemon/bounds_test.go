@@ -176,10 +176,10 @@ func (s *slowReader) Read(p []byte) (int, error) {
 
 // TestSlowReaderKept attacks the write deadline from the other side: it
 // bounds each piece the daemon writes, not the response, so a client that
-// reads a 1 MB snapshot steadily but slowly (at most 400 KB/s, so 2.6 s
-// or more) gets it whole, although the write timeout is 1 s (long enough
-// that a reader descheduled on a loaded machine is not taken for one that
-// stopped).
+// reads a 1 MB snapshot, or the config itself with GET, steadily but
+// slowly (at most 400 KB/s, so 2.6 s or more) gets it whole, although the
+// write timeout is 1 s (long enough that a reader descheduled on a loaded
+// machine is not taken for one that stopped).
 func TestSlowReaderKept(t *testing.T) {
 	const size = 1 << 20
 	r := newTestRepo(t)
@@ -187,14 +187,21 @@ func TestSlowReaderKept(t *testing.T) {
 	r.commit("materialized_configs/big.json", big)
 	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond, WriteTimeout: time.Second})
 	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
-	c := d.sendRequest("127.0.0.1", "/v1/watch?configs=big")
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	br := bufio.NewReaderSize(&slowReader{r: c, n: 4 << 10, tick: tick}, 64<<10)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
+	// slowly sends a GET of path and reads its response at most 4 KiB
+	// every 10 ms.
+	slowly := func(path string) (*http.Response, func()) {
+		c := d.sendRequest("127.0.0.1", path)
+		tick := time.NewTicker(10 * time.Millisecond)
+		br := bufio.NewReaderSize(&slowReader{r: c, n: 4 << 10, tick: tick}, 64<<10)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, tick.Stop
 	}
+
+	resp, stop := slowly("/v1/watch?configs=big")
+	defer stop()
 	start := time.Now()
 	line, err := bufio.NewReaderSize(resp.Body, 64<<10).ReadBytes('\n')
 	if err != nil {
@@ -211,6 +218,15 @@ func TestSlowReaderKept(t *testing.T) {
 	if got := d.metric("cfg_watchers_dropped_total", "reason", "write_timeout"); got != 0 {
 		t.Errorf("streams dropped for their write timeout: %v, want 0", got)
 	}
+
+	resp, stop = slowly("/v1/configs/big")
+	defer stop()
+	start = time.Now()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil || string(data) != big {
+		t.Errorf("GET big read slowly for %v: %d bytes, %v; want it whole", time.Since(start).Round(time.Millisecond), len(data), err)
+	}
+	t.Logf("GET big took %v to read", time.Since(start).Round(time.Millisecond))
 }
 
 // TestWatchCaps attacks the caps on watch streams: past the most one
