@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/cfg-dev/cfg/wire"
 )
 
@@ -174,10 +176,10 @@ func (s *slowReader) Read(p []byte) (int, error) {
 
 // TestSlowReaderKept attacks the write deadline from the other side: it
 // bounds each piece the daemon writes, not the response, so a client that
-// reads a 1 MB snapshot steadily but slowly (at most 400 KB/s, so 2.6 s
-// or more) gets it whole, although the write timeout is 1 s (long enough
-// that a reader descheduled on a loaded machine is not taken for one that
-// stopped).
+// reads a 1 MB snapshot, or the config itself with GET, steadily but
+// slowly (at most 400 KB/s, so 2.6 s or more) gets it whole, although the
+// write timeout is 1 s (long enough that a reader descheduled on a loaded
+// machine is not taken for one that stopped).
 func TestSlowReaderKept(t *testing.T) {
 	const size = 1 << 20
 	r := newTestRepo(t)
@@ -185,14 +187,21 @@ func TestSlowReaderKept(t *testing.T) {
 	r.commit("materialized_configs/big.json", big)
 	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond, WriteTimeout: time.Second})
 	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
-	c := d.sendRequest("127.0.0.1", "/v1/watch?configs=big")
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	br := bufio.NewReaderSize(&slowReader{r: c, n: 4 << 10, tick: tick}, 64<<10)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
+	// slowly sends a GET of path and reads its response at most 4 KiB
+	// every 10 ms.
+	slowly := func(path string) (*http.Response, func()) {
+		c := d.sendRequest("127.0.0.1", path)
+		tick := time.NewTicker(10 * time.Millisecond)
+		br := bufio.NewReaderSize(&slowReader{r: c, n: 4 << 10, tick: tick}, 64<<10)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, tick.Stop
 	}
+
+	resp, stop := slowly("/v1/watch?configs=big")
+	defer stop()
 	start := time.Now()
 	line, err := bufio.NewReaderSize(resp.Body, 64<<10).ReadBytes('\n')
 	if err != nil {
@@ -209,6 +218,15 @@ func TestSlowReaderKept(t *testing.T) {
 	if got := d.metric("cfg_watchers_dropped_total", "reason", "write_timeout"); got != 0 {
 		t.Errorf("streams dropped for their write timeout: %v, want 0", got)
 	}
+
+	resp, stop = slowly("/v1/configs/big")
+	defer stop()
+	start = time.Now()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil || string(data) != big {
+		t.Errorf("GET big read slowly for %v: %d bytes, %v; want it whole", time.Since(start).Round(time.Millisecond), len(data), err)
+	}
+	t.Logf("GET big took %v to read", time.Since(start).Round(time.Millisecond))
 }
 
 // TestWatchCaps attacks the caps on watch streams: past the most one
@@ -563,4 +581,207 @@ func TestWatchHTTP10(t *testing.T) {
 	if !strings.HasPrefix(sc.Text(), `{"type":"update","revision":2,`) {
 		t.Errorf("an HTTP/1.0 watch after a commit: got %.100q, %v; want the update of revision 2", sc.Text(), sc.Err())
 	}
+}
+
+// TestChunkedWatchBodyCounted attacks the bound on watch parameters from
+// the side of a body without a Content-Length (chunked): it counts as
+// MaxBody, the most the daemon reads, before it is read, so that clients
+// cannot hold more parameters than the bound by leaving their length out;
+// and a watch refused is answered before its body is read, also a body
+// net/http would otherwise read before answering (one of unknown length,
+// or under 256 KiB): the 503 does not wait for a body that never comes.
+func TestChunkedWatchBodyCounted(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"a":1}`)
+	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond, Heartbeat: time.Hour,
+		MaxWatchBytes: 3 * MaxBody, MaxWatchBytesPerAddress: 2 * MaxBody, ReadTimeout: time.Hour})
+	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
+	const body = `{"configs":["a"]}`
+	// watch sends a POST /v1/watch with a chunked body, sending the body
+	// only if withBody (a refused watch is answered before it is read).
+	watch := func(ip string, withBody bool) (net.Conn, *http.Response, *bufio.Reader) {
+		t.Helper()
+		c := d.dialFrom(ip)
+		req := "POST /v1/watch HTTP/1.1\r\nHost: cfg\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+		if withBody {
+			req += fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(body), body)
+		}
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, resp, br
+	}
+	a1, resp, _ := watch("127.0.0.1", true)
+	if resp.StatusCode != 200 {
+		t.Fatalf("a chunked watch: %s", resp.Status)
+	}
+	// It is a stream like any other.
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, `{"type":"snapshot",`) {
+		t.Fatalf("a chunked watch: %.100q, %v; want its snapshot", line, err)
+	}
+	if _, resp, _ := watch("127.0.0.1", true); resp.StatusCode != 200 {
+		t.Fatalf("a second chunked watch from 127.0.0.1: %s", resp.Status)
+	}
+	// Two bodies of unknown length are the 2 MiB one address may hold,
+	// although each is a few bytes. The third, whose body never comes, is
+	// answered and its connection closed.
+	_, resp, _ = watch("127.0.0.1", false)
+	got, err := io.ReadAll(resp.Body)
+	if err != nil || !resp.Close {
+		t.Errorf("a refused watch with its body unread: %v, close %v; want its whole answer and the connection closed", err, resp.Close)
+	}
+	want := fmt.Sprintf(`{"error":"watch parameters of %d bytes: the watch streams from 127.0.0.1 hold %d of the %d bytes of parameters one address may; retry later"}`+"\n", MaxBody, 2*MaxBody, 2*MaxBody)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "5" || string(got) != want {
+		t.Errorf("a third chunked watch from 127.0.0.1: %s, Retry-After %q, %s; want 503, 5, %s", resp.Status, resp.Header.Get("Retry-After"), got, want)
+	}
+	if got := d.metric("cfg_watchers_rejected_total", "reason", "bytes"); got != 1 {
+		t.Errorf("rejected for their bytes: %v, want 1", got)
+	}
+	// A stream that ends gives its MiB back.
+	a1.Close()
+	d.waitFor("a place for a chunked watch from 127.0.0.1", func() bool {
+		c, resp, _ := watch("127.0.0.1", true)
+		c.Close()
+		return resp.StatusCode == 200
+	})
+}
+
+// TestStreamsOutliveReadTimeout checks that the read timeout bounds
+// reading a watch request, not the stream: streams taken over from
+// net/http (HTTP/1.1) and written through its ResponseWriter (HTTP/1.0)
+// still get updates once a connection opened after them has been closed
+// for its read timeout.
+func TestStreamsOutliveReadTimeout(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"a":1}`)
+	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond, Heartbeat: time.Hour,
+		ReadTimeout: 300 * time.Millisecond})
+	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
+
+	// lines reads the events of a stream, heartbeats aside.
+	lines := func(proto string) chan string {
+		c := d.dialFrom("127.0.0.1")
+		fmt.Fprintf(c, "GET /v1/watch?configs=a %s\r\nHost: cfg\r\n\r\n", proto)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 {
+			t.Fatalf("a %s watch: %s", proto, resp.Status)
+		}
+		out := make(chan string, 10)
+		go func() {
+			defer close(out)
+			sc := bufio.NewScanner(resp.Body)
+			for sc.Scan() {
+				var e watchEvent
+				if json.Unmarshal(sc.Bytes(), &e) == nil && e.Type != "heartbeat" {
+					out <- e.String()
+				}
+			}
+			if err := sc.Err(); err != nil {
+				out <- err.Error()
+			}
+		}()
+		return out
+	}
+	next := func(proto string, events chan string, want string) {
+		t.Helper()
+		select {
+		case got, ok := <-events:
+			if !ok {
+				got = "the end of the stream"
+			}
+			if got != want {
+				t.Errorf("a %s watch: %s, want %s", proto, got, want)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("a %s watch: timed out waiting for %s", proto, want)
+		}
+	}
+	streams := map[string]chan string{"HTTP/1.1": lines("HTTP/1.1"), "HTTP/1.0": lines("HTTP/1.0")}
+	for proto, events := range streams {
+		next(proto, events, `snapshot 1 a@1={"a":1}`)
+	}
+
+	// A request opened after the streams, whose body never comes, is
+	// closed for its read timeout: the streams' has passed too.
+	c := d.dialFrom("127.0.0.1")
+	fmt.Fprintf(c, "POST /v1/hosts/web-1 HTTP/1.1\r\nHost: cfg\r\nAuthorization: Bearer %s\r\nContent-Length: 100\r\n\r\n", token)
+	c.SetReadDeadline(time.Now().Add(time.Minute))
+	if b, err := io.ReadAll(c); err != nil || !strings.HasPrefix(string(b), "HTTP/1.1 400 ") {
+		t.Fatalf("a request whose body never comes: %.100q, %v; want a 400 and the end of the connection", b, err)
+	}
+
+	r.commit("materialized_configs/a.json", `{"a":2}`)
+	for proto, events := range streams {
+		next(proto, events, `update 2 a@2={"a":2}`)
+	}
+}
+
+// TestBehindStreamEndsWhole attacks the bound on a stream's backlog
+// through the daemon: a stream whose client reads nothing while more
+// than WatchBuffer revisions are published is closed and counted; its
+// client then gets what was written, ending with the body's last chunk
+// (the stream ended between events), and resumes from its last revision
+// without missing one.
+func TestBehindStreamEndsWhole(t *testing.T) {
+	const size = 2 << 20
+	r := newTestRepo(t)
+	big := bigConfig(size)
+	r.commit("materialized_configs/big.json", big, "materialized_configs/small.json", `{"n":1}`)
+	// No stream is dropped for its write timeout while the test runs.
+	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond, Heartbeat: time.Hour,
+		WriteTimeout: 10 * time.Minute, WatchBuffer: 2})
+	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
+	c := d.sendRequest("127.0.0.1", "/v1/watch?configs=*")
+	// The stream is writing the snapshot's big config, which its client
+	// does not read, before the next revisions come.
+	d.waitFor("the stream writing the big config", func() bool { return d.metric("cfg_watch_queued_bytes") >= size })
+	for n := 2; n <= 4; n++ {
+		r.commit("materialized_configs/small.json", fmt.Sprintf(`{"n":%d}`, n))
+		d.waitFor(fmt.Sprintf("revision %d", n), func() bool { return d.latest() == int64(n) })
+	}
+	d.waitFor("the stream dropped for falling behind", func() bool {
+		return d.metric("cfg_watchers_dropped_total", "reason", "behind") == 1
+	})
+
+	c.SetReadDeadline(time.Now().Add(time.Minute))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the stream that fell behind: %v after %d bytes, want its whole body", err, len(body))
+	}
+	var got []string
+	for _, line := range strings.SplitAfter(string(body), "\n") {
+		if line == "" {
+			continue
+		}
+		var e watchEvent
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("an event of the stream that fell behind: %.100q: %v", line, err)
+		}
+		if e.Type == "snapshot" && len(e.Configs) == 2 && string(e.Configs[0].Data) == big {
+			e.Configs[0].Data = []byte("BIG")
+		}
+		got = append(got, e.String())
+	}
+	if want := []string{`snapshot 1 big@1=BIG small@1={"n":1}`, `heartbeat 1`}; !cmp.Equal(got, want) {
+		t.Errorf("the stream that fell behind: %q, want %q", got, want)
+	}
+	d.waitFor("no watch stream open", func() bool { return d.metric("cfg_watchers") == 0 })
+
+	// Resumed from its last revision, it misses nothing.
+	w := d.watch("configs=*&from=1")
+	w.expect(`update 2 small@2={"n":2}`, `update 3 small@3={"n":3}`, `update 4 small@4={"n":4}`)
 }

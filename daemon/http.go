@@ -314,6 +314,12 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 	if release == nil {
 		d.metrics.rejected.WithLabelValues(reason).Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(RetryAfter))
+		if r.ContentLength != 0 {
+			// Its body is left unread, and so is the connection: net/http
+			// would otherwise read up to 256 KiB of the body, waiting for
+			// it, before answering.
+			w.Header().Set("Connection", "close")
+		}
 		writeError(w, http.StatusServiceUnavailable, "%s", msg)
 		return
 	}

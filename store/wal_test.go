@@ -305,3 +305,95 @@ func TestAppendOrderAcrossPaths(t *testing.T) {
 		t.Errorf("Since(0) = %q, want %q", got, wantSince)
 	}
 }
+
+// crashImage appends revisions 1 to filed to a store at a path of its own
+// and waits until its file holds them, then, holding a write transaction
+// of the file open, appends the revisions of logged, which only its log
+// then holds, and copies the store's files as a crash (kill -9) at that
+// moment leaves them to dir/cfg.db. It returns the copied path and the
+// store's file as it was at revision backupAt (an older copy of it).
+func crashImage(t *testing.T, dir string, filed, backupAt int64, logged ...rev) (path string, backup []byte) {
+	t.Helper()
+	ctx := context.Background()
+	orig := filepath.Join(t.TempDir(), "cfg.db")
+	s := openTest(t, orig)
+	for n := int64(1); n <= filed; n++ {
+		mustAppend(t, s, newRev(n, cv("a", fmt.Sprintf("a%d", n))))
+		if _, err := s.Revision(ctx, n); err != nil { // in the file
+			t.Fatal(err)
+		}
+		if n == backupAt {
+			var err error
+			if backup, err = os.ReadFile(orig); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	mustAppend(t, s, logged...)
+	path = filepath.Join(dir, "cfg.db")
+	for _, suffix := range []string{"", IdentitySuffix, WALSuffix} {
+		copyFile(t, orig+suffix, path+suffix)
+	}
+	return path, backup
+}
+
+// TestLogAfterACrash opens stores beside the log a crash left, with its
+// revisions not yet in the file: the log's records are of the store whose
+// identity they carry, and continue its file or are not written to it.
+// A new store made in its place (the store moved aside with its identity
+// record, as the error for a damaged store says) takes none of them; a
+// file restored from an older copy takes those that continue it, and none
+// if the log does not continue it (the revisions between are lost with
+// the file the copy replaced).
+func TestLogAfterACrash(t *testing.T) {
+	ctx := context.Background()
+	t.Run("a new store", func(t *testing.T) {
+		path, _ := crashImage(t, t.TempDir(), 0, 0, newRev(1, cv("a", "other store")))
+		for _, suffix := range []string{"", IdentitySuffix} {
+			if err := os.Rename(path+suffix, path+suffix+".aside"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s := openTest(t, path)
+		if info, err := s.Latest(ctx); err != nil || info.Number != 0 {
+			t.Errorf("Latest of a new store beside another's log: %+v, %v; want no revision", info, err)
+		}
+		mustAppend(t, s, newRev(1, cv("b", "b1")))
+		s.Close()
+		s = openTest(t, path)
+		if _, got := snapshot(t, s, All()); !cmp.Equal(got, []string{"b@1=b1"}) {
+			t.Errorf("Snapshot of a new store beside another's log: %q", got)
+		}
+	})
+	t.Run("a copy the log continues", func(t *testing.T) {
+		path, backup := crashImage(t, t.TempDir(), 1, 1, newRev(2, cv("a", "a2")), newRev(3, cv("b", "b3")))
+		if err := os.WriteFile(path, backup, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s := openTest(t, path)
+		if _, got := snapshot(t, s, All()); !cmp.Equal(got, []string{"a@2=a2", "b@3=b3"}) {
+			t.Errorf("Snapshot of a copy the log continues: %q", got)
+		}
+	})
+	t.Run("a copy the log does not continue", func(t *testing.T) {
+		path, backup := crashImage(t, t.TempDir(), 2, 1, newRev(3, cv("a", "a3")), newRev(4, cv("b", "b4")))
+		if err := os.WriteFile(path, backup, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s := openTest(t, path)
+		if _, got := snapshot(t, s, All()); !cmp.Equal(got, []string{"a@1=a1"}) {
+			t.Errorf("Snapshot of a copy the log does not continue: %q", got)
+		}
+		mustAppend(t, s, newRev(2, cv("b", "b2")))
+		s.Close()
+		s = openTest(t, path)
+		if got := since(t, s, 0, All()); !cmp.Equal(got, []string{`1 a "a1" deleted=false`, `2 b "b2" deleted=false`}) {
+			t.Errorf("Since(0) after appending to a copy the log did not continue: %q", got)
+		}
+	})
+}
