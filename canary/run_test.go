@@ -530,44 +530,6 @@ func TestReportFit(t *testing.T) {
 	}
 }
 
-// While the hosts' reports cannot be read, nothing is judged: a short
-// outage leaves the phase to go on, a long one ends the run with an
-// error (and rolls back).
-func TestRunReportsUnavailable(t *testing.T) {
-	// A check that fails at once without data: an outage must not look
-	// like a lack of data about the candidate.
-	spec := simSpec(1, 5, phase("two", Targets{Count: ptr(2)}, 20, absCheck("c", "errors", 0.5, 0, "FAIL")))
-	for _, tc := range []struct {
-		name    string
-		down    time.Duration
-		outcome Outcome
-		reason  string
-	}{
-		{"short outage", 5 * time.Second, Landed, ""},
-		{"long outage", time.Minute, Failed, `phase "two": reading the hosts' reports: daemon http://sim: connection refused`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			f := newSim(t, 4)
-			f.hostsDown, f.hostsDownFor = simStart.Add(5*time.Second), tc.down
-			rep, err := f.run(context.Background(), spec, never)
-			if rep.Outcome != tc.outcome || rep.Reason != tc.reason || (err != nil) != (tc.outcome == Failed) {
-				t.Errorf("outcome %q (%s), %v; want %q (%s)", rep.Outcome, rep.Reason, err, tc.outcome, tc.reason)
-			}
-			notJudged := 0
-			for _, ev := range rep.Phases[0].Evaluations {
-				if len(ev.Checks) == 0 {
-					notJudged++
-				}
-			}
-			if notJudged < 4 {
-				t.Errorf("%d evaluations not judged, want one per second of the outage", notJudged)
-			}
-			f.checkServing(t, rep)
-		})
-	}
-}
-
 // unreadable is a provider whose metrics cannot be read from down for
 // downFor, as when the prometheus provider's server is down.
 type unreadable struct {
@@ -583,28 +545,36 @@ func (p unreadable) Values(ctx context.Context, q metrics.Query, hosts []metrics
 	return p.Provider.Values(ctx, q, hosts, now)
 }
 
-// TestRunMetricsUnavailable: metrics that cannot be read (their server
-// is down) are not a lack of data about the candidate, even for a check
-// that fails at once without data. The evaluations are not judged; a
-// short outage is waited out, and a long one fails the run (an error:
-// exit 3), rolled back.
-func TestRunMetricsUnavailable(t *testing.T) {
+// While the hosts' reports or their metrics cannot be read (the daemon,
+// or the prometheus provider's server, is down), nothing is judged: a
+// short outage leaves the phase to go on, a long one ends the run with an
+// error (exit 3), rolled back. An outage is not a lack of data about the
+// candidate, even for a check that fails at once without data.
+func TestRunOutages(t *testing.T) {
 	spec := simSpec(1, 5, phase("two", Targets{Count: ptr(2)}, 20, absCheck("c", "errors", 0.5, 0, "FAIL")))
+	down := simStart.Add(5 * time.Second)
 	for _, tc := range []struct {
 		name    string
+		metrics bool // the metrics are down, not the reports
 		down    time.Duration
 		outcome Outcome
 		reason  string
 	}{
-		{"short outage", 5 * time.Second, Landed, ""},
-		{"long outage", time.Minute, Failed, `phase "two": reading the metrics: prometheus http://sim: query errors: metrics unavailable`},
+		{"reports, short", false, 5 * time.Second, Landed, ""},
+		{"reports, long", false, time.Minute, Failed, `phase "two": reading the hosts' reports: daemon http://sim: connection refused`},
+		{"metrics, short", true, 5 * time.Second, Landed, ""},
+		{"metrics, long", true, time.Minute, Failed, `phase "two": reading the metrics: prometheus http://sim: query errors: metrics unavailable`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := newSim(t, 4)
-			rep, err := f.run(context.Background(), spec, never, func(o *Options) {
-				o.Provider = unreadable{o.Provider, simStart.Add(5 * time.Second), tc.down}
-			})
+			tune := func(o *Options) {}
+			if tc.metrics {
+				tune = func(o *Options) { o.Provider = unreadable{o.Provider, down, tc.down} }
+			} else {
+				f.hostsDown, f.hostsDownFor = down, tc.down
+			}
+			rep, err := f.run(context.Background(), spec, never, tune)
 			if rep.Outcome != tc.outcome || rep.Reason != tc.reason || (err != nil) != (tc.outcome == Failed) {
 				t.Errorf("outcome %q (%s), %v; want %q (%s)", rep.Outcome, rep.Reason, err, tc.outcome, tc.reason)
 			}
