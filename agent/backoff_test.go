@@ -185,30 +185,18 @@ func fillDisk(t *testing.T, dir string) func() {
 func TestBackoffWhenStreamsEndAtOnce(t *testing.T) {
 	var mu sync.Mutex
 	var at []time.Time
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/v1/watch" {
-			mu.Lock()
-			at = append(at, time.Now())
-			mu.Unlock()
-			w.Header().Set("Content-Type", "application/x-ndjson")
-			w.WriteHeader(http.StatusOK)
-			return
-		}
-		http.NotFound(w, r)
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	url := endingDaemon(t, func() {
+		mu.Lock()
+		at = append(at, time.Now())
+		mu.Unlock()
+	})
 
 	dir := t.TempDir()
 	if err := cache.Write(dir, cache.ConfigVersion{Name: "feed/job", Revision: 1, Data: []byte("{}")}); err != nil {
 		t.Fatal(err)
 	}
 	cfg := testConfig(dir)
-	cfg.Daemons = []string{"http://" + ln.Addr().String()}
+	cfg.Daemons = []string{url}
 	const retryMin, retryMax = 20 * time.Millisecond, 200 * time.Millisecond
 	serveAgent(t, cfg, func(a *Agent) { a.retryMin, a.retryMax = retryMin, retryMax })
 	const n = 7
@@ -239,24 +227,11 @@ func TestFailoverAtOnceThenWait(t *testing.T) {
 	var watches []watch
 	var urls []string
 	for i := range 2 {
-		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == "/v1/watch" {
-				mu.Lock()
-				watches = append(watches, watch{i, time.Now()})
-				mu.Unlock()
-				w.Header().Set("Content-Type", "application/x-ndjson")
-				w.WriteHeader(http.StatusOK)
-				return
-			}
-			http.NotFound(w, r)
-		})}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go srv.Serve(ln)
-		t.Cleanup(func() { srv.Close() })
-		urls = append(urls, "http://"+ln.Addr().String())
+		urls = append(urls, endingDaemon(t, func() {
+			mu.Lock()
+			watches = append(watches, watch{i, time.Now()})
+			mu.Unlock()
+		}))
 	}
 
 	dir := t.TempDir()
@@ -292,4 +267,25 @@ func TestFailoverAtOnceThenWait(t *testing.T) {
 	if got := get(t, a.URL+"/v1/configs/feed/job"); got.code != 200 || got.body != "{}" {
 		t.Errorf("GET while no daemon streams = %d %q, want the cached config", got.code, got.body)
 	}
+}
+
+// endingDaemon starts a daemon that accepts every watch and ends it before
+// any event, calling watched for each, and returns its URL.
+func endingDaemon(t *testing.T, watched func()) string {
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/watch" {
+			watched()
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		http.NotFound(w, r)
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
 }

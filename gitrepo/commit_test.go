@@ -661,26 +661,14 @@ func TestLockKilledCreatingGitLock(t *testing.T) {
 			r.write("cfg/source/a", "1")
 			r.commitAll("initial")
 			before := gitDirFiles(t, r.top)
-			helper := exec.Command(os.Args[0], "-test.run=^TestLockHelper$")
-			helper.Env = append(os.Environ(), "GITREPO_LOCK_HELPER="+r.root, "GITREPO_LOCK_HELPER_STEP="+step)
-			stdout, _ := helper.StdoutPipe()
-			helper.Stderr = os.Stderr
-			if err := helper.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer helper.Process.Kill()
-			if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "at "+step+"\n" {
-				t.Fatalf("helper: %q, %v", line, err)
-			}
-			helper.Process.Signal(syscall.SIGKILL)
-			helper.Wait()
+			pid := killAt(t, "TestLockHelper", step, "GITREPO_LOCK_HELPER="+r.root, "GITREPO_LOCK_HELPER_STEP="+step)
 
 			g := r.open()
 			l, err := g.Lock(context.Background(), time.Minute, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if s := l.Stale(); s == nil || s.Holder.PID != helper.Process.Pid || len(s.Left) != 0 {
+			if s := l.Stale(); s == nil || s.Holder.PID != pid || len(s.Left) != 0 {
 				t.Errorf("Stale() = %+v, want the helper, nothing left", s)
 			}
 			if _, err := commitFiles(g, "after", "source/a", "2"); err != nil {
@@ -748,19 +736,7 @@ func TestLockRecoveryKeepsOthersLockFiles(t *testing.T) {
 	r.write("cfg/source/a", "1")
 	root := r.commitAll("initial")
 	before := gitDirFiles(t, r.top)
-	helper := exec.Command(os.Args[0], "-test.run=^TestLockHelper$")
-	helper.Env = append(os.Environ(), "GITREPO_LOCK_HELPER="+r.root, "GITREPO_LOCK_HELPER_STEP=recorded")
-	stdout, _ := helper.StdoutPipe()
-	helper.Stderr = os.Stderr
-	if err := helper.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer helper.Process.Kill()
-	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "at recorded\n" {
-		t.Fatalf("helper: %q, %v", line, err)
-	}
-	helper.Process.Signal(syscall.SIGKILL)
-	helper.Wait()
+	pid := killAt(t, "TestLockHelper", "recorded", "GITREPO_LOCK_HELPER="+r.root, "GITREPO_LOCK_HELPER_STEP=recorded")
 
 	// A git command takes index.lock, as git does.
 	indexLock := filepath.Join(r.top, ".git", "index.lock")
@@ -776,7 +752,7 @@ func TestLockRecoveryKeepsOthersLockFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := l.Stale(); s == nil || s.Holder.PID != helper.Process.Pid || len(s.Removed) != 0 || len(s.Left) != 0 {
+	if s := l.Stale(); s == nil || s.Holder.PID != pid || len(s.Removed) != 0 || len(s.Left) != 0 {
 		t.Errorf("Stale() = %+v, want the helper, nothing removed or left", s)
 	}
 	if data, err := os.ReadFile(indexLock); err != nil || string(data) != "git's\n" {
@@ -853,19 +829,7 @@ func TestCommitKilledAtEachStep(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			helper := exec.Command(os.Args[0], "-test.run=^TestCommitHelper$")
-			helper.Env = append(os.Environ(), "GITREPO_COMMIT_HELPER="+r.root, "GITREPO_COMMIT_HELPER_STEP="+step)
-			stdout, _ := helper.StdoutPipe()
-			helper.Stderr = os.Stderr
-			if err := helper.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer helper.Process.Kill()
-			if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "at "+step+"\n" {
-				t.Fatalf("helper: %q, %v", line, err)
-			}
-			helper.Process.Signal(syscall.SIGKILL)
-			helper.Wait()
+			pid := killAt(t, "TestCommitHelper", step, "GITREPO_COMMIT_HELPER="+r.root, "GITREPO_COMMIT_HELPER_STEP="+step)
 
 			// The branch has not moved, whatever the step.
 			if got := strings.TrimSpace(r.gitOK("rev-parse", "master")); got != root.String() {
@@ -902,7 +866,7 @@ func TestCommitKilledAtEachStep(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if s := l.Stale(); s == nil || s.Holder.PID != helper.Process.Pid || !slices.Equal(s.Removed, wantRemoved) || len(s.Left) != 0 {
+			if s := l.Stale(); s == nil || s.Holder.PID != pid || !slices.Equal(s.Removed, wantRemoved) || len(s.Left) != 0 {
 				t.Errorf("Stale() = %+v, want the helper, with %q removed", s, wantRemoved)
 			}
 			h, err := g.Commit([]string{"source/a", "materialized_configs/a"}, CommitOptions{Message: "again", Author: &Signature{Name: "Ann", Email: "ann@example.com"}})
@@ -1327,4 +1291,25 @@ func TestWorkingChangesLinkedDirectory(t *testing.T) {
 	if st, err := gitIn(r.top, "status", "--porcelain"); err != nil || st != " D cfg/materialized_configs/a.json\n?? cfg/materialized_configs\n" {
 		t.Errorf("git status: %q, %v", st, err)
 	}
+}
+
+// killAt runs this package's test helper test with env added to the
+// environment, waits until it says it is at step, kills it (SIGKILL) and
+// returns its process ID.
+func killAt(t *testing.T, test, step string, env ...string) (pid int) {
+	t.Helper()
+	helper := exec.Command(os.Args[0], "-test.run=^"+test+"$")
+	helper.Env = append(os.Environ(), env...)
+	stdout, _ := helper.StdoutPipe()
+	helper.Stderr = os.Stderr
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer helper.Process.Kill()
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "at "+step+"\n" {
+		t.Fatalf("helper: %q, %v", line, err)
+	}
+	helper.Process.Signal(syscall.SIGKILL)
+	helper.Wait()
+	return helper.Process.Pid
 }
