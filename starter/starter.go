@@ -136,12 +136,24 @@ func Init(ctx context.Context, dir string, opts compiler.Options) (*Result, erro
 
 // ignoreContent returns what the ignore file at p must hold to ignore
 // cfg's caches, or nil if it already does. An existing file keeps its
-// lines; IgnoreLine is added at its end.
+// lines; IgnoreLine is added at its end. A link at p is a *repo.LinkError:
+// Init follows none, so that it writes nothing outside dir.
 func ignoreContent(p string) ([]byte, error) {
-	data, err := os.ReadFile(p)
+	fi, err := os.Lstat(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return []byte("# cfg's local caches\n" + IgnoreLine + "\n"), nil
 	}
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		target, _ := os.Readlink(p)
+		return nil, &repo.LinkError{Path: IgnoreFile, Target: target}
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, &fs.PathError{Op: "read", Path: IgnoreFile, Err: repo.ErrNotRegular}
+	}
+	data, err := os.ReadFile(p)
 	if err != nil {
 		return nil, err
 	}
