@@ -67,6 +67,9 @@ func (c *dirCache) acquire(dir string) (*os.Root, func(), error) {
 		release()
 		return nil, nil, &fs.PathError{Op: "open", Path: dir, Err: errors.New("not a directory")}
 	}
+	if testHookChecked != nil {
+		testHookChecked(dir)
+	}
 	d, err := parent.OpenRoot(base)
 	release()
 	if err != nil {

@@ -113,9 +113,14 @@ func (c *SourceChecker) scan() {
 // Check is CheckSource.
 func (c *SourceChecker) Check(p string) error {
 	if _, err := fs.Stat(c.fsys, p); err != nil {
+		// A link, a pipe or a device is reported at p like a link: what
+		// it is, without p again.
 		var le *LinkError
-		if errors.As(err, &le) && le.Path == p {
+		switch {
+		case errors.As(err, &le) && le.Path == p:
 			return errors.New(le.Problem())
+		case errors.Is(err, ErrNotRegular):
+			return ErrNotRegular
 		}
 		return err
 	}

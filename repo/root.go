@@ -73,6 +73,11 @@ var (
 	errChanged = errors.New("changed while it was opened")
 )
 
+// testHookChecked, when set, is called with a repository path after it was
+// checked not to be a link and before it is opened, so that tests can
+// replace it in between.
+var testHookChecked func(p string)
+
 // Open opens the config repository at dir. source/ must be a directory,
 // not a link.
 func Open(dir string) (*Repo, error) {
@@ -214,6 +219,9 @@ func (r *Repo) openOnce(p string) (*os.File, fs.FileInfo, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, nil, &fs.PathError{Op: "open", Path: p, Err: ErrNotRegular}
+	}
+	if testHookChecked != nil {
+		testHookChecked(p)
 	}
 	f, err := d.Open(base)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -319,4 +320,74 @@ func TestRepoReadsFileReplacedByRename(t *testing.T) {
 	}
 	close(done)
 	wg.Wait()
+}
+
+// TestRepoRefusesLinkSwappedIn replaces a file or a directory by a link
+// after the Repo checked it and before it opens it: the Repo opens only
+// what it checked, and refuses the link, whether it points inside the
+// repository (where an os.Root would follow it) or outside.
+func TestRepoRefusesLinkSwappedIn(t *testing.T) {
+	for _, tc := range []struct {
+		read, swap, target string
+		wantLink           bool // a *LinkError naming swap, or else any error
+	}{
+		{read: "source/f.txt", swap: "source/f.txt", target: "other.txt", wantLink: true},
+		{read: "source/a/f.txt", swap: "source/a", target: "b", wantLink: true},
+		{read: "source/f.txt", swap: "source/f.txt", target: "OUTSIDE/secret"},
+		{read: "source/a/f.txt", swap: "source/a", target: "OUTSIDE"},
+	} {
+		t.Run(tc.swap+"->"+tc.target, func(t *testing.T) {
+			dir := t.TempDir()
+			root, outside := filepath.Join(dir, "repo"), filepath.Join(dir, "outside")
+			for name, data := range map[string]string{
+				"outside/secret":        "TOPSECRET",
+				"outside/f.txt":         "TOPSECRET",
+				"repo/source/f.txt":     "checked",
+				"repo/source/other.txt": "TOPSECRET",
+				"repo/source/a/f.txt":   "checked",
+				"repo/source/b/f.txt":   "TOPSECRET",
+			} {
+				p := filepath.Join(dir, filepath.FromSlash(name))
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			target := tc.target
+			if rest, ok := strings.CutPrefix(target, "OUTSIDE"); ok {
+				target = outside + rest
+			}
+			r := openRepo(t, root)
+			swapped := 0
+			testHookChecked = func(p string) {
+				if p != tc.swap || swapped > 0 {
+					return
+				}
+				swapped++
+				abs := filepath.Join(root, filepath.FromSlash(p))
+				if err := os.Rename(abs, abs+".gone"); err != nil {
+					t.Error(err)
+				}
+				if err := os.Symlink(target, abs); err != nil {
+					t.Error(err)
+				}
+			}
+			t.Cleanup(func() { testHookChecked = nil })
+			data, err := fs.ReadFile(r.FS(), tc.read)
+			if swapped != 1 {
+				t.Fatalf("%s was checked %d times before it was opened, want 1", tc.swap, swapped)
+			}
+			var le *LinkError
+			switch {
+			case err == nil:
+				t.Errorf("ReadFile(%s) = %q, want an error", tc.read, data)
+			case tc.wantLink && (!errors.As(err, &le) || le.Path != tc.swap || le.Target != target):
+				t.Errorf("ReadFile(%s) = %v, want the link %s to %s", tc.read, err, tc.swap, target)
+			case strings.Contains(err.Error(), "TOPSECRET"):
+				t.Errorf("ReadFile(%s) = %v", tc.read, err)
+			}
+		})
+	}
 }

@@ -87,7 +87,7 @@ func Init(ctx context.Context, dir string, opts compiler.Options) (*Result, erro
 	if len(found) > 0 {
 		return nil, &ExistsError{Dir: dir, Paths: found}
 	}
-	ignore, err := ignoreContent(filepath.Join(abs, IgnoreFile))
+	ignore, isNew, err := ignoreContent(filepath.Join(abs, IgnoreFile))
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +112,13 @@ func Init(ctx context.Context, dir string, opts compiler.Options) (*Result, erro
 		return nil, err
 	}
 	if ignore != nil {
-		if err := os.WriteFile(filepath.Join(abs, IgnoreFile), ignore, 0o644); err != nil {
+		p := filepath.Join(abs, IgnoreFile)
+		if isNew {
+			err = writeNew(p, ignore) // exclusively: a link made meanwhile is not followed
+		} else {
+			err = os.WriteFile(p, ignore, 0o644)
+		}
+		if err != nil {
 			return nil, err
 		}
 		res.Files = append(res.Files, IgnoreFile)
@@ -135,26 +141,38 @@ func Init(ctx context.Context, dir string, opts compiler.Options) (*Result, erro
 }
 
 // ignoreContent returns what the ignore file at p must hold to ignore
-// cfg's caches, or nil if it already does. An existing file keeps its
-// lines; IgnoreLine is added at its end.
-func ignoreContent(p string) ([]byte, error) {
-	data, err := os.ReadFile(p)
+// cfg's caches, or nil if it already does, and whether the file is new. An
+// existing file keeps its lines; IgnoreLine is added at its end. A link at
+// p is a *repo.LinkError: Init follows none, so that it writes nothing
+// outside dir.
+func ignoreContent(p string) (data []byte, isNew bool, err error) {
+	fi, err := os.Lstat(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return []byte("# cfg's local caches\n" + IgnoreLine + "\n"), nil
+		return []byte("# cfg's local caches\n" + IgnoreLine + "\n"), true, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		target, _ := os.Readlink(p)
+		return nil, false, &repo.LinkError{Path: IgnoreFile, Target: target}
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, false, &fs.PathError{Op: "read", Path: IgnoreFile, Err: repo.ErrNotRegular}
+	}
+	if data, err = os.ReadFile(p); err != nil {
+		return nil, false, err
 	}
 	for line := range strings.SplitSeq(string(data), "\n") {
 		switch strings.TrimSpace(line) {
 		case IgnoreLine, repo.CacheDir, repo.CacheDir + "/", "/" + repo.CacheDir:
-			return nil, nil
+			return nil, false, nil
 		}
 	}
 	if len(data) > 0 && !bytes.HasSuffix(data, []byte("\n")) {
 		data = append(data, '\n')
 	}
-	return append(data, IgnoreLine+"\n"...), nil
+	return append(data, IgnoreLine+"\n"...), false, nil
 }
 
 // writeNew writes a file that must not exist, making its directory.

@@ -229,3 +229,43 @@ func TestInitRefusesRepository(t *testing.T) {
 		t.Error("Init of a file succeeded")
 	}
 }
+
+// TestInitRefusesLinkedIgnoreFile puts a symbolic link where Init adds its
+// line to the ignore file, to a file outside the directory or to none yet:
+// Init follows no link, so it refuses before anything is written, and the
+// file outside is neither changed nor made.
+func TestInitRefusesLinkedIgnoreFile(t *testing.T) {
+	for _, target := range []string{"rc", "missing"} {
+		t.Run(target, func(t *testing.T) {
+			top := t.TempDir()
+			dir, outside := filepath.Join(top, "configs"), filepath.Join(top, "outside")
+			for _, d := range []string{dir, outside} {
+				if err := os.Mkdir(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.WriteFile(filepath.Join(outside, "rc"), []byte("export SECRET=1"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			link := "../outside/" + target
+			if err := os.Symlink(link, filepath.Join(dir, IgnoreFile)); err != nil {
+				t.Skipf("symbolic links: %v", err)
+			}
+			_, err := Init(context.Background(), dir, compiler.Options{})
+			var le *repo.LinkError
+			if !errors.As(err, &le) || le.Path != IgnoreFile || le.Target != link {
+				t.Errorf("Init = %v, want the link %s to %s", err, IgnoreFile, link)
+			}
+			if data, err := os.ReadFile(filepath.Join(outside, "rc")); err != nil || string(data) != "export SECRET=1" {
+				t.Errorf("outside/rc = %q, %v; want it unchanged", data, err)
+			}
+			if _, err := os.Lstat(filepath.Join(outside, "missing")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("outside/missing: %v, want none", err)
+			}
+			entries, err := os.ReadDir(dir)
+			if err != nil || len(entries) != 1 {
+				t.Errorf("Init wrote in %s: %v, %v; want only the link", dir, entries, err)
+			}
+		})
+	}
+}

@@ -87,7 +87,8 @@ func runInit(f *Factory, cmd *cobra.Command, opts *InitOptions) error {
 		return usageError(err)
 	}
 	if err != nil {
-		return infraError(err)
+		// A link in DIR is refused like one in a repository (exit 1).
+		return (&workspace{root: dir, cwd: cwd}).fail(err)
 	}
 	ws := &workspace{root: res.Dir, cwd: cwd}
 	shown := ws.display(".")
