@@ -370,6 +370,9 @@ func (c *Compiler) newThread(name string, j *job) *starlark.Thread {
 		Print: c.print,
 	}
 	t.SetMaxExecutionSteps(c.opts.MaxSteps)
+	t.OnMaxSteps = func(t *starlark.Thread) {
+		t.Cancel(fmt.Sprintf("the program passed the limit of %d steps (--max-steps)", c.opts.MaxSteps))
+	}
 	if j != nil {
 		j.add(t)
 	}
