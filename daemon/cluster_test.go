@@ -395,3 +395,63 @@ func TestClusterStaleClone(t *testing.T) {
 	}
 	sw.expect("update 3 a@3=a3")
 }
+
+// TestClusterBranchReset attacks the guarantee that the publisher of a
+// cluster takes its branch reset to one of its older commits for a clone
+// that is behind, not for a rewritten branch: it waits, not ready and
+// publishing nothing, until a commit is made on top of the older one;
+// that commit, of which the published one is not an ancestor, makes a
+// rewritten branch, published at once as one revision of the differences,
+// which every daemon serves.
+func TestClusterBranchReset(t *testing.T) {
+	c, prefix := testEtcd(t)
+	r := newTestRepo(t)
+	c1 := r.commit("materialized_configs/a.json", "a1", "materialized_configs/b.json", "b1")
+	ds := startCluster(t, c, prefix, r.dir, 2, nil)
+	for _, d := range ds {
+		waitLong(t, "revision 1 on "+d.cfg.Member, func() bool { return d.latest() == 1 })
+	}
+	var ws []*watcher
+	for _, d := range ds {
+		ws = append(ws, d.watch("configs=*&from=1"))
+	}
+	r.commit("materialized_configs/a.json", "a2", "materialized_configs/c.json", "c2")
+	for _, w := range ws {
+		w.expect("update 2 a@2=a2 c@2=c2")
+	}
+
+	r.reset(c1)
+	waitLong(t, "the publisher to wait for its branch", func() bool {
+		pub := publisherOf(ds)
+		if pub == nil {
+			return false
+		}
+		code, body, _ := pub.do("GET", "/healthz", "", nil)
+		return code == 503 && strings.Contains(body, "behind the published commit")
+	})
+	for _, d := range ds {
+		if got := d.latest(); got != 2 {
+			t.Fatalf("%s: latest revision %d with the branch reset, want 2", d.cfg.Member, got)
+		}
+	}
+	// The work tree still holds the second commit's files: the commit on
+	// top of the first one keeps b, changes a and removes c.
+	r.commit("materialized_configs/a.json", "a3", "materialized_configs/c.json", "")
+	for _, w := range ws {
+		w.expect("update 3 a@3=a3 c@3=-")
+	}
+	for _, d := range ds {
+		waitLong(t, "revision 3 on "+d.cfg.Member, func() bool { return d.latest() == 3 })
+	}
+	waitLong(t, "the publisher to be ready", func() bool {
+		pub := publisherOf(ds)
+		if pub == nil {
+			return false
+		}
+		code, _, _ := pub.do("GET", "/healthz", "", nil)
+		return code == 200
+	})
+	for _, w := range ws {
+		w.quiet(300 * time.Millisecond)
+	}
+}
