@@ -395,3 +395,138 @@ func TestClusterStaleClone(t *testing.T) {
 	}
 	sw.expect("update 3 a@3=a3")
 }
+
+// TestClusterBranchReset attacks the guarantee that the publisher of a
+// cluster takes its branch reset to one of its older commits for a clone
+// that is behind, not for a rewritten branch: it waits, not ready and
+// publishing nothing, until a commit is made on top of the older one;
+// that commit, of which the published one is not an ancestor, makes a
+// rewritten branch, published at once as one revision of the differences,
+// which every daemon serves.
+func TestClusterBranchReset(t *testing.T) {
+	c, prefix := testEtcd(t)
+	r := newTestRepo(t)
+	c1 := r.commit("materialized_configs/a.json", "a1", "materialized_configs/b.json", "b1")
+	ds := startCluster(t, c, prefix, r.dir, 2, nil)
+	for _, d := range ds {
+		waitLong(t, "revision 1 on "+d.cfg.Member, func() bool { return d.latest() == 1 })
+	}
+	var ws []*watcher
+	for _, d := range ds {
+		ws = append(ws, d.watch("configs=*&from=1"))
+	}
+	r.commit("materialized_configs/a.json", "a2", "materialized_configs/c.json", "c2")
+	for _, w := range ws {
+		w.expect("update 2 a@2=a2 c@2=c2")
+	}
+
+	r.reset(c1)
+	waitLong(t, "the publisher to wait for its branch", func() bool {
+		pub := publisherOf(ds)
+		if pub == nil {
+			return false
+		}
+		code, body, _ := pub.do("GET", "/healthz", "", nil)
+		return code == 503 && strings.Contains(body, "behind the published commit")
+	})
+	for _, d := range ds {
+		if got := d.latest(); got != 2 {
+			t.Fatalf("%s: latest revision %d with the branch reset, want 2", d.cfg.Member, got)
+		}
+	}
+	// The work tree still holds the second commit's files: the commit on
+	// top of the first one keeps b, changes a and removes c.
+	r.commit("materialized_configs/a.json", "a3", "materialized_configs/c.json", "")
+	for _, w := range ws {
+		w.expect("update 3 a@3=a3 c@3=-")
+	}
+	for _, d := range ds {
+		waitLong(t, "revision 3 on "+d.cfg.Member, func() bool { return d.latest() == 3 })
+	}
+	waitLong(t, "the publisher to be ready", func() bool {
+		pub := publisherOf(ds)
+		if pub == nil {
+			return false
+		}
+		code, _, _ := pub.do("GET", "/healthz", "", nil)
+		return code == 200
+	})
+	for _, w := range ws {
+		w.quiet(300 * time.Millisecond)
+	}
+}
+
+// TestClusterQuorumLost attacks the guarantee that losing etcd's quorum
+// (two members of three stopped) stops publishing and makes every daemon
+// unready, while their watch streams stay open with heartbeats and send
+// nothing else; once the quorum is back, every daemon is ready again and
+// the commit made meanwhile reaches the same streams as the next
+// revision.
+func TestClusterQuorumLost(t *testing.T) {
+	c, err := etcdtest.Start(t.TempDir(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1")
+	ds := startCluster(t, c, "/cfg/", r.dir, 2, nil)
+	var ws []*watcher
+	for _, d := range ds {
+		waitLong(t, "revision 1 on "+d.cfg.Member, func() bool { return d.latest() == 1 })
+		w := d.watch("configs=a")
+		w.expect("snapshot 1 a@1=a1")
+		ws = append(ws, w)
+	}
+	healthz := func(d *testDaemon) (int, string) {
+		code, body, _ := d.do("GET", "/healthz", "", nil)
+		return code, body
+	}
+	leader := c.Leader()
+	if leader < 0 {
+		t.Fatal("no etcd leader")
+	}
+	down := []int{leader, (leader + 1) % 3}
+	for _, m := range down {
+		c.Stop(m)
+	}
+	r.commit("materialized_configs/a.json", "a2")
+	for _, d := range ds {
+		waitLong(t, d.cfg.Member+" to be unready", func() bool { code, _ := healthz(d); return code == 503 })
+	}
+	// The streams stay open: heartbeats keep coming, and nothing else.
+	for i, w := range ws {
+		for beats := 0; beats < 3; {
+			select {
+			case e, ok := <-w.events:
+				if !ok {
+					t.Fatalf("%s: the watch stream ended without a quorum", ds[i].cfg.Member)
+				}
+				if e.Type != "heartbeat" {
+					t.Fatalf("%s: event %s without a quorum", ds[i].cfg.Member, e)
+				}
+				beats++
+			case <-time.After(time.Minute):
+				t.Fatalf("%s: no heartbeat for a minute without a quorum", ds[i].cfg.Member)
+			}
+		}
+	}
+	for _, m := range down {
+		if err := c.Restart(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, w := range ws {
+		w.expect("update 2 a@2=a2")
+	}
+	for _, d := range ds {
+		waitLong(t, d.cfg.Member+" to be ready again", func() bool {
+			code, body := healthz(d)
+			return code == 200 && strings.HasPrefix(body, "ok: ")
+		})
+		if got := d.latest(); got != 2 {
+			t.Errorf("%s: latest revision %d, want 2", d.cfg.Member, got)
+		}
+	}
+	waitLong(t, "a publisher with the quorum back", func() bool { return publisherOf(ds) != nil })
+}
