@@ -294,9 +294,11 @@ func (d *testDaemon) compacted(n int64) bool {
 	return errors.Is(err, store.ErrCompacted)
 }
 
-// TestClusterMemberStopped attacks the guarantee that publishing goes on
-// when one etcd member of three stops: the etcd leader, the worst case.
-func TestClusterMemberStopped(t *testing.T) {
+// watchedCluster starts an etcd cluster of three members of its own and two
+// daemons over it, tailing a repository that holds a.json, and returns them
+// once each has revision 1, with a watch of a on each.
+func watchedCluster(t *testing.T) (*etcdtest.Cluster, *testRepo, []*testDaemon, []*watcher) {
+	t.Helper()
 	c, err := etcdtest.Start(t.TempDir(), 3)
 	if err != nil {
 		t.Fatal(err)
@@ -312,6 +314,13 @@ func TestClusterMemberStopped(t *testing.T) {
 		w.expect("snapshot 1 a@1=a1")
 		ws = append(ws, w)
 	}
+	return c, r, ds, ws
+}
+
+// TestClusterMemberStopped attacks the guarantee that publishing goes on
+// when one etcd member of three stops: the etcd leader, the worst case.
+func TestClusterMemberStopped(t *testing.T) {
+	c, r, _, ws := watchedCluster(t)
 	leader := c.Leader()
 	if leader < 0 {
 		t.Fatal("no etcd leader")
@@ -463,21 +472,7 @@ func TestClusterBranchReset(t *testing.T) {
 // the commit made meanwhile reaches the same streams as the next
 // revision.
 func TestClusterQuorumLost(t *testing.T) {
-	c, err := etcdtest.Start(t.TempDir(), 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	r := newTestRepo(t)
-	r.commit("materialized_configs/a.json", "a1")
-	ds := startCluster(t, c, "/cfg/", r.dir, 2, nil)
-	var ws []*watcher
-	for _, d := range ds {
-		waitLong(t, "revision 1 on "+d.cfg.Member, func() bool { return d.latest() == 1 })
-		w := d.watch("configs=a")
-		w.expect("snapshot 1 a@1=a1")
-		ws = append(ws, w)
-	}
+	c, r, ds, ws := watchedCluster(t)
 	healthz := func(d *testDaemon) (int, string) {
 		code, body, _ := d.do("GET", "/healthz", "", nil)
 		return code, body
