@@ -98,6 +98,14 @@ func TestGet(t *testing.T) {
 	if _, err := c.Get(ctx, "/etc/passwd"); err == nil || err.Error() != `config name "/etc/passwd": empty element (want slash-separated names)` {
 		t.Errorf("Get(/etc/passwd) = %v", err)
 	}
+	// Watch refuses a bad name before it asks the agent anything (with the
+	// context done, it would otherwise return the context's error).
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	err = c.Watch(done, "a,b", func(cfg Config) { t.Errorf("Watch(a,b) delivered %+v", cfg) })
+	if want := `config name "a,b": character ',' not allowed (want ASCII letters, digits and . _ - + @)`; err == nil || err.Error() != want {
+		t.Errorf("Watch(a,b) = %v, want %s", err, want)
+	}
 }
 
 func equal(a, b Config) bool {
