@@ -278,11 +278,7 @@ func readCandidate(f *Factory, cmd *cobra.Command, ws *workspace, g *gitrepo.Rep
 		return nil, infraError(err)
 	}
 
-	typesData, err := fs.ReadFile(snap, repo.TypesFile)
-	if err != nil {
-		return nil, infraError(err)
-	}
-	types, err := repo.DecodeTypes(typesData)
+	types, err := readTypes(snap)
 	if err != nil {
 		return nil, infraError(err)
 	}
@@ -349,18 +345,28 @@ func committedTypes(g *gitrepo.Repo, base gitrepo.Head, changes []gitrepo.File) 
 	if base.Commit == "" || !slices.ContainsFunc(changes, func(c gitrepo.File) bool { return c.Kind == gitrepo.Deleted }) {
 		return nil, nil
 	}
-	data, err := g.ReadFile(base.Commit, repo.TypesFile)
+	fsys, err := g.FS(base.Commit)
+	if err != nil {
+		return nil, infraError(err)
+	}
+	types, err := readTypes(fsys)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, infraError(err)
-	}
-	types, err := repo.DecodeTypes(data)
-	if err != nil {
 		return nil, infraError(fmt.Errorf("commit %.12s: %w", base.Commit, err))
 	}
 	return types, nil
+}
+
+// readTypes reads the record of the configs' types (repo.TypesFile) in
+// fsys: a compile's snapshot, or a commit's files.
+func readTypes(fsys fs.FS) (map[string]string, error) {
+	data, err := fs.ReadFile(fsys, repo.TypesFile)
+	if err != nil {
+		return nil, err
+	}
+	return repo.DecodeTypes(data)
 }
 
 // canaryCommits lands a canaried change and reverts it, neither reading
