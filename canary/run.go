@@ -163,7 +163,12 @@ type run struct {
 	versions []int64              // every version of the override the run set
 	firstPut time.Time
 	baseline [][]float64 // per bake check, the fleet's values before the change
+	// recordNow asks keepLease to record the run at once (a commit it
+	// made), rather than at its next renewal.
+	recordNow chan struct{}
 
+	// mu guards the fields below, and rep's Commit and RevertCommit,
+	// which keepLease records.
 	mu       sync.Mutex
 	leased   bool      // the override exists and its lease is kept
 	renewed  time.Time // when the daemon last confirmed the lease
@@ -225,7 +230,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Spec.Bake != nil && o.Revert == nil {
 		return nil, errors.New("canary: the spec has a bake, but there is no way to revert (Options.Revert)")
 	}
-	r := &run{o: o, clock: o.Clock}
+	r := &run{o: o, clock: o.Clock, recordNow: make(chan struct{}, 1)}
 	r.rep = &Report{ID: o.ID, Config: o.Spec.Config, Spec: o.SpecName, By: o.By, Seed: o.Seed, Candidate: o.Candidate.Hash(),
 		Started: r.now().UTC(), Phases: []PhaseReport{}, ScrapeIntervalSeconds: o.Spec.ScrapeIntervalSeconds}
 	r.provider = o.Provider
@@ -367,10 +372,14 @@ func newProvider(spec Spec, clock clockwork.Clock) (metrics.Provider, error) {
 	return s, nil
 }
 
+// record returns the run's record in status. While the run keeps its
+// lease (keepLease), a running record is read under r.mu.
 func (r *run) record(status string) wire.Run {
 	run := wire.Run{ID: r.o.ID, Config: r.o.Spec.Config, Spec: r.o.SpecName, Status: status, Started: r.rep.Started, Base: r.rep.Base,
 		Commit: r.rep.Commit, Candidate: r.rep.Candidate, RevertCommit: r.rep.RevertCommit}
-	if status != wire.RunRunning {
+	if status == wire.RunRunning {
+		run.LeaseSeconds = r.o.Spec.LeaseSeconds
+	} else {
 		run.Ended = r.rep.Ended
 		r.rep.fit(maxReportBytes)
 		run.Report, _ = json.Marshal(r.rep)
@@ -450,10 +459,25 @@ func (r *run) leaseLost() error {
 	return r.leaseErr
 }
 
+// recordSoon has keepLease record the run at once, so that a run killed
+// after it committed is listed with its commit.
+func (r *run) recordSoon() {
+	select {
+	case r.recordNow <- struct{}{}:
+	default: // asked already
+	}
+}
+
 // keepLease renews the override's lease every third of it while the run
 // holds it, until ctx is done; losing the lease cancels the phases with
 // the reason. It runs from the start of the run to its end, so that the
 // lease is kept through every phase boundary and through landing.
+//
+// At the same pace it records the run again, running, which renews the
+// run's own lease (as long as the override's): the daemon lists a run
+// whose lease ran out as abandoned, so a run killed in its bake, which
+// holds no override, is not listed as running for ever. A record that
+// fails is recorded again soon, like a renewal.
 //
 // A renewal has a third of the lease to answer (a request's time, on the
 // real clock); one that fails or does not answer in time is tried again
@@ -471,10 +495,11 @@ func (r *run) keepLease(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.Chan():
+		case <-r.recordNow:
 		}
 		next := every
 		r.mu.Lock()
-		held := r.leased
+		held, rec := r.leased, r.record(wire.RunRunning)
 		r.mu.Unlock()
 		if held {
 			attempt, cancel := context.WithTimeout(ctx, every)
@@ -487,6 +512,11 @@ func (r *run) keepLease(ctx context.Context) {
 				next = retry
 			}
 		}
+		attempt, cancel := context.WithTimeout(ctx, every)
+		if err := r.o.Daemon.PutRun(attempt, rec); err != nil && ctx.Err() == nil {
+			next = retry
+		}
+		cancel()
 		t.Reset(next)
 	}
 }
@@ -1028,7 +1058,10 @@ func (r *run) rollback(ctx context.Context) error {
 // hosts to apply it, then removes the override. The lease is kept until
 // then, so that no canary host goes back to the old config.
 func (r *run) land(ctx context.Context, commit string) error {
+	r.mu.Lock()
 	r.rep.Commit = commit
+	r.mu.Unlock()
+	r.recordSoon()
 	r.progress("landed as commit %s; waiting for the daemon to publish it", commit)
 	rev, err := r.awaitPublished(ctx, commit)
 	if err != nil {
@@ -1058,7 +1091,10 @@ func (r *run) revert(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reverting: %w", err)
 	}
+	r.mu.Lock()
 	r.rep.RevertCommit = commit
+	r.mu.Unlock()
+	r.recordSoon()
 	rev, err := r.awaitPublished(ctx, commit)
 	if err != nil {
 		return fmt.Errorf("reverting: %w", err)

@@ -326,9 +326,29 @@ func (f *simFleet) DeleteOverride(_ context.Context, id string) error {
 	return nil
 }
 
+// PutRun records r as the daemon does: a running run holds a lease, and
+// one that ended is not running again. A run recorded again after its
+// lease ran out is an error of the test: the daemon would have listed it
+// abandoned while it ran.
 func (f *simFleet) PutRun(_ context.Context, r wire.Run) error {
-	f.mu.Lock()
+	now := f.lock()
 	defer f.mu.Unlock()
+	if prev, ok := f.runs[r.ID]; ok {
+		if prev.Status != wire.RunRunning && r.Status == wire.RunRunning {
+			return fmt.Errorf("run %s has ended: it cannot be running again", r.ID)
+		}
+		if prev.Status == wire.RunRunning && now.After(prev.Expires) {
+			f.t.Errorf("run %s recorded at %v, after its lease ran out at %v: it was listed abandoned while it ran",
+				r.ID, now.Sub(simStart), prev.Expires.Sub(simStart))
+		}
+	}
+	r.Expires = time.Time{}
+	if r.Status == wire.RunRunning {
+		if r.LeaseSeconds < 1 {
+			f.t.Errorf("run %s recorded running without a lease", r.ID)
+		}
+		r.Expires = now.Add(time.Duration(r.LeaseSeconds) * time.Second)
+	}
 	f.runs[r.ID] = r
 	return nil
 }

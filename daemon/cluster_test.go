@@ -202,9 +202,10 @@ func TestClusterOverrides(t *testing.T) {
 	}
 	w.expect("overrides 1")
 
-	// A run whose override's lease runs out is abandoned, on every
-	// daemon, and the hosts of b revert.
-	run := `{"config":"a","status":"running","started":"2026-01-02T03:04:05Z"}`
+	// A run whose writer stops is abandoned when its lease runs out, on
+	// every daemon; when its override's lease runs out, the hosts of b
+	// revert.
+	run := `{"config":"a","status":"running","started":"2026-01-02T03:04:05Z","lease_seconds":1}`
 	if code, body, _ := b.do("PUT", "/v1/canaries/run-3", run, auth); code != 204 {
 		t.Fatalf("PUT run on b: %d %s", code, body)
 	}

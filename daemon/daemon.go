@@ -156,10 +156,8 @@ type Daemon struct {
 	// cluster is set over a shared store.
 	cluster *cluster
 	hosts   *hostRegistry
-	// overrides are the overrides in effect; runsMu serializes changes
-	// to the recorded canary runs.
+	// overrides are the overrides in effect.
 	overrides *overrideSet
-	runsMu    sync.Mutex
 	metrics   *metrics
 	handler   http.Handler
 	// conns holds a place for every open connection (MaxConnections);

@@ -430,8 +430,7 @@ func (d *Daemon) handleOverride(w http.ResponseWriter, r *http.Request) {
 }
 
 // sweepOverrides removes the overrides whose lease ran out, until ctx is
-// done; a run whose override expired while it was running is marked
-// abandoned.
+// done.
 //
 // A daemon of a cluster removes them from what it serves only: the
 // store's lease removes them from the store (store.Etcd.PutOverride), and
@@ -443,7 +442,7 @@ func (d *Daemon) sweepOverrides(ctx context.Context) {
 		if d.cluster != nil {
 			if ids := d.overrides.drop(now); len(ids) > 0 {
 				d.hub.overridesChanged()
-				d.expired(ctx, ids, now)
+				d.expired(ids)
 			}
 			return
 		}
@@ -458,20 +457,16 @@ func (d *Daemon) sweepOverrides(ctx context.Context) {
 			if !removed {
 				continue // renewed meanwhile
 			}
-			d.expired(ctx, []string{id}, now)
+			d.expired([]string{id})
 		}
 	})
 }
 
-// expired logs and counts the overrides ids whose lease ran out, and
-// marks their runs abandoned.
-func (d *Daemon) expired(ctx context.Context, ids []string, now time.Time) {
+// expired logs and counts the overrides ids whose lease ran out.
+func (d *Daemon) expired(ids []string) {
 	for _, id := range ids {
 		d.log.Warn("override lease ran out; hosts revert", "id", id)
 		d.metrics.leasesExpired.Inc()
-		if err := d.abandonRun(ctx, id, now); err != nil && ctx.Err() == nil {
-			d.log.Warn("marking a run abandoned", "id", id, "err", err)
-		}
 	}
 }
 
@@ -559,7 +554,7 @@ func (d *Daemon) followOverrides(ctx context.Context) {
 			if changed {
 				d.hub.overridesChanged()
 			}
-			d.expired(ctx, expired, now)
+			d.expired(expired)
 			b.Reset()
 			return nil
 		})
@@ -571,23 +566,6 @@ func (d *Daemon) followOverrides(ctx context.Context) {
 			return
 		}
 	}
-}
-
-// abandonRun marks run id abandoned if it is still running.
-func (d *Daemon) abandonRun(ctx context.Context, id string, at time.Time) error {
-	d.runsMu.Lock()
-	defer d.runsMu.Unlock()
-	runs, err := d.store.Runs(ctx)
-	if err != nil {
-		return err
-	}
-	for _, run := range runs {
-		if run.ID == id && run.Status == wire.RunRunning {
-			run.Status, run.Ended = wire.RunAbandoned, at
-			return d.store.PutRun(ctx, run)
-		}
-	}
-	return nil
 }
 
 var runStatuses = []string{wire.RunRunning, wire.RunLanded, wire.RunRolledBack, wire.RunReverted, wire.RunAbandoned, wire.RunFailed}
@@ -619,10 +597,21 @@ func (d *Daemon) handlePutRun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "run %s: no started time", id)
 		return
 	}
-	d.runsMu.Lock()
-	err := d.store.PutRun(r.Context(), run)
-	d.runsMu.Unlock()
-	if err != nil {
+	run.Expires = time.Time{}
+	switch {
+	case run.Status != wire.RunRunning:
+		run.LeaseSeconds = 0
+	case run.LeaseSeconds != 0:
+		if err := checkLease(run.LeaseSeconds); err != nil {
+			writeError(w, http.StatusBadRequest, "run %s: %v", id, err)
+			return
+		}
+		run.Expires = time.Now().UTC().Add(time.Duration(run.LeaseSeconds) * time.Second)
+	}
+	if err := d.store.PutRun(r.Context(), run); errors.Is(err, store.ErrRunEnded) {
+		writeError(w, http.StatusConflict, "run %s has ended: it cannot be running again", id)
+		return
+	} else if err != nil {
 		d.storeError(w, r, err)
 		return
 	}
@@ -641,6 +630,12 @@ func (d *Daemon) handleRuns(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		d.storeError(w, r, err)
 		return
+	}
+	now := time.Now()
+	for i, run := range runs {
+		if run.Status == wire.RunRunning && !run.Expires.IsZero() && !run.Expires.After(now) {
+			runs[i].Status, runs[i].Ended = wire.RunAbandoned, run.Expires
+		}
 	}
 	runs = slices.DeleteFunc(runs, func(run wire.Run) bool {
 		return q.Has("config") && run.Config != q.Get("config") || q.Has("status") && run.Status != q.Get("status")

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -134,10 +135,6 @@ func TestOverrideLeaseExpires(t *testing.T) {
 	w := d.watch("configs=a&host=web-1")
 	w.expect("snapshot 1 a@1=a1", "overrides 1")
 	started := time.Now().UTC()
-	run := `{"config":"a","spec":"canary/a","status":"running","started":"` + started.Format(time.RFC3339Nano) + `","base":1}`
-	if code, body, _ := d.do("PUT", "/v1/canaries/run-1", run, auth); code != 204 {
-		t.Fatalf("PUT run: %d %s", code, body)
-	}
 	if code, body := d.putOverride("run-1", "a", []string{"web-1"}, `{"v":"A"}`, 1); code != 200 {
 		t.Fatalf("PUT override: %d %s", code, body)
 	}
@@ -146,12 +143,83 @@ func TestOverrideLeaseExpires(t *testing.T) {
 	if since := time.Since(started); since < time.Second {
 		t.Errorf("the override went after %v, before its 1 s lease", since)
 	}
-	d.waitFor("run-1 abandoned", func() bool {
-		runs := d.runs()
-		return len(runs) == 1 && runs[0].Status == wire.RunAbandoned && !runs[0].Ended.IsZero()
-	})
 	if _, body, _ := d.do("GET", "/metrics", "", nil); !strings.Contains(body, "\ncfg_override_leases_expired_total 1\n") || !strings.Contains(body, "\ncfg_overrides 0\n") {
 		t.Errorf("metrics after a lease ran out:\n%s%s", grep(body, "cfg_override_leases"), grep(body, "cfg_overrides"))
+	}
+}
+
+// TestRunLease attacks the run's lease: a running run that its writer
+// stops recording (cfg canary killed, in a phase or in the bake) is
+// listed abandoned once its lease runs out, ended then; a run that ended
+// is never running again, and a run without a lease stays running.
+func TestRunLease(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1")
+	d := startDaemon(t, r.dir, t.TempDir())
+	started := time.Now().UTC().Format(time.RFC3339Nano)
+	put := func(id, status string, lease int) (int, string) {
+		body := fmt.Sprintf(`{"config":"a","spec":"canary/a","status":%q,"started":%q,"base":1,"lease_seconds":%d}`, status, started, lease)
+		code, resp, _ := d.do("PUT", "/v1/canaries/"+id, body, auth)
+		return code, resp
+	}
+	list := func(query string) map[string]wire.Run {
+		_, body, _ := d.do("GET", "/v1/canaries"+query, "", nil)
+		var runs []wire.Run
+		if err := json.Unmarshal([]byte(body), &runs); err != nil {
+			t.Fatalf("GET /v1/canaries%s: %s: %v", query, body, err)
+		}
+		m := map[string]wire.Run{}
+		for _, run := range runs {
+			m[run.ID] = run
+		}
+		return m
+	}
+	before := time.Now()
+	for _, id := range []string{"run-1", "run-2"} {
+		if code, body := put(id, wire.RunRunning, 1); code != 204 {
+			t.Fatalf("PUT %s: %d %s", id, code, body)
+		}
+	}
+	if code, body := put("no-lease", wire.RunRunning, 0); code != 204 {
+		t.Fatalf("PUT no-lease: %d %s", code, body)
+	}
+	if run := list("")["run-1"]; run.Status != wire.RunRunning || run.Expires.Before(before.Add(time.Second)) || !run.Ended.IsZero() {
+		t.Errorf("run-1 just put: %+v, want running with a lease of 1 s", run)
+	}
+	// run-2 is recorded as ended before its lease runs out.
+	if code, body := put("run-2", wire.RunLanded, 1); code != 204 {
+		t.Fatalf("PUT run-2 landed: %d %s", code, body)
+	}
+	d.waitFor("run-1 abandoned", func() bool { return list("")["run-1"].Status == wire.RunAbandoned })
+	runs := list("")
+	if run := runs["run-1"]; !run.Ended.Equal(run.Expires) {
+		t.Errorf("run-1 abandoned: %+v, want ended when its lease ran out", run)
+	}
+	if run := runs["run-2"]; run.Status != wire.RunLanded || run.LeaseSeconds != 0 || !run.Expires.IsZero() {
+		t.Errorf("run-2 ended before its lease: %+v, want landed without a lease", run)
+	}
+	if run := runs["no-lease"]; run.Status != wire.RunRunning || !run.Expires.IsZero() {
+		t.Errorf("a run without a lease: %+v, want running", run)
+	}
+	if got := list("?status=abandoned"); len(got) != 1 || got["run-1"].ID == "" {
+		t.Errorf("?status=abandoned: %v, want run-1", got)
+	}
+	if got := list("?status=running"); len(got) != 1 || got["no-lease"].ID == "" {
+		t.Errorf("?status=running: %v, want no-lease", got)
+	}
+	// A writer that comes back renews it: it is running again.
+	if code, body := put("run-1", wire.RunRunning, 60); code != 204 {
+		t.Fatalf("renewing run-1: %d %s", code, body)
+	}
+	if run := list("")["run-1"]; run.Status != wire.RunRunning {
+		t.Errorf("run-1 renewed: %+v, want running", run)
+	}
+	// A late renewal of a run that ended is refused, and the end stays.
+	if code, body := put("run-2", wire.RunRunning, 1); code != 409 || !strings.Contains(errorMessage(body), "run-2 has ended") {
+		t.Errorf("renewing run-2 after its end: %d %s, want 409", code, body)
+	}
+	if run := list("")["run-2"]; run.Status != wire.RunLanded {
+		t.Errorf("run-2 after a late renewal: %+v, want landed", run)
 	}
 }
 
@@ -212,6 +280,7 @@ func TestRuns(t *testing.T) {
 		{`{"config":"a","status":"running"}`, "no started time"},
 		{`{"id":"other","config":"a","status":"running","started":"2026-11-22T05:00:00Z"}`, "body names run \"other\""},
 		{`{"config":"","status":"running","started":"2026-11-22T05:00:00Z"}`, "config"},
+		{`{"config":"a","status":"running","started":"2026-11-22T05:00:00Z","lease_seconds":3601}`, "lease_seconds: got 3601, want 1 to 3600"},
 	} {
 		if code, resp, _ := d.do("PUT", "/v1/canaries/run-3", tc.body, auth); code != 400 || !strings.Contains(errorMessage(resp), tc.msg) {
 			t.Errorf("PUT run %s: %d %s, want 400 with %q", tc.body, code, resp, tc.msg)

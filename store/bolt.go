@@ -1055,7 +1055,26 @@ func (s *Bolt) Overrides(ctx context.Context) ([]wire.Override, error) {
 
 // PutRun implements Store.
 func (s *Bolt) PutRun(ctx context.Context, r wire.Run) error {
-	return putRecords(s, ctx, bucketRuns, []wire.Run{r}, func(r wire.Run) string { return r.ID })
+	done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	k := []byte(r.ID)
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRuns)
+		if r.Status == wire.RunRunning && runEnded(k, b.Get(k)) {
+			return fmt.Errorf("run %q: %w", r.ID, ErrRunEnded)
+		}
+		if err := b.Put(k, sealed(k, data)); err != nil {
+			return fmt.Errorf("storing run %q: %w", r.ID, err)
+		}
+		return nil
+	})
 }
 
 // Runs implements Store.

@@ -2,10 +2,13 @@ package store
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"time"
+
+	"github.com/cfg-dev/cfg/wire"
 )
 
 // Every value the store writes is sealed: its payload followed by a
@@ -44,6 +47,20 @@ func unseal(key, value []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: value fails its checksum", ErrDamaged)
 	}
 	return payload, nil
+}
+
+// runEnded reports whether value, a run's record stored under key (or
+// nil), records a run that ended. A damaged record records nothing.
+func runEnded(key, value []byte) bool {
+	if value == nil {
+		return false
+	}
+	payload, err := unseal(key, value)
+	if err != nil {
+		return false
+	}
+	var run struct{ Status string }
+	return json.Unmarshal(payload, &run) == nil && run.Status != "" && run.Status != wire.RunRunning
 }
 
 // Keys. Revision numbers are 8 bytes big endian, so that byte order is

@@ -1162,10 +1162,34 @@ func (s *Etcd) PutRun(ctx context.Context, r wire.Run) error {
 		return err
 	}
 	k := []byte(r.ID)
-	if _, err := s.cli.Put(ctx, s.key(bucketRuns, k), string(sealed(k, data))); err != nil {
-		return fmt.Errorf("storing run %q: %w", r.ID, err)
+	key, put := s.key(bucketRuns, k), clientv3.OpPut(s.key(bucketRuns, k), string(sealed(k, data)))
+	if r.Status != wire.RunRunning {
+		if _, err := s.cli.Do(ctx, put); err != nil {
+			return fmt.Errorf("storing run %q: %w", r.ID, err)
+		}
+		return nil
 	}
-	return nil
+	for {
+		resp, err := s.cli.Get(ctx, key)
+		if err != nil {
+			return fmt.Errorf("storing run %q: %w", r.ID, err)
+		}
+		unchanged := clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+		if len(resp.Kvs) > 0 {
+			if runEnded(k, resp.Kvs[0].Value) {
+				return fmt.Errorf("run %q: %w", r.ID, ErrRunEnded)
+			}
+			unchanged = clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)
+		}
+		tr, err := s.txn(ctx, []clientv3.Cmp{unchanged}, put)
+		if err != nil {
+			return fmt.Errorf("storing run %q: %w", r.ID, err)
+		}
+		if tr.Succeeded {
+			return nil
+		}
+		// The run was recorded meanwhile: check it again.
+	}
 }
 
 // Runs implements Store.

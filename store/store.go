@@ -27,6 +27,8 @@ var (
 	// ErrCompacted: the revisions asked for were compacted (Compact): a
 	// client behind them starts again from a snapshot.
 	ErrCompacted = errors.New("revisions compacted")
+	// ErrRunEnded: a running run does not replace one that ended.
+	ErrRunEnded = errors.New("run ended")
 )
 
 // compactBatch is the most changes one write transaction of a Compact
@@ -190,7 +192,9 @@ type Store interface {
 	DeleteOverride(ctx context.Context, id string) error
 	// Overrides returns every recorded override, sorted by ID.
 	Overrides(ctx context.Context) ([]wire.Override, error)
-	// PutRun records r, replacing the run with its ID.
+	// PutRun records r, replacing the run with its ID; a running r does
+	// not replace a run that ended (ErrRunEnded), so that a late renewal
+	// of a run cannot undo the record of its end.
 	PutRun(ctx context.Context, r wire.Run) error
 	// Runs returns every recorded run, sorted by ID.
 	Runs(ctx context.Context) ([]wire.Run, error)

@@ -165,11 +165,17 @@ type Run struct {
 	Config string `json:"config"`
 	// Spec names the spec config the run follows.
 	Spec string `json:"spec"`
-	// Status is RunRunning until the run ends; the daemon sets
-	// RunAbandoned when the run's override lease runs out while it runs.
+	// Status is RunRunning until the run ends. RunAbandoned is not
+	// recorded: the daemon lists a running run whose lease has run out as
+	// abandoned, ended when its lease ran out.
 	Status  string    `json:"status"`
 	Started time.Time `json:"started"`
 	Ended   time.Time `json:"ended,omitzero"`
+	// LeaseSeconds is, while the run is running, how long it is taken to
+	// go on unless its writer records it again (1 to 3600; 0: until it
+	// ends); Expires is when that runs out, and the daemon sets it.
+	LeaseSeconds int       `json:"lease_seconds,omitempty"`
+	Expires      time.Time `json:"expires,omitzero"`
 	// Base is the revision of the config the run started from; Commit is
 	// the commit that landed the change, if it did; RevertCommit the
 	// commit that undid it, if its bake failed.

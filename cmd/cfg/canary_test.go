@@ -694,7 +694,8 @@ func TestCanaryBranchMoved(t *testing.T) {
 }
 
 // Killing cfg canary mid-phase leaves the override to its lease: the
-// daemon drops it and the hosts revert.
+// daemon drops it and the hosts revert. Killed mid-phase or in its bake,
+// the run is listed as abandoned once its own lease runs out.
 func TestCanaryKilled(t *testing.T) {
 	skipUnderRace(t)
 	t.Parallel()
@@ -738,14 +739,36 @@ func TestCanaryKilled(t *testing.T) {
 	})
 	t.Logf("canary hosts %v reverted %.1f s after cfg canary was killed (lease 4 s)", canaries, time.Since(killed).Seconds())
 	eventually(t, 10*time.Second, "every service to run the old config", func() bool { return slices.Equal(f.running(t), before) })
-	// The agents may drop the override on their own clock a moment before
-	// the daemon's sweep removes it and marks the run.
-	eventually(t, 5*time.Second, "the run to be recorded as abandoned", func() bool {
+	// The run's own lease, as long as the override's, runs out about
+	// when the override's does.
+	history := func() []wire.Run {
 		out, _, _ := runCode(t, f.repo, "canary", "history", "--daemon", f.daemon, "--format", "json")
 		var runs []wire.Run
 		json.Unmarshal([]byte(out), &runs)
+		return runs
+	}
+	eventually(t, 10*time.Second, "the run to be listed as abandoned", func() bool {
+		runs := history()
 		return len(runs) == 1 && runs[0].Status == wire.RunAbandoned
 	})
+
+	// Killed in its bake, which holds no override: the change stays
+	// landed, and the run is listed as abandoned once its lease runs out.
+	head := headCommit(t, f.repo)
+	c := f.startCanary(t, "--seed", "2")
+	eventually(t, 90*time.Second, "the change to land and its bake to start", func() bool {
+		return headCommit(t, f.repo) != head && len(f.overridden(t)) == 0
+	})
+	c.cmd.Process.Kill()
+	<-c.done
+	landed := headCommit(t, f.repo)
+	eventually(t, 10*time.Second, "the run killed in its bake to be listed as abandoned", func() bool {
+		runs := history()
+		return len(runs) == 2 && runs[1].Status == wire.RunAbandoned && runs[1].Commit == landed
+	})
+	if now := headCommit(t, f.repo); now != landed {
+		t.Errorf("the branch moved from the landing commit %s to %s after the run was killed in its bake", landed, now)
+	}
 }
 
 // SIGTERM, like Ctrl-C, rolls back: cfg canary removes the override,

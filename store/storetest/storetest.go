@@ -45,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Open) {
 		{"ConcurrentReaders", testConcurrentReaders},
 		{"HostsExpire", testHostsExpire},
 		{"RenewOverride", testRenewOverride},
+		{"RunEnds", testRunEnds},
 		{"Compact", testCompact},
 		{"CompactWhileReading", testCompactWhileReading},
 	}
@@ -802,6 +803,73 @@ func testRenewOverride(t *testing.T, open Open) {
 		t.Errorf("renewing a deleted override: %v, want ErrNotFound", err)
 	}
 	check("after deleting it")
+}
+
+// testRunEnds checks that a running run replaces a running one, but not
+// one that ended, even when the renewals race the run's end.
+func testRunEnds(t *testing.T, open Open) {
+	ctx := context.Background()
+	s := openStore(t, open)
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	running := wire.Run{ID: "run-1", Config: "a", Spec: "canary/a", Status: wire.RunRunning, Started: t0, Base: 1, LeaseSeconds: 4, Expires: t0.Add(4 * time.Second)}
+	ended := running
+	ended.Status, ended.Ended, ended.LeaseSeconds, ended.Expires = wire.RunLanded, t0.Add(time.Minute), 0, time.Time{}
+	check := func(what string, want wire.Run) {
+		t.Helper()
+		got, err := s.Runs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]wire.Run{want}, got); diff != "" {
+			t.Errorf("Runs %s (-want +got):\n%s", what, diff)
+		}
+	}
+	for i := range 3 {
+		running.Expires = t0.Add(time.Duration(4+i) * time.Second)
+		if err := s.PutRun(ctx, running); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("after renewals", running)
+	if err := s.PutRun(ctx, ended); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutRun(ctx, running); !errors.Is(err, store.ErrRunEnded) {
+		t.Errorf("a running run over an ended one: %v, want ErrRunEnded", err)
+	}
+	check("after a late renewal", ended)
+
+	// Renewals racing the end, on another run each time: the end stays.
+	for i := range 5 {
+		running.ID, ended.ID = fmt.Sprintf("race-%d", i), fmt.Sprintf("race-%d", i)
+		if err := s.PutRun(ctx, running); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for range 5 {
+					if err := s.PutRun(ctx, running); err != nil && !errors.Is(err, store.ErrRunEnded) {
+						t.Errorf("renewing %s: %v", running.ID, err)
+					}
+				}
+			})
+		}
+		wg.Go(func() {
+			if err := s.PutRun(ctx, ended); err != nil {
+				t.Errorf("ending %s: %v", ended.ID, err)
+			}
+		})
+		wg.Wait()
+		runs, err := s.Runs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(runs, func(r wire.Run) bool { return r.ID == ended.ID })
+		if i < 0 || runs[i].Status != wire.RunLanded {
+			t.Fatalf("%s after renewals raced its end: %+v", ended.ID, runs)
+		}
+	}
 }
 
 // testCompact checks that Compact keeps every config's current entry and
