@@ -1,9 +1,11 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"strings"
 	"sync"
@@ -524,4 +526,90 @@ func TestClusterQuorumLost(t *testing.T) {
 		}
 	}
 	waitLong(t, "a publisher with the quorum back", func() bool { return publisherOf(ds) != nil })
+}
+
+// followOnly is a shared store whose daemon follows it but never
+// campaigns to publish: with no other daemon, none is elected.
+type followOnly struct{ *store.Etcd }
+
+func (followOnly) Lead(ctx context.Context, member string, ttl int, lead func(ctx context.Context) error) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// publisherMetrics returns the daemon's cfg_publishing and its
+// cfg_publisher series, by member, from one scrape of /metrics.
+func (d *testDaemon) publisherMetrics() (publishing float64, publishers map[string]float64) {
+	d.t.Helper()
+	families := d.scrape()
+	f, ok := families["cfg_publishing"]
+	if !ok || len(f.GetMetric()) != 1 || f.GetMetric()[0].Gauge == nil {
+		d.t.Fatalf("%s: cfg_publishing: got %v, want one gauge", d.cfg.Member, f)
+	}
+	publishing = f.GetMetric()[0].GetGauge().GetValue()
+	publishers = map[string]float64{}
+	for _, m := range families["cfg_publisher"].GetMetric() {
+		if len(m.GetLabel()) != 1 || m.GetLabel()[0].GetName() != "member" || m.Gauge == nil {
+			d.t.Fatalf("%s: cfg_publisher series %v, want a gauge labelled member", d.cfg.Member, m)
+		}
+		publishers[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+	}
+	return publishing, publishers
+}
+
+// checkPublisher checks the publisher's metrics of each daemon of ds:
+// cfg_publishing is 1 on pub only, and cfg_publisher has one series, of
+// pub's member, or none if pub is nil.
+func checkPublisher(t *testing.T, ds []*testDaemon, pub *testDaemon) {
+	t.Helper()
+	want := map[string]float64{}
+	if pub != nil {
+		want[pub.cfg.Member] = 1
+	}
+	for _, d := range ds {
+		publishing, publishers := d.publisherMetrics()
+		if wantPublishing := map[bool]float64{false: 0, true: 1}[d == pub]; publishing != wantPublishing {
+			t.Errorf("%s: cfg_publishing %v, want %v", d.cfg.Member, publishing, wantPublishing)
+		}
+		if !maps.Equal(publishers, want) {
+			t.Errorf("%s: cfg_publisher %v, want %v", d.cfg.Member, publishers, want)
+		}
+	}
+}
+
+// TestClusterPublisherMetrics attacks the guarantee that /metrics says
+// which daemon of a cluster publishes: cfg_publishing is 1 on the elected
+// daemon and 0 on the others, and every daemon's cfg_publisher{member} is
+// 1 for the elected one, and only for it, as read at the scrape. When the
+// publisher stops, the metrics of the others follow the daemon elected
+// next; while none is elected, cfg_publisher has no series.
+func TestClusterPublisherMetrics(t *testing.T) {
+	c, prefix := testEtcd(t)
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1")
+	// This daemon follows the store without campaigning: it scrapes the
+	// same as any other and stays once the others have stopped.
+	follower := serve(t, Config{RepoPath: r.dir, Store: followOnly{openShared(t, c, prefix)}, Member: "follower", Token: token,
+		Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond})
+	ds := startCluster(t, c, prefix, r.dir, 2, nil)
+	all := append([]*testDaemon{follower}, ds...)
+	pub := publisherOf(ds)
+	checkPublisher(t, all, pub)
+
+	pub.stop()
+	var next *testDaemon
+	for _, d := range ds {
+		if d != pub {
+			next = d
+		}
+	}
+	waitLong(t, "the other daemon to be elected", func() bool { return publisherOf([]*testDaemon{next}) != nil })
+	checkPublisher(t, []*testDaemon{follower, next}, next)
+
+	next.stop()
+	waitLong(t, "the election to be empty", func() bool {
+		leader, err := follower.cluster.store.Leader(t.Context())
+		return err == nil && leader == ""
+	})
+	checkPublisher(t, []*testDaemon{follower}, nil)
 }
