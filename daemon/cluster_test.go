@@ -620,7 +620,7 @@ func TestClusterPublisherMetrics(t *testing.T) {
 // each, under prefixes one inside the other, tailing repositories of
 // their own, each elect a publisher of their own at once, and neither
 // sees the other's store, revisions, hosts, overrides or canary runs,
-// though both use the same config, host and override names.
+// though both use the same config and override names.
 func TestClusterPrefixes(t *testing.T) {
 	c, base := testEtcd(t)
 	type group struct {
