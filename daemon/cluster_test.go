@@ -1,10 +1,13 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -525,4 +528,239 @@ func TestClusterQuorumLost(t *testing.T) {
 		}
 	}
 	waitLong(t, "a publisher with the quorum back", func() bool { return publisherOf(ds) != nil })
+}
+
+// followOnly is a shared store whose daemon follows it but never
+// campaigns to publish: with no other daemon, none is elected.
+type followOnly struct{ *store.Etcd }
+
+func (followOnly) Lead(ctx context.Context, member string, ttl int, lead func(ctx context.Context) error) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// publisherMetrics returns the daemon's cfg_publishing and its
+// cfg_publisher series, by member, from one scrape of /metrics.
+func (d *testDaemon) publisherMetrics() (publishing float64, publishers map[string]float64) {
+	d.t.Helper()
+	families := d.scrape()
+	f, ok := families["cfg_publishing"]
+	if !ok || len(f.GetMetric()) != 1 || f.GetMetric()[0].Gauge == nil {
+		d.t.Fatalf("%s: cfg_publishing: got %v, want one gauge", d.cfg.Member, f)
+	}
+	publishing = f.GetMetric()[0].GetGauge().GetValue()
+	publishers = map[string]float64{}
+	for _, m := range families["cfg_publisher"].GetMetric() {
+		if len(m.GetLabel()) != 1 || m.GetLabel()[0].GetName() != "member" || m.Gauge == nil {
+			d.t.Fatalf("%s: cfg_publisher series %v, want a gauge labelled member", d.cfg.Member, m)
+		}
+		publishers[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+	}
+	return publishing, publishers
+}
+
+// checkPublisher checks the publisher's metrics of each daemon of ds:
+// cfg_publishing is 1 on pub only, and cfg_publisher has one series, of
+// pub's member, or none if pub is nil.
+func checkPublisher(t *testing.T, ds []*testDaemon, pub *testDaemon) {
+	t.Helper()
+	want := map[string]float64{}
+	if pub != nil {
+		want[pub.cfg.Member] = 1
+	}
+	for _, d := range ds {
+		publishing, publishers := d.publisherMetrics()
+		if wantPublishing := map[bool]float64{false: 0, true: 1}[d == pub]; publishing != wantPublishing {
+			t.Errorf("%s: cfg_publishing %v, want %v", d.cfg.Member, publishing, wantPublishing)
+		}
+		if !maps.Equal(publishers, want) {
+			t.Errorf("%s: cfg_publisher %v, want %v", d.cfg.Member, publishers, want)
+		}
+	}
+}
+
+// TestClusterPublisherMetrics attacks the guarantee that /metrics says
+// which daemon of a cluster publishes: cfg_publishing is 1 on the elected
+// daemon and 0 on the others, and every daemon's cfg_publisher{member} is
+// 1 for the elected one, and only for it, as read at the scrape. When the
+// publisher stops, the metrics of the others follow the daemon elected
+// next; while none is elected, cfg_publisher has no series.
+func TestClusterPublisherMetrics(t *testing.T) {
+	c, prefix := testEtcd(t)
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1")
+	// This daemon follows the store without campaigning: it scrapes the
+	// same as any other and stays once the others have stopped.
+	follower := serve(t, Config{RepoPath: r.dir, Store: followOnly{openShared(t, c, prefix)}, Member: "follower", Token: token,
+		Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond})
+	ds := startCluster(t, c, prefix, r.dir, 2, nil)
+	all := append([]*testDaemon{follower}, ds...)
+	pub := publisherOf(ds)
+	checkPublisher(t, all, pub)
+
+	pub.stop()
+	var next *testDaemon
+	for _, d := range ds {
+		if d != pub {
+			next = d
+		}
+	}
+	waitLong(t, "the other daemon to be elected", func() bool { return publisherOf([]*testDaemon{next}) != nil })
+	checkPublisher(t, []*testDaemon{follower, next}, next)
+
+	next.stop()
+	waitLong(t, "the election to be empty", func() bool {
+		leader, err := follower.cluster.store.Leader(t.Context())
+		return err == nil && leader == ""
+	})
+	checkPublisher(t, []*testDaemon{follower}, nil)
+}
+
+// TestClusterPrefixes attacks the guarantee that --etcd-prefix lets
+// several stores share one etcd cluster: two clusters of two daemons
+// each, under prefixes one inside the other, tailing repositories of
+// their own, each elect a publisher of their own at once, and neither
+// sees the other's store, revisions, hosts, overrides or canary runs,
+// though both use the same config and override names.
+func TestClusterPrefixes(t *testing.T) {
+	c, base := testEtcd(t)
+	type group struct {
+		name string
+		r    *testRepo
+		ds   []*testDaemon
+		ws   []*watcher
+		st   string // the store's identity, from the watch's snapshot
+	}
+	var gs []*group
+	for i, name := range []string{"A", "B"} {
+		g := &group{name: name, r: newTestRepo(t)}
+		g.r.commit("materialized_configs/a.json", name+"1")
+		g.ds = startCluster(t, c, base+strings.Repeat("b/", i), g.r.dir, 2, func(cfg *Config) { cfg.Member = name + "-" + cfg.Member })
+		gs = append(gs, g)
+	}
+	// Host reports first: they reach the store within hostsFlushEvery.
+	for _, g := range gs {
+		if code, body, _ := g.ds[0].do("POST", "/v1/hosts/web-"+g.name, `{"configs":["a"],"applied":1}`, auth); code != 204 {
+			t.Fatalf("report to %s: %d %s", g.ds[0].cfg.Member, code, body)
+		}
+	}
+
+	// Each cluster has its own publisher, named by each of its daemons.
+	for _, g := range gs {
+		pub := publisherOf(g.ds)
+		if pub == nil {
+			t.Fatalf("cluster %s: no publisher", g.name)
+		}
+		checkPublisher(t, g.ds, pub)
+	}
+
+	// Revisions: each cluster numbers its own, from its own repository.
+	for _, g := range gs {
+		for _, d := range g.ds {
+			waitLong(t, "revision 1 on "+d.cfg.Member, func() bool { return d.latest() == 1 })
+			w := d.watch("configs=a&host=web-1")
+			e := w.next()
+			if got, want := e.String(), "snapshot 1 a@1="+g.name+"1"; got != want {
+				t.Fatalf("%s: %s, want %s", d.cfg.Member, got, want)
+			}
+			if g.st == "" {
+				g.st = e.Store
+			} else if e.Store != g.st {
+				t.Errorf("%s: store %s, want %s as its cluster's", d.cfg.Member, e.Store, g.st)
+			}
+			w.expect("overrides 1")
+			g.ws = append(g.ws, w)
+		}
+	}
+	if gs[0].st == gs[1].st {
+		t.Errorf("both clusters serve store %s", gs[0].st)
+	}
+	a, b := gs[0], gs[1]
+	a.r.commit("materialized_configs/a.json", "A2")
+	for _, w := range a.ws {
+		w.expect("update 2 a@2=A2")
+	}
+	// B's next revision is 2 as well, of its own commit.
+	b.r.commit("materialized_configs/a.json", "B2")
+	for _, w := range b.ws {
+		w.expect("update 2 a@2=B2")
+	}
+	a.r.commit("materialized_configs/a.json", "A3")
+	for _, w := range a.ws {
+		w.expect("update 3 a@3=A3")
+	}
+	for _, g := range gs {
+		for _, d := range g.ds {
+			want := map[string]int64{"A": 3, "B": 2}[g.name]
+			if got := d.latest(); got != want {
+				t.Errorf("%s: latest revision %d, want %d", d.cfg.Member, got, want)
+			}
+		}
+	}
+
+	// Overrides: the same override in both, each its own first version,
+	// reaching the streams of its own cluster only.
+	for _, g := range gs {
+		code, body := g.ds[0].putOverride("run-1", "a", []string{"web-1"}, `{"v":"`+g.name+`"}`, 30)
+		if code != 200 || !strings.Contains(body, `"version":1`) {
+			t.Fatalf("PUT override on %s: %d %s, want version 1", g.ds[0].cfg.Member, code, body)
+		}
+		for _, w := range g.ws {
+			w.expect(fmt.Sprintf(`overrides %d a=run-1@1:{"v":"%s"}`, g.ds[0].latest(), g.name))
+		}
+	}
+	// A's removal reaches A's streams, and B's keep B's override.
+	if code, _, _ := a.ds[1].do("DELETE", "/v1/overrides/run-1", "", auth); code != 204 {
+		t.Fatalf("DELETE on %s: %d", a.ds[1].cfg.Member, code)
+	}
+	for _, w := range a.ws {
+		w.expect("overrides 3")
+	}
+	for _, d := range b.ds {
+		code, body, _ := d.do("GET", "/v1/overrides/run-1", "", nil)
+		var o wire.Override
+		if err := json.Unmarshal([]byte(body), &o); code != 200 || err != nil || string(o.Data) != `{"v":"B"}` {
+			t.Errorf("%s: override run-1: %d %s, want B's", d.cfg.Member, code, body)
+		}
+	}
+
+	// Canary runs: each cluster lists its own.
+	for _, g := range gs {
+		run := `{"config":"a","status":"running","started":"2026-01-02T03:04:05Z"}`
+		if code, body, _ := g.ds[0].do("PUT", "/v1/canaries/canary-"+g.name, run, auth); code != 204 {
+			t.Fatalf("PUT run on %s: %d %s", g.ds[0].cfg.Member, code, body)
+		}
+	}
+	for _, g := range gs {
+		for _, d := range g.ds {
+			if runs := d.runs(); len(runs) != 1 || runs[0].ID != "canary-"+g.name {
+				t.Errorf("%s: runs %+v, want canary-%s only", d.cfg.Member, runs, g.name)
+			}
+		}
+	}
+
+	// Hosts: once each cluster's other daemon lists the host reported to
+	// the first, every daemon lists its own cluster's host only.
+	hosts := func(d *testDaemon) []string {
+		_, body, _ := d.do("GET", "/v1/hosts", "", nil)
+		var list []wire.Host
+		if err := json.Unmarshal([]byte(body), &list); err != nil {
+			t.Fatalf("%s: GET /v1/hosts: %s", d.cfg.Member, body)
+		}
+		var names []string
+		for _, h := range list {
+			names = append(names, h.Name)
+		}
+		return names
+	}
+	for _, g := range gs {
+		waitLong(t, g.ds[1].cfg.Member+" to list web-"+g.name, func() bool { return slices.Contains(hosts(g.ds[1]), "web-"+g.name) })
+	}
+	for _, g := range gs {
+		for _, d := range g.ds {
+			if got := hosts(d); !slices.Equal(got, []string{"web-" + g.name}) {
+				t.Errorf("%s: hosts %v, want web-%s only", d.cfg.Member, got, g.name)
+			}
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -33,6 +34,9 @@ func TestMetrics(t *testing.T) {
 		{"cfg_watchers", nil, 1},
 		{"cfg_watch_events_sent_total", nil, 1},
 		{"cfg_hosts", nil, 1},
+		// With a store of its own, the daemon always publishes.
+		{"cfg_publishing", nil, 1},
+		{"cfg_publisher", []string{"member", d.cfg.Member}, 1},
 		{"cfg_http_requests_total", []string{"code", "204", "route", "POST /v1/hosts/{host}"}, 1},
 		{"cfg_http_requests_total", []string{"code", "404", "route", "GET /v1/configs/{name...}"}, 1},
 	}
@@ -50,17 +54,7 @@ func TestMetrics(t *testing.T) {
 // label pairs, failing the test if there is none.
 func (d *testDaemon) metric(name string, labels ...string) float64 {
 	d.t.Helper()
-	resp, err := http.Get(d.url + "/metrics")
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		d.t.Fatalf("/metrics is not Prometheus text: %v", err)
-	}
-	f, ok := families[name]
+	f, ok := d.scrape()[name]
 	if !ok {
 		d.t.Fatalf("no metric %s", name)
 	}
@@ -86,4 +80,24 @@ metrics:
 	}
 	d.t.Fatalf("no metric %s%v", name, labels)
 	return -1
+}
+
+// scrape returns the metric families of the daemon's /metrics, parsed
+// from the Prometheus text exposition.
+func (d *testDaemon) scrape() map[string]*dto.MetricFamily {
+	d.t.Helper()
+	resp, err := http.Get(d.url + "/metrics")
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		d.t.Fatalf("GET /metrics: %s", resp.Status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		d.t.Fatalf("/metrics is not Prometheus text: %v", err)
+	}
+	return families
 }
