@@ -107,6 +107,7 @@ func (p *agentProcess) until(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s; the agent's log:\n%s", what, p.log)
 		}
+		time.Sleep(time.Millisecond) // polls; leaves the CPU to the agent
 	}
 }
 
