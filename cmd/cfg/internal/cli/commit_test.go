@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -267,4 +268,41 @@ func TestCommitKeepsEditsMadeMeanwhile(t *testing.T) {
 		t.Errorf("working changes after the commit: %s", got)
 	}
 	checkHistory(t, dir, root, []string{m[1]})
+}
+
+// With --format json, the files edited while cfg commit ran are listed
+// as worktree_differs, beside the commit and its files; stderr says
+// nothing.
+func TestCommitJSONNamesEditsMadeMeanwhile(t *testing.T) {
+	dir := commitRepo(t)
+	writeAtomic(t, dir, "source/team/x.cconf", config("x", 1))
+	writeAtomic(t, dir, "source/team/y.cconf", config("y", 1))
+	testHookBeforeCommit = func() {
+		writeAtomic(t, dir, "source/team/x.cconf", config("x", 2))
+		writeAtomic(t, dir, "source/team/y.cconf", config("y", 2))
+	}
+	defer func() { testHookBeforeCommit = nil }()
+	f, out, errb := testFactory(filepath.Join(dir, "source"), false)
+	if code := Run(context.Background(), f, []string{"commit", "-m", "x", "--format", "json"}); code != ExitOK {
+		t.Fatalf("exit %d\n%s", code, errb)
+	}
+	var got struct {
+		Commit *string `json:"commit"`
+		Files  []struct {
+			Path, Change string
+		} `json:"files"`
+		WorktreeDiffers []string `json:"worktree_differs"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("stdout %q: %v", out, err)
+	}
+	if got.Commit == nil || *got.Commit != headHash(t, dir).String() || len(got.Files) != 5 || got.Files[3].Path != "team/x.cconf" || got.Files[3].Change != "added" {
+		t.Errorf("commit %v, files %v; want HEAD and its 5 files", got.Commit, got.Files)
+	}
+	if want := []string{"team/x.cconf", "team/y.cconf"}; !slices.Equal(got.WorktreeDiffers, want) {
+		t.Errorf("worktree_differs %q, want %q", got.WorktreeDiffers, want)
+	}
+	if errb.Len() != 0 {
+		t.Errorf("stderr %q, want nothing", errb)
+	}
 }
