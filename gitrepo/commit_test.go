@@ -1121,37 +1121,60 @@ func TestCommitFilesRacyEntries(t *testing.T) {
 	}
 }
 
-// TestCommitFilesSplitIndex commits in a repository whose index git has
-// split (git update-index --split-index), which go-git cannot read: the
-// commit fails, committing nothing, and the index is left as git wrote it.
-func TestCommitFilesSplitIndex(t *testing.T) {
+// TestCommitFilesUnreadableIndex commits in a repository whose index git
+// has split (git update-index --split-index) or made sparse (git
+// sparse-checkout --sparse-index), which go-git cannot read: the commit
+// fails, committing nothing, and the index is left as git wrote it.
+func TestCommitFilesUnreadableIndex(t *testing.T) {
 	needGit(t)
-	r := newTestRepo(t)
-	r.write("cfg/source/a", "1", "notes.txt", "1")
-	root := r.commitAll("initial")
-	r.write("notes.txt", "2")
-	r.gitOK("add", "notes.txt")
-	r.gitOK("update-index", "--split-index")
-	indexFile := filepath.Join(r.top, ".git", "index")
-	indexBefore, err := os.ReadFile(indexFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.write("cfg/source/a", "2")
-	if _, err := commitFiles(r.open(), "x", "source/a", "2"); err == nil || !strings.Contains(err.Error(), "reading the git index") {
-		t.Errorf("CommitFiles with a split index = %v, want an error reading the index", err)
-	}
-	if got := r.firstParents(); !slices.Equal(got, []plumbing.Hash{root}) {
-		t.Errorf("history %v, want only %s", got, root)
-	}
-	if after, _ := os.ReadFile(indexFile); !bytes.Equal(after, indexBefore) {
-		t.Errorf("the index changed")
-	}
-	if got, want := r.gitOK("status", "--porcelain", "--untracked-files=no"), " M cfg/source/a\nM  notes.txt\n"; got != want {
-		t.Errorf("git status:\n%s\nwant:\n%s", got, want)
-	}
-	if _, err := os.Stat(indexFile + ".lock"); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("index.lock left behind: %v", err)
+	for _, tc := range []struct {
+		name  string
+		index func(r *testRepo)
+	}{
+		{"split", func(r *testRepo) { r.gitOK("update-index", "--split-index") }},
+		{"sparse", func(r *testRepo) {
+			// As git sparse-checkout set --cone --sparse-index cfg does,
+			// without the worktreeConfig extension it also turns on
+			// (with which go-git does not open the repository at all).
+			for _, kv := range [][2]string{{"core.sparseCheckout", "true"}, {"core.sparseCheckoutCone", "true"}, {"index.sparse", "true"}} {
+				r.gitOK("config", kv[0], kv[1])
+			}
+			r.write(".git/info/sparse-checkout", "/*\n!/*/\n/cfg/\n")
+			r.gitOK("sparse-checkout", "reapply")
+			if got := r.gitOK("ls-files", "--sparse"); !strings.Contains(got, "other/\n") {
+				t.Fatalf("git ls-files --sparse:\n%s\nwant other/ as a sparse directory", got)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newTestRepo(t)
+			r.write("cfg/source/a", "1", "notes.txt", "1", "other/b", "1")
+			root := r.commitAll("initial")
+			r.write("notes.txt", "2")
+			r.gitOK("add", "notes.txt")
+			tc.index(r)
+			indexFile := filepath.Join(r.top, ".git", "index")
+			indexBefore, err := os.ReadFile(indexFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.write("cfg/source/a", "2")
+			if _, err := commitFiles(r.open(), "x", "source/a", "2"); err == nil || !strings.Contains(err.Error(), "reading the git index") {
+				t.Errorf("CommitFiles with a %s index = %v, want an error reading the index", tc.name, err)
+			}
+			if got := r.firstParents(); !slices.Equal(got, []plumbing.Hash{root}) {
+				t.Errorf("history %v, want only %s", got, root)
+			}
+			if after, _ := os.ReadFile(indexFile); !bytes.Equal(after, indexBefore) {
+				t.Errorf("the index changed")
+			}
+			if got, want := r.gitOK("status", "--porcelain", "--untracked-files=no"), " M cfg/source/a\nM  notes.txt\n"; got != want {
+				t.Errorf("git status:\n%s\nwant:\n%s", got, want)
+			}
+			if _, err := os.Stat(indexFile + ".lock"); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("index.lock left behind: %v", err)
+			}
+		})
 	}
 }
 

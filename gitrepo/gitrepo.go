@@ -58,6 +58,9 @@ func Open(root string) (*Repo, error) {
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		return nil, fmt.Errorf("%s: %w", root, ErrNotRepository)
 	}
+	if errors.Is(err, git.ErrUnsupportedExtensionRepositoryFormatVersion) {
+		return nil, fmt.Errorf("opening git repository at %s: %w (cfg reads git with go-git, which does not take this extension; git sparse-checkout turns on worktreeConfig)", root, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening git repository at %s: %w", root, err)
 	}

@@ -195,6 +195,21 @@ func TestOpen(t *testing.T) {
 	}
 }
 
+// TestOpenSparseCheckout: git sparse-checkout turns on the worktreeConfig
+// extension, which go-git does not take: Open says so, naming the
+// extension and what turned it on.
+func TestOpenSparseCheckout(t *testing.T) {
+	needGit(t)
+	r := newTestRepo(t)
+	r.write("cfg/source/a", "1", "other/b", "1")
+	r.commitAll("initial")
+	r.gitOK("sparse-checkout", "set", "--cone", "cfg")
+	_, err := Open(filepath.Join(r.top, "cfg"))
+	if err == nil || !strings.Contains(err.Error(), "worktreeconfig") || !strings.Contains(err.Error(), "git sparse-checkout turns on worktreeConfig") {
+		t.Errorf("Open of a sparse checkout = %v, want an error naming worktreeConfig and git sparse-checkout", err)
+	}
+}
+
 func TestWorkingChanges(t *testing.T) {
 	r := newTestRepo(t)
 	r.write(
