@@ -202,6 +202,7 @@ func (k *linker) enum(d *astEnum) (*Enum, error) {
 func (k *linker) fields(s *Struct, d *astStruct) error {
 	auto := int64(-1)
 	byID := map[int16]*Field{}
+	var withDefault *astField // a union's member with a default
 	for i, af := range d.fields {
 		id := af.id
 		if !af.hasID || id <= 0 {
@@ -219,6 +220,14 @@ func (k *linker) fields(s *Struct, d *astStruct) error {
 		if s.Type == Union && fld.Required == Required {
 			// A union takes one member: none can be required.
 			fld.Required = Optional
+		}
+		if s.Type == Union && af.def != nil {
+			// It takes that member when built without one: at most one
+			// has a default, as for Thrift's compiler.
+			if withDefault != nil {
+				return k.errorf(af.astPos, "%s.%s: a second default in union %s (%q has one); a union takes at most one", d.name, af.name, d.name, withDefault.name)
+			}
+			withDefault = af
 		}
 		if prev := byID[fld.ID]; prev != nil {
 			return k.errorf(af.astPos, "%s.%s: field ID %d is already used by %q", d.name, af.name, id, prev.Name)
