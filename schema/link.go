@@ -202,6 +202,7 @@ func (k *linker) enum(d *astEnum) (*Enum, error) {
 func (k *linker) fields(s *Struct, d *astStruct) error {
 	auto := int64(-1)
 	byID := map[int16]*Field{}
+	var withDefault *astField // a union's member with a default
 	for i, af := range d.fields {
 		id := af.id
 		if !af.hasID || id <= 0 {
@@ -219,6 +220,14 @@ func (k *linker) fields(s *Struct, d *astStruct) error {
 		if s.Type == Union && fld.Required == Required {
 			// A union takes one member: none can be required.
 			fld.Required = Optional
+		}
+		if s.Type == Union && af.def != nil {
+			// It takes that member when built without one: at most one
+			// has a default, as for Thrift's compiler.
+			if withDefault != nil {
+				return k.errorf(af.astPos, "%s.%s: a second default in union %s (%q has one); a union takes at most one", d.name, af.name, d.name, withDefault.name)
+			}
+			withDefault = af
 		}
 		if prev := byID[fld.ID]; prev != nil {
 			return k.errorf(af.astPos, "%s.%s: field ID %d is already used by %q", d.name, af.name, id, prev.Name)
@@ -573,13 +582,16 @@ func (k *linker) reference(c *astConst, t *Type) (Const, *valueError) {
 		}
 		return k.value(d.value, t)
 	}
-	if _, last, ok := cutLast(name); ok && t.Kind == EnumKind {
-		// Thrift's compiler looks a value of an enum up by its last name
-		// in the enum of the type, whatever the prefix says.
-		if it := t.Enum.Item(last); it != nil {
+	if item, ok := enumItemName(name); ok && t.Kind == EnumKind {
+		// Thrift's compiler looks a value of an enum up in the enum of
+		// the type, whatever the prefix says.
+		if it := t.Enum.Item(item); it != nil {
 			return it, nil
 		}
-		return nil, k.valueErrorf(c, "got %s, want a value of enum %s (it has no value %q)", name, t.Enum.Name, last)
+		if strings.Contains(item, ".") {
+			return nil, k.valueErrorf(c, "got %s, want a value of enum %s (Thrift's compiler looks it up as %q: it drops two names at most)", name, t.Enum.Name, item)
+		}
+		return nil, k.valueErrorf(c, "got %s, want a value of enum %s (it has no value %q)", name, t.Enum.Name, item)
 	}
 	if prefix, item, ok := cutLast(name); ok {
 		if e := k.enumNamed(prefix); e != nil {
@@ -623,6 +635,22 @@ func (k *linker) checkRef(c *astConst, ct, t *Type) *valueError {
 		return k.valueErrorf(c, "got constant %s of enum type %s, want %s", c.text, ct, t)
 	}
 	return nil
+}
+
+// enumItemName is the name Thrift's compiler looks a value of an enum up
+// by: what follows the first dot and, when there is another, what follows
+// that (RED in Color.RED and in include.Color.RED, Color.RED in
+// a.b.Color.RED, so that an enum of a file included as a.b has no value
+// that can be written).
+func enumItemName(s string) (string, bool) {
+	_, rest, ok := strings.Cut(s, ".")
+	if !ok {
+		return "", false
+	}
+	if _, after, ok := strings.Cut(rest, "."); ok {
+		rest = after
+	}
+	return rest, true
 }
 
 func cutLast(s string) (before, after string, ok bool) {

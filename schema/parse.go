@@ -446,18 +446,20 @@ func (p *parser) file() *astFile {
 			p.next()
 		case p.isWord("namespace"):
 			p.next()
-			if p.is("*") {
-				p.next()
-			} else if p.tok.kind == tokIdent {
-				p.next()
-			} else {
+			// Annotations follow the namespace of a language, not that
+			// of * (as Thrift's compiler reads them).
+			star := p.is("*")
+			if !star && p.tok.kind != tokIdent {
 				p.fail("got %s, want a language or * after namespace", p.tok)
 			}
+			p.next()
 			if p.tok.kind != tokIdent {
 				p.fail("got %s, want the namespace", p.tok)
 			}
 			p.next()
-			p.annotations()
+			if !star {
+				p.annotations()
+			}
 		case p.tok.kind == tokIdent && legacyHeaders[p.tok.text] != "":
 			p.fail("unsupported declaration %q (want %q)", p.tok.text, legacyHeaders[p.tok.text])
 		default:
@@ -483,7 +485,7 @@ func (p *parser) definition() astDef {
 		name, _ := p.ident("the name of the constant")
 		p.expect("=", "after the name of the constant")
 		v := p.constValue()
-		p.annotations()
+		// A constant takes no annotations (Thrift's compiler refuses them).
 		p.skipSeparator()
 		return &astConstDef{pos, name, t, v}
 	case "typedef":

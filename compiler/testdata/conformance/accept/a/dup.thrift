@@ -1,3 +1,4 @@
 struct Thing {
   1: optional string name = "a"
 }
+enum Level { LOW, HIGH }

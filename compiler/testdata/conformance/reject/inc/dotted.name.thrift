@@ -1,0 +1,2 @@
+// Included by enum_value_dotted_include.thrift.
+enum Level { LOW, HIGH }
