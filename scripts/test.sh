@@ -53,6 +53,13 @@ fi
 if [ "$mode" = --check ]; then
   exit 0
 fi
+# Apache Thrift's own IDL files, which compiler's TestThriftCorpus loads
+# with cfg and with the reference, come from the Go module proxy.
+if corpus=$(scripts/thrift-corpus.sh --download 2>/dev/null); then
+  export CFG_THRIFT_CORPUS=$corpus
+else
+  echo "github.com/apache/thrift@v0.17.0 could not be downloaded: TestThriftCorpus (compiler) will be skipped"
+fi
 
 # Each stage says how long it took (bash's SECONDS), so that a slow stage
 # shows in CI's log.
