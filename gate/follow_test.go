@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,6 +49,9 @@ func TestFollowCommitsAndOverrides(t *testing.T) {
 	sameDecisions(t, l, v2, us)
 	if d := l.Check(us[0]); d.Version != s.Version {
 		t.Errorf("decision's version %+v, want %+v", d.Version, s.Version)
+	}
+	if s.Version.Commit != d.Head() {
+		t.Errorf("version's commit %q, want %q", s.Version.Commit, d.Head())
 	}
 
 	// A canary pushes 100 % to this host.
@@ -116,11 +121,12 @@ func TestFollowFromCache(t *testing.T) {
 
 // TestFollowRefusesWhatDoesNotCompile: a version naming a restraint this
 // application does not register leaves the previous version in effect,
-// with the reason in the status; an application that never had a version
-// that compiles fails closed with it.
+// with the reason in the status and the log; an application that never
+// had a version that compiles fails closed with it.
 func TestFollowRefusesWhatDoesNotCompile(t *testing.T) {
 	d := disttest.New(t, map[string]string{gatePath: rampSource("feed/new_ranker", 10)})
-	l, ch := follow(t, d, gate.FollowOptions{})
+	var logs syncBuffer
+	l, ch := follow(t, d, gate.FollowOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	v1 := compiled(t, d)
 	d.Write(gatePath, `load("@cfg//gate.cinc", "custom", "ramp")
 export(ramp(salt = "feed/new_ranker", percent = 100, early = [custom("internal_network", cidr = "10.0.0.0/8")]))
@@ -131,6 +137,10 @@ export(ramp(salt = "feed/new_ranker", percent = 100, early = [custom("internal_n
 	var ce *gate.CompileError
 	if s.Err == nil || s.Err.Error() != want || !errors.As(s.Err, &ce) || s.Version.Revision != 1 {
 		t.Errorf("status %+v, err %v\nwant err %s", s, s.Err, want)
+	}
+	// The version is logged before the status is reported.
+	if line := `level=ERROR msg="gate version refused; the previous one stays in effect" gate=feed/new_ranker version="revision 2" err=`; !strings.Contains(logs.String(), line) {
+		t.Errorf("log %q, want a line with %q", logs.String(), line)
 	}
 	sameDecisions(t, l, v1, units(500))
 
@@ -198,4 +208,22 @@ func TestFollowNotLoaded(t *testing.T) {
 	if _, err := gate.Follow(context.Background(), c, "../x", gate.FollowOptions{}); err == nil {
 		t.Error("Follow accepted a bad name")
 	}
+}
+
+// syncBuffer is a log that a followed gate's goroutine writes to.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

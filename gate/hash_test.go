@@ -314,3 +314,29 @@ func TestSamplingIndependentSalts(t *testing.T) {
 		t.Errorf("same salt: %d units pass both, want all %d of the 10 %%", sameSalt, inA)
 	}
 }
+
+// TestSamplingPopulation: population(salt, p) holds for exactly the units
+// that a gate salted salt passes at p %, the units whose bucket is at the
+// edge of the percentage included.
+func TestSamplingPopulation(t *testing.T) {
+	for _, p := range []float64{0.01, 10, 33.33, 99.99} {
+		edge := int(math.Round(p * 100))
+		sampled := mustCompile(t, fmt.Sprintf(`{"salt": "feed/new_ranker", "rules": [{"name": "all", "percent": %v}]}`, p), Options{})
+		population := mustCompile(t, fmt.Sprintf(`{"salt": "checkout/v2", "rules": [{"name": "in", "restraints": [
+		  {"condition": {"population": {"salt": "feed/new_ranker", "percent": %v}}}], "percent": 100}]}`, p), Options{})
+		ids := []string{
+			firstUnit("edge", func(id string) bool { return Bucket("feed/new_ranker", id) == edge-1 }),
+			firstUnit("edge", func(id string) bool { return Bucket("feed/new_ranker", id) == edge }),
+		}
+		for i := range 20000 {
+			ids = append(ids, fmt.Sprint("user-", i))
+		}
+		for _, id := range ids {
+			s, q := sampled.Check(Unit{ID: id}), population.Check(Unit{ID: id})
+			if s.Err != nil || q.Err != nil || s.Pass != q.Pass {
+				t.Fatalf("at %v %%, unit %s (bucket %d): the gate salted feed/new_ranker %s, population(\"feed/new_ranker\", %v) %s",
+					p, id, Bucket("feed/new_ranker", id), decision(s), p, decision(q))
+			}
+		}
+	}
+}

@@ -139,3 +139,60 @@ export(` + tc.src + ")\n"
 		}
 	}
 }
+
+// TestHelpersRestraints: the restraints of @cfg//gate.cinc hold as the
+// README's table says: attr_equals is one value of attr_in, attr_not_in
+// its negation (so it holds when the attribute is missing), attr_is with
+// False holds for a false attribute, number compares by each of its six
+// operators, and a restraint declared with custom_restraint refuses a
+// parameter it was not declared with when the gate compiles.
+func TestHelpersRestraints(t *testing.T) {
+	us, fr, none := []Attr{StringAttr("country", "US")}, []Attr{StringAttr("country", "FR")}, []Attr(nil)
+	yes, no := []Attr{BoolAttr("beta", true)}, []Attr{BoolAttr("beta", false)}
+	n := func(v float64) []Attr { return []Attr{NumberAttr("n", v)} }
+	for _, tc := range []struct {
+		restraint string
+		holds     [][]Attr // units for which it holds
+		not       [][]Attr // units for which it does not
+	}{
+		{`attr_equals("country", "US")`, [][]Attr{us}, [][]Attr{fr, none}},
+		{`attr_not_in("country", ["US", "CA"])`, [][]Attr{fr, none}, [][]Attr{us}},
+		{`attr_is("beta", False)`, [][]Attr{no}, [][]Attr{yes, none}},
+		{`attr_is("beta")`, [][]Attr{yes}, [][]Attr{no, none}},
+		{`number("n", "<", 2)`, [][]Attr{n(1)}, [][]Attr{n(2), n(3), none}},
+		{`number("n", "<=", 2)`, [][]Attr{n(1), n(2)}, [][]Attr{n(3), none}},
+		{`number("n", "==", 2)`, [][]Attr{n(2)}, [][]Attr{n(1), n(3), none}},
+		{`number("n", "!=", 2)`, [][]Attr{n(1), n(3)}, [][]Attr{n(2), none}},
+		{`number("n", ">=", 2)`, [][]Attr{n(2), n(3)}, [][]Attr{n(1), none}},
+		{`number("n", ">", 2)`, [][]Attr{n(3)}, [][]Attr{n(1), n(2), none}},
+	} {
+		data, diags := compileSource(t, `load("@cfg//gate.cinc", "attr_equals", "attr_in", "attr_is", "attr_not_in", "gate", "number", "rule")
+export(gate("s", [rule("r", restraints = [`+tc.restraint+`])]))
+`)
+		if diags != "" {
+			t.Errorf("%s: %s", tc.restraint, diags)
+			continue
+		}
+		g, err := Compile(data, Options{})
+		if err != nil {
+			t.Errorf("%s: %v", tc.restraint, err)
+			continue
+		}
+		for want, units := range map[bool][][]Attr{true: tc.holds, false: tc.not} {
+			for _, attrs := range units {
+				if d := g.Check(Unit{ID: "u", Attrs: attrs}); d.Err != nil || d.Pass != want {
+					t.Errorf("%s for %v: %s, want pass %v", tc.restraint, attrs, decision(d), want)
+				}
+			}
+		}
+	}
+	_, diags := compileSource(t, `load("//lib/net.cinc", "internal_network")
+load("@cfg//gate.cinc", "ramp")
+export(ramp(salt = "s", percent = 1, early = [internal_network(cdir = "10.0.0.0/8")]))
+`, "source/lib/net.cinc", `load("@cfg//gate.cinc", "custom_restraint")
+internal_network = custom_restraint("internal_network", params = ["cidr"])
+`)
+	if want := `restraint "internal_network" has no parameter "cdir" (it has cidr)`; !strings.Contains(diags, want) {
+		t.Errorf("a misspelt parameter: %q, want an error containing %q", diags, want)
+	}
+}

@@ -240,6 +240,9 @@ func TestProviderChanges(t *testing.T) {
 	if got := show(of.BooleanValueDetails(ctx, "feed/new_ranker", false, us)); got != "true SPLIT on rule=ramp rule_index=2 percent=50 revision=2" {
 		t.Errorf("after the commit: %s", got)
 	}
+	if got, _ := of.BooleanValueDetails(ctx, "feed/new_ranker", false, us); got.FlagMetadata["commit"] != d.Head() {
+		t.Errorf("commit %v, want %s", got.FlagMetadata["commit"], d.Head())
+	}
 
 	mark := ev.mark()
 	d.Write("source/feed/settings.cconf", settingsSource(50))
@@ -251,14 +254,23 @@ func TestProviderChanges(t *testing.T) {
 	if n := of.Int(ctx, "feed/settings:page_size", 0, openfeature.EvaluationContext{}); n != 50 {
 		t.Errorf("page_size %d after the commit", n)
 	}
+	// A field deeper down: the flags of the objects that hold it change too.
+	mark = ev.mark()
+	d.Write("source/feed/settings.cconf", strings.Replace(settingsSource(50), `"classic"`, `"neural"`, 1))
+	d.Commit("the neural ranker")
+	e = ev.wait(t, mark, func(e openfeature.EventDetails) bool { return slices.Contains(e.FlagChanges, "feed/settings") })
+	if got := strings.Join(e.FlagChanges, " "); got != "feed/settings feed/settings:ranker feed/settings:ranker.name" {
+		t.Errorf("flags changed: %s", got)
+	}
 
 	// A canary pushes 0 % to this host, then rolls back.
 	d.Write("source/feed/new_ranker.cconf", rampSource(0))
 	mark = ev.mark()
 	d.PutOverride("canary-7", "feed/new_ranker", gate.Type, d.Compiled("feed/new_ranker"))
 	ev.wait(t, mark, func(e openfeature.EventDetails) bool { return e.EventMetadata["override"] == "canary-7" })
-	if got := show(of.BooleanValueDetails(ctx, "feed/new_ranker", true, us)); got != "false TARGETING_MATCH off rule=ramp rule_index=2 percent=0 revision=2 override=canary-7" {
-		t.Errorf("with the override: %s", got)
+	got, _ := of.BooleanValueDetails(ctx, "feed/new_ranker", true, us)
+	if show(got, nil) != "false TARGETING_MATCH off rule=ramp rule_index=2 percent=0 revision=2 override=canary-7" || got.FlagMetadata["override_version"] != int64(1) {
+		t.Errorf("with the override: %s override_version=%v", show(got, nil), got.FlagMetadata["override_version"])
 	}
 	mark = ev.mark()
 	d.DeleteOverride("canary-7")
@@ -309,6 +321,48 @@ func TestProviderInitFails(t *testing.T) {
 	}
 	if _, err := provider.New(d.Client(), provider.Options{Gates: []string{"a b"}}); err == nil {
 		t.Error("New accepted a bad gate name")
+	}
+}
+
+// officeSource is a gate with an application's restraint.
+const officeSource = `load("@cfg//gate.cinc", "custom", "ramp")
+
+export(ramp(salt = "feed/office", percent = 0, early = [custom("internal_network", cidr = "10.0.0.0/8")]))
+`
+
+// TestProviderRestraintErrors: an application's restraint that fails is
+// GENERAL; a gate that does not compile in this application (it names a
+// restraint the application does not register) is PARSE_ERROR and Init's
+// error, while the other gate works. Both return the caller's default.
+func TestProviderRestraintErrors(t *testing.T) {
+	d := disttest.New(t, map[string]string{
+		"source/feed/new_ranker.cconf": rampSource(10),
+		"source/feed/office.cconf":     officeSource,
+	})
+	ctx := context.Background()
+	gates := []string{"feed/new_ranker", "feed/office"}
+	failing := func(map[string]string) (gate.Restraint, error) {
+		return func(gate.Unit) (bool, error) { return false, fmt.Errorf("no address") }, nil
+	}
+	of, _, err := start(t, d, provider.Options{Gates: gates, Restraints: map[string]gate.NewRestraint{"internal_network": failing}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := show(of.BooleanValueDetails(ctx, "feed/office", true, ctxOf("u-1", nil))),
+		`true ERROR GENERAL: rule "internal_network": restraint "internal_network": no address revision=1`; got != want {
+		t.Errorf("a failing restraint:\n got %s\nwant %s", got, want)
+	}
+
+	of, _, err = start(t, d, provider.Options{Gates: gates})
+	const why = `gate "feed/office" revision 1: rules[0].restraints[0].condition.custom.name: restraint "internal_network" is not registered by this application (registered: none)`
+	if err == nil || !strings.Contains(err.Error(), why) {
+		t.Errorf("SetProviderAndWait = %v, want an error containing %s", err, why)
+	}
+	if got, want := show(of.BooleanValueDetails(ctx, "feed/office", true, ctxOf("u-1", nil))), "true ERROR PARSE_ERROR: "+why+" revision=1"; got != want {
+		t.Errorf("a gate that does not compile:\n got %s\nwant %s", got, want)
+	}
+	if got := show(of.BooleanValueDetails(ctx, "feed/new_ranker", false, ctxOf("alice", nil))); got != "true TARGETING_MATCH on rule=allow rule_index=0 percent=100 revision=1" {
+		t.Errorf("the other gate: %s", got)
 	}
 }
 

@@ -120,6 +120,16 @@ func (d *Dist) Commit(msg string) {
 	}
 }
 
+// Head returns the hash of the last commit.
+func (d *Dist) Head() string {
+	d.t.Helper()
+	ref, err := d.git.Head()
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return ref.Hash().String()
+}
+
 // Compiled compiles the config name of the working tree in memory, writing
 // nothing, and returns its JSON: a candidate, as cfg canary pushes it.
 func (d *Dist) Compiled(name string) []byte {
