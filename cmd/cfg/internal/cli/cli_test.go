@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -124,6 +125,29 @@ func TestGCPercent(t *testing.T) {
 	} {
 		if got := gcPercent(tt.args); got != tt.want {
 			t.Errorf("gcPercent(%q) = %d, want %d", tt.args, got, tt.want)
+		}
+	}
+}
+
+// TestConfigNameOutsideRepository checks that cfg get and cfg status,
+// outside a config repository, take a config name or a // path as they are.
+func TestConfigNameOutsideRepository(t *testing.T) {
+	f, _, _ := testFactory(t.TempDir(), false)
+	for ref, want := range map[string]string{
+		"feed/cache_job":         "feed/cache_job",
+		"//feed/cache_job.cconf": "feed/cache_job",
+		"//service/banner.txt":   "service/banner.txt",
+		"service/banner.txt":     "service/banner.txt",
+		"feed/cache_job.cconf":   "feed/cache_job",
+	} {
+		if got, err := configName(f, ref); got != want || err != nil {
+			t.Errorf("configName(%q) = %q, %v; want %q", ref, got, err, want)
+		}
+	}
+	for _, ref := range []string{"", "//../x.cconf", "./feed/cache_job.cconf"} {
+		var ee *exitError
+		if got, err := configName(f, ref); !errors.As(err, &ee) || ee.code != ExitUsage {
+			t.Errorf("configName(%q) = %q, %v; want a usage error", ref, got, err)
 		}
 	}
 }
