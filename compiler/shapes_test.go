@@ -130,6 +130,15 @@ func TestIncrementalShapes(t *testing.T) {
 			if diff := cmp.Diff(st.want, g.Affected([]string{edited}), cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("%s: affected by %s (-want +got):\n%s", st.name, edited, diff)
 			}
+			var configs []string
+			for _, p := range g.RDeps(edited) {
+				if repo.Classify(p) == repo.Config {
+					configs = append(configs, p)
+				}
+			}
+			if diff := cmp.Diff(st.want, configs, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("%s: configs among the rdeps of %s (-want +got):\n%s", st.name, edited, diff)
+			}
 		}
 		got, res := build(t, root)
 		if diff := cmp.Diff(st.want, got); diff != "" {
