@@ -155,3 +155,16 @@ func TestRootFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestCommitLockTimeoutDefault checks that cfg commit waits one minute for
+// another cfg commit by default, as the README says.
+func TestCommitLockTimeoutDefault(t *testing.T) {
+	f, _, _ := testFactory(t.TempDir(), false)
+	cmd, _, err := NewRootCmd(f).Find([]string{"commit"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fl := cmd.Flags().Lookup("lock-timeout"); fl == nil || fl.DefValue != "1m0s" {
+		t.Errorf("cfg commit --lock-timeout: %+v, want a default of 1m0s", fl)
+	}
+}
