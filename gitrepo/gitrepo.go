@@ -15,6 +15,7 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 )
@@ -84,7 +85,31 @@ func Open(root string) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
+	if wt.Excludes, err = readExclude(commonDir); err != nil {
+		return nil, err
+	}
 	return &Repo{git: g, wt: wt, top: top, prefix: prefix, gitDir: gitDir, commonDir: commonDir}, nil
+}
+
+// readExclude reads the patterns of info/exclude in the git directory
+// commonDir. go-git's status reads .gitignore files but not this file: its
+// work tree file system refuses every path into .git.
+func readExclude(commonDir string) ([]gitignore.Pattern, error) {
+	data, err := os.ReadFile(filepath.Join(commonDir, "info", "exclude"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the git ignore patterns: %w", err)
+	}
+	var ps []gitignore.Pattern
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSuffix(line, "\r")
+		if strings.TrimSpace(line) != "" && !strings.HasPrefix(line, "#") {
+			ps = append(ps, gitignore.ParsePattern(line, nil))
+		}
+	}
+	return ps, nil
 }
 
 // WorkTree returns the absolute path of the git work tree.

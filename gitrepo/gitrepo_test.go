@@ -278,6 +278,51 @@ func TestWorkingChanges(t *testing.T) {
 	}
 }
 
+// TestWorkingChangesIgnores checks which ignore files count: .gitignore
+// files (at the top and in a directory) and .git/info/exclude do, the global
+// ones (core.excludesFile of the user's configuration, and git's default
+// $XDG_CONFIG_HOME/git/ignore) do not.
+func TestWorkingChangesIgnores(t *testing.T) {
+	r := newTestRepo(t)
+	home := os.Getenv("HOME")
+	r.write(
+		".gitignore", "*.top\n",
+		"cfg/source/.gitignore", "*.dir\n",
+		".git/info/exclude", "*.exclude\n",
+		"cfg/source/keep.cconf", "k",
+	)
+	global := filepath.Join(home, "global-ignore")
+	for name, data := range map[string]string{
+		global:                                "*.global\n",
+		filepath.Join(home, ".gitconfig"):     "[core]\n\texcludesFile = " + global + "\n",
+		filepath.Join(home, "xdg/git/ignore"): "*.xdg\n",
+	} {
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(home, "xdg"))
+	r.commitAll("initial")
+	r.write(
+		"cfg/source/a.top", "1",
+		"cfg/source/b.dir", "1",
+		"cfg/source/c.exclude", "1",
+		"cfg/source/d.global", "1",
+		"cfg/source/e.xdg", "1",
+	)
+	got, err := r.open().WorkingChanges()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Change{{"source/d.global", Added}, {"source/e.xdg", Added}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("WorkingChanges (-want +got):\n%s", diff)
+	}
+}
+
 func TestChangesSince(t *testing.T) {
 	r := newTestRepo(t)
 	r.write("cfg/source/a.cconf", "a1", "cfg/source/b.cconf", "b1", "outside.txt", "1")

@@ -13,6 +13,7 @@ func TestResolve(t *testing.T) {
 	for p, data := range map[string]string{
 		"source/feed/cache_job.cconf":                       "",
 		"source/lib/create_job.cinc":                        "",
+		"source/feed/lib/create_job.cinc":                   "",
 		"source/schemas/job.thrift":                         "",
 		"source/service/banner.txt":                         "",
 		"source/raw/data.json":                              "",
@@ -69,6 +70,12 @@ func TestResolve(t *testing.T) {
 		{"", "//schemas/job.thrift", Ref{Path: "source/schemas/job.thrift"}, "", false},
 		{"", "service/banner.txt", Ref{Path: "source/service/banner.txt", Name: "service/banner.txt"}, "", false},
 		{"", "materialized_configs/raw/data.json", Ref{Path: "source/raw/data.json", Name: "raw/data.json"}, "", false},
+		// A path from the working directory is tried before a name, and a
+		// path starting with ./ or ../ is only a path.
+		{"source/feed", "lib/create_job.cinc", Ref{Path: "source/feed/lib/create_job.cinc"}, "", false},
+		{"source", "lib/create_job.cinc", module, "", false},
+		{"", "./feed/cache_job", Ref{}, `"./feed/cache_job": not under source/ or materialized_configs/` + forms, false},
+		{"source/lib", "../feed/cache_job", Ref{Name: "feed/cache_job"}, `"../feed/cache_job": no config or source file` + forms, true},
 		// Well formed, but nothing by that name: the name it would have.
 		{"", "feed/nope", Ref{Name: "feed/nope"}, `"feed/nope": no config or source file` + forms, true},
 		{"", "//feed/nope.cconf", Ref{Name: "feed/nope"}, `"//feed/nope.cconf": no config or source file` + forms, true},

@@ -116,8 +116,24 @@ func TestFindRoot(t *testing.T) {
 	if err != nil || got != root {
 		t.Errorf("FindRoot(%s) = %q, %v; want %q", deep, got, err, root)
 	}
+	if got, err := FindRoot(root); err != nil || got != root {
+		t.Errorf("FindRoot(%s) = %q, %v; want the directory itself", root, got, err)
+	}
 	if _, err := FindRoot(t.TempDir()); err == nil {
 		t.Error("FindRoot outside a repository: no error")
+	}
+
+	// The first directory holding source/ wins; a file named source does
+	// not count.
+	inner := filepath.Join(root, "source", "a", "inner")
+	if err := os.MkdirAll(filepath.Join(inner, "source", "c"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(inner, "source", "c", "source"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := FindRoot(filepath.Join(inner, "source", "c")); err != nil || got != inner {
+		t.Errorf("FindRoot in a nested repository = %q, %v; want %q", got, err, inner)
 	}
 }
 

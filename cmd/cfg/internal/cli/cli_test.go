@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,6 +37,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"nosuchcommand"}, ExitUsage, "unknown command"},
 		{[]string{"compile", "/elsewhere/x.cconf"}, ExitUsage, "outside the config repository"},
 		{[]string{"compile", "source/nope.cinc"}, ExitUsage, `"source/nope.cinc": no config or source file; want a config name (feed/cache_job), a path under source/ (lib/create_job.cinc), a // path (//lib/create_job.cinc) or a path from the working directory (source/lib/create_job.cinc)`},
+		{[]string{"compile", "source/lib"}, ExitUsage, "source/lib: no configs or raw configs under this directory"},
+		{[]string{"deps", "//feed"}, ExitUsage, `"//feed": a directory`},
+		{[]string{"compile", "--emit", "json,thrift-binary"}, ExitUsage, "--emit json,thrift-binary: the repository publishes json"},
 		{[]string{"--root", "/nonexistent", "validate"}, ExitUsage, "--root /nonexistent: not a config repository (no source/ directory)"},
 		{[]string{"serve", "--data-dir", "d", "--max-watches-per-address", "-1"}, ExitUsage, "--max-watches-per-address: got -1, want 0 (the default) or more"},
 		{[]string{"serve", "--data-dir", "d", "--max-watch-bytes", "1000"}, ExitUsage, "--max-watch-bytes: got 1000, want 0 (the default) or at least 1048576, the largest watch body"},
@@ -64,6 +68,21 @@ func TestExitCodes(t *testing.T) {
 		if !strings.Contains(errb.String(), tt.wantErr) {
 			t.Errorf("cfg %s: stderr %q does not contain %q", strings.Join(tt.args, " "), errb, tt.wantErr)
 		}
+	}
+
+	// Bad settings: exit 1, positioned in cfg.json.
+	settings := filepath.Join(root, "cfg.json")
+	if err := os.WriteFile(settings, []byte(`{"encodings": "json"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"compile"}, {"validate"}} {
+		f, _, errb := testFactory(root, false)
+		if code := Run(context.Background(), f, args); code != ExitInput || !strings.Contains(errb.String(), "cfg.json:1:21: encodings: got string, want a list of encodings") {
+			t.Errorf("cfg %s with bad settings: exit %d, want 1; stderr:\n%s", args[0], code, errb)
+		}
+	}
+	if err := os.Remove(settings); err != nil {
+		t.Fatal(err)
 	}
 
 	// A bad config: exit 1, positioned diagnostic, colored on a terminal.
@@ -124,6 +143,29 @@ func TestGCPercent(t *testing.T) {
 	} {
 		if got := gcPercent(tt.args); got != tt.want {
 			t.Errorf("gcPercent(%q) = %d, want %d", tt.args, got, tt.want)
+		}
+	}
+}
+
+// TestConfigNameOutsideRepository checks that cfg get and cfg status,
+// outside a config repository, take a config name or a // path as they are.
+func TestConfigNameOutsideRepository(t *testing.T) {
+	f, _, _ := testFactory(t.TempDir(), false)
+	for ref, want := range map[string]string{
+		"feed/cache_job":         "feed/cache_job",
+		"//feed/cache_job.cconf": "feed/cache_job",
+		"//service/banner.txt":   "service/banner.txt",
+		"service/banner.txt":     "service/banner.txt",
+		"feed/cache_job.cconf":   "feed/cache_job",
+	} {
+		if got, err := configName(f, ref); got != want || err != nil {
+			t.Errorf("configName(%q) = %q, %v; want %q", ref, got, err, want)
+		}
+	}
+	for _, ref := range []string{"", "//../x.cconf", "./feed/cache_job.cconf"} {
+		var ee *exitError
+		if got, err := configName(f, ref); !errors.As(err, &ee) || ee.code != ExitUsage {
+			t.Errorf("configName(%q) = %q, %v; want a usage error", ref, got, err)
 		}
 	}
 }

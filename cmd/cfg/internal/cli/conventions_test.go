@@ -110,3 +110,61 @@ func TestValidateProgress(t *testing.T) {
 		}
 	}
 }
+
+// TestRootFlag checks that --root is a flag of exactly the commands that
+// read a repository, as the README lists them, and that it may come before
+// the command's name as well as after it. (cfg canary history asks the
+// daemon, and reads no repository.)
+func TestRootFlag(t *testing.T) {
+	want := []string{ // sorted
+		"cfg affected", "cfg canary", "cfg commit", "cfg compile", "cfg decode", "cfg deps",
+		"cfg diff", "cfg gate check", "cfg gate sample", "cfg init", "cfg log", "cfg rdeps", "cfg validate",
+	}
+	f, _, _ := testFactory(t.TempDir(), false)
+	var got []string
+	var visit func(c *cobra.Command)
+	visit = func(c *cobra.Command) {
+		if c.Runnable() && !c.Hidden && c.Flags().Lookup("root") != nil {
+			got = append(got, c.CommandPath())
+		}
+		for _, sub := range c.Commands() {
+			visit(sub)
+		}
+	}
+	visit(NewRootCmd(f))
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("commands with --root:\n got %q\nwant %q", got, want)
+	}
+
+	// Before or after the command's name, for every command that has it.
+	root := t.TempDir()
+	if err := os.CopyFS(filepath.Join(root, "source"), os.DirFS("../../../../examples/jobs/source")); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := t.TempDir()
+	for _, args := range [][]string{
+		{"--root", root, "deps", "feed/cache_job"},
+		{"deps", "--root", root, "feed/cache_job"},
+		{"--root", root, "rdeps", "lib/create_job.cinc"},
+		{"rdeps", "lib/create_job.cinc", "--root", root},
+	} {
+		f, out, errb := testFactory(elsewhere, false)
+		if code := Run(context.Background(), f, args); code != ExitOK || out.Len() == 0 {
+			t.Errorf("cfg %s: exit %d, stdout %q, stderr %q", strings.Join(args, " "), code, out, errb)
+		}
+	}
+}
+
+// TestCommitLockTimeoutDefault checks that cfg commit waits one minute for
+// another cfg commit by default, as the README says.
+func TestCommitLockTimeoutDefault(t *testing.T) {
+	f, _, _ := testFactory(t.TempDir(), false)
+	cmd, _, err := NewRootCmd(f).Find([]string{"commit"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fl := cmd.Flags().Lookup("lock-timeout"); fl == nil || fl.DefValue != "1m0s" {
+		t.Errorf("cfg commit --lock-timeout: %+v, want a default of 1m0s", fl)
+	}
+}

@@ -1,0 +1,89 @@
+package compiler
+
+import (
+	"bytes"
+	"encoding/gob"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestCacheIgnored checks that a cache written by another build of cfg, and
+// any cache under --rebuild, mean a full compile.
+func TestCacheIgnored(t *testing.T) {
+	root := incrementalRepo(t)
+	all, _ := build(t, root)
+	if got, _ := build(t, root); len(got) != 0 {
+		t.Fatalf("second build compiled %v, want nothing", got)
+	}
+
+	// Another build of cfg wrote the cache.
+	p := filepath.Join(root, filepath.FromSlash(cachePath))
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c cacheData
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&c); err != nil {
+		t.Fatal(err)
+	}
+	c.Identity += " another build"
+	var b bytes.Buffer
+	if err := gob.NewEncoder(&b).Encode(&c); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := build(t, root); len(got) != len(all) {
+		t.Errorf("with another build's cache: compiled %d, want all %d", len(got), len(all))
+	}
+	if got, _ := build(t, root); len(got) != 0 {
+		t.Errorf("after it: compiled %v, want nothing", got)
+	}
+
+	res, err := Build(t.Context(), root, Options{Rebuild: true})
+	if err != nil || len(res.Outputs) != len(all) || res.UpToDate != 0 {
+		t.Errorf("--rebuild: %v; compiled %d, %d up to date; want all %d", err, len(res.Outputs), res.UpToDate, len(all))
+	}
+}
+
+// TestCacheStat checks that a source file whose size and modification time
+// are those the cache recorded is not read again, unless it was modified
+// in the last two seconds (or later): such a file is always read.
+func TestCacheStat(t *testing.T) {
+	root := incrementalRepo(t)
+	module := filepath.Join(root, "source/lib/shared.cinc")
+	rewrite := func(n string, mtime time.Time) {
+		t.Helper()
+		writeFile(t, root, "source/lib/shared.cinc", "load(\"//s.thrift\", \"S\")\nN = "+n+"\ndef make(name):\n    return S(name = name, n = N)\n")
+		if err := os.Chtimes(module, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	rewrite("1", old)
+	build(t, root)
+
+	// Same size and time: not read, so the edit is not seen.
+	rewrite("2", old)
+	if got, _ := build(t, root); len(got) != 0 {
+		t.Errorf("an edit keeping size and modification time: compiled %v, want nothing (the file is not read)", got)
+	}
+	// Another time: read.
+	rewrite("3", old.Add(time.Second))
+	if got, _ := build(t, root); len(got) != 3 {
+		t.Errorf("an edit changing the modification time: compiled %v, want the 3 configs that load the module", got)
+	}
+	// A time too recent to trust: read on every compile.
+	future := time.Now().Add(time.Hour).Truncate(time.Second)
+	rewrite("4", future)
+	if got, _ := build(t, root); len(got) != 3 {
+		t.Errorf("a recent edit: compiled %v, want the 3 configs that load the module", got)
+	}
+	rewrite("5", future)
+	if got, _ := build(t, root); len(got) != 3 {
+		t.Errorf("a recent edit keeping size and modification time: compiled %v, want the 3 configs that load the module", got)
+	}
+}
