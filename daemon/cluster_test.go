@@ -230,6 +230,57 @@ func TestClusterOverrides(t *testing.T) {
 	w.quiet(300 * time.Millisecond)
 }
 
+// TestClusterOverrideAnsweredOnceServed attacks the guarantee that a
+// daemon of a cluster answers a change of an override once it serves the
+// change: each change through it is what it lists at once, and the next
+// change through it builds on it (the next version), however soon it
+// comes.
+func TestClusterOverrideAnsweredOnceServed(t *testing.T) {
+	c, prefix := testEtcd(t)
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1")
+	ds := startCluster(t, c, prefix, r.dir, 2, nil)
+	for _, d := range ds {
+		waitLong(t, "revision 1 on "+d.cfg.Member, func() bool { return d.latest() == 1 })
+	}
+	get := func(d *testDaemon, id string) (int, wire.Override) {
+		code, body, _ := d.do("GET", "/v1/overrides/"+id, "", nil)
+		var o wire.Override
+		if code == 200 {
+			if err := json.Unmarshal([]byte(body), &o); err != nil {
+				t.Fatalf("GET override %s on %s: %s: %v", id, d.cfg.Member, body, err)
+			}
+		}
+		return code, o
+	}
+	for _, d := range ds {
+		id := "run-" + d.cfg.Member
+		for v := int64(1); v <= 10; v++ {
+			data := fmt.Sprintf(`{"v":%d}`, v)
+			if code, body := d.putOverride(id, "a", []string{"web-1"}, data, 30); code != 200 || !strings.Contains(body, fmt.Sprintf(`"version":%d`, v)) {
+				t.Fatalf("PUT %s on %s: %d %s, want version %d", data, d.cfg.Member, code, body, v)
+			}
+			if code, o := get(d, id); code != 200 || o.Version != v || string(o.Data) != data {
+				t.Fatalf("GET on %s right after PUT %s: %d version %d %s", d.cfg.Member, data, code, o.Version, o.Data)
+			}
+			code, body, _ := d.do("POST", "/v1/overrides/"+id+"/renew", "", auth)
+			var renewed wire.Override
+			if err := json.Unmarshal([]byte(body), &renewed); code != 200 || err != nil {
+				t.Fatalf("renew on %s: %d %s", d.cfg.Member, code, body)
+			}
+			if code, o := get(d, id); code != 200 || !o.Expires.Equal(renewed.Expires) {
+				t.Fatalf("GET on %s right after a renewal: %d expires %v, want %v", d.cfg.Member, code, o.Expires, renewed.Expires)
+			}
+		}
+		if code, _, _ := d.do("DELETE", "/v1/overrides/"+id, "", auth); code != 204 {
+			t.Fatalf("DELETE on %s: %d", d.cfg.Member, code)
+		}
+		if code, o := get(d, id); code != 404 {
+			t.Fatalf("GET on %s right after DELETE: %d %+v, want 404", d.cfg.Member, code, o)
+		}
+	}
+}
+
 // TestClusterHosts attacks the guarantee that the hosts reported to any
 // daemon are listed by every daemon (cfg status and cfg canary read them
 // through any).
