@@ -79,10 +79,10 @@
 // # Canonical JSON
 //
 // A struct is an object with fields in IDL declaration order; unset fields
-// are omitted and fields with IDL defaults are always present. An enum is
-// its name; i64 is an exact integer; a double is the shortest form that
-// round-trips (NaN and infinities are errors, -0.0 is 0.0); binary is
-// base64. A set is an array without duplicates and a map an object, in the
+// are omitted and fields with IDL defaults are present unless set to None.
+// An enum is its name; i64 is an exact integer; a double is the shortest
+// form that round-trips (NaN and infinities are errors, -0.0 is 0.0);
+// binary is base64. A set is an array without duplicates and a map an object, in the
 // one canonical order of Thrift values (bool false first; numbers and enums
 // by value; strings and binary bytewise; structs field by field in field ID
 // order; lists, sets and maps element by element), which the Thrift

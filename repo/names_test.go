@@ -15,6 +15,7 @@ func TestCheckName(t *testing.T) {
 		{"a", ""},
 		{"team-a/c++/job@eu_1.v2", ""},
 		{strings.Repeat("a", MaxElementLen), ""},
+		{strings.Repeat("a/", MaxNameLen/2-1) + "aa", ""},
 		{"", "empty config name"},
 		{"a\nb", `config name "a\nb": character '\n' not allowed (want ASCII letters, digits and . _ - + @)`},
 		{"a\tb", `config name "a\tb": character '\t' not allowed (want ASCII letters, digits and . _ - + @)`},
@@ -35,6 +36,7 @@ func TestCheckName(t *testing.T) {
 		{"a/.cfgtmp-x", `config name "a/.cfgtmp-x": element ".cfgtmp-x" starts with a dot`},
 		{strings.Repeat("a", MaxElementLen+1), `config name "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"...: element longer than 200 bytes`},
 		{strings.Repeat("a/", 600), `config name "a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/"...: longer than 1024 bytes`},
+		{strings.Repeat("a/", MaxNameLen/2) + "a", `config name "a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/"...: longer than 1024 bytes`},
 	} {
 		if got := errText(CheckName(tc.name)); got != tc.wantErr {
 			t.Errorf("CheckName(%q) = %q, want %q", tc.name, got, tc.wantErr)
