@@ -143,7 +143,13 @@ func TestOverrideLeaseExpires(t *testing.T) {
 	if since := time.Since(started); since < time.Second {
 		t.Errorf("the override went after %v, before its 1 s lease", since)
 	}
-	if _, body, _ := d.do("GET", "/metrics", "", nil); !strings.Contains(body, "\ncfg_override_leases_expired_total 1\n") || !strings.Contains(body, "\ncfg_overrides 0\n") {
+	// The expiry is counted once the hosts are told.
+	var body string
+	d.waitFor("the expired lease counted", func() bool {
+		_, body, _ = d.do("GET", "/metrics", "", nil)
+		return strings.Contains(body, "\ncfg_override_leases_expired_total 1\n")
+	})
+	if !strings.Contains(body, "\ncfg_overrides 0\n") {
 		t.Errorf("metrics after a lease ran out:\n%s%s", grep(body, "cfg_override_leases"), grep(body, "cfg_overrides"))
 	}
 }
