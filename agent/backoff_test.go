@@ -14,6 +14,7 @@ import (
 
 	"github.com/cfg-dev/cfg/agent/agenttest"
 	"github.com/cfg-dev/cfg/agent/cache"
+	"github.com/cfg-dev/cfg/internal/syncbuf"
 )
 
 // TestBackoffOnCacheErrors: while the agent cannot write its cache, it
@@ -39,7 +40,7 @@ func TestBackoffOnCacheErrors(t *testing.T) {
 			repo := agenttest.NewRepo(t, hb)
 			repo.Publish(job(1))
 			d := agenttest.NewDaemon(t, repo)
-			logs := &syncBuffer{}
+			logs := &syncbuf.Buffer{}
 			cfg := testConfig(dir, d)
 			cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 			const retryMin, retryMax = 20 * time.Millisecond, 200 * time.Millisecond
@@ -102,7 +103,7 @@ func TestCacheErrorsKeepTheDaemon(t *testing.T) {
 	repo.Publish(job(1))
 	d1 := agenttest.NewDaemon(t, repo)
 	d2 := agenttest.NewDaemon(t, repo)
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	cfg := testConfig(dir, d1, d2)
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	const retryMin, retryMax = 20 * time.Millisecond, 200 * time.Millisecond

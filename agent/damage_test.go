@@ -12,6 +12,7 @@ import (
 
 	"github.com/cfg-dev/cfg/agent/agenttest"
 	"github.com/cfg-dev/cfg/agent/cache"
+	"github.com/cfg-dev/cfg/internal/syncbuf"
 )
 
 func sha(data []byte) string {
@@ -62,7 +63,7 @@ func TestStartWithDamagedCache(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, tc.file), tc.content, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			logs := &syncBuffer{}
+			logs := &syncbuf.Buffer{}
 			cfg := testConfig(dir, d)
 			cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 			a = serveAgent(t, cfg)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/cfg-dev/cfg/agent/agenttest"
 	"github.com/cfg-dev/cfg/agent/cache"
+	"github.com/cfg-dev/cfg/internal/syncbuf"
 	"github.com/cfg-dev/cfg/wire"
 )
 
@@ -58,7 +59,7 @@ func runAgentProcess(dir, daemon string) {
 // agentProcess is an agent running as a process of its own.
 type agentProcess struct {
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *syncbuf.Buffer
 	done chan struct{} // closed when the process has ended
 	err  error         // how it ended
 }
@@ -67,7 +68,7 @@ type agentProcess struct {
 // dir; it is killed when the test ends, if not before.
 func startAgentProcess(t *testing.T, dir, daemon string) *agentProcess {
 	t.Helper()
-	p := &agentProcess{log: &syncBuffer{}, done: make(chan struct{})}
+	p := &agentProcess{log: &syncbuf.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(os.Args[0], "-test.run=^$")
 	p.cmd.Env = append(os.Environ(), agentEnv+"="+dir, agentEnv+"_DAEMON="+daemon)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/cfg-dev/cfg/agent/cache"
 	"github.com/cfg-dev/cfg/daemon"
+	"github.com/cfg-dev/cfg/internal/syncbuf"
 	"github.com/cfg-dev/cfg/store"
 )
 
@@ -105,26 +105,8 @@ func serveDaemon(t *testing.T, repo, data, addr string) (string, func()) {
 	return ln.Addr().String(), stop
 }
 
-// syncBuffer collects an agent's log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // startRealAgent serves an agent of the daemon at addr, logging to logs.
-func startRealAgent(t *testing.T, dir, addr string, logs *syncBuffer) *testAgent {
+func startRealAgent(t *testing.T, dir, addr string, logs *syncbuf.Buffer) *testAgent {
 	t.Helper()
 	a, err := New(Config{Daemons: []string{"http://" + addr}, Host: "web-1", CacheDir: dir, Token: "tok", ReportEvery: time.Hour,
 		HeartbeatTimeout: 6 * hb, Heartbeat: hb, FetchTimeout: time.Second, Logger: slog.New(slog.NewTextHandler(logs, nil))})
@@ -164,7 +146,7 @@ func TestResyncWithRecreatedStore(t *testing.T) {
 	data := t.TempDir()
 	addr, stop := serveDaemon(t, r.dir, data, "127.0.0.1:0")
 	first := identityOf(t, data)
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	a := startRealAgent(t, t.TempDir(), addr, logs)
 	a.waitServes(t, "feed/job", `{"v":1}`)
 	a.waitServes(t, "feed/old", `{"old":1}`)
@@ -231,7 +213,7 @@ func TestResyncWithOlderStore(t *testing.T) {
 	c2 := r.commit("feed/job", `{"v":2}`)
 	data := t.TempDir()
 	addr, stop := serveDaemon(t, r.dir, data, "127.0.0.1:0")
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	a := startRealAgent(t, t.TempDir(), addr, logs)
 	a.waitServes(t, "feed/job", `{"v":2}`)
 	stop()
@@ -260,7 +242,7 @@ func TestResyncWithOlderStore(t *testing.T) {
 }
 
 // waitForLog waits for line in an agent's log.
-func waitForLog(t *testing.T, logs *syncBuffer, line string) {
+func waitForLog(t *testing.T, logs *syncbuf.Buffer, line string) {
 	t.Helper()
 	deadline := time.Now().Add(waitLimit)
 	for !strings.Contains(logs.String(), line) {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/cfg-dev/cfg/agent/agenttest"
 	"github.com/cfg-dev/cfg/agent/cache"
+	"github.com/cfg-dev/cfg/internal/syncbuf"
 	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/wire"
 )
@@ -77,7 +78,7 @@ func TestLocalClientsCannotBreakTheSubscription(t *testing.T) {
 	r := newGitRepo(t)
 	r.commit("feed/job", `{"v":1}`)
 	addr, _ := serveDaemon(t, r.dir, t.TempDir(), "127.0.0.1:0")
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	dir := t.TempDir()
 	const grace = 300 * time.Millisecond
 	a := serveAgent(t, Config{Daemons: []string{"http://" + addr}, Host: "web-1", CacheDir: dir, ReportEvery: time.Hour,
@@ -158,7 +159,7 @@ func TestRestartWithABloatedState(t *testing.T) {
 	r.commit("feed/job", `{"v":1}`)
 	addr, _ := serveDaemon(t, r.dir, t.TempDir(), "127.0.0.1:0")
 	dir := t.TempDir()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	cfg := Config{Daemons: []string{"http://" + addr}, Host: "web-1", CacheDir: dir, ReportEvery: time.Hour,
 		HeartbeatTimeout: 6 * hb, Heartbeat: hb, FetchTimeout: time.Second, MissingGrace: 200 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(logs, nil))}
@@ -217,7 +218,7 @@ func TestWatchWithGetFromAnEarlierDaemon(t *testing.T) {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	cfg := testConfig(t.TempDir())
 	cfg.Daemons = []string{"http://" + ln.Addr().String()}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))

@@ -1,32 +1,14 @@
 package daemon
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/cfg-dev/cfg/internal/syncbuf"
 )
-
-// syncBuffer is a bytes.Buffer safe for the daemon's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestReadOnly checks that a daemon without a token serves every read,
 // refuses every write with 403 naming how to accept them, and says so in
@@ -34,7 +16,7 @@ func (s *syncBuffer) String() string {
 func TestReadOnly(t *testing.T) {
 	r := newTestRepo(t)
 	r.commit("materialized_configs/a.json", "a1")
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Poll: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
 	if !strings.Contains(logs.String(), "level=WARN msg=\"read-only: started without a token; writes (host reports, canary overrides and runs) are refused with 403 until cfg serve is started with --token-file FILE or CFG_TOKEN\"") {

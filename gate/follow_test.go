@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cfg-dev/cfg/client"
 	"github.com/cfg-dev/cfg/gate"
 	"github.com/cfg-dev/cfg/gate/internal/disttest"
+	"github.com/cfg-dev/cfg/internal/syncbuf"
 )
 
 // rampSource is a gate config ramping to percent with salt.
@@ -125,7 +125,7 @@ func TestFollowFromCache(t *testing.T) {
 // had a version that compiles fails closed with it.
 func TestFollowRefusesWhatDoesNotCompile(t *testing.T) {
 	d := disttest.New(t, map[string]string{gatePath: rampSource("feed/new_ranker", 10)})
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	l, ch := follow(t, d, gate.FollowOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	v1 := compiled(t, d)
 	d.Write(gatePath, `load("@cfg//gate.cinc", "custom", "ramp")
@@ -208,22 +208,4 @@ func TestFollowNotLoaded(t *testing.T) {
 	if _, err := gate.Follow(context.Background(), c, "../x", gate.FollowOptions{}); err == nil {
 		t.Error("Follow accepted a bad name")
 	}
-}
-
-// syncBuffer is a log that a followed gate's goroutine writes to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

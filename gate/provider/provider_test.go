@@ -17,6 +17,7 @@ import (
 	"github.com/cfg-dev/cfg/gate"
 	"github.com/cfg-dev/cfg/gate/internal/disttest"
 	"github.com/cfg-dev/cfg/gate/provider"
+	"github.com/cfg-dev/cfg/internal/syncbuf"
 )
 
 func rampSource(percent float64) string {
@@ -462,30 +463,12 @@ func TestProviderConcurrentChanges(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log that the provider's goroutines write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestProviderEventsBounded: a provider whose events nobody reads keeps
 // following the gate; the events beyond the 64 that wait are dropped and
 // logged.
 func TestProviderEventsBounded(t *testing.T) {
 	d := newDist(t)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	p, err := provider.New(d.Client(), provider.Options{Gates: []string{"feed/new_ranker"}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)

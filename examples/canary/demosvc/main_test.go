@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +21,7 @@ import (
 	"github.com/cfg-dev/cfg/agent"
 	"github.com/cfg-dev/cfg/agent/agenttest"
 	"github.com/cfg-dev/cfg/compiler"
+	"github.com/cfg-dev/cfg/internal/syncbuf"
 )
 
 // compileChange compiles the example's sources with source/demo/service.cconf
@@ -82,23 +81,6 @@ func TestChanges(t *testing.T) {
 	if bad != (Demo{Greeting: b.Greeting, WorkMS: b.WorkMS, TimeoutMS: 4}) {
 		t.Errorf("bad change: %+v, want only timeout_ms 4", bad)
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // buildDemosvc builds this command into a temporary directory.
@@ -371,7 +353,7 @@ func TestDemosvcWaitsForItsAgent(t *testing.T) {
 // takes it puts it back for the cleanup).
 func startDemosvc(t *testing.T, cmd *exec.Cmd, addrFile string) (string, chan error) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
