@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -21,24 +20,8 @@ import (
 	"github.com/cfg-dev/cfg/agent"
 	"github.com/cfg-dev/cfg/agent/cache"
 	"github.com/cfg-dev/cfg/daemon"
+	"github.com/cfg-dev/cfg/internal/syncbuf"
 )
-
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // distribution is a real daemon tailing a git repository, and a real
 // agent of it.
@@ -140,7 +123,7 @@ func TestWatchAcrossStoreChange(t *testing.T) {
 	d.commit(`{"greeting": "hello 1"}`)
 	stop := d.serveDaemon()
 	d.serveAgent()
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	ch := watch(t, newClient(t, Options{AgentURL: d.agent, Logger: slog.New(slog.NewTextHandler(logs, nil))}), "app/greeter")
 	if cfg := next(t, ch); cfg.Revision != 1 {
 		t.Fatalf("first value %+v", cfg)
@@ -183,7 +166,7 @@ func TestWatchAcrossOlderStore(t *testing.T) {
 	}
 	stop = d.serveDaemon()
 	d.serveAgent()
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	ch := watch(t, newClient(t, Options{AgentURL: d.agent, Logger: slog.New(slog.NewTextHandler(logs, nil))}), "app/greeter")
 	nextAt(t, ch, 1)
 	d.commit(`{"greeting": "hello 2"}`)
