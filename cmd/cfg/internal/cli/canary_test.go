@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -24,11 +25,21 @@ import (
 // that land and revert it.
 func canaryRepo(t *testing.T) (dir string, cand *canaryCandidate, commits *canaryCommits) {
 	t.Helper()
+	return canaryRepoWith(t, "")
+}
+
+// canaryRepoWith is canaryRepo with settings as the repository's cfg.json,
+// if not empty.
+func canaryRepoWith(t *testing.T, settings string) (dir string, cand *canaryCandidate, commits *canaryCommits) {
+	t.Helper()
 	t.Setenv("CFG_AUTHOR_NAME", "Ann")
 	t.Setenv("CFG_AUTHOR_EMAIL", "ann@example.com")
 	dir = t.TempDir()
 	if err := os.CopyFS(filepath.Join(dir, "source"), os.DirFS("../../../../examples/canary/source")); err != nil {
 		t.Fatal(err)
+	}
+	if settings != "" {
+		writeAtomic(t, dir, "cfg.json", settings)
 	}
 	if _, err := git.PlainInit(dir, false); err != nil {
 		t.Fatal(err)
@@ -160,6 +171,40 @@ func TestCanaryLandAndRevert(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(filepath.Join(dir, "source/demo/service.cconf")); string(data) != "edited later\n" {
 		t.Errorf("the working tree's source is %q, want the edit kept", data)
+	}
+}
+
+// In a repository that publishes the Thrift encodings (cfg.json), the
+// candidate and the landing commit hold the changed config in each of
+// them, as cfg compile writes them.
+func TestCanaryLandsEncodings(t *testing.T) {
+	dir, cand, commits := canaryRepoWith(t, `{"encodings": ["json", "thrift-binary", "thrift-compact"]}`)
+	var paths []string
+	for _, c := range cand.changes {
+		paths = append(paths, c.Path)
+	}
+	slices.Sort(paths)
+	want := []string{"materialized_configs/demo/service.json", "materialized_configs/demo/service.thrift-binary", "materialized_configs/demo/service.thrift-compact", "source/demo/service.cconf"}
+	if !slices.Equal(paths, want) {
+		t.Fatalf("candidate changes %q, want %q", paths, want)
+	}
+	landed, err := commits.land(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, files := commitOf(t, dir, landed)
+	if code, _, errb := runCfg(dir, "compile"); code != ExitOK {
+		t.Fatalf("cfg compile: exit %d\n%s", code, errb)
+	}
+	for _, p := range want {
+		data, err := os.ReadFile(filepath.Join(dir, p))
+		if err != nil || files[p] != string(data) {
+			t.Errorf("the landing commit's %s (%d bytes) is not what cfg compile writes (%d bytes, %v)", p, len(files[p]), len(data), err)
+		}
+	}
+	// What the canary pushes is the config's JSON, not an encoding.
+	if !cand.candidate.Compiled || string(cand.candidate.Data) != files["materialized_configs/demo/service.json"] {
+		t.Errorf("the candidate pushed: compiled %v, %q; want the JSON", cand.candidate.Compiled, cand.candidate.Data)
 	}
 }
 
