@@ -125,7 +125,7 @@ func TestIncremental(t *testing.T) {
 		t.Fatal(err)
 	}
 	build(t, fresh)
-	want, got := readDir(t, filepath.Join(fresh, "materialized_configs")), readDir(t, filepath.Join(root, "materialized_configs"))
+	want, got := readTree(t, filepath.Join(fresh, "materialized_configs")), readTree(t, filepath.Join(root, "materialized_configs"))
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("incremental outputs differ from a full compile (-full +incremental):\n%s", diff)
 	}
@@ -144,21 +144,4 @@ func TestCompileTargets(t *testing.T) {
 	if _, err := Build(context.Background(), root, Options{}, "source/nope.cinc"); err == nil || err.Error() != "source/nope.cinc: no such file in the repository" {
 		t.Errorf("missing target: %v", err)
 	}
-}
-
-func readDir(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	entries, err := os.ReadDir(dir) // .types.json included
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[e.Name()] = string(data)
-	}
-	return out
 }
