@@ -85,15 +85,13 @@ func Open(root string) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	if wt.Excludes, err = readExclude(commonDir); err != nil {
-		return nil, err
-	}
 	return &Repo{git: g, wt: wt, top: top, prefix: prefix, gitDir: gitDir, commonDir: commonDir}, nil
 }
 
 // readExclude reads the patterns of info/exclude in the git directory
-// commonDir. go-git's status reads .gitignore files but not this file: its
-// work tree file system refuses every path into .git.
+// commonDir, for the status of the working tree only. go-git's status
+// reads .gitignore files but not this file: its work tree file system
+// refuses every path into .git.
 func readExclude(commonDir string) ([]gitignore.Pattern, error) {
 	data, err := os.ReadFile(filepath.Join(commonDir, "info", "exclude"))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -378,6 +376,11 @@ func (r *Repo) WorkingChangesSince(rev string) ([]Change, error) {
 // commit) at the paths that differ from HEAD in the working tree or the
 // index, and at the given extra paths (relative to the config repository).
 func (r *Repo) workingChanges(base *object.Commit, extra []string) ([]Change, error) {
+	excludes, err := readExclude(r.commonDir)
+	if err != nil {
+		return nil, err
+	}
+	r.wt.Excludes = excludes
 	st, err := r.wt.Status()
 	if err != nil {
 		return nil, fmt.Errorf("git status: %w", err)
