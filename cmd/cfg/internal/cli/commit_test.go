@@ -306,3 +306,29 @@ func TestCommitJSONNamesEditsMadeMeanwhile(t *testing.T) {
 		t.Errorf("stderr %q, want nothing", errb)
 	}
 }
+
+// In a repository with the worktreeConfig extension (git sparse-checkout
+// turns it on), which go-git does not open, the commands that need git
+// exit 3 naming the extension, and compile and validate work without it.
+func TestWorktreeConfigRepository(t *testing.T) {
+	dir := commitRepo(t)
+	writeAtomic(t, dir, "source/team/x.cconf", config("x", 1))
+	f, err := os.OpenFile(filepath.Join(dir, ".git", "config"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("[extensions]\n\tworktreeConfig = true\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for _, args := range [][]string{{"compile"}, {"validate"}} {
+		if code, _, errb := runCfg(dir, args...); code != ExitOK {
+			t.Errorf("cfg %s: exit %d\n%s", args[0], code, errb)
+		}
+	}
+	for _, args := range [][]string{{"commit", "-m", "x"}, {"diff"}, {"log", "team/x"}, {"affected"}} {
+		if code, _, errb := runCfg(dir, args...); code != ExitInfra || !strings.Contains(errb, "worktreeconfig") || !strings.Contains(errb, "git sparse-checkout turns on worktreeConfig") {
+			t.Errorf("cfg %s: exit %d\n%s\nwant exit 3 naming the extension", args[0], code, errb)
+		}
+	}
+}
