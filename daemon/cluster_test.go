@@ -62,16 +62,27 @@ func testEtcd(t testing.TB) (*etcdtest.Cluster, string) {
 // as a daemon's process would; both are closed when the test ends.
 func openShared(t *testing.T, c *etcdtest.Cluster, prefix string) *store.Etcd {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+	return openSharedAt(t, c.Endpoints, prefix)
+}
+
+// openSharedAt opens the store under prefix with a client of its own of
+// the etcd members at endpoints; both are closed when the test ends.
+func openSharedAt(t *testing.T, endpoints []string, prefix string) *store.Etcd {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cli.Close() })
 	st, err := store.OpenEtcd(t.Context(), cli, prefix)
 	if err != nil {
+		cli.Close()
 		t.Fatal(err)
 	}
+	// The client is closed first: a call still waiting for etcd (in a
+	// test that failed while cut off from it) then returns, rather than
+	// hold up the store's Close, which waits for it.
 	t.Cleanup(func() { st.Close() })
+	t.Cleanup(func() { cli.Close() })
 	return st
 }
 

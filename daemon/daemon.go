@@ -352,11 +352,19 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
+// closeWait bounds, from the start of Close, the wait for the store to
+// take the hosts' last reports: a daemon cut off from etcd still stops
+// (the publisher's election gives its leadership up within as long).
+const closeWait = 5 * time.Second
+
 // Close stops the tailer, ends every watch stream, writes the hosts'
-// reports to the store and closes it, unless it is Config.Store (its
-// opener closes it). Serve calls in progress return.
+// reports to the store (waiting at most closeWait) and closes it, unless
+// it is Config.Store (its opener closes it). Serve calls in progress
+// return.
 func (d *Daemon) Close() error {
 	d.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+		defer cancel()
 		d.cancel()
 		d.wg.Wait()
 		d.hub.close()
@@ -364,7 +372,10 @@ func (d *Daemon) Close() error {
 		d.closing = true
 		d.streamsMu.Unlock()
 		d.streams.Wait()
-		err := d.hosts.flush(context.Background(), d.store)
+		err := d.hosts.flush(ctx, d.store)
+		if err != nil {
+			d.log.Warn("stopping: the hosts' last reports were not saved", "err", err)
+		}
 		d.closeErr = errors.Join(err, d.closeStore())
 	})
 	return d.closeErr

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -120,8 +121,8 @@ func (s *Etcd) follow(ctx context.Context, after, watchFrom int64, fn func(Revis
 var errGap = errors.New("revisions missed")
 
 // leadRelease bounds the wait of Lead, once its member is done, to give
-// the leadership up (resign, revoke its lease): a member cut off from
-// etcd gives up waiting, and its lease ends by itself.
+// the leadership up (resign, revoke its lease), in all: a member cut off
+// from etcd gives up waiting, and its lease ends by itself.
 const leadRelease = 5 * time.Second
 
 // ErrLeadershipLost: Lead's member stopped being the publisher before its
@@ -146,14 +147,21 @@ func (s *Etcd) Lead(ctx context.Context, member string, ttl int, lead func(ctx c
 		return err
 	}
 	defer done()
-	// The session outlives ctx, so that a member that stops (ctx ends)
-	// revokes its lease, and the next member is elected at once rather
-	// than a ttl later, and so that ctx ending is not taken for a lost
-	// leadership; until it is made, ctx ending ends the wait for it.
-	sctx, scancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer scancel()
-	stop := context.AfterFunc(ctx, scancel)
-	session, err := concurrency.NewSession(s.cli, concurrency.WithTTL(ttl), concurrency.WithContext(sctx))
+	// The session and the election live in rel, which outlives ctx, so
+	// that a member that stops (ctx ends) resigns and revokes its lease,
+	// and the next member is elected at once rather than a ttl later, and
+	// so that ctx ending is not taken for a lost leadership. Until the
+	// session is made, ctx ending ends rel, and with it the wait for
+	// etcd; once the member is done (ctx ends or lead returns), rel ends
+	// leadRelease later: resigning and revoking, or etcd's cleanup of a
+	// campaign cut short, which waits on its client's context, share that
+	// one deadline, so that a member cut off from etcd still stops.
+	rel, release := context.WithCancel(context.WithoutCancel(ctx))
+	defer release()
+	stop := context.AfterFunc(ctx, release)
+	cli := clientv3.NewCtxClient(rel)
+	cli.KV, cli.Lease, cli.Watcher = s.cli.KV, s.cli.Lease, s.cli.Watcher
+	session, err := concurrency.NewSession(cli, concurrency.WithTTL(ttl), concurrency.WithContext(rel))
 	if !stop() || err != nil {
 		if err == nil {
 			err = ctx.Err()
@@ -161,12 +169,11 @@ func (s *Etcd) Lead(ctx context.Context, member string, ttl int, lead func(ctx c
 		}
 		return fmt.Errorf("campaigning to publish: %w", err)
 	}
-	defer func() {
-		// Revoking the lease waits at most leadRelease for etcd.
-		t := time.AfterFunc(leadRelease, scancel)
-		session.Close()
-		t.Stop()
-	}()
+	defer session.Close()
+	var releasing sync.Once
+	finish := func() { releasing.Do(func() { time.AfterFunc(leadRelease, release) }) }
+	defer finish()
+	defer context.AfterFunc(ctx, finish)()
 	e := concurrency.NewElection(session, s.prefix+"publisher/")
 	if err := e.Campaign(ctx, member); err != nil {
 		return fmt.Errorf("campaigning to publish: %w", err)
@@ -191,9 +198,8 @@ func (s *Etcd) Lead(ctx context.Context, member string, ttl int, lead func(ctx c
 		return fmt.Errorf("publishing as %q: %w (%w)", member, ErrLeadershipLost, err)
 	default:
 	}
-	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), leadRelease)
-	defer rcancel()
-	e.Resign(rctx)
+	finish()
+	e.Resign(rel)
 	return err
 }
 
