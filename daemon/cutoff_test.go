@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"strings"
 	"testing"
@@ -44,16 +43,17 @@ func TestClusterStopsCutOff(t *testing.T) {
 			otherCfg := cutCfg
 			otherCfg.Store, otherCfg.Member, otherCfg.Logger = openShared(t, c, prefix), "other", nil
 
+			// The test closes the daemon cut off, and cancels nothing.
 			var cut, other *testDaemon
 			var served <-chan error
 			if publishing {
-				cut, served = serveOwn(t, cutCfg)
+				cut, _, served = startServing(t, cutCfg)
 				waitLong(t, "the daemon to be cut off to publish", cut.cluster.leading.Load)
 				other = serve(t, otherCfg)
 			} else {
 				other = serve(t, otherCfg)
 				waitLong(t, "the other daemon to publish", other.cluster.leading.Load)
-				cut, served = serveOwn(t, cutCfg)
+				cut, _, served = startServing(t, cutCfg)
 			}
 			for _, d := range []*testDaemon{cut, other} {
 				waitLong(t, "revision 1 on "+d.cfg.Member, func() bool { return d.latest() == 1 })
@@ -86,23 +86,6 @@ func TestClusterStopsCutOff(t *testing.T) {
 			waitLong(t, "revision 2 on the other daemon", func() bool { return other.latest() == 2 })
 		})
 	}
-}
-
-// serveOwn serves a daemon, as serve does, but leaves closing it to the
-// test; the channel it returns has Serve's error once the daemon is closed.
-func serveOwn(t *testing.T, cfg Config) (*testDaemon, <-chan error) {
-	t.Helper()
-	d, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- d.Serve(context.Background(), ln) }()
-	return &testDaemon{Daemon: d, t: t, url: "http://" + ln.Addr().String()}, served
 }
 
 // etcdProxy forwards connections to the etcd member at endpoint through

@@ -129,6 +129,30 @@ func startDaemon(t *testing.T, repoDir, dataDir string) *testDaemon {
 // serve makes a daemon and serves it on 127.0.0.1.
 func serve(t *testing.T, cfg Config) *testDaemon {
 	t.Helper()
+	td, cancel, done := startServing(t, cfg)
+	stopped := false
+	td.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		if err := td.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}
+	t.Cleanup(td.stop)
+	return td
+}
+
+// startServing makes a daemon of cfg and serves it on a port of its own
+// until the function it returns is called or the daemon is closed; the
+// channel has Serve's error then. Stopping it is left to the caller.
+func startServing(t *testing.T, cfg Config) (*testDaemon, context.CancelFunc, <-chan error) {
+	t.Helper()
 	d, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -140,23 +164,7 @@ func serve(t *testing.T, cfg Config) *testDaemon {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Serve(ctx, ln) }()
-	td := &testDaemon{Daemon: d, t: t, url: "http://" + ln.Addr().String()}
-	stopped := false
-	td.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		if err := d.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	}
-	t.Cleanup(td.stop)
-	return td
+	return &testDaemon{Daemon: d, t: t, url: "http://" + ln.Addr().String()}, cancel, done
 }
 
 // do makes a request and returns the status code, body and headers.
