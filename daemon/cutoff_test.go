@@ -21,9 +21,10 @@ import (
 // stops when etcd does not answer: cut off from it by a partition that
 // drops every byte and leaves the connection open (the worst case: no
 // error ever comes back), a daemon waiting to be elected and one that
-// publishes each stop, their Close returning with the hosts' reports they
-// could not save named in the log, while the other daemon publishes, at
-// once or once the cut-off one's election lease has run out.
+// publishes each say so on /healthz (for agents to fail over) and stop,
+// their Close returning with the hosts' reports they could not save named
+// in the log, while the other daemon publishes, at once or once the
+// cut-off one's election lease has run out.
 func TestClusterStopsCutOff(t *testing.T) {
 	for _, publishing := range []bool{false, true} {
 		name := "waiting"
@@ -64,6 +65,10 @@ func TestClusterStopsCutOff(t *testing.T) {
 
 			p.BlackholeTx()
 			p.BlackholeRx()
+			waitLong(t, "/healthz of the daemon cut off to fail", func() bool {
+				code, body, _ := cut.do("GET", "/healthz", "", nil)
+				return code == 503 && strings.Contains(body, "reading the publisher's election")
+			})
 			closed := make(chan error, 1)
 			go func() { closed <- cut.Close() }()
 			select {
