@@ -21,10 +21,10 @@ import (
 // stops when etcd does not answer: cut off from it by a partition that
 // drops every byte and leaves the connection open (the worst case: no
 // error ever comes back), a daemon waiting to be elected and one that
-// publishes each say so on /healthz (for agents to fail over) and stop,
-// their Close returning with the hosts' reports they could not save named
-// in the log, while the other daemon publishes, at once or once the
-// cut-off one's election lease has run out.
+// publishes each say so on /healthz (for monitoring or a load balancer)
+// and stop, their Close returning with the hosts' reports they could not
+// save named in the log, while the other daemon publishes, at once or
+// once the cut-off one's election lease has run out.
 func TestClusterStopsCutOff(t *testing.T) {
 	for _, publishing := range []bool{false, true} {
 		name := "waiting"
