@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/cfg-dev/cfg/internal/backoff"
 	"github.com/cfg-dev/cfg/store"
@@ -49,8 +52,13 @@ const (
 )
 
 // leaderTimeout bounds the read of the publisher's name for /healthz and
-// /metrics.
-const leaderTimeout = 2 * time.Second
+// /metrics; its answer (or failure) serves every caller for leaderFresh,
+// so that those endpoints, open to anyone at any rate, cost etcd at most
+// about one read a second per daemon.
+const (
+	leaderTimeout = 2 * time.Second
+	leaderFresh   = time.Second
+)
 
 // defaultMember names the daemon in the publisher's election: its host
 // and process id.
@@ -74,6 +82,19 @@ type cluster struct {
 	// while it fails (reason says why).
 	following atomic.Bool
 	reason    atomic.Value // string
+	// election is the last read of the publisher's name (leader).
+	election electionRead
+}
+
+// electionRead shares a read of the publisher's name among its callers:
+// one read at a time, its answer kept for fresh.
+type electionRead struct {
+	fresh  time.Duration
+	flight singleflight.Group
+	mu     sync.Mutex
+	at     time.Time // when the last read ended; zero before the first
+	leader string
+	err    error
 }
 
 // publishing reports whether the daemon publishes: always with a store
@@ -195,11 +216,32 @@ func (d *Daemon) lead(ctx context.Context) {
 
 // leader names the daemon that publishes: this one with a store of its
 // own, the elected member with a shared one ("" if none is).
+// The read is the daemon's, not the caller's: a caller that goes away
+// stops waiting for it, and the others still get its answer.
 func (d *Daemon) leader(ctx context.Context) (string, error) {
 	if d.cluster == nil {
 		return d.cfg.Member, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, leaderTimeout)
-	defer cancel()
-	return d.cluster.store.Leader(ctx)
+	e := &d.cluster.election
+	e.mu.Lock()
+	if !e.at.IsZero() && time.Since(e.at) < e.fresh {
+		defer e.mu.Unlock()
+		return e.leader, e.err
+	}
+	e.mu.Unlock()
+	read := e.flight.DoChan("", func() (any, error) {
+		rctx, cancel := context.WithTimeout(d.ctx, leaderTimeout)
+		defer cancel()
+		leader, err := d.cluster.store.Leader(rctx)
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.at, e.leader, e.err = time.Now(), leader, err
+		return leader, err
+	})
+	select {
+	case r := <-read:
+		return r.Val.(string), r.Err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
 }

@@ -257,7 +257,7 @@ func New(cfg Config) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: log, store: st, hist: hist, ctx: ctx, cancel: cancel,
 		conns: make(chan struct{}, cfg.MaxConnections), watches: newWatchLimits(cfg.MaxWatches, cfg.MaxWatchesPerAddress, cfg.MaxWatchBytes, cfg.MaxWatchBytesPerAddress)}
 	if shared, ok := st.(SharedStore); ok {
-		d.cluster = &cluster{store: shared}
+		d.cluster = &cluster{store: shared, election: electionRead{fresh: leaderFresh}}
 	}
 	fail := func(err error) (*Daemon, error) {
 		cancel()

@@ -108,7 +108,7 @@ func newMetrics(d *Daemon) *metrics {
 // elected, or when the read fails).
 type publisherCollector struct{ d *Daemon }
 
-var publisherDesc = prometheus.NewDesc("cfg_publisher", "1 for the member (Config.Member) of the daemon that publishes, as read at the scrape; none while no daemon is elected.", []string{"member"}, nil)
+var publisherDesc = prometheus.NewDesc("cfg_publisher", "1 for the member (Config.Member) of the daemon that publishes, as read from the election at most a second before the scrape; none while no daemon is elected.", []string{"member"}, nil)
 
 func (c publisherCollector) Describe(ch chan<- *prometheus.Desc) { ch <- publisherDesc }
 
