@@ -162,6 +162,14 @@ func (a *Agent) subscribe(ctx context.Context) {
 			a.log.Info("subscription changed; restarting the watch", "daemon", base)
 			continue
 		}
+		if m, ok := errors.AsType[*movingError](err); ok {
+			a.mu.Lock()
+			a.daemon = m.to
+			next := a.daemons[m.to].URL()
+			a.mu.Unlock()
+			a.log.Warn("the daemon cannot reach its store; moving to one that is ready", "daemon", base, "next", next, "reason", m.reason)
+			continue
+		}
 		if errors.Is(err, errStoreChanged) {
 			a.log.Warn("resynchronising from a snapshot", "daemon", base, "reason", err)
 			a.mu.Lock()
@@ -292,6 +300,7 @@ func (a *Agent) stream(ctx context.Context, d *wire.Client, names []string, gen 
 		})
 	}
 
+	stayed := false // logged that no other daemon was ready
 	for {
 		ev, err := w.Next()
 		if err != nil {
@@ -318,12 +327,65 @@ func (a *Agent) stream(ctx context.Context, d *wire.Client, names []string, gen 
 			// The daemon has sent every update up to the heartbeat's
 			// revision (docs/api.md).
 			err = a.applyEvent(wire.Event{Type: wire.Update, Revision: ev.Revision, Store: ev.Store}, gen)
+			if err == nil && ev.Unreachable != "" {
+				if to, ok := a.readyDaemon(sctx); ok {
+					err = &movingError{to: to, reason: ev.Unreachable}
+				} else if !stayed {
+					stayed = true
+					a.log.Warn("the daemon cannot reach its store, and no other daemon is ready; staying", "daemon", base, "reason", ev.Unreachable)
+				}
+			}
 		}
 		if err != nil {
 			return progress, err
 		}
 		progress = true
 	}
+}
+
+// movingError ends a stream whose daemon cannot reach its store, for
+// the daemon at index to, which answered that it is ready.
+type movingError struct {
+	to     int
+	reason string // the daemon's, in its heartbeat
+}
+
+func (e *movingError) Error() string {
+	return "the daemon cannot reach its store: " + e.reason
+}
+
+// probeTimeout bounds the wait for the other daemons' answers to
+// readyDaemon.
+const probeTimeout = 2 * time.Second
+
+// readyDaemon asks every daemon but the current one whether it is ready
+// (GET /healthz), all at once, and returns the first of them, in the
+// order after the current one, that answered 200; false if none did (a
+// store that no daemon reaches, or a single daemon).
+func (a *Agent) readyDaemon(ctx context.Context) (int, bool) {
+	a.mu.Lock()
+	cur := a.daemon
+	a.mu.Unlock()
+	n := len(a.daemons)
+	if n < 2 {
+		return 0, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	ready := make([]bool, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		if i != cur {
+			wg.Go(func() { ready[i] = a.daemons[i].Healthz(ctx) == nil })
+		}
+	}
+	wg.Wait()
+	for k := 1; k < n; k++ {
+		if i := (cur + k) % n; ready[i] {
+			return i, true
+		}
+	}
+	return 0, false
 }
 
 // checkStore returns errStoreChanged if the answer to a watch from

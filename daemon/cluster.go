@@ -229,19 +229,45 @@ func (d *Daemon) leader(ctx context.Context) (string, error) {
 		return e.leader, e.err
 	}
 	e.mu.Unlock()
-	read := e.flight.DoChan("", func() (any, error) {
-		rctx, cancel := context.WithTimeout(d.ctx, leaderTimeout)
-		defer cancel()
-		leader, err := d.cluster.store.Leader(rctx)
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		e.at, e.leader, e.err = time.Now(), leader, err
-		return leader, err
-	})
 	select {
-	case r := <-read:
+	case r := <-e.flight.DoChan("", d.readElection):
 		return r.Val.(string), r.Err
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
+}
+
+// readElection reads the publisher's name from the shared store, for
+// leader, and keeps the answer.
+func (d *Daemon) readElection() (any, error) {
+	rctx, cancel := context.WithTimeout(d.ctx, leaderTimeout)
+	defer cancel()
+	leader, err := d.cluster.store.Leader(rctx)
+	e := &d.cluster.election
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.at, e.leader, e.err = time.Now(), leader, err
+	return leader, err
+}
+
+// unreachable says why the daemon cannot reach its shared store, as its
+// last read of the election found: "" with a store of its own, before the
+// first read and while reads work. It never waits for etcd: when the last
+// answer is older than the election read's freshness, it starts a read
+// for the next caller.
+func (d *Daemon) unreachable() string {
+	if d.cluster == nil {
+		return ""
+	}
+	e := &d.cluster.election
+	e.mu.Lock()
+	at, err, fresh := e.at, e.err, e.fresh
+	e.mu.Unlock()
+	if at.IsZero() || time.Since(at) >= fresh {
+		e.flight.DoChan("", d.readElection) // buffered: nobody need take its answer
+	}
+	if err != nil {
+		return fmt.Sprintf("reading the publisher's election: %v", err)
+	}
+	return ""
 }

@@ -2,9 +2,13 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -13,6 +17,7 @@ import (
 	"go.etcd.io/etcd/pkg/v3/proxy"
 	"go.uber.org/zap"
 
+	"github.com/cfg-dev/cfg/agent"
 	"github.com/cfg-dev/cfg/internal/freeport"
 	"github.com/cfg-dev/cfg/internal/syncbuf"
 )
@@ -91,6 +96,164 @@ func TestClusterStopsCutOff(t *testing.T) {
 			waitLong(t, "revision 2 on the other daemon", func() bool { return other.latest() == 2 })
 		})
 	}
+}
+
+// TestClusterAgentsLeaveCutOff attacks the guarantee that agents do not
+// stay on a daemon cut off from etcd: its heartbeats say it cannot reach
+// the store, and an agent watching it asks the other daemons whether they
+// are ready and moves to one that is, getting what was published
+// meanwhile. The agent's heartbeat timeout is an hour, so that only the
+// heartbeats' word can move it.
+func TestClusterAgentsLeaveCutOff(t *testing.T) {
+	c, prefix := testEtcd(t)
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"v":1}`)
+	p, endpoint := etcdProxy(t, c.Endpoints[0])
+	other := serve(t, Config{RepoPath: r.dir, Store: openShared(t, c, prefix), Member: "other", Token: token,
+		Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, ElectionTTL: 2 * time.Second})
+	waitLong(t, "the other daemon to publish", other.cluster.leading.Load)
+	// The test closes the daemon cut off: its Close fails to save the
+	// agent's report.
+	cut, _, served := startServing(t, Config{RepoPath: r.dir, Store: openSharedAt(t, []string{endpoint}, prefix), Member: "cut-off", Token: token,
+		Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, ElectionTTL: 2 * time.Second})
+	t.Cleanup(func() { cut.Close(); <-served })
+	waitLong(t, "revision 1 on the daemon to be cut off", func() bool { return cut.latest() == 1 })
+
+	get, watching := startAgent(t, cut.url, other.url)
+	waitLong(t, "the agent to serve a@1", func() bool { return strings.TrimSpace(get("/v1/configs/a")) == `{"v":1}` })
+	waitLong(t, "the agent to watch the daemon to be cut off", func() bool { return watching() == cut.url })
+	waitStreaming(t, cut)
+
+	p.BlackholeTx()
+	p.BlackholeRx()
+	r.commit("materialized_configs/a.json", `{"v":2}`)
+	waitLong(t, "revision 2 on the other daemon", func() bool { return other.latest() == 2 })
+	waitLong(t, "the agent to serve a@2", func() bool { return strings.TrimSpace(get("/v1/configs/a")) == `{"v":2}` })
+	if d := watching(); d != other.url {
+		t.Errorf("the agent watches %q; want the other daemon, %s", d, other.url)
+	}
+}
+
+// TestClusterAgentsStayWhenNoneReady attacks the other side of
+// TestClusterAgentsLeaveCutOff: when every daemon is cut off from etcd (as
+// when etcd has lost its quorum), an agent told so by its daemon's
+// heartbeats asks the others, finds none ready, and stays where it is,
+// serving its cache, rather than go round the daemons.
+func TestClusterAgentsStayWhenNoneReady(t *testing.T) {
+	c, prefix := testEtcd(t)
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"v":1}`)
+	var ds []*testDaemon
+	var proxies []proxy.Server
+	for i := range 2 {
+		p, endpoint := etcdProxy(t, c.Endpoints[i])
+		// The test closes the daemons: their Close fails to save the
+		// agent's report.
+		d, _, served := startServing(t, Config{RepoPath: r.dir, Store: openSharedAt(t, []string{endpoint}, prefix), Member: fmt.Sprintf("daemon-%d", i), Token: token,
+			Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, ElectionTTL: 2 * time.Second})
+		t.Cleanup(func() { d.Close(); <-served })
+		ds, proxies = append(ds, d), append(proxies, p)
+	}
+	for _, d := range ds {
+		waitLong(t, "revision 1 on "+d.cfg.Member, func() bool { return d.latest() == 1 })
+	}
+	get, watching := startAgent(t, ds[0].url, ds[1].url)
+	waitLong(t, "the agent to serve a@1", func() bool { return strings.TrimSpace(get("/v1/configs/a")) == `{"v":1}` })
+	waitLong(t, "the agent to watch the first daemon", func() bool { return watching() == ds[0].url })
+	waitStreaming(t, ds[0])
+
+	for _, p := range proxies {
+		p.BlackholeTx()
+		p.BlackholeRx()
+	}
+	waitLong(t, "the agent to ask the second daemon twice", func() bool {
+		for _, m := range ds[1].scrape()["cfg_http_requests_total"].GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["code"] == "503" && labels["route"] == "GET /healthz" {
+				return m.GetCounter().GetValue() >= 2
+			}
+		}
+		return false
+	})
+	if d := watching(); d != ds[0].url {
+		t.Errorf("the agent watches %q; want the first daemon still, %s", d, ds[0].url)
+	}
+	if got := strings.TrimSpace(get("/v1/configs/a")); got != `{"v":1}` {
+		t.Errorf("the agent serves a = %s; want its cached {\"v\":1}", got)
+	}
+}
+
+// waitStreaming waits until the agent's watch stream on d has sent its
+// first overrides event, which follows its replay and first heartbeat: a
+// stream cut off from etcd while it still reads the store to open has
+// nothing to say until it is, and the agent leaves it only after its
+// heartbeat timeout.
+func waitStreaming(t *testing.T, d *testDaemon) {
+	t.Helper()
+	waitLong(t, "the agent's stream on "+d.cfg.Member+" to be open", func() bool {
+		for _, m := range d.scrape()["cfg_watch_events_sent_total"].GetMetric() {
+			if m.GetCounter().GetValue() >= 1 {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// startAgent serves an agent of the daemons at urls, in that order, with
+// a heartbeat timeout of an hour (only a heartbeat's word, or a failure,
+// moves it), until the test ends. It returns functions that GET a path
+// of its local API and name the daemon it watches.
+func startAgent(t *testing.T, urls ...string) (get func(path string) string, watching func() string) {
+	t.Helper()
+	var logs syncbuf.Buffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the agent's log:\n%s", logs.String())
+		}
+	})
+	ag, err := agent.New(agent.Config{Daemons: urls, Host: "web-1", CacheDir: t.TempDir(), Token: token,
+		HeartbeatTimeout: time.Hour, ReportEvery: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ag.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("agent: %v", err)
+		}
+	})
+	local := "http://" + ln.Addr().String()
+	get = func(path string) string {
+		resp, err := http.Get(local + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	watching = func() string {
+		var st agent.Status
+		if err := json.Unmarshal([]byte(get("/v1/status")), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Daemon
+	}
+	return get, watching
 }
 
 // etcdProxy forwards connections to the etcd member at endpoint through

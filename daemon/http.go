@@ -545,7 +545,7 @@ func (ws *watchStream) run(ctx context.Context) error {
 			return ended(err)
 		}
 	}
-	if err := cw.Heartbeat(last, id); err != nil {
+	if err := cw.Heartbeat(last, id, d.unreachable()); err != nil {
 		return ended(err)
 	}
 	// The overrides in effect for the host, sent at the start and again
@@ -605,7 +605,7 @@ func (ws *watchStream) run(ctx context.Context) error {
 			}
 		}
 		if cw.at == told && d.hub.beatDue(sub, time.Now()) {
-			if err := cw.Heartbeat(last, id); err != nil {
+			if err := cw.Heartbeat(last, id, d.unreachable()); err != nil {
 				return ended(err)
 			}
 		}

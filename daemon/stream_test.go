@@ -36,7 +36,7 @@ func writeEvents(t *testing.T, configs []store.ConfigVersion) string {
 		cw.config(&configs[i])
 	}
 	cw.endSnapshot(store.Revision{Number: 7, Commit: "c7"})
-	if err := cw.Heartbeat(7, "5f0c"); err != nil {
+	if err := cw.Heartbeat(7, "5f0c", ""); err != nil {
 		t.Fatal(err)
 	}
 	if cw.Holding() {

@@ -305,6 +305,12 @@ func (c *Client) Runs(ctx context.Context, config, status string) ([]Run, error)
 	return runs, c.do(ctx, http.MethodGet, p, nil, &runs)
 }
 
+// Healthz asks the daemon whether it is ready (GET /healthz): nil if it
+// answers 200, a *StatusError with its reason if it answers otherwise.
+func (c *Client) Healthz(ctx context.Context) error {
+	return c.do(ctx, http.MethodGet, "/healthz", nil, nil)
+}
+
 // do sends a request with an optional JSON body and decodes a JSON answer
 // into out, if out is not nil.
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {

@@ -360,7 +360,7 @@ func TestClientWatchIdle(t *testing.T) {
 			return
 		}
 		for i := range 30 {
-			if ew.Heartbeat(int64(i), "s") != nil {
+			if ew.Heartbeat(int64(i), "s", "") != nil {
 				return
 			}
 			time.Sleep(100 * time.Millisecond)

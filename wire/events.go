@@ -247,9 +247,10 @@ func (e *EventEncoder) base64(p []byte) error {
 	return e.err
 }
 
-// Heartbeat writes a heartbeat event of revision rev of store.
-func (e *EventEncoder) Heartbeat(rev int64, store string) error {
-	return e.Encode(Event{Type: Heartbeat, Revision: rev, Store: store})
+// Heartbeat writes a heartbeat event of revision rev of store, saying
+// why the daemon cannot reach the store if unreachable is not empty.
+func (e *EventEncoder) Heartbeat(rev int64, store, unreachable string) error {
+	return e.Encode(Event{Type: Heartbeat, Revision: rev, Store: store, Unreachable: unreachable})
 }
 
 // Encode writes ev whole, its configs' data a piece at a time.
@@ -260,7 +261,8 @@ func (e *EventEncoder) Encode(ev Event) error {
 	h = append(h, `,"revision":`...)
 	h = strconv.AppendInt(h, ev.Revision, 10)
 	h = appendField(h, "store", ev.Store)
-	e.head = appendField(h, "commit", ev.Commit)
+	h = appendField(h, "commit", ev.Commit)
+	e.head = appendField(h, "unreachable", ev.Unreachable)
 	e.append(e.head)
 	if len(ev.Configs) > 0 {
 		e.append([]byte(`,"configs":[`))

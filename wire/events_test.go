@@ -218,7 +218,7 @@ func TestEventEncoderFailedWrite(t *testing.T) {
 	if err := enc.EndUpdate(); !errors.Is(err, gone) {
 		t.Errorf("end of the update: got %v, want %v", err, gone)
 	}
-	if err := enc.Heartbeat(1, "s"); !errors.Is(err, gone) {
+	if err := enc.Heartbeat(1, "s", ""); !errors.Is(err, gone) {
 		t.Errorf("heartbeat: got %v, want %v", err, gone)
 	}
 	if writes != 1 {

@@ -27,6 +27,10 @@ type Event struct {
 	// Overrides, in an "overrides" event, is every override in effect for
 	// the watching host among the watched configs (possibly none).
 	Overrides []Override `json:"overrides,omitempty"`
+	// Unreachable, in a heartbeat, says why the daemon cannot reach its
+	// store now (a daemon over etcd cut off from it): other daemons of the
+	// store may have published revisions this one has not seen.
+	Unreachable string `json:"unreachable,omitempty"`
 }
 
 // Event types.
