@@ -267,7 +267,13 @@ func (d *Daemon) unreachable() string {
 		e.flight.DoChan("", d.readElection) // buffered: nobody need take its answer
 	}
 	if err != nil {
-		return fmt.Sprintf("reading the publisher's election: %v", err)
+		return electionFailed(err)
 	}
 	return ""
+}
+
+// electionFailed says why a read of the publisher's election failed, as
+// /healthz and heartbeats do.
+func electionFailed(err error) string {
+	return fmt.Sprintf("reading the publisher's election: %v", err)
 }

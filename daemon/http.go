@@ -275,7 +275,7 @@ func (d *Daemon) handleHealthz(w http.ResponseWriter, r *http.Request) {
 		}
 		leader, err := d.leader(r.Context())
 		if err != nil {
-			writeError(w, http.StatusServiceUnavailable, "reading the publisher's election: %v", err)
+			writeError(w, http.StatusServiceUnavailable, "%s", electionFailed(err))
 			return
 		}
 		switch {
