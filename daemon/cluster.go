@@ -277,3 +277,51 @@ func (d *Daemon) unreachable() string {
 func electionFailed(err error) string {
 	return fmt.Sprintf("reading the publisher's election: %v", err)
 }
+
+// unreachableError cuts short the reads of a shared store that a client
+// waits for, once the daemon finds that it cannot reach the store.
+type unreachableError struct{ reason string }
+
+func (e *unreachableError) Error() string {
+	return "the daemon cannot reach its store: " + e.reason
+}
+
+// whileReachable runs read, the reads of the store that a client waits
+// for, and returns its error. With a shared store, read's context ends
+// once the daemon finds that it cannot reach the store, and the error is
+// then an *unreachableError: at once if the daemon's last read of the
+// election failed, or else when a read of the election fails that it
+// makes after read has run for leaderFresh, and again every leaderFresh
+// while read runs (the read /healthz and heartbeats share). Cut off from
+// etcd, a read would otherwise wait for as long as its client does.
+func (d *Daemon) whileReachable(ctx context.Context, read func(context.Context) error) error {
+	if d.cluster == nil {
+		return read(ctx)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if reason := d.unreachable(); reason != "" {
+		cancel(&unreachableError{reason})
+	} else {
+		watch := time.AfterFunc(leaderFresh, func() {
+			for {
+				if _, err := d.leader(ctx); err != nil {
+					// A no-op if read is done or its client gone.
+					cancel(&unreachableError{electionFailed(err)})
+					return
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(leaderFresh):
+				}
+			}
+		})
+		defer watch.Stop()
+	}
+	err := read(ctx)
+	if u, ok := errors.AsType[*unreachableError](context.Cause(ctx)); ok && err != nil {
+		return u
+	}
+	return err
+}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +21,8 @@ import (
 	"github.com/cfg-dev/cfg/agent"
 	"github.com/cfg-dev/cfg/internal/freeport"
 	"github.com/cfg-dev/cfg/internal/syncbuf"
+	"github.com/cfg-dev/cfg/store"
+	"github.com/cfg-dev/cfg/wire"
 )
 
 // TestClusterStopsCutOff attacks the guarantee that a daemon over etcd
@@ -184,6 +187,232 @@ func TestClusterAgentsStayWhenNoneReady(t *testing.T) {
 	if got := strings.TrimSpace(get("/v1/configs/a")); got != `{"v":1}` {
 		t.Errorf("the agent serves a = %s; want its cached {\"v\":1}", got)
 	}
+}
+
+// TestClusterRequestsCutOff attacks the guarantee that a client never
+// waits on a store the daemon cannot reach: cut off from etcd (every byte
+// dropped, the connection left open), the daemon answers each request
+// that needs the store with 503, the reason and Retry-After, whether it
+// has found itself cut off yet or not, and still serves what it holds
+// in memory.
+func TestClusterRequestsCutOff(t *testing.T) {
+	for _, known := range []bool{false, true} {
+		name := "unknown"
+		if known {
+			name = "known"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c, prefix := testEtcd(t)
+			r := newTestRepo(t)
+			r.commit("materialized_configs/a.json", `{"v":1}`)
+			p, endpoint := etcdProxy(t, c.Endpoints[0])
+			// The test closes the daemon: its Close fails to save the
+			// host's report.
+			cut, _, served := startServing(t, Config{RepoPath: r.dir, Store: openSharedAt(t, []string{endpoint}, prefix), Member: "cut-off", Token: token,
+				Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, ElectionTTL: 2 * time.Second})
+			t.Cleanup(func() { cut.Close(); <-served })
+			waitLong(t, "revision 1", func() bool { return cut.latest() == 1 })
+			if code, body, _ := cut.do("GET", "/v1/configs/a", "", nil); code != 200 {
+				t.Fatalf("GET /v1/configs/a before the cut: %d %s", code, body)
+			}
+
+			p.BlackholeTx()
+			p.BlackholeRx()
+			if known {
+				waitLong(t, "/healthz to fail", func() bool {
+					code, _, _ := cut.do("GET", "/healthz", "", nil)
+					return code == 503
+				})
+			}
+			auth := map[string]string{"Authorization": "Bearer " + token}
+			for _, req := range []struct{ method, path, body string }{
+				{"GET", "/v1/configs/a", ""},
+				{"GET", "/v1/revisions/latest", ""},
+				{"GET", "/v1/revisions/1", ""},
+				{"GET", "/v1/hosts", ""},
+				{"GET", "/v1/canaries", ""},
+				{"POST", "/v1/watch", `{"configs":["a"]}`},
+				{"PUT", "/v1/overrides/o1", `{"config":"a","hosts":["web-1"],"data":"eyJ2Ijo5fQ==","lease_seconds":60}`},
+			} {
+				code, body, h := doWithin(t, cut, req.method, req.path, req.body, auth)
+				if code != 503 || !strings.Contains(body, "the daemon cannot reach its store: reading the publisher's election") || h.Get("Retry-After") == "" {
+					t.Errorf("%s %s cut off: %d %s (Retry-After %q); want 503 saying the store is unreachable, with Retry-After", req.method, req.path, code, strings.TrimSpace(body), h.Get("Retry-After"))
+				}
+			}
+			// What the daemon holds in memory needs no store.
+			if code, body, _ := doWithin(t, cut, "GET", "/v1/overrides", "", nil); code != 200 {
+				t.Errorf("GET /v1/overrides cut off: %d %s", code, body)
+			}
+			if code, body, _ := doWithin(t, cut, "POST", "/v1/hosts/web-1", `{"applied":1}`, auth); code != 204 {
+				t.Errorf("POST /v1/hosts/web-1 cut off: %d %s", code, body)
+			}
+		})
+	}
+}
+
+// doWithin makes a request of d as do does, failing the test if no
+// answer comes within a minute.
+func doWithin(t *testing.T, d *testDaemon, method, path, body string, header map[string]string) (int, string, http.Header) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, d.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: no answer within a minute: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return resp.StatusCode, string(b), resp.Header
+}
+
+// gatedStore is a shared store whose snapshots and reads of revisions
+// of named configs (a watch stream's; the daemon's own read every
+// config), once gated, wait for open to close before they read: the test
+// cuts the store off while a watch stream waits there to read it.
+type gatedStore struct {
+	*store.Etcd
+	gated   atomic.Bool
+	waiting chan struct{} // gets a value as a read starts to wait
+	open    chan struct{}
+}
+
+func (g *gatedStore) wait(ctx context.Context, sel store.Selection) {
+	if !g.gated.Load() || sel.IsAll() {
+		return
+	}
+	select {
+	case g.waiting <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+	}
+}
+
+func (g *gatedStore) Snapshot(ctx context.Context, sel store.Selection, fn func(store.ConfigVersion) error) (store.Revision, error) {
+	g.wait(ctx, sel)
+	return g.Etcd.Snapshot(ctx, sel, fn)
+}
+
+func (g *gatedStore) Since(ctx context.Context, from int64, sel store.Selection, fn func(store.ConfigVersion) error) error {
+	g.wait(ctx, sel)
+	return g.Etcd.Since(ctx, from, sel, fn)
+}
+
+// TestClusterWatchReadCutOff attacks the guarantee that a watch stream
+// cut off from etcd while it reads the store (its snapshot or its replay,
+// its headers sent; or a revision whose configs the daemon does not hold)
+// does not hang there, with no way to say so in a heartbeat until the
+// read is done: the daemon cuts it, so that its client moves on at once
+// rather than after its heartbeat timeout, and counts it in
+// cfg_watchers_dropped_total.
+func TestClusterWatchReadCutOff(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		from int64 // -1: a snapshot
+		big  bool  // cut while it reads revision 2, of more than hubBytes
+	}{
+		{"snapshot", -1, false},
+		{"replay", 1, false},
+		{"big revision", -1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, prefix := testEtcd(t)
+			r := newTestRepo(t)
+			r.commit("materialized_configs/a.json", `{"v":1}`)
+			p, endpoint := etcdProxy(t, c.Endpoints[0])
+			st := &gatedStore{Etcd: openSharedAt(t, []string{endpoint}, prefix), waiting: make(chan struct{}, 1), open: make(chan struct{})}
+			// The test closes the daemon cut off, and cancels nothing.
+			cut, _, served := startServing(t, Config{RepoPath: r.dir, Store: st, Member: "cut-off", Token: token,
+				Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, ElectionTTL: 2 * time.Second})
+			t.Cleanup(func() { cut.Close(); <-served })
+			waitLong(t, "revision 1", func() bool { return cut.latest() == 1 })
+
+			req := wire.WatchRequest{Configs: []string{"a", "big"}}
+			if tc.from >= 0 {
+				req.From = &tc.from
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			cl, err := wire.NewClient(cut.url, token, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.gated.Store(!tc.big)
+			w, err := cl.Watch(ctx, req, wire.WatchOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			if tc.big {
+				if ev, err := w.Next(); err != nil || ev.Type != wire.Snapshot {
+					t.Fatalf("first event: %+v, %v; want the snapshot", ev, err)
+				}
+				st.gated.Store(true)
+				r.commit("materialized_configs/big.json", `"`+strings.Repeat("b", hubBytes)+`"`)
+			}
+			<-st.waiting
+			p.BlackholeTx()
+			p.BlackholeRx()
+			close(st.open)
+			for {
+				ev, err := w.Next()
+				if ctx.Err() != nil {
+					t.Fatal("the stream was not cut within a minute of the daemon being cut off")
+				}
+				if err != nil {
+					break
+				}
+				if ev.Type != wire.Heartbeat {
+					t.Fatalf("the stream sent %+v; want it cut", ev)
+				}
+			}
+			if n := cut.metric("cfg_watchers_dropped_total", "reason", dropUnreachable); n != 1 {
+				t.Errorf("cfg_watchers_dropped_total{reason=%q} = %v; want 1", dropUnreachable, n)
+			}
+		})
+	}
+}
+
+// TestClusterAgentsStartCutOff attacks the guarantee that an agent does
+// not wait on a daemon cut off from etcd when it starts (or comes back)
+// either: the cut-off daemon answers its fetch and its watch with 503, and
+// the agent gets its configs from the next daemon and watches it,
+// although its heartbeat timeout is an hour.
+func TestClusterAgentsStartCutOff(t *testing.T) {
+	c, prefix := testEtcd(t)
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"v":1}`)
+	p, endpoint := etcdProxy(t, c.Endpoints[0])
+	other := serve(t, Config{RepoPath: r.dir, Store: openShared(t, c, prefix), Member: "other", Token: token,
+		Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, ElectionTTL: 2 * time.Second})
+	waitLong(t, "the other daemon to publish", other.cluster.leading.Load)
+	cut, _, served := startServing(t, Config{RepoPath: r.dir, Store: openSharedAt(t, []string{endpoint}, prefix), Member: "cut-off", Token: token,
+		Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, ElectionTTL: 2 * time.Second})
+	t.Cleanup(func() { cut.Close(); <-served })
+	waitLong(t, "revision 1 on the daemon to be cut off", func() bool { return cut.latest() == 1 })
+	p.BlackholeTx()
+	p.BlackholeRx()
+
+	get, watching := startAgent(t, cut.url, other.url)
+	waitLong(t, "the agent to serve a@1", func() bool { return strings.TrimSpace(get("/v1/configs/a")) == `{"v":1}` })
+	waitLong(t, "the agent to watch the other daemon", func() bool { return watching() == other.url })
+	r.commit("materialized_configs/a.json", `{"v":2}`)
+	waitLong(t, "the agent to serve a@2", func() bool { return strings.TrimSpace(get("/v1/configs/a")) == `{"v":2}` })
 }
 
 // waitStreaming waits until the agent's watch stream on d has sent its

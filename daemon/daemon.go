@@ -41,7 +41,8 @@ const (
 	// request over it gets 431.
 	MaxHeaderBytes = 64 << 10
 	// RetryAfter is the Retry-After of a watch refused for being over a
-	// limit, in seconds.
+	// limit, and of a request refused because the daemon cannot reach its
+	// shared store, in seconds.
 	RetryAfter = 5
 )
 

@@ -24,20 +24,22 @@ import (
 // for requests none of them takes, and request metrics.
 func (d *Daemon) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/configs/{name...}", d.handleConfig)
+	// The endpoints that wait for the store do so while it is reachable
+	// (reachable); a watch stream, for its opening reads only.
+	mux.Handle("GET /v1/configs/{name...}", d.reachable(d.handleConfig))
 	mux.HandleFunc("GET /v1/watch", d.handleWatch)
 	mux.HandleFunc("POST /v1/watch", d.handleWatch)
-	mux.HandleFunc("GET /v1/revisions/latest", d.handleLatestRevision)
-	mux.HandleFunc("GET /v1/revisions/{n}", d.handleRevision)
+	mux.Handle("GET /v1/revisions/latest", d.reachable(d.handleLatestRevision))
+	mux.Handle("GET /v1/revisions/{n}", d.reachable(d.handleRevision))
 	mux.Handle("POST /v1/hosts/{host}", d.authorized(http.HandlerFunc(d.handleHostReport)))
-	mux.HandleFunc("GET /v1/hosts", d.handleHosts)
-	mux.Handle("PUT /v1/overrides/{id}", d.authorized(http.HandlerFunc(d.handlePutOverride)))
-	mux.Handle("POST /v1/overrides/{id}/renew", d.authorized(http.HandlerFunc(d.handleRenewOverride)))
-	mux.Handle("DELETE /v1/overrides/{id}", d.authorized(http.HandlerFunc(d.handleDeleteOverride)))
+	mux.Handle("GET /v1/hosts", d.reachable(d.handleHosts))
+	mux.Handle("PUT /v1/overrides/{id}", d.authorized(d.reachable(d.handlePutOverride)))
+	mux.Handle("POST /v1/overrides/{id}/renew", d.authorized(d.reachable(d.handleRenewOverride)))
+	mux.Handle("DELETE /v1/overrides/{id}", d.authorized(d.reachable(d.handleDeleteOverride)))
 	mux.HandleFunc("GET /v1/overrides", d.handleOverrides)
 	mux.HandleFunc("GET /v1/overrides/{id}", d.handleOverride)
-	mux.Handle("PUT /v1/canaries/{id}", d.authorized(http.HandlerFunc(d.handlePutRun)))
-	mux.HandleFunc("GET /v1/canaries", d.handleRuns)
+	mux.Handle("PUT /v1/canaries/{id}", d.authorized(d.reachable(d.handlePutRun)))
+	mux.Handle("GET /v1/canaries", d.reachable(d.handleRuns))
 	mux.HandleFunc("GET /healthz", d.handleHealthz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
 	id := d.store.Identity()
@@ -116,8 +118,25 @@ func writeJSON(w http.ResponseWriter, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
+// reachable runs h with its reads of the store cut short once the daemon
+// finds that it cannot reach a shared store (whileReachable), which
+// storeError answers.
+func (d *Daemon) reachable(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d.whileReachable(r.Context(), func(ctx context.Context) error {
+			h(w, r.WithContext(ctx))
+			return nil
+		})
+	})
+}
+
 // storeError answers with the status for a store error.
 func (d *Daemon) storeError(w http.ResponseWriter, r *http.Request, err error) {
+	if u, ok := errors.AsType[*unreachableError](context.Cause(r.Context())); ok {
+		w.Header().Set("Retry-After", strconv.Itoa(RetryAfter))
+		writeError(w, http.StatusServiceUnavailable, "%v", u)
+		return
+	}
 	if errors.Is(err, store.ErrClosed) || r.Context().Err() != nil {
 		writeError(w, http.StatusServiceUnavailable, "daemon shutting down")
 		return
@@ -385,9 +404,14 @@ func (d *Daemon) handleWatch(w http.ResponseWriter, r *http.Request) {
 		release()
 		d.metrics.watchers.Dec()
 	}
-	latest, err := d.store.Latest(r.Context())
+	var latest store.Revision
+	err := d.whileReachable(r.Context(), func(ctx context.Context) (err error) {
+		if latest, err = d.store.Latest(ctx); err != nil {
+			d.storeError(w, r.WithContext(ctx), err)
+		}
+		return err
+	})
 	if err != nil {
-		d.storeError(w, r, err)
 		return
 	}
 	// The latest revision this answer is about, which from is compared
@@ -507,43 +531,19 @@ func (ws *watchStream) run(ctx context.Context) error {
 			ws.writeFailed(cw.err)
 			return cw.err
 		}
+		if _, ok := errors.AsType[*unreachableError](err); ok {
+			d.metrics.dropped.WithLabelValues(dropUnreachable).Inc()
+			return err
+		}
 		if ctx.Err() == nil && !errors.Is(err, store.ErrClosed) {
 			d.log.Error("reading the store for a watch stream", "err", err, "url", ws.url, "remote", ws.remote)
 		}
 		return err
 	}
-	if ws.from < 0 {
-		if err := ws.snapshot(ctx, readConfig, &last); err != nil {
-			return ended(err)
-		}
-	} else {
-		// The changes come in revision order: one update per revision.
-		var open int64 // the revision of the update being written
-		err := d.store.Since(ctx, ws.from, ws.sel, func(c store.ConfigVersion) error {
-			if c.Revision != open {
-				if open != 0 {
-					if err := cw.endUpdate(); err != nil {
-						return err
-					}
-				}
-				open = c.Revision
-				last = max(last, c.Revision)
-				cw.BeginUpdate(c.Revision, id, c.Commit)
-			}
-			return readConfig(&c)
-		})
-		if err == nil && open != 0 {
-			err = cw.endUpdate()
-		}
-		if errors.Is(err, store.ErrCompacted) && open == 0 {
-			// The history after from is compacted: the client gets the
-			// snapshot it would get resynchronising, the whole truth
-			// (docs/api.md), rather than an error to retry forever.
-			err = ws.snapshot(ctx, readConfig, &last)
-		}
-		if err != nil {
-			return ended(err)
-		}
+	// The snapshot or the replay, cut short if the daemon finds that it
+	// cannot reach its store meanwhile.
+	if err := d.whileReachable(ctx, func(ctx context.Context) error { return ws.open(ctx, readConfig, &last) }); err != nil {
+		return ended(err)
 	}
 	if err := cw.Heartbeat(last, id, d.unreachable()); err != nil {
 		return ended(err)
@@ -614,6 +614,41 @@ func (ws *watchStream) run(ctx context.Context) error {
 			sub.wrote(told)
 		}
 	}
+}
+
+// open writes the snapshot (without from) or the replay of the revisions
+// after from of the configs the stream watches, read with readConfig, and
+// sets *last to the revision up to which they tell everything.
+func (ws *watchStream) open(ctx context.Context, readConfig func(*store.ConfigVersion) error, last *int64) error {
+	if ws.from < 0 {
+		return ws.snapshot(ctx, readConfig, last)
+	}
+	// The changes come in revision order: one update per revision.
+	cw, id := ws.cw, ws.d.store.Identity()
+	var open int64 // the revision of the update being written
+	err := ws.d.store.Since(ctx, ws.from, ws.sel, func(c store.ConfigVersion) error {
+		if c.Revision != open {
+			if open != 0 {
+				if err := cw.endUpdate(); err != nil {
+					return err
+				}
+			}
+			open = c.Revision
+			*last = max(*last, c.Revision)
+			cw.BeginUpdate(c.Revision, id, c.Commit)
+		}
+		return readConfig(&c)
+	})
+	if err == nil && open != 0 {
+		err = cw.endUpdate()
+	}
+	if errors.Is(err, store.ErrCompacted) && open == 0 {
+		// The history after from is compacted: the client gets the
+		// snapshot it would get resynchronising, the whole truth
+		// (docs/api.md), rather than an error to retry forever.
+		err = ws.snapshot(ctx, readConfig, last)
+	}
+	return err
 }
 
 // snapshot writes the snapshot event of the configs the stream watches,

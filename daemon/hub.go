@@ -125,7 +125,7 @@ func (r *published) event(picked []byte, encode func() []byte) *sharedEvent {
 // rev keeps no more events, encoded as it is written.
 func (d *Daemon) writeUpdate(ctx context.Context, cw *clientWriter, id string, rev *published, sel store.Selection, m store.Match) error {
 	if rev.stored {
-		return d.writeStored(ctx, cw, id, rev, sel)
+		return d.whileReachable(ctx, func(ctx context.Context) error { return d.writeStored(ctx, cw, id, rev, sel) })
 	}
 	var small [64]byte
 	picked, any := small[:0], false

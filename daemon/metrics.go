@@ -10,6 +10,7 @@ import (
 const (
 	dropBehind       = "behind"
 	dropWriteTimeout = "write_timeout"
+	dropUnreachable  = "unreachable"
 )
 
 // metrics are the daemon's Prometheus metrics (docs/api.md), in a registry
@@ -53,7 +54,7 @@ func newMetrics(d *Daemon) *metrics {
 			Name: "cfg_watch_updates_encoded_total", Help: "Update events of published revisions encoded for watch streams: the streams that watch the same configs of a revision share one encoding.",
 		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cfg_watchers_dropped_total", Help: "Watch streams the daemon closed: because they fell behind (reason behind), or because their client took in nothing for the write timeout (reason write_timeout).",
+			Name: "cfg_watchers_dropped_total", Help: "Watch streams the daemon closed: because they fell behind (reason behind), because their client took in nothing for the write timeout (reason write_timeout), or because the daemon found it could not reach its shared store while the stream read it (reason unreachable).",
 		}, []string{"reason"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cfg_watchers_rejected_total", Help: "Watch requests answered 503 because the daemon serves the most streams it may (reason streams), the client's address holds the most it may (reason address), or their parameters would take the daemon's or the address's watch parameter bytes above their bound (reason bytes).",
@@ -91,7 +92,7 @@ func newMetrics(d *Daemon) *metrics {
 		}
 		return 0
 	})
-	for _, reason := range []string{dropBehind, dropWriteTimeout} {
+	for _, reason := range []string{dropBehind, dropWriteTimeout, dropUnreachable} {
 		m.dropped.WithLabelValues(reason)
 	}
 	for _, reason := range []string{rejectedStreams, rejectedAddress, rejectedBytes} {
