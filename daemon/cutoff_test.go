@@ -46,9 +46,8 @@ func TestClusterStopsCutOff(t *testing.T) {
 			r.commit("materialized_configs/a.json", `{"v":1}`)
 			p, endpoint := etcdProxy(t, c.Endpoints[0])
 			var logs syncbuf.Buffer
-			cutCfg := Config{RepoPath: r.dir, Store: openSharedAt(t, []string{endpoint}, prefix), Member: "cut-off", Token: token,
-				Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, ElectionTTL: 2 * time.Second,
-				Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+			cutCfg := cutOffConfig(r, openSharedAt(t, []string{endpoint}, prefix), "cut-off")
+			cutCfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 			otherCfg := cutCfg
 			otherCfg.Store, otherCfg.Member, otherCfg.Logger = openShared(t, c, prefix), "other", nil
 
@@ -111,24 +110,16 @@ func TestClusterAgentsLeaveCutOff(t *testing.T) {
 	c, prefix := testEtcd(t)
 	r := newTestRepo(t)
 	r.commit("materialized_configs/a.json", `{"v":1}`)
-	p, endpoint := etcdProxy(t, c.Endpoints[0])
-	other := serve(t, Config{RepoPath: r.dir, Store: openShared(t, c, prefix), Member: "other", Token: token,
-		Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, ElectionTTL: 2 * time.Second})
+	other := serve(t, cutOffConfig(r, openShared(t, c, prefix), "other"))
 	waitLong(t, "the other daemon to publish", other.cluster.leading.Load)
-	// The test closes the daemon cut off: its Close fails to save the
-	// agent's report.
-	cut, _, served := startServing(t, Config{RepoPath: r.dir, Store: openSharedAt(t, []string{endpoint}, prefix), Member: "cut-off", Token: token,
-		Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, ElectionTTL: 2 * time.Second})
-	t.Cleanup(func() { cut.Close(); <-served })
-	waitLong(t, "revision 1 on the daemon to be cut off", func() bool { return cut.latest() == 1 })
+	cut, cutOff := serveBehindProxy(t, r, c.Endpoints[0], prefix, "cut-off", nil)
 
 	get, watching := startAgent(t, cut.url, other.url)
 	waitLong(t, "the agent to serve a@1", func() bool { return strings.TrimSpace(get("/v1/configs/a")) == `{"v":1}` })
 	waitLong(t, "the agent to watch the daemon to be cut off", func() bool { return watching() == cut.url })
 	waitStreaming(t, cut)
 
-	p.BlackholeTx()
-	p.BlackholeRx()
+	cutOff()
 	r.commit("materialized_configs/a.json", `{"v":2}`)
 	waitLong(t, "revision 2 on the other daemon", func() bool { return other.latest() == 2 })
 	waitLong(t, "the agent to serve a@2", func() bool { return strings.TrimSpace(get("/v1/configs/a")) == `{"v":2}` })
@@ -147,27 +138,18 @@ func TestClusterAgentsStayWhenNoneReady(t *testing.T) {
 	r := newTestRepo(t)
 	r.commit("materialized_configs/a.json", `{"v":1}`)
 	var ds []*testDaemon
-	var proxies []proxy.Server
+	var cuts []func()
 	for i := range 2 {
-		p, endpoint := etcdProxy(t, c.Endpoints[i])
-		// The test closes the daemons: their Close fails to save the
-		// agent's report.
-		d, _, served := startServing(t, Config{RepoPath: r.dir, Store: openSharedAt(t, []string{endpoint}, prefix), Member: fmt.Sprintf("daemon-%d", i), Token: token,
-			Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, ElectionTTL: 2 * time.Second})
-		t.Cleanup(func() { d.Close(); <-served })
-		ds, proxies = append(ds, d), append(proxies, p)
-	}
-	for _, d := range ds {
-		waitLong(t, "revision 1 on "+d.cfg.Member, func() bool { return d.latest() == 1 })
+		d, cut := serveBehindProxy(t, r, c.Endpoints[i], prefix, fmt.Sprintf("daemon-%d", i), nil)
+		ds, cuts = append(ds, d), append(cuts, cut)
 	}
 	get, watching := startAgent(t, ds[0].url, ds[1].url)
 	waitLong(t, "the agent to serve a@1", func() bool { return strings.TrimSpace(get("/v1/configs/a")) == `{"v":1}` })
 	waitLong(t, "the agent to watch the first daemon", func() bool { return watching() == ds[0].url })
 	waitStreaming(t, ds[0])
 
-	for _, p := range proxies {
-		p.BlackholeTx()
-		p.BlackholeRx()
+	for _, cut := range cuts {
+		cut()
 	}
 	waitLong(t, "the agent to ask the second daemon twice", func() bool {
 		for _, m := range ds[1].scrape()["cfg_http_requests_total"].GetMetric() {
@@ -206,19 +188,12 @@ func TestClusterRequestsCutOff(t *testing.T) {
 			c, prefix := testEtcd(t)
 			r := newTestRepo(t)
 			r.commit("materialized_configs/a.json", `{"v":1}`)
-			p, endpoint := etcdProxy(t, c.Endpoints[0])
-			// The test closes the daemon: its Close fails to save the
-			// host's report.
-			cut, _, served := startServing(t, Config{RepoPath: r.dir, Store: openSharedAt(t, []string{endpoint}, prefix), Member: "cut-off", Token: token,
-				Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, ElectionTTL: 2 * time.Second})
-			t.Cleanup(func() { cut.Close(); <-served })
-			waitLong(t, "revision 1", func() bool { return cut.latest() == 1 })
+			cut, cutOff := serveBehindProxy(t, r, c.Endpoints[0], prefix, "cut-off", nil)
 			if code, body, _ := cut.do("GET", "/v1/configs/a", "", nil); code != 200 {
 				t.Fatalf("GET /v1/configs/a before the cut: %d %s", code, body)
 			}
 
-			p.BlackholeTx()
-			p.BlackholeRx()
+			cutOff()
 			if known {
 				waitLong(t, "/healthz to fail", func() bool {
 					code, _, _ := cut.do("GET", "/healthz", "", nil)
@@ -334,13 +309,11 @@ func TestClusterWatchReadCutOff(t *testing.T) {
 			c, prefix := testEtcd(t)
 			r := newTestRepo(t)
 			r.commit("materialized_configs/a.json", `{"v":1}`)
-			p, endpoint := etcdProxy(t, c.Endpoints[0])
-			st := &gatedStore{Etcd: openSharedAt(t, []string{endpoint}, prefix), waiting: make(chan struct{}, 1), open: make(chan struct{})}
-			// The test closes the daemon cut off, and cancels nothing.
-			cut, _, served := startServing(t, Config{RepoPath: r.dir, Store: st, Member: "cut-off", Token: token,
-				Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, ElectionTTL: 2 * time.Second})
-			t.Cleanup(func() { cut.Close(); <-served })
-			waitLong(t, "revision 1", func() bool { return cut.latest() == 1 })
+			st := &gatedStore{waiting: make(chan struct{}, 1), open: make(chan struct{})}
+			cut, cutOff := serveBehindProxy(t, r, c.Endpoints[0], prefix, "cut-off", func(e *store.Etcd) store.Store {
+				st.Etcd = e
+				return st
+			})
 
 			req := wire.WatchRequest{Configs: []string{"a", "big"}}
 			if tc.from >= 0 {
@@ -366,8 +339,7 @@ func TestClusterWatchReadCutOff(t *testing.T) {
 				r.commit("materialized_configs/big.json", `"`+strings.Repeat("b", hubBytes)+`"`)
 			}
 			<-st.waiting
-			p.BlackholeTx()
-			p.BlackholeRx()
+			cutOff()
 			close(st.open)
 			for {
 				ev, err := w.Next()
@@ -397,16 +369,10 @@ func TestClusterAgentsStartCutOff(t *testing.T) {
 	c, prefix := testEtcd(t)
 	r := newTestRepo(t)
 	r.commit("materialized_configs/a.json", `{"v":1}`)
-	p, endpoint := etcdProxy(t, c.Endpoints[0])
-	other := serve(t, Config{RepoPath: r.dir, Store: openShared(t, c, prefix), Member: "other", Token: token,
-		Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, ElectionTTL: 2 * time.Second})
+	other := serve(t, cutOffConfig(r, openShared(t, c, prefix), "other"))
 	waitLong(t, "the other daemon to publish", other.cluster.leading.Load)
-	cut, _, served := startServing(t, Config{RepoPath: r.dir, Store: openSharedAt(t, []string{endpoint}, prefix), Member: "cut-off", Token: token,
-		Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, ElectionTTL: 2 * time.Second})
-	t.Cleanup(func() { cut.Close(); <-served })
-	waitLong(t, "revision 1 on the daemon to be cut off", func() bool { return cut.latest() == 1 })
-	p.BlackholeTx()
-	p.BlackholeRx()
+	cut, cutOff := serveBehindProxy(t, r, c.Endpoints[0], prefix, "cut-off", nil)
+	cutOff()
 
 	get, watching := startAgent(t, cut.url, other.url)
 	waitLong(t, "the agent to serve a@1", func() bool { return strings.TrimSpace(get("/v1/configs/a")) == `{"v":1}` })
@@ -483,6 +449,39 @@ func startAgent(t *testing.T, urls ...string) (get func(path string) string, wat
 		return st.Daemon
 	}
 	return get, watching
+}
+
+// cutOffConfig is the configuration of the cut-off tests' daemons, of
+// the repository r over st, named member: quick heartbeats, polls and
+// elections.
+func cutOffConfig(r *testRepo, st store.Store, member string) Config {
+	return Config{RepoPath: r.dir, Store: st, Member: member, Token: token,
+		Heartbeat: 200 * time.Millisecond, Poll: 50 * time.Millisecond, ElectionTTL: 2 * time.Second}
+}
+
+// serveBehindProxy serves a daemon of r named member, over the store
+// under prefix that it reaches through a proxy (etcdProxy) of the etcd
+// member at endpoint (wrapped by wrap, unless nil), until the test ends,
+// and waits for revision 1 on it. It returns the daemon and cut, which
+// cuts it off from etcd: every byte dropped both ways, the connection
+// left open, so that no error ever comes back.
+func serveBehindProxy(t *testing.T, r *testRepo, endpoint, prefix, member string, wrap func(*store.Etcd) store.Store) (d *testDaemon, cut func()) {
+	t.Helper()
+	p, proxied := etcdProxy(t, endpoint)
+	e := openSharedAt(t, []string{proxied}, prefix)
+	var st store.Store = e
+	if wrap != nil {
+		st = wrap(e)
+	}
+	// Closed whatever Close returns: cut off, it cannot save the hosts'
+	// reports.
+	d, _, served := startServing(t, cutOffConfig(r, st, member))
+	t.Cleanup(func() { d.Close(); <-served })
+	waitLong(t, "revision 1 on "+member, func() bool { return d.latest() == 1 })
+	return d, func() {
+		p.BlackholeTx()
+		p.BlackholeRx()
+	}
 }
 
 // etcdProxy forwards connections to the etcd member at endpoint through
