@@ -208,18 +208,61 @@ func checkTree(t *testing.T, b block) {
 	for _, l := range lines[1:] {
 		listed = append(listed, strings.Fields(l)[0])
 	}
-	var files []string
-	filepath.WalkDir(filepath.Join(moduleRoot, dir), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && !strings.HasPrefix(d.Name(), ".") {
-			rel, _ := filepath.Rel(filepath.Join(moduleRoot, dir), p)
-			files = append(files, filepath.ToSlash(rel))
-		}
-		return err
-	})
-	slices.Sort(files)
+	files, err := listedFiles(filepath.Join(moduleRoot, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
 	slices.Sort(listed)
 	if !slices.Equal(files, listed) {
 		t.Errorf("listing of %s: %v, files %v", dir, listed, files)
+	}
+}
+
+// listedFiles returns the files under root that a listing names, sorted:
+// all but those whose name, or a directory's on their path, starts with
+// a dot (the compiler's cache that running the example leaves, .cfg/).
+func listedFiles(root string) ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != root && strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !d.IsDir() {
+			rel, _ := filepath.Rel(root, p)
+			files = append(files, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	slices.Sort(files)
+	return files, err
+}
+
+// TestListedFilesAfterCompile: a newcomer runs the README's first
+// command, which compiles the example and leaves the compiler's cache in
+// it, then the second, which checks the README's listing of the example
+// against its files: the cache is not one of them.
+func TestListedFilesAfterCompile(t *testing.T) {
+	root := t.TempDir()
+	for _, f := range []string{"source/a.cconf", "materialized_configs/a.json", ".cfg/compile-cache.gob", ".hidden"} {
+		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := listedFiles(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"materialized_configs/a.json", "source/a.cconf"}; !slices.Equal(got, want) {
+		t.Errorf("listedFiles = %q, want %q", got, want)
 	}
 }
 
