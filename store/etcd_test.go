@@ -428,6 +428,12 @@ func TestEtcdFollow(t *testing.T) {
 	if _, err := cli.Compact(t.Context(), resp.Header.Revision); err != nil {
 		t.Fatal(err)
 	}
+	// The watch below may go to any member: each must have applied the
+	// compaction, or one that has not yet would serve the watch from
+	// etcd revision 1, with no read of the store.
+	if err := cluster.WaitApplied(); err != nil {
+		t.Fatal(err)
+	}
 	reads := s.followReads.Load()
 	got, done = follower(t, func(ctx context.Context, fn func(Revision) error) error { return s.follow(ctx, 2, 1, fn) })
 	expect(t, got, done, 3, 6)

@@ -131,6 +131,28 @@ func (c *Cluster) Leader() int {
 	return -1
 }
 
+// WaitApplied waits, for at most a minute, until every running member
+// has applied all that the leader had committed when it was called: a
+// request sent then to any member (a client picks one) sees what was
+// written before, a compaction included.
+func (c *Cluster) WaitApplied() error {
+	l := c.Leader()
+	if l < 0 {
+		return errors.New("etcd cluster without a leader")
+	}
+	committed := c.Members[l].Server.CommittedIndex()
+	deadline := time.Now().Add(time.Minute)
+	for _, e := range c.Members {
+		for e != nil && e.Server.AppliedIndex() < committed {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("etcd member %s has applied %d of the %d entries committed, after a minute", e.Config().Name, e.Server.AppliedIndex(), committed)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return nil
+}
+
 // Client returns a new client of every member; the caller closes it.
 func (c *Cluster) Client() (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 10 * time.Second})
