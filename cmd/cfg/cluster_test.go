@@ -27,6 +27,7 @@ import (
 
 var (
 	etcdOnce sync.Once
+	etcdDir  string // removed when the tests end (removeBuilt)
 	etcdBin  string
 	etcdErr  error
 )
@@ -42,9 +43,8 @@ func etcdMember(t *testing.T) string {
 }
 
 func buildEtcdMember() {
-	var dir string
-	if dir, etcdErr = os.MkdirTemp("", "cfg-etcd"); etcdErr == nil {
-		etcdBin, etcdErr = etcdproc.Build(dir)
+	if etcdDir, etcdErr = os.MkdirTemp("", "cfg-etcd"); etcdErr == nil {
+		etcdBin, etcdErr = etcdproc.Build(etcdDir)
 	}
 }
 
