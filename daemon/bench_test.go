@@ -77,3 +77,29 @@ func BenchmarkWatchBody(b *testing.B) {
 		store.Select(strings.Split(q.Get("configs"), ",")...).Match()
 	}
 }
+
+// BenchmarkWhileReachable measures what bounding a request's reads of
+// the store adds to it (whileReachable), on a daemon over a shared store
+// that reaches it (its last read of the election fresh and good), and on
+// a daemon with a store of its own, for which it adds nothing.
+func BenchmarkWhileReachable(b *testing.B) {
+	read := func(context.Context) error { return nil }
+	b.Run("shared", func(b *testing.B) {
+		d := &Daemon{cluster: &cluster{election: electionRead{fresh: time.Hour, at: time.Now()}}}
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := d.whileReachable(b.Context(), read); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("own", func(b *testing.B) {
+		d := &Daemon{}
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := d.whileReachable(b.Context(), read); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
