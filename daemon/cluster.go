@@ -97,6 +97,14 @@ type electionRead struct {
 	err    error
 }
 
+// last returns the last read's answer, and whether it is fresh (false
+// before the first read).
+func (e *electionRead) last() (leader string, fresh bool, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.leader, !e.at.IsZero() && time.Since(e.at) < e.fresh, e.err
+}
+
 // publishing reports whether the daemon publishes: always with a store
 // of its own, while elected with a shared one.
 func (d *Daemon) publishing() bool {
@@ -223,12 +231,9 @@ func (d *Daemon) leader(ctx context.Context) (string, error) {
 		return d.cfg.Member, nil
 	}
 	e := &d.cluster.election
-	e.mu.Lock()
-	if !e.at.IsZero() && time.Since(e.at) < e.fresh {
-		defer e.mu.Unlock()
-		return e.leader, e.err
+	if leader, fresh, err := e.last(); fresh {
+		return leader, err
 	}
-	e.mu.Unlock()
 	select {
 	case r := <-e.flight.DoChan("", d.readElection):
 		return r.Val.(string), r.Err
@@ -260,10 +265,8 @@ func (d *Daemon) unreachable() string {
 		return ""
 	}
 	e := &d.cluster.election
-	e.mu.Lock()
-	at, err, fresh := e.at, e.err, e.fresh
-	e.mu.Unlock()
-	if at.IsZero() || time.Since(at) >= fresh {
+	_, fresh, err := e.last()
+	if !fresh {
 		e.flight.DoChan("", d.readElection) // buffered: nobody need take its answer
 	}
 	if err != nil {
