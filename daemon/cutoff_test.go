@@ -175,7 +175,8 @@ func TestClusterAgentsStayWhenNoneReady(t *testing.T) {
 // waits on a store the daemon cannot reach: cut off from etcd (every byte
 // dropped, the connection left open), the daemon answers each request
 // that needs the store with 503, the reason and Retry-After, whether it
-// has found itself cut off yet or not, and still serves what it holds
+// has found itself cut off yet or not (once it has, at once: their reads
+// of the store start already given up on), and still serves what it holds
 // in memory.
 func TestClusterRequestsCutOff(t *testing.T) {
 	for _, known := range []bool{false, true} {
@@ -188,7 +189,11 @@ func TestClusterRequestsCutOff(t *testing.T) {
 			c, prefix := testEtcd(t)
 			r := newTestRepo(t)
 			r.commit("materialized_configs/a.json", `{"v":1}`)
-			cut, cutOff := serveBehindProxy(t, r, c.Endpoints[0], prefix, "cut-off", nil)
+			st := &deadReads{}
+			cut, cutOff := serveBehindProxy(t, r, c.Endpoints[0], prefix, "cut-off", func(e *store.Etcd) store.Store {
+				st.Etcd = e
+				return st
+			})
 			if code, body, _ := cut.do("GET", "/v1/configs/a", "", nil); code != 200 {
 				t.Fatalf("GET /v1/configs/a before the cut: %d %s", code, body)
 			}
@@ -201,7 +206,8 @@ func TestClusterRequestsCutOff(t *testing.T) {
 				})
 			}
 			auth := map[string]string{"Authorization": "Bearer " + token}
-			for _, req := range []struct{ method, path, body string }{
+			dead := st.n.Load()
+			requests := []struct{ method, path, body string }{
 				{"GET", "/v1/configs/a", ""},
 				{"GET", "/v1/revisions/latest", ""},
 				{"GET", "/v1/revisions/1", ""},
@@ -209,11 +215,16 @@ func TestClusterRequestsCutOff(t *testing.T) {
 				{"GET", "/v1/canaries", ""},
 				{"POST", "/v1/watch", `{"configs":["a"]}`},
 				{"PUT", "/v1/overrides/o1", `{"config":"a","hosts":["web-1"],"data":"eyJ2Ijo5fQ==","lease_seconds":60}`},
-			} {
+			}
+			for _, req := range requests {
 				code, body, h := doWithin(t, cut, req.method, req.path, req.body, auth)
 				if code != 503 || !strings.Contains(body, "the daemon cannot reach its store: reading the publisher's election") || h.Get("Retry-After") == "" {
 					t.Errorf("%s %s cut off: %d %s (Retry-After %q); want 503 saying the store is unreachable, with Retry-After", req.method, req.path, code, strings.TrimSpace(body), h.Get("Retry-After"))
 				}
+			}
+			// Known cut off, the daemon waits for etcd in none of them.
+			if n := st.n.Load() - dead; known && n != int64(len(requests)) {
+				t.Errorf("%d of the %d requests' reads of the store started already given up on; want all", n, len(requests))
 			}
 			// What the daemon holds in memory needs no store.
 			if code, body, _ := doWithin(t, cut, "GET", "/v1/overrides", "", nil); code != 200 {
@@ -224,6 +235,45 @@ func TestClusterRequestsCutOff(t *testing.T) {
 			}
 		})
 	}
+}
+
+// deadReads is a shared store that counts the reads of configs,
+// revisions, hosts and runs that start with their context already ended:
+// reads that the daemon gave up on before they began.
+type deadReads struct {
+	*store.Etcd
+	n atomic.Int64
+}
+
+func (s *deadReads) count(ctx context.Context) {
+	if ctx.Err() != nil {
+		s.n.Add(1)
+	}
+}
+
+func (s *deadReads) Get(ctx context.Context, name string) (store.ConfigVersion, error) {
+	s.count(ctx)
+	return s.Etcd.Get(ctx, name)
+}
+
+func (s *deadReads) Latest(ctx context.Context) (store.Revision, error) {
+	s.count(ctx)
+	return s.Etcd.Latest(ctx)
+}
+
+func (s *deadReads) Revision(ctx context.Context, n int64) (store.Revision, error) {
+	s.count(ctx)
+	return s.Etcd.Revision(ctx, n)
+}
+
+func (s *deadReads) Hosts(ctx context.Context) ([]store.Host, error) {
+	s.count(ctx)
+	return s.Etcd.Hosts(ctx)
+}
+
+func (s *deadReads) Runs(ctx context.Context) ([]wire.Run, error) {
+	s.count(ctx)
+	return s.Etcd.Runs(ctx)
 }
 
 // doWithin makes a request of d as do does, failing the test if no
