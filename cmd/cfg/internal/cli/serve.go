@@ -167,6 +167,7 @@ func runServe(f *Factory, cmd *cobra.Command, opts *ServeOptions) error {
 	if err != nil {
 		return err
 	}
+	log := slog.New(slog.NewTextHandler(f.IO.Err, nil))
 	cfg := daemon.Config{
 		RepoPath:      opts.Repo,
 		Branch:        opts.Branch,
@@ -174,7 +175,7 @@ func runServe(f *Factory, cmd *cobra.Command, opts *ServeOptions) error {
 		Token:         token,
 		Poll:          opts.Poll,
 		Heartbeat:     opts.Heartbeat,
-		Logger:        slog.New(slog.NewTextHandler(f.IO.Err, nil)),
+		Logger:        log,
 		KeepRevisions: opts.KeepRevisions,
 		ElectionTTL:   opts.Etcd.ElectionTTL,
 
@@ -186,7 +187,7 @@ func runServe(f *Factory, cmd *cobra.Command, opts *ServeOptions) error {
 		MaxWatchBytesPerAddress: opts.MaxWatchBytesPerAddress,
 	}
 	if len(opts.Etcd.Endpoints) > 0 {
-		st, closeStore, err := opts.Etcd.open(cmd.Context())
+		st, closeStore, err := opts.Etcd.open(cmd.Context(), log)
 		if err != nil {
 			return infraError(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -13,9 +14,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/cfg-dev/cfg/daemon"
+	"github.com/cfg-dev/cfg/internal/slogzap"
 	"github.com/cfg-dev/cfg/store"
 )
 
@@ -116,8 +117,11 @@ func (o *EtcdOptions) readPassword() (string, error) {
 
 // open connects to etcd, as etcdctl does with the same flags
 // (clientv3.NewClientConfig), and opens the store under the prefix; check
-// comes first. The returned function closes the store and the client.
-func (o *EtcdOptions) open(ctx context.Context) (*store.Etcd, func(), error) {
+// comes first. The client logs to log (its warnings of requests it
+// retries, of leases it could not keep alive), as lines of the daemon's
+// own log. The returned function closes the store and the client.
+func (o *EtcdOptions) open(ctx context.Context, log *slog.Logger) (*store.Etcd, func(), error) {
+	lg := slogzap.Logger(log.Handler()).Named("etcd-client")
 	cfg, err := clientv3.NewClientConfig(&clientv3.ConfigSpec{
 		Endpoints:   o.Endpoints,
 		DialTimeout: o.DialTimeout,
@@ -127,7 +131,7 @@ func (o *EtcdOptions) open(ctx context.Context) (*store.Etcd, func(), error) {
 		KeepAliveTimeout: 10 * time.Second,
 		Secure:           &clientv3.SecureConfig{Cacert: o.CACert, Cert: o.Cert, Key: o.Key},
 		Auth:             &clientv3.AuthConfig{Username: o.User, Password: o.password},
-	}, zap.NewNop())
+	}, lg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--etcd: %w", err)
 	}
@@ -138,6 +142,7 @@ func (o *EtcdOptions) open(ctx context.Context) (*store.Etcd, func(), error) {
 		}
 		return fmt.Errorf("--etcd %s: %w", strings.Join(o.Endpoints, ","), err)
 	}
+	cfg.Logger = lg
 	cli, err := clientv3.New(*cfg)
 	if err != nil {
 		return nil, nil, failed(err)

@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/url"
@@ -21,6 +22,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"github.com/cfg-dev/cfg/internal/syncbuf"
 )
 
 // TestEtcdTLSAndAuth opens the store, as cfg serve --etcd does, on an
@@ -87,12 +90,14 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	var logBuf syncbuf.Buffer
+	log := slog.New(slog.NewTextHandler(&logBuf, nil))
 	open := func(o EtcdOptions) error {
 		t.Helper()
 		if err := o.check(); err != nil {
 			return err
 		}
-		st, closeStore, err := o.open(ctx)
+		st, closeStore, err := o.open(ctx, log)
 		if err != nil {
 			return err
 		}
@@ -133,6 +138,12 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 	t.Setenv(etcdPasswordEnv, "wrong")
 	if err := open(env); err == nil || !strings.Contains(err.Error(), "authentication failed, invalid user ID or password") {
 		t.Errorf("a wrong password: %v, want authentication failed", err)
+	}
+	// The client's warnings are lines of the daemon's log, in its format,
+	// not the client's own JSON on stderr.
+	if got := logBuf.String(); !strings.Contains(got, `level=WARN msg="retrying of unary invoker failed" logger=etcd-client`) ||
+		!strings.Contains(got, "x509: certificate signed by unknown authority") {
+		t.Errorf("the daemon's log has no warning of the etcd client's about the other CA:\n%s", got)
 	}
 }
 
