@@ -61,8 +61,8 @@ func TestLogger(t *testing.T) {
 }
 
 // TestLoggerLevels checks that zap's levels map to slog's and that the
-// handler's level decides what is written: zap does not even build an
-// entry the handler would drop.
+// handler's level decides what is written: zap's Check says no to a
+// level the handler drops, so no entry of it is encoded.
 func TestLoggerLevels(t *testing.T) {
 	for _, tc := range []struct {
 		zap  zapcore.Level
