@@ -2,8 +2,10 @@ package compiler
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/gob"
 	"fmt"
+	"hash/crc32"
 	"io/fs"
 	"maps"
 	"os"
@@ -20,8 +22,14 @@ import (
 // modification time of the materialized file written. A config whose key
 // and materialized file are unchanged is up to date. A cache that is
 // missing, corrupt or written by another build of cfg is ignored: the
-// compile is then a full one, never a wrong one.
+// compile is then a full one, never a wrong one. The file is the gob
+// encoding followed by its CRC-32C (4 bytes, little endian), so that a
+// damaged cache that still decodes (a flipped bit in a dependency's path
+// or a key) is not taken for a good one.
 const cacheFile = "compile-cache.gob"
+
+// cacheCRC is the table of the cache file's checksum.
+var cacheCRC = crc32.MakeTable(crc32.Castagnoli)
 
 type cacheData struct {
 	Identity string                 `json:"identity"`
@@ -74,7 +82,11 @@ func emptyCache() *cacheData {
 // loadCache reads the cache, or returns an empty one.
 func loadCache(r *repo.Repo) *cacheData {
 	data, err := r.ReadCacheFile(cacheFile)
-	if err != nil {
+	if err != nil || len(data) < 4 {
+		return emptyCache()
+	}
+	data, sum := data[:len(data)-4], data[len(data)-4:]
+	if binary.LittleEndian.Uint32(sum) != crc32.Checksum(data, cacheCRC) {
 		return emptyCache()
 	}
 	var c cacheData
@@ -98,7 +110,7 @@ func (c *cacheData) save(r *repo.Repo) error {
 	if err := gob.NewEncoder(&b).Encode(c); err != nil {
 		return err
 	}
-	return r.WriteCacheFile(cacheFile, b.Bytes())
+	return r.WriteCacheFile(cacheFile, binary.LittleEndian.AppendUint32(b.Bytes(), crc32.Checksum(b.Bytes(), cacheCRC)))
 }
 
 // statOutput returns the size and modification time of a materialized file.

@@ -1,6 +1,7 @@
 package compiler
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -143,5 +144,66 @@ func TestCompileTargets(t *testing.T) {
 	}
 	if _, err := Build(context.Background(), root, Options{}, "source/nope.cinc"); err == nil || err.Error() != "source/nope.cinc: no such file in the repository" {
 		t.Errorf("missing target: %v", err)
+	}
+}
+
+// TestCacheDamaged damages the compile cache in ways that still decode (a
+// byte of a dependency's path changed, as "lib/sharex.cinc") and in ways
+// that do not (a bit flipped anywhere, the file cut short), each time
+// before a change to a module three configs load: the damaged cache is
+// ignored, every config is compiled, and the outputs are those of a fresh
+// full compile.
+func TestCacheDamaged(t *testing.T) {
+	root := incrementalRepo(t)
+	build(t, root)
+	cachePath := filepath.Join(root, ".cfg", "compile-cache.gob")
+	good, err := os.ReadFile(cachePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type damage struct {
+		name string
+		data []byte
+	}
+	var damages []damage
+	dep := []byte("lib/shared.cinc")
+	for i, off := 0, 0; ; i++ {
+		j := bytes.Index(good[off:], dep)
+		if j < 0 {
+			if i == 0 {
+				t.Fatalf("the cache does not name %s", dep)
+			}
+			break
+		}
+		d := bytes.Clone(good)
+		d[off+j+len(dep)-6] = 'x' // lib/sharex.cinc
+		damages = append(damages, damage{fmt.Sprintf("the dependency's path %d renamed", i), d})
+		off += j + len(dep)
+	}
+	for i := 0; i < len(good); i += max(1, len(good)/64) {
+		d := bytes.Clone(good)
+		d[i] ^= 0x10
+		damages = append(damages, damage{fmt.Sprintf("a bit of byte %d flipped", i), d})
+	}
+	for _, n := range []int{0, 3, len(good) / 2, len(good) - 4, len(good) - 1} {
+		damages = append(damages, damage{fmt.Sprintf("cut to %d bytes", n), good[:n]})
+	}
+	for k, dm := range damages {
+		if err := os.WriteFile(cachePath, dm.data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, root, "source/lib/shared.cinc", fmt.Sprintf("load(\"//s.thrift\", \"S\")\nN = %d\ndef make(name):\n    return S(name = name, n = N)\n", k+2))
+		_, res := build(t, root)
+		if res.UpToDate != 0 {
+			t.Errorf("%s: %d configs taken as up to date, want the cache ignored", dm.name, res.UpToDate)
+		}
+		fresh := t.TempDir()
+		if err := os.CopyFS(filepath.Join(fresh, "source"), os.DirFS(filepath.Join(root, "source"))); err != nil {
+			t.Fatal(err)
+		}
+		build(t, fresh)
+		if diff := cmp.Diff(readTree(t, filepath.Join(fresh, "materialized_configs")), readTree(t, filepath.Join(root, "materialized_configs"))); diff != "" {
+			t.Errorf("%s: outputs differ from a full compile (-full +got):\n%s", dm.name, diff)
+		}
 	}
 }
