@@ -720,7 +720,7 @@ func (r *run) observe(ctx context.Context, st *stage) (string, error) {
 		longestBreach = max(longestBreach, jc.Breach)
 		st.rep.Checks = append(st.rep.Checks, CheckReport{Name: c.Name, Metric: c.Metric, Predicate: jc.Predicate.String(jc.Worse), Verdict: judge.Waiting})
 	}
-	r.provider.Reset()
+	r.provider.Reset(start)
 	all := r.metricHosts(append(slices.Clone(st.canary), st.control...))
 	if err := r.provider.Collect(ctx, all); err != nil && ctx.Err() == nil {
 		return "", err
@@ -918,7 +918,7 @@ func (r *run) measureBaseline(ctx context.Context) error {
 		window = max(window, c.window())
 	}
 	r.progress("bake baseline: reading %d checks on the %d hosts for %v before pushing anything", len(b.Checks), len(fleet), window)
-	r.provider.Reset()
+	r.provider.Reset(r.now())
 	if err := r.provider.Collect(ctx, fleet); err != nil {
 		return err
 	}

@@ -125,6 +125,35 @@ func TestRunChecks(t *testing.T) {
 	}
 }
 
+// TestRunResetsAtPhaseStart checks that each phase tells the provider
+// when it starts (after its canaries applied the candidate), so that a
+// provider that does not forget by itself, as the prometheus provider's
+// server does not, reads only the samples taken since.
+func TestRunResetsAtPhaseStart(t *testing.T) {
+	t.Parallel()
+	f := newSim(t, 6)
+	var p *simProvider
+	spec := simSpec(1, 5, phase("one", Targets{Count: ptr(1)}, 3, absCheck("c", "errors", 0.5, 0, "WAIT")),
+		phase("two", Targets{Count: ptr(2)}, 3, absCheck("c", "errors", 0.5, 0, "WAIT")))
+	rep, err := f.run(context.Background(), spec, never, func(o *Options) { p = o.Provider.(*simProvider) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Outcome != Landed || len(rep.Phases) != 2 {
+		t.Fatalf("outcome %q (%s), %d phases; want landed, 2", rep.Outcome, rep.Reason, len(rep.Phases))
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.resets) != 2 {
+		t.Fatalf("the provider was reset %d times (%v), want once a phase", len(p.resets), p.resets)
+	}
+	for i, ph := range rep.Phases {
+		if !p.resets[i].Equal(ph.Started) {
+			t.Errorf("phase %q started at %v, the provider was reset to count samples since %v", ph.Name, ph.Started, p.resets[i])
+		}
+	}
+}
+
 // A check's breach counts from its first failing evaluation, exactly on
 // the evaluation schedule: with a 2 s interval and a 4 s breach, the
 // third failing evaluation fails the check.

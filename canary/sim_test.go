@@ -409,8 +409,9 @@ type simProvider struct {
 	f      *simFleet
 	health health
 
-	mu    sync.Mutex
-	views map[string][]simView
+	mu     sync.Mutex
+	views  map[string][]simView
+	resets []time.Time // the since of each Reset
 }
 
 type simView struct {
@@ -467,10 +468,11 @@ func (p *simProvider) Values(_ context.Context, q metrics.Query, hosts []metrics
 	return out, nil
 }
 
-func (p *simProvider) Reset() {
+func (p *simProvider) Reset(since time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.views = map[string][]simView{}
+	p.resets = append(p.resets, since)
 }
 
 // run runs a canary of "new" on the fleet, on the simulated clock, with

@@ -109,8 +109,8 @@
 //
 // # The prometheus provider
 //
-// [Prometheus] runs PromQL over a Prometheus server's HTTP API; Collect and
-// Reset do nothing. Values replaces, in [Query.Metric], $hosts by a
+// [Prometheus] runs PromQL over a Prometheus server's HTTP API; Collect
+// does nothing. Values replaces, in [Query.Metric], $hosts by a
 // regular expression matching exactly the names of the side's hosts (each
 // name escaped with regexp.QuoteMeta, joined with |, and escaped again to
 // be the contents of a double-quoted PromQL string) and $window by
@@ -118,7 +118,14 @@
 //
 //	rate(demo_requests_total{instance=~"$hosts"}[$window])
 //
-// It runs the result as an instant query at now. Each series of a vector
+// It runs the result as an instant query at now. After Reset(since), as
+// after the start of a phase, no sample from since or before counts, as
+// none does in the scrape provider's history: $window is at most the time
+// from since to now, and so is the query's lookback delta (the age of the
+// newest sample an instant vector selector reads), which Prometheus takes
+// from version 2.43 (an older server uses its own, 5 minutes by default,
+// so that a gauge's m{instance=~"$hosts"} can read a sample from before
+// since until the server scrapes the host again). Each series of a vector
 // result is one sample, named by its label set (such as
 // {instance="web-1", job="demo"}); a scalar result is one sample named
 // "scalar"; a NaN value is left out; any other result (a range vector, a

@@ -85,7 +85,9 @@ type Provider interface {
 	// that is ErrUnavailable says that nothing could be read, of any
 	// host; any other error, that some hosts' values are missing.
 	Values(ctx context.Context, q Query, hosts []Host, now time.Time) ([]Sample, error)
-	// Reset forgets what was collected; it is called at the start of each
-	// phase, so that nothing from before the phase's change counts in it.
-	Reset()
+	// Reset forgets what was collected, and from then on no sample taken
+	// at or before since counts; it is called at the start of each phase
+	// with the time it starts, so that nothing from before the phase's
+	// change counts in it.
+	Reset(since time.Time)
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/api"
@@ -24,8 +25,9 @@ const QueryTimeout = 30 * time.Second
 // Prometheus is the provider that runs PromQL over a Prometheus server's
 // HTTP API; the server does the scraping.
 type Prometheus struct {
-	api v1.API
-	url string
+	api   v1.API
+	url   string
+	since atomic.Int64 // Reset's since, in Unix nanoseconds; 0: not set
 }
 
 var _ Provider = (*Prometheus)(nil)
@@ -50,9 +52,13 @@ func NewPrometheus(baseURL string) (*Prometheus, error) {
 // Collect implements Provider: the server scrapes, there is nothing to do.
 func (p *Prometheus) Collect(context.Context, []Host) error { return nil }
 
-// Reset implements Provider: there is no history to forget, as Values
-// only looks at the window before the time it is given.
-func (p *Prometheus) Reset() {}
+// Reset implements Provider: there is no history to forget, but from then
+// on Values reads only the samples taken after since (see Values).
+func (p *Prometheus) Reset(since time.Time) { p.since.Store(since.UnixNano()) }
+
+// maxLookback is Prometheus's default lookback delta: an instant vector
+// selector's value is the newest sample at most this old.
+const maxLookback = 5 * time.Minute
 
 // Values implements Provider. It expands q.Metric ($hosts and $window,
 // see the package documentation) and runs it as an instant query at now.
@@ -63,6 +69,16 @@ func (p *Prometheus) Reset() {}
 // and a scalar result is one sample named "scalar"; NaN values are left
 // out. Samples are sorted by series. With no hosts, there is no sample
 // and nothing is queried.
+//
+// After Reset(since), only samples taken after since count: $window is
+// at most the time from since to now (a rate over the first seconds of a
+// phase is over those seconds only), and the query's lookback delta (how
+// old the newest sample of an instant vector selector, such as a gauge's
+// m{instance=~"$hosts"}, may be) is too, so that a gauge read before the
+// first scrape after since has no value rather than the one from before.
+// Prometheus takes a query's own lookback delta from version 2.43; an
+// older server ignores it, and uses its own (5 minutes by default) for
+// instant vector selectors. At or before since, there is no sample.
 func (p *Prometheus) Values(ctx context.Context, q Query, hosts []Host, now time.Time) ([]Sample, error) {
 	if q.DivideBy != "" {
 		return nil, fmt.Errorf("query %s: divide_by %s is not supported by the prometheus provider: write the ratio in PromQL", q.Metric, q.DivideBy)
@@ -79,10 +95,19 @@ func (p *Prometheus) Values(ctx context.Context, q Query, hosts []Host, now time
 	if len(hosts) == 0 {
 		return nil, nil
 	}
+	var opts []v1.Option
+	if ns := p.since.Load(); ns != 0 {
+		span := now.Sub(time.Unix(0, ns)).Truncate(time.Millisecond)
+		if span <= 0 {
+			return nil, nil
+		}
+		q.Window = min(q.Window, span)
+		opts = append(opts, v1.WithLookbackDelta(min(span, maxLookback)))
+	}
 	query := expand(q, hosts)
 	ctx, cancel := context.WithTimeout(ctx, QueryTimeout)
 	defer cancel()
-	v, _, _, err := p.api.Query(ctx, query, now)
+	v, _, _, err := p.api.Query(ctx, query, now, opts...)
 	if err != nil {
 		err = fmt.Errorf("prometheus %s: query %s: %w", p.url, query, err)
 		if apiErr := (*v1.Error)(nil); errors.As(err, &apiErr) && apiErr.Type == v1.ErrBadData {

@@ -441,3 +441,129 @@ func TestPrometheusServerFailing(t *testing.T) {
 		})
 	}
 }
+
+// TestPrometheusSince queries a real Prometheus server for a counter that
+// grows until a moment and then stands still, as an error counter of a
+// canary that the candidate fixed: once the provider is reset at that
+// moment, a rate over a window reaching back before it is the rate since
+// it (zero), where a provider never reset gives the older growth too.
+func TestPrometheusSince(t *testing.T) {
+	t.Parallel()
+	var stopped atomic.Bool
+	reg := prometheus.NewRegistry()
+	begin := time.Now()
+	var stoppedAt atomic.Int64
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "demo_errors_total", Help: "Errors, 100 a second until stopped."},
+		func() float64 {
+			if stopped.Load() {
+				return float64(stoppedAt.Load())
+			}
+			return float64(int64(time.Since(begin).Seconds() * 100))
+		}))
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	t.Cleanup(srv.Close)
+	url, exited := startPrometheus(t, map[string]string{"web-1": strings.TrimPrefix(srv.URL, "http://")})
+	ctx := context.Background()
+	hosts := []Host{{Name: "web-1"}}
+	// Three scrapes in the window (since the reset, for a provider reset).
+	scraped := Query{Metric: `count_over_time(demo_errors_total{instance=~"$hosts"}[$window]) >= 3`, Window: time.Minute}
+	rate := Query{Metric: `rate(demo_errors_total{instance=~"$hosts"}[$window])`, Window: time.Minute}
+	// waitFor polls until q has a value.
+	waitFor := func(p *Prometheus, q Query) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			got, err := p.Values(ctx, q, hosts, time.Now())
+			if err == nil && len(got) == 1 {
+				return
+			}
+			select {
+			case <-exited:
+				t.Fatalf("prometheus exited: last %v, %v", got, err)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no value within a minute: last %v, %v", q.Metric, got, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	never, err := NewPrometheus(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(never, scraped)
+
+	stoppedAt.Store(int64(time.Since(begin).Seconds() * 100))
+	stopped.Store(true)
+	since := time.Now()
+	p, err := NewPrometheus(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Reset(since)
+	if got, err := p.Values(ctx, rate, hosts, since); got != nil || err != nil {
+		t.Errorf("at the moment of the reset: %v, %v; want nothing", got, err)
+	}
+	waitFor(p, scraped)
+	now := time.Now()
+	got, err := p.Values(ctx, rate, hosts, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Value != 0 {
+		t.Errorf("rate since the reset: %v, want 0", got)
+	}
+	got, err = never.Values(ctx, rate, hosts, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Value <= 0 {
+		t.Errorf("rate over the minute before, never reset: %v, want the growth before the reset", got)
+	}
+}
+
+// TestPrometheusSinceQuery checks what a reset provider asks the server:
+// a $window and a lookback delta of at most the time since the reset, so
+// that neither a range nor an instant vector selector reads a sample from
+// before it.
+func TestPrometheusSinceQuery(t *testing.T) {
+	type request struct{ query, lookback string }
+	var got []request
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, request{r.FormValue("query"), r.FormValue("lookback_delta")})
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[]}}`)
+	}))
+	defer srv.Close()
+	p, err := NewPrometheus(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	hosts := []Host{{Name: "web-1"}}
+	q := Query{Metric: `rate(m{instance=~"$hosts"}[$window]) + g{instance=~"$hosts"}`, Window: time.Minute}
+	since := time.Now()
+	for _, at := range []time.Duration{-time.Hour, 0} { // never reset, then at or before since
+		if at == 0 {
+			p.Reset(since)
+		}
+		if _, err := p.Values(ctx, q, hosts, since.Add(at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, at := range []time.Duration{2500 * time.Millisecond, 2 * time.Minute, time.Hour} {
+		if _, err := p.Values(ctx, q, hosts, since.Add(at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []request{
+		{`rate(m{instance=~"web-1"}[1m]) + g{instance=~"web-1"}`, ""},          // never reset: as written, the server's lookback
+		{`rate(m{instance=~"web-1"}[2s500ms]) + g{instance=~"web-1"}`, "2.5s"}, // 2.5 s after the reset
+		{`rate(m{instance=~"web-1"}[1m]) + g{instance=~"web-1"}`, "2m0s"},
+		{`rate(m{instance=~"web-1"}[1m]) + g{instance=~"web-1"}`, "5m0s"}, // never more than the server's default
+	}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(request{})); diff != "" {
+		t.Errorf("queries (-want +got):\n%s", diff)
+	}
+}

@@ -173,8 +173,9 @@ func (s *Scrape) LastError(host string) error {
 	return s.errs[host]
 }
 
-// Reset implements Provider: it forgets every scrape and error.
-func (s *Scrape) Reset() {
+// Reset implements Provider: it forgets every scrape and error, so that
+// only the scrapes that Collect makes from then on (after since) count.
+func (s *Scrape) Reset(time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.history)

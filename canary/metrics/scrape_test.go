@@ -135,7 +135,7 @@ func TestCounterRate(t *testing.T) {
 		t.Errorf("rate right after a reset (-want +got):\n%s", diff)
 	}
 
-	s.Reset()
+	s.Reset(now)
 	if got := values(t, s, Query{Metric: "demo_requests_total", Window: 10 * time.Second}, now, web); got != nil {
 		t.Errorf("rate after Reset: %v, want none", got)
 	}
