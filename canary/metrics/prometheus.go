@@ -25,9 +25,10 @@ const QueryTimeout = 30 * time.Second
 // Prometheus is the provider that runs PromQL over a Prometheus server's
 // HTTP API; the server does the scraping.
 type Prometheus struct {
-	api   v1.API
-	url   string
-	since atomic.Int64 // Reset's since, in Unix nanoseconds; 0: not set
+	api     v1.API
+	url     string
+	timeout time.Duration // of each query: QueryTimeout
+	since   atomic.Int64  // Reset's since, in Unix nanoseconds; 0: not set
 }
 
 var _ Provider = (*Prometheus)(nil)
@@ -46,7 +47,7 @@ func NewPrometheus(baseURL string) (*Prometheus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prometheus URL %q: %w", baseURL, err)
 	}
-	return &Prometheus{api: v1.NewAPI(c), url: baseURL}, nil
+	return &Prometheus{api: v1.NewAPI(c), url: baseURL, timeout: QueryTimeout}, nil
 }
 
 // Collect implements Provider: the server scrapes, there is nothing to do.
@@ -105,7 +106,7 @@ func (p *Prometheus) Values(ctx context.Context, q Query, hosts []Host, now time
 		opts = append(opts, v1.WithLookbackDelta(min(span, maxLookback)))
 	}
 	query := expand(q, hosts)
-	ctx, cancel := context.WithTimeout(ctx, QueryTimeout)
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	v, _, _, err := p.api.Query(ctx, query, now, opts...)
 	if err != nil {

@@ -400,6 +400,10 @@ func byInstance(t *testing.T, samples []Sample) []Sample {
 // TestPrometheusServerFailing checks that a server answering with an
 // error of its own, or too slowly, makes a query ErrUnavailable: the
 // metrics cannot be read, which says nothing about the hosts.
+// TestPrometheusServerFailing checks that a server that fails a query,
+// or never answers it, is ErrUnavailable: a query is bounded by the
+// provider itself (QueryTimeout, shortened here), as the controller
+// gives it no deadline of its own.
 func TestPrometheusServerFailing(t *testing.T) {
 	t.Parallel()
 	hosts := []Host{{Name: "web-1"}}
@@ -432,9 +436,17 @@ func TestPrometheusServerFailing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			_, err = p.Values(ctx, q, hosts, time.Now())
+			p.timeout = 100 * time.Millisecond
+			done := make(chan error, 1)
+			go func() {
+				_, err := p.Values(context.Background(), q, hosts, time.Now())
+				done <- err
+			}()
+			select {
+			case err = <-done:
+			case <-time.After(time.Minute):
+				t.Fatalf("no answer from Values within a minute, its query bounded to %v", p.timeout)
+			}
 			if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), srv.URL) {
 				t.Errorf("Values = %v, want an ErrUnavailable naming the server and containing %q", err, tc.want)
 			}
