@@ -195,13 +195,32 @@ func TestClusterOverrides(t *testing.T) {
 		t.Fatalf("PUT override on a again: %d %s", code, body)
 	}
 	w.expect(`overrides 1 a=run-1@2:{"v":"A2"}`)
-	// A renewal through a goes to the hosts of b again, with its expiry.
+	// A renewal through a goes to the hosts of b again, with its expiry,
+	// and does not write the override's data again: its key in etcd is
+	// the one the last change wrote.
+	cli, err := c.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	modRevision := func() int64 {
+		t.Helper()
+		resp, err := cli.Get(context.Background(), prefix+"overrides/run-1")
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("the override's key in etcd: %v, %v", resp, err)
+		}
+		return resp.Kvs[0].ModRevision
+	}
+	written := modRevision()
 	code, body, _ := a.do("POST", "/v1/overrides/run-1/renew", "", auth)
 	var renewed wire.Override
 	if err := json.Unmarshal([]byte(body), &renewed); code != 200 || err != nil {
 		t.Fatalf("renew on a: %d %s", code, body)
 	}
 	w.expect(`overrides 1 a=run-1@2:{"v":"A2"}`)
+	if got := modRevision(); got != written {
+		t.Errorf("the override's key was written again by its renewal (modified at etcd revision %d, before it %d)", got, written)
+	}
 	_, body, _ = b.do("GET", "/v1/overrides/run-1", "", nil)
 	var onB wire.Override
 	if err := json.Unmarshal([]byte(body), &onB); err != nil || !onB.Expires.Equal(renewed.Expires) {
