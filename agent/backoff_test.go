@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"syscall"
 	"testing"
@@ -63,6 +64,24 @@ func TestBackoffOnCacheErrors(t *testing.T) {
 				wait = min(2*wait, retryMax)
 			}
 			waitForLog(t, logs, `level=WARN msg="writing the cache failed; retrying" daemon=`+d.URL)
+			// The waits the agent chose, as it logged them: doubled up to
+			// retryMax and never more, with jitter (half to all of it).
+			var waits []time.Duration
+			for _, m := range regexp.MustCompile(`msg="writing the cache failed; retrying" .* wait=(\S+)`).FindAllStringSubmatch(logs.String(), -1) {
+				w, err := time.ParseDuration(m[1])
+				if err != nil {
+					t.Fatal(err)
+				}
+				waits = append(waits, w)
+			}
+			if len(waits) < n {
+				t.Fatalf("%d waits logged, want at least %d", len(waits), n)
+			}
+			for i, w := range waits[:n] {
+				if cap := min(retryMin<<i, retryMax); w > cap || w < cap/2 {
+					t.Errorf("wait %d: %v, want half to all of %v", i+1, w, cap)
+				}
+			}
 			a.waitServes(t, "feed/job", "{\"rev\": 1}\n")
 
 			mend()
