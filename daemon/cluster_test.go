@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/go-git/go-git/v5"
@@ -859,6 +860,71 @@ type countingLeader struct {
 func (c *countingLeader) Leader(ctx context.Context) (string, error) {
 	c.reads.Add(1)
 	return c.Etcd.Leader(ctx)
+}
+
+// blockingLeader is a shared store whose Leader waits for gate and names
+// daemon-0, counting its reads; it has no other method.
+type blockingLeader struct {
+	SharedStore
+	gate  chan struct{}
+	reads atomic.Int64
+}
+
+func (b *blockingLeader) Leader(ctx context.Context) (string, error) {
+	b.reads.Add(1)
+	select {
+	case <-b.gate:
+		return "daemon-0", nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// TestElectionReadOneAtATime attacks the rule that the daemon reads the
+// election once at a time, the requests that come meanwhile sharing the
+// read, and keeps the answer for leaderFresh: a hundred requests while a
+// read waits on etcd make no other read, nor do a hundred more within
+// leaderFresh after it, and the first request after that reads again.
+// It runs in a bubble of its own (testing/synctest), where the clock
+// moves only when every goroutine waits, so that "every request waits on
+// the one read" is a condition the test can wait for.
+func TestElectionReadOneAtATime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := &blockingLeader{gate: make(chan struct{})}
+		d := &Daemon{ctx: t.Context(), cluster: &cluster{store: st, election: electionRead{fresh: leaderFresh}}}
+		// ask asks n requests' worth at once, and returns once every one
+		// is answered or waits on a read.
+		var wg sync.WaitGroup
+		ask := func(n int) {
+			for range n {
+				wg.Go(func() {
+					if leader, err := d.leader(t.Context()); leader != "daemon-0" || err != nil {
+						t.Errorf("leader: %q, %v; want daemon-0", leader, err)
+					}
+				})
+			}
+			synctest.Wait()
+		}
+		ask(100)
+		if n := st.reads.Load(); n != 1 {
+			t.Errorf("100 requests while the election was being read read it %d times; want 1", n)
+		}
+		close(st.gate) // etcd answers
+		wg.Wait()
+
+		time.Sleep(leaderFresh - time.Millisecond)
+		ask(100)
+		wg.Wait()
+		if n := st.reads.Load(); n != 1 {
+			t.Errorf("100 requests within %v of the read read the election %d more times; want none", leaderFresh, n-1)
+		}
+		time.Sleep(time.Millisecond)
+		ask(1)
+		wg.Wait()
+		if n := st.reads.Load(); n != 2 {
+			t.Errorf("a request %v after the read read the election %d more times; want 1", leaderFresh, n-1)
+		}
+	})
 }
 
 // TestClusterElectionReadShared attacks the bound on what /healthz and
