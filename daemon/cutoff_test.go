@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -218,8 +219,8 @@ func TestClusterRequestsCutOff(t *testing.T) {
 			}
 			for _, req := range requests {
 				code, body, h := doWithin(t, cut, req.method, req.path, req.body, auth)
-				if code != 503 || !strings.Contains(body, "the daemon cannot reach its store: reading the publisher's election") || h.Get("Retry-After") == "" {
-					t.Errorf("%s %s cut off: %d %s (Retry-After %q); want 503 saying the store is unreachable, with Retry-After", req.method, req.path, code, strings.TrimSpace(body), h.Get("Retry-After"))
+				if code != 503 || !strings.Contains(body, "the daemon cannot reach its store: reading the publisher's election") || h.Get("Retry-After") != strconv.Itoa(RetryAfter) {
+					t.Errorf("%s %s cut off: %d %s (Retry-After %q); want 503 saying the store is unreachable, with Retry-After %d", req.method, req.path, code, strings.TrimSpace(body), h.Get("Retry-After"), RetryAfter)
 				}
 			}
 			// Known cut off, the daemon waits for etcd in none of them.
