@@ -3,6 +3,7 @@ package compiler
 import (
 	"bytes"
 	"encoding/gob"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -85,5 +86,62 @@ func TestCacheStat(t *testing.T) {
 	rewrite("5", future)
 	if got, _ := build(t, root); len(got) != 3 {
 		t.Errorf("a recent edit keeping size and modification time: compiled %v, want the 3 configs that load the module", got)
+	}
+}
+
+// TestCacheRacy checks the two sides of the two-second window of
+// TestCacheStat with times in the past only. A module modified a second
+// before a compile is read again by the next compile even when an edit then
+// keeps its size and modification time (the edit is in the output); one
+// modified three seconds before is not.
+func TestCacheRacy(t *testing.T) {
+	root := incrementalRepo(t)
+	module := filepath.Join(root, "source/lib/shared.cinc")
+	rewrite := func(n string, mtime time.Time) {
+		t.Helper()
+		writeFile(t, root, "source/lib/shared.cinc", "load(\"//s.thrift\", \"S\")\nN = "+n+"\ndef make(name):\n    return S(name = name, n = N)\n")
+		if err := os.Chtimes(module, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	output := func() string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(root, "materialized_configs/c0.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	const c0 = "{\n  \"name\": \"c0\",\n  \"n\": %s\n}\n"
+	rewrite("1", time.Now().Add(-time.Hour))
+	build(t, root)
+
+	// Modified a second ago, then edited keeping size and time: read.
+	recent := time.Now().Add(-time.Second)
+	rewrite("2", recent)
+	if got, _ := build(t, root); len(got) != 3 {
+		t.Fatalf("an edit a second ago: compiled %v, want the 3 configs that load the module", got)
+	}
+	rewrite("3", recent)
+	if got, _ := build(t, root); len(got) != 3 {
+		t.Errorf("an edit keeping size and a modification time a second before the last compile: compiled %v, want the 3 configs that load the module (the file is read)", got)
+	}
+	if got, want := output(), fmt.Sprintf(c0, "3"); got != want {
+		t.Errorf("materialized_configs/c0.json after the edit:\n%s\nwant:\n%s", got, want)
+	}
+
+	// Modified three seconds ago, then edited keeping size and time: not
+	// read, so the edit is not seen.
+	older := time.Now().Add(-3 * time.Second)
+	rewrite("4", older)
+	if got, _ := build(t, root); len(got) != 3 {
+		t.Fatalf("an edit three seconds ago: compiled %v, want the 3 configs that load the module", got)
+	}
+	rewrite("5", older)
+	if got, _ := build(t, root); len(got) != 0 {
+		t.Errorf("an edit keeping size and a modification time three seconds before the last compile: compiled %v, want nothing (the file is not read)", got)
+	}
+	if got, want := output(), fmt.Sprintf(c0, "4"); got != want {
+		t.Errorf("materialized_configs/c0.json after the unseen edit:\n%s\nwant:\n%s", got, want)
 	}
 }

@@ -302,6 +302,76 @@ func TestDecodeThriftForeignWriter(t *testing.T) {
 	}
 }
 
+// defaultsSchema declares IDL defaults on fields of every requiredness, of
+// a container type and of a struct type, and on the fields of a nested
+// struct.
+const defaultsSchema = `
+struct Limits {
+  1: optional i32 cpu = 2
+  2: i32 mem = 512
+}
+struct Job {
+  1: required string name
+  2: optional i32 replicas = 3
+  3: string owner = "ops"
+  4: optional list<string> tags = ["a"]
+  5: optional Limits limits
+  6: Limits base = {"cpu": 1}
+}
+struct Port {
+  1: required i32 number = 80
+}
+`
+
+// TestDecodeThriftNoDefaults decodes, in both encodings, data from another
+// writer that leaves out fields with IDL defaults: the JSON leaves them out
+// too, in the value and in a nested struct, and a required field with a
+// default is still missing. Compiling a config shows the defaults are
+// there to apply.
+func TestDecodeThriftNoDefaults(t *testing.T) {
+	fsys := fstest.MapFS{
+		"source/d.thrift": {Data: []byte(defaultsSchema)},
+		"source/j.cconf":  {Data: []byte("load(\"//d.thrift\", \"Job\", \"Limits\")\nexport(Job(name = \"j\", limits = Limits()))\n")},
+	}
+	compiled := New(fsys, Options{}).Compile("source/j.cconf")
+	if len(compiled.Diags) > 0 {
+		t.Fatal(compiled.Diags.Error())
+	}
+	for _, name := range []string{`"replicas": 3`, `"owner": "ops"`, `"mem": 512`, `"base": {`} {
+		if !strings.Contains(string(compiled.Data), name) {
+			t.Fatalf("the compiled config lacks %s, a default the test relies on:\n%s", name, compiled.Data)
+		}
+	}
+
+	want := "{\n  \"name\": \"j\",\n  \"limits\": {}\n}\n"
+	for _, enc := range thriftEncodings {
+		data := writeThrift(t, enc, func(ctx context.Context, p thrift.TProtocol) error {
+			return errors.Join(
+				p.WriteStructBegin(ctx, "Job"),
+				field(ctx, p, "name", thrift.STRING, 1, func() error { return p.WriteString(ctx, "j") }),
+				field(ctx, p, "limits", thrift.STRUCT, 5, func() error {
+					return errors.Join(p.WriteStructBegin(ctx, "Limits"), p.WriteFieldStop(ctx), p.WriteStructEnd(ctx))
+				}),
+				p.WriteFieldStop(ctx), p.WriteStructEnd(ctx))
+		})
+		got, err := DecodeThrift(fsys, "source/d.thrift", "Job", data, enc)
+		if err != nil {
+			t.Fatalf("%s: %v", enc, err)
+		}
+		if string(got) != want {
+			t.Errorf("%s: got\n%s\nwant (no IDL default applied)\n%s", enc, got, want)
+		}
+
+		empty := writeThrift(t, enc, func(ctx context.Context, p thrift.TProtocol) error {
+			return errors.Join(p.WriteStructBegin(ctx, "Port"), p.WriteFieldStop(ctx), p.WriteStructEnd(ctx))
+		})
+		got, err = DecodeThrift(fsys, "source/d.thrift", "Port", empty, enc)
+		if want := "Port.number: missing required field"; err == nil || err.Error() != want {
+			t.Errorf("%s: a required field with a default left out: got %q, error %v; want error %q", enc, got, err, want)
+		}
+	}
+}
+
 // fields writes a Msg struct holding the given fields.
 func msg(fields ...func(ctx context.Context, p thrift.TProtocol) error) func(ctx context.Context, p thrift.TProtocol) error {
 	return func(ctx context.Context, p thrift.TProtocol) error {
