@@ -90,7 +90,7 @@ func TestCacheStat(t *testing.T) {
 }
 
 // TestCacheRacy checks the two sides of the two-second window of
-// TestCacheStat with times in the past only. A module modified a second
+// TestCacheStat with times in the past only. A module modified half a second
 // before a compile is read again by the next compile even when an edit then
 // keeps its size and modification time (the edit is in the output); one
 // modified three seconds before is not.
@@ -116,15 +116,16 @@ func TestCacheRacy(t *testing.T) {
 	rewrite("1", time.Now().Add(-time.Hour))
 	build(t, root)
 
-	// Modified a second ago, then edited keeping size and time: read.
-	recent := time.Now().Add(-time.Second)
+	// Modified half a second ago (well inside the window, however slow the
+	// compile), then edited keeping size and time: read.
+	recent := time.Now().Add(-500 * time.Millisecond)
 	rewrite("2", recent)
 	if got, _ := build(t, root); len(got) != 3 {
-		t.Fatalf("an edit a second ago: compiled %v, want the 3 configs that load the module", got)
+		t.Fatalf("an edit half a second ago: compiled %v, want the 3 configs that load the module", got)
 	}
 	rewrite("3", recent)
 	if got, _ := build(t, root); len(got) != 3 {
-		t.Errorf("an edit keeping size and a modification time a second before the last compile: compiled %v, want the 3 configs that load the module (the file is read)", got)
+		t.Errorf("an edit keeping size and a modification time half a second before the last compile: compiled %v, want the 3 configs that load the module (the file is read)", got)
 	}
 	if got, want := output(), fmt.Sprintf(c0, "3"); got != want {
 		t.Errorf("materialized_configs/c0.json after the edit:\n%s\nwant:\n%s", got, want)
