@@ -99,8 +99,9 @@ with them.`,
 	return cmd
 }
 
-// testHookBeforeCommit, when set by a test, runs after the files to commit
-// were compiled and validated, just before they are committed.
+// testHookBeforeCommit, when set by a test, runs once the files to commit
+// were compiled and validated (and the outputs written), before the
+// changes a commit of them makes are worked out and committed.
 var testHookBeforeCommit func()
 
 func runCommit(f *Factory, cmd *cobra.Command, opts *CommitOptions) error {
@@ -140,15 +141,15 @@ func runCommit(f *Factory, cmd *cobra.Command, opts *CommitOptions) error {
 		}
 		return err
 	}
+	if testHookBeforeCommit != nil {
+		testHookBeforeCommit()
+	}
 	changes, err := snapshotChanges(g, base, snap)
 	if err != nil {
 		return infraError(err)
 	}
 	var res *gitrepo.CommitResult
 	if len(changes) > 0 {
-		if testHookBeforeCommit != nil {
-			testHookBeforeCommit()
-		}
 		res, err = g.CommitFiles(changes, gitrepo.CommitOptions{Message: opts.Message, Author: &author, Parent: base, AllowDetached: opts.AllowDetached})
 		if errors.Is(err, gitrepo.ErrNothingToCommit) {
 			res, err = nil, nil

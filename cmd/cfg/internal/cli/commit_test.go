@@ -270,6 +270,46 @@ func TestCommitKeepsEditsMadeMeanwhile(t *testing.T) {
 	checkHistory(t, dir, root, []string{m[1]})
 }
 
+// TestCommitKeepsOutputEditsMadeMeanwhile: the commit holds the outputs
+// the compile made and the cfg.json it read, not a hand edit of a
+// materialized file or of cfg.json made between validation and commit;
+// the edits stay in the working tree, listed.
+func TestCommitKeepsOutputEditsMadeMeanwhile(t *testing.T) {
+	dir := commitRepo(t)
+	const settings = `{"encodings": ["json"]}` + "\n"
+	writeAtomic(t, dir, "cfg.json", settings)
+	writeAtomic(t, dir, "source/team/x.cconf", config("x", 1))
+	testHookBeforeCommit = func() {
+		writeAtomic(t, dir, "materialized_configs/team/x.json", "{\"who\": \"x\", \"v\": 99}\n")
+		writeAtomic(t, dir, "cfg.json", `{"encodings": ["json", "thrift-binary"]}`+"\n")
+	}
+	defer func() { testHookBeforeCommit = nil }()
+	f, out, errb := testFactory(filepath.Join(dir, "source"), false)
+	if code := Run(context.Background(), f, []string{"commit", "-m", "x"}); code != ExitOK {
+		t.Fatalf("exit %d\n%s", code, errb)
+	}
+	want := "the working tree changed while cfg commit ran: the commit holds what was validated, and these files differ from it (edits kept, not committed):\n  ../cfg.json\n  ../materialized_configs/team/x.json\n"
+	if errb.String() != want {
+		t.Errorf("stdout:\n%s\nstderr:\n%s\nwant:\n%s", out, errb, want)
+	}
+	g, err := gitrepo.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data, err := g.ReadFile("HEAD", "cfg.json"); err != nil || string(data) != settings {
+		t.Errorf("committed cfg.json: %q, %v; want %q", data, err, settings)
+	}
+	if data, err := g.ReadFile("HEAD", "materialized_configs/team/x.json"); err != nil || !strings.Contains(string(data), `"v": 1`) {
+		t.Errorf("committed output: %q, %v; want the compiled one", data, err)
+	}
+	if data, err := g.ReadFile("HEAD", "materialized_configs/team/x.thrift-binary"); err == nil {
+		t.Errorf("committed an encoding the edited cfg.json asks for: %q", data)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, "materialized_configs/team/x.json")); !strings.Contains(string(data), `"v": 99`) {
+		t.Errorf("the edit of the output was lost: %q", data)
+	}
+}
+
 // With --format json, the files edited while cfg commit ran are listed
 // as worktree_differs, beside the commit and its files; stderr says
 // nothing.
