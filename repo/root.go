@@ -40,8 +40,9 @@ type Repo struct {
 	dirs *dirCache
 }
 
-// MaxOpenDirs bounds the directories a Repo holds open (file descriptors);
-// the least recently used are closed first.
+// MaxOpenDirs bounds the directories a Repo holds open (file descriptors),
+// its root included; the least recently used are closed first. Those that
+// reads are using at the moment may exceed it, until the reads are done.
 const MaxOpenDirs = 256
 
 // A LinkError reports a symbolic link where cfg reads, writes or removes a
@@ -89,7 +90,7 @@ func Open(dir string) (*Repo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the config repository: %w", err)
 	}
-	r := &Repo{dir: abs, dirs: newDirCache(root, MaxOpenDirs)}
+	r := &Repo{dir: abs, dirs: newDirCache(root, MaxOpenDirs-1)}
 	fi, err := r.lstat(SourceDir)
 	if err != nil {
 		r.Close()

@@ -227,11 +227,19 @@ func TestRepoOpenDirsBounded(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if n := r.dirs.openDirs(); n > MaxOpenDirs {
-		t.Errorf("%d directories open, want at most %d", n, MaxOpenDirs)
+	if n := r.dirs.openDirs(); n > MaxOpenDirs-1 {
+		t.Errorf("%d directories open besides the root, want at most %d", n, MaxOpenDirs-1)
+	}
+	// What the process holds, not only what the cache lists: its file
+	// descriptors of the repository's directories (on Linux).
+	if n, ok := fdsUnder(t, root); ok && n > MaxOpenDirs {
+		t.Errorf("%d file descriptors of the repository's directories open, want at most %d", n, MaxOpenDirs)
 	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if n, ok := fdsUnder(t, root); ok && n != 0 {
+		t.Errorf("%d file descriptors of the repository's directories open after Close, want none", n)
 	}
 	if _, err := fs.ReadFile(r.FS(), "source/d0/sub/f.txt"); err == nil {
 		t.Error("read after Close: no error")
@@ -390,4 +398,21 @@ func TestRepoRefusesLinkSwappedIn(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fdsUnder counts the process's open file descriptors of root and the
+// files under it, from /proc/self/fd; ok is false where there is none.
+func fdsUnder(t *testing.T, root string) (n int, ok bool) {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0, false
+	}
+	for _, e := range entries {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if err == nil && (target == root || strings.HasPrefix(target, root+"/")) {
+			n++
+		}
+	}
+	return n, true
 }
