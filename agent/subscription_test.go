@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/cfg-dev/cfg/agent/agenttest"
 	"github.com/cfg-dev/cfg/agent/cache"
+	"github.com/cfg-dev/cfg/daemon"
 	"github.com/cfg-dev/cfg/internal/syncbuf"
 	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/wire"
@@ -318,5 +320,42 @@ func TestDeletedConfigDropped(t *testing.T) {
 	a.waitServes(t, "feed/job", "{\"rev\": 3}\n")
 	if got := subscribed(a); !slices.Equal(got, []string{"feed/job", "other"}) {
 		t.Errorf("subscribed: %q", got)
+	}
+}
+
+// TestSubscriptionFitsTheDaemonsBody attacks the promise that the agent's
+// watch stays one its daemons take: the largest subscription the agent
+// keeps (MaxSubscriptionBytes of names, as nameCost counts them), sent
+// as POST /v1/watch with the longest host name whose JSON is longest and
+// the largest revision, fits in the body a daemon reads (daemon.MaxBody),
+// with names short and long.
+func TestSubscriptionFitsTheDaemonsBody(t *testing.T) {
+	for _, size := range []int{8, 100, 1019} { // 1,019 digits: 1,024 bytes with their slashes
+		var names []string
+		cost := 0
+		for i := 0; ; i++ {
+			digits := fmt.Sprintf("%0*d", size, i)
+			var elems []string
+			for len(digits) > 200 {
+				elems, digits = append(elems, digits[:200]), digits[200:]
+			}
+			name := strings.Join(append(elems, digits), "/")
+			if err := repo.CheckName(name); err != nil {
+				t.Fatal(err)
+			}
+			if cost+nameCost(name) > MaxSubscriptionBytes {
+				break
+			}
+			names = append(names, name)
+			cost += nameCost(name)
+		}
+		from := int64(math.MaxInt64)
+		body, err := json.Marshal(wire.WatchRequest{Configs: names, From: &from, Host: strings.Repeat("<", 253)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(body) > daemon.MaxBody {
+			t.Errorf("names of %d digits: the largest watch request is %d bytes, more than the %d a daemon reads", size, len(body), daemon.MaxBody)
+		}
 	}
 }
