@@ -15,6 +15,10 @@ import (
 // compile records it (materialized_configs/.types.json).
 const SpecType = "CanarySpec"
 
+// SpecSchema is the schema that declares SpecType, as load() names it: a
+// struct of that name in another schema is not a spec.
+const SpecSchema = "@cfg//canary.thrift"
+
 // Spec is a CanarySpec (stdlib/canary.thrift) as its canonical JSON
 // holds it: every field with its default filled in.
 type Spec struct {

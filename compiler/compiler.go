@@ -100,6 +100,7 @@ type Output struct {
 	Name   string    // config name, e.g. "feed/cache_job"
 	Path   string    // materialized path, e.g. "materialized_configs/feed/cache_job.json"
 	Type   string    // the exported Thrift type, for compiled configs
+	Schema string    // the schema declaring Type, as load() names it ("@cfg//canary.thrift")
 	Data   []byte    // the materialized bytes; nil when Diags is not empty
 	Diags  diag.List // problems found; the config failed if not empty
 	// Encoded holds the config in each encoding of Options.Emit, by
@@ -274,7 +275,7 @@ func (c *Compiler) compileJob(p string, j *job) *Output {
 			diags = c.runValidators(p, v, exportPos, j)
 		}
 		if len(diags) == 0 {
-			o := &Output{Source: p, Name: repo.ConfigName(p), Path: repo.MaterializedPath(p), Type: v.t.Name, Data: data, enc: enc}
+			o := &Output{Source: p, Name: repo.ConfigName(p), Path: repo.MaterializedPath(p), Type: v.t.Name, Schema: displayPath(v.t.File), Data: data, enc: enc}
 			for _, encoding := range c.opts.Emit {
 				b, err := EncodeThrift(v, encoding)
 				if err != nil {

@@ -37,6 +37,10 @@ import (
 type Report struct {
 	Checked int       // configs and raw configs checked
 	Diags   diag.List // compile errors, validator failures and drift, sorted
+	// Schemas holds, by config name, the schema declaring the type each
+	// compiled config exports (compiler.Output.Schema): the record of
+	// types (repo.TypesFile) has the type's name only.
+	Schemas map[string]string
 }
 
 // Run validates the config repository in fsys, rooted at the repository
@@ -68,7 +72,7 @@ func Run(ctx context.Context, fsys, head fs.FS, opts compiler.Options) (*Report,
 		return nil, err
 	}
 	opts.Emit = settings.Thrift()
-	r := &Report{Checked: len(sources)}
+	r := &Report{Checked: len(sources), Schemas: map[string]string{}}
 	var committed *headTree
 	if head != nil {
 		committed = &headTree{fsys: head}
@@ -98,6 +102,7 @@ func Run(ctx context.Context, fsys, head fs.FS, opts compiler.Options) (*Report,
 		failed = failed || len(o.Diags) > 0
 		if o.Type != "" {
 			types[o.Name] = o.Type
+			r.Schemas[o.Name] = o.Schema
 		}
 		want[o.Path] = true
 		if repo.Classify(o.Source) == repo.Config {

@@ -269,7 +269,7 @@ func readCandidate(f *Factory, cmd *cobra.Command, ws *workspace, g *gitrepo.Rep
 		}
 		return nil, gitError(err)
 	}
-	snap, err := compileAndValidate(f, cmd, ws, g, base, opts.CompileFlags, opts.Format, map[string]any{"canary": nil})
+	snap, rep, err := compileAndValidate(f, cmd, ws, g, base, opts.CompileFlags, opts.Format, map[string]any{"canary": nil})
 	if err != nil {
 		return nil, err
 	}
@@ -291,6 +291,12 @@ func readCandidate(f *Factory, cmd *cobra.Command, ws *workspace, g *gitrepo.Rep
 			return nil, usageError(fmt.Errorf("--spec %s: no compiled config %q in %s", opts.Spec, specName, ws.display(repo.MaterializedDir)))
 		}
 		return nil, usageError(fmt.Errorf("--spec %s: config %q is a %s, not a %s", opts.Spec, specName, types[specName], canary.SpecType))
+	}
+	// A CanarySpec is the struct of @cfg//canary.thrift, whose validators
+	// ran, not one of the repository's own with that name.
+	if s := rep.Schemas[specName]; s != canary.SpecSchema {
+		fmt.Fprintf(f.IO.Err, "--spec %s: config %q: not a %s of %s: its %s is declared in %s\n", opts.Spec, specName, canary.SpecType, canary.SpecSchema, canary.SpecType, s)
+		return nil, inputFailed
 	}
 	specData, err := fs.ReadFile(snap, repo.MaterializedDir+"/"+specName+".json")
 	if err != nil {

@@ -134,7 +134,7 @@ func runCommit(f *Factory, cmd *cobra.Command, opts *CommitOptions) error {
 		return commitRefused(ws, g, err)
 	}
 
-	snap, err := compileAndValidate(f, cmd, ws, g, base, opts.CompileFlags, opts.Format, map[string]any{"commit": nil})
+	snap, _, err := compileAndValidate(f, cmd, ws, g, base, opts.CompileFlags, opts.Format, map[string]any{"commit": nil})
 	if err != nil {
 		if errors.Is(err, inputFailed) && text {
 			fmt.Fprintln(f.IO.Err, "nothing committed")
@@ -310,9 +310,10 @@ func commitAuthor(g *gitrepo.Repo, flag string) (gitrepo.Signature, error) {
 // reading every source file and cfg.json once, and validates the files it read and left as cfg
 // validate does, telling hand edits against base (the commit they are to
 // go on). It returns those files: what a commit on base is to hold, however
-// the disk changes later. On a problem it reports it in format (the JSON
-// report carrying extra) and returns inputFailed.
-func compileAndValidate(f *Factory, cmd *cobra.Command, ws *workspace, g *gitrepo.Repo, base gitrepo.Head, flags CompileFlags, format string, extra map[string]any) (*compiler.Snapshot, error) {
+// the disk changes later; and the validation's report, which holds the
+// schema of every compiled config's type. On a problem it reports it in
+// format (the JSON report carrying extra) and returns inputFailed.
+func compileAndValidate(f *Factory, cmd *cobra.Command, ws *workspace, g *gitrepo.Repo, base gitrepo.Head, flags CompileFlags, format string, extra map[string]any) (*compiler.Snapshot, *validate.Report, error) {
 	copts := flags.options(f)
 	copts.Snapshot = true
 	prog := newProgress(f.IO.Err, f.IO.ErrIsTTY && format == validate.FormatText)
@@ -320,32 +321,32 @@ func compileAndValidate(f *Factory, cmd *cobra.Command, ws *workspace, g *gitrep
 	res, err := compiler.Build(cmd.Context(), ws.root, copts)
 	prog.done()
 	if err != nil {
-		return nil, ws.fail(err)
+		return nil, nil, ws.fail(err)
 	}
 	if res.Failed > 0 {
 		if err := ws.report(f, format, res.Diags(), extra); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return nil, inputFailed
+		return nil, nil, inputFailed
 	}
 	var head fs.FS
 	if base.Commit != "" {
 		if head, err = g.FS(base.Commit); err != nil {
-			return nil, infraError(err)
+			return nil, nil, infraError(err)
 		}
 	}
 	copts.Progress, copts.Snapshot = nil, false
 	rep, err := validate.Run(cmd.Context(), res.Snapshot, head, copts)
 	if err != nil {
-		return nil, ws.fail(err)
+		return nil, nil, ws.fail(err)
 	}
 	if len(rep.Diags) > 0 {
 		if err := ws.report(f, format, rep.Diags, extra); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return nil, inputFailed
+		return nil, nil, inputFailed
 	}
-	return res.Snapshot, nil
+	return res.Snapshot, rep, nil
 }
 
 // snapshotChanges returns the changes a commit of snap on base makes: the
