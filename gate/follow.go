@@ -16,6 +16,10 @@ import (
 // Type is the Thrift type of a gate config, as the compile records it.
 const Type = "Gate"
 
+// Schema is the schema that declares Type, as load() names it: a struct
+// of that name in another schema is not a gate.
+const Schema = "@cfg//gate.thrift"
+
 // ErrNotLoaded fails the checks of a followed gate before its first version
 // has arrived.
 var ErrNotLoaded = errors.New("not loaded yet")

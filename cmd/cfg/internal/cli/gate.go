@@ -174,7 +174,10 @@ func loadGate(f *Factory, cmd *cobra.Command, opts *GateOptions) (*gate.Gate, []
 		return nil, nil, inputFailed
 	}
 	if out.Type != gate.Type {
-		return nil, nil, &exitError{code: ExitInput, err: fmt.Errorf("config %q is a %s, not a %s of @cfg//gate.thrift", opts.Name, out.Type, gate.Type)}
+		return nil, nil, &exitError{code: ExitInput, err: fmt.Errorf("config %q is a %s, not a %s of %s", opts.Name, out.Type, gate.Type, gate.Schema)}
+	}
+	if out.Schema != gate.Schema {
+		return nil, nil, &exitError{code: ExitInput, err: fmt.Errorf("config %q is a %s of %s, not a %s of %s", opts.Name, out.Type, out.Schema, gate.Type, gate.Schema)}
 	}
 	var assumed []string
 	for _, name := range gate.CustomNames(out.Data) {
