@@ -806,3 +806,91 @@ func TestRunRecordFits(t *testing.T) {
 		t.Errorf("recorded outcome %q, commit %q, verdict %q; want landed with %s, pass", recorded.Outcome, recorded.Commit, p.Verdict, rep.Commit)
 	}
 }
+
+// A bake's revert is verified: Run returns only once the daemon has
+// published the revert and every host of the fleet reports running it,
+// however long the daemon takes to publish it and the hosts to hear of
+// it. A host that does not run it makes the run end with an error that
+// names it; the run is still recorded as reverted (the revert is
+// committed and published), so that the candidate is not tried again.
+func TestRunRevertVerified(t *testing.T) {
+	overload := bad(func(v hostView) bool { return v.share > 0.6 })
+	check := relCheck("error ratio", "errors", 2, 0.02, 2)
+	spec := simSpec(1, 20, phase("two", Targets{Count: ptr(2)}, 3, check), phase("half", Targets{Percent: ptr(50.0)}, 3, check))
+	spec.Bake = &Bake{DurationSeconds: 10, Checks: []Check{check}}
+	const bakeFailed = `bake: check "error ratio" failed: canary 1 > control 0 × 2 + 0.02 for 2s (limit 2s)`
+
+	t.Run("slow hosts", func(t *testing.T) {
+		t.Parallel()
+		f := newSim(t, 6)
+		f.delay, f.publishLag = 3*time.Second, 2*time.Second
+		rep, err := f.run(context.Background(), spec, overload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Outcome != Reverted || rep.Reason != bakeFailed || rep.RevertRevision != rep.Revision+1 {
+			t.Fatalf("outcome %q (%s), revert revision %d after %d; want reverted (%s)", rep.Outcome, rep.Reason, rep.RevertRevision, rep.Revision, bakeFailed)
+		}
+		// What the hosts serve when Run returns, without letting the
+		// clock go on.
+		f.lock()
+		published := f.revs[len(f.revs)-1].at
+		for _, h := range f.hosts {
+			if h.ov != nil || h.data != "old" || h.applied != rep.RevertRevision {
+				t.Errorf("%s serves %+v (data %q, revision %d) when Run returns, want the revert, revision %d",
+					h.name, h.ov, h.data, h.applied, rep.RevertRevision)
+			}
+		}
+		now := f.clock.Now()
+		f.mu.Unlock()
+		if now.Before(published.Add(f.delay)) {
+			t.Errorf("Run returned %v after the daemon published the revert; the hosts hear of it %v later", now.Sub(published), f.delay)
+		}
+		f.checkContinuous(t, rep)
+	})
+
+	t.Run("a host that does not run the revert", func(t *testing.T) {
+		t.Parallel()
+		f := newSim(t, 6)
+		rep, err := f.run(context.Background(), spec, overload, func(o *Options) {
+			o.ApplyTimeout = 5 * time.Second
+			revert := o.Revert
+			o.Revert = func(ctx context.Context) (string, error) {
+				// web-3 hears nothing from the daemon from now on.
+				f.mu.Lock()
+				f.host("web-3").cutOff = f.clock.Now()
+				f.mu.Unlock()
+				return revert(ctx)
+			}
+		})
+		wantErr := fmt.Sprintf("reverting: web-3 did not apply revision %d within 5s", rep.RevertRevision)
+		if err == nil || err.Error() != wantErr || rep.RevertRevision != rep.Revision+1 {
+			t.Fatalf("error %v, revert revision %d after %d; want %s", err, rep.RevertRevision, rep.Revision, wantErr)
+		}
+		if want := bakeFailed + "; " + wantErr; rep.Outcome != Reverted || rep.Reason != want || rep.RevertCommit == "" {
+			t.Errorf("outcome %q (%s), revert commit %q; want reverted (%s) with the revert commit", rep.Outcome, rep.Reason, rep.RevertCommit, want)
+		}
+		f.lock()
+		for _, h := range f.hosts {
+			want := rep.RevertRevision
+			if h.name == "web-3" {
+				want = rep.Revision
+			}
+			if h.ov != nil || h.applied != want {
+				t.Errorf("%s serves %+v (revision %d) when Run returns, want revision %d", h.name, h.ov, h.applied, want)
+			}
+		}
+		f.mu.Unlock()
+		runs, _ := f.Runs(context.Background())
+		if len(runs) != 1 || runs[0].Status != wire.RunReverted || runs[0].RevertCommit != rep.RevertCommit {
+			t.Fatalf("%d recorded runs (the first %s, revert commit %q); want one reverted with revert commit %s",
+				len(runs), runs[0].Status, runs[0].RevertCommit, rep.RevertCommit)
+		}
+		// The candidate is not canaried again.
+		rep2, err := f.run(context.Background(), spec, overload, func(o *Options) { o.ID = "run-2" })
+		var re *RevertedError
+		if rep2 != nil || !errors.As(err, &re) || re.Run.ID != "run-1" {
+			t.Errorf("second run of the reverted candidate: %+v, %v; want it refused", rep2, err)
+		}
+	})
+}
