@@ -34,7 +34,8 @@ const (
 	// again.
 	RolledBack Outcome = "rolled_back"
 	// Reverted: the change landed, the bake failed, and a revert was
-	// committed and published.
+	// committed and published (if a host was not seen to run it, Run
+	// returns an error that names it).
 	Reverted Outcome = "reverted"
 	// Failed: an error ended the run; what it had pushed was rolled back
 	// (or, once landed, the change stays landed).
@@ -324,11 +325,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			outcome, reason = Failed, runErr.Error()
 		case failed != "":
 			reason = "bake: " + failed
+			outcome = Reverted
 			if err := r.revert(cleanup); err != nil {
 				runErr = err
-				outcome, reason = Failed, reason+"; "+err.Error()
-			} else {
-				outcome = Reverted
+				reason += "; " + err.Error()
+				if r.rep.RevertRevision == 0 {
+					// Nothing reverted on the fleet: the revert was
+					// not committed, or not published.
+					outcome = Failed
+				}
 			}
 		}
 	default:

@@ -579,20 +579,36 @@ func (p unreadable) Values(ctx context.Context, q metrics.Query, hosts []metrics
 // short outage leaves the phase to go on, a long one ends the run with an
 // error (exit 3), rolled back. An outage is not a lack of data about the
 // candidate, even for a check that fails at once without data.
+//
+// An outage lasts, as the run sees it, from the first evaluation it left
+// unjudged; it fails the run at the first evaluation more than an
+// interval plus ApplyGrace (11 s here) after that one. With an evaluation
+// a second, an outage of 12 s leaves 12 evaluations unjudged, 11 s from
+// the first to the last, and the phase goes on; one of 13 s fails the run
+// at its 13th evaluation, 12 s after the first.
 func TestRunOutages(t *testing.T) {
 	spec := simSpec(1, 5, phase("two", Targets{Count: ptr(2)}, 20, absCheck("c", "errors", 0.5, 0, "FAIL")))
 	down := simStart.Add(5 * time.Second)
+	const (
+		reportsDown = `phase "two": reading the hosts' reports: daemon http://sim: connection refused`
+		metricsDown = `phase "two": reading the metrics: prometheus http://sim: query errors: metrics unavailable`
+	)
 	for _, tc := range []struct {
-		name    string
-		metrics bool // the metrics are down, not the reports
-		down    time.Duration
-		outcome Outcome
-		reason  string
+		name      string
+		metrics   bool // the metrics are down, not the reports
+		down      time.Duration
+		outcome   Outcome
+		reason    string
+		notJudged int // evaluations
 	}{
-		{"reports, short", false, 5 * time.Second, Landed, ""},
-		{"reports, long", false, time.Minute, Failed, `phase "two": reading the hosts' reports: daemon http://sim: connection refused`},
-		{"metrics, short", true, 5 * time.Second, Landed, ""},
-		{"metrics, long", true, time.Minute, Failed, `phase "two": reading the metrics: prometheus http://sim: query errors: metrics unavailable`},
+		{"reports, short", false, 5 * time.Second, Landed, "", 5},
+		{"reports, 12 s", false, 12 * time.Second, Landed, "", 12},
+		{"reports, 13 s", false, 13 * time.Second, Failed, reportsDown, 13},
+		{"reports, long", false, time.Minute, Failed, reportsDown, 13},
+		{"metrics, short", true, 5 * time.Second, Landed, "", 5},
+		{"metrics, 12 s", true, 12 * time.Second, Landed, "", 12},
+		{"metrics, 13 s", true, 13 * time.Second, Failed, metricsDown, 13},
+		{"metrics, long", true, time.Minute, Failed, metricsDown, 13},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -607,14 +623,21 @@ func TestRunOutages(t *testing.T) {
 			if rep.Outcome != tc.outcome || rep.Reason != tc.reason || (err != nil) != (tc.outcome == Failed) {
 				t.Errorf("outcome %q (%s), %v; want %q (%s)", rep.Outcome, rep.Reason, err, tc.outcome, tc.reason)
 			}
-			notJudged := 0
-			for _, ev := range rep.Phases[0].Evaluations {
-				if len(ev.Checks) == 0 {
-					notJudged++
-				}
+			evs := rep.Phases[0].Evaluations
+			first := slices.IndexFunc(evs, func(ev Evaluation) bool { return len(ev.Checks) == 0 })
+			if first < 0 {
+				t.Fatalf("no evaluation left unjudged")
 			}
-			if notJudged < 4 {
-				t.Errorf("%d evaluations not judged, want one per second of the outage", notJudged)
+			n := slices.IndexFunc(evs[first:], func(ev Evaluation) bool { return len(ev.Checks) > 0 })
+			if n < 0 {
+				n = len(evs) - first
+			}
+			if n != tc.notJudged || slices.ContainsFunc(evs[first+n:], func(ev Evaluation) bool { return len(ev.Checks) == 0 }) {
+				t.Errorf("%d evaluations in a row not judged, from %vs; want %d, and no other", n, evs[first].Seconds, tc.notJudged)
+			}
+			if last := evs[len(evs)-1]; rep.Outcome == Failed && tc.outcome == Failed && last.At.Sub(evs[first].At) != 12*time.Second {
+				t.Errorf("the run failed at %vs, %v after the first evaluation the outage left unjudged; want 12s",
+					last.Seconds, last.At.Sub(evs[first].At))
 			}
 			f.checkServing(t, rep)
 		})
@@ -804,5 +827,306 @@ func TestRunRecordFits(t *testing.T) {
 	}
 	if recorded.Outcome != Landed || recorded.Commit != rep.Commit || p.Verdict != Pass {
 		t.Errorf("recorded outcome %q, commit %q, verdict %q; want landed with %s, pass", recorded.Outcome, recorded.Commit, p.Verdict, rep.Commit)
+	}
+}
+
+// A bake's revert is verified: Run returns only once the daemon has
+// published the revert and every host of the fleet reports running it,
+// however long the daemon takes to publish it and the hosts to hear of
+// it. A host that does not run it makes the run end with an error that
+// names it; the run is still recorded as reverted (the revert is
+// committed and published), so that the candidate is not tried again.
+func TestRunRevertVerified(t *testing.T) {
+	overload := bad(func(v hostView) bool { return v.share > 0.6 })
+	check := relCheck("error ratio", "errors", 2, 0.02, 2)
+	spec := simSpec(1, 20, phase("two", Targets{Count: ptr(2)}, 3, check), phase("half", Targets{Percent: ptr(50.0)}, 3, check))
+	spec.Bake = &Bake{DurationSeconds: 10, Checks: []Check{check}}
+	const bakeFailed = `bake: check "error ratio" failed: canary 1 > control 0 × 2 + 0.02 for 2s (limit 2s)`
+
+	t.Run("slow hosts", func(t *testing.T) {
+		t.Parallel()
+		f := newSim(t, 6)
+		f.delay, f.publishLag = 3*time.Second, 2*time.Second
+		rep, err := f.run(context.Background(), spec, overload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Outcome != Reverted || rep.Reason != bakeFailed || rep.RevertRevision != rep.Revision+1 {
+			t.Fatalf("outcome %q (%s), revert revision %d after %d; want reverted (%s)", rep.Outcome, rep.Reason, rep.RevertRevision, rep.Revision, bakeFailed)
+		}
+		// What the hosts serve when Run returns, without letting the
+		// clock go on.
+		f.lock()
+		published := f.revs[len(f.revs)-1].at
+		for _, h := range f.hosts {
+			if h.ov != nil || h.data != "old" || h.applied != rep.RevertRevision {
+				t.Errorf("%s serves %+v (data %q, revision %d) when Run returns, want the revert, revision %d",
+					h.name, h.ov, h.data, h.applied, rep.RevertRevision)
+			}
+		}
+		now := f.clock.Now()
+		f.mu.Unlock()
+		if now.Before(published.Add(f.delay)) {
+			t.Errorf("Run returned %v after the daemon published the revert; the hosts hear of it %v later", now.Sub(published), f.delay)
+		}
+		f.checkContinuous(t, rep)
+	})
+
+	t.Run("a host that does not run the revert", func(t *testing.T) {
+		t.Parallel()
+		f := newSim(t, 6)
+		rep, err := f.run(context.Background(), spec, overload, func(o *Options) {
+			o.ApplyTimeout = 5 * time.Second
+			revert := o.Revert
+			o.Revert = func(ctx context.Context) (string, error) {
+				// web-3 hears nothing from the daemon from now on.
+				f.mu.Lock()
+				f.host("web-3").cutOff = f.clock.Now()
+				f.mu.Unlock()
+				return revert(ctx)
+			}
+		})
+		wantErr := fmt.Sprintf("reverting: web-3 did not apply revision %d within 5s", rep.RevertRevision)
+		if err == nil || err.Error() != wantErr || rep.RevertRevision != rep.Revision+1 {
+			t.Fatalf("error %v, revert revision %d after %d; want %s", err, rep.RevertRevision, rep.Revision, wantErr)
+		}
+		if want := bakeFailed + "; " + wantErr; rep.Outcome != Reverted || rep.Reason != want || rep.RevertCommit == "" {
+			t.Errorf("outcome %q (%s), revert commit %q; want reverted (%s) with the revert commit", rep.Outcome, rep.Reason, rep.RevertCommit, want)
+		}
+		f.lock()
+		for _, h := range f.hosts {
+			want := rep.RevertRevision
+			if h.name == "web-3" {
+				want = rep.Revision
+			}
+			if h.ov != nil || h.applied != want {
+				t.Errorf("%s serves %+v (revision %d) when Run returns, want revision %d", h.name, h.ov, h.applied, want)
+			}
+		}
+		f.mu.Unlock()
+		runs, _ := f.Runs(context.Background())
+		if len(runs) != 1 || runs[0].Status != wire.RunReverted || runs[0].RevertCommit != rep.RevertCommit {
+			t.Fatalf("%d recorded runs (the first %s, revert commit %q); want one reverted with revert commit %s",
+				len(runs), runs[0].Status, runs[0].RevertCommit, rep.RevertCommit)
+		}
+		// The candidate is not canaried again.
+		rep2, err := f.run(context.Background(), spec, overload, func(o *Options) { o.ID = "run-2" })
+		var re *RevertedError
+		if rep2 != nil || !errors.As(err, &re) || re.Run.ID != "run-1" {
+			t.Errorf("second run of the reverted candidate: %+v, %v; want it refused", rep2, err)
+		}
+	})
+}
+
+// Only hosts that reported in the last minute are judged: a canary or a
+// control whose reports stop (the daemon goes on giving its last one,
+// which says it serves what it should) is left out of every evaluation
+// from when that report is more than MaxHostAge old until it reports
+// again, and named with the report's age. A canary left out fails the
+// phase once that has lasted longer than an interval plus ApplyGrace; a
+// control left out leaves the phase to go on with the other controls.
+func TestRunStaleReports(t *testing.T) {
+	spec := simSpec(2, 5, phase("two", Targets{Count: ptr(2)}, 100, relCheck("c", "errors", 1.5, 0.01, 4)))
+	plan, err := Plan(spec, hostsN(4), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	canary, control := plan[0].Canary, plan[0].Control
+	quiet := simStart.Add(5 * time.Second)
+
+	// leftOut checks that the evaluations judge side's hosts (all, or
+	// all but host) as host's last report is fresh or stale, and name
+	// host when they leave it out; it returns those at which the report
+	// is stale.
+	leftOut := func(t *testing.T, f *simFleet, rep *Report, host string, all []string, side func(Evaluation) []string) []Evaluation {
+		t.Helper()
+		var out []Evaluation
+		for _, ev := range rep.Phases[0].Evaluations {
+			age := ev.At.Sub(quiet)
+			wantJudged, wantOut := all, []Exclusion(nil)
+			if age > MaxHostAge && ev.At.Before(quiet.Add(f.host(host).quietFor)) {
+				wantJudged = slices.DeleteFunc(slices.Clone(all), func(h string) bool { return h == host })
+				wantOut = []Exclusion{{Host: host, Reason: fmt.Sprintf("last reported %v ago", age.Round(time.Second))}}
+				out = append(out, ev)
+			}
+			if !slices.Equal(side(ev), wantJudged) || !slices.Equal(ev.Excluded, wantOut) {
+				t.Errorf("evaluation at %vs, %v after %s last reported: judged %v, left out %+v; want %v judged, %+v left out",
+					ev.Seconds, age, host, side(ev), ev.Excluded, wantJudged, wantOut)
+			}
+			if len(ev.Checks) > 0 && ev.Checks[0].CanaryN+ev.Checks[0].ControlN != len(ev.Canary)+len(ev.Control) {
+				t.Errorf("evaluation at %vs: %d canary and %d control values from %v and %v",
+					ev.Seconds, ev.Checks[0].CanaryN, ev.Checks[0].ControlN, ev.Canary, ev.Control)
+			}
+		}
+		if len(out) == 0 {
+			t.Fatalf("no evaluation left %s out", host)
+		}
+		if !slices.ContainsFunc(f.lines, func(l string) bool { return strings.Contains(l, "; left out: "+host+" last reported 1m") }) {
+			t.Errorf("no progress line names %s as left out", host)
+		}
+		return out
+	}
+
+	t.Run("a canary", func(t *testing.T) {
+		t.Parallel()
+		f := newSim(t, 4)
+		// Its reports stop 5 s in and come back after 90 s, at 95 s.
+		f.host(canary[0]).quietFrom, f.host(canary[0]).quietFor = quiet, 90*time.Second
+		rep, err := f.run(context.Background(), spec, never)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := leftOut(t, f, rep, canary[0], canary, func(ev Evaluation) []string { return ev.Canary })
+		first, last := out[0], out[len(out)-1]
+		evs := rep.Phases[0].Evaluations
+		patience := spec.Interval() + ApplyGrace
+		if ran := last.At.Sub(first.At); !last.At.Equal(evs[len(evs)-1].At) || ran <= patience || ran > patience+spec.Interval() {
+			t.Errorf("the phase ended at %vs, %v after the first evaluation at which %s's report was stale; want it to fail at the first more than %v after",
+				evs[len(evs)-1].Seconds, ran, canary[0], patience)
+		}
+		want := fmt.Sprintf(`phase "two": 1 of 2 canary hosts ran the candidate for %v (%s last reported %v ago): no data about the candidate is not a pass`,
+			last.At.Sub(first.At), canary[0], last.At.Sub(quiet).Round(time.Second))
+		if rep.Outcome != RolledBack || rep.Reason != want {
+			t.Errorf("outcome %q (%s), want rolled_back (%s)", rep.Outcome, rep.Reason, want)
+		}
+		f.checkServing(t, rep)
+	})
+
+	t.Run("a control", func(t *testing.T) {
+		t.Parallel()
+		f := newSim(t, 4)
+		// Its reports stop 5 s in and come back after 80 s, at 85 s.
+		f.host(control[0]).quietFrom, f.host(control[0]).quietFor = quiet, 80*time.Second
+		rep, err := f.run(context.Background(), spec, never)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leftOut(t, f, rep, control[0], control, func(ev Evaluation) []string { return ev.Control })
+		if rep.Outcome != Landed || rep.Phases[0].Verdict != Pass {
+			t.Errorf("outcome %q (%s), want landed", rep.Outcome, rep.Reason)
+		}
+		f.checkServing(t, rep)
+	})
+}
+
+// The bake judges the hosts of step 1 that report the landed revision: a
+// host that applies it late is left out, named, until it reports it, and
+// one that never applies it is never judged; the bake goes on with the
+// others.
+func TestRunBakeJudgesLanded(t *testing.T) {
+	t.Parallel()
+	f := newSim(t, 6)
+	check := relCheck("error ratio", "errors", 2, 0.02, 2)
+	spec := simSpec(1, 6, phase("two", Targets{Count: ptr(2)}, 3, check), phase("half", Targets{Percent: ptr(50.0)}, 3, check))
+	spec.Bake = &Bake{DurationSeconds: 20, Checks: []Check{check}}
+	plan, err := Plan(spec, hostsN(6), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two hosts that were never canaries: from the landing on, one hears
+	// from the daemon 20 s late (longer than the bake waits for the
+	// fleet), the other not at all.
+	late, lost := plan[1].Control[0], plan[1].Control[1]
+	rep, err := f.run(context.Background(), spec, never, func(o *Options) {
+		land := o.Land
+		o.Land = func(ctx context.Context) (string, error) {
+			f.mu.Lock()
+			f.host(late).lag = 20 * time.Second
+			f.host(lost).cutOff = f.clock.Now()
+			f.mu.Unlock()
+			return land(ctx)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Outcome != Landed || rep.Bake == nil || rep.Bake.Verdict != Pass {
+		t.Fatalf("outcome %q (%s), bake %+v; want landed, the bake passed", rep.Outcome, rep.Reason, rep.Bake)
+	}
+	hist := f.history()[late]
+	i := slices.IndexFunc(hist, func(s served) bool { return s.data == "new" })
+	if i < 0 {
+		t.Fatalf("%s never ran the landed revision: %+v", late, hist)
+	}
+	applied := hist[i].at
+	notLanded := fmt.Sprintf("serves revision 1, not the landed revision %d", rep.Revision)
+	fleet := []string{"web-1", "web-2", "web-3", "web-4", "web-5", "web-6"}
+	var before, after int
+	for _, ev := range rep.Bake.Evaluations {
+		want := []Exclusion{{Host: lost, Reason: notLanded}}
+		if ev.At.Before(applied) {
+			want = append(want, Exclusion{Host: late, Reason: notLanded})
+			before++
+		} else {
+			after++
+		}
+		slices.SortFunc(want, func(a, b Exclusion) int { return strings.Compare(a.Host, b.Host) })
+		judged := slices.DeleteFunc(slices.Clone(fleet), func(h string) bool {
+			return slices.ContainsFunc(want, func(e Exclusion) bool { return e.Host == h })
+		})
+		if !slices.Equal(ev.Excluded, want) || !slices.Equal(ev.Canary, judged) || len(ev.Checks) != 1 || ev.Checks[0].CanaryN != len(judged) {
+			t.Errorf("bake evaluation at %vs (%s runs revision %d from %vs): judged %v, left out %+v; want %v judged, %+v left out",
+				ev.Seconds, late, rep.Revision, applied.Sub(simStart).Seconds(), ev.Canary, ev.Excluded, judged, want)
+		}
+	}
+	if before == 0 || after == 0 {
+		t.Errorf("%d bake evaluations before %s ran the landed revision and %d after; want some of each", before, late, after)
+	}
+}
+
+// A bake ends in breach as a phase does: one whose check is in breach at
+// its last evaluation goes on, one evaluation per interval, until the
+// breach ends (the bake passes and the change stays landed) or lasts its
+// breach_seconds (the bake fails and the change is reverted).
+func TestRunBakeBreachAtEnd(t *testing.T) {
+	// Once the whole fleet runs "new", a host is bad from tc.from until
+	// tc.to after it began running it: the fleet's mean is over the
+	// limit while the five hosts that were never canaries are, which
+	// began when the bake did (the canary, earlier, is 1/6 of it).
+	check := relCheck("c", "errors", 2, 0.5, 4)
+	for _, tc := range []struct {
+		name     string
+		from, to time.Duration
+		outcome  Outcome
+		reason   string
+		verdicts string // of the bake's evaluations from 8 s on
+		extended float64
+	}{
+		// Bad from the evaluation at 9 s: in breach at 10 s, the end;
+		// the breach reaches 4 s at 13 s.
+		{"breach that lasts", 8500 * time.Millisecond, time.Hour, Reverted,
+			`bake: check "c" failed: canary 1 > control 0 × 2 + 0.5 for 4s (limit 4s)`,
+			"8s:pass 9s:breach 10s:breach 11s:breach 12s:breach 13s:fail", 3},
+		// Bad at 9, 10 and 11 s, cleared at 12 s: the bake passes then.
+		{"breach that ends", 8500 * time.Millisecond, 11500 * time.Millisecond, Landed, "",
+			"8s:pass 9s:breach 10s:breach 11s:breach 12s:pass", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newSim(t, 6)
+			f.delay = 0
+			health := bad(func(v hostView) bool { return v.share > 0.6 && v.running > tc.from && v.running <= tc.to })
+			spec := simSpec(1, 10, phase("one", Targets{Count: ptr(1)}, 2, check))
+			spec.Bake = &Bake{DurationSeconds: 10, Checks: []Check{check}}
+			rep, err := f.run(context.Background(), spec, health)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Outcome != tc.outcome || rep.Reason != tc.reason || rep.Bake.ExtendedSeconds != tc.extended {
+				t.Errorf("outcome %q (%s), bake extended %v s; want %q (%s), extended %v s",
+					rep.Outcome, rep.Reason, rep.Bake.ExtendedSeconds, tc.outcome, tc.reason, tc.extended)
+			}
+			var verdicts []string
+			for _, ev := range rep.Bake.Evaluations {
+				if ev.Seconds >= 8 {
+					verdicts = append(verdicts, fmt.Sprintf("%vs:%v", ev.Seconds, ev.Checks[0].Verdict))
+				}
+			}
+			if got := strings.Join(verdicts, " "); got != tc.verdicts {
+				t.Errorf("the bake's evaluations from 8 s on: %s; want %s", got, tc.verdicts)
+			}
+			f.checkServing(t, rep)
+			f.checkContinuous(t, rep)
+		})
 	}
 }

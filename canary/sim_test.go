@@ -56,9 +56,18 @@ type simHost struct {
 	labels  map[string]string
 	metrics string // the URL its metrics are scraped at
 	// ignoreOverrides makes the host's agent never serve an override;
-	// from cutOff on (if set) it receives nothing from the daemon.
+	// from cutOff on (if set) it receives nothing from the daemon; lag
+	// delays what the daemon sends it from then on, beyond the fleet's
+	// delay.
 	ignoreOverrides bool
 	cutOff          time.Time
+	lag             time.Duration
+	// From quietFrom (if set) for quietFor, the host's reports do not
+	// reach the daemon, which goes on giving the last one (quietReport,
+	// taken at quietFrom) while it serves what it receives.
+	quietFrom   time.Time
+	quietFor    time.Duration
+	quietReport *wire.Host
 
 	applied int64
 	data    string         // the committed data it holds
@@ -167,6 +176,9 @@ func (f *simFleet) sync(now time.Time) {
 			if h.ov != nil {
 				consider(h.until, "agent expiry")
 			}
+			if !h.quietFrom.IsZero() && h.quietReport == nil {
+				consider(h.quietFrom, "quiet")
+			}
 		}
 		switch kind {
 		case "":
@@ -188,6 +200,13 @@ func (f *simFleet) sync(now time.Time) {
 				}
 			}
 			f.send(next)
+		case "quiet":
+			for _, h := range f.hosts {
+				if !h.quietFrom.IsZero() && h.quietReport == nil && h.quietFrom.Equal(next) {
+					rep := f.report(h, next)
+					h.quietReport = &rep
+				}
+			}
 		case "agent expiry":
 			for _, h := range f.hosts {
 				if h.ov != nil && h.until.Equal(next) {
@@ -209,7 +228,7 @@ func (f *simFleet) send(t time.Time) {
 				ovs = append(ovs, o.o)
 			}
 		}
-		f.queue = append(f.queue, delivery{at: t.Add(f.delay), host: h, rev: latest, ovs: ovs})
+		f.queue = append(f.queue, delivery{at: t.Add(f.delay + h.lag), host: h, rev: latest, ovs: ovs})
 	}
 	slices.SortStableFunc(f.queue, func(a, b delivery) int { return a.at.Compare(b.at) })
 }
@@ -247,14 +266,22 @@ func (f *simFleet) Hosts(context.Context) ([]wire.Host, error) {
 	}
 	var out []wire.Host
 	for _, h := range f.hosts {
-		sh := wire.Host{Name: h.name, Labels: h.labels, Configs: []string{f.config}, Applied: h.applied, LastSeen: now,
-			Metrics: h.metrics}
-		if h.ov != nil {
-			sh.Overrides = []wire.AppliedOverride{{ID: h.ov.ID, Config: h.ov.Config, Version: h.ov.Version}}
+		if h.quietReport != nil && now.Before(h.quietFrom.Add(h.quietFor)) {
+			out = append(out, *h.quietReport)
+			continue
 		}
-		out = append(out, sh)
+		out = append(out, f.report(h, now))
 	}
 	return out, nil
+}
+
+// report is h's report to the daemon at t. f.mu is held.
+func (f *simFleet) report(h *simHost, t time.Time) wire.Host {
+	rep := wire.Host{Name: h.name, Labels: h.labels, Configs: []string{f.config}, Applied: h.applied, LastSeen: t, Metrics: h.metrics}
+	if h.ov != nil {
+		rep.Overrides = []wire.AppliedOverride{{ID: h.ov.ID, Config: h.ov.Config, Version: h.ov.Version}}
+	}
+	return rep
 }
 
 func (f *simFleet) Current(_ context.Context, name string) (int64, string, error) {
