@@ -25,6 +25,10 @@ const WALSuffix = ".wal"
 // written to the bolt file directly.
 var walBytes = 4 << 20
 
+// syncLog makes what was written to the log durable: syncData, which a
+// test replaces to see what a power loss would leave of the log.
+var syncLog = syncData
+
 // walPending is the most config data of logged revisions waiting to be
 // written to the bolt file: an Append above it waits.
 const walPending = 16 << 20
@@ -190,7 +194,7 @@ func (s *Bolt) commitLogged(ctx context.Context, r Revision, configs []ConfigVer
 	if _, err := w.f.WriteAt(rec, w.size); err != nil {
 		return fmt.Errorf("appending revision %d: writing the store's log: %w", r.Number, err)
 	}
-	if err := syncData(w.f); err != nil {
+	if err := syncLog(w.f); err != nil {
 		// What was written may or may not be on disk: the next record
 		// goes over it.
 		return fmt.Errorf("appending revision %d: syncing the store's log: %w", r.Number, err)
