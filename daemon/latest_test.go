@@ -66,3 +66,35 @@ func TestLatestNeverGoesBack(t *testing.T) {
 	close(ps.release)
 	d.waitFor("revision 2", func() bool { return d.latest() == 2 })
 }
+
+// TestAnnouncedOnceStored attacks the order the README gives: a revision
+// is stored before any watch stream is told of it. While the store holds
+// revision 2 but its Append has not returned, the daemon has not made it
+// its latest (what announcing does first, before the hub wakes the
+// streams); once Append returns, the watcher gets it.
+func TestAnnouncedOnceStored(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `"a1"`)
+	st, err := store.OpenBolt(filepath.Join(t.TempDir(), StoreFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ps := &pausedStore{Store: st, stored: make(chan int64), release: make(chan struct{})}
+	d := serve(t, Config{RepoPath: r.dir, Store: ps, Token: token, Poll: 50 * time.Millisecond})
+	d.waitFor("revision 1", func() bool { return d.latest() == 1 })
+	w := d.watch("configs=a")
+	w.expect(`snapshot 1 a@1="a1"`)
+
+	r.commit("materialized_configs/a.json", `"a2"`)
+	select {
+	case <-ps.stored:
+	case <-time.After(time.Minute):
+		t.Fatal("revision 2 was not stored within a minute")
+	}
+	if n := d.Daemon.latest.Load(); n != 1 {
+		t.Errorf("while revision 2's Append has not returned, the daemon's latest is %d, want 1 (not announced)", n)
+	}
+	close(ps.release)
+	w.expect(`update 2 a@2="a2"`)
+}
