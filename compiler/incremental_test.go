@@ -180,7 +180,7 @@ func TestCacheDamaged(t *testing.T) {
 		damages = append(damages, damage{fmt.Sprintf("the dependency's path %d renamed", i), d})
 		off += j + len(dep)
 	}
-	for i := 0; i < len(good); i += max(1, len(good)/64) {
+	for i := 0; i < len(good); i += max(1, len(good)/32) {
 		d := bytes.Clone(good)
 		d[i] ^= 0x10
 		damages = append(damages, damage{fmt.Sprintf("a bit of byte %d flipped", i), d})
