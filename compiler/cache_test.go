@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -116,33 +117,30 @@ func TestCacheRacy(t *testing.T) {
 	rewrite("1", time.Now().Add(-time.Hour))
 	build(t, root)
 
-	// Modified half a second ago (well inside the window, however slow the
-	// compile), then edited keeping size and time: read.
-	recent := time.Now().Add(-500 * time.Millisecond)
-	rewrite("2", recent)
-	if got, _ := build(t, root); len(got) != 3 {
-		t.Fatalf("an edit half a second ago: compiled %v, want the 3 configs that load the module", got)
-	}
-	rewrite("3", recent)
-	if got, _ := build(t, root); len(got) != 3 {
-		t.Errorf("an edit keeping size and a modification time half a second before the last compile: compiled %v, want the 3 configs that load the module (the file is read)", got)
-	}
-	if got, want := output(), fmt.Sprintf(c0, "3"); got != want {
-		t.Errorf("materialized_configs/c0.json after the edit:\n%s\nwant:\n%s", got, want)
-	}
-
-	// Modified three seconds ago, then edited keeping size and time: not
-	// read, so the edit is not seen.
-	older := time.Now().Add(-3 * time.Second)
-	rewrite("4", older)
-	if got, _ := build(t, root); len(got) != 3 {
-		t.Fatalf("an edit three seconds ago: compiled %v, want the 3 configs that load the module", got)
-	}
-	rewrite("5", older)
-	if got, _ := build(t, root); len(got) != 0 {
-		t.Errorf("an edit keeping size and a modification time three seconds before the last compile: compiled %v, want nothing (the file is not read)", got)
-	}
-	if got, want := output(), fmt.Sprintf(c0, "4"); got != want {
-		t.Errorf("materialized_configs/c0.json after the unseen edit:\n%s\nwant:\n%s", got, want)
+	// A module modified some time before a compile, then edited keeping
+	// its size and time: read again inside the window (half a second is
+	// well inside it, however slow the compile), not outside it (three
+	// seconds), so that edit is not seen.
+	for i, tc := range []struct {
+		age  time.Duration
+		read bool
+	}{{500 * time.Millisecond, true}, {3 * time.Second, false}} {
+		before, after := strconv.Itoa(2*i+2), strconv.Itoa(2*i+3)
+		mtime := time.Now().Add(-tc.age)
+		rewrite(before, mtime)
+		if got, _ := build(t, root); len(got) != 3 {
+			t.Fatalf("an edit %v ago: compiled %v, want the 3 configs that load the module", tc.age, got)
+		}
+		rewrite(after, mtime)
+		want, wantN := after, 3
+		if !tc.read {
+			want, wantN = before, 0
+		}
+		if got, _ := build(t, root); len(got) != wantN {
+			t.Errorf("an edit keeping size and a modification time %v before the last compile: compiled %v, want %d configs (read: %v)", tc.age, got, wantN, tc.read)
+		}
+		if got, want := output(), fmt.Sprintf(c0, want); got != want {
+			t.Errorf("an edit %v old kept its size and time: materialized_configs/c0.json:\n%s\nwant:\n%s", tc.age, got, want)
+		}
 	}
 }

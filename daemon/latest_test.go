@@ -29,12 +29,10 @@ func (s *pausedStore) Append(ctx context.Context, r store.Revision, configs iter
 	return err
 }
 
-// TestLatestNeverGoesBack attacks the latest revision the daemon names: a
-// client that was told revision N is the latest is never told a lower one
-// afterwards, also while a revision is stored but not yet announced.
-func TestLatestNeverGoesBack(t *testing.T) {
-	r := newTestRepo(t)
-	r.commit("materialized_configs/a.json", `"a1"`, "materialized_configs/b.json", `"b1"`)
+// servePaused serves a daemon of r over a bolt store that pauses after
+// storing each revision but the first, and waits for revision 1.
+func servePaused(t *testing.T, r *testRepo) (*testDaemon, *pausedStore) {
+	t.Helper()
 	st, err := store.OpenBolt(filepath.Join(t.TempDir(), StoreFile))
 	if err != nil {
 		t.Fatal(err)
@@ -43,13 +41,30 @@ func TestLatestNeverGoesBack(t *testing.T) {
 	ps := &pausedStore{Store: st, stored: make(chan int64), release: make(chan struct{})}
 	d := serve(t, Config{RepoPath: r.dir, Store: ps, Token: token, Poll: 50 * time.Millisecond})
 	d.waitFor("revision 1", func() bool { return d.latest() == 1 })
+	return d, ps
+}
+
+// waitStored waits until the store holds the next revision, its Append
+// paused.
+func (s *pausedStore) waitStored(t *testing.T) {
+	t.Helper()
+	select {
+	case <-s.stored:
+	case <-time.After(time.Minute):
+		t.Fatal("the next revision was not stored within a minute")
+	}
+}
+
+// TestLatestNeverGoesBack attacks the latest revision the daemon names: a
+// client that was told revision N is the latest is never told a lower one
+// afterwards, also while a revision is stored but not yet announced.
+func TestLatestNeverGoesBack(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `"a1"`, "materialized_configs/b.json", `"b1"`)
+	d, ps := servePaused(t, r)
 
 	r.commit("materialized_configs/a.json", `"a2"`)
-	select {
-	case <-ps.stored:
-	case <-time.After(time.Minute):
-		t.Fatal("revision 2 was not stored within a minute")
-	}
+	ps.waitStored(t)
 	// What a client reads in turn: the latest revision, a config revision
 	// 2 did not change, one it changed, the latest revision again.
 	var seen []string
@@ -75,23 +90,12 @@ func TestLatestNeverGoesBack(t *testing.T) {
 func TestAnnouncedOnceStored(t *testing.T) {
 	r := newTestRepo(t)
 	r.commit("materialized_configs/a.json", `"a1"`)
-	st, err := store.OpenBolt(filepath.Join(t.TempDir(), StoreFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	ps := &pausedStore{Store: st, stored: make(chan int64), release: make(chan struct{})}
-	d := serve(t, Config{RepoPath: r.dir, Store: ps, Token: token, Poll: 50 * time.Millisecond})
-	d.waitFor("revision 1", func() bool { return d.latest() == 1 })
+	d, ps := servePaused(t, r)
 	w := d.watch("configs=a")
 	w.expect(`snapshot 1 a@1="a1"`)
 
 	r.commit("materialized_configs/a.json", `"a2"`)
-	select {
-	case <-ps.stored:
-	case <-time.After(time.Minute):
-		t.Fatal("revision 2 was not stored within a minute")
-	}
+	ps.waitStored(t)
 	if n := d.Daemon.latest.Load(); n != 1 {
 		t.Errorf("while revision 2's Append has not returned, the daemon's latest is %d, want 1 (not announced)", n)
 	}
