@@ -51,19 +51,22 @@ func TestCacheIgnored(t *testing.T) {
 	}
 }
 
+// rewriteShared writes incrementalRepo's lib/shared.cinc with N = n, and
+// gives it the modification time mtime.
+func rewriteShared(t *testing.T, root, n string, mtime time.Time) {
+	t.Helper()
+	writeFile(t, root, "source/lib/shared.cinc", "load(\"//s.thrift\", \"S\")\nN = "+n+"\ndef make(name):\n    return S(name = name, n = N)\n")
+	if err := os.Chtimes(filepath.Join(root, "source/lib/shared.cinc"), mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestCacheStat checks that a source file whose size and modification time
 // are those the cache recorded is not read again, unless it was modified
 // in the last two seconds (or later): such a file is always read.
 func TestCacheStat(t *testing.T) {
 	root := incrementalRepo(t)
-	module := filepath.Join(root, "source/lib/shared.cinc")
-	rewrite := func(n string, mtime time.Time) {
-		t.Helper()
-		writeFile(t, root, "source/lib/shared.cinc", "load(\"//s.thrift\", \"S\")\nN = "+n+"\ndef make(name):\n    return S(name = name, n = N)\n")
-		if err := os.Chtimes(module, mtime, mtime); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rewrite := func(n string, mtime time.Time) { rewriteShared(t, root, n, mtime) }
 	old := time.Now().Add(-time.Hour).Truncate(time.Second)
 	rewrite("1", old)
 	build(t, root)
@@ -97,14 +100,7 @@ func TestCacheStat(t *testing.T) {
 // modified three seconds before is not.
 func TestCacheRacy(t *testing.T) {
 	root := incrementalRepo(t)
-	module := filepath.Join(root, "source/lib/shared.cinc")
-	rewrite := func(n string, mtime time.Time) {
-		t.Helper()
-		writeFile(t, root, "source/lib/shared.cinc", "load(\"//s.thrift\", \"S\")\nN = "+n+"\ndef make(name):\n    return S(name = name, n = N)\n")
-		if err := os.Chtimes(module, mtime, mtime); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rewrite := func(n string, mtime time.Time) { rewriteShared(t, root, n, mtime) }
 	output := func() string {
 		t.Helper()
 		b, err := os.ReadFile(filepath.Join(root, "materialized_configs/c0.json"))
