@@ -131,6 +131,28 @@ func startPrometheus(t *testing.T, targets map[string]string) (string, <-chan st
 	return "http://" + addr, exited
 }
 
+// waitForValues polls p every 100 ms until q has a value for each of
+// hosts, for at most a minute, or until the server exits.
+func waitForValues(t *testing.T, p *Prometheus, q Query, hosts []Host, exited <-chan struct{}) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got, err := p.Values(context.Background(), q, hosts, time.Now())
+		if err == nil && len(got) == len(hosts) {
+			return
+		}
+		select {
+		case <-exited:
+			t.Fatalf("prometheus exited: last %v, %v", got, err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no value for each of %d hosts within a minute: last %v, %v", q.Metric, len(hosts), got, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // TestPrometheus queries a real Prometheus server scraping four test
 // endpoints whose host names differ only in regular expression
 // metacharacters.
@@ -163,22 +185,7 @@ func TestPrometheus(t *testing.T) {
 	// that rate, which extrapolates to the window's edges only from
 	// samples close to them, gives the counters' real rate.
 	full := Query{Metric: `count_over_time(demo_requests_total{instance=~"$hosts"}[$window]) >= 3`, Window: rate.Window}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		got, err := p.Values(ctx, full, all, time.Now())
-		if err == nil && len(got) == len(all) {
-			break
-		}
-		select {
-		case <-exited:
-			t.Fatalf("prometheus exited: last %v, %v", got, err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus did not scrape every target for %v within 60 s: last %v, %v", rate.Window, got, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitForValues(t, p, full, all, exited)
 
 	now := time.Now()
 	gauge := Query{Metric: `demo_value{instance=~"$hosts"}`, Window: 5 * time.Second}
@@ -480,26 +487,7 @@ func TestPrometheusSince(t *testing.T) {
 	// Three scrapes in the window (since the reset, for a provider reset).
 	scraped := Query{Metric: `count_over_time(demo_errors_total{instance=~"$hosts"}[$window]) >= 3`, Window: time.Minute}
 	rate := Query{Metric: `rate(demo_errors_total{instance=~"$hosts"}[$window])`, Window: time.Minute}
-	// waitFor polls until q has a value.
-	waitFor := func(p *Prometheus, q Query) {
-		t.Helper()
-		deadline := time.Now().Add(time.Minute)
-		for {
-			got, err := p.Values(ctx, q, hosts, time.Now())
-			if err == nil && len(got) == 1 {
-				return
-			}
-			select {
-			case <-exited:
-				t.Fatalf("prometheus exited: last %v, %v", got, err)
-			default:
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: no value within a minute: last %v, %v", q.Metric, got, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
+	waitFor := func(p *Prometheus, q Query) { waitForValues(t, p, q, hosts, exited) }
 	never, err := NewPrometheus(url)
 	if err != nil {
 		t.Fatal(err)
