@@ -438,6 +438,61 @@ func TestSlowBodies(t *testing.T) {
 	wg.Wait()
 }
 
+// TestSlowHeaders attacks the header timeout: connections that never
+// finish their headers, sending a byte of them every 100 ms, are closed
+// once ReadHeaderTimeout has passed, long before the read timeout of the
+// whole request (a minute here), while the daemon keeps serving.
+func TestSlowHeaders(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", `{"a":1}`)
+	d := serve(t, Config{RepoPath: r.dir, DataDir: t.TempDir(), Token: token, Poll: 50 * time.Millisecond,
+		ReadTimeout: time.Minute, ReadHeaderTimeout: 300 * time.Millisecond})
+	d.waitFor("healthz ok", func() bool { code, _, _ := d.do("GET", "/healthz", "", nil); return code == 200 })
+	const n = 20
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	closed := make(chan error, n)
+	for range n {
+		c := d.dialFrom("127.0.0.1")
+		fmt.Fprintf(c, "GET /v1/configs/a HTTP/1.1\r\nHost: cfg\r\nX-Slow: ")
+		wg.Add(2)
+		go func() { // a byte of the header every 100 ms, never its end
+			defer wg.Done()
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					if _, err := c.Write([]byte("x")); err != nil {
+						return
+					}
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			// Half the read timeout: only the header timeout closes the
+			// connection before this.
+			c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			_, err := io.ReadAll(c)
+			closed <- err
+		}()
+	}
+	for range n {
+		// Closed: an end of file, or a reset (the client's bytes unread).
+		if err := <-closed; errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("a connection sending its headers slowly: %v, want it closed by the daemon", err)
+		}
+	}
+	if code, _, _ := d.do("GET", "/v1/configs/a", "", nil); code != 200 {
+		t.Errorf("GET a after the slow headers: %d", code)
+	}
+	close(stop)
+	wg.Wait()
+}
+
 // TestIdleConnectionsClosed attacks the idle timeout: a keep-alive
 // connection that sends no second request is closed after IdleTimeout
 // (before, it was kept until the client left).

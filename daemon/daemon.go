@@ -29,14 +29,13 @@ const (
 	DefaultMaxWatchBytes           = 16 << 20
 	DefaultMaxWatchBytesPerAddress = 4 << 20
 	DefaultReadTimeout             = 30 * time.Second
+	DefaultReadHeaderTimeout       = 10 * time.Second
 	DefaultWriteTimeout            = 10 * time.Second
 	DefaultIdleTimeout             = 60 * time.Second
 )
 
 // Bounds of requests that are not configurable.
 const (
-	// readHeaderTimeout bounds reading a request's headers.
-	readHeaderTimeout = 10 * time.Second
 	// MaxHeaderBytes bounds a request's line and headers together: a
 	// request over it gets 431.
 	MaxHeaderBytes = 64 << 10
@@ -132,11 +131,13 @@ type Config struct {
 	MaxWatchBytes           int64
 	MaxWatchBytesPerAddress int64
 	// ReadTimeout bounds reading a whole request, body included
-	// (DefaultReadTimeout if zero). IdleTimeout is how long a
-	// keep-alive connection may wait for its next request
+	// (DefaultReadTimeout if zero), ReadHeaderTimeout its request line
+	// and headers (DefaultReadHeaderTimeout if zero). IdleTimeout is how
+	// long a keep-alive connection may wait for its next request
 	// (DefaultIdleTimeout if zero).
-	ReadTimeout time.Duration
-	IdleTimeout time.Duration
+	ReadTimeout       time.Duration
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
 	// WriteTimeout bounds writing a response (DefaultWriteTimeout if
 	// zero); a watch stream, and a config's data, are written in pieces
 	// of at most 32 KiB, each of which the client must take within
@@ -224,6 +225,7 @@ func New(cfg Config) (*Daemon, error) {
 			cfg.MaxWatchBytes, cfg.MaxWatchBytesPerAddress, MaxBody)
 	}
 	setDefault(&cfg.ReadTimeout, DefaultReadTimeout)
+	setDefault(&cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	setDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
 	fds, fdsKnown := fdLimit()
@@ -326,7 +328,7 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 	defer stop()
 	srv := &http.Server{
 		Handler:           d.handler,
-		ReadHeaderTimeout: readHeaderTimeout,
+		ReadHeaderTimeout: d.cfg.ReadHeaderTimeout,
 		ReadTimeout:       d.cfg.ReadTimeout,
 		WriteTimeout:      d.cfg.WriteTimeout,
 		IdleTimeout:       d.cfg.IdleTimeout,
