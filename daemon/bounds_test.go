@@ -375,6 +375,25 @@ func TestWatchParameterBytes(t *testing.T) {
 	})
 }
 
+// trickle writes b to c every 100 ms, in a goroutine counted by wg,
+// until stop is closed or a write fails.
+func trickle(wg *sync.WaitGroup, c net.Conn, b string, stop <-chan struct{}) {
+	wg.Go(func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if _, err := io.WriteString(c, b); err != nil {
+					return
+				}
+			}
+		}
+	})
+}
+
 // TestSlowBodies attacks the read timeout: connections that send a body
 // one byte at a time (host reports, and watches, which need no token) are
 // answered and closed once ReadTimeout has passed, however long their body
@@ -396,22 +415,8 @@ func TestSlowBodies(t *testing.T) {
 		} else { // no token needed
 			fmt.Fprintf(c, "POST /v1/watch HTTP/1.1\r\nHost: cfg\r\nContent-Length: 1000\r\n\r\n")
 		}
-		wg.Add(2)
-		go func() { // a byte every 100 ms: 100 s for the body
-			defer wg.Done()
-			tick := time.NewTicker(100 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-					if _, err := c.Write([]byte(" ")); err != nil {
-						return
-					}
-				}
-			}
-		}()
+		wg.Add(1)
+		trickle(&wg, c, " ", stop) // 100 s for the body
 		go func() {
 			defer wg.Done()
 			c.SetReadDeadline(time.Now().Add(60 * time.Second))
@@ -455,22 +460,8 @@ func TestSlowHeaders(t *testing.T) {
 	for range n {
 		c := d.dialFrom("127.0.0.1")
 		fmt.Fprintf(c, "GET /v1/configs/a HTTP/1.1\r\nHost: cfg\r\nX-Slow: ")
-		wg.Add(2)
-		go func() { // a byte of the header every 100 ms, never its end
-			defer wg.Done()
-			tick := time.NewTicker(100 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-					if _, err := c.Write([]byte("x")); err != nil {
-						return
-					}
-				}
-			}
-		}()
+		wg.Add(1)
+		trickle(&wg, c, "x", stop) // the header, never its end
 		go func() {
 			defer wg.Done()
 			// Half the read timeout: only the header timeout closes the
