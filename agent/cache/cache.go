@@ -273,13 +273,14 @@ func Write(dir string, cv ConfigVersion) error {
 		return err
 	}
 	if isChecksum(old.SHA256) && old.SHA256 != m.SHA256 {
-		os.Remove(dataPath(dir, cv.Name, old.SHA256))
+		fsys.Remove(dataPath(dir, cv.Name, old.SHA256))
 	}
 	return nil
 }
 
 // Remove removes the named config from the cache: its metadata (which
-// commits the removal), then its data.
+// commits the removal, durably: the directory is synced before Remove
+// goes on), then its data.
 func Remove(dir, name string) error {
 	if err := repo.CheckName(name); err != nil {
 		return err
@@ -289,7 +290,7 @@ func Remove(dir, name string) error {
 	if raw, err := os.ReadFile(mp); err == nil {
 		old, _ = parseMeta(name, raw)
 	}
-	if err := os.Remove(mp); err != nil {
+	if err := fsys.Remove(mp); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
@@ -299,7 +300,7 @@ func Remove(dir, name string) error {
 		return err
 	}
 	if isChecksum(old.SHA256) {
-		os.Remove(dataPath(dir, name, old.SHA256))
+		fsys.Remove(dataPath(dir, name, old.SHA256))
 	}
 	return nil
 }
@@ -385,7 +386,7 @@ func Load(dir string) (Loaded, error) {
 	}
 	tmps, _ := filepath.Glob(filepath.Join(dir, tmpPrefix+"*"))
 	for _, p := range tmps {
-		os.Remove(p)
+		fsys.Remove(p)
 	}
 	live := map[string]bool{} // the data files metadata names
 	root := filepath.Join(dir, "meta")
@@ -400,7 +401,7 @@ func Load(dir string) (Loaded, error) {
 			return nil
 		}
 		if strings.HasPrefix(d.Name(), tmpPrefix) {
-			os.Remove(p)
+			fsys.Remove(p)
 			return nil
 		}
 		if !strings.HasSuffix(d.Name(), ".json") {
@@ -418,7 +419,7 @@ func Load(dir string) (Loaded, error) {
 				dmg.Path, dmg.Err = fe.path, fe.err
 			}
 			ld.Damaged = append(ld.Damaged, dmg)
-			os.Remove(p)
+			fsys.Remove(p)
 			return nil
 		}
 		if dataFile != "" {
@@ -457,7 +458,7 @@ func loadEntry(dir, name string) (ConfigVersion, string, error) {
 	}
 	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
 		// The data is in the earlier layout's file: move it.
-		if err := os.Rename(legacyDataPath(dir, name), p); err != nil {
+		if err := fsys.Rename(legacyDataPath(dir, name), p); err != nil {
 			return ConfigVersion{}, "", fmt.Errorf("converting the data file: %w", err)
 		}
 		if err := syncDir(filepath.Dir(p)); err != nil {
@@ -483,7 +484,7 @@ func collect(dir string, live map[string]bool) error {
 			return nil
 		}
 		if !live[p] {
-			os.Remove(p)
+			fsys.Remove(p)
 		}
 		return nil
 	})
@@ -499,7 +500,7 @@ func writeFile(dir, path string, data []byte) error {
 		return fmt.Errorf("writing cache: %w", err)
 	}
 	tmp := filepath.Join(filepath.Dir(path), tmpPrefix+filepath.Base(path)+"-"+strconv.FormatUint(rand.Uint64(), 36))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return fmt.Errorf("writing cache: %w", err)
 	}
@@ -511,10 +512,10 @@ func writeFile(dir, path string, data []byte) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = fsys.Rename(tmp, path)
 	}
 	if err != nil {
-		os.Remove(tmp)
+		fsys.Remove(tmp)
 		return fmt.Errorf("writing cache: %w", err)
 	}
 	return syncDir(filepath.Dir(path))
@@ -530,7 +531,7 @@ func mkdirAll(root, target string) error {
 	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		return fmt.Errorf("%s is outside the cache %s", target, root)
 	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	if err := fsys.MkdirAll(root, 0o755); err != nil {
 		return err
 	}
 	cur := root
@@ -539,7 +540,7 @@ func mkdirAll(root, target string) error {
 			continue
 		}
 		next := filepath.Join(cur, elem)
-		err := os.Mkdir(next, 0o755)
+		err := fsys.Mkdir(next, 0o755)
 		switch {
 		case err == nil:
 			if err := syncDir(cur); err != nil {
@@ -558,7 +559,7 @@ func mkdirAll(root, target string) error {
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	d, err := fsys.Open(dir)
 	if err != nil {
 		return fmt.Errorf("writing cache: %w", err)
 	}
@@ -571,3 +572,53 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+// fileSystem is what the cache does to the file system when it changes
+// it: every creation, write, sync, rename and removal of a file or
+// directory goes through fsys; reads use the os package directly.
+type fileSystem interface {
+	// OpenFile opens a file to write, as os.OpenFile does.
+	OpenFile(name string, flag int, perm fs.FileMode) (file, error)
+	// Open opens a directory to sync, as os.Open does.
+	Open(name string) (file, error)
+	Rename(oldpath, newpath string) error
+	Remove(name string) error
+	Mkdir(name string, perm fs.FileMode) error
+	MkdirAll(name string, perm fs.FileMode) error
+}
+
+// file is an open file or directory of a fileSystem.
+type file interface {
+	Write(b []byte) (int, error)
+	Sync() error
+	Close() error
+}
+
+// osFS is the file system, through the os package.
+type osFS struct{}
+
+func (osFS) OpenFile(name string, flag int, perm fs.FileMode) (file, error) {
+	f, err := os.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (osFS) Open(name string) (file, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (osFS) Rename(oldpath, newpath string) error         { return os.Rename(oldpath, newpath) }
+func (osFS) Remove(name string) error                     { return os.Remove(name) }
+func (osFS) Mkdir(name string, perm fs.FileMode) error    { return os.Mkdir(name, perm) }
+func (osFS) MkdirAll(name string, perm fs.FileMode) error { return os.MkdirAll(name, perm) }
+
+// fsys is the file system the cache changes. A test replaces it with one
+// that also keeps what a power loss would leave
+// (TestWritesSurvivePowerLoss).
+var fsys fileSystem = osFS{}
