@@ -26,7 +26,7 @@ import (
 // proc is a background cfg process.
 type proc struct {
 	cmd  *exec.Cmd
-	logs *bytes.Buffer
+	logs *syncBuffer
 	done chan struct{}
 }
 
@@ -58,7 +58,7 @@ func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, logs: &logs.Buffer, done: make(chan struct{})}
+	p := &proc{cmd: cmd, logs: logs, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		p.kill()
@@ -69,6 +69,13 @@ func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
 		}
 	})
 	return p
+}
+
+// output returns what the process wrote so far, stdout and stderr.
+func (p *proc) output() string {
+	p.logs.mu.Lock()
+	defer p.logs.mu.Unlock()
+	return p.logs.String()
 }
 
 // kill ends the process with SIGKILL, as a crash would.

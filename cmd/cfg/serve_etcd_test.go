@@ -1,9 +1,15 @@
 package main
 
 import (
+	"encoding/binary"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -72,5 +78,87 @@ func TestServeEtcd(t *testing.T) {
 	body, _, _ := httpGet(other + "/v1/configs/feed/cache_job")
 	if !strings.Contains(body, "40000") {
 		t.Errorf("feed/cache_job after the takeover: %s", body)
+	}
+}
+
+// TestServeEtcdGRPCLog runs cfg serve --etcd against a server that
+// answers the etcd client's connections as an HTTP/2 server starts to
+// (SETTINGS), then sends a frame of a type HTTP/2 does not define, then
+// tells the client it pings too often (GOAWAY, ENHANCE_YOUR_CALM,
+// "too_many_pings"). gRPC logs the GOAWAY as an error, on the client side,
+// and the unknown frame only at verbosity 2. The daemon's stderr has the
+// error as a line of the daemon's log with logger=grpc, and every line of
+// it is in the daemon's format (none in gRPC's, none in JSON), with no
+// info or warning of gRPC's and not the verbose line; with
+// ETCD_CLIENT_DEBUG set too.
+func TestServeEtcdGRPCLog(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	// frame is an HTTP/2 frame on stream 0, without flags.
+	frame := func(typ byte, payload []byte) []byte {
+		n := len(payload)
+		return append([]byte{byte(n >> 16), byte(n >> 8), byte(n), typ, 0, 0, 0, 0, 0}, payload...)
+	}
+	goAway := binary.BigEndian.AppendUint32(nil, 0)     // the last stream: none
+	goAway = binary.BigEndian.AppendUint32(goAway, 0xb) // ENHANCE_YOUR_CALM
+	goAway = append(goAway, "too_many_pings"...)
+	var frames []byte
+	frames = append(frames, frame(0x4, nil)...) // SETTINGS
+	frames = append(frames, frame(0xff, nil)...)
+	frames = append(frames, frame(0x7, goAway)...) // GOAWAY
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := c.Write(frames); err == nil {
+					io.Copy(io.Discard, c) // until the client closes
+				}
+			}()
+		}
+	}()
+
+	const goAwayMsg = "Client received GoAway with error code ENHANCE_YOUR_CALM"
+	want := regexp.MustCompile(`(?m)^time=\S+ level=ERROR msg="\[transport\] ` + goAwayMsg + ` and debug data equal to ASCII \\"too_many_pings\\"\." logger=grpc$`)
+	ownFormat := regexp.MustCompile(`^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (INFO|WARNING|ERROR|FATAL): `)
+	// gRPC's variables as gRPC's default reads them unset; and with
+	// ETCD_CLIENT_DEBUG, with which etcd's client installs a JSON logger
+	// of its own for gRPC when the process starts.
+	for _, debug := range []string{"", "info"} {
+		t.Run("ETCD_CLIENT_DEBUG="+debug, func(t *testing.T) {
+			cmd := exec.Command("cfg", "serve", "--repo", t.TempDir(), "--etcd", "http://"+ln.Addr().String(),
+				"--etcd-dial-timeout", "10m", "--listen", "127.0.0.1:0")
+			cmd.Dir = t.TempDir()
+			cmd.Env = append(os.Environ(), "CFG_TOKEN=e2e-token", "GRPC_GO_LOG_SEVERITY_LEVEL=", "GRPC_GO_LOG_VERBOSITY_LEVEL=", "ETCD_CLIENT_DEBUG="+debug)
+			p := startCmd(t, cmd)
+			eventually(t, time.Minute, "gRPC's error about the GOAWAY", func() bool { return strings.Contains(p.output(), goAwayMsg) })
+			p.kill()
+			out := p.output()
+			if !want.MatchString(out) {
+				t.Errorf("the daemon's log has no line of gRPC's error in its format, want one matching %s:\n%s", want, out)
+			}
+			for line := range strings.Lines(out) {
+				switch {
+				case ownFormat.MatchString(line):
+					t.Errorf("a line in gRPC's own format: %s", line)
+				case !strings.HasPrefix(line, "time="):
+					t.Errorf("a line not in the daemon's format: %s", line)
+				case strings.Contains(line, "logger=grpc") && !strings.Contains(line, " level=ERROR "):
+					t.Errorf("a line of gRPC's below its errors: %s", line)
+				case strings.Contains(line, "unhandled frame type"):
+					t.Errorf("gRPC's line of verbosity 2: %s", line)
+				}
+			}
+		})
 	}
 }

@@ -187,6 +187,7 @@ func runServe(f *Factory, cmd *cobra.Command, opts *ServeOptions) error {
 		MaxWatchBytesPerAddress: opts.MaxWatchBytesPerAddress,
 	}
 	if len(opts.Etcd.Endpoints) > 0 {
+		installGRPCLog(log.Handler())
 		st, closeStore, err := opts.Etcd.open(cmd.Context(), log)
 		if err != nil {
 			return infraError(err)

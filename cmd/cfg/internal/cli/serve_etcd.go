@@ -8,12 +8,18 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zapgrpc"
+	"google.golang.org/grpc/grpclog"
 
 	"github.com/cfg-dev/cfg/daemon"
 	"github.com/cfg-dev/cfg/internal/slogzap"
@@ -156,6 +162,62 @@ func (o *EtcdOptions) open(ctx context.Context, log *slog.Logger) (*store.Etcd, 
 	}
 	return st, func() { st.Close(); cli.Close() }, nil
 }
+
+// grpcLogOnce installs gRPC's logger once in a process.
+var grpcLogOnce sync.Once
+
+// installGRPCLog makes gRPC's process-wide logger (grpclog), which the
+// etcd client's connections log through, grpcLogger(h, os.Getenv). cfg
+// serve calls it when the daemon uses etcd, before the client is made:
+// grpclog.SetLoggerV2 must come before any use of gRPC and never beside
+// one, so it is done once in a process, by the first call, and not in
+// open, which tests call while others use gRPC.
+//
+// The etcd client's package, when it is initialized with
+// ETCD_CLIENT_DEBUG set, installs a logger of its own (JSON on stderr);
+// this installation comes later and replaces it, so ETCD_CLIENT_DEBUG
+// changes nothing in cfg serve's log: gRPC's own variables do
+// (grpcLogger).
+func installGRPCLog(h slog.Handler) {
+	grpcLogOnce.Do(func() { grpclog.SetLoggerV2(grpcLogger(h, os.Getenv)) })
+}
+
+// grpcLogger returns a gRPC logger writing to h, as lines of the daemon's
+// log with the attribute logger=grpc, through zap's adapter (zapgrpc).
+// It writes what gRPC's default logger writes to stderr, read from the
+// same variables: GRPC_GO_LOG_SEVERITY_LEVEL unset or "error", errors
+// and fatal errors; "warning", warnings too; "info", info too; any other
+// value, nothing. Its V reports GRPC_GO_LOG_VERBOSITY_LEVEL (default 0)
+// as gRPC's does; zapgrpc's own V answers with the severity instead, and
+// would let through the verbose lines that gRPC guards with V(2).
+// GRPC_GO_LOG_FORMATTER is not read: the format is h's. A fatal error is
+// an error line (level=ERROR), and the process still exits with status 1
+// (zap exits after writing it, and grpclog exits after calling it).
+func grpcLogger(h slog.Handler, getenv func(string) string) grpclog.LoggerV2 {
+	var level zapcore.Level
+	switch getenv("GRPC_GO_LOG_SEVERITY_LEVEL") {
+	case "", "ERROR", "error":
+		level = zapcore.ErrorLevel
+	case "WARNING", "warning":
+		level = zapcore.WarnLevel
+	case "INFO", "info":
+		level = zapcore.InfoLevel
+	default:
+		level = zapcore.InvalidLevel // above fatal: nothing
+	}
+	v, _ := strconv.Atoi(getenv("GRPC_GO_LOG_VERBOSITY_LEVEL"))
+	lg := slogzap.Logger(h).Named("grpc").WithOptions(zap.IncreaseLevel(level))
+	return grpcLog{zapgrpc.NewLogger(lg), v}
+}
+
+// grpcLog is zapgrpc's logger with gRPC's meaning of V: V(n) is whether
+// the verbosity is at least n.
+type grpcLog struct {
+	*zapgrpc.Logger
+	verbosity int
+}
+
+func (l grpcLog) V(n int) bool { return n <= l.verbosity }
 
 // memberName names the daemon serving on addr in the publisher's
 // election: its host name and the port it serves on (the address itself

@@ -1,19 +1,23 @@
 package cli
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +26,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/grpclog"
 
 	"github.com/cfg-dev/cfg/internal/syncbuf"
 )
@@ -201,4 +206,94 @@ func freePorts(t *testing.T, n int) []int {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports
+}
+
+// TestGRPCLogger logs through the logger cfg serve --etcd gives gRPC, at
+// each of gRPC's severities and with each of their forms (Print, Printf,
+// Println), under GRPC_GO_LOG_SEVERITY_LEVEL and
+// GRPC_GO_LOG_VERBOSITY_LEVEL: it writes the severities gRPC's default
+// logger writes, as lines of the daemon's log with logger=grpc, and V
+// reports the verbosity as gRPC's default does.
+func TestGRPCLogger(t *testing.T) {
+	all := []string{"INFO", "WARN", "ERROR"}
+	for _, tc := range []struct {
+		severity, verbosity string
+		want                []string // the levels written
+		v                   int      // the highest level V reports
+	}{
+		{"", "", []string{"ERROR"}, 0},
+		{"error", "", []string{"ERROR"}, 0},
+		{"ERROR", "", []string{"ERROR"}, 0},
+		{"warning", "", []string{"WARN", "ERROR"}, 0},
+		{"WARNING", "", []string{"WARN", "ERROR"}, 0},
+		{"info", "", all, 0},
+		{"INFO", "", all, 0},
+		{"Info", "", nil, 0},
+		{"fatal", "", nil, 0},
+		{"", "2", []string{"ERROR"}, 2},
+		{"info", "99", all, 99},
+		{"", "x", []string{"ERROR"}, 0},
+	} {
+		name := fmt.Sprintf("GRPC_GO_LOG_SEVERITY_LEVEL=%s GRPC_GO_LOG_VERBOSITY_LEVEL=%s", tc.severity, tc.verbosity)
+		env := map[string]string{"GRPC_GO_LOG_SEVERITY_LEVEL": tc.severity, "GRPC_GO_LOG_VERBOSITY_LEVEL": tc.verbosity}
+		var buf bytes.Buffer
+		// The daemon's handler, without the time.
+		h := slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}})
+		l := grpcLogger(h, func(k string) string { return env[k] })
+		l.Info("info", 1)
+		l.Infof("info %d", 2)
+		l.Infoln("info", 3)
+		l.Warning("warning", 1)
+		l.Warningf("warning %d", 2)
+		l.Warningln("warning", 3)
+		l.Error("error", 1)
+		l.Errorf("error %d", 2)
+		l.Errorln("error", 3)
+		var want strings.Builder
+		for _, level := range tc.want {
+			msg := map[string]string{"INFO": "info", "WARN": "warning", "ERROR": "error"}[level]
+			fmt.Fprintf(&want, "level=%s msg=%s1 logger=grpc\n", level, msg)
+			fmt.Fprintf(&want, "level=%s msg=\"%s 2\" logger=grpc\n", level, msg)
+			fmt.Fprintf(&want, "level=%s msg=\"%s 3\" logger=grpc\n", level, msg)
+		}
+		if got := buf.String(); got != want.String() {
+			t.Errorf("%s: wrote\n%s\nwant\n%s", name, got, want.String())
+		}
+		for n := range 4 {
+			if got := l.V(n); got != (n <= tc.v) {
+				t.Errorf("%s: V(%d) = %v, want %v", name, n, got, !got)
+			}
+		}
+		if l.V(tc.v + 1) {
+			t.Errorf("%s: V(%d) = true, want false", name, tc.v+1)
+		}
+	}
+}
+
+// TestGRPCLogFatal runs, in a process of its own, a fatal error of gRPC's
+// through the logger installGRPCLog installs: it is an error line of the
+// daemon's log with logger=grpc, and the process exits with status 1.
+func TestGRPCLogFatal(t *testing.T) {
+	const child = "CFG_TEST_GRPC_LOG_FATAL"
+	if os.Getenv(child) == "1" {
+		installGRPCLog(slog.NewTextHandler(os.Stderr, nil))
+		grpclog.Fatalf("fatal %d", 1)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestGRPCLogFatal$")
+	cmd.Env = append(os.Environ(), child+"=1", "GRPC_GO_LOG_SEVERITY_LEVEL=")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Errorf("the process ended with %v, want exit status 1", err)
+	}
+	if want := regexp.MustCompile(`(?m)^time=\S+ level=ERROR msg="fatal 1" logger=grpc$`); !want.MatchString(stderr.String()) {
+		t.Errorf("stderr has no line matching %s:\n%s", want, stderr.String())
+	}
 }
