@@ -95,6 +95,8 @@ func TestOpenInUse(t *testing.T) {
 // TestStagedAppend appends revisions bigger than one write transaction
 // holds: one cut short by an error, which leaves nothing visible, and
 // then the same number again, which does not see what the first left.
+// Each is written in as many transactions as stageBytes makes: one
+// takes configs until their data (with their keys) reaches stageBytes.
 func TestStagedAppend(t *testing.T) {
 	defer func(n, m int) { stageBytes, walBytes = n, m }(stageBytes, walBytes)
 	stageBytes = 100
@@ -104,20 +106,52 @@ func TestStagedAppend(t *testing.T) {
 	s := openTest(t, path)
 	mustAppend(t, s, newRev(1, cv("a", "a1"), cv("z", "z1")))
 
+	// staged returns how many transactions stageBytes makes of configs
+	// written as revision n: the last is the one that commits it.
+	staged := func(n int64, configs []ConfigVersion) int {
+		txs, size := 1, 0
+		for _, c := range configs {
+			if size >= stageBytes {
+				txs, size = txs+1, 0
+			}
+			size += len(c.Data) + len(historyKey(c.Name, n))
+		}
+		return txs
+	}
+	// committed is the id of the store's last committed write
+	// transaction, once what the log holds is in the bolt file.
+	committed := func() int {
+		if err := s.settle(); err != nil {
+			t.Fatal(err)
+		}
+		var id int
+		s.view(func(tx *bolt.Tx) error { id = tx.ID(); return nil })
+		return id
+	}
+
 	broken := errors.New("reading the commit: broken pipe")
+	var failing []ConfigVersion
+	for i := range 40 {
+		failing = append(failing, cv(fmt.Sprintf("m/%02d", i), strings.Repeat("x", 30)))
+	}
+	failing = append(failing, cv("a", "a2"))
+	before := committed()
 	var yielded int
 	err := s.Append(ctx, Revision{Number: 2, Commit: "c2"}, func(yield func(ConfigVersion, error) bool) {
-		for i := range 40 {
+		for _, c := range failing {
 			yielded++
-			if !yield(cv(fmt.Sprintf("m/%02d", i), strings.Repeat("x", 30)), nil) {
+			if !yield(c, nil) {
 				return
 			}
 		}
-		yield(cv("a", "a2"), nil)
 		yield(ConfigVersion{}, broken)
 	})
 	if !errors.Is(err, broken) || err.Error() != "appending revision 2: reading the commit: broken pipe" {
 		t.Fatalf("Append with a failing iterator: %v", err)
+	}
+	// All but the transaction the error came in were committed.
+	if got, want := committed()-before, staged(2, failing)-1; got != want || want < 10 {
+		t.Errorf("the failed Append committed %d transactions, want %d", got, want)
 	}
 	// Several transactions were committed, and none of it shows.
 	if info, _ := s.Latest(ctx); info.Number != 1 {
@@ -145,7 +179,12 @@ func TestStagedAppend(t *testing.T) {
 	for i := range 20 {
 		big = append(big, cv(fmt.Sprintf("n/%02d", i), strings.Repeat("y", 30)))
 	}
-	mustAppend(t, s, newRev(2, append(big, cv("z", ""))...))
+	big = append(big, cv("z", ""))
+	before = committed()
+	mustAppend(t, s, newRev(2, big...))
+	if got, want := committed()-before, staged(2, big); got != want || want < 5 {
+		t.Errorf("the second Append committed %d transactions, want %d", got, want)
+	}
 	if _, got := snapshot(t, s, Select("a", "m/00", "n/19", "z")); !cmp.Equal(got, []string{"a@1=a1", "n/19@2=" + strings.Repeat("y", 30)}) {
 		t.Errorf("Snapshot after the second Append: %q", got)
 	}
