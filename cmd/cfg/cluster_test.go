@@ -84,10 +84,14 @@ type clusterFleet struct {
 	etcd    *etcdproc.Cluster
 	urls    []string // the daemons' base URLs
 	daemons []*proc  // nil while killed
+	stopped []bool   // stopped with SIGSTOP
 	commits int      // commits made by commit
 }
 
 const clusterDaemons = 3
+
+// clusterPrefix is the daemons' --etcd-prefix.
+const clusterPrefix = "/cfg-e2e/"
 
 func startClusterFleet(t *testing.T) *clusterFleet {
 	t.Helper()
@@ -119,6 +123,7 @@ func startClusterFleet(t *testing.T) *clusterFleet {
 	})
 	for i := range clusterDaemons {
 		c.daemons = append(c.daemons, nil)
+		c.stopped = append(c.stopped, false)
 		c.urls = append(c.urls, "")
 		c.startDaemon(t, i)
 	}
@@ -150,7 +155,7 @@ func (c *clusterFleet) startDaemon(t *testing.T, i int) {
 	}
 	addrFile := filepath.Join(c.work, fmt.Sprintf("d%d.addr", i))
 	os.Remove(addrFile)
-	c.daemons[i] = start(c.top, c.work, "serve", "--repo", c.repo, "--etcd", strings.Join(c.etcd.Endpoints, ","), "--etcd-prefix", "/cfg-e2e/",
+	c.daemons[i] = start(c.top, c.work, "serve", "--repo", c.repo, "--etcd", strings.Join(c.etcd.Endpoints, ","), "--etcd-prefix", clusterPrefix,
 		"--etcd-election-ttl", "2s",
 		"--listen", listen, "--addr-file", addrFile, "--poll", "100ms", "--heartbeat", "500ms")
 	c.urls[i] = addr(t, addrFile)
@@ -163,7 +168,25 @@ func (c *clusterFleet) startDaemon(t *testing.T, i int) {
 // kill kills daemon i with SIGKILL.
 func (c *clusterFleet) kill(i int) {
 	c.daemons[i].kill()
-	c.daemons[i] = nil
+	c.daemons[i], c.stopped[i] = nil, false
+}
+
+// stop stops daemon i with SIGSTOP: it is not up until cont.
+func (c *clusterFleet) stop(t *testing.T, i int) {
+	t.Helper()
+	if err := c.daemons[i].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	c.stopped[i] = true
+}
+
+// cont resumes daemon i, stopped by stop, with SIGCONT.
+func (c *clusterFleet) cont(t *testing.T, i int) {
+	t.Helper()
+	if err := c.daemons[i].cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	c.stopped[i] = false
 }
 
 // hostsOf returns the hosts daemon url lists.
@@ -193,20 +216,20 @@ func (c *clusterFleet) latest(i int) int64 {
 	return latest.Revision
 }
 
-// up returns the daemons running.
+// up returns the daemons running: neither killed nor stopped.
 func (c *clusterFleet) up() []int {
 	var up []int
 	for i, d := range c.daemons {
-		if d != nil {
+		if d != nil && !c.stopped[i] {
 			up = append(up, i)
 		}
 	}
 	return up
 }
 
-// publisher returns the daemon that publishes, as every running daemon
-// names it on /healthz (by host and port), waiting for them to agree on
-// one.
+// publisher returns the daemon that publishes, as every daemon up names
+// it on /healthz (by host and port), waiting for them to agree on one that
+// is up.
 func (c *clusterFleet) publisher(t *testing.T) int {
 	t.Helper()
 	named := regexp.MustCompile(`^ok: (?:publishing as|following the store, published by) \S*:(\d+)\n$`)
@@ -220,7 +243,7 @@ func (c *clusterFleet) publisher(t *testing.T) int {
 				return false
 			}
 			got := slices.IndexFunc(c.urls, func(u string) bool { return strings.HasSuffix(u, ":"+m[1]) })
-			if got < 0 || p >= 0 && got != p || c.daemons[got] == nil {
+			if got < 0 || p >= 0 && got != p || !slices.Contains(c.up(), got) {
 				return false
 			}
 			p = got
@@ -564,19 +587,13 @@ func TestCluster(t *testing.T) {
 		// that its agents are behind when it is killed: they must fetch
 		// what they missed from the daemon they fail over to.
 		t.Logf("agents %v stream from daemon %d, which is stopped, then killed", moved, victim)
-		if err := c.daemons[victim].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-			t.Fatal(err)
-		}
+		c.stop(t, victim)
 		var g string
 		for range 2 {
 			g = c.commit(t)
 			head++
 		}
-		for _, i := range c.up() {
-			if i != victim {
-				eventually(t, 30*time.Second, fmt.Sprintf("daemon %d to serve revision %d", i, head), func() bool { return c.latest(i) == head })
-			}
-		}
+		c.waitLatest(t, head)
 		c.kill(victim)
 		c.waitAgents(t, g)
 		for _, i := range moved {
