@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -14,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/cfg-dev/cfg/canary"
 	"github.com/cfg-dev/cfg/internal/etcdproc"
@@ -84,10 +90,14 @@ type clusterFleet struct {
 	etcd    *etcdproc.Cluster
 	urls    []string // the daemons' base URLs
 	daemons []*proc  // nil while killed
+	stopped []bool   // stopped with SIGSTOP
 	commits int      // commits made by commit
 }
 
 const clusterDaemons = 3
+
+// clusterPrefix is the daemons' --etcd-prefix.
+const clusterPrefix = "/cfg-e2e/"
 
 func startClusterFleet(t *testing.T) *clusterFleet {
 	t.Helper()
@@ -119,6 +129,7 @@ func startClusterFleet(t *testing.T) *clusterFleet {
 	})
 	for i := range clusterDaemons {
 		c.daemons = append(c.daemons, nil)
+		c.stopped = append(c.stopped, false)
 		c.urls = append(c.urls, "")
 		c.startDaemon(t, i)
 	}
@@ -150,7 +161,7 @@ func (c *clusterFleet) startDaemon(t *testing.T, i int) {
 	}
 	addrFile := filepath.Join(c.work, fmt.Sprintf("d%d.addr", i))
 	os.Remove(addrFile)
-	c.daemons[i] = start(c.top, c.work, "serve", "--repo", c.repo, "--etcd", strings.Join(c.etcd.Endpoints, ","), "--etcd-prefix", "/cfg-e2e/",
+	c.daemons[i] = start(c.top, c.work, "serve", "--repo", c.repo, "--etcd", strings.Join(c.etcd.Endpoints, ","), "--etcd-prefix", clusterPrefix,
 		"--etcd-election-ttl", "2s",
 		"--listen", listen, "--addr-file", addrFile, "--poll", "100ms", "--heartbeat", "500ms")
 	c.urls[i] = addr(t, addrFile)
@@ -163,7 +174,25 @@ func (c *clusterFleet) startDaemon(t *testing.T, i int) {
 // kill kills daemon i with SIGKILL.
 func (c *clusterFleet) kill(i int) {
 	c.daemons[i].kill()
-	c.daemons[i] = nil
+	c.daemons[i], c.stopped[i] = nil, false
+}
+
+// stop stops daemon i with SIGSTOP: it is not up until cont.
+func (c *clusterFleet) stop(t *testing.T, i int) {
+	t.Helper()
+	if err := c.daemons[i].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	c.stopped[i] = true
+}
+
+// cont resumes daemon i, stopped by stop, with SIGCONT.
+func (c *clusterFleet) cont(t *testing.T, i int) {
+	t.Helper()
+	if err := c.daemons[i].cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	c.stopped[i] = false
 }
 
 // hostsOf returns the hosts daemon url lists.
@@ -193,20 +222,20 @@ func (c *clusterFleet) latest(i int) int64 {
 	return latest.Revision
 }
 
-// up returns the daemons running.
+// up returns the daemons running: neither killed nor stopped.
 func (c *clusterFleet) up() []int {
 	var up []int
 	for i, d := range c.daemons {
-		if d != nil {
+		if d != nil && !c.stopped[i] {
 			up = append(up, i)
 		}
 	}
 	return up
 }
 
-// publisher returns the daemon that publishes, as every running daemon
-// names it on /healthz (by host and port), waiting for them to agree on
-// one.
+// publisher returns the daemon that publishes, as every daemon up names
+// it on /healthz (by host and port), waiting for them to agree on one that
+// is up.
 func (c *clusterFleet) publisher(t *testing.T) int {
 	t.Helper()
 	named := regexp.MustCompile(`^ok: (?:publishing as|following the store, published by) \S*:(\d+)\n$`)
@@ -220,7 +249,7 @@ func (c *clusterFleet) publisher(t *testing.T) int {
 				return false
 			}
 			got := slices.IndexFunc(c.urls, func(u string) bool { return strings.HasSuffix(u, ":"+m[1]) })
-			if got < 0 || p >= 0 && got != p || c.daemons[got] == nil {
+			if got < 0 || p >= 0 && got != p || !slices.Contains(c.up(), got) {
 				return false
 			}
 			p = got
@@ -564,19 +593,13 @@ func TestCluster(t *testing.T) {
 		// that its agents are behind when it is killed: they must fetch
 		// what they missed from the daemon they fail over to.
 		t.Logf("agents %v stream from daemon %d, which is stopped, then killed", moved, victim)
-		if err := c.daemons[victim].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-			t.Fatal(err)
-		}
+		c.stop(t, victim)
 		var g string
 		for range 2 {
 			g = c.commit(t)
 			head++
 		}
-		for _, i := range c.up() {
-			if i != victim {
-				eventually(t, 30*time.Second, fmt.Sprintf("daemon %d to serve revision %d", i, head), func() bool { return c.latest(i) == head })
-			}
-		}
+		c.waitLatest(t, head)
 		c.kill(victim)
 		c.waitAgents(t, g)
 		for _, i := range moved {
@@ -604,4 +627,271 @@ func TestCluster(t *testing.T) {
 			t.Errorf("web-%d's local watch saw revisions %v, want %v", i+1, got, want)
 		}
 	}
+}
+
+// storeWatch is an etcd watch of the keys of the cluster's store (the
+// layout of store/doc.go) from changes/ to revs/: the configs' entries
+// (changes/, history/), the claims of Appends (meta/append), the
+// candidates of the publisher's election (publisher/) and the revisions'
+// records (revs/). One watch, so that its events come in the order etcd
+// made them.
+type storeWatch struct {
+	cli     *clientv3.Client
+	events  clientv3.WatchChan
+	pending []*clientv3.Event // received, not read yet
+	seen    []*clientv3.Event // read so far
+}
+
+// watchStore watches the store from now on.
+func (c *clusterFleet) watchStore(t *testing.T) *storeWatch {
+	t.Helper()
+	cli, err := c.etcd.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); cli.Close() })
+	w := &storeWatch{cli: cli}
+	w.events = cli.Watch(ctx, clusterPrefix+"changes/", clientv3.WithRange(clusterPrefix+"revs0"), clientv3.WithPrevKV(), clientv3.WithRev(w.etcdNow(t)+1))
+	return w
+}
+
+// etcdNow returns etcd's revision now: the changes made after the call
+// have later ones.
+func (w *storeWatch) etcdNow(t *testing.T) int64 {
+	t.Helper()
+	resp, err := w.cli.Get(context.Background(), clusterPrefix+"revs/", clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Header.Revision
+}
+
+// next reads events until one that match takes, and returns it.
+func (w *storeWatch) next(t *testing.T, what string, match func(*clientv3.Event) bool) *clientv3.Event {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		for len(w.pending) > 0 {
+			ev := w.pending[0]
+			w.pending = w.pending[1:]
+			w.seen = append(w.seen, ev)
+			if match(ev) {
+				return ev
+			}
+		}
+		select {
+		case resp, ok := <-w.events:
+			if !ok || resp.Err() != nil {
+				t.Fatalf("watching the store for %s: %v", what, resp.Err())
+			}
+			w.pending = resp.Events
+		case <-deadline:
+			t.Fatalf("timed out watching the store for %s", what)
+		}
+	}
+}
+
+// storeKey returns the key of ev within its bucket, if the bucket is b.
+func storeKey(ev *clientv3.Event, b string) ([]byte, bool) {
+	k, ok := bytes.CutPrefix(ev.Kv.Key, []byte(clusterPrefix+b+"/"))
+	return k, ok
+}
+
+// isClaim reports whether ev is an Append's claim, and of which revision:
+// the claim's value starts with the revision's number, 8 bytes big endian.
+func isClaim(ev *clientv3.Event) (int64, bool) {
+	if ev.Type != clientv3.EventTypePut || string(ev.Kv.Key) != clusterPrefix+"meta/append" || len(ev.Kv.Value) < 8 {
+		return 0, false
+	}
+	return int64(binary.BigEndian.Uint64(ev.Kv.Value)), true
+}
+
+// isRecord reports whether ev adds or changes a revision's record (its
+// key, the number, 8 bytes big endian), and which.
+func isRecord(ev *clientv3.Event) (int64, bool) {
+	k, ok := storeKey(ev, "revs")
+	if !ok || ev.Type != clientv3.EventTypePut || len(k) != 8 {
+		return 0, false
+	}
+	return int64(binary.BigEndian.Uint64(k)), true
+}
+
+// isEntry reports whether ev writes or removes a config's entry, and of
+// which revision: changes/REV NAME, or history/NAME 0x00 REV.
+func isEntry(ev *clientv3.Event) (int64, bool) {
+	if k, ok := storeKey(ev, "changes"); ok && len(k) > 8 {
+		return int64(binary.BigEndian.Uint64(k)), true
+	}
+	if k, ok := storeKey(ev, "history"); ok && len(k) > 9 {
+		return int64(binary.BigEndian.Uint64(k[len(k)-8:])), true
+	}
+	return 0, false
+}
+
+// candidacy reports whether ev adds (true) or removes (false) daemon i's
+// candidacy in the publisher's election: its key under publisher/, whose
+// value names the daemon (HOST:PORT).
+func (c *clusterFleet) candidacy(ev *clientv3.Event, i int, added bool) bool {
+	kv := ev.Kv
+	if !added {
+		kv = ev.PrevKv
+	}
+	if _, ok := storeKey(ev, "publisher"); !ok || kv == nil || (ev.Type == clientv3.EventTypePut) != added {
+		return false
+	}
+	member := string(kv.Value)
+	return strings.HasSuffix(c.urls[i], member[strings.LastIndex(member, ":"):])
+}
+
+// TestClusterPausedPublisher attacks "two daemons publish at once (one
+// paused past its lease)", with the daemons' processes. A batch of
+// commits lands at once. The publisher is stopped (SIGSTOP) as it claims
+// the first revision of it, in the middle of its append; the daemon
+// elected once its lease runs out is stopped as it claims its own first
+// revision (the same one, if the first was stopped in time). Each holds
+// commits it has not published; the third daemon is killed, so that none
+// publishes. The first is resumed (SIGCONT) while the second still holds
+// the leadership, and a commit is made: its tailer goes on where it
+// stopped until the daemon finds its lease gone, and, elected again once
+// the second's lease runs out, it publishes the rest, the revision the
+// second was appending first. The second, resumed, follows. In etcd,
+// every claim is of the revision after the last recorded, each
+// revision's record is added once, in order, and no revision's entries
+// change once it is recorded (the daemons compact nothing); every daemon,
+// the third started again among them, serves the same revisions, one per
+// commit of the branch, and every agent the last commit.
+func TestClusterPausedPublisher(t *testing.T) {
+	skipUnderRace(t)
+	t.Parallel()
+	c := startClusterFleet(t)
+	from := c.latest(0)
+	p := c.publisher(t)
+	q, r := (p+1)%clusterDaemons, (p+2)%clusterDaemons
+	c.kill(r)
+	w := c.watchStore(t)
+
+	// The batch, made on a branch of its own, lands on main at once: the
+	// publisher appends it one revision after the other. The watch is
+	// read as main moves, so that the publisher stops at once.
+	const batch = 12
+	c.git(t, "checkout", "-q", "-b", "batch")
+	for range batch {
+		c.commit(t)
+	}
+	move := exec.Command("git", "-C", c.repo, "update-ref", "refs/heads/main", "refs/heads/batch")
+	if err := move.Start(); err != nil {
+		t.Fatal(err)
+	}
+	claim := func(ev *clientv3.Event) bool { _, ok := isClaim(ev); return ok }
+	w.next(t, "the publisher's first claim", claim)
+	c.stop(t, p)
+	if err := move.Wait(); err != nil {
+		t.Fatalf("git update-ref: %v", err)
+	}
+	c.git(t, "checkout", "-q", "main")
+	lostP := w.next(t, fmt.Sprintf("daemon %d's lease to run out", p), func(ev *clientv3.Event) bool { return c.candidacy(ev, p, false) }).Kv.ModRevision
+	w.next(t, fmt.Sprintf("daemon %d's first claim", q), claim)
+	c.stop(t, q)
+	resumed := w.etcdNow(t)
+	c.cont(t, p)
+	g := c.commit(t)
+	head := from + batch + 1
+	lostQ := w.next(t, fmt.Sprintf("daemon %d's lease to run out", q), func(ev *clientv3.Event) bool { return c.candidacy(ev, q, false) }).Kv.ModRevision
+	if lostQ < resumed {
+		t.Fatalf("daemon %d's lease ran out before daemon %d was resumed: the test proves nothing", q, p)
+	}
+	c.waitLatest(t, head) // daemon p's, the only one up
+	c.cont(t, q)
+	// Daemon q campaigns again once it has given up what it was doing.
+	w.next(t, fmt.Sprintf("daemon %d to campaign again", q), func(ev *clientv3.Event) bool { return c.candidacy(ev, q, true) })
+	c.startDaemon(t, r)
+	c.waitLatest(t, head)
+
+	// In etcd: each claim of the revision after the last recorded (a
+	// claim of another would remove the entries of recorded revisions,
+	// or skip one); each revision's record added once, in order, the last
+	// by daemon p elected again; no revision's entries written or removed
+	// once it is recorded.
+	terms := []struct {
+		name            string
+		until           int64   // the etcd revision its leadership ended at
+		claims, appends []int64 // the revisions claimed, and appended
+	}{{name: fmt.Sprintf("daemon %d", p), until: lostP}, {name: fmt.Sprintf("daemon %d", q), until: lostQ}, {name: fmt.Sprintf("daemon %d elected again", p), until: math.MaxInt64}}
+	next := from + 1 // the revision after the last recorded
+	for _, ev := range w.seen {
+		k := 0
+		for ev.Kv.ModRevision > terms[k].until {
+			k++
+		}
+		term := &terms[k]
+		if n, ok := isClaim(ev); ok {
+			term.claims = append(term.claims, n)
+			if n != next {
+				t.Errorf("revision %d claimed after revision %d was recorded", n, next-1)
+			}
+			if k == 1 && ev.Kv.ModRevision > resumed {
+				t.Logf("revision %d claimed after daemon %d was resumed, while daemon %d, stopped, held the leadership", n, p, q)
+			}
+		}
+		if n, ok := isEntry(ev); ok && n < next {
+			t.Errorf("revision %d's entry %q %s after the revision was recorded", n, ev.Kv.Key, map[bool]string{true: "written", false: "removed"}[ev.Type == clientv3.EventTypePut])
+		}
+		n, ok := isRecord(ev)
+		if !ok {
+			continue
+		}
+		term.appends = append(term.appends, n)
+		if n != next || ev.Kv.Version != 1 {
+			t.Errorf("revision %d's record written (version %d) after revision %d's", n, ev.Kv.Version, next-1)
+		}
+		next = max(next, n+1)
+	}
+	if next != head+1 {
+		t.Errorf("records added up to revision %d, want %d", next-1, head)
+	}
+	if appends := terms[2].appends; len(appends) == 0 || appends[len(appends)-1] != head {
+		t.Errorf("daemon %d, elected again, appended revisions %v, want the last, %d, among them", p, appends, head)
+	}
+	for _, term := range terms {
+		t.Logf("%s: claims of revisions %v, records of %v", term.name, term.claims, term.appends)
+	}
+
+	if got := c.publisher(t); got != p {
+		t.Errorf("daemon %d publishes, want daemon %d, resumed and elected again", got, p)
+	}
+	c.checkRevisions(t, head)
+	// One revision per commit of main since revision from's, in order,
+	// each changing the demo's config.
+	commits := strings.Fields(c.git(t, "rev-list", "--first-parent", "--reverse", c.revision(t, r, from).Commit+"..main"))
+	if int64(len(commits)) != head-from {
+		t.Fatalf("%d commits after revision %d's, want %d", len(commits), from, head-from)
+	}
+	for k, commit := range commits {
+		n := from + 1 + int64(k)
+		if rev := c.revision(t, r, n); rev.Commit != commit || !slices.Equal(rev.Configs, []string{"demo/service"}) {
+			t.Errorf("revision %d: commit %.12s changing %v, want commit %.12s changing demo/service", n, rev.Commit, rev.Configs, commit)
+		}
+	}
+	for i := range clusterDaemons {
+		body, _, err := httpGet(c.urls[i] + "/v1/configs/demo/service")
+		var v struct {
+			Greeting string `json:"greeting"`
+		}
+		if err != nil || json.Unmarshal([]byte(body), &v) != nil || v.Greeting != g {
+			t.Errorf("daemon %d serves demo/service %v %s, want the greeting %q", i, err, body, g)
+		}
+	}
+	c.waitAgents(t, g)
+}
+
+// revision returns revision n as daemon i serves it.
+func (c *clusterFleet) revision(t *testing.T, i int, n int64) wire.Revision {
+	t.Helper()
+	body, code, err := httpGet(fmt.Sprintf("%s/v1/revisions/%d", c.urls[i], n))
+	var rev wire.Revision
+	if err != nil || code != http.StatusOK || json.Unmarshal([]byte(body), &rev) != nil {
+		t.Fatalf("daemon %d, revision %d: %d %v %s", i, n, code, err, body)
+	}
+	return rev
 }
