@@ -21,6 +21,7 @@ import (
 
 	"github.com/cfg-dev/cfg/canary"
 	"github.com/cfg-dev/cfg/canary/judge"
+	"github.com/cfg-dev/cfg/internal/syncbuf"
 	"github.com/cfg-dev/cfg/wire"
 )
 
@@ -259,7 +260,7 @@ func (f *fleet) canary(t *testing.T, args ...string) (*canary.Report, string, in
 // canaryRun is cfg canary running in the background.
 type canaryRun struct {
 	cmd            *exec.Cmd
-	stdout, stderr syncBuffer
+	stdout, stderr syncbuf.Buffer
 	done           chan struct{}
 }
 
@@ -286,12 +287,8 @@ func (c *canaryRun) wait(t *testing.T) (*canary.Report, string, int) {
 	t.Helper()
 	<-c.done
 	var rep canary.Report
-	c.stdout.mu.Lock()
 	out := c.stdout.String()
-	c.stdout.mu.Unlock()
-	c.stderr.mu.Lock()
 	stderr := c.stderr.String()
-	c.stderr.mu.Unlock()
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("cfg canary: exit %d, report %q: %v\n%s", c.cmd.ProcessState.ExitCode(), out, err, stderr)
 	}

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cfg-dev/cfg/internal/syncbuf"
 )
 
 // These tests run the real cfg binary (this test binary, installed on PATH
@@ -26,19 +28,8 @@ import (
 // proc is a background cfg process.
 type proc struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *syncbuf.Buffer
 	done chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.Buffer.Write(p)
 }
 
 func start(t *testing.T, dir string, args ...string) *proc {
@@ -53,7 +44,9 @@ func start(t *testing.T, dir string, args ...string) *proc {
 // and its output logged if the test failed.
 func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
 	t.Helper()
-	logs := &syncBuffer{}
+	// A buffer of its own, not one embedding bytes.Buffer: exec copies
+	// into a writer's ReadFrom when it has one, past a Write's lock.
+	logs := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -63,9 +56,7 @@ func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() {
-			logs.mu.Lock()
 			t.Logf("%s %s:\n%s", filepath.Base(cmd.Path), strings.Join(cmd.Args[1:], " "), logs.String())
-			logs.mu.Unlock()
 		}
 	})
 	return p
@@ -73,8 +64,6 @@ func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
 
 // output returns what the process wrote so far, stdout and stderr.
 func (p *proc) output() string {
-	p.logs.mu.Lock()
-	defer p.logs.mu.Unlock()
 	return p.logs.String()
 }
 
