@@ -428,8 +428,19 @@ func (r *run) judgePhases(ctx context.Context, plans []PhasePlan) (Outcome, stri
 	return Landed, "", nil
 }
 
-// push sets the override to hosts.
+// push sets the override to hosts. The hosts count as pushed from the
+// request on: one that fails may have set the override all the same (the
+// run interrupted, or the answer lost, after the daemon took it), and the
+// rollback then removes it and waits for them to revert.
 func (r *run) push(ctx context.Context, hosts []string) error {
+	if r.firstPut.IsZero() {
+		r.firstPut = r.now()
+	}
+	for _, h := range hosts {
+		if !slices.Contains(r.pushed, h) {
+			r.pushed = append(r.pushed, h)
+		}
+	}
 	o, err := r.o.Daemon.PutOverride(ctx, wire.Override{ID: r.o.ID, Config: r.o.Spec.Config, Hosts: hosts, Type: r.o.Candidate.Type,
 		Compiled: r.o.Candidate.Compiled, Data: r.o.Candidate.Data, LeaseSeconds: r.o.Spec.LeaseSeconds})
 	if err != nil {
@@ -438,15 +449,7 @@ func (r *run) push(ctx context.Context, hosts []string) error {
 	r.mu.Lock()
 	r.leased, r.renewed = true, r.now()
 	r.mu.Unlock()
-	if r.firstPut.IsZero() {
-		r.firstPut = r.now()
-	}
 	r.versions = append(r.versions, o.Version)
-	for _, h := range hosts {
-		if !slices.Contains(r.pushed, h) {
-			r.pushed = append(r.pushed, h)
-		}
-	}
 	return nil
 }
 

@@ -204,6 +204,55 @@ func TestRunInterrupted(t *testing.T) {
 	f.checkContinuous(t, rep)
 }
 
+// A run interrupted while the daemon's answer to its first push is on
+// its way (the daemon has set the override and sent it to the hosts) is
+// rolled back like any other: the push failed for the run, not for the
+// daemon, so Run removes the override and returns once every host it
+// named serves the committed config, rather than leaving them on the
+// candidate until the lease runs out.
+func TestRunInterruptedDuringPush(t *testing.T) {
+	f := newSim(t, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The answer takes a second, by which time the hosts serve the
+	// override; the run is interrupted before it comes.
+	f.afterPut = func() {
+		f.clock.Advance(time.Second)
+		cancel()
+	}
+	spec := simSpec(1, 60, phase("two", Targets{Count: ptr(2)}, 20, absCheck("c", "errors", 0.5, 0, "WAIT")))
+	plan, err := Plan(spec, hostsN(4), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.run(ctx, spec, never)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Outcome != RolledBack || rep.Reason != "interrupted" {
+		t.Errorf("outcome %q (%s), want rolled_back (interrupted)", rep.Outcome, rep.Reason)
+	}
+	f.lock()
+	var overridden []string
+	for _, h := range f.hosts {
+		if h.ov != nil {
+			overridden = append(overridden, h.name)
+		}
+	}
+	_, set := f.overrides["run-1"]
+	f.mu.Unlock()
+	if set || len(overridden) > 0 {
+		t.Errorf("when Run returns, the daemon holds the override: %v; %v serve it (pushed to %v)", set, overridden, plan[0].Canary)
+	}
+	for _, h := range plan[0].Canary {
+		if hist := f.history()[h]; !slices.ContainsFunc(hist, func(s served) bool { return s.data == "new" }) {
+			t.Errorf("%s never served the candidate: %+v", h, hist)
+		}
+	}
+	f.checkServing(t, rep)
+	f.checkContinuous(t, rep)
+}
+
 // With phases three times as long as the lease, and a daemon that takes
 // longer than the lease to publish the landing commit, every canary host
 // serves the candidate from when it first gets it until the rollback or

@@ -122,6 +122,10 @@ type simFleet struct {
 	// wait until their deadline, on the simulated clock.
 	renewStuck func(n int) bool
 	renewals   int
+	// afterPut, if set, runs once a PUT of an override has set it,
+	// before the daemon answers: an answer the caller may no longer
+	// wait for.
+	afterPut func()
 	// From hostsDown for hostsDownFor, GET /v1/hosts fails.
 	hostsDown    time.Time
 	hostsDownFor time.Duration
@@ -294,9 +298,8 @@ func (f *simFleet) Current(_ context.Context, name string) (int64, string, error
 	return r.n, r.commit, nil
 }
 
-func (f *simFleet) PutOverride(_ context.Context, o wire.Override) (wire.Override, error) {
+func (f *simFleet) PutOverride(ctx context.Context, o wire.Override) (wire.Override, error) {
 	now := f.lock()
-	defer f.mu.Unlock()
 	if old, ok := f.overrides[o.ID]; ok {
 		o.Version = old.o.Version + 1
 	} else {
@@ -305,6 +308,15 @@ func (f *simFleet) PutOverride(_ context.Context, o wire.Override) (wire.Overrid
 	o.Expires = now.Add(time.Duration(o.LeaseSeconds) * time.Second)
 	f.overrides[o.ID] = &simOverride{o: o, expires: o.Expires}
 	f.send(now)
+	afterPut := f.afterPut
+	f.mu.Unlock()
+	if afterPut != nil {
+		afterPut()
+		if err := ctx.Err(); err != nil {
+			// The caller gave up before the answer came.
+			return wire.Override{}, fmt.Errorf("setting override %q: %w", o.ID, err)
+		}
+	}
 	o.Data = nil
 	return o, nil
 }

@@ -786,7 +786,7 @@ func TestCanaryTerminated(t *testing.T) {
 	}
 	rep, stderr, code := c.wait(t)
 	if got := f.overridden(t); len(got) > 0 {
-		t.Errorf("%v still report the override when cfg canary has exited", got)
+		t.Errorf("%v still report the override when cfg canary has exited (exit %d, outcome %q (%s), revert_seconds %v)\n%s", got, code, rep.Outcome, rep.Reason, rep.RevertSeconds, stderr)
 	}
 	if code != 1 || rep.Outcome != canary.RolledBack || rep.Reason != "interrupted" || rep.Commit != "" {
 		t.Fatalf("exit %d, outcome %q (%s), commit %q; want 1, rolled_back (interrupted) and no commit\n%s", code, rep.Outcome, rep.Reason, rep.Commit, stderr)
