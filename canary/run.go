@@ -187,17 +187,17 @@ func (r *run) progress(format string, args ...any) {
 
 // sleep waits for d on the run's clock, or until ctx is done.
 func (r *run) sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
+	if err := ctx.Err(); err != nil || d <= 0 {
+		return err
 	}
 	t := r.clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
 	case <-t.Chan():
-		return nil
 	}
+	// Both may be ready, and select picks either: a cancellation wins.
+	return ctx.Err()
 }
 
 // Run runs the canary. Before pushing anything it reads the fleet's
