@@ -150,7 +150,8 @@ func checkBranch(t *testing.T, dir, root string, reported []string) int {
 // outside the config repository in a loop, up to 100 times: every commit
 // either reports is on the branch, the branch keeps its root, and every
 // commit passes cfg validate. A cfg commit whose branch git moved exits 1,
-// commits nothing, and is run again.
+// commits nothing, and is run again. Under the race detector, which
+// looks for races within each process, 20 commits each.
 func TestCommitConcurrentProcesses(t *testing.T) {
 	t.Parallel()
 	dir := configRepo(t)
@@ -158,7 +159,11 @@ func TestCommitConcurrentProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const committers, iterations = 2, 100
+	const committers = 2
+	iterations := 100
+	if raceEnabled {
+		iterations = 20
+	}
 	var mu sync.Mutex
 	var reported []string
 	moved := 0
@@ -254,9 +259,10 @@ func TestCommitConcurrentProcesses(t *testing.T) {
 	}
 }
 
-// TestCommitKilled kills cfg commit at random moments, 30 times: a later
-// cfg commit finds nothing in its way (it recovers the commit lock and any
-// lock file of git's the killed one left), and the branch stays whole.
+// TestCommitKilled kills cfg commit at random moments, 30 times (10
+// under the race detector): a later cfg commit finds nothing in its way
+// (it recovers the commit lock and any lock file of git's the killed one
+// left), and the branch stays whole.
 func TestCommitKilled(t *testing.T) {
 	t.Parallel()
 	dir := configRepo(t)
@@ -266,7 +272,11 @@ func TestCommitKilled(t *testing.T) {
 	}
 	var reported []string
 	recovered := 0
-	for i := range 30 {
+	kills := 30
+	if raceEnabled {
+		kills = 10
+	}
+	for i := range kills {
 		if err := writeFileAtomic(dir, "source/team/k.cconf", jobConfig("k", 1024+i)); err != nil {
 			t.Fatal(err)
 		}
