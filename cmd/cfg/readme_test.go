@@ -538,6 +538,12 @@ func checkLimits(t *testing.T, b block) {
 	}
 	// Each line of the block is a diagnostic, whose notes it leaves out.
 	want := strings.NewReplacer("limit of 2GiB", "limit of 32MiB", "limit of 1m0s", "limit of 500ms").Replace(b.text)
+	// The growing config is stopped at the step after the sample that
+	// saw the limit passed: the doubling, or on a loaded machine the
+	// loop's next step. Its position is left out.
+	growAt := regexp.MustCompile(`source/grow\.cconf:[0-9]+:[0-9]+:`)
+	want = growAt.ReplaceAllString(want, "source/grow.cconf:LINE:COL:")
+	got = growAt.ReplaceAllString(got, "source/grow.cconf:LINE:COL:")
 	sameOutput(t, "the limits", strings.Join(strings.Split(strings.TrimSpace(want), "\n"), "\n...\n"), got)
 }
 
