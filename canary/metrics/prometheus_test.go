@@ -289,22 +289,7 @@ func TestScrapeAgreesWithPrometheus(t *testing.T) {
 
 	// Wait until Prometheus holds 6 samples of every host in the last 8 s.
 	full := Query{Metric: `count_over_time(demo_memory_bytes{pool="heap", instance=~"$hosts"}[$window]) >= 6`, Window: 8 * time.Second}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		got, err := p.Values(ctx, full, hosts, time.Now())
-		if err == nil && len(got) == len(hosts) {
-			break
-		}
-		select {
-		case <-exited:
-			t.Fatalf("prometheus exited: last %v, %v", got, err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus did not scrape every target 6 times in 8 s within 60 s: last %v, %v", got, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitForValues(t, p, full, hosts, exited)
 
 	t.Run("selectors", func(t *testing.T) {
 		s := NewScrape(nil, 5*time.Second)
