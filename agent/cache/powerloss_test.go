@@ -400,26 +400,7 @@ func (m *powerLossFS) MkdirAll(name string, perm fs.FileMode) error {
 // and bytes as a directory written afresh, at a fraction of the cost.
 func (m *powerLossFS) writeImage(dir string, landed map[*modelNode]bool) {
 	m.t.Helper()
-	want := map[string]string{}
-	var walk func(prefix string, n *modelNode)
-	walk = func(prefix string, n *modelNode) {
-		entries := n.durable
-		if landed[n] {
-			entries = n.entries
-		}
-		for name, c := range entries {
-			switch {
-			case c.dir:
-				want[prefix+name+"/"] = ""
-				walk(prefix+name+"/", c)
-			case landed[c]:
-				want[prefix+name] = string(c.data)
-			default:
-				want[prefix+name] = string(c.synced)
-			}
-		}
-	}
-	walk("", m.top)
+	want := m.tree(func(n *modelNode) bool { return landed[n] })
 	have := diskTree(m.t, dir)
 	for _, p := range slices.Backward(slices.Sorted(maps.Keys(have))) {
 		if _, ok := want[p]; !ok {
@@ -445,6 +426,33 @@ func (m *powerLossFS) writeImage(dir string, landed map[*modelNode]bool) {
 	if diff := gocmp.Diff(want, diskTree(m.t, dir)); diff != "" {
 		m.t.Fatalf("power-loss model: the image differs from the model (-model +image):\n%s", diff)
 	}
+}
+
+// tree returns the model's files and directories as diskTree gives
+// those of a directory: each node as it is if current says so, else as
+// at its last sync.
+func (m *powerLossFS) tree(current func(*modelNode) bool) map[string]string {
+	out := map[string]string{}
+	var walk func(prefix string, n *modelNode)
+	walk = func(prefix string, n *modelNode) {
+		entries := n.durable
+		if current(n) {
+			entries = n.entries
+		}
+		for name, c := range entries {
+			switch {
+			case c.dir:
+				out[prefix+name+"/"] = ""
+				walk(prefix+name+"/", c)
+			case current(c):
+				out[prefix+name] = string(c.data)
+			default:
+				out[prefix+name] = string(c.synced)
+			}
+		}
+	}
+	walk("", m.top)
+	return out
 }
 
 // diskTree returns the files under dir, by path relative to it with
@@ -508,20 +516,7 @@ func (m *powerLossFS) pending() []pendingNode {
 // are, are those on disk: every change to the cache went through fsys.
 func (m *powerLossFS) matchesDisk() {
 	m.t.Helper()
-	model := map[string]string{}
-	var walk func(prefix string, n *modelNode)
-	walk = func(prefix string, n *modelNode) {
-		for name, c := range n.entries {
-			p := prefix + name
-			if c.dir {
-				model[p+"/"] = ""
-				walk(p+"/", c)
-			} else {
-				model[p] = string(c.data)
-			}
-		}
-	}
-	walk("", m.top)
+	model := m.tree(func(*modelNode) bool { return true })
 	if diff := gocmp.Diff(model, diskTree(m.t, m.root)); diff != "" {
 		m.t.Fatalf("power-loss model: the model differs from the disk (-model +disk):\n%s", diff)
 	}
@@ -546,16 +541,17 @@ func (f *modelFile) Sync() error {
 		return err
 	}
 	rel, _ := filepath.Rel(f.m.root, f.path)
+	what := "file " + filepath.ToSlash(rel)
 	switch {
-	case rel == ".":
-		f.n.durable = maps.Clone(f.n.entries)
-		f.m.onSync("at the sync of the cache directory")
 	case f.n.dir:
 		f.n.durable = maps.Clone(f.n.entries)
-		f.m.onSync("at the sync of directory " + filepath.ToSlash(rel))
+		what = "directory " + filepath.ToSlash(rel)
+		if rel == "." {
+			what = "the cache directory"
+		}
 	default:
 		f.n.synced = slices.Clone(f.n.data)
-		f.m.onSync("at the sync of file " + filepath.ToSlash(rel))
 	}
+	f.m.onSync("at the sync of " + what)
 	return nil
 }
