@@ -1,7 +1,7 @@
 package main
 
 import (
-	"encoding/binary"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 
 	"github.com/cfg-dev/cfg/internal/etcdtest"
 )
@@ -101,18 +103,12 @@ func TestServeEtcdGRPCLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	// frame is an HTTP/2 frame on stream 0, without flags.
-	frame := func(typ byte, payload []byte) []byte {
-		n := len(payload)
-		return append([]byte{byte(n >> 16), byte(n >> 8), byte(n), typ, 0, 0, 0, 0, 0}, payload...)
-	}
-	goAway := binary.BigEndian.AppendUint32(nil, 0)     // the last stream: none
-	goAway = binary.BigEndian.AppendUint32(goAway, 0xb) // ENHANCE_YOUR_CALM
-	goAway = append(goAway, "too_many_pings"...)
-	var frames []byte
-	frames = append(frames, frame(0x4, nil)...) // SETTINGS
-	frames = append(frames, frame(0xff, nil)...)
-	frames = append(frames, frame(0x7, goAway)...) // GOAWAY
+	var buf bytes.Buffer
+	fr := http2.NewFramer(&buf, nil)
+	fr.WriteSettings()
+	fr.WriteRawFrame(0xff, 0, 0, nil) // a type HTTP/2 does not define
+	fr.WriteGoAway(0, http2.ErrCodeEnhanceYourCalm, []byte("too_many_pings"))
+	frames := buf.Bytes()
 	go func() {
 		for {
 			c, err := ln.Accept()
