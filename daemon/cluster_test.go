@@ -235,6 +235,11 @@ func TestClusterOverrides(t *testing.T) {
 		t.Fatalf("DELETE on a: %d", code)
 	}
 	w.expect("overrides 1")
+	// The removal retired the id for every daemon: a PUT of it through b
+	// (one held up past the DELETE) is refused.
+	if code, body := b.putOverride("run-1", "a", []string{"web-1"}, `{"v":"late"}`, 30); code != 410 || !strings.Contains(errorMessage(body), "id retired") {
+		t.Errorf("PUT on b of the override removed through a: %d %s, want 410", code, body)
+	}
 
 	// A run whose writer stops is abandoned when its lease runs out, on
 	// every daemon; when its override's lease runs out, the hosts of b

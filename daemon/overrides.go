@@ -24,6 +24,15 @@ import (
 // maxLease bounds an override's lease.
 const maxLease = time.Hour
 
+// retireFor is how long an override's ID stays retired after a DELETE: a
+// PUT of the ID is refused (410) until then, so that a PUT held up on its
+// way past the removal (the daemon took it in after the DELETE) does not
+// set the override again. That covers a request held up in the network,
+// in a proxy or in the daemon (which reads one within its ReadTimeout);
+// a client that sends its PUT later than that sets the override again,
+// under its lease.
+const retireFor = time.Hour
+
 // sweepEvery is how often the daemon looks for overrides whose lease ran
 // out.
 const sweepEvery = 200 * time.Millisecond
@@ -296,6 +305,10 @@ func (d *Daemon) handlePutOverride(w http.ResponseWriter, r *http.Request) {
 		s.byID[id] = o
 	}
 	s.mu.Unlock()
+	if errors.Is(err, store.ErrRetired) {
+		writeError(w, http.StatusGone, "%v: it was removed, and an override's id is not set again for %.0f minutes after its removal", err, retireFor.Minutes())
+		return
+	}
 	if err != nil {
 		d.storeError(w, r, err)
 		return
@@ -349,7 +362,8 @@ func (d *Daemon) handleRenewOverride(w http.ResponseWriter, r *http.Request) {
 		s.byID[id] = o
 	}
 	s.mu.Unlock()
-	if errors.Is(err, store.ErrNotFound) {
+	// A daemon of a cluster may not yet know that another removed it.
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrRetired) {
 		writeError(w, http.StatusNotFound, "no override %q (its lease may have run out)", id)
 		return
 	}
@@ -370,6 +384,10 @@ func (d *Daemon) handleRenewOverride(w http.ResponseWriter, r *http.Request) {
 
 func (d *Daemon) handleDeleteOverride(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	if err := checkID(id); err != nil {
+		writeError(w, http.StatusBadRequest, "override %v", err)
+		return
+	}
 	removed, err := d.removeOverride(r.Context(), id, nil)
 	if err != nil {
 		d.storeError(w, r, err)
@@ -383,22 +401,29 @@ func (d *Daemon) handleDeleteOverride(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// removeOverride removes override id if it is there and, when expired is
-// not nil, still expires at or before *expired.
+// removeOverride removes override id. With expired nil (a DELETE), it
+// retires the ID for retireFor, whether the override is there or not (a
+// PUT on its way may set it yet). Otherwise (its lease ran out) it
+// removes the override only if it is there and still expires at or
+// before *expired, and does not retire the ID. It reports whether it
+// removed an override.
 func (d *Daemon) removeOverride(ctx context.Context, id string, expired *time.Time) (bool, error) {
 	s := d.overrides
 	s.mu.Lock()
 	o, ok := s.byID[id]
-	if !ok || expired != nil && o.Expires.After(*expired) {
+	var retire time.Time
+	if expired == nil {
+		retire = time.Now().Add(retireFor)
+	} else if !ok || o.Expires.After(*expired) {
 		s.mu.Unlock()
 		return false, nil
 	}
-	err := d.store.DeleteOverride(ctx, id)
+	err := d.store.DeleteOverride(ctx, id, retire)
 	if err == nil && d.cluster == nil {
 		delete(s.byID, id)
 	}
 	s.mu.Unlock()
-	if err != nil {
+	if err != nil || !ok {
 		return false, err
 	}
 	if d.cluster == nil {

@@ -246,6 +246,69 @@ func TestOverridesSurviveRestart(t *testing.T) {
 	}
 }
 
+// TestOverrideRetired attacks the removal of an override: a PUT that the
+// daemon takes in after a DELETE of its ID (held up on the way past it,
+// as a canary's push interrupted by its rollback may be) must not set the
+// override again, nor one whose ID was removed before it was ever set,
+// nor after a restart.
+func TestOverrideRetired(t *testing.T) {
+	r := newTestRepo(t)
+	r.commit("materialized_configs/a.json", "a1")
+	data := t.TempDir()
+	d := startDaemon(t, r.dir, data)
+	w := d.watch("configs=a&host=web-1")
+	w.expect("snapshot 1 a@1=a1", "overrides 1")
+	if code, body := d.putOverride("run-1", "a", []string{"web-1"}, `{"v":"A"}`, 30); code != 200 {
+		t.Fatalf("PUT override: %d %s", code, body)
+	}
+	w.expect(`overrides 1 a=run-1@1:{"v":"A"}`)
+
+	// The next PUT of run-1 (to more hosts) arrives whole only after the
+	// DELETE was answered.
+	body, _ := json.Marshal(wire.Override{Config: "a", Hosts: []string{"web-1", "web-2"}, Compiled: true, Data: []byte(`{"v":"A"}`), LeaseSeconds: 30})
+	c := d.dialFrom("127.0.0.1")
+	defer c.Close()
+	if _, err := fmt.Fprintf(c, "PUT /v1/overrides/run-1 HTTP/1.1\r\nHost: cfg\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", token, len(body), body[:len(body)-1]); err != nil {
+		t.Fatal(err)
+	}
+	if code, body, _ := d.do("DELETE", "/v1/overrides/run-1", "", auth); code != 204 {
+		t.Fatalf("DELETE override: %d %s", code, body)
+	}
+	w.expect("overrides 1")
+	if _, err := c.Write(body[len(body)-1:]); err != nil {
+		t.Fatal(err)
+	}
+	if got := statusLine(t, c); got != "HTTP/1.1 410 Gone" {
+		t.Errorf("a PUT taken in after the DELETE: %s, want 410 Gone", got)
+	}
+
+	// An ID removed before its override was set.
+	if code, body, _ := d.do("DELETE", "/v1/overrides/run-2", "", auth); code != 404 {
+		t.Errorf("DELETE of an override never set: %d %s, want 404", code, body)
+	}
+	const msg = `override "run-2": id retired until `
+	if code, body := d.putOverride("run-2", "a", []string{"web-1"}, `{"v":"B"}`, 30); code != 410 || !strings.Contains(errorMessage(body), msg) {
+		t.Errorf("PUT of an override removed before it was set: %d %s, want 410 with %q", code, body, msg)
+	}
+	if code, body, _ := d.do("DELETE", "/v1/overrides/run%201", "", auth); code != 400 {
+		t.Errorf("DELETE of a bad id: %d %s, want 400", code, body)
+	}
+	// Another ID is not affected.
+	if code, body := d.putOverride("run-3", "a", []string{"web-2"}, `{"v":"C"}`, 30); code != 200 {
+		t.Errorf("PUT of another override: %d %s", code, body)
+	}
+	d.stop()
+	d = startDaemon(t, r.dir, data)
+	for _, id := range []string{"run-1", "run-2"} {
+		if code, body := d.putOverride(id, "a", []string{"web-1"}, `{"v":"D"}`, 30); code != 410 {
+			t.Errorf("PUT of removed %s after a restart: %d %s, want 410", id, code, body)
+		}
+	}
+	w = d.watch("configs=a&host=web-1")
+	w.expect("snapshot 1 a@1=a1", "overrides 1")
+	w.quiet(100 * time.Millisecond)
+}
+
 func TestRuns(t *testing.T) {
 	r := newTestRepo(t)
 	r.commit("materialized_configs/a.json", "a1")
@@ -302,12 +365,12 @@ func TestOverrideDataChecked(t *testing.T) {
 	r := newTestRepo(t)
 	r.commit("materialized_configs/a.json", `{"a":1}`, "materialized_configs/banner.txt", "hello")
 	d := startDaemon(t, r.dir, t.TempDir())
-	put := func(config string, compiled bool, data string) (int, string) {
+	put := func(id, config string, compiled bool, data string) (int, string) {
 		body, _ := json.Marshal(wire.Override{Config: config, Hosts: []string{"web-1"}, Compiled: compiled, Data: []byte(data), LeaseSeconds: 30})
-		code, resp, _ := d.do("PUT", "/v1/overrides/run-1", string(body), auth)
+		code, resp, _ := d.do("PUT", "/v1/overrides/"+id, string(body), auth)
 		return code, errorMessage(resp)
 	}
-	for _, tc := range []struct {
+	for i, tc := range []struct {
 		config   string
 		compiled bool
 		data     string
@@ -327,14 +390,14 @@ func TestOverrideDataChecked(t *testing.T) {
 		{"banner.txt", false, "any \xff bytes", 200, ""},
 		{"a", true, "{\n  \"a\": 2\n}\n", 200, ""},
 	} {
-		code, msg := put(tc.config, tc.compiled, tc.data)
 		if tc.code == 200 {
-			if code != 200 {
+			// Each of its own config, under its own id.
+			if code, msg := put(fmt.Sprintf("run-ok-%d", i), tc.config, tc.compiled, tc.data); code != 200 {
 				t.Errorf("override of %s, compiled %v, data %q: %d %s, want 200", tc.config, tc.compiled, tc.data, code, msg)
 			}
-			d.do("DELETE", "/v1/overrides/run-1", "", auth)
 			continue
 		}
+		code, msg := put("run-1", tc.config, tc.compiled, tc.data)
 		if code != tc.code || msg != tc.msg {
 			t.Errorf("override of %s, compiled %v, data %q: %d %s\nwant %d %s", tc.config, tc.compiled, tc.data, code, msg, tc.code, tc.msg)
 		}

@@ -35,8 +35,12 @@ var (
 	bucketHosts     = []byte("hosts")
 	bucketOverrides = []byte("overrides")
 	bucketRuns      = []byte("runs")
+	// bucketRetired holds the retired override IDs (DeleteOverride). A
+	// file made before it has none until an ID is first retired: an
+	// older cfg opening the file ignores the bucket.
+	bucketRetired = []byte("retired-overrides")
 
-	buckets = [][]byte{bucketMeta, bucketRevs, bucketHistory, bucketChanges, bucketHosts, bucketOverrides, bucketRuns}
+	buckets = [][]byte{bucketMeta, bucketRevs, bucketHistory, bucketChanges, bucketHosts, bucketOverrides, bucketRuns, bucketRetired}
 
 	keyIdentity = []byte("identity")
 	keyLayout   = []byte("layout")
@@ -88,6 +92,8 @@ type Bolt struct {
 	closed   bool
 	damaged  atomic.Int64
 	shared   *sharedData // the data of entries being read
+
+	retiredPruned time.Time // when DeleteOverride last removed the ended retirements; in write transactions only
 }
 
 var _ Store = (*Bolt)(nil)
@@ -1003,7 +1009,57 @@ func (s *Bolt) Hosts(ctx context.Context) ([]Host, error) {
 
 // PutOverride implements Store.
 func (s *Bolt) PutOverride(ctx context.Context, o wire.Override) error {
-	return putRecords(s, ctx, bucketOverrides, []wire.Override{o}, func(o wire.Override) string { return o.ID })
+	done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	data, err := json.Marshal(o)
+	if err != nil {
+		return err
+	}
+	k := []byte(o.ID)
+	return s.update(func(tx *bolt.Tx) error {
+		if err := checkRetired(tx, k, time.Now()); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketOverrides).Put(k, sealed(k, data))
+	})
+}
+
+// checkRetired fails with ErrRetired if override ID k is retired at now,
+// and removes its retirement if it ended.
+func checkRetired(tx *bolt.Tx, k []byte, now time.Time) error {
+	b := tx.Bucket(bucketRetired)
+	if b == nil {
+		return nil
+	}
+	v := b.Get(k)
+	if v == nil {
+		return nil
+	}
+	until, err := retiredUntil(k, v)
+	if err != nil {
+		return err
+	}
+	if until.After(now) {
+		return fmt.Errorf("override %q: %w until %s", k, ErrRetired, until.UTC().Format(time.RFC3339))
+	}
+	return b.Delete(k)
+}
+
+// retiredUntil decodes the value of a retired override ID: when its
+// retirement ends.
+func retiredUntil(k, v []byte) (time.Time, error) {
+	p, err := unseal(k, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("retired override %q: %w", k, err)
+	}
+	until, err := time.Parse(time.RFC3339Nano, string(p))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("retired override %q: %w", k, err)
+	}
+	return until, nil
 }
 
 // RenewOverride implements Store: it updates the override's record, whose
@@ -1038,14 +1094,57 @@ func (s *Bolt) RenewOverride(ctx context.Context, id string, expires time.Time) 
 	})
 }
 
-// DeleteOverride implements Store.
-func (s *Bolt) DeleteOverride(ctx context.Context, id string) error {
+// DeleteOverride implements Store. Retired IDs whose retirement ended
+// are removed as they are met (PutOverride), and all of them by a
+// DeleteOverride that retires an ID, at most once a minute: the file
+// holds about one small record per ID retired in the last retirement
+// period, and a minute.
+func (s *Bolt) DeleteOverride(ctx context.Context, id string, retire time.Time) error {
 	done, err := s.begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
-	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketOverrides).Delete([]byte(id)) })
+	k := []byte(id)
+	return s.update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketOverrides).Delete(k); err != nil || retire.IsZero() {
+			return err
+		}
+		b, err := tx.CreateBucketIfNotExists(bucketRetired)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		if now.Sub(s.retiredPruned) >= time.Minute {
+			if err := pruneRetired(b, now); err != nil {
+				return err
+			}
+			s.retiredPruned = now
+		}
+		return b.Put(k, sealed(k, []byte(retire.UTC().Format(time.RFC3339Nano))))
+	})
+}
+
+// pruneRetired removes from b the retired IDs whose retirement ended by
+// now.
+func pruneRetired(b *bolt.Bucket, now time.Time) error {
+	var ended [][]byte
+	err := b.ForEach(func(k, v []byte) error {
+		until, err := retiredUntil(k, v)
+		if err != nil {
+			return err
+		}
+		if !until.After(now) {
+			ended = append(ended, k)
+		}
+		return nil
+	})
+	for _, k := range ended {
+		if err == nil {
+			err = b.Delete(k)
+		}
+	}
+	return err
 }
 
 // Overrides implements Store.

@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/cfg-dev/cfg/wire"
 )
 
 func openTest(t *testing.T, path string) *Bolt {
@@ -300,5 +302,59 @@ func TestBoltCompactKeys(t *testing.T) {
 	}
 	if got, want := keys(bucketChanges), []string{"3 y"}; !slices.Equal(got, want) {
 		t.Errorf("changes after compacting: %q, want %q", got, want)
+	}
+}
+
+// TestRetiredOverridesPruned checks that the records of retired override
+// IDs do not pile up: those whose retirement ended are removed when next
+// met, and all of them by the next retirement once a minute has passed;
+// and that a file made before retired IDs were kept (without their
+// bucket) takes them.
+func TestRetiredOverridesPruned(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, filepath.Join(t.TempDir(), "cfg.db"))
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketRetired) }); err != nil {
+		t.Fatal(err)
+	}
+	o := wire.Override{ID: "x", Config: "a", Hosts: []string{"web-1"}, Data: []byte("x"), LeaseSeconds: 30, Expires: time.Now().Add(time.Minute)}
+	if err := s.PutOverride(ctx, o); err != nil {
+		t.Fatalf("PutOverride in a file without retired IDs: %v", err)
+	}
+	retired := func() (out []string) {
+		t.Helper()
+		err := s.db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketRetired).ForEach(func(k, _ []byte) error {
+				out = append(out, string(k))
+				return nil
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	ended := time.Now().Add(-time.Second)
+	for _, id := range []string{"x", "y", "z"} {
+		if err := s.DeleteOverride(ctx, id, ended); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := retired(); !slices.Equal(got, []string{"x", "y", "z"}) {
+		t.Fatalf("retired IDs: %q, want [x y z] (pruned at most once a minute)", got)
+	}
+	// An ended retirement met by PutOverride goes.
+	if err := s.PutOverride(ctx, o); err != nil {
+		t.Fatalf("PutOverride after its ID's retirement ended: %v", err)
+	}
+	if got := retired(); !slices.Equal(got, []string{"y", "z"}) {
+		t.Errorf("retired IDs after a put of x: %q, want [y z]", got)
+	}
+	// A minute later, the next retirement removes every ended one.
+	s.retiredPruned = s.retiredPruned.Add(-time.Minute)
+	if err := s.DeleteOverride(ctx, "w", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := retired(); !slices.Equal(got, []string{"w"}) {
+		t.Errorf("retired IDs a minute later: %q, want [w]", got)
 	}
 }

@@ -58,6 +58,7 @@
 //	changes/REV NAME        empty: revision REV changed config NAME
 //	hosts/HOST              JSON of Host, with "expires": when the record expires
 //	overrides/ID            JSON of wire.Override
+//	retired-overrides/ID    when the retirement of override ID ends (DeleteOverride), RFC 3339
 //	runs/ID                 JSON of wire.Run
 //
 // Every value ends with a CRC-32C of its key and the rest of the value,
@@ -258,7 +259,11 @@
 // lease, which Overrides reads with the overrides (the bucket's name
 // sorts just before "overrides/": one range read, and one watch for
 // FollowOverrides, which reads the overrides again after each batch of
-// changes, so that a renewal on one daemon reaches the others).
+// changes, so that a renewal on one daemon reaches the others). A
+// retired override ID (DeleteOverride) is a key under a lease of its own,
+// which ends with the retirement: PutOverride puts the override only if
+// that key does not exist, and DeleteOverride removes the override and
+// puts the key, each in one transaction.
 // A store's identity lives in meta/identity only: a cluster whose prefix
 // was emptied gets a new store, with a new identity, which agents notice.
 //

@@ -959,13 +959,28 @@ func (s *Etcd) PutOverride(ctx context.Context, o wire.Override) error {
 		return fmt.Errorf("storing override %q: %w", o.ID, err)
 	}
 	k := []byte(o.ID)
-	resp, err := s.cli.Put(ctx, s.key(bucketOverrides, k), string(sealed(k, data)), clientv3.WithLease(lease.ID), clientv3.WithPrevKV())
+	retired := s.key(bucketRetired, k)
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(retired), "=", 0)).
+		Then(clientv3.OpPut(s.key(bucketOverrides, k), string(sealed(k, data)), clientv3.WithLease(lease.ID), clientv3.WithPrevKV())).
+		Else(clientv3.OpGet(retired)).Commit()
 	if err != nil {
 		s.revoke(ctx, lease.ID)
 		return fmt.Errorf("storing override %q: %w", o.ID, err)
 	}
-	if resp.PrevKv != nil && resp.PrevKv.Lease != 0 {
-		s.revoke(ctx, clientv3.LeaseID(resp.PrevKv.Lease))
+	if !resp.Succeeded {
+		s.revoke(ctx, lease.ID)
+		err := fmt.Errorf("override %q: %w", o.ID, ErrRetired)
+		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+			until, uerr := retiredUntil(k, kvs[0].Value)
+			if uerr != nil {
+				return s.damage(uerr)
+			}
+			err = fmt.Errorf("%w until %s", err, until.UTC().Format(time.RFC3339))
+		}
+		return err
+	}
+	if prev := resp.Responses[0].GetResponsePut().PrevKv; prev != nil && prev.Lease != 0 {
+		s.revoke(ctx, clientv3.LeaseID(prev.Lease))
 	}
 	return nil
 }
@@ -1054,21 +1069,44 @@ func (s *Etcd) revoke(ctx context.Context, id clientv3.LeaseID) {
 	}
 }
 
-// DeleteOverride implements Store.
-func (s *Etcd) DeleteOverride(ctx context.Context, id string) error {
+// DeleteOverride implements Store. A retired ID is a key under its own
+// lease, which ends with the retirement (rounded up to the second), in
+// the same transaction as the removal of the override.
+func (s *Etcd) DeleteOverride(ctx context.Context, id string, retire time.Time) error {
 	done, err := s.begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
-	resp, err := s.cli.Delete(ctx, s.key(bucketOverrides, []byte(id)), clientv3.WithPrevKV())
+	k := []byte(id)
+	ops := []clientv3.Op{clientv3.OpDelete(s.key(bucketOverrides, k), clientv3.WithPrevKV())}
+	var lease clientv3.LeaseID
+	if !retire.IsZero() {
+		l, err := s.cli.Grant(ctx, max(int64((time.Until(retire)+time.Second-1)/time.Second), 1))
+		if err != nil {
+			return fmt.Errorf("removing override %q: %w", id, err)
+		}
+		lease = l.ID
+		v := sealed(k, []byte(retire.UTC().Format(time.RFC3339Nano)))
+		ops = append(ops, clientv3.OpPut(s.key(bucketRetired, k), string(v), clientv3.WithLease(lease), clientv3.WithPrevKV()))
+	}
+	resp, err := s.txn(ctx, nil, ops...)
 	if err != nil {
+		if lease != 0 {
+			s.revoke(ctx, lease)
+		}
 		return fmt.Errorf("removing override %q: %w", id, err)
 	}
-	// Revoking the lease removes the record of the renewals too.
-	for _, kv := range resp.PrevKvs {
+	// Revoking the override's lease removes the record of its renewals
+	// too; that of an earlier retirement holds nothing any more.
+	for _, kv := range resp.Responses[0].GetResponseDeleteRange().PrevKvs {
 		if kv.Lease != 0 {
 			s.revoke(ctx, clientv3.LeaseID(kv.Lease))
+		}
+	}
+	if lease != 0 {
+		if prev := resp.Responses[1].GetResponsePut().PrevKv; prev != nil && prev.Lease != 0 {
+			s.revoke(ctx, clientv3.LeaseID(prev.Lease))
 		}
 	}
 	return nil

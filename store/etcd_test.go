@@ -368,7 +368,7 @@ func TestEtcdOverrideLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := lease("run-2")
-	if err := s.DeleteOverride(t.Context(), "run-2"); err != nil {
+	if err := s.DeleteOverride(t.Context(), "run-2", time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	if ttl, err := cli.TimeToLive(t.Context(), id); err != nil || ttl.TTL != -1 {
@@ -943,7 +943,7 @@ func TestEtcdFollowOverrides(t *testing.T) {
 	next("version 2", func(os []wire.Override) bool {
 		return len(os) == 1 && os[0].Version == 2 && os[0].Expires.Equal(expires)
 	})
-	if err := other.DeleteOverride(t.Context(), o.ID); err != nil {
+	if err := other.DeleteOverride(t.Context(), o.ID, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	next("the removal", func(os []wire.Override) bool { return len(os) == 0 })

@@ -29,6 +29,9 @@ var (
 	ErrCompacted = errors.New("revisions compacted")
 	// ErrRunEnded: a running run does not replace one that ended.
 	ErrRunEnded = errors.New("run ended")
+	// ErrRetired: an override's ID was retired when it was removed
+	// (DeleteOverride), and cannot be set again for a while.
+	ErrRetired = errors.New("id retired")
 )
 
 // compactBatch is the most changes one write transaction of a Compact
@@ -182,14 +185,20 @@ type Store interface {
 	// Hosts returns every recorded host that has not expired, sorted by
 	// name.
 	Hosts(ctx context.Context) ([]Host, error)
-	// PutOverride records o, replacing the override with its ID.
+	// PutOverride records o, replacing the override with its ID; it
+	// fails with ErrRetired, and records nothing, while o's ID is
+	// retired (DeleteOverride).
 	PutOverride(ctx context.Context, o wire.Override) error
 	// RenewOverride sets the Expires of the override id to expires
 	// without writing its data again; ErrNotFound if there is none.
 	RenewOverride(ctx context.Context, id string, expires time.Time) error
 	// DeleteOverride removes the override id; removing one that is not
-	// there is not an error.
-	DeleteOverride(ctx context.Context, id string) error
+	// there is not an error. Unless retire is zero, it also retires the
+	// ID until retire, in the same write: until then a PutOverride of id
+	// fails with ErrRetired, so that a request to set the override that
+	// was held up on its way past the removal does not set it again.
+	// Retiring an ID again moves its end to the new retire.
+	DeleteOverride(ctx context.Context, id string, retire time.Time) error
 	// Overrides returns every recorded override, sorted by ID.
 	Overrides(ctx context.Context) ([]wire.Override, error)
 	// PutRun records r, replacing the run with its ID; a running r does

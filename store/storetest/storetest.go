@@ -45,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Open) {
 		{"ConcurrentReaders", testConcurrentReaders},
 		{"HostsExpire", testHostsExpire},
 		{"RenewOverride", testRenewOverride},
+		{"RetireOverride", testRetireOverride},
 		{"RunEnds", testRunEnds},
 		{"Compact", testCompact},
 		{"CompactWhileReading", testCompactWhileReading},
@@ -562,10 +563,10 @@ func testReopen(t *testing.T, open Open) {
 	if err := s.PutOverride(ctx, overrides[0]); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteOverride(ctx, "run-3"); err != nil {
+	if err := s.DeleteOverride(ctx, "run-3", time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteOverride(ctx, "never-there"); err != nil {
+	if err := s.DeleteOverride(ctx, "never-there", time.Time{}); err != nil {
 		t.Errorf("deleting a missing override: %v", err)
 	}
 	overrides = overrides[:2]
@@ -618,6 +619,9 @@ func testReopen(t *testing.T, open Open) {
 	}
 	if diff := cmp.Diff(overrides, gotOverrides, approxExpires); diff != "" {
 		t.Errorf("Overrides after reopening (-want +got):\n%s", diff)
+	}
+	if err := s.PutOverride(ctx, wire.Override{ID: "run-3", Config: "b", Hosts: []string{"web-3"}, Data: []byte("again"), LeaseSeconds: 5, Expires: expires}); !errors.Is(err, store.ErrRetired) {
+		t.Errorf("PutOverride of an ID retired before reopening: %v, want ErrRetired", err)
 	}
 	gotRuns, err := s.Runs(ctx)
 	if err != nil {
@@ -796,13 +800,92 @@ func testRenewOverride(t *testing.T, open Open) {
 	if err := s.RenewOverride(ctx, "never-there", time.Now().Add(time.Hour)); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("renewing a missing override: %v, want ErrNotFound", err)
 	}
-	if err := s.DeleteOverride(ctx, o.ID); err != nil {
+	if err := s.DeleteOverride(ctx, o.ID, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.RenewOverride(ctx, o.ID, time.Now().Add(time.Hour)); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("renewing a deleted override: %v, want ErrNotFound", err)
 	}
 	check("after deleting it")
+}
+
+// testRetireOverride checks that a removal that retires an override's ID
+// refuses every later PutOverride of the ID, whether the override was
+// there or not, until the retirement ends, and only for that ID; that a
+// removal without retire does not; and that a second retirement moves the
+// end.
+func testRetireOverride(t *testing.T, open Open) {
+	ctx := context.Background()
+	s := openStore(t, open)
+	o := wire.Override{ID: "run-1", Config: "a", Hosts: []string{"web-1"}, Version: 1, Compiled: true,
+		Data: []byte(`{"x":1}`), LeaseSeconds: 30, Expires: time.Now().UTC().Add(30 * time.Second)}
+	put := func(id string) error {
+		o := o
+		o.ID = id
+		return s.PutOverride(ctx, o)
+	}
+	overrides := func() []string {
+		t.Helper()
+		got, err := s.Overrides(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, o := range got {
+			ids = append(ids, o.ID)
+		}
+		return ids
+	}
+	for _, id := range []string{"run-1", "run-2", "kept"} {
+		if err := put(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// run-1 is removed and retired, run-2 removed only, never-set retired
+	// without ever having been there.
+	soon := time.Now().Add(2 * time.Second)
+	for id, retire := range map[string]time.Time{"run-1": time.Now().Add(time.Hour), "run-2": {}, "never-set": soon} {
+		if err := s.DeleteOverride(ctx, id, retire); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"run-1", "never-set"} {
+		err := put(id)
+		if !errors.Is(err, store.ErrRetired) || !strings.Contains(err.Error(), id) {
+			t.Errorf("PutOverride of retired %s: %v, want ErrRetired naming it", id, err)
+		}
+	}
+	if err := put("run-2"); err != nil {
+		t.Errorf("PutOverride of an ID removed without retiring it: %v", err)
+	}
+	if got := overrides(); !slices.Equal(got, []string{"kept", "run-2"}) {
+		t.Errorf("Overrides after the refused puts: %v, want [kept run-2]", got)
+	}
+	// A renewal of a retired ID finds nothing to renew.
+	if err := s.RenewOverride(ctx, "run-1", time.Now().Add(time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("renewing a retired override: %v, want ErrNotFound", err)
+	}
+	// Once never-set's retirement ends, it can be set; run-1's, retired
+	// again for a moment, ends then too.
+	if err := s.DeleteOverride(ctx, "run-1", soon); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"never-set", "run-1"} {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			err := put(id)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, store.ErrRetired) || time.Now().After(deadline) {
+				t.Fatalf("PutOverride of %s after its retirement ended at %v: %v", id, soon, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if got := overrides(); !slices.Equal(got, []string{"kept", "never-set", "run-1", "run-2"}) {
+		t.Errorf("Overrides at the end: %v", got)
+	}
 }
 
 // testRunEnds checks that a running run replaces a running one, but not
