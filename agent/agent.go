@@ -153,7 +153,7 @@ func New(cfg Config) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
+	if err := cache.MakeDir(cfg.CacheDir); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	ld, err := cache.Load(cfg.CacheDir)

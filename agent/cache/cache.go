@@ -521,41 +521,48 @@ func writeFile(dir, path string, data []byte) error {
 	return syncDir(filepath.Dir(path))
 }
 
-// mkdirAll creates target and its missing parents up to root, syncing the
-// parent of every directory it creates so that the new entry is durable.
+// MakeDir creates the cache directory dir and its missing parents,
+// durably: the parent of every directory it creates is synced, so that a
+// power loss after it returns does not lose the directory, and with it
+// every config written into it. The agent calls it before Load.
+func MakeDir(dir string) error { return mkdirSynced(dir) }
+
+// mkdirAll creates target, a directory within the cache root, and its
+// missing parents, durably (mkdirSynced).
 func mkdirAll(root, target string) error {
-	if fi, err := os.Stat(target); err == nil && fi.IsDir() {
-		return nil
-	}
 	rel, err := filepath.Rel(root, target)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		return fmt.Errorf("%s is outside the cache %s", target, root)
 	}
-	if err := fsys.MkdirAll(root, 0o755); err != nil {
+	return mkdirSynced(target)
+}
+
+// mkdirSynced creates dir and its missing parents, syncing the parent of
+// every directory it creates (or finds created by a call beside it) so
+// that the new entry is durable.
+func mkdirSynced(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case err == nil && fi.IsDir():
+		return nil
+	case err == nil:
+		return fmt.Errorf("%s exists and is not a directory", dir)
+	case !errors.Is(err, fs.ErrNotExist):
 		return err
 	}
-	cur := root
-	for elem := range strings.SplitSeq(rel, string(filepath.Separator)) {
-		if elem == "." {
-			continue
-		}
-		next := filepath.Join(cur, elem)
-		err := fsys.Mkdir(next, 0o755)
-		switch {
-		case err == nil:
-			if err := syncDir(cur); err != nil {
-				return err
-			}
-		case errors.Is(err, fs.ErrExist):
-			if fi, serr := os.Stat(next); serr != nil || !fi.IsDir() {
-				return fmt.Errorf("%s exists and is not a directory", next)
-			}
-		default:
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := mkdirSynced(parent); err != nil {
 			return err
 		}
-		cur = next
 	}
-	return nil
+	if err := fsys.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%s exists and is not a directory", dir)
+	}
+	return syncDir(parent)
 }
 
 func syncDir(dir string) error {
@@ -584,7 +591,6 @@ type fileSystem interface {
 	Rename(oldpath, newpath string) error
 	Remove(name string) error
 	Mkdir(name string, perm fs.FileMode) error
-	MkdirAll(name string, perm fs.FileMode) error
 }
 
 // file is an open file or directory of a fileSystem.
@@ -613,10 +619,9 @@ func (osFS) Open(name string) (file, error) {
 	return f, nil
 }
 
-func (osFS) Rename(oldpath, newpath string) error         { return os.Rename(oldpath, newpath) }
-func (osFS) Remove(name string) error                     { return os.Remove(name) }
-func (osFS) Mkdir(name string, perm fs.FileMode) error    { return os.Mkdir(name, perm) }
-func (osFS) MkdirAll(name string, perm fs.FileMode) error { return os.MkdirAll(name, perm) }
+func (osFS) Rename(oldpath, newpath string) error      { return os.Rename(oldpath, newpath) }
+func (osFS) Remove(name string) error                  { return os.Remove(name) }
+func (osFS) Mkdir(name string, perm fs.FileMode) error { return os.Mkdir(name, perm) }
 
 // fsys is the file system the cache changes. A test replaces it with one
 // that also keeps what a power loss would leave

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -38,9 +39,12 @@ import (
 // only the files of the versions it found. (Not parallel: it replaces
 // fsys.)
 func TestWritesSurvivePowerLoss(t *testing.T) {
-	dir := t.TempDir()
+	// The model holds the directory the cache is made in: a power loss
+	// must not lose the cache directory itself.
+	root := t.TempDir()
+	dir := filepath.Join(root, "cache", "agent")
 	img := t.TempDir()
-	m := &powerLossFS{t: t, root: dir, top: newModelDir()}
+	m := &powerLossFS{t: t, root: root, top: newModelDir()}
 	w := &powerLossWant{held: map[string]ConfigVersion{}, asOf: map[int64]map[string]ConfigVersion{0: {}}}
 	images := 0
 	check := func(when string) {
@@ -104,7 +108,12 @@ func TestWritesSurvivePowerLoss(t *testing.T) {
 	raw := func(name, data string) ConfigVersion { return ConfigVersion{Name: name, Data: []byte(data)} }
 	deleted := func(name string) ConfigVersion { return ConfigVersion{Name: name, Deleted: true} }
 
-	check("before any write")
+	w.doing = "while making the cache directory"
+	if err := MakeDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	check("after making the cache directory")
+	m.matchesDisk()
 	revision(1, raw("top", "top 1\n"), job("a/b/c", `{"v": 1}`+"\n"), raw("a/x", "x 1\n"), raw("empty", ""))
 	revision(2, job("a/b/c", `{"v": 2}`+"\n"), deleted("top"), raw("a/b/d", "d 2\n"), raw("a", "a 2\n"))
 	// a/x's data as at revision 1: a new file renamed over its data file.
@@ -174,10 +183,18 @@ func (w *powerLossWant) check(t *testing.T, m *powerLossFS, img, when string) in
 func (w *powerLossWant) checkImage(t *testing.T, m *powerLossFS, img string, landed map[*modelNode]bool, when string) {
 	t.Helper()
 	m.writeImage(img, landed)
-	left := cacheFiles(t, img)
-	_, err := os.Stat(filepath.Join(img, "state.json"))
+	// The image of the cache directory, which a power loss may have lost.
+	cache := filepath.Join(img, "cache", "agent")
+	files := func() []string {
+		if _, err := os.Stat(cache); errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return cacheFiles(t, cache)
+	}
+	left := files()
+	_, err := os.Stat(filepath.Join(cache, "state.json"))
 	hasState := err == nil
-	ld, err := Load(img)
+	ld, err := Load(cache)
 	if err != nil {
 		t.Fatalf("power loss %s: Load: %v (files %q)", when, err, left)
 	}
@@ -236,7 +253,7 @@ func (w *powerLossWant) checkImage(t *testing.T, m *powerLossFS, img string, lan
 		}
 	}
 	slices.Sort(want)
-	if got := cacheFiles(t, img); !slices.Equal(got, want) {
+	if got := files(); !slices.Equal(got, want) {
 		t.Fatalf("power loss %s: files after Load %q, want %q (before Load: %q)", when, got, want, left)
 	}
 }
@@ -374,22 +391,6 @@ func (m *powerLossFS) Mkdir(name string, perm fs.FileMode) error {
 	}
 	p, base := m.parent(elems)
 	p.entries[base] = newModelDir()
-	return nil
-}
-
-func (m *powerLossFS) MkdirAll(name string, perm fs.FileMode) error {
-	err := osFS{}.MkdirAll(name, perm)
-	elems, in := m.elems(name)
-	if err != nil || !in {
-		return err
-	}
-	n := m.top
-	for _, e := range elems {
-		if n.entries[e] == nil {
-			n.entries[e] = newModelDir()
-		}
-		n = n.entries[e]
-	}
 	return nil
 }
 
@@ -547,7 +548,7 @@ func (f *modelFile) Sync() error {
 		f.n.durable = maps.Clone(f.n.entries)
 		what = "directory " + filepath.ToSlash(rel)
 		if rel == "." {
-			what = "the cache directory"
+			what = "the directory the cache is made in"
 		}
 	default:
 		f.n.synced = slices.Clone(f.n.data)
