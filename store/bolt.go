@@ -995,7 +995,7 @@ func (s *Bolt) PutHosts(ctx context.Context, hosts []Host, ttl time.Duration) er
 	for i, h := range hosts {
 		rs[i] = hostRecord{h, expires}
 	}
-	return putRecords(s, ctx, bucketHosts, rs, func(r hostRecord) string { return r.Name })
+	return putRecords(s, ctx, bucketHosts, rs, func(r hostRecord) string { return r.Name }, nil)
 }
 
 // Hosts implements Store.
@@ -1009,22 +1009,10 @@ func (s *Bolt) Hosts(ctx context.Context) ([]Host, error) {
 
 // PutOverride implements Store.
 func (s *Bolt) PutOverride(ctx context.Context, o wire.Override) error {
-	done, err := s.begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer done()
-	data, err := json.Marshal(o)
-	if err != nil {
-		return err
-	}
-	k := []byte(o.ID)
-	return s.update(func(tx *bolt.Tx) error {
-		if err := checkRetired(tx, k, time.Now()); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketOverrides).Put(k, sealed(k, data))
-	})
+	return putRecords(s, ctx, bucketOverrides, []wire.Override{o}, func(o wire.Override) string { return o.ID },
+		func(tx *bolt.Tx, _ *bolt.Bucket, k []byte, _ wire.Override) error {
+			return checkRetired(tx, k, time.Now())
+		})
 }
 
 // checkRetired fails with ErrRetired if override ID k is retired at now,
@@ -1154,26 +1142,13 @@ func (s *Bolt) Overrides(ctx context.Context) ([]wire.Override, error) {
 
 // PutRun implements Store.
 func (s *Bolt) PutRun(ctx context.Context, r wire.Run) error {
-	done, err := s.begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer done()
-	data, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	k := []byte(r.ID)
-	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRuns)
-		if r.Status == wire.RunRunning && runEnded(k, b.Get(k)) {
-			return fmt.Errorf("run %q: %w", r.ID, ErrRunEnded)
-		}
-		if err := b.Put(k, sealed(k, data)); err != nil {
-			return fmt.Errorf("storing run %q: %w", r.ID, err)
-		}
-		return nil
-	})
+	return putRecords(s, ctx, bucketRuns, []wire.Run{r}, func(r wire.Run) string { return r.ID },
+		func(_ *bolt.Tx, b *bolt.Bucket, k []byte, r wire.Run) error {
+			if r.Status == wire.RunRunning && runEnded(k, b.Get(k)) {
+				return fmt.Errorf("run %q: %w", r.ID, ErrRunEnded)
+			}
+			return nil
+		})
 }
 
 // Runs implements Store.
@@ -1182,8 +1157,9 @@ func (s *Bolt) Runs(ctx context.Context) ([]wire.Run, error) {
 }
 
 // putRecords stores each of vs as sealed JSON in bucket, under the key
-// key gives it, in one transaction.
-func putRecords[T any](s *Bolt, ctx context.Context, bucket []byte, vs []T, key func(T) string) error {
+// key gives it, in one transaction, unless check (if not nil) fails for
+// one of them, in which case it stores none and returns check's error.
+func putRecords[T any](s *Bolt, ctx context.Context, bucket []byte, vs []T, key func(T) string, check func(tx *bolt.Tx, b *bolt.Bucket, k []byte, v T) error) error {
 	done, err := s.begin(ctx)
 	if err != nil {
 		return err
@@ -1197,6 +1173,11 @@ func putRecords[T any](s *Bolt, ctx context.Context, bucket []byte, vs []T, key 
 				return err
 			}
 			k := []byte(key(v))
+			if check != nil {
+				if err := check(tx, b, k, v); err != nil {
+					return err
+				}
+			}
 			if err := b.Put(k, sealed(k, data)); err != nil {
 				return fmt.Errorf("storing %s %q: %w", bucket, k, err)
 			}
