@@ -6,8 +6,10 @@
 // set by the wall clock rather than by the code it runs, may not be worth
 // running under it, or may not hold there. Such a test calls SkipUnder,
 // which skips it under the race detector with a reason that starts with
-// SkipPrefix: a run under the race detector says which tests are left to
-// a run without it.
+// SkipPrefix. scripts/test.sh runs the packages that run work concurrently
+// under the race detector only; internal/testreport writes down the tests
+// that skipped themselves so, and the script then runs exactly those
+// without the race detector.
 package racecheck
 
 import "testing"
