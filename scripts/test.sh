@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# test.sh runs the whole test suite: static checks, every test, and the race
-# detector on the packages that run work concurrently. CI runs exactly this,
-# as scripts/test.sh --install.
+# test.sh runs the whole test suite: static checks, then every test once,
+# those of the packages that run work concurrently under the race detector,
+# the others without it. CI runs exactly this, as scripts/test.sh --install.
 #
 # A few tests need more than Go and skip without it: they are named at the
 # start, with what to install, and every test that was skipped is listed at
@@ -78,18 +78,46 @@ go vet ./...
 stage staticcheck
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 # Tests run through testreport: go test's usual output, then every test
-# that was skipped, and why. cmd/cfg's end-to-end tests are the longest
-# package (a couple of minutes, side by side; more under the race detector
-# on a loaded machine): it is named first, so that it starts first and the
-# other packages run beside it. A package gets 30 minutes rather than go
-# test's default 10.
+# that was skipped, and why. A package gets 30 minutes rather than go test's
+# default 10.
 report=$(mktemp -d)
 trap 'rm -rf "$report"' EXIT
 go build -o "$report/testreport" ./internal/testreport
-stage "go test"
-go test -count=1 -timeout 30m -json ./cmd/cfg ./... | "$report/testreport"
-# The race detector runs on the packages that run work concurrently.
+# The packages that run work concurrently run under the race detector,
+# which runs their tests and sees more. cmd/cfg's end-to-end tests are the
+# longest package (a few minutes, side by side; more on a loaded machine):
+# it is named first, so that it starts first and the other packages run
+# beside it.
+concurrent=(./cmd/cfg/... ./repo ./compiler ./schema ./validate ./gitrepo ./store ./daemon ./agent/... ./client ./canary/... ./gate/... ./internal/baseline)
 stage "go test -race (concurrent packages)"
-go test -count=1 -timeout 30m -race -json ./cmd/cfg/... ./repo ./compiler ./schema ./validate ./gitrepo ./store ./daemon ./agent/... ./client ./canary/... ./gate/... ./internal/baseline | "$report/testreport"
+go test -count=1 -timeout 30m -race -json "${concurrent[@]}" | "$report/testreport" -norace "$report/norace"
+# A few of their tests run without the race detector only: they measure
+# memory, which it makes bigger, or run programs built without it, or last
+# as long as the wall clock says. Under it they skip themselves
+# (racecheck.SkipUnder), and testreport wrote them down. They run now,
+# beside the other packages, each package's with a go test of its own
+# (-run selects exactly them), cmd/cfg's first; testreport reads the go
+# tests side by side, and fails if any of them did not run.
+stage "go test (the other packages, and the tests that run without the race detector)"
+runs=$("$report/testreport" -norace-runs "$report/norace")
+others=$(go list ./... | grep -vxF -f <(go list "${concurrent[@]}"))
+inputs=() pids=()
+gotest() { # gotest ARG...: go test -json ARG... in the background, into a pipe for testreport
+  local out=$report/go-test-${#inputs[@]}
+  mkfifo "$out"
+  go test -count=1 -timeout 30m -json "$@" >"$out" &
+  inputs+=("$out") pids+=($!)
+}
+while read -r pkg pattern; do
+  if [ -n "$pkg" ]; then gotest -run "$pattern" "$pkg"; fi
+done <<<"$runs"
+gotest $others # import paths: a word each
+failed=0
+if ! "$report/testreport" -norace-ran "$report/norace" "${inputs[@]}"; then
+  failed=1
+  kill "${pids[@]}" 2>/dev/null || true # any go test that testreport left unread
+fi
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+if [ "$failed" != 0 ]; then exit 1; fi
 stage ""
 echo "== all passed in $SECONDS s"

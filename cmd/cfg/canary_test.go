@@ -21,6 +21,7 @@ import (
 
 	"github.com/cfg-dev/cfg/canary"
 	"github.com/cfg-dev/cfg/canary/judge"
+	"github.com/cfg-dev/cfg/internal/racecheck"
 	"github.com/cfg-dev/cfg/internal/syncbuf"
 	"github.com/cfg-dev/cfg/wire"
 )
@@ -408,22 +409,21 @@ func gitShow(t *testing.T, repo, commit, path string) string {
 	return string(out)
 }
 
+// skipUnderRace skips a process test (a canary's, a cluster's) under the
+// race detector: it runs without it. Its length is set by the wall clock
+// (a canary's phases, leases), which the race detector does not shorten;
+// the code it runs (the canary's controller, the daemon, the agent) runs
+// under the race detector in those packages' tests and in TestCanaryDemo,
+// here, which takes the whole path from push to landing.
+func skipUnderRace(t *testing.T) {
+	t.Helper()
+	racecheck.SkipUnder(t, "a wall-clock process test; TestCanaryDemo covers the path under the race detector")
+}
+
 // The demo's bad change is rolled back and its good change lands, under
 // a spec whose phases last three leases: every host serves the candidate
 // without a gap from when it first gets it until the rollback or the
 // landing, and the landing commit holds exactly the bytes canaried.
-// skipUnderRace skips a canary process test under the race detector. Their
-// length is set by the phases' wall-clock time, which the race detector
-// does not shorten; the code they run (the canary's controller, the daemon,
-// the agent) runs under the race detector in those packages' tests and in
-// TestCanaryDemo, here, which takes the whole path from push to landing.
-func skipUnderRace(t *testing.T) {
-	t.Helper()
-	if raceEnabled {
-		t.Skip("a wall-clock canary process test; TestCanaryDemo covers the path under the race detector")
-	}
-}
-
 func TestCanaryDemo(t *testing.T) {
 	t.Parallel()
 	f := startFleet(t)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/cfg-dev/cfg/compiler"
 	"github.com/cfg-dev/cfg/gitrepo"
+	"github.com/cfg-dev/cfg/internal/racecheck"
 	"github.com/cfg-dev/cfg/validate"
 )
 
@@ -161,7 +162,7 @@ func TestCommitConcurrentProcesses(t *testing.T) {
 	}
 	const committers = 2
 	iterations := 100
-	if raceEnabled {
+	if racecheck.Enabled {
 		iterations = 20
 	}
 	var mu sync.Mutex
@@ -273,7 +274,7 @@ func TestCommitKilled(t *testing.T) {
 	var reported []string
 	recovered := 0
 	kills := 30
-	if raceEnabled {
+	if racecheck.Enabled {
 		kills = 10
 	}
 	for i := range kills {

@@ -27,6 +27,7 @@ import (
 	"mvdan.cc/sh/v3/syntax"
 
 	"github.com/cfg-dev/cfg/cmd/cfg/internal/cli"
+	"github.com/cfg-dev/cfg/internal/racecheck"
 	"github.com/cfg-dev/cfg/repo"
 	"github.com/cfg-dev/cfg/store"
 	"github.com/cfg-dev/cfg/wire"
@@ -676,9 +677,7 @@ func checkLoadOutput(t *testing.T, b block) {
 	if testing.Short() {
 		t.Skip("builds and runs load")
 	}
-	if raceEnabled {
-		t.Skip("runs a program built without the race detector")
-	}
+	racecheck.SkipUnder(t, "runs a program built without the race detector")
 	load := exampleBinary(t, "canary/load")
 	srv := startTestServer(t)
 	out, err := exec.Command(load, "-targets", srv, "-duration", "1s").CombinedOutput()
@@ -811,11 +810,9 @@ func checkCanaryDemo(t *testing.T, b block) {
 	if testing.Short() {
 		t.Skip("runs the canary demo: a daemon, six agents, six services, two canaries")
 	}
-	if raceEnabled {
-		// The demo's programs are built by the block, without the race
-		// detector: a race build of this test adds nothing but time.
-		t.Skip("runs programs built without the race detector")
-	}
+	// The demo's programs are built by the block, without the race
+	// detector: a race build of this test adds nothing but time.
+	racecheck.SkipUnder(t, "runs programs built without the race detector")
 	for _, tool := range []string{"bash", "git", "go"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("needs %s", tool)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cfg-dev/cfg/cmd/cfg/internal/cli"
 	"github.com/cfg-dev/cfg/internal/freeport"
+	"github.com/cfg-dev/cfg/internal/racecheck"
 )
 
 func TestMain(m *testing.M) {
@@ -74,7 +75,7 @@ func (tm testMain) Run() int {
 			return 2
 		}
 	}
-	if gorace := os.Getenv("GORACE"); raceEnabled && !strings.Contains(gorace, "atexit_sleep_ms") {
+	if gorace := os.Getenv("GORACE"); racecheck.Enabled && !strings.Contains(gorace, "atexit_sleep_ms") {
 		os.Setenv("GORACE", strings.TrimSpace(gorace+" "+raceExitSleep))
 	}
 	code := tm.m.Run()

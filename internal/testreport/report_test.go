@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -40,7 +44,7 @@ const events = `{"Action":"start","Package":"github.com/cfg-dev/cfg/canary/metri
 
 func TestReport(t *testing.T) {
 	var out strings.Builder
-	ok, err := report(strings.NewReader(events), &out)
+	ok, err := report([]io.Reader{strings.NewReader(events)}, &out, options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,11 +68,11 @@ skipped 2 tests:
 
 	// A run that passed, and one whose output ended early.
 	out.Reset()
-	if ok, _ := report(strings.NewReader(strings.Join(strings.SplitAfter(events, "\n")[:11], "")), &out); !ok {
+	if ok, _ := report([]io.Reader{strings.NewReader(strings.Join(strings.SplitAfter(events, "\n")[:11], ""))}, &out, options{}); !ok {
 		t.Errorf("a run that passed: not ok:\n%s", out.String())
 	}
 	out.Reset()
-	if ok, _ := report(strings.NewReader(strings.Join(strings.SplitAfter(events, "\n")[:3], "")), &out); ok || !strings.Contains(out.String(), "FAIL\tgithub.com/cfg-dev/cfg/canary/metrics (no result: the output ended)") {
+	if ok, _ := report([]io.Reader{strings.NewReader(strings.Join(strings.SplitAfter(events, "\n")[:3], ""))}, &out, options{}); ok || !strings.Contains(out.String(), "FAIL\tgithub.com/cfg-dev/cfg/canary/metrics (no result: the output ended)") {
 		t.Errorf("output ended early: ok %v:\n%s", ok, out.String())
 	}
 }
@@ -85,7 +89,7 @@ func TestReportTimeout(t *testing.T) {
 {"Action":"fail","Package":"p"}
 `
 	var out strings.Builder
-	ok, err := report(strings.NewReader(in), &out)
+	ok, err := report([]io.Reader{strings.NewReader(in)}, &out, options{})
 	if err != nil || ok {
 		t.Fatalf("report: ok %v, %v", ok, err)
 	}
@@ -127,5 +131,175 @@ func TestScriptSaysWhatItSkips(t *testing.T) {
 	}
 	if got := run(); strings.Contains(got, "prometheus") {
 		t.Errorf("test.sh --check with prometheus on PATH mentions it:\n%s", got)
+	}
+}
+
+// raceEvents is go test -race -json output in which a test and a subtest
+// skipped themselves to run without the race detector
+// (racecheck.SkipUnder), and another test was skipped for a reason of its
+// own.
+const raceEvents = `{"Action":"start","Package":"github.com/cfg-dev/cfg/daemon"}
+{"Action":"output","Package":"github.com/cfg-dev/cfg/daemon","Test":"TestMemory","Output":"=== RUN   TestMemory\n"}
+{"Action":"output","Package":"github.com/cfg-dev/cfg/daemon","Test":"TestMemory","Output":"    bounds_test.go:9: runs without the race detector: measures memory\n"}
+{"Action":"output","Package":"github.com/cfg-dev/cfg/daemon","Test":"TestMemory","Output":"--- SKIP: TestMemory (0.00s)\n"}
+{"Action":"skip","Package":"github.com/cfg-dev/cfg/daemon","Test":"TestMemory"}
+{"Action":"output","Package":"github.com/cfg-dev/cfg/daemon","Test":"TestFullDisk","Output":"    disk_test.go:5: not root: cannot mount a tmpfs\n"}
+{"Action":"skip","Package":"github.com/cfg-dev/cfg/daemon","Test":"TestFullDisk"}
+{"Action":"pass","Package":"github.com/cfg-dev/cfg/daemon","Test":"TestOK"}
+{"Action":"output","Package":"github.com/cfg-dev/cfg/daemon","Output":"ok  \tgithub.com/cfg-dev/cfg/daemon\t9.1s\n"}
+{"Action":"pass","Package":"github.com/cfg-dev/cfg/daemon"}
+{"Action":"start","Package":"github.com/cfg-dev/cfg/cmd/cfg"}
+{"Action":"output","Package":"github.com/cfg-dev/cfg/cmd/cfg","Test":"TestReadme/README.md:680","Output":"    readme_test.go:679: runs without the race detector: runs a program built without it\n"}
+{"Action":"output","Package":"github.com/cfg-dev/cfg/cmd/cfg","Test":"TestReadme/README.md:680","Output":"    --- SKIP: TestReadme/README.md:680 (0.00s)\n"}
+{"Action":"skip","Package":"github.com/cfg-dev/cfg/cmd/cfg","Test":"TestReadme/README.md:680"}
+{"Action":"pass","Package":"github.com/cfg-dev/cfg/cmd/cfg","Test":"TestReadme"}
+{"Action":"output","Package":"github.com/cfg-dev/cfg/cmd/cfg","Output":"ok  \tgithub.com/cfg-dev/cfg/cmd/cfg\t99.1s\n"}
+{"Action":"pass","Package":"github.com/cfg-dev/cfg/cmd/cfg"}
+`
+
+// TestReportNorace checks that the tests that skipped themselves under
+// the race detector are passed on to the run without it, and that that
+// run fails unless each of them ran: the race run writes them down (-norace)
+// and lists them apart from the tests skipped, -norace-runs selects
+// exactly them, and the run without the race detector (-norace-ran)
+// fails if one has no result.
+func TestReportNorace(t *testing.T) {
+	norace := filepath.Join(t.TempDir(), "norace")
+	out, ok := runReport(t, options{norace: norace}, raceEvents)
+	if !ok {
+		t.Errorf("the race run: not ok:\n%s", out)
+	}
+	want := `ok  	github.com/cfg-dev/cfg/daemon	9.1s
+ok  	github.com/cfg-dev/cfg/cmd/cfg	99.1s
+skipped 1 test:
+  daemon TestFullDisk: not root: cannot mount a tmpfs
+2 tests skipped under the race detector, to run without it:
+  cmd/cfg TestReadme/README.md:680: runs a program built without it
+  daemon TestMemory: measures memory
+`
+	if out != want {
+		t.Errorf("the race run's report:\n%s\nwant:\n%s", out, want)
+	}
+	data, err := os.ReadFile(norace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "github.com/cfg-dev/cfg/cmd/cfg TestReadme/README.md:680\ngithub.com/cfg-dev/cfg/daemon TestMemory\n"; string(data) != want {
+		t.Errorf("-norace wrote:\n%s\nwant:\n%s", data, want)
+	}
+
+	// Without -norace, they are skipped like any other, with their reason.
+	out, _ = runReport(t, options{}, raceEvents)
+	if want := "skipped 3 tests:\n" +
+		"  cmd/cfg TestReadme/README.md:680: runs without the race detector: runs a program built without it\n" +
+		"  daemon TestFullDisk: not root: cannot mount a tmpfs\n" +
+		"  daemon TestMemory: runs without the race detector: measures memory\n"; !strings.HasSuffix(out, want) {
+		t.Errorf("a race run without -norace:\n%s\nwant it to end with:\n%s", out, want)
+	}
+
+	var runs strings.Builder
+	if err := printRuns(norace, &runs); err != nil {
+		t.Fatal(err)
+	}
+	if want := "github.com/cfg-dev/cfg/cmd/cfg ^TestReadme$/^README\\.md:680$\ngithub.com/cfg-dev/cfg/daemon ^TestMemory$\n"; runs.String() != want {
+		t.Errorf("-norace-runs:\n%s\nwant:\n%s", runs.String(), want)
+	}
+
+	// The run without the race detector, one go test a package.
+	cmdcfg := `{"Action":"start","Package":"github.com/cfg-dev/cfg/cmd/cfg"}
+{"Action":"pass","Package":"github.com/cfg-dev/cfg/cmd/cfg","Test":"TestReadme/README.md:680"}
+{"Action":"pass","Package":"github.com/cfg-dev/cfg/cmd/cfg","Test":"TestReadme"}
+{"Action":"pass","Package":"github.com/cfg-dev/cfg/cmd/cfg"}
+`
+	daemon := func(test string) string {
+		return `{"Action":"start","Package":"github.com/cfg-dev/cfg/daemon"}
+` + test + `{"Action":"pass","Package":"github.com/cfg-dev/cfg/daemon"}
+`
+	}
+	ran := `{"Action":"pass","Package":"github.com/cfg-dev/cfg/daemon","Test":"TestMemory"}
+`
+	out, ok = runReport(t, options{noraceRan: norace}, cmdcfg, daemon(ran))
+	if want := "ran without the race detector: 2 tests skipped under it\n"; !ok || out != want {
+		t.Errorf("every test ran without the race detector: ok %v:\n%s\nwant:\n%s", ok, out, want)
+	}
+	// One that did not run fails the run.
+	out, ok = runReport(t, options{noraceRan: norace}, cmdcfg, daemon(""))
+	if want := "FAIL\tdaemon TestMemory: skipped under the race detector, and not run without it\n"; ok || !strings.Contains(out, want) {
+		t.Errorf("a test that did not run without the race detector: ok %v:\n%s\nwant it to contain:\n%s", ok, out, want)
+	}
+	out, ok = runReport(t, options{noraceRan: norace}, cmdcfg)
+	if ok || !strings.Contains(out, "FAIL\tdaemon TestMemory") {
+		t.Errorf("a package whose tests did not run without the race detector: ok %v:\n%s", ok, out)
+	}
+	// One that skipped itself for a reason of its own is listed with it.
+	skipped := `{"Action":"output","Package":"github.com/cfg-dev/cfg/daemon","Test":"TestMemory","Output":"    bounds_test.go:9: not on Linux\n"}
+{"Action":"skip","Package":"github.com/cfg-dev/cfg/daemon","Test":"TestMemory"}
+`
+	out, ok = runReport(t, options{noraceRan: norace}, cmdcfg, daemon(skipped))
+	if want := "skipped 1 test:\n  daemon TestMemory: not on Linux\n"; !ok || !strings.HasSuffix(out, want) {
+		t.Errorf("a test skipped without the race detector too: ok %v:\n%s\nwant it to end with:\n%s", ok, out, want)
+	}
+}
+
+// runReport runs report on inputs, side by side.
+func runReport(t *testing.T, opts options, inputs ...string) (string, bool) {
+	t.Helper()
+	var ins []io.Reader
+	for _, in := range inputs {
+		ins = append(ins, strings.NewReader(in))
+	}
+	var out strings.Builder
+	ok, err := report(ins, &out, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), ok
+}
+
+// TestNoraceRunsSelect runs the tests of a fixture package (testdata/norace)
+// as scripts/test.sh does: with TESTREPORT_RACE set, some skip themselves
+// to run without the race detector, as they do under it; then go test
+// -run with the patterns of -norace-runs runs them, and exactly them.
+func TestNoraceRunsSelect(t *testing.T) {
+	const pkg = "github.com/cfg-dev/cfg/internal/testreport/testdata/norace"
+	goTest := func(env string, args ...string) []byte {
+		t.Helper()
+		cmd := exec.Command("go", append([]string{"test", "-count=1", "-json"}, args...)...)
+		cmd.Env = append(os.Environ(), "TESTREPORT_RACE="+env)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("go test %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	norace := filepath.Join(t.TempDir(), "norace")
+	var out strings.Builder
+	if ok, err := report([]io.Reader{bytes.NewReader(goTest("1", pkg))}, &out, options{norace: norace}); err != nil || !ok {
+		t.Fatalf("the run that skips: ok %v, %v:\n%s", ok, err, out.String())
+	}
+	var runs strings.Builder
+	if err := printRuns(norace, &runs); err != nil {
+		t.Fatal(err)
+	}
+	gotPkg, pattern, _ := strings.Cut(strings.TrimSuffix(runs.String(), "\n"), " ")
+	if gotPkg != pkg || strings.Contains(pattern, "\n") {
+		t.Fatalf("-norace-runs:\n%s\nwant one line, of %s", runs.String(), pkg)
+	}
+	json2 := goTest("", "-run", pattern, pkg)
+	out.Reset()
+	if ok, err := report([]io.Reader{bytes.NewReader(json2)}, &out, options{noraceRan: norace}); err != nil || !ok {
+		t.Errorf("the run of the tests that skipped: ok %v, %v:\n%s", ok, err, out.String())
+	}
+	var passed []string
+	for line := range bytes.Lines(json2) {
+		var e event
+		if err := json.Unmarshal(line, &e); err == nil && e.Action == "pass" && e.Test != "" {
+			passed = append(passed, e.Test)
+		}
+	}
+	slices.Sort(passed)
+	want := []string{"TestMemory", "TestReadme", "TestReadme/README.md:680", "TestReadme/a/b", "TestReadme/x(y)|z_[1]"}
+	if !slices.Equal(passed, want) {
+		t.Errorf("go test -run %s passed %q, want %q", pattern, passed, want)
 	}
 }

@@ -1,6 +1,0 @@
-//go:build !race
-
-package daemon
-
-// raceEnabled says that the tests run with the race detector.
-const raceEnabled = false
