@@ -92,7 +92,10 @@ func run(t *testing.T, dir string, args ...string) string {
 func addr(t *testing.T, file string) string {
 	t.Helper()
 	var a string
-	eventually(t, 10*time.Second, "address in "+file, func() bool {
+	// A daemon over etcd writes its address once the store is open: on
+	// a loaded machine, under the race detector, a process and a cluster
+	// just started may take well over 10 s to get there.
+	eventually(t, time.Minute, "address in "+file, func() bool {
 		b, err := os.ReadFile(file)
 		a = strings.TrimSpace(string(b))
 		return err == nil && a != ""
