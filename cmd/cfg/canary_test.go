@@ -442,7 +442,7 @@ func TestCanaryDemo(t *testing.T) {
 	if p := rep.Phases[0]; p.Verdict != canary.Fail || !slices.ContainsFunc(p.Checks, func(c canary.CheckReport) bool { return c.Name == "error ratio" && c.Verdict == judge.Fail }) {
 		t.Errorf("bad change: first phase %+v, want the error ratio check failed", p)
 	}
-	t.Logf("bad change rolled back: %s; every canary host back on revision %d %.1f s after the push (scrape interval %d s, breach 4 s, window 6 s)",
+	t.Logf("bad change rolled back: %s; every canary host back on revision %d %.1f s after the push (scrape interval %d s, breach 8 s, window 6 s: examples/canary/source/lib/checks.cinc)",
 		rep.Reason, rep.Base, rep.RevertSeconds, rep.ScrapeIntervalSeconds)
 	checkContinuous(t, seen, old, rep.Phases[len(rep.Phases)-1].Ended)
 	if want := "the candidate is still in the working tree; to discard it: git checkout HEAD -- materialized_configs/demo/service.json source/demo/service.cconf\n"; !strings.HasSuffix(stderr, want) {
