@@ -116,8 +116,9 @@ type simFleet struct {
 	runs      map[string]wire.Run
 	hosts     []*simHost
 	queue     []delivery
-	deleted   time.Time // when an override was last deleted
-	renewLost bool      // renewals answer 404
+	deleted   time.Time       // when an override was last deleted
+	retired   map[string]bool // the IDs removed: the daemon refuses to set them again
+	renewLost bool            // renewals answer 404
 	// renewStuck says which renewals (counted from 1) never answer: they
 	// wait until their deadline, on the simulated clock.
 	renewStuck func(n int) bool
@@ -136,7 +137,7 @@ type simFleet struct {
 // demo/service, "old".
 func newSim(t *testing.T, n int) *simFleet {
 	f := &simFleet{t: t, clock: clockwork.NewFakeClockAt(simStart), config: "demo/service", delay: 300 * time.Millisecond,
-		publishLag: 500 * time.Millisecond, overrides: map[string]*simOverride{}, runs: map[string]wire.Run{}}
+		publishLag: 500 * time.Millisecond, overrides: map[string]*simOverride{}, retired: map[string]bool{}, runs: map[string]wire.Run{}}
 	f.revs = []simRev{{n: 1, commit: "c1", data: "old", at: simStart}}
 	for i := range n {
 		name := fmt.Sprintf("web-%d", i+1)
@@ -300,6 +301,13 @@ func (f *simFleet) Current(_ context.Context, name string) (int64, string, error
 
 func (f *simFleet) PutOverride(ctx context.Context, o wire.Override) (wire.Override, error) {
 	now := f.lock()
+	if f.retired[o.ID] {
+		// The daemon answers 410: a run never sets its override again
+		// once it removed it.
+		f.mu.Unlock()
+		f.t.Errorf("override %s set again at %v, after its removal", o.ID, now.Sub(simStart))
+		return wire.Override{}, fmt.Errorf("setting override %q: id retired: it was removed", o.ID)
+	}
 	if old, ok := f.overrides[o.ID]; ok {
 		o.Version = old.o.Version + 1
 	} else {
@@ -357,6 +365,7 @@ func (f *simFleet) RenewOverride(ctx context.Context, id string) error {
 func (f *simFleet) DeleteOverride(_ context.Context, id string) error {
 	now := f.lock()
 	defer f.mu.Unlock()
+	f.retired[id] = true
 	if _, ok := f.overrides[id]; ok {
 		delete(f.overrides, id)
 		f.deleted = now
