@@ -93,7 +93,8 @@ func TestBackoffOnCacheErrors(t *testing.T) {
 
 // replaceDataDir makes the cache in dir unwritable for feed/job by
 // replacing its data directory with a file, and returns a function that
-// puts the directory back.
+// removes the file. It does not put the directory back: the agent,
+// retrying, may make a new one as soon as the file is gone.
 func replaceDataDir(t *testing.T, dir string) func() {
 	p := filepath.Join(dir, "data", "feed")
 	if err := os.Rename(p, p+".moved"); err != nil {
@@ -106,7 +107,7 @@ func replaceDataDir(t *testing.T, dir string) func() {
 		if err := os.Remove(p); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Rename(p+".moved", p); err != nil {
+		if err := os.RemoveAll(p + ".moved"); err != nil {
 			t.Fatal(err)
 		}
 	}

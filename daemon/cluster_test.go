@@ -314,6 +314,12 @@ func TestClusterOverrideAnsweredOnceServed(t *testing.T) {
 		if code, o := get(d, id); code != 404 {
 			t.Fatalf("GET on %s right after DELETE: %d %+v, want 404", d.cfg.Member, code, o)
 		}
+		// The next daemon's override is for the same host and config: it
+		// conflicts with this one until that daemon has followed the
+		// removal (each daemon checks conflicts against what it serves).
+		for _, other := range ds {
+			waitLong(t, "the removal of "+id+" on "+other.cfg.Member, func() bool { code, _ := get(other, id); return code == 404 })
+		}
 	}
 }
 
