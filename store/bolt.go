@@ -1031,9 +1031,15 @@ func checkRetired(tx *bolt.Tx, k []byte, now time.Time) error {
 		return err
 	}
 	if until.After(now) {
-		return fmt.Errorf("override %q: %w until %s", k, ErrRetired, until.UTC().Format(time.RFC3339))
+		return retiredError(k, until)
 	}
 	return b.Delete(k)
+}
+
+// retiredError is the error of a PutOverride of override ID k, retired
+// until until.
+func retiredError(k []byte, until time.Time) error {
+	return fmt.Errorf("override %q: %w until %s", k, ErrRetired, until.UTC().Format(time.RFC3339))
 }
 
 // retiredUntil decodes the value of a retired override ID: when its
@@ -1165,13 +1171,17 @@ func putRecords[T any](s *Bolt, ctx context.Context, bucket []byte, vs []T, key 
 		return err
 	}
 	defer done()
+	// Encoded before the write transaction, which holds the file's writer.
+	datas := make([][]byte, len(vs))
+	for i, v := range vs {
+		if datas[i], err = json.Marshal(v); err != nil {
+			return err
+		}
+	}
 	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucket)
-		for _, v := range vs {
-			data, err := json.Marshal(v)
-			if err != nil {
-				return err
-			}
+		for i, v := range vs {
+			data := datas[i]
 			k := []byte(key(v))
 			if check != nil {
 				if err := check(tx, b, k, v); err != nil {

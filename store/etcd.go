@@ -969,15 +969,15 @@ func (s *Etcd) PutOverride(ctx context.Context, o wire.Override) error {
 	}
 	if !resp.Succeeded {
 		s.revoke(ctx, lease.ID)
-		err := fmt.Errorf("override %q: %w", o.ID, ErrRetired)
-		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-			until, uerr := retiredUntil(k, kvs[0].Value)
-			if uerr != nil {
-				return s.damage(uerr)
-			}
-			err = fmt.Errorf("%w until %s", err, until.UTC().Format(time.RFC3339))
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) != 1 { // the compare and the read see one revision
+			return fmt.Errorf("override %q: %w: %d retirement records", o.ID, ErrRetired, len(kvs))
 		}
-		return err
+		until, err := retiredUntil(k, kvs[0].Value)
+		if err != nil {
+			return s.damage(err)
+		}
+		return retiredError(k, until)
 	}
 	if prev := resp.Responses[0].GetResponsePut().PrevKv; prev != nil && prev.Lease != 0 {
 		s.revoke(ctx, clientv3.LeaseID(prev.Lease))
@@ -986,9 +986,13 @@ func (s *Etcd) PutOverride(ctx context.Context, o wire.Override) error {
 }
 
 // overrideTTL is the TTL of the lease of an override that expires at
-// expires: etcdOverrideGrace later, in whole seconds, rounded up.
-func overrideTTL(expires time.Time) int64 {
-	return max(int64((time.Until(expires)+etcdOverrideGrace+time.Second-1)/time.Second), 1)
+// expires: etcdOverrideGrace later.
+func overrideTTL(expires time.Time) int64 { return ttlUntil(expires.Add(etcdOverrideGrace)) }
+
+// ttlUntil is the TTL of a lease that ends at end: the time until then,
+// in whole seconds, rounded up, and at least one.
+func ttlUntil(end time.Time) int64 {
+	return max(int64((time.Until(end)+time.Second-1)/time.Second), 1)
 }
 
 // RenewOverride implements Store. A renewal that keeps the override's
@@ -1082,7 +1086,7 @@ func (s *Etcd) DeleteOverride(ctx context.Context, id string, retire time.Time) 
 	ops := []clientv3.Op{clientv3.OpDelete(s.key(bucketOverrides, k), clientv3.WithPrevKV())}
 	var lease clientv3.LeaseID
 	if !retire.IsZero() {
-		l, err := s.cli.Grant(ctx, max(int64((time.Until(retire)+time.Second-1)/time.Second), 1))
+		l, err := s.cli.Grant(ctx, ttlUntil(retire))
 		if err != nil {
 			return fmt.Errorf("removing override %q: %w", id, err)
 		}

@@ -556,11 +556,15 @@ func mkdirSynced(dir string) error {
 			return err
 		}
 	}
-	if err := fsys.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+	switch err := fsys.Mkdir(dir, 0o755); {
+	case errors.Is(err, fs.ErrExist):
+		// Made by a call beside this one, which may not have synced
+		// parent yet.
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return fmt.Errorf("%s exists and is not a directory", dir)
+		}
+	case err != nil:
 		return err
-	}
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return fmt.Errorf("%s exists and is not a directory", dir)
 	}
 	return syncDir(parent)
 }
