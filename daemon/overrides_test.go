@@ -152,6 +152,12 @@ func TestOverrideLeaseExpires(t *testing.T) {
 	if !strings.Contains(body, "\ncfg_overrides 0\n") {
 		t.Errorf("metrics after a lease ran out:\n%s%s", grep(body, "cfg_override_leases"), grep(body, "cfg_overrides"))
 	}
+	// An override whose lease ran out is not retired, as one removed by
+	// a DELETE is: it can be set again.
+	if code, body := d.putOverride("run-1", "a", []string{"web-1"}, `{"v":"B"}`, 30); code != 200 {
+		t.Fatalf("PUT of an override whose lease ran out: %d %s, want 200", code, body)
+	}
+	w.expect(`overrides 1 a=run-1@1:{"v":"B"}`)
 }
 
 // TestRunLease attacks the run's lease: a running run that its writer
