@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestMain lets the test binary stand for cfgbench when a benchmark starts
@@ -156,6 +157,37 @@ func TestServe(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "command: scripts/bench.sh -serve -cfg ") {
 		t.Errorf("no command in\n%s", stdout.String())
+	}
+	// The changes paired: 3 a run for each watcher count.
+	for _, w := range []string{"1", "3"} {
+		row := regexp.MustCompile(`(?m)^ *30 +` + w + ` +3 +[-+][\d.]+ +[-+][\d.]+ to [-+][\d.]+ +\d+ %$`)
+		if !row.MatchString(stdout.String()) {
+			t.Errorf("no paired row for %s watchers in\n%s", w, stdout.String())
+		}
+	}
+}
+
+// TestMedianInterval checks the median and its confidence interval
+// against the ranks tables give: for 100 values, the 40th and the 61st;
+// for 10 or fewer, all of them.
+func TestMedianInterval(t *testing.T) {
+	var ds []time.Duration
+	for i := 100; i >= 1; i-- { // in no order medianInterval relies on
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	med, lo, hi := medianInterval(ds)
+	if med != 50500*time.Microsecond || lo != 40*time.Millisecond || hi != 61*time.Millisecond {
+		t.Errorf("1..100 ms: median %v, interval %v to %v; want 50.5ms, 40ms to 61ms", med, lo, hi)
+	}
+	if ds[0] != 100*time.Millisecond {
+		t.Errorf("medianInterval sorted its argument")
+	}
+	med, lo, hi = medianInterval(ds[95:]) // 5 4 3 2 1
+	if med != 3*time.Millisecond || lo != time.Millisecond || hi != 5*time.Millisecond {
+		t.Errorf("1..5 ms: median %v, interval %v to %v; want 3ms, 1ms to 5ms", med, lo, hi)
+	}
+	if med, lo, hi := medianInterval(nil); med != 0 || lo != 0 || hi != 0 {
+		t.Errorf("no values: %v %v %v", med, lo, hi)
 	}
 }
 
