@@ -7,13 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cfg-dev/cfg/gitrepo"
+	"github.com/cfg-dev/cfg/internal/durable"
 	"github.com/cfg-dev/cfg/store"
 )
 
@@ -198,6 +198,12 @@ func setDefault[T int | int64 | time.Duration](v *T, def T) {
 	}
 }
 
+// dataDirs makes Config.DataDir and its missing parents, each new one's
+// parent synced, so that a power loss soon after the first start does
+// not take back the directory with the store in it. A test replaces it
+// to see that it does.
+var dataDirs = durable.OS
+
 // New opens the repository and the store in cfg.DataDir, which it checks
 // whole (store.OpenBolt): a damaged store is a store.DamagedError; or it
 // takes cfg.Store. The tailer starts with the first Serve.
@@ -249,7 +255,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	st := cfg.Store
 	if st == nil {
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		if err := durable.MkdirAll(dataDirs, cfg.DataDir, 0o700); err != nil {
 			return nil, err
 		}
 		if st, err = store.OpenBolt(filepath.Join(cfg.DataDir, StoreFile)); err != nil {

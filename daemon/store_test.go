@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -16,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/cfg-dev/cfg/internal/durable"
 	"github.com/cfg-dev/cfg/store"
 )
 
@@ -270,5 +274,46 @@ func TestDamagedValueNotServed(t *testing.T) {
 	_, err := New(Config{RepoPath: r.dir, DataDir: data, Token: token})
 	if want := fmt.Sprintf("store %s: config \"a\" at revision 1: store damaged: value fails its checksum; restore the store from a backup, or move %s and %s.identity aside to start a new, empty store (agents then resynchronise from it)", path, path, path); err == nil || err.Error() != want {
 		t.Errorf("New on a damaged store:\n got %v\nwant %s", err, want)
+	}
+}
+
+// syncedDirs is durable.OS, recording what it is asked.
+type syncedDirs struct{ calls []string }
+
+func (r *syncedDirs) Mkdir(name string, perm fs.FileMode) error {
+	r.calls = append(r.calls, "mkdir "+name)
+	return durable.OS.Mkdir(name, perm)
+}
+
+func (r *syncedDirs) SyncDir(name string) error {
+	r.calls = append(r.calls, "sync "+name)
+	return durable.OS.SyncDir(name)
+}
+
+// TestDataDirMadeDurably starts a daemon whose data directory and its
+// parent do not exist: it makes both, each synced in its parent once
+// made (a power loss soon after the first start would otherwise take the
+// directory back, with the store and its overrides in it), and opens its
+// store there.
+func TestDataDirMadeDurably(t *testing.T) {
+	r := &syncedDirs{}
+	defer func(old durable.Dirs) { dataDirs = old }(dataDirs)
+	dataDirs = r
+	top := t.TempDir()
+	data := filepath.Join(top, "var", "cfg")
+	d, err := New(Config{RepoPath: gitRepoWithACommit(t), DataDir: data, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	want := []string{"mkdir " + filepath.Dir(data), "sync " + top, "mkdir " + data, "sync " + filepath.Dir(data)}
+	if diff := cmp.Diff(want, r.calls); diff != "" {
+		t.Errorf("making the data directory (-want +got):\n%s", diff)
+	}
+	if fi, err := os.Stat(filepath.Join(data, StoreFile)); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("the store: %v, %v", fi, err)
+	}
+	if fi, err := os.Stat(data); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("the data directory: %v, %v; want mode 0700", fi, err)
 	}
 }

@@ -88,7 +88,7 @@ go build -o "$report/testreport" ./internal/testreport
 # longest package (a few minutes, side by side; more on a loaded machine):
 # it is named first, so that it starts first and the other packages run
 # beside it.
-concurrent=(./cmd/cfg/... ./repo ./compiler ./schema ./validate ./gitrepo ./store ./daemon ./agent/... ./client ./canary/... ./gate/... ./internal/baseline)
+concurrent=(./cmd/cfg/... ./repo ./compiler ./schema ./validate ./gitrepo ./store ./daemon ./agent/... ./client ./canary/... ./gate/... ./internal/baseline ./internal/durable)
 stage "go test -race (concurrent packages)"
 go test -count=1 -timeout 30m -race -json "${concurrent[@]}" | "$report/testreport" -norace "$report/norace"
 # A few of their tests run without the race detector only: they measure

@@ -23,6 +23,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
+	"github.com/cfg-dev/cfg/internal/durable"
 	"github.com/cfg-dev/cfg/wire"
 )
 
@@ -352,7 +353,7 @@ func writeIdentityFile(file, identity string) error {
 			err = os.Rename(tmp, file)
 		}
 		if err == nil {
-			err = syncDir(filepath.Dir(file))
+			err = durable.OS.SyncDir(filepath.Dir(file))
 		}
 		return err
 	}()
@@ -361,18 +362,6 @@ func writeIdentityFile(file, identity string) error {
 		return fmt.Errorf("recording store identity: %w", err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // guard runs fn, turning a panic into an ErrDamaged error: a fault reading

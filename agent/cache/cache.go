@@ -50,6 +50,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cfg-dev/cfg/internal/durable"
 	"github.com/cfg-dev/cfg/repo"
 )
 
@@ -537,37 +538,15 @@ func mkdirAll(root, target string) error {
 	return mkdirSynced(target)
 }
 
-// mkdirSynced creates dir and its missing parents, syncing the parent of
-// every directory it creates (or finds created by a call beside it) so
-// that the new entry is durable.
-func mkdirSynced(dir string) error {
-	fi, err := os.Stat(dir)
-	switch {
-	case err == nil && fi.IsDir():
-		return nil
-	case err == nil:
-		return fmt.Errorf("%s exists and is not a directory", dir)
-	case !errors.Is(err, fs.ErrNotExist):
-		return err
-	}
-	parent := filepath.Dir(dir)
-	if parent != dir {
-		if err := mkdirSynced(parent); err != nil {
-			return err
-		}
-	}
-	switch err := fsys.Mkdir(dir, 0o755); {
-	case errors.Is(err, fs.ErrExist):
-		// Made by a call beside this one, which may not have synced
-		// parent yet.
-		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-			return fmt.Errorf("%s exists and is not a directory", dir)
-		}
-	case err != nil:
-		return err
-	}
-	return syncDir(parent)
-}
+// mkdirSynced creates dir and its missing parents, durably, through
+// fsys (durable.MkdirAll).
+func mkdirSynced(dir string) error { return durable.MkdirAll(cacheDirs{}, dir, 0o755) }
+
+// cacheDirs is fsys as durable.MkdirAll changes it.
+type cacheDirs struct{}
+
+func (cacheDirs) Mkdir(name string, perm fs.FileMode) error { return fsys.Mkdir(name, perm) }
+func (cacheDirs) SyncDir(name string) error                 { return syncDir(name) }
 
 func syncDir(dir string) error {
 	d, err := fsys.Open(dir)
