@@ -66,8 +66,7 @@ type serveRow struct {
 	idle, peak int64                   // RSS after the first publish (or load), and its peak then
 	rss        map[int]int64           // RSS with n watch streams open
 	peakAll    int64                   // peak RSS over the run
-	p50, p99   map[int]time.Duration   // propagation to every watcher, by watchers
-	times      map[int][]time.Duration // each change's propagation, by watchers, in the order made
+	times      map[int][]time.Duration // each change's propagation to every watcher, by watchers, in the order made
 }
 
 type serveKey struct {
@@ -139,8 +138,8 @@ func serveBench(o serveOptions, stdout, stderr io.Writer) error {
 				line += fmt.Sprintf("%.0f\t", megabytes(medianOf(rows, func(r serveRow) int64 { return r.rss[w] })))
 			}
 			for _, w := range o.latency {
-				p50 := medianOf(rows, func(r serveRow) int64 { return int64(r.p50[w]) })
-				p99 := medianOf(rows, func(r serveRow) int64 { return int64(r.p99[w]) })
+				p50 := medianOf(rows, func(r serveRow) int64 { return int64(quantile(r.times[w], 0.5)) })
+				p99 := medianOf(rows, func(r serveRow) int64 { return int64(quantile(r.times[w], 0.99)) })
 				line += fmt.Sprintf("%.2f / %.2f\t", ms(time.Duration(p50)), ms(time.Duration(p99)))
 			}
 			fmt.Fprintln(tw, line)
@@ -400,8 +399,8 @@ func serveRun(o serveOptions, root, dir string, names []string, run int, stderr 
 			printLogEnds(stderr, "serve", filepath.Join(work, "daemon.log"), filepath.Join(work, "etcd.log"))
 		}
 	}()
-	c = serveRow{rss: map[int]int64{}, p50: map[int]time.Duration{}, p99: map[int]time.Duration{}, times: map[int][]time.Duration{}}
-	e = serveRow{rss: map[int]int64{}, p50: map[int]time.Duration{}, p99: map[int]time.Duration{}, times: map[int][]time.Duration{}}
+	c = serveRow{rss: map[int]int64{}, times: map[int][]time.Duration{}}
+	e = serveRow{rss: map[int]int64{}, times: map[int][]time.Duration{}}
 
 	// cfg serve, from an empty store: the first publish is the whole
 	// repository at the work branch's head.
@@ -505,10 +504,8 @@ func serveRun(o serveOptions, root, dir string, names []string, run int, stderr 
 		wg.Wait()
 		cfgRev = cf.rev
 		c.times[n], e.times[n] = cfgAll, etcdAll
-		c.p50[n], c.p99[n] = quantile(cfgAll, 0.5), quantile(cfgAll, 0.99)
-		e.p50[n], e.p99[n] = quantile(etcdAll, 0.5), quantile(etcdAll, 0.99)
 		fmt.Fprintf(stderr, "serve: %d watchers: cfg p50 %.2f p99 %.2f ms, etcd p50 %.2f p99 %.2f ms (load %s)\n",
-			n, ms(c.p50[n]), ms(c.p99[n]), ms(e.p50[n]), ms(e.p99[n]), loadAvg())
+			n, ms(quantile(cfgAll, 0.5)), ms(quantile(cfgAll, 0.99)), ms(quantile(etcdAll, 0.5)), ms(quantile(etcdAll, 0.99)), loadAvg())
 	}
 	if c.peakAll, err = procStatus(cfgPid, "VmHWM"); err != nil {
 		return c, e, err

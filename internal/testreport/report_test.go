@@ -43,11 +43,7 @@ const events = `{"Action":"start","Package":"github.com/cfg-dev/cfg/canary/metri
 `
 
 func TestReport(t *testing.T) {
-	var out strings.Builder
-	ok, err := report([]io.Reader{strings.NewReader(events)}, &out, options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, ok := runReport(t, options{}, events)
 	if ok {
 		t.Error("report says ok, want a failure")
 	}
@@ -62,18 +58,16 @@ skipped 2 tests:
   canary/metrics TestProm: prometheus is not on PATH: apt-get install prometheus
   cmd/cfg TestScript/log: > [!exec:git] skip 'needs git'
 `
-	if out.String() != want {
-		t.Errorf("report:\n%s\nwant:\n%s", out.String(), want)
+	if out != want {
+		t.Errorf("report:\n%s\nwant:\n%s", out, want)
 	}
 
 	// A run that passed, and one whose output ended early.
-	out.Reset()
-	if ok, _ := report([]io.Reader{strings.NewReader(strings.Join(strings.SplitAfter(events, "\n")[:11], ""))}, &out, options{}); !ok {
-		t.Errorf("a run that passed: not ok:\n%s", out.String())
+	if out, ok := runReport(t, options{}, strings.Join(strings.SplitAfter(events, "\n")[:11], "")); !ok {
+		t.Errorf("a run that passed: not ok:\n%s", out)
 	}
-	out.Reset()
-	if ok, _ := report([]io.Reader{strings.NewReader(strings.Join(strings.SplitAfter(events, "\n")[:3], ""))}, &out, options{}); ok || !strings.Contains(out.String(), "FAIL\tgithub.com/cfg-dev/cfg/canary/metrics (no result: the output ended)") {
-		t.Errorf("output ended early: ok %v:\n%s", ok, out.String())
+	if out, ok := runReport(t, options{}, strings.Join(strings.SplitAfter(events, "\n")[:3], "")); ok || !strings.Contains(out, "FAIL\tgithub.com/cfg-dev/cfg/canary/metrics (no result: the output ended)") {
+		t.Errorf("output ended early: ok %v:\n%s", ok, out)
 	}
 }
 
@@ -88,14 +82,13 @@ func TestReportTimeout(t *testing.T) {
 {"Action":"output","Package":"p","Output":"FAIL\tp\t600.1s\n"}
 {"Action":"fail","Package":"p"}
 `
-	var out strings.Builder
-	ok, err := report([]io.Reader{strings.NewReader(in)}, &out, options{})
-	if err != nil || ok {
-		t.Fatalf("report: ok %v, %v", ok, err)
+	out, ok := runReport(t, options{}, in)
+	if ok {
+		t.Fatalf("report: ok, want a failure:\n%s", out)
 	}
 	want := "FAIL\tp\t600.1s\npanic: test timed out after 10m0s\n\trunning tests:\n\t\tTestSlow (10m0s)\n"
-	if out.String() != want {
-		t.Errorf("report:\n%q\nwant\n%q", out.String(), want)
+	if out != want {
+		t.Errorf("report:\n%q\nwant\n%q", out, want)
 	}
 }
 
